@@ -1,0 +1,27 @@
+//! `hdht-core`: the HyperDHT protocol as a pure, deterministic state machine.
+//!
+//! This crate contains **no networking code, no clocks, no threads, no async runtime and no OS
+//! randomness**. It consumes datagrams and timer ticks (`handle_datagram`, `handle_timeout`, both
+//! given the current time `now`) and produces transmits, timer deadlines and events through
+//! `poll_transmit`, `poll_timeout` and `poll_event`. Randomness comes from an RNG the caller
+//! injects. Maps iterate in a fixed order. Given the same inputs, a node produces the same
+//! outputs byte for byte — which is what lets the simulator replay a whole network from a seed,
+//! and what lets the same core run under tokio, smol, the simulator or an embedded loop.
+//!
+//! Layers, one folder each:
+//! - [`wire`]: compact-encoding primitives and dht-rpc messages, bounded and panic-free.
+//! - [`crypto`]: BLAKE2b hashing, node ids, Ed25519 key pairs.
+//! - [`rpc`]: the dht-rpc node: routing table, tokens, requests in flight, congestion window,
+//!   iterative queries, NAT sampler, firewall check, bootstrapping.
+#![no_std]
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod crypto;
+pub mod rpc;
+pub mod time;
+pub mod wire;
+
+pub use time::Instant;

@@ -1,0 +1,22 @@
+//! dht-rpc 6.27.0 as a sans-IO state machine: the layer below hyperdht's commands.
+//!
+//! One file per mechanism: ids, tokens, the routing table with its recency order, the NAT
+//! sampler, the congestion window, health, requests in flight, iterative queries, and the
+//! [`RpcNode`] that owns them.
+
+mod congestion;
+mod health;
+mod id;
+mod nat_sampler;
+mod table;
+mod token;
+
+pub use congestion::CongestionWindow;
+pub use health::{Health, HealthChange};
+pub use id::{encode_addr, NodeId};
+pub use nat_sampler::NatSampler;
+pub use table::{AddOutcome, NodeEntry, RoutingTable};
+pub use token::TokenSecrets;
+
+/// Bucket size and query width.
+pub const K: usize = 20;
