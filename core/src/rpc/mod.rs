@@ -4,14 +4,28 @@
 //! sampler, the congestion window, health, requests in flight, iterative queries, and the
 //! [`RpcNode`] that owns them.
 
+mod config;
 mod congestion;
+mod event;
 mod health;
 mod id;
+mod io;
 mod nat_sampler;
+mod node;
+mod query;
 mod table;
 mod token;
 
+pub use config::{Persistence, RpcConfig};
 pub use congestion::CongestionWindow;
+pub use event::{
+    CommitError, IncomingRequest, QueryError, QueryReply, QueryResult, RequestError, RequestId, RpcEvent,
+};
+pub use node::{
+    QuerySpec, ReplySpec, RequestSpec, RpcNode, SocketKind, Stats, Transmit, DELAYED_PING, DOWN_HINT,
+    FIND_NODE, PING, PING_NAT,
+};
+pub use query::QueryId;
 pub use health::{Health, HealthChange};
 pub use id::{encode_addr, NodeId};
 pub use nat_sampler::NatSampler;

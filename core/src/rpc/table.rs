@@ -1,12 +1,21 @@
 //! The k-bucket routing table (kademlia-routing-table 1.0.6) fused with the recency list
 //! (time-ordered-set 2.0.1) that dht-rpc keeps beside it.
 //!
-//! STUB: interface fixed; implementation in progress.
+//! Layout (compact, because a simulator holds thousands of tables in one process):
+//! - a slab of [`NodeEntry`] slots addressed by `u32`, with a free list threaded through the
+//!   unused slots;
+//! - the recency list as an intrusive doubly linked list through the slots (oldest → latest);
+//! - only the non-empty rows, as `(row index, sorted slot indices)` pairs kept in ascending row
+//!   order. A row's index vector never grows beyond k.
+//!
+//! Lookups compute the row index from the id, find the row by binary search over the (at most
+//! 256) present rows, then binary-search the row. Nothing here indexes out of bounds or panics.
 
 use alloc::vec::Vec;
+use core::cmp::Ordering;
 use core::net::SocketAddrV4;
 
-use super::NodeId;
+use super::{NodeId, K};
 
 /// One routing-table record (dht-rpc's node object). Tick counters are maintenance-tick numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,28 +49,475 @@ pub enum AddOutcome {
     Full,
 }
 
+/// "No slot" marker for the intrusive links.
+const NIL: u32 = u32::MAX;
+
+/// The number of rows (bits in an id).
+const ROWS: usize = 256;
+
+/// A slab slot: an entry plus its recency links, or a free slot (then `next` links the free
+/// list).
+#[derive(Debug, Clone)]
+struct Slot {
+    entry: Option<NodeEntry>,
+    prev: u32,
+    next: u32,
+}
+
+/// A non-empty row: its index and the slot indices of its nodes, sorted by id ascending.
+#[derive(Debug, Clone)]
+struct Row {
+    index: u8,
+    nodes: Vec<u32>,
+}
+
 /// The routing table: 256 lazily created rows of at most k nodes sorted by id, plus a
 /// recency list over all entries (oldest → latest).
+///
+/// Rows that become empty are dropped (the reference keeps them); this is not observable through
+/// this API. [`RoutingTable::add`] does not refuse the table's own id (the kademlia table puts it
+/// in row 255); dht-rpc's node layer refuses it before calling `add`.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
     id: NodeId,
+    slots: Vec<Slot>,
+    /// Head of the free-slot list.
+    free: u32,
+    /// Oldest end of the recency list.
+    oldest: u32,
+    /// Latest end of the recency list.
+    latest: u32,
+    len: usize,
+    /// Non-empty rows in ascending row-index order.
+    rows: Vec<Row>,
 }
 
-#[allow(unused_variables, missing_docs)]
 impl RoutingTable {
-    pub fn new(id: NodeId) -> Self { unimplemented!() }
-    pub fn id(&self) -> &NodeId { unimplemented!() }
-    pub fn len(&self) -> usize { unimplemented!() }
-    pub fn is_empty(&self) -> bool { unimplemented!() }
-    pub fn get(&self, id: &NodeId) -> Option<&NodeEntry> { unimplemented!() }
-    pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut NodeEntry> { unimplemented!() }
-    pub fn add(&mut self, entry: NodeEntry) -> AddOutcome { unimplemented!() }
-    pub fn remove(&mut self, id: &NodeId) -> Option<NodeEntry> { unimplemented!() }
-    pub fn touch(&mut self, id: &NodeId) { unimplemented!() }
-    pub fn closest<'a>(&'a self, target: &NodeId) -> impl Iterator<Item = &'a NodeEntry> + 'a { core::iter::empty() }
-    pub fn nth(&self, index: usize) -> Option<&NodeEntry> { unimplemented!() }
-    pub fn row(&self, index: usize) -> &[NodeEntry] { unimplemented!() }
-    pub fn oldest_first(&self) -> impl Iterator<Item = &NodeEntry> + '_ { core::iter::empty() }
-    pub fn latest_first(&self) -> impl Iterator<Item = &NodeEntry> + '_ { core::iter::empty() }
-    pub fn rebuild(&mut self, new_id: NodeId) -> Vec<NodeEntry> { unimplemented!() }
+    /// An empty table for `id`.
+    pub fn new(id: NodeId) -> Self {
+        RoutingTable {
+            id,
+            slots: Vec::new(),
+            free: NIL,
+            oldest: NIL,
+            latest: NIL,
+            len: 0,
+            rows: Vec::new(),
+        }
+    }
+
+    /// The table's own id.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    /// The number of nodes in the table (and in the recency list).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the table holds no node.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The row an id belongs to: the number of leading bits it shares with the table id (255 for
+    /// the table id itself).
+    pub fn row_index(&self, id: &NodeId) -> usize {
+        self.id.row_index(id)
+    }
+
+    /// True if a node with this id is in the table.
+    pub fn contains(&self, id: &NodeId) -> bool {
+        self.find(id).is_some()
+    }
+
+    /// The node with this id.
+    pub fn get(&self, id: &NodeId) -> Option<&NodeEntry> {
+        let slot = self.find(id)?;
+        self.entry_at(slot)
+    }
+
+    /// The node with this id, mutably. Callers must not change `id` (it decides the node's row
+    /// and its position in the row); everything else may be updated freely.
+    pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut NodeEntry> {
+        let slot = self.find(id)?;
+        self.slots.get_mut(slot as usize).and_then(|s| s.entry.as_mut())
+    }
+
+    /// Adds a node (kademlia-routing-table `add`). A new node is inserted into its row in id
+    /// order and appended at the latest end of the recency list; a node with a known id replaces
+    /// the stored record in place; a full row rejects the node.
+    pub fn add(&mut self, entry: NodeEntry) -> AddOutcome {
+        let row_index = self.row_index(&entry.id);
+        let row_pos = match self.rows.binary_search_by(|r| usize::from(r.index).cmp(&row_index)) {
+            Ok(p) => p,
+            Err(p) => {
+                // Rows are created lazily; an id's row index is always < 256.
+                let index = u8::try_from(row_index).unwrap_or(u8::MAX);
+                self.rows.insert(p, Row { index, nodes: Vec::new() });
+                p
+            }
+        };
+        let search = match self.rows.get(row_pos) {
+            Some(row) => search_row(&self.slots, &row.nodes, &entry.id),
+            None => return AddOutcome::Full,
+        };
+        match search {
+            Ok(pos) => {
+                let slot = self
+                    .rows
+                    .get(row_pos)
+                    .and_then(|r| r.nodes.get(pos))
+                    .copied()
+                    .unwrap_or(NIL);
+                if let Some(s) = self.slots.get_mut(slot as usize) {
+                    s.entry = Some(entry);
+                }
+                AddOutcome::Updated
+            }
+            Err(pos) => {
+                let full = self.rows.get(row_pos).map_or(true, |r| r.nodes.len() >= K);
+                if full {
+                    return AddOutcome::Full;
+                }
+                let slot = self.alloc(entry);
+                self.link_latest(slot);
+                self.len += 1;
+                if let Some(row) = self.rows.get_mut(row_pos) {
+                    insert_bounded(&mut row.nodes, pos, slot);
+                }
+                AddOutcome::Inserted
+            }
+        }
+    }
+
+    /// Removes the node with this id from its row and from the recency list.
+    pub fn remove(&mut self, id: &NodeId) -> Option<NodeEntry> {
+        let row_index = self.row_index(id);
+        let row_pos = self
+            .rows
+            .binary_search_by(|r| usize::from(r.index).cmp(&row_index))
+            .ok()?;
+        let row = self.rows.get_mut(row_pos)?;
+        let pos = search_row(&self.slots, &row.nodes, id).ok()?;
+        if pos >= row.nodes.len() {
+            return None;
+        }
+        let slot = row.nodes.remove(pos);
+        if row.nodes.is_empty() {
+            self.rows.remove(row_pos);
+        }
+        self.unlink(slot);
+        self.len = self.len.saturating_sub(1);
+        self.release(slot)
+    }
+
+    /// Moves the node with this id to the latest end of the recency list (time-ordered-set
+    /// re-add). Does nothing if the id is not in the table.
+    pub fn touch(&mut self, id: &NodeId) {
+        if let Some(slot) = self.find(id) {
+            if self.latest != slot {
+                self.unlink(slot);
+                self.link_latest(slot);
+            }
+        }
+    }
+
+    /// All nodes in the reference `closest` order for `target`: row `d` (the target's row), then
+    /// rows `d-1 … 0`, then `d+1 … 255`, each row id-ascending. Take the first n for
+    /// `closest(target, n)`.
+    pub fn closest<'a>(&'a self, target: &NodeId) -> impl Iterator<Item = &'a NodeEntry> + 'a {
+        let d = self.row_index(target);
+        let split = self.rows.partition_point(|r| usize::from(r.index) <= d);
+        let (low, high) = self.rows.split_at(split.min(self.rows.len()));
+        low.iter()
+            .rev()
+            .chain(high.iter())
+            .flat_map(move |r| r.nodes.iter().filter_map(move |&s| self.entry_at(s)))
+    }
+
+    /// The reference `toArray()`: `closest(own id, ∞)`, i.e. rows 255 down to 0.
+    pub fn to_array(&self) -> impl Iterator<Item = &NodeEntry> + '_ {
+        self.rows
+            .iter()
+            .rev()
+            .flat_map(move |r| r.nodes.iter().filter_map(move |&s| self.entry_at(s)))
+    }
+
+    /// The `index`-th node walking the rows in ascending row order, each id-ascending (what
+    /// `random()` picks with a uniform index in `[0, len)`).
+    pub fn nth(&self, index: usize) -> Option<&NodeEntry> {
+        let mut n = index;
+        for row in &self.rows {
+            if let Some(&slot) = row.nodes.get(n) {
+                return self.entry_at(slot);
+            }
+            n -= row.nodes.len();
+        }
+        None
+    }
+
+    /// The nodes of row `index`, id-ascending (empty for a row that does not exist or an index ≥
+    /// 256).
+    pub fn row(&self, index: usize) -> impl ExactSizeIterator<Item = &NodeEntry> + DoubleEndedIterator + Clone + '_ {
+        let nodes: &[u32] = if index < ROWS {
+            match self.rows.binary_search_by(|r| usize::from(r.index).cmp(&index)) {
+                Ok(p) => self.rows.get(p).map_or(&[][..], |r| &r.nodes[..]),
+                Err(_) => &[],
+            }
+        } else {
+            &[]
+        };
+        RowIter { table: self, nodes: nodes.iter() }
+    }
+
+    /// The number of nodes in row `index`.
+    pub fn row_len(&self, index: usize) -> usize {
+        self.row(index).len()
+    }
+
+    /// The least recently added or touched node.
+    pub fn oldest(&self) -> Option<&NodeEntry> {
+        self.entry_at(self.oldest)
+    }
+
+    /// The most recently added or touched node.
+    pub fn latest(&self) -> Option<&NodeEntry> {
+        self.entry_at(self.latest)
+    }
+
+    /// The recency list from the oldest node to the latest.
+    pub fn oldest_first(&self) -> impl Iterator<Item = &NodeEntry> + '_ {
+        core::iter::successors(self.slots.get(self.oldest as usize), move |s| {
+            self.slots.get(s.next as usize)
+        })
+        .take(self.len)
+        .filter_map(|s| s.entry.as_ref())
+    }
+
+    /// The recency list from the latest node to the oldest.
+    pub fn latest_first(&self) -> impl Iterator<Item = &NodeEntry> + '_ {
+        core::iter::successors(self.slots.get(self.latest as usize), move |s| {
+            self.slots.get(s.prev as usize)
+        })
+        .take(self.len)
+        .filter_map(|s| s.entry.as_ref())
+    }
+
+    /// Switches the table to `new_id` (dht-rpc `_updateNetworkState`): every entry is re-added,
+    /// in the old table's `toArray()` order, to fresh rows for the new id. An entry whose id
+    /// equals `new_id`, and every entry whose new row is already full, is removed from the table
+    /// and from the recency list; those are returned in `toArray()` order. The recency order of
+    /// the kept entries is unchanged.
+    ///
+    /// Note: the reference skips the entry equal to `new_id` without removing it from its recency
+    /// list (a dangling list member); this table drops and returns it instead.
+    pub fn rebuild(&mut self, new_id: NodeId) -> Vec<NodeEntry> {
+        let order: Vec<u32> = self.rows.iter().rev().flat_map(|r| r.nodes.iter().copied()).collect();
+        self.id = new_id;
+        self.rows = Vec::new();
+        let mut dropped = Vec::new();
+        for slot in order {
+            let id = match self.entry_at(slot) {
+                Some(e) => e.id,
+                None => continue,
+            };
+            if id != new_id && self.place(slot, &id) {
+                continue;
+            }
+            self.unlink(slot);
+            self.len = self.len.saturating_sub(1);
+            if let Some(e) = self.release(slot) {
+                dropped.push(e);
+            }
+        }
+        self.shrink_slab();
+        dropped
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // internals
+
+    fn entry_at(&self, slot: u32) -> Option<&NodeEntry> {
+        self.slots.get(slot as usize).and_then(|s| s.entry.as_ref())
+    }
+
+    /// The slot of the node with this id.
+    fn find(&self, id: &NodeId) -> Option<u32> {
+        let row_index = self.row_index(id);
+        let row_pos = self
+            .rows
+            .binary_search_by(|r| usize::from(r.index).cmp(&row_index))
+            .ok()?;
+        let row = self.rows.get(row_pos)?;
+        let pos = search_row(&self.slots, &row.nodes, id).ok()?;
+        row.nodes.get(pos).copied()
+    }
+
+    /// Puts an existing (already linked) slot into its row for the current id. Returns false if
+    /// the row is full (or, defensively, already holds the id).
+    fn place(&mut self, slot: u32, id: &NodeId) -> bool {
+        let row_index = self.row_index(id);
+        let row_pos = match self.rows.binary_search_by(|r| usize::from(r.index).cmp(&row_index)) {
+            Ok(p) => p,
+            Err(p) => {
+                let index = u8::try_from(row_index).unwrap_or(u8::MAX);
+                self.rows.insert(p, Row { index, nodes: Vec::new() });
+                p
+            }
+        };
+        let Some(row) = self.rows.get(row_pos) else { return false };
+        let pos = match search_row(&self.slots, &row.nodes, id) {
+            Ok(_) => return false,
+            Err(pos) => pos,
+        };
+        if row.nodes.len() >= K {
+            return false;
+        }
+        if let Some(row) = self.rows.get_mut(row_pos) {
+            insert_bounded(&mut row.nodes, pos, slot);
+        }
+        true
+    }
+
+    fn alloc(&mut self, entry: NodeEntry) -> u32 {
+        let free = self.free;
+        if let Some(s) = self.slots.get_mut(free as usize) {
+            self.free = s.next;
+            s.entry = Some(entry);
+            s.prev = NIL;
+            s.next = NIL;
+            return free;
+        }
+        let slot = u32::try_from(self.slots.len()).unwrap_or(NIL);
+        self.slots.push(Slot { entry: Some(entry), prev: NIL, next: NIL });
+        slot
+    }
+
+    /// Frees a slot (already unlinked from the recency list) and returns its entry.
+    fn release(&mut self, slot: u32) -> Option<NodeEntry> {
+        let free = self.free;
+        let s = self.slots.get_mut(slot as usize)?;
+        let entry = s.entry.take();
+        s.prev = NIL;
+        s.next = free;
+        self.free = slot;
+        entry
+    }
+
+    /// Drops trailing free slots when most of the slab is unused (keeps memory bounded after a
+    /// table shrinks).
+    fn shrink_slab(&mut self) {
+        if self.slots.len() <= 2 * self.len + 8 {
+            return;
+        }
+        while matches!(self.slots.last(), Some(s) if s.entry.is_none()) {
+            self.slots.pop();
+        }
+        // Rebuild the free list over what remains (lowest index first, deterministic).
+        self.free = NIL;
+        for i in (0..self.slots.len()).rev() {
+            if let Some(s) = self.slots.get_mut(i) {
+                if s.entry.is_none() {
+                    s.next = self.free;
+                    s.prev = NIL;
+                    self.free = u32::try_from(i).unwrap_or(NIL);
+                }
+            }
+        }
+        self.slots.shrink_to_fit();
+    }
+
+    fn link_latest(&mut self, slot: u32) {
+        let latest = self.latest;
+        if let Some(s) = self.slots.get_mut(slot as usize) {
+            s.prev = latest;
+            s.next = NIL;
+        } else {
+            return;
+        }
+        match self.slots.get_mut(latest as usize) {
+            Some(l) => l.next = slot,
+            None => self.oldest = slot,
+        }
+        self.latest = slot;
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let (prev, next) = match self.slots.get_mut(slot as usize) {
+            Some(s) => {
+                let pn = (s.prev, s.next);
+                s.prev = NIL;
+                s.next = NIL;
+                pn
+            }
+            None => return,
+        };
+        match self.slots.get_mut(prev as usize) {
+            Some(p) => p.next = next,
+            None => {
+                if self.oldest == slot {
+                    self.oldest = next;
+                }
+            }
+        }
+        match self.slots.get_mut(next as usize) {
+            Some(n) => n.prev = prev,
+            None => {
+                if self.latest == slot {
+                    self.latest = prev;
+                }
+            }
+        }
+    }
 }
+
+/// Binary search for `id` in a row's sorted slot list.
+fn search_row(slots: &[Slot], nodes: &[u32], id: &NodeId) -> Result<usize, usize> {
+    nodes.binary_search_by(|&s| {
+        slots
+            .get(s as usize)
+            .and_then(|s| s.entry.as_ref())
+            .map_or(Ordering::Less, |e| e.id.cmp(id))
+    })
+}
+
+/// Inserts into a row's index vector, growing its allocation in small steps up to k.
+fn insert_bounded(nodes: &mut Vec<u32>, pos: usize, slot: u32) {
+    if nodes.len() == nodes.capacity() {
+        let want = (nodes.capacity() * 2).clamp(4, K);
+        nodes.reserve_exact(want.saturating_sub(nodes.len()).max(1));
+    }
+    let pos = pos.min(nodes.len());
+    nodes.insert(pos, slot);
+}
+
+/// Iterator over one row's entries.
+#[derive(Clone)]
+struct RowIter<'a> {
+    table: &'a RoutingTable,
+    nodes: core::slice::Iter<'a, u32>,
+}
+
+impl<'a> Iterator for RowIter<'a> {
+    type Item = &'a NodeEntry;
+
+    fn next(&mut self) -> Option<&'a NodeEntry> {
+        let slot = *self.nodes.next()?;
+        self.table.entry_at(slot)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.nodes.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for RowIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let slot = *self.nodes.next_back()?;
+        self.table.entry_at(slot)
+    }
+}
+
+impl ExactSizeIterator for RowIter<'_> {}

@@ -1,0 +1,208 @@
+//! Requests in flight (dht-rpc `lib/io.js`): transaction ids, retransmission timers, the
+//! congestion window's FIFO, and matching responses by tid.
+//!
+//! This module knows nothing about what a request is *for*: each carries an opaque owner tag
+//! `O` that the node uses to route the outcome.
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+use core::net::SocketAddrV4;
+use core::time::Duration;
+
+use super::{CongestionWindow, NodeId, SocketKind};
+use crate::Instant;
+
+/// Default time to wait for a response before retransmitting.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// One request waiting for its response.
+#[derive(Debug)]
+pub(crate) struct InFlight<O> {
+    pub(crate) to: SocketAddrV4,
+    pub(crate) to_id: Option<NodeId>,
+    pub(crate) socket: SocketKind,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) ttl: Option<u8>,
+    /// Transmissions so far.
+    pub(crate) sent: u32,
+    /// Retransmissions allowed after the first send.
+    pub(crate) retries: u32,
+    pub(crate) timeout: Duration,
+    /// When the current timer fires; `None` while queued behind the congestion window.
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) created: Instant,
+    /// The cycle callback (first timer expiry) has run.
+    pub(crate) cycled: bool,
+    pub(crate) force: bool,
+    pub(crate) owner: O,
+}
+
+/// A datagram to send, produced by the io layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    pub(crate) socket: SocketKind,
+    pub(crate) to: SocketAddrV4,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) ttl: Option<u8>,
+}
+
+/// The in-flight table.
+#[derive(Debug)]
+pub(crate) struct Io<O> {
+    next_tid: u16,
+    inflight: BTreeMap<u16, InFlight<O>>,
+    deadlines: BTreeSet<(Instant, u16)>,
+    queued: VecDeque<u16>,
+    pub(crate) congestion: CongestionWindow,
+}
+
+impl<O> Io<O> {
+    pub(crate) fn new(first_tid: u16, max_window: u32) -> Self {
+        Io {
+            next_tid: first_tid,
+            inflight: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            queued: VecDeque::new(),
+            congestion: CongestionWindow::new(max_window),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Takes the next free tid (the counter wraps; tids still in flight are skipped).
+    pub(crate) fn allocate_tid(&mut self) -> u16 {
+        loop {
+            let tid = self.next_tid;
+            self.next_tid = self.next_tid.wrapping_add(1);
+            if !self.inflight.contains_key(&tid) || self.inflight.len() >= usize::from(u16::MAX) {
+                return tid;
+            }
+        }
+    }
+
+    /// Registers a request under `tid` and sends it (or queues it behind the window).
+    pub(crate) fn start(
+        &mut self,
+        now: Instant,
+        tid: u16,
+        req: InFlight<O>,
+        out: &mut VecDeque<Outgoing>,
+    ) {
+        self.inflight.insert(tid, req);
+        self.send(now, tid, out);
+    }
+
+    fn send(&mut self, now: Instant, tid: u16, out: &mut VecDeque<Outgoing>) {
+        let Some(req) = self.inflight.get_mut(&tid) else { return };
+        if !req.force && self.congestion.is_full() {
+            req.deadline = None;
+            self.queued.push_back(tid);
+            return;
+        }
+        self.congestion.send();
+        req.sent += 1;
+        let deadline = now + req.timeout;
+        req.deadline = Some(deadline);
+        self.deadlines.insert((deadline, tid));
+        out.push_back(Outgoing {
+            socket: req.socket,
+            to: req.to,
+            bytes: req.bytes.clone(),
+            ttl: req.ttl,
+        });
+    }
+
+    /// The 750 ms drain: rotate the window and release queued requests while it has room.
+    pub(crate) fn drain(&mut self, now: Instant, out: &mut VecDeque<Outgoing>) {
+        self.congestion.drain();
+        while !self.congestion.is_full() {
+            let Some(tid) = self.queued.pop_front() else { break };
+            if self.inflight.get(&tid).is_some_and(|r| r.deadline.is_none()) {
+                self.send(now, tid, out);
+            }
+        }
+    }
+
+    /// The earliest retransmission deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Pops one request whose timer fired at or before `now`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<u16> {
+        let &(t, tid) = self.deadlines.first()?;
+        if t > now {
+            return None;
+        }
+        self.deadlines.remove(&(t, tid));
+        if let Some(req) = self.inflight.get_mut(&tid) {
+            req.deadline = None;
+        }
+        Some(tid)
+    }
+
+    /// Whether this expiry is the request's first (its cycle hook has not run yet); marks it run.
+    pub(crate) fn take_cycle(&mut self, tid: u16) -> bool {
+        match self.inflight.get_mut(&tid) {
+            Some(r) if !r.cycled => {
+                r.cycled = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// After a timer fired (and any cycle hook ran): retransmit, or fail when retries are used up.
+    pub(crate) fn expire(
+        &mut self,
+        now: Instant,
+        tid: u16,
+        out: &mut VecDeque<Outgoing>,
+    ) -> Option<InFlight<O>> {
+        let req = self.inflight.get(&tid)?;
+        if req.deadline.is_some() {
+            // Re-armed by the owner in the meantime.
+            return None;
+        }
+        if req.sent > req.retries {
+            return self.inflight.remove(&tid);
+        }
+        self.send(now, tid, out);
+        None
+    }
+
+    /// Removes the request a response answers, returning a congestion credit.
+    pub(crate) fn complete(&mut self, tid: u16) -> Option<InFlight<O>> {
+        let req = self.inflight.remove(&tid)?;
+        if let Some(d) = req.deadline {
+            self.deadlines.remove(&(d, tid));
+        }
+        self.congestion.recv();
+        Some(req)
+    }
+
+    /// Cancels a request (session destroyed): no event, two congestion credits as the reference.
+    pub(crate) fn cancel(&mut self, tid: u16) -> Option<InFlight<O>> {
+        let req = self.complete(tid)?;
+        self.congestion.recv();
+        Some(req)
+    }
+
+    /// The tids of requests whose owner matches.
+    pub(crate) fn tids_where(&self, mut pred: impl FnMut(&O) -> bool) -> Vec<u16> {
+        self.inflight.iter().filter(|(_, r)| pred(&r.owner)).map(|(t, _)| *t).collect()
+    }
+
+    pub(crate) fn get(&self, tid: u16) -> Option<&InFlight<O>> {
+        self.inflight.get(&tid)
+    }
+
+    /// Fails everything (destroy): returns all requests in tid order.
+    pub(crate) fn clear(&mut self) -> Vec<(u16, InFlight<O>)> {
+        self.deadlines.clear();
+        self.queued.clear();
+        core::mem::take(&mut self.inflight).into_iter().collect()
+    }
+}

@@ -1,0 +1,1562 @@
+//! The dht-rpc node: one sans-IO state machine that owns the routing table, the requests in
+//! flight, the queries, the NAT sampler and the bootstrap/persistence logic.
+//!
+//! Inputs: [`RpcNode::handle_datagram`], [`RpcNode::handle_timeout`] and the user calls
+//! ([`RpcNode::query`], [`RpcNode::request`], [`RpcNode::reply`], …), each given `now`.
+//! Outputs: [`RpcNode::poll_transmit`], [`RpcNode::poll_timeout`], [`RpcNode::poll_event`].
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec::Vec;
+use core::net::{Ipv4Addr, SocketAddrV4};
+use core::time::Duration;
+
+use rand_core::RngCore;
+
+use super::io::{InFlight, Io, Outgoing, REQUEST_TIMEOUT};
+use super::query::{Candidate, Phase, Query, Referrer};
+use super::{
+    encode_addr, AddOutcome, CommitError, Health, IncomingRequest, NatSampler, NodeEntry, NodeId,
+    Persistence, QueryError, QueryId, QueryReply, QueryResult, RequestError, RequestId,
+    RoutingTable, RpcConfig, RpcEvent, TokenSecrets, K,
+};
+use crate::wire::{
+    Message, Request, Response, ERROR_INVALID_TOKEN, ERROR_OK, ERROR_UNKNOWN_COMMAND,
+};
+use crate::Instant;
+
+/// Internal command: liveness probe.
+pub const PING: u64 = 0;
+/// Internal command: "reply to this port of my host" (reachability test).
+pub const PING_NAT: u64 = 1;
+/// Internal command: closest nodes to a target.
+pub const FIND_NODE: u64 = 2;
+/// Internal command: "this node seems down".
+pub const DOWN_HINT: u64 = 3;
+/// Internal command: reply after a delay.
+pub const DELAYED_PING: u64 = 4;
+
+const TICK_INTERVAL: Duration = Duration::from_millis(5000);
+const SLEEPING_INTERVAL: Duration = Duration::from_millis(15000);
+const DRAIN_INTERVAL: Duration = Duration::from_millis(750);
+const STABLE_TICKS: u32 = 240;
+const MORE_STABLE_TICKS: u32 = 720;
+const REFRESH_TICKS: u32 = 60;
+const RECENT_NODE: u32 = 12;
+const OLD_NODE: u32 = 360;
+const DEFAULT_RETRIES: u32 = 3;
+const QUERY_RETRIES: u32 = 5;
+const MAX_REPINGING: u32 = 3;
+const MAX_CHECKS_FOR_DOWN_HINTS: u32 = 10;
+/// Bound on delayed replies we hold, so DELAYED_PING floods cost bounded memory.
+const MAX_DELAYED_REPLIES: usize = 1024;
+
+/// dht-rpc's two sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SocketKind {
+    /// Bound to the configured port; the address other nodes store.
+    Server,
+    /// Bound to a random port; used for requests while firewalled.
+    Client,
+}
+
+/// A datagram for the driver to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Which of the node's sockets sends it.
+    pub socket: SocketKind,
+    /// Destination.
+    pub to: SocketAddrV4,
+    /// The datagram.
+    pub payload: Vec<u8>,
+    /// IP TTL to use, if not the default.
+    pub ttl: Option<u8>,
+}
+
+/// A query to run ([`RpcNode::query`]).
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    /// The key to approach.
+    pub target: NodeId,
+    /// Internal (dht-rpc) or external (application) command namespace.
+    pub internal: bool,
+    /// The command sent to every visited node.
+    pub command: u64,
+    /// The value sent to every visited node.
+    pub value: Option<Vec<u8>>,
+    /// Auto-commit: send the command again, with the node's token, to the k closest repliers.
+    pub commit: bool,
+    /// Seed addresses, visited first, in order.
+    pub seeds: Vec<SocketAddrV4>,
+    /// Visit only the seeds.
+    pub only_closest_nodes: bool,
+    /// Retries per visit (default 5).
+    pub retries: Option<u32>,
+    /// Parallel visits (default: the node's concurrency).
+    pub concurrency: Option<usize>,
+}
+
+impl QuerySpec {
+    /// An external-command query for `target` with the defaults.
+    pub fn new(target: NodeId, command: u64) -> Self {
+        QuerySpec {
+            target,
+            internal: false,
+            command,
+            value: None,
+            commit: false,
+            seeds: Vec::new(),
+            only_closest_nodes: false,
+            retries: None,
+            concurrency: None,
+        }
+    }
+}
+
+/// A single request ([`RpcNode::request`]).
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    /// Destination.
+    pub to: SocketAddrV4,
+    /// The destination's id, if known: a timeout then removes it from the routing table.
+    pub to_id: Option<NodeId>,
+    /// Internal namespace.
+    pub internal: bool,
+    /// Command.
+    pub command: u64,
+    /// Target key.
+    pub target: Option<NodeId>,
+    /// Payload.
+    pub value: Option<Vec<u8>>,
+    /// A token the destination gave us.
+    pub token: Option<[u8; 32]>,
+    /// Retransmissions after the first send (default 3).
+    pub retries: Option<u32>,
+    /// Skip the congestion window.
+    pub force: bool,
+    /// IP TTL.
+    pub ttl: Option<u8>,
+}
+
+impl RequestSpec {
+    /// An external request with the defaults.
+    pub fn new(to: SocketAddrV4, command: u64) -> Self {
+        RequestSpec {
+            to,
+            to_id: None,
+            internal: false,
+            command,
+            target: None,
+            value: None,
+            token: None,
+            retries: None,
+            force: false,
+            ttl: None,
+        }
+    }
+}
+
+/// How to answer an [`IncomingRequest`] ([`RpcNode::reply`]).
+#[derive(Debug, Clone)]
+pub struct ReplySpec {
+    /// Error code (0 = OK).
+    pub error: u64,
+    /// Payload.
+    pub value: Option<Vec<u8>>,
+    /// Include a fresh token for the destination host.
+    pub token: bool,
+    /// Include closer nodes for the request's target.
+    pub closer_nodes: bool,
+    /// Send to this address instead of the request's source.
+    pub to: Option<SocketAddrV4>,
+    /// Send from this socket instead of the one the request arrived on.
+    pub socket: Option<SocketKind>,
+}
+
+impl ReplySpec {
+    /// `req.reply(value)`: a token and closer nodes by default.
+    pub fn value(value: Option<Vec<u8>>) -> Self {
+        ReplySpec { error: ERROR_OK, value, token: true, closer_nodes: true, to: None, socket: None }
+    }
+
+    /// `req.error(code)`: no token, closer nodes by default.
+    pub fn error(code: u64) -> Self {
+        ReplySpec { error: code, value: None, token: false, closer_nodes: true, to: None, socket: None }
+    }
+}
+
+/// Who is waiting for a request's outcome.
+#[derive(Debug, Clone)]
+enum Owner {
+    User(RequestId),
+    Visit(QueryId),
+    DownHint(QueryId),
+    Commit(QueryId),
+    Check { id: NodeId, seen_before: u32 },
+    Reping { old: NodeId, seen_before: u32, candidate: NodeEntry },
+    QuickNat,
+    FirewallProbe,
+}
+
+impl Owner {
+    fn query(&self) -> Option<QueryId> {
+        match self {
+            Owner::Visit(q) | Owner::DownHint(q) | Owner::Commit(q) => Some(*q),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bootstrap {
+    Querying { round: u8, query: QueryId, quick_sent: bool },
+    Updating { round: u8 },
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UpdatePurpose {
+    Bootstrap { round: u8 },
+    Adaptive,
+}
+
+/// A network-state update waiting for its firewall probes (`_updateNetworkState` + `_checkIfFirewalled`).
+#[derive(Debug)]
+struct NetworkCheck {
+    purpose: UpdatePurpose,
+    only_firewall: bool,
+    host: Ipv4Addr,
+    port: u16,
+    candidates: usize,
+    outstanding: usize,
+    /// Source hosts of every datagram that reached the server socket during the check.
+    hosts: BTreeSet<Ipv4Addr>,
+    /// (reply source, reported `to`) of successful probes.
+    pongs: Vec<(SocketAddrV4, SocketAddrV4)>,
+}
+
+/// A dht-rpc node.
+#[derive(Debug)]
+pub struct RpcNode<R> {
+    cfg: RpcConfig,
+    rng: R,
+    table: RoutingTable,
+    nat: NatSampler,
+    tokens: TokenSecrets,
+    io: Io<Owner>,
+    queries: BTreeMap<QueryId, Query>,
+    next_query: u64,
+    next_request: u64,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<RpcEvent>,
+    delayed: BTreeMap<(Instant, u64), Transmit>,
+    delayed_seq: u64,
+    tick: u32,
+    last_tick_at: Instant,
+    next_tick: Instant,
+    next_drain: Instant,
+    firewalled: bool,
+    ephemeral: bool,
+    adaptive: bool,
+    force_persistent: bool,
+    bootstrapped: bool,
+    destroyed: bool,
+    refresh_ticks: u32,
+    stable_ticks: u32,
+    last_checked_host: Option<Ipv4Addr>,
+    repinging: u32,
+    checks: u32,
+    down_hints_sent: u32,
+    bootstrap_samples: Vec<SocketAddrV4>,
+    health: Health,
+    total_responses: u64,
+    total_timeouts: u64,
+    bootstrap: Bootstrap,
+    test_nat: bool,
+    network_check: Option<NetworkCheck>,
+    stats: Stats,
+}
+
+/// Counters for observability and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to the node.
+    pub datagrams_in: u64,
+    /// Datagrams dropped as malformed or of another protocol.
+    pub datagrams_dropped: u64,
+    /// Datagrams produced.
+    pub datagrams_out: u64,
+    /// Requests answered.
+    pub requests_in: u64,
+    /// Responses matched to a request.
+    pub responses_matched: u64,
+}
+
+impl<R: RngCore> RpcNode<R> {
+    /// A node that starts bootstrapping at `now`. Its first datagrams are ready at once.
+    pub fn new(cfg: RpcConfig, mut rng: R, now: Instant) -> Self {
+        let mut table_id = [0u8; 32];
+        rng.fill_bytes(&mut table_id);
+        let first_tid = (rng.next_u32() & 0xffff) as u16;
+        let tick = 51 + rng.next_u32() % 50;
+        let refresh_ticks = 31 + rng.next_u32() % 30;
+        let adaptive = cfg.persistence == Persistence::Adaptive;
+        let force_persistent = cfg.persistence == Persistence::Persistent;
+        let mut node = RpcNode {
+            rng,
+            table: RoutingTable::new(NodeId(table_id)),
+            nat: NatSampler::new(),
+            tokens: TokenSecrets::new(),
+            io: Io::new(first_tid, cfg.max_window),
+            queries: BTreeMap::new(),
+            next_query: 0,
+            next_request: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            delayed: BTreeMap::new(),
+            delayed_seq: 0,
+            tick,
+            last_tick_at: now,
+            next_tick: now + TICK_INTERVAL,
+            next_drain: now + DRAIN_INTERVAL,
+            firewalled: cfg.firewalled,
+            ephemeral: true,
+            adaptive,
+            force_persistent,
+            bootstrapped: false,
+            destroyed: false,
+            refresh_ticks,
+            stable_ticks: STABLE_TICKS,
+            last_checked_host: None,
+            repinging: 0,
+            checks: 0,
+            down_hints_sent: 0,
+            bootstrap_samples: Vec::new(),
+            health: Health::new(),
+            total_responses: 0,
+            total_timeouts: 0,
+            bootstrap: Bootstrap::Done,
+            test_nat: false,
+            network_check: None,
+            stats: Stats::default(),
+            cfg,
+        };
+        if let Some(public) = node.cfg.bootstrapper {
+            node.nat.add(public);
+        }
+        let seeds: Vec<SocketAddrV4> = node.cfg.nodes.iter().rev().copied().collect();
+        for addr in seeds {
+            node.add_node(addr);
+        }
+        node.start_bootstrap_round(now, 1);
+        node
+    }
+
+    // ----- outputs -----
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_out += 1;
+        Some(t)
+    }
+
+    /// The next event for the owner.
+    pub fn poll_event(&mut self) -> Option<RpcEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.destroyed {
+            return None;
+        }
+        let mut t = self.next_tick.min(self.next_drain);
+        if let Some(d) = self.io.next_deadline() {
+            t = t.min(d);
+        }
+        if let Some(((d, _), _)) = self.delayed.first_key_value() {
+            t = t.min(*d);
+        }
+        Some(t)
+    }
+
+    // ----- state -----
+
+    /// Our id, while persistent.
+    pub fn id(&self) -> Option<NodeId> {
+        if self.ephemeral {
+            None
+        } else {
+            Some(*self.table.id())
+        }
+    }
+
+    /// The routing table (read-only).
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// Whether the node thinks unsolicited datagrams can't reach its server socket.
+    pub fn is_firewalled(&self) -> bool {
+        self.firewalled
+    }
+
+    /// Whether the node is ephemeral (sends no id, not routable).
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
+    }
+
+    /// Whether bootstrapping finished.
+    pub fn is_bootstrapped(&self) -> bool {
+        self.bootstrapped
+    }
+
+    /// Whether the node has been destroyed.
+    pub fn is_destroyed(&self) -> bool {
+        self.destroyed
+    }
+
+    /// Our public host and port as the network reports them (port 0 if unknown/randomized).
+    pub fn public_address(&self) -> (Option<Ipv4Addr>, u16) {
+        (self.nat.host(), self.nat.port())
+    }
+
+    /// `remoteAddress()`: our public address, once not firewalled and consistent with our port.
+    pub fn remote_address(&self) -> Option<SocketAddrV4> {
+        let host = self.nat.host()?;
+        let port = self.nat.port();
+        if self.firewalled || port == 0 || port != self.cfg.server_port {
+            return None;
+        }
+        Some(SocketAddrV4::new(host, port))
+    }
+
+    /// The socket new requests leave from.
+    pub fn primary_socket(&self) -> SocketKind {
+        if self.firewalled {
+            SocketKind::Client
+        } else {
+            SocketKind::Server
+        }
+    }
+
+    /// Health: online.
+    pub fn is_online(&self) -> bool {
+        self.health.online()
+    }
+
+    /// Health: degraded.
+    pub fn is_degraded(&self) -> bool {
+        self.health.degraded()
+    }
+
+    /// The current maintenance tick number.
+    pub fn tick(&self) -> u32 {
+        self.tick
+    }
+
+    /// Requests in flight.
+    pub fn inflight(&self) -> usize {
+        self.io.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RpcConfig {
+        &self.cfg
+    }
+
+    /// `toArray()`: table entries, most recently seen first.
+    pub fn to_array(&self) -> Vec<SocketAddrV4> {
+        self.table.latest_first().map(|e| e.addr).collect()
+    }
+
+    /// Mutable access to the injected RNG (for layers above that share it).
+    pub fn rng(&mut self) -> &mut R {
+        &mut self.rng
+    }
+
+    // ----- user operations -----
+
+    /// `addNode({host, port})`: inserts a node without contacting it.
+    pub fn add_node(&mut self, addr: SocketAddrV4) {
+        let id = NodeId::from_addr(&addr);
+        if id == *self.table.id() {
+            return;
+        }
+        let entry = self.new_entry(id, addr, None);
+        if self.table.add(entry) == AddOutcome::Inserted {
+            self.events.push_back(RpcEvent::AddNode(addr));
+        }
+    }
+
+    /// Starts an iterative query. Replies arrive as [`RpcEvent::QueryReply`], the end as
+    /// [`RpcEvent::QueryDone`].
+    pub fn query(&mut self, now: Instant, spec: QuerySpec) -> QueryId {
+        let conc = spec.concurrency.unwrap_or(self.cfg.concurrency).max(1);
+        self.start_query(now, spec, conc, None)
+    }
+
+    /// `findNode(target)`: a FIND_NODE query.
+    pub fn find_node(&mut self, now: Instant, target: NodeId) -> QueryId {
+        let mut spec = QuerySpec::new(target, FIND_NODE);
+        spec.internal = true;
+        self.query(now, spec)
+    }
+
+    /// Cancels a query: its requests stop, and it ends with its current closest replies.
+    pub fn cancel_query(&mut self, now: Instant, query: QueryId) {
+        if self.queries.contains_key(&query) {
+            self.finish_query_ok(now, query);
+        }
+    }
+
+    /// Sends one request. Its outcome arrives as [`RpcEvent::Response`].
+    pub fn request(&mut self, now: Instant, spec: RequestSpec) -> RequestId {
+        let rid = RequestId(self.next_request);
+        self.next_request += 1;
+        if self.destroyed {
+            self.events.push_back(RpcEvent::Response { request: rid, result: Err(RequestError::Destroyed) });
+            return rid;
+        }
+        self.send_request(now, spec, Owner::User(rid));
+        rid
+    }
+
+    /// An internal PING.
+    pub fn ping(&mut self, now: Instant, to: SocketAddrV4) -> RequestId {
+        let mut spec = RequestSpec::new(to, PING);
+        spec.internal = true;
+        self.request(now, spec)
+    }
+
+    /// Answers a request delivered as [`RpcEvent::Request`].
+    pub fn reply(&mut self, req: &IncomingRequest, reply: ReplySpec) {
+        if self.destroyed {
+            return;
+        }
+        let target = if reply.closer_nodes { req.target } else { None };
+        self.send_reply(
+            reply.socket.unwrap_or(req.socket),
+            reply.to.unwrap_or(req.from),
+            req.tid,
+            reply.token,
+            target,
+            reply.error,
+            reply.value,
+        );
+    }
+
+    /// `relay(value, to)`: forwards a received request to a third node, once, untracked.
+    pub fn relay(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>, to: SocketAddrV4, socket: Option<SocketKind>) {
+        if self.destroyed {
+            return;
+        }
+        let socket = socket.unwrap_or_else(|| self.primary_socket());
+        let msg = Request {
+            tid: req.tid,
+            to,
+            id: self.id_for(socket),
+            token: None,
+            internal: req.internal,
+            command: req.command,
+            target: req.target.map(|t| t.0),
+            value,
+        };
+        self.push_transmit(socket, to, msg.to_bytes(), None);
+    }
+
+    /// Starts a background refresh (a FIND_NODE towards a random known node).
+    pub fn refresh(&mut self, now: Instant) {
+        let target = if self.table.is_empty() {
+            *self.table.id()
+        } else {
+            let i = self.rng.next_u32() as usize % self.table.len();
+            self.table.nth(i).map_or(*self.table.id(), |e| e.id)
+        };
+        self.background_query(now, target);
+    }
+
+    /// Stops the node: every request and query fails with "destroyed", no more output.
+    pub fn destroy(&mut self) {
+        if self.destroyed {
+            return;
+        }
+        self.destroyed = true;
+        for (_, req) in self.io.clear() {
+            if let Owner::User(rid) = req.owner {
+                self.events.push_back(RpcEvent::Response { request: rid, result: Err(RequestError::Destroyed) });
+            }
+        }
+        let queries: Vec<QueryId> = self.queries.keys().copied().collect();
+        for q in queries {
+            self.queries.remove(&q);
+            self.events.push_back(RpcEvent::QueryDone { query: q, result: Err(QueryError::Destroyed) });
+        }
+        self.delayed.clear();
+        self.network_check = None;
+    }
+
+    // ----- inputs -----
+
+    /// Feeds one received datagram. Malformed input is dropped silently (counted in stats).
+    pub fn handle_datagram(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, bytes: &[u8]) {
+        if self.destroyed {
+            return;
+        }
+        self.stats.datagrams_in += 1;
+        if bytes.len() < 2 || from.port() == 0 {
+            self.stats.datagrams_dropped += 1;
+            return;
+        }
+        if socket == SocketKind::Server {
+            if let Some(check) = self.network_check.as_mut() {
+                check.hosts.insert(*from.ip());
+            }
+        }
+        match Message::decode(bytes) {
+            Ok(Message::Request(req)) => self.on_request(now, socket, from, req),
+            Ok(Message::Response(res)) => self.on_response(now, socket, from, res),
+            Err(_) => self.stats.datagrams_dropped += 1,
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.destroyed {
+            return;
+        }
+        let mut drains = 0;
+        while self.next_drain <= now {
+            self.drain(now);
+            drains += 1;
+            self.next_drain = if drains >= 16 { now + DRAIN_INTERVAL } else { self.next_drain + DRAIN_INTERVAL };
+        }
+        while let Some(tid) = self.io.pop_expired(now) {
+            self.on_request_timer(now, tid);
+        }
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let t = entry.remove();
+            self.transmits.push_back(t);
+        }
+        if self.next_tick <= now {
+            self.next_tick = now + TICK_INTERVAL;
+            self.on_tick(now);
+        }
+    }
+
+    // ----- internals: sending -----
+
+    fn id_for(&self, socket: SocketKind) -> Option<[u8; 32]> {
+        if !self.ephemeral && socket == SocketKind::Server {
+            Some(self.table.id().0)
+        } else {
+            None
+        }
+    }
+
+    fn push_transmit(&mut self, socket: SocketKind, to: SocketAddrV4, payload: Vec<u8>, ttl: Option<u8>) {
+        self.transmits.push_back(Transmit { socket, to, payload, ttl });
+    }
+
+    fn flush_io(&mut self, out: VecDeque<Outgoing>) {
+        for o in out {
+            self.push_transmit(o.socket, o.to, o.bytes, o.ttl);
+        }
+    }
+
+    fn send_request(&mut self, now: Instant, spec: RequestSpec, owner: Owner) -> u16 {
+        let socket = self.primary_socket();
+        let tid = self.io.allocate_tid();
+        let msg = Request {
+            tid,
+            to: spec.to,
+            id: self.id_for(socket),
+            token: spec.token,
+            internal: spec.internal,
+            command: spec.command,
+            target: spec.target.map(|t| t.0),
+            value: spec.value,
+        };
+        let retries = if spec.force { 0 } else { spec.retries.unwrap_or(DEFAULT_RETRIES) };
+        let req = InFlight {
+            to: spec.to,
+            to_id: spec.to_id,
+            socket,
+            bytes: msg.to_bytes(),
+            ttl: spec.ttl,
+            sent: 0,
+            retries,
+            timeout: REQUEST_TIMEOUT,
+            deadline: None,
+            created: now,
+            cycled: false,
+            force: spec.force,
+            owner,
+        };
+        let mut out = VecDeque::new();
+        self.io.start(now, tid, req, &mut out);
+        self.flush_io(out);
+        tid
+    }
+
+    fn internal_request(&mut self, now: Instant, to: SocketAddrV4, to_id: Option<NodeId>, command: u64, value: Option<Vec<u8>>, owner: Owner) {
+        let mut spec = RequestSpec::new(to, command);
+        spec.internal = true;
+        spec.to_id = to_id;
+        spec.value = value;
+        self.send_request(now, spec, owner);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_reply(
+        &mut self,
+        socket: SocketKind,
+        to: SocketAddrV4,
+        tid: u16,
+        token: bool,
+        closer_target: Option<NodeId>,
+        error: u64,
+        value: Option<Vec<u8>>,
+    ) {
+        let token = if token { Some(self.tokens.token(*to.ip(), &mut self.rng)) } else { None };
+        let closer_nodes = match closer_target {
+            Some(t) => self.table.closest(&t).take(K).map(|e| e.addr).collect(),
+            None => Vec::new(),
+        };
+        let res = Response { tid, to, id: self.id_for(socket), token, closer_nodes, error, value };
+        self.push_transmit(socket, to, res.to_bytes(), None);
+    }
+
+    fn drain(&mut self, now: Instant) {
+        let mut out = VecDeque::new();
+        self.io.drain(now, &mut out);
+        self.flush_io(out);
+        self.tokens.on_drain();
+    }
+
+    // ----- internals: incoming requests -----
+
+    fn on_request(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, req: Request) {
+        self.stats.requests_in += 1;
+        let from_id = req.id.map(NodeId).filter(|id| *id == NodeId::from_addr(&from));
+        let target = req.target.map(NodeId);
+        if let Some(token) = &req.token {
+            if !self.tokens.is_valid(*from.ip(), token) {
+                self.send_reply(socket, from, req.tid, true, target, ERROR_INVALID_TOKEN, None);
+                return;
+            }
+        }
+        if let Some(id) = from_id {
+            let sample = socket == self.primary_socket();
+            self.add_node_from_network(now, sample, from, id, req.to);
+        }
+        if req.internal {
+            self.on_internal_request(now, socket, from, req, target);
+            return;
+        }
+        if self.cfg.deliver_requests {
+            self.events.push_back(RpcEvent::Request(IncomingRequest {
+                tid: req.tid,
+                from,
+                from_id,
+                to: req.to,
+                token: req.token,
+                internal: false,
+                command: req.command,
+                target,
+                value: req.value,
+                socket,
+            }));
+        } else {
+            self.send_reply(socket, from, req.tid, false, target, ERROR_UNKNOWN_COMMAND, None);
+        }
+    }
+
+    fn on_internal_request(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, req: Request, target: Option<NodeId>) {
+        let value = req.value.as_deref().unwrap_or(&[]);
+        match req.command {
+            PING => self.send_reply(socket, from, req.tid, false, None, ERROR_OK, None),
+            PING_NAT => {
+                if value.len() < 2 {
+                    return;
+                }
+                let port = u16::from_le_bytes([value[0], value[1]]);
+                if port == 0 {
+                    return;
+                }
+                let to = SocketAddrV4::new(*from.ip(), port);
+                self.send_reply(socket, to, req.tid, false, None, ERROR_OK, None);
+            }
+            FIND_NODE => {
+                if target.is_none() {
+                    return;
+                }
+                self.send_reply(socket, from, req.tid, false, target, ERROR_OK, None);
+            }
+            DOWN_HINT => {
+                if value.len() < 6 {
+                    return;
+                }
+                if self.checks < MAX_CHECKS_FOR_DOWN_HINTS {
+                    let id = NodeId(crate::crypto::hash(&value[..6]));
+                    let tick = self.tick;
+                    if let Some(node) = self.table.get_mut(&id) {
+                        if node.pinged < tick || node.down_hints == 0 {
+                            node.down_hints += 1;
+                            self.check(now, id);
+                        }
+                    }
+                }
+                self.send_reply(socket, from, req.tid, false, None, ERROR_OK, None);
+            }
+            DELAYED_PING => {
+                if value.len() < 4 {
+                    return;
+                }
+                let delay = u32::from_le_bytes([value[0], value[1], value[2], value[3]]);
+                if delay > self.cfg.max_ping_delay || self.delayed.len() >= MAX_DELAYED_REPLIES {
+                    return;
+                }
+                let res = Response {
+                    tid: req.tid,
+                    to: from,
+                    id: self.id_for(socket),
+                    token: None,
+                    closer_nodes: Vec::new(),
+                    error: ERROR_OK,
+                    value: None,
+                };
+                let at = now + Duration::from_millis(u64::from(delay));
+                self.delayed_seq += 1;
+                self.delayed.insert((at, self.delayed_seq), Transmit { socket, to: from, payload: res.to_bytes(), ttl: None });
+            }
+            _ => self.send_reply(socket, from, req.tid, false, target, ERROR_UNKNOWN_COMMAND, None),
+        }
+    }
+
+    // ----- internals: responses -----
+
+    fn on_response(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, res: Response) {
+        let Some(req) = self.io.complete(res.tid) else { return };
+        self.stats.responses_matched += 1;
+        self.total_responses += 1;
+        let from_id = res.id.map(NodeId).filter(|id| *id == NodeId::from_addr(&from));
+        let sample = socket == self.primary_socket();
+        match from_id {
+            Some(id) => self.add_node_from_network(now, sample, from, id, res.to),
+            None => self.sample_bootstrap_maybe(from, res.to),
+        }
+        let reply = QueryReply {
+            from,
+            from_id,
+            to: res.to,
+            token: res.token,
+            closer_nodes: res.closer_nodes,
+            error: res.error,
+            value: res.value,
+            rtt: now - req.created,
+        };
+        self.on_request_done(now, req, Ok(reply));
+    }
+
+    fn on_request_timer(&mut self, now: Instant, tid: u16) {
+        if self.io.take_cycle(tid) {
+            if let Some(Owner::Visit(q)) = self.io.get(tid).map(|r| r.owner.clone()) {
+                if let Some(query) = self.queries.get_mut(&q) {
+                    query.slow += 1;
+                }
+                self.read_more(now, q);
+            }
+        }
+        let mut out = VecDeque::new();
+        let failed = self.io.expire(now, tid, &mut out);
+        self.flush_io(out);
+        if let Some(req) = failed {
+            self.total_timeouts += 1;
+            if let Some(id) = req.to_id {
+                self.remove_node(&id);
+            }
+            self.on_request_done(now, req, Err(RequestError::Timeout));
+        }
+    }
+
+    fn on_request_done(&mut self, now: Instant, req: InFlight<Owner>, result: Result<QueryReply, RequestError>) {
+        match req.owner {
+            Owner::User(rid) => self.events.push_back(RpcEvent::Response { request: rid, result }),
+            Owner::Visit(q) => self.on_visit_done(now, q, req.to, req.cycled, result),
+            Owner::DownHint(_) => {}
+            Owner::Commit(q) => {
+                let outcome = match result {
+                    Ok(r) if r.error == ERROR_OK => Ok(()),
+                    Ok(r) => Err(CommitError::Remote(r.error)),
+                    Err(e) => Err(CommitError::Request(e)),
+                };
+                self.on_commit_done(now, q, outcome);
+            }
+            Owner::Check { id, seen_before } => {
+                self.checks = self.checks.saturating_sub(1);
+                let advanced = result.is_ok() && self.table.get(&id).is_some_and(|n| n.seen > seen_before);
+                if !advanced {
+                    self.remove_node(&id);
+                }
+            }
+            Owner::Reping { old, seen_before, candidate } => {
+                self.repinging = self.repinging.saturating_sub(1);
+                let advanced = result.is_ok() && self.table.get(&old).is_some_and(|n| n.seen > seen_before);
+                if !advanced {
+                    self.remove_node(&old);
+                    let addr = candidate.addr;
+                    if self.table.add(candidate) == AddOutcome::Inserted {
+                        self.events.push_back(RpcEvent::AddNode(addr));
+                    }
+                }
+            }
+            Owner::QuickNat => {
+                if result.is_ok() && matches!(self.bootstrap, Bootstrap::Querying { .. }) {
+                    self.test_nat = true;
+                }
+            }
+            Owner::FirewallProbe => {
+                let done = match self.network_check.as_mut() {
+                    Some(check) => {
+                        check.outstanding = check.outstanding.saturating_sub(1);
+                        if let Ok(r) = &result {
+                            if r.error == ERROR_OK {
+                                check.pongs.push((r.from, r.to));
+                            }
+                        }
+                        check.outstanding == 0
+                    }
+                    None => false,
+                };
+                if done {
+                    self.finish_firewall_check(now);
+                }
+            }
+        }
+    }
+
+    // ----- internals: routing table -----
+
+    fn new_entry(&self, id: NodeId, addr: SocketAddrV4, to: Option<SocketAddrV4>) -> NodeEntry {
+        NodeEntry { id, addr, to, added: self.tick, pinged: self.tick, seen: self.tick, sampled: 0, down_hints: 0 }
+    }
+
+    fn nat_add(&mut self, addr: SocketAddrV4) {
+        let before = (self.nat.host(), self.nat.port());
+        self.nat.add(addr);
+        let after = (self.nat.host(), self.nat.port());
+        if before != after {
+            self.events.push_back(RpcEvent::NatUpdate { host: after.0, port: after.1 });
+        }
+    }
+
+    fn sample_bootstrap_maybe(&mut self, from: SocketAddrV4, to: SocketAddrV4) {
+        let max = self.cfg.bootstrap.len().max(1);
+        if self.bootstrap_samples.len() >= max || self.bootstrap_samples.contains(&from) {
+            return;
+        }
+        self.bootstrap_samples.push(from);
+        self.nat_add(to);
+    }
+
+    fn add_node_from_network(&mut self, _now: Instant, sample: bool, from: SocketAddrV4, id: NodeId, to: SocketAddrV4) {
+        if id == *self.table.id() {
+            return;
+        }
+        let tick = self.tick;
+        if let Some(node) = self.table.get_mut(&id) {
+            node.pinged = tick;
+            node.seen = tick;
+            let resample = sample && (node.sampled == 0 || tick.saturating_sub(node.sampled) >= OLD_NODE);
+            if resample {
+                node.to = Some(to);
+                node.sampled = tick;
+            }
+            self.table.touch(&id);
+            if resample {
+                self.nat_add(to);
+            }
+            return;
+        }
+        let mut entry = self.new_entry(id, from, Some(to));
+        entry.sampled = tick;
+        match self.table.add(entry.clone()) {
+            AddOutcome::Inserted => {
+                self.events.push_back(RpcEvent::AddNode(from));
+                self.nat_add(to);
+            }
+            AddOutcome::Updated => {}
+            AddOutcome::Full => {
+                entry.sampled = 0;
+                self.on_full_row(_now, entry);
+            }
+        }
+    }
+
+    fn on_full_row(&mut self, now: Instant, candidate: NodeEntry) {
+        if !self.bootstrapped || self.repinging >= MAX_REPINGING {
+            return;
+        }
+        let row = self.table.row_index(&candidate.id);
+        let tick = self.tick;
+        let oldest = self
+            .table
+            .row(row)
+            .filter(|n| n.pinged != tick)
+            .min_by(|a, b| a.pinged.cmp(&b.pinged).then(a.added.cmp(&b.added)))
+            .map(|n| (n.id, n.addr, n.pinged, n.added, n.seen));
+        let Some((id, addr, pinged, added, seen)) = oldest else { return };
+        if tick.saturating_sub(pinged) < RECENT_NODE && tick.saturating_sub(added) > OLD_NODE {
+            return;
+        }
+        if let Some(n) = self.table.get_mut(&id) {
+            n.pinged = tick;
+        }
+        self.repinging += 1;
+        self.internal_request(now, addr, None, PING, None, Owner::Reping { old: id, seen_before: seen, candidate });
+    }
+
+    fn remove_node(&mut self, id: &NodeId) {
+        if let Some(e) = self.table.remove(id) {
+            self.events.push_back(RpcEvent::RemoveNode(e.addr));
+        }
+    }
+
+    /// `_check(node)`: ping it; remove it unless it answers with a fresh `seen`.
+    fn check(&mut self, now: Instant, id: NodeId) {
+        let tick = self.tick;
+        let Some(node) = self.table.get_mut(&id) else { return };
+        node.pinged = tick;
+        let (addr, seen_before) = (node.addr, node.seen);
+        self.checks += 1;
+        self.internal_request(now, addr, Some(id), PING, None, Owner::Check { id, seen_before });
+    }
+
+    fn ping_some(&mut self, now: Instant) {
+        let mut budget = if self.io.len() > 2 { 3 } else { 5 };
+        let tick = self.tick;
+        let Some(oldest) = self.table.oldest_first().next() else {
+            self.refresh(now);
+            return;
+        };
+        if tick.saturating_sub(oldest.pinged) < RECENT_NODE {
+            budget = 2;
+        }
+        let victims: Vec<NodeId> = self
+            .table
+            .oldest_first()
+            .take(budget)
+            .take_while(|n| n.pinged != tick)
+            .map(|n| n.id)
+            .collect();
+        for id in victims {
+            self.check(now, id);
+        }
+    }
+
+    // ----- internals: ticks -----
+
+    fn on_tick(&mut self, now: Instant) {
+        if now - self.last_tick_at > SLEEPING_INTERVAL {
+            self.wakeup(now);
+        } else {
+            self.tick += 1;
+        }
+        self.last_tick_at = now;
+        if !self.bootstrapped {
+            return;
+        }
+        if self.adaptive && self.ephemeral && self.network_check.is_none() {
+            self.stable_ticks = self.stable_ticks.saturating_sub(1);
+            if self.stable_ticks == 0 {
+                if self.last_checked_host.is_some() && self.nat.host() == self.last_checked_host {
+                    self.stable_ticks = MORE_STABLE_TICKS;
+                } else {
+                    self.update_network_state(now, false, UpdatePurpose::Adaptive);
+                }
+            }
+        }
+        if self.tick & 7 == 0 {
+            self.ping_some(now);
+        }
+        let refresh = if (self.tick & 63) == 0 && self.table.len() < K {
+            true
+        } else {
+            self.refresh_ticks = self.refresh_ticks.saturating_sub(1);
+            self.refresh_ticks == 0
+        };
+        if refresh {
+            self.refresh(now);
+        }
+        self.down_hints_sent = 0;
+        if self.health.update(self.total_responses, self.total_timeouts).is_some() {
+            self.events.push_back(RpcEvent::NetworkUpdate { online: self.health.online(), degraded: self.health.degraded() });
+        }
+    }
+
+    fn wakeup(&mut self, _now: Instant) {
+        let t = self.tick.wrapping_add(2 * OLD_NODE);
+        self.tick = t.wrapping_add(8).wrapping_sub(t & 7).wrapping_sub(2);
+        self.stable_ticks = MORE_STABLE_TICKS;
+        self.refresh_ticks = 1;
+        self.last_checked_host = None;
+        self.health.reset();
+        if self.adaptive && !self.ephemeral {
+            self.ephemeral = true;
+            self.events.push_back(RpcEvent::Ephemeral);
+        }
+        self.events.push_back(RpcEvent::Wakeup);
+    }
+
+    // ----- internals: queries -----
+
+    fn background_query(&mut self, now: Instant, target: NodeId) -> QueryId {
+        let conc = self.cfg.concurrency;
+        let bg = conc.min((conc / 8).max(2));
+        let mut spec = QuerySpec::new(target, FIND_NODE);
+        spec.internal = true;
+        self.start_query(now, spec, bg, Some(bg))
+    }
+
+    fn start_query(&mut self, now: Instant, spec: QuerySpec, concurrency: usize, background: Option<usize>) -> QueryId {
+        let qid = QueryId(self.next_query);
+        self.next_query += 1;
+        if self.destroyed {
+            self.events.push_back(RpcEvent::QueryDone { query: qid, result: Err(QueryError::Destroyed) });
+            return qid;
+        }
+        self.refresh_ticks = REFRESH_TICKS;
+        let retries = spec.retries.unwrap_or(if spec.internal && spec.command == DOWN_HINT { DEFAULT_RETRIES } else { QUERY_RETRIES });
+        let mut q = Query::new(
+            spec.target,
+            spec.internal,
+            spec.command,
+            spec.value,
+            spec.commit,
+            retries,
+            concurrency,
+            background,
+            spec.only_closest_nodes,
+        );
+        for addr in spec.seeds {
+            q.push_seed(Candidate { addr, id: NodeId::from_addr(&addr) });
+        }
+        self.queries.insert(qid, q);
+        self.open_query(qid);
+        self.read_more(now, qid);
+        qid
+    }
+
+    /// `_open`: fill from the table, then the bootstrap nodes, while fewer than k are pending.
+    fn open_query(&mut self, qid: QueryId) {
+        let Some(q) = self.queries.get(&qid) else { return };
+        if q.pending_len() < K {
+            self.add_from_table(qid);
+        }
+        let Some(q) = self.queries.get_mut(&qid) else { return };
+        if q.pending_len() < K {
+            for addr in self.cfg.bootstrap.iter().copied() {
+                q.add_pending(Candidate { addr, id: NodeId::from_addr(&addr) }, None);
+            }
+        }
+    }
+
+    fn add_from_table(&mut self, qid: QueryId) {
+        let Some(q) = self.queries.get_mut(&qid) else { return };
+        q.from_table = true;
+        let want = K.saturating_sub(q.pending_len());
+        let target = q.target;
+        for e in self.table.closest(&target).take(want) {
+            q.add_pending(Candidate { addr: e.addr, id: e.id }, None);
+        }
+    }
+
+    fn read_more(&mut self, now: Instant, qid: QueryId) {
+        loop {
+            let Some(q) = self.queries.get_mut(&qid) else { return };
+            if q.phase != Phase::Visiting {
+                return;
+            }
+            let limit = if q.slowdown { 3 } else { q.concurrency } + q.slow;
+            let mut visits = Vec::new();
+            while q.inflight + visits.len() < limit {
+                let Some(next) = q.pop_pending() else { break };
+                if !q.is_closer(&next.id) {
+                    continue;
+                }
+                visits.push(next);
+            }
+            q.inflight += visits.len();
+            if !q.from_table && q.successes == 0 && q.errors == 0 {
+                q.slowdown = true;
+            }
+            let (target, internal, command, value, retries) = (q.target, q.internal, q.command, q.value.clone(), q.retries);
+            for c in visits {
+                let spec = RequestSpec {
+                    to: c.addr,
+                    to_id: Some(c.id),
+                    internal,
+                    command,
+                    target: Some(target),
+                    value: value.clone(),
+                    token: None,
+                    retries: Some(retries),
+                    force: false,
+                    ttl: None,
+                };
+                self.send_request(now, spec, Owner::Visit(qid));
+            }
+            let Some(q) = self.queries.get_mut(&qid) else { return };
+            if q.pending_len() > 0 {
+                return;
+            }
+            let settled = q.inflight == 0 || (q.slow == q.inflight && q.closest_replies().len() >= K);
+            if !settled {
+                return;
+            }
+            if !q.from_table && q.successes < K / 4 {
+                self.add_from_table(qid);
+                continue;
+            }
+            self.flush_query(now, qid);
+            return;
+        }
+    }
+
+    fn on_visit_done(&mut self, now: Instant, qid: QueryId, to: SocketAddrV4, cycled: bool, result: Result<QueryReply, RequestError>) {
+        let Some(q) = self.queries.get_mut(&qid) else { return };
+        q.inflight = q.inflight.saturating_sub(1);
+        if cycled {
+            q.slow = q.slow.saturating_sub(1);
+        }
+        let reply = match result {
+            Ok(r) => r,
+            Err(err) => {
+                if err == RequestError::Timeout {
+                    let refs = q.mark_down(to);
+                    for r in refs {
+                        self.send_down_hint(now, qid, r, to);
+                    }
+                } else if let Some(q) = self.queries.get_mut(&qid) {
+                    q.mark_done(to);
+                }
+                if let Some(q) = self.queries.get_mut(&qid) {
+                    if q.phase == Phase::Visiting {
+                        q.errors += 1;
+                    }
+                }
+                self.read_more(now, qid);
+                return;
+            }
+        };
+        q.mark_done(to);
+        if q.phase != Phase::Visiting {
+            return;
+        }
+        if reply.error == ERROR_OK {
+            q.successes += 1;
+        } else {
+            q.errors += 1;
+        }
+        if reply.error == ERROR_OK && reply.from_id.is_some() {
+            q.add_closest(reply.clone());
+        }
+        let own = *self.table.id();
+        let referrer = Referrer { addr: reply.from, id: reply.from_id };
+        let mut hints = Vec::new();
+        for addr in &reply.closer_nodes {
+            let id = NodeId::from_addr(addr);
+            if id == own {
+                continue;
+            }
+            let res = q.add_pending(Candidate { addr: *addr, id }, Some(referrer));
+            if let Some(h) = res.down_hint {
+                hints.push(h);
+            }
+            if !res.keep_going {
+                break;
+            }
+        }
+        if !q.from_table && q.successes + q.errors >= q.concurrency {
+            q.slowdown = false;
+        }
+        let background = q.background;
+        for (r, down) in hints {
+            self.send_down_hint(now, qid, r, down);
+        }
+        if reply.error == ERROR_OK {
+            if let Some(bg) = background {
+                let full = self.cfg.concurrency;
+                let inflight = self.io.len();
+                if let Some(q) = self.queries.get_mut(&qid) {
+                    q.concurrency = if inflight < 3 { full } else { bg };
+                }
+            }
+            self.on_query_reply(now, qid, &reply);
+            self.events.push_back(RpcEvent::QueryReply { query: qid, reply });
+        }
+        self.read_more(now, qid);
+    }
+
+    /// Hook for internal queries (bootstrap's quick NAT test).
+    fn on_query_reply(&mut self, now: Instant, qid: QueryId, reply: &QueryReply) {
+        if let Bootstrap::Querying { round: 1, query, quick_sent: false } = self.bootstrap {
+            if query == qid {
+                self.bootstrap = Bootstrap::Querying { round: 1, query, quick_sent: true };
+                let quick = self.firewalled && self.cfg.quick_firewall && !self.force_persistent;
+                if quick {
+                    let port = self.cfg.server_port.to_le_bytes().to_vec();
+                    self.internal_request(now, reply.from, None, PING_NAT, Some(port), Owner::QuickNat);
+                }
+            }
+        }
+    }
+
+    fn send_down_hint(&mut self, now: Instant, qid: QueryId, to: Referrer, down: SocketAddrV4) {
+        if !self.cfg.send_down_hints {
+            return;
+        }
+        if let Some(limit) = self.cfg.down_hints_rate_limit {
+            if self.down_hints_sent >= limit {
+                return;
+            }
+        }
+        self.down_hints_sent += 1;
+        self.internal_request(now, to.addr, to.id, DOWN_HINT, Some(encode_addr(&down).to_vec()), Owner::DownHint(qid));
+    }
+
+    /// `_flush`: end the query, or start its commit phase.
+    fn flush_query(&mut self, now: Instant, qid: QueryId) {
+        let Some(q) = self.queries.get_mut(&qid) else { return };
+        if !q.commit {
+            self.finish_query_ok(now, qid);
+            return;
+        }
+        if q.closest_replies().is_empty() {
+            self.finish_query(now, qid, Err(QueryError::TooFewNodes));
+            return;
+        }
+        let commits: Vec<(SocketAddrV4, Option<[u8; 32]>)> = q.closest_replies().iter().map(|r| (r.from, r.token)).collect();
+        q.phase = Phase::Committing { outstanding: commits.len(), succeeded: 0 };
+        let (target, command, value) = (q.target, q.command, q.value.clone());
+        // Visits still in flight stop now.
+        self.cancel_query_requests(qid, |o| matches!(o, Owner::Visit(_)));
+        let mut no_token = 0;
+        for (to, token) in commits {
+            match token {
+                None => no_token += 1,
+                Some(token) => {
+                    let spec = RequestSpec {
+                        to,
+                        to_id: None,
+                        internal: false,
+                        command,
+                        target: Some(target),
+                        value: value.clone(),
+                        token: Some(token),
+                        retries: None,
+                        force: false,
+                        ttl: None,
+                    };
+                    self.send_request(now, spec, Owner::Commit(qid));
+                }
+            }
+        }
+        for _ in 0..no_token {
+            self.on_commit_done(now, qid, Err(CommitError::NoToken));
+        }
+    }
+
+    fn on_commit_done(&mut self, now: Instant, qid: QueryId, outcome: Result<(), CommitError>) {
+        let Some(q) = self.queries.get_mut(&qid) else { return };
+        let Phase::Committing { outstanding, succeeded } = &mut q.phase else { return };
+        *outstanding = outstanding.saturating_sub(1);
+        match outcome {
+            Ok(()) => *succeeded += 1,
+            Err(e) => {
+                if *outstanding == 0 && *succeeded == 0 {
+                    self.finish_query(now, qid, Err(QueryError::CommitFailed(e)));
+                    return;
+                }
+            }
+        }
+        if *outstanding == 0 {
+            self.finish_query_ok(now, qid);
+        }
+    }
+
+    fn finish_query_ok(&mut self, now: Instant, qid: QueryId) {
+        let Some(q) = self.queries.get_mut(&qid) else { return };
+        let result = QueryResult { successes: q.successes, errors: q.errors, closest_replies: q.take_closest_replies() };
+        self.finish_query(now, qid, Ok(result));
+    }
+
+    fn finish_query(&mut self, now: Instant, qid: QueryId, result: Result<QueryResult, QueryError>) {
+        self.cancel_query_requests(qid, |_| true);
+        self.queries.remove(&qid);
+        self.events.push_back(RpcEvent::QueryDone { query: qid, result: result.clone() });
+        if let Bootstrap::Querying { round, query, .. } = self.bootstrap {
+            if query == qid {
+                self.on_bootstrap_query_done(now, round);
+            }
+        }
+    }
+
+    fn cancel_query_requests(&mut self, qid: QueryId, mut pred: impl FnMut(&Owner) -> bool) {
+        let tids = self.io.tids_where(|o| o.query() == Some(qid) && pred(o));
+        for tid in tids {
+            self.io.cancel(tid);
+        }
+    }
+
+    // ----- internals: bootstrap and network state -----
+
+    fn start_bootstrap_round(&mut self, now: Instant, round: u8) {
+        let target = *self.table.id();
+        // Mark the state before the query starts: its replies may arrive synchronously in tests.
+        self.bootstrap = Bootstrap::Querying { round, query: QueryId(self.next_query), quick_sent: false };
+        self.background_query(now, target);
+    }
+
+    fn on_bootstrap_query_done(&mut self, now: Instant, round: u8) {
+        if !self.test_nat && !self.force_persistent {
+            self.finish_bootstrap();
+            return;
+        }
+        self.bootstrap = Bootstrap::Updating { round };
+        let only_firewall = !self.force_persistent;
+        self.update_network_state(now, only_firewall, UpdatePurpose::Bootstrap { round });
+    }
+
+    fn finish_bootstrap(&mut self) {
+        if self.bootstrapped {
+            return;
+        }
+        self.bootstrap = Bootstrap::Done;
+        self.bootstrapped = true;
+        self.events.push_back(RpcEvent::Ready);
+    }
+
+    /// `_updateNetworkState(onlyFirewall)`. The outcome goes to `on_network_update_done`, at
+    /// once or after the firewall probes.
+    fn update_network_state(&mut self, now: Instant, only_firewall: bool, purpose: UpdatePurpose) {
+        if !self.ephemeral || (only_firewall && !self.firewalled) {
+            return self.on_network_update_done(now, purpose, false);
+        }
+        let (host, port) = (self.nat.host(), self.nat.port());
+        if !only_firewall {
+            self.stable_ticks = MORE_STABLE_TICKS;
+            self.last_checked_host = host;
+        }
+        let Some(host) = host.filter(|_| port != 0) else {
+            return self.on_network_update_done(now, purpose, false);
+        };
+        if !self.firewalled {
+            let ok = self.complete_network_update(now, only_firewall, host, port, None);
+            return self.on_network_update_done(now, purpose, ok);
+        }
+        // `_checkIfFirewalled`: probe up to 5 recent nodes (plus the bootstrap nodes if fewer).
+        let mut candidates: Vec<(SocketAddrV4, NodeId)> = self.table.latest_first().take(5).map(|e| (e.addr, e.id)).collect();
+        if candidates.len() < 5 {
+            candidates.extend(self.cfg.bootstrap.iter().map(|a| (*a, NodeId::from_addr(a))));
+        }
+        if candidates.is_empty() {
+            return self.on_network_update_done(now, purpose, false);
+        }
+        self.network_check = Some(NetworkCheck {
+            purpose,
+            only_firewall,
+            host,
+            port,
+            candidates: candidates.len(),
+            outstanding: candidates.len(),
+            hosts: BTreeSet::new(),
+            pongs: Vec::new(),
+        });
+        let value = self.cfg.server_port.to_le_bytes().to_vec();
+        for (addr, id) in candidates {
+            self.internal_request(now, addr, Some(id), PING_NAT, Some(value.clone()), Owner::FirewallProbe);
+        }
+    }
+
+    fn finish_firewall_check(&mut self, now: Instant) {
+        let Some(check) = self.network_check.take() else { return };
+        let mut sampler = NatSampler::new();
+        let mut count = 0;
+        for (from, to) in &check.pongs {
+            if check.hosts.contains(from.ip()) {
+                count += 1;
+                sampler.add(*to);
+            }
+        }
+        let needed = if check.candidates >= 5 { 3 } else { 1 };
+        let firewalled = count < needed
+            || sampler.host().is_none()
+            || sampler.host() != self.nat.host()
+            || sampler.port() == 0
+            || sampler.port() != self.cfg.server_port;
+        let ok = !firewalled
+            && self.complete_network_update(now, check.only_firewall, check.host, check.port, Some(sampler));
+        self.on_network_update_done(now, check.purpose, ok);
+    }
+
+    /// Steps 5–10 of `_updateNetworkState`, once the node is known to be reachable.
+    fn complete_network_update(&mut self, now: Instant, only_firewall: bool, host: Ipv4Addr, port: u16, fresh: Option<NatSampler>) -> bool {
+        self.firewalled = false;
+        if !self.ephemeral || self.nat.host() != Some(host) || self.nat.port() != port {
+            return false;
+        }
+        let (s_host, s_port) = match &fresh {
+            Some(s) => (s.host(), s.port()),
+            None => (self.nat.host(), self.nat.port()),
+        };
+        let Some(s_host) = s_host.filter(|h| *h == host && s_port != 0) else { return false };
+        let new_id = NodeId::from_addr(&SocketAddrV4::new(s_host, s_port));
+        if !only_firewall {
+            self.ephemeral = false;
+        }
+        if let Some(s) = fresh {
+            let before = (self.nat.host(), self.nat.port());
+            self.nat = s;
+            self.bootstrap_samples.clear();
+            let after = (self.nat.host(), self.nat.port());
+            if before != after {
+                self.events.push_back(RpcEvent::NatUpdate { host: after.0, port: after.1 });
+            }
+        }
+        if new_id != *self.table.id() {
+            for dropped in self.table.rebuild(new_id) {
+                self.events.push_back(RpcEvent::RemoveNode(dropped.addr));
+            }
+            if self.bootstrapped {
+                self.refresh(now);
+            }
+        }
+        if !self.ephemeral {
+            self.events.push_back(RpcEvent::Persistent);
+        }
+        true
+    }
+
+    fn on_network_update_done(&mut self, now: Instant, purpose: UpdatePurpose, ok: bool) {
+        match purpose {
+            UpdatePurpose::Adaptive => {}
+            UpdatePurpose::Bootstrap { round } => {
+                if ok && round < 2 {
+                    self.start_bootstrap_round(now, round + 1);
+                } else {
+                    self.finish_bootstrap();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Everything the tokio and smol drivers share, written once: the clock that turns OS time
+//! into the core's [`Instant`](hdht_core::Instant), node options and bootstrap-address parsing,
+//! the locked core with its wakers, and the user-facing futures and streams.
+//!
+//! A runtime crate only adds what is runtime-specific: binding UDP sockets, DNS, one I/O task
+//! that races the sockets against the core's next timeout, and spawning.
+
+mod bootstrap;
+mod clock;
+mod handle;
+mod net;
+mod options;
+mod shared;
+
+pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
+pub use clock::Clock;
+pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
+pub use handle::{build_node, port_candidates, DhtHandle, PORT_RANGE};
+pub use options::DhtOptions;
+pub use shared::{
+    IncomingRequests, IoWakeup, PendingRequest, QueryStream, Ready, ReceivedRequest, Shared,
+};
+
+/// The core node type every driver runs.
+pub type Node = hdht_core::rpc::RpcNode<rand_chacha::ChaCha20Rng>;
+
+/// Errors of the user-facing API.
+#[derive(Debug, thiserror::Error)]
+pub enum DhtError {
+    /// An OS-level I/O failure (binding, sending).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A bootstrap entry could not be parsed or resolved.
+    #[error("bad bootstrap entry: {0}")]
+    Bootstrap(#[from] BootstrapParseError),
+    /// The node was destroyed.
+    #[error("node destroyed")]
+    Destroyed,
+    /// A request failed.
+    #[error("request failed: {0}")]
+    Request(#[from] hdht_core::rpc::RequestError),
+    /// A query failed.
+    #[error("query failed: {0}")]
+    Query(#[from] hdht_core::rpc::QueryError),
+}

@@ -1,0 +1,447 @@
+//! The core behind a lock, plus the wakers that connect it to async callers.
+//!
+//! The I/O task feeds datagrams and timeouts in and flushes transmits out; user calls enqueue
+//! work and kick the I/O task through [`IoWakeup`]. Events from the core are routed to the
+//! future or stream waiting for them.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddrV4;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+use hdht_core::rpc::{
+    IncomingRequest, QueryError, QueryId, QueryReply, QueryResult, QuerySpec, ReplySpec,
+    RequestError, RequestId, RequestSpec, RpcEvent, SocketKind, Transmit,
+};
+
+use crate::{Clock, Node};
+
+/// Requests delivered to the user but not yet taken; beyond this they are dropped (the remote
+/// side times out, as with any overloaded server).
+const MAX_QUEUED_REQUESTS: usize = 1024;
+
+#[derive(Debug, Default)]
+struct QuerySlot {
+    replies: VecDeque<QueryReply>,
+    done: Option<Result<QueryResult, QueryError>>,
+    waker: Option<Waker>,
+}
+
+#[derive(Debug, Default)]
+struct RequestSlot {
+    result: Option<Result<QueryReply, RequestError>>,
+    waker: Option<Waker>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    node: Node,
+    clock: Clock,
+    io_waker: Option<Waker>,
+    io_kick: bool,
+    ready: bool,
+    ready_wakers: Vec<Waker>,
+    queries: BTreeMap<QueryId, QuerySlot>,
+    requests: BTreeMap<RequestId, RequestSlot>,
+    incoming: VecDeque<IncomingRequest>,
+    incoming_waker: Option<Waker>,
+    events: VecDeque<RpcEvent>,
+}
+
+impl Inner {
+    fn kick(&mut self) {
+        self.io_kick = true;
+        if let Some(w) = self.io_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Routes every pending core event to whoever waits for it.
+    fn dispatch(&mut self) {
+        while let Some(ev) = self.node.poll_event() {
+            match ev {
+                RpcEvent::QueryReply { query, reply } => {
+                    if let Some(slot) = self.queries.get_mut(&query) {
+                        slot.replies.push_back(reply);
+                        if let Some(w) = slot.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+                RpcEvent::QueryDone { query, result } => {
+                    if let Some(slot) = self.queries.get_mut(&query) {
+                        slot.done = Some(result);
+                        if let Some(w) = slot.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+                RpcEvent::Response { request, result } => {
+                    if let Some(slot) = self.requests.get_mut(&request) {
+                        slot.result = Some(result);
+                        if let Some(w) = slot.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+                RpcEvent::Ready => {
+                    self.ready = true;
+                    for w in self.ready_wakers.drain(..) {
+                        w.wake();
+                    }
+                }
+                RpcEvent::Request(req) => {
+                    if self.incoming.len() < MAX_QUEUED_REQUESTS {
+                        self.incoming.push_back(req);
+                        if let Some(w) = self.incoming_waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+                other => {
+                    if self.events.len() >= MAX_QUEUED_REQUESTS {
+                        self.events.pop_front();
+                    }
+                    self.events.push_back(other);
+                }
+            }
+        }
+        if self.node.is_destroyed() {
+            for w in self.ready_wakers.drain(..) {
+                w.wake();
+            }
+            if let Some(w) = self.incoming_waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// A handle to the locked core. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Shared {
+    /// Wraps a freshly created node.
+    pub fn new(node: Node, clock: Clock) -> Self {
+        let mut inner = Inner {
+            node,
+            clock,
+            io_waker: None,
+            io_kick: false,
+            ready: false,
+            ready_wakers: Vec::new(),
+            queries: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            incoming: VecDeque::new(),
+            incoming_waker: None,
+            events: VecDeque::new(),
+        };
+        inner.dispatch();
+        Shared { inner: Arc::new(Mutex::new(inner)) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` with read access to the node.
+    pub fn with_node<T>(&self, f: impl FnOnce(&Node) -> T) -> T {
+        f(&self.lock().node)
+    }
+
+    /// Runs `f` with write access to the node, then routes events and kicks the I/O task.
+    pub fn with_node_mut<T>(&self, f: impl FnOnce(&mut Node, hdht_core::Instant) -> T) -> T {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        let out = f(&mut inner.node, now);
+        inner.dispatch();
+        inner.kick();
+        out
+    }
+
+    /// The clock shared with the I/O task.
+    pub fn clock(&self) -> Clock {
+        self.lock().clock
+    }
+
+    // ----- the I/O task's side -----
+
+    /// Feeds a received datagram.
+    pub fn handle_datagram(&self, socket: SocketKind, from: SocketAddrV4, bytes: &[u8]) {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        inner.node.handle_datagram(now, socket, from, bytes);
+        inner.dispatch();
+    }
+
+    /// Runs due timers.
+    pub fn handle_timeout(&self) {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        inner.node.handle_timeout(now);
+        inner.dispatch();
+    }
+
+    /// Moves every queued transmit into `out`.
+    pub fn drain_transmits(&self, out: &mut Vec<Transmit>) {
+        let mut inner = self.lock();
+        while let Some(t) = inner.node.poll_transmit() {
+            out.push(t);
+        }
+    }
+
+    /// When the core next needs [`handle_timeout`](Self::handle_timeout); `None` once destroyed.
+    pub fn poll_timeout(&self) -> Option<std::time::Instant> {
+        let inner = self.lock();
+        inner.node.poll_timeout().map(|t| inner.clock.to_std(t))
+    }
+
+    /// Whether the node was destroyed (the I/O task then stops).
+    pub fn is_destroyed(&self) -> bool {
+        self.lock().node.is_destroyed()
+    }
+
+    /// A future that resolves when a user call queued work for the I/O task.
+    pub fn io_wakeup(&self) -> IoWakeup {
+        IoWakeup { shared: self.clone() }
+    }
+
+    /// Node events nobody else consumed (persistent, nat-update, add-node, …), oldest first.
+    pub fn take_events(&self) -> Vec<RpcEvent> {
+        self.lock().events.drain(..).collect()
+    }
+
+    // ----- the user's side -----
+
+    /// Resolves when bootstrapping finished (or the node was destroyed).
+    pub fn ready(&self) -> Ready {
+        Ready { shared: self.clone() }
+    }
+
+    /// Starts a query; its replies stream out of the returned [`QueryStream`].
+    pub fn query(&self, spec: QuerySpec) -> QueryStream {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        let id = inner.node.query(now, spec);
+        inner.queries.insert(id, QuerySlot::default());
+        inner.dispatch();
+        inner.kick();
+        QueryStream { shared: self.clone(), id, finished: false }
+    }
+
+    /// Sends one request.
+    pub fn request(&self, spec: RequestSpec) -> PendingRequest {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        let id = inner.node.request(now, spec);
+        inner.requests.insert(id, RequestSlot::default());
+        inner.dispatch();
+        inner.kick();
+        PendingRequest { shared: self.clone(), id }
+    }
+
+    /// Requests from other nodes, for the application to answer.
+    pub fn incoming_requests(&self) -> IncomingRequests {
+        IncomingRequests { shared: self.clone() }
+    }
+
+    /// Answers a request.
+    pub fn reply(&self, req: &IncomingRequest, reply: ReplySpec) {
+        self.with_node_mut(|node, _| node.reply(req, reply));
+    }
+
+    /// Stops the node: pending futures fail with "destroyed", the I/O task exits.
+    pub fn destroy(&self) {
+        self.with_node_mut(|node, _| node.destroy());
+    }
+}
+
+/// Resolves when the I/O task has new work (see [`Shared::io_wakeup`]).
+#[derive(Debug)]
+pub struct IoWakeup {
+    shared: Shared,
+}
+
+impl Future for IoWakeup {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.shared.lock();
+        if inner.io_kick || inner.node.is_destroyed() {
+            inner.io_kick = false;
+            return Poll::Ready(());
+        }
+        inner.io_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Resolves when the node is bootstrapped. Returns false if it was destroyed first.
+#[derive(Debug)]
+pub struct Ready {
+    shared: Shared,
+}
+
+impl Future for Ready {
+    type Output = bool;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut inner = self.shared.lock();
+        if inner.ready {
+            return Poll::Ready(true);
+        }
+        if inner.node.is_destroyed() {
+            return Poll::Ready(false);
+        }
+        inner.ready_wakers.push(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A running query: a [`Stream`] of successful replies. Dropping it cancels the query.
+#[derive(Debug)]
+pub struct QueryStream {
+    shared: Shared,
+    id: QueryId,
+    finished: bool,
+}
+
+impl QueryStream {
+    /// The query's id in the core.
+    pub fn id(&self) -> QueryId {
+        self.id
+    }
+
+    /// Waits for the end, discarding replies not yet read, and returns the outcome.
+    pub async fn finish(mut self) -> Result<QueryResult, QueryError> {
+        std::future::poll_fn(|cx| self.poll_done(cx)).await
+    }
+
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<QueryResult, QueryError>> {
+        let mut inner = self.shared.lock();
+        let Some(slot) = inner.queries.get_mut(&self.id) else {
+            return Poll::Ready(Err(QueryError::Destroyed));
+        };
+        slot.replies.clear();
+        if let Some(done) = slot.done.take() {
+            inner.queries.remove(&self.id);
+            self.finished = true;
+            return Poll::Ready(done);
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Stream for QueryStream {
+    type Item = QueryReply;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<QueryReply>> {
+        let mut inner = self.shared.lock();
+        let Some(slot) = inner.queries.get_mut(&self.id) else {
+            return Poll::Ready(None);
+        };
+        if let Some(r) = slot.replies.pop_front() {
+            return Poll::Ready(Some(r));
+        }
+        if slot.done.is_some() {
+            return Poll::Ready(None);
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for QueryStream {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        let running = inner.queries.remove(&self.id).is_some_and(|s| s.done.is_none());
+        if running {
+            let now = inner.clock.now();
+            inner.node.cancel_query(now, self.id);
+            inner.dispatch();
+            inner.kick();
+        }
+    }
+}
+
+/// A single request's outcome.
+#[derive(Debug)]
+pub struct PendingRequest {
+    shared: Shared,
+    id: RequestId,
+}
+
+impl Future for PendingRequest {
+    type Output = Result<QueryReply, RequestError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut inner = self.shared.lock();
+        let Some(slot) = inner.requests.get_mut(&self.id) else {
+            return Poll::Ready(Err(RequestError::Destroyed));
+        };
+        if let Some(r) = slot.result.take() {
+            inner.requests.remove(&self.id);
+            return Poll::Ready(r);
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for PendingRequest {
+    fn drop(&mut self) {
+        self.shared.lock().requests.remove(&self.id);
+    }
+}
+
+/// A request from another node, with the means to answer it.
+#[derive(Debug)]
+pub struct ReceivedRequest {
+    shared: Shared,
+    /// The request.
+    pub request: IncomingRequest,
+}
+
+impl ReceivedRequest {
+    /// `req.reply(value)`: value, a token and closer nodes.
+    pub fn reply(&self, value: Option<Vec<u8>>) {
+        self.shared.reply(&self.request, ReplySpec::value(value));
+    }
+
+    /// `req.error(code)`.
+    pub fn error(&self, code: u64) {
+        self.shared.reply(&self.request, ReplySpec::error(code));
+    }
+
+    /// Answers with full control over the reply.
+    pub fn respond(&self, spec: ReplySpec) {
+        self.shared.reply(&self.request, spec);
+    }
+}
+
+/// A [`Stream`] of requests for the application. Ends when the node is destroyed.
+#[derive(Debug)]
+pub struct IncomingRequests {
+    shared: Shared,
+}
+
+impl Stream for IncomingRequests {
+    type Item = ReceivedRequest;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ReceivedRequest>> {
+        let mut inner = self.shared.lock();
+        if let Some(request) = inner.incoming.pop_front() {
+            return Poll::Ready(Some(ReceivedRequest { shared: self.shared.clone(), request }));
+        }
+        if inner.node.is_destroyed() {
+            return Poll::Ready(None);
+        }
+        inner.incoming_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}

@@ -1,0 +1,443 @@
+'use strict'
+
+// peer.js: one long-running Node.js process that hosts any number of *reference* DHT nodes
+// (dht-rpc 6.27.0 for kind "rpc", hyperdht 6.34.0 for kind "hyperdht") on 127.0.0.1, for the
+// Rust interop tests (driven by tests/src/lib.rs).
+//
+// Protocol: newline-delimited JSON. Each stdin line is one request {"id":..,"op":"..",...};
+// each stdout line is one reply carrying the request's "id": {"id":..,...result} or
+// {"id":..,"error":"message"}. Requests run concurrently, so replies may come out of order.
+// On startup one line {"id":null,"event":"ready","pid":..,"versions":{..}} is printed.
+// Logs go to stderr. The process destroys its nodes and exits when stdin closes.
+// Binary values (ids, targets, values, tokens) are lowercase hex strings; addresses are
+// {host, port} objects or "host:port" strings. See the op table at the bottom for all ops.
+
+const readline = require('readline')
+const dgram = require('dgram')
+const b4a = require('b4a')
+const RpcDHT = require('dht-rpc')
+const HyperDHT = require('hyperdht')
+
+const HOST = '127.0.0.1' // the only address nodes ever bind to
+const DEFAULT_TIMEOUT_MS = 20000 // per-op timeout unless the request carries "timeout" (ms)
+const DEFAULT_COMMAND = 42 // rpc nodes answer this command with utf8 "node:<port>" by default
+const MAX_LOGGED_REQUESTS = 1000
+
+const nodes = new Map() // name -> { name, kind, dht, responders: Map<command, Buffer|null>, requests: [] }
+
+const log = (...args) => console.error('[peer.js]', ...args)
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+function send(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n')
+}
+
+const toHex = (buf) => (buf ? b4a.toString(buf, 'hex') : null)
+
+function fromHex(str, what, len) {
+  if (str === null || str === undefined) return null
+  if (typeof str !== 'string' || !/^([0-9a-fA-F]{2})*$/.test(str)) throw new Error(`${what}: expected hex string`)
+  const buf = b4a.from(str, 'hex')
+  if (len !== undefined && buf.byteLength !== len) throw new Error(`${what}: expected ${len} bytes, got ${buf.byteLength}`)
+  return buf
+}
+
+// Only loopback peers are allowed, so a test can never talk to the public network by accident.
+function checkHost(host, what) {
+  if (typeof host !== 'string' || !/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) {
+    throw new Error(`${what}: host must be a 127.x.x.x address, got ${JSON.stringify(host)}`)
+  }
+  return host
+}
+
+function checkPort(port, what) {
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`${what}: bad port ${JSON.stringify(port)}`)
+  return port
+}
+
+// "127.0.0.1:1234" or {host, port} -> {host, port}
+function parseAddr(a, what = 'address') {
+  if (typeof a === 'string') {
+    const i = a.lastIndexOf(':')
+    if (i === -1) throw new Error(`${what}: expected "host:port", got ${JSON.stringify(a)}`)
+    a = { host: a.slice(0, i), port: Number(a.slice(i + 1)) }
+  }
+  if (!a || typeof a !== 'object') throw new Error(`${what}: expected address`)
+  return { host: checkHost(a.host, what), port: checkPort(a.port, what) }
+}
+
+const peerJson = (p) => ({ host: p.host, port: p.port, id: toHex(p.id) })
+
+function replyJson(m) {
+  return {
+    from: peerJson(m.from),
+    to: m.to ? { host: m.to.host, port: m.to.port } : null,
+    value: toHex(m.value),
+    error: m.error,
+    token: toHex(m.token),
+    closerNodes: (m.closerNodes || []).map((n) => ({ host: n.host, port: n.port })),
+    rtt: m.rtt
+  }
+}
+
+function getNode(msg) {
+  const entry = nodes.get(msg.name)
+  if (!entry) throw new Error(`no node named ${JSON.stringify(msg.name)}`)
+  return entry
+}
+
+function describe(entry) {
+  const { dht } = entry
+  const server = dht.io.serverSocket
+  return {
+    name: entry.name,
+    kind: entry.kind,
+    host: HOST,
+    port: server ? server.address().port : null, // the server socket (the node's DHT address)
+    clientPort: dht.io.clientSocket ? dht.io.clientSocket.address().port : null,
+    nodeId: toHex(dht.id), // null while ephemeral
+    firewalled: dht.firewalled,
+    ephemeral: dht.ephemeral,
+    bootstrapped: dht.bootstrapped,
+    destroyed: dht.destroyed,
+    natHost: dht.host, // what the network told us our address is
+    natPort: dht.port
+  }
+}
+
+// Finds a currently free UDP port on 127.0.0.1 (DHT.bootstrapper refuses port 0).
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4')
+    s.on('error', reject)
+    s.bind(0, HOST, () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+// Runs a query (Readable stream of replies) to completion, destroying it if the op times out.
+async function runQuery(q, ctx) {
+  ctx.cleanup.push(() => q.destroy())
+  const replies = []
+  q.on('data', (m) => replies.push(m))
+  await q.finished()
+  return {
+    replies,
+    closest: q.closestReplies.map((m) => peerJson(m.from)),
+    successes: q.successes,
+    errors: q.errors
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// node lifecycle
+
+async function spawn(msg, ctx) {
+  const name = msg.name
+  if (typeof name !== 'string' || name === '') throw new Error('spawn: "name" (string) is required')
+  if (nodes.has(name)) throw new Error(`spawn: node ${JSON.stringify(name)} already exists`)
+  if (msg.host !== undefined && msg.host !== HOST) throw new Error(`spawn: nodes only bind to ${HOST}`)
+  const kind = msg.kind || 'rpc'
+  const DHT = kind === 'rpc' ? RpcDHT : kind === 'hyperdht' ? HyperDHT : null
+  if (DHT === null) throw new Error(`spawn: unknown kind ${JSON.stringify(kind)} (use "rpc" or "hyperdht")`)
+  const port = msg.port || 0
+  if (port !== 0) checkPort(port, 'spawn')
+
+  // "opts" passes extra constructor options through (e.g. concurrency); host and bootstrap
+  // are always ours. An empty bootstrap list never falls back to the public hyperdht nodes.
+  const opts = {
+    ...(msg.opts || {}),
+    host: HOST,
+    bootstrap: (msg.bootstrap || []).map((a) => parseAddr(a, 'spawn bootstrap'))
+  }
+  if (typeof msg.ephemeral === 'boolean') opts.ephemeral = msg.ephemeral
+  if (typeof msg.firewalled === 'boolean') opts.firewalled = msg.firewalled
+
+  const entry = { name, kind, dht: null, responders: new Map(), requests: [] }
+  nodes.set(name, entry) // reserve the name while we bind/bootstrap
+  ctx.cleanup.push(() => destroyEntry(entry))
+
+  try {
+    for (let attempt = 0; ; attempt++) {
+      let dht
+      if (msg.bootstrapper) {
+        const p = port || (await freeUdpPort())
+        dht = DHT.bootstrapper(p, HOST, opts)
+      } else {
+        // [0, 0] = "any free port"; a plain 0 would make hyperdht try its default 49737 first.
+        dht = new DHT({ ...opts, port: port || [0, 0] })
+      }
+      entry.dht = dht
+      hookRequests(entry)
+      try {
+        await dht.bind()
+        break
+      } catch (err) {
+        await dht.destroy()
+        // a port picked by freeUdpPort() may have been grabbed in between: retry a few times
+        if (!msg.bootstrapper || port !== 0 || attempt >= 4) throw err
+        log(`bootstrapper bind failed (${err.message}), retrying`)
+      }
+    }
+    const serverPort = entry.dht.io.serverSocket.address().port
+    if (kind === 'rpc' && msg.defaultResponder !== false) {
+      entry.responders.set(DEFAULT_COMMAND, b4a.from(`node:${serverPort}`))
+    }
+    await entry.dht.fullyBootstrapped()
+    if (ctx.timedOut) throw new Error('spawn timed out')
+  } catch (err) {
+    await destroyEntry(entry)
+    throw err
+  }
+  return describe(entry)
+}
+
+// Wraps dht.onrequest (called by dht-rpc for every non-internal request) so that the
+// "respond" op can answer chosen commands, and so incoming requests are logged. Everything
+// else falls through to the library: hyperdht's own handlers, or for plain dht-rpc the
+// 'request' event, which without listeners replies UNKNOWN_COMMAND exactly as upstream does.
+function hookRequests(entry) {
+  const dht = entry.dht
+  const original = dht.onrequest
+  dht.onrequest = function (req) {
+    entry.requests.push({
+      command: req.command,
+      from: peerJson(req.from),
+      target: toHex(req.target),
+      value: toHex(req.value),
+      token: toHex(req.token)
+    })
+    if (entry.requests.length > MAX_LOGGED_REQUESTS) entry.requests.shift()
+    if (entry.responders.has(req.command)) {
+      req.reply(entry.responders.get(req.command))
+      return true
+    }
+    return original.call(this, req)
+  }
+}
+
+async function destroyEntry(entry) {
+  if (nodes.get(entry.name) === entry) nodes.delete(entry.name)
+  if (entry.dht && !entry.dht.destroyed) await entry.dht.destroy()
+}
+
+// Spawns a bootstrapper "b" plus size-1 persistent nodes "n1".. bootstrapped to it
+// (like @hyperswarm/testnet: ephemeral:false, firewalled:false).
+async function testnet(msg, ctx) {
+  const size = msg.size === undefined ? 3 : msg.size
+  if (!Number.isInteger(size) || size < 1) throw new Error('testnet: "size" must be >= 1')
+  const prefix = msg.prefix || ''
+  const kind = msg.kind || 'rpc'
+  const out = []
+  const b = await spawn({ name: prefix + 'b', kind, bootstrapper: true, port: 0, opts: msg.opts }, ctx)
+  out.push(b)
+  const bootstrap = [{ host: HOST, port: b.port }]
+  for (let i = 1; i < size; i++) {
+    const n = { name: `${prefix}n${i}`, kind, bootstrap, ephemeral: false, firewalled: false, opts: msg.opts }
+    out.push(await spawn(n, ctx))
+  }
+  const short = (d) => ({ name: d.name, host: d.host, port: d.port, nodeId: d.nodeId, firewalled: d.firewalled, ephemeral: d.ephemeral })
+  return { nodes: out.map(short), bootstrap: [`${HOST}:${b.port}`] }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ops
+
+const ops = {
+  spawn,
+  testnet,
+
+  async destroy(msg) {
+    await destroyEntry(getNode(msg))
+    return { destroyed: msg.name }
+  },
+
+  async state(msg) {
+    return describe(getNode(msg))
+  },
+
+  async list() {
+    return { nodes: [...nodes.values()].filter((e) => e.dht).map(describe) }
+  },
+
+  // The routing table as the library exposes it: toArray() (most recently seen first) with
+  // each entry's id, plus the node's own state.
+  async table(msg) {
+    const entry = getNode(msg)
+    const full = entry.dht.nodes.toArray({ reverse: true })
+    return {
+      ...describe(entry),
+      nodes: entry.dht.toArray(),
+      table: full.map((n) => peerJson(n)),
+      size: entry.dht.table.toArray().length
+    }
+  },
+
+  async addNode(msg) {
+    const entry = getNode(msg)
+    entry.dht.addNode(parseAddr(msg, 'addNode'))
+    return { size: entry.dht.table.toArray().length }
+  },
+
+  async findNode(msg, ctx) {
+    const { dht } = getNode(msg)
+    const r = await runQuery(dht.findNode(fromHex(msg.target, 'target', 32)), ctx)
+    return {
+      closest: r.closest,
+      replies: r.replies.length,
+      repliesFrom: r.replies.map((m) => peerJson(m.from)),
+      successes: r.successes,
+      errors: r.errors
+    }
+  },
+
+  // A user query; with "commit":true the closest replies are committed (token + same command,
+  // like dht-rpc's auto commit) and the commit responses are reported in "commits".
+  async query(msg, ctx) {
+    const { dht } = getNode(msg)
+    if (!Number.isInteger(msg.command) || msg.command < 0) throw new Error('query: "command" (uint) is required')
+    const commits = []
+    const opts = {}
+    if (msg.commit) {
+      opts.commit = async (reply, dht, query) => {
+        if (!reply.token) throw new Error('No token received for closest node')
+        const res = await dht.request(
+          { token: reply.token, target: query.target, command: query.command, value: query.value },
+          reply.from
+        )
+        commits.push({ from: peerJson(res.from), value: toHex(res.value), error: res.error })
+        return res
+      }
+    }
+    const q = dht.query(
+      { target: fromHex(msg.target, 'target', 32), command: msg.command, value: fromHex(msg.value, 'value') },
+      opts
+    )
+    const r = await runQuery(q, ctx)
+    return {
+      replies: r.replies.map((m) => ({ from: peerJson(m.from), value: toHex(m.value), error: m.error, token: toHex(m.token) })),
+      closest: r.closest,
+      commits,
+      successes: r.successes,
+      errors: r.errors
+    }
+  },
+
+  async ping(msg) {
+    const { dht } = getNode(msg)
+    const res = await dht.ping(parseAddr(msg, 'ping'))
+    return { from: peerJson(res.from), to: { host: res.to.host, port: res.to.port }, rtt: res.rtt }
+  },
+
+  // One direct (non-internal) request: {"op":"request","name","host","port","command",
+  // "target":hex|null,"value":hex|null,"token":hex|null}. Error replies resolve too.
+  async request(msg) {
+    const { dht } = getNode(msg)
+    const res = await dht.request(
+      {
+        command: msg.command,
+        target: fromHex(msg.target, 'target', 32),
+        value: fromHex(msg.value, 'value'),
+        token: fromHex(msg.token, 'token', 32)
+      },
+      parseAddr(msg, 'request'),
+      { retry: msg.retry !== false }
+    )
+    return { response: replyJson(res) } // nested: a top-level "error" key means op failure
+  },
+
+  // Make the node answer external requests for `command` with `value` (hex or null);
+  // "remove":true restores the library's default behaviour for that command.
+  async respond(msg) {
+    const entry = getNode(msg)
+    if (!Number.isInteger(msg.command) || msg.command < 0) throw new Error('respond: "command" (uint) is required')
+    if (msg.remove) entry.responders.delete(msg.command)
+    else entry.responders.set(msg.command, fromHex(msg.value, 'value'))
+    return { command: msg.command, responders: [...entry.responders.keys()] }
+  },
+
+  // Non-internal requests this node received (oldest first); "clear":true empties the log.
+  async requests(msg) {
+    const entry = getNode(msg)
+    const requests = entry.requests.slice()
+    if (msg.clear) entry.requests.length = 0
+    return { requests }
+  },
+
+  async shutdown() {
+    setImmediate(shutdown)
+    return { ok: true }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// main loop
+
+async function handle(line) {
+  let msg
+  try {
+    msg = JSON.parse(line)
+  } catch (err) {
+    send({ id: null, error: `bad JSON: ${err.message}` })
+    return
+  }
+  const id = msg && msg.id !== undefined ? msg.id : null
+  if (!msg || typeof msg !== 'object' || Array.isArray(msg)) return send({ id, error: 'request must be a JSON object' })
+  const fn = Object.prototype.hasOwnProperty.call(ops, msg.op) ? ops[msg.op] : null
+  if (!fn) return send({ id, error: `unknown op ${JSON.stringify(msg.op)}` })
+
+  const ms = Number.isFinite(msg.timeout) && msg.timeout > 0 ? msg.timeout : DEFAULT_TIMEOUT_MS
+  const ctx = { cleanup: [], timedOut: false }
+  let timer = null
+  const timeout = new Promise((resolve, reject) => {
+    timer = setTimeout(() => {
+      ctx.timedOut = true
+      for (const f of ctx.cleanup) Promise.resolve().then(f).catch((e) => log('cleanup failed:', e.message))
+      reject(new Error(`op ${msg.op} timed out after ${ms} ms`))
+    }, ms)
+  })
+  try {
+    const result = await Promise.race([fn(msg, ctx), timeout])
+    send({ ...result, id })
+  } catch (err) {
+    send({ id, error: (err && err.message) || String(err) })
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+let shuttingDown = false
+async function shutdown() {
+  if (shuttingDown) return
+  shuttingDown = true
+  setTimeout(() => process.exit(0), 3000).unref() // never hang on a stuck destroy
+  await Promise.allSettled([...nodes.values()].map(destroyEntry))
+  process.exit(0)
+}
+
+process.on('uncaughtException', (err) => log('uncaught exception:', err && err.stack))
+process.on('unhandledRejection', (err) => log('unhandled rejection:', err && err.stack))
+process.on('SIGTERM', shutdown)
+process.on('SIGINT', shutdown)
+process.stdout.on('error', () => shutdown()) // EPIPE: our parent is gone
+
+readline.createInterface({ input: process.stdin, crlfDelay: Infinity })
+  .on('line', (line) => {
+    if (line.trim() !== '') handle(line)
+  })
+  .on('close', shutdown)
+
+send({
+  id: null,
+  event: 'ready',
+  pid: process.pid,
+  versions: {
+    node: process.versions.node,
+    'dht-rpc': require('dht-rpc/package.json').version,
+    hyperdht: require('hyperdht/package.json').version
+  }
+})
