@@ -21,6 +21,8 @@
 //! Everything here is blocking std code; from async tests call it directly or via
 //! `spawn_blocking`. `NodePeers` is `Send + Sync`, so it can be shared behind an `Arc`.
 
+pub mod runtime;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
