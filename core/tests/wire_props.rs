@@ -274,10 +274,14 @@ impl Arbitrary for ArbMessage {
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
         match &self.0 {
             Message::Request(r) => Box::new(
-                ArbRequest(r.clone()).shrink().map(|r| ArbMessage(Message::Request(r.0))),
+                ArbRequest(r.clone())
+                    .shrink()
+                    .map(|r| ArbMessage(Message::Request(r.0))),
             ),
             Message::Response(r) => Box::new(
-                ArbResponse(r.clone()).shrink().map(|r| ArbMessage(Message::Response(r.0))),
+                ArbResponse(r.clone())
+                    .shrink()
+                    .map(|r| ArbMessage(Message::Response(r.0))),
             ),
         }
     }
@@ -347,7 +351,8 @@ impl Arbitrary for ReaderScript {
             (0..below(g, g.size() + 1))
                 .map(|_| {
                     let any = u8::arbitrary(g);
-                    *g.choose(&[0x00, 0x01, 0x06, 0xfc, 0xfd, 0xfe, 0xff, any]).unwrap()
+                    *g.choose(&[0x00, 0x01, 0x06, 0xfc, 0xfd, 0xfe, 0xff, any])
+                        .unwrap()
                 })
                 .collect()
         };
@@ -369,8 +374,14 @@ impl Arbitrary for ReaderScript {
         Box::new(
             self.input
                 .shrink()
-                .map(move |input| ReaderScript { input, ops: ops.clone() })
-                .chain(self.ops.shrink().map(move |ops| ReaderScript { input: input.clone(), ops })),
+                .map(move |input| ReaderScript {
+                    input,
+                    ops: ops.clone(),
+                })
+                .chain(self.ops.shrink().map(move |ops| ReaderScript {
+                    input: input.clone(),
+                    ops,
+                })),
         )
     }
 }
@@ -434,7 +445,11 @@ fn minimal_uint_width(v: u64) -> usize {
 fn check_uint(v: u64) -> Result<(), String> {
     let b = write(|w| w.uint(v));
     if b.len() != minimal_uint_width(v) {
-        return Err(format!("{v}: {} bytes, expected {}", b.len(), minimal_uint_width(v)));
+        return Err(format!(
+            "{v}: {} bytes, expected {}",
+            b.len(),
+            minimal_uint_width(v)
+        ));
     }
     let expected_prefix = match b.len() {
         1 => v as u8,
@@ -452,7 +467,10 @@ fn check_uint(v: u64) -> Result<(), String> {
     let mut r = Reader::new(&b);
     match r.uint() {
         Ok(got) if got == v && r.remaining().is_empty() => Ok(()),
-        other => Err(format!("{v}: decoded {other:?}, {} bytes left", r.remaining().len())),
+        other => Err(format!(
+            "{v}: decoded {other:?}, {} bytes left",
+            r.remaining().len()
+        )),
     }
 }
 
@@ -514,9 +532,17 @@ fn every_truncation_is_an_error() {
         let bytes = encode(&m.0);
         for cut in 0..bytes.len() {
             let got = Message::decode(&bytes[..cut]);
-            let want = if cut < 2 { DecodeError::TooShort } else { DecodeError::OutOfBounds };
+            let want = if cut < 2 {
+                DecodeError::TooShort
+            } else {
+                DecodeError::OutOfBounds
+            };
             if got != Err(want) {
-                panic!("decode of {cut}/{} bytes of {:?} gave {got:?}", bytes.len(), m.0);
+                panic!(
+                    "decode of {cut}/{} bytes of {:?} gave {got:?}",
+                    bytes.len(),
+                    m.0
+                );
             }
         }
         true
@@ -648,7 +674,10 @@ fn run_reader_op(r: &mut Reader<'_>, op: u8, n: usize) -> Result<(), String> {
             Ok(v) => {
                 let w = uint_width(start.unwrap());
                 if width(r) != w || v > MAX_SAFE_INTEGER {
-                    return Err(format!("uint {v} consumed {} bytes, prefix says {w}", width(r)));
+                    return Err(format!(
+                        "uint {v} consumed {} bytes, prefix says {w}",
+                        width(r)
+                    ));
                 }
                 // Lenient decoding: a non-minimal form decodes to the value; the minimal
                 // re-encoding is never longer than what was read.
@@ -660,7 +689,9 @@ fn run_reader_op(r: &mut Reader<'_>, op: u8, n: usize) -> Result<(), String> {
             Err(e) => {
                 if let Some(p) = start {
                     if before.len() >= uint_width(p) {
-                        return Err(format!("uint failed with {e:?} though enough bytes were there"));
+                        return Err(format!(
+                            "uint failed with {e:?} though enough bytes were there"
+                        ));
                     }
                 }
             }
@@ -702,21 +733,29 @@ fn run_reader_op(r: &mut Reader<'_>, op: u8, n: usize) -> Result<(), String> {
                     return Err(format!("array_len {len} above the limit"));
                 }
                 if min > 0 && len * min > r.remaining().len() {
-                    return Err(format!("array_len {len} × {min} exceeds the {} bytes left", r.remaining().len()));
+                    return Err(format!(
+                        "array_len {len} × {min} exceeds the {} bytes left",
+                        r.remaining().len()
+                    ));
                 }
             }
         }
         12 => {
             let (res, largest) = largest_alloc_during(|| r.ipv4_array());
             if largest > alloc_budget(before.len()) {
-                return Err(format!("ipv4_array allocated {largest} for {} bytes", before.len()));
+                return Err(format!(
+                    "ipv4_array allocated {largest} for {} bytes",
+                    before.len()
+                ));
             }
             if let Ok(v) = res {
                 let p = uint_width(start.unwrap());
                 if width(r) != p + 6 * v.len() {
                     return Err("ipv4_array width".into());
                 }
-                if write(|w| w.ipv4_array(&v))[minimal_uint_width(v.len() as u64)..] != before[p..width(r)] {
+                if write(|w| w.ipv4_array(&v))[minimal_uint_width(v.len() as u64)..]
+                    != before[p..width(r)]
+                {
                     return Err("ipv4_array elements".into());
                 }
             }
@@ -724,7 +763,10 @@ fn run_reader_op(r: &mut Reader<'_>, op: u8, n: usize) -> Result<(), String> {
         13 => {
             let (res, largest) = largest_alloc_during(|| r.uint_array());
             if largest > alloc_budget(before.len()) {
-                return Err(format!("uint_array allocated {largest} for {} bytes", before.len()));
+                return Err(format!(
+                    "uint_array allocated {largest} for {} bytes",
+                    before.len()
+                ));
             }
             if let Ok(v) = res {
                 if v.iter().any(|&x| x > MAX_SAFE_INTEGER) {
@@ -773,10 +815,14 @@ fn reader_methods_on_tiny_inputs() {
         for op in 0..15u8 {
             for n in [0usize, 1, 2, 3, usize::MAX] {
                 let mut r = Reader::new(input);
-                run_reader_op(&mut r, op, n).unwrap_or_else(|e| panic!("{input:02x?} op {op}: {e}"));
+                run_reader_op(&mut r, op, n)
+                    .unwrap_or_else(|e| panic!("{input:02x?} op {op}: {e}"));
             }
         }
-        assert!(Message::decode(input).is_err(), "{input:02x?} is too short to be a message");
+        assert!(
+            Message::decode(input).is_err(),
+            "{input:02x?} is too short to be a message"
+        );
     }
 }
 
@@ -862,7 +908,10 @@ fn huge_array_length_is_rejected_quickly_without_allocating() {
     let prefixes: &[(&str, DecodeError)] = &[
         ("feffffff0f", DecodeError::ArrayTooLong(0x0fff_ffff)),
         ("feffffffff", DecodeError::ArrayTooLong(0xffff_ffff)),
-        ("ffffffffffffff1f00", DecodeError::ArrayTooLong(MAX_SAFE_INTEGER)),
+        (
+            "ffffffffffffff1f00",
+            DecodeError::ArrayTooLong(MAX_SAFE_INTEGER),
+        ),
         ("fe01001000", DecodeError::ArrayTooLong(MAX_ARRAY_LEN + 1)),
         ("fe00001000", DecodeError::OutOfBounds),
         ("fc", DecodeError::OutOfBounds),
@@ -872,10 +921,20 @@ fn huge_array_length_is_rejected_quickly_without_allocating() {
         input.extend_from_slice(&[7u8; 64]);
         let t = Instant::now();
         let ((a, b), largest) = largest_alloc_during(|| {
-            (Reader::new(&input).ipv4_array(), Reader::new(&input).uint_array())
+            (
+                Reader::new(&input).ipv4_array(),
+                Reader::new(&input).uint_array(),
+            )
         });
-        assert!(t.elapsed() < Duration::from_millis(200), "{h}: took {:?}", t.elapsed());
-        assert!(largest <= alloc_budget(input.len()), "{h}: allocated {largest} bytes");
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{h}: took {:?}",
+            t.elapsed()
+        );
+        assert!(
+            largest <= alloc_budget(input.len()),
+            "{h}: allocated {largest} bytes"
+        );
         assert_eq!(a, Err(*want), "{h}: ipv4_array");
         assert_eq!(b, Err(*want), "{h}: uint_array");
 
@@ -885,8 +944,15 @@ fn huge_array_length_is_rejected_quickly_without_allocating() {
         msg.extend_from_slice(&input);
         let t = Instant::now();
         let (res, largest) = largest_alloc_during(|| Message::decode(&msg));
-        assert!(t.elapsed() < Duration::from_millis(200), "{h}: took {:?}", t.elapsed());
-        assert!(largest <= alloc_budget(msg.len()), "{h}: allocated {largest} bytes");
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{h}: took {:?}",
+            t.elapsed()
+        );
+        assert!(
+            largest <= alloc_budget(msg.len()),
+            "{h}: allocated {largest} bytes"
+        );
         assert_eq!(res, Err(*want), "{h}: response closer nodes");
     }
 
@@ -905,13 +971,17 @@ fn array_length_never_allocates_beyond_input() {
         let mut input = write(|w| w.uint(count));
         input.extend_from_slice(&body);
         let ((a, b), largest) = largest_alloc_during(|| {
-            (Reader::new(&input).ipv4_array(), Reader::new(&input).uint_array())
+            (
+                Reader::new(&input).ipv4_array(),
+                Reader::new(&input).uint_array(),
+            )
         });
         if largest > alloc_budget(input.len()) {
             return TestResult::error(format!("count {count}: allocated {largest} bytes"));
         }
         if count > MAX_ARRAY_LEN
-            && (a != Err(DecodeError::ArrayTooLong(count)) || b != Err(DecodeError::ArrayTooLong(count)))
+            && (a != Err(DecodeError::ArrayTooLong(count))
+                || b != Err(DecodeError::ArrayTooLong(count)))
         {
             return TestResult::error(format!("count {count}: {a:?} / {b:?}"));
         }
@@ -928,8 +998,10 @@ fn array_length_never_allocates_beyond_input() {
 fn primitive_roundtrips() {
     fn prop(n: u64, buf: Vec<u8>, s: String, addrs: Vec<(u32, u16)>, nums: Vec<u64>) -> bool {
         let n = n & MAX_SAFE_INTEGER;
-        let addrs: Vec<SocketAddrV4> =
-            addrs.into_iter().map(|(ip, p)| SocketAddrV4::new(Ipv4Addr::from(ip), p)).collect();
+        let addrs: Vec<SocketAddrV4> = addrs
+            .into_iter()
+            .map(|(ip, p)| SocketAddrV4::new(Ipv4Addr::from(ip), p))
+            .collect();
         let nums: Vec<u64> = nums.into_iter().map(|x| x & MAX_SAFE_INTEGER).collect();
         let mut fixed = [0u8; 32];
         for (i, b) in buf.iter().take(32).enumerate() {

@@ -22,7 +22,10 @@ use hdht_core::wire::{
 };
 use serde_json::{Map, Value};
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/dht-rpc.json");
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/vectors/dht-rpc.json"
+);
 
 fn vectors() -> &'static Value {
     static V: OnceLock<Value> = OnceLock::new();
@@ -33,8 +36,7 @@ fn vectors() -> &'static Value {
                  These tests need the shared vector file; they are never skipped."
             )
         });
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{VECTORS} is not valid JSON: {e}"))
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{VECTORS} is not valid JSON: {e}"))
     })
 }
 
@@ -54,19 +56,26 @@ fn list(key: &str) -> &'static [Value] {
 // ---------------------------------------------------------------------------------------------
 
 fn get<'a>(v: &'a Value, key: &str, ctx: &str) -> &'a Value {
-    v.get(key).unwrap_or_else(|| panic!("{ctx}: missing `{key}`"))
+    v.get(key)
+        .unwrap_or_else(|| panic!("{ctx}: missing `{key}`"))
 }
 
 fn str_of<'a>(v: &'a Value, key: &str, ctx: &str) -> &'a str {
-    get(v, key, ctx).as_str().unwrap_or_else(|| panic!("{ctx}: `{key}` is not a string"))
+    get(v, key, ctx)
+        .as_str()
+        .unwrap_or_else(|| panic!("{ctx}: `{key}` is not a string"))
 }
 
 fn u64_of(v: &Value, key: &str, ctx: &str) -> u64 {
-    get(v, key, ctx).as_u64().unwrap_or_else(|| panic!("{ctx}: `{key}` is not a u64"))
+    get(v, key, ctx)
+        .as_u64()
+        .unwrap_or_else(|| panic!("{ctx}: `{key}` is not a u64"))
 }
 
 fn bool_of(v: &Value, key: &str, ctx: &str) -> bool {
-    get(v, key, ctx).as_bool().unwrap_or_else(|| panic!("{ctx}: `{key}` is not a bool"))
+    get(v, key, ctx)
+        .as_bool()
+        .unwrap_or_else(|| panic!("{ctx}: `{key}` is not a bool"))
 }
 
 fn name_of(v: &Value) -> &str {
@@ -78,7 +87,9 @@ fn unhex(s: &str, ctx: &str) -> Vec<u8> {
 }
 
 fn hex32(s: &str, ctx: &str) -> [u8; 32] {
-    unhex(s, ctx).try_into().unwrap_or_else(|_| panic!("{ctx}: {s:?} is not 32 bytes"))
+    unhex(s, ctx)
+        .try_into()
+        .unwrap_or_else(|_| panic!("{ctx}: {s:?} is not 32 bytes"))
 }
 
 /// `null` => None, a hex string => Some(32 bytes).
@@ -126,11 +137,15 @@ fn assert_keys(v: &Value, expected: &[&str], ctx: &str) {
         .map(String::as_str)
         .collect();
     let want: BTreeSet<&str> = expected.iter().copied().collect();
-    assert_eq!(got, want, "{ctx}: unexpected field set (the vectors changed shape?)");
+    assert_eq!(
+        got, want,
+        "{ctx}: unexpected field set (the vectors changed shape?)"
+    );
 }
 
-const REQUEST_KEYS: &[&str] =
-    &["tid", "to", "id", "token", "internal", "command", "target", "value"];
+const REQUEST_KEYS: &[&str] = &[
+    "tid", "to", "id", "token", "internal", "command", "target", "value",
+];
 const RESPONSE_KEYS: &[&str] = &["tid", "to", "id", "token", "closer_nodes", "error", "value"];
 
 fn request_from_fields(f: &Value, ctx: &str) -> Request {
@@ -155,7 +170,10 @@ fn response_from_fields(f: &Value, ctx: &str) -> Response {
             let nodes = addr_list(v, &format!("{ctx}.closer_nodes"));
             // dht-rpc never encodes an empty list (the flag is left clear instead), so a
             // present list in a vector is non-empty.
-            assert!(!nodes.is_empty(), "{ctx}: present but empty closer_nodes in a vector");
+            assert!(
+                !nodes.is_empty(),
+                "{ctx}: present but empty closer_nodes in a vector"
+            );
             nodes
         }
     };
@@ -231,12 +249,24 @@ fn meta_matches_reference_versions_and_constants() {
     assert_eq!(str_of(pk, "dht-rpc", "meta.packages"), "6.27.0");
     assert_eq!(str_of(pk, "compact-encoding", "meta.packages"), "3.5.2");
     let c = get(meta, "constants", "meta");
-    assert_eq!(u64_of(c, "REQUEST_TYPE_BYTE", "meta.constants"), u64::from(REQUEST_TYPE));
-    assert_eq!(u64_of(c, "RESPONSE_TYPE_BYTE", "meta.constants"), u64::from(RESPONSE_TYPE));
+    assert_eq!(
+        u64_of(c, "REQUEST_TYPE_BYTE", "meta.constants"),
+        u64::from(REQUEST_TYPE)
+    );
+    assert_eq!(
+        u64_of(c, "RESPONSE_TYPE_BYTE", "meta.constants"),
+        u64::from(RESPONSE_TYPE)
+    );
     let errors = get(c, "errors", "meta.constants");
     assert_eq!(u64_of(errors, "OK", "errors"), hdht_core::wire::ERROR_OK);
-    assert_eq!(u64_of(errors, "UNKNOWN_COMMAND", "errors"), hdht_core::wire::ERROR_UNKNOWN_COMMAND);
-    assert_eq!(u64_of(errors, "INVALID_TOKEN", "errors"), hdht_core::wire::ERROR_INVALID_TOKEN);
+    assert_eq!(
+        u64_of(errors, "UNKNOWN_COMMAND", "errors"),
+        hdht_core::wire::ERROR_UNKNOWN_COMMAND
+    );
+    assert_eq!(
+        u64_of(errors, "INVALID_TOKEN", "errors"),
+        hdht_core::wire::ERROR_INVALID_TOKEN
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,7 +287,11 @@ fn decode_all<'a, T>(
 ) -> T {
     let mut r = Reader::new(bytes);
     let v = f(&mut r).unwrap_or_else(|e| panic!("{ctx}: decode failed: {e:?}"));
-    assert!(r.remaining().is_empty(), "{ctx}: decode left {} bytes", r.remaining().len());
+    assert!(
+        r.remaining().is_empty(),
+        "{ctx}: decode left {} bytes",
+        r.remaining().len()
+    );
     v
 }
 
@@ -301,18 +335,30 @@ fn primitives_encode_and_decode() {
             "buffer" => {
                 let v = unhex(str_of(fields, "value", name), name);
                 assert_eq!(encode_with(|w| w.buffer(&v)), want, "{name}: encode");
-                assert_eq!(decode_all(&want, name, |r| r.buffer()), &v[..], "{name}: decode");
+                assert_eq!(
+                    decode_all(&want, name, |r| r.buffer()),
+                    &v[..],
+                    "{name}: decode"
+                );
             }
             "string" => {
                 let v = str_of(fields, "value", name);
                 assert_eq!(encode_with(|w| w.utf8(v)), want, "{name}: encode");
                 let got = decode_all(&want, name, |r| r.utf8());
-                assert_eq!(std::str::from_utf8(got).expect("valid UTF-8"), v, "{name}: decode");
+                assert_eq!(
+                    std::str::from_utf8(got).expect("valid UTF-8"),
+                    v,
+                    "{name}: decode"
+                );
             }
             "fixed32" => {
                 let v = hex32(str_of(fields, "value", name), name);
                 assert_eq!(encode_with(|w| w.fixed32(&v)), want, "{name}: encode");
-                assert_eq!(decode_all(&want, name, |r| r.fixed32()), v, "{name}: decode");
+                assert_eq!(
+                    decode_all(&want, name, |r| r.fixed32()),
+                    v,
+                    "{name}: decode"
+                );
             }
             "ipv4Address" => {
                 let v = addr(fields, name);
@@ -323,7 +369,11 @@ fn primitives_encode_and_decode() {
             "ipv4Array" => {
                 let v = addr_list(get(fields, "value", name), name);
                 assert_eq!(encode_with(|w| w.ipv4_array(&v)), want, "{name}: encode");
-                assert_eq!(decode_all(&want, name, |r| r.ipv4_array()), v, "{name}: decode");
+                assert_eq!(
+                    decode_all(&want, name, |r| r.ipv4_array()),
+                    v,
+                    "{name}: decode"
+                );
             }
             "array<uint>" => {
                 let v: Vec<u64> = get(fields, "value", name)
@@ -333,18 +383,34 @@ fn primitives_encode_and_decode() {
                     .map(|x| x.as_u64().expect("array<uint> element is a u64"))
                     .collect();
                 assert_eq!(encode_with(|w| w.uint_array(&v)), want, "{name}: encode");
-                assert_eq!(decode_all(&want, name, |r| r.uint_array()), v, "{name}: decode");
+                assert_eq!(
+                    decode_all(&want, name, |r| r.uint_array()),
+                    v,
+                    "{name}: decode"
+                );
             }
             other => panic!("{name}: unknown primitive codec {other:?} (add it to this test)"),
         }
     }
     let expected: BTreeSet<&str> = [
-        "uint", "uint16", "uint32", "uint64", "bool", "buffer", "string", "fixed32",
-        "ipv4Address", "ipv4Array", "array<uint>",
+        "uint",
+        "uint16",
+        "uint32",
+        "uint64",
+        "bool",
+        "buffer",
+        "string",
+        "fixed32",
+        "ipv4Address",
+        "ipv4Array",
+        "array<uint>",
     ]
     .into_iter()
     .collect();
-    assert_eq!(seen, expected, "every primitive codec is covered by at least one vector");
+    assert_eq!(
+        seen, expected,
+        "every primitive codec is covered by at least one vector"
+    );
     eprintln!("primitives: {} vectors checked", prims.len());
 }
 
@@ -365,16 +431,26 @@ fn primitive_decode_cases() {
             "uint64" => r.u64().map(Value::from),
             "bool" => r.bool().map(Value::from),
             "buffer" => r.buffer().map(|b| Value::from(hex::encode(b))),
-            "string" => r.utf8().map(|b| Value::from(String::from_utf8(b.to_vec()).unwrap())),
+            "string" => r
+                .utf8()
+                .map(|b| Value::from(String::from_utf8(b.to_vec()).unwrap())),
             "fixed32" => r.fixed32().map(|b| Value::from(hex::encode(b))),
-            "ipv4Address" => r.ipv4().map(|a| serde_json::json!({"host": a.ip().to_string(), "port": a.port()})),
+            "ipv4Address" => r
+                .ipv4()
+                .map(|a| serde_json::json!({"host": a.ip().to_string(), "port": a.port()})),
             other => panic!("{name}: unknown codec {other:?} in primitive_decode_cases"),
         };
         let consumed = input.len() - r.remaining().len();
         if bool_of(result, "ok", name) {
-            let v = got.unwrap_or_else(|e| panic!("{name}: reference accepts {input:02x?}, we fail: {e:?}"));
+            let v = got.unwrap_or_else(|e| {
+                panic!("{name}: reference accepts {input:02x?}, we fail: {e:?}")
+            });
             assert_eq!(&v, get(result, "value", name), "{name}: value");
-            assert_eq!(consumed as u64, u64_of(result, "consumed", name), "{name}: consumed bytes");
+            assert_eq!(
+                consumed as u64,
+                u64_of(result, "consumed", name),
+                "{name}: consumed bytes"
+            );
         } else {
             let want = map_error(str_of(result, "error", name), name);
             match got {
@@ -399,9 +475,17 @@ fn node_ids() {
         let addr_hex = unhex(str_of(n, "addr_hex", name), name);
         let id = hex32(str_of(n, "id_hex", name), name);
         assert_eq!(encode_addr(&a).to_vec(), addr_hex, "{name}: 6-byte address");
-        assert_eq!(encode_with(|w| w.ipv4(&a)), addr_hex, "{name}: Writer::ipv4");
+        assert_eq!(
+            encode_with(|w| w.ipv4(&a)),
+            addr_hex,
+            "{name}: Writer::ipv4"
+        );
         assert_eq!(hash(&addr_hex), id, "{name}: BLAKE2b-256 of the address");
-        assert_eq!(NodeId::from_addr(&a), NodeId(id), "{name}: NodeId::from_addr");
+        assert_eq!(
+            NodeId::from_addr(&a),
+            NodeId(id),
+            "{name}: NodeId::from_addr"
+        );
     }
     eprintln!("node_ids: {} vectors checked", ids.len());
 }
@@ -429,7 +513,10 @@ fn xor_order() {
     for a in &ids {
         assert_eq!(target.cmp_distance(a, a), std::cmp::Ordering::Equal);
         for b in &ids {
-            assert_eq!(target.cmp_distance(a, b), target.cmp_distance(b, a).reverse());
+            assert_eq!(
+                target.cmp_distance(a, b),
+                target.cmp_distance(b, a).reverse()
+            );
         }
     }
     // The target itself is in the set and sorts first (distance 0).
@@ -453,8 +540,16 @@ fn message_from_vector(kind: &str, fields: &Value, ctx: &str) -> Message {
 /// re-encoding the decoded message reproduces `bytes` exactly.
 fn check_decode_reencode(bytes: &[u8], want: &Message, udp_from: &SocketAddrV4, ctx: &str) {
     let decoded = Message::decode(bytes).unwrap_or_else(|e| panic!("{ctx}: decode failed: {e:?}"));
-    assert_eq!(&with_validated_id(&decoded, udp_from), want, "{ctx}: decoded fields");
-    assert_eq!(encode_message(&decoded), bytes, "{ctx}: re-encode is not byte-identical");
+    assert_eq!(
+        &with_validated_id(&decoded, udp_from),
+        want,
+        "{ctx}: decoded fields"
+    );
+    assert_eq!(
+        encode_message(&decoded),
+        bytes,
+        "{ctx}: re-encode is not byte-identical"
+    );
     assert_eq!(encoded_len(&decoded), bytes.len(), "{ctx}: encoded_len");
 }
 
@@ -483,8 +578,16 @@ fn messages_encode_byte_exact_and_decode() {
                 responses += 1;
             }
         }
-        assert_eq!(flags_of(&built), u64_of(m, "flags", name), "{name}: flags byte");
-        assert_eq!(u64::from(bytes[1]), u64_of(m, "flags", name), "{name}: flags on the wire");
+        assert_eq!(
+            flags_of(&built),
+            u64_of(m, "flags", name),
+            "{name}: flags byte"
+        );
+        assert_eq!(
+            u64::from(bytes[1]),
+            u64_of(m, "flags", name),
+            "{name}: flags on the wire"
+        );
 
         // A persistent sender's id is H(its address); an ephemeral sender sends none.
         let id = match &built {
@@ -492,24 +595,37 @@ fn messages_encode_byte_exact_and_decode() {
             Message::Response(r) => r.id,
         };
         if bool_of(m, "sender_persistent", name) {
-            assert_eq!(id, Some(NodeId::from_addr(&udp_from).0), "{name}: persistent sender id");
+            assert_eq!(
+                id,
+                Some(NodeId::from_addr(&udp_from).0),
+                "{name}: persistent sender id"
+            );
         } else {
             assert_eq!(id, None, "{name}: ephemeral sender sends no id");
         }
 
         // Decode(hex) == fields; the raw decode already equals the fields (every vector id is
         // valid for its udp_from), and the id check must not change that.
-        let decoded = Message::decode(&bytes).unwrap_or_else(|e| panic!("{name}: decode failed: {e:?}"));
+        let decoded =
+            Message::decode(&bytes).unwrap_or_else(|e| panic!("{name}: decode failed: {e:?}"));
         assert_eq!(decoded, built, "{name}: decode");
         check_decode_reencode(&bytes, &built, &udp_from, name);
 
         // Layout segments tile the datagram and agree with our bytes.
         let mut off = 0usize;
-        for seg in get(m, "layout", name).as_array().expect("layout is an array") {
+        for seg in get(m, "layout", name)
+            .as_array()
+            .expect("layout is an array")
+        {
             let o = usize::try_from(u64_of(seg, "offset", name)).unwrap();
             let l = usize::try_from(u64_of(seg, "length", name)).unwrap();
             assert_eq!(o, off, "{name}: layout is contiguous");
-            assert_eq!(hex::encode(&encoded[o..o + l]), str_of(seg, "hex", name), "{name}: layout {}", str_of(seg, "field", name));
+            assert_eq!(
+                hex::encode(&encoded[o..o + l]),
+                str_of(seg, "hex", name),
+                "{name}: layout {}",
+                str_of(seg, "field", name)
+            );
             off += l;
         }
         assert_eq!(off, bytes.len(), "{name}: layout covers every byte");
@@ -523,12 +639,19 @@ fn messages_encode_byte_exact_and_decode() {
                 other => panic!("{name}: in_reply_to_hex is not a request: {other:?}"),
             };
             assert_eq!(req.to_bytes(), req_bytes, "{name}: in_reply_to re-encode");
-            assert_eq!(req.encoded_len(), req_bytes.len(), "{name}: in_reply_to encoded_len");
+            assert_eq!(
+                req.encoded_len(),
+                req_bytes.len(),
+                "{name}: in_reply_to encoded_len"
+            );
             assert_eq!(req.tid, res.tid, "{name}: response echoes the request tid");
         }
     }
     assert!(requests > 0 && responses > 0);
-    eprintln!("messages: {} vectors checked ({requests} requests, {responses} responses)", msgs.len());
+    eprintln!(
+        "messages: {} vectors checked ({requests} requests, {responses} responses)",
+        msgs.len()
+    );
 }
 
 #[test]
@@ -553,7 +676,9 @@ fn message_decode_cases() {
             }
             Value::Object(obj) => {
                 let mut fields: Map<String, Value> = obj.clone();
-                let kind = fields.remove("type").and_then(|t| t.as_str().map(str::to_owned));
+                let kind = fields
+                    .remove("type")
+                    .and_then(|t| t.as_str().map(str::to_owned));
                 let kind = kind.unwrap_or_else(|| panic!("{name}: result has no type"));
                 let want = message_from_vector(&kind, &Value::Object(fields), name);
                 let decoded = decoded.unwrap_or_else(|e| panic!("{name}: decode failed: {e:?}"));
@@ -573,21 +698,38 @@ fn message_decode_cases() {
                     let expected_valid = raw_id == Some(NodeId::from_addr(&udp_from).0);
                     assert_eq!(want_id.is_some(), expected_valid, "{name}: id validity");
                     if name == "decode_id_mismatch_ignored" {
-                        assert!(!expected_valid, "{name}: the id must not match the UDP source");
+                        assert!(
+                            !expected_valid,
+                            "{name}: the id must not match the UDP source"
+                        );
                     }
                 }
-                assert_eq!(with_validated_id(&decoded, &udp_from), want, "{name}: decoded fields");
+                assert_eq!(
+                    with_validated_id(&decoded, &udp_from),
+                    want,
+                    "{name}: decoded fields"
+                );
 
                 // Re-encoding gives the canonical form: trailing bytes dropped, unknown flag bits
                 // cleared and the flags varint minimal. Decoding that gives the same message.
                 let canon = encode_message(&decoded);
-                assert_eq!(Message::decode(&canon).as_ref(), Ok(&decoded), "{name}: canonical round trip");
-                assert!(canon.len() <= bytes.len(), "{name}: canonical form is never longer");
+                assert_eq!(
+                    Message::decode(&canon).as_ref(),
+                    Ok(&decoded),
+                    "{name}: canonical round trip"
+                );
+                assert!(
+                    canon.len() <= bytes.len(),
+                    "{name}: canonical form is never longer"
+                );
             }
             other => panic!("{name}: unexpected result {other}"),
         }
     }
-    assert!(id_checks >= 2, "both the valid and the mismatching id case were exercised");
+    assert!(
+        id_checks >= 2,
+        "both the valid and the mismatching id case were exercised"
+    );
 
     // The cases the generator documents, by name, so a regenerated file can't silently drop one.
     let names: BTreeSet<&str> = cases.iter().map(name_of).collect();
@@ -611,12 +753,18 @@ fn message_decode_cases() {
 fn message_decode_cases_canonical_forms() {
     let cases = list("message_decode_cases");
     let by_name = |n: &str| {
-        let c = cases.iter().find(|c| name_of(c) == n).unwrap_or_else(|| panic!("no {n}"));
+        let c = cases
+            .iter()
+            .find(|c| name_of(c) == n)
+            .unwrap_or_else(|| panic!("no {n}"));
         unhex(str_of(c, "hex", n), n)
     };
     let ping = unhex(
         str_of(
-            list("messages").iter().find(|m| name_of(m) == "req_ping_ephemeral").expect("req_ping_ephemeral"),
+            list("messages")
+                .iter()
+                .find(|m| name_of(m) == "req_ping_ephemeral")
+                .expect("req_ping_ephemeral"),
             "hex",
             "req_ping_ephemeral",
         ),
@@ -628,7 +776,11 @@ fn message_decode_cases_canonical_forms() {
         "decode_noncanonical_flags_varint",
     ] {
         let m = Message::decode(&by_name(n)).unwrap_or_else(|e| panic!("{n}: {e:?}"));
-        assert_eq!(encode_message(&m), ping, "{n}: canonical re-encoding is req_ping_ephemeral");
+        assert_eq!(
+            encode_message(&m),
+            ping,
+            "{n}: canonical re-encoding is req_ping_ephemeral"
+        );
     }
 }
 
@@ -647,7 +799,11 @@ fn captured_datagrams_decode_and_reencode_identically() {
             Message::Response(_) => responses += 1,
         }
         check_decode_reencode(&bytes, &want, &udp_from, name);
-        if matches!(&want, Message::Request(Request { id: Some(_), .. }) | Message::Response(Response { id: Some(_), .. })) {
+        if matches!(
+            &want,
+            Message::Request(Request { id: Some(_), .. })
+                | Message::Response(Response { id: Some(_), .. })
+        ) {
             with_id += 1;
         }
     }

@@ -27,10 +27,17 @@ fuzz_target!(|data: &[u8]| {
         Message::Response(_) => assert_eq!(data[0], RESPONSE_TYPE),
     }
     let bytes = encode(&m);
-    assert_eq!(encoded_len(&m), bytes.len(), "encoded_len disagrees with encode");
+    assert_eq!(
+        encoded_len(&m),
+        bytes.len(),
+        "encoded_len disagrees with encode"
+    );
     // Decoding never reads past the end, and the canonical form drops only redundancy
     // (non-minimal uints, unknown flag bits, empty closer lists, zero error codes, trailing bytes).
-    assert!(bytes.len() <= data.len(), "canonical form longer than the input");
+    assert!(
+        bytes.len() <= data.len(),
+        "canonical form longer than the input"
+    );
     let again = Message::decode(&bytes).expect("canonical re-encoding must decode");
     assert_eq!(again, m, "re-encode/decode changed the message");
     assert_eq!(encode(&again), bytes, "canonical encoding is not stable");
