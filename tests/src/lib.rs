@@ -162,6 +162,42 @@ pub fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("interop")
 }
 
+/// Installs the pinned Node packages (`npm ci`) the first time they are needed, so that
+/// `cargo test --workspace` works on a fresh clone. One install per machine at a time: a lock
+/// directory serialises concurrent test processes. Any failure is loud.
+fn ensure_node_modules(dir: &std::path::Path) -> Result<(), HarnessError> {
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let installed = || {
+        ["dht-rpc", "hyperdht", "b4a"]
+            .iter()
+            .all(|pkg| dir.join("node_modules").join(pkg).join("package.json").is_file())
+    };
+    if installed() {
+        return Ok(());
+    }
+    let lock = dir.join(".npm-install.lock");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while std::fs::create_dir(&lock).is_err() {
+        if Instant::now() > deadline {
+            return Err(HarnessError::Setup(format!("timed out waiting for {}; {SETUP_HINT}", lock.display())));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let result = if installed() {
+        Ok(())
+    } else {
+        eprintln!("hdht-tests: installing the pinned Node reference packages (npm ci) in {}", dir.display());
+        match Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(dir).status() {
+            Ok(st) if st.success() && installed() => Ok(()),
+            Ok(st) => Err(HarnessError::Setup(format!("`npm ci` in {} failed ({st}); {SETUP_HINT}", dir.display()))),
+            Err(e) => Err(HarnessError::Setup(format!("cannot run npm ({e}); {SETUP_HINT}"))),
+        }
+    };
+    let _ = std::fs::remove_dir(&lock);
+    result
+}
+
 fn node_binary() -> String {
     std::env::var("HDHT_NODE").unwrap_or_else(|_| "node".to_string())
 }
@@ -197,15 +233,7 @@ impl NodePeers {
                 )))
             }
         }
-        for pkg in ["dht-rpc", "hyperdht", "b4a"] {
-            let p = dir.join("node_modules").join(pkg).join("package.json");
-            if !p.is_file() {
-                return Err(HarnessError::Setup(format!(
-                    "{} is missing; {SETUP_HINT}",
-                    p.display()
-                )));
-            }
-        }
+        ensure_node_modules(&dir)?;
 
         let mut child = Command::new(&node)
             .arg("peer.js")

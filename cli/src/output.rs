@@ -1,0 +1,195 @@
+//! Printing: one JSON object per line (`--json`, camelCase names as the reference's objects)
+//! or a human-readable line. Write errors (a closed pipe) are ignored rather than panicking.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use hdht_core::rpc::{NodeId, RpcEvent};
+use serde::Serialize;
+
+/// Where records go, and in which form.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    pub fn new(json: bool) -> Self {
+        Output { json }
+    }
+
+    /// Prints `record` as one JSON line, or the text `human` builds.
+    pub fn emit<T: Serialize>(&self, record: &T, human: impl FnOnce() -> String) {
+        let line = if self.json {
+            match serde_json::to_string(record) {
+                Ok(line) => line,
+                Err(e) => format!("{{\"error\":\"cannot encode output: {e}\"}}"),
+            }
+        } else {
+            human()
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+
+    /// Prints a node event (see [`Event`]).
+    pub fn event(&self, event: &Event) {
+        self.emit(event, || event.to_string());
+    }
+}
+
+/// `{host, port}`, as the reference prints addresses.
+#[derive(Debug, Clone, Serialize)]
+pub struct Addr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl From<SocketAddrV4> for Addr {
+    fn from(a: SocketAddrV4) -> Self {
+        Addr { host: a.ip().to_string(), port: a.port() }
+    }
+}
+
+/// `{host, port, nodeId}`: a DHT node, with the id `H(host:port)` it has when persistent.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeAddr {
+    pub host: String,
+    pub port: u16,
+    pub node_id: String,
+}
+
+impl From<SocketAddrV4> for NodeAddr {
+    fn from(a: SocketAddrV4) -> Self {
+        NodeAddr { host: a.ip().to_string(), port: a.port(), node_id: hex_id(NodeId::from_addr(&a)) }
+    }
+}
+
+pub fn hex_id(id: NodeId) -> String {
+    hex::encode(id.0)
+}
+
+pub fn hex_opt_id(id: Option<NodeId>) -> Option<String> {
+    id.map(hex_id)
+}
+
+/// Short form of an id for human output.
+pub fn short(id: &Option<String>) -> String {
+    match id {
+        Some(id) => format!("{}…", &id[..id.len().min(16)]),
+        None => "-".into(),
+    }
+}
+
+/// The lines `bootstrap` and `node` print: lifecycle plus the node's own events.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+pub enum Event {
+    /// The bootstrapper is bound and serving.
+    Listening { host: String, port: u16, node_id: Option<String> },
+    /// The node finished bootstrapping.
+    Ready { host: String, port: u16, firewalled: bool, ephemeral: bool, node_id: Option<String> },
+    /// The node became routable.
+    Persistent { node_id: Option<String> },
+    /// The node went back to ephemeral after a wake-up.
+    Ephemeral,
+    /// A wake-up (long pause) was detected.
+    Wakeup,
+    /// Our public address estimate changed.
+    NatUpdate { host: Option<String>, port: u16 },
+    /// Online/degraded state changed.
+    NetworkUpdate { online: bool, degraded: bool },
+    /// A node entered the routing table.
+    AddNode { host: String, port: u16, node_id: String },
+    /// A node left the routing table.
+    RemoveNode { host: String, port: u16, node_id: String },
+    /// Shutting down after a signal; the node is destroyed.
+    Close { signal: String },
+}
+
+impl Event {
+    /// The printable form of a core event; `None` for events a command consumes itself.
+    pub fn from_rpc(ev: &RpcEvent, id: impl FnOnce() -> Option<NodeId>) -> Option<Event> {
+        Some(match ev {
+            RpcEvent::Persistent => Event::Persistent { node_id: hex_opt_id(id()) },
+            RpcEvent::Ephemeral => Event::Ephemeral,
+            RpcEvent::Wakeup => Event::Wakeup,
+            RpcEvent::NatUpdate { host, port } => {
+                Event::NatUpdate { host: host.map(|h: Ipv4Addr| h.to_string()), port: *port }
+            }
+            RpcEvent::NetworkUpdate { online, degraded } => {
+                Event::NetworkUpdate { online: *online, degraded: *degraded }
+            }
+            RpcEvent::AddNode(a) => {
+                let n = NodeAddr::from(*a);
+                Event::AddNode { host: n.host, port: n.port, node_id: n.node_id }
+            }
+            RpcEvent::RemoveNode(a) => {
+                let n = NodeAddr::from(*a);
+                Event::RemoveNode { host: n.host, port: n.port, node_id: n.node_id }
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Listening { host, port, node_id } => {
+                write!(f, "bootstrapper listening on {host}:{port}, node id {}", short(node_id))
+            }
+            Event::Ready { host, port, firewalled, ephemeral, node_id } => write!(
+                f,
+                "ready on {host}:{port} ({}, {}), node id {}",
+                if *firewalled { "firewalled" } else { "reachable" },
+                if *ephemeral { "ephemeral" } else { "persistent" },
+                short(node_id)
+            ),
+            Event::Persistent { node_id } => write!(f, "persistent, node id {}", short(node_id)),
+            Event::Ephemeral => f.write_str("ephemeral again"),
+            Event::Wakeup => f.write_str("wake-up detected"),
+            Event::NatUpdate { host, port } => {
+                write!(f, "public address {}:{port}", host.as_deref().unwrap_or("?"))
+            }
+            Event::NetworkUpdate { online, degraded } => write!(
+                f,
+                "network {}{}",
+                if *online { "online" } else { "offline" },
+                if *degraded { ", degraded" } else { "" }
+            ),
+            Event::AddNode { host, port, .. } => write!(f, "+ node {host}:{port}"),
+            Event::RemoveNode { host, port, .. } => write!(f, "- node {host}:{port}"),
+            Event::Close { signal } => write!(f, "{signal}: shutting down"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shapes() {
+        let ev = Event::Ready {
+            host: "127.0.0.1".into(),
+            port: 1,
+            firewalled: false,
+            ephemeral: true,
+            node_id: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"ready","host":"127.0.0.1","port":1,"firewalled":false,"ephemeral":true,"nodeId":null}"#
+        );
+        let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 2);
+        let ev = Event::from_rpc(&RpcEvent::AddNode(a), || None).unwrap();
+        let v: serde_json::Value = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["event"], "addNode");
+        assert_eq!(v["nodeId"], hex_id(NodeId::from_addr(&a)));
+        let ev = Event::from_rpc(&RpcEvent::NatUpdate { host: None, port: 0 }, || None).unwrap();
+        assert_eq!(serde_json::to_string(&ev).unwrap(), r#"{"event":"natUpdate","host":null,"port":0}"#);
+    }
+}
