@@ -707,6 +707,52 @@ fn health_vector() {
     assert!(h2.update(r, t).is_none());
 }
 
+/// A reference quirk the vector does not reach: departing *offline* snapshots decrement the
+/// healthy counter (their `degraded` is `false`), so after an offline episode "all 4 healthy" can
+/// never be reached again and a later degraded state only clears by going offline (or a reset).
+/// Trace produced by running dht-rpc 6.27.0 `lib/health.js` under Node with these deltas.
+#[test]
+fn health_sticky_degraded_after_offline() {
+    // (delta responses, delta timeouts, online, degraded, callback)
+    let trace: &[(u64, u64, bool, bool, &str)] = &[
+        (10, 0, true, false, ""),
+        (10, 0, true, false, ""),
+        (10, 0, true, false, ""),
+        (10, 0, true, false, "online"),
+        (0, 10, true, false, "online"),
+        (0, 10, false, false, "offline"),
+        (0, 10, false, false, "offline"),
+        (10, 0, true, false, "online"),
+        (10, 0, true, false, "online"),
+        (10, 0, true, false, "online"),
+        (10, 0, true, false, "online"),
+        (10, 0, true, false, "online"),
+        (2, 10, true, false, "online"),
+        (2, 10, true, false, "online"),
+        (2, 10, true, false, "online"),
+        (2, 10, true, true, "degraded"),
+        (2, 10, true, true, "degraded"),
+        (10, 0, true, true, "degraded"),
+        (10, 0, true, true, "degraded"),
+        (10, 0, true, true, "degraded"),
+        (10, 0, true, true, "degraded"),
+        (10, 0, true, true, "degraded"),
+        (10, 0, true, true, "degraded"),
+        (0, 10, true, true, "degraded"),
+        (0, 10, false, false, "offline"),
+        (10, 0, true, false, "online"),
+    ];
+    let mut h = Health::new();
+    let (mut r, mut t) = (0, 0);
+    for (i, &(dr, dt, online, degraded, cb)) in trace.iter().enumerate() {
+        r += dr;
+        t += dt;
+        h.update(r, t);
+        assert_eq!((h.online(), h.degraded()), (online, degraded), "tick {i}");
+        assert_eq!(h.last_signal().map_or("", signal_name), cb, "tick {i}");
+    }
+}
+
 fn health_never_panics(counters: Vec<(u64, u64)>) -> bool {
     let mut h = Health::new();
     for (i, (r, t)) in counters.into_iter().enumerate() {

@@ -76,3 +76,77 @@ fn same_seed_same_trace_different_seed_different_trace() {
     assert_ne!(a.trace_hash(), c.trace_hash());
     assert_eq!(a.datagram_counts(), b.datagram_counts());
 }
+
+fn join_adaptive(sim: &mut Sim) -> usize {
+    let boot = sim.server_addr(0);
+    let h = sim.add_node(SimNodeConfig { rpc: RpcConfig { bootstrap: vec![boot], ..RpcConfig::default() } });
+    sim.run_for(Duration::from_secs(10));
+    h
+}
+
+#[test]
+fn adaptive_nodes_pass_the_quick_firewall_test_then_become_persistent_after_about_20_minutes() {
+    let seed = 21;
+    let mut sim = network(seed, 30, LinkModel::default());
+    let h = join_adaptive(&mut sim);
+    let node = sim.node(h);
+    assert!(node.is_bootstrapped());
+    assert!(!node.is_firewalled(), "seed {seed}: the quick PING_NAT test unfirewalls an open node");
+    assert!(node.is_ephemeral(), "seed {seed}: but an adaptive node stays ephemeral at first");
+    sim.run_for(Duration::from_secs(15 * 60));
+    assert!(sim.node(h).is_ephemeral(), "seed {seed}: still ephemeral after 15 minutes");
+    sim.run_for(Duration::from_secs(10 * 60));
+    assert!(!sim.node(h).is_ephemeral(), "seed {seed}: persistent after the 240-tick stable period");
+    assert!(sim.take_events(h).contains(&RpcEvent::Persistent));
+    assert_eq!(sim.node(h).id(), Some(NodeId::from_addr(&sim.server_addr(h))));
+}
+
+#[test]
+fn ephemeral_nodes_never_enter_routing_tables() {
+    let seed = 5;
+    let mut sim = network(seed, 25, LinkModel::default());
+    let boot = sim.server_addr(0);
+    let h = sim.add_node(SimNodeConfig { rpc: RpcConfig { bootstrap: vec![boot], persistence: Persistence::Ephemeral, ..RpcConfig::default() } });
+    sim.run_for(Duration::from_secs(120));
+    assert!(sim.node(h).is_ephemeral());
+    assert!(sim.node(h).table().len() >= 20, "an ephemeral node still learns the network");
+    let addr = sim.server_addr(h);
+    for other in 0..h {
+        assert!(!sim.node(other).to_array().contains(&addr), "seed {seed}: host {other} stored an ephemeral node");
+    }
+}
+
+#[test]
+fn a_dead_node_is_reported_with_down_hints_and_removed() {
+    let seed = 13;
+    let mut sim = network(seed, 12, LinkModel::default());
+    let dead = 6;
+    let dead_addr = sim.server_addr(dead);
+    let holders_before = (0..sim.len()).filter(|&h| h != dead && sim.node(h).to_array().contains(&dead_addr)).count();
+    assert!(holders_before >= 5);
+    sim.kill(dead);
+    let q = sim.with_node(3, |n, now| n.find_node(now, NodeId::from_addr(&dead_addr)));
+    sim.run_for(Duration::from_secs(20));
+    assert!(sim.take_events(3).iter().any(|e| matches!(e, RpcEvent::QueryDone { query, .. } if *query == q)));
+    let holders_after = (0..sim.len()).filter(|&h| h != dead && sim.node(h).to_array().contains(&dead_addr)).count();
+    assert_eq!(holders_after, 0, "seed {seed}: down hints and timeouts removed the dead node everywhere ({holders_before} held it)");
+}
+
+#[test]
+fn a_long_pause_is_a_wakeup_and_adaptive_nodes_turn_ephemeral() {
+    let seed = 17;
+    let mut sim = network(seed, 20, LinkModel::default());
+    let h = join_adaptive(&mut sim);
+    sim.run_for(Duration::from_secs(25 * 60));
+    assert!(!sim.node(h).is_ephemeral());
+    let _ = sim.take_events(h);
+    // Feed the node a timer far in the future, as after a laptop sleep.
+    let tick_before = sim.node(h).tick();
+    sim.with_node(h, |n, now| n.handle_timeout(now + Duration::from_secs(600)));
+    let events = sim.take_events(h);
+    assert!(events.contains(&RpcEvent::Wakeup), "{events:?}");
+    assert!(events.contains(&RpcEvent::Ephemeral));
+    assert!(sim.node(h).is_ephemeral());
+    let t = sim.node(h).tick();
+    assert!((tick_before + 719..=tick_before + 726).contains(&t) && t % 8 == 6, "tick {tick_before} -> {t}");
+}

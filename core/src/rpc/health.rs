@@ -108,7 +108,7 @@ impl Health {
         // timeouts / (responses + timeouts) > 0.5, in integers.
         let degraded = !offline && timeouts > responses;
         if let Some(slot) = self.window.get_mut(self.head) {
-            slot.degraded = if offline { None } else { Some(degraded) };
+            slot.degraded = Some(degraded);
         }
 
         if offline {

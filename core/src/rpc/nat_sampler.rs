@@ -197,7 +197,7 @@ impl NatSampler {
     /// Reclaims records no longer referenced by the ring or the best-record pointers.
     fn collect(&mut self) {
         let mut used = [false; RING + 8];
-        let refs = self.ring.iter().copied();
+        let refs = self.ring.iter().copied().chain(self.best_exact).chain(self.best_host);
         for r in refs {
             if let Some(u) = used.get_mut(r as usize) {
                 *u = true;

@@ -314,7 +314,7 @@ impl RoutingTable {
     /// Note: the reference skips the entry equal to `new_id` without removing it from its recency
     /// list (a dangling list member); this table drops and returns it instead.
     pub fn rebuild(&mut self, new_id: NodeId) -> Vec<NodeEntry> {
-        let order: Vec<u32> = self.rows.iter().flat_map(|r| r.nodes.iter().copied()).collect();
+        let order: Vec<u32> = self.rows.iter().rev().flat_map(|r| r.nodes.iter().copied()).collect();
         self.id = new_id;
         self.rows = Vec::new();
         let mut dropped = Vec::new();
