@@ -91,6 +91,7 @@ async fn events_until_signal(dht: &Dht, out: Output, shutdown: &mut Shutdown) ->
 async fn serve(dht: Dht, out: Output, mut shutdown: Shutdown, ready_line: impl FnOnce(&Dht) -> Event) -> Result<()> {
     let sig = match ready_or_signal(&dht, out, &mut shutdown).await {
         Ok(()) => {
+            print_events(&dht, out);
             out.event(&ready_line(&dht));
             events_until_signal(&dht, out, &mut shutdown).await
         }

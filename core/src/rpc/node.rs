@@ -749,7 +749,7 @@ impl<R: RngCore> RpcNode<R> {
         let from_id = req.id.map(NodeId).filter(|id| *id == NodeId::from_addr(&from));
         let target = req.target.map(NodeId);
         if let Some(token) = &req.token {
-            if !self.tokens.is_valid(*from.ip(), token) {
+            if !self.tokens.validate(*from.ip(), token, &mut self.rng) {
                 self.send_reply(socket, from, req.tid, true, target, ERROR_INVALID_TOKEN, None);
                 return;
             }
@@ -1109,7 +1109,9 @@ impl<R: RngCore> RpcNode<R> {
         self.stable_ticks = MORE_STABLE_TICKS;
         self.refresh_ticks = 1;
         self.last_checked_host = None;
-        self.health.reset();
+        if self.health.reset_with_change().is_some() {
+            self.events.push_back(RpcEvent::NetworkUpdate { online: self.health.online(), degraded: self.health.degraded() });
+        }
         if self.adaptive && !self.ephemeral {
             self.ephemeral = true;
             self.events.push_back(RpcEvent::Ephemeral);
@@ -1534,9 +1536,8 @@ impl<R: RngCore> RpcNode<R> {
             }
         }
         if new_id != *self.table.id() {
-            for dropped in self.table.rebuild(new_id) {
-                self.events.push_back(RpcEvent::RemoveNode(dropped.addr));
-            }
+            // The reference drops entries that no longer fit without a remove-node event.
+            self.table.rebuild(new_id);
             if self.bootstrapped {
                 self.refresh(now);
             }

@@ -391,6 +391,10 @@ impl RoutingTable {
             return free;
         }
         let slot = u32::try_from(self.slots.len()).unwrap_or(NIL);
+        if self.slots.len() == self.slots.capacity() {
+            // Grow by ~25% instead of doubling: tables are long-lived and there are many.
+            self.slots.reserve_exact((self.slots.len() / 4).max(8));
+        }
         self.slots.push(Slot { entry: Some(entry), prev: NIL, next: NIL });
         slot
     }
