@@ -118,7 +118,8 @@ impl<'a> Reader<'a> {
             return Err(DecodeError::ArrayTooLong(len));
         }
         let len = len as usize;
-        if len.saturating_mul(min_element_size.max(1)) > self.buf.len() && min_element_size > 0 {
+        // Every element takes at least one byte, so a count beyond the input is a lie.
+        if len.saturating_mul(min_element_size.max(1)) > self.buf.len() {
             return Err(DecodeError::OutOfBounds);
         }
         Ok(len)
