@@ -43,7 +43,10 @@ impl GlobalOpts {
     pub fn bootstrap_list(&self) -> Vec<String> {
         match &self.bootstrap {
             Some(list) => list.clone(),
-            None => hdht_driver::DEFAULT_BOOTSTRAP.iter().map(|s| s.to_string()).collect(),
+            None => hdht_driver::DEFAULT_BOOTSTRAP
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 
@@ -57,7 +60,8 @@ impl GlobalOpts {
 pub enum Command {
     /// Print an Ed25519 key pair, as `DHT.keyPair(seed)` makes it.
     Keypair(KeypairArgs),
-    /// Run a bootstrap node (`DHT.bootstrapper(port, host)`) until Ctrl-C / SIGTERM.
+    /// Run a bootstrap node (`DHT.bootstrapper(port, host)`) until Ctrl-C / SIGTERM. It
+    /// starts a network of its own unless `--bootstrap` names other nodes to join.
     Bootstrap(BootstrapArgs),
     /// Run a DHT node until Ctrl-C / SIGTERM, printing its events.
     Node(NodeArgs),
@@ -114,8 +118,12 @@ pub struct DemoArgs {
 /// Exactly 32 bytes of hex.
 pub fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
     let bytes = hex::decode(s.trim()).map_err(|e| format!("not valid hex: {e}"))?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| format!("expected 32 bytes (64 hex characters), got {} bytes", bytes.len()))
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "expected 32 bytes (64 hex characters), got {} bytes",
+            bytes.len()
+        )
+    })
 }
 
 fn parse_node_id(s: &str) -> Result<NodeId, String> {

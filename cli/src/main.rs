@@ -27,9 +27,14 @@ fn main() -> ExitCode {
     let out = Output::new(cli.global.json);
     let result = match cli.command {
         Command::Keypair(args) => cmd::keypair::run(args, out),
-        command => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        command => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
             Ok(rt) => rt.block_on(cmd::run_async(command, cli.global, out)),
-            Err(e) => Err(cmd::Error::new(format!("cannot start the tokio runtime: {e}"))),
+            Err(e) => Err(cmd::Error::new(format!(
+                "cannot start the tokio runtime: {e}"
+            ))),
         },
     };
     match result {

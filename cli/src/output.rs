@@ -48,7 +48,10 @@ pub struct Addr {
 
 impl From<SocketAddrV4> for Addr {
     fn from(a: SocketAddrV4) -> Self {
-        Addr { host: a.ip().to_string(), port: a.port() }
+        Addr {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }
     }
 }
 
@@ -63,7 +66,11 @@ pub struct NodeAddr {
 
 impl From<SocketAddrV4> for NodeAddr {
     fn from(a: SocketAddrV4) -> Self {
-        NodeAddr { host: a.ip().to_string(), port: a.port(), node_id: hex_id(NodeId::from_addr(&a)) }
+        NodeAddr {
+            host: a.ip().to_string(),
+            port: a.port(),
+            node_id: hex_id(NodeId::from_addr(&a)),
+        }
     }
 }
 
@@ -85,12 +92,26 @@ pub fn short(id: &Option<String>) -> String {
 
 /// The lines `bootstrap` and `node` print: lifecycle plus the node's own events.
 #[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum Event {
     /// The bootstrapper is bound and serving.
-    Listening { host: String, port: u16, node_id: Option<String> },
+    Listening {
+        host: String,
+        port: u16,
+        node_id: Option<String>,
+    },
     /// The node finished bootstrapping.
-    Ready { host: String, port: u16, firewalled: bool, ephemeral: bool, node_id: Option<String> },
+    Ready {
+        host: String,
+        port: u16,
+        firewalled: bool,
+        ephemeral: bool,
+        node_id: Option<String>,
+    },
     /// The node became routable.
     Persistent { node_id: Option<String> },
     /// The node went back to ephemeral after a wake-up.
@@ -102,9 +123,17 @@ pub enum Event {
     /// Online/degraded state changed.
     NetworkUpdate { online: bool, degraded: bool },
     /// A node entered the routing table.
-    AddNode { host: String, port: u16, node_id: String },
+    AddNode {
+        host: String,
+        port: u16,
+        node_id: String,
+    },
     /// A node left the routing table.
-    RemoveNode { host: String, port: u16, node_id: String },
+    RemoveNode {
+        host: String,
+        port: u16,
+        node_id: String,
+    },
     /// Shutting down after a signal; the node is destroyed.
     Close { signal: String },
 }
@@ -113,22 +142,34 @@ impl Event {
     /// The printable form of a core event; `None` for events a command consumes itself.
     pub fn from_rpc(ev: &RpcEvent, id: impl FnOnce() -> Option<NodeId>) -> Option<Event> {
         Some(match ev {
-            RpcEvent::Persistent => Event::Persistent { node_id: hex_opt_id(id()) },
+            RpcEvent::Persistent => Event::Persistent {
+                node_id: hex_opt_id(id()),
+            },
             RpcEvent::Ephemeral => Event::Ephemeral,
             RpcEvent::Wakeup => Event::Wakeup,
-            RpcEvent::NatUpdate { host, port } => {
-                Event::NatUpdate { host: host.map(|h: Ipv4Addr| h.to_string()), port: *port }
-            }
-            RpcEvent::NetworkUpdate { online, degraded } => {
-                Event::NetworkUpdate { online: *online, degraded: *degraded }
-            }
+            RpcEvent::NatUpdate { host, port } => Event::NatUpdate {
+                host: host.map(|h: Ipv4Addr| h.to_string()),
+                port: *port,
+            },
+            RpcEvent::NetworkUpdate { online, degraded } => Event::NetworkUpdate {
+                online: *online,
+                degraded: *degraded,
+            },
             RpcEvent::AddNode(a) => {
                 let n = NodeAddr::from(*a);
-                Event::AddNode { host: n.host, port: n.port, node_id: n.node_id }
+                Event::AddNode {
+                    host: n.host,
+                    port: n.port,
+                    node_id: n.node_id,
+                }
             }
             RpcEvent::RemoveNode(a) => {
                 let n = NodeAddr::from(*a);
-                Event::RemoveNode { host: n.host, port: n.port, node_id: n.node_id }
+                Event::RemoveNode {
+                    host: n.host,
+                    port: n.port,
+                    node_id: n.node_id,
+                }
             }
             _ => return None,
         })
@@ -138,21 +179,47 @@ impl Event {
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Event::Listening { host, port, node_id } => {
-                write!(f, "bootstrapper listening on {host}:{port}, node id {}", short(node_id))
+            Event::Listening {
+                host,
+                port,
+                node_id,
+            } => {
+                write!(
+                    f,
+                    "bootstrapper listening on {host}:{port}, node id {}",
+                    short(node_id)
+                )
             }
-            Event::Ready { host, port, firewalled, ephemeral, node_id } => write!(
+            Event::Ready {
+                host,
+                port,
+                firewalled,
+                ephemeral,
+                node_id,
+            } => write!(
                 f,
                 "ready on {host}:{port} ({}, {}), node id {}",
-                if *firewalled { "firewalled" } else { "reachable" },
-                if *ephemeral { "ephemeral" } else { "persistent" },
+                if *firewalled {
+                    "firewalled"
+                } else {
+                    "reachable"
+                },
+                if *ephemeral {
+                    "ephemeral"
+                } else {
+                    "persistent"
+                },
                 short(node_id)
             ),
             Event::Persistent { node_id } => write!(f, "persistent, node id {}", short(node_id)),
             Event::Ephemeral => f.write_str("ephemeral again"),
             Event::Wakeup => f.write_str("wake-up detected"),
             Event::NatUpdate { host, port } => {
-                write!(f, "public address {}:{port}", host.as_deref().unwrap_or("?"))
+                write!(
+                    f,
+                    "public address {}:{port}",
+                    host.as_deref().unwrap_or("?")
+                )
             }
             Event::NetworkUpdate { online, degraded } => write!(
                 f,
@@ -189,7 +256,17 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&ev).unwrap();
         assert_eq!(v["event"], "addNode");
         assert_eq!(v["nodeId"], hex_id(NodeId::from_addr(&a)));
-        let ev = Event::from_rpc(&RpcEvent::NatUpdate { host: None, port: 0 }, || None).unwrap();
-        assert_eq!(serde_json::to_string(&ev).unwrap(), r#"{"event":"natUpdate","host":null,"port":0}"#);
+        let ev = Event::from_rpc(
+            &RpcEvent::NatUpdate {
+                host: None,
+                port: 0,
+            },
+            || None,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"natUpdate","host":null,"port":0}"#
+        );
     }
 }

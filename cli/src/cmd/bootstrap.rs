@@ -15,9 +15,12 @@ pub async fn run(args: BootstrapArgs, global: &GlobalOpts, out: Output) -> Resul
     let mut opts = DhtOptions::bootstrapper(args.port, host);
     // A bootstrapper starts a network: it joins others only when told to.
     opts.bootstrap = global.bootstrap.clone().unwrap_or_default();
-    let dht = Dht::new(opts)
-        .await
-        .map_err(|e| Error::new(format!("cannot start a bootstrapper on {host}:{}: {e}", args.port)))?;
+    let dht = Dht::new(opts).await.map_err(|e| {
+        Error::new(format!(
+            "cannot start a bootstrapper on {host}:{}: {e}",
+            args.port
+        ))
+    })?;
     serve(dht, out, shutdown, |dht| Event::Listening {
         host: host.to_string(),
         port: dht.server_address().port(),

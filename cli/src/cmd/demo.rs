@@ -33,7 +33,12 @@ struct TableSizes {
 
 impl TableSizes {
     fn text(&self) -> String {
-        let sizes: Vec<String> = self.sizes.iter().enumerate().map(|(i, s)| format!("n{i}={s}")).collect();
+        let sizes: Vec<String> = self
+            .sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("n{i}={s}"))
+            .collect();
         format!(
             "routing tables {:<12}  bootstrapper={}  {}  ({}/{} complete)",
             self.phase,
@@ -47,10 +52,18 @@ impl TableSizes {
 
 /// The demo's JSON lines, in the order they are printed.
 #[derive(Debug, Serialize)]
-#[serde(tag = "event", rename_all = "camelCase", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 enum DemoEvent {
     /// The bootstrapper is up.
-    Bootstrapper { host: String, port: u16, node_id: Option<String> },
+    Bootstrapper {
+        host: String,
+        port: u16,
+        node_id: Option<String>,
+    },
     /// Node `node` finished bootstrapping, `ms` after the demo started.
     Ready {
         node: usize,
@@ -93,7 +106,12 @@ pub async fn run(args: DemoArgs, out: Output) -> Result<()> {
     if result.is_ok() {
         let ms = net.started.map_or(0, |t| t.elapsed().as_millis());
         let ev = DemoEvent::Done { nodes: count, ms };
-        out.emit(&ev, || format!("destroyed all {count} nodes; {:.2} s in total", ms as f64 / 1e3));
+        out.emit(&ev, || {
+            format!(
+                "destroyed all {count} nodes; {:.2} s in total",
+                ms as f64 / 1e3
+            )
+        });
     }
     result
 }
@@ -120,7 +138,11 @@ impl Network {
 
     /// Every node's server address (the bootstrapper first).
     fn addresses(&self) -> Vec<SocketAddrV4> {
-        self.bootstrapper.iter().chain(&self.nodes).map(|d| d.server_address()).collect()
+        self.bootstrapper
+            .iter()
+            .chain(&self.nodes)
+            .map(|d| d.server_address())
+            .collect()
     }
 
     fn tables(&self, phase: &'static str) -> TableSizes {
@@ -140,14 +162,19 @@ impl Network {
 }
 
 async fn step<T>(what: &str, fut: impl std::future::Future<Output = T>) -> Result<T> {
-    tokio::time::timeout(STEP_TIMEOUT, fut)
-        .await
-        .map_err(|_| Error::new(format!("{what} took longer than {} s", STEP_TIMEOUT.as_secs())))
+    tokio::time::timeout(STEP_TIMEOUT, fut).await.map_err(|_| {
+        Error::new(format!(
+            "{what} took longer than {} s",
+            STEP_TIMEOUT.as_secs()
+        ))
+    })
 }
 
 fn random_target() -> Result<NodeId> {
     let mut t = [0u8; 32];
-    OsRng.try_fill_bytes(&mut t).map_err(|e| Error::new(format!("no OS randomness: {e}")))?;
+    OsRng
+        .try_fill_bytes(&mut t)
+        .map_err(|e| Error::new(format!("no OS randomness: {e}")))?;
     Ok(NodeId(t))
 }
 
@@ -163,8 +190,17 @@ async fn demo(net: &mut Network, n: usize, out: Output) -> Result<()> {
     let bs = net.bootstrapper.insert(bs);
     step("the bootstrapper's start", bs.ready()).await?;
     let bs_addr = bs.server_address();
-    let ev = DemoEvent::Bootstrapper { host: host.to_string(), port: bs_addr.port(), node_id: hex_opt_id(bs.id()) };
-    out.emit(&ev, || format!("bootstrapper  {bs_addr:<21}  id {}", short(&hex_opt_id(bs.id()))));
+    let ev = DemoEvent::Bootstrapper {
+        host: host.to_string(),
+        port: bs_addr.port(),
+        node_id: hex_opt_id(bs.id()),
+    };
+    out.emit(&ev, || {
+        format!(
+            "bootstrapper  {bs_addr:<21}  id {}",
+            short(&hex_opt_id(bs.id()))
+        )
+    });
 
     // 2. N persistent nodes, one after the other, each bootstrapping from the bootstrapper:
     //    each finds the nodes started before it, and they learn about it in turn.
@@ -176,10 +212,14 @@ async fn demo(net: &mut Network, n: usize, out: Output) -> Result<()> {
             persistence: Persistence::Persistent,
             ..DhtOptions::default()
         };
-        let dht = Dht::new(opts).await.map_err(|e| Error::new(format!("cannot start node {i}: {e}")))?;
+        let dht = Dht::new(opts)
+            .await
+            .map_err(|e| Error::new(format!("cannot start node {i}: {e}")))?;
         let dht = net.push(dht);
         if !step("a node's bootstrap", dht.ready()).await? {
-            return Err(Error::new(format!("node {i} was destroyed while bootstrapping")));
+            return Err(Error::new(format!(
+                "node {i} was destroyed while bootstrapping"
+            )));
         }
         let addr = dht.server_address();
         let id = hex_opt_id(dht.id());
@@ -197,8 +237,16 @@ async fn demo(net: &mut Network, n: usize, out: Output) -> Result<()> {
             format!(
                 "node {i:<2} ready  {addr:<21}  id {}  {}, {}, knows {} node(s)",
                 short(&id),
-                if dht.is_firewalled() { "firewalled" } else { "reachable" },
-                if dht.is_ephemeral() { "ephemeral" } else { "persistent" },
+                if dht.is_firewalled() {
+                    "firewalled"
+                } else {
+                    "reachable"
+                },
+                if dht.is_ephemeral() {
+                    "ephemeral"
+                } else {
+                    "persistent"
+                },
                 dht.to_array().len(),
             )
         });
@@ -227,11 +275,13 @@ async fn demo(net: &mut Network, n: usize, out: Output) -> Result<()> {
     let target = random_target()?;
     let t0 = Instant::now();
     let known = dht.to_array();
-    let (replies, hops, result) = step("the lookup", run_lookup(dht.find_node(target), &known)).await?;
+    let (replies, hops, result) =
+        step("the lookup", run_lookup(dht.find_node(target), &known)).await?;
     let result = result.map_err(|e| Error::new(format!("the lookup failed: {e}")))?;
     let closest: Vec<SocketAddrV4> = result.closest_nodes().collect();
     let own = dht.server_address();
-    let mut expected: Vec<SocketAddrV4> = net.addresses().into_iter().filter(|a| *a != own).collect();
+    let mut expected: Vec<SocketAddrV4> =
+        net.addresses().into_iter().filter(|a| *a != own).collect();
     expected.sort_by(|a, b| target.cmp_distance(&NodeId::from_addr(a), &NodeId::from_addr(b)));
     expected.truncate(K);
     let ev = DemoEvent::FindNode {
@@ -252,7 +302,11 @@ async fn demo(net: &mut Network, n: usize, out: Output) -> Result<()> {
             t0.elapsed().as_millis()
         );
         for (i, a) in closest.iter().enumerate() {
-            s.push_str(&format!("\n  {:>2}. {a:<21}  id {}", i + 1, short(&Some(hex_id(NodeId::from_addr(a))))));
+            s.push_str(&format!(
+                "\n  {:>2}. {a:<21}  id {}",
+                i + 1,
+                short(&Some(hex_id(NodeId::from_addr(a))))
+            ));
         }
         s.push_str(if closest == expected {
             "\n  = exactly the closest nodes of the whole network"

@@ -21,7 +21,11 @@ pub struct ReplyOut {
 
 impl From<&QueryReply> for ReplyOut {
     fn from(r: &QueryReply) -> Self {
-        ReplyOut { from: r.from.into(), to: r.to.into(), node_id: hex_opt_id(r.from_id) }
+        ReplyOut {
+            from: r.from.into(),
+            to: r.to.into(),
+            node_id: hex_opt_id(r.from_id),
+        }
     }
 }
 
@@ -43,7 +47,9 @@ pub async fn run(args: FindNodeArgs, global: &GlobalOpts, out: Output) -> Result
         persistence: Persistence::Ephemeral,
         ..DhtOptions::default()
     };
-    let dht = Dht::new(opts).await.map_err(|e| Error::new(format!("cannot start a node: {e}")))?;
+    let dht = Dht::new(opts)
+        .await
+        .map_err(|e| Error::new(format!("cannot start a node: {e}")))?;
     let result = tokio::select! {
         r = lookup(&dht, args, out) => r,
         sig = shutdown.recv() => Err(Error::new(format!("interrupted by {sig}"))),
@@ -59,9 +65,14 @@ async fn lookup(dht: &Dht, args: FindNodeArgs, out: Output) -> Result<()> {
     let mut query = dht.find_node(args.target);
     while let Some(reply) = query.next().await {
         let rec = ReplyOut::from(&reply);
-        out.emit(&rec, || format!("reply from {} (id {})", reply.from, short(&rec.node_id)));
+        out.emit(&rec, || {
+            format!("reply from {} (id {})", reply.from, short(&rec.node_id))
+        });
     }
-    let res = query.finish().await.map_err(|e| Error::new(format!("find-node failed: {e}")))?;
+    let res = query
+        .finish()
+        .await
+        .map_err(|e| Error::new(format!("find-node failed: {e}")))?;
     if res.successes == 0 {
         return Err(Error::new(
             "find-node failed: no node replied (is the bootstrap list reachable?)",

@@ -32,6 +32,11 @@ pub fn run(args: KeypairArgs, out: Output) -> Result<()> {
         public_key: hex::encode(kp.public_key()),
         secret_key: hex::encode(kp.secret_key()),
     };
-    out.emit(&rec, || format!("publicKey: {}\nsecretKey: {}", rec.public_key, rec.secret_key));
+    out.emit(&rec, || {
+        format!(
+            "publicKey: {}\nsecretKey: {}",
+            rec.public_key, rec.secret_key
+        )
+    });
     Ok(())
 }

@@ -57,7 +57,11 @@ fn print_events(dht: &Dht, out: Output) {
 
 /// Waits for bootstrapping to finish, printing events meanwhile. `Err(signal)` if a signal
 /// came first.
-async fn ready_or_signal(dht: &Dht, out: Output, shutdown: &mut Shutdown) -> std::result::Result<(), &'static str> {
+async fn ready_or_signal(
+    dht: &Dht,
+    out: Output,
+    shutdown: &mut Shutdown,
+) -> std::result::Result<(), &'static str> {
     let mut tick = tokio::time::interval(EVENT_POLL);
     let ready = dht.ready();
     tokio::pin!(ready);
@@ -88,7 +92,12 @@ async fn events_until_signal(dht: &Dht, out: Output, shutdown: &mut Shutdown) ->
 
 /// Runs a started node until a signal: waits for `ready`, prints `ready_line`, then events,
 /// then `close`, and destroys the node.
-async fn serve(dht: Dht, out: Output, mut shutdown: Shutdown, ready_line: impl FnOnce(&Dht) -> Event) -> Result<()> {
+async fn serve(
+    dht: Dht,
+    out: Output,
+    mut shutdown: Shutdown,
+    ready_line: impl FnOnce(&Dht) -> Event,
+) -> Result<()> {
     let sig = match ready_or_signal(&dht, out, &mut shutdown).await {
         Ok(()) => {
             print_events(&dht, out);
@@ -97,7 +106,9 @@ async fn serve(dht: Dht, out: Output, mut shutdown: Shutdown, ready_line: impl F
         }
         Err(sig) => sig,
     };
-    out.event(&Event::Close { signal: sig.to_string() });
+    out.event(&Event::Close {
+        signal: sig.to_string(),
+    });
     dht.destroy().await;
     Ok(())
 }

@@ -24,7 +24,9 @@ pub async fn run(args: NodeArgs, global: &GlobalOpts, out: Output) -> Result<()>
         persistence,
         ..DhtOptions::default()
     };
-    let dht = Dht::new(opts).await.map_err(|e| Error::new(format!("cannot start the node: {e}")))?;
+    let dht = Dht::new(opts)
+        .await
+        .map_err(|e| Error::new(format!("cannot start the node: {e}")))?;
     serve(dht, out, shutdown, |dht| {
         let addr = dht.address();
         Event::Ready {
