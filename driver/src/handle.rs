@@ -129,7 +129,7 @@ impl DhtHandle {
 
     /// `addNode({host, port})`.
     pub fn add_node(&self, addr: SocketAddrV4) {
-        self.shared.with_node_mut(|n, _| n.add_node(addr));
+        self.shared.with_node_mut(|n, now| n.add_node(now, addr));
     }
 
     /// `findNode(target)`: a stream of replies; `.finish()` gives the closest nodes.

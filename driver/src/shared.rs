@@ -363,8 +363,7 @@ impl Drop for QueryStream {
         let mut inner = self.shared.lock();
         let running = inner.queries.remove(&self.id).is_some_and(|s| s.done.is_none());
         if running {
-            let now = inner.clock.now();
-            inner.node.cancel_query(now, self.id);
+            inner.node.cancel_query(self.id);
             inner.dispatch();
             inner.kick();
         }

@@ -67,6 +67,9 @@ pub enum RequestError {
     /// The request was cancelled (its query closed or the node was destroyed).
     #[error("request destroyed")]
     Destroyed,
+    /// Too many requests are in flight; this one was not sent.
+    #[error("too many requests in flight")]
+    TooManyRequests,
 }
 
 /// Why a query failed.

@@ -12,6 +12,10 @@ use core::time::Duration;
 use super::{CongestionWindow, NodeId, SocketKind};
 use crate::Instant;
 
+/// Requests in flight (queued ones included) at most. Beyond it new requests fail at once, so
+/// transaction ids are never reused and sustained congestion can't grow state without bound.
+pub(crate) const MAX_INFLIGHT: usize = 16_384;
+
 /// Default time to wait for a response before retransmitting.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 
@@ -71,13 +75,17 @@ impl<O> Io<O> {
         self.inflight.len()
     }
 
-    /// Takes the next free tid (the counter wraps; tids still in flight are skipped).
-    pub(crate) fn allocate_tid(&mut self) -> u16 {
+    /// Takes the next free tid (the counter wraps; tids still in flight are skipped). `None`
+    /// when every tid is in use: the caller fails the request instead of overwriting another.
+    pub(crate) fn allocate_tid(&mut self) -> Option<u16> {
+        if self.inflight.len() >= MAX_INFLIGHT {
+            return None;
+        }
         loop {
             let tid = self.next_tid;
             self.next_tid = self.next_tid.wrapping_add(1);
-            if !self.inflight.contains_key(&tid) || self.inflight.len() >= usize::from(u16::MAX) {
-                return tid;
+            if !self.inflight.contains_key(&tid) {
+                return Some(tid);
             }
         }
     }
@@ -167,6 +175,8 @@ impl<O> Io<O> {
             return None;
         }
         if req.sent > req.retries {
+            // A request destroyed by its timeout hands back a congestion credit, as the reference.
+            self.congestion.recv();
             return self.inflight.remove(&tid);
         }
         self.send(now, tid, out);

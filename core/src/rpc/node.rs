@@ -47,6 +47,8 @@ const DEFAULT_RETRIES: u32 = 3;
 const QUERY_RETRIES: u32 = 5;
 const MAX_REPINGING: u32 = 3;
 const MAX_CHECKS_FOR_DOWN_HINTS: u32 = 10;
+/// Source hosts remembered during a firewall check.
+const MAX_CHECK_HOSTS: usize = 256;
 /// Bound on delayed replies we hold, so DELAYED_PING floods cost bounded memory.
 const MAX_DELAYED_REPLIES: usize = 1024;
 
@@ -135,6 +137,8 @@ pub struct RequestSpec {
     pub force: bool,
     /// IP TTL.
     pub ttl: Option<u8>,
+    /// Time to wait per transmission (default 1 s).
+    pub timeout: Option<Duration>,
 }
 
 impl RequestSpec {
@@ -151,6 +155,7 @@ impl RequestSpec {
             retries: None,
             force: false,
             ttl: None,
+            timeout: None,
         }
     }
 }
@@ -182,6 +187,14 @@ impl ReplySpec {
     pub fn error(code: u64) -> Self {
         ReplySpec { error: code, value: None, token: false, closer_nodes: true, to: None, socket: None }
     }
+}
+
+/// A DELAYED_PING reply waiting for its time.
+#[derive(Debug, Clone, Copy)]
+struct DelayedReply {
+    socket: SocketKind,
+    to: SocketAddrV4,
+    tid: u16,
 }
 
 /// Who is waiting for a request's outcome.
@@ -248,7 +261,7 @@ pub struct RpcNode<R> {
     next_request: u64,
     transmits: VecDeque<Transmit>,
     events: VecDeque<RpcEvent>,
-    delayed: BTreeMap<(Instant, u64), Transmit>,
+    delayed: BTreeMap<(Instant, u64), DelayedReply>,
     delayed_seq: u64,
     tick: u32,
     last_tick_at: Instant,
@@ -345,7 +358,7 @@ impl<R: RngCore> RpcNode<R> {
         }
         let seeds: Vec<SocketAddrV4> = node.cfg.nodes.iter().rev().copied().collect();
         for addr in seeds {
-            node.add_node(addr);
+            node.add_node(now, addr);
         }
         node.start_bootstrap_round(now, 1);
         node
@@ -483,14 +496,16 @@ impl<R: RngCore> RpcNode<R> {
     // ----- user operations -----
 
     /// `addNode({host, port})`: inserts a node without contacting it.
-    pub fn add_node(&mut self, addr: SocketAddrV4) {
+    pub fn add_node(&mut self, now: Instant, addr: SocketAddrV4) {
         let id = NodeId::from_addr(&addr);
         if id == *self.table.id() {
             return;
         }
         let entry = self.new_entry(id, addr, None);
-        if self.table.add(entry) == AddOutcome::Inserted {
-            self.events.push_back(RpcEvent::AddNode(addr));
+        match self.table.add(entry.clone()) {
+            AddOutcome::Inserted => self.events.push_back(RpcEvent::AddNode(addr)),
+            AddOutcome::Updated => {}
+            AddOutcome::Full => self.on_full_row(now, entry),
         }
     }
 
@@ -508,10 +523,10 @@ impl<R: RngCore> RpcNode<R> {
         self.query(now, spec)
     }
 
-    /// Cancels a query: its requests stop, and it ends with its current closest replies.
-    pub fn cancel_query(&mut self, now: Instant, query: QueryId) {
-        if self.queries.contains_key(&query) {
-            self.finish_query_ok(now, query);
+    /// Cancels a query: its requests stop and no further event about it follows.
+    pub fn cancel_query(&mut self, query: QueryId) {
+        if self.queries.remove(&query).is_some() {
+            self.cancel_query_requests(query, |_| true);
         }
     }
 
@@ -525,6 +540,16 @@ impl<R: RngCore> RpcNode<R> {
         }
         self.send_request(now, spec, Owner::User(rid));
         rid
+    }
+
+    /// `delayedPing(to, ms)`: asks `to` to answer after `delay`; waits `delay + 1 s` per try.
+    pub fn delayed_ping(&mut self, now: Instant, to: SocketAddrV4, delay: Duration) -> RequestId {
+        let mut spec = RequestSpec::new(to, DELAYED_PING);
+        spec.internal = true;
+        let ms = u32::try_from(delay.as_millis()).unwrap_or(u32::MAX);
+        spec.value = Some(ms.to_le_bytes().to_vec());
+        spec.timeout = Some(delay + Duration::from_millis(1000));
+        self.request(now, spec)
     }
 
     /// An internal PING.
@@ -551,12 +576,13 @@ impl<R: RngCore> RpcNode<R> {
         );
     }
 
-    /// `relay(value, to)`: forwards a received request to a third node, once, untracked.
+    /// `relay(value, to)`: forwards a received request to a third node, once, untracked, from
+    /// the socket it arrived on unless told otherwise.
     pub fn relay(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>, to: SocketAddrV4, socket: Option<SocketKind>) {
         if self.destroyed {
             return;
         }
-        let socket = socket.unwrap_or_else(|| self.primary_socket());
+        let socket = socket.unwrap_or(req.socket);
         let msg = Request {
             tid: req.tid,
             to,
@@ -615,7 +641,10 @@ impl<R: RngCore> RpcNode<R> {
         }
         if socket == SocketKind::Server {
             if let Some(check) = self.network_check.as_mut() {
-                check.hosts.insert(*from.ip());
+                // Only probe sources matter; the cap keeps a spoofed flood from growing this.
+                if check.hosts.len() < MAX_CHECK_HOSTS {
+                    check.hosts.insert(*from.ip());
+                }
             }
         }
         match Message::decode(bytes) {
@@ -630,11 +659,17 @@ impl<R: RngCore> RpcNode<R> {
         if self.destroyed {
             return;
         }
-        let mut drains = 0;
-        while self.next_drain <= now {
-            self.drain(now);
-            drains += 1;
-            self.next_drain = if drains >= 16 { now + DRAIN_INTERVAL } else { self.next_drain + DRAIN_INTERVAL };
+        if self.next_drain <= now {
+            // Like a JS interval, the drain doesn't catch up after a stall: one run, then
+            // the next one an interval later (so a sleep doesn't rotate tokens away).
+            if now - self.next_drain > SLEEPING_INTERVAL {
+                self.drain(now);
+                self.next_drain = now + DRAIN_INTERVAL;
+            }
+            while self.next_drain <= now {
+                self.drain(now);
+                self.next_drain = self.next_drain + DRAIN_INTERVAL;
+            }
         }
         while let Some(tid) = self.io.pop_expired(now) {
             self.on_request_timer(now, tid);
@@ -643,8 +678,9 @@ impl<R: RngCore> RpcNode<R> {
             if entry.key().0 > now {
                 break;
             }
-            let t = entry.remove();
-            self.transmits.push_back(t);
+            let r = entry.remove();
+            // Encoded now: whether it carries our id depends on our state when it leaves.
+            self.send_reply(r.socket, r.to, r.tid, false, None, ERROR_OK, None);
         }
         if self.next_tick <= now {
             self.next_tick = now + TICK_INTERVAL;
@@ -672,9 +708,27 @@ impl<R: RngCore> RpcNode<R> {
         }
     }
 
-    fn send_request(&mut self, now: Instant, spec: RequestSpec, owner: Owner) -> u16 {
+    fn send_request(&mut self, now: Instant, spec: RequestSpec, owner: Owner) {
         let socket = self.primary_socket();
-        let tid = self.io.allocate_tid();
+        let retries = if spec.force { 0 } else { spec.retries.unwrap_or(DEFAULT_RETRIES) };
+        let mut req = InFlight {
+            to: spec.to,
+            to_id: spec.to_id,
+            socket,
+            bytes: Vec::new(),
+            ttl: spec.ttl,
+            sent: 0,
+            retries,
+            timeout: spec.timeout.unwrap_or(REQUEST_TIMEOUT),
+            deadline: None,
+            created: now,
+            cycled: false,
+            force: spec.force,
+            owner,
+        };
+        let Some(tid) = self.io.allocate_tid() else {
+            return self.on_request_done(now, req, Err(RequestError::TooManyRequests));
+        };
         let msg = Request {
             tid,
             to: spec.to,
@@ -685,26 +739,10 @@ impl<R: RngCore> RpcNode<R> {
             target: spec.target.map(|t| t.0),
             value: spec.value,
         };
-        let retries = if spec.force { 0 } else { spec.retries.unwrap_or(DEFAULT_RETRIES) };
-        let req = InFlight {
-            to: spec.to,
-            to_id: spec.to_id,
-            socket,
-            bytes: msg.to_bytes(),
-            ttl: spec.ttl,
-            sent: 0,
-            retries,
-            timeout: REQUEST_TIMEOUT,
-            deadline: None,
-            created: now,
-            cycled: false,
-            force: spec.force,
-            owner,
-        };
+        req.bytes = msg.to_bytes();
         let mut out = VecDeque::new();
         self.io.start(now, tid, req, &mut out);
         self.flush_io(out);
-        tid
     }
 
     fn internal_request(&mut self, now: Instant, to: SocketAddrV4, to_id: Option<NodeId>, command: u64, value: Option<Vec<u8>>, owner: Owner) {
@@ -825,18 +863,9 @@ impl<R: RngCore> RpcNode<R> {
                 if delay > self.cfg.max_ping_delay || self.delayed.len() >= MAX_DELAYED_REPLIES {
                     return;
                 }
-                let res = Response {
-                    tid: req.tid,
-                    to: from,
-                    id: self.id_for(socket),
-                    token: None,
-                    closer_nodes: Vec::new(),
-                    error: ERROR_OK,
-                    value: None,
-                };
                 let at = now + Duration::from_millis(u64::from(delay));
                 self.delayed_seq += 1;
-                self.delayed.insert((at, self.delayed_seq), Transmit { socket, to: from, payload: res.to_bytes(), ttl: None });
+                self.delayed.insert((at, self.delayed_seq), DelayedReply { socket, to: from, tid: req.tid });
             }
             _ => self.send_reply(socket, from, req.tid, false, target, ERROR_UNKNOWN_COMMAND, None),
         }
@@ -894,11 +923,8 @@ impl<R: RngCore> RpcNode<R> {
             Owner::Visit(q) => self.on_visit_done(now, q, req.to, req.cycled, result),
             Owner::DownHint(_) => {}
             Owner::Commit(q) => {
-                let outcome = match result {
-                    Ok(r) if r.error == ERROR_OK => Ok(()),
-                    Ok(r) => Err(CommitError::Remote(r.error)),
-                    Err(e) => Err(CommitError::Request(e)),
-                };
+                // Like `dht.request`, any response counts, whatever its error code.
+                let outcome = result.map(|_| ()).map_err(CommitError::Request);
                 self.on_commit_done(now, q, outcome);
             }
             Owner::Check { id, seen_before } => {
@@ -913,10 +939,7 @@ impl<R: RngCore> RpcNode<R> {
                 let advanced = result.is_ok() && self.table.get(&old).is_some_and(|n| n.seen > seen_before);
                 if !advanced {
                     self.remove_node(&old);
-                    let addr = candidate.addr;
-                    if self.table.add(candidate) == AddOutcome::Inserted {
-                        self.events.push_back(RpcEvent::AddNode(addr));
-                    }
+                    self.insert_fresh(candidate.id, candidate.addr, candidate.to);
                 }
             }
             Owner::QuickNat => {
@@ -928,10 +951,9 @@ impl<R: RngCore> RpcNode<R> {
                 let done = match self.network_check.as_mut() {
                     Some(check) => {
                         check.outstanding = check.outstanding.saturating_sub(1);
+                        // Every response counts, whatever its error code (`requestAll`).
                         if let Ok(r) = &result {
-                            if r.error == ERROR_OK {
-                                check.pongs.push((r.from, r.to));
-                            }
+                            check.pongs.push((r.from, r.to));
                         }
                         check.outstanding == 0
                     }
@@ -998,6 +1020,23 @@ impl<R: RngCore> RpcNode<R> {
             AddOutcome::Full => {
                 entry.sampled = 0;
                 self.on_full_row(_now, entry);
+            }
+        }
+    }
+
+    /// `_addNode`: inserts with the current tick and feeds its `to` to the NAT sampler.
+    fn insert_fresh(&mut self, id: NodeId, addr: SocketAddrV4, to: Option<SocketAddrV4>) {
+        if self.table.contains(&id) || id == *self.table.id() {
+            return;
+        }
+        let mut entry = self.new_entry(id, addr, to);
+        if to.is_some() {
+            entry.sampled = self.tick;
+        }
+        if self.table.add(entry) == AddOutcome::Inserted {
+            self.events.push_back(RpcEvent::AddNode(addr));
+            if let Some(to) = to {
+                self.nat_add(to);
             }
         }
     }
@@ -1214,6 +1253,7 @@ impl<R: RngCore> RpcNode<R> {
                     retries: Some(retries),
                     force: false,
                     ttl: None,
+                    timeout: None,
                 };
                 self.send_request(now, spec, Owner::Visit(qid));
             }
@@ -1248,13 +1288,9 @@ impl<R: RngCore> RpcNode<R> {
                     for r in refs {
                         self.send_down_hint(now, qid, r, to);
                     }
-                } else if let Some(q) = self.queries.get_mut(&qid) {
-                    q.mark_done(to);
                 }
                 if let Some(q) = self.queries.get_mut(&qid) {
-                    if q.phase == Phase::Visiting {
-                        q.errors += 1;
-                    }
+                    q.errors += 1;
                 }
                 self.read_more(now, qid);
                 return;
@@ -1275,7 +1311,8 @@ impl<R: RngCore> RpcNode<R> {
         let own = *self.table.id();
         let referrer = Referrer { addr: reply.from, id: reply.from_id };
         let mut hints = Vec::new();
-        for addr in &reply.closer_nodes {
+        // Honest nodes send at most k; more is ignored so one reply can't flood the query.
+        for addr in reply.closer_nodes.iter().take(K) {
             let id = NodeId::from_addr(addr);
             if id == own {
                 continue;
@@ -1295,18 +1332,21 @@ impl<R: RngCore> RpcNode<R> {
         for (r, down) in hints {
             self.send_down_hint(now, qid, r, down);
         }
-        if reply.error == ERROR_OK {
-            if let Some(bg) = background {
-                let full = self.cfg.concurrency;
-                let inflight = self.io.len();
-                if let Some(q) = self.queries.get_mut(&qid) {
-                    q.concurrency = if inflight < 3 { full } else { bg };
-                }
-            }
+        let emit = reply.error == ERROR_OK;
+        if emit {
             self.on_query_reply(now, qid, &reply);
             self.events.push_back(RpcEvent::QueryReply { query: qid, reply });
         }
         self.read_more(now, qid);
+        // Background queries speed up while the node is idle (on the reference's `data` event,
+        // after the reply's own read).
+        if let (true, Some(bg)) = (emit, background) {
+            let full = self.cfg.concurrency;
+            let inflight = self.io.len();
+            if let Some(q) = self.queries.get_mut(&qid) {
+                q.concurrency = if inflight < 3 { full } else { bg };
+            }
+        }
     }
 
     /// Hook for internal queries (bootstrap's quick NAT test).
@@ -1317,7 +1357,7 @@ impl<R: RngCore> RpcNode<R> {
                 let quick = self.firewalled && self.cfg.quick_firewall && !self.force_persistent;
                 if quick {
                     let port = self.cfg.server_port.to_le_bytes().to_vec();
-                    self.internal_request(now, reply.from, None, PING_NAT, Some(port), Owner::QuickNat);
+                    self.internal_request(now, reply.from, reply.from_id, PING_NAT, Some(port), Owner::QuickNat);
                 }
             }
         }
@@ -1350,8 +1390,8 @@ impl<R: RngCore> RpcNode<R> {
         let commits: Vec<(SocketAddrV4, Option<[u8; 32]>)> = q.closest_replies().iter().map(|r| (r.from, r.token)).collect();
         q.phase = Phase::Committing { outstanding: commits.len(), succeeded: 0 };
         let (target, command, value) = (q.target, q.command, q.value.clone());
-        // Visits still in flight stop now.
-        self.cancel_query_requests(qid, |o| matches!(o, Owner::Visit(_)));
+        // Visits still in flight keep running (retries, table updates, down hints) until the
+        // query ends; their replies are no longer emitted.
         let mut no_token = 0;
         for (to, token) in commits {
             match token {
@@ -1368,6 +1408,7 @@ impl<R: RngCore> RpcNode<R> {
                         retries: None,
                         force: false,
                         ttl: None,
+                        timeout: None,
                     };
                     self.send_request(now, spec, Owner::Commit(qid));
                 }

@@ -10,6 +10,9 @@ use core::net::SocketAddrV4;
 
 use super::{NodeId, QueryReply, K};
 
+/// Addresses one query remembers at most (honest queries visit a few dozen).
+const MAX_SEEN: usize = 4096;
+
 /// Identifies a query for the lifetime of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct QueryId(pub u64);
@@ -140,7 +143,10 @@ impl Query {
 
     /// Seeds given explicitly, pushed so that they are visited in the given order.
     pub(crate) fn push_seed(&mut self, c: Candidate) {
-        self.seen.entry(c.addr).or_insert_with(|| Seen::Referred(Vec::new()));
+        if self.seen.contains_key(&c.addr) {
+            return;
+        }
+        self.seen.insert(c.addr, Seen::Referred(Vec::new()));
         self.pending.insert(0, c);
     }
 
@@ -160,7 +166,8 @@ impl Query {
                 AddResult { keep_going: closer, down_hint: None }
             }
             None => {
-                if !closer {
+                // `seen` bounds memory: a hostile closer-nodes list can't grow it past the cap.
+                if !closer || self.seen.len() >= MAX_SEEN {
                     return AddResult::default();
                 }
                 let refs = referrer.into_iter().collect();
