@@ -20,6 +20,7 @@
 extern crate alloc;
 
 pub mod crypto;
+pub mod dht;
 pub mod rpc;
 pub mod time;
 pub mod wire;

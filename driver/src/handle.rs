@@ -3,12 +3,15 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use hdht_core::crypto::KeyPair;
+use hdht_core::dht::{DhtConfig, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput};
 use hdht_core::rpc::{
     NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, RpcConfig, RpcEvent,
 };
 
 use crate::{
-    Clock, DhtOptions, IncomingRequests, Node, PendingRequest, QueryStream, Shared,
+    Clock, DhtOptions, IncomingRequests, Node, OpReply, OpStream, PendingRequest, QueryStream,
+    Shared,
 };
 use rand_core::SeedableRng;
 
@@ -30,7 +33,7 @@ pub fn port_candidates(opts: &DhtOptions) -> Vec<u16> {
 }
 
 /// Builds the core node for bound sockets and resolved bootstrap addresses.
-pub fn build_node(opts: &DhtOptions, server_port: u16, bootstrap: Vec<SocketAddrV4>) -> Node {
+pub fn build_node(opts: &DhtOptions, server_port: u16, bootstrap: Vec<SocketAddrV4>, clock: &Clock) -> Node {
     let rng = match opts.seed {
         Some(seed) => rand_chacha::ChaCha20Rng::from_seed(seed),
         None => rand_chacha::ChaCha20Rng::from_entropy(),
@@ -45,7 +48,14 @@ pub fn build_node(opts: &DhtOptions, server_port: u16, bootstrap: Vec<SocketAddr
     cfg.firewalled = opts.firewalled;
     cfg.concurrency = opts.concurrency;
     cfg.deliver_requests = opts.handle_requests;
-    Node::new(cfg, rng, Clock::default().now())
+    let now = clock.now();
+    let dht = DhtConfig { rpc: cfg, max_size: opts.max_size, max_age: opts.max_age };
+    let mut node = Node::new(dht, rng, now);
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    node.set_wall_clock(now, unix_ms);
+    node
 }
 
 /// A running node, as the user sees it.
@@ -75,7 +85,7 @@ impl DhtHandle {
     /// `address()`: the local address of the socket used for requests (client socket while
     /// firewalled, server socket otherwise). Host is the bind address.
     pub fn address(&self) -> SocketAddrV4 {
-        if self.shared.with_node(|n| n.is_firewalled()) {
+        if self.shared.with_node(|n| n.rpc().is_firewalled()) {
             self.client
         } else {
             self.server
@@ -94,42 +104,42 @@ impl DhtHandle {
 
     /// `remoteAddress()`: our public address once reachable and consistent.
     pub fn remote_address(&self) -> Option<SocketAddrV4> {
-        self.shared.with_node(|n| n.remote_address())
+        self.shared.with_node(|n| n.rpc().remote_address())
     }
 
     /// Our public host and port as other nodes report them.
     pub fn public_address(&self) -> (Option<Ipv4Addr>, u16) {
-        self.shared.with_node(|n| n.public_address())
+        self.shared.with_node(|n| n.rpc().public_address())
     }
 
     /// Our node id, while persistent.
     pub fn id(&self) -> Option<NodeId> {
-        self.shared.with_node(|n| n.id())
+        self.shared.with_node(|n| n.rpc().id())
     }
 
     /// Whether the node is firewalled.
     pub fn is_firewalled(&self) -> bool {
-        self.shared.with_node(|n| n.is_firewalled())
+        self.shared.with_node(|n| n.rpc().is_firewalled())
     }
 
     /// Whether the node is ephemeral.
     pub fn is_ephemeral(&self) -> bool {
-        self.shared.with_node(|n| n.is_ephemeral())
+        self.shared.with_node(|n| n.rpc().is_ephemeral())
     }
 
     /// Whether bootstrapping finished.
     pub fn is_bootstrapped(&self) -> bool {
-        self.shared.with_node(|n| n.is_bootstrapped())
+        self.shared.with_node(|n| n.rpc().is_bootstrapped())
     }
 
     /// `toArray()`: routing-table entries, most recently seen first.
     pub fn to_array(&self) -> Vec<SocketAddrV4> {
-        self.shared.with_node(|n| n.to_array())
+        self.shared.with_node(|n| n.rpc().to_array())
     }
 
     /// `addNode({host, port})`.
     pub fn add_node(&self, addr: SocketAddrV4) {
-        self.shared.with_node_mut(|n, now| n.add_node(now, addr));
+        self.shared.with_node_mut(|n, now| n.rpc_mut().add_node(now, addr));
     }
 
     /// `findNode(target)`: a stream of replies; `.finish()` gives the closest nodes.
@@ -158,7 +168,7 @@ impl DhtHandle {
 
     /// `refresh()`: a background FIND_NODE towards a random known node.
     pub fn refresh(&self) {
-        self.shared.with_node_mut(|n, now| n.refresh(now));
+        self.shared.with_node_mut(|n, now| n.rpc_mut().refresh(now));
     }
 
     /// Requests from other nodes for the application (needs `handle_requests`).
@@ -169,5 +179,124 @@ impl DhtHandle {
     /// Node events not consumed elsewhere (persistent, nat-update, add-node, …).
     pub fn take_events(&self) -> Vec<RpcEvent> {
         self.shared.take_events()
+    }
+
+    /// Whether this node stores records (it has been persistent).
+    pub fn has_storage(&self) -> bool {
+        self.shared.with_node(|n| n.has_storage())
+    }
+
+    // ----- HyperDHT records -----
+
+    /// `lookup(topic)`: a stream of replies listing the peers announced under `topic`.
+    pub fn lookup(&self, topic: [u8; 32]) -> LookupStream {
+        LookupStream(self.shared.op(|n, now| n.lookup(now, topic)))
+    }
+
+    /// `announce(topic, keyPair, relayAddresses)`: the lookup's replies stream out; the record is
+    /// stored, signed per node, at the closest nodes when the stream finishes.
+    pub fn announce(&self, topic: [u8; 32], key_pair: &KeyPair, relay_addresses: &[SocketAddrV4]) -> LookupStream {
+        let relays = relay_addresses.to_vec();
+        LookupStream(self.shared.op(|n, now| n.announce(now, topic, key_pair, relays, 0)))
+    }
+
+    /// `unannounce(topic, keyPair)`: removes the record from every node that lists it.
+    pub async fn unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Result<(), OpError> {
+        self.shared.op(|n, now| n.unannounce(now, topic, key_pair)).finish().await.map(|_| ())
+    }
+
+    /// `immutablePut(value)`: stores `value` under its BLAKE2b-256 hash.
+    pub async fn immutable_put(&self, value: &[u8]) -> Result<ImmutablePut, OpError> {
+        let value = value.to_vec();
+        match self.shared.op(|n, now| n.immutable_put(now, value)).finish().await? {
+            OpOutput::ImmutablePut { hash, closest_nodes } => Ok(ImmutablePut { hash, closest_nodes }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `immutableGet(hash)`: the value, verified against its hash; `None` if no node has it.
+    pub async fn immutable_get(&self, hash: [u8; 32]) -> Result<Option<ImmutableValue>, OpError> {
+        match self.shared.op(|n, now| n.immutable_get(now, hash)).finish().await? {
+            OpOutput::ImmutableGet(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `mutablePut(keyPair, value, {seq})`: a record signed by `key_pair`, stored under
+    /// `H(publicKey)`. Fails with [`OpError::SeqTooLow`] when every node holds a newer one.
+    pub async fn mutable_put(&self, key_pair: &KeyPair, value: &[u8], seq: u64) -> Result<MutablePut, OpError> {
+        let value = value.to_vec();
+        match self.shared.op(|n, now| n.mutable_put(now, key_pair, value, seq)).finish().await? {
+            OpOutput::MutablePut { public_key, closest_nodes, seq, signature } => {
+                Ok(MutablePut { public_key, closest_nodes, seq, signature })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq` (with `latest`,
+    /// the newest any node has), its signature verified; `None` if none qualifies.
+    pub async fn mutable_get(&self, public_key: [u8; 32], seq: u64, latest: bool) -> Result<Option<MutableValue>, OpError> {
+        match self.shared.op(|n, now| n.mutable_get(now, public_key, seq, latest)).finish().await? {
+            OpOutput::MutableGet(v) => Ok(v),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(out: OpOutput) -> OpError {
+    // Each operation kind has exactly one output kind; anything else is a bug worth reporting
+    // as an error rather than a panic.
+    OpError::Unexpected(format!("{out:?}"))
+}
+
+/// The result of [`DhtHandle::immutable_put`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImmutablePut {
+    /// `H(value)`: the key to get it by.
+    pub hash: [u8; 32],
+    /// The closest nodes it was committed to.
+    pub closest_nodes: Vec<SocketAddrV4>,
+}
+
+/// The result of [`DhtHandle::mutable_put`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutablePut {
+    /// The record's key.
+    pub public_key: [u8; 32],
+    /// The closest nodes it was committed to.
+    pub closest_nodes: Vec<SocketAddrV4>,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its signature.
+    pub signature: [u8; 64],
+}
+
+/// The replies of a lookup or announce: a `Stream` of [`LookupReply`], then
+/// [`finish`](Self::finish) for the closest nodes (and, for an announce, the commit outcome).
+#[derive(Debug)]
+pub struct LookupStream(OpStream);
+
+impl LookupStream {
+    /// Waits for the end; the closest nodes that answered (and, for an announce, stored it).
+    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, OpError> {
+        match self.0.finish().await? {
+            OpOutput::Lookup { closest_nodes } | OpOutput::Announce { closest_nodes } => Ok(closest_nodes),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl futures_core::Stream for LookupStream {
+    type Item = LookupReply;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<LookupReply>> {
+        loop {
+            match std::pin::Pin::new(&mut self.0).poll_next(cx) {
+                std::task::Poll::Ready(Some(OpReply::Lookup(r))) => return std::task::Poll::Ready(Some(r)),
+                std::task::Poll::Ready(Some(OpReply::FindPeer(_))) => continue,
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
     }
 }

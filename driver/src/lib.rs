@@ -15,14 +15,17 @@ mod shared;
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
 pub use clock::Clock;
 pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
-pub use handle::{build_node, port_candidates, DhtHandle, PORT_RANGE};
+pub use handle::{
+    build_node, port_candidates, DhtHandle, ImmutablePut, LookupStream, MutablePut, PORT_RANGE,
+};
 pub use options::DhtOptions;
 pub use shared::{
-    IncomingRequests, IoWakeup, PendingRequest, QueryStream, Ready, ReceivedRequest, Shared,
+    IncomingRequests, IoWakeup, OpFuture, OpReply, OpStream, PendingRequest, QueryStream, Ready,
+    ReceivedRequest, Shared,
 };
 
 /// The core node type every driver runs.
-pub type Node = hdht_core::rpc::RpcNode<rand_chacha::ChaCha20Rng>;
+pub type Node = hdht_core::dht::DhtNode<rand_chacha::ChaCha20Rng>;
 
 /// Errors of the user-facing API.
 #[derive(Debug, thiserror::Error)]
@@ -42,4 +45,7 @@ pub enum DhtError {
     /// A query failed.
     #[error("query failed: {0}")]
     Query(#[from] hdht_core::rpc::QueryError),
+    /// A HyperDHT operation failed.
+    #[error("{0}")]
+    Op(#[from] hdht_core::dht::OpError),
 }

@@ -23,9 +23,13 @@ pub struct DhtOptions {
     pub bootstrapper_public_host: Option<Ipv4Addr>,
     /// Seed for the node's RNG (tests); `None` uses OS randomness.
     pub seed: Option<[u8; 32]>,
-    /// Hand external requests to the user (see `incoming_requests`) instead of answering
-    /// UNKNOWN_COMMAND.
+    /// Hand requests for commands HyperDHT doesn't define to the user (see
+    /// `incoming_requests`) instead of answering UNKNOWN_COMMAND.
     pub handle_requests: bool,
+    /// `maxSize`: entries per record store (default 65536).
+    pub max_size: Option<usize>,
+    /// `maxAge`: how long records live (default 20 min; 48 h for mutable/immutable values).
+    pub max_age: Option<std::time::Duration>,
 }
 
 impl Default for DhtOptions {
@@ -41,6 +45,8 @@ impl Default for DhtOptions {
             bootstrapper_public_host: None,
             seed: None,
             handle_requests: false,
+            max_size: None,
+            max_age: None,
         }
     }
 }

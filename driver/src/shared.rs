@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
+use hdht_core::dht::{DhtEvent, FindPeerReply, LookupReply, OpError, OpId, OpOutput};
 use hdht_core::rpc::{
     IncomingRequest, QueryError, QueryId, QueryReply, QueryResult, QuerySpec, ReplySpec,
     RequestError, RequestId, RequestSpec, RpcEvent, SocketKind, Transmit,
@@ -27,6 +28,22 @@ const MAX_QUEUED_REQUESTS: usize = 1024;
 struct QuerySlot {
     replies: VecDeque<QueryReply>,
     done: Option<Result<QueryResult, QueryError>>,
+    waker: Option<Waker>,
+}
+
+/// A reply streamed by a HyperDHT operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpReply {
+    /// A lookup/announce/unannounce reply with peers.
+    Lookup(LookupReply),
+    /// A find-peer reply.
+    FindPeer(FindPeerReply),
+}
+
+#[derive(Debug, Default)]
+struct OpSlot {
+    replies: VecDeque<OpReply>,
+    done: Option<Result<OpOutput, OpError>>,
     waker: Option<Waker>,
 }
 
@@ -46,12 +63,73 @@ struct Inner {
     ready_wakers: Vec<Waker>,
     queries: BTreeMap<QueryId, QuerySlot>,
     requests: BTreeMap<RequestId, RequestSlot>,
+    ops: BTreeMap<OpId, OpSlot>,
+    /// Unannounces a graceful destroy waits for before tearing the node down.
+    destroy_after: Option<Vec<OpId>>,
     incoming: VecDeque<IncomingRequest>,
     incoming_waker: Option<Waker>,
     events: VecDeque<RpcEvent>,
 }
 
 impl Inner {
+    fn op_reply(&mut self, op: OpId, reply: OpReply) {
+        if let Some(slot) = self.ops.get_mut(&op) {
+            slot.replies.push_back(reply);
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn dispatch_rpc(&mut self, ev: RpcEvent) {
+        match ev {
+            RpcEvent::QueryReply { query, reply } => {
+                if let Some(slot) = self.queries.get_mut(&query) {
+                    slot.replies.push_back(reply);
+                    if let Some(w) = slot.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            RpcEvent::QueryDone { query, result } => {
+                if let Some(slot) = self.queries.get_mut(&query) {
+                    slot.done = Some(result);
+                    if let Some(w) = slot.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            RpcEvent::Response { request, result } => {
+                if let Some(slot) = self.requests.get_mut(&request) {
+                    slot.result = Some(result);
+                    if let Some(w) = slot.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            RpcEvent::Ready => {
+                self.ready = true;
+                for w in self.ready_wakers.drain(..) {
+                    w.wake();
+                }
+            }
+            RpcEvent::Request(req) => {
+                if self.incoming.len() < MAX_QUEUED_REQUESTS {
+                    self.incoming.push_back(req);
+                    if let Some(w) = self.incoming_waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            other => {
+                if self.events.len() >= MAX_QUEUED_REQUESTS {
+                    self.events.pop_front();
+                }
+                self.events.push_back(other);
+            }
+        }
+    }
+
     fn kick(&mut self) {
         self.io_kick = true;
         if let Some(w) = self.io_waker.take() {
@@ -63,49 +141,23 @@ impl Inner {
     fn dispatch(&mut self) {
         while let Some(ev) = self.node.poll_event() {
             match ev {
-                RpcEvent::QueryReply { query, reply } => {
-                    if let Some(slot) = self.queries.get_mut(&query) {
-                        slot.replies.push_back(reply);
-                        if let Some(w) = slot.waker.take() {
-                            w.wake();
-                        }
-                    }
-                }
-                RpcEvent::QueryDone { query, result } => {
-                    if let Some(slot) = self.queries.get_mut(&query) {
+                DhtEvent::Rpc(ev) => self.dispatch_rpc(ev),
+                DhtEvent::LookupReply { op, reply } => self.op_reply(op, OpReply::Lookup(reply)),
+                DhtEvent::FindPeerReply { op, reply } => self.op_reply(op, OpReply::FindPeer(reply)),
+                DhtEvent::OpDone { op, result } => {
+                    if let Some(slot) = self.ops.get_mut(&op) {
                         slot.done = Some(result);
                         if let Some(w) = slot.waker.take() {
                             w.wake();
                         }
                     }
-                }
-                RpcEvent::Response { request, result } => {
-                    if let Some(slot) = self.requests.get_mut(&request) {
-                        slot.result = Some(result);
-                        if let Some(w) = slot.waker.take() {
-                            w.wake();
+                    if let Some(waiting) = self.destroy_after.as_mut() {
+                        waiting.retain(|o| *o != op);
+                        if waiting.is_empty() {
+                            self.destroy_after = None;
+                            self.node.finish_destroy();
                         }
                     }
-                }
-                RpcEvent::Ready => {
-                    self.ready = true;
-                    for w in self.ready_wakers.drain(..) {
-                        w.wake();
-                    }
-                }
-                RpcEvent::Request(req) => {
-                    if self.incoming.len() < MAX_QUEUED_REQUESTS {
-                        self.incoming.push_back(req);
-                        if let Some(w) = self.incoming_waker.take() {
-                            w.wake();
-                        }
-                    }
-                }
-                other => {
-                    if self.events.len() >= MAX_QUEUED_REQUESTS {
-                        self.events.pop_front();
-                    }
-                    self.events.push_back(other);
                 }
             }
         }
@@ -138,6 +190,8 @@ impl Shared {
             ready_wakers: Vec::new(),
             queries: BTreeMap::new(),
             requests: BTreeMap::new(),
+            ops: BTreeMap::new(),
+            destroy_after: None,
             incoming: VecDeque::new(),
             incoming_waker: None,
             events: VecDeque::new(),
@@ -228,7 +282,7 @@ impl Shared {
     pub fn query(&self, spec: QuerySpec) -> QueryStream {
         let mut inner = self.lock();
         let now = inner.clock.now();
-        let id = inner.node.query(now, spec);
+        let id = inner.node.rpc_mut().query(now, spec);
         inner.queries.insert(id, QuerySlot::default());
         inner.dispatch();
         inner.kick();
@@ -239,7 +293,7 @@ impl Shared {
     pub fn request(&self, spec: RequestSpec) -> PendingRequest {
         let mut inner = self.lock();
         let now = inner.clock.now();
-        let id = inner.node.request(now, spec);
+        let id = inner.node.rpc_mut().request(now, spec);
         inner.requests.insert(id, RequestSlot::default());
         inner.dispatch();
         inner.kick();
@@ -253,12 +307,31 @@ impl Shared {
 
     /// Answers a request.
     pub fn reply(&self, req: &IncomingRequest, reply: ReplySpec) {
-        self.with_node_mut(|node, _| node.reply(req, reply));
+        self.with_node_mut(|node, _| node.rpc_mut().reply(req, reply));
     }
 
-    /// Stops the node: pending futures fail with "destroyed", the I/O task exits.
-    pub fn destroy(&self) {
-        self.with_node_mut(|node, _| node.destroy());
+    /// Stops the node: pending futures fail with "destroyed", the I/O task exits. Unless
+    /// `force`, records this node announced are unannounced first.
+    pub fn destroy(&self, force: bool) {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        let waiting = inner.node.destroy(now, force);
+        if !waiting.is_empty() {
+            inner.destroy_after = Some(waiting);
+        }
+        inner.dispatch();
+        inner.kick();
+    }
+
+    /// Starts a HyperDHT operation and returns its stream of replies.
+    pub fn op(&self, start: impl FnOnce(&mut Node, hdht_core::Instant) -> OpId) -> OpStream {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        let id = start(&mut inner.node, now);
+        inner.ops.insert(id, OpSlot::default());
+        inner.dispatch();
+        inner.kick();
+        OpStream { shared: self.clone(), id, finished: false }
     }
 }
 
@@ -363,7 +436,7 @@ impl Drop for QueryStream {
         let mut inner = self.shared.lock();
         let running = inner.queries.remove(&self.id).is_some_and(|s| s.done.is_none());
         if running {
-            inner.node.cancel_query(self.id);
+            inner.node.rpc_mut().cancel_query(self.id);
             inner.dispatch();
             inner.kick();
         }
@@ -442,5 +515,88 @@ impl Stream for IncomingRequests {
         }
         inner.incoming_waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+/// A running HyperDHT operation: a [`Stream`] of replies (lookups stream peers), then its
+/// outcome from [`finish`](Self::finish). Dropping it abandons the operation.
+#[derive(Debug)]
+pub struct OpStream {
+    shared: Shared,
+    id: OpId,
+    finished: bool,
+}
+
+impl OpStream {
+    /// Waits for the end, discarding replies not yet read.
+    pub async fn finish(mut self) -> Result<OpOutput, OpError> {
+        std::future::poll_fn(|cx| self.poll_done(cx)).await
+    }
+
+    /// Waits for the end as a future.
+    pub fn into_future(self) -> OpFuture {
+        OpFuture { stream: self }
+    }
+
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<OpOutput, OpError>> {
+        let mut inner = self.shared.lock();
+        let Some(slot) = inner.ops.get_mut(&self.id) else {
+            return Poll::Ready(Err(OpError::Destroyed));
+        };
+        slot.replies.clear();
+        if let Some(done) = slot.done.take() {
+            inner.ops.remove(&self.id);
+            self.finished = true;
+            return Poll::Ready(done);
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Stream for OpStream {
+    type Item = OpReply;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OpReply>> {
+        let mut inner = self.shared.lock();
+        let Some(slot) = inner.ops.get_mut(&self.id) else {
+            return Poll::Ready(None);
+        };
+        if let Some(r) = slot.replies.pop_front() {
+            return Poll::Ready(Some(r));
+        }
+        if slot.done.is_some() {
+            return Poll::Ready(None);
+        }
+        slot.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for OpStream {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        let running = inner.ops.remove(&self.id).is_some_and(|s| s.done.is_none());
+        if running {
+            let now = inner.clock.now();
+            inner.node.cancel(now, self.id);
+            inner.dispatch();
+            inner.kick();
+        }
+    }
+}
+
+/// The outcome of an operation whose replies don't matter.
+#[derive(Debug)]
+pub struct OpFuture {
+    stream: OpStream,
+}
+
+impl Future for OpFuture {
+    type Output = Result<OpOutput, OpError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.stream.poll_done(cx)
     }
 }

@@ -58,8 +58,9 @@ impl Dht {
         };
         let (server, client) = bind_sockets(&opts)?;
         let (server_addr, client_addr) = (local_v4(&server)?, local_v4(&client)?);
-        let node = build_node(&opts, server_addr.port(), bootstrap);
-        let shared = Shared::new(node, Clock::default());
+        let clock = Clock::default();
+        let node = build_node(&opts, server_addr.port(), bootstrap, &clock);
+        let shared = Shared::new(node, clock);
         let server = Async::new(server)?;
         let client = Async::new(client)?;
         let task = executor().spawn(io_loop(shared.clone(), server, client));
@@ -71,9 +72,19 @@ impl Dht {
         Self::new(DhtOptions::bootstrapper(port, host)).await
     }
 
-    /// Stops the node and waits for its I/O task to end.
-    pub async fn destroy(mut self) {
-        self.handle.shared().destroy();
+    /// Stops the node and waits for its I/O task to end. Records this node announced are
+    /// unannounced first; [`destroy_force`](Self::destroy_force) skips that.
+    pub async fn destroy(self) {
+        self.destroy_with(false).await
+    }
+
+    /// `destroy({force: true})`: stops at once, leaving announced records to expire.
+    pub async fn destroy_force(self) {
+        self.destroy_with(true).await
+    }
+
+    async fn destroy_with(mut self, force: bool) {
+        self.handle.shared().destroy(force);
         if let Some(task) = self.task.take() {
             task.await;
         }
@@ -83,7 +94,7 @@ impl Dht {
 impl Drop for Dht {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            self.handle.shared().destroy();
+            self.handle.shared().destroy(true);
             task.detach();
         }
     }

@@ -1,0 +1,13 @@
+//! hyperdht 6.34 above dht-rpc: records, announces, mutable and immutable storage, the router,
+//! and the client operations (lookup, announce, unannounce, put/get).
+
+pub mod messages;
+mod node;
+mod ops;
+pub mod sign;
+pub mod store;
+
+pub use node::{DhtConfig, DhtEvent, DhtNode, Forward};
+pub use ops::{
+    FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,
+};

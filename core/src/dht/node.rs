@@ -1,0 +1,825 @@
+//! The HyperDHT node: a dht-rpc node plus hyperdht's server-side commands (storage and the
+//! router's records) and its client operations.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::net::SocketAddrV4;
+
+use rand_core::RngCore;
+
+use super::messages::{
+    self, command, Announce, LookupReply as WireLookupReply, MutableGetResponse,
+    MutablePutRequest, Peer, ERROR_SEQ_REUSED, ERROR_SEQ_TOO_LOW,
+};
+use super::ops::{
+    FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,
+};
+use super::sign;
+use super::store::{NodeStoreLimits, RecordCache, StoreLimits, Xache};
+use crate::crypto::{hash, KeyPair};
+use crate::rpc::{
+    IncomingRequest, NodeId, QueryError, QueryId, QueryReply, QuerySpec, ReplySpec,
+    RequestError, RequestId, RequestSpec, RpcConfig, RpcEvent, RpcNode, SocketKind, Transmit,
+};
+use crate::wire::ERROR_UNKNOWN_COMMAND as ERROR_UNKNOWN_COMMAND_CODE;
+use crate::Instant;
+
+/// Peers returned per LOOKUP reply.
+const MAX_LOOKUP_PEERS: usize = 20;
+/// Relay addresses kept per announced record.
+const MAX_RELAY_ADDRESSES: usize = 3;
+/// How far in the future a bump may lie.
+const MAX_BUMP_DRIFT_MS: u64 = 60_000;
+
+/// Options for a [`DhtNode`].
+#[derive(Debug, Clone, Default)]
+pub struct DhtConfig {
+    /// The dht-rpc options. `deliver_requests` here means "hand commands hyperdht doesn't know
+    /// to the owner" (hyperdht itself always handles its own).
+    pub rpc: RpcConfig,
+    /// `maxSize`: entries per store (default 65536).
+    pub max_size: Option<usize>,
+    /// `maxAge`: record lifetime (default 20 min; 48 h for mutable and immutable values).
+    pub max_age: Option<core::time::Duration>,
+}
+
+/// What a [`DhtNode`] tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DhtEvent {
+    /// A dht-rpc event not consumed by an operation (ready, persistent, replies to raw queries…).
+    Rpc(RpcEvent),
+    /// A lookup/announce/unannounce reply carrying peers.
+    LookupReply {
+        /// The operation.
+        op: OpId,
+        /// The reply.
+        reply: LookupReply,
+    },
+    /// A find-peer reply carrying a record.
+    FindPeerReply {
+        /// The operation.
+        op: OpId,
+        /// The reply.
+        reply: FindPeerReply,
+    },
+    /// An operation finished.
+    OpDone {
+        /// The operation.
+        op: OpId,
+        /// Its outcome.
+        result: Result<OpOutput, OpError>,
+    },
+}
+
+/// A route to a server: a remote self-announce (`relay` = the announcer) or a local server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// Where handshakes for this key go; `None` for a server on this node.
+    pub relay: Option<SocketAddrV4>,
+    /// The encoded `peer` record.
+    pub record: Vec<u8>,
+}
+
+/// A refresh-chain entry (`refreshes` store).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Refresh {
+    target: [u8; 32],
+    record: Vec<u8>,
+    announce_self: bool,
+}
+
+/// Created when the node first becomes persistent (`Persistent` in the reference).
+#[derive(Debug)]
+struct Storage {
+    records: RecordCache,
+    bumps: Xache<[u8; 32], u64>,
+    refreshes: Xache<[u8; 32], Refresh>,
+    mutables: Xache<[u8; 32], Vec<u8>>,
+    immutables: Xache<[u8; 32], Vec<u8>>,
+}
+
+impl Storage {
+    fn new(limits: &NodeStoreLimits, now: Instant) -> Self {
+        fn xache<K: Ord + Clone, V>(l: &StoreLimits, now: Instant) -> Xache<K, V> {
+            Xache::new(l.max_size, l.max_age, now)
+        }
+        Storage {
+            records: RecordCache::new(limits.records.max_size, limits.records.max_age, now),
+            bumps: xache(&limits.bumps, now),
+            refreshes: xache(&limits.refreshes, now),
+            mutables: xache(&limits.mutables, now),
+            immutables: xache(&limits.immutables, now),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.records.handle_timeout(now);
+        self.bumps.handle_timeout(now);
+        self.refreshes.handle_timeout(now);
+        self.mutables.handle_timeout(now);
+        self.immutables.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Instant {
+        self.records
+            .poll_timeout()
+            .min(self.bumps.poll_timeout())
+            .min(self.refreshes.poll_timeout())
+            .min(self.mutables.poll_timeout())
+            .min(self.immutables.poll_timeout())
+    }
+}
+
+#[derive(Debug)]
+enum OpKind {
+    Lookup,
+    FindPeer,
+    Announce { key_pair: KeyPair, relays: Vec<SocketAddrV4>, bump: u64 },
+    Unannounce { key_pair: KeyPair },
+    ImmutablePut { value: Vec<u8> },
+    ImmutableGet,
+    MutablePut { key_pair_public: [u8; 32], seq: u64, signature: [u8; 64], signed: Vec<u8> },
+    MutableGet { public_key: [u8; 32], seq: u64, latest: bool, best: Option<MutableValue> },
+}
+
+#[derive(Debug)]
+struct Op {
+    kind: OpKind,
+    target: [u8; 32],
+    query: Option<QueryId>,
+    /// Commit requests still outstanding.
+    pending: usize,
+    /// Commits that got any response (what the reference counts as success).
+    succeeded: usize,
+    /// Commits answered with error 0.
+    accepted: usize,
+    /// The last nonzero error code a commit was answered with.
+    last_remote_error: Option<u64>,
+    last_error: Option<RequestError>,
+    /// The query ended (commits may still be outstanding).
+    query_done: bool,
+    closest_nodes: Vec<SocketAddrV4>,
+}
+
+/// A HyperDHT node.
+#[derive(Debug)]
+pub struct DhtNode<R> {
+    rpc: RpcNode<R>,
+    limits: NodeStoreLimits,
+    storage: Option<Storage>,
+    forwards: Xache<[u8; 32], Forward>,
+    ops: BTreeMap<OpId, Op>,
+    by_query: BTreeMap<QueryId, OpId>,
+    by_request: BTreeMap<RequestId, OpId>,
+    next_op: u64,
+    events: VecDeque<DhtEvent>,
+    /// Wall-clock milliseconds at `Instant::ZERO` (bumps are wall-clock timestamps).
+    unix_epoch_offset_ms: u64,
+    /// Records this node announced, unannounced on a non-forced destroy.
+    announced: BTreeMap<([u8; 32], [u8; 32]), KeyPair>,
+    /// Hand requests for commands hyperdht doesn't know to the owner (else UNKNOWN_COMMAND).
+    deliver_unknown: bool,
+}
+
+impl<R: RngCore> DhtNode<R> {
+    /// A node that starts bootstrapping at `now`.
+    pub fn new(mut cfg: DhtConfig, rng: R, now: Instant) -> Self {
+        let deliver_unknown = cfg.rpc.deliver_requests;
+        cfg.rpc.deliver_requests = true;
+        let limits = StoreLimits::for_node(cfg.max_size, cfg.max_age);
+        let forwards = Xache::new(limits.router.max_size, limits.router.max_age, now);
+        let mut node = DhtNode {
+            rpc: RpcNode::new(cfg.rpc, rng, now),
+            limits,
+            storage: None,
+            forwards,
+            ops: BTreeMap::new(),
+            by_query: BTreeMap::new(),
+            by_request: BTreeMap::new(),
+            next_op: 0,
+            events: VecDeque::new(),
+            unix_epoch_offset_ms: 0,
+            announced: BTreeMap::new(),
+            deliver_unknown,
+        };
+        node.process(now);
+        node
+    }
+
+    /// Tells the node the wall-clock time at `now` (milliseconds since the Unix epoch), so it
+    /// can judge announce bumps, which are wall-clock timestamps.
+    pub fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
+        self.unix_epoch_offset_ms = unix_ms.saturating_sub(now.as_millis());
+    }
+
+    fn unix_ms(&self, now: Instant) -> u64 {
+        self.unix_epoch_offset_ms + now.as_millis()
+    }
+
+    /// The dht-rpc node underneath.
+    pub fn rpc(&self) -> &RpcNode<R> {
+        &self.rpc
+    }
+
+    /// Mutable access to the dht-rpc node (raw queries and requests).
+    pub fn rpc_mut(&mut self) -> &mut RpcNode<R> {
+        &mut self.rpc
+    }
+
+    /// Whether this node stores records (it turned persistent at least once).
+    pub fn has_storage(&self) -> bool {
+        self.storage.is_some()
+    }
+
+    // ----- outputs -----
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.rpc.poll_transmit()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<DhtEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let rpc = self.rpc.poll_timeout()?;
+        let mut t = rpc.min(self.forwards.poll_timeout());
+        if let Some(s) = &self.storage {
+            t = t.min(s.poll_timeout());
+        }
+        Some(t)
+    }
+
+    // ----- inputs -----
+
+    /// Feeds a received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, bytes: &[u8]) {
+        self.rpc.handle_datagram(now, socket, from, bytes);
+        self.process(now);
+    }
+
+    /// Runs due timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.rpc.handle_timeout(now);
+        self.forwards.handle_timeout(now);
+        if let Some(s) = self.storage.as_mut() {
+            s.handle_timeout(now);
+        }
+        self.process(now);
+    }
+
+    /// Stops the node. Unless `force`, first unannounces every record this node announced —
+    /// the unannounces are sent, then the node is destroyed on the next
+    /// [`finish_destroy`](Self::finish_destroy) (give them time to land) .
+    pub fn destroy(&mut self, now: Instant, force: bool) -> Vec<OpId> {
+        let mut ops = Vec::new();
+        if !force {
+            let announced: Vec<([u8; 32], KeyPair)> =
+                self.announced.iter().map(|((t, _), kp)| (*t, kp.clone())).collect();
+            for (topic, kp) in announced {
+                ops.push(self.unannounce(now, topic, &kp));
+            }
+        }
+        if ops.is_empty() {
+            self.finish_destroy();
+        }
+        ops
+    }
+
+    /// Destroys the rpc node: every operation fails with [`OpError::Destroyed`].
+    pub fn finish_destroy(&mut self) {
+        self.rpc.destroy();
+        let ops: Vec<OpId> = self.ops.keys().copied().collect();
+        for op in ops {
+            self.finish_op(op, Err(OpError::Destroyed));
+        }
+        self.by_query.clear();
+        self.by_request.clear();
+        while self.rpc.poll_event().is_some() {}
+    }
+
+    /// Whether the node was destroyed.
+    pub fn is_destroyed(&self) -> bool {
+        self.rpc.is_destroyed()
+    }
+
+    // ----- client operations -----
+
+    fn new_op(&mut self, now: Instant, kind: OpKind, target: [u8; 32], command: u64, value: Option<Vec<u8>>) -> OpId {
+        let op = OpId(self.next_op);
+        self.next_op += 1;
+        let mut spec = QuerySpec::new(NodeId(target), command);
+        spec.value = value;
+        let query = self.rpc.query(now, spec);
+        self.by_query.insert(query, op);
+        self.ops.insert(
+            op,
+            Op {
+                kind,
+                target,
+                query: Some(query),
+                pending: 0,
+                succeeded: 0,
+                accepted: 0,
+                last_remote_error: None,
+                last_error: None,
+                query_done: false,
+                closest_nodes: Vec::new(),
+            },
+        );
+        self.process(now);
+        op
+    }
+
+    /// `lookup(topic)`: peers announced under a topic arrive as [`DhtEvent::LookupReply`].
+    pub fn lookup(&mut self, now: Instant, topic: [u8; 32]) -> OpId {
+        self.new_op(now, OpKind::Lookup, topic, command::LOOKUP, None)
+    }
+
+    /// `findPeer(publicKey)`: the record of a server, from its relays.
+    pub fn find_peer(&mut self, now: Instant, public_key: &[u8; 32]) -> OpId {
+        let target = sign::target_of_key(public_key);
+        self.new_op(now, OpKind::FindPeer, target, command::FIND_PEER, None)
+    }
+
+    /// `announce(topic, keyPair, relayAddresses)`: a lookup, then a signed ANNOUNCE to each of
+    /// the closest nodes.
+    pub fn announce(&mut self, now: Instant, topic: [u8; 32], key_pair: &KeyPair, relays: Vec<SocketAddrV4>, bump: u64) -> OpId {
+        self.announced.insert((topic, key_pair.public_key()), key_pair.clone());
+        let kind = OpKind::Announce { key_pair: key_pair.clone(), relays, bump };
+        self.new_op(now, kind, topic, command::LOOKUP, None)
+    }
+
+    /// `unannounce(topic, keyPair)`: removes our record locally and from every node that lists it.
+    pub fn unannounce(&mut self, now: Instant, topic: [u8; 32], key_pair: &KeyPair) -> OpId {
+        let pk = key_pair.public_key();
+        self.announced.remove(&(topic, pk));
+        if let Some(s) = self.storage.as_mut() {
+            s.records.remove(&topic, &pk);
+        }
+        if sign::target_of_key(&pk) == topic {
+            self.forwards.delete(&topic);
+        }
+        self.new_op(now, OpKind::Unannounce { key_pair: key_pair.clone() }, topic, command::LOOKUP, None)
+    }
+
+    /// `immutablePut(value)`: stores `value` under `H(value)` at the closest nodes.
+    pub fn immutable_put(&mut self, now: Instant, value: Vec<u8>) -> OpId {
+        let target = sign::target_of_value(&value);
+        self.new_op(now, OpKind::ImmutablePut { value }, target, command::IMMUTABLE_GET, None)
+    }
+
+    /// `immutableGet(hash)`: the first value whose hash matches.
+    pub fn immutable_get(&mut self, now: Instant, hash: [u8; 32]) -> OpId {
+        self.new_op(now, OpKind::ImmutableGet, hash, command::IMMUTABLE_GET, None)
+    }
+
+    /// `mutablePut(keyPair, value, {seq})`: a signed record under `H(publicKey)`.
+    pub fn mutable_put(&mut self, now: Instant, key_pair: &KeyPair, value: Vec<u8>, seq: u64) -> OpId {
+        let public_key = key_pair.public_key();
+        let signature = sign::sign_mutable(key_pair, seq, &value);
+        let signed = MutablePutRequest { public_key, seq, value, signature }.to_bytes();
+        let target = sign::target_of_key(&public_key);
+        let kind = OpKind::MutablePut { key_pair_public: public_key, seq, signature, signed };
+        self.new_op(now, kind, target, command::MUTABLE_GET, Some(messages::encode_mutable_get_request(0)))
+    }
+
+    /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq`; with `latest`,
+    /// the highest seq any node has.
+    pub fn mutable_get(&mut self, now: Instant, public_key: [u8; 32], seq: u64, latest: bool) -> OpId {
+        let target = sign::target_of_key(&public_key);
+        let kind = OpKind::MutableGet { public_key, seq, latest, best: None };
+        self.new_op(now, kind, target, command::MUTABLE_GET, Some(messages::encode_mutable_get_request(seq)))
+    }
+
+    /// Abandons an operation: its query stops and no event follows.
+    pub fn cancel(&mut self, now: Instant, op: OpId) {
+        if let Some(o) = self.ops.remove(&op) {
+            if let Some(q) = o.query {
+                self.by_query.remove(&q);
+                self.rpc.cancel_query(q);
+            }
+            self.by_request.retain(|_, v| *v != op);
+        }
+        self.process(now);
+    }
+
+    /// Local server registration: the router answers FIND_PEER / LOOKUP for `public_key` with
+    /// our record and never expires it (`retain`), until [`unlisten`](Self::unlisten).
+    pub fn listen(&mut self, public_key: &[u8; 32]) {
+        let record = Peer { public_key: *public_key, relay_addresses: Vec::new() }.to_bytes();
+        self.forwards.retain(sign::target_of_key(public_key), Forward { relay: None, record });
+    }
+
+    /// Removes a local server's route.
+    pub fn unlisten(&mut self, public_key: &[u8; 32]) {
+        self.forwards.delete(&sign::target_of_key(public_key));
+    }
+
+    // ----- event pump -----
+
+    /// Routes every rpc event: requests to the server handlers, query output to operations.
+    fn process(&mut self, now: Instant) {
+        while let Some(ev) = self.rpc.poll_event() {
+            match ev {
+                RpcEvent::Request(req) => self.on_request(now, req),
+                RpcEvent::QueryReply { query, reply } => match self.by_query.get(&query).copied() {
+                    Some(op) => self.on_op_reply(now, op, reply),
+                    None => self.events.push_back(DhtEvent::Rpc(RpcEvent::QueryReply { query, reply })),
+                },
+                RpcEvent::QueryDone { query, result } => match self.by_query.remove(&query) {
+                    Some(op) => self.on_op_query_done(now, op, result.map(|r| r.closest_replies)),
+                    None => self.events.push_back(DhtEvent::Rpc(RpcEvent::QueryDone { query, result })),
+                },
+                RpcEvent::Response { request, result } => match self.by_request.remove(&request) {
+                    Some(op) => self.on_commit_done(op, result),
+                    None => self.events.push_back(DhtEvent::Rpc(RpcEvent::Response { request, result })),
+                },
+                RpcEvent::Persistent => {
+                    if self.storage.is_none() {
+                        self.storage = Some(Storage::new(&self.limits, now));
+                    }
+                    self.events.push_back(DhtEvent::Rpc(RpcEvent::Persistent));
+                }
+                other => self.events.push_back(DhtEvent::Rpc(other)),
+            }
+        }
+    }
+
+    fn on_op_reply(&mut self, now: Instant, op_id: OpId, reply: QueryReply) {
+        let Some(op) = self.ops.get_mut(&op_id) else { return };
+        let Some(value) = reply.value.as_deref() else { return };
+        match &mut op.kind {
+            OpKind::Lookup | OpKind::Announce { .. } | OpKind::Unannounce { .. } => {
+                let Ok(l) = WireLookupReply::decode(value) else { return };
+                let lookup = LookupReply {
+                    from: reply.from,
+                    from_id: reply.from_id,
+                    to: reply.to,
+                    token: reply.token,
+                    peers: l.peers,
+                    bump: l.bump,
+                };
+                if let OpKind::Unannounce { key_pair } = &op.kind {
+                    let pk = key_pair.public_key();
+                    let found = lookup.peers.len() >= MAX_LOOKUP_PEERS || lookup.peers.iter().any(|p| p.public_key == pk);
+                    if let (true, Some(token), Some(id)) = (found, lookup.token, lookup.from_id) {
+                        let kp = key_pair.clone();
+                        let target = op.target;
+                        let peer = Peer { public_key: pk, relay_addresses: Vec::new() };
+                        let signature = sign::sign_unannounce(&kp, &target, &id.0, &token, &peer, None);
+                        let value = Announce { peer: Some(peer), refresh: None, signature: Some(signature), bump: 0 }.to_bytes();
+                        self.commit(now, op_id, lookup.from, token, command::UNANNOUNCE, value);
+                    }
+                }
+                self.events.push_back(DhtEvent::LookupReply { op: op_id, reply: lookup });
+            }
+            OpKind::FindPeer => {
+                let Ok(peer) = Peer::decode(value) else { return };
+                let reply = FindPeerReply { from: reply.from, to: reply.to, token: reply.token, peer };
+                self.events.push_back(DhtEvent::FindPeerReply { op: op_id, reply });
+            }
+            OpKind::ImmutablePut { .. } => {}
+            OpKind::ImmutableGet => {
+                if hash(value) == op.target {
+                    let found = ImmutableValue { value: value.to_vec(), from: reply.from };
+                    self.finish_op(op_id, Ok(OpOutput::ImmutableGet(Some(found))));
+                }
+            }
+            OpKind::MutablePut { .. } => {}
+            OpKind::MutableGet { public_key, seq, latest, best } => {
+                let Ok(r) = MutableGetResponse::decode(value) else { return };
+                if best.as_ref().is_some_and(|b| r.seq <= b.seq) {
+                    return;
+                }
+                if r.seq < *seq || !sign::verify_mutable(public_key, r.seq, &r.value, &r.signature) {
+                    return;
+                }
+                let found = MutableValue { value: r.value, seq: r.seq, signature: r.signature, from: reply.from };
+                if !*latest {
+                    self.finish_op(op_id, Ok(OpOutput::MutableGet(Some(found))));
+                } else {
+                    *best = Some(found);
+                }
+            }
+        }
+    }
+
+    fn on_op_query_done(&mut self, now: Instant, op_id: OpId, result: Result<Vec<QueryReply>, QueryError>) {
+        let Some(op) = self.ops.get_mut(&op_id) else { return };
+        op.query = None;
+        op.query_done = true;
+        let closest = match result {
+            Ok(c) => c,
+            Err(e) => {
+                self.finish_op(op_id, Err(OpError::Query(e)));
+                return;
+            }
+        };
+        op.closest_nodes = closest.iter().map(|r| r.from).collect();
+        let target = op.target;
+        // Operations that commit to the closest nodes.
+        let commit: Option<(u64, Vec<(SocketAddrV4, [u8; 32], Vec<u8>)>)> = match &op.kind {
+            OpKind::Announce { key_pair, relays, bump } => {
+                let peer = Peer { public_key: key_pair.public_key(), relay_addresses: relays.clone() };
+                let list = closest
+                    .iter()
+                    .filter_map(|r| Some((r.from, r.token?, r.from_id?)))
+                    .map(|(from, token, id)| {
+                        let signature = sign::sign_announce(key_pair, &target, &id.0, &token, &peer, None);
+                        let value = Announce { peer: Some(peer.clone()), refresh: None, signature: Some(signature), bump: *bump }.to_bytes();
+                        (from, token, value)
+                    })
+                    .collect();
+                Some((command::ANNOUNCE, list))
+            }
+            OpKind::ImmutablePut { value } => Some((command::IMMUTABLE_PUT, with_tokens(&closest, value))),
+            OpKind::MutablePut { signed, .. } => Some((command::MUTABLE_PUT, with_tokens(&closest, signed))),
+            _ => None,
+        };
+        match commit {
+            Some((cmd, list)) => {
+                if closest.is_empty() {
+                    self.finish_op(op_id, Err(OpError::TooFewNodes));
+                    return;
+                }
+                // Replies without a token count as failed commits, as in the reference.
+                let missing = closest.len() - list.len();
+                if let Some(op) = self.ops.get_mut(&op_id) {
+                    op.last_error = if missing > 0 { Some(RequestError::Timeout) } else { None };
+                }
+                for (to, token, value) in list {
+                    self.commit(now, op_id, to, token, cmd, value);
+                }
+                self.maybe_finish(op_id);
+            }
+            None => self.maybe_finish(op_id),
+        }
+    }
+
+    fn commit(&mut self, now: Instant, op_id: OpId, to: SocketAddrV4, token: [u8; 32], cmd: u64, value: Vec<u8>) {
+        let Some(op) = self.ops.get_mut(&op_id) else { return };
+        op.pending += 1;
+        let mut spec = RequestSpec::new(to, cmd);
+        spec.token = Some(token);
+        spec.target = Some(NodeId(op.target));
+        spec.value = Some(value);
+        let rid = self.rpc.request(now, spec);
+        self.by_request.insert(rid, op_id);
+    }
+
+    fn on_commit_done(&mut self, op_id: OpId, result: Result<QueryReply, RequestError>) {
+        let Some(op) = self.ops.get_mut(&op_id) else { return };
+        op.pending = op.pending.saturating_sub(1);
+        // `dht.request` resolves for any response, error codes included.
+        match result {
+            Ok(r) => {
+                op.succeeded += 1;
+                if r.error == 0 {
+                    op.accepted += 1;
+                } else {
+                    op.last_remote_error = Some(r.error);
+                }
+            }
+            Err(e) => op.last_error = Some(e),
+        }
+        self.maybe_finish(op_id);
+    }
+
+    /// Ends an operation once its query ended and its commits settled.
+    fn maybe_finish(&mut self, op_id: OpId) {
+        let Some(op) = self.ops.get(&op_id) else { return };
+        if !op.query_done || op.pending > 0 {
+            return;
+        }
+        let closest_nodes = op.closest_nodes.clone();
+        let commits_failed = op.succeeded == 0 && !closest_nodes.is_empty();
+        let result = match &op.kind {
+            OpKind::Lookup | OpKind::FindPeer => Ok(OpOutput::Lookup { closest_nodes }),
+            OpKind::Unannounce { .. } => Ok(OpOutput::Unannounce),
+            OpKind::ImmutableGet => Ok(OpOutput::ImmutableGet(None)),
+            OpKind::MutableGet { best, .. } => Ok(OpOutput::MutableGet(best.clone())),
+            OpKind::Announce { .. } | OpKind::ImmutablePut { .. } | OpKind::MutablePut { .. } if commits_failed => {
+                Err(OpError::CommitFailed(op.last_error.unwrap_or(RequestError::Timeout)))
+            }
+            // Every node refused the record because it holds a newer one: say so (the reference
+            // resolves here; the wire exchange is the same).
+            OpKind::MutablePut { .. } if op.accepted == 0 && op.last_remote_error == Some(ERROR_SEQ_TOO_LOW) => Err(OpError::SeqTooLow),
+            OpKind::MutablePut { .. } if op.accepted == 0 && op.last_remote_error == Some(ERROR_SEQ_REUSED) => Err(OpError::SeqReused),
+            OpKind::Announce { .. } => Ok(OpOutput::Announce { closest_nodes }),
+            OpKind::ImmutablePut { .. } => Ok(OpOutput::ImmutablePut { hash: op.target, closest_nodes }),
+            OpKind::MutablePut { key_pair_public, seq, signature, .. } => Ok(OpOutput::MutablePut {
+                public_key: *key_pair_public,
+                closest_nodes,
+                seq: *seq,
+                signature: *signature,
+            }),
+        };
+        self.finish_op(op_id, result);
+    }
+
+    fn finish_op(&mut self, op_id: OpId, result: Result<OpOutput, OpError>) {
+        let Some(op) = self.ops.remove(&op_id) else { return };
+        if let Some(q) = op.query {
+            self.by_query.remove(&q);
+            if !self.rpc.is_destroyed() {
+                self.rpc.cancel_query(q);
+            }
+        }
+        self.by_request.retain(|_, v| *v != op_id);
+        self.events.push_back(DhtEvent::OpDone { op: op_id, result });
+    }
+
+    // ----- server side -----
+
+    fn reply(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>) {
+        self.rpc.reply(req, ReplySpec::value(value));
+    }
+
+    fn reply_bare(&mut self, req: &IncomingRequest) {
+        self.rpc.reply(req, ReplySpec { token: false, closer_nodes: false, ..ReplySpec::value(None) });
+    }
+
+    fn on_request(&mut self, now: Instant, req: IncomingRequest) {
+        match req.command {
+            command::PEER_HANDSHAKE | command::PEER_HOLEPUNCH => {
+                // Routing of handshakes comes with the connect layer; until then they are dropped.
+                return;
+            }
+            c if c > command::PLUGIN => {
+                if self.deliver_unknown {
+                    self.events.push_back(DhtEvent::Rpc(RpcEvent::Request(req)));
+                } else {
+                    self.rpc.reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
+                }
+                return;
+            }
+            _ => {}
+        }
+        let Some(node_id) = self.rpc.id() else {
+            return self.rpc.reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
+        };
+        if self.storage.is_none() {
+            return self.rpc.reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
+        }
+        // Every storage command needs a target; PLUGIN has no plugins registered here. Both drop.
+        let Some(target) = req.target.map(|t| t.0) else { return };
+        match req.command {
+            command::FIND_PEER => {
+                let record = self.forwards.get(&target).map(|f| f.record.clone());
+                self.reply(&req, record);
+            }
+            command::LOOKUP => self.on_lookup(&req, target),
+            command::ANNOUNCE => self.on_announce(now, &req, target, node_id),
+            command::UNANNOUNCE => self.on_unannounce(&req, target, node_id),
+            command::MUTABLE_PUT => self.on_mutable_put(&req, target),
+            command::MUTABLE_GET => {
+                let Some(value) = req.value.as_deref() else { return };
+                let Ok(seq) = messages::decode_mutable_get_request(value) else { return };
+                let stored = self.storage.as_mut().and_then(|s| s.mutables.get(&target).cloned());
+                let reply = stored.filter(|bytes| MutableGetResponse::decode(bytes).is_ok_and(|r| r.seq >= seq));
+                self.reply(&req, reply);
+            }
+            command::IMMUTABLE_PUT => {
+                if req.token.is_none() {
+                    return;
+                }
+                let Some(value) = req.value.as_ref() else { return };
+                if hash(value) != target {
+                    return;
+                }
+                if let Some(s) = self.storage.as_mut() {
+                    s.immutables.set(target, value.clone());
+                }
+                self.reply(&req, None);
+            }
+            command::IMMUTABLE_GET => {
+                let value = self.storage.as_mut().and_then(|s| s.immutables.get(&target).cloned());
+                self.reply(&req, value);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_lookup(&mut self, req: &IncomingRequest, target: [u8; 32]) {
+        let Some(s) = self.storage.as_mut() else { return };
+        let rng = self.rpc.rng();
+        let mut records: Vec<Vec<u8>> = s.records.get(&target, MAX_LOOKUP_PEERS, rng).into_iter().map(|r| r.to_vec()).collect();
+        let bump = s.bumps.get(&target).copied().unwrap_or(0);
+        if records.len() < MAX_LOOKUP_PEERS {
+            if let Some(fwd) = self.forwards.get(&target) {
+                records.push(fwd.record.clone());
+            }
+        }
+        let value = if records.is_empty() {
+            None
+        } else {
+            let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+            let mut out = Vec::new();
+            messages::encode_lookup_reply(&refs, bump, &mut out);
+            Some(out)
+        };
+        self.reply(req, value);
+    }
+
+    fn on_announce(&mut self, now: Instant, req: &IncomingRequest, target: [u8; 32], node_id: NodeId) {
+        let Some(token) = req.token else { return };
+        let Some(Ok(ann)) = req.value.as_deref().map(Announce::decode) else { return };
+        let Some(mut peer) = ann.peer else {
+            if let Some(refresh) = ann.refresh {
+                self.on_refresh(req, refresh);
+            }
+            return;
+        };
+        let Some(signature) = ann.signature else { return };
+        if !sign::verify_announce(&target, &node_id.0, &token, &peer, ann.refresh.as_ref(), &signature) {
+            return;
+        }
+        peer.relay_addresses.truncate(MAX_RELAY_ADDRESSES);
+        let record = peer.to_bytes();
+        let announce_self = sign::target_of_key(&peer.public_key) == target;
+        let now_ms = self.unix_ms(now);
+        let Some(s) = self.storage.as_mut() else { return };
+        if announce_self {
+            self.forwards.set(target, Forward { relay: Some(req.from), record: record.clone() });
+            s.records.remove(&target, &peer.public_key);
+        } else {
+            let current = s.bumps.get(&target).copied().unwrap_or(0);
+            if ann.bump > current && ann.bump <= now_ms + MAX_BUMP_DRIFT_MS {
+                s.bumps.set(target, ann.bump);
+            }
+            s.records.add(target, peer.public_key, record.clone());
+        }
+        if let Some(refresh) = ann.refresh {
+            s.refreshes.set(refresh, Refresh { target, record, announce_self });
+        }
+        self.reply_bare(req);
+    }
+
+    fn on_refresh(&mut self, req: &IncomingRequest, refresh: [u8; 32]) {
+        let active = hash(&refresh);
+        let Some(s) = self.storage.as_mut() else { return };
+        let Some(r) = s.refreshes.get(&active).cloned() else { return };
+        let public_key: [u8; 32] = match r.record.get(..32).and_then(|b| b.try_into().ok()) {
+            Some(pk) => pk,
+            None => return,
+        };
+        if r.announce_self {
+            self.forwards.set(r.target, Forward { relay: Some(req.from), record: r.record.clone() });
+            s.records.remove(&r.target, &public_key);
+        } else {
+            s.records.add(r.target, public_key, r.record.clone());
+        }
+        s.refreshes.delete(&active);
+        s.refreshes.set(refresh, r);
+        self.reply_bare(req);
+    }
+
+    fn on_unannounce(&mut self, req: &IncomingRequest, target: [u8; 32], node_id: NodeId) {
+        let Some(token) = req.token else { return };
+        let Some(Ok(ann)) = req.value.as_deref().map(Announce::decode) else { return };
+        let (Some(peer), Some(signature)) = (ann.peer, ann.signature) else { return };
+        if !sign::verify_unannounce(&target, &node_id.0, &token, &peer, ann.refresh.as_ref(), &signature) {
+            return;
+        }
+        if sign::target_of_key(&peer.public_key) == target {
+            self.forwards.delete(&target);
+        }
+        if let Some(s) = self.storage.as_mut() {
+            s.records.remove(&target, &peer.public_key);
+        }
+        self.reply_bare(req);
+    }
+
+    fn on_mutable_put(&mut self, req: &IncomingRequest, target: [u8; 32]) {
+        if req.token.is_none() {
+            return;
+        }
+        let Some(Ok(p)) = req.value.as_deref().map(MutablePutRequest::decode) else { return };
+        if sign::target_of_key(&p.public_key) != target {
+            return;
+        }
+        if !sign::verify_mutable(&p.public_key, p.seq, &p.value, &p.signature) {
+            return;
+        }
+        let Some(s) = self.storage.as_mut() else { return };
+        if let Some(existing) = s.mutables.get(&target).and_then(|b| MutableGetResponse::decode(b).ok()) {
+            if existing.seq == p.seq && existing.value != p.value {
+                return self.rpc.reply(req, ReplySpec::error(ERROR_SEQ_REUSED));
+            }
+            if p.seq < existing.seq {
+                return self.rpc.reply(req, ReplySpec::error(ERROR_SEQ_TOO_LOW));
+            }
+        }
+        let stored = MutableGetResponse { seq: p.seq, value: p.value, signature: p.signature }.to_bytes();
+        s.mutables.set(target, stored);
+        self.reply(req, None);
+    }
+}
+
+fn with_tokens(closest: &[QueryReply], value: &[u8]) -> Vec<(SocketAddrV4, [u8; 32], Vec<u8>)> {
+    closest.iter().filter_map(|r| Some((r.from, r.token?, value.to_vec()))).collect()
+}
