@@ -368,6 +368,76 @@ const ops = {
     return { requests }
   },
 
+  // ----- hyperdht records (spawn with "kind":"hyperdht") -----------------------------------
+
+  async keyPair(msg) {
+    const DHT = require('hyperdht')
+    const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+    return { publicKey: toHex(kp.publicKey), secretKey: toHex(kp.secretKey) }
+  },
+
+  async immutablePut(msg) {
+    const { dht } = getNode(msg)
+    const r = await dht.immutablePut(fromHex(msg.value, 'value'))
+    return { hash: toHex(r.hash), closestNodes: r.closestNodes.map(peerJson) }
+  },
+
+  async immutableGet(msg) {
+    const { dht } = getNode(msg)
+    const r = await dht.immutableGet(fromHex(msg.hash, 'hash', 32))
+    return { found: !!r, value: r ? toHex(r.value) : null, from: r ? peerJson(r.from) : null }
+  },
+
+  async mutablePut(msg) {
+    const DHT = require('hyperdht')
+    const { dht } = getNode(msg)
+    const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+    const r = await dht.mutablePut(kp, fromHex(msg.value, 'value'), { seq: msg.seq || 0 })
+    return { publicKey: toHex(r.publicKey), seq: r.seq, signature: toHex(r.signature), closestNodes: r.closestNodes.map(peerJson) }
+  },
+
+  async mutableGet(msg) {
+    const { dht } = getNode(msg)
+    const opts = {}
+    if (msg.seq !== undefined) opts.seq = msg.seq
+    if (msg.latest !== undefined) opts.latest = msg.latest
+    const r = await dht.mutableGet(fromHex(msg.publicKey, 'publicKey', 32), opts)
+    return { found: !!r, value: r ? toHex(r.value) : null, seq: r ? r.seq : null, signature: r ? toHex(r.signature) : null }
+  },
+
+  async announce(msg, ctx) {
+    const DHT = require('hyperdht')
+    const { dht } = getNode(msg)
+    const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+    const relays = (msg.relayAddresses || []).map((a) => parseAddr(a, 'relay'))
+    const q = dht.announce(fromHex(msg.topic, 'topic', 32), kp, relays)
+    const r = await runQuery(q, ctx)
+    return { publicKey: toHex(kp.publicKey), closest: r.closest, replies: r.replies.length }
+  },
+
+  async lookup(msg, ctx) {
+    const { dht } = getNode(msg)
+    const r = await runQuery(dht.lookup(fromHex(msg.topic, 'topic', 32)), ctx)
+    const peers = new Set()
+    for (const reply of r.replies) for (const p of reply.peers) peers.add(toHex(p.publicKey))
+    return {
+      peers: [...peers],
+      replies: r.replies.map((m) => ({
+        from: peerJson(m.from),
+        peers: m.peers.map((p) => ({ publicKey: toHex(p.publicKey), relayAddresses: p.relayAddresses.map((a) => ({ host: a.host, port: a.port })) }))
+      })),
+      closest: r.closest
+    }
+  },
+
+  async unannounce(msg) {
+    const DHT = require('hyperdht')
+    const { dht } = getNode(msg)
+    const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+    await dht.unannounce(fromHex(msg.topic, 'topic', 32), kp)
+    return { ok: true }
+  },
+
   async shutdown() {
     setImmediate(shutdown)
     return { ok: true }

@@ -108,7 +108,10 @@ impl Peer {
     pub fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let public_key = r.fixed32()?;
         let relay_addresses = r.ipv4_array()?;
-        Ok(Peer { public_key, relay_addresses })
+        Ok(Peer {
+            public_key,
+            relay_addresses,
+        })
     }
 }
 
@@ -168,13 +171,32 @@ impl Announce {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
         let flags = r.uint()?;
-        let peer =
-            if flags & announce_flag::PEER != 0 { Some(Peer::read(&mut r)?) } else { None };
-        let refresh = if flags & announce_flag::REFRESH != 0 { Some(r.fixed32()?) } else { None };
-        let signature =
-            if flags & announce_flag::SIGNATURE != 0 { Some(fixed64(&mut r)?) } else { None };
-        let bump = if flags & announce_flag::BUMP != 0 { r.uint()? } else { 0 };
-        Ok(Announce { peer, refresh, signature, bump })
+        let peer = if flags & announce_flag::PEER != 0 {
+            Some(Peer::read(&mut r)?)
+        } else {
+            None
+        };
+        let refresh = if flags & announce_flag::REFRESH != 0 {
+            Some(r.fixed32()?)
+        } else {
+            None
+        };
+        let signature = if flags & announce_flag::SIGNATURE != 0 {
+            Some(fixed64(&mut r)?)
+        } else {
+            None
+        };
+        let bump = if flags & announce_flag::BUMP != 0 {
+            r.uint()?
+        } else {
+            0
+        };
+        Ok(Announce {
+            peer,
+            refresh,
+            signature,
+            bump,
+        })
     }
 }
 
@@ -212,7 +234,11 @@ impl LookupReply {
         for _ in 0..len {
             peers.push(Peer::read(&mut r)?);
         }
-        let bump = if r.remaining().is_empty() { 0 } else { r.uint()? };
+        let bump = if r.remaining().is_empty() {
+            0
+        } else {
+            r.uint()?
+        };
         Ok(LookupReply { peers, bump })
     }
 }
@@ -265,7 +291,12 @@ impl MutablePutRequest {
         let seq = r.uint()?;
         let value = r.buffer()?.to_vec();
         let signature = fixed64(&mut r)?;
-        Ok(MutablePutRequest { public_key, seq, value, signature })
+        Ok(MutablePutRequest {
+            public_key,
+            seq,
+            value,
+            signature,
+        })
     }
 }
 
@@ -302,7 +333,11 @@ impl MutableGetResponse {
         let seq = r.uint()?;
         let value = r.buffer()?.to_vec();
         let signature = fixed64(&mut r)?;
-        Ok(MutableGetResponse { seq, value, signature })
+        Ok(MutableGetResponse {
+            seq,
+            value,
+            signature,
+        })
     }
 }
 
@@ -334,8 +369,8 @@ pub struct HandshakeEnvelope {
 impl HandshakeEnvelope {
     /// Appends `uint flags ‖ uint mode ‖ buffer noise ‖ [ipv4 peerAddress] ‖ [ipv4 relayAddress]`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let flags = u64::from(self.peer_address.is_some())
-            | (u64::from(self.relay_address.is_some()) << 1);
+        let flags =
+            u64::from(self.peer_address.is_some()) | (u64::from(self.relay_address.is_some()) << 1);
         let mut w = Writer::new(out);
         w.uint(flags);
         w.uint(self.mode);
@@ -361,9 +396,22 @@ impl HandshakeEnvelope {
         let flags = r.uint()?;
         let mode = r.uint()?;
         let noise = r.buffer()?.to_vec();
-        let peer_address = if flags & 1 != 0 { Some(r.ipv4()?) } else { None };
-        let relay_address = if flags & 2 != 0 { Some(r.ipv4()?) } else { None };
-        Ok(HandshakeEnvelope { mode, noise, peer_address, relay_address })
+        let peer_address = if flags & 1 != 0 {
+            Some(r.ipv4()?)
+        } else {
+            None
+        };
+        let relay_address = if flags & 2 != 0 {
+            Some(r.ipv4()?)
+        } else {
+            None
+        };
+        Ok(HandshakeEnvelope {
+            mode,
+            noise,
+            peer_address,
+            relay_address,
+        })
     }
 }
 
@@ -407,8 +455,17 @@ impl HolepunchEnvelope {
         let mode = r.uint()?;
         let id = r.uint()?;
         let payload = r.buffer()?.to_vec();
-        let peer_address = if flags & 1 != 0 { Some(r.ipv4()?) } else { None };
-        Ok(HolepunchEnvelope { mode, id, payload, peer_address })
+        let peer_address = if flags & 1 != 0 {
+            Some(r.ipv4()?)
+        } else {
+            None
+        };
+        Ok(HolepunchEnvelope {
+            mode,
+            id,
+            payload,
+            peer_address,
+        })
     }
 }
 
@@ -452,7 +509,16 @@ impl PluginRequest {
         let version = r.uint()?;
         let command = r.uint()?;
         let flags = r.uint()?;
-        let value = if flags & 1 != 0 { Some(r.buffer()?.to_vec()) } else { None };
-        Ok(PluginRequest { plugin, version, command, value })
+        let value = if flags & 1 != 0 {
+            Some(r.buffer()?.to_vec())
+        } else {
+            None
+        };
+        Ok(PluginRequest {
+            plugin,
+            version,
+            command,
+            value,
+        })
     }
 }

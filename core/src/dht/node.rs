@@ -153,8 +153,9 @@ struct Op {
     succeeded: usize,
     /// Commits answered with error 0.
     accepted: usize,
-    /// The last nonzero error code a commit was answered with.
-    last_remote_error: Option<u64>,
+    /// Commits refused with SEQ_TOO_LOW / SEQ_REUSED.
+    seq_too_low: usize,
+    seq_reused: usize,
     last_error: Option<RequestError>,
     /// The query ended (commits may still be outstanding).
     query_done: bool,
@@ -324,7 +325,8 @@ impl<R: RngCore> DhtNode<R> {
                 pending: 0,
                 succeeded: 0,
                 accepted: 0,
-                last_remote_error: None,
+                seq_too_low: 0,
+                seq_reused: 0,
                 last_error: None,
                 query_done: false,
                 closest_nodes: Vec::new(),
@@ -578,10 +580,11 @@ impl<R: RngCore> DhtNode<R> {
         match result {
             Ok(r) => {
                 op.succeeded += 1;
-                if r.error == 0 {
-                    op.accepted += 1;
-                } else {
-                    op.last_remote_error = Some(r.error);
+                match r.error {
+                    0 => op.accepted += 1,
+                    ERROR_SEQ_TOO_LOW => op.seq_too_low += 1,
+                    ERROR_SEQ_REUSED => op.seq_reused += 1,
+                    _ => {}
                 }
             }
             Err(e) => op.last_error = Some(e),
@@ -607,8 +610,8 @@ impl<R: RngCore> DhtNode<R> {
             }
             // Every node refused the record because it holds a newer one: say so (the reference
             // resolves here; the wire exchange is the same).
-            OpKind::MutablePut { .. } if op.accepted == 0 && op.last_remote_error == Some(ERROR_SEQ_TOO_LOW) => Err(OpError::SeqTooLow),
-            OpKind::MutablePut { .. } if op.accepted == 0 && op.last_remote_error == Some(ERROR_SEQ_REUSED) => Err(OpError::SeqReused),
+            OpKind::MutablePut { .. } if op.accepted == 0 && op.seq_too_low > 0 => Err(OpError::SeqTooLow),
+            OpKind::MutablePut { .. } if op.accepted == 0 && op.seq_reused > 0 => Err(OpError::SeqReused),
             OpKind::Announce { .. } => Ok(OpOutput::Announce { closest_nodes }),
             OpKind::ImmutablePut { .. } => Ok(OpOutput::ImmutablePut { hash: op.target, closest_nodes }),
             OpKind::MutablePut { key_pair_public, seq, signature, .. } => Ok(OpOutput::MutablePut {

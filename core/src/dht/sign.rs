@@ -12,7 +12,8 @@ use crate::wire::Writer;
 use super::messages::{command, Peer};
 
 /// `H(utf8("hyperswarm/dht"))`, the base of every hyperdht namespace.
-pub const NS_BASE: [u8; 32] = hex32(b"d70d90f7efc42f93e1ad5837e682a6010cf551013c2d2d043f40d8fbe07dcb90");
+pub const NS_BASE: [u8; 32] =
+    hex32(b"d70d90f7efc42f93e1ad5837e682a6010cf551013c2d2d043f40d8fbe07dcb90");
 /// Namespace of ANNOUNCE signatures (`namespace(4)`).
 pub const NS_ANNOUNCE: [u8; 32] =
     hex32(b"36386adddf9f6fd60db83a6f42fc159d1146aa8644037664230aaa1f0179d497");
@@ -102,7 +103,14 @@ pub fn sign_announce(
     peer: &Peer,
     refresh: Option<&[u8; 32]>,
 ) -> [u8; 64] {
-    key_pair.sign(&announce_signable(&NS_ANNOUNCE, target, node_id, token, peer, refresh))
+    key_pair.sign(&announce_signable(
+        &NS_ANNOUNCE,
+        target,
+        node_id,
+        token,
+        peer,
+        refresh,
+    ))
 }
 
 /// Signs an UNANNOUNCE for one storing node (see [`announce_signable`]).
@@ -114,7 +122,14 @@ pub fn sign_unannounce(
     peer: &Peer,
     refresh: Option<&[u8; 32]>,
 ) -> [u8; 64] {
-    key_pair.sign(&announce_signable(&NS_UNANNOUNCE, target, node_id, token, peer, refresh))
+    key_pair.sign(&announce_signable(
+        &NS_UNANNOUNCE,
+        target,
+        node_id,
+        token,
+        peer,
+        refresh,
+    ))
 }
 
 /// Verifies an ANNOUNCE signature against `peer.public_key`, as the storing node does.
