@@ -11,17 +11,27 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::messages::{
     decode_mutable_get_request, encode_lookup_reply, encode_mutable_get_request, Announce,
-    HandshakeEnvelope, HolepunchEnvelope, LookupReply, MutableGetResponse, MutablePutRequest,
-    Peer, PluginRequest,
+    HandshakeEnvelope, HolepunchEnvelope, LookupReply, MutableGetResponse, MutablePutRequest, Peer,
+    PluginRequest,
 };
 use hdht_core::dht::sign;
 use hdht_core::wire::{DecodeError, MAX_SAFE_INTEGER};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
+fn cases(default: u64) -> u64 {
+    std::env::var("QUICKCHECK_TESTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn qc() -> QuickCheck {
-    QuickCheck::new().tests(
-        std::env::var("QUICKCHECK_TESTS").ok().and_then(|s| s.parse().ok()).unwrap_or(300),
-    )
+    QuickCheck::new().tests(cases(300))
+}
+
+/// Cases for the Ed25519 properties (each case derives keys, signs and verifies many times).
+fn qc_crypto() -> QuickCheck {
+    QuickCheck::new().tests(cases(200))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -36,7 +46,18 @@ fn arb_uint(g: &mut Gen) -> u64 {
         1 => 0xfd + x % (0x1_0000 - 0xfd),
         2 => 0x1_0000 + x % (0x1_0000_0000 - 0x1_0000),
         3 => 0x1_0000_0000 + x % (MAX_SAFE_INTEGER - 0x1_0000_0000 + 1),
-        4 => *g.choose(&[0, 0xfc, 0xfd, 0xffff, 0x1_0000, 0xffff_ffff, 0x1_0000_0000, MAX_SAFE_INTEGER]).unwrap(),
+        4 => *g
+            .choose(&[
+                0,
+                0xfc,
+                0xfd,
+                0xffff,
+                0x1_0000,
+                0xffff_ffff,
+                0x1_0000_0000,
+                MAX_SAFE_INTEGER,
+            ])
+            .unwrap(),
         _ => x % 4,
     }
 }
@@ -47,7 +68,11 @@ fn arb_addr(g: &mut Gen) -> SocketAddrV4 {
 
 fn arb_bytes(g: &mut Gen) -> Vec<u8> {
     // Mostly short, sometimes long enough to need a 3-byte length prefix.
-    let len = if u8::arbitrary(g) % 16 == 0 { 253 + usize::arbitrary(g) % 300 } else { usize::arbitrary(g) % 24 };
+    let len = if u8::arbitrary(g) % 16 == 0 {
+        253 + usize::arbitrary(g) % 300
+    } else {
+        usize::arbitrary(g) % 24
+    };
     (0..len).map(|_| u8::arbitrary(g)).collect()
 }
 
@@ -57,7 +82,10 @@ fn arb_opt_addr(g: &mut Gen) -> Option<SocketAddrV4> {
 
 fn arb_peer(g: &mut Gen) -> Peer {
     let n = usize::arbitrary(g) % 6;
-    Peer { public_key: <[u8; 32]>::arbitrary(g), relay_addresses: (0..n).map(|_| arb_addr(g)).collect() }
+    Peer {
+        public_key: <[u8; 32]>::arbitrary(g),
+        relay_addresses: (0..n).map(|_| arb_addr(g)).collect(),
+    }
 }
 
 macro_rules! wrapper {
@@ -81,7 +109,10 @@ wrapper!(AAnnounce, Announce, |g| Announce {
 });
 wrapper!(ALookup, LookupReply, |g| {
     let n = usize::arbitrary(g) % 5;
-    LookupReply { peers: (0..n).map(|_| arb_peer(g)).collect(), bump: arb_uint(g) }
+    LookupReply {
+        peers: (0..n).map(|_| arb_peer(g)).collect(),
+        bump: arb_uint(g),
+    }
 });
 wrapper!(APut, MutablePutRequest, |g| MutablePutRequest {
     public_key: <[u8; 32]>::arbitrary(g),
@@ -223,7 +254,10 @@ fn roundtrip_lookup_reply() {
         // Without its bump the reply is a legacy reply: it decodes with bump 0.
         let bump_len = encode_mutable_get_request(r.bump).len();
         let full = r.to_bytes();
-        let legacy = LookupReply { peers: r.peers.clone(), bump: 0 };
+        let legacy = LookupReply {
+            peers: r.peers.clone(),
+            bump: 0,
+        };
         // Raw-record encoding equals the structured one.
         let recs: Vec<Vec<u8>> = r.peers.iter().map(Peer::to_bytes).collect();
         let refs: Vec<&[u8]> = recs.iter().map(Vec::as_slice).collect();
@@ -244,7 +278,13 @@ fn roundtrip_lookup_reply() {
 #[test]
 fn roundtrip_mutable_put_request() {
     fn prop(m: APut, tail: Vec<u8>) -> bool {
-        check_codec(&m.0, MutablePutRequest::encode, MutablePutRequest::decode, &tail, None)
+        check_codec(
+            &m.0,
+            MutablePutRequest::encode,
+            MutablePutRequest::decode,
+            &tail,
+            None,
+        )
     }
     qc().quickcheck(prop as fn(APut, Vec<u8>) -> bool);
 }
@@ -259,7 +299,13 @@ fn roundtrip_mutable_get_response() {
             signature: m.0.signature,
         };
         put.to_bytes()[32..] == m.0.to_bytes()[..]
-            && check_codec(&m.0, MutableGetResponse::encode, MutableGetResponse::decode, &tail, None)
+            && check_codec(
+                &m.0,
+                MutableGetResponse::encode,
+                MutableGetResponse::decode,
+                &tail,
+                None,
+            )
     }
     qc().quickcheck(prop as fn(AGet, Vec<u8>) -> bool);
 }
@@ -281,7 +327,13 @@ fn roundtrip_mutable_get_request() {
 #[test]
 fn roundtrip_handshake_envelope() {
     fn prop(m: AHandshake, tail: Vec<u8>) -> bool {
-        check_codec(&m.0, HandshakeEnvelope::encode, HandshakeEnvelope::decode, &tail, None)
+        check_codec(
+            &m.0,
+            HandshakeEnvelope::encode,
+            HandshakeEnvelope::decode,
+            &tail,
+            None,
+        )
     }
     qc().quickcheck(prop as fn(AHandshake, Vec<u8>) -> bool);
 }
@@ -289,7 +341,13 @@ fn roundtrip_handshake_envelope() {
 #[test]
 fn roundtrip_holepunch_envelope() {
     fn prop(m: AHolepunch, tail: Vec<u8>) -> bool {
-        check_codec(&m.0, HolepunchEnvelope::encode, HolepunchEnvelope::decode, &tail, None)
+        check_codec(
+            &m.0,
+            HolepunchEnvelope::encode,
+            HolepunchEnvelope::decode,
+            &tail,
+            None,
+        )
     }
     qc().quickcheck(prop as fn(AHolepunch, Vec<u8>) -> bool);
 }
@@ -297,7 +355,13 @@ fn roundtrip_holepunch_envelope() {
 #[test]
 fn roundtrip_plugin_request() {
     fn prop(m: APlugin, tail: Vec<u8>) -> bool {
-        check_codec(&m.0, PluginRequest::encode, PluginRequest::decode, &tail, None)
+        check_codec(
+            &m.0,
+            PluginRequest::encode,
+            PluginRequest::decode,
+            &tail,
+            None,
+        )
     }
     qc().quickcheck(prop as fn(APlugin, Vec<u8>) -> bool);
 }
@@ -339,7 +403,11 @@ fn unknown_flag_bits_are_ignored() {
         let mut hpb = hp.0.to_bytes();
         hpb[0] |= (u64::from(extra % 0x7e) << 1) as u8;
         let mut pb = p.0.to_bytes();
-        let flags_at = pb.len() - p.0.value.as_ref().map_or(0, |v| encode_mutable_get_request(v.len() as u64).len() + v.len()) - 1;
+        let flags_at = pb.len()
+            - p.0.value.as_ref().map_or(0, |v| {
+                encode_mutable_get_request(v.len() as u64).len() + v.len()
+            })
+            - 1;
         pb[flags_at] |= (u64::from(extra % 0x7e) << 1) as u8;
         Announce::decode(&ab).as_ref() == Ok(&a.0)
             && HandshakeEnvelope::decode(&hb).as_ref() == Ok(&h.0)
@@ -352,14 +420,22 @@ fn unknown_flag_bits_are_ignored() {
 #[test]
 fn non_minimal_uints_decode_and_reencode_minimally() {
     // flags written as `fd 05 00` (= 5): accepted, and the canonical re-encoding is minimal.
-    let a = Announce { peer: Some(Peer::default()), refresh: None, signature: Some([9; 64]), bump: 0 };
+    let a = Announce {
+        peer: Some(Peer::default()),
+        refresh: None,
+        signature: Some([9; 64]),
+        bump: 0,
+    };
     let canonical = a.to_bytes();
     let mut loose = vec![0xfd, 0x05, 0x00];
     loose.extend_from_slice(&canonical[1..]);
     let d = Announce::decode(&loose).unwrap();
     assert_eq!(d, a);
     assert_eq!(d.to_bytes(), canonical);
-    assert_eq!(decode_mutable_get_request(&[0xff, 7, 0, 0, 0, 0, 0, 0, 0]), Ok(7));
+    assert_eq!(
+        decode_mutable_get_request(&[0xff, 7, 0, 0, 0, 0, 0, 0, 0]),
+        Ok(7)
+    );
 }
 
 /// A 9-byte `uint` holding 2^53.
@@ -373,7 +449,10 @@ fn integers_above_2_pow_53_minus_1_are_errors() {
         v
     };
     assert_eq!(decode_mutable_get_request(&max), Ok(MAX_SAFE_INTEGER));
-    assert_eq!(decode_mutable_get_request(&TOO_BIG), Err(DecodeError::IntegerTooLarge));
+    assert_eq!(
+        decode_mutable_get_request(&TOO_BIG),
+        Err(DecodeError::IntegerTooLarge)
+    );
     assert_eq!(
         decode_mutable_get_request(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
         Err(DecodeError::IntegerTooLarge)
@@ -381,35 +460,74 @@ fn integers_above_2_pow_53_minus_1_are_errors() {
 
     let too_big = |prefix: &[u8], suffix: &[u8]| [prefix, &TOO_BIG, suffix].concat();
     // flags
-    assert_eq!(Announce::decode(&too_big(&[], &[])), Err(DecodeError::IntegerTooLarge));
+    assert_eq!(
+        Announce::decode(&too_big(&[], &[])),
+        Err(DecodeError::IntegerTooLarge)
+    );
     // bump
-    assert_eq!(Announce::decode(&too_big(&[8], &[])), Err(DecodeError::IntegerTooLarge));
+    assert_eq!(
+        Announce::decode(&too_big(&[8], &[])),
+        Err(DecodeError::IntegerTooLarge)
+    );
     // lookup count, lookup bump
-    assert_eq!(LookupReply::decode(&too_big(&[], &[])), Err(DecodeError::IntegerTooLarge));
-    assert_eq!(LookupReply::decode(&too_big(&[0], &[])), Err(DecodeError::IntegerTooLarge));
+    assert_eq!(
+        LookupReply::decode(&too_big(&[], &[])),
+        Err(DecodeError::IntegerTooLarge)
+    );
+    assert_eq!(
+        LookupReply::decode(&too_big(&[0], &[])),
+        Err(DecodeError::IntegerTooLarge)
+    );
     // seq
     let sig = [1u8; 64];
     assert_eq!(
         MutablePutRequest::decode(&[&[3u8; 32][..], &TOO_BIG, &[0], &sig].concat()),
         Err(DecodeError::IntegerTooLarge)
     );
-    assert_eq!(MutableGetResponse::decode(&too_big(&[], &[0])), Err(DecodeError::IntegerTooLarge));
+    assert_eq!(
+        MutableGetResponse::decode(&too_big(&[], &[0])),
+        Err(DecodeError::IntegerTooLarge)
+    );
     // envelope mode and id, plugin version and command
-    assert_eq!(HandshakeEnvelope::decode(&too_big(&[0], &[0])), Err(DecodeError::IntegerTooLarge));
-    assert_eq!(HolepunchEnvelope::decode(&too_big(&[0], &[0, 0])), Err(DecodeError::IntegerTooLarge));
-    assert_eq!(HolepunchEnvelope::decode(&too_big(&[0, 0], &[0])), Err(DecodeError::IntegerTooLarge));
-    assert_eq!(PluginRequest::decode(&too_big(&[0], &[0, 0])), Err(DecodeError::IntegerTooLarge));
-    assert_eq!(PluginRequest::decode(&too_big(&[0, 0], &[0])), Err(DecodeError::IntegerTooLarge));
+    assert_eq!(
+        HandshakeEnvelope::decode(&too_big(&[0], &[0])),
+        Err(DecodeError::IntegerTooLarge)
+    );
+    assert_eq!(
+        HolepunchEnvelope::decode(&too_big(&[0], &[0, 0])),
+        Err(DecodeError::IntegerTooLarge)
+    );
+    assert_eq!(
+        HolepunchEnvelope::decode(&too_big(&[0, 0], &[0])),
+        Err(DecodeError::IntegerTooLarge)
+    );
+    assert_eq!(
+        PluginRequest::decode(&too_big(&[0], &[0, 0])),
+        Err(DecodeError::IntegerTooLarge)
+    );
+    assert_eq!(
+        PluginRequest::decode(&too_big(&[0, 0], &[0])),
+        Err(DecodeError::IntegerTooLarge)
+    );
 }
 
 #[test]
 fn hostile_counts_are_rejected_before_allocating() {
     // 0x100000 peers claimed, none present.
-    assert_eq!(LookupReply::decode(&[0xfe, 0, 0, 0x10, 0]), Err(DecodeError::OutOfBounds));
-    assert_eq!(LookupReply::decode(&[0xfe, 1, 0, 0x10, 0]), Err(DecodeError::ArrayTooLong(0x10_0001)));
+    assert_eq!(
+        LookupReply::decode(&[0xfe, 0, 0, 0x10, 0]),
+        Err(DecodeError::OutOfBounds)
+    );
+    assert_eq!(
+        LookupReply::decode(&[0xfe, 1, 0, 0x10, 0]),
+        Err(DecodeError::ArrayTooLong(0x10_0001))
+    );
     assert!(Peer::decode(&[&[0u8; 32][..], &[0xfe, 0xff, 0xff, 0xff, 0x7f]].concat()).is_err());
     // A buffer length far past the input.
-    assert_eq!(MutableGetResponse::decode(&[0, 0xfe, 0xff, 0xff, 0xff, 0xff]), Err(DecodeError::OutOfBounds));
+    assert_eq!(
+        MutableGetResponse::decode(&[0, 0xfe, 0xff, 0xff, 0xff, 0xff]),
+        Err(DecodeError::OutOfBounds)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,21 +537,57 @@ fn hostile_counts_are_rejected_before_allocating() {
 /// Runs every decoder on `bytes`; each successful decode must re-encode to something that
 /// decodes to the same value (canonical form is a fixed point).
 fn decode_all(bytes: &[u8]) -> bool {
-    fn stable<T: PartialEq>(r: Result<T, DecodeError>, enc: impl Fn(&T) -> Vec<u8>, dec: impl Fn(&[u8]) -> Result<T, DecodeError>) -> bool {
+    fn stable<T: PartialEq>(
+        r: Result<T, DecodeError>,
+        enc: impl Fn(&T) -> Vec<u8>,
+        dec: impl Fn(&[u8]) -> Result<T, DecodeError>,
+    ) -> bool {
         match r {
-            Ok(v) => dec(&enc(&v)).map_or(false, |w| w == v),
+            Ok(v) => dec(&enc(&v)).is_ok_and(|w| w == v),
             Err(_) => true,
         }
     }
     stable(Peer::decode(bytes), Peer::to_bytes, Peer::decode)
-        && stable(Announce::decode(bytes), Announce::to_bytes, Announce::decode)
-        && stable(LookupReply::decode(bytes), LookupReply::to_bytes, LookupReply::decode)
-        && stable(MutablePutRequest::decode(bytes), MutablePutRequest::to_bytes, MutablePutRequest::decode)
-        && stable(MutableGetResponse::decode(bytes), MutableGetResponse::to_bytes, MutableGetResponse::decode)
-        && stable(decode_mutable_get_request(bytes), |s| encode_mutable_get_request(*s), decode_mutable_get_request)
-        && stable(HandshakeEnvelope::decode(bytes), HandshakeEnvelope::to_bytes, HandshakeEnvelope::decode)
-        && stable(HolepunchEnvelope::decode(bytes), HolepunchEnvelope::to_bytes, HolepunchEnvelope::decode)
-        && stable(PluginRequest::decode(bytes), PluginRequest::to_bytes, PluginRequest::decode)
+        && stable(
+            Announce::decode(bytes),
+            Announce::to_bytes,
+            Announce::decode,
+        )
+        && stable(
+            LookupReply::decode(bytes),
+            LookupReply::to_bytes,
+            LookupReply::decode,
+        )
+        && stable(
+            MutablePutRequest::decode(bytes),
+            MutablePutRequest::to_bytes,
+            MutablePutRequest::decode,
+        )
+        && stable(
+            MutableGetResponse::decode(bytes),
+            MutableGetResponse::to_bytes,
+            MutableGetResponse::decode,
+        )
+        && stable(
+            decode_mutable_get_request(bytes),
+            |s| encode_mutable_get_request(*s),
+            decode_mutable_get_request,
+        )
+        && stable(
+            HandshakeEnvelope::decode(bytes),
+            HandshakeEnvelope::to_bytes,
+            HandshakeEnvelope::decode,
+        )
+        && stable(
+            HolepunchEnvelope::decode(bytes),
+            HolepunchEnvelope::to_bytes,
+            HolepunchEnvelope::decode,
+        )
+        && stable(
+            PluginRequest::decode(bytes),
+            PluginRequest::to_bytes,
+            PluginRequest::decode,
+        )
 }
 
 #[test]
@@ -522,15 +676,38 @@ fn flip(mut b: [u8; 32], bit: u8) -> [u8; 32] {
 fn announce_sign_verify_and_tamper() {
     fn prop(c: AnnounceCase, bit: u8, sig_bit: u16, relay: (u32, u16)) -> bool {
         let kp = KeyPair::from_seed(&c.seed);
-        let peer = Peer { public_key: kp.public_key(), relay_addresses: c.relays.clone() };
+        let peer = Peer {
+            public_key: kp.public_key(),
+            relay_addresses: c.relays.clone(),
+        };
         let (sign_fn, verify, other): (_, VerifyFn, VerifyFn) = if c.unannounce {
-            (sign::sign_unannounce as fn(&KeyPair, &[u8; 32], &[u8; 32], &[u8; 32], &Peer, Option<&[u8; 32]>) -> [u8; 64], sign::verify_unannounce as VerifyFn, sign::verify_announce as VerifyFn)
+            (
+                sign::sign_unannounce
+                    as fn(
+                        &KeyPair,
+                        &[u8; 32],
+                        &[u8; 32],
+                        &[u8; 32],
+                        &Peer,
+                        Option<&[u8; 32]>,
+                    ) -> [u8; 64],
+                sign::verify_unannounce as VerifyFn,
+                sign::verify_announce as VerifyFn,
+            )
         } else {
-            (sign::sign_announce as _, sign::verify_announce as VerifyFn, sign::verify_unannounce as VerifyFn)
+            (
+                sign::sign_announce as _,
+                sign::verify_announce as VerifyFn,
+                sign::verify_unannounce as VerifyFn,
+            )
         };
         let r = c.refresh.as_ref();
         let sig = sign_fn(&kp, &c.target, &c.node_id, &c.token, &peer, r);
-        let ns = if c.unannounce { sign::NS_UNANNOUNCE } else { sign::NS_ANNOUNCE };
+        let ns = if c.unannounce {
+            sign::NS_UNANNOUNCE
+        } else {
+            sign::NS_ANNOUNCE
+        };
         let signable = sign::announce_signable(&ns, &c.target, &c.node_id, &c.token, &peer, r);
         if kp.sign(&signable) != sig || signable[..32] != ns {
             return false;
@@ -542,13 +719,21 @@ fn announce_sign_verify_and_tamper() {
         let mut bad_sig = sig;
         bad_sig[(sig_bit / 8 % 64) as usize] ^= 1 << (sig_bit % 8);
         let mut more_relays = peer.clone();
-        more_relays.relay_addresses.push(SocketAddrV4::new(Ipv4Addr::from(relay.0), relay.1));
+        more_relays
+            .relay_addresses
+            .push(SocketAddrV4::new(Ipv4Addr::from(relay.0), relay.1));
         let mut fewer_relays = peer.clone();
         let had_relays = fewer_relays.relay_addresses.pop().is_some();
-        let other_key = Peer { public_key: KeyPair::from_seed(&flip(c.seed, bit)).public_key(), ..peer.clone() };
+        let other_key = Peer {
+            public_key: KeyPair::from_seed(&flip(c.seed, bit)).public_key(),
+            ..peer.clone()
+        };
         let flipped_refresh = c.refresh.map(|x| flip(x, bit));
-        let refresh_cases: [Option<&[u8; 32]>; 2] =
-            if c.refresh.is_some() { [flipped_refresh.as_ref(), None] } else { [Some(&c.target), Some(&c.token)] };
+        let refresh_cases: [Option<&[u8; 32]>; 2] = if c.refresh.is_some() {
+            [flipped_refresh.as_ref(), None]
+        } else {
+            [Some(&c.target), Some(&c.token)]
+        };
         !other(&c.target, &c.node_id, &c.token, &peer, r, &sig)
             && !verify(&c.target, &c.node_id, &c.token, &peer, r, &bad_sig)
             && !verify(&flip(c.target, bit), &c.node_id, &c.token, &peer, r, &sig)
@@ -561,7 +746,7 @@ fn announce_sign_verify_and_tamper() {
             // Swapping node id and token (same bytes, other order) must not verify either.
             && (c.node_id == c.token || !verify(&c.target, &c.token, &c.node_id, &peer, r, &sig))
     }
-    qc().quickcheck(prop as fn(AnnounceCase, u8, u16, (u32, u16)) -> bool);
+    qc_crypto().quickcheck(prop as fn(AnnounceCase, u8, u16, (u32, u16)) -> bool);
 }
 
 #[test]
@@ -570,14 +755,37 @@ fn announce_signature_survives_the_wire() {
     // bump and flags are not covered, the record is.
     fn prop(c: AnnounceCase, bump: AUint) -> bool {
         let kp = KeyPair::from_seed(&c.seed);
-        let peer = Peer { public_key: kp.public_key(), relay_addresses: c.relays.clone() };
-        let sig = sign::sign_announce(&kp, &c.target, &c.node_id, &c.token, &peer, c.refresh.as_ref());
-        let wire = Announce { peer: Some(peer), refresh: c.refresh, signature: Some(sig), bump: bump.0 }.to_bytes();
+        let peer = Peer {
+            public_key: kp.public_key(),
+            relay_addresses: c.relays.clone(),
+        };
+        let sig = sign::sign_announce(
+            &kp,
+            &c.target,
+            &c.node_id,
+            &c.token,
+            &peer,
+            c.refresh.as_ref(),
+        );
+        let wire = Announce {
+            peer: Some(peer),
+            refresh: c.refresh,
+            signature: Some(sig),
+            bump: bump.0,
+        }
+        .to_bytes();
         let d = Announce::decode(&wire).unwrap();
         let p = d.peer.as_ref().unwrap();
-        sign::verify_announce(&c.target, &c.node_id, &c.token, p, d.refresh.as_ref(), &d.signature.unwrap())
+        sign::verify_announce(
+            &c.target,
+            &c.node_id,
+            &c.token,
+            p,
+            d.refresh.as_ref(),
+            &d.signature.unwrap(),
+        )
     }
-    qc().quickcheck(prop as fn(AnnounceCase, AUint) -> bool);
+    qc_crypto().quickcheck(prop as fn(AnnounceCase, AUint) -> bool);
 }
 
 #[test]
@@ -595,7 +803,13 @@ fn mutable_sign_verify_and_tamper() {
         }
         // Through the wire.
         let put = MutablePutRequest::decode(
-            &MutablePutRequest { public_key: pk, seq, value: value.clone(), signature: sig }.to_bytes(),
+            &MutablePutRequest {
+                public_key: pk,
+                seq,
+                value: value.clone(),
+                signature: sig,
+            }
+            .to_bytes(),
         )
         .unwrap();
         if !sign::verify_mutable(&put.public_key, put.seq, &put.value, &put.signature) {
@@ -622,14 +836,17 @@ fn mutable_sign_verify_and_tamper() {
             && sign::target_of_key(&pk) != sign::target_of_key(&other_pk);
         TestResult::from_bool(ok)
     }
-    qc().quickcheck(prop as fn([u8; 32], AUint, Vec<u8>, u16, AUint) -> TestResult);
+    qc_crypto().quickcheck(prop as fn([u8; 32], AUint, Vec<u8>, u16, AUint) -> TestResult);
 }
 
 #[test]
 fn signables_are_64_bytes_with_their_namespace() {
     let p = Peer::default();
     let z = [0u8; 32];
-    assert_eq!(sign::announce_signable(&sign::NS_ANNOUNCE, &z, &z, &z, &p, None)[..32], sign::NS_ANNOUNCE);
+    assert_eq!(
+        sign::announce_signable(&sign::NS_ANNOUNCE, &z, &z, &z, &p, None)[..32],
+        sign::NS_ANNOUNCE
+    );
     assert_eq!(sign::mutable_signable(0, b"")[..32], sign::NS_MUTABLE_PUT);
     // Absent refresh appends nothing: differs from a present all-zero refresh.
     assert_ne!(
@@ -666,8 +883,11 @@ fn h32(s: &str) -> [u8; 32] {
 /// checks reject them.
 fn lax_verify(pk: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
     use ed25519_dalek::Verifier;
-    let Ok(k) = ed25519_dalek::VerifyingKey::from_bytes(pk) else { return false };
-    k.verify(msg, &ed25519_dalek::Signature::from_bytes(sig)).is_ok()
+    let Ok(k) = ed25519_dalek::VerifyingKey::from_bytes(pk) else {
+        return false;
+    };
+    k.verify(msg, &ed25519_dalek::Signature::from_bytes(sig))
+        .is_ok()
 }
 
 #[test]
@@ -683,21 +903,37 @@ fn small_order_public_keys_are_rejected() {
         let key = ed25519_dalek::VerifyingKey::from_bytes(&pk).expect("small-order points decode");
         assert!(key.is_weak(), "{pk_hex} is small order");
         let mut lax_accepted = 0;
-        for seq in 0..256u64 {
+        for seq in 0..64u64 {
             let value = b"forged";
             let signable = sign::mutable_signable(seq, value);
             if lax_verify(&pk, &signable, &forged) {
                 lax_accepted += 1;
             }
-            assert!(!sign::verify_mutable(&pk, seq, value, &forged), "{pk_hex} seq {seq}");
+            assert!(
+                !sign::verify_mutable(&pk, seq, value, &forged),
+                "{pk_hex} seq {seq}"
+            );
             assert!(!sign::verify_detached(&pk, &signable, &forged));
             assert!(!hdht_core::crypto::verify(&pk, &signable, &forged));
-            let peer = Peer { public_key: pk, relay_addresses: vec![] };
+            if seq % 8 != 0 {
+                continue;
+            }
+            let peer = Peer {
+                public_key: pk,
+                relay_addresses: vec![],
+            };
             let token = [seq as u8; 32];
-            assert!(!sign::verify_announce(&[1; 32], &[2; 32], &token, &peer, None, &forged));
-            assert!(!sign::verify_unannounce(&[1; 32], &[2; 32], &token, &peer, None, &forged));
+            assert!(!sign::verify_announce(
+                &[1; 32], &[2; 32], &token, &peer, None, &forged
+            ));
+            assert!(!sign::verify_unannounce(
+                &[1; 32], &[2; 32], &token, &peer, None, &forged
+            ));
         }
-        assert!(lax_accepted > 0, "{pk_hex}: the forgery should fool a lax verifier at least once");
+        assert!(
+            lax_accepted > 0,
+            "{pk_hex}: the forgery should fool a lax verifier at least once"
+        );
     }
     // Both R and A small order: (R = identity, S = 0) with A = identity verifies laxly for every message.
     let identity = h32(SMALL_ORDER[0]);
@@ -735,15 +971,27 @@ fn non_canonical_s_is_rejected() {
     for i in 0..64u8 {
         let kp = KeyPair::from_seed(&[i; 32]);
         let sig = sign::sign_mutable(&kp, u64::from(i), b"value");
-        assert!(sign::verify_mutable(&kp.public_key(), u64::from(i), b"value", &sig));
+        assert!(sign::verify_mutable(
+            &kp.public_key(),
+            u64::from(i),
+            b"value",
+            &sig
+        ));
         let s_plus = add_ell(&sig[32..]);
         if s_plus[31] & 0xe0 != 0 {
             continue; // would not even fit the 253-bit form; uninteresting
         }
         let mut mall = sig;
         mall[32..].copy_from_slice(&s_plus);
-        assert!(!sign::verify_mutable(&kp.public_key(), u64::from(i), b"value", &mall), "seed {i}");
-        assert!(!hdht_core::crypto::verify(&kp.public_key(), &sign::mutable_signable(u64::from(i), b"value"), &mall));
+        assert!(
+            !sign::verify_mutable(&kp.public_key(), u64::from(i), b"value", &mall),
+            "seed {i}"
+        );
+        assert!(!hdht_core::crypto::verify(
+            &kp.public_key(),
+            &sign::mutable_signable(u64::from(i), b"value"),
+            &mall
+        ));
         checked += 1;
     }
     assert!(checked > 40);
@@ -778,10 +1026,17 @@ fn non_canonical_public_keys_are_rejected() {
                 }
             }
             assert!(!sign::verify_mutable(&pk, 0, b"v", &sig), "k {k}");
-            assert!(!sign::verify_detached(&pk, &sign::mutable_signable(0, b"v"), &sig));
+            assert!(!sign::verify_detached(
+                &pk,
+                &sign::mutable_signable(0, b"v"),
+                &sig
+            ));
         }
     }
-    assert!(decodable_not_weak > 0, "some non-canonical encodings decode to ordinary points");
+    assert!(
+        decodable_not_weak > 0,
+        "some non-canonical encodings decode to ordinary points"
+    );
 }
 
 #[test]
@@ -795,6 +1050,9 @@ fn non_canonical_r_is_rejected() {
     r[31] = 0x7f;
     sig[..32].copy_from_slice(&r);
     let signable = sign::mutable_signable(1, b"x");
-    assert!(!lax_verify(&identity, &signable, &sig), "dalek compares canonical R bytes");
+    assert!(
+        !lax_verify(&identity, &signable, &sig),
+        "dalek compares canonical R bytes"
+    );
     assert!(!sign::verify_detached(&identity, &signable, &sig));
 }

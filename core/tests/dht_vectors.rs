@@ -28,9 +28,14 @@ use hdht_core::rpc::{encode_addr, NodeId};
 use hdht_core::wire::{DecodeError, Message, Reader, Request, ERROR_OK};
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/hyperdht-records.json");
-const SCENARIO: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/hyperdht-records-scenario.json");
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/vectors/hyperdht-records.json"
+);
+const SCENARIO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/vectors/hyperdht-records-scenario.json"
+);
 
 fn load(path: &str) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
@@ -54,7 +59,11 @@ fn list(key: &str, count: usize) -> &'static [Value] {
         .unwrap_or_else(|| panic!("hyperdht-records.json has no `{key}` key"))
         .as_array()
         .unwrap_or_else(|| panic!("hyperdht-records.json `{key}` is not an array"));
-    assert_eq!(v.len(), count, "hyperdht-records.json `{key}` has an unexpected entry count");
+    assert_eq!(
+        v.len(),
+        count,
+        "hyperdht-records.json `{key}` has an unexpected entry count"
+    );
     v
 }
 
@@ -63,19 +72,26 @@ fn list(key: &str, count: usize) -> &'static [Value] {
 // ---------------------------------------------------------------------------------------------
 
 fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or_else(|| panic!("{}: missing `{key}`", name(v)))
+    v.get(key)
+        .unwrap_or_else(|| panic!("{}: missing `{key}`", name(v)))
 }
 
 fn name(v: &Value) -> String {
-    v.get("name").and_then(Value::as_str).map_or_else(|| format!("{v}").chars().take(80).collect(), str::to_owned)
+    v.get("name")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("{v}").chars().take(80).collect(), str::to_owned)
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    get(v, key).as_str().unwrap_or_else(|| panic!("{}: `{key}` is not a string", name(v)))
+    get(v, key)
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: `{key}` is not a string", name(v)))
 }
 
 fn u(v: &Value, key: &str) -> u64 {
-    get(v, key).as_u64().unwrap_or_else(|| panic!("{}: `{key}` is not an unsigned int", name(v)))
+    get(v, key)
+        .as_u64()
+        .unwrap_or_else(|| panic!("{}: `{key}` is not an unsigned int", name(v)))
 }
 
 fn unhex(h: &str) -> Vec<u8> {
@@ -87,7 +103,9 @@ fn hx(v: &Value, key: &str) -> Vec<u8> {
 }
 
 fn arr<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    bytes.try_into().unwrap_or_else(|_| panic!("expected {N} bytes, got {}", bytes.len()))
+    bytes
+        .try_into()
+        .unwrap_or_else(|_| panic!("expected {N} bytes, got {}", bytes.len()))
 }
 
 fn h32(v: &Value, key: &str) -> [u8; 32] {
@@ -108,7 +126,9 @@ fn opt_hex(v: &Value, key: &str) -> Option<Vec<u8>> {
 }
 
 fn addr(v: &Value) -> SocketAddrV4 {
-    let host: Ipv4Addr = s(v, "host").parse().unwrap_or_else(|e| panic!("bad host in {v}: {e}"));
+    let host: Ipv4Addr = s(v, "host")
+        .parse()
+        .unwrap_or_else(|e| panic!("bad host in {v}: {e}"));
     let port = u16::try_from(u(v, "port")).expect("port fits u16");
     SocketAddrV4::new(host, port)
 }
@@ -176,9 +196,16 @@ fn every_section_is_covered() {
     ]
     .into_iter()
     .collect();
-    let present: BTreeSet<&str> =
-        vectors().as_object().expect("top level is an object").keys().map(String::as_str).collect();
-    assert_eq!(present, known, "hyperdht-records.json sections changed; update this test");
+    let present: BTreeSet<&str> = vectors()
+        .as_object()
+        .expect("top level is an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        present, known,
+        "hyperdht-records.json sections changed; update this test"
+    );
 }
 
 #[test]
@@ -301,7 +328,11 @@ fn peer_records() {
         assert_eq!(Peer::decode(&enc).unwrap(), p, "{}", name(v));
         // Every strict prefix is truncated.
         for cut in 0..enc.len() {
-            assert!(Peer::decode(&enc[..cut]).is_err(), "{} cut at {cut}", name(v));
+            assert!(
+                Peer::decode(&enc[..cut]).is_err(),
+                "{} cut at {cut}",
+                name(v)
+            );
         }
     }
 }
@@ -317,7 +348,11 @@ fn announce_messages() {
         assert_eq!(d.bump, u(v, "decoded_bump"), "{}", name(v));
         assert_eq!(d, a, "{}", name(v));
         for cut in 0..enc.len() {
-            assert!(Announce::decode(&enc[..cut]).is_err(), "{} cut at {cut}", name(v));
+            assert!(
+                Announce::decode(&enc[..cut]).is_err(),
+                "{} cut at {cut}",
+                name(v)
+            );
         }
     }
 }
@@ -325,8 +360,16 @@ fn announce_messages() {
 #[test]
 fn lookup_replies() {
     for v in list("lookup_replies", 4) {
-        let peers: Vec<Peer> = get(v, "peers").as_array().unwrap().iter().map(peer).collect();
-        let r = LookupReply { peers, bump: u(v, "bump") };
+        let peers: Vec<Peer> = get(v, "peers")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(peer)
+            .collect();
+        let r = LookupReply {
+            peers,
+            bump: u(v, "bump"),
+        };
         let enc = hx(v, "encoded");
         assert_eq!(LookupReply::decode(&enc).unwrap(), r, "{}", name(v));
         if v.get("decode_only").and_then(Value::as_bool) == Some(true) {
@@ -355,7 +398,11 @@ fn announce_signatures() {
         let target = h32(v, "target");
         let token = h32(v, "token");
         let node_id = h32(v, "node_id");
-        assert_eq!(NodeId::from_addr(&addr(get(v, "node_address"))).0, node_id, "{n}");
+        assert_eq!(
+            NodeId::from_addr(&addr(get(v, "node_address"))).0,
+            node_id,
+            "{n}"
+        );
         let p = peer(get(v, "peer"));
         let refresh: Option<[u8; 32]> = opt_hex(v, "refresh").map(|b| arr(&b));
         let bump = u(v, "bump");
@@ -378,7 +425,11 @@ fn announce_signatures() {
         assert_eq!(parts[1], node_id, "{n}");
         assert_eq!(parts[2], token, "{n}");
         assert_eq!(parts[3], p.to_bytes(), "{n}");
-        assert_eq!(parts[4], refresh.map(|r| r.to_vec()).unwrap_or_default(), "{n}");
+        assert_eq!(
+            parts[4],
+            refresh.map(|r| r.to_vec()).unwrap_or_default(),
+            "{n}"
+        );
         assert_eq!(parts.concat(), hx(v, "hash_input"), "{n}");
         let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
         let h = hash_batch(&refs);
@@ -407,7 +458,12 @@ fn announce_signatures() {
         assert!(ok, "{n}: verifies");
         assert!(!cross, "{n}: the other namespace must not verify");
 
-        let req = Announce { peer: Some(p.clone()), refresh, signature: Some(sig), bump };
+        let req = Announce {
+            peer: Some(p.clone()),
+            refresh,
+            signature: Some(sig),
+            bump,
+        };
         let value = hx(v, "request_value");
         assert_eq!(req.to_bytes(), value, "{n}: request value");
         assert_eq!(Announce::decode(&value).unwrap(), req, "{n}");
@@ -436,21 +492,36 @@ fn mutable() {
         assert!(sign::verify_mutable(&pk, seq, &value, &sig), "{n}");
         assert!(!sign::verify_mutable(&pk, seq + 1, &value, &sig), "{n}");
 
-        let put = MutablePutRequest { public_key: pk, seq, value: value.clone(), signature: sig };
+        let put = MutablePutRequest {
+            public_key: pk,
+            seq,
+            value: value.clone(),
+            signature: sig,
+        };
         let put_enc = hx(v, "mutable_put_request");
         assert_eq!(put.to_bytes(), put_enc, "{n}");
         assert_eq!(MutablePutRequest::decode(&put_enc).unwrap(), put, "{n}");
-        let get_ = MutableGetResponse { seq, value, signature: sig };
+        let get_ = MutableGetResponse {
+            seq,
+            value,
+            signature: sig,
+        };
         let get_enc = hx(v, "mutable_get_response");
         assert_eq!(get_.to_bytes(), get_enc, "{n}");
         assert_eq!(MutableGetResponse::decode(&get_enc).unwrap(), get_, "{n}");
         // The get response is the put request without the public key.
         assert_eq!(put_enc[32..], get_enc[..], "{n}");
         for cut in 0..put_enc.len() {
-            assert!(MutablePutRequest::decode(&put_enc[..cut]).is_err(), "{n} cut {cut}");
+            assert!(
+                MutablePutRequest::decode(&put_enc[..cut]).is_err(),
+                "{n} cut {cut}"
+            );
         }
         for cut in 0..get_enc.len() {
-            assert!(MutableGetResponse::decode(&get_enc[..cut]).is_err(), "{n} cut {cut}");
+            assert!(
+                MutableGetResponse::decode(&get_enc[..cut]).is_err(),
+                "{n} cut {cut}"
+            );
         }
     }
 }
@@ -464,15 +535,27 @@ fn mutable_get_requests() {
         assert_eq!(decode_mutable_get_request(&enc), Ok(seq), "seq {seq}");
         let mut trailing = enc.clone();
         trailing.extend_from_slice(&[1, 2, 3]);
-        assert_eq!(decode_mutable_get_request(&trailing), Ok(seq), "seq {seq} trailing");
+        assert_eq!(
+            decode_mutable_get_request(&trailing),
+            Ok(seq),
+            "seq {seq} trailing"
+        );
     }
-    assert_eq!(decode_mutable_get_request(&[]), Err(DecodeError::OutOfBounds));
+    assert_eq!(
+        decode_mutable_get_request(&[]),
+        Err(DecodeError::OutOfBounds)
+    );
 }
 
 #[test]
 fn immutable() {
     for v in list("immutable", 3) {
-        assert_eq!(sign::target_of_value(&hx(v, "value")), h32(v, "target"), "{}", name(v));
+        assert_eq!(
+            sign::target_of_value(&hx(v, "value")),
+            h32(v, "target"),
+            "{}",
+            name(v)
+        );
     }
 }
 
@@ -489,7 +572,11 @@ fn handshake_envelopes() {
         assert_eq!(e.to_bytes(), enc, "{}", name(v));
         assert_eq!(HandshakeEnvelope::decode(&enc).unwrap(), e, "{}", name(v));
         for cut in 0..enc.len() {
-            assert!(HandshakeEnvelope::decode(&enc[..cut]).is_err(), "{} cut {cut}", name(v));
+            assert!(
+                HandshakeEnvelope::decode(&enc[..cut]).is_err(),
+                "{} cut {cut}",
+                name(v)
+            );
         }
     }
 }
@@ -507,7 +594,11 @@ fn holepunch_envelopes() {
         assert_eq!(e.to_bytes(), enc, "{}", name(v));
         assert_eq!(HolepunchEnvelope::decode(&enc).unwrap(), e, "{}", name(v));
         for cut in 0..enc.len() {
-            assert!(HolepunchEnvelope::decode(&enc[..cut]).is_err(), "{} cut {cut}", name(v));
+            assert!(
+                HolepunchEnvelope::decode(&enc[..cut]).is_err(),
+                "{} cut {cut}",
+                name(v)
+            );
         }
     }
 }
@@ -624,7 +715,11 @@ fn frames() {
                     // keyed BLAKE2b-256 of utf8(requester host), keyed with the secret.
                     let secret = h32(v, "token_secret_hex");
                     let host = s(get(v, "to"), "host");
-                    assert_eq!(keyed_hash(&secret, host.as_bytes()), t, "{n}: token formula");
+                    assert_eq!(
+                        keyed_hash(&secret, host.as_bytes()),
+                        t,
+                        "{n}: token formula"
+                    );
                 }
                 assert_eq!(res.value, value, "{n}");
                 check_response_value(&n, &res.value, res.error);
@@ -664,17 +759,28 @@ fn check_request_value(n: &str, req: &Request) {
             assert_eq!(a.to_bytes(), req.value.clone().unwrap(), "{n}");
         }
         command::MUTABLE_GET => {
-            assert_eq!(decode_mutable_get_request(req.value.as_deref().unwrap()), Ok(0), "{n}");
+            assert_eq!(
+                decode_mutable_get_request(req.value.as_deref().unwrap()),
+                Ok(0),
+                "{n}"
+            );
         }
         command::MUTABLE_PUT => {
             let m = MutablePutRequest::decode(req.value.as_deref().unwrap()).unwrap();
             assert_eq!(sign::target_of_key(&m.public_key), target, "{n}");
-            assert!(sign::verify_mutable(&m.public_key, m.seq, &m.value, &m.signature), "{n}");
+            assert!(
+                sign::verify_mutable(&m.public_key, m.seq, &m.value, &m.signature),
+                "{n}"
+            );
             assert_eq!(m.to_bytes(), req.value.clone().unwrap(), "{n}");
             assert!(req.token.is_some(), "{n}: commit carries a token");
         }
         command::IMMUTABLE_PUT => {
-            assert_eq!(sign::target_of_value(req.value.as_deref().unwrap()), target, "{n}");
+            assert_eq!(
+                sign::target_of_value(req.value.as_deref().unwrap()),
+                target,
+                "{n}"
+            );
             assert!(req.token.is_some(), "{n}: commit carries a token");
         }
         other => panic!("{n}: unexpected command {other}"),
@@ -700,7 +806,10 @@ fn check_response_value(n: &str, value: &Option<Vec<u8>>, error: u64) {
             assert_eq!((m.seq, m.value.as_slice()), (1, &b"world"[..]), "{n}");
             // Signed by kp0 (the `mutable_seq1_world` vector).
             let pk = KeyPair::from_seed(&[0; 32]).public_key();
-            assert!(sign::verify_mutable(&pk, m.seq, &m.value, &m.signature), "{n}");
+            assert!(
+                sign::verify_mutable(&pk, m.seq, &m.value, &m.signature),
+                "{n}"
+            );
             assert_eq!(m.to_bytes(), value.clone().unwrap(), "{n}");
         }
         other => panic!("unexpected response frame {other}"),
@@ -723,15 +832,29 @@ fn scenario_deterministic_encodings() {
     };
 
     // The raw LOOKUP value (1 peer, no relays, bump 0) and its decoded form.
-    let raw = unhex(get(find("raw lookup value bytes (1 peer, no relays, bump 0)"), "observed").as_str().unwrap());
+    let raw = unhex(
+        get(
+            find("raw lookup value bytes (1 peer, no relays, bump 0)"),
+            "observed",
+        )
+        .as_str()
+        .unwrap(),
+    );
     let decoded = get(
-        get(find("LOOKUP after direct announce returns lookupRawReply with the record and bump 0"), "observed"),
+        get(
+            find("LOOKUP after direct announce returns lookupRawReply with the record and bump 0"),
+            "observed",
+        ),
         "decoded",
     );
     let r = LookupReply::decode(&raw).unwrap();
     let pks: Vec<String> = r.peers.iter().map(|p| hex::encode(p.public_key)).collect();
-    let want: Vec<String> =
-        get(decoded, "peers").as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect();
+    let want: Vec<String> = get(decoded, "peers")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(pks, want);
     assert_eq!(r.bump, u(decoded, "bump"));
     assert!(r.peers.iter().all(|p| p.relay_addresses.is_empty()));
@@ -740,7 +863,9 @@ fn scenario_deterministic_encodings() {
     // "IMMUTABLE_PUT frame of exactly 2048 bytes": an ephemeral client's commit request (token,
     // target, value) with a 1970-byte value is 2048 bytes, with 1971 bytes it is 2049.
     let obs = get(
-        find("IMMUTABLE_PUT frame of exactly 2048 bytes is answered, 2049 bytes is silently ignored"),
+        find(
+            "IMMUTABLE_PUT frame of exactly 2048 bytes is answered, 2049 bytes is silently ignored",
+        ),
         "observed",
     );
     assert_eq!(get(obs, "value1970_frame2048").as_bool(), Some(true));

@@ -51,11 +51,17 @@ impl KeyPair {
     }
 }
 
-/// Verifies a detached Ed25519 signature. Returns false for malformed keys or signatures.
+/// Verifies a detached Ed25519 signature as libsodium's `crypto_sign_verify_detached` does:
+/// dalek's `verify_strict` rejects non-canonical `S`, small-order `R` and keys, and a
+/// non-canonical `R`; libsodium also rejects a key written in a non-canonical form (y ≥ p),
+/// which the re-encoding comparison adds.
 pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
         return false;
     };
+    if key.to_edwards().compress().to_bytes() != *public_key {
+        return false;
+    }
     let sig = ed25519_dalek::Signature::from_bytes(signature);
     key.verify_strict(message, &sig).is_ok()
 }

@@ -4,7 +4,9 @@
 //! Every decoder has the reference's leniency: trailing bytes after the last field are ignored,
 //! unknown flag bits are ignored (no field is read for them), a truncated field is an error and a
 //! `uint` above 2^53 − 1 is an error. Encoders always write the canonical (minimal) form, which is
-//! what signables are built from.
+//! what signables are built from. Encoders do not check integer ranges: a `u64` above
+//! 2^53 − 1 is written in its 9-byte form, which a reference peer (and [`Reader::uint`]) rejects,
+//! so callers keep seq, bump, ids and modes within JavaScript's safe range.
 
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;

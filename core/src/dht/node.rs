@@ -602,6 +602,8 @@ impl<R: RngCore> DhtNode<R> {
         let commits_failed = op.succeeded == 0 && !closest_nodes.is_empty();
         let result = match &op.kind {
             OpKind::Lookup | OpKind::FindPeer => Ok(OpOutput::Lookup { closest_nodes }),
+            // Like a commit query, an unannounce with nobody to unannounce at fails.
+            OpKind::Unannounce { .. } if closest_nodes.is_empty() => Err(OpError::TooFewNodes),
             OpKind::Unannounce { .. } => Ok(OpOutput::Unannounce),
             OpKind::ImmutableGet => Ok(OpOutput::ImmutableGet(None)),
             OpKind::MutableGet { best, .. } => Ok(OpOutput::MutableGet(best.clone())),

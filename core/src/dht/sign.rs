@@ -195,14 +195,7 @@ pub fn target_of_value(value: &[u8]) -> [u8; 32] {
 /// `ge25519_is_canonical` rejects, so that is checked here by re-compressing the decoded point.
 /// Both are cofactorless and accept mixed-order (torsion-carrying) keys alike.
 pub fn verify_detached(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
-        return false;
-    };
-    if key.to_edwards().compress().to_bytes() != *public_key {
-        return false;
-    }
-    let sig = ed25519_dalek::Signature::from_bytes(signature);
-    key.verify_strict(message, &sig).is_ok()
+    crate::crypto::verify(public_key, message, signature)
 }
 
 #[cfg(test)]

@@ -1,0 +1,322 @@
+//! hyperdht's server side, request by request, against the reference's accept/reject rules
+//! (`shared/spec/02` §4 and the checks of `hyperdht-records-scenario.json`): which requests are
+//! dropped, which get which reply form, and what ends up stored.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use hdht_core::crypto::{hash, KeyPair};
+use hdht_core::dht::messages::{command, Announce, LookupReply, MutableGetResponse, MutablePutRequest, Peer};
+use hdht_core::dht::{sign, DhtConfig, DhtEvent, DhtNode};
+use hdht_core::rpc::{NodeId, RpcConfig, RpcEvent, SocketKind};
+use hdht_core::wire::{Message, Request, Response};
+use hdht_core::Instant;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+
+const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
+const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5000);
+
+struct Server {
+    node: DhtNode<ChaCha8Rng>,
+    now: Instant,
+    tid: u16,
+}
+
+impl Server {
+    /// A bootstrapper: persistent with storage as soon as its first bootstrap round ends.
+    fn new() -> Self {
+        Self::with(DhtConfig { rpc: RpcConfig::bootstrapper(SERVER), ..DhtConfig::default() })
+    }
+
+    fn with(cfg: DhtConfig) -> Self {
+        let mut node = DhtNode::new(cfg, ChaCha8Rng::seed_from_u64(1), Instant::ZERO);
+        node.set_wall_clock(Instant::ZERO, 1_700_000_000_000);
+        let mut s = Server { node, now: Instant::from_millis(1), tid: 0 };
+        s.node.handle_timeout(s.now);
+        s.drain();
+        s
+    }
+
+    fn drain(&mut self) -> Vec<Response> {
+        let mut out = Vec::new();
+        while let Some(t) = self.node.poll_transmit() {
+            if let Ok(Message::Response(r)) = Message::decode(&t.payload) {
+                out.push(r);
+            }
+        }
+        while let Some(ev) = self.node.poll_event() {
+            assert!(!matches!(ev, DhtEvent::Rpc(RpcEvent::Request(_))), "hyperdht handles every command itself");
+        }
+        out
+    }
+
+    /// Sends one request; returns the reply, or `None` if the server stayed silent.
+    fn send(&mut self, command: u64, target: Option<[u8; 32]>, token: Option<[u8; 32]>, value: Option<Vec<u8>>) -> Option<Response> {
+        self.tid += 1;
+        let req = Request { tid: self.tid, to: SERVER, id: None, token, internal: false, command, target, value };
+        self.now = self.now + Duration::from_millis(10);
+        self.node.handle_datagram(self.now, SocketKind::Server, CLIENT, &req.to_bytes());
+        let mut replies = self.drain();
+        assert!(replies.len() <= 1);
+        replies.pop().inspect(|r| assert_eq!(r.tid, self.tid))
+    }
+
+    fn token(&mut self) -> [u8; 32] {
+        self.send(command::LOOKUP, Some([0; 32]), None, None).and_then(|r| r.token).expect("a LOOKUP reply carries a token")
+    }
+
+    fn id(&self) -> [u8; 32] {
+        NodeId::from_addr(&SERVER).0
+    }
+
+    fn announce(&mut self, topic: [u8; 32], kp: &KeyPair, relays: Vec<SocketAddrV4>, bump: u64) -> Option<Response> {
+        let token = self.token();
+        let peer = Peer { public_key: kp.public_key(), relay_addresses: relays };
+        let signature = sign::sign_announce(kp, &topic, &self.id(), &token, &peer, None);
+        let value = Announce { peer: Some(peer), refresh: None, signature: Some(signature), bump }.to_bytes();
+        self.send(command::ANNOUNCE, Some(topic), Some(token), Some(value))
+    }
+
+    fn lookup(&mut self, topic: [u8; 32]) -> Option<LookupReply> {
+        let r = self.send(command::LOOKUP, Some(topic), None, None).expect("LOOKUP is answered");
+        r.value.map(|v| LookupReply::decode(&v).expect("valid lookup reply"))
+    }
+}
+
+fn kp(tag: &str) -> KeyPair {
+    KeyPair::from_seed(&hash(tag.as_bytes()))
+}
+
+fn relay(i: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, i as u8), 1000 + i)
+}
+
+#[test]
+fn a_bootstrapper_is_persistent_with_storage() {
+    let s = Server::new();
+    assert!(s.node.has_storage());
+    assert_eq!(s.node.rpc().id(), Some(NodeId::from_addr(&SERVER)));
+}
+
+#[test]
+fn lookup_forms() {
+    let mut s = Server::new();
+    assert!(s.send(command::LOOKUP, None, None, None).is_none(), "LOOKUP without target is dropped");
+    let r = s.send(command::LOOKUP, Some([1; 32]), None, None).unwrap();
+    assert_eq!((r.error, r.value.is_none(), r.token.is_some()), (0, true, true), "empty topic: REPLY(null) with a token");
+}
+
+#[test]
+fn unknown_commands_and_ephemeral_nodes_answer_unknown_command() {
+    let mut s = Server::new();
+    assert_eq!(s.send(42, Some([1; 32]), None, None).unwrap().error, 1);
+    let mut eph = Server::with(DhtConfig::default());
+    assert!(!eph.node.has_storage());
+    let r = eph.send(command::LOOKUP, Some([1; 32]), None, None).unwrap();
+    assert_eq!((r.error, r.token), (1, None), "LOOKUP to an ephemeral node: UNKNOWN_COMMAND");
+}
+
+#[test]
+fn announce_accept_and_reject() {
+    let mut s = Server::new();
+    let topic = hash(b"topic");
+    let k = kp("a");
+    // Without a token: dropped. With a wrong token: INVALID_TOKEN with a fresh token.
+    let peer = Peer { public_key: k.public_key(), relay_addresses: vec![] };
+    let sig = sign::sign_announce(&k, &topic, &s.id(), &[9; 32], &peer, None);
+    let value = Announce { peer: Some(peer.clone()), refresh: None, signature: Some(sig), bump: 0 }.to_bytes();
+    assert!(s.send(command::ANNOUNCE, Some(topic), None, Some(value.clone())).is_none());
+    let r = s.send(command::ANNOUNCE, Some(topic), Some([9; 32]), Some(value)).unwrap();
+    assert_eq!((r.error, r.token.is_some()), (2, true));
+
+    // Valid: REPLY_BARE (no value, token or closer nodes); relays truncated to 3.
+    let r = s.announce(topic, &k, (1..=5).map(relay).collect(), 0).unwrap();
+    assert_eq!((r.error, r.value.clone(), r.token, r.closer_nodes.len()), (0, None, None, 0));
+    let l = s.lookup(topic).unwrap();
+    assert_eq!(l.peers, vec![Peer { public_key: k.public_key(), relay_addresses: (1..=3).map(relay).collect() }]);
+    assert_eq!(l.bump, 0);
+
+    // A re-announce with other relays does not replace the fresh record.
+    s.announce(topic, &k, vec![relay(9)], 0).unwrap();
+    assert_eq!(s.lookup(topic).unwrap().peers[0].relay_addresses, (1..=3).map(relay).collect::<Vec<_>>());
+
+    // Signed for another node id: dropped.
+    let other = kp("b");
+    let token = s.token();
+    let peer = Peer { public_key: other.public_key(), relay_addresses: vec![] };
+    let sig = sign::sign_announce(&other, &topic, &[7; 32], &token, &peer, None);
+    let value = Announce { peer: Some(peer), refresh: None, signature: Some(sig), bump: 0 }.to_bytes();
+    assert!(s.send(command::ANNOUNCE, Some(topic), Some(token), Some(value)).is_none());
+    // Tampered signature: dropped.
+    let token = s.token();
+    let peer = Peer { public_key: other.public_key(), relay_addresses: vec![] };
+    let mut sig = sign::sign_announce(&other, &topic, &s.id(), &token, &peer, None);
+    sig[5] ^= 1;
+    let value = Announce { peer: Some(peer), refresh: None, signature: Some(sig), bump: 0 }.to_bytes();
+    assert!(s.send(command::ANNOUNCE, Some(topic), Some(token), Some(value)).is_none());
+    assert_eq!(s.lookup(topic).unwrap().peers.len(), 1, "nothing invalid was stored");
+}
+
+#[test]
+fn bumps_only_increase_and_may_not_lie_far_in_the_future() {
+    let mut s = Server::new();
+    let topic = hash(b"bumped");
+    let now_ms = 1_700_000_000_000;
+    s.announce(topic, &kp("a"), vec![], now_ms).unwrap();
+    assert_eq!(s.lookup(topic).unwrap().bump, now_ms);
+    s.announce(topic, &kp("b"), vec![], now_ms + 120_000).unwrap();
+    assert_eq!(s.lookup(topic).unwrap().bump, now_ms, "more than 60 s ahead is ignored");
+    s.announce(topic, &kp("c"), vec![], now_ms - 1).unwrap();
+    assert_eq!(s.lookup(topic).unwrap().bump, now_ms, "lower is ignored");
+    assert_eq!(s.lookup(topic).unwrap().peers.len(), 3);
+}
+
+#[test]
+fn unannounce_rules() {
+    let mut s = Server::new();
+    let topic = hash(b"t");
+    let (a, b) = (kp("a"), kp("b"));
+    s.announce(topic, &a, vec![], 0).unwrap();
+    s.announce(topic, &b, vec![], 0).unwrap();
+    let unann = |s: &mut Server, k: &KeyPair, tamper: bool| {
+        let token = s.token();
+        let peer = Peer { public_key: k.public_key(), relay_addresses: vec![] };
+        let mut sig = sign::sign_unannounce(k, &topic, &s.id(), &token, &peer, None);
+        if tamper {
+            sig[0] ^= 1;
+        }
+        let value = Announce { peer: Some(peer), refresh: None, signature: Some(sig), bump: 0 }.to_bytes();
+        s.send(command::UNANNOUNCE, Some(topic), Some(token), Some(value))
+    };
+    assert!(unann(&mut s, &a, true).is_none(), "bad signature: dropped");
+    let r = unann(&mut s, &a, false).unwrap();
+    assert_eq!((r.error, r.token), (0, None));
+    let left: Vec<[u8; 32]> = s.lookup(topic).unwrap().peers.iter().map(|p| p.public_key).collect();
+    assert_eq!(left, vec![b.public_key()], "other keys on the topic are untouched");
+    assert_eq!(unann(&mut s, &a, false).unwrap().error, 0, "unannouncing what isn't stored still replies");
+}
+
+#[test]
+fn self_announce_goes_to_the_router_and_find_peer() {
+    let mut s = Server::new();
+    let k = kp("server");
+    let target = sign::target_of_key(&k.public_key());
+    s.announce(target, &k, (1..=4).map(relay).collect(), 0).unwrap();
+    let r = s.send(command::FIND_PEER, Some(target), None, None).unwrap();
+    let peer = Peer::decode(&r.value.unwrap()).unwrap();
+    assert_eq!(peer.relay_addresses.len(), 3);
+    assert_eq!(s.lookup(target).unwrap().peers, vec![peer], "LOOKUP of H(pk) returns the router record");
+    assert!(s.send(command::FIND_PEER, None, None, None).is_none());
+    assert_eq!(s.send(command::FIND_PEER, Some([3; 32]), None, None).unwrap().value, None);
+}
+
+#[test]
+fn refresh_chain() {
+    let mut s = Server::new();
+    let topic = hash(b"refreshing");
+    let k = kp("r");
+    let secret = [42u8; 32];
+    let refresh = hash(&secret);
+    let token = s.token();
+    let peer = Peer { public_key: k.public_key(), relay_addresses: vec![] };
+    let sig = sign::sign_announce(&k, &topic, &s.id(), &token, &peer, Some(&refresh));
+    let value = Announce { peer: Some(peer.clone()), refresh: Some(refresh), signature: Some(sig), bump: 0 }.to_bytes();
+    assert_eq!(s.send(command::ANNOUNCE, Some(topic), Some(token), Some(value)).unwrap().error, 0);
+    // Unannounce, then the refresh preimage alone restores it.
+    let token = s.token();
+    let sig = sign::sign_unannounce(&k, &topic, &s.id(), &token, &peer, None);
+    let value = Announce { peer: Some(peer.clone()), refresh: None, signature: Some(sig), bump: 0 }.to_bytes();
+    s.send(command::UNANNOUNCE, Some(topic), Some(token), Some(value)).unwrap();
+    assert!(s.lookup(topic).is_none());
+    let token = s.token();
+    let only = Announce { peer: None, refresh: Some(secret), signature: None, bump: 0 }.to_bytes();
+    assert_eq!(s.send(command::ANNOUNCE, Some(topic), Some(token), Some(only)).unwrap().error, 0);
+    assert_eq!(s.lookup(topic).unwrap().peers, vec![peer]);
+    let token = s.token();
+    let unknown = Announce { peer: None, refresh: Some([1; 32]), signature: None, bump: 0 }.to_bytes();
+    assert!(s.send(command::ANNOUNCE, Some(topic), Some(token), Some(unknown)).is_none());
+}
+
+#[test]
+fn immutable_rules() {
+    let mut s = Server::new();
+    let value = b"direct immutable".to_vec();
+    let target = hash(&value);
+    let token = s.token();
+    assert!(s.send(command::IMMUTABLE_PUT, Some(target), None, Some(value.clone())).is_none(), "no token");
+    assert!(s.send(command::IMMUTABLE_PUT, Some([0; 32]), Some(token), Some(value.clone())).is_none(), "wrong hash");
+    let r = s.send(command::IMMUTABLE_PUT, Some(target), Some(token), Some(value.clone())).unwrap();
+    assert_eq!((r.error, r.token.is_some(), r.value), (0, true, None), "plain REPLY with a token");
+    assert_eq!(s.send(command::IMMUTABLE_GET, Some(target), None, None).unwrap().value, Some(value));
+    assert_eq!(s.send(command::IMMUTABLE_GET, Some([5; 32]), None, None).unwrap().value, None);
+    // Present-but-empty is a value.
+    let token = s.token();
+    s.send(command::IMMUTABLE_PUT, Some(hash(b"")), Some(token), Some(vec![])).unwrap();
+    assert_eq!(s.send(command::IMMUTABLE_GET, Some(hash(b"")), None, None).unwrap().value, Some(vec![]));
+}
+
+#[test]
+fn mutable_rules() {
+    let mut s = Server::new();
+    let k = kp("m");
+    let pk = k.public_key();
+    let target = sign::target_of_key(&pk);
+    let put = |s: &mut Server, seq: u64, value: &[u8], token: bool, tamper: bool, target: [u8; 32]| {
+        let mut signature = sign::sign_mutable(&k, seq, value);
+        if tamper {
+            signature[9] ^= 1;
+        }
+        let v = MutablePutRequest { public_key: pk, seq, value: value.to_vec(), signature }.to_bytes();
+        let token = if token { Some(s.token()) } else { None };
+        s.send(command::MUTABLE_PUT, Some(target), token, Some(v))
+    };
+    assert!(put(&mut s, 1, b"v1", false, false, target).is_none(), "no token");
+    assert!(put(&mut s, 1, b"v1", true, true, target).is_none(), "bad signature");
+    assert!(put(&mut s, 1, b"v1", true, false, [0; 32]).is_none(), "target != H(pk)");
+    let r = put(&mut s, 2, b"v2", true, false, target).unwrap();
+    assert_eq!((r.error, r.token.is_some()), (0, true));
+    let r = put(&mut s, 1, b"v1", true, false, target).unwrap();
+    assert_eq!((r.error, r.token), (17, None), "SEQ_TOO_LOW, no token");
+    assert_eq!(put(&mut s, 2, b"other", true, false, target).unwrap().error, 16, "SEQ_REUSED");
+    assert_eq!(put(&mut s, 2, b"v2", true, false, target).unwrap().error, 0, "same seq, same value: accepted");
+
+    let get = |s: &mut Server, seq: Option<u64>| s.send(command::MUTABLE_GET, Some(target), None, seq.map(hdht_core::dht::messages::encode_mutable_get_request));
+    assert!(get(&mut s, None).is_none(), "MUTABLE_GET without a value is dropped");
+    assert_eq!(get(&mut s, Some(3)).unwrap().value, None);
+    let stored = MutableGetResponse::decode(&get(&mut s, Some(0)).unwrap().value.unwrap()).unwrap();
+    assert_eq!((stored.seq, stored.value.as_slice()), (2, &b"v2"[..]));
+    assert!(sign::verify_mutable(&pk, stored.seq, &stored.value, &stored.signature));
+}
+
+#[test]
+fn records_expire_after_at_most_four_thirds_of_max_age() {
+    let max_age = Duration::from_secs(60);
+    let mut s = Server::with(DhtConfig { rpc: RpcConfig::bootstrapper(SERVER), max_age: Some(max_age), ..DhtConfig::default() });
+    let topic = hash(b"expiring");
+    s.announce(topic, &kp("e"), vec![], 0).unwrap();
+    assert!(s.lookup(topic).is_some());
+    let until = s.now + max_age * 4 / 3 + Duration::from_secs(1);
+    while s.now < until {
+        s.now = s.now + Duration::from_secs(1);
+        s.node.handle_timeout(s.now);
+        s.drain();
+    }
+    assert!(s.lookup(topic).is_none());
+}
+
+#[test]
+fn a_flood_of_puts_and_announces_stays_bounded() {
+    let mut s = Server::with(DhtConfig { rpc: RpcConfig::bootstrapper(SERVER), max_size: Some(64), ..DhtConfig::default() });
+    let topic = hash(b"flood");
+    for i in 0..600u32 {
+        let token = s.token();
+        let value = i.to_le_bytes().to_vec();
+        s.send(command::IMMUTABLE_PUT, Some(hash(&value)), Some(token), Some(value)).unwrap();
+        s.announce(topic, &KeyPair::from_seed(&hash(&i.to_le_bytes())), vec![], 0).unwrap();
+    }
+    // At most two generations of max_size survive; a lookup returns at most 20.
+    let stored = (0..600u32).filter(|i| s.send(command::IMMUTABLE_GET, Some(hash(&i.to_le_bytes())), None, None).unwrap().value.is_some()).count();
+    assert!(stored <= 64, "{stored} immutables kept with max_size 64 (half for values)");
+    assert_eq!(s.lookup(topic).unwrap().peers.len(), 20);
+}
