@@ -13,16 +13,23 @@
 //! - [`crypto`]: BLAKE2b hashing, node ids, Ed25519 key pairs.
 //! - [`rpc`]: the dht-rpc node: routing table, tokens, requests in flight, congestion window,
 //!   iterative queries, NAT sampler, firewall check, bootstrapping.
+//! - [`dht`]: hyperdht: records, storage, router, client operations — the top-level node.
+//! - [`connect`]: Noise IK over Ed25519, handshake payloads, holepunching.
+//! - [`udx`]: UDX reliable streams over UDP.
+//! - [`stream`]: secret-stream encryption on top of a UDX stream.
 #![no_std]
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod connect;
 pub mod crypto;
 pub mod dht;
 pub mod rpc;
+pub mod stream;
 pub mod time;
+pub mod udx;
 pub mod wire;
 
 pub use time::Instant;
