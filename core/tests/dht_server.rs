@@ -320,3 +320,100 @@ fn a_flood_of_puts_and_announces_stays_bounded() {
     assert!(stored <= 64, "{stored} immutables kept with max_size 64 (half for values)");
     assert_eq!(s.lookup(topic).unwrap().peers.len(), 20);
 }
+
+mod router {
+    use super::*;
+    use hdht_core::dht::messages::{mode, HandshakeEnvelope, HolepunchEnvelope};
+    use hdht_core::wire::Request;
+
+    const SERVER_HOST: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 7000);
+
+    fn requests(s: &mut Server) -> Vec<(SocketAddrV4, Request)> {
+        let mut out = Vec::new();
+        while let Some(t) = s.node.poll_transmit() {
+            if let Ok(Message::Request(r)) = Message::decode(&t.payload) {
+                out.push((t.to, r));
+            }
+        }
+        out
+    }
+
+    /// A node that accepted a self-announce from SERVER_HOST relays handshakes to it and
+    /// replies to the client when the server answers.
+    #[test]
+    fn relays_handshakes_and_holepunches_in_every_mode() {
+        let mut s = Server::new();
+        let server_kp = kp("server");
+        let target = sign::target_of_key(&server_kp.public_key());
+        // The self-announce arrives from the server's address.
+        let token = {
+            let req = Request { tid: 900, to: SERVER, id: None, token: None, internal: false, command: command::LOOKUP, target: Some(target), value: None };
+            s.node.handle_datagram(s.now, SocketKind::Server, SERVER_HOST, &req.to_bytes());
+            s.drain().pop().unwrap().token.unwrap()
+        };
+        let peer = Peer { public_key: server_kp.public_key(), relay_addresses: vec![] };
+        let sig = sign::sign_announce(&server_kp, &target, &s.id(), &token, &peer, None);
+        let ann = Request { tid: 901, to: SERVER, id: None, token: Some(token), internal: false, command: command::ANNOUNCE, target: Some(target), value: Some(Announce { peer: Some(peer), refresh: None, signature: Some(sig), bump: 0 }.to_bytes()) };
+        s.node.handle_datagram(s.now, SocketKind::Server, SERVER_HOST, &ann.to_bytes());
+        assert_eq!(s.drain().pop().unwrap().error, 0);
+
+        // FROM_CLIENT → FROM_RELAY to the server, with the client's address, same tid.
+        let hs = HandshakeEnvelope { mode: mode::FROM_CLIENT, noise: vec![1, 2, 3], peer_address: None, relay_address: None };
+        let req = Request { tid: 77, to: SERVER, id: None, token: None, internal: false, command: command::PEER_HANDSHAKE, target: Some(target), value: Some(hs.to_bytes()) };
+        s.node.handle_datagram(s.now, SocketKind::Server, CLIENT, &req.to_bytes());
+        let out = requests(&mut s);
+        assert_eq!(out.len(), 1);
+        let (to, fwd) = &out[0];
+        assert_eq!((*to, fwd.tid, fwd.token, fwd.target), (SERVER_HOST, 77, None, Some(target)));
+        let env = HandshakeEnvelope::decode(fwd.value.as_ref().unwrap()).unwrap();
+        assert_eq!(env, HandshakeEnvelope { mode: mode::FROM_RELAY, noise: vec![1, 2, 3], peer_address: Some(CLIENT), relay_address: None });
+
+        // FROM_SERVER → a response REPLY to the client, naming the server.
+        let back = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: vec![4, 5], peer_address: Some(CLIENT), relay_address: None };
+        let req = Request { tid: 77, to: SERVER, id: None, token: None, internal: false, command: command::PEER_HANDSHAKE, target: Some(target), value: Some(back.to_bytes()) };
+        s.node.handle_datagram(s.now, SocketKind::Server, SERVER_HOST, &req.to_bytes());
+        let mut replies = Vec::new();
+        while let Some(t) = s.node.poll_transmit() {
+            if let Ok(Message::Response(r)) = Message::decode(&t.payload) {
+                replies.push((t.to, r));
+            }
+        }
+        assert_eq!(replies.len(), 1);
+        let (to, res) = &replies[0];
+        assert_eq!((*to, res.tid, res.to, res.token, res.closer_nodes.len()), (CLIENT, 77, CLIENT, None, 0));
+        let env = HandshakeEnvelope::decode(res.value.as_ref().unwrap()).unwrap();
+        assert_eq!(env, HandshakeEnvelope { mode: mode::REPLY, noise: vec![4, 5], peer_address: Some(SERVER_HOST), relay_address: None });
+
+        // FROM_RELAY at a relay node → FROM_SECOND_RELAY to its route.
+        let hs = HandshakeEnvelope { mode: mode::FROM_RELAY, noise: vec![6], peer_address: Some(CLIENT), relay_address: None };
+        let req = Request { tid: 78, to: SERVER, id: None, token: None, internal: false, command: command::PEER_HANDSHAKE, target: Some(target), value: Some(hs.to_bytes()) };
+        let other = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 3), 1234);
+        s.node.handle_datagram(s.now, SocketKind::Server, other, &req.to_bytes());
+        let out = requests(&mut s);
+        let env = HandshakeEnvelope::decode(out[0].1.value.as_ref().unwrap()).unwrap();
+        assert_eq!((out[0].0, env.mode, env.relay_address, env.peer_address), (SERVER_HOST, mode::FROM_SECOND_RELAY, Some(other), Some(CLIENT)));
+
+        // No route and no relay address: an empty reply with closer nodes, no token.
+        let hs = HandshakeEnvelope { mode: mode::FROM_CLIENT, noise: vec![1], peer_address: None, relay_address: None };
+        let r = s.send(command::PEER_HANDSHAKE, Some([8; 32]), None, Some(hs.to_bytes())).unwrap();
+        assert_eq!((r.error, r.value, r.token), (0, None, None));
+
+        // Holepunch: FROM_CLIENT forwarded to the route, FROM_SERVER answered to the client.
+        let hp = HolepunchEnvelope { mode: mode::FROM_CLIENT, id: 5, payload: vec![9; 10], peer_address: None };
+        let req = Request { tid: 79, to: SERVER, id: None, token: None, internal: false, command: command::PEER_HOLEPUNCH, target: Some(target), value: Some(hp.to_bytes()) };
+        s.node.handle_datagram(s.now, SocketKind::Server, CLIENT, &req.to_bytes());
+        let out = requests(&mut s);
+        let env = HolepunchEnvelope::decode(out[0].1.value.as_ref().unwrap()).unwrap();
+        assert_eq!((out[0].0, env.mode, env.id, env.peer_address), (SERVER_HOST, mode::FROM_RELAY, 5, Some(CLIENT)));
+        let hp = HolepunchEnvelope { mode: mode::FROM_SERVER, id: 0, payload: vec![1; 4], peer_address: Some(CLIENT) };
+        let req = Request { tid: 79, to: SERVER, id: None, token: None, internal: false, command: command::PEER_HOLEPUNCH, target: Some(target), value: Some(hp.to_bytes()) };
+        s.node.handle_datagram(s.now, SocketKind::Server, SERVER_HOST, &req.to_bytes());
+        let res = s.drain().pop().expect("REPLY to the client");
+        assert_eq!(res.to, CLIENT);
+        let env = HolepunchEnvelope::decode(res.value.as_ref().unwrap()).unwrap();
+        assert_eq!((env.mode, env.peer_address), (mode::REPLY, Some(SERVER_HOST)));
+        // Garbage envelopes are dropped silently.
+        assert!(s.send(command::PEER_HANDSHAKE, Some(target), None, Some(vec![0xff, 0xff])).is_none());
+        assert!(s.send(command::PEER_HOLEPUNCH, Some(target), None, None).is_none());
+    }
+}

@@ -8,8 +8,9 @@ use core::net::SocketAddrV4;
 use rand_core::RngCore;
 
 use super::messages::{
-    self, command, Announce, LookupReply as WireLookupReply, MutableGetResponse,
-    MutablePutRequest, Peer, ERROR_SEQ_REUSED, ERROR_SEQ_TOO_LOW,
+    self, command, mode, Announce, HandshakeEnvelope, HolepunchEnvelope,
+    LookupReply as WireLookupReply, MutableGetResponse, MutablePutRequest, Peer, ERROR_SEQ_REUSED,
+    ERROR_SEQ_TOO_LOW,
 };
 use super::ops::{
     FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,
@@ -650,10 +651,8 @@ impl<R: RngCore> DhtNode<R> {
 
     fn on_request(&mut self, now: Instant, req: IncomingRequest) {
         match req.command {
-            command::PEER_HANDSHAKE | command::PEER_HOLEPUNCH => {
-                // Routing of handshakes comes with the connect layer; until then they are dropped.
-                return;
-            }
+            command::PEER_HANDSHAKE => return self.on_peer_handshake(&req),
+            command::PEER_HOLEPUNCH => return self.on_peer_holepunch(&req),
             c if c > command::PLUGIN => {
                 if self.deliver_unknown {
                     self.events.push_back(DhtEvent::Rpc(RpcEvent::Request(req)));
@@ -705,6 +704,62 @@ impl<R: RngCore> DhtNode<R> {
                 let value = self.storage.as_mut().and_then(|s| s.immutables.get(&target).cloned());
                 self.reply(&req, value);
             }
+            _ => {}
+        }
+    }
+
+    /// The router's relay role for PEER_HANDSHAKE (`router.js` `onpeerhandshake`), stateless:
+    /// the client's address travels inside the messages. Handshakes for a server hosted on
+    /// this node are the connect layer's.
+    fn on_peer_handshake(&mut self, req: &IncomingRequest) {
+        let Some(Ok(hs)) = req.value.as_deref().map(HandshakeEnvelope::decode) else { return };
+        let route = req.target.and_then(|t| self.forwards.get(&t.0).cloned());
+        if route.as_ref().is_some_and(|f| f.relay.is_none()) {
+            // A local server: answered by the connect layer (not yet wired), so dropped.
+            return;
+        }
+        let relay = route.and_then(|f| f.relay);
+        match hs.mode {
+            mode::FROM_CLIENT => {
+                let Some(next) = hs.relay_address.or(relay) else {
+                    // Help the client route: an empty reply with closer nodes.
+                    return self.rpc.reply(req, ReplySpec { token: false, ..ReplySpec::value(None) });
+                };
+                let value = HandshakeEnvelope { mode: mode::FROM_RELAY, noise: hs.noise, peer_address: Some(req.from), relay_address: None };
+                self.rpc.relay(req, Some(value.to_bytes()), next, None);
+            }
+            mode::FROM_RELAY => {
+                let Some(next) = relay else { return };
+                let value = HandshakeEnvelope { mode: mode::FROM_SECOND_RELAY, noise: hs.noise, peer_address: hs.peer_address, relay_address: Some(req.from) };
+                self.rpc.relay(req, Some(value.to_bytes()), next, None);
+            }
+            mode::FROM_SERVER => {
+                let Some(client) = hs.peer_address else { return };
+                let value = HandshakeEnvelope { mode: mode::REPLY, noise: hs.noise, peer_address: Some(req.from), relay_address: None };
+                self.rpc.reply(req, bare_to(client, value.to_bytes()));
+            }
+            _ => {}
+        }
+    }
+
+    /// The router's relay role for PEER_HOLEPUNCH (`router.js` `onpeerholepunch`).
+    fn on_peer_holepunch(&mut self, req: &IncomingRequest) {
+        let Some(Ok(hp)) = req.value.as_deref().map(HolepunchEnvelope::decode) else { return };
+        let route = req.target.and_then(|t| self.forwards.get(&t.0).cloned());
+        let relay = route.as_ref().and_then(|f| f.relay);
+        match hp.mode {
+            mode::FROM_CLIENT => {
+                // A node forwards to any address the client names, as the reference does.
+                let Some(next) = hp.peer_address.or(relay) else { return };
+                let value = HolepunchEnvelope { mode: mode::FROM_RELAY, id: hp.id, payload: hp.payload, peer_address: Some(req.from) };
+                self.rpc.relay(req, Some(value.to_bytes()), next, None);
+            }
+            mode::FROM_SERVER => {
+                let Some(client) = hp.peer_address else { return };
+                let value = HolepunchEnvelope { mode: mode::REPLY, id: hp.id, payload: hp.payload, peer_address: Some(req.from) };
+                self.rpc.reply(req, bare_to(client, value.to_bytes()));
+            }
+            // FROM_RELAY is for the node hosting the server (the connect layer).
             _ => {}
         }
     }
@@ -823,6 +878,11 @@ impl<R: RngCore> DhtNode<R> {
         s.mutables.set(target, stored);
         self.reply(req, None);
     }
+}
+
+/// A response to an arbitrary address with no token and no closer nodes (`reply(v, {to})`).
+fn bare_to(to: SocketAddrV4, value: Vec<u8>) -> ReplySpec {
+    ReplySpec { token: false, closer_nodes: false, to: Some(to), ..ReplySpec::value(Some(value)) }
 }
 
 fn with_tokens(closest: &[QueryReply], value: &[u8]) -> Vec<(SocketAddrV4, [u8; 32], Vec<u8>)> {
