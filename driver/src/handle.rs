@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hdht_core::crypto::KeyPair;
-use hdht_core::dht::{DhtConfig, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput};
+use hdht_core::dht::{DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput};
 use hdht_core::rpc::{
     NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, RpcConfig, RpcEvent,
 };
@@ -193,6 +193,11 @@ impl DhtHandle {
         LookupStream(self.shared.op(|n, now| n.lookup(now, topic)))
     }
 
+    /// `findPeer(publicKey)`: the replies of the nodes holding a server's record (its relays).
+    pub fn find_peer(&self, public_key: [u8; 32]) -> FindPeerStream {
+        FindPeerStream(self.shared.op(|n, now| n.find_peer(now, &public_key)))
+    }
+
     /// `announce(topic, keyPair, relayAddresses)`: the lookup's replies stream out; the record is
     /// stored, signed per node, at the closest nodes when the stream finishes.
     pub fn announce(&self, topic: [u8; 32], key_pair: &KeyPair, relay_addresses: &[SocketAddrV4]) -> LookupStream {
@@ -270,6 +275,35 @@ pub struct MutablePut {
     pub seq: u64,
     /// Its signature.
     pub signature: [u8; 64],
+}
+
+/// The replies of a find-peer: a `Stream` of [`FindPeerReply`], then
+/// [`finish`](Self::finish) for the closest nodes.
+#[derive(Debug)]
+pub struct FindPeerStream(OpStream);
+
+impl FindPeerStream {
+    /// Waits for the end; the closest nodes that answered.
+    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, OpError> {
+        match self.0.finish().await? {
+            OpOutput::Lookup { closest_nodes } => Ok(closest_nodes),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+impl futures_core::Stream for FindPeerStream {
+    type Item = FindPeerReply;
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<FindPeerReply>> {
+        loop {
+            match std::pin::Pin::new(&mut self.0).poll_next(cx) {
+                std::task::Poll::Ready(Some(OpReply::FindPeer(r))) => return std::task::Poll::Ready(Some(r)),
+                std::task::Poll::Ready(Some(OpReply::Lookup(_))) => continue,
+                std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+    }
 }
 
 /// The replies of a lookup or announce: a `Stream` of [`LookupReply`], then

@@ -438,6 +438,56 @@ const ops = {
     return { ok: true }
   },
 
+  // ----- hyperdht connections (kind "hyperdht") ----------------------------------------------
+
+  // An echo server on the key pair from `seed`: every connection echoes what it receives.
+  async listen(msg) {
+    const DHT = require('hyperdht')
+    const entry = getNode(msg)
+    const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+    const opts = msg.firewallReject ? { firewall: () => true } : {}
+    const server = entry.dht.createServer(opts, (socket) => {
+      entry.accepted = (entry.accepted || 0) + 1
+      socket.on('error', () => {})
+      socket.pipe(socket)
+    })
+    await server.listen(kp)
+    entry.servers = entry.servers || []
+    entry.servers.push(server)
+    return { publicKey: toHex(kp.publicKey), address: server.address() }
+  },
+
+  // Connects to `publicKey`, writes `message` (hex), waits for the same bytes back.
+  async connect(msg, ctx) {
+    const { dht } = getNode(msg)
+    const opts = {}
+    if (msg.localConnection !== undefined) opts.localConnection = msg.localConnection
+    const socket = dht.connect(fromHex(msg.publicKey, 'publicKey', 32), opts)
+    ctx.cleanup.push(() => socket.destroy())
+    const started = Date.now()
+    await new Promise((resolve, reject) => {
+      socket.once('open', resolve)
+      socket.once('error', reject)
+      socket.once('close', () => reject(new Error('closed before open')))
+    })
+    const openMs = Date.now() - started
+    const message = fromHex(msg.message || '', 'message')
+    const echoed = await new Promise((resolve, reject) => {
+      const chunks = []
+      let got = 0
+      socket.on('data', (d) => {
+        chunks.push(d)
+        got += d.byteLength
+        if (got >= message.byteLength) resolve(b4a.concat(chunks))
+      })
+      socket.once('error', reject)
+      socket.write(message)
+    })
+    const remote = socket.rawStream && socket.rawStream.remoteHost ? { host: socket.rawStream.remoteHost, port: socket.rawStream.remotePort } : null
+    socket.destroy()
+    return { echoed: toHex(echoed), openMs, remotePublicKey: toHex(socket.remotePublicKey), remote }
+  },
+
   async shutdown() {
     setImmediate(shutdown)
     return { ok: true }
