@@ -58,6 +58,30 @@ pub fn build_node(opts: &DhtOptions, server_port: u16, bootstrap: Vec<SocketAddr
     node
 }
 
+/// A node whose sockets are bound and whose core is built, ready for a runtime to wrap the
+/// sockets and spawn its I/O task: everything in `Dht::new` that is not runtime-specific.
+#[derive(Debug)]
+pub struct BoundNode {
+    /// The user-facing handle.
+    pub handle: DhtHandle,
+    /// The server socket (non-blocking).
+    pub server: std::net::UdpSocket,
+    /// The client socket (non-blocking).
+    pub client: std::net::UdpSocket,
+}
+
+impl BoundNode {
+    /// Binds the sockets and builds the core for already-resolved bootstrap addresses.
+    pub fn bind(opts: &DhtOptions, bootstrap: Vec<SocketAddrV4>) -> Result<BoundNode, crate::DhtError> {
+        let (server, client) = crate::bind_sockets(opts)?;
+        let (server_addr, client_addr) = (crate::local_v4(&server)?, crate::local_v4(&client)?);
+        let clock = Clock::default();
+        let node = build_node(opts, server_addr.port(), bootstrap, &clock);
+        let handle = DhtHandle::new(Shared::new(node, clock), server_addr, client_addr);
+        Ok(BoundNode { handle, server, client })
+    }
+}
+
 /// A running node, as the user sees it.
 #[derive(Debug, Clone)]
 pub struct DhtHandle {

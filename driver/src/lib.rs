@@ -16,7 +16,7 @@ pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAUL
 pub use clock::Clock;
 pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
 pub use handle::{
-    build_node, port_candidates, DhtHandle, FindPeerStream, ImmutablePut, LookupStream, MutablePut, PORT_RANGE,
+    build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream, MutablePut, PORT_RANGE,
 };
 pub use options::DhtOptions;
 pub use shared::{

@@ -24,12 +24,70 @@ use crate::{Clock, Node};
 /// side times out, as with any overloaded server).
 const MAX_QUEUED_REQUESTS: usize = 1024;
 
-#[derive(Debug, Default)]
-struct QuerySlot {
-    replies: VecDeque<QueryReply>,
-    done: Option<Result<QueryResult, QueryError>>,
+/// What a running query or operation has produced but nobody has taken yet.
+#[derive(Debug)]
+struct Slot<Item, Done> {
+    replies: VecDeque<Item>,
+    done: Option<Done>,
     waker: Option<Waker>,
 }
+
+impl<Item, Done> Default for Slot<Item, Done> {
+    fn default() -> Self {
+        Slot { replies: VecDeque::new(), done: None, waker: None }
+    }
+}
+
+impl<Item, Done> Slot<Item, Done> {
+    fn push(&mut self, item: Item) {
+        self.replies.push_back(item);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    fn finish(&mut self, done: Done) {
+        self.done = Some(done);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// The next reply of the slot `id`; `None` once it ended (or vanished).
+fn poll_slot_next<K: Ord, Item, Done>(
+    slots: &mut BTreeMap<K, Slot<Item, Done>>,
+    id: &K,
+    cx: &Context<'_>,
+) -> Poll<Option<Item>> {
+    let Some(slot) = slots.get_mut(id) else { return Poll::Ready(None) };
+    if let Some(r) = slot.replies.pop_front() {
+        return Poll::Ready(Some(r));
+    }
+    if slot.done.is_some() {
+        return Poll::Ready(None);
+    }
+    slot.waker = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+/// The outcome of the slot `id`, discarding unread replies; `None` if it vanished (destroyed).
+fn poll_slot_done<K: Ord, Item, Done>(
+    slots: &mut BTreeMap<K, Slot<Item, Done>>,
+    id: &K,
+    cx: &Context<'_>,
+) -> Poll<Option<Done>> {
+    let Some(slot) = slots.get_mut(id) else { return Poll::Ready(None) };
+    slot.replies.clear();
+    if let Some(done) = slot.done.take() {
+        slots.remove(id);
+        return Poll::Ready(Some(done));
+    }
+    slot.waker = Some(cx.waker().clone());
+    Poll::Pending
+}
+
+type QuerySlot = Slot<QueryReply, Result<QueryResult, QueryError>>;
 
 /// A reply streamed by a HyperDHT operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +98,7 @@ pub enum OpReply {
     FindPeer(FindPeerReply),
 }
 
-#[derive(Debug, Default)]
-struct OpSlot {
-    replies: VecDeque<OpReply>,
-    done: Option<Result<OpOutput, OpError>>,
-    waker: Option<Waker>,
-}
+type OpSlot = Slot<OpReply, Result<OpOutput, OpError>>;
 
 #[derive(Debug, Default)]
 struct RequestSlot {
@@ -74,10 +127,7 @@ struct Inner {
 impl Inner {
     fn op_reply(&mut self, op: OpId, reply: OpReply) {
         if let Some(slot) = self.ops.get_mut(&op) {
-            slot.replies.push_back(reply);
-            if let Some(w) = slot.waker.take() {
-                w.wake();
-            }
+            slot.push(reply);
         }
     }
 
@@ -85,18 +135,12 @@ impl Inner {
         match ev {
             RpcEvent::QueryReply { query, reply } => {
                 if let Some(slot) = self.queries.get_mut(&query) {
-                    slot.replies.push_back(reply);
-                    if let Some(w) = slot.waker.take() {
-                        w.wake();
-                    }
+                    slot.push(reply);
                 }
             }
             RpcEvent::QueryDone { query, result } => {
                 if let Some(slot) = self.queries.get_mut(&query) {
-                    slot.done = Some(result);
-                    if let Some(w) = slot.waker.take() {
-                        w.wake();
-                    }
+                    slot.finish(result);
                 }
             }
             RpcEvent::Response { request, result } => {
@@ -146,10 +190,7 @@ impl Inner {
                 DhtEvent::FindPeerReply { op, reply } => self.op_reply(op, OpReply::FindPeer(reply)),
                 DhtEvent::OpDone { op, result } => {
                     if let Some(slot) = self.ops.get_mut(&op) {
-                        slot.done = Some(result);
-                        if let Some(w) = slot.waker.take() {
-                            w.wake();
-                        }
+                        slot.finish(result);
                     }
                     if let Some(waiting) = self.destroy_after.as_mut() {
                         waiting.retain(|o| *o != op);
@@ -395,36 +436,18 @@ impl QueryStream {
     }
 
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<QueryResult, QueryError>> {
-        let mut inner = self.shared.lock();
-        let Some(slot) = inner.queries.get_mut(&self.id) else {
-            return Poll::Ready(Err(QueryError::Destroyed));
-        };
-        slot.replies.clear();
-        if let Some(done) = slot.done.take() {
-            inner.queries.remove(&self.id);
+        let done = poll_slot_done(&mut self.shared.lock().queries, &self.id, cx);
+        done.map(|d| {
             self.finished = true;
-            return Poll::Ready(done);
-        }
-        slot.waker = Some(cx.waker().clone());
-        Poll::Pending
+            d.unwrap_or(Err(QueryError::Destroyed))
+        })
     }
 }
 
 impl Stream for QueryStream {
     type Item = QueryReply;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<QueryReply>> {
-        let mut inner = self.shared.lock();
-        let Some(slot) = inner.queries.get_mut(&self.id) else {
-            return Poll::Ready(None);
-        };
-        if let Some(r) = slot.replies.pop_front() {
-            return Poll::Ready(Some(r));
-        }
-        if slot.done.is_some() {
-            return Poll::Ready(None);
-        }
-        slot.waker = Some(cx.waker().clone());
-        Poll::Pending
+        poll_slot_next(&mut self.shared.lock().queries, &self.id, cx)
     }
 }
 
@@ -539,36 +562,18 @@ impl OpStream {
     }
 
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<Result<OpOutput, OpError>> {
-        let mut inner = self.shared.lock();
-        let Some(slot) = inner.ops.get_mut(&self.id) else {
-            return Poll::Ready(Err(OpError::Destroyed));
-        };
-        slot.replies.clear();
-        if let Some(done) = slot.done.take() {
-            inner.ops.remove(&self.id);
+        let done = poll_slot_done(&mut self.shared.lock().ops, &self.id, cx);
+        done.map(|d| {
             self.finished = true;
-            return Poll::Ready(done);
-        }
-        slot.waker = Some(cx.waker().clone());
-        Poll::Pending
+            d.unwrap_or(Err(OpError::Destroyed))
+        })
     }
 }
 
 impl Stream for OpStream {
     type Item = OpReply;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OpReply>> {
-        let mut inner = self.shared.lock();
-        let Some(slot) = inner.ops.get_mut(&self.id) else {
-            return Poll::Ready(None);
-        };
-        if let Some(r) = slot.replies.pop_front() {
-            return Poll::Ready(Some(r));
-        }
-        if slot.done.is_some() {
-            return Poll::Ready(None);
-        }
-        slot.waker = Some(cx.waker().clone());
-        Poll::Pending
+        poll_slot_next(&mut self.shared.lock().ops, &self.id, cx)
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use async_io::{Async, Timer};
 use futures_lite::future;
 use hdht_core::rpc::{SocketKind, Transmit};
-use hdht_driver::{bind_sockets, build_node, local_v4, Clock, Shared};
+use hdht_driver::{BoundNode, Shared};
 pub use hdht_driver::{
     DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream,
     ReceivedRequest,
@@ -56,15 +56,11 @@ impl Dht {
         } else {
             hdht_driver::resolve_bootstrap(&opts.bootstrap)?
         };
-        let (server, client) = bind_sockets(&opts)?;
-        let (server_addr, client_addr) = (local_v4(&server)?, local_v4(&client)?);
-        let clock = Clock::default();
-        let node = build_node(&opts, server_addr.port(), bootstrap, &clock);
-        let shared = Shared::new(node, clock);
-        let server = Async::new(server)?;
-        let client = Async::new(client)?;
-        let task = executor().spawn(io_loop(shared.clone(), server, client));
-        Ok(Dht { handle: DhtHandle::new(shared, server_addr, client_addr), task: Some(task) })
+        let bound = BoundNode::bind(&opts, bootstrap)?;
+        let server = Async::new(bound.server)?;
+        let client = Async::new(bound.client)?;
+        let task = executor().spawn(io_loop(bound.handle.shared().clone(), server, client));
+        Ok(Dht { handle: bound.handle, task: Some(task) })
     }
 
     /// `DHT.bootstrapper(port, host)`: a bootstrap node for a private network.

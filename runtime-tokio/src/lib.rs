@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Deref;
 
 use hdht_core::rpc::{SocketKind, Transmit};
-use hdht_driver::{bind_sockets, build_node, local_v4, Clock, Shared};
+use hdht_driver::{BoundNode, Shared};
 pub use hdht_driver::{
     DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream,
     ReceivedRequest,
@@ -47,15 +47,11 @@ impl Dht {
         } else {
             hdht_driver::resolve_bootstrap(&opts.bootstrap)?
         };
-        let (server, client) = bind_sockets(&opts)?;
-        let (server_addr, client_addr) = (local_v4(&server)?, local_v4(&client)?);
-        let clock = Clock::default();
-        let node = build_node(&opts, server_addr.port(), bootstrap, &clock);
-        let shared = Shared::new(node, clock);
-        let server = UdpSocket::from_std(server)?;
-        let client = UdpSocket::from_std(client)?;
-        let task = tokio::spawn(io_loop(shared.clone(), server, client));
-        Ok(Dht { handle: DhtHandle::new(shared, server_addr, client_addr), task: Some(task) })
+        let bound = BoundNode::bind(&opts, bootstrap)?;
+        let server = UdpSocket::from_std(bound.server)?;
+        let client = UdpSocket::from_std(bound.client)?;
+        let task = tokio::spawn(io_loop(bound.handle.shared().clone(), server, client));
+        Ok(Dht { handle: bound.handle, task: Some(task) })
     }
 
     /// `DHT.bootstrapper(port, host)`: a bootstrap node for a private network, bound to
