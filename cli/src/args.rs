@@ -1,7 +1,7 @@
 //! Command-line arguments and their parsers. Anything malformed is rejected here, by clap,
 //! with a usage error (exit code 2) before any socket is opened.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use clap::{Args, Parser, Subcommand};
 use hdht_core::rpc::NodeId;
@@ -9,7 +9,8 @@ use hdht_core::rpc::NodeId;
 /// The port a node or bootstrapper uses unless told otherwise (hyperdht's default).
 pub const DEFAULT_PORT: u16 = 49737;
 
-/// HyperDHT in Rust: run nodes and bootstrappers, make key pairs, look up nodes.
+/// HyperDHT in Rust: run nodes and bootstrappers, make key pairs, look up nodes, announce
+/// and look up topics, store and fetch immutable and mutable records.
 #[derive(Debug, Parser)]
 #[command(name = "hdht", version, about, propagate_version = true)]
 pub struct Cli {
@@ -67,8 +68,27 @@ pub enum Command {
     Node(NodeArgs),
     /// Look up the nodes closest to a 32-byte target.
     FindNode(FindNodeArgs),
+    /// Look up the peers announced under a topic: a line per reply, then the closest nodes.
+    Lookup(LookupArgs),
+    /// Announce a key pair under a topic (once, or with `--keep` until Ctrl-C / SIGTERM).
+    Announce(AnnounceArgs),
+    /// Remove a key pair's announcement under a topic from every node that lists it.
+    Unannounce(UnannounceArgs),
+    /// Store a value under its BLAKE2b-256 hash (`immutablePut`).
+    ImmutablePut(ImmutablePutArgs),
+    /// Fetch a value by its hash, verified against it (`immutableGet`). Exit code 1 if no
+    /// node holds it.
+    ImmutableGet(ImmutableGetArgs),
+    /// Store a value signed by a key pair, under its public key, with a sequence number
+    /// (`mutablePut`). Exit code 1 if the nodes hold a newer record (or another value with
+    /// the same seq).
+    MutablePut(MutablePutArgs),
+    /// Fetch the record signed by a public key, its signature verified (`mutableGet`). Exit
+    /// code 1 if no node holds one with at least `--seq`.
+    MutableGet(MutableGetArgs),
     /// Start a local network on 127.0.0.1 (a bootstrapper and N nodes), watch the routing
-    /// tables fill, run a lookup, and tear it all down.
+    /// tables fill, run a lookup, then announce, look up, put and get records on it, and
+    /// tear it all down.
     Demo(DemoArgs),
 }
 
@@ -109,9 +129,117 @@ pub struct FindNodeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LookupArgs {
+    /// The 32-byte topic, as 64 hex characters.
+    #[arg(value_name = "TOPIC", value_parser = parse_hex32)]
+    pub topic: [u8; 32],
+}
+
+#[derive(Debug, Args)]
+pub struct AnnounceArgs {
+    /// The 32-byte topic, as 64 hex characters.
+    #[arg(value_name = "TOPIC", value_parser = parse_hex32)]
+    pub topic: [u8; 32],
+
+    /// The key pair's 32-byte seed, as 64 hex characters (see `hdht keypair`).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
+    pub seed: [u8; 32],
+
+    /// A relay address to announce with the key (repeatable).
+    #[arg(long = "relay", value_name = "IPV4:PORT", value_parser = parse_relay)]
+    pub relays: Vec<SocketAddrV4>,
+
+    /// Stay running, announcing again every 10 minutes, until Ctrl-C / SIGTERM; then
+    /// unannounce and exit.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Seconds between announces with `--keep` (for tests).
+    #[arg(long, value_name = "SECS", default_value_t = 600, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct UnannounceArgs {
+    /// The 32-byte topic, as 64 hex characters.
+    #[arg(value_name = "TOPIC", value_parser = parse_hex32)]
+    pub topic: [u8; 32],
+
+    /// The key pair's 32-byte seed, as 64 hex characters.
+    #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
+    pub seed: [u8; 32],
+}
+
+#[derive(Debug, Args)]
+pub struct ImmutablePutArgs {
+    /// The value: UTF-8 text, or hex with `--hex`.
+    #[arg(value_name = "VALUE")]
+    pub value: String,
+
+    /// VALUE is hex-encoded bytes.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImmutableGetArgs {
+    /// The value's 32-byte hash, as 64 hex characters.
+    #[arg(value_name = "HASH", value_parser = parse_hex32)]
+    pub hash: [u8; 32],
+}
+
+#[derive(Debug, Args)]
+pub struct MutablePutArgs {
+    /// The key pair's 32-byte seed, as 64 hex characters (see `hdht keypair`).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
+    pub seed: [u8; 32],
+
+    /// The record's sequence number: higher than the stored one replaces it.
+    #[arg(long, value_name = "N")]
+    pub seq: u64,
+
+    /// The value: UTF-8 text, or hex with `--hex`.
+    #[arg(value_name = "VALUE")]
+    pub value: String,
+
+    /// VALUE is hex-encoded bytes.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MutableGetArgs {
+    /// The signer's 32-byte public key, as 64 hex characters.
+    #[arg(value_name = "PUBLIC_KEY", value_parser = parse_hex32)]
+    pub public_key: [u8; 32],
+
+    /// Only accept a record with at least this sequence number.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seq: u64,
+
+    /// Ask every closest node and return the newest record (the default, as the
+    /// reference's `latest: true`).
+    #[arg(long, conflicts_with = "first")]
+    pub latest: bool,
+
+    /// Return the first valid record any node sends (`latest: false`): faster, maybe older.
+    #[arg(long)]
+    pub first: bool,
+}
+
+impl MutableGetArgs {
+    /// The reference's `latest` option: true unless `--first`.
+    pub fn latest(&self) -> bool {
+        !self.first
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Number of nodes to start besides the bootstrapper.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    /// Number of nodes to start besides the bootstrapper (at least 2: records are written by
+    /// one node and read by another).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(2..=64))]
     pub nodes: u16,
 }
 
@@ -124,6 +252,41 @@ pub fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
             bytes.len()
         )
     })
+}
+
+/// A value argument: UTF-8 text as given, or hex-decoded bytes with `--hex`.
+pub fn value_bytes(value: &str, hex: bool) -> Result<Vec<u8>, String> {
+    if hex {
+        hex::decode(value.trim()).map_err(|e| format!("VALUE is not valid hex: {e}"))
+    } else {
+        Ok(value.as_bytes().to_vec())
+    }
+}
+
+/// Checks what clap cannot check alone (a `--hex` value). `Err((subcommand, message))` is a
+/// usage error.
+pub fn validate(command: &Command) -> Result<(), (&'static str, String)> {
+    match command {
+        Command::ImmutablePut(a) => value_bytes(&a.value, a.hex)
+            .map(drop)
+            .map_err(|e| ("immutable-put", e)),
+        Command::MutablePut(a) => value_bytes(&a.value, a.hex)
+            .map(drop)
+            .map_err(|e| ("mutable-put", e)),
+        _ => Ok(()),
+    }
+}
+
+/// A relay address: `IPV4:PORT`, port not 0.
+fn parse_relay(s: &str) -> Result<SocketAddrV4, String> {
+    let a: SocketAddrV4 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected IPV4:PORT, got {s:?}"))?;
+    if a.port() == 0 {
+        return Err(format!("port 0 is not a relay address: {s:?}"));
+    }
+    Ok(a)
 }
 
 fn parse_node_id(s: &str) -> Result<NodeId, String> {
@@ -151,6 +314,45 @@ mod tests {
         assert_eq!(parse_hex32(&"00".repeat(32)), Ok([0; 32]));
         assert!(parse_hex32("zz").unwrap_err().contains("hex"));
         assert!(parse_hex32("0011").unwrap_err().contains("got 2 bytes"));
+    }
+
+    #[test]
+    fn values_and_relays() {
+        assert_eq!(value_bytes("héllo", false), Ok("héllo".as_bytes().to_vec()));
+        assert_eq!(value_bytes("00ff", true), Ok(vec![0, 255]));
+        assert!(value_bytes("0g", true)
+            .unwrap_err()
+            .contains("not valid hex"));
+        assert_eq!(
+            parse_relay("127.0.0.1:5"),
+            Ok(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 5))
+        );
+        assert!(parse_relay("127.0.0.1").is_err());
+        assert!(parse_relay("127.0.0.1:0").is_err());
+        assert!(parse_relay("host:1").is_err());
+    }
+
+    #[test]
+    fn mutable_get_is_latest_unless_first() {
+        let cli = Cli::try_parse_from(["hdht", "mutable-get", &"11".repeat(32)]).unwrap();
+        let Command::MutableGet(a) = cli.command else {
+            panic!("mutable-get")
+        };
+        assert!(a.latest());
+        let cli =
+            Cli::try_parse_from(["hdht", "mutable-get", &"11".repeat(32), "--first"]).unwrap();
+        let Command::MutableGet(a) = cli.command else {
+            panic!("mutable-get")
+        };
+        assert!(!a.latest());
+        assert!(Cli::try_parse_from([
+            "hdht",
+            "mutable-get",
+            &"11".repeat(32),
+            "--first",
+            "--latest"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -24,6 +24,13 @@ fn main() -> ExitCode {
             )
             .exit();
     }
+    if let Err((name, msg)) = args::validate(&cli.command) {
+        let mut command = Cli::command();
+        command.build();
+        let sub = command.find_subcommand_mut(name).expect("a subcommand");
+        sub.error(clap::error::ErrorKind::ValueValidation, msg)
+            .exit();
+    }
     let out = Output::new(cli.global.json);
     let result = match cli.command {
         Command::Keypair(args) => cmd::keypair::run(args, out),

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use hdht_core::dht::messages::Peer;
 use hdht_core::rpc::{NodeId, RpcEvent};
 use serde::Serialize;
 
@@ -72,6 +73,42 @@ impl From<SocketAddrV4> for NodeAddr {
             node_id: hex_id(NodeId::from_addr(&a)),
         }
     }
+}
+
+/// `{publicKey, relayAddresses}`: one peer announced under a topic.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerOut {
+    pub public_key: String,
+    pub relay_addresses: Vec<Addr>,
+}
+
+impl From<&Peer> for PeerOut {
+    fn from(p: &Peer) -> Self {
+        PeerOut {
+            public_key: hex::encode(p.public_key),
+            relay_addresses: p.relay_addresses.iter().copied().map(Addr::from).collect(),
+        }
+    }
+}
+
+/// A record value as text: `Some` only when it is valid UTF-8 (never a lossy conversion;
+/// `valueHex` always carries the exact bytes).
+pub fn text_value(value: &[u8]) -> Option<String> {
+    std::str::from_utf8(value).ok().map(str::to_string)
+}
+
+/// A value for human output: the text in quotes, or `0x…` hex when it is not UTF-8.
+pub fn show_value(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) => format!("{text:?}"),
+        Err(_) => format!("0x{}", hex::encode(value)),
+    }
+}
+
+/// Short form of 32 bytes of hex for human output.
+pub fn short_hex(bytes: &[u8]) -> String {
+    short(&Some(hex::encode(bytes)))
 }
 
 pub fn hex_id(id: NodeId) -> String {
@@ -268,5 +305,24 @@ mod tests {
             serde_json::to_string(&ev).unwrap(),
             r#"{"event":"natUpdate","host":null,"port":0}"#
         );
+        let peer = Peer {
+            public_key: [1; 32],
+            relay_addresses: vec![a],
+        };
+        assert_eq!(
+            serde_json::to_string(&PeerOut::from(&peer)).unwrap(),
+            format!(
+                r#"{{"publicKey":"{}","relayAddresses":[{{"host":"127.0.0.1","port":2}}]}}"#,
+                "01".repeat(32)
+            )
+        );
+    }
+
+    #[test]
+    fn values_are_text_only_when_utf8() {
+        assert_eq!(text_value("héllo".as_bytes()).as_deref(), Some("héllo"));
+        assert_eq!(text_value(&[0xff, 0xfe]), None);
+        assert_eq!(show_value(b"hi"), "\"hi\"");
+        assert_eq!(show_value(&[0xff]), "0xff");
     }
 }

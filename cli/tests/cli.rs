@@ -1,6 +1,8 @@
 //! The `hdht` binary end to end: key pairs against the reference vectors, usage errors, the
-//! local demo, and a bootstrapper plus a node stopped by signals. Everything runs on
-//! 127.0.0.1 with ephemeral ports; every process is bounded by a timeout and killed on drop.
+//! local demo, a bootstrapper plus a node stopped by signals, and the record commands
+//! (announce, lookup, unannounce, immutable and mutable put/get) against a local network of
+//! `hdht` processes. Everything runs on 127.0.0.1 with ephemeral ports; every process is
+//! bounded by a timeout and killed on drop.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -285,7 +287,51 @@ fn invalid_arguments_are_rejected() {
     assert_usage_error(&["find-node", "zz"], "TARGET_HEX");
     assert_usage_error(&["find-node", &"ab".repeat(16)], "expected 32 bytes");
     assert_usage_error(&["demo", "--nodes", "0"], "--nodes");
+    assert_usage_error(&["demo", "--nodes", "1"], "--nodes");
     assert_usage_error(&["frobnicate"], "unrecognized subcommand");
+}
+
+#[test]
+fn invalid_record_arguments_are_rejected() {
+    let key = "ab".repeat(32);
+    let seed = "01".repeat(32);
+    assert_usage_error(&["lookup", "zz"], "TOPIC");
+    assert_usage_error(&["lookup", &"ab".repeat(31)], "expected 32 bytes");
+    assert_usage_error(&["lookup"], "TOPIC");
+    assert_usage_error(&["announce", &key], "--seed");
+    assert_usage_error(&["announce", &key, "--seed", "xyz"], "not valid hex");
+    assert_usage_error(
+        &["announce", &key, "--seed", &seed, "--relay", "127.0.0.1"],
+        "IPV4:PORT",
+    );
+    assert_usage_error(
+        &["announce", &key, "--seed", &seed, "--relay", "127.0.0.1:0"],
+        "port 0",
+    );
+    assert_usage_error(
+        &["unannounce", &key, "--seed", &"01".repeat(33)],
+        "expected 32 bytes",
+    );
+    assert_usage_error(&["immutable-put", "zz", "--hex"], "not valid hex");
+    assert_usage_error(&["immutable-put", "abc", "--hex"], "not valid hex");
+    assert_usage_error(&["immutable-get", "nothex"], "HASH");
+    assert_usage_error(&["immutable-get", &"00".repeat(16)], "expected 32 bytes");
+    assert_usage_error(&["mutable-put", "--seed", &seed, "v"], "--seq");
+    assert_usage_error(
+        &["mutable-put", "--seed", &seed, "--seq", "-1", "v"],
+        "--seq",
+    );
+    assert_usage_error(
+        &["mutable-put", "--seed", &seed, "--seq", "1", "0g", "--hex"],
+        "not valid hex",
+    );
+    assert_usage_error(&["mutable-put", "--seq", "1", "v"], "--seed");
+    assert_usage_error(&["mutable-get", "12"], "expected 32 bytes");
+    assert_usage_error(
+        &["mutable-get", &key, "--first", "--latest"],
+        "cannot be used with",
+    );
+    assert_usage_error(&["mutable-get", &key, "--seq", "x"], "--seq");
 }
 
 #[test]
@@ -376,6 +422,72 @@ fn demo_json_runs_a_local_network() {
         "the lookup finds the true closest nodes: {find}"
     );
 
+    // The records, in order, written by node 0 and read by node 4.
+    let names: Vec<&str> = lines
+        .iter()
+        .filter_map(|v| v["event"].as_str())
+        .skip_while(|e| *e != "findNode")
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "findNode",
+            "announce",
+            "lookup",
+            "immutablePut",
+            "immutableGet",
+            "mutablePut",
+            "mutablePut",
+            "mutablePutRefused",
+            "mutableGet",
+            "unannounce",
+            "lookup",
+            "done"
+        ],
+        "{lines:#?}"
+    );
+    for v in lines.iter().skip_while(|v| v["event"] != "announce") {
+        if v["event"] != "done" {
+            assert!(v["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{v}");
+            let node = v["node"].as_u64().unwrap();
+            assert!(node == 0 || node == 4, "{v}");
+        }
+    }
+    let announce = of("announce")[0];
+    let pk = announce["publicKey"].as_str().unwrap();
+    assert_eq!(pk.len(), 64);
+    assert_eq!(announce["node"], 0);
+    assert_eq!(announce["storedAt"], 5, "all other nodes: {announce}");
+    let lookups = of("lookup");
+    assert_eq!(lookups.len(), 2);
+    assert_eq!(lookups[0]["node"], 4);
+    assert_eq!(lookups[0]["topic"], announce["topic"]);
+    assert_eq!(lookups[0]["found"], true, "{}", lookups[0]);
+    assert_eq!(lookups[0]["peers"], serde_json::json!([pk]));
+    assert_eq!(lookups[1]["found"], false, "{}", lookups[1]);
+    assert_eq!(lookups[1]["peers"], serde_json::json!([]));
+    assert_eq!(of("unannounce")[0]["publicKey"], pk);
+
+    let iput = of("immutablePut")[0];
+    let iget = of("immutableGet")[0];
+    assert_eq!(iput["storedAt"], 5);
+    assert_eq!(iget["hash"], iput["hash"]);
+    assert_eq!(iget["value"], iput["value"], "{iget}");
+    assert_eq!(iget["from"]["host"], "127.0.0.1");
+
+    let mputs = of("mutablePut");
+    assert_eq!(mputs[0]["seq"], 1);
+    assert_eq!(mputs[1]["seq"], 2);
+    assert_eq!(mputs[1]["storedAt"], 5);
+    let refused = of("mutablePutRefused")[0];
+    assert_eq!(refused["seq"], 1);
+    assert_eq!(refused["refused"], true, "{refused}");
+    assert_eq!(refused["error"], "SEQ_TOO_LOW");
+    let mget = of("mutableGet")[0];
+    assert_eq!(mget["publicKey"], mputs[0]["publicKey"]);
+    assert_eq!(mget["seq"], 2, "{mget}");
+    assert_eq!(mget["value"], mputs[1]["value"]);
+
     let done = of("done");
     assert_eq!(done.len(), 1);
     assert_eq!(done[0]["nodes"], 6);
@@ -403,6 +515,33 @@ fn demo_human_readable() {
         "{}",
         r.stdout
     );
+    let steps = |prefix: &str| r.stdout.lines().filter(|l| l.starts_with(prefix)).count();
+    for step in [
+        "announce ",
+        "immutable put ",
+        "immutable get ",
+        "mutable get ",
+        "unannounce ",
+    ] {
+        assert_eq!(steps(step), 1, "{step}: {}", r.stdout);
+    }
+    assert_eq!(steps("mutable put "), 3, "{}", r.stdout);
+    let lookups: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("lookup "))
+        .collect();
+    assert_eq!(lookups.len(), 2, "{}", r.stdout);
+    assert!(lookups[0].contains(" found "), "{}", lookups[0]);
+    assert!(lookups[1].contains(" gone "), "{}", lookups[1]);
+    assert!(
+        r.stdout
+            .contains("-> \"hello from the hdht demo\" from 127.0.0.1:"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("refused: SEQ_TOO_LOW"), "{}", r.stdout);
+    assert!(r.stdout.contains("-> seq 2 \"second\""), "{}", r.stdout);
     assert!(r.stdout.contains("destroyed all 9 nodes"), "{}", r.stdout);
 }
 
@@ -529,4 +668,352 @@ fn find_node_through_a_local_bootstrapper() {
     assert_eq!(closest[0]["port"], listening["port"]);
     assert_eq!(closest[0]["nodeId"], listening["nodeId"]);
     assert!(bs.signal("TERM", QUICK).success());
+}
+
+// ----- records against a local network of hdht processes -----
+
+/// A bootstrapper and persistent nodes, each an `hdht` process; killed on drop.
+struct LocalNet {
+    procs: Vec<Proc>,
+    bootstrap: String,
+}
+
+/// How long a one-shot record command may take.
+const ONE_SHOT: Duration = Duration::from_secs(30);
+
+impl LocalNet {
+    /// `hdht bootstrap` plus `nodes` persistent `hdht node`s, each in the bootstrapper's table.
+    fn start(nodes: usize) -> LocalNet {
+        let mut bs = Proc::spawn(&["bootstrap", "--host", "127.0.0.1", "--port", "0", "--json"]);
+        let bs_port = port_of(&bs.expect_event("listening", QUICK, |_| true));
+        let bootstrap = format!("127.0.0.1:{bs_port}");
+        let mut procs = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..nodes {
+            let mut node = Proc::spawn(&[
+                "node",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--persistent",
+                "--bootstrap",
+                &bootstrap,
+                "--json",
+            ]);
+            let ready = node.expect_event("ready", QUICK, |_| true);
+            assert_eq!(ready["ephemeral"], false, "{ready}");
+            ports.push(port_of(&ready));
+            procs.push(node);
+        }
+        for port in ports {
+            bs.expect_event("addNode", QUICK, |v| port_of(v) == port);
+        }
+        procs.insert(0, bs);
+        LocalNet { procs, bootstrap }
+    }
+
+    /// The number of persistent nodes, the bootstrapper included.
+    fn size(&self) -> usize {
+        self.procs.len()
+    }
+
+    fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        all.extend(["--host", "127.0.0.1", "--bootstrap", &self.bootstrap]);
+        all
+    }
+
+    /// Runs a one-shot command against the network with `--json`.
+    fn run(&self, args: &[&str]) -> Run {
+        let mut all = self.args(args);
+        all.push("--json");
+        run(&all, ONE_SHOT)
+    }
+
+    /// Like [`run`](Self::run), and it must succeed.
+    fn ok(&self, args: &[&str]) -> Vec<Value> {
+        let r = self.run(args);
+        assert!(r.status.success(), "hdht {args:?} failed: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        r.json_lines()
+    }
+
+    /// Like [`run`](Self::run), and it must fail with exit code 1 and `mention` on stderr.
+    fn fails(&self, args: &[&str], mention: &str) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.status.code(),
+            Some(1),
+            "hdht {args:?} should fail: {} {}",
+            r.stdout,
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(mention),
+            "hdht {args:?}: stderr should mention {mention:?}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        assert!(r.stdout.is_empty(), "nothing on stdout: {}", r.stdout);
+        r
+    }
+
+    /// The public keys a lookup of `topic` lists (and checks the output's shape).
+    fn lookup(&self, topic: &str) -> Vec<String> {
+        let lines = self.ok(&["lookup", topic]);
+        let (last, replies) = lines.split_last().expect("output");
+        let closest = last["closestNodes"].as_array().expect("closestNodes last");
+        assert_eq!(closest.len(), self.size(), "{last}");
+        assert_eq!(last.as_object().unwrap().len(), 1, "{last}");
+        let mut keys = Vec::new();
+        for reply in replies {
+            assert_eq!(reply["from"]["host"], "127.0.0.1", "{reply}");
+            assert!(reply["to"]["port"].as_u64().is_some(), "{reply}");
+            assert!(reply["bump"].as_u64().is_some(), "{reply}");
+            for p in reply["peers"].as_array().expect("peers") {
+                keys.push(p["publicKey"].as_str().unwrap().to_string());
+            }
+        }
+        keys
+    }
+}
+
+fn public_key(seed: &str) -> String {
+    let r = run(&["keypair", "--seed", seed, "--json"], QUICK);
+    r.json_lines()[0]["publicKey"].as_str().unwrap().to_string()
+}
+
+fn is_hex(v: &Value, len: usize) -> bool {
+    v.as_str()
+        .is_some_and(|s| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[test]
+fn immutable_put_then_get() {
+    let net = LocalNet::start(3);
+    let value = "hello wörld";
+    let put = net.ok(&["immutable-put", value]);
+    assert_eq!(put.len(), 1, "{put:#?}");
+    let hash = put[0]["hash"].as_str().expect("hash").to_string();
+    assert!(is_hex(&put[0]["hash"], 64), "{}", put[0]);
+    assert_eq!(
+        put[0]["closestNodes"].as_array().unwrap().len(),
+        net.size(),
+        "stored at every node: {}",
+        put[0]
+    );
+    // The same value has the same hash.
+    assert_eq!(net.ok(&["immutable-put", value])[0]["hash"], hash.as_str());
+
+    let got = net.ok(&["immutable-get", &hash]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["value"], value);
+    assert_eq!(got[0]["valueHex"], hex_of(value.as_bytes()));
+    assert_eq!(got[0]["from"]["host"], "127.0.0.1");
+    assert!(got[0]["from"]["port"].as_u64().is_some());
+
+    // Bytes that are not UTF-8: `value` is null, `valueHex` exact.
+    let put = net.ok(&["immutable-put", "ff00fe", "--hex"]);
+    let hash2 = put[0]["hash"].as_str().unwrap();
+    assert_ne!(hash2, hash);
+    let got = net.ok(&["immutable-get", hash2]);
+    assert_eq!(got[0]["value"], Value::Null, "{}", got[0]);
+    assert_eq!(got[0]["valueHex"], "ff00fe");
+
+    // Human output.
+    let r = run(&net.args(&["immutable-get", &hash]), ONE_SHOT);
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("\"hello wörld\"  (from 127.0.0.1:"),
+        "{}",
+        r.stdout
+    );
+
+    // Nobody holds a random hash.
+    let missing = "5e".repeat(32);
+    net.fails(
+        &["immutable-get", &missing],
+        &format!("not found: no node holds a value with hash {missing}"),
+    );
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn mutable_put_seq_rules_and_get() {
+    let net = LocalNet::start(3);
+    let seed = "07".repeat(32);
+    let pk = public_key(&seed);
+
+    let put1 = net.ok(&["mutable-put", "--seed", &seed, "--seq", "1", "first"]);
+    assert_eq!(put1.len(), 1);
+    assert_eq!(put1[0]["publicKey"], pk.as_str());
+    assert_eq!(put1[0]["seq"], 1);
+    assert!(is_hex(&put1[0]["signature"], 128), "{}", put1[0]);
+    assert_eq!(
+        put1[0]["closestNodes"].as_array().unwrap().len(),
+        net.size()
+    );
+
+    let put2 = net.ok(&["mutable-put", "--seed", &seed, "--seq", "2", "second"]);
+    assert_eq!(put2[0]["seq"], 2);
+    assert_ne!(put2[0]["signature"], put1[0]["signature"]);
+
+    // Every node holds seq 2 now: a lower seq is refused, so is seq 2 with another value.
+    net.fails(
+        &["mutable-put", "--seed", &seed, "--seq", "1", "stale"],
+        "SEQ_TOO_LOW",
+    );
+    net.fails(
+        &["mutable-put", "--seed", &seed, "--seq", "2", "other"],
+        "SEQ_REUSED",
+    );
+
+    let got = net.ok(&["mutable-get", &pk]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["value"], "second", "{}", got[0]);
+    assert_eq!(got[0]["valueHex"], hex_of(b"second"));
+    assert_eq!(got[0]["seq"], 2);
+    assert_eq!(got[0]["signature"], put2[0]["signature"]);
+    assert_eq!(got[0]["from"]["host"], "127.0.0.1");
+    for flags in [&["--latest"][..], &["--first"], &["--seq", "2"]] {
+        let mut args = vec!["mutable-get", pk.as_str()];
+        args.extend_from_slice(flags);
+        assert_eq!(net.ok(&args)[0]["seq"], 2, "{flags:?}");
+    }
+    net.fails(
+        &["mutable-get", &pk, "--seq", "3"],
+        &format!("not found: no node holds a record for public key {pk} with seq >= 3"),
+    );
+    let nobody = public_key(&"08".repeat(32));
+    net.fails(
+        &["mutable-get", &nobody],
+        &format!("not found: no node holds a record for public key {nobody}"),
+    );
+
+    // Binary values round-trip through valueHex.
+    net.ok(&[
+        "mutable-put",
+        "--seed",
+        &seed,
+        "--seq",
+        "3",
+        "00ff",
+        "--hex",
+    ]);
+    let got = net.ok(&["mutable-get", &pk]);
+    assert_eq!(
+        (&got[0]["value"], &got[0]["valueHex"]),
+        (&Value::Null, &Value::from("00ff"))
+    );
+    assert_eq!(got[0]["seq"], 3);
+}
+
+#[test]
+fn announce_lookup_unannounce() {
+    let net = LocalNet::start(3);
+    let topic = "3c".repeat(32);
+    let seed = "09".repeat(32);
+    let pk = public_key(&seed);
+    assert!(net.lookup(&topic).is_empty());
+
+    let lines = net.ok(&[
+        "announce",
+        &topic,
+        "--seed",
+        &seed,
+        "--relay",
+        "127.0.0.1:4000",
+    ]);
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "announced", "{lines:#?}");
+    assert_eq!(last["publicKey"], pk.as_str());
+    assert_eq!(
+        last["closestNodes"].as_array().unwrap().len(),
+        net.size(),
+        "{last}"
+    );
+
+    // A later lookup (another process, another node) lists the key with its relay.
+    let lines = net.ok(&["lookup", &topic]);
+    let replies = &lines[..lines.len() - 1];
+    assert_eq!(replies.len(), net.size(), "every node lists it: {lines:#?}");
+    for reply in replies {
+        assert_eq!(
+            reply["peers"],
+            serde_json::json!([{"publicKey": pk, "relayAddresses": [{"host": "127.0.0.1", "port": 4000}]}]),
+            "{reply}"
+        );
+    }
+    assert_eq!(net.lookup(&topic), vec![pk.clone(); net.size()]);
+
+    let lines = net.ok(&["unannounce", &topic, "--seed", &seed]);
+    assert_eq!(
+        lines,
+        [serde_json::json!({"event": "unannounced", "publicKey": pk})]
+    );
+    assert!(net.lookup(&topic).is_empty(), "unannounced everywhere");
+
+    // --keep: announces, announces again, and unannounces on SIGTERM.
+    let args = net.args(&[
+        "announce",
+        &topic,
+        "--seed",
+        &seed,
+        "--keep",
+        "--keep-interval",
+        "1",
+        "--json",
+    ]);
+    let mut keep = Proc::spawn(&args);
+    keep.expect_event("announced", ONE_SHOT, |v| v["publicKey"] == pk.as_str());
+    keep.expect_event("announced", ONE_SHOT, |v| v["publicKey"] == pk.as_str());
+    assert!(net.lookup(&topic).contains(&pk));
+    let status = keep.signal("TERM", ONE_SHOT);
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    let rest: Vec<Value> = keep
+        .rest()
+        .into_iter()
+        .filter(|v| v["event"].is_string())
+        .skip_while(|v| v["event"] == "announced")
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            serde_json::json!({"event": "close", "signal": "SIGTERM"}),
+            serde_json::json!({"event": "unannounced", "publicKey": pk}),
+        ]
+    );
+    assert!(
+        net.lookup(&topic).is_empty(),
+        "a stopped --keep unannounced"
+    );
+}
+
+#[test]
+fn records_through_an_unreachable_network_fail() {
+    // A bound socket that never answers stands for a dead bootstrap node.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let entry = silent.local_addr().unwrap().to_string();
+    let r = run(
+        &[
+            "immutable-get",
+            &"ab".repeat(32),
+            "--host",
+            "127.0.0.1",
+            "--bootstrap",
+            &entry,
+        ],
+        ONE_SHOT,
+    );
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no node answered the bootstrap"),
+        "not a misleading \"not found\": {}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
 }

@@ -1,13 +1,18 @@
 //! `hdht demo [--nodes N]`: a whole network on 127.0.0.1, on ephemeral ports, with no network
 //! beyond loopback. A bootstrapper and N persistent nodes start; the routing tables are shown
 //! after bootstrap and after a refresh round; the last node looks up a random target and the
-//! result is checked against the true closest nodes; then everything is destroyed.
+//! result is checked against the true closest nodes. Then the records: one node announces a
+//! topic and another finds it with a lookup; an immutable put and get; a mutable put with
+//! seq 1, then 2, a refused put with seq 1 and a get that returns seq 2; an unannounce and a
+//! lookup that no longer finds the key. Then everything is destroyed.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
+use hdht_core::crypto::KeyPair;
+use hdht_core::dht::OpError;
 use hdht_core::rpc::{NodeId, Persistence, QueryError, QueryResult, K};
 use hdht_tokio::{Dht, DhtOptions, QueryStream};
 use rand_core::{OsRng, RngCore};
@@ -15,7 +20,9 @@ use serde::Serialize;
 
 use super::{Error, Result};
 use crate::args::DemoArgs;
-use crate::output::{hex_id, hex_opt_id, short, NodeAddr, Output};
+use crate::output::{
+    hex_id, hex_opt_id, short, short_hex, show_value, text_value, Addr, NodeAddr, Output,
+};
 use crate::signal::Shutdown;
 
 /// How long one step (a node's bootstrap, a query) may take before the demo gives up.
@@ -89,6 +96,77 @@ enum DemoEvent {
         /// Whether `closestNodes` are exactly the k nodes of the network closest to the target.
         exact: bool,
         ms: u128,
+    },
+    /// Node `node` announced `publicKey` under `topic`; `storedAt` nodes hold the record.
+    Announce {
+        node: usize,
+        topic: String,
+        public_key: String,
+        stored_at: usize,
+        ms: f64,
+    },
+    /// Node `node` looked up `topic`: the peers the replies listed, and whether `publicKey`
+    /// (the demo's announcer) was among them.
+    Lookup {
+        node: usize,
+        topic: String,
+        public_key: String,
+        replies: usize,
+        peers: Vec<String>,
+        found: bool,
+        ms: f64,
+    },
+    /// Node `node` stored `value` under `hash` at `storedAt` nodes.
+    ImmutablePut {
+        node: usize,
+        hash: String,
+        value: String,
+        stored_at: usize,
+        ms: f64,
+    },
+    /// Node `node` fetched `hash`; `value` is null if no node had it.
+    ImmutableGet {
+        node: usize,
+        hash: String,
+        value: Option<String>,
+        from: Option<Addr>,
+        ms: f64,
+    },
+    /// Node `node` stored `value` signed by `publicKey` with `seq` at `storedAt` nodes.
+    MutablePut {
+        node: usize,
+        public_key: String,
+        seq: u64,
+        value: String,
+        stored_at: usize,
+        ms: f64,
+    },
+    /// Node `node`'s put with `seq` was refused by every node (`error`: `SEQ_TOO_LOW` or
+    /// `SEQ_REUSED`); `refused` is false if some node accepted it after all.
+    MutablePutRefused {
+        node: usize,
+        public_key: String,
+        seq: u64,
+        value: String,
+        refused: bool,
+        error: Option<String>,
+        ms: f64,
+    },
+    /// Node `node` fetched the newest record of `publicKey`.
+    MutableGet {
+        node: usize,
+        public_key: String,
+        value: Option<String>,
+        seq: Option<u64>,
+        from: Option<Addr>,
+        ms: f64,
+    },
+    /// Node `node` removed its announcement of `publicKey` under `topic`.
+    Unannounce {
+        node: usize,
+        topic: String,
+        public_key: String,
+        ms: f64,
     },
     /// All `nodes` (the bootstrapper included) were destroyed.
     Done { nodes: usize, ms: u128 },
@@ -314,6 +392,274 @@ async fn demo(net: &mut Network, n: usize, out: Output) -> Result<()> {
             "\n  ! differs from the closest nodes of the whole network"
         });
         s
+    });
+
+    // 5. The records.
+    records(net, out).await
+}
+
+/// Milliseconds since `t0`, to the microsecond.
+fn ms_since(t0: Instant) -> f64 {
+    (t0.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn random_bytes() -> Result<[u8; 32]> {
+    random_target().map(|t| t.0)
+}
+
+fn op_failed(what: &str) -> impl FnOnce(OpError) -> Error + '_ {
+    move |e| Error::new(format!("{what} failed: {e}"))
+}
+
+/// The records part: every step on a node of the network, one line each.
+async fn records(net: &Network, out: Output) -> Result<()> {
+    // The writer (announcer, putter) is node 0, the reader the last node (there are at least
+    // two: a node never stores its own records, so a reader needs a third node to ask).
+    let n = net.nodes.len();
+    let (a, b) = (0, n - 1);
+    let (writer, reader) = (&net.nodes[a], &net.nodes[b]);
+    let reader_name = |i: usize| format!("node {i}");
+
+    // Announce from one node, look up from another.
+    let topic = random_bytes()?;
+    let announcer = KeyPair::from_seed(&random_bytes()?);
+    let (topic_hex, pk_hex) = (hex::encode(topic), hex::encode(announcer.public_key()));
+    let t0 = Instant::now();
+    let stored = step(
+        "the announce",
+        writer.announce(topic, &announcer, &[]).finish(),
+    )
+    .await?
+    .map_err(op_failed("the announce"))?;
+    let ms = ms_since(t0);
+    let ev = DemoEvent::Announce {
+        node: a,
+        topic: topic_hex.clone(),
+        public_key: pk_hex.clone(),
+        stored_at: stored.len(),
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "announce       node {a:<2}  topic {}  key {}  stored at {} nodes  {ms:.2} ms",
+            short_hex(&topic),
+            short_hex(&announcer.public_key()),
+            stored.len()
+        )
+    });
+    lookup_step(reader, b, &reader_name(b), topic, &announcer, out).await?;
+
+    // Immutable put and get.
+    let value = b"hello from the hdht demo".to_vec();
+    let t0 = Instant::now();
+    let put = step("the immutable put", writer.immutable_put(&value))
+        .await?
+        .map_err(op_failed("the immutable put"))?;
+    let ms = ms_since(t0);
+    let ev = DemoEvent::ImmutablePut {
+        node: a,
+        hash: hex::encode(put.hash),
+        value: String::from_utf8_lossy(&value).into_owned(),
+        stored_at: put.closest_nodes.len(),
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "immutable put  node {a:<2}  {} -> hash {}  stored at {} nodes  {ms:.2} ms",
+            show_value(&value),
+            short_hex(&put.hash),
+            put.closest_nodes.len()
+        )
+    });
+    let t0 = Instant::now();
+    let got = step("the immutable get", reader.immutable_get(put.hash))
+        .await?
+        .map_err(op_failed("the immutable get"))?;
+    let ms = ms_since(t0);
+    let ev = DemoEvent::ImmutableGet {
+        node: b,
+        hash: hex::encode(put.hash),
+        value: got.as_ref().and_then(|g| text_value(&g.value)),
+        from: got.as_ref().map(|g| g.from.into()),
+        ms,
+    };
+    out.emit(&ev, || match &got {
+        Some(g) => format!(
+            "immutable get  {:<7}  hash {} -> {} from {}  {ms:.2} ms",
+            reader_name(b),
+            short_hex(&put.hash),
+            show_value(&g.value),
+            g.from
+        ),
+        None => format!(
+            "immutable get  {:<7}  hash {} -> not found!  {ms:.2} ms",
+            reader_name(b),
+            short_hex(&put.hash)
+        ),
+    });
+
+    // Mutable: seq 1, seq 2, a refused seq 1 (all from the same node: a node never stores
+    // its own puts, so every node it commits to holds seq 2), then a get of the newest.
+    let signer = KeyPair::from_seed(&random_bytes()?);
+    let signer_hex = hex::encode(signer.public_key());
+    for (seq, value) in [(1u64, &b"first"[..]), (2, &b"second"[..])] {
+        let t0 = Instant::now();
+        let put = step("a mutable put", writer.mutable_put(&signer, value, seq))
+            .await?
+            .map_err(op_failed("a mutable put"))?;
+        let ms = ms_since(t0);
+        let ev = DemoEvent::MutablePut {
+            node: a,
+            public_key: signer_hex.clone(),
+            seq,
+            value: String::from_utf8_lossy(value).into_owned(),
+            stored_at: put.closest_nodes.len(),
+            ms,
+        };
+        out.emit(&ev, || {
+            format!(
+                "mutable put    node {a:<2}  key {}  seq {seq} {}  stored at {} nodes  {ms:.2} ms",
+                short_hex(&signer.public_key()),
+                show_value(value),
+                put.closest_nodes.len()
+            )
+        });
+    }
+    let stale = b"stale";
+    let t0 = Instant::now();
+    let res = step("a mutable put", writer.mutable_put(&signer, stale, 1)).await?;
+    let ms = ms_since(t0);
+    let error = match res {
+        Ok(_) => None,
+        Err(e @ (OpError::SeqTooLow | OpError::SeqReused)) => Some(e),
+        Err(e) => return Err(op_failed("the stale mutable put")(e)),
+    };
+    let code = |e: &OpError| match e {
+        OpError::SeqTooLow => "SEQ_TOO_LOW",
+        _ => "SEQ_REUSED",
+    };
+    let ev = DemoEvent::MutablePutRefused {
+        node: a,
+        public_key: signer_hex.clone(),
+        seq: 1,
+        value: String::from_utf8_lossy(stale).into_owned(),
+        refused: error.is_some(),
+        error: error.as_ref().map(|e| code(e).to_string()),
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "mutable put    node {a:<2}  key {}  seq 1 {}  {}  {ms:.2} ms",
+            short_hex(&signer.public_key()),
+            show_value(stale),
+            match &error {
+                Some(e) => format!("refused: {} ({e})", code(e)),
+                None => "! accepted by some node".to_string(),
+            }
+        )
+    });
+    let t0 = Instant::now();
+    let got = step(
+        "the mutable get",
+        reader.mutable_get(signer.public_key(), 0, true),
+    )
+    .await?
+    .map_err(op_failed("the mutable get"))?;
+    let ms = ms_since(t0);
+    let ev = DemoEvent::MutableGet {
+        node: b,
+        public_key: signer_hex.clone(),
+        value: got.as_ref().and_then(|g| text_value(&g.value)),
+        seq: got.as_ref().map(|g| g.seq),
+        from: got.as_ref().map(|g| g.from.into()),
+        ms,
+    };
+    out.emit(&ev, || match &got {
+        Some(g) => format!(
+            "mutable get    {:<7}  key {}  -> seq {} {} from {}  {ms:.2} ms",
+            reader_name(b),
+            short_hex(&signer.public_key()),
+            g.seq,
+            show_value(&g.value),
+            g.from
+        ),
+        None => format!(
+            "mutable get    {:<7}  key {}  -> not found!  {ms:.2} ms",
+            reader_name(b),
+            short_hex(&signer.public_key())
+        ),
+    });
+
+    // Unannounce, and the lookup no longer finds the key.
+    let t0 = Instant::now();
+    step("the unannounce", writer.unannounce(topic, &announcer))
+        .await?
+        .map_err(op_failed("the unannounce"))?;
+    let ms = ms_since(t0);
+    let ev = DemoEvent::Unannounce {
+        node: a,
+        topic: topic_hex,
+        public_key: pk_hex,
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "unannounce     node {a:<2}  topic {}  key {}  {ms:.2} ms",
+            short_hex(&topic),
+            short_hex(&announcer.public_key())
+        )
+    });
+    lookup_step(reader, b, &reader_name(b), topic, &announcer, out).await
+}
+
+/// A lookup of `topic` from `dht`, reporting whether `announcer` is listed.
+async fn lookup_step(
+    dht: &Dht,
+    node: usize,
+    name: &str,
+    topic: [u8; 32],
+    announcer: &KeyPair,
+    out: Output,
+) -> Result<()> {
+    let t0 = Instant::now();
+    let (replies, peers) = step("a lookup", async {
+        let mut stream = dht.lookup(topic);
+        let mut replies = 0;
+        let mut peers: Vec<[u8; 32]> = Vec::new();
+        while let Some(reply) = stream.next().await {
+            replies += 1;
+            for p in reply.peers {
+                if !peers.contains(&p.public_key) {
+                    peers.push(p.public_key);
+                }
+            }
+        }
+        stream
+            .finish()
+            .await
+            .map(|_| (replies, peers))
+            .map_err(op_failed("a lookup"))
+    })
+    .await??;
+    let ms = ms_since(t0);
+    let found = peers.contains(&announcer.public_key());
+    let ev = DemoEvent::Lookup {
+        node,
+        topic: hex::encode(topic),
+        public_key: hex::encode(announcer.public_key()),
+        replies,
+        peers: peers.iter().map(hex::encode).collect(),
+        found,
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "lookup         {name:<7}  topic {}  {replies} node(s) list {} peer(s): key {} {}  {ms:.2} ms",
+            short_hex(&topic),
+            peers.len(),
+            short_hex(&announcer.public_key()),
+            if found { "found" } else { "gone" }
+        )
     });
     Ok(())
 }

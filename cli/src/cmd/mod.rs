@@ -1,14 +1,20 @@
 //! One module per subcommand, plus what the long-running ones share.
 
+pub mod announce;
 pub mod bootstrap;
 pub mod demo;
 pub mod find_node;
+pub mod immutable;
 pub mod keypair;
+pub mod lookup;
+pub mod mutable;
 pub mod node;
 
+use std::future::Future;
 use std::time::Duration;
 
-use hdht_tokio::Dht;
+use hdht_core::rpc::Persistence;
+use hdht_tokio::{Dht, DhtOptions};
 
 use crate::args::{Command, GlobalOpts};
 use crate::output::{Event, Output};
@@ -39,7 +45,57 @@ pub async fn run_async(command: Command, global: GlobalOpts, out: Output) -> Res
         Command::Bootstrap(args) => bootstrap::run(args, &global, out).await,
         Command::Node(args) => node::run(args, &global, out).await,
         Command::FindNode(args) => find_node::run(args, &global, out).await,
+        Command::Lookup(args) => lookup::run(args, &global, out).await,
+        Command::Announce(args) => announce::run(args, &global, out).await,
+        Command::Unannounce(args) => announce::run_unannounce(args, &global, out).await,
+        Command::ImmutablePut(args) => immutable::run_put(args, &global, out).await,
+        Command::ImmutableGet(args) => immutable::run_get(args, &global, out).await,
+        Command::MutablePut(args) => mutable::run_put(args, &global, out).await,
+        Command::MutableGet(args) => mutable::run_get(args, &global, out).await,
         Command::Demo(args) => demo::run(args, out).await,
+    }
+}
+
+/// Starts the node a one-shot command works through: ephemeral (it never becomes routable
+/// or stores records), on any free port, bound to `--host`. The signal handlers are
+/// installed first.
+async fn start_client(global: &GlobalOpts) -> Result<(Dht, Shutdown)> {
+    let shutdown = Shutdown::install();
+    let opts = DhtOptions {
+        bootstrap: global.bootstrap_list(),
+        host: global.bind_host(),
+        port: 0,
+        persistence: Persistence::Ephemeral,
+        ..DhtOptions::default()
+    };
+    let dht = Dht::new(opts)
+        .await
+        .map_err(|e| Error::new(format!("cannot start a node: {e}")))?;
+    Ok((dht, shutdown))
+}
+
+/// Waits for the node's bootstrap; an error if no node answered it (so that a get through an
+/// unreachable network says so instead of "not found").
+async fn bootstrapped(dht: &Dht) -> Result<()> {
+    if !dht.ready().await {
+        return Err(Error::new("the node was destroyed while bootstrapping"));
+    }
+    if dht.to_array().is_empty() {
+        return Err(Error::new(
+            "no node answered the bootstrap (is the bootstrap list reachable?)",
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `fut` unless a signal comes first (then an "interrupted" error).
+async fn until_signal<T>(
+    shutdown: &mut Shutdown,
+    fut: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        r = fut => r,
+        sig = shutdown.recv() => Err(Error::new(format!("interrupted by {sig}"))),
     }
 }
 
