@@ -525,7 +525,7 @@ impl<R: RngCore> DhtNode<R> {
         op.closest_nodes = closest.iter().map(|r| r.from).collect();
         let target = op.target;
         // Operations that commit to the closest nodes.
-        let commit: Option<(u64, Vec<(SocketAddrV4, [u8; 32], Vec<u8>)>)> = match &op.kind {
+        let commit: Option<(u64, Vec<Commit>)> = match &op.kind {
             OpKind::Announce { key_pair, relays, bump } => {
                 let peer = Peer { public_key: key_pair.public_key(), relay_addresses: relays.clone() };
                 let list = closest
@@ -534,7 +534,7 @@ impl<R: RngCore> DhtNode<R> {
                     .map(|(from, token, id)| {
                         let signature = sign::sign_announce(key_pair, &target, &id.0, &token, &peer, None);
                         let value = Announce { peer: Some(peer.clone()), refresh: None, signature: Some(signature), bump: *bump }.to_bytes();
-                        (from, token, value)
+                        Commit { to: from, token, value }
                     })
                     .collect();
                 Some((command::ANNOUNCE, list))
@@ -554,8 +554,8 @@ impl<R: RngCore> DhtNode<R> {
                 if let Some(op) = self.ops.get_mut(&op_id) {
                     op.last_error = if missing > 0 { Some(RequestError::Timeout) } else { None };
                 }
-                for (to, token, value) in list {
-                    self.commit(now, op_id, to, token, cmd, value);
+                for c in list {
+                    self.commit(now, op_id, c.to, c.token, cmd, c.value);
                 }
                 self.maybe_finish(op_id);
             }
@@ -885,6 +885,13 @@ fn bare_to(to: SocketAddrV4, value: Vec<u8>) -> ReplySpec {
     ReplySpec { token: false, closer_nodes: false, to: Some(to), ..ReplySpec::value(Some(value)) }
 }
 
-fn with_tokens(closest: &[QueryReply], value: &[u8]) -> Vec<(SocketAddrV4, [u8; 32], Vec<u8>)> {
-    closest.iter().filter_map(|r| Some((r.from, r.token?, value.to_vec()))).collect()
+/// One commit request to send: the value, with the token the node gave us.
+struct Commit {
+    to: SocketAddrV4,
+    token: [u8; 32],
+    value: Vec<u8>,
+}
+
+fn with_tokens(closest: &[QueryReply], value: &[u8]) -> Vec<Commit> {
+    closest.iter().filter_map(|r| Some(Commit { to: r.from, token: r.token?, value: value.to_vec() })).collect()
 }
