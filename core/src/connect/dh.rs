@@ -1,0 +1,92 @@
+//! The Ed25519 "DH" of noise-curve-ed 2.1 (spec 03 §1.3).
+//!
+//! Public keys are plain Ed25519 public keys (compressed Edwards points); there is no conversion
+//! to X25519 anywhere. The secret scalar is the Ed25519 signing scalar,
+//! `clamp(SHA-512(seed)[0..32])`, and `DH(a, P)` is the compressed encoding of `a · P`, computed
+//! like libsodium's `crypto_scalarmult_ed25519_noclamp` — including its rejection rules: `P` must
+//! be a canonical encoding, decode to a curve point, not be of small order and lie in the
+//! prime-order subgroup, and the result must not be the identity.
+
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::traits::IsIdentity;
+use sha2::{Digest, Sha512};
+use thiserror::Error;
+use zeroize::Zeroize;
+
+/// Length of a public key, of a secret scalar and of a DH output.
+pub const DH_LEN: usize = 32;
+
+/// Why a Diffie-Hellman computation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum DhError {
+    /// The remote public key is not a canonical encoding, not a curve point, of small order or
+    /// outside the prime-order subgroup (libsodium's checks).
+    #[error("invalid remote public key")]
+    InvalidPublicKey,
+    /// The product is the identity point.
+    #[error("DH result is the identity point")]
+    IdentityResult,
+}
+
+/// The clamped Ed25519 secret scalar of a 32-byte seed: `clamp(SHA-512(seed)[0..32])`
+/// (`s[0] &= 248; s[31] &= 127; s[31] |= 64`). Not reduced modulo ℓ.
+pub fn secret_scalar(seed: &[u8; 32]) -> [u8; 32] {
+    let mut digest = Sha512::digest(seed);
+    let mut s = [0u8; 32];
+    s.copy_from_slice(&digest[..32]);
+    digest.as_mut_slice().zeroize();
+    s[0] &= 248;
+    s[31] &= 127;
+    s[31] |= 64;
+    s
+}
+
+/// The Ed25519 public key of a 32-byte seed (equal to libsodium `crypto_sign_seed_keypair`).
+pub fn public_key(seed: &[u8; 32]) -> [u8; 32] {
+    let mut scalar = secret_scalar(seed);
+    let pk = public_key_from_scalar(&scalar);
+    scalar.zeroize();
+    pk
+}
+
+/// The public key of a clamped scalar: `scalar · B`, compressed.
+pub fn public_key_from_scalar(scalar: &[u8; 32]) -> [u8; 32] {
+    EdwardsPoint::mul_base_clamped(*scalar).compress().to_bytes()
+}
+
+/// Decodes a remote public key with libsodium's acceptance rules for
+/// `crypto_scalarmult_ed25519`: canonical, on the curve, not small order, torsion-free.
+pub fn decode_public_key(public_key: &[u8; 32]) -> Result<EdwardsPoint, DhError> {
+    let compressed = CompressedEdwardsY(*public_key);
+    let point = compressed.decompress().ok_or(DhError::InvalidPublicKey)?;
+    // Re-encoding catches y ≥ p and a set sign bit on x = 0, both of which dalek accepts.
+    if point.compress() != compressed {
+        return Err(DhError::InvalidPublicKey);
+    }
+    if point.is_small_order() || !point.is_torsion_free() {
+        return Err(DhError::InvalidPublicKey);
+    }
+    Ok(point)
+}
+
+/// `DH(scalar, P)`: the compressed encoding of `scalar · P` for a clamped scalar (as returned by
+/// [`secret_scalar`]). Fails as libsodium does for bad points and an identity result.
+pub fn dh_scalar(scalar: &[u8; 32], remote_public_key: &[u8; 32]) -> Result<[u8; 32], DhError> {
+    let point = decode_public_key(remote_public_key)?;
+    // `mul_clamped` re-applies the (idempotent) clamp and multiplies by the unreduced scalar,
+    // exactly what libsodium's `_noclamp` variant does with an already clamped scalar.
+    let product = point.mul_clamped(*scalar);
+    if product.is_identity() {
+        return Err(DhError::IdentityResult);
+    }
+    Ok(product.compress().to_bytes())
+}
+
+/// `DH(seed, P)`: [`dh_scalar`] with the scalar derived from a 32-byte Ed25519 seed (the first
+/// half of a libsodium 64-byte secret key).
+pub fn dh(seed: &[u8; 32], remote_public_key: &[u8; 32]) -> Result<[u8; 32], DhError> {
+    let mut scalar = secret_scalar(seed);
+    let out = dh_scalar(&scalar, remote_public_key);
+    scalar.zeroize();
+    out
+}
