@@ -1,1 +1,28 @@
-//! Being written.
+//! UDX: reliable, ordered byte streams over UDP, wire-compatible with libudx (spec 04 §1–§3).
+//!
+//! Sans-IO in the quinn-proto style:
+//! - [`packet`]: the 20-byte header, type bits, data offset, SACK blocks (panic-free codec).
+//! - [`stream`]: one stream ([`UdxStream`]): send/receive buffers, acks, RTT/RTO, RACK-TLP,
+//!   receive window, congestion control and pacing, END/half-close/DESTROY, messages, timers.
+//! - [`demux`]: many streams keyed by local id on the owner's sockets, told apart from dht-rpc by
+//!   the first bytes; "connect on first packet" through [`demux::Incoming::Unattached`].
+//! - mechanisms, one file each: [`rtt`], [`rack`], [`congestion`], [`pacing`], [`assembler`],
+//!   [`send_buffer`], [`recv_buffer`].
+
+pub mod assembler;
+pub mod congestion;
+pub mod demux;
+pub mod pacing;
+pub mod packet;
+pub mod rack;
+pub mod recv_buffer;
+pub mod rtt;
+pub mod send_buffer;
+pub mod stream;
+
+pub use demux::{Demux, Incoming};
+pub use packet::{DecodeError, Flags, Header, Packet};
+pub use stream::{
+    ConnectError, MessageError, ReadError, SocketId, StreamConfig, StreamError, StreamEvent, StreamStats,
+    Transmit, UdxStream, WriteError,
+};

@@ -1,0 +1,1266 @@
+//! One UDX stream as a sans-IO state machine.
+//!
+//! Inputs: [`UdxStream::handle_packet`] (a decoded datagram for this stream's id),
+//! [`UdxStream::handle_timeout`], and the application calls (`write`, `read`, `end`,
+//! `send_message`, `destroy`, `connect`, `change_remote`). Outputs:
+//! [`UdxStream::poll_transmit`] (one datagram at a time, written into the caller's buffer),
+//! [`UdxStream::poll_timeout`] and [`UdxStream::poll_event`]. Time is always passed in.
+//!
+//! Behaviour follows libudx (spec 04 §1.7, §2): no handshake, seq 0 both ways, one immediate
+//! standalone ACK for DATA/END received (with SACK blocks when holding out-of-order packets),
+//! END consumes a seq and may ride on the last DATA packet, graceful close after both ENDs
+//! with nothing extra on the wire, fire-and-forget DESTROY, RACK-TLP + RTO with libudx's
+//! timer values and give-up rule. Differences, all sender- or receiver-local:
+//! * Times are microseconds (libudx: whole ms), so the RTT estimate and pacing are precise.
+//! * The receive window is real: the advertised `rwnd` is the free space of a bounded receive
+//!   buffer, and data beyond it is dropped (libudx always advertises 4 MiB and buffers without
+//!   limit); a window update ACK is sent when the application's reads reopen the window.
+//! * An RTO declares every in-flight packet lost (libudx: the oldest plus RACK-expired ones).
+//! * Congestion control is NewReno with pacing (libudx: BBR); see [`super::congestion`].
+//! * No MTU probing: payloads are sized from `StreamConfig::mtu` (default 1200, like libudx
+//!   before probing). Incoming packets of any size and any data offset are accepted.
+//! * ACKs: one ACK per `poll_transmit` opportunity covering every DATA/END packet handled
+//!   since the last one. A driver that polls after each datagram reproduces libudx exactly;
+//!   one that feeds a batch first sends one ACK for the batch.
+
+use super::assembler::Assembler;
+use super::congestion::{AckSample, Controller, NewReno};
+use super::pacing::Pacer;
+use super::packet::{self, seq_le, seq_lt, Flags, Header, Packet, HEADER_LEN};
+use super::rack::{PacketState, Rack, SentPacket, SentPackets};
+use super::recv_buffer::RecvBuffer;
+use super::rtt::RttEstimator;
+use super::send_buffer::SendBuffer;
+use crate::time::Instant;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::time::Duration;
+use thiserror::Error;
+
+/// Which of the owner's UDP sockets a stream is attached to (opaque to UDX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SocketId(pub u32);
+
+/// Tunables. Defaults follow libudx where it has a value.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Most bytes the application may have queued and unacknowledged (back-pressure bound).
+    pub send_buffer: usize,
+    /// Receive buffer (in-order unread + out-of-order held); the advertised window is its free
+    /// space. libudx's `UDX_DEFAULT_RWND_MAX` is 4 MiB.
+    pub recv_window: usize,
+    /// IP packet size used to size DATA payloads (1200..=1500).
+    pub mtu: u16,
+    /// Initial RTO.
+    pub initial_rto: Duration,
+    /// Lower bound of the RTO.
+    pub min_rto: Duration,
+    /// Upper bound of the RTO.
+    pub max_rto: Duration,
+    /// RTO expiries marking the same packet lost before the stream gives up (libudx: 6).
+    pub max_rto_timeouts: u8,
+    /// Send a HEARTBEAT after this much idle time with nothing in flight.
+    pub keepalive: Option<Duration>,
+    /// Most outgoing MESSAGE packets queued, and most incoming messages held for the app.
+    pub max_queued_messages: usize,
+    /// Upper bound of the congestion window in bytes.
+    pub max_cwnd: u64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            send_buffer: 1 << 20,
+            recv_window: 4 << 20,
+            mtu: 1200,
+            initial_rto: Duration::from_millis(1000),
+            min_rto: Duration::from_millis(1000),
+            max_rto: Duration::from_millis(30_000),
+            max_rto_timeouts: 6,
+            keepalive: None,
+            max_queued_messages: 256,
+            max_cwnd: 64 << 20,
+        }
+    }
+}
+
+/// Why a stream closed with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum StreamError {
+    /// The peer sent DESTROY (`ECONNRESET`).
+    #[error("stream reset by peer")]
+    Reset,
+    /// Retransmissions gave up (`ETIMEDOUT`).
+    #[error("stream timed out")]
+    TimedOut,
+}
+
+/// What the application is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// `connect` recorded the peer (UDX has no handshake; nothing was sent).
+    Connected,
+    /// New bytes can be read.
+    Readable,
+    /// Room opened in the send buffer after a write was cut short.
+    Writable,
+    /// An unreliable stream message arrived.
+    Message(Vec<u8>),
+    /// The peer ended its side; after the buffered bytes, `read` returns 0.
+    End,
+    /// Our END and everything before it was acknowledged.
+    Finished,
+    /// A `change_remote` completed (the peer acknowledged everything sent before it).
+    RemoteChanged,
+    /// The stream closed: `None` = graceful (both ended) or destroyed locally.
+    Closed {
+        /// The error, if any.
+        error: Option<StreamError>,
+    },
+}
+
+/// `write` failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum WriteError {
+    /// The send buffer is full: wait for [`StreamEvent::Writable`].
+    #[error("send buffer full")]
+    WouldBlock,
+    /// `end()` was called.
+    #[error("stream already ended")]
+    Ended,
+    /// The stream is closed.
+    #[error("stream closed")]
+    Closed(Option<StreamError>),
+}
+
+/// `read` failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ReadError {
+    /// Nothing buffered yet: wait for [`StreamEvent::Readable`].
+    #[error("no data available")]
+    WouldBlock,
+    /// The stream was reset or timed out.
+    #[error("stream failed: {0}")]
+    Failed(StreamError),
+    /// Destroyed locally.
+    #[error("stream destroyed")]
+    Destroyed,
+}
+
+/// `send_message` failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum MessageError {
+    /// Larger than one packet.
+    #[error("message larger than one packet")]
+    TooLarge,
+    /// Too many messages queued.
+    #[error("message queue full")]
+    QueueFull,
+    /// Not connected or closed.
+    #[error("stream not connected or closed")]
+    NotConnected,
+}
+
+/// `connect` failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum ConnectError {
+    /// Already connected (use `change_remote`).
+    #[error("stream already connected")]
+    AlreadyConnected,
+    /// Closed.
+    #[error("stream closed")]
+    Closed,
+}
+
+/// A datagram written by `poll_transmit` into the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Destination.
+    pub to: SocketAddr,
+    /// Socket to send from.
+    pub socket: SocketId,
+    /// Bytes written at the start of the buffer.
+    pub len: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Remote {
+    id: u32,
+    addr: SocketAddr,
+    socket: SocketId,
+}
+
+/// Receive-side slack above the advertised window (a Node sender rounds the window to whole
+/// packets, at least one).
+const RECV_SLACK: usize = 2048;
+
+/// One UDX stream.
+#[derive(Debug)]
+pub struct UdxStream {
+    local_id: u32,
+    cfg: StreamConfig,
+    remote: Option<Remote>,
+    closed: Option<Option<StreamError>>,
+    destroyed_locally: bool,
+    max_payload: usize,
+    // --- send side
+    sendbuf: SendBuffer,
+    packetized: u64,
+    end_requested: bool,
+    end_seq: Option<u32>,
+    end_acked: bool,
+    snd_una: u32,
+    snd_nxt: u32,
+    sent: SentPackets,
+    retransmit: VecDeque<u32>,
+    inflight_bytes: u64,
+    sacked_packets: u32,
+    send_rwnd: u32,
+    wl1: u32,
+    wl2: u32,
+    rtt: RttEstimator,
+    rack: Rack,
+    cc: NewReno,
+    pacer: Pacer,
+    in_recovery: bool,
+    recovery_point: u32,
+    rto_deadline: Option<Instant>,
+    tlp_deadline: Option<Instant>,
+    rack_deadline: Option<Instant>,
+    zwp_deadline: Option<Instant>,
+    zwp_backoff: bool,
+    keepalive_deadline: Option<Instant>,
+    pacing_deadline: Option<Instant>,
+    tlp_pending: bool,
+    tlp_allowed: bool,
+    heartbeat_pending: bool,
+    destroy_pending: bool,
+    remote_change_seq: Option<u32>,
+    write_blocked: bool,
+    messages_out: VecDeque<Vec<u8>>,
+    // --- receive side
+    rcv_nxt: u32,
+    rcv_nxt_ext: u64,
+    recvbuf: RecvBuffer,
+    assembler: Assembler,
+    remote_end_ext: Option<u64>,
+    remote_ended: bool,
+    ack_pending: bool,
+    last_adv_wnd: u32,
+    readable_pending: bool,
+    messages_in: usize,
+    events: VecDeque<StreamEvent>,
+    stats: StreamStats,
+}
+
+/// Counters for diagnostics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// DATA/END packets sent for the first time.
+    pub packets_sent: u64,
+    /// Retransmissions (RACK, RTO and TLP).
+    pub retransmits: u64,
+    /// Tail-loss probes sent.
+    pub tlp_probes: u64,
+    /// RTO expiries.
+    pub rto_expiries: u64,
+    /// ACK packets sent.
+    pub acks_sent: u64,
+    /// Incoming DATA packets dropped because the receive buffer was full.
+    pub recv_dropped_window: u64,
+    /// Incoming duplicate or stale DATA packets.
+    pub recv_duplicates: u64,
+    /// HEARTBEAT packets sent.
+    pub heartbeats_sent: u64,
+    /// Largest receive-buffer occupancy (in-order + out-of-order bytes).
+    pub max_recv_buffered: usize,
+}
+
+impl UdxStream {
+    /// A stream with local id `local_id` (the id the peer writes in bytes 4..8).
+    pub fn new(local_id: u32, now: Instant, cfg: StreamConfig) -> Self {
+        let mtu = usize::from(cfg.mtu.clamp(1200, 1500));
+        let max_payload = mtu - 68;
+        let cc = NewReno::new(max_payload as u64, cfg.max_cwnd);
+        let rate = cc.pacing_rate(None);
+        UdxStream {
+            local_id,
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            sendbuf: SendBuffer::new(cfg.send_buffer),
+            last_adv_wnd: u32::try_from(cfg.recv_window).unwrap_or(u32::MAX),
+            pacer: Pacer::new(now, rate, 25_000),
+            cc,
+            cfg,
+            remote: None,
+            closed: None,
+            destroyed_locally: false,
+            max_payload,
+            packetized: 0,
+            end_requested: false,
+            end_seq: None,
+            end_acked: false,
+            snd_una: 0,
+            snd_nxt: 0,
+            sent: VecDeque::new(),
+            retransmit: VecDeque::new(),
+            inflight_bytes: 0,
+            sacked_packets: 0,
+            send_rwnd: 4 << 20,
+            wl1: 0,
+            wl2: 0,
+            rack: Rack::default(),
+            in_recovery: false,
+            recovery_point: 0,
+            rto_deadline: None,
+            tlp_deadline: None,
+            rack_deadline: None,
+            zwp_deadline: None,
+            zwp_backoff: false,
+            keepalive_deadline: None,
+            pacing_deadline: None,
+            tlp_pending: false,
+            tlp_allowed: true,
+            heartbeat_pending: false,
+            destroy_pending: false,
+            remote_change_seq: None,
+            write_blocked: false,
+            messages_out: VecDeque::new(),
+            rcv_nxt: 0,
+            rcv_nxt_ext: 0,
+            recvbuf: RecvBuffer::new(),
+            assembler: Assembler::new(),
+            remote_end_ext: None,
+            remote_ended: false,
+            ack_pending: false,
+            readable_pending: false,
+            messages_in: 0,
+            events: VecDeque::new(),
+            stats: StreamStats::default(),
+        }
+    }
+
+    // ------------------------------------------------------------------ accessors
+
+    /// Our id.
+    pub fn local_id(&self) -> u32 {
+        self.local_id
+    }
+
+    /// The peer's id, once connected.
+    pub fn remote_id(&self) -> Option<u32> {
+        self.remote.map(|r| r.id)
+    }
+
+    /// The peer's address, once connected.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.remote.map(|r| r.addr)
+    }
+
+    /// The socket the stream sends from, once connected.
+    pub fn socket(&self) -> Option<SocketId> {
+        self.remote.map(|r| r.socket)
+    }
+
+    /// Whether `connect` was called.
+    pub fn is_connected(&self) -> bool {
+        self.remote.is_some()
+    }
+
+    /// `Some(error)` once closed.
+    pub fn close_reason(&self) -> Option<Option<StreamError>> {
+        self.closed
+    }
+
+    /// Whether closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// Whether closed and nothing is left to transmit (the owner may drop it).
+    pub fn is_drained(&self) -> bool {
+        self.closed.is_some() && !self.ack_pending && !self.destroy_pending
+    }
+
+    /// Bytes the application can still write before `write` pushes back.
+    pub fn send_capacity(&self) -> usize {
+        if self.end_requested || self.closed.is_some() {
+            0
+        } else {
+            self.sendbuf.free()
+        }
+    }
+
+    /// Bytes written but not yet acknowledged (including unsent).
+    pub fn send_buffered(&self) -> usize {
+        self.sendbuf.len()
+    }
+
+    /// Bytes ready for `read`.
+    pub fn readable_bytes(&self) -> usize {
+        self.recvbuf.len()
+    }
+
+    /// Bytes held by the receive side (in order + out of order).
+    pub fn recv_buffered(&self) -> usize {
+        self.recvbuf.len() + self.assembler.bytes()
+    }
+
+    /// Smoothed RTT.
+    pub fn srtt(&self) -> Duration {
+        self.rtt.srtt()
+    }
+
+    /// Current RTO.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+
+    /// Congestion window in bytes.
+    pub fn cwnd(&self) -> u64 {
+        self.cc.window()
+    }
+
+    /// Current pacing rate in bytes per second.
+    pub fn pacing_rate(&self) -> u64 {
+        self.pacer.rate()
+    }
+
+    /// The window last received from the peer.
+    pub fn send_window(&self) -> u32 {
+        self.send_rwnd
+    }
+
+    /// Bytes per DATA packet.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StreamStats {
+        self.stats
+    }
+
+    /// Largest stream MESSAGE payload.
+    pub fn max_message_len(&self) -> usize {
+        self.max_payload
+    }
+
+    // ------------------------------------------------------------------ application calls
+
+    /// Record the peer (no packet is sent; UDX has no handshake). Data already received is
+    /// acknowledged at the next `poll_transmit`.
+    pub fn connect(&mut self, now: Instant, remote_id: u32, addr: SocketAddr) -> Result<(), ConnectError> {
+        self.connect_via(now, SocketId::default(), remote_id, addr)
+    }
+
+    /// `connect` on a given socket of the owner.
+    pub fn connect_via(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        remote_id: u32,
+        addr: SocketAddr,
+    ) -> Result<(), ConnectError> {
+        if self.closed.is_some() {
+            return Err(ConnectError::Closed);
+        }
+        if self.remote.is_some() {
+            return Err(ConnectError::AlreadyConnected);
+        }
+        self.remote = Some(Remote {
+            id: remote_id,
+            addr,
+            socket,
+        });
+        self.set_path_mtu(addr);
+        self.events.push_back(StreamEvent::Connected);
+        self.arm_keepalive(now);
+        Ok(())
+    }
+
+    fn set_path_mtu(&mut self, addr: SocketAddr) {
+        let mtu = usize::from(self.cfg.mtu.clamp(1200, 1500));
+        self.max_payload = match addr {
+            SocketAddr::V4(_) => mtu - 48,
+            SocketAddr::V6(_) => mtu - 68,
+        };
+        self.cc.set_mss(self.max_payload as u64);
+    }
+
+    /// Switch to a new peer address / id / socket (NAT rebinding, relay → direct). New packets and
+    /// retransmissions go to the new path at once; [`StreamEvent::RemoteChanged`] fires when the
+    /// peer has acknowledged everything sent before the switch.
+    pub fn change_remote(
+        &mut self,
+        socket: SocketId,
+        remote_id: u32,
+        addr: SocketAddr,
+    ) -> Result<(), ConnectError> {
+        if self.closed.is_some() {
+            return Err(ConnectError::Closed);
+        }
+        self.remote = Some(Remote {
+            id: remote_id,
+            addr,
+            socket,
+        });
+        self.set_path_mtu(addr);
+        if self.sent.is_empty() {
+            self.remote_change_seq = None;
+            self.events.push_back(StreamEvent::RemoteChanged);
+        } else {
+            self.remote_change_seq = Some(self.snd_nxt);
+        }
+        Ok(())
+    }
+
+    /// Queue bytes. Accepts as many as the send buffer has room for (a short count is
+    /// back-pressure; [`StreamEvent::Writable`] follows when room opens). Never waits for an ACK:
+    /// queued bytes go out as the windows and the pacer allow.
+    pub fn write(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+        if let Some(e) = self.closed {
+            return Err(WriteError::Closed(e));
+        }
+        if self.end_requested {
+            return Err(WriteError::Ended);
+        }
+        let n = self.sendbuf.write(data);
+        if n < data.len() {
+            self.write_blocked = true;
+        }
+        if n == 0 && !data.is_empty() {
+            return Err(WriteError::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Half close: END goes out after the queued bytes (on the last DATA packet if it fits).
+    pub fn end(&mut self) -> Result<(), WriteError> {
+        if let Some(e) = self.closed {
+            return Err(WriteError::Closed(e));
+        }
+        self.end_requested = true;
+        Ok(())
+    }
+
+    /// Read in-order bytes. `Ok(0)` (with a non-empty `buf`) means the peer ended and everything
+    /// was read.
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+        self.readable_pending = false;
+        match self.closed {
+            Some(Some(e)) => return Err(ReadError::Failed(e)),
+            Some(None) if self.destroyed_locally => return Err(ReadError::Destroyed),
+            _ => {}
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.recvbuf.is_empty() {
+            return if self.remote_ended {
+                Ok(0)
+            } else {
+                Err(ReadError::WouldBlock)
+            };
+        }
+        let n = self.recvbuf.read(buf);
+        self.maybe_window_update();
+        Ok(n)
+    }
+
+    /// Queue an unreliable stream MESSAGE (one packet, no seq, never retransmitted).
+    pub fn send_message(&mut self, data: &[u8]) -> Result<(), MessageError> {
+        if self.closed.is_some() || self.remote.is_none() {
+            return Err(MessageError::NotConnected);
+        }
+        if data.len() > self.max_payload {
+            return Err(MessageError::TooLarge);
+        }
+        if self.messages_out.len() >= self.cfg.max_queued_messages {
+            return Err(MessageError::QueueFull);
+        }
+        self.messages_out.push_back(data.to_vec());
+        Ok(())
+    }
+
+    /// Abort: one DESTROY packet (if connected), queued data dropped, closed at once.
+    pub fn destroy(&mut self) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.destroy_pending = self.remote.is_some();
+        self.destroyed_locally = true;
+        self.close(None);
+    }
+
+    /// Send a HEARTBEAT whenever nothing was sent for `interval` and nothing is in flight.
+    pub fn set_keepalive(&mut self, now: Instant, interval: Option<Duration>) {
+        self.cfg.keepalive = interval.filter(|d| !d.is_zero());
+        self.arm_keepalive(now);
+    }
+
+    /// Next event for the application.
+    pub fn poll_event(&mut self) -> Option<StreamEvent> {
+        let ev = self.events.pop_front();
+        if let Some(StreamEvent::Message(_)) = ev {
+            self.messages_in = self.messages_in.saturating_sub(1);
+        }
+        ev
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    fn close(&mut self, error: Option<StreamError>) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(error);
+        self.sent.clear();
+        self.retransmit.clear();
+        self.inflight_bytes = 0;
+        self.sacked_packets = 0;
+        self.rto_deadline = None;
+        self.tlp_deadline = None;
+        self.rack_deadline = None;
+        self.zwp_deadline = None;
+        self.keepalive_deadline = None;
+        self.pacing_deadline = None;
+        self.tlp_pending = false;
+        self.heartbeat_pending = false;
+        self.messages_out.clear();
+        self.assembler.clear();
+        if error.is_some() || self.destroyed_locally {
+            self.sendbuf.clear();
+            self.recvbuf.clear();
+            self.ack_pending = false;
+        } else {
+            self.sendbuf.clear();
+        }
+        self.events.push_back(StreamEvent::Closed { error });
+    }
+
+    fn advertised_window(&self) -> u32 {
+        let used = self.recvbuf.len() + self.assembler.bytes();
+        u32::try_from(self.cfg.recv_window.saturating_sub(used)).unwrap_or(u32::MAX)
+    }
+
+    fn maybe_window_update(&mut self) {
+        let w = self.advertised_window();
+        let mp = self.max_payload as u32;
+        let step = u32::try_from((self.cfg.recv_window / 4).min(64 * 1024))
+            .unwrap_or(u32::MAX)
+            .max(mp);
+        if (self.last_adv_wnd < mp && w >= mp) || w >= self.last_adv_wnd.saturating_add(step) {
+            self.ack_pending = true;
+        }
+    }
+
+    fn arm_keepalive(&mut self, now: Instant) {
+        self.keepalive_deadline = match (self.cfg.keepalive, self.remote, self.closed) {
+            (Some(d), Some(_), None) => Some(now + d),
+            _ => None,
+        };
+    }
+
+    fn ext_of(&self, seq: u32) -> Option<u64> {
+        let d = seq.wrapping_sub(self.rcv_nxt) as i32;
+        (d >= 0).then(|| self.rcv_nxt_ext + d as u64)
+    }
+
+    fn note_recv_buffered(&mut self) {
+        let b = self.recv_buffered();
+        if b > self.stats.max_recv_buffered {
+            self.stats.max_recv_buffered = b;
+        }
+    }
+
+    fn deliver(&mut self, data: &[u8], end: bool) {
+        if !data.is_empty() {
+            self.recvbuf.push(data);
+            if !self.readable_pending {
+                self.readable_pending = true;
+                self.events.push_back(StreamEvent::Readable);
+            }
+        }
+        if end {
+            self.remote_end_ext = Some(self.rcv_nxt_ext);
+        }
+        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+        self.rcv_nxt_ext += 1;
+        if end {
+            self.remote_ended = true;
+            self.assembler.clear();
+            self.events.push_back(StreamEvent::End);
+        }
+    }
+
+    /// Process one decoded packet addressed to this stream. `from` is its source; like libudx,
+    /// packets are accepted from any source once the stream exists and replies always go to the
+    /// recorded peer address.
+    pub fn handle_packet(&mut self, now: Instant, pkt: &Packet<'_>, from: SocketAddr) {
+        let _ = from;
+        if self.closed.is_some() {
+            return;
+        }
+        let h = &pkt.header;
+        if h.flags.contains(Flags::HEARTBEAT) {
+            self.ack_pending = true;
+            return;
+        }
+        let carries = h.flags.consumes_seq();
+        if let Some(ext) = self.ext_of(h.seq) {
+            if h.flags.contains(Flags::DESTROY) {
+                self.close(Some(StreamError::Reset));
+                return;
+            }
+            if carries && !self.remote_ended {
+                let end = h.flags.contains(Flags::END);
+                let data: &[u8] = if h.flags.contains(Flags::DATA) { pkt.payload } else { &[] };
+                let room = self.cfg.recv_window + RECV_SLACK;
+                if self.recv_buffered() + data.len() > room {
+                    self.stats.recv_dropped_window += 1;
+                } else if ext == self.rcv_nxt_ext {
+                    self.deliver(data, end);
+                    while !self.remote_ended {
+                        let Some(seg) = self.assembler.pop(self.rcv_nxt_ext) else {
+                            break;
+                        };
+                        self.deliver(&seg.data, seg.end);
+                    }
+                } else if !self.assembler.insert(ext, data, end) {
+                    self.stats.recv_duplicates += 1;
+                }
+                self.note_recv_buffered();
+            }
+        } else if carries {
+            self.stats.recv_duplicates += 1;
+        }
+        if h.flags.contains(Flags::MESSAGE) && self.messages_in < self.cfg.max_queued_messages {
+            self.messages_in += 1;
+            self.events.push_back(StreamEvent::Message(pkt.payload.to_vec()));
+        }
+        // An ack for something we never sent: no window update, no ACK (libudx step 10).
+        if seq_lt(self.snd_nxt, h.ack) {
+            return;
+        }
+        self.on_ack(now, pkt);
+        if carries && self.closed.is_none() {
+            self.ack_pending = true;
+        }
+        if self.closed.is_none() && self.end_acked && self.remote_ended {
+            self.close(None);
+        }
+    }
+
+    fn on_ack(&mut self, now: Instant, pkt: &Packet<'_>) {
+        let h = &pkt.header;
+        let ack = h.ack;
+        if seq_le(self.snd_una, ack) && (seq_lt(self.wl1, h.seq) || (self.wl1 == h.seq && seq_le(self.wl2, ack))) {
+            let opened = h.rwnd > self.send_rwnd;
+            self.send_rwnd = h.rwnd;
+            self.wl1 = h.seq;
+            self.wl2 = ack;
+            if opened && h.rwnd as usize >= self.max_payload.min(1) {
+                self.zwp_deadline = None;
+                self.zwp_backoff = false;
+            }
+        }
+        let inflight_before = self.inflight_bytes;
+        let mut newly_acked = 0u64;
+        let mut rtt_from: Option<Instant> = None;
+        let min_rtt = self.rtt.min_rtt();
+        let mut end_acked_now = false;
+        let mut progressed = false;
+        while seq_lt(self.snd_una, ack) {
+            let Some(p) = self.sent.pop_front() else {
+                // Acks beyond our packets (DESTROY's seq): just advance.
+                self.snd_una = ack;
+                break;
+            };
+            match p.state {
+                PacketState::InFlight => {
+                    self.inflight_bytes -= u64::from(p.len);
+                    newly_acked += u64::from(p.len).max(1);
+                    self.rack.on_delivered(now, &p, min_rtt);
+                    if p.transmissions == 1 && rtt_from.map_or(true, |t| p.sent_time > t) {
+                        rtt_from = Some(p.sent_time);
+                    }
+                }
+                PacketState::Lost => {
+                    newly_acked += u64::from(p.len).max(1);
+                    self.rack.on_delivered(now, &p, min_rtt);
+                }
+                PacketState::Sacked => self.sacked_packets -= 1,
+            }
+            if p.end {
+                end_acked_now = true;
+            }
+            self.snd_una = self.snd_una.wrapping_add(1);
+            progressed = true;
+        }
+        if progressed {
+            let release = self.sent.front().map_or(self.packetized, |p| p.offset);
+            self.sendbuf.release_to(release);
+        }
+        for (s, e) in pkt.sack_blocks() {
+            if !(seq_le(self.snd_una, s) && seq_lt(s, e) && seq_le(e, self.snd_nxt)) {
+                continue;
+            }
+            let first = s.wrapping_sub(self.snd_una) as usize;
+            let last = (e.wrapping_sub(self.snd_una) as usize).min(self.sent.len());
+            for i in first..last {
+                let p = &mut self.sent[i];
+                match p.state {
+                    PacketState::Sacked => continue,
+                    PacketState::InFlight => {
+                        self.inflight_bytes -= u64::from(p.len);
+                        if p.transmissions == 1 && rtt_from.map_or(true, |t| p.sent_time > t) {
+                            rtt_from = Some(p.sent_time);
+                        }
+                    }
+                    PacketState::Lost => {}
+                }
+                p.state = PacketState::Sacked;
+                newly_acked += u64::from(p.len).max(1);
+                self.sacked_packets += 1;
+                let p = p.clone();
+                self.rack.on_delivered(now, &p, min_rtt);
+            }
+        }
+        if let Some(t) = rtt_from {
+            self.rtt.on_sample(now, now.saturating_duration_since(t));
+            self.tlp_allowed = true;
+        }
+        if newly_acked == 0 {
+            return;
+        }
+        if progressed {
+            self.rto_deadline = if self.sent.is_empty() { None } else { Some(now + self.rtt.rto()) };
+        }
+        if self.in_recovery && seq_le(self.recovery_point, self.snd_una) {
+            self.in_recovery = false;
+        }
+        self.detect_loss(now);
+        let sample = AckSample {
+            now,
+            newly_acked,
+            bytes_in_flight: self.inflight_bytes,
+            srtt: self.rtt.srtt(),
+            min_rtt: self.rtt.min_rtt().unwrap_or_default(),
+            cwnd_limited: inflight_before.saturating_mul(2) >= self.cc.window(),
+        };
+        self.cc.on_ack(&sample, self.in_recovery);
+        self.update_pacer(now);
+        self.tlp_deadline = None;
+        if !self.in_recovery && self.sacked_packets == 0 && self.inflight_bytes > 0 {
+            self.arm_tlp(now);
+        }
+        if end_acked_now && !self.end_acked {
+            self.end_acked = true;
+            self.events.push_back(StreamEvent::Finished);
+            if !self.remote_ended {
+                self.ack_pending = true; // libudx's "final state" ACK
+            }
+        }
+        if let Some(cs) = self.remote_change_seq {
+            if seq_le(cs, self.snd_una) {
+                self.remote_change_seq = None;
+                self.events.push_back(StreamEvent::RemoteChanged);
+            }
+        }
+        if self.write_blocked && self.sendbuf.free() > 0 && !self.end_requested {
+            self.write_blocked = false;
+            self.events.push_back(StreamEvent::Writable);
+        }
+        if self.sent.is_empty() {
+            self.arm_keepalive(now);
+        }
+    }
+
+    fn detect_loss(&mut self, now: Instant) {
+        let reo = self
+            .rack
+            .reo_wnd(self.in_recovery, self.sacked_packets, self.rtt.srtt(), self.rtt.min_rtt());
+        let scan = self.rack.detect_loss(now, &mut self.sent, reo, &mut self.retransmit);
+        self.rack_deadline = scan.timer;
+        if scan.lost > 0 {
+            self.inflight_bytes -= scan.lost_bytes;
+            if !self.in_recovery {
+                self.in_recovery = true;
+                self.recovery_point = self.snd_nxt;
+                self.cc.on_congestion_event(now, self.inflight_bytes);
+                self.update_pacer(now);
+            }
+        }
+    }
+
+    fn update_pacer(&mut self, now: Instant) {
+        let srtt = self.rtt.has_sample().then(|| self.rtt.srtt());
+        let rate = self.cc.pacing_rate(srtt).max(1);
+        // Burst: 1 ms worth at the current rate, at least 10 packets, at most 256 KiB.
+        let mtu = (self.max_payload + HEADER_LEN) as u64;
+        let cap = (rate / 1000).clamp(10 * mtu, 256 * 1024);
+        self.pacer.set_rate(now, rate, cap);
+    }
+
+    fn arm_tlp(&mut self, now: Instant) {
+        if !self.tlp_allowed {
+            return;
+        }
+        let pto = if self.rtt.has_sample() {
+            let mut p = self.rtt.srtt() * 2;
+            if self.sent.len() == 1 {
+                p += Duration::from_millis(2);
+            }
+            p.max(Duration::from_micros(100))
+        } else {
+            Duration::from_secs(1)
+        };
+        let mut at = now + pto;
+        if let Some(r) = self.rto_deadline {
+            at = at.min(r);
+        }
+        self.tlp_deadline = Some(at);
+    }
+
+    /// The earliest instant `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed.is_some() {
+            return None;
+        }
+        [
+            self.rto_deadline,
+            self.tlp_deadline,
+            self.rack_deadline,
+            self.zwp_deadline,
+            self.keepalive_deadline,
+            self.pacing_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Run expired timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        if self.pacing_deadline.is_some_and(|t| t <= now) {
+            self.pacing_deadline = None;
+        }
+        if self.rack_deadline.is_some_and(|t| t <= now) {
+            self.rack_deadline = None;
+            self.detect_loss(now);
+        }
+        if self.rto_deadline.is_some_and(|t| t <= now) {
+            self.on_rto(now);
+            if self.closed.is_some() {
+                return;
+            }
+        }
+        if self.tlp_deadline.is_some_and(|t| t <= now) {
+            self.tlp_deadline = None;
+            if !self.sent.is_empty() && !self.in_recovery {
+                self.tlp_pending = true;
+                self.tlp_allowed = false;
+            }
+        }
+        if self.zwp_deadline.is_some_and(|t| t <= now) {
+            self.heartbeat_pending = true;
+            let rto = self.rtt.rto();
+            self.zwp_deadline = Some(now + if self.zwp_backoff { rto * 2 } else { rto });
+            self.zwp_backoff = true;
+        }
+        if self.keepalive_deadline.is_some_and(|t| t <= now) {
+            self.keepalive_deadline = None;
+            if self.sent.is_empty() {
+                self.heartbeat_pending = true;
+            }
+            self.arm_keepalive(now);
+        }
+    }
+
+    fn on_rto(&mut self, now: Instant) {
+        self.stats.rto_expiries += 1;
+        let Some(front) = self.sent.iter_mut().find(|p| p.state != PacketState::Sacked) else {
+            self.rto_deadline = None;
+            return;
+        };
+        if front.rto_count >= self.cfg.max_rto_timeouts {
+            self.close(Some(StreamError::TimedOut));
+            return;
+        }
+        front.rto_count += 1;
+        let inflight = self.inflight_bytes;
+        self.retransmit.clear();
+        for p in self.sent.iter_mut() {
+            if p.state == PacketState::InFlight {
+                p.state = PacketState::Lost;
+            }
+            if p.state == PacketState::Lost {
+                self.retransmit.push_back(p.seq);
+            }
+        }
+        self.inflight_bytes = 0;
+        self.cc.on_rto(now, inflight);
+        self.in_recovery = true;
+        self.recovery_point = self.snd_nxt;
+        self.tlp_deadline = None;
+        self.tlp_pending = false;
+        self.rack_deadline = None;
+        self.update_pacer(now);
+        self.rto_deadline = Some(now + self.rtt.rto() * 2);
+    }
+
+    // ------------------------------------------------------------------ output
+
+    fn header(&self, flags: Flags, seq: u32) -> Option<Header> {
+        let r = self.remote?;
+        Some(Header {
+            flags,
+            data_offset: 0,
+            stream_id: r.id,
+            rwnd: self.advertised_window(),
+            seq,
+            ack: self.rcv_nxt,
+        })
+    }
+
+    fn transmit(&mut self, len: usize) -> Option<Transmit> {
+        let r = self.remote?;
+        self.last_adv_wnd = self.advertised_window();
+        Some(Transmit {
+            to: r.addr,
+            socket: r.socket,
+            len,
+        })
+    }
+
+    /// Write the next datagram into `buf` (which should hold at least `max_payload + 20`
+    /// bytes, 1500 is always enough; smaller buffers get smaller packets). Call until `None`.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        self.remote?;
+        if buf.len() < HEADER_LEN {
+            return None;
+        }
+        if self.destroy_pending {
+            self.destroy_pending = false;
+            self.ack_pending = false;
+            let h = self.header(Flags::DESTROY, self.snd_nxt)?;
+            self.snd_nxt = self.snd_nxt.wrapping_add(1);
+            let n = h.write(buf).ok()?;
+            return self.transmit(n);
+        }
+        if self.ack_pending {
+            self.ack_pending = false;
+            return self.write_ack(buf);
+        }
+        if self.closed.is_some() {
+            return None;
+        }
+        if self.heartbeat_pending {
+            self.heartbeat_pending = false;
+            self.stats.heartbeats_sent += 1;
+            let h = self.header(Flags::HEARTBEAT, self.snd_nxt)?;
+            let n = h.write(buf).ok()?;
+            return self.transmit(n);
+        }
+        if let Some(m) = self.messages_out.front() {
+            if buf.len() >= HEADER_LEN + m.len() {
+                let m = self.messages_out.pop_front()?;
+                let h = self.header(Flags::MESSAGE, self.snd_nxt)?;
+                let pkt = Packet { header: h, padding: &[], payload: &m };
+                let n = pkt.encode(buf).ok()?;
+                return self.transmit(n);
+            }
+            self.messages_out.pop_front();
+        }
+        self.poll_data(now, buf)
+    }
+
+    fn write_ack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+        let base = self.rcv_nxt_ext;
+        let rcv_nxt = self.rcv_nxt;
+        let to_seq = |x: u64| rcv_nxt.wrapping_add(x.wrapping_sub(base) as u32);
+        let n = packet::write_sack_blocks(
+            self.assembler.runs().map(|(s, e)| (to_seq(s), to_seq(e))),
+            &mut buf[HEADER_LEN..],
+        );
+        let flags = if n > 0 { Flags::SACK } else { Flags::ACK };
+        let h = self.header(flags, self.snd_nxt)?;
+        h.write(buf).ok()?;
+        self.stats.acks_sent += 1;
+        self.transmit(HEADER_LEN + n)
+    }
+
+    fn unsent(&self) -> u64 {
+        self.sendbuf.end() - self.packetized
+    }
+
+    fn has_new(&self) -> bool {
+        self.unsent() > 0 || (self.end_requested && self.end_seq.is_none())
+    }
+
+    fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let room = (buf.len() - HEADER_LEN).min(self.max_payload);
+        let cwnd = self.cc.window();
+        // 1. Retransmissions (cwnd-limited, not rwnd-limited).
+        while let Some(&seq) = self.retransmit.front() {
+            let idx = seq.wrapping_sub(self.snd_una) as usize;
+            let live = self
+                .sent
+                .get(idx)
+                .is_some_and(|p| p.seq == seq && p.state == PacketState::Lost);
+            if !live {
+                self.retransmit.pop_front();
+                continue;
+            }
+            let len = self.sent[idx].len as usize;
+            if len > room {
+                self.retransmit.pop_front();
+                continue;
+            }
+            if self.inflight_bytes > 0 && self.inflight_bytes + len as u64 > cwnd {
+                return None;
+            }
+            if let Some(t) = self.pacer.delay(now, len + HEADER_LEN) {
+                self.pacing_deadline = Some(t);
+                return None;
+            }
+            self.retransmit.pop_front();
+            return self.send_existing(now, idx, buf, true);
+        }
+        // 2. Tail loss probe: new data beyond cwnd, else the highest packet again.
+        if self.tlp_pending {
+            self.tlp_pending = false;
+            self.stats.tlp_probes += 1;
+            if self.has_new() && self.rwnd_allows(room).is_some() {
+                return self.send_new(now, buf, room);
+            }
+            if let Some(idx) = self.sent.iter().rposition(|p| p.state == PacketState::InFlight) {
+                return self.send_existing(now, idx, buf, false);
+            }
+        }
+        // 3. New data.
+        if !self.has_new() {
+            return None;
+        }
+        let Some(len) = self.rwnd_allows(room) else {
+            if self.sent.is_empty() && self.zwp_deadline.is_none() {
+                self.zwp_deadline = Some(now + self.rtt.rto());
+                self.zwp_backoff = false;
+                self.heartbeat_pending = true;
+                return self.poll_transmit(now, buf);
+            }
+            return None;
+        };
+        if self.inflight_bytes > 0 && self.inflight_bytes + len as u64 > cwnd {
+            return None;
+        }
+        if let Some(t) = self.pacer.delay(now, len + HEADER_LEN) {
+            self.pacing_deadline = Some(t);
+            return None;
+        }
+        self.send_new(now, buf, room)
+    }
+
+    /// Bytes of new data the peer's window allows in the next packet (`Some(0)` for an
+    /// END-only packet), `None` if blocked.
+    fn rwnd_allows(&self, room: usize) -> Option<usize> {
+        let want = (self.unsent() as usize).min(room);
+        if want == 0 {
+            return Some(0);
+        }
+        let allowed = u64::from(self.send_rwnd).saturating_sub(self.inflight_bytes) as usize;
+        if allowed >= want {
+            Some(want)
+        } else if allowed > 0 && self.inflight_bytes == 0 {
+            Some(allowed)
+        } else {
+            None
+        }
+    }
+
+    fn send_new(&mut self, now: Instant, buf: &mut [u8], room: usize) -> Option<Transmit> {
+        let len = self.rwnd_allows(room)?;
+        let offset = self.packetized;
+        let end = self.end_requested && self.end_seq.is_none() && offset + len as u64 == self.sendbuf.end();
+        if len == 0 && !end {
+            return None;
+        }
+        let mut flags = Flags::ACK;
+        if len > 0 {
+            flags |= Flags::DATA;
+        }
+        if end {
+            flags |= Flags::END;
+        }
+        let seq = self.snd_nxt;
+        let h = self.header(flags, seq)?;
+        h.write(buf).ok()?;
+        if !self.sendbuf.copy_out(offset, &mut buf[HEADER_LEN..HEADER_LEN + len]) {
+            return None;
+        }
+        self.snd_nxt = seq.wrapping_add(1);
+        self.packetized += len as u64;
+        if end {
+            self.end_seq = Some(seq);
+        }
+        self.sent.push_back(SentPacket {
+            seq,
+            offset,
+            len: len as u32,
+            end,
+            sent_time: now,
+            transmissions: 1,
+            rto_count: 0,
+            state: PacketState::InFlight,
+        });
+        self.inflight_bytes += len as u64;
+        self.stats.packets_sent += 1;
+        self.after_send(now, HEADER_LEN + len, true);
+        self.transmit(HEADER_LEN + len)
+    }
+
+    fn send_existing(&mut self, now: Instant, idx: usize, buf: &mut [u8], was_lost: bool) -> Option<Transmit> {
+        let (seq, offset, len, end) = {
+            let p = &self.sent[idx];
+            (p.seq, p.offset, p.len as usize, p.end)
+        };
+        let mut flags = Flags::ACK;
+        if len > 0 {
+            flags |= Flags::DATA;
+        }
+        if end {
+            flags |= Flags::END;
+        }
+        let h = self.header(flags, seq)?;
+        h.write(buf).ok()?;
+        if !self.sendbuf.copy_out(offset, &mut buf[HEADER_LEN..HEADER_LEN + len]) {
+            return None;
+        }
+        let p = &mut self.sent[idx];
+        p.sent_time = now;
+        p.transmissions = p.transmissions.saturating_add(1);
+        if was_lost {
+            p.state = PacketState::InFlight;
+            self.inflight_bytes += len as u64;
+        }
+        self.stats.retransmits += 1;
+        self.after_send(now, HEADER_LEN + len, false);
+        self.transmit(HEADER_LEN + len)
+    }
+
+    fn after_send(&mut self, now: Instant, bytes: usize, new_data: bool) {
+        self.pacer.on_sent(bytes);
+        if self.rto_deadline.is_none() {
+            self.rto_deadline = Some(now + self.rtt.rto());
+        }
+        if new_data && !self.in_recovery && self.sacked_packets == 0 {
+            self.arm_tlp(now);
+        }
+        self.keepalive_deadline = None;
+        self.zwp_deadline = None;
+    }
+}
