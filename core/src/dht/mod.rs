@@ -1,12 +1,16 @@
 //! hyperdht 6.34 above dht-rpc: records, announces, mutable and immutable storage, the router,
 //! and the client operations (lookup, announce, unannounce, put/get).
 
+mod connect;
 pub mod messages;
 mod node;
 mod ops;
 pub mod sign;
 pub mod store;
 
+pub use connect::{
+    ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, ServerId, ServerOptions,
+};
 pub use node::{DhtConfig, DhtEvent, DhtNode, Forward};
 pub use ops::{
     FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,

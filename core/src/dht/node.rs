@@ -3,9 +3,9 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
-use core::net::SocketAddrV4;
+use core::net::{SocketAddr, SocketAddrV4};
 
-use rand_core::RngCore;
+use rand_core::{CryptoRng, RngCore};
 
 use super::messages::{
     self, command, mode, Announce, HandshakeEnvelope, HolepunchEnvelope,
@@ -166,10 +166,13 @@ struct Op {
 /// A HyperDHT node.
 #[derive(Debug)]
 pub struct DhtNode<R> {
-    rpc: RpcNode<R>,
+    pub(super) rpc: RpcNode<R>,
     limits: NodeStoreLimits,
     storage: Option<Storage>,
-    forwards: Xache<[u8; 32], Forward>,
+    pub(super) forwards: Xache<[u8; 32], Forward>,
+    pub(super) connect: super::connect::ConnectState,
+    /// The time of the latest input (UDX output is produced in `poll_transmit`).
+    last_now: Instant,
     ops: BTreeMap<OpId, Op>,
     by_query: BTreeMap<QueryId, OpId>,
     by_request: BTreeMap<RequestId, OpId>,
@@ -183,7 +186,7 @@ pub struct DhtNode<R> {
     deliver_unknown: bool,
 }
 
-impl<R: RngCore> DhtNode<R> {
+impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// A node that starts bootstrapping at `now`.
     pub fn new(mut cfg: DhtConfig, rng: R, now: Instant) -> Self {
         let deliver_unknown = cfg.rpc.deliver_requests;
@@ -203,6 +206,8 @@ impl<R: RngCore> DhtNode<R> {
             unix_epoch_offset_ms: 0,
             announced: BTreeMap::new(),
             deliver_unknown,
+            connect: super::connect::ConnectState::default(),
+            last_now: now,
         };
         node.process(now);
         node
@@ -235,9 +240,15 @@ impl<R: RngCore> DhtNode<R> {
 
     // ----- outputs -----
 
-    /// The next datagram to send.
+    /// The next datagram to send: dht-rpc's first, then UDX streams'.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.rpc.poll_transmit()
+        if let Some(t) = self.rpc.poll_transmit() {
+            return Some(t);
+        }
+        let mut buf = [0u8; 2048];
+        let (_, t) = self.connect.udx.poll_transmit(self.last_now, &mut buf)?;
+        let SocketAddr::V4(to) = t.to else { return self.poll_transmit() };
+        Some(Transmit { socket: super::connect::socket_kind(t.socket), to, payload: buf[..t.len].to_vec(), ttl: None })
     }
 
     /// The next event.
@@ -252,6 +263,9 @@ impl<R: RngCore> DhtNode<R> {
         if let Some(s) = &self.storage {
             t = t.min(s.poll_timeout());
         }
+        if let Some(c) = self.connect_poll_timeout() {
+            t = t.min(c);
+        }
         Some(t)
     }
 
@@ -259,12 +273,19 @@ impl<R: RngCore> DhtNode<R> {
 
     /// Feeds a received datagram.
     pub fn handle_datagram(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, bytes: &[u8]) {
+        self.last_now = now;
+        // One socket carries both protocols; UDX packets start with 0xFF, dht-rpc's never do.
+        if bytes.first() == Some(&0xff) && self.handle_udx(now, socket, from, bytes) {
+            return;
+        }
         self.rpc.handle_datagram(now, socket, from, bytes);
         self.process(now);
     }
 
     /// Runs due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
+        self.connect_timeout(now);
         self.rpc.handle_timeout(now);
         self.forwards.handle_timeout(now);
         if let Some(s) = self.storage.as_mut() {
@@ -410,18 +431,6 @@ impl<R: RngCore> DhtNode<R> {
         self.process(now);
     }
 
-    /// Local server registration: the router answers FIND_PEER / LOOKUP for `public_key` with
-    /// our record and never expires it (`retain`), until [`unlisten`](Self::unlisten).
-    pub fn listen(&mut self, public_key: &[u8; 32]) {
-        let record = Peer { public_key: *public_key, relay_addresses: Vec::new() }.to_bytes();
-        self.forwards.retain(sign::target_of_key(public_key), Forward { relay: None, record });
-    }
-
-    /// Removes a local server's route.
-    pub fn unlisten(&mut self, public_key: &[u8; 32]) {
-        self.forwards.delete(&sign::target_of_key(public_key));
-    }
-
     // ----- event pump -----
 
     /// Routes every rpc event: requests to the server handlers, query output to operations.
@@ -429,18 +438,38 @@ impl<R: RngCore> DhtNode<R> {
         while let Some(ev) = self.rpc.poll_event() {
             match ev {
                 RpcEvent::Request(req) => self.on_request(now, req),
-                RpcEvent::QueryReply { query, reply } => match self.by_query.get(&query).copied() {
-                    Some(op) => self.on_op_reply(now, op, reply),
-                    None => self.events.push_back(DhtEvent::Rpc(RpcEvent::QueryReply { query, reply })),
-                },
-                RpcEvent::QueryDone { query, result } => match self.by_query.remove(&query) {
-                    Some(op) => self.on_op_query_done(now, op, result.map(|r| r.closest_replies)),
-                    None => self.events.push_back(DhtEvent::Rpc(RpcEvent::QueryDone { query, result })),
-                },
-                RpcEvent::Response { request, result } => match self.by_request.remove(&request) {
-                    Some(op) => self.on_commit_done(op, result),
-                    None => self.events.push_back(DhtEvent::Rpc(RpcEvent::Response { request, result })),
-                },
+                RpcEvent::QueryReply { query, reply } => {
+                    if let Some(op) = self.by_query.get(&query).copied() {
+                        self.on_op_reply(now, op, reply);
+                    } else if let Some(conn) = self.connect.attempt_for_query(&query) {
+                        self.on_attempt_query_reply(now, conn, &reply);
+                    } else if !self.connect.is_server_query(&query) {
+                        self.events.push_back(DhtEvent::Rpc(RpcEvent::QueryReply { query, reply }));
+                    }
+                }
+                RpcEvent::QueryDone { query, result } => {
+                    if let Some(op) = self.by_query.remove(&query) {
+                        self.on_op_query_done(now, op, result.map(|r| r.closest_replies));
+                    } else if let Some(conn) = self.connect.take_attempt_query(&query) {
+                        self.on_attempt_query_done(now, conn);
+                    } else if let Some(server) = self.connect.server_for_query(&query) {
+                        let closest = result.map(|r| r.closest_replies).unwrap_or_default();
+                        self.on_server_query_done(now, server, closest);
+                    } else {
+                        self.events.push_back(DhtEvent::Rpc(RpcEvent::QueryDone { query, result }));
+                    }
+                }
+                RpcEvent::Response { request, result } => {
+                    if let Some(op) = self.by_request.remove(&request) {
+                        self.on_commit_done(op, result);
+                    } else if let Some(conn) = self.connect.take_attempt_request(&request) {
+                        self.on_attempt_response(now, request, conn, result);
+                    } else if let Some(server) = self.connect.server_for_request(&request) {
+                        self.on_server_response(now, server, request, result);
+                    } else {
+                        self.events.push_back(DhtEvent::Rpc(RpcEvent::Response { request, result }));
+                    }
+                }
                 RpcEvent::Persistent => {
                     if self.storage.is_none() {
                         self.storage = Some(Storage::new(&self.limits, now));
@@ -715,7 +744,12 @@ impl<R: RngCore> DhtNode<R> {
         let Some(Ok(hs)) = req.value.as_deref().map(HandshakeEnvelope::decode) else { return };
         let route = req.target.and_then(|t| self.forwards.get(&t.0).cloned());
         if route.as_ref().is_some_and(|f| f.relay.is_none()) {
-            // A local server: answered by the connect layer (not yet wired), so dropped.
+            // A server hosted on this node.
+            let server = req.target.and_then(|t| self.connect.server_for_target(&t.0));
+            if let Some(server) = server {
+                let now = self.last_now;
+                self.on_server_handshake(now, req, hs, server);
+            }
             return;
         }
         let relay = route.and_then(|f| f.relay);
@@ -881,7 +915,7 @@ impl<R: RngCore> DhtNode<R> {
 }
 
 /// A response to an arbitrary address with no token and no closer nodes (`reply(v, {to})`).
-fn bare_to(to: SocketAddrV4, value: Vec<u8>) -> ReplySpec {
+pub(super) fn bare_to(to: SocketAddrV4, value: Vec<u8>) -> ReplySpec {
     ReplySpec { token: false, closer_nodes: false, to: Some(to), ..ReplySpec::value(Some(value)) }
 }
 
