@@ -76,7 +76,11 @@ impl BoundNode {
         let (server, client) = crate::bind_sockets(opts)?;
         let (server_addr, client_addr) = (crate::local_v4(&server)?, crate::local_v4(&client)?);
         let clock = Clock::default();
-        let node = build_node(opts, server_addr.port(), bootstrap, &clock);
+        let mut node = build_node(opts, server_addr.port(), bootstrap, &clock);
+        // Local addresses for the LAN shortcut: the bind address, or loopback when bound to
+        // every interface (the reference's fallback; interface enumeration is a later step).
+        let local = if opts.host.is_unspecified() { std::net::Ipv4Addr::LOCALHOST } else { opts.host };
+        node.set_local_addresses(vec![SocketAddrV4::new(local, server_addr.port())]);
         let handle = DhtHandle::new(Shared::new(node, clock), server_addr, client_addr);
         Ok(BoundNode { handle, server, client })
     }
@@ -208,6 +212,30 @@ impl DhtHandle {
     /// Whether this node stores records (it has been persistent).
     pub fn has_storage(&self) -> bool {
         self.shared.with_node(|n| n.has_storage())
+    }
+
+    // ----- connections -----
+
+    /// `connect(remotePublicKey)`: an end-to-end encrypted connection to the server listening
+    /// on that key, found through the DHT.
+    pub fn connect(&self, remote_public_key: [u8; 32]) -> crate::Connecting {
+        self.shared.connect(remote_public_key, hdht_core::dht::ConnectOptions::default())
+    }
+
+    /// `connect` with options (key pair, relays to try, `local_connection`).
+    pub fn connect_with(&self, remote_public_key: [u8; 32], opts: hdht_core::dht::ConnectOptions) -> crate::Connecting {
+        self.shared.connect(remote_public_key, opts)
+    }
+
+    /// `createServer()`: call [`Server::listen`](crate::Server::listen), then
+    /// [`accept`](crate::Server::accept) connections.
+    pub fn create_server(&self) -> crate::Server {
+        self.shared.create_server(hdht_core::dht::ServerOptions::default(), None)
+    }
+
+    /// `createServer({ firewall })`: the callback returns `true` to reject a connection.
+    pub fn create_server_with(&self, opts: hdht_core::dht::ServerOptions, firewall: Option<crate::Firewall>) -> crate::Server {
+        self.shared.create_server(opts, firewall)
     }
 
     // ----- HyperDHT records -----

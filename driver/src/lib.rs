@@ -7,6 +7,7 @@
 
 mod bootstrap;
 mod clock;
+mod connection;
 mod handle;
 mod net;
 mod options;
@@ -14,6 +15,7 @@ mod shared;
 
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
 pub use clock::Clock;
+pub use connection::{Connecting, Connection, Firewall, Server};
 pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
 pub use handle::{
     build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream, MutablePut, PORT_RANGE,

@@ -107,8 +107,8 @@ struct RequestSlot {
 }
 
 #[derive(Debug)]
-struct Inner {
-    node: Node,
+pub(crate) struct Inner {
+    pub(crate) node: Node,
     clock: Clock,
     io_waker: Option<Waker>,
     io_kick: bool,
@@ -122,6 +122,7 @@ struct Inner {
     incoming: VecDeque<IncomingRequest>,
     incoming_waker: Option<Waker>,
     events: VecDeque<RpcEvent>,
+    pub(crate) connections: crate::connection::Connections,
 }
 
 impl Inner {
@@ -202,7 +203,17 @@ impl Inner {
                 }
             }
         }
+        while let Some(ev) = self.node.poll_connect_event() {
+            if let Some((handshake, reject)) = self.connections.dispatch(ev) {
+                let now = self.clock.now();
+                self.node.firewall_decision(now, handshake, reject);
+            }
+        }
+        for conn in self.connections.take_forgettable() {
+            self.node.conn_forget(conn);
+        }
         if self.node.is_destroyed() {
+            self.connections.wake_all();
             for w in self.ready_wakers.drain(..) {
                 w.wake();
             }
@@ -236,6 +247,7 @@ impl Shared {
             incoming: VecDeque::new(),
             incoming_waker: None,
             events: VecDeque::new(),
+            connections: Default::default(),
         };
         inner.dispatch();
         Shared { inner: Arc::new(Mutex::new(inner)) }
@@ -255,6 +267,22 @@ impl Shared {
         let mut inner = self.lock();
         let now = inner.clock.now();
         let out = f(&mut inner.node, now);
+        inner.dispatch();
+        inner.kick();
+        out
+    }
+
+    /// Runs `f` on the locked state (connections and servers).
+    pub(crate) fn with_inner<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.lock())
+    }
+
+    /// Runs `f` on the locked state with the current time, then routes events and wakes the
+    /// I/O task (reads open windows, writes queue packets).
+    pub(crate) fn with_inner_kick<T>(&self, f: impl FnOnce(&mut Inner, hdht_core::Instant) -> T) -> T {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        let out = f(&mut inner, now);
         inner.dispatch();
         inner.kick();
         out

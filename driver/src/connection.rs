@@ -1,0 +1,461 @@
+//! Encrypted connections and servers as the user sees them: a [`Connection`] is a byte stream
+//! (tokio `AsyncRead`/`AsyncWrite` and `futures::io` `AsyncRead`/`AsyncWrite`, written once
+//! here for both runtimes); a [`Server`] yields connections.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::io;
+use std::net::SocketAddrV4;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use hdht_core::connect::ConnectError;
+use hdht_core::crypto::KeyPair;
+use hdht_core::dht::{ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, ServerId, ServerOptions};
+
+use crate::Shared;
+
+/// The firewall callback: `true` rejects (as the reference), given the remote public key and
+/// the client's address as the relay saw it.
+pub type Firewall = Box<dyn Fn(&[u8; 32], SocketAddrV4) -> bool + Send + Sync>;
+
+#[derive(Debug, Default)]
+pub(crate) struct ConnSlot {
+    open: Option<Result<ConnectionInfo, ConnectError>>,
+    open_waker: Option<Waker>,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    closed: Option<Option<ConnError>>,
+    dropped: bool,
+}
+
+pub(crate) struct ServerSlot {
+    incoming: VecDeque<(ConnId, ConnectionInfo)>,
+    accept_waker: Option<Waker>,
+    listening: bool,
+    listen_waker: Option<Waker>,
+    firewall: Option<Firewall>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for ServerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSlot").field("listening", &self.listening).finish_non_exhaustive()
+    }
+}
+
+/// Connection bookkeeping inside the shared core.
+#[derive(Debug, Default)]
+pub(crate) struct Connections {
+    conns: BTreeMap<ConnId, ConnSlot>,
+    servers: BTreeMap<ServerId, ServerSlot>,
+}
+
+fn wake(w: &mut Option<Waker>) {
+    if let Some(w) = w.take() {
+        w.wake();
+    }
+}
+
+impl Connections {
+    /// Routes one connect event; returns a firewall question to answer, if any.
+    pub(crate) fn dispatch(&mut self, ev: ConnectEvent) -> Option<(u64, bool)> {
+        match ev {
+            ConnectEvent::Open { conn, info } => {
+                let slot = self.conns.entry(conn).or_default();
+                slot.open = Some(Ok(info));
+                wake(&mut slot.open_waker);
+            }
+            ConnectEvent::Failed { conn, error } => {
+                let slot = self.conns.entry(conn).or_default();
+                slot.open = Some(Err(error));
+                wake(&mut slot.open_waker);
+            }
+            ConnectEvent::Incoming { server, conn, info } => {
+                if let Some(s) = self.servers.get_mut(&server) {
+                    self.conns.insert(conn, ConnSlot { open: Some(Ok(info.clone())), ..ConnSlot::default() });
+                    s.incoming.push_back((conn, info));
+                    wake(&mut s.accept_waker);
+                }
+            }
+            ConnectEvent::Firewall { server, handshake, remote_public_key, client_address } => {
+                let reject = self
+                    .servers
+                    .get(&server)
+                    .and_then(|s| s.firewall.as_ref())
+                    .map(|f| f(&remote_public_key, client_address))
+                    .unwrap_or(false);
+                return Some((handshake, reject));
+            }
+            ConnectEvent::Listening { server } => {
+                if let Some(s) = self.servers.get_mut(&server) {
+                    s.listening = true;
+                    wake(&mut s.listen_waker);
+                }
+            }
+            ConnectEvent::Readable(conn) | ConnectEvent::End(conn) => {
+                if let Some(slot) = self.conns.get_mut(&conn) {
+                    wake(&mut slot.read_waker);
+                }
+            }
+            ConnectEvent::Writable(conn) => {
+                if let Some(slot) = self.conns.get_mut(&conn) {
+                    wake(&mut slot.write_waker);
+                }
+            }
+            ConnectEvent::Closed { conn, error } => {
+                if let Some(slot) = self.conns.get_mut(&conn) {
+                    slot.closed = Some(error);
+                    wake(&mut slot.read_waker);
+                    wake(&mut slot.write_waker);
+                    wake(&mut slot.open_waker);
+                }
+            }
+        }
+        None
+    }
+
+    /// Connections whose handles are gone and which have closed: the core may forget them.
+    pub(crate) fn take_forgettable(&mut self) -> Vec<ConnId> {
+        let done: Vec<ConnId> = self.conns.iter().filter(|(_, s)| s.dropped && s.closed.is_some()).map(|(c, _)| *c).collect();
+        for c in &done {
+            self.conns.remove(c);
+        }
+        done
+    }
+
+    /// Wakes everything (the node was destroyed).
+    pub(crate) fn wake_all(&mut self) {
+        for s in self.conns.values_mut() {
+            wake(&mut s.open_waker);
+            wake(&mut s.read_waker);
+            wake(&mut s.write_waker);
+        }
+        for s in self.servers.values_mut() {
+            wake(&mut s.accept_waker);
+            wake(&mut s.listen_waker);
+        }
+    }
+}
+
+fn io_err(e: ConnError) -> io::Error {
+    let kind = match e {
+        ConnError::Transport(_) => io::ErrorKind::ConnectionReset,
+        ConnError::Crypto(_) => io::ErrorKind::InvalidData,
+        ConnError::NotOpen => io::ErrorKind::NotConnected,
+        ConnError::Ended => io::ErrorKind::BrokenPipe,
+        ConnError::Destroyed => io::ErrorKind::ConnectionAborted,
+    };
+    io::Error::new(kind, e)
+}
+
+impl Shared {
+    /// Starts a connect; resolves to the open connection.
+    pub fn connect(&self, remote_public_key: [u8; 32], opts: ConnectOptions) -> Connecting {
+        let conn = self.with_node_mut(|n, now| n.connect(now, remote_public_key, opts));
+        self.with_inner(|inner| {
+            inner.connections.conns.entry(conn).or_default();
+        });
+        Connecting { shared: self.clone(), conn: Some(conn) }
+    }
+
+    /// Creates a server.
+    pub fn create_server(&self, opts: ServerOptions, firewall: Option<Firewall>) -> Server {
+        let ask = firewall.is_some();
+        let id = self.with_node_mut(|n, _| n.create_server(ServerOptions { firewall: ask, ..opts }));
+        self.with_inner(|inner| {
+            inner.connections.servers.insert(
+                id,
+                ServerSlot { incoming: VecDeque::new(), accept_waker: None, listening: false, listen_waker: None, firewall, closed: false },
+            );
+        });
+        Server { shared: self.clone(), id, public_key: None }
+    }
+}
+
+/// A connect in progress.
+#[derive(Debug)]
+pub struct Connecting {
+    shared: Shared,
+    conn: Option<ConnId>,
+}
+
+impl Future for Connecting {
+    type Output = Result<Connection, ConnectError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(conn) = self.conn else { return Poll::Ready(Err(ConnectError::NodeDestroyed)) };
+        let ready = self.shared.with_inner(|inner| {
+            let destroyed = inner.node.is_destroyed();
+            let slot = inner.connections.conns.entry(conn).or_default();
+            match slot.open.take() {
+                Some(r) => Some(r),
+                None if destroyed => Some(Err(ConnectError::NodeDestroyed)),
+                None => {
+                    slot.open_waker = Some(cx.waker().clone());
+                    None
+                }
+            }
+        });
+        match ready {
+            None => Poll::Pending,
+            Some(Ok(info)) => {
+                self.conn = None;
+                Poll::Ready(Ok(Connection { shared: self.shared.clone(), conn, info }))
+            }
+            Some(Err(e)) => {
+                self.conn = None;
+                self.shared.with_inner(|inner| inner.connections.conns.remove(&conn));
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}
+
+impl Drop for Connecting {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.with_node_mut(|n, _| n.conn_destroy(conn));
+            self.shared.with_inner(|inner| {
+                if let Some(s) = inner.connections.conns.get_mut(&conn) {
+                    s.dropped = true;
+                }
+            });
+        }
+    }
+}
+
+/// An end-to-end encrypted connection to a peer, reached by public key.
+#[derive(Debug)]
+pub struct Connection {
+    shared: Shared,
+    conn: ConnId,
+    info: ConnectionInfo,
+}
+
+impl Connection {
+    /// The peer's public key.
+    pub fn remote_public_key(&self) -> [u8; 32] {
+        self.info.remote_public_key
+    }
+
+    /// Our public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.info.public_key
+    }
+
+    /// The Noise handshake hash, the same on both sides.
+    pub fn handshake_hash(&self) -> [u8; 64] {
+        self.info.handshake_hash
+    }
+
+    /// Whether we initiated the connection.
+    pub fn is_initiator(&self) -> bool {
+        self.info.is_initiator
+    }
+
+    /// Where the underlying UDX stream is connected.
+    pub fn remote_address(&self) -> Option<std::net::SocketAddr> {
+        self.shared.with_node(|n| n.connection_info(self.conn)).and_then(|i| i.remote_address).map(|a| match a {
+            core::net::SocketAddr::V4(v4) => std::net::SocketAddr::V4(v4),
+            core::net::SocketAddr::V6(v6) => std::net::SocketAddr::V6(v6),
+        })
+    }
+
+    fn read_impl(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let conn = self.conn;
+        self.shared.with_inner_kick(|inner, now| {
+            match inner.node.conn_read(now, conn, buf) {
+                Ok(n) if n > 0 => return Poll::Ready(Ok(n)),
+                Ok(_) => {}
+                Err(e) => {
+                    let closed = inner.connections.conns.get(&conn).and_then(|s| s.closed.clone());
+                    return match closed {
+                        Some(None) | None if inner.node.conn_at_end(conn) => Poll::Ready(Ok(0)),
+                        Some(Some(err)) => Poll::Ready(Err(io_err(err))),
+                        _ => Poll::Ready(Err(io_err(e))),
+                    };
+                }
+            }
+            if buf.is_empty() || inner.node.conn_at_end(conn) {
+                return Poll::Ready(Ok(0));
+            }
+            if let Some(slot) = inner.connections.conns.get_mut(&conn) {
+                if let Some(Some(err)) = slot.closed.clone() {
+                    return Poll::Ready(Err(io_err(err)));
+                }
+                slot.read_waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
+
+    fn write_impl(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let conn = self.conn;
+        self.shared.with_inner_kick(|inner, now| match inner.node.conn_write(now, conn, data) {
+            Ok(0) if !data.is_empty() => {
+                if let Some(slot) = inner.connections.conns.get_mut(&conn) {
+                    slot.write_waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Ok(n) => Poll::Ready(Ok(n)),
+            Err(e) => Poll::Ready(Err(io_err(e))),
+        })
+    }
+
+    fn shutdown_impl(&self) -> Poll<io::Result<()>> {
+        let conn = self.conn;
+        self.shared.with_inner_kick(|inner, _| Poll::Ready(inner.node.conn_end(conn).map_err(io_err)))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let conn = self.conn;
+        self.shared.with_inner_kick(|inner, _| {
+            // Dropping is a graceful end of our side; the core forgets the connection once it
+            // has closed.
+            let _ = inner.node.conn_end(conn);
+            if let Some(s) = inner.connections.conns.get_mut(&conn) {
+                s.dropped = true;
+            }
+        });
+    }
+}
+
+impl futures_io::AsyncRead for Connection {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.read_impl(cx, buf)
+    }
+}
+
+impl futures_io::AsyncWrite for Connection {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.write_impl(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shutdown_impl()
+    }
+}
+
+impl tokio::io::AsyncRead for Connection {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.read_impl(cx, buf.initialize_unfilled()) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Connection {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.write_impl(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shutdown_impl()
+    }
+}
+
+/// A server accepting connections for one key pair.
+#[derive(Debug)]
+pub struct Server {
+    shared: Shared,
+    id: ServerId,
+    public_key: Option<[u8; 32]>,
+}
+
+impl Server {
+    /// `listen(keyPair)`: announces the key and resolves once the first announce completed.
+    pub async fn listen(&mut self, key_pair: &KeyPair) -> Result<(), ConnectError> {
+        let id = self.id;
+        let kp = key_pair.clone();
+        self.shared.with_node_mut(|n, now| n.listen(now, id, Some(kp)))?;
+        self.public_key = Some(key_pair.public_key());
+        std::future::poll_fn(|cx| {
+            self.shared.with_inner(|inner| {
+                if inner.node.is_destroyed() {
+                    return Poll::Ready(Err(ConnectError::NodeDestroyed));
+                }
+                match inner.connections.servers.get_mut(&id) {
+                    Some(s) if s.listening => Poll::Ready(Ok(())),
+                    Some(s) => {
+                        s.listen_waker = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                    None => Poll::Ready(Err(ConnectError::NodeDestroyed)),
+                }
+            })
+        })
+        .await
+    }
+
+    /// The public key we listen on.
+    pub fn public_key(&self) -> Option<[u8; 32]> {
+        self.public_key
+    }
+
+    /// The nodes holding our announcement (`relayAddresses`).
+    pub fn relay_addresses(&self) -> Vec<SocketAddrV4> {
+        let id = self.id;
+        self.shared.with_node(|n| n.server_relays(id))
+    }
+
+    /// The next incoming connection; `None` once the server or node closed.
+    pub async fn accept(&self) -> Option<Connection> {
+        let id = self.id;
+        let (conn, info) = std::future::poll_fn(|cx| {
+            self.shared.with_inner(|inner| {
+                let destroyed = inner.node.is_destroyed();
+                match inner.connections.servers.get_mut(&id) {
+                    Some(s) => match s.incoming.pop_front() {
+                        Some(c) => Poll::Ready(Some(c)),
+                        None if s.closed || destroyed => Poll::Ready(None),
+                        None => {
+                            s.accept_waker = Some(cx.waker().clone());
+                            Poll::Pending
+                        }
+                    },
+                    None => Poll::Ready(None),
+                }
+            })
+        })
+        .await?;
+        Some(Connection { shared: self.shared.clone(), conn, info })
+    }
+
+    /// `refresh()`: re-announce now.
+    pub fn refresh(&self) {
+        let id = self.id;
+        self.shared.with_node_mut(|n, now| n.refresh_server(now, id));
+    }
+
+    /// `close()`: stop accepting and unannounce.
+    pub fn close(&self) {
+        let id = self.id;
+        self.shared.with_node_mut(|n, now| {
+            n.close_server(now, id);
+        });
+        self.shared.with_inner(|inner| {
+            if let Some(s) = inner.connections.servers.get_mut(&id) {
+                s.closed = true;
+                wake(&mut s.accept_waker);
+            }
+        });
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
