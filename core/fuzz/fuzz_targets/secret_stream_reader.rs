@@ -3,7 +3,7 @@
 //! Byte 0 = flags: bit 0 prefixes the peer's valid header frame, bit 1 also two valid message
 //! frames (so the fuzzer reaches the message path), bits 2–3 pick `max_frame_len` (64, 4096,
 //! 65536, 2^24 − 1), bit 4 reads per message instead of into one byte buffer, bit 5 turns the
-//! run into a round trip (the rest is split into plaintexts by byte 2, written by the peer and
+//! run into a round trip (with the default limit; the rest is split into plaintexts by byte 2, written by the peer and
 //! must read back exactly). Byte 1 = chunk size (0: all at once). The rest is the input.
 //!
 //! Checked: no panic; the reader's buffers never exceed twice `max_frame_len`; plaintext out is
@@ -52,11 +52,13 @@ fuzz_target!(|data: &[u8]| {
     }
     let flags = data[0];
     let chunk = usize::from(data[1]);
-    let max = [64, 4096, 65536, MAX_FRAME_LEN][usize::from(flags >> 2) & 3];
+    let round_trip = flags & 0x20 != 0;
+    // A round trip must accept every frame it writes.
+    let max = if round_trip { MAX_FRAME_LEN } else { [64, 4096, 65536, MAX_FRAME_LEN][usize::from(flags >> 2) & 3] };
     let (mut a, mut b) = pair(max);
     let mut input = Vec::new();
 
-    if flags & 0x20 != 0 {
+    if round_trip {
         // Round trip: split data[3..] into plaintexts at multiples of byte 2.
         let step = usize::from(data[2]).max(1);
         let msgs: Vec<&[u8]> = data[3..].chunks(step).collect();

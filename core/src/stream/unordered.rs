@@ -1,0 +1,161 @@
+//! Unordered messages (`send` / `trySend`, spec 04 §5.7): secretbox envelopes carried in UDX
+//! MESSAGE packets.
+//!
+//! Envelope = `counter (8) ‖ MAC (16) ‖ XSalsa20 ciphertext`, i.e. the counter followed by
+//! `crypto_secretbox_easy(plain, nonce = counter ‖ 16 zero bytes, key = sender's send key)`.
+//! The counter starts at a random value and is incremented (little-endian, `sodium_increment`)
+//! before each message; it must not come back to its start.
+
+use alloc::vec::Vec;
+
+use crypto_secretbox::aead::generic_array::GenericArray;
+use crypto_secretbox::aead::{AeadInPlace, KeyInit};
+use crypto_secretbox::XSalsa20Poly1305;
+use zeroize::Zeroize;
+
+use super::error::{MessageDropped, StreamError};
+
+/// Length of the counter prefix.
+pub(super) const COUNTER_LEN: usize = 8;
+/// Length of the Poly1305 MAC.
+pub(super) const MAC_LEN: usize = 16;
+/// Bytes an envelope adds to its plaintext (24).
+pub const ENVELOPE_OVERHEAD: usize = COUNTER_LEN + MAC_LEN;
+
+/// Sealing and opening state of one side.
+pub(super) struct Unordered {
+    send_key: [u8; 32],
+    recv_key: [u8; 32],
+    counter: [u8; COUNTER_LEN],
+    initial: [u8; COUNTER_LEN],
+}
+
+impl Drop for Unordered {
+    fn drop(&mut self) {
+        self.send_key.zeroize();
+        self.recv_key.zeroize();
+    }
+}
+
+fn nonce(counter: &[u8]) -> [u8; 24] {
+    let mut n = [0u8; 24];
+    n[..COUNTER_LEN].copy_from_slice(counter);
+    n
+}
+
+/// `sodium_increment`: little-endian +1 with carry, wrapping.
+fn increment(counter: &mut [u8; COUNTER_LEN]) {
+    for b in counter.iter_mut() {
+        let (v, carry) = b.overflowing_add(1);
+        *b = v;
+        if !carry {
+            return;
+        }
+    }
+}
+
+impl Unordered {
+    pub(super) fn new(send_key: [u8; 32], recv_key: [u8; 32], initial: [u8; COUNTER_LEN]) -> Self {
+        Unordered { send_key, recv_key, counter: initial, initial }
+    }
+
+    /// Appends the envelope of `plain` to `out`.
+    pub(super) fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+        increment(&mut self.counter);
+        if self.counter == self.initial {
+            return Err(StreamError::NonceExhausted);
+        }
+        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.send_key));
+        let n = nonce(&self.counter);
+        let start = out.len();
+        out.reserve(ENVELOPE_OVERHEAD + plain.len());
+        out.extend_from_slice(&self.counter);
+        out.extend_from_slice(&[0u8; MAC_LEN]);
+        out.extend_from_slice(plain);
+        let body = start + ENVELOPE_OVERHEAD;
+        match cipher.encrypt_in_place_detached(GenericArray::from_slice(&n), &[], &mut out[body..]) {
+            Ok(tag) => {
+                out[start + COUNTER_LEN..body].copy_from_slice(&tag);
+                Ok(())
+            }
+            // XSalsa20 cannot run out of keystream for a plaintext that fits in memory; if the
+            // cipher ever refuses, send nothing rather than a malformed envelope.
+            Err(_) => {
+                out.truncate(start);
+                Err(StreamError::NonceExhausted)
+            }
+        }
+    }
+
+    /// Opens `envelope` in place; returns the plaintext (a sub-slice of `envelope`).
+    pub(super) fn open_in_place<'a>(
+        &self,
+        envelope: &'a mut [u8],
+    ) -> Result<&'a mut [u8], MessageDropped> {
+        if envelope.len() < ENVELOPE_OVERHEAD {
+            return Err(MessageDropped::TooShort);
+        }
+        let (head, body) = envelope.split_at_mut(ENVELOPE_OVERHEAD);
+        let n = nonce(&head[..COUNTER_LEN]);
+        let tag = GenericArray::clone_from_slice(&head[COUNTER_LEN..]);
+        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.recv_key));
+        cipher
+            .decrypt_in_place_detached(GenericArray::from_slice(&n), &[], body, &tag)
+            .map_err(|_| MessageDropped::Authentication)?;
+        Ok(body)
+    }
+
+    /// Opens `envelope` and appends the plaintext to `out` (nothing on failure).
+    pub(super) fn open_into(&self, envelope: &[u8], out: &mut Vec<u8>) -> Result<usize, MessageDropped> {
+        if envelope.len() < ENVELOPE_OVERHEAD {
+            return Err(MessageDropped::TooShort);
+        }
+        let n = nonce(&envelope[..COUNTER_LEN]);
+        let tag = GenericArray::clone_from_slice(&envelope[COUNTER_LEN..ENVELOPE_OVERHEAD]);
+        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.recv_key));
+        let start = out.len();
+        out.extend_from_slice(&envelope[ENVELOPE_OVERHEAD..]);
+        match cipher.decrypt_in_place_detached(GenericArray::from_slice(&n), &[], &mut out[start..], &tag) {
+            Ok(()) => Ok(out.len() - start),
+            Err(_) => {
+                out.truncate(start);
+                Err(MessageDropped::Authentication)
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn set_counter(&mut self, counter: [u8; COUNTER_LEN]) {
+        self.counter = counter;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increment_carries_and_wraps() {
+        let mut c = [0xff, 0xff, 0, 0, 0, 0, 0, 0];
+        increment(&mut c);
+        assert_eq!(c, [0, 0, 1, 0, 0, 0, 0, 0]);
+        let mut c = [0xff; 8];
+        increment(&mut c);
+        assert_eq!(c, [0; 8]);
+    }
+
+    #[test]
+    fn counter_exhaustion_is_detected() {
+        let initial = [5, 0, 0, 0, 0, 0, 0, 0];
+        let mut u = Unordered::new([1; 32], [1; 32], initial);
+        // One step before coming back to the start.
+        u.set_counter([4, 0, 0, 0, 0, 0, 0, 0]);
+        let mut out = Vec::new();
+        assert_eq!(u.seal(b"x", &mut out), Err(StreamError::NonceExhausted));
+        assert!(out.is_empty());
+        // The full wrap: all ones + 1 = 0 then up to the start.
+        let mut u = Unordered::new([1; 32], [1; 32], [0; 8]);
+        u.set_counter([0xff; 8]);
+        assert_eq!(u.seal(b"x", &mut out), Err(StreamError::NonceExhausted));
+    }
+}
