@@ -1,118 +1,179 @@
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+//! The event loop: one thread, one queue of `(time, sequence)` events, one seeded RNG,
+//! virtual time. It drives unmodified sans-IO apps ([`App`]) over the [`Network`].
+//!
+//! Two kinds of events exist: a datagram arriving (its up half already routed at send time,
+//! see [`crate::network`]) and a host's timer. Each host has at most one live timer: when its
+//! app's deadline changes a new timer event is queued and the old one is recognised as stale
+//! when it pops. Every app call is followed by a *flush*: the app's events go to a FIFO, its
+//! datagrams into the network, its deadline into the queue.
+//!
+//! Events reach the owner through a [`Handler`] run after each step, in the order they were
+//! produced; a handler may call into apps (e.g. answer a request), whose new events join the
+//! same FIFO. Without a handler they are collected per host for [`Engine::take_events`].
+//!
+//! All randomness (link jitter and loss, NAT ports, per-node RNG seeds, ephemeral ports)
+//! comes from the one ChaCha8 RNG seeded with the run's seed, drawn in event order.
+
+use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use blake2::digest::consts::U32;
-use blake2::{Blake2b, Digest};
-use hdht_core::rpc::{RpcConfig, RpcEvent, RpcNode, SocketKind};
 use hdht_core::Instant;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-/// Index of a simulated host (one node per host).
-pub type HostId = usize;
+use crate::app::{App, Datagram, DEFAULT_TTL};
+use crate::link::LinkModel;
+use crate::nat::{NatBox, NatConfig, NatPreset};
+use crate::network::{DropReason, HostId, NatId, NetError, Network, Outgoing, RealmId, SocketId, Transit};
+use crate::queue::EventQueue;
+use crate::trace::{TraceHash, Tracer};
 
-/// Latency, jitter and loss applied to every datagram.
+/// Datagram and event counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Datagrams apps handed to the network (duplicates not counted).
+    pub sent: u64,
+    /// Datagrams delivered to an app.
+    pub delivered: u64,
+    /// Payload bytes delivered.
+    pub bytes_delivered: u64,
+    /// Extra copies the link made.
+    pub duplicated: u64,
+    /// Dropped datagrams per reason, in [`DropReason::ALL`] order (see [`NetStats::dropped`]).
+    pub dropped: [u64; DropReason::ALL.len()],
+    /// Timer events that ran an app.
+    pub timers: u64,
+    /// Timer events found stale (superseded) when they popped.
+    pub stale_timers: u64,
+    /// Events that did work: datagram arrivals (delivered or dropped on the way in) and
+    /// timers that ran.
+    pub events: u64,
+}
+
+impl NetStats {
+    /// All drops.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// Drops for one reason.
+    pub fn dropped(&self, r: DropReason) -> u64 {
+        self.dropped[r.index()]
+    }
+}
+
+/// Receives app events as the run produces them.
+pub trait Handler<A: App> {
+    /// One event from `host`'s app. The handler may call into any app through `sim`.
+    fn on_event(&mut self, sim: &mut Engine<A>, host: HostId, event: A::Event);
+}
+
+impl<A: App, F: FnMut(&mut Engine<A>, HostId, A::Event)> Handler<A> for F {
+    fn on_event(&mut self, sim: &mut Engine<A>, host: HostId, event: A::Event) {
+        self(sim, host, event)
+    }
+}
+
+/// The default handler: keep events per host for [`Engine::take_events`].
+struct Collect;
+
+impl<A: App> Handler<A> for Collect {
+    fn on_event(&mut self, sim: &mut Engine<A>, host: HostId, event: A::Event) {
+        if let Some(slot) = sim.hosts.get_mut(host) {
+            slot.events.push_back(event);
+        }
+    }
+}
+
+/// What a host's sockets and app look like to a constructor (see [`Engine::spawn`]).
+pub struct HostSetup<'a> {
+    net: &'a mut Network,
+    rng: &'a mut ChaCha8Rng,
+    host: HostId,
+    now: Instant,
+}
+
+impl HostSetup<'_> {
+    /// The host being set up.
+    pub fn host(&self) -> HostId {
+        self.host
+    }
+
+    /// Virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Binds a socket (`port` 0 = an ephemeral port).
+    pub fn bind(&mut self, port: u16) -> Result<SocketId, NetError> {
+        self.net.bind(self.host, port, self.rng)
+    }
+
+    /// A bound socket's local address.
+    pub fn local_addr(&self, s: SocketId) -> Option<SocketAddrV4> {
+        self.net.socket_addr(self.host, s)
+    }
+
+    /// A fresh seed for the app's own RNG, drawn from the run's RNG.
+    pub fn seed(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+}
+
+/// A queued event: 8 bytes, so the heap moves little. Datagrams in flight live in a slab.
 #[derive(Debug, Clone, Copy)]
-pub struct LinkModel {
-    /// One-way base latency.
-    pub latency: Duration,
-    /// Uniform extra delay in `[0, jitter)`.
-    pub jitter: Duration,
-    /// Probability a datagram is lost.
-    pub loss: f64,
+enum Ev {
+    Arrive(u32),
+    Timer(u32),
 }
 
-impl Default for LinkModel {
-    fn default() -> Self {
-        LinkModel { latency: Duration::from_millis(20), jitter: Duration::from_millis(10), loss: 0.0 }
-    }
+/// A datagram between its up and its down half.
+struct Flight {
+    t: Transit,
+    payload: Vec<u8>,
 }
 
-/// How to start one simulated node.
-#[derive(Debug, Clone)]
-pub struct SimNodeConfig {
-    /// The node's rpc options; `server_port` is filled in by the simulator.
-    pub rpc: RpcConfig,
-}
-
-#[derive(Debug)]
-enum EventKind {
-    Deliver { to: HostId, socket: SocketKind, from: SocketAddrV4, bytes: Vec<u8> },
-    Timer { host: HostId },
-}
-
-#[derive(Debug)]
-struct Event {
-    at: Instant,
-    seq: u64,
-    kind: EventKind,
-}
-
-impl PartialEq for Event {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Event {}
-impl PartialOrd for Event {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Event {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
-
-struct Host {
-    node: RpcNode<ChaCha8Rng>,
-    server: SocketAddrV4,
-    client: SocketAddrV4,
+struct Slot<A: App> {
+    app: Option<A>,
     alive: bool,
     next_wake: Option<Instant>,
-    events: VecDeque<RpcEvent>,
+    events: VecDeque<A::Event>,
 }
 
-/// The simulator.
-pub struct Sim {
+/// The simulator, generic over what runs on the hosts.
+pub struct Engine<A: App> {
     now: Instant,
-    seq: u64,
-    queue: BinaryHeap<Reverse<Event>>,
+    queue: EventQueue<Ev>,
     rng: ChaCha8Rng,
     seed: u64,
-    hosts: Vec<Host>,
-    by_addr: BTreeMap<SocketAddrV4, (HostId, SocketKind)>,
+    net: Network,
     link: LinkModel,
-    trace: Blake2b<U32>,
-    delivered: u64,
-    dropped: u64,
-    events_processed: u64,
+    hosts: Vec<Slot<A>>,
+    pending: VecDeque<(HostId, A::Event)>,
+    tracer: Tracer,
+    stats: NetStats,
+    /// Datagrams in flight, indexed by `Ev::Arrive`; freed slots are reused.
+    flights: Vec<Option<Flight>>,
+    free_flights: Vec<u32>,
 }
 
-/// The server port every simulated node binds (hosts differ by IP).
-pub const SERVER_PORT: u16 = 49737;
-/// The client port every simulated node binds.
-pub const CLIENT_PORT: u16 = 40000;
-
-impl Sim {
+impl<A: App> Engine<A> {
     /// A simulator whose every random choice derives from `seed`.
     pub fn new(seed: u64, link: LinkModel) -> Self {
-        Sim {
-            now: Instant::from_millis(0),
-            seq: 0,
-            queue: BinaryHeap::new(),
+        Engine {
+            now: Instant::ZERO,
+            queue: EventQueue::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             seed,
-            hosts: Vec::new(),
-            by_addr: BTreeMap::new(),
+            net: Network::new(),
             link,
-            trace: Blake2b::new(),
-            delivered: 0,
-            dropped: 0,
-            events_processed: 0,
+            hosts: Vec::new(),
+            pending: VecDeque::new(),
+            tracer: Tracer::new(),
+            stats: NetStats::default(),
+            flights: Vec::new(),
+            free_flights: Vec::new(),
         }
     }
 
@@ -126,44 +187,29 @@ impl Sim {
         self.now
     }
 
-    /// The address the next added host's server socket will have.
-    pub fn next_server_addr(&self) -> SocketAddrV4 {
-        host_ip(self.hosts.len()).map_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), |ip| SocketAddrV4::new(ip, SERVER_PORT))
+    /// The run's RNG, for choices a scenario makes (keeps them on the seed).
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
     }
 
-    /// Adds and starts a node.
-    pub fn add_node(&mut self, cfg: SimNodeConfig) -> HostId {
-        let id = self.hosts.len();
-        let ip = host_ip(id).unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let server = SocketAddrV4::new(ip, SERVER_PORT);
-        let client = SocketAddrV4::new(ip, CLIENT_PORT);
-        let mut rpc = cfg.rpc;
-        rpc.server_port = SERVER_PORT;
-        let node_rng = ChaCha8Rng::seed_from_u64(self.rng.next_u64());
-        let node = RpcNode::new(rpc, node_rng, self.now);
-        self.hosts.push(Host { node, server, client, alive: true, next_wake: None, events: VecDeque::new() });
-        self.by_addr.insert(server, (id, SocketKind::Server));
-        self.by_addr.insert(client, (id, SocketKind::Client));
-        self.flush(id);
-        id
+    /// The link model.
+    pub fn link(&self) -> &LinkModel {
+        &self.link
     }
 
-    /// The node on a host.
-    pub fn node(&self, host: HostId) -> &RpcNode<ChaCha8Rng> {
-        &self.hosts[host].node
+    /// Replaces the link model from now on (datagrams in flight keep their delay).
+    pub fn set_link(&mut self, link: LinkModel) {
+        self.link = link;
     }
 
-    /// Runs `f` on a host's node at the current time, then collects its output.
-    pub fn with_node<T>(&mut self, host: HostId, f: impl FnOnce(&mut RpcNode<ChaCha8Rng>, Instant) -> T) -> T {
-        let now = self.now;
-        let out = f(&mut self.hosts[host].node, now);
-        self.flush(host);
-        out
+    /// The topology.
+    pub fn net(&self) -> &Network {
+        &self.net
     }
 
-    /// A host's server address.
-    pub fn server_addr(&self, host: HostId) -> SocketAddrV4 {
-        self.hosts[host].server
+    /// The topology, mutably (port forwards, inspecting NAT boxes).
+    pub fn net_mut(&mut self) -> &mut Network {
+        &mut self.net
     }
 
     /// Number of hosts.
@@ -176,136 +222,381 @@ impl Sim {
         self.hosts.is_empty()
     }
 
-    /// Takes the events a host's node emitted so far.
-    pub fn take_events(&mut self, host: HostId) -> Vec<RpcEvent> {
-        self.hosts[host].events.drain(..).collect()
+    /// Reserves room for `n` more hosts (avoids a doubling vector's slack at scale).
+    pub fn reserve_hosts(&mut self, n: usize) {
+        self.hosts.reserve_exact(n);
+        self.net.reserve_hosts(n);
     }
 
-    /// Stops a host: its node is destroyed and datagrams to it vanish.
-    pub fn kill(&mut self, host: HostId) {
-        self.hosts[host].alive = false;
-        self.hosts[host].node.destroy();
+    /// Bytes the simulator itself holds besides the apps (their inline size and their heap):
+    /// host slots, the event queue, datagrams in flight, the topology and NAT tables.
+    pub fn overhead_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<Slot<A>>();
+        let app = std::mem::size_of::<A>();
+        let slots = self.hosts.capacity() * slot - self.hosts.len() * app;
+        let events: usize = self.hosts.iter().map(|s| s.events.capacity() * std::mem::size_of::<A::Event>()).sum();
+        let flights = self.flights.capacity() * std::mem::size_of::<Option<Flight>>()
+            + self.flights.iter().flatten().map(|f| f.payload.capacity()).sum::<usize>()
+            + self.free_flights.capacity() * 4;
+        slots + events + flights + self.queue.heap_bytes() + self.pending.capacity() * std::mem::size_of::<(HostId, A::Event)>() + self.net.heap_bytes()
     }
 
-    /// The hash of every datagram delivered so far (time, source, destination, bytes).
+    /// Events waiting in the queue (datagrams in flight and timers).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Adds a NAT box in `outside`; its inside realm is numbered from 192.168.0.2 (every home
+    /// uses the same private range — realms are separate address spaces).
+    pub fn add_nat(&mut self, cfg: NatConfig, outside: RealmId) -> Result<NatId, NetError> {
+        self.add_nat_numbered(cfg, outside, Ipv4Addr::new(192, 168, 0, 2), Ipv4Addr::new(192, 168, 255, 254))
+    }
+
+    /// Adds a NAT box whose inside addresses run from `first` to `last`.
+    pub fn add_nat_numbered(&mut self, cfg: NatConfig, outside: RealmId, first: Ipv4Addr, last: Ipv4Addr) -> Result<NatId, NetError> {
+        self.net.add_nat(cfg, outside, first, last, &self.link, &mut self.rng)
+    }
+
+    /// The realm a host with `preset` lives in: the Internet for `open`, else behind a new box
+    /// of the preset (for `cgnat`, a new home router behind `carrier`, which is created when
+    /// `None` and returned so that later homes can share it).
+    pub fn add_preset(&mut self, preset: NatPreset, carrier: Option<NatId>) -> Result<(RealmId, Option<NatId>), NetError> {
+        let chain = preset.chain();
+        let Some((home, outer)) = chain.split_first() else { return Ok((RealmId::INTERNET, None)) };
+        let mut realm = RealmId::INTERNET;
+        let mut shared = None;
+        if let Some(cfg) = outer.first() {
+            let c = match carrier {
+                Some(c) => c,
+                // RFC 6598 shared address space, as carriers number their customers.
+                None => self.add_nat_numbered(cfg.clone(), RealmId::INTERNET, Ipv4Addr::new(100, 64, 0, 2), Ipv4Addr::new(100, 127, 255, 254))?,
+            };
+            realm = self.net.nat_inside(c)?;
+            shared = Some(c);
+        }
+        let n = self.add_nat(home.clone(), realm)?;
+        Ok((self.net.nat_inside(n)?, shared))
+    }
+
+    /// A NAT box.
+    pub fn nat(&self, n: NatId) -> Result<&NatBox, NetError> {
+        self.net.nat(n)
+    }
+
+    /// Moves every mapping of a NAT box to a new public port at once.
+    pub fn rebind_nat(&mut self, n: NatId) -> Result<(), NetError> {
+        self.net.rebind(n, &mut self.rng)
+    }
+
+    /// Splits the hosts: each listed set is one side, unlisted hosts another. Datagrams
+    /// between sides are dropped (checked on arrival) until [`Engine::heal`].
+    pub fn partition(&mut self, sides: &[&[HostId]]) {
+        self.net.partition(sides);
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) {
+        self.net.heal();
+    }
+
+    /// Adds a host in `realm` and starts the app `make` builds (it binds the host's sockets).
+    pub fn spawn(&mut self, realm: RealmId, make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>) -> Result<HostId, NetError> {
+        let h = self.net.add_host(realm, &self.link, &mut self.rng)?;
+        self.hosts.push(Slot { app: None, alive: false, next_wake: None, events: VecDeque::new() });
+        self.start(h, make)?;
+        Ok(h)
+    }
+
+    fn start(&mut self, h: HostId, make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>) -> Result<(), NetError> {
+        let mut setup = HostSetup { net: &mut self.net, rng: &mut self.rng, host: h, now: self.now };
+        let app = match make(&mut setup) {
+            Ok(app) => app,
+            Err(e) => {
+                let _ = self.net.unbind_all(h);
+                return Err(e);
+            }
+        };
+        let slot = &mut self.hosts[h];
+        slot.app = Some(app);
+        slot.alive = true;
+        slot.next_wake = None;
+        self.flush(h, self.now);
+        Ok(())
+    }
+
+    /// Crashes a host: its app stops (it stays inspectable), its sockets close, datagrams to
+    /// it are dropped.
+    pub fn crash(&mut self, h: HostId) -> Result<(), NetError> {
+        let slot = self.hosts.get_mut(h).ok_or(NetError::NoSuchHost(h))?;
+        if !slot.alive {
+            return Ok(());
+        }
+        slot.alive = false;
+        slot.next_wake = None;
+        if let Some(app) = slot.app.as_mut() {
+            app.crash();
+        }
+        self.flush(h, self.now);
+        self.net.unbind_all(h)
+    }
+
+    /// Replaces a host's app with a fresh one (after a crash, or crashing it now), on the
+    /// same address or on a new one in the same realm.
+    pub fn restart(&mut self, h: HostId, new_address: bool, make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>) -> Result<(), NetError> {
+        self.crash(h)?;
+        if let Some(slot) = self.hosts.get_mut(h) {
+            slot.app = None;
+        }
+        if new_address {
+            self.net.renumber(h)?;
+        }
+        self.start(h, make)
+    }
+
+    /// Whether a host's app is running.
+    pub fn is_alive(&self, h: HostId) -> bool {
+        self.hosts.get(h).is_some_and(|s| s.alive)
+    }
+
+    /// The app on a host (panics on an unknown host or one whose app failed to start; see
+    /// [`Engine::try_node`]).
+    pub fn node(&self, h: HostId) -> &A {
+        self.try_node(h).unwrap_or_else(|| panic!("no app on host {h}"))
+    }
+
+    /// The app on a host, if any.
+    pub fn try_node(&self, h: HostId) -> Option<&A> {
+        self.hosts.get(h)?.app.as_ref()
+    }
+
+    /// Runs `f` on a host's app at the current time, then collects its output (panics on a
+    /// host without an app; see [`Engine::try_with_node`]).
+    pub fn with_node<T>(&mut self, h: HostId, f: impl FnOnce(&mut A, Instant) -> T) -> T {
+        self.try_with_node(h, f).unwrap_or_else(|| panic!("no app on host {h}"))
+    }
+
+    /// Runs `f` on a host's app at the current time, then collects its output; `None` if the
+    /// host has no app.
+    pub fn try_with_node<T>(&mut self, h: HostId, f: impl FnOnce(&mut A, Instant) -> T) -> Option<T> {
+        let now = self.now;
+        let app = self.hosts.get_mut(h)?.app.as_mut()?;
+        let out = f(app, now);
+        self.flush(h, now);
+        Some(out)
+    }
+
+    /// Takes the events a host's app emitted so far (when no handler consumed them).
+    pub fn take_events(&mut self, h: HostId) -> Vec<A::Event> {
+        self.dispatch(&mut Collect);
+        self.hosts.get_mut(h).map(|s| s.events.drain(..).collect()).unwrap_or_default()
+    }
+
+    /// A socket's local address.
+    pub fn socket_addr(&self, h: HostId, s: SocketId) -> Option<SocketAddrV4> {
+        self.net.socket_addr(h, s)
+    }
+
+    /// The trace hash of every datagram delivered so far.
+    pub fn trace(&self) -> TraceHash {
+        self.tracer.finish()
+    }
+
+    /// The trace hash as bytes.
     pub fn trace_hash(&self) -> [u8; 32] {
-        self.trace.clone().finalize().into()
+        self.tracer.finish().0
     }
 
     /// (delivered, dropped) datagram counts.
     pub fn datagram_counts(&self) -> (u64, u64) {
-        (self.delivered, self.dropped)
+        (self.stats.delivered, self.stats.dropped_total())
     }
 
-    /// Events processed so far.
+    /// Counters.
+    pub fn stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// Events processed so far (arrivals and timers that ran).
     pub fn events_processed(&self) -> u64 {
-        self.events_processed
+        self.stats.events
     }
 
-    fn push(&mut self, at: Instant, kind: EventKind) {
-        self.seq += 1;
-        self.queue.push(Reverse(Event { at, seq: self.seq, kind }));
-    }
-
-    fn flush(&mut self, id: HostId) {
-        let host = &mut self.hosts[id];
-        while let Some(ev) = host.node.poll_event() {
-            host.events.push_back(ev);
-        }
-        let mut sends = Vec::new();
-        while let Some(t) = host.node.poll_transmit() {
-            let from = match t.socket {
-                SocketKind::Server => host.server,
-                SocketKind::Client => host.client,
-            };
-            sends.push((from, t.to, t.payload));
-        }
-        let wake = if host.alive { host.node.poll_timeout() } else { None };
-        let reschedule = wake.is_some() && wake != host.next_wake;
-        if reschedule {
-            host.next_wake = wake;
-        }
-        if let (true, Some(at)) = (reschedule, wake) {
-            self.push(at.max(self.now), EventKind::Timer { host: id });
-        }
-        for (from, to, bytes) in sends {
-            if self.link.loss > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < self.link.loss {
-                self.dropped += 1;
-                continue;
-            }
-            let Some(&(dest, socket)) = self.by_addr.get(&to) else {
-                self.dropped += 1;
-                continue;
-            };
-            let jitter_us = self.link.jitter.as_micros() as u64;
-            let extra = if jitter_us > 0 { self.rng.next_u64() % jitter_us } else { 0 };
-            let at = self.now + self.link.latency + Duration::from_micros(extra);
-            self.push(at, EventKind::Deliver { to: dest, socket, from, bytes });
-        }
-    }
-
-    /// Processes one event; false when the queue is empty.
+    /// Processes one event; false when the queue is empty. Events the apps emit wait for the
+    /// next run or [`Engine::take_events`].
     pub fn step(&mut self) -> bool {
-        let Some(Reverse(ev)) = self.queue.pop() else { return false };
-        self.now = ev.at;
-        self.events_processed += 1;
-        match ev.kind {
-            EventKind::Deliver { to, socket, from, bytes } => {
-                if !self.hosts[to].alive {
-                    self.dropped += 1;
-                    return true;
-                }
-                self.delivered += 1;
-                let dest = match socket {
-                    SocketKind::Server => self.hosts[to].server,
-                    SocketKind::Client => self.hosts[to].client,
-                };
-                self.trace.update(ev.at.as_micros().to_le_bytes());
-                self.trace.update(hdht_core::rpc::encode_addr(&from));
-                self.trace.update(hdht_core::rpc::encode_addr(&dest));
-                self.trace.update((bytes.len() as u32).to_le_bytes());
-                self.trace.update(&bytes);
-                let now = self.now;
-                self.hosts[to].node.handle_datagram(now, socket, from, &bytes);
-                self.flush(to);
+        let Some((at, ev)) = self.queue.pop() else { return false };
+        self.now = self.now.max(at);
+        match ev {
+            Ev::Arrive(i) => {
+                let Some(f) = self.flights.get_mut(i as usize).and_then(Option::take) else { return true };
+                self.free_flights.push(i);
+                self.arrive(&f.t, f.payload);
             }
-            EventKind::Timer { host } => {
-                let h = &mut self.hosts[host];
-                if !h.alive || h.next_wake != Some(ev.at) {
+            Ev::Timer(h) => {
+                let h = h as usize;
+                let slot = &mut self.hosts[h];
+                if !slot.alive || slot.next_wake != Some(at) {
+                    self.stats.stale_timers += 1;
                     return true;
                 }
-                h.next_wake = None;
+                slot.next_wake = None;
+                self.stats.timers += 1;
+                self.stats.events += 1;
                 let now = self.now;
-                h.node.handle_timeout(now);
-                self.flush(host);
+                if let Some(app) = slot.app.as_mut() {
+                    app.handle_timeout(now);
+                }
+                // An app whose deadline does not move past `now` must not spin at one instant.
+                self.flush(h, now + Duration::from_micros(1));
             }
         }
         true
     }
 
-    /// Runs until virtual time reaches `until`.
+    /// Runs until virtual time reaches `until`, collecting events per host. Collected events
+    /// stay until [`Engine::take_events`]; long or large runs should consume them as they come
+    /// with [`Engine::run_until_with`].
     pub fn run_until(&mut self, until: Instant) {
-        while let Some(Reverse(ev)) = self.queue.peek() {
-            if ev.at > until {
-                break;
-            }
-            self.step();
-        }
-        self.now = self.now.max(until);
+        self.run_until_with(until, &mut Collect);
     }
 
-    /// Runs for `d` of virtual time.
+    /// Runs for `d` of virtual time, collecting events per host.
     pub fn run_for(&mut self, d: Duration) {
         let until = self.now + d;
         self.run_until(until);
     }
-}
 
-/// 10.0.0.1, 10.0.0.2, … one address per host.
-fn host_ip(i: usize) -> Option<Ipv4Addr> {
-    let n = u32::try_from(i).ok()?.checked_add(1)?;
-    if n >= 1 << 24 {
-        return None;
+    /// Runs until `until`, handing every event to `handler` as it happens.
+    pub fn run_until_with(&mut self, until: Instant, handler: &mut impl Handler<A>) {
+        self.dispatch(handler);
+        while let Some(at) = self.queue.peek_time() {
+            if at > until {
+                break;
+            }
+            self.step();
+            self.dispatch(handler);
+        }
+        self.now = self.now.max(until);
     }
-    Some(Ipv4Addr::from((10u32 << 24) | n))
+
+    /// Runs for `d`, handing every event to `handler`.
+    pub fn run_for_with(&mut self, d: Duration, handler: &mut impl Handler<A>) {
+        let until = self.now + d;
+        self.run_until_with(until, handler);
+    }
+
+    fn dispatch(&mut self, handler: &mut impl Handler<A>) {
+        while let Some((h, ev)) = self.pending.pop_front() {
+            handler.on_event(self, h, ev);
+        }
+    }
+
+    fn drop_datagram(&mut self, r: DropReason) {
+        self.stats.dropped[r.index()] += 1;
+    }
+
+    fn arrive(&mut self, t: &Transit, payload: Vec<u8>) {
+        let now = self.now;
+        self.stats.events += 1;
+        let (h, socket) = match self.net.route_in(now, t) {
+            Ok(x) => x,
+            Err(r) => return self.drop_datagram(r),
+        };
+        let h = h as usize;
+        let Some(local) = self.net.socket_addr(h, socket) else {
+            return self.drop_datagram(DropReason::PortUnreachable);
+        };
+        let slot = &mut self.hosts[h];
+        let Some(app) = slot.app.as_mut().filter(|_| slot.alive) else {
+            return self.drop_datagram(DropReason::PortUnreachable);
+        };
+        self.stats.delivered += 1;
+        self.stats.bytes_delivered += payload.len() as u64;
+        self.tracer.record(now, t.src, local, &payload);
+        app.handle_datagram(now, socket, t.src, &payload);
+        self.flush(h, now);
+    }
+
+    /// Collects an app's output after it ran: events, datagrams, next deadline (no earlier
+    /// than `earliest`).
+    fn flush(&mut self, h: HostId, earliest: Instant) {
+        let Some(slot) = self.hosts.get_mut(h) else { return };
+        let alive = slot.alive;
+        let Some(app) = slot.app.as_mut() else { return };
+        while let Some(ev) = app.poll_event() {
+            self.pending.push_back((h, ev));
+        }
+        let wake = if alive { app.poll_timeout() } else { None };
+        match wake {
+            Some(w) => {
+                let w = w.max(earliest);
+                if slot.next_wake != Some(w) {
+                    slot.next_wake = Some(w);
+                    self.queue.push(w, Ev::Timer(h as u32));
+                }
+            }
+            None => slot.next_wake = None,
+        }
+        while let Some(d) = self.hosts[h].app.as_mut().and_then(|a| a.poll_transmit()) {
+            if alive {
+                self.send(h, d);
+            }
+        }
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && ((self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+
+    fn send(&mut self, h: HostId, d: Datagram) {
+        self.stats.sent += 1;
+        if d.payload.len() + LinkModel::HEADER > self.link.mtu {
+            return self.drop_datagram(DropReason::Mtu);
+        }
+        let ttl = d.ttl.unwrap_or(DEFAULT_TTL);
+        let out = Outgoing { host: h as u32, socket: d.socket, dst: d.to, ttl };
+        let t = match self.net.route_out(self.now, out, &self.link, &mut self.rng) {
+            Ok(t) => t,
+            Err(r) => return self.drop_datagram(r),
+        };
+        if self.chance(self.link.loss) {
+            return self.drop_datagram(DropReason::Loss);
+        }
+        if self.chance(self.link.duplicate) {
+            self.stats.duplicated += 1;
+            let at = self.now + self.delay(&t);
+            self.launch(at, Flight { t: t.clone(), payload: d.payload.clone() });
+        }
+        let at = self.now + self.delay(&t);
+        self.launch(at, Flight { t, payload: d.payload });
+    }
+
+    fn launch(&mut self, at: Instant, f: Flight) {
+        let i = match self.free_flights.pop() {
+            Some(i) => {
+                self.flights[i as usize] = Some(f);
+                i
+            }
+            None => {
+                self.flights.push(Some(f));
+                (self.flights.len() - 1) as u32
+            }
+        };
+        self.queue.push(at, Ev::Arrive(i));
+    }
+
+    fn delay(&mut self, t: &Transit) -> Duration {
+        let link = self.link;
+        let mut d = if t.lan { link.lan_latency } else { link.latency + Duration::from_micros(u64::from(t.access_us)) };
+        if !t.lan {
+            let j = u64::try_from(link.jitter.as_micros()).unwrap_or(u64::MAX);
+            if j > 0 {
+                d += Duration::from_micros(self.rng.next_u64() % j);
+            }
+        }
+        if self.chance(link.reorder) {
+            d += link.reorder_delay;
+        }
+        d
+    }
 }
