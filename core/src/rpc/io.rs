@@ -61,6 +61,16 @@ pub(crate) struct Io<O> {
 }
 
 impl<O> Io<O> {
+    /// Frees the root leaf an emptied map keeps (see `RpcNode::trim`).
+    pub(crate) fn trim(&mut self) {
+        if self.inflight.is_empty() {
+            self.inflight = BTreeMap::new();
+        }
+        if self.deadlines.is_empty() {
+            self.deadlines = BTreeSet::new();
+        }
+    }
+
     pub(crate) fn new(first_tid: u16, max_window: u32) -> Self {
         Io {
             next_tid: first_tid,
