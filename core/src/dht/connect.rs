@@ -49,6 +49,8 @@ const READ_BUFFER: usize = 256 * 1024;
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Most handshakes a server tracks at once (a flood of distinct msg1s costs bounded memory).
 const MAX_SERVER_HANDSHAKES: usize = 4096;
+/// UDX packets a client holds while its handshake reply is still on the way.
+const MAX_EARLY_PACKETS: usize = 8;
 /// Most connections (pending or open) a node holds.
 const MAX_CONNECTIONS: usize = 16_384;
 
@@ -245,6 +247,9 @@ pub(crate) struct Attempt {
     found: bool,
     phase: AttemptPhase,
     local_connection: bool,
+    /// UDX packets from the server that beat its handshake reply here (it connects as soon as
+    /// it answered): replayed once our stream is connected, instead of waiting for a resend.
+    early: Vec<(udx::SocketId, SocketAddr, Vec<u8>)>,
 }
 
 #[derive(Debug)]
@@ -455,6 +460,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 found: false,
                 phase: AttemptPhase::Handshaking,
                 local_connection: opts.local_connection,
+                early: Vec::new(),
             },
         );
         self.pump_attempt(now, conn);
@@ -621,11 +627,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Some(result) = a.result.clone() else { return };
         a.phase = AttemptPhase::Opening;
         let stream_id = a.stream_id;
+        let early = core::mem::take(&mut a.early);
         let Some(stream) = self.connect.udx.get_mut(stream_id) else { return };
         if stream.connect_via(now, socket, remote_udx, SocketAddr::V4(addr)).is_err() {
             return self.fail_attempt(conn, ConnectError::PeerConnectionFailed);
         }
         self.start_conn(now, conn, stream_id, result, None);
+        for (socket, from, bytes) in early {
+            self.connect.udx.handle_datagram(now, socket, from, &bytes);
+        }
+        self.drive_udx_events(now);
     }
 
     // ------------------------------------------------------------------ connections
@@ -876,7 +887,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             Incoming::Unattached { stream_id, from, socket } => {
                 // Connect on first packet: a server stream, or a client whose server reached it
                 // first, learns its peer from the packet.
-                let Some((conn, remote)) = self.unattached_owner(stream_id) else { return true };
+                let Some((conn, remote)) = self.unattached_owner(stream_id) else {
+                    if let Some(a) = self.connect.attempts.values_mut().find(|a| a.stream_id == stream_id) {
+                        if a.early.len() < MAX_EARLY_PACKETS {
+                            a.early.push((socket, from, bytes.to_vec()));
+                        }
+                    }
+                    return true;
+                };
                 let attached = self.connect.udx.get_mut(stream_id).is_some_and(|s| s.connect_via(now, socket, remote, from).is_ok());
                 if !attached {
                     return true;
@@ -920,13 +938,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             let Some(conn) = self.connect.by_stream.get(&stream_id).copied() else { continue };
             match ev {
                 StreamEvent::Readable => self.pump_read(now, conn),
-                StreamEvent::Writable => {
-                    if let Some(c) = self.connect.conns.get_mut(&conn) {
-                        if core::mem::take(&mut c.want_writable) {
-                            self.connect.events.push_back(ConnectEvent::Writable(conn));
-                        }
-                    }
-                }
+                StreamEvent::Writable => {}
                 StreamEvent::End => {
                     self.pump_read(now, conn);
                     if let Some(c) = self.connect.conns.get_mut(&conn) {
@@ -940,6 +952,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 StreamEvent::Closed { error } => self.close_conn(conn, error.map(ConnError::Transport)),
                 StreamEvent::Connected | StreamEvent::Finished | StreamEvent::RemoteChanged | StreamEvent::Message(_) => {}
             }
+        }
+        // Writers stopped short by us (we never hand UDX more than it has room for, so it
+        // never reports a short write itself) resume once acknowledgements free room.
+        let overhead = stream::frame_len(0) + stream::HEADER_FRAME_LEN;
+        let mut resumed = Vec::new();
+        for (conn, c) in self.connect.conns.iter_mut() {
+            if c.want_writable && self.connect.udx.get(c.stream_id).is_some_and(|s| s.send_capacity() > overhead + 1024) {
+                c.want_writable = false;
+                resumed.push(*conn);
+            }
+        }
+        for conn in resumed {
+            self.connect.events.push_back(ConnectEvent::Writable(conn));
         }
     }
 
