@@ -488,6 +488,52 @@ const ops = {
     return { echoed: toHex(echoed), openMs, remotePublicKey: toHex(socket.remotePublicKey), remote }
   },
 
+  // A server that hashes everything each connection sends (sha256) and ends its side after.
+  async sinkListen(msg) {
+    const DHT = require('hyperdht')
+    const crypto = require('crypto')
+    const entry = getNode(msg)
+    const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+    entry.sinks = []
+    const server = entry.dht.createServer((socket) => {
+      const h = crypto.createHash('sha256')
+      let bytes = 0
+      socket.on('error', () => {})
+      socket.on('data', (d) => { h.update(d); bytes += d.byteLength })
+      socket.on('end', () => { entry.sinks.push({ bytes, sha256: h.digest('hex') }); socket.end() })
+    })
+    await server.listen(kp)
+    entry.servers = entry.servers || []
+    entry.servers.push(server)
+    return { publicKey: toHex(kp.publicKey) }
+  },
+
+  async sinkResults(msg) {
+    return { sinks: getNode(msg).sinks || [] }
+  },
+
+  // Connects and sends `size` random bytes, respecting back-pressure; reports their sha256.
+  async sendRandom(msg, ctx) {
+    const crypto = require('crypto')
+    const { dht } = getNode(msg)
+    const socket = dht.connect(fromHex(msg.publicKey, 'publicKey', 32))
+    ctx.cleanup.push(() => socket.destroy())
+    await new Promise((resolve, reject) => { socket.once('open', resolve); socket.once('error', reject) })
+    const h = crypto.createHash('sha256')
+    const started = Date.now()
+    let left = msg.size
+    while (left > 0) {
+      const chunk = crypto.randomBytes(Math.min(65536, left))
+      h.update(chunk)
+      left -= chunk.byteLength
+      if (!socket.write(chunk)) await new Promise((resolve) => socket.once('drain', resolve))
+    }
+    socket.end()
+    socket.on('data', () => {})
+    await new Promise((resolve) => socket.once('close', resolve))
+    return { bytes: msg.size, sha256: h.digest('hex'), ms: Date.now() - started }
+  },
+
   async shutdown() {
     setImmediate(shutdown)
     return { ok: true }
