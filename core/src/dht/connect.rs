@@ -1386,6 +1386,10 @@ impl ConnectState {
         self.attempt_requests.remove(r)
     }
 
+    pub(crate) fn server_ids(&self) -> Vec<ServerId> {
+        self.servers.keys().copied().collect()
+    }
+
     pub(crate) fn is_server_query(&self, q: &QueryId) -> bool {
         self.server_queries.contains_key(q)
     }

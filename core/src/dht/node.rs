@@ -300,6 +300,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn destroy(&mut self, now: Instant, force: bool) -> Vec<OpId> {
         let mut ops = Vec::new();
         if !force {
+            // Servers close first (each unannounces its key), then our own announces.
+            for server in self.connect.server_ids() {
+                if let Some(op) = self.close_server(now, server) {
+                    ops.push(op);
+                }
+            }
             let announced: Vec<([u8; 32], KeyPair)> =
                 self.announced.iter().map(|((t, _), kp)| (*t, kp.clone())).collect();
             for (topic, kp) in announced {
