@@ -28,14 +28,18 @@
 pub mod dh;
 pub mod error;
 pub mod holepunch;
+pub mod nat;
 pub mod noise;
 pub mod payload;
+pub mod puncher;
 pub mod secure;
 
 pub use error::{ConnectError, ErrorCode, Firewall};
 pub use holepunch::HolepunchPayload;
+pub use nat::Nat;
 pub use noise::{Handshake, HandshakeResult, NoiseError, Role};
 pub use payload::{
     HolepunchInfo, NoisePayload, RelayInfo, RelayThroughInfo, SecretStreamInfo, UdxInfo,
 };
+pub use puncher::{Puncher, PuncherConfig, PuncherOutput, RandomPunchLimiter, Strategy};
 pub use secure::{SecurePayload, SecurePayloadError};
