@@ -12,6 +12,7 @@ mod handle;
 mod net;
 mod options;
 mod shared;
+pub mod udp;
 
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
 pub use clock::Clock;

@@ -319,6 +319,22 @@ impl Shared {
         }
     }
 
+    /// Pulls queued datagrams into `batch` (one lock for many datagrams, no allocation per
+    /// packet). Returns whether the core may have more once the batch has been sent.
+    pub fn fill_send_batch(&self, batch: &mut crate::udp::SendBatch) -> bool {
+        batch.fill(&mut self.lock().node)
+    }
+
+    /// Feeds every datagram of a batched receive under one lock.
+    pub fn handle_recv_batch(&self, socket: SocketKind, batch: &crate::udp::RecvBatch) {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        for (from, bytes) in batch.datagrams() {
+            inner.node.handle_datagram(now, socket, from, bytes);
+        }
+        inner.dispatch();
+    }
+
     /// When the core next needs [`handle_timeout`](Self::handle_timeout); `None` once destroyed.
     pub fn poll_timeout(&self) -> Option<std::time::Instant> {
         let inner = self.lock();

@@ -5,14 +5,18 @@
 //! The I/O task is spawned on a small global executor thread (`smol::spawn`'s model), so a
 //! `Dht` works under `smol::block_on`, `async_io::block_on` or any executor.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::ops::Deref;
 use std::sync::OnceLock;
 
 use async_io::{Async, Timer};
 use futures_lite::future;
-use hdht_core::rpc::{SocketKind, Transmit};
+use hdht_core::rpc::SocketKind;
+use hdht_driver::udp::{self, RecvBatch, SendBatch, UdpSocketState};
 use hdht_driver::{BoundNode, Shared};
+
+/// Batched receives per wake-up before the loop looks at timers and user calls again.
+const MAX_RECV_ROUNDS: usize = 16;
 pub use hdht_driver::{
     DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream,
     ReceivedRequest,
@@ -57,8 +61,8 @@ impl Dht {
             hdht_driver::resolve_bootstrap(&opts.bootstrap)?
         };
         let bound = BoundNode::bind(&opts, bootstrap)?;
-        let server = Async::new(bound.server)?;
-        let client = Async::new(bound.client)?;
+        let server = Sock::new(bound.server)?;
+        let client = Sock::new(bound.client)?;
         let task = executor().spawn(io_loop(bound.handle.shared().clone(), server, client));
         Ok(Dht { handle: bound.handle, task: Some(task) })
     }
@@ -96,63 +100,98 @@ impl Drop for Dht {
     }
 }
 
-async fn send_all(out: &mut Vec<Transmit>, server: &Async<UdpSocket>, client: &Async<UdpSocket>) {
-    for t in out.drain(..) {
-        let sock = match t.socket {
-            SocketKind::Server => server,
-            SocketKind::Client => client,
-        };
-        if let Some(ttl) = t.ttl {
-            let _ = sock.get_ref().set_ttl(u32::from(ttl));
+/// A socket with its batched-I/O state.
+struct Sock {
+    io: Async<UdpSocket>,
+    state: UdpSocketState,
+}
+
+impl Sock {
+    fn new(io: UdpSocket) -> std::io::Result<Sock> {
+        let io = Async::new(io)?;
+        let state = udp::socket_state(&io)?;
+        Ok(Sock { io, state })
+    }
+}
+
+/// Sends everything the core has queued: GSO runs where possible, one lock per batch.
+async fn flush(shared: &Shared, batch: &mut SendBatch, server: &Sock, client: &Sock) {
+    let mut no_gso = false;
+    loop {
+        let more = shared.fill_send_batch(batch);
+        loop {
+            let Some(socket) = batch.peek(1).map(|g| g.socket) else { break };
+            let sock = match socket {
+                SocketKind::Server => server,
+                SocketKind::Client => client,
+            };
+            let Some(g) = batch.peek(if no_gso { 1 } else { sock.state.max_gso_segments() }) else { break };
+            if let Some(ttl) = g.ttl {
+                let _ = sock.io.get_ref().set_ttl(u32::from(ttl));
+            }
+            let t = g.transmit();
+            let r = sock.io.write_with(|io| sock.state.try_send(io.into(), &t)).await;
+            if g.ttl.is_some() {
+                let _ = sock.io.get_ref().set_ttl(64);
+            }
+            let n = g.segments;
+            if r.is_err() && n > 1 && !no_gso {
+                // The kernel refused the GSO run: send its datagrams one by one from now on.
+                no_gso = true;
+                continue;
+            }
+            // Otherwise a failed send is a lost datagram; the protocol retries.
+            batch.advance(n);
         }
-        // A failed send is a lost datagram; the protocol retries.
-        let _ = sock.send_to(&t.payload, SocketAddr::V4(t.to)).await;
-        if t.ttl.is_some() {
-            let _ = sock.get_ref().set_ttl(64);
+        if !more {
+            break;
         }
     }
 }
 
-enum Wake {
-    Server(std::io::Result<(usize, SocketAddr)>),
-    Client(std::io::Result<(usize, SocketAddr)>),
-    Other,
+/// One non-blocking batched receive from `sock`, fed to the core; false if nothing was ready.
+fn drain(shared: &Shared, kind: SocketKind, sock: &Sock, rx: &mut RecvBatch) -> bool {
+    match rx.try_recv(&sock.state, sock.io.get_ref().into()) {
+        Ok(n) if n > 0 => {
+            shared.handle_recv_batch(kind, rx);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The one task per node: sockets and the core's timer in, transmits out.
-async fn io_loop(shared: Shared, server: Async<UdpSocket>, client: Async<UdpSocket>) {
-    let mut server_buf = vec![0u8; 65536];
-    let mut client_buf = vec![0u8; 65536];
-    let mut out = Vec::new();
+async fn io_loop(shared: Shared, server: Sock, client: Sock) {
+    let mut tx = SendBatch::new();
+    let mut rx = RecvBatch::new();
     loop {
-        shared.drain_transmits(&mut out);
-        send_all(&mut out, &server, &client).await;
+        flush(&shared, &mut tx, &server, &client).await;
         let Some(deadline) = shared.poll_timeout() else { break };
-        let wake = future::or(
+        future::or(
             future::or(
-                async { Wake::Server(server.recv_from(&mut server_buf).await) },
-                async { Wake::Client(client.recv_from(&mut client_buf).await) },
+                async {
+                    let _ = server.io.readable().await;
+                },
+                async {
+                    let _ = client.io.readable().await;
+                },
             ),
             future::or(
                 async {
                     Timer::at(deadline).await;
-                    Wake::Other
                 },
-                async {
-                    shared.io_wakeup().await;
-                    Wake::Other
-                },
+                shared.io_wakeup(),
             ),
         )
         .await;
-        match wake {
-            Wake::Server(Ok((n, SocketAddr::V4(from)))) => {
-                shared.handle_datagram(SocketKind::Server, from, &server_buf[..n])
+        // Everything that is ready, in batches, answering each batch before reading the next.
+        for _ in 0..MAX_RECV_ROUNDS {
+            let a = drain(&shared, SocketKind::Server, &server, &mut rx);
+            let b = drain(&shared, SocketKind::Client, &client, &mut rx);
+            if !a && !b {
+                break;
             }
-            Wake::Client(Ok((n, SocketAddr::V4(from)))) => {
-                shared.handle_datagram(SocketKind::Client, from, &client_buf[..n])
-            }
-            _ => {}
+            flush(&shared, &mut tx, &server, &client).await;
         }
         if std::time::Instant::now() >= deadline {
             shared.handle_timeout();

@@ -9,16 +9,21 @@
 //! # Ok(()) }
 //! ```
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::ops::Deref;
 
-use hdht_core::rpc::{SocketKind, Transmit};
+use hdht_core::rpc::SocketKind;
+use hdht_driver::udp::{self, RecvBatch, SendBatch, UdpSocketState};
 use hdht_driver::{BoundNode, Shared};
 pub use hdht_driver::{
     DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream,
     ReceivedRequest,
 };
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
+
+/// Batched receives per wake-up before the loop looks at timers and user calls again.
+const MAX_RECV_ROUNDS: usize = 16;
 use tokio::task::JoinHandle;
 
 /// A HyperDHT (dht-rpc level) node running on tokio.
@@ -48,8 +53,8 @@ impl Dht {
             hdht_driver::resolve_bootstrap(&opts.bootstrap)?
         };
         let bound = BoundNode::bind(&opts, bootstrap)?;
-        let server = UdpSocket::from_std(bound.server)?;
-        let client = UdpSocket::from_std(bound.client)?;
+        let server = Sock::new(UdpSocket::from_std(bound.server)?)?;
+        let client = Sock::new(UdpSocket::from_std(bound.client)?)?;
         let task = tokio::spawn(io_loop(bound.handle.shared().clone(), server, client));
         Ok(Dht { handle: bound.handle, task: Some(task) })
     }
@@ -87,45 +92,87 @@ impl Drop for Dht {
     }
 }
 
-async fn send_all(out: &mut Vec<Transmit>, server: &UdpSocket, client: &UdpSocket) {
-    for t in out.drain(..) {
-        let sock = match t.socket {
-            SocketKind::Server => server,
-            SocketKind::Client => client,
-        };
-        if let Some(ttl) = t.ttl {
-            let _ = sock.set_ttl(u32::from(ttl));
+/// A socket with its batched-I/O state.
+struct Sock {
+    io: UdpSocket,
+    state: UdpSocketState,
+}
+
+impl Sock {
+    fn new(io: UdpSocket) -> std::io::Result<Sock> {
+        let state = udp::socket_state(&io)?;
+        Ok(Sock { io, state })
+    }
+}
+
+/// Sends everything the core has queued: GSO runs where possible, one lock per batch.
+async fn flush(shared: &Shared, batch: &mut SendBatch, server: &Sock, client: &Sock) {
+    let mut no_gso = false;
+    loop {
+        let more = shared.fill_send_batch(batch);
+        loop {
+            let Some(socket) = batch.peek(1).map(|g| g.socket) else { break };
+            let sock = match socket {
+                SocketKind::Server => server,
+                SocketKind::Client => client,
+            };
+            let Some(g) = batch.peek(if no_gso { 1 } else { sock.state.max_gso_segments() }) else { break };
+            if let Some(ttl) = g.ttl {
+                let _ = sock.io.set_ttl(u32::from(ttl));
+            }
+            let t = g.transmit();
+            let r = sock.io.async_io(Interest::WRITABLE, || sock.state.try_send((&sock.io).into(), &t)).await;
+            if g.ttl.is_some() {
+                let _ = sock.io.set_ttl(64);
+            }
+            let n = g.segments;
+            if r.is_err() && n > 1 && !no_gso {
+                // The kernel refused the GSO run: send its datagrams one by one from now on.
+                no_gso = true;
+                continue;
+            }
+            // Otherwise a failed send is a lost datagram; the protocol retries.
+            batch.advance(n);
         }
-        // A failed send is a lost datagram; the protocol retries.
-        let _ = sock.send_to(&t.payload, t.to).await;
-        if t.ttl.is_some() {
-            let _ = sock.set_ttl(64);
+        if !more {
+            break;
         }
     }
 }
 
+/// Receives from `sock` in batches until it has nothing ready (bounded), sending what each
+/// batch produced (acknowledgements) before the next.
+fn drain(shared: &Shared, kind: SocketKind, sock: &Sock, rx: &mut RecvBatch) -> bool {
+    match sock.io.try_io(Interest::READABLE, || rx.try_recv(&sock.state, (&sock.io).into())) {
+        Ok(n) if n > 0 => {
+            shared.handle_recv_batch(kind, rx);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The one task per node: sockets and the core's timer in, transmits out.
-async fn io_loop(shared: Shared, server: UdpSocket, client: UdpSocket) {
-    let mut server_buf = vec![0u8; 65536];
-    let mut client_buf = vec![0u8; 65536];
-    let mut out = Vec::new();
+async fn io_loop(shared: Shared, server: Sock, client: Sock) {
+    let mut tx = SendBatch::new();
+    let mut rx = RecvBatch::new();
     loop {
-        shared.drain_transmits(&mut out);
-        send_all(&mut out, &server, &client).await;
+        flush(&shared, &mut tx, &server, &client).await;
         let Some(deadline) = shared.poll_timeout() else { break };
         tokio::select! {
-            r = server.recv_from(&mut server_buf) => {
-                if let Ok((n, SocketAddr::V4(from))) = r {
-                    shared.handle_datagram(SocketKind::Server, from, &server_buf[..n]);
-                }
-            }
-            r = client.recv_from(&mut client_buf) => {
-                if let Ok((n, SocketAddr::V4(from))) = r {
-                    shared.handle_datagram(SocketKind::Client, from, &client_buf[..n]);
-                }
-            }
+            _ = server.io.readable() => {}
+            _ = client.io.readable() => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
             _ = shared.io_wakeup() => {}
+        }
+        // Everything that is ready, in batches, answering each batch before reading the next.
+        for _ in 0..MAX_RECV_ROUNDS {
+            let a = drain(&shared, SocketKind::Server, &server, &mut rx);
+            let b = drain(&shared, SocketKind::Client, &client, &mut rx);
+            if !a && !b {
+                break;
+            }
+            flush(&shared, &mut tx, &server, &client).await;
         }
         if std::time::Instant::now() >= deadline {
             shared.handle_timeout();

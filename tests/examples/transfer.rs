@@ -54,6 +54,6 @@ fn main() {
         conn.shutdown().await.unwrap();
         let (total, _server) = sink.await.unwrap();
         let secs = t1.elapsed().as_secs_f64();
-        println!("connect {:?}; {} MiB in {:.2} s = {:.1} MB/s", connected, total / (1 << 20), secs, total as f64 / secs / 1e6);
+        println!("connect {:?}; {} bytes; {} MiB in {:.2} s = {:.1} MB/s", connected, total, total / (1 << 20), secs, total as f64 / secs / 1e6);
     });
 }

@@ -522,8 +522,10 @@ const ops = {
     const h = crypto.createHash('sha256')
     const started = Date.now()
     let left = msg.size
+    // `reuse`: one random 64 KiB chunk sent over and over (benchmarks: no RNG cost).
+    const fixed = msg.reuse ? crypto.randomBytes(65536) : null
     while (left > 0) {
-      const chunk = crypto.randomBytes(Math.min(65536, left))
+      const chunk = fixed ? fixed.subarray(0, Math.min(65536, left)) : crypto.randomBytes(Math.min(65536, left))
       h.update(chunk)
       left -= chunk.byteLength
       if (!socket.write(chunk)) await new Promise((resolve) => socket.once('drain', resolve))
@@ -532,6 +534,12 @@ const ops = {
     socket.on('data', () => {})
     await new Promise((resolve) => socket.once('close', resolve))
     return { bytes: msg.size, sha256: h.digest('hex'), ms: Date.now() - started }
+  },
+
+  // CPU time and peak memory of this Node process (for benchmarks).
+  async usage() {
+    const u = process.cpuUsage()
+    return { userUs: u.user, systemUs: u.system, maxRssKb: process.resourceUsage().maxRSS }
   },
 
   async shutdown() {

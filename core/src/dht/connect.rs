@@ -45,6 +45,8 @@ const RELAY_PING_INTERVAL: Duration = Duration::from_secs(3);
 const RELAY_PING_ROUNDS: u32 = 100;
 /// Decrypted bytes held for the application before UDX reads stop (back-pressure).
 const READ_BUFFER: usize = 256 * 1024;
+/// Ciphertext pulled from UDX per secret-stream read.
+const RAW_READ_CHUNK: usize = 64 * 1024;
 /// Plaintext per secret-stream frame when writing.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Most handshakes a server tracks at once (a flood of distinct msg1s costs bounded memory).
@@ -212,6 +214,9 @@ pub(crate) struct Conn {
     plain: VecDeque<u8>,
     opened: bool,
     remote_ended: bool,
+    /// UDX reported the peer's END; `remote_ended` follows once every byte before it has been
+    /// pulled through the secret stream (the plaintext buffer may have stopped the pump).
+    udx_ended: bool,
     local_ended: bool,
     closed: bool,
     /// A pending server connection is dropped if no packet arrives by then.
@@ -312,6 +317,9 @@ pub(crate) struct ConnectState {
     pub(crate) local_addresses: Vec<SocketAddrV4>,
     pub(crate) default_key_pair: Option<KeyPair>,
     buf: Vec<u8>,
+    /// Scratch for ciphertext read from UDX and plaintext out of the secret stream.
+    raw_buf: Vec<u8>,
+    plain_buf: Vec<u8>,
 }
 
 /// A reserved or private address a client should not try to reach across the internet.
@@ -654,6 +662,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 plain: VecDeque::new(),
                 opened: false,
                 remote_ended: false,
+                udx_ended: false,
                 local_ended: false,
                 closed: false,
                 connect_deadline: None,
@@ -704,8 +713,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     fn pump_read(&mut self, now: Instant, conn: ConnId) {
         let Some(c) = self.connect.conns.get_mut(&conn) else { return };
         let Some(s) = self.connect.udx.get_mut(c.stream_id) else { return };
-        let mut raw = [0u8; 16 * 1024];
-        let mut plain = Vec::new();
+        // Reused scratch buffers: no allocation per read on the hot path.
+        let mut raw = core::mem::take(&mut self.connect.raw_buf);
+        raw.resize(RAW_READ_CHUNK, 0);
+        let mut plain = core::mem::take(&mut self.connect.plain_buf);
         let mut error = None;
         while c.plain.len() < READ_BUFFER {
             let n = match s.read(&mut raw) {
@@ -714,13 +725,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             };
             let Some(secret) = c.secret.as_mut() else { break };
             plain.clear();
-            match secret.read(&raw[..n], now, &mut plain) {
-                Ok(_) => c.plain.extend(plain.iter().copied()),
-                Err(e) => {
-                    c.plain.extend(plain.iter().copied());
-                    error = Some(e);
-                    break;
-                }
+            let r = secret.read(&raw[..n], now, &mut plain);
+            c.plain.extend(plain.iter());
+            if let Err(e) = r {
+                error = Some(e);
+                break;
+            }
+        }
+        plain.clear();
+        self.connect.raw_buf = raw;
+        self.connect.plain_buf = plain;
+        let ended_now = error.is_none() && c.udx_ended && !c.remote_ended && s.readable_bytes() == 0;
+        if ended_now {
+            c.remote_ended = true;
+            if let Some(secret) = c.secret.as_mut() {
+                // A truncated last frame is dropped, as before.
+                let _ = secret.handle_remote_end();
             }
         }
         let opened_now = !c.opened && c.secret.as_ref().is_some_and(|s| s.remote_header_received());
@@ -733,6 +753,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         if readable {
             self.connect.events.push_back(ConnectEvent::Readable(conn));
+        }
+        if ended_now {
+            self.connect.events.push_back(ConnectEvent::End(conn));
         }
     }
 
@@ -749,17 +772,28 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Reads decrypted bytes; `Ok(0)` at the end of the peer's stream.
     pub fn conn_read(&mut self, now: Instant, conn: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
-        let c = self.connect.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
-        let n = buf.len().min(c.plain.len());
-        for (dst, src) in buf.iter_mut().zip(c.plain.drain(..n)) {
-            *dst = src;
+        let mut n = self.copy_plain(conn, buf)?;
+        if self.connect.conns.get(&conn).is_some_and(|c| c.plain.len() < READ_BUFFER) {
+            self.pump_read(now, conn);
+            if n == 0 {
+                n = self.copy_plain(conn, buf)?;
+            }
         }
-        if n == 0 && !buf.is_empty() && !c.remote_ended && c.closed {
+        let c = self.connect.conns.get(&conn).ok_or(ConnError::NotOpen)?;
+        if n == 0 && !buf.is_empty() && !c.remote_ended && c.closed && c.plain.is_empty() {
             return Err(ConnError::NotOpen);
         }
-        if n < READ_BUFFER {
-            self.pump_read(now, conn);
-        }
+        Ok(n)
+    }
+
+    fn copy_plain(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
+        let c = self.connect.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
+        let n = buf.len().min(c.plain.len());
+        let (a, b) = c.plain.as_slices();
+        let na = a.len().min(n);
+        buf[..na].copy_from_slice(&a[..na]);
+        buf[na..n].copy_from_slice(&b[..n - na]);
+        c.plain.drain(..n);
         Ok(n)
     }
 
@@ -770,7 +804,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Whether the peer ended and everything has been read.
     pub fn conn_at_end(&self, conn: ConnId) -> bool {
-        self.connect.conns.get(&conn).is_none_or(|c| (c.remote_ended || c.closed) && c.plain.is_empty())
+        self.connect.conns.get(&conn).is_none_or(|c| {
+            let udx_drained = self.connect.udx.get(c.stream_id).is_none_or(|s| s.readable_bytes() == 0);
+            (c.remote_ended || c.closed) && c.plain.is_empty() && udx_drained
+        })
     }
 
     /// Encrypts and queues as much of `data` as the transport has room for; a short count is
@@ -940,14 +977,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 StreamEvent::Readable => self.pump_read(now, conn),
                 StreamEvent::Writable => {}
                 StreamEvent::End => {
-                    self.pump_read(now, conn);
                     if let Some(c) = self.connect.conns.get_mut(&conn) {
-                        c.remote_ended = true;
-                        if let Some(secret) = c.secret.as_mut() {
-                            let _ = secret.handle_remote_end();
-                        }
-                        self.connect.events.push_back(ConnectEvent::End(conn));
+                        c.udx_ended = true;
                     }
+                    // Ends the connection once the bytes before the END have been decrypted.
+                    self.pump_read(now, conn);
                 }
                 StreamEvent::Closed { error } => self.close_conn(conn, error.map(ConnError::Transport)),
                 StreamEvent::Connected | StreamEvent::Finished | StreamEvent::RemoteChanged | StreamEvent::Message(_) => {}
@@ -1364,6 +1398,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 plain: VecDeque::new(),
                 opened: false,
                 remote_ended: false,
+                udx_ended: false,
                 local_ended: false,
                 closed: false,
                 connect_deadline: Some(now + SERVER_CONNECT_WAIT),

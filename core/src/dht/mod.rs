@@ -11,7 +11,7 @@ pub mod store;
 pub use connect::{
     ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, ServerId, ServerOptions,
 };
-pub use node::{DhtConfig, DhtEvent, DhtNode, Forward};
+pub use node::{DatagramOut, DhtConfig, DhtEvent, DhtNode, Forward, MAX_DATAGRAM};
 pub use ops::{
     FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,
 };

@@ -32,6 +32,22 @@ const MAX_RELAY_ADDRESSES: usize = 3;
 /// How far in the future a bump may lie.
 const MAX_BUMP_DRIFT_MS: u64 = 60_000;
 
+/// Largest datagram [`DhtNode::poll_transmit_into`] may write.
+pub const MAX_DATAGRAM: usize = 65536;
+
+/// A datagram written into the caller's buffer by [`DhtNode::poll_transmit_into`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatagramOut {
+    /// Which of the node's sockets sends it.
+    pub socket: SocketKind,
+    /// Destination.
+    pub to: SocketAddrV4,
+    /// Bytes written at the start of the buffer.
+    pub len: usize,
+    /// IP TTL to use, if not the default.
+    pub ttl: Option<u8>,
+}
+
 /// Options for a [`DhtNode`].
 #[derive(Debug, Clone, Default)]
 pub struct DhtConfig {
@@ -249,6 +265,24 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let (_, t) = self.connect.udx.poll_transmit(self.last_now, &mut buf)?;
         let SocketAddr::V4(to) = t.to else { return self.poll_transmit() };
         Some(Transmit { socket: super::connect::socket_kind(t.socket), to, payload: buf[..t.len].to_vec(), ttl: None })
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), but writes the datagram into `buf` (no
+    /// allocation for UDX packets): the hot path of a driver that batches sends. `buf` should
+    /// hold [`MAX_DATAGRAM`] bytes; a dht-rpc datagram longer than `buf` is dropped (as a
+    /// failed send would be; the protocol retries).
+    pub fn poll_transmit_into(&mut self, buf: &mut [u8]) -> Option<DatagramOut> {
+        while let Some(t) = self.rpc.poll_transmit() {
+            let Some(dst) = buf.get_mut(..t.payload.len()) else { continue };
+            dst.copy_from_slice(&t.payload);
+            return Some(DatagramOut { socket: t.socket, to: t.to, len: t.payload.len(), ttl: t.ttl });
+        }
+        loop {
+            let (_, t) = self.connect.udx.poll_transmit(self.last_now, buf)?;
+            if let SocketAddr::V4(to) = t.to {
+                return Some(DatagramOut { socket: super::connect::socket_kind(t.socket), to, len: t.len, ttl: None });
+            }
+        }
     }
 
     /// The next event.

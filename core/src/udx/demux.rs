@@ -121,12 +121,17 @@ impl Demux {
     /// Next datagram from any stream, round-robin.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(u32, Transmit)> {
         let start = self.tx_cursor;
-        let ids = self.streams.range(start..).chain(self.streams.range(..start)).map(|(k, _)| *k);
         let mut found = None;
-        for id in ids.collect::<alloc::vec::Vec<u32>>() {
-            if let Some(s) = self.streams.get_mut(&id) {
+        for (id, s) in self.streams.range_mut(start..) {
+            if let Some(t) = s.poll_transmit(now, buf) {
+                found = Some((*id, t));
+                break;
+            }
+        }
+        if found.is_none() {
+            for (id, s) in self.streams.range_mut(..start) {
                 if let Some(t) = s.poll_transmit(now, buf) {
-                    found = Some((id, t));
+                    found = Some((*id, t));
                     break;
                 }
             }
