@@ -29,7 +29,8 @@ pub struct GlobalOpts {
           value_parser = parse_bootstrap_entry)]
     pub bootstrap: Option<Vec<String>>,
 
-    /// Print one JSON object per line instead of human-readable text.
+    /// Print one JSON object per line instead of human-readable text (`listen` and
+    /// `connect` print theirs on stderr: their stdout carries the peer's bytes).
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -87,9 +88,40 @@ pub enum Command {
     /// code 1 if no node holds one with at least `--seq`.
     MutableGet(MutableGetArgs),
     /// Start a local network on 127.0.0.1 (a bootstrapper and N nodes), watch the routing
-    /// tables fill, run a lookup, then announce, look up, put and get records on it, and
-    /// tear it all down.
+    /// tables fill, run a lookup, then announce, look up, put and get records on it, connect
+    /// two of its nodes by public key and move data between them, and tear it all down.
     Demo(DemoArgs),
+    /// Run a whole network in the deterministic simulator: `bootstrap`, `lookup` (announce
+    /// records from random nodes, then look them up from others), `churn` or `partition`.
+    /// Prints progress, a summary, and last one JSON line with `seed`, `traceHash` and the
+    /// figures; the same `--seed` replays the run exactly (same `traceHash`).
+    Sim(crate::cmd::sim::SimArgs),
+    /// Accept encrypted connections to a public key: pipe one to stdin/stdout, or echo
+    /// every one (`--echo`).
+    ///
+    /// The node (adaptive, on `--port`, 0 = any free port) announces the key pair of `--seed`
+    /// and prints `listening` with its public key. Without `--echo` it accepts one connection,
+    /// writes the peer's bytes to stdout and sends stdin to the peer (our side ends at the end
+    /// of stdin), and exits 0 once both directions have ended. With `--echo` it sends every
+    /// connection's bytes back to it and ends it when the peer ends, until Ctrl-C / SIGTERM.
+    ///
+    /// stdout carries only the peer's bytes, exactly. Status lines go to stderr — with
+    /// `--json` one JSON object per line: `{"event":"listening","publicKey"}`, per connection
+    /// `{"event":"connection","remotePublicKey","handshakeHash","remoteAddress"}` and
+    /// `{"event":"end","remotePublicKey","bytesReceived","bytesSent","ms","error"}`, and
+    /// `{"event":"close","signal"}` after a signal.
+    Listen(ListenArgs),
+    /// Connect to a public key: stdin goes to the peer, the peer's bytes to stdout.
+    ///
+    /// At the end of stdin our side ends (half-close); the command exits 0 once the peer has
+    /// ended too and has acknowledged every byte we sent. Exit code 1 if the connection fails
+    /// (`PEER_NOT_FOUND`: no node holds an announcement of that key) or breaks.
+    ///
+    /// stdout carries only the peer's bytes, exactly. Status lines go to stderr — with
+    /// `--json` one JSON object per line:
+    /// `{"event":"connected","remotePublicKey","publicKey","handshakeHash","ms"}` and at the
+    /// end `{"event":"end","remotePublicKey","bytesReceived","bytesSent","ms","error"}`.
+    Connect(ConnectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +273,44 @@ pub struct DemoArgs {
     /// one node and read by another).
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(2..=64))]
     pub nodes: u16,
+
+    /// MiB sent from the last node to node 0 through the encrypted connection at the end.
+    #[arg(long, value_name = "MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub transfer_mib: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    /// The server key pair's 32-byte seed, as 64 hex characters (see `hdht keypair`).
+    /// Random if absent (the public key is in the `listening` line).
+    #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
+    pub seed: Option<[u8; 32]>,
+
+    /// Send every connection's bytes back to it, and keep accepting connections until
+    /// Ctrl-C / SIGTERM (nothing is read from stdin or written to stdout).
+    #[arg(long)]
+    pub echo: bool,
+
+    /// UDP port of the node (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The server's 32-byte public key, as 64 hex characters.
+    #[arg(value_name = "PUBLIC_KEY", value_parser = parse_hex32)]
+    pub public_key: [u8; 32],
+
+    /// Our key pair's 32-byte seed, as 64 hex characters (the server sees its public key).
+    /// Random if absent.
+    #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
+    pub seed: Option<[u8; 32]>,
+
+    /// UDP port of the node (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
 }
 
 /// Exactly 32 bytes of hex.

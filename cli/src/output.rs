@@ -12,11 +12,24 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
     json: bool,
+    stderr: bool,
 }
 
 impl Output {
     pub fn new(json: bool) -> Self {
-        Output { json }
+        Output {
+            json,
+            stderr: false,
+        }
+    }
+
+    /// The same form, printed on stderr: for the commands whose stdout is a data pipe
+    /// (`listen`, `connect`).
+    pub fn on_stderr(self) -> Self {
+        Output {
+            stderr: true,
+            ..self
+        }
     }
 
     /// Prints `record` as one JSON line, or the text `human` builds.
@@ -29,9 +42,15 @@ impl Output {
         } else {
             human()
         };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        if self.stderr {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{line}");
+            let _ = err.flush();
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     }
 
     /// Prints a node event (see [`Event`]).

@@ -88,21 +88,45 @@ struct Proc {
     lines: Receiver<String>,
     seen: Vec<Value>,
     name: String,
+    /// Everything on stdout, when the JSON lines are on stderr (`listen`, `connect`).
+    data: Option<thread::JoinHandle<Vec<u8>>>,
 }
 
 impl Proc {
+    /// Stdin closed, JSON lines on stdout.
     fn spawn(args: &[&str]) -> Proc {
+        Proc::spawn_io(args, Stdio::null(), false)
+    }
+
+    /// With `stdin`; the JSON lines read from stderr if `events_on_stderr` (stdout is then
+    /// collected as bytes), else from stdout (stderr inherited).
+    fn spawn_io(args: &[&str], stdin: Stdio, events_on_stderr: bool) -> Proc {
         let mut child = Command::new(BIN)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if events_on_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("spawn hdht");
         let stdout = child.stdout.take().unwrap();
+        let (events, data): (Box<dyn Read + Send>, _) = if events_on_stderr {
+            let data = thread::spawn(move || {
+                let mut stdout = stdout;
+                let mut bytes = Vec::new();
+                let _ = stdout.read_to_end(&mut bytes);
+                bytes
+            });
+            (Box::new(child.stderr.take().unwrap()), Some(data))
+        } else {
+            (Box::new(stdout), None)
+        };
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
+            for line in BufReader::new(events).lines() {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
                     break;
@@ -114,6 +138,7 @@ impl Proc {
             lines,
             seen: Vec::new(),
             name: format!("hdht {}", args.join(" ")),
+            data,
         }
     }
 
@@ -151,6 +176,21 @@ impl Proc {
         assert!(ok.success(), "kill -{signal} failed");
         wait_until(&mut self.child, Instant::now() + limit)
             .unwrap_or_else(|| panic!("{} did not exit within {limit:?} of SIG{signal}", self.name))
+    }
+
+    /// Waits (without a signal) for the exit and returns the status.
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        wait_until(&mut self.child, Instant::now() + limit)
+            .unwrap_or_else(|| panic!("{} did not exit within {limit:?}", self.name))
+    }
+
+    /// Everything written on stdout (when the JSON lines are on stderr), once it exited.
+    fn data(&mut self) -> Vec<u8> {
+        self.data
+            .take()
+            .expect("stdout is collected")
+            .join()
+            .expect("stdout reader")
     }
 
     /// Everything printed after the exit.
@@ -288,6 +328,7 @@ fn invalid_arguments_are_rejected() {
     assert_usage_error(&["find-node", &"ab".repeat(16)], "expected 32 bytes");
     assert_usage_error(&["demo", "--nodes", "0"], "--nodes");
     assert_usage_error(&["demo", "--nodes", "1"], "--nodes");
+    assert_usage_error(&["demo", "--transfer-mib", "0"], "--transfer-mib");
     assert_usage_error(&["frobnicate"], "unrecognized subcommand");
 }
 
@@ -332,6 +373,12 @@ fn invalid_record_arguments_are_rejected() {
         "cannot be used with",
     );
     assert_usage_error(&["mutable-get", &key, "--seq", "x"], "--seq");
+    assert_usage_error(&["connect"], "PUBLIC_KEY");
+    assert_usage_error(&["connect", "zz"], "not valid hex");
+    assert_usage_error(&["connect", &"ab".repeat(31)], "expected 32 bytes");
+    assert_usage_error(&["connect", &key, "--seed", "12"], "expected 32 bytes");
+    assert_usage_error(&["listen", "--seed", "xyz"], "not valid hex");
+    assert_usage_error(&["listen", "--port", "70000"], "--port");
 }
 
 #[test]
@@ -364,7 +411,10 @@ fn a_port_in_use_is_a_runtime_error() {
 #[test]
 fn demo_json_runs_a_local_network() {
     let started = Instant::now();
-    let r = run(&["demo", "--json", "--nodes", "5"], Duration::from_secs(30));
+    let r = run(
+        &["demo", "--json", "--nodes", "5", "--transfer-mib", "8"],
+        Duration::from_secs(30),
+    );
     assert!(r.status.success(), "demo failed: {}", r.stderr);
     assert!(
         started.elapsed() < Duration::from_secs(15),
@@ -442,6 +492,7 @@ fn demo_json_runs_a_local_network() {
             "mutableGet",
             "unannounce",
             "lookup",
+            "connection",
             "done"
         ],
         "{lines:#?}"
@@ -487,6 +538,24 @@ fn demo_json_runs_a_local_network() {
     assert_eq!(mget["publicKey"], mputs[0]["publicKey"]);
     assert_eq!(mget["seq"], 2, "{mget}");
     assert_eq!(mget["value"], mputs[1]["value"]);
+
+    // The last node connects to node 0 by public key and sends it 8 MiB.
+    let conn = of("connection")[0];
+    assert_eq!(conn["node"], 4, "{conn}");
+    assert_eq!(conn["server"], 0, "{conn}");
+    assert!(is_hex(&conn["publicKey"], 64), "{conn}");
+    assert_ne!(conn["publicKey"], pk, "a key pair of its own: {conn}");
+    assert!(
+        conn["connectMs"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{conn}"
+    );
+    assert_eq!(conn["bytes"], 8 << 20, "{conn}");
+    assert!(conn["mbPerSec"].as_f64().is_some_and(|v| v > 0.0), "{conn}");
+    assert_eq!(conn["intact"], true, "{conn}");
+    assert!(
+        conn["ms"].as_f64().unwrap() >= conn["connectMs"].as_f64().unwrap(),
+        "{conn}"
+    );
 
     let done = of("done");
     assert_eq!(done.len(), 1);
@@ -542,6 +611,15 @@ fn demo_human_readable() {
     );
     assert!(r.stdout.contains("refused: SEQ_TOO_LOW"), "{}", r.stdout);
     assert!(r.stdout.contains("-> seq 2 \"second\""), "{}", r.stdout);
+    let conn: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("connection "))
+        .collect();
+    assert_eq!(conn.len(), 1, "{}", r.stdout);
+    assert!(conn[0].contains("node 7  -> node 0"), "{}", conn[0]);
+    assert!(conn[0].contains(" ms; 32 MiB in "), "{}", conn[0]);
+    assert!(conn[0].ends_with(" MB/s, intact"), "{}", conn[0]);
     assert!(r.stdout.contains("destroyed all 9 nodes"), "{}", r.stdout);
 }
 
@@ -1016,4 +1094,246 @@ fn records_through_an_unreachable_network_fail() {
         r.stderr
     );
     assert!(r.stdout.is_empty());
+}
+
+// ----- connections: listen and connect as byte pipes -----
+
+/// How long a `connect` piping a few MiB may take (debug build, busy machine).
+const PIPE: Duration = Duration::from_secs(60);
+
+/// A file under the test's temporary directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn stdin(&self) -> Stdio {
+        Stdio::from(std::fs::File::open(&self.0).expect("open the test file"))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `n` random bytes, and a temporary file holding them.
+fn random_file(name: &str, n: usize) -> (TempFile, Vec<u8>) {
+    use rand_core::RngCore;
+    let mut data = vec![0u8; n];
+    rand_core::OsRng.fill_bytes(&mut data);
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}.bin", std::process::id()));
+    std::fs::write(&path, &data).expect("write the test file");
+    (TempFile(path), data)
+}
+
+/// A finished `connect`: stdout as bytes, the JSON lines on stderr.
+struct PipeRun {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl PipeRun {
+    fn events(&self) -> Vec<Value> {
+        self.stderr
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not a JSON line on stderr ({e}): {l}"))
+            })
+            .collect()
+    }
+}
+
+/// Runs `hdht args…` with `stdin` to completion, killing it (and failing) after `limit`.
+fn run_piped(args: &[&str], stdin: Stdio, limit: Duration) -> PipeRun {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hdht");
+    let mut stdout = child.stdout.take().unwrap();
+    let out = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err = drain(child.stderr.take().unwrap());
+    let status = wait_until(&mut child, Instant::now() + limit).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("hdht {args:?} did not finish within {limit:?}")
+    });
+    PipeRun {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Asserts two byte strings are equal without printing megabytes.
+fn assert_same_bytes(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, want {}; first difference at {first:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+#[test]
+fn connect_to_an_echo_listener_gets_every_byte_back() {
+    let net = LocalNet::start(3);
+    let seed = "21".repeat(32);
+    let pk = public_key(&seed);
+    let args = net.args(&["listen", "--seed", &seed, "--echo", "--json"]);
+    let mut listener = Proc::spawn_io(&args, Stdio::null(), true);
+    let listening = listener.expect_event("listening", QUICK, |_| true);
+    assert_eq!(
+        listening,
+        serde_json::json!({"event": "listening", "publicKey": pk})
+    );
+
+    let (path, data) = random_file("echo", 4 << 20);
+    let client_seed = "22".repeat(32);
+    let client_pk = public_key(&client_seed);
+    let mut args = net.args(&["connect", &pk, "--seed", &client_seed]);
+    args.push("--json");
+    let r = run_piped(&args, path.stdin(), PIPE);
+    assert!(r.status.success(), "connect failed: {}", r.stderr);
+    assert_same_bytes(&r.stdout, &data, "the echo on stdout");
+    let events = r.events();
+    assert_eq!(events.len(), 2, "connected, end: {events:#?}");
+    let connected = &events[0];
+    assert_eq!(connected["event"], "connected", "{connected}");
+    assert_eq!(connected["remotePublicKey"], pk.as_str());
+    assert_eq!(connected["publicKey"], client_pk.as_str());
+    assert!(is_hex(&connected["handshakeHash"], 128), "{connected}");
+    assert!(
+        connected["ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{connected}"
+    );
+    let end = &events[1];
+    assert_eq!(end["event"], "end", "{end}");
+    assert_eq!(end["remotePublicKey"], pk.as_str());
+    assert_eq!(end["bytesSent"], data.len(), "{end}");
+    assert_eq!(end["bytesReceived"], data.len(), "{end}");
+    assert_eq!(end["error"], Value::Null, "{end}");
+
+    // The listener saw our key and the same handshake, and echoed every byte.
+    let conn = listener.expect_event("connection", QUICK, |_| true);
+    assert_eq!(conn["remotePublicKey"], client_pk.as_str(), "{conn}");
+    assert_eq!(conn["handshakeHash"], connected["handshakeHash"], "{conn}");
+    assert_eq!(conn["remoteAddress"]["host"], "127.0.0.1", "{conn}");
+    let end = listener.expect_event("end", QUICK, |_| true);
+    assert_eq!(end["remotePublicKey"], client_pk.as_str(), "{end}");
+    assert_eq!(end["bytesReceived"], data.len(), "{end}");
+    assert_eq!(end["bytesSent"], data.len(), "{end}");
+    assert_eq!(end["error"], Value::Null, "{end}");
+
+    // It keeps serving: a second client, with a random key pair.
+    let (path, data) = random_file("echo-again", 1000);
+    let mut args = net.args(&["connect", &pk]);
+    args.push("--json");
+    let r = run_piped(&args, path.stdin(), PIPE);
+    assert!(r.status.success(), "second connect failed: {}", r.stderr);
+    assert_same_bytes(&r.stdout, &data, "the second echo");
+    let other = r.events()[0]["publicKey"].clone();
+    assert_ne!(other, client_pk.as_str());
+    let conn = listener.expect_event("connection", QUICK, |_| true);
+    assert_eq!(conn["remotePublicKey"], other);
+
+    let status = listener.signal("TERM", QUICK);
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    let rest = listener.rest();
+    assert!(
+        rest.iter()
+            .any(|v| v["event"] == "close" && v["signal"] == "SIGTERM"),
+        "{rest:#?}"
+    );
+    assert!(
+        listener.data().is_empty(),
+        "nothing on the listener's stdout"
+    );
+}
+
+#[test]
+fn listen_pipes_one_connection_both_ways() {
+    let net = LocalNet::start(3);
+    let seed = "23".repeat(32);
+    let pk = public_key(&seed);
+    // The listener sends a file of its own while it receives ours.
+    let (reply_path, reply) = random_file("reply", 300_000);
+    let mut args = net.args(&["listen", "--seed", &seed]);
+    args.push("--json");
+    let mut listener = Proc::spawn_io(&args, reply_path.stdin(), true);
+    listener.expect_event("listening", QUICK, |v| v["publicKey"] == pk.as_str());
+
+    let (path, data) = random_file("one-way", 4 << 20);
+    let mut args = net.args(&["connect", &pk]);
+    args.push("--json");
+    let r = run_piped(&args, path.stdin(), PIPE);
+    assert!(r.status.success(), "connect failed: {}", r.stderr);
+    assert_same_bytes(&r.stdout, &reply, "the listener's file on connect's stdout");
+    let end = r.events().pop().unwrap();
+    assert_eq!(end["event"], "end", "{end}");
+    assert_eq!(end["bytesSent"], data.len(), "{end}");
+    assert_eq!(end["bytesReceived"], reply.len(), "{end}");
+
+    // Both directions ended: the listener exits 0 by itself, our file on its stdout.
+    let status = listener.wait(PIPE);
+    assert!(status.success(), "listen exits 0: {status:?}");
+    assert_same_bytes(&listener.data(), &data, "our file on listen's stdout");
+    let rest = listener.rest();
+    let names: Vec<&str> = listener
+        .seen
+        .iter()
+        .chain(&rest)
+        .filter_map(|v| v["event"].as_str())
+        .collect();
+    assert_eq!(names, ["listening", "connection", "end"], "{rest:#?}");
+    let end = rest.last().unwrap();
+    assert_eq!(end["bytesReceived"], data.len(), "{end}");
+    assert_eq!(end["bytesSent"], reply.len(), "{end}");
+    assert_eq!(end["error"], Value::Null, "{end}");
+}
+
+#[test]
+fn connect_to_a_key_nobody_listens_on_fails() {
+    let net = LocalNet::start(3);
+    let nobody = public_key(&"24".repeat(32));
+    let r = net.fails(&["connect", &nobody], "PEER_NOT_FOUND");
+    assert!(
+        r.stderr
+            .contains(&format!("cannot connect to {nobody}: PEER_NOT_FOUND")),
+        "{}",
+        r.stderr
+    );
+}
+
+/// `hdht sim`: the last line is one JSON object with the seed and the trace hash; the same seed
+/// replays the run exactly, another seed gives another trace.
+#[test]
+fn sim_replays_from_its_seed() {
+    let run = |seed: u64| -> serde_json::Value {
+        let out = std::process::Command::new(BIN)
+            .args(["--json", "sim", "lookup", "--nodes", "60", "--lookups", "40", "--announces", "10", "--seed", &seed.to_string()])
+            .output()
+            .expect("run hdht sim");
+        assert!(out.status.success(), "hdht sim failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        let last = stdout.lines().last().expect("a summary line");
+        serde_json::from_str(last).expect("the last line is JSON")
+    };
+    let (a, b, c) = (run(3), run(3), run(4));
+    assert_eq!(a["seed"], 3);
+    assert_eq!(a["traceHash"], b["traceHash"], "same seed, same trace");
+    assert_ne!(a["traceHash"], c["traceHash"], "another seed, another trace");
+    assert!(a["lookupSuccess"].as_f64().unwrap() >= 0.99, "{a}");
+    assert!(a["eventsPerSec"].as_f64().unwrap() > 0.0);
 }

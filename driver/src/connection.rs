@@ -276,13 +276,13 @@ impl Connection {
                     };
                 }
             }
+            if let Some(Some(err)) = inner.connections.conns.get(&conn).and_then(|s| s.closed.clone()) {
+                return Poll::Ready(Err(io_err(err)));
+            }
             if buf.is_empty() || inner.node.conn_at_end(conn) {
                 return Poll::Ready(Ok(0));
             }
             if let Some(slot) = inner.connections.conns.get_mut(&conn) {
-                if let Some(Some(err)) = slot.closed.clone() {
-                    return Poll::Ready(Err(io_err(err)));
-                }
                 slot.read_waker = Some(cx.waker().clone());
             }
             Poll::Pending

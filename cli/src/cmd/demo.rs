@@ -4,7 +4,10 @@
 //! result is checked against the true closest nodes. Then the records: one node announces a
 //! topic and another finds it with a lookup; an immutable put and get; a mutable put with
 //! seq 1, then 2, a refused put with seq 1 and a get that returns seq 2; an unannounce and a
-//! lookup that no longer finds the key. Then everything is destroyed.
+//! lookup that no longer finds the key. Then a connection by public key: node 0 listens on a
+//! fresh key pair, the last node connects to it through the DHT and sends `--transfer-mib` MiB
+//! (32 by default), which node 0 reads to the end and checks; the time to connect and the
+//! throughput are shown. Then everything is destroyed.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -17,8 +20,9 @@ use hdht_core::rpc::{NodeId, Persistence, QueryError, QueryResult, K};
 use hdht_tokio::{Dht, DhtOptions, QueryStream};
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Error, Result};
+use super::{ms_since, Error, Result};
 use crate::args::DemoArgs;
 use crate::output::{
     hex_id, hex_opt_id, short, short_hex, show_value, text_value, Addr, NodeAddr, Output,
@@ -27,6 +31,10 @@ use crate::signal::Shutdown;
 
 /// How long one step (a node's bootstrap, a query) may take before the demo gives up.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the transfer through the connection may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(30);
+/// One MiB, the unit of `--transfer-mib` and of the data's repeating pattern.
+const MIB: usize = 1 << 20;
 
 /// Routing-table sizes at one point: `sizes[i]` for node i; `full` tables hold every other
 /// node of the network.
@@ -168,6 +176,20 @@ enum DemoEvent {
         public_key: String,
         ms: f64,
     },
+    /// Node `node` connected to `publicKey`, on which node `server` listens, in `connectMs`,
+    /// and sent it `bytes`; node `server` read them all (`intact`: exactly the bytes sent) at
+    /// `mbPerSec` (10^6 bytes per second, from the first write to the last byte read). `ms`:
+    /// the whole step (listen, connect, transfer).
+    Connection {
+        node: usize,
+        server: usize,
+        public_key: String,
+        connect_ms: f64,
+        bytes: u64,
+        mb_per_sec: f64,
+        intact: bool,
+        ms: f64,
+    },
     /// All `nodes` (the bootstrapper included) were destroyed.
     Done { nodes: usize, ms: u128 },
 }
@@ -176,7 +198,7 @@ pub async fn run(args: DemoArgs, out: Output) -> Result<()> {
     let mut shutdown = Shutdown::install();
     let mut net = Network::default();
     let result = tokio::select! {
-        r = demo(&mut net, usize::from(args.nodes), out) => r,
+        r = demo(&mut net, usize::from(args.nodes), args.transfer_mib as usize, out) => r,
         sig = shutdown.recv() => Err(Error::new(format!("interrupted by {sig}"))),
     };
     let count = net.nodes.len() + usize::from(net.bootstrapper.is_some());
@@ -256,7 +278,7 @@ fn random_target() -> Result<NodeId> {
     Ok(NodeId(t))
 }
 
-async fn demo(net: &mut Network, n: usize, out: Output) -> Result<()> {
+async fn demo(net: &mut Network, n: usize, mib: usize, out: Output) -> Result<()> {
     let started = Instant::now();
     net.started = Some(started);
     let host = Ipv4Addr::LOCALHOST;
@@ -395,12 +417,10 @@ async fn demo(net: &mut Network, n: usize, out: Output) -> Result<()> {
     });
 
     // 5. The records.
-    records(net, out).await
-}
+    records(net, out).await?;
 
-/// Milliseconds since `t0`, to the microsecond.
-fn ms_since(t0: Instant) -> f64 {
-    (t0.elapsed().as_secs_f64() * 1e6).round() / 1e3
+    // 6. Two nodes connect by public key and move data.
+    connection(net, mib, out).await
 }
 
 fn random_bytes() -> Result<[u8; 32]> {
@@ -612,6 +632,109 @@ async fn records(net: &Network, out: Output) -> Result<()> {
     lookup_step(reader, b, &reader_name(b), topic, &announcer, out).await
 }
 
+/// Node 0 listens on a fresh key pair; the last node connects to its public key (found through
+/// the DHT) and sends `mib` MiB of a random 1 MiB pattern, then ends; node 0 reads to the end
+/// and checks every byte.
+async fn connection(net: &Network, mib: usize, out: Output) -> Result<()> {
+    let (s, c) = (0, net.nodes.len() - 1);
+    let (server_dht, client_dht) = (&net.nodes[s], &net.nodes[c]);
+    let kp = KeyPair::from_seed(&random_bytes()?);
+    let mut pattern = vec![0u8; MIB];
+    OsRng
+        .try_fill_bytes(&mut pattern)
+        .map_err(|e| Error::new(format!("no OS randomness: {e}")))?;
+
+    let t0 = Instant::now();
+    let mut server = server_dht.create_server();
+    step("the listen", server.listen(&kp))
+        .await?
+        .map_err(|e| Error::new(format!("the listen failed: {e}")))?;
+    let t1 = Instant::now();
+    let mut client = step("the connect", client_dht.connect(kp.public_key()))
+        .await?
+        .map_err(|e| Error::new(format!("the connect failed: {e}")))?;
+    let connect_ms = ms_since(t1);
+    let mut accepted = step("the accept", server.accept())
+        .await?
+        .ok_or_else(|| Error::new("the server closed before the connection arrived"))?;
+
+    let t2 = Instant::now();
+    let send = async {
+        for _ in 0..mib {
+            client.write_all(&pattern).await?;
+        }
+        client.shutdown().await
+    };
+    let receive = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        let (mut got, mut intact) = (0usize, true);
+        loop {
+            let n = accepted.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            intact &= matches_pattern(&pattern, got, &buf[..n]);
+            got += n;
+        }
+        Ok::<_, std::io::Error>((got, intact, t2.elapsed()))
+    };
+    let transfer = async { tokio::try_join!(send, receive) };
+    let ((), (got, intact, elapsed)) = tokio::time::timeout(TRANSFER_TIMEOUT, transfer)
+        .await
+        .map_err(|_| {
+            Error::new(format!(
+                "the transfer took longer than {} s",
+                TRANSFER_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| Error::new(format!("the transfer failed: {e}")))?;
+    drop((client, accepted));
+    server.close();
+    let intact = intact && got == mib * MIB;
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let mb_per_sec = (got as f64 / secs / 1e6 * 10.0).round() / 10.0;
+    let ms = ms_since(t0);
+    let ev = DemoEvent::Connection {
+        node: c,
+        server: s,
+        public_key: hex::encode(kp.public_key()),
+        connect_ms,
+        bytes: got as u64,
+        mb_per_sec,
+        intact,
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "connection     node {c:<2} -> node {s}  key {}  connected in {connect_ms:.2} ms; {} MiB in {secs:.2} s = {mb_per_sec:.1} MB/s, {}",
+            short_hex(&kp.public_key()),
+            got as f64 / MIB as f64,
+            if intact { "intact" } else { "CORRUPTED" }
+        )
+    });
+    if intact {
+        Ok(())
+    } else {
+        Err(Error::new(
+            "the bytes node 0 read differ from the bytes sent",
+        ))
+    }
+}
+
+/// Whether `chunk`, found at offset `at` of the stream, matches the repeating `pattern`.
+fn matches_pattern(pattern: &[u8], mut at: usize, mut chunk: &[u8]) -> bool {
+    while !chunk.is_empty() {
+        let off = at % pattern.len();
+        let n = chunk.len().min(pattern.len() - off);
+        if chunk[..n] != pattern[off..off + n] {
+            return false;
+        }
+        at += n;
+        chunk = &chunk[n..];
+    }
+    true
+}
+
 /// A lookup of `topic` from `dht`, reporting whether `announcer` is listed.
 async fn lookup_step(
     dht: &Dht,
@@ -690,4 +813,23 @@ async fn run_lookup(
 fn print_tables(out: Output, tables: TableSizes) {
     let text = tables.text();
     out.emit(&DemoEvent::Tables(tables), || text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_check_wraps_around() {
+        let pattern = [1u8, 2, 3, 4];
+        assert!(matches_pattern(&pattern, 0, &[1, 2, 3, 4, 1, 2]));
+        assert!(matches_pattern(
+            &pattern,
+            3,
+            &[4, 1, 2, 3, 4, 1, 2, 3, 4, 1]
+        ));
+        assert!(matches_pattern(&pattern, 6, &[]));
+        assert!(!matches_pattern(&pattern, 1, &[2, 3, 4, 1, 3]));
+        assert!(!matches_pattern(&pattern, 0, &[2]));
+    }
 }

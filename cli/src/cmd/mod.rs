@@ -2,6 +2,7 @@
 
 pub mod announce;
 pub mod bootstrap;
+pub mod connect;
 pub mod demo;
 pub mod find_node;
 pub mod immutable;
@@ -9,12 +10,14 @@ pub mod keypair;
 pub mod lookup;
 pub mod mutable;
 pub mod node;
+pub mod sim;
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdht_core::rpc::Persistence;
 use hdht_tokio::{Dht, DhtOptions};
+use rand_core::{OsRng, RngCore};
 
 use crate::args::{Command, GlobalOpts};
 use crate::output::{Event, Output};
@@ -53,7 +56,24 @@ pub async fn run_async(command: Command, global: GlobalOpts, out: Output) -> Res
         Command::MutablePut(args) => mutable::run_put(args, &global, out).await,
         Command::MutableGet(args) => mutable::run_get(args, &global, out).await,
         Command::Demo(args) => demo::run(args, out).await,
+        Command::Sim(args) => sim::run(args, out, global.json),
+        Command::Listen(args) => connect::run_listen(args, &global, out).await,
+        Command::Connect(args) => connect::run_connect(args, &global, out).await,
     }
+}
+
+/// Milliseconds since `t0`, to the microsecond.
+fn ms_since(t0: Instant) -> f64 {
+    (t0.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// 32 random bytes from the OS.
+fn random_seed() -> Result<[u8; 32]> {
+    let mut seed = [0u8; 32];
+    OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|e| Error::new(format!("no OS randomness: {e}")))?;
+    Ok(seed)
 }
 
 /// Starts the node a one-shot command works through: ephemeral (it never becomes routable

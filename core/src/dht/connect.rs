@@ -219,6 +219,8 @@ pub(crate) struct Conn {
     udx_ended: bool,
     local_ended: bool,
     closed: bool,
+    /// It closed with an error (reads then fail instead of ending).
+    close_error: bool,
     /// A pending server connection is dropped if no packet arrives by then.
     connect_deadline: Option<Instant>,
     want_writable: bool,
@@ -665,6 +667,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 udx_ended: false,
                 local_ended: false,
                 closed: false,
+                close_error: false,
                 connect_deadline: None,
                 want_writable: false,
             },
@@ -806,7 +809,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn conn_at_end(&self, conn: ConnId) -> bool {
         self.connect.conns.get(&conn).is_none_or(|c| {
             let udx_drained = self.connect.udx.get(c.stream_id).is_none_or(|s| s.readable_bytes() == 0);
-            (c.remote_ended || c.closed) && c.plain.is_empty() && udx_drained
+            // A close without the peer's end is an error, never a clean end of stream.
+            (c.remote_ended || (c.closed && !c.close_error)) && c.plain.is_empty() && udx_drained
         })
     }
 
@@ -889,6 +893,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return;
         }
         c.closed = true;
+        c.close_error = error.is_some();
         let (opened, initiator) = (c.opened, c.handshake.is_initiator);
         if let Some(s) = self.connect.udx.get_mut(c.stream_id) {
             if error.is_some() {
@@ -1401,6 +1406,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 udx_ended: false,
                 local_ended: false,
                 closed: false,
+                close_error: false,
                 connect_deadline: Some(now + SERVER_CONNECT_WAIT),
                 want_writable: false,
             },

@@ -1,0 +1,536 @@
+//! `hdht listen [--seed HEX] [--echo]` and `hdht connect PUBLIC_KEY [--seed HEX]`: end-to-end
+//! encrypted connections by public key, as byte pipes.
+//!
+//! stdout is the data pipe: it carries the peer's bytes and nothing else. Status lines (JSON
+//! with `--json`, text otherwise) go to stderr. Both directions run at once with back-pressure:
+//! stdin is read on a thread of its own into a small bounded queue (a blocking read of a
+//! terminal can never be cancelled, so it must not hold up the runtime's shutdown), and the
+//! peer's bytes are written by another thread, each chunk flushed, while the next is read.
+//!
+//! A side ends its direction with a half-close (at the end of stdin, or for `--echo` when the
+//! peer ended). A command is done when both directions have ended and the peer has
+//! acknowledged everything we sent: only then is the node destroyed, so a file piped through
+//! loses no byte.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use hdht_core::crypto::KeyPair;
+use hdht_core::dht::ConnectOptions;
+use hdht_core::rpc::Persistence;
+use hdht_driver::{Connection, Server};
+use hdht_tokio::{Dht, DhtOptions};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{bootstrapped, ms_since, random_seed, until_signal, Error, Result};
+use crate::args::{ConnectArgs, GlobalOpts, ListenArgs};
+use crate::output::{short_hex, Addr, Event, Output};
+use crate::signal::Shutdown;
+
+/// Bytes per read from stdin or from a connection.
+const CHUNK: usize = 64 * 1024;
+/// Chunks queued between the runtime and the stdin / stdout threads.
+const QUEUE: usize = 8;
+/// How long the peer may take to acknowledge our end once both directions have ended.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the connection is checked for having closed.
+const CLOSE_POLL: Duration = Duration::from_millis(2);
+/// A pause before the node goes down, so the last acknowledgement leaves.
+const LINGER: Duration = Duration::from_millis(20);
+/// How long the unannounce of a stopping `listen` may take.
+const DESTROY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The status lines of `listen` and `connect` (on stderr).
+#[derive(Debug, Serialize)]
+#[serde(
+    tag = "event",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+enum PipeEvent {
+    /// `listen`: the key is announced; connect to `publicKey`.
+    Listening { public_key: String },
+    /// `listen`: a peer connected.
+    Connection {
+        remote_public_key: String,
+        handshake_hash: String,
+        remote_address: Option<Addr>,
+    },
+    /// `connect`: the connection is open, `ms` after the connect started.
+    Connected {
+        remote_public_key: String,
+        public_key: String,
+        handshake_hash: String,
+        ms: f64,
+    },
+    /// A connection is over: both directions ended (`error` null) or it broke. `ms` since it
+    /// opened.
+    End {
+        remote_public_key: String,
+        bytes_received: u64,
+        bytes_sent: u64,
+        ms: f64,
+        error: Option<String>,
+    },
+}
+
+/// The node `listen` and `connect` work through: adaptive (as the reference's default), on
+/// `port` (0: any free port), bound to `--host`. The signal handlers are installed first.
+async fn start_node(global: &GlobalOpts, port: u16) -> Result<(Dht, Shutdown)> {
+    let shutdown = Shutdown::install();
+    let opts = DhtOptions {
+        bootstrap: global.bootstrap_list(),
+        host: global.bind_host(),
+        port,
+        persistence: Persistence::Adaptive,
+        ..DhtOptions::default()
+    };
+    let dht = Dht::new(opts)
+        .await
+        .map_err(|e| Error::new(format!("cannot start a node: {e}")))?;
+    Ok((dht, shutdown))
+}
+
+// ----- listen -----
+
+pub async fn run_listen(args: ListenArgs, global: &GlobalOpts, out: Output) -> Result<()> {
+    let out = out.on_stderr();
+    let seed = match args.seed {
+        Some(seed) => seed,
+        None => random_seed()?,
+    };
+    let kp = KeyPair::from_seed(&seed);
+    let (dht, mut shutdown) = start_node(global, args.port).await?;
+    let mut server = dht.create_server();
+    let result = listen(&dht, &mut server, &kp, args.echo, out, &mut shutdown).await;
+    server.close();
+    drop(server);
+    if result.is_ok() {
+        tokio::time::sleep(LINGER).await;
+    }
+    // A graceful destroy unannounces the key; past the bound the node is dropped (forced).
+    let _ = tokio::time::timeout(DESTROY_TIMEOUT, dht.destroy()).await;
+    result
+}
+
+/// Listens, then serves: one piped connection, or echoes until a signal.
+async fn listen(
+    dht: &Dht,
+    server: &mut Server,
+    kp: &KeyPair,
+    echo: bool,
+    out: Output,
+    shutdown: &mut Shutdown,
+) -> Result<()> {
+    let listening = tokio::select! {
+        r = async {
+            bootstrapped(dht).await?;
+            server
+                .listen(kp)
+                .await
+                .map_err(|e| Error::new(format!("cannot listen: {e}")))
+        } => Ok(r),
+        sig = shutdown.recv() => Err(sig),
+    };
+    match listening {
+        Ok(r) => r?,
+        Err(sig) => {
+            closing(out, sig);
+            return Ok(());
+        }
+    }
+    let public_key = hex::encode(kp.public_key());
+    let text = format!("listening on {public_key}");
+    out.emit(&PipeEvent::Listening { public_key }, || text);
+    if echo {
+        echo_until_signal(server, out, shutdown).await
+    } else {
+        pipe_one(server, out, shutdown).await
+    }
+}
+
+fn closing(out: Output, sig: &str) {
+    out.event(&Event::Close {
+        signal: sig.to_string(),
+    });
+}
+
+/// Prints a `connection` line for an accepted connection.
+fn emit_connection(out: Output, conn: &Connection) {
+    let remote = conn.remote_public_key();
+    let addr = conn.remote_address();
+    let ev = PipeEvent::Connection {
+        remote_public_key: hex::encode(remote),
+        handshake_hash: hex::encode(conn.handshake_hash()),
+        remote_address: addr.map(|a| Addr {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }),
+    };
+    out.emit(&ev, || {
+        format!(
+            "connection from {}{} (handshake {})",
+            hex::encode(remote),
+            addr.map_or(String::new(), |a: SocketAddr| format!(" at {a}")),
+            short_hex(&conn.handshake_hash())
+        )
+    });
+}
+
+/// Prints the `end` line of a connection.
+fn emit_end(out: Output, remote: [u8; 32], counts: Counts, opened: Instant, error: Option<String>) {
+    let ms = ms_since(opened);
+    let text = format!(
+        "connection with {} {}: received {} bytes, sent {} bytes in {:.3} s",
+        short_hex(&remote),
+        match &error {
+            Some(e) => format!("failed ({e})"),
+            None => "ended".to_string(),
+        },
+        counts.received,
+        counts.sent,
+        ms / 1e3
+    );
+    let ev = PipeEvent::End {
+        remote_public_key: hex::encode(remote),
+        bytes_received: counts.received,
+        bytes_sent: counts.sent,
+        ms,
+        error,
+    };
+    out.emit(&ev, || text);
+}
+
+/// `--echo`: every connection's bytes go back to it, until a signal.
+async fn echo_until_signal(server: &Server, out: Output, shutdown: &mut Shutdown) -> Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            sig = shutdown.recv() => {
+                closing(out, sig);
+                // Dropping the connections ends them.
+                tasks.abort_all();
+                return Ok(());
+            }
+            conn = server.accept() => match conn {
+                Some(conn) => {
+                    emit_connection(out, &conn);
+                    tasks.spawn(echo(conn, out));
+                }
+                None => return Err(Error::new("the server closed")),
+            },
+            Some(_) = tasks.join_next() => {}
+        }
+    }
+}
+
+/// Echoes one connection until the peer ends, then ends ours and waits for the close.
+async fn echo(mut conn: Connection, out: Output) {
+    let opened = Instant::now();
+    let remote = conn.remote_public_key();
+    let mut counts = Counts::default();
+    let mut buf = vec![0u8; CHUNK];
+    let result: io::Result<()> = async {
+        loop {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            counts.received += n as u64;
+            conn.write_all(&buf[..n]).await?;
+            counts.sent += n as u64;
+        }
+        conn.shutdown().await?;
+        closed(&mut conn).await
+    }
+    .await;
+    emit_end(
+        out,
+        remote,
+        counts,
+        opened,
+        result.err().map(|e| e.to_string()),
+    );
+}
+
+/// Without `--echo`: the first connection, piped to stdout and stdin; later ones are refused
+/// (the server closes). Done when both directions ended, or at a signal.
+async fn pipe_one(server: &Server, out: Output, shutdown: &mut Shutdown) -> Result<()> {
+    let accepted = tokio::select! {
+        conn = server.accept() => Ok(conn),
+        sig = shutdown.recv() => Err(sig),
+    };
+    let conn = match accepted {
+        Ok(Some(conn)) => conn,
+        Ok(None) => return Err(Error::new("the server closed")),
+        Err(sig) => {
+            closing(out, sig);
+            return Ok(());
+        }
+    };
+    server.close();
+    emit_connection(out, &conn);
+    let remote = conn.remote_public_key();
+    let opened = Instant::now();
+    let piped = tokio::select! {
+        r = pipe(conn) => Ok(r),
+        sig = shutdown.recv() => Err(sig),
+    };
+    match piped {
+        Ok((counts, result)) => {
+            let error = result.as_ref().err().map(|e| e.to_string());
+            emit_end(out, remote, counts, opened, error);
+            result.map_err(|e| Error::new(format!("the connection failed: {e}")))
+        }
+        Err(sig) => {
+            closing(out, sig);
+            Ok(())
+        }
+    }
+}
+
+// ----- connect -----
+
+pub async fn run_connect(args: ConnectArgs, global: &GlobalOpts, out: Output) -> Result<()> {
+    let out = out.on_stderr();
+    let (dht, mut shutdown) = start_node(global, args.port).await?;
+    let result = until_signal(&mut shutdown, connect(&dht, &args, out)).await;
+    if result.is_ok() {
+        tokio::time::sleep(LINGER).await;
+    }
+    dht.destroy().await;
+    result
+}
+
+async fn connect(dht: &Dht, args: &ConnectArgs, out: Output) -> Result<()> {
+    bootstrapped(dht).await?;
+    let opts = ConnectOptions {
+        key_pair: args.seed.map(|s| KeyPair::from_seed(&s)),
+        ..ConnectOptions::default()
+    };
+    let remote = args.public_key;
+    let t0 = Instant::now();
+    let conn = dht
+        .connect_with(remote, opts)
+        .await
+        .map_err(|e| Error::new(format!("cannot connect to {}: {e}", hex::encode(remote))))?;
+    let ms = ms_since(t0);
+    let ev = PipeEvent::Connected {
+        remote_public_key: hex::encode(remote),
+        public_key: hex::encode(conn.public_key()),
+        handshake_hash: hex::encode(conn.handshake_hash()),
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "connected to {} in {ms:.2} ms{} (handshake {})",
+            hex::encode(remote),
+            conn.remote_address()
+                .map_or(String::new(), |a| format!(" at {a}")),
+            short_hex(&conn.handshake_hash())
+        )
+    });
+    let opened = Instant::now();
+    let (counts, result) = pipe(conn).await;
+    let error = result.as_ref().err().map(|e| e.to_string());
+    emit_end(out, remote, counts, opened, error);
+    result.map_err(|e| Error::new(format!("the connection failed: {e}")))
+}
+
+// ----- the pipe -----
+
+/// Bytes moved through a connection.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    received: u64,
+    sent: u64,
+}
+
+/// stdin → the connection (ended at the end of stdin) and the connection → stdout, at once;
+/// then waits until the peer acknowledged our end. The first failure stops both.
+async fn pipe(conn: Connection) -> (Counts, io::Result<()>) {
+    let (mut rd, mut wr) = tokio::io::split(conn);
+    let mut counts = Counts::default();
+    let (received, sent) = (&mut counts.received, &mut counts.sent);
+    let both = tokio::try_join!(to_stdout(&mut rd, received), from_stdin(&mut wr, sent));
+    let mut conn = rd.unsplit(wr);
+    let result = match both {
+        Ok(_) => closed(&mut conn).await,
+        Err(e) => Err(e),
+    };
+    (counts, result)
+}
+
+fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
+    move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// The connection's bytes to stdout until the peer ends; `count` follows what was written.
+async fn to_stdout(rd: &mut (impl AsyncRead + Unpin), count: &mut u64) -> io::Result<()> {
+    let (tx, done) = stdout_writer();
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = rd
+            .read(&mut buf)
+            .await
+            .map_err(context("reading from the peer"))?;
+        if n == 0 {
+            break;
+        }
+        buf.truncate(n);
+        if tx.send(buf).await.is_err() {
+            // The writer stopped: its error says why.
+            break;
+        }
+        *count += n as u64;
+    }
+    drop(tx);
+    match done.await {
+        Ok(r) => r.map_err(context("writing to stdout")),
+        Err(_) => Err(io::Error::other("the stdout writer stopped")),
+    }
+}
+
+/// stdin to the connection, then our end; `count` follows what was written.
+async fn from_stdin(wr: &mut (impl AsyncWrite + Unpin), count: &mut u64) -> io::Result<()> {
+    let mut rx = stdin_reader();
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk.map_err(context("reading stdin"))?;
+        wr.write_all(&chunk)
+            .await
+            .map_err(context("sending to the peer"))?;
+        *count += chunk.len() as u64;
+    }
+    wr.shutdown().await.map_err(context("ending our side"))
+}
+
+/// A thread reading stdin into a bounded queue (back-pressure: it stops reading while the
+/// queue is full). The queue ends at the end of stdin, after an error item on a failure.
+fn stdin_reader() -> mpsc::Receiver<io::Result<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    std::thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.blocking_send(Ok(buf)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    break;
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// A thread writing queued chunks to stdout, each flushed. The outcome arrives once the queue
+/// is closed and drained, or at the first error (then the queue is dropped).
+fn stdout_writer() -> (mpsc::Sender<Vec<u8>>, oneshot::Receiver<io::Result<()>>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let (done_tx, done) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut stdout = io::stdout().lock();
+        let mut result = Ok(());
+        while let Some(buf) = rx.blocking_recv() {
+            if let Err(e) = stdout.write_all(&buf).and_then(|()| stdout.flush()) {
+                result = Err(e);
+                break;
+            }
+        }
+        drop(rx);
+        let _ = done_tx.send(result);
+    });
+    (tx, done)
+}
+
+/// Waits until the connection has closed: both sides ended and the peer acknowledged our end,
+/// hence every byte before it. The driver has no future for this yet; after our end a write
+/// fails with `BrokenPipe` while the connection is open and `NotConnected` once it closed.
+async fn closed(conn: &mut Connection) -> io::Result<()> {
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    loop {
+        let probe =
+            std::future::poll_fn(|cx| AsyncWrite::poll_write(Pin::new(&mut *conn), cx, &[0])).await;
+        match probe {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(e) => return Err(e),
+            Ok(_) => {
+                return Err(io::Error::other(
+                    "the connection accepted a write after its end",
+                ))
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the peer did not acknowledge the end of the stream within {} s",
+                    CLOSE_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(CLOSE_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shapes() {
+        let ev = PipeEvent::Listening {
+            public_key: "aa".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"listening","publicKey":"aa"}"#
+        );
+        let ev = PipeEvent::Connection {
+            remote_public_key: "bb".into(),
+            handshake_hash: "cc".into(),
+            remote_address: Some(Addr {
+                host: "127.0.0.1".into(),
+                port: 5,
+            }),
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"connection","remotePublicKey":"bb","handshakeHash":"cc","remoteAddress":{"host":"127.0.0.1","port":5}}"#
+        );
+        let ev = PipeEvent::Connected {
+            remote_public_key: "bb".into(),
+            public_key: "aa".into(),
+            handshake_hash: "cc".into(),
+            ms: 1.5,
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"connected","remotePublicKey":"bb","publicKey":"aa","handshakeHash":"cc","ms":1.5}"#
+        );
+        let ev = PipeEvent::End {
+            remote_public_key: "bb".into(),
+            bytes_received: 1,
+            bytes_sent: 2,
+            ms: 3.0,
+            error: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"end","remotePublicKey":"bb","bytesReceived":1,"bytesSent":2,"ms":3.0,"error":null}"#
+        );
+    }
+}
