@@ -1153,7 +1153,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         s.announce_query = None;
         let Some(kp) = s.key_pair.clone() else { return };
         let target = s.target;
-        let old: Vec<RelayInfo> = core::mem::take(&mut s.relays);
+        // Relays of the previous cycle keep our record until it expires there (≤ 27 min).
+        s.relays.clear();
         let mut sent = 0;
         for r in closest.iter().take(MAX_RELAYS) {
             let (Some(token), Some(id)) = (r.token, r.from_id) else { continue };
@@ -1170,12 +1171,6 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 s.announce_requests.insert(rid, r.from);
             }
             sent += 1;
-        }
-        // Relays of the previous cycle that are not relays now lose our record.
-        let now_relays: Vec<SocketAddrV4> = closest.iter().take(MAX_RELAYS).map(|r| r.from).collect();
-        if old.iter().any(|r| !now_relays.contains(&r.relay_address)) {
-            // A fresh lookup-and-unannounce at the stale relays would need their tokens; the
-            // records expire there within 20 minutes, as the reference's do when it is offline.
         }
         if sent == 0 {
             self.after_announce(now, server);

@@ -1013,7 +1013,7 @@ impl<R: RngCore> RpcNode<R> {
         self.nat_add(to);
     }
 
-    fn add_node_from_network(&mut self, _now: Instant, sample: bool, from: SocketAddrV4, id: NodeId, to: SocketAddrV4) {
+    fn add_node_from_network(&mut self, now: Instant, sample: bool, from: SocketAddrV4, id: NodeId, to: SocketAddrV4) {
         if id == *self.table.id() {
             return;
         }
@@ -1042,7 +1042,7 @@ impl<R: RngCore> RpcNode<R> {
             AddOutcome::Updated => {}
             AddOutcome::Full => {
                 entry.sampled = 0;
-                self.on_full_row(_now, entry);
+                self.on_full_row(now, entry);
             }
         }
     }
