@@ -30,6 +30,8 @@ pub fn rpc_socket_id(kind: SocketKind) -> SocketId {
     match kind {
         SocketKind::Server => SocketId(0),
         SocketKind::Client => SocketId(1),
+        // A bare dht-rpc node never opens pool sockets.
+        SocketKind::Pool(n) => SocketId(n.saturating_add(2)),
     }
 }
 

@@ -60,18 +60,22 @@ const MAX_CONNECTIONS: usize = 16_384;
 pub(crate) const UDX_SERVER_SOCKET: udx::SocketId = udx::SocketId(0);
 pub(crate) const UDX_CLIENT_SOCKET: udx::SocketId = udx::SocketId(1);
 
+/// Pool socket `n` is UDX socket `n + POOL_SOCKET_BASE`.
+const POOL_SOCKET_BASE: u32 = 2;
+
 pub(crate) fn udx_socket(kind: SocketKind) -> udx::SocketId {
     match kind {
         SocketKind::Server => UDX_SERVER_SOCKET,
         SocketKind::Client => UDX_CLIENT_SOCKET,
+        SocketKind::Pool(n) => udx::SocketId(n.wrapping_add(POOL_SOCKET_BASE)),
     }
 }
 
 pub(crate) fn socket_kind(id: udx::SocketId) -> SocketKind {
-    if id == UDX_CLIENT_SOCKET {
-        SocketKind::Client
-    } else {
-        SocketKind::Server
+    match id.0 {
+        0 => SocketKind::Server,
+        1 => SocketKind::Client,
+        n => SocketKind::Pool(n - POOL_SOCKET_BASE),
     }
 }
 

@@ -5,12 +5,15 @@ mod connect;
 pub mod messages;
 mod node;
 mod ops;
+mod pool;
+mod punch;
 pub mod sign;
 pub mod store;
 
 pub use connect::{
     ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, ServerId, ServerOptions,
 };
+pub use pool::{SocketCommand, MAX_POOL_SOCKETS};
 pub use node::{DatagramOut, DhtConfig, DhtEvent, DhtNode, Forward, MAX_DATAGRAM};
 pub use ops::{
     FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,

@@ -187,6 +187,8 @@ pub struct DhtNode<R> {
     storage: Option<Storage>,
     pub(super) forwards: Xache<[u8; 32], Forward>,
     pub(super) connect: super::connect::ConnectState,
+    /// Pool sockets (holepunching, punched connections).
+    pub(super) pool: super::pool::SocketPool,
     /// The time of the latest input (UDX output is produced in `poll_transmit`).
     last_now: Instant,
     ops: BTreeMap<OpId, Op>,
@@ -223,6 +225,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             announced: BTreeMap::new(),
             deliver_unknown,
             connect: super::connect::ConnectState::default(),
+            pool: super::pool::SocketPool::default(),
             last_now: now,
         };
         node.process(now);
@@ -285,6 +288,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
+    /// The next pool-socket command. Drivers drain these before
+    /// [`poll_transmit`](Self::poll_transmit), so a socket is bound before anything is sent
+    /// from it.
+    pub fn poll_socket_command(&mut self) -> Option<super::SocketCommand> {
+        self.pool.poll_command()
+    }
+
+    /// A pool socket could not be bound, or failed: whatever used it gives up.
+    pub fn socket_failed(&mut self, now: Instant, id: u32) {
+        self.last_now = now;
+        if self.pool.failed(id) {
+            self.on_pool_socket_failed(now, id);
+        }
+        self.process(now);
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<DhtEvent> {
         self.events.pop_front()
@@ -308,6 +327,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Feeds a received datagram.
     pub fn handle_datagram(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, bytes: &[u8]) {
         self.last_now = now;
+        if let SocketKind::Pool(id) = socket {
+            // A pool socket also carries 1-byte holepunch probes (socket-pool.js).
+            if bytes.len() == 1 {
+                self.handle_probe(now, id, from);
+                return;
+            }
+            if !self.pool.contains(id) {
+                return;
+            }
+        }
         // One socket carries both protocols; UDX packets start with 0xFF, dht-rpc's never do.
         if bytes.first() == Some(&0xff) && self.handle_udx(now, socket, from, bytes) {
             return;

@@ -52,13 +52,18 @@ const MAX_CHECK_HOSTS: usize = 256;
 /// Bound on delayed replies we hold, so DELAYED_PING floods cost bounded memory.
 const MAX_DELAYED_REPLIES: usize = 1024;
 
-/// dht-rpc's two sockets.
+/// The node's sockets: dht-rpc's two, and the pool sockets hyperdht opens for holepunching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SocketKind {
     /// Bound to the configured port; the address other nodes store.
     Server,
     /// Bound to a random port; used for requests while firewalled.
     Client,
+    /// A pool socket (hyperdht's `SocketPool`): bound to port 0 on the node's host when the
+    /// node asks for it, carrying holepunch probes, NAT-sampling pings, PEER_HOLEPUNCH requests
+    /// and replies, and the UDX stream of a punched connection. Requests arriving on it are
+    /// answered like the client socket's (never with our id).
+    Pool(u32),
 }
 
 /// A datagram for the driver to send.
@@ -139,6 +144,8 @@ pub struct RequestSpec {
     pub ttl: Option<u8>,
     /// Time to wait per transmission (default 1 s).
     pub timeout: Option<Duration>,
+    /// Send from this socket instead of the primary one (its reply arrives there).
+    pub socket: Option<SocketKind>,
 }
 
 impl RequestSpec {
@@ -156,6 +163,7 @@ impl RequestSpec {
             force: false,
             ttl: None,
             timeout: None,
+            socket: None,
         }
     }
 }
@@ -732,7 +740,7 @@ impl<R: RngCore> RpcNode<R> {
     }
 
     fn send_request(&mut self, now: Instant, spec: RequestSpec, owner: Owner) {
-        let socket = self.primary_socket();
+        let socket = spec.socket.unwrap_or_else(|| self.primary_socket());
         let retries = if spec.force { 0 } else { spec.retries.unwrap_or(DEFAULT_RETRIES) };
         let mut req = InFlight {
             to: spec.to,
@@ -1277,6 +1285,7 @@ impl<R: RngCore> RpcNode<R> {
                     force: false,
                     ttl: None,
                     timeout: None,
+                    socket: None,
                 };
                 self.send_request(now, spec, Owner::Visit(qid));
             }
@@ -1432,6 +1441,7 @@ impl<R: RngCore> RpcNode<R> {
                         force: false,
                         ttl: None,
                         timeout: None,
+                        socket: None,
                     };
                     self.send_request(now, spec, Owner::Commit(qid));
                 }
