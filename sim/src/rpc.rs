@@ -31,7 +31,7 @@ pub fn rpc_socket_id(kind: SocketKind) -> SocketId {
         SocketKind::Server => SocketId(0),
         SocketKind::Client => SocketId(1),
         // A bare dht-rpc node never opens pool sockets.
-        SocketKind::Pool(n) => SocketId(n.saturating_add(2)),
+        SocketKind::Pool(n) => SocketId(u16::try_from(n.saturating_add(2)).unwrap_or(u16::MAX)),
     }
 }
 
