@@ -7,6 +7,7 @@
 //! probe rounds) is the next step; until then a connection that needs it fails with
 //! [`ConnectError::CannotHolepunch`].
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -16,9 +17,10 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::messages::{command, mode, Announce, HandshakeEnvelope, Peer};
 use super::node::{bare_to, DhtNode, Forward};
+use super::punch::{ClientPunch, PunchRequest, ServerPunch};
 use super::sign;
 use crate::connect::{
-    ConnectError, ErrorCode, Firewall, Handshake, HandshakeResult, HolepunchInfo, NoisePayload,
+    RandomPunchLimiter, ConnectError, ErrorCode, Firewall, Handshake, HandshakeResult, HolepunchInfo, NoisePayload,
     RelayInfo, SecretStreamInfo, UdxInfo,
 };
 use crate::crypto::KeyPair;
@@ -210,32 +212,33 @@ pub enum ConnError {
 /// One connection: a UDX stream and, once connected, the secret stream on it.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    stream_id: u32,
-    handshake: HandshakeResult,
-    server: Option<ServerId>,
-    secret: Option<SecretStream>,
+    pub(super) stream_id: u32,
+    pub(super) handshake: HandshakeResult,
+    pub(super) server: Option<ServerId>,
+    pub(super) secret: Option<SecretStream>,
     /// Decrypted, not yet read by the application.
-    plain: VecDeque<u8>,
-    opened: bool,
-    remote_ended: bool,
+    pub(super) plain: VecDeque<u8>,
+    pub(super) opened: bool,
+    pub(super) remote_ended: bool,
     /// UDX reported the peer's END; `remote_ended` follows once every byte before it has been
     /// pulled through the secret stream (the plaintext buffer may have stopped the pump).
-    udx_ended: bool,
-    local_ended: bool,
-    closed: bool,
+    pub(super) udx_ended: bool,
+    pub(super) local_ended: bool,
+    pub(super) closed: bool,
     /// It closed with an error (reads then fail instead of ending).
-    close_error: bool,
+    pub(super) close_error: bool,
     /// A pending server connection is dropped if no packet arrives by then.
-    connect_deadline: Option<Instant>,
-    want_writable: bool,
+    pub(super) connect_deadline: Option<Instant>,
+    pub(super) want_writable: bool,
 }
 
 #[derive(Debug)]
-enum AttemptPhase {
+pub(super) enum AttemptPhase {
     /// Looking for relays and handshaking through them.
     Handshaking,
-    /// LAN shortcut: waiting for the PING to the server's local address.
-    LanPing { addr: SocketAddrV4, remote_udx: u32 },
+    /// Holepunching ([`Attempt::punch`]), raced with the LAN shortcut's PING to the server's
+    /// local address when there is one (`lan`).
+    Holepunching { remote_udx: u32, lan: Option<SocketAddrV4> },
     /// We are OPEN: waiting for the server to connect to us.
     WaitingForServer { until: Instant, remote_udx: u32 },
     /// The UDX stream is connected; waiting for the secret stream to open.
@@ -245,87 +248,99 @@ enum AttemptPhase {
 /// A client's connect in progress.
 #[derive(Debug)]
 pub(crate) struct Attempt {
-    conn: ConnId,
-    target: [u8; 32],
-    handshake: Option<Handshake>,
-    result: Option<HandshakeResult>,
+    pub(super) conn: ConnId,
+    pub(super) target: [u8; 32],
+    pub(super) handshake: Option<Handshake>,
+    pub(super) result: Option<HandshakeResult>,
     msg1: Vec<u8>,
-    stream_id: u32,
-    query: Option<QueryId>,
-    queue: VecDeque<SocketAddrV4>,
-    tried: Vec<SocketAddrV4>,
-    inflight: BTreeMap<RequestId, SocketAddrV4>,
-    found: bool,
-    phase: AttemptPhase,
-    local_connection: bool,
+    pub(super) stream_id: u32,
+    pub(super) query: Option<QueryId>,
+    pub(super) queue: VecDeque<SocketAddrV4>,
+    pub(super) tried: Vec<SocketAddrV4>,
+    pub(super) inflight: BTreeMap<RequestId, SocketAddrV4>,
+    pub(super) found: bool,
+    pub(super) phase: AttemptPhase,
+    pub(super) local_connection: bool,
     /// UDX packets from the server that beat its handshake reply here (it connects as soon as
     /// it answered): replayed once our stream is connected, instead of waiting for a resend.
-    early: Vec<(udx::SocketId, SocketAddr, Vec<u8>)>,
+    pub(super) early: Vec<(udx::SocketId, SocketAddr, Vec<u8>)>,
+    /// The holepunch, once the handshake says one is needed.
+    pub(super) punch: Option<Box<ClientPunch>>,
 }
 
 #[derive(Debug)]
-struct ServerHandshake {
-    server: ServerId,
+pub(super) struct ServerHandshake {
+    pub(super) server: ServerId,
     /// The reply to send again for duplicates of the same msg1.
-    reply: Option<(SocketKind, SocketAddrV4, Vec<u8>, bool)>,
-    done_at: Option<Instant>,
-    pending: Option<PendingHandshake>,
+    pub(super) reply: Option<(SocketKind, SocketAddrV4, Vec<u8>, bool)>,
+    pub(super) done_at: Option<Instant>,
+    pub(super) pending: Option<PendingHandshake>,
+    /// The holepunch (puncher and PEER_HOLEPUNCH state) while one runs.
+    pub(super) punch: Option<Box<ServerPunch>>,
+    /// The id PEER_HOLEPUNCH messages name this handshake by.
+    pub(super) holepunch_id: Option<u64>,
 }
 
 /// A handshake waiting for the owner's firewall decision.
 #[derive(Debug)]
-struct PendingHandshake {
-    req: IncomingRequest,
-    env: HandshakeEnvelope,
-    handshake: Handshake,
-    client_payload: NoisePayload,
-    client_address: SocketAddrV4,
+pub(super) struct PendingHandshake {
+    pub(super) req: IncomingRequest,
+    pub(super) env: HandshakeEnvelope,
+    pub(super) handshake: Handshake,
+    pub(super) client_payload: NoisePayload,
+    pub(super) client_address: SocketAddrV4,
 }
 
 #[derive(Debug)]
 pub(crate) struct Server {
-    opts: ServerOptions,
-    key_pair: Option<KeyPair>,
-    target: [u8; 32],
-    relays: Vec<RelayInfo>,
-    announce_query: Option<QueryId>,
-    announce_requests: BTreeMap<RequestId, SocketAddrV4>,
-    next_relay_round: Option<Instant>,
-    ping_rounds: u32,
-    relay_pings: BTreeMap<RequestId, ()>,
-    pings_answered: usize,
-    listening_emitted: bool,
-    closing: bool,
+    pub(super) opts: ServerOptions,
+    pub(super) key_pair: Option<KeyPair>,
+    pub(super) target: [u8; 32],
+    pub(super) relays: Vec<RelayInfo>,
+    pub(super) announce_query: Option<QueryId>,
+    pub(super) announce_requests: BTreeMap<RequestId, SocketAddrV4>,
+    pub(super) next_relay_round: Option<Instant>,
+    pub(super) ping_rounds: u32,
+    pub(super) relay_pings: BTreeMap<RequestId, ()>,
+    pub(super) pings_answered: usize,
+    pub(super) listening_emitted: bool,
+    pub(super) closing: bool,
 }
 
 /// Everything the connect layer keeps on a node.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectState {
     pub(crate) udx: Demux,
-    conns: BTreeMap<ConnId, Conn>,
-    by_stream: BTreeMap<u32, ConnId>,
-    attempts: BTreeMap<ConnId, Attempt>,
-    attempt_queries: BTreeMap<QueryId, ConnId>,
-    attempt_requests: BTreeMap<RequestId, ConnId>,
-    servers: BTreeMap<ServerId, Server>,
-    server_by_target: BTreeMap<[u8; 32], ServerId>,
-    server_queries: BTreeMap<QueryId, ServerId>,
-    server_requests: BTreeMap<RequestId, ServerId>,
-    handshakes: BTreeMap<Vec<u8>, ServerHandshake>,
-    pending_firewall: BTreeMap<u64, Vec<u8>>,
+    pub(super) conns: BTreeMap<ConnId, Conn>,
+    pub(super) by_stream: BTreeMap<u32, ConnId>,
+    pub(super) attempts: BTreeMap<ConnId, Attempt>,
+    pub(super) attempt_queries: BTreeMap<QueryId, ConnId>,
+    pub(super) attempt_requests: BTreeMap<RequestId, ConnId>,
+    pub(super) servers: BTreeMap<ServerId, Server>,
+    pub(super) server_by_target: BTreeMap<[u8; 32], ServerId>,
+    pub(super) server_queries: BTreeMap<QueryId, ServerId>,
+    pub(super) server_requests: BTreeMap<RequestId, ServerId>,
+    pub(super) handshakes: BTreeMap<Vec<u8>, ServerHandshake>,
+    pub(super) pending_firewall: BTreeMap<u64, Vec<u8>>,
     /// Server connections waiting for the client's first packet: their remote stream id.
-    pending_remote: BTreeMap<ConnId, u32>,
-    next_conn: u64,
-    next_server: u64,
-    next_handshake: u64,
+    pub(super) pending_remote: BTreeMap<ConnId, u32>,
+    pub(super) next_conn: u64,
+    pub(super) next_server: u64,
+    pub(super) next_handshake: u64,
     pub(crate) events: VecDeque<ConnectEvent>,
     /// Local IPv4 addresses (with the server socket's port) to advertise for the LAN shortcut.
     pub(crate) local_addresses: Vec<SocketAddrV4>,
     pub(crate) default_key_pair: Option<KeyPair>,
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
     /// Scratch for ciphertext read from UDX and plaintext out of the secret stream.
-    raw_buf: Vec<u8>,
-    plain_buf: Vec<u8>,
+    pub(super) raw_buf: Vec<u8>,
+    pub(super) plain_buf: Vec<u8>,
+    /// Requests of the punch layer in flight.
+    pub(super) punch_requests: BTreeMap<RequestId, PunchRequest>,
+    /// Server handshakes by holepunch id.
+    pub(super) holepunch_ids: BTreeMap<u64, Vec<u8>>,
+    /// The node-wide random-punch throttle.
+    pub(super) random_punches: RandomPunchLimiter,
 }
 
 /// A reserved or private address a client should not try to reach across the internet.
@@ -475,6 +490,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 phase: AttemptPhase::Handshaking,
                 local_connection: opts.local_connection,
                 early: Vec::new(),
+                punch: None,
             },
         );
         self.pump_attempt(now, conn);
@@ -531,7 +547,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.fail_attempt(conn, error);
     }
 
-    fn fail_attempt(&mut self, conn: ConnId, error: ConnectError) {
+    pub(super) fn fail_attempt(&mut self, conn: ConnId, error: ConnectError) {
+        let now = self.last_now;
+        self.drop_client_punch(now, conn);
         let Some(a) = self.connect.attempts.remove(&conn) else { return };
         if let Some(q) = a.query {
             self.connect.attempt_queries.remove(&q);
@@ -540,6 +558,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.connect.attempt_requests.retain(|_, c| *c != conn);
         if let Some(mut s) = self.connect.udx.remove(a.stream_id) {
             s.destroy();
+            self.release_stream_socket(s.socket());
         }
         self.connect.conns.remove(&conn);
         self.connect.by_stream.remove(&a.stream_id);
@@ -549,11 +568,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub(crate) fn on_attempt_response(&mut self, now: Instant, rid: RequestId, conn: ConnId, result: Result<QueryReply, RequestError>) {
         let Some(a) = self.connect.attempts.get_mut(&conn) else { return };
         let Some(relay) = a.inflight.remove(&rid) else {
-            // The LAN ping.
-            if let AttemptPhase::LanPing { addr, remote_udx } = a.phase {
+            // The LAN ping, raced with punching.
+            if let AttemptPhase::Holepunching { remote_udx, lan: Some(addr) } = a.phase {
                 match result {
-                    Ok(_) => self.client_connect_stream(now, conn, UDX_SERVER_SOCKET, remote_udx, addr),
-                    Err(_) => self.fail_attempt(conn, ConnectError::HolepunchAborted),
+                    Ok(_) => {
+                        self.drop_client_punch(now, conn);
+                        self.client_connect_stream(now, conn, UDX_SERVER_SOCKET, remote_udx, addr);
+                    }
+                    Err(_) => {
+                        a.phase = AttemptPhase::Holepunching { remote_udx, lan: None };
+                        // A blocked LAN ping does not abort a punch that may still work.
+                        if !self.attempt_is_punching(conn) {
+                            self.fail_attempt(conn, ConnectError::HolepunchAborted);
+                        }
+                    }
                 }
             }
             return;
@@ -614,6 +642,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
             return;
         }
+        // The LAN shortcut (same public host) races the punch.
+        let mut lan = None;
         if local_connection && client_address.ip() == server_address.ip() {
             let locals: Vec<Ipv4Addr> = self.connect.local_addresses.iter().map(|a| *a.ip()).collect();
             let candidates: Vec<SocketAddrV4> = payload.addresses4.iter().filter(|a| !is_reserved(a.ip())).copied().collect();
@@ -626,17 +656,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 spec.internal = true;
                 let rid = self.rpc.request(now, spec);
                 self.connect.attempt_requests.insert(rid, conn);
-                if let Some(a) = self.connect.attempts.get_mut(&conn) {
-                    a.phase = AttemptPhase::LanPing { addr, remote_udx };
-                }
-                return;
+                lan = Some(addr);
             }
         }
-        // Punching through NATs is not implemented yet.
-        self.fail_attempt(conn, ConnectError::CannotHolepunch)
+        if let Some(a) = self.connect.attempts.get_mut(&conn) {
+            a.phase = AttemptPhase::Holepunching { remote_udx, lan };
+        }
+        let Some(holepunch) = payload.holepunch.as_ref() else { return };
+        let secret = self.connect.attempts.get(&conn).and_then(|a| a.result.as_ref()).map(|r| r.holepunch_secret);
+        let Some(secret) = secret else { return };
+        self.start_client_punch(now, conn, payload.firewall, holepunch, relay, server_address, remote_udx, secret)
     }
 
-    fn client_connect_stream(&mut self, now: Instant, conn: ConnId, socket: udx::SocketId, remote_udx: u32, addr: SocketAddrV4) {
+    pub(super) fn client_connect_stream(&mut self, now: Instant, conn: ConnId, socket: udx::SocketId, remote_udx: u32, addr: SocketAddrV4) {
         let Some(a) = self.connect.attempts.get_mut(&conn) else { return };
         let Some(result) = a.result.clone() else { return };
         a.phase = AttemptPhase::Opening;
@@ -916,11 +948,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn conn_forget(&mut self, conn: ConnId) {
         if let Some(c) = self.connect.conns.remove(&conn) {
             self.connect.by_stream.remove(&c.stream_id);
+            self.connect.pending_remote.remove(&conn);
             if let Some(mut s) = self.connect.udx.remove(c.stream_id) {
                 if !s.is_closed() {
                     s.destroy();
                 }
+                self.release_stream_socket(s.socket());
             }
+        }
+    }
+
+    /// A stream over a pool socket is gone: the socket may close.
+    fn release_stream_socket(&mut self, socket: Option<udx::SocketId>) {
+        if let Some(SocketKind::Pool(id)) = socket.map(socket_kind) {
+            self.pool.release_stream(id);
         }
     }
 
@@ -946,12 +987,18 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     return true;
                 }
                 self.connect.pending_remote.remove(&conn);
+                if let SocketKind::Pool(id) = socket_kind(socket) {
+                    // The stream keeps the puncher's socket.
+                    self.pool.hold_stream(id);
+                }
                 if let Some(c) = self.connect.conns.get_mut(&conn) {
                     c.connect_deadline = None;
+                    self.server_conn_attached(now, conn);
                 } else if let Some(result) = self.connect.attempts.get_mut(&conn).and_then(|a| {
                     a.phase = AttemptPhase::Opening;
                     a.result.clone()
                 }) {
+                    self.drop_client_punch(now, conn);
                     self.start_conn(now, conn, stream_id, result, None);
                 }
                 self.connect.udx.handle_datagram(now, socket, from, bytes);
@@ -973,7 +1020,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.connect.pending_remote.get(conn).map(|r| (*conn, *r));
         }
         self.connect.attempts.values().find(|a| a.stream_id == stream_id).and_then(|a| match a.phase {
-            AttemptPhase::WaitingForServer { remote_udx, .. } | AttemptPhase::LanPing { remote_udx, .. } => Some((a.conn, remote_udx)),
+            AttemptPhase::WaitingForServer { remote_udx, .. } | AttemptPhase::Holepunching { remote_udx, .. } => Some((a.conn, remote_udx)),
             _ => None,
         })
     }
@@ -1041,15 +1088,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             self.fail_attempt(conn, ConnectError::HolepunchAborted);
         }
         self.server_timeouts(now);
+        self.punch_timeout(now);
+        // Finished handshakes are forgotten a while after (a punch keeps its handshake).
         let stale: Vec<Vec<u8>> = self
             .connect
             .handshakes
             .iter()
-            .filter(|(_, h)| h.done_at.is_some_and(|t| t + HANDSHAKE_CLEAR_WAIT <= now))
+            .filter(|(_, h)| h.punch.is_none() && h.done_at.is_some_and(|t| t + HANDSHAKE_CLEAR_WAIT <= now))
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
-            self.connect.handshakes.remove(&k);
+            if let Some(id) = self.connect.handshakes.remove(&k).and_then(|h| h.holepunch_id) {
+                self.connect.holepunch_ids.remove(&id);
+            }
         }
         self.drive_udx_events(now);
     }
@@ -1077,6 +1128,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         for h in self.connect.handshakes.values() {
             min(h.done_at.map(|d| d + HANDSHAKE_CLEAR_WAIT));
         }
+        min(self.punch_poll_timeout());
         t
     }
 
@@ -1284,11 +1336,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             let id = self.connect.next_handshake;
             self.connect.next_handshake += 1;
             self.connect.pending_firewall.insert(id, key.clone());
-            self.connect.handshakes.insert(key, ServerHandshake { server, reply: None, done_at: None, pending: Some(pending) });
+            self.connect.handshakes.insert(key, ServerHandshake { server, reply: None, done_at: None, pending: Some(pending), punch: None, holepunch_id: None });
             self.connect.events.push_back(ConnectEvent::Firewall { server, handshake: id, remote_public_key: remote_pk, client_address });
             return;
         }
-        self.connect.handshakes.insert(key.clone(), ServerHandshake { server, reply: None, done_at: None, pending: None });
+        self.connect.handshakes.insert(key.clone(), ServerHandshake { server, reply: None, done_at: None, pending: None, punch: None, holepunch_id: None });
         self.accept_handshake(now, server, key, pending);
     }
 
@@ -1322,11 +1374,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         };
         let firewall = self.our_firewall();
         let relay_addresses: Vec<SocketAddrV4> = relays.iter().map(|r| r.relay_address).collect();
-        let slot = self.connect.handshakes.len() as u64;
+        let holepunch_id = (firewall != Firewall::OPEN).then(|| self.alloc_holepunch_id(&key));
+        if let Some(h) = self.connect.handshakes.get_mut(&key) {
+            h.holepunch_id = holepunch_id;
+        }
         let payload = NoisePayload {
             error,
             firewall,
-            holepunch: (firewall != Firewall::OPEN).then(|| HolepunchInfo { id: slot, relays: relays.clone() }),
+            holepunch: holepunch_id.map(|id| HolepunchInfo { id, relays: relays.clone() }),
             addresses4: self.our_addresses(!hide_local),
             udx: Some(UdxInfo::new(stream_id, false)),
             secret_stream: Some(SecretStreamInfo::default()),
@@ -1336,6 +1391,25 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Ok(msg2) = handshake.send(&payload) else { return };
         let Ok(result) = handshake.finish() else { return };
 
+        // Choose the path before replying: a server that will punch answers from its puncher
+        // socket, so the relay reports that socket's address to the client. A client on our
+        // LAN gets a puncher too (it may prepunch), but the reply keeps our main socket.
+        let direct = env.mode == mode::FROM_CLIENT;
+        let connect_now = direct || client_payload.firewall == Firewall::OPEN;
+        let mut puncher = None;
+        let mut reply_from_puncher = false;
+        if error == ErrorCode::NONE && !connect_now {
+            let lan = !hide_local && self.server_lan_match(&client_payload.addresses4, client_address, req.to);
+            if lan || firewall != Firewall::OPEN {
+                puncher = self.new_server_puncher(client_payload.firewall);
+                reply_from_puncher = !lan;
+            }
+        }
+        let relay_socket = match puncher.as_ref().and_then(|p| p.socket()) {
+            Some(s) if reply_from_puncher => socket_kind(s),
+            _ => req.socket,
+        };
+
         // The reply travels back the way the handshake came.
         let (socket, to, value, relayed) = match env.mode {
             mode::FROM_CLIENT => {
@@ -1344,14 +1418,24 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
             mode::FROM_RELAY => {
                 let v = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: msg2, peer_address: env.peer_address, relay_address: None };
-                (req.socket, req.from, v.to_bytes(), true)
+                (relay_socket, req.from, v.to_bytes(), true)
             }
             mode::FROM_SECOND_RELAY => {
-                let Some(relay) = env.relay_address else { return };
+                let Some(relay) = env.relay_address else {
+                    if let Some(p) = puncher {
+                        self.retire_puncher(now, p);
+                    }
+                    return;
+                };
                 let v = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: msg2, peer_address: env.peer_address, relay_address: None };
-                (req.socket, relay, v.to_bytes(), true)
+                (relay_socket, relay, v.to_bytes(), true)
             }
-            _ => return,
+            _ => {
+                if let Some(p) = puncher {
+                    self.retire_puncher(now, p);
+                }
+                return;
+            }
         };
         if let Some(h) = self.connect.handshakes.get_mut(&key) {
             h.reply = Some((socket, to, value.clone(), relayed));
@@ -1365,8 +1449,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let conn = ConnId(self.connect.next_conn);
         self.connect.next_conn += 1;
         self.connect.udx.insert(UdxStream::new(stream_id, now, StreamConfig::default()));
-        let direct = env.mode == mode::FROM_CLIENT;
-        if direct || client_payload.firewall == Firewall::OPEN {
+        if connect_now {
             let sock = if direct { udx_socket(req.socket) } else { udx_socket(self.rpc.primary_socket()) };
             if let Some(s) = self.connect.udx.get_mut(stream_id) {
                 let _ = s.connect_via(now, sock, client_udx, SocketAddr::V4(client_address));
@@ -1375,7 +1458,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return;
         }
         // Wait for the client's first UDX packet (LAN shortcut or punching on its side).
+        let secret = result.holepunch_secret;
         self.start_pending_server_conn(now, conn, stream_id, result, server, client_udx);
+        if let Some(p) = puncher {
+            self.attach_server_punch(now, &key, p, secret, conn);
+        }
     }
 
     fn send_handshake_reply(&mut self, req: &IncomingRequest, socket: SocketKind, to: SocketAddrV4, value: Vec<u8>, relayed: bool) {

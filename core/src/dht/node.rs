@@ -190,7 +190,7 @@ pub struct DhtNode<R> {
     /// Pool sockets (holepunching, punched connections).
     pub(super) pool: super::pool::SocketPool,
     /// The time of the latest input (UDX output is produced in `poll_transmit`).
-    last_now: Instant,
+    pub(super) last_now: Instant,
     ops: BTreeMap<OpId, Op>,
     by_query: BTreeMap<QueryId, OpId>,
     by_request: BTreeMap<RequestId, OpId>,
@@ -295,6 +295,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.pool.poll_command()
     }
 
+    /// Pool sockets open (holepunching, punched connections).
+    pub fn pool_sockets(&self) -> usize {
+        self.pool.len()
+    }
+
     /// A pool socket could not be bound, or failed: whatever used it gives up.
     pub fn socket_failed(&mut self, now: Instant, id: u32) {
         self.last_now = now;
@@ -391,6 +396,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.by_query.clear();
         self.by_request.clear();
         while self.rpc.poll_event().is_some() {}
+        self.pool.close_all();
     }
 
     /// Whether the node was destroyed.
@@ -533,6 +539,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                         self.on_commit_done(op, result);
                     } else if let Some(conn) = self.connect.take_attempt_request(&request) {
                         self.on_attempt_response(now, request, conn, result);
+                    } else if let Some(owner) = self.connect.punch_requests.remove(&request) {
+                        self.on_punch_response(now, request, owner, result);
                     } else if let Some(server) = self.connect.server_for_request(&request) {
                         self.on_server_response(now, server, request, result);
                     } else {
@@ -863,6 +871,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 self.rpc.reply(req, bare_to(client, value.to_bytes()));
             }
             // FROM_RELAY is for the node hosting the server (the connect layer).
+            mode::FROM_RELAY => {
+                if route.is_some_and(|f| f.relay.is_none()) {
+                    let now = self.last_now;
+                    self.on_server_holepunch(now, req, hp);
+                }
+            }
             _ => {}
         }
     }

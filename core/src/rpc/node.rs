@@ -604,6 +604,14 @@ impl<R: RngCore> RpcNode<R> {
         self.push_transmit(socket, to, msg.to_bytes(), None);
     }
 
+    /// Queues a raw datagram that is not dht-rpc (hyperdht's 1-byte holepunch probes) behind
+    /// the node's own transmits.
+    pub fn send_datagram(&mut self, socket: SocketKind, to: SocketAddrV4, payload: Vec<u8>, ttl: Option<u8>) {
+        if !self.destroyed {
+            self.push_transmit(socket, to, payload, ttl);
+        }
+    }
+
     /// Starts a background refresh (a FIND_NODE towards a random known node).
     pub fn refresh(&mut self, now: Instant) {
         let target = if self.table.is_empty() {
