@@ -6,7 +6,7 @@
 //!
 //! | local \ remote | OPEN / CONSISTENT | RANDOM | UNKNOWN |
 //! |---|---|---|---|
-//! | OPEN / CONSISTENT | [`Strategy::Consistent`]: every remote address every 1 s (unverified on ticks 4, 8), 10 ticks | [`Strategy::RandomProbes`]: verified host : random port every 20 ms, 1750 probes | not punchable |
+//! | OPEN / CONSISTENT | [`Strategy::Consistent`]: every remote address every 1 s (unverified on ticks 4, 8), 10 ticks | [`Strategy::RandomProbes`]: verified host : random port every 2 ms (the reference: 20 ms), 1750 probes | not punchable |
 //! | RANDOM | [`Strategy::Birthday`]: 255 extra sockets, one TTL-5 probe each, then cycle all every 20 ms, 1750 probes | `HOLEPUNCH_DOUBLE_RANDOMIZED_NATS` | not punchable |
 //! | UNKNOWN | not punchable | not punchable | not punchable |
 //!
@@ -52,8 +52,14 @@ pub const CONSISTENT_TICKS: u32 = 10;
 pub const CONSISTENT_INTERVAL: Duration = Duration::from_secs(1);
 /// Probes of the random-port and birthday keep-alive strategies (~35 s).
 pub const RANDOM_PROBES: u32 = 1750;
-/// Interval of the random-port and birthday keep-alive strategies.
+/// Interval of the birthday keep-alive strategy (the reference's 20 ms).
 pub const RANDOM_INTERVAL: Duration = Duration::from_millis(20);
+/// Interval of the random-port strategy. **Deliberate deviation**: the reference sprays every
+/// 20 ms, so a consistent side needs ~175 probes (the median, against 256 birthday sockets
+/// among 64,536 ports) ≈ 3.5 s to hit; we send the same 1,750 probes every 2 ms (≈ 15 KB/s of
+/// 1-byte datagrams, the same conntrack entries, just sooner), which puts the median near
+/// 0.35 s. The peer cannot tell the difference: only the timing of our probes changes.
+pub const RANDOM_PROBE_INTERVAL: Duration = Duration::from_millis(2);
 /// Pause between opening the birthday sockets and the keep-alive cycle.
 pub const BIRTHDAY_PAUSE: Duration = Duration::from_millis(100);
 /// Lowest random port probed (`randomPort`: `1000 + random * 64536`, i.e. 1000..=65535).
@@ -956,7 +962,7 @@ impl Puncher {
         self.run = Run::Random {
             host,
             remaining: remaining - 1,
-            next: now + RANDOM_INTERVAL,
+            next: now + RANDOM_PROBE_INTERVAL,
         };
     }
 
