@@ -637,8 +637,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.client_connect_stream(now, conn, main, remote_udx, addr);
         }
         if self.our_firewall() == Firewall::OPEN {
-            if let Some(a) = self.connect.attempts.get_mut(&conn) {
-                a.phase = AttemptPhase::WaitingForServer { until: now + CLIENT_OPEN_WAIT, remote_udx };
+            let early = match self.connect.attempts.get_mut(&conn) {
+                Some(a) => {
+                    a.phase = AttemptPhase::WaitingForServer { until: now + CLIENT_OPEN_WAIT, remote_udx };
+                    core::mem::take(&mut a.early)
+                }
+                None => Vec::new(),
+            };
+            // The server connects as soon as it has answered: its first packets may have
+            // beaten the reply here. Replay them instead of waiting for a resend.
+            for (socket, from, bytes) in early {
+                if let SocketAddr::V4(from) = from {
+                    self.handle_udx(now, socket_kind(socket), from, &bytes);
+                }
             }
             return;
         }
