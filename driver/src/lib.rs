@@ -11,6 +11,7 @@ mod connection;
 mod handle;
 mod net;
 mod options;
+pub mod pool;
 mod shared;
 pub mod udp;
 

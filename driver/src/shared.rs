@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
-use hdht_core::dht::{DhtEvent, FindPeerReply, LookupReply, OpError, OpId, OpOutput};
+use hdht_core::dht::{DhtEvent, FindPeerReply, LookupReply, OpError, OpId, OpOutput, SocketCommand};
 use hdht_core::rpc::{
     IncomingRequest, QueryError, QueryId, QueryReply, QueryResult, QuerySpec, ReplySpec,
     RequestError, RequestId, RequestSpec, RpcEvent, SocketKind, Transmit,
@@ -311,7 +311,8 @@ impl Shared {
         inner.dispatch();
     }
 
-    /// Moves every queued transmit into `out`.
+    /// Moves every queued transmit into `out`. Pool-socket commands stay queued: a driver that
+    /// sends from pool sockets uses [`fill_send_batch`](Self::fill_send_batch).
     pub fn drain_transmits(&self, out: &mut Vec<Transmit>) {
         let mut inner = self.lock();
         while let Some(t) = inner.node.poll_transmit() {
@@ -320,9 +321,12 @@ impl Shared {
     }
 
     /// Pulls queued datagrams into `batch` (one lock for many datagrams, no allocation per
-    /// packet). Returns whether the core may have more once the batch has been sent.
-    pub fn fill_send_batch(&self, batch: &mut crate::udp::SendBatch) -> bool {
-        batch.fill(&mut self.lock().node)
+    /// packet), after moving the node's pool-socket commands into `commands`: apply those
+    /// before sending the batch, so a socket is bound before anything is sent from it (the
+    /// runtimes do both through [`PoolSockets::fill`](crate::pool::PoolSockets::fill)).
+    /// Returns whether the core may have more once the batch has been sent.
+    pub fn fill_send_batch(&self, batch: &mut crate::udp::SendBatch, commands: &mut Vec<SocketCommand>) -> bool {
+        batch.fill(&mut self.lock().node, commands)
     }
 
     /// Feeds every datagram of a batched receive under one lock.
@@ -333,6 +337,36 @@ impl Shared {
             inner.node.handle_datagram(now, socket, from, bytes);
         }
         inner.dispatch();
+    }
+
+    /// Feeds a batched receive of pool socket `id` (from its receive task, not the I/O task),
+    /// then wakes the I/O task so whatever the datagrams produced goes out. Returns how many
+    /// datagrams were fed.
+    pub(crate) fn handle_pool_recv_batch(&self, id: u32, batch: &crate::udp::RecvBatch) -> usize {
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        let mut fed = 0;
+        for (from, bytes) in batch.datagrams() {
+            inner.node.handle_datagram(now, SocketKind::Pool(id), from, bytes);
+            fed += 1;
+        }
+        inner.dispatch();
+        inner.kick();
+        fed
+    }
+
+    /// Tells the node these pool sockets could not be bound or failed, then wakes the I/O task.
+    pub(crate) fn pool_sockets_failed(&self, ids: &[u32]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        for &id in ids {
+            inner.node.socket_failed(now, id);
+        }
+        inner.dispatch();
+        inner.kick();
     }
 
     /// When the core next needs [`handle_timeout`](Self::handle_timeout); `None` once destroyed.

@@ -15,7 +15,7 @@
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4};
 
-use hdht_core::dht::{DatagramOut, MAX_DATAGRAM};
+use hdht_core::dht::{DatagramOut, SocketCommand, MAX_DATAGRAM};
 use hdht_core::rpc::SocketKind;
 pub use quinn_udp::{RecvMeta, Transmit as UdpTransmit, UdpSockRef, UdpSocketState};
 
@@ -127,7 +127,13 @@ impl SendBatch {
 
     /// Pulls datagrams out of the core until the buffer is full or the core has none.
     /// Returns whether the core may have more.
-    pub(crate) fn fill(&mut self, node: &mut Node) -> bool {
+    ///
+    /// Pool-socket commands are drained into `commands` first, so that the caller, applying
+    /// them before it sends, binds every socket before anything is sent from it.
+    pub(crate) fn fill(&mut self, node: &mut Node, commands: &mut Vec<SocketCommand>) -> bool {
+        while let Some(cmd) = node.poll_socket_command() {
+            commands.push(cmd);
+        }
         if self.is_empty() {
             self.items.clear();
             self.next = 0;
@@ -185,6 +191,7 @@ impl SendBatch {
 /// Receive slots for `recvmmsg`.
 #[derive(Debug)]
 pub struct RecvBatch {
+    slots: usize,
     bufs: Vec<Vec<u8>>,
     meta: Vec<RecvMeta>,
     count: usize,
@@ -192,29 +199,42 @@ pub struct RecvBatch {
 
 impl Default for RecvBatch {
     fn default() -> Self {
-        RecvBatch { bufs: Vec::new(), meta: Vec::new(), count: 0 }
+        RecvBatch { slots: RECV_SLOTS, bufs: Vec::new(), meta: Vec::new(), count: 0 }
     }
 }
 
 impl RecvBatch {
-    /// Empty (buffers are allocated on first use).
+    /// Empty, with the full number of slots (16 × 64 KiB, allocated on first use): for the
+    /// server and client sockets.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Empty, with `slots` slots of 64 KiB each (clamped to 1..=16; allocated on first use).
+    /// Every slot must hold 64 KiB, since one may receive a whole GRO run.
+    pub fn with_slots(slots: usize) -> Self {
+        RecvBatch { slots: slots.clamp(1, RECV_SLOTS), ..Self::default() }
+    }
+
+    /// How many slots a receive fills at most.
+    pub fn slots(&self) -> usize {
+        self.slots
     }
 
     /// One non-blocking batched receive; returns how many slots were filled (`WouldBlock`
     /// when none was ready).
     pub fn try_recv(&mut self, state: &UdpSocketState, sock: UdpSockRef<'_>) -> io::Result<usize> {
         if self.bufs.is_empty() {
-            self.bufs = (0..RECV_SLOTS).map(|_| vec![0u8; 65536]).collect();
-            self.meta = vec![RecvMeta::default(); RECV_SLOTS];
+            self.bufs = (0..self.slots).map(|_| vec![0u8; 65536]).collect();
+            self.meta = vec![RecvMeta::default(); self.slots];
         }
         self.count = 0;
+        let slots = self.bufs.len();
         let mut slices: [IoSliceMut<'_>; RECV_SLOTS] = {
             let mut it = self.bufs.iter_mut();
             std::array::from_fn(|_| IoSliceMut::new(it.next().map(|b| b.as_mut_slice()).unwrap_or(&mut [])))
         };
-        let n = state.recv(sock, &mut slices, &mut self.meta)?;
+        let n = state.recv(sock, &mut slices[..slots], &mut self.meta)?;
         self.count = n;
         Ok(n)
     }

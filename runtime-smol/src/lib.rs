@@ -1,17 +1,19 @@
 //! hdht on smol (async-io). [`Dht`] binds the node's two UDP sockets, runs one I/O task that
 //! feeds the sans-IO core, and exposes the async API of [`DhtHandle`] (through `Deref`) — the
-//! same API as `hdht-tokio`.
+//! same API as `hdht-tokio`. Pool sockets (holepunching) are bound as the core asks, each with
+//! a small receive task; the I/O task sends from them (see [`hdht_driver::pool`]).
 //!
 //! The I/O task is spawned on a small global executor thread (`smol::spawn`'s model), so a
 //! `Dht` works under `smol::block_on`, `async_io::block_on` or any executor.
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::ops::Deref;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use async_io::{Async, Timer};
 use futures_lite::future;
 use hdht_core::rpc::SocketKind;
+use hdht_driver::pool::{PoolReceiver, PoolSockets, RecvStep};
 use hdht_driver::udp::{self, RecvBatch, SendBatch, UdpSocketState};
 use hdht_driver::{BoundNode, Shared};
 
@@ -63,7 +65,9 @@ impl Dht {
         let bound = BoundNode::bind(&opts, bootstrap)?;
         let server = Sock::new(bound.server)?;
         let client = Sock::new(bound.client)?;
-        let task = executor().spawn(io_loop(bound.handle.shared().clone(), server, client));
+        let shared = bound.handle.shared().clone();
+        let pool = Pool::new(shared.clone(), *bound.handle.server_address().ip());
+        let task = executor().spawn(io_loop(shared, server, client, pool));
         Ok(Dht { handle: bound.handle, task: Some(task) })
     }
 
@@ -114,21 +118,54 @@ impl Sock {
     }
 }
 
-/// Sends everything the core has queued: GSO runs where possible, one lock per batch.
-async fn flush(shared: &Shared, batch: &mut SendBatch, server: &Sock, client: &Sock) {
+/// A pool socket's receive task; dropping it cancels the task.
+type PoolTask = async_task::Task<()>;
+
+type Pool = PoolSockets<Sock, PoolTask>;
+
+/// Registers a freshly bound pool socket with async-io and starts its receive task.
+fn open_pool_socket(std: UdpSocket, receiver: PoolReceiver) -> std::io::Result<(Arc<Sock>, PoolTask)> {
+    let sock = Arc::new(Sock::new(std)?);
+    let task = executor().spawn(pool_recv(receiver, sock.clone()));
+    Ok((sock, task))
+}
+
+/// A pool socket's receive task: waits until the socket is readable, feeds what it receives to
+/// the core (which wakes the I/O task to send the answers), until cancelled or the socket fails.
+async fn pool_recv(mut receiver: PoolReceiver, sock: Arc<Sock>) {
+    loop {
+        if sock.io.readable().await.is_err() {
+            receiver.fail();
+            return;
+        }
+        for _ in 0..MAX_RECV_ROUNDS {
+            match receiver.recv_once(|rx| rx.try_recv(&sock.state, sock.io.get_ref().into())) {
+                RecvStep::More => {}
+                RecvStep::Idle => break,
+                RecvStep::Stop => return,
+            }
+        }
+    }
+}
+
+/// Sends everything the core has queued: GSO runs where possible, one lock per batch. Pool
+/// sockets are bound and closed as the core asks, before the batch that follows is sent.
+async fn flush(batch: &mut SendBatch, server: &Sock, client: &Sock, pool: &mut Pool) {
     let mut no_gso = false;
     loop {
-        let more = shared.fill_send_batch(batch);
-        loop {
-            let Some(socket) = batch.peek(1).map(|g| g.socket) else { break };
+        let more = pool.fill(batch, open_pool_socket);
+        while let Some(socket) = batch.peek(1).map(|g| g.socket) {
             let sock = match socket {
                 SocketKind::Server => server,
                 SocketKind::Client => client,
-                // Pool sockets are not bound by this driver yet: the datagram is lost.
-                SocketKind::Pool(_) => {
-                    batch.advance(1);
-                    continue;
-                }
+                SocketKind::Pool(id) => match pool.get(id) {
+                    Some(sock) => sock,
+                    None => {
+                        // Closed already (or never bound): the datagram is dropped.
+                        batch.advance(1);
+                        continue;
+                    }
+                },
             };
             let Some(g) = batch.peek(if no_gso { 1 } else { sock.state.max_gso_segments() }) else { break };
             if let Some(ttl) = g.ttl {
@@ -165,12 +202,13 @@ fn drain(shared: &Shared, kind: SocketKind, sock: &Sock, rx: &mut RecvBatch) -> 
     }
 }
 
-/// The one task per node: sockets and the core's timer in, transmits out.
-async fn io_loop(shared: Shared, server: Sock, client: Sock) {
+/// The one I/O task per node: the server and client sockets and the core's timer in,
+/// transmits out (from pool sockets too, whose receive tasks wake it).
+async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
     let mut tx = SendBatch::new();
     let mut rx = RecvBatch::new();
     loop {
-        flush(&shared, &mut tx, &server, &client).await;
+        flush(&mut tx, &server, &client, &mut pool).await;
         let Some(deadline) = shared.poll_timeout() else { break };
         future::or(
             future::or(
@@ -196,10 +234,157 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock) {
             if !a && !b {
                 break;
             }
-            flush(&shared, &mut tx, &server, &client).await;
+            flush(&mut tx, &server, &client, &mut pool).await;
         }
         if std::time::Instant::now() >= deadline {
             shared.handle_timeout();
         }
+    }
+    // The node is gone: close every pool socket and wait for the receive tasks to end.
+    for task in pool.close_all() {
+        task.cancel().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool-socket plumbing on async-io. The core opens pool sockets only for holepunching,
+    //! so these tests apply the core's commands to the I/O task's table directly, then let the
+    //! real I/O loop send from them.
+
+    use super::*;
+    use hdht_core::dht::SocketCommand;
+    use hdht_core::rpc::{RequestError, RequestSpec, PING};
+    use std::future::Future;
+    use std::net::{SocketAddr, SocketAddrV4};
+    use std::sync::Weak;
+    use std::time::Duration;
+
+    const STEP: Duration = Duration::from_secs(5);
+
+    fn local(sock: &Sock) -> SocketAddrV4 {
+        match sock.io.get_ref().local_addr().expect("local address") {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(a) => panic!("IPv6 {a}"),
+        }
+    }
+
+    async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
+        future::or(async { Some(f.await) }, async {
+            Timer::after(d).await;
+            None
+        })
+        .await
+    }
+
+    /// Waits (bounded) until the socket behind `weak` is gone.
+    async fn gone(weak: &Weak<Sock>) -> bool {
+        for _ in 0..500 {
+            if weak.upgrade().is_none() {
+                return true;
+            }
+            Timer::after(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[test]
+    fn pool_sockets_bind_receive_send_and_close() {
+        async_io::block_on(async {
+            let opts = DhtOptions { host: Ipv4Addr::LOCALHOST, ..DhtOptions::default() };
+            let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
+            let shared = bound.handle.shared().clone();
+            let server = Sock::new(bound.server).expect("server");
+            let client = Sock::new(bound.client).expect("client");
+            let mut pool = Pool::new(shared.clone(), *bound.handle.server_address().ip());
+            let mut open = open_pool_socket;
+
+            // Bind: on the server socket's host, each on its own port.
+            assert!(pool.apply(SocketCommand::Bind(7), &mut open));
+            assert!(pool.apply(SocketCommand::Bind(8), &mut open));
+            let (addr7, addr8) = (local(pool.get(7).expect("7")), local(pool.get(8).expect("8")));
+            assert_eq!(*addr7.ip(), Ipv4Addr::LOCALHOST);
+            assert!(addr7.port() != 0 && addr8.port() != 0 && addr7.port() != addr8.port());
+            let weak7 = Arc::downgrade(&pool.get_arc(7).expect("7"));
+            let weak8 = Arc::downgrade(&pool.get_arc(8).expect("8"));
+
+            // Receive: the socket's task reads the datagram, feeds the core and wakes the I/O task.
+            let peer = Async::<UdpSocket>::bind((Ipv4Addr::LOCALHOST, 0)).expect("peer");
+            let _ = future::poll_once(shared.io_wakeup()).await;
+            peer.send_to(b"not dht-rpc", addr7).await.expect("send to pool socket");
+            timeout(STEP, shared.io_wakeup()).await.expect("the receive task woke the I/O task");
+
+            // Close: the task ends and the socket with it (its port is free again).
+            assert!(pool.apply(SocketCommand::Close(8), &mut open));
+            assert!(gone(&weak8).await, "socket 8 closed");
+            UdpSocket::bind(addr8).expect("port of the closed socket is free");
+
+            // Send, through the real I/O loop: a request from pool socket 99 (never bound) is
+            // dropped; one from socket 7 leaves from its port, with the TTL put back afterwards.
+            let io = executor().spawn(io_loop(shared.clone(), server, client, pool));
+            let peer_addr = match peer.get_ref().local_addr().expect("peer address") {
+                SocketAddr::V4(a) => a,
+                SocketAddr::V6(a) => panic!("IPv6 {a}"),
+            };
+            let mut spec = RequestSpec::new(peer_addr, PING);
+            spec.internal = true;
+            spec.retries = Some(0);
+            spec.timeout = Some(Duration::from_millis(300));
+            spec.socket = Some(SocketKind::Pool(99));
+            let dropped = shared.request(spec.clone());
+            spec.socket = Some(SocketKind::Pool(7));
+            spec.ttl = Some(5);
+            let sent = shared.request(spec);
+            let mut buf = [0u8; 2048];
+            let (_, from) = timeout(STEP, peer.recv_from(&mut buf)).await.expect("a datagram").expect("recv");
+            assert_eq!(from, SocketAddr::V4(addr7), "sent from pool socket 7");
+            let mut restored = false;
+            for _ in 0..100 {
+                if weak7.upgrade().expect("7 open").io.get_ref().ttl().expect("ttl") == 64 {
+                    restored = true;
+                    break;
+                }
+                Timer::after(Duration::from_millis(10)).await;
+            }
+            assert!(restored, "TTL back to 64 after the TTL-5 send");
+            assert!(
+                timeout(Duration::from_millis(300), peer.recv_from(&mut buf)).await.is_none(),
+                "nothing else was sent (the datagram for socket 99 was dropped)"
+            );
+            assert_eq!(dropped.await.err(), Some(RequestError::Timeout));
+            assert_eq!(sent.await.err(), Some(RequestError::Timeout));
+
+            // Destroy: the I/O task ends only after every pool socket's task has ended.
+            shared.destroy(true);
+            timeout(STEP, io).await.expect("I/O task ended");
+            assert!(weak7.upgrade().is_none(), "socket 7 closed with the node");
+            UdpSocket::bind(addr7).expect("port of socket 7 is free");
+        });
+    }
+
+    #[test]
+    fn many_pool_sockets_open_and_close_without_leaks() {
+        async_io::block_on(async {
+            let opts = DhtOptions { host: Ipv4Addr::LOCALHOST, ..DhtOptions::default() };
+            let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
+            let mut pool = Pool::new(bound.handle.shared().clone(), Ipv4Addr::LOCALHOST);
+            let mut open = open_pool_socket;
+            // A birthday punch's worth.
+            for id in 0..256 {
+                assert!(pool.apply(SocketCommand::Bind(id), &mut open));
+            }
+            let weak: Vec<Weak<Sock>> = (0..256).map(|id| Arc::downgrade(&pool.get_arc(id).expect("open"))).collect();
+            for id in (0..256).step_by(2) {
+                assert!(pool.apply(SocketCommand::Close(id), &mut open));
+            }
+            for w in weak.iter().step_by(2) {
+                assert!(gone(w).await, "closed sockets are released");
+            }
+            assert_eq!(pool.len(), 128);
+            for task in pool.close_all() {
+                timeout(STEP, task.cancel()).await.expect("task stops");
+            }
+            assert!(weak.iter().all(|w| w.upgrade().is_none()), "every socket released");
+        });
     }
 }

@@ -52,7 +52,7 @@ const RAW_READ_CHUNK: usize = 64 * 1024;
 /// Plaintext per secret-stream frame when writing.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// Most handshakes a server tracks at once (a flood of distinct msg1s costs bounded memory).
-const MAX_SERVER_HANDSHAKES: usize = 4096;
+pub const MAX_SERVER_HANDSHAKES: usize = 4096;
 /// UDX packets a client holds while its handshake reply is still on the way.
 const MAX_EARLY_PACKETS: usize = 8;
 /// Most connections (pending or open) a node holds.
@@ -187,6 +187,23 @@ pub enum ConnectEvent {
         /// Why, if not gracefully.
         error: Option<ConnError>,
     },
+}
+
+/// How much state the connect layer holds (bounded under floods; see `core/tests/hostile_connect.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectStats {
+    /// Server handshakes remembered (answered, pending, or punching).
+    pub handshakes: usize,
+    /// Of those, the ones with a holepunch running.
+    pub server_punches: usize,
+    /// Client connects in progress.
+    pub attempts: usize,
+    /// Connections (pending or open).
+    pub connections: usize,
+    /// Pool sockets open.
+    pub pool_sockets: usize,
+    /// Requests of the holepunch layer in flight.
+    pub punch_requests: usize,
 }
 
 /// Why a connection closed or an I/O call failed.
@@ -752,6 +769,18 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             is_initiator: c.handshake.is_initiator,
             remote_address: self.connect.udx.get(c.stream_id).and_then(|s| s.remote_addr()),
         })
+    }
+
+    /// Sizes of the connect layer's state.
+    pub fn connect_stats(&self) -> ConnectStats {
+        ConnectStats {
+            handshakes: self.connect.handshakes.len(),
+            server_punches: self.connect.handshakes.values().filter(|h| h.punch.is_some()).count(),
+            attempts: self.connect.attempts.len(),
+            connections: self.connect.conns.len(),
+            pool_sockets: self.pool.len(),
+            punch_requests: self.connect.punch_requests.len(),
+        }
     }
 
     /// What is known about a connection.

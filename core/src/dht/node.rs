@@ -295,11 +295,6 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.pool.poll_command()
     }
 
-    /// Pool sockets open (holepunching, punched connections).
-    pub fn pool_sockets(&self) -> usize {
-        self.pool.len()
-    }
-
     /// A pool socket could not be bound, or failed: whatever used it gives up.
     pub fn socket_failed(&mut self, now: Instant, id: u32) {
         self.last_now = now;

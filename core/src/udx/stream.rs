@@ -14,7 +14,15 @@
 //! * Times are microseconds (libudx: whole ms), so the RTT estimate and pacing are precise.
 //! * The receive window is real: the advertised `rwnd` is the free space of a bounded receive
 //!   buffer, and data beyond it is dropped (libudx always advertises 4 MiB and buffers without
-//!   limit); a window update ACK is sent when the application's reads reopen the window.
+//!   limit); a window update ACK is sent when the application's reads reopen the window. The
+//!   next in-order packet is never refused because of out-of-order data held behind it (it is
+//!   checked against the in-order bytes alone), so a hole can always be filled: the buffer is
+//!   bounded by twice the window plus slack, and a full window of out-of-order data cannot
+//!   deadlock the stream.
+//! * The peer's window is read as an edge that does not move back when ACKs are reordered:
+//!   `rwnd` + the bytes that same ACK SACKs (which the peer's free space already excludes),
+//!   against every byte not yet cumulatively acknowledged. A reordered, older ACK with the same
+//!   cumulative ack and a larger `rwnd` then cannot make the sender overrun the peer's buffer.
 //! * An RTO declares every in-flight packet lost (libudx: the oldest plus RACK-expired ones).
 //! * Congestion control is NewReno with pacing (libudx: BBR); see [`super::congestion`].
 //! * No MTU probing: payloads are sized from `StreamConfig::mtu` (default 1200, like libudx
@@ -217,6 +225,8 @@ pub struct UdxStream {
     inflight_bytes: u64,
     sacked_packets: u32,
     send_rwnd: u32,
+    /// Bytes the ACK that set `send_rwnd` selectively acknowledged.
+    send_rwnd_sacked: u64,
     wl1: u32,
     wl2: u32,
     rtt: RttEstimator,
@@ -307,6 +317,7 @@ impl UdxStream {
             inflight_bytes: 0,
             sacked_packets: 0,
             send_rwnd: 4 << 20,
+            send_rwnd_sacked: 0,
             wl1: 0,
             wl2: 0,
             rack: Rack::default(),
@@ -717,7 +728,11 @@ impl UdxStream {
                 let end = h.flags.contains(Flags::END);
                 let data: &[u8] = if h.flags.contains(Flags::DATA) { pkt.payload } else { &[] };
                 let room = self.cfg.recv_window + RECV_SLACK;
-                if self.recv_buffered() + data.len() > room {
+                // The next in-order packet only needs room next to the in-order bytes: refusing
+                // it for out-of-order data held behind it could never be undone (that data waits
+                // for it), so a window full of out-of-order data would deadlock the stream.
+                let held = if ext == self.rcv_nxt_ext { self.recvbuf.len() } else { self.recv_buffered() };
+                if held + data.len() > room {
                     self.stats.recv_dropped_window += 1;
                 } else if ext == self.rcv_nxt_ext {
                     self.deliver(data, end);
@@ -755,7 +770,9 @@ impl UdxStream {
     fn on_ack(&mut self, now: Instant, pkt: &Packet<'_>) {
         let h = &pkt.header;
         let ack = h.ack;
-        if seq_le(self.snd_una, ack) && (seq_lt(self.wl1, h.seq) || (self.wl1 == h.seq && seq_le(self.wl2, ack))) {
+        let window_update =
+            seq_le(self.snd_una, ack) && (seq_lt(self.wl1, h.seq) || (self.wl1 == h.seq && seq_le(self.wl2, ack)));
+        if window_update {
             let opened = h.rwnd > self.send_rwnd;
             self.send_rwnd = h.rwnd;
             self.wl1 = h.seq;
@@ -802,6 +819,7 @@ impl UdxStream {
             let release = self.sent.front().map_or(self.packetized, |p| p.offset);
             self.sendbuf.release_to(release);
         }
+        let mut sacked_in_ack = 0u64;
         for (s, e) in pkt.sack_blocks() {
             if !(seq_le(self.snd_una, s) && seq_lt(s, e) && seq_le(e, self.snd_nxt)) {
                 continue;
@@ -810,6 +828,7 @@ impl UdxStream {
             let last = (e.wrapping_sub(self.snd_una) as usize).min(self.sent.len());
             for i in first..last {
                 let p = &mut self.sent[i];
+                sacked_in_ack += u64::from(p.len);
                 match p.state {
                     PacketState::Sacked => continue,
                     PacketState::InFlight => {
@@ -826,6 +845,9 @@ impl UdxStream {
                 let p = p.clone();
                 self.rack.on_delivered(now, &p, min_rtt);
             }
+        }
+        if window_update {
+            self.send_rwnd_sacked = sacked_in_ack;
         }
         if let Some(t) = rtt_from {
             self.rtt.on_sample(now, now.saturating_duration_since(t));
@@ -1172,10 +1194,15 @@ impl UdxStream {
         if want == 0 {
             return Some(0);
         }
-        let allowed = u64::from(self.send_rwnd).saturating_sub(self.inflight_bytes) as usize;
+        // The peer's edge: its free space plus what that same ACK SACKed (held, so already
+        // excluded from the free space), against every byte not cumulatively acked (in flight,
+        // SACKed, or lost and awaiting retransmission — those need their room again).
+        let outstanding = self.sent.front().map_or(0, |p| self.packetized - p.offset);
+        let edge = u64::from(self.send_rwnd) + self.send_rwnd_sacked;
+        let allowed = usize::try_from(edge.saturating_sub(outstanding)).unwrap_or(usize::MAX);
         if allowed >= want {
             Some(want)
-        } else if allowed > 0 && self.inflight_bytes == 0 {
+        } else if allowed > 0 && outstanding == 0 {
             Some(allowed)
         } else {
             None
@@ -1262,5 +1289,100 @@ impl UdxStream {
         }
         self.keepalive_deadline = None;
         self.zwp_deadline = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    const MSS: usize = 1152;
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 1], 4000))
+    }
+
+    /// Encodes one packet for stream `to`.
+    fn packet(flags: Flags, to: u32, rwnd: u32, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let header = Header { flags, data_offset: 0, stream_id: to, rwnd, seq, ack };
+        let mut buf = vec![0u8; HEADER_LEN + payload.len()];
+        let n = Packet { header, padding: &[], payload }.encode(&mut buf).unwrap();
+        buf.truncate(n);
+        buf
+    }
+
+    fn feed(s: &mut UdxStream, now: Instant, bytes: &[u8]) {
+        s.handle_packet(now, &Packet::decode(bytes).unwrap(), addr());
+    }
+
+    /// Seqs of the DATA packets `s` sends now.
+    fn data_sent(s: &mut UdxStream, now: Instant) -> Vec<u32> {
+        let mut buf = [0u8; 1500];
+        let mut seqs = Vec::new();
+        while let Some(t) = s.poll_transmit(now, &mut buf) {
+            let h = Header::decode(&buf[..t.len]).unwrap();
+            if h.flags.contains(Flags::DATA) {
+                seqs.push(h.seq);
+            }
+        }
+        seqs
+    }
+
+    #[test]
+    fn the_next_in_order_packet_is_accepted_behind_a_full_window_of_out_of_order_data() {
+        let now = Instant::ZERO;
+        let cfg = StreamConfig { recv_window: 4 * MSS, ..StreamConfig::default() };
+        let room = 4 * MSS + RECV_SLACK;
+        let mut b = UdxStream::new(2, now, cfg);
+        b.connect(now, 1, addr()).unwrap();
+        let data = [7u8; MSS];
+        // Seq 0 is missing; 1..=5 fill the buffer with out-of-order data, 6 no longer fits.
+        for seq in 1..=6 {
+            feed(&mut b, now, &packet(Flags::DATA, 2, 1 << 20, seq, 0, &data));
+        }
+        assert_eq!(b.recv_buffered(), 5 * MSS);
+        assert_eq!(b.stats().recv_dropped_window, 1);
+        // The hole: refusing it would leave the stream stuck for good, whatever the app reads.
+        feed(&mut b, now, &packet(Flags::DATA, 2, 1 << 20, 0, 0, &data));
+        assert_eq!(b.readable_bytes(), 6 * MSS);
+        assert_eq!(b.stats().recv_dropped_window, 1);
+        assert!(b.recv_buffered() <= 2 * room);
+        // Still bounded: the next in-order packet needs room next to the unread bytes.
+        feed(&mut b, now, &packet(Flags::DATA, 2, 1 << 20, 6, 0, &data));
+        assert_eq!(b.stats().recv_dropped_window, 2);
+        assert_eq!(b.readable_bytes(), 6 * MSS);
+        let mut out = vec![0u8; 8 * MSS];
+        assert_eq!(b.read(&mut out), Ok(6 * MSS));
+        feed(&mut b, now, &packet(Flags::DATA, 2, 1 << 20, 6, 0, &data));
+        assert_eq!(b.readable_bytes(), MSS);
+    }
+
+    #[test]
+    fn a_reordered_older_ack_does_not_widen_the_peer_window() {
+        let t0 = Instant::ZERO;
+        let mut a = UdxStream::new(1, t0, StreamConfig::default());
+        a.connect(t0, 2, addr()).unwrap();
+        assert_eq!(a.write(&[1u8; 30 * MSS]), Ok(30 * MSS));
+        assert_eq!(data_sent(&mut a, t0), (0..10).collect::<Vec<_>>(), "initial window");
+        // The peer's buffer holds 12 packets. Its newer ACK: 1 and 2 held out of order, free
+        // space 10 packets; 0 and 3..=9 are still in flight, so 2 more fit.
+        let window = 12 * MSS as u32;
+        let mut sack = [0u8; 8];
+        packet::write_sack_blocks([(1u32, 3u32)], &mut sack);
+        let t1 = t0 + Duration::from_millis(50);
+        feed(&mut a, t1, &packet(Flags::SACK, 1, window - 2 * MSS as u32, 0, 0, &sack));
+        assert_eq!(data_sent(&mut a, t1), vec![10, 11]);
+        // An older ACK overtaken by the newer one: same cumulative ack, nothing held yet, so a
+        // larger free space. It carries no news: nothing more may be sent.
+        let t2 = t1 + Duration::from_millis(1);
+        feed(&mut a, t2, &packet(Flags::ACK, 1, window, 0, 0, &[]));
+        assert_eq!(data_sent(&mut a, t2), Vec::<u32>::new(), "overran the peer's buffer");
+        // The peer reads everything: cumulative ack 12, whole window free again.
+        let t3 = t2 + Duration::from_millis(50);
+        feed(&mut a, t3, &packet(Flags::ACK, 1, window, 0, 12, &[]));
+        // (The pacer spreads them out; let it refill.)
+        let sent: usize = (0..20).map(|ms| data_sent(&mut a, t3 + Duration::from_millis(ms)).len()).sum();
+        assert_eq!(sent, 12);
     }
 }

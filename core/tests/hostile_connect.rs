@@ -1,0 +1,229 @@
+//! Hostile PEER_HANDSHAKE / PEER_HOLEPUNCH traffic against a server: garbage, truncated,
+//! tampered and replayed messages are rejected (no reply, no state), a replayed valid first
+//! message gets the identical reply and one handshake, and a flood of valid handshakes from
+//! many keys costs bounded state that drains once the prepunch window passes.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use hdht_core::connect::{Handshake, NoisePayload, SecretStreamInfo, UdxInfo};
+use hdht_core::crypto::KeyPair;
+use hdht_core::dht::messages::{command, mode, HandshakeEnvelope, HolepunchEnvelope};
+use hdht_core::dht::{sign, ConnectEvent, DhtConfig, DhtNode, ServerOptions, MAX_POOL_SOCKETS, MAX_SERVER_HANDSHAKES};
+use hdht_core::rpc::{RpcConfig, SocketKind};
+use hdht_core::wire::{Message, Request};
+use hdht_core::Instant;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
+const RELAY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 49737);
+const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 2), 5000);
+
+struct Fixture {
+    node: DhtNode<ChaCha8Rng>,
+    now: Instant,
+    tid: u16,
+    server_key: KeyPair,
+    target: [u8; 32],
+    rng: ChaCha8Rng,
+}
+
+/// What the server sent in answer to one datagram.
+#[derive(Debug, Default)]
+struct Out {
+    datagrams: Vec<Vec<u8>>,
+}
+
+impl Fixture {
+    /// A firewalled server with no DHT around it: it answers handshakes through relays and
+    /// sets up a puncher for each (the expensive path a flood would aim at).
+    fn new() -> Self {
+        let cfg = DhtConfig { rpc: RpcConfig { firewalled: true, ..RpcConfig::default() }, ..DhtConfig::default() };
+        let mut node = DhtNode::new(cfg, ChaCha8Rng::seed_from_u64(7), Instant::ZERO);
+        let now = Instant::from_millis(1);
+        node.handle_timeout(now);
+        let mut rng = ChaCha8Rng::seed_from_u64(99);
+        let server_key = KeyPair::generate(&mut rng);
+        let server = node.create_server(ServerOptions::default());
+        node.listen(now, server, Some(server_key.clone())).expect("listen");
+        let target = sign::target_of_key(&server_key.public_key());
+        let mut f = Fixture { node, now, tid: 0, server_key, target, rng };
+        f.flush();
+        f
+    }
+
+    fn flush(&mut self) -> Out {
+        let mut out = Out::default();
+        while let Some(t) = self.node.poll_transmit() {
+            out.datagrams.push(t.payload);
+        }
+        while self.node.poll_socket_command().is_some() {}
+        while self.node.poll_event().is_some() {}
+        while let Some(ev) = self.node.poll_connect_event() {
+            assert!(!matches!(ev, ConnectEvent::Incoming { .. }), "no connection may open without a client: {ev:?}");
+        }
+        out
+    }
+
+    fn request(&mut self, command: u64, value: Vec<u8>) -> Out {
+        self.tid = self.tid.wrapping_add(1);
+        let req = Request { tid: self.tid, to: SERVER, id: None, token: None, internal: false, command, target: Some(self.target), value: Some(value) };
+        self.now = self.now + Duration::from_micros(100);
+        self.node.handle_datagram(self.now, SocketKind::Server, RELAY, &req.to_bytes());
+        self.flush()
+    }
+
+    fn handshake(&mut self, noise: Vec<u8>) -> Out {
+        let env = HandshakeEnvelope { mode: mode::FROM_RELAY, noise, peer_address: Some(CLIENT), relay_address: None };
+        self.request(command::PEER_HANDSHAKE, env.to_bytes())
+    }
+
+    fn holepunch(&mut self, id: u64, payload: Vec<u8>) -> Out {
+        let env = HolepunchEnvelope { mode: mode::FROM_RELAY, id, payload, peer_address: Some(CLIENT) };
+        self.request(command::PEER_HOLEPUNCH, env.to_bytes())
+    }
+
+    /// A valid first handshake message from a fresh client key.
+    fn msg1(&mut self) -> Vec<u8> {
+        let client = KeyPair::generate(&mut self.rng);
+        let mut hs = Handshake::initiator(&client, &self.server_key.public_key(), &mut self.rng).expect("initiator");
+        let payload = NoisePayload {
+            udx: Some(UdxInfo::new(self.rng.next_u32() | 1, false)),
+            secret_stream: Some(SecretStreamInfo::default()),
+            ..NoisePayload::default()
+        };
+        hs.send(&payload).expect("msg1")
+    }
+
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(t) = self.node.poll_timeout() {
+            if t > end {
+                break;
+            }
+            self.now = t.max(self.now);
+            self.node.handle_timeout(self.now);
+            self.flush();
+        }
+        self.now = end;
+        self.node.handle_timeout(self.now);
+        self.flush();
+    }
+}
+
+/// The relayed reply's handshake envelope (the server answers FROM_SERVER to the relay).
+fn reply_envelope(out: &Out) -> Option<HandshakeEnvelope> {
+    out.datagrams.iter().find_map(|d| match Message::decode(d) {
+        Ok(Message::Request(r)) if r.command == command::PEER_HANDSHAKE => HandshakeEnvelope::decode(r.value.as_deref()?).ok(),
+        _ => None,
+    })
+}
+
+#[test]
+fn garbage_and_truncated_messages_leave_no_state_and_get_no_reply() {
+    let mut f = Fixture::new();
+    let base = f.node.connect_stats();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for i in 0..5_000 {
+        let mut noise = vec![0u8; (rng.next_u32() % 200) as usize];
+        rng.fill_bytes(&mut noise);
+        let out = f.handshake(noise);
+        assert!(reply_envelope(&out).is_none(), "garbage handshake {i} answered");
+        // Random bytes as the whole envelope, and truncated envelopes.
+        let mut value = vec![0u8; (rng.next_u32() % 120) as usize];
+        rng.fill_bytes(&mut value);
+        let out = f.request(command::PEER_HANDSHAKE, value.clone());
+        assert!(reply_envelope(&out).is_none());
+        let len = value.len();
+        let out = f.request(command::PEER_HOLEPUNCH, value);
+        // Whatever decodes as a FROM_CLIENT/FROM_SERVER envelope is relayed as the reference's
+        // stateless router does: one datagram, no amplification.
+        assert!(out.datagrams.len() <= 1, "garbage holepunch multiplied");
+        assert!(out.datagrams.iter().all(|d| d.len() <= len + 64), "garbage holepunch amplified");
+    }
+    let msg1 = f.msg1();
+    let env = HandshakeEnvelope { mode: mode::FROM_RELAY, noise: msg1, peer_address: Some(CLIENT), relay_address: None }.to_bytes();
+    for cut in 0..env.len() {
+        let out = f.request(command::PEER_HANDSHAKE, env[..cut].to_vec());
+        assert!(reply_envelope(&out).is_none(), "a handshake truncated to {cut} bytes was answered");
+    }
+    assert_eq!(f.node.connect_stats(), base, "rejected input must not leave state");
+}
+
+#[test]
+fn tampered_first_messages_are_rejected() {
+    let mut f = Fixture::new();
+    let base = f.node.connect_stats();
+    let msg1 = f.msg1();
+    for i in 0..msg1.len() {
+        let mut bad = msg1.clone();
+        bad[i] ^= 0x40;
+        let out = f.handshake(bad);
+        assert!(reply_envelope(&out).is_none(), "byte {i} tampered and still answered");
+    }
+    assert_eq!(f.node.connect_stats(), base);
+}
+
+#[test]
+fn a_replayed_first_message_gets_the_identical_reply_and_one_handshake() {
+    let mut f = Fixture::new();
+    let msg1 = f.msg1();
+    let first = reply_envelope(&f.handshake(msg1.clone())).expect("a valid handshake is answered");
+    assert_eq!(first.mode, mode::FROM_SERVER);
+    let stats = f.node.connect_stats();
+    assert_eq!(stats.handshakes, 1);
+    assert_eq!(stats.connections, 1, "one pending server connection");
+    for _ in 0..1_000 {
+        let again = reply_envelope(&f.handshake(msg1.clone())).expect("duplicates are answered");
+        assert_eq!(again, first, "a duplicate gets the identical reply");
+    }
+    assert_eq!(f.node.connect_stats(), stats, "replays add no state");
+}
+
+#[test]
+fn forged_holepunch_messages_are_ignored() {
+    let mut f = Fixture::new();
+    let msg1 = f.msg1();
+    assert!(reply_envelope(&f.handshake(msg1)).is_some());
+    let stats = f.node.connect_stats();
+    assert_eq!(stats.server_punches, 1, "a firewalled server punches for a relayed client");
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for i in 0..3_000u64 {
+        // The right id (0) and others, with payloads that cannot decrypt.
+        let mut payload = vec![0u8; (rng.next_u32() % 160) as usize];
+        rng.fill_bytes(&mut payload);
+        let out = f.holepunch(i % 3, payload);
+        assert!(out.datagrams.is_empty(), "a forged holepunch ({i}) was answered");
+    }
+    let after = f.node.connect_stats();
+    assert_eq!((after.handshakes, after.server_punches, after.connections), (stats.handshakes, stats.server_punches, stats.connections));
+    assert!(after.punch_requests <= stats.punch_requests, "forgeries start no requests");
+}
+
+#[test]
+fn a_flood_of_valid_handshakes_costs_bounded_state_that_drains() {
+    let mut f = Fixture::new();
+    let total = MAX_SERVER_HANDSHAKES + 500;
+    let mut answered = 0;
+    for _ in 0..total {
+        let m = f.msg1();
+        if reply_envelope(&f.handshake(m)).is_some() {
+            answered += 1;
+        }
+        let s = f.node.connect_stats();
+        assert!(s.handshakes <= MAX_SERVER_HANDSHAKES, "{s:?}");
+        assert!(s.pool_sockets <= MAX_POOL_SOCKETS, "{s:?}");
+        assert!(s.connections <= MAX_SERVER_HANDSHAKES, "{s:?}");
+    }
+    assert_eq!(answered, MAX_SERVER_HANDSHAKES, "beyond the cap new handshakes are dropped");
+    let s = f.node.connect_stats();
+    assert_eq!(s.pool_sockets, MAX_POOL_SOCKETS, "punchers stop at the socket cap: {s:?}");
+    // Nobody punches: the prepunch window (10 s) and the clear wait (10 s) free everything.
+    f.advance(Duration::from_secs(25));
+    let s = f.node.connect_stats();
+    assert_eq!((s.handshakes, s.server_punches, s.connections, s.pool_sockets), (0, 0, 0, 0), "{s:?}");
+    // And the server answers again.
+    let m = f.msg1();
+    assert!(reply_envelope(&f.handshake(m)).is_some());
+}
