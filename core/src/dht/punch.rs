@@ -259,7 +259,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Puncher timers, the client's sleeps and the servers' prepunch windows.
     pub(crate) fn punch_timeout(&mut self, now: Instant) {
-        let clients: Vec<ConnId> = self.connect.attempts.iter().filter(|(_, a)| a.punch.is_some()).map(|(c, _)| *c).collect();
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        let clients: Vec<ConnId> = self
+            .connect
+            .attempts
+            .iter()
+            .filter(|(_, a)| {
+                a.punch.as_ref().is_some_and(|p| due(p.puncher.poll_timeout()) || matches!(p.step, ClientStep::ProbeSleep { until, .. } if until <= now))
+            })
+            .map(|(c, _)| *c)
+            .collect();
         for conn in clients {
             let Some(p) = self.client_punch_mut(conn) else { continue };
             if p.puncher.poll_timeout().is_some_and(|t| t <= now) {
@@ -275,7 +284,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
             self.drive_client_puncher(now, conn);
         }
-        let servers: Vec<Vec<u8>> = self.connect.handshakes.iter().filter(|(_, h)| h.punch.is_some()).map(|(k, _)| k.clone()).collect();
+        let servers: Vec<Vec<u8>> = self
+            .connect
+            .handshakes
+            .iter()
+            .filter(|(_, h)| h.punch.as_ref().is_some_and(|p| due(p.prepunch) || due(p.puncher.poll_timeout())))
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in servers {
             let Some(sp) = self.server_punch_mut(&key) else { continue };
             if sp.prepunch.is_some_and(|t| t <= now) {
@@ -787,7 +802,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Returns whether the analysis got ready.
     fn drive_server_puncher_inner(&mut self, now: Instant, key: &[u8]) -> bool {
         let mut ready = false;
-        let id = self.connect.holepunch_ids.iter().find(|(_, k)| k.as_slice() == key).map(|(id, _)| *id);
+        let id = self.connect.handshakes.get(key).and_then(|h| h.holepunch_id);
         loop {
             let Some(sp) = self.server_punch_mut(key) else { return false };
             let Some(out) = sp.puncher.poll_output() else { break };

@@ -98,7 +98,8 @@ impl Demux {
         let Some(stream) = self.streams.get_mut(&id) else {
             return Incoming::UnknownStream { stream_id: id };
         };
-        if stream.is_closed() {
+        // A gracefully closed stream still acknowledges retransmissions while it lingers.
+        if stream.is_closed() && !stream.is_lingering() {
             return Incoming::UnknownStream { stream_id: id };
         }
         if stream.socket() != Some(socket) {

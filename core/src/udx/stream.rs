@@ -9,7 +9,7 @@
 //! Behaviour follows libudx (spec 04 §1.7, §2): no handshake, seq 0 both ways, one immediate
 //! standalone ACK for DATA/END received (with SACK blocks when holding out-of-order packets),
 //! END consumes a seq and may ride on the last DATA packet, graceful close after both ENDs
-//! with nothing extra on the wire, fire-and-forget DESTROY, RACK-TLP + RTO with libudx's
+//! with nothing extra on the wire (but see the linger below), fire-and-forget DESTROY, RACK-TLP + RTO with libudx's
 //! timer values and give-up rule. Differences, all sender- or receiver-local:
 //! * Times are microseconds (libudx: whole ms), so the RTT estimate and pacing are precise.
 //! * The receive window is real: the advertised `rwnd` is the free space of a bounded receive
@@ -23,6 +23,11 @@
 //!   `rwnd` + the bytes that same ACK SACKs (which the peer's free space already excludes),
 //!   against every byte not yet cumulatively acknowledged. A reordered, older ACK with the same
 //!   cumulative ack and a larger `rwnd` then cannot make the sender overrun the peer's buffer.
+//! * After a graceful close the stream lingers (TCP's TIME_WAIT; a TODO in libudx's
+//!   `close_stream`): for [`UdxStream::linger_duration`] it still answers a retransmitted
+//!   DATA/END/HEARTBEAT with an ACK, so a lost final ACK does not leave the peer's END
+//!   unacknowledged until it times out. Nothing else is processed; the owner sees `Closed` at
+//!   the same moment as before.
 //! * An RTO declares every in-flight packet lost (libudx: the oldest plus RACK-expired ones).
 //! * Congestion control is NewReno with pacing (libudx: BBR); see [`super::congestion`].
 //! * No MTU probing: payloads are sized from `StreamConfig::mtu` (default 1200, like libudx
@@ -242,6 +247,8 @@ pub struct UdxStream {
     zwp_backoff: bool,
     keepalive_deadline: Option<Instant>,
     pacing_deadline: Option<Instant>,
+    /// After a graceful close: until when retransmissions from the peer are still acknowledged.
+    linger_deadline: Option<Instant>,
     tlp_pending: bool,
     tlp_allowed: bool,
     heartbeat_pending: bool,
@@ -330,6 +337,7 @@ impl UdxStream {
             zwp_backoff: false,
             keepalive_deadline: None,
             pacing_deadline: None,
+            linger_deadline: None,
             tlp_pending: false,
             tlp_allowed: true,
             heartbeat_pending: false,
@@ -388,9 +396,22 @@ impl UdxStream {
         self.closed.is_some()
     }
 
-    /// Whether closed and nothing is left to transmit (the owner may drop it).
+    /// Whether closed and nothing is left to transmit (the owner may drop it). A gracefully
+    /// closed stream is drained once its linger has run out.
     pub fn is_drained(&self) -> bool {
-        self.closed.is_some() && !self.ack_pending && !self.destroy_pending
+        self.closed.is_some() && !self.ack_pending && !self.destroy_pending && self.linger_deadline.is_none()
+    }
+
+    /// Whether closed gracefully and still acknowledging the peer's retransmissions (the
+    /// demultiplexer keeps handing it its packets).
+    pub fn is_lingering(&self) -> bool {
+        self.linger_deadline.is_some()
+    }
+
+    /// How long a gracefully closed stream keeps acknowledging retransmissions: four RTOs (the
+    /// peer's first two END retransmissions), 4 s to 30 s.
+    pub fn linger_duration(&self) -> Duration {
+        (self.rtt.rto() * 4).clamp(Duration::from_secs(4), Duration::from_secs(30))
     }
 
     /// Bytes the application can still write before `write` pushes back.
@@ -597,6 +618,7 @@ impl UdxStream {
     /// Abort: one DESTROY packet (if connected), queued data dropped, closed at once.
     pub fn destroy(&mut self) {
         if self.closed.is_some() {
+            self.linger_deadline = None;
             return;
         }
         self.destroy_pending = self.remote.is_some();
@@ -711,6 +733,14 @@ impl UdxStream {
     pub fn handle_packet(&mut self, now: Instant, pkt: &Packet<'_>, from: SocketAddr) {
         let _ = from;
         if self.closed.is_some() {
+            // Lingering: everything the peer (re)sends was received; acknowledge it again.
+            let flags = pkt.header.flags;
+            if self.linger_deadline.is_some_and(|t| now < t)
+                && (flags.consumes_seq() || flags.contains(Flags::HEARTBEAT))
+                && !flags.contains(Flags::DESTROY)
+            {
+                self.ack_pending = true;
+            }
             return;
         }
         let h = &pkt.header;
@@ -764,6 +794,7 @@ impl UdxStream {
         }
         if self.closed.is_none() && self.end_acked && self.remote_ended {
             self.close(None);
+            self.linger_deadline = Some(now + self.linger_duration());
         }
     }
 
@@ -948,7 +979,7 @@ impl UdxStream {
     /// The earliest instant `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed.is_some() {
-            return None;
+            return self.linger_deadline;
         }
         [
             self.rto_deadline,
@@ -966,6 +997,9 @@ impl UdxStream {
     /// Run expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed.is_some() {
+            if self.linger_deadline.is_some_and(|t| t <= now) {
+                self.linger_deadline = None;
+            }
             return;
         }
         if self.pacing_deadline.is_some_and(|t| t <= now) {
@@ -1356,6 +1390,72 @@ mod tests {
         assert_eq!(b.read(&mut out), Ok(6 * MSS));
         feed(&mut b, now, &packet(Flags::DATA, 2, 1 << 20, 6, 0, &data));
         assert_eq!(b.readable_bytes(), MSS);
+    }
+
+    /// Every datagram `s` sends now.
+    fn drain(s: &mut UdxStream, now: Instant) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 1500];
+        let mut out = Vec::new();
+        while let Some(t) = s.poll_transmit(now, &mut buf) {
+            out.push(buf[..t.len].to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn a_gracefully_closed_stream_lingers_to_acknowledge_a_retransmitted_end() {
+        use super::super::demux::{Demux, Incoming};
+        let t0 = Instant::ZERO;
+        let mut a = Demux::new();
+        a.insert(UdxStream::new(1, t0, StreamConfig::default()));
+        let mut b = UdxStream::new(2, t0, StreamConfig::default());
+        a.get_mut(1).unwrap().connect(t0, 2, addr()).unwrap();
+        b.connect(t0, 1, addr()).unwrap();
+        let sa = super::SocketId::default();
+        // A sends "hello" + END; B reads to EOF and ends too.
+        a.get_mut(1).unwrap().write(b"hello").unwrap();
+        a.get_mut(1).unwrap().end().unwrap();
+        let mut buf = [0u8; 1500];
+        let (_, t) = a.poll_transmit(t0, &mut buf).unwrap();
+        feed(&mut b, t0, &buf[..t.len]);
+        let mut got = [0u8; 16];
+        assert_eq!(b.read(&mut got), Ok(5));
+        assert_eq!(b.read(&mut got), Ok(0));
+        b.end().unwrap();
+        let t1 = t0 + Duration::from_millis(20);
+        let from_b = drain(&mut b, t1);
+        assert!(!from_b.is_empty());
+        for d in &from_b {
+            assert!(matches!(a.handle_datagram(t1, sa, addr(), d), Incoming::Consumed { .. }));
+        }
+        // A has both ENDs acknowledged/received: closed gracefully. Its final ACK is lost.
+        let sa_stream = a.get(1).unwrap();
+        assert_eq!(sa_stream.close_reason(), Some(None));
+        assert!(sa_stream.is_lingering() && !sa_stream.is_drained());
+        let linger_end = a.poll_timeout().expect("linger timer");
+        assert!(linger_end >= t1 + Duration::from_secs(4));
+        while a.poll_transmit(t1, &mut buf).is_some() {}
+        // B's END times out and is retransmitted; the lingering A acknowledges it again.
+        let rto = b.poll_timeout().expect("B waits for its END's ack");
+        b.handle_timeout(rto);
+        let again = drain(&mut b, rto);
+        assert!(again.iter().any(|d| Header::decode(d).unwrap().flags.contains(Flags::END)));
+        for d in &again {
+            assert!(matches!(a.handle_datagram(rto, sa, addr(), d), Incoming::Consumed { .. }));
+        }
+        let mut acks = 0;
+        while let Some((_, t)) = a.poll_transmit(rto, &mut buf) {
+            acks += 1;
+            feed(&mut b, rto, &buf[..t.len]);
+        }
+        assert_eq!(acks, 1);
+        let closed: Vec<_> = core::iter::from_fn(|| b.poll_event()).filter(|e| matches!(e, StreamEvent::Closed { .. })).collect();
+        assert_eq!(closed, vec![StreamEvent::Closed { error: None }], "B closes gracefully instead of timing out");
+        // The linger runs out: the stream is drained and its id no longer claims packets.
+        a.handle_timeout(linger_end);
+        assert!(a.get(1).unwrap().is_drained() && a.poll_timeout().is_none());
+        assert!(matches!(a.handle_datagram(linger_end, sa, addr(), &again[0]), Incoming::UnknownStream { .. }));
+        assert!(a.poll_transmit(linger_end, &mut buf).is_none());
     }
 
     #[test]
