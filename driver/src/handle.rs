@@ -46,6 +46,7 @@ pub fn build_node(opts: &DhtOptions, server_port: u16, bootstrap: Vec<SocketAddr
     cfg.server_port = server_port;
     cfg.persistence = opts.persistence;
     cfg.firewalled = opts.firewalled;
+    cfg.quick_firewall = opts.quick_firewall;
     cfg.concurrency = opts.concurrency;
     cfg.deliver_requests = opts.handle_requests;
     let now = clock.now();

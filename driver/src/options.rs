@@ -15,6 +15,10 @@ pub struct DhtOptions {
     pub persistence: Persistence,
     /// Start firewalled (default true, as the reference).
     pub firewalled: bool,
+    /// Decide "not firewalled" from the first bootstrap replies (`quickFirewall`, default true).
+    /// With `false` a node on a single host (all peers on one IP) stays firewalled, so its
+    /// connections holepunch — how the reference tests punching on 127.0.0.1.
+    pub quick_firewall: bool,
     /// Fail instead of falling back to a random port when `port` can't be bound.
     pub any_port: bool,
     /// Query concurrency.
@@ -40,6 +44,7 @@ impl Default for DhtOptions {
             host: Ipv4Addr::UNSPECIFIED,
             persistence: Persistence::Adaptive,
             firewalled: true,
+            quick_firewall: true,
             any_port: true,
             concurrency: 10,
             bootstrapper_public_host: None,
