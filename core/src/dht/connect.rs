@@ -320,6 +320,12 @@ pub(crate) struct Server {
     pub(super) ping_rounds: u32,
     pub(super) relay_pings: BTreeMap<RequestId, ()>,
     pub(super) pings_answered: usize,
+    /// Relays of the last three announce cycles, newest last (`_serverRelays`): PEER_HOLEPUNCH
+    /// from any of them counts as "from a server relay", and a relay that drops out of the
+    /// newest cycle is unannounced.
+    pub(super) relay_generations: [Vec<SocketAddrV4>; 3],
+    /// Stale relays asked for a token (FIND_PEER) before their UNANNOUNCE.
+    pub(super) unannounce_requests: BTreeMap<RequestId, SocketAddrV4>,
     pub(super) listening_emitted: bool,
     pub(super) closing: bool,
 }
@@ -1191,6 +1197,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 ping_rounds: 0,
                 relay_pings: BTreeMap::new(),
                 pings_answered: 0,
+                relay_generations: Default::default(),
+                unannounce_requests: BTreeMap::new(),
                 listening_emitted: false,
                 closing: false,
             },
@@ -1234,6 +1242,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if s.closing || s.announce_query.is_some() {
             return;
         }
+        // `_cycle()`: a new generation of relays starts with this update.
+        s.relay_generations.rotate_left(1);
+        s.relay_generations[2].clear();
         let mut spec = QuerySpec::new(NodeId(s.target), command::FIND_PEER);
         spec.seeds = s.relays.iter().map(|r| r.relay_address).collect();
         let q = self.rpc.query(now, spec);
@@ -1280,15 +1291,54 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 if r.error == 0 && s.relays.len() < MAX_RELAYS {
                     s.relays.push(RelayInfo { relay_address: relay, peer_address: r.to });
                 }
+                if r.error == 0 && !s.relay_generations[2].contains(&relay) {
+                    s.relay_generations[2].push(relay);
+                }
             }
             if s.announce_requests.is_empty() {
                 self.after_announce(now, server);
+                self.unannounce_stale_relays(now, server);
             }
         } else if s.relay_pings.remove(&rid).is_some() {
             if result.is_ok() {
                 s.pings_answered += 1;
             }
+        } else if let Some(relay) = s.unannounce_requests.remove(&rid) {
+            // Step two of `_unannounce`: the token and id from FIND_PEER sign the UNANNOUNCE.
+            let Ok(r) = result else { return };
+            let (Some(token), Some(id), Some(_), Some(kp)) = (r.token, r.from_id, r.value.as_ref(), s.key_pair.clone()) else { return };
+            let target = s.target;
+            let peer = Peer { public_key: kp.public_key(), relay_addresses: Vec::new() };
+            let signature = sign::sign_unannounce(&kp, &target, &id.0, &token, &peer, None);
+            let mut spec = RequestSpec::new(relay, command::UNANNOUNCE);
+            spec.token = Some(token);
+            spec.target = Some(NodeId(target));
+            spec.value = Some(Announce { peer: Some(peer), refresh: None, signature: Some(signature), bump: 0 }.to_bytes());
+            // Nobody waits for the answer: an unknown request id is dropped on arrival.
+            self.rpc.request(now, spec);
         }
+    }
+
+    /// Relays of the previous cycle that are not in the newest one lose our record.
+    fn unannounce_stale_relays(&mut self, now: Instant, server: ServerId) {
+        let Some(s) = self.connect.servers.get(&server) else { return };
+        let stale: Vec<SocketAddrV4> = s.relay_generations[1].iter().filter(|r| !s.relay_generations[2].contains(r)).copied().collect();
+        let target = s.target;
+        for relay in stale {
+            let mut spec = RequestSpec::new(relay, command::FIND_PEER);
+            spec.target = Some(NodeId(target));
+            let rid = self.rpc.request(now, spec);
+            self.connect.server_requests.insert(rid, server);
+            if let Some(s) = self.connect.servers.get_mut(&server) {
+                s.unannounce_requests.insert(rid, relay);
+            }
+        }
+    }
+
+    /// Whether `addr` was a relay of this server in any of its last three announce cycles
+    /// (`announcer.isRelay`).
+    pub(super) fn is_server_relay(&self, server: ServerId, addr: &SocketAddrV4) -> bool {
+        self.connect.servers.get(&server).is_some_and(|s| s.relay_generations.iter().any(|g| g.contains(addr)))
     }
 
     fn after_announce(&mut self, now: Instant, server: ServerId) {
@@ -1413,7 +1463,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             None => return,
         };
         let firewall = self.our_firewall();
-        let relay_addresses: Vec<SocketAddrV4> = relays.iter().map(|r| r.relay_address).collect();
+        // `relayAddresses`: our own address first when we are reachable, then the relays (≤ 3).
+        let relay_addresses: Vec<SocketAddrV4> = self
+            .rpc
+            .remote_address()
+            .filter(|_| !self.rpc.is_firewalled())
+            .into_iter()
+            .chain(relays.iter().map(|r| r.relay_address))
+            .take(MAX_RELAYS)
+            .collect();
         let holepunch_id = (firewall != Firewall::OPEN).then(|| self.alloc_holepunch_id(&key));
         if let Some(h) = self.connect.handshakes.get_mut(&key) {
             h.holepunch_id = holepunch_id;

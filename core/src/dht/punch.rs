@@ -644,10 +644,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Some(peer_address) = hp.peer_address else { return };
         let Some(h) = self.connect.handshakes.get(&key) else { return };
         let server = h.server;
-        let relays: Vec<SocketAddrV4> = match self.connect.servers.get(&server) {
-            Some(s) if !s.closing => s.relays.iter().map(|r| r.relay_address).collect(),
-            _ => return,
-        };
+        if self.connect.servers.get(&server).is_none_or(|s| s.closing) {
+            return;
+        }
+        let is_server_relay = self.is_server_relay(server, &req.from);
         let Some(sp) = self.server_punch_mut(&key) else { return };
         if sp.puncher.is_destroyed() {
             return;
@@ -660,7 +660,6 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             sp.round = sp.round.max(payload.round);
             return self.server_abort(now, &key, req, peer_address, ErrorCode::ABORTED);
         }
-        let is_server_relay = relays.contains(&req.from);
         let token = sp.secure.token(&peer_address);
         let echoed = is_server_relay && payload.remote_token == Some(token);
         if Some(udx_socket(req.socket)) == sp.puncher.socket() {
