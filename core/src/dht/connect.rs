@@ -98,11 +98,14 @@ pub struct ConnectOptions {
     pub relay_addresses: Vec<SocketAddrV4>,
     /// Allow the LAN shortcut (the reference's `localConnection`, default true).
     pub local_connection: bool,
+    /// Open our NAT toward the server with a TTL-5 probe before the first PEER_HOLEPUNCH and
+    /// tell it where, so a consistent server can probe back at once (`fastOpen`, default true).
+    pub fast_open: bool,
 }
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions { key_pair: None, relay_addresses: Vec::new(), local_connection: true }
+        ConnectOptions { key_pair: None, relay_addresses: Vec::new(), local_connection: true, fast_open: true }
     }
 }
 
@@ -278,6 +281,7 @@ pub(crate) struct Attempt {
     pub(super) found: bool,
     pub(super) phase: AttemptPhase,
     pub(super) local_connection: bool,
+    pub(super) fast_open: bool,
     /// UDX packets from the server that beat its handshake reply here (it connects as soon as
     /// it answered): replayed once our stream is connected, instead of waiting for a resend.
     pub(super) early: Vec<(udx::SocketId, SocketAddr, Vec<u8>)>,
@@ -512,6 +516,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 found: false,
                 phase: AttemptPhase::Handshaking,
                 local_connection: opts.local_connection,
+                fast_open: opts.fast_open,
                 early: Vec::new(),
                 punch: None,
             },

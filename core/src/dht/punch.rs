@@ -74,6 +74,7 @@ pub(crate) struct ClientPunch {
     client_relay: SocketAddrV4,
     /// The server's address as the handshake relay saw it (its puncher socket).
     server_address: SocketAddrV4,
+    fast_open: bool,
     round: u64,
     pub(super) remote_udx: u32,
     step: ClientStep,
@@ -356,6 +357,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         };
         let secure = SecurePayload::new(holepunch_secret, self.rpc.rng());
         let Some(a) = self.connect.attempts.get_mut(&conn) else { return self.retire_puncher(now, puncher) };
+        let fast_open = a.fast_open;
         a.punch = Some(Box::new(ClientPunch {
             puncher,
             secure,
@@ -363,6 +365,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             server_relay,
             client_relay,
             server_address,
+            fast_open,
             round: 0,
             remote_udx,
             step: ClientStep::Punching,
@@ -392,9 +395,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     fn client_probe_round(&mut self, now: Instant, conn: ConnId, retry: bool) {
         let Some(p) = self.client_punch_mut(conn) else { return };
         // A low-TTL probe toward the server opens our mapping for its fast-mode probe.
-        let server_address = p.server_address;
-        p.puncher.open_session(server_address);
-        let sent = p.puncher.probe_round_payload(p.round, Some(server_address));
+        let fast_open = p.fast_open.then_some(p.server_address);
+        if let Some(addr) = fast_open {
+            p.puncher.open_session(addr);
+        }
+        let sent = p.puncher.probe_round_payload(p.round, fast_open);
         p.round += 1;
         let (peer, relay) = (p.server_relay.peer_address, p.server_relay.relay_address);
         self.drive_client_puncher(now, conn);
