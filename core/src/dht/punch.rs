@@ -708,10 +708,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             let analysis = sp.puncher.analyze(reopen);
             let remote_punching = sp.puncher.remote_holepunching();
             match analysis {
-                Analysis::Pending => return self.drive_server_puncher_only(now, key),
+                Analysis::Pending => {
+                    // Sampling goes on; "analysis ready" brings us back (or already did).
+                    if self.apply_server_puncher_outputs(now, key) {
+                        continue;
+                    }
+                    return;
+                }
                 Analysis::Unstable if !remote_punching && !reopen => {
                     sp.pending[0].reopen = true;
-                    self.drive_server_puncher_only(now, key);
+                    self.apply_server_puncher_outputs(now, key);
                     continue;
                 }
                 Analysis::Unstable if !remote_punching => {
@@ -757,7 +763,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let socket = sp.puncher.socket().map(socket_kind);
         let env = HolepunchEnvelope { mode: mode::FROM_SERVER, id: 0, payload: sealed, peer_address: Some(p.peer_address) };
         self.rpc.relay(&p.req, Some(env.to_bytes()), p.req.from, socket);
-        self.drive_server_puncher_only(now, key);
+        self.apply_server_puncher_outputs(now, key);
     }
 
     /// `_abort(h, error)`: an abort notice from the node's primary socket, and the punch ends
@@ -792,19 +798,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    fn drive_server_puncher_only(&mut self, now: Instant, key: &[u8]) {
-        self.drive_server_puncher_inner(now, key);
-    }
-
     /// Applies a server puncher's outputs, then answers requests whose analysis got ready.
     fn drive_server_puncher(&mut self, now: Instant, key: &[u8]) {
-        if self.drive_server_puncher_inner(now, key) {
+        if self.apply_server_puncher_outputs(now, key) {
             self.server_continue(now, key);
         }
     }
 
-    /// Returns whether the analysis got ready.
-    fn drive_server_puncher_inner(&mut self, now: Instant, key: &[u8]) -> bool {
+    /// Applies a server puncher's outputs; returns whether its analysis got ready.
+    fn apply_server_puncher_outputs(&mut self, now: Instant, key: &[u8]) -> bool {
         let mut ready = false;
         let id = self.connect.handshakes.get(key).and_then(|h| h.holepunch_id);
         loop {
