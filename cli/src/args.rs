@@ -95,6 +95,13 @@ pub enum Command {
     /// records from random nodes, then look them up from others), `churn` or `partition`.
     /// Prints progress, a summary, and last one JSON line with `seed`, `traceHash` and the
     /// figures; the same `--seed` replays the run exactly (same `traceHash`).
+    ///
+    /// `holepunch-matrix` connects a client behind each NAT preset (`--client`, rows) to a
+    /// server behind each preset (`--server`, columns) across a public DHT, `--seeds` runs per
+    /// pair at `--rtt` and `--loss`, and prints a table of success rate, median/p99 time to
+    /// connect and the most common failure; with `--json` one JSON object per pair
+    /// (`client`, `server`, `runs`, `successes`, `medianMs`, `p99Ms`, `errors`). The last line
+    /// is the summary with `seed` and a `traceHash` over every run.
     Sim(crate::cmd::sim::SimArgs),
     /// Accept encrypted connections to a public key: pipe one to stdin/stdout, or echo
     /// every one (`--echo`).
@@ -343,6 +350,7 @@ pub fn validate(command: &Command) -> Result<(), (&'static str, String)> {
         Command::MutablePut(a) => value_bytes(&a.value, a.hex)
             .map(drop)
             .map_err(|e| ("mutable-put", e)),
+        Command::Sim(a) => a.validate().map_err(|e| ("sim", e)),
         _ => Ok(()),
     }
 }

@@ -4,8 +4,9 @@
 //! Two kinds of events exist: a datagram arriving (its up half already routed at send time,
 //! see [`crate::network`]) and a host's timer. Each host has at most one live timer: when its
 //! app's deadline changes a new timer event is queued and the old one is recognised as stale
-//! when it pops. Every app call is followed by a *flush*: the app's events go to a FIFO, its
-//! datagrams into the network, its deadline into the queue.
+//! when it pops. Every app call is followed by a *flush*: the sockets it asks for are bound
+//! (ephemeral ports) or closed, its events go to a FIFO, its datagrams into the network, its
+//! deadline into the queue.
 //!
 //! Events reach the owner through a [`Handler`] run after each step, in the order they were
 //! produced; a handler may call into apps (e.g. answer a request), whose new events join the
@@ -22,7 +23,7 @@ use hdht_core::Instant;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::app::{App, Datagram, DEFAULT_TTL};
+use crate::app::{App, Datagram, SocketCommand, DEFAULT_TTL};
 use crate::link::LinkModel;
 use crate::nat::{NatBox, NatConfig, NatPreset};
 use crate::network::{DropReason, HostId, NatId, NetError, Network, Outgoing, RealmId, SocketId, Transit};
@@ -62,6 +63,44 @@ impl NetStats {
         self.dropped[r.index()]
     }
 }
+
+/// What happened to a datagram, as a [`Tap`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapKind {
+    /// It left its host (after its way up through the sender's NATs).
+    Sent,
+    /// It was dropped: on its way up (no route, TTL, NAT ports, …), on the link (loss), or on
+    /// its way down (filtering, port unreachable, partition, …).
+    Dropped(DropReason),
+    /// An app received it.
+    Delivered,
+}
+
+/// One datagram event, for debugging a run (see [`Engine::set_tap`]).
+#[derive(Debug, Clone, Copy)]
+pub struct TapRecord<'a> {
+    /// Virtual time.
+    pub at: Instant,
+    /// What happened.
+    pub kind: TapKind,
+    /// The sending host.
+    pub from_host: HostId,
+    /// The receiving host (when delivered).
+    pub to_host: Option<HostId>,
+    /// The source: the sender's local endpoint if it was dropped on its way up, else as
+    /// translated by the sender's NATs.
+    pub from: SocketAddrV4,
+    /// The destination as the sender addressed it (delivered: the receiving local endpoint).
+    pub to: SocketAddrV4,
+    /// TTL: as sent for `Sent` and for drops on the way up or on the link, what was left of
+    /// it after the way up otherwise.
+    pub ttl: u8,
+    /// The bytes.
+    pub payload: &'a [u8],
+}
+
+/// Sees every datagram sent, dropped and delivered (it must not influence the run).
+pub type Tap = Box<dyn FnMut(&TapRecord<'_>) + Send>;
 
 /// Receives app events as the run produces them.
 pub trait Handler<A: App> {
@@ -156,6 +195,7 @@ pub struct Engine<A: App> {
     /// Datagrams in flight, indexed by `Ev::Arrive`; freed slots are reused.
     flights: Vec<Option<Flight>>,
     free_flights: Vec<u32>,
+    tap: Option<Tap>,
 }
 
 impl<A: App> Engine<A> {
@@ -174,6 +214,7 @@ impl<A: App> Engine<A> {
             stats: NetStats::default(),
             flights: Vec::new(),
             free_flights: Vec::new(),
+            tap: None,
         }
     }
 
@@ -200,6 +241,12 @@ impl<A: App> Engine<A> {
     /// Replaces the link model from now on (datagrams in flight keep their delay).
     pub fn set_link(&mut self, link: LinkModel) {
         self.link = link;
+    }
+
+    /// Installs (or removes) a tap that sees every datagram sent, dropped and delivered from
+    /// now on — for debugging; it draws nothing from the run's RNG, so the run is unchanged.
+    pub fn set_tap(&mut self, tap: Option<Tap>) {
+        self.tap = tap;
     }
 
     /// The topology.
@@ -495,21 +542,45 @@ impl<A: App> Engine<A> {
         self.stats.dropped[r.index()] += 1;
     }
 
+    fn drop_arriving(&mut self, t: &Transit, payload: &[u8], r: DropReason) {
+        if let Some(tap) = self.tap.as_mut() {
+            let rec = TapRecord { at: self.now, kind: TapKind::Dropped(r), from_host: t.src_host as usize, to_host: None, from: t.src, to: t.dst, ttl: t.ttl, payload };
+            tap(&rec);
+        }
+        self.drop_datagram(r);
+    }
+
+    fn tap_sent(&mut self, h: HostId, d: &Datagram, from: SocketAddrV4, kind: TapKind) {
+        if let Some(tap) = self.tap.as_mut() {
+            let rec = TapRecord { at: self.now, kind, from_host: h, to_host: None, from, to: d.to, ttl: d.ttl.unwrap_or(DEFAULT_TTL), payload: &d.payload };
+            tap(&rec);
+        }
+    }
+
+    fn local_or_unspecified(&self, h: HostId, s: SocketId) -> SocketAddrV4 {
+        self.net.socket_addr(h, s).unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+    }
+
     fn arrive(&mut self, t: &Transit, payload: Vec<u8>) {
         let now = self.now;
         self.stats.events += 1;
         let (h, socket) = match self.net.route_in(now, t) {
             Ok(x) => x,
-            Err(r) => return self.drop_datagram(r),
+            Err(r) => return self.drop_arriving(t, &payload, r),
         };
         let h = h as usize;
         let Some(local) = self.net.socket_addr(h, socket) else {
-            return self.drop_datagram(DropReason::PortUnreachable);
+            return self.drop_arriving(t, &payload, DropReason::PortUnreachable);
         };
+        if !self.hosts[h].alive || self.hosts[h].app.is_none() {
+            return self.drop_arriving(t, &payload, DropReason::PortUnreachable);
+        }
+        if let Some(tap) = self.tap.as_mut() {
+            let rec = TapRecord { at: now, kind: TapKind::Delivered, from_host: t.src_host as usize, to_host: Some(h), from: t.src, to: local, ttl: t.ttl, payload: &payload };
+            tap(&rec);
+        }
         let slot = &mut self.hosts[h];
-        let Some(app) = slot.app.as_mut().filter(|_| slot.alive) else {
-            return self.drop_datagram(DropReason::PortUnreachable);
-        };
+        let Some(app) = slot.app.as_mut() else { return };
         self.stats.delivered += 1;
         self.stats.bytes_delivered += payload.len() as u64;
         self.tracer.record(now, t.src, local, &payload);
@@ -517,16 +588,44 @@ impl<A: App> Engine<A> {
         self.flush(h, now);
     }
 
-    /// Collects an app's output after it ran: events, datagrams, next deadline (no earlier
-    /// than `earliest`).
+    /// Collects an app's output after it ran: socket commands, events, datagrams, next
+    /// deadline (no earlier than `earliest`). Socket commands are drained first and again
+    /// before every datagram, so a socket exists before anything is sent from it.
     fn flush(&mut self, h: HostId, earliest: Instant) {
-        let Some(slot) = self.hosts.get_mut(h) else { return };
+        let Some(slot) = self.hosts.get(h) else { return };
+        if slot.app.is_none() {
+            return;
+        }
         let alive = slot.alive;
-        let Some(app) = slot.app.as_mut() else { return };
+        self.socket_commands(h);
+        self.collect_events(h);
+        self.schedule(h, earliest);
+        loop {
+            self.socket_commands(h);
+            let Some(d) = self.hosts[h].app.as_mut().and_then(|a| a.poll_transmit()) else { break };
+            if alive {
+                self.send(h, d);
+            }
+        }
+        // Sending may arm a timer (a retransmission) or report something.
+        self.collect_events(h);
+        self.schedule(h, earliest);
+    }
+
+    fn collect_events(&mut self, h: HostId) {
+        let Some(app) = self.hosts[h].app.as_mut() else { return };
         while let Some(ev) = app.poll_event() {
             self.pending.push_back((h, ev));
         }
-        let wake = if alive { app.poll_timeout() } else { None };
+    }
+
+    /// Queues a timer for the app's deadline unless one for that time is queued already.
+    fn schedule(&mut self, h: HostId, earliest: Instant) {
+        let slot = &mut self.hosts[h];
+        let wake = match (&slot.app, slot.alive) {
+            (Some(app), true) => app.poll_timeout(),
+            _ => None,
+        };
         match wake {
             Some(w) => {
                 let w = w.max(earliest);
@@ -537,9 +636,25 @@ impl<A: App> Engine<A> {
             }
             None => slot.next_wake = None,
         }
-        while let Some(d) = self.hosts[h].app.as_mut().and_then(|a| a.poll_transmit()) {
-            if alive {
-                self.send(h, d);
+    }
+
+    /// Opens and closes the sockets the app asks for (a crashed host opens nothing).
+    fn socket_commands(&mut self, h: HostId) {
+        let Engine { hosts, net, rng, now, .. } = self;
+        let slot = &mut hosts[h];
+        let Some(app) = slot.app.as_mut() else { return };
+        while let Some(cmd) = app.poll_socket_command() {
+            if !slot.alive {
+                continue;
+            }
+            match cmd {
+                SocketCommand::Bind { tag } => {
+                    let r = net.bind(h, 0, rng);
+                    app.socket_bound(*now, tag, r);
+                }
+                SocketCommand::Close(s) => {
+                    let _ = net.unbind(h, s);
+                }
             }
         }
     }
@@ -551,17 +666,29 @@ impl<A: App> Engine<A> {
     fn send(&mut self, h: HostId, d: Datagram) {
         self.stats.sent += 1;
         if d.payload.len() + LinkModel::HEADER > self.link.mtu {
+            if self.tap.is_some() {
+                let from = self.local_or_unspecified(h, d.socket);
+                self.tap_sent(h, &d, from, TapKind::Dropped(DropReason::Mtu));
+            }
             return self.drop_datagram(DropReason::Mtu);
         }
         let ttl = d.ttl.unwrap_or(DEFAULT_TTL);
         let out = Outgoing { host: h as u32, socket: d.socket, dst: d.to, ttl };
         let t = match self.net.route_out(self.now, out, &self.link, &mut self.rng) {
             Ok(t) => t,
-            Err(r) => return self.drop_datagram(r),
+            Err(r) => {
+                if self.tap.is_some() {
+                    let from = self.local_or_unspecified(h, d.socket);
+                    self.tap_sent(h, &d, from, TapKind::Dropped(r));
+                }
+                return self.drop_datagram(r);
+            }
         };
         if self.chance(self.link.loss) {
+            self.tap_sent(h, &d, t.src, TapKind::Dropped(DropReason::Loss));
             return self.drop_datagram(DropReason::Loss);
         }
+        self.tap_sent(h, &d, t.src, TapKind::Sent);
         if self.chance(self.link.duplicate) {
             self.stats.duplicated += 1;
             let at = self.now + self.delay(&t);

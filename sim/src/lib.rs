@@ -10,9 +10,12 @@
 //! point of `hdht sim`.
 //!
 //! What runs on a host is any sans-IO [`App`]; dht-rpc's `RpcNode` is one ([`rpc`], with the
-//! [`Sim`] alias). [`mem`] measures memory per node, [`replay`] handles `HDHT_SIM_SEED`.
+//! [`Sim`] alias), hyperdht's `DhtNode` another ([`dht`]: pool sockets opened at run time,
+//! with the [`DhtSim`] alias); [`scenario::holepunch`] connects two of them across NAT presets.
+//! [`mem`] measures memory per node, [`replay`] handles `HDHT_SIM_SEED`.
 
 pub mod app;
+pub mod dht;
 pub mod engine;
 mod fxhash;
 pub mod link;
@@ -25,8 +28,9 @@ pub mod rpc;
 pub mod scenario;
 pub mod trace;
 
-pub use app::{App, Datagram};
-pub use engine::{Engine, Handler, HostSetup, NetStats};
+pub use app::{App, Datagram, SocketCommand};
+pub use dht::{DhtHost, DhtNodeConfig, DhtSim, DhtSimEvent};
+pub use engine::{Engine, Handler, HostSetup, NetStats, Tap, TapKind, TapRecord};
 pub use link::LinkModel;
 pub use nat::{NatBox, NatConfig, NatPreset};
 pub use network::{DropReason, HostId, NatId, NetError, Network, RealmId, SocketId};

@@ -263,3 +263,86 @@ fn each_preset_treats_replies_strangers_and_new_destinations_as_rfc_4787_says() 
         }
     }
 }
+
+/// Opens and closes sockets while it runs: a datagram names its socket by the app's tag, which
+/// must be bound by the time the datagram is polled.
+#[derive(Default)]
+struct Opener {
+    commands: VecDeque<hdht_sim::SocketCommand>,
+    out: VecDeque<(u64, SocketAddrV4, Vec<u8>)>,
+    bound: std::collections::BTreeMap<u64, SocketId>,
+    answers: Vec<(u64, Result<SocketId, hdht_sim::NetError>)>,
+    inbox: VecDeque<Got>,
+}
+
+impl App for Opener {
+    type Event = Got;
+    fn handle_datagram(&mut self, _now: Instant, socket: SocketId, from: SocketAddrV4, bytes: &[u8]) {
+        self.inbox.push_back(Got { socket, from, bytes: bytes.to_vec() });
+    }
+    fn handle_timeout(&mut self, _now: Instant) {}
+    fn poll_transmit(&mut self) -> Option<Datagram> {
+        let (tag, to, payload) = self.out.pop_front()?;
+        let socket = *self.bound.get(&tag).expect("bound before its first datagram");
+        Some(Datagram { socket, to, payload, ttl: None })
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    fn poll_event(&mut self) -> Option<Got> {
+        self.inbox.pop_front()
+    }
+    fn crash(&mut self) {}
+    fn poll_socket_command(&mut self) -> Option<hdht_sim::SocketCommand> {
+        self.commands.pop_front()
+    }
+    fn socket_bound(&mut self, _now: Instant, tag: u64, result: Result<SocketId, hdht_sim::NetError>) {
+        if let Ok(s) = result {
+            self.bound.insert(tag, s);
+        }
+        self.answers.push((tag, result));
+    }
+}
+
+#[test]
+fn apps_open_and_close_sockets_at_run_time_before_sending_from_them() {
+    use hdht_sim::{NetError, SocketCommand};
+    let replay = Replay::new("engine", "apps_open_and_close_sockets_at_run_time_before_sending_from_them", 11);
+    let mut sim: Engine<Opener> = Engine::new(replay.seed(), LinkModel::default());
+    let a = sim.spawn(RealmId::INTERNET, |s| { s.bind(5000)?; Ok(Opener::default()) }).unwrap();
+    let b = sim.spawn(RealmId::INTERNET, |s| { s.bind(6000)?; Ok(Opener::default()) }).unwrap();
+    let to = sim.socket_addr(b, SocketId(0)).unwrap();
+    // Bind and send in one call: the socket exists before the datagram leaves.
+    sim.with_node(a, |o, _| {
+        o.commands.push_back(SocketCommand::Bind { tag: 7 });
+        o.out.push_back((7, to, b"from 7".to_vec()));
+    });
+    assert_eq!(sim.node(a).answers, vec![(7, Ok(SocketId(1)))]);
+    let port = sim.socket_addr(a, SocketId(1)).expect("bound").port();
+    assert!((32768..=60999).contains(&port), "an ephemeral port: {port}");
+    sim.run_for(Duration::from_millis(100));
+    let got = sim.take_events(b);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].from.port(), port);
+    // Close it: datagrams to its port are unreachable from now on.
+    sim.with_node(a, |o, _| o.commands.push_back(SocketCommand::Close(SocketId(1))));
+    assert_eq!(sim.socket_addr(a, SocketId(1)), None);
+    let a_addr = SocketAddrV4::new(*sim.socket_addr(a, SocketId(0)).unwrap().ip(), port);
+    sim.with_node(b, |o, _| {
+        o.commands.push_back(SocketCommand::Bind { tag: 1 });
+        o.out.push_back((1, a_addr, b"late".to_vec()));
+    });
+    sim.run_for(Duration::from_millis(100));
+    assert!(sim.take_events(a).is_empty());
+    assert_eq!(sim.stats().dropped(DropReason::PortUnreachable), 1);
+    // The freed slot is reused; past the per-host limit the app hears why.
+    sim.with_node(a, |o, _| {
+        for t in 0..1100 {
+            o.commands.push_back(SocketCommand::Bind { tag: 100 + t });
+        }
+    });
+    let answers = &sim.node(a).answers;
+    assert_eq!(answers[1], (100, Ok(SocketId(1))), "the closed slot first");
+    assert_eq!(answers.iter().filter(|(_, r)| r.is_ok()).count(), 1 + hdht_sim::network::MAX_SOCKETS - 1);
+    assert_eq!(answers.last().unwrap().1, Err(NetError::TooManySockets));
+}

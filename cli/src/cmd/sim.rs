@@ -2,34 +2,52 @@
 //! reports success rates, latency percentiles, hops, datagrams, events per second and memory
 //! per node; the last line is one JSON object with the seed and the trace hash, so a run can be
 //! replayed exactly (`--seed`).
+//!
+//! `hdht sim holepunch-matrix` connects a client behind every NAT preset to a server behind
+//! every NAT preset across a small public DHT, `--seeds` runs per pair, and prints the matrix
+//! of success rates and times to connect (with `--json`, one JSON object per pair); the last
+//! line is the summary with the seed and a trace hash over every run.
 
 use std::time::Duration;
 
 use clap::Args;
+use hdht_sim::scenario::holepunch::{run_matrix, MatrixConfig, MatrixProgress, PairReport};
 use hdht_sim::scenario::{NatMix, Progress, Scenario, ScenarioConfig, ScenarioKind};
+use hdht_sim::NatPreset;
 
 use super::{Error, Result};
 use crate::output::Output;
 
+/// What `hdht sim` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimScenario {
+    /// A whole-network scenario.
+    Network(ScenarioKind),
+    /// The holepunch NAT matrix.
+    HolepunchMatrix,
+}
+
 /// `hdht sim` arguments.
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// bootstrap, lookup, churn or partition.
-    #[arg(value_name = "SCENARIO", value_parser = parse_kind)]
-    pub scenario: ScenarioKind,
+    /// bootstrap, lookup, churn, partition or holepunch-matrix.
+    #[arg(value_name = "SCENARIO", value_parser = parse_scenario)]
+    pub scenario: SimScenario,
     /// Number of nodes.
     #[arg(long, default_value_t = 1000)]
     pub nodes: usize,
-    /// The seed every random choice derives from; the same seed replays the run exactly.
+    /// The seed every random choice derives from; the same seed replays the run exactly
+    /// (holepunch-matrix: the first seed; run i of every pair uses seed + i).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// NAT presets for the nodes (open, full-cone, restricted-cone, port-restricted,
     /// symmetric, cgnat, udp-blocked), optionally weighted: `open:7,symmetric:3`. Repeatable.
     #[arg(long = "nat", value_name = "PRESET[:WEIGHT]", value_delimiter = ',')]
     pub nat: Vec<String>,
-    /// Datagram loss probability once the network has settled (0..1).
-    #[arg(long, default_value_t = 0.0)]
-    pub loss: f64,
+    /// Datagram loss probability once the network has settled (0..1; default 0, and 0.01
+    /// for holepunch-matrix).
+    #[arg(long)]
+    pub loss: Option<f64>,
     /// Fraction of nodes that crash and restart (churn scenario; 0..1).
     #[arg(long)]
     pub churn: Option<f64>,
@@ -39,10 +57,69 @@ pub struct SimArgs {
     /// Records announced before the lookups.
     #[arg(long, default_value_t = 100)]
     pub announces: usize,
+    /// holepunch-matrix: runs (seeds) per pair.
+    #[arg(long, default_value_t = 100)]
+    pub seeds: usize,
+    /// holepunch-matrix: round-trip time across the Internet, ms.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    pub rtt: u64,
+    /// holepunch-matrix: client presets (rows), comma separated or repeated; default all.
+    #[arg(long, value_name = "PRESET", value_delimiter = ',', value_parser = parse_preset)]
+    pub client: Vec<NatPreset>,
+    /// holepunch-matrix: server presets (columns), comma separated or repeated; default all.
+    #[arg(long, value_name = "PRESET", value_delimiter = ',', value_parser = parse_preset)]
+    pub server: Vec<NatPreset>,
+    /// holepunch-matrix: open nodes in the public DHT.
+    #[arg(long, default_value_t = 24)]
+    pub public_nodes: usize,
+    /// holepunch-matrix: worker threads (0 = one per core). The result does not depend on it.
+    #[arg(long, default_value_t = 0)]
+    pub jobs: usize,
 }
 
-fn parse_kind(s: &str) -> std::result::Result<ScenarioKind, String> {
-    s.parse().map_err(|e| format!("{e}"))
+impl SimArgs {
+    /// Options that make no sense for the chosen scenario (a usage error).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let matrix = self.scenario == SimScenario::HolepunchMatrix;
+        let matrix_only = [
+            ("--client", !self.client.is_empty()),
+            ("--server", !self.server.is_empty()),
+        ];
+        if !matrix {
+            if let Some((name, _)) = matrix_only.iter().find(|(_, given)| *given) {
+                return Err(format!("{name} applies to holepunch-matrix only"));
+            }
+        } else {
+            if !self.nat.is_empty() || self.churn.is_some() {
+                return Err("holepunch-matrix takes --client and --server, not --nat or --churn".to_string());
+            }
+            if self.seeds == 0 {
+                return Err("--seeds must be at least 1".to_string());
+            }
+            if self.public_nodes < 2 {
+                return Err("--public-nodes must be at least 2".to_string());
+            }
+        }
+        if let Some(l) = self.loss {
+            if !(0.0..=1.0).contains(&l) {
+                return Err(format!("--loss must be in [0, 1], got {l}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_scenario(s: &str) -> std::result::Result<SimScenario, String> {
+    if s == "holepunch-matrix" {
+        return Ok(SimScenario::HolepunchMatrix);
+    }
+    s.parse().map(SimScenario::Network).map_err(|_| {
+        format!("unknown scenario {s:?} (expected bootstrap, lookup, churn, partition or holepunch-matrix)")
+    })
+}
+
+fn parse_preset(s: &str) -> std::result::Result<NatPreset, String> {
+    s.trim().parse().map_err(|e| format!("{e}"))
 }
 
 /// The progress line `{"event":"progress",...}`.
@@ -58,11 +135,49 @@ struct ProgressOut {
     wall_ms: u128,
 }
 
+impl ProgressOut {
+    fn print(&self, out: Output) {
+        out.emit(self, || {
+            format!(
+                "{:<10} {:>6}/{:<6} simulated {:>8.1} s  events {:>10}  wall {:>6.1} s",
+                self.phase,
+                self.done,
+                self.total,
+                self.sim_ms as f64 / 1000.0,
+                self.events,
+                self.wall_ms as f64 / 1000.0
+            )
+        });
+    }
+}
+
+/// Prints a line per phase change, and at most one a second of wall time within a phase.
+#[derive(Debug, Default)]
+struct Throttle {
+    last_phase: &'static str,
+    last_report: Duration,
+}
+
+impl Throttle {
+    fn due(&mut self, phase: &'static str, wall: Duration, finished: bool) -> bool {
+        if phase == self.last_phase && wall < self.last_report + Duration::from_secs(1) && !finished {
+            return false;
+        }
+        self.last_phase = phase;
+        self.last_report = wall;
+        true
+    }
+}
+
 pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
-    let mut cfg = ScenarioConfig::new(args.scenario, args.nodes, args.seed);
+    let kind = match args.scenario {
+        SimScenario::HolepunchMatrix => return run_holepunch_matrix(args, out, json),
+        SimScenario::Network(kind) => kind,
+    };
+    let mut cfg = ScenarioConfig::new(kind, args.nodes, args.seed);
     cfg.lookups = args.lookups;
     cfg.announces = args.announces;
-    cfg.loss = args.loss;
+    cfg.loss = args.loss.unwrap_or(0.0);
     if let Some(c) = args.churn {
         cfg.churn = c;
     }
@@ -70,16 +185,12 @@ pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
         cfg.nat = args.nat.join(",").parse::<NatMix>().map_err(|e| Error::new(format!("--nat: {e}")))?;
     }
     let mut scenario = Scenario::new(cfg).map_err(|e| Error::new(format!("{e}")))?;
-    let mut last_phase = "";
-    let mut last_report = Duration::ZERO;
+    let mut throttle = Throttle::default();
     let mut progress = |p: &Progress| {
-        // A line per phase change, and at most one a second of wall time within a phase.
-        if p.phase == last_phase && p.wall < last_report + Duration::from_secs(1) && p.done != p.total {
+        if !throttle.due(p.phase, p.wall, p.done == p.total) {
             return;
         }
-        last_phase = p.phase;
-        last_report = p.wall;
-        let rec = ProgressOut {
+        ProgressOut {
             event: "progress",
             phase: p.phase,
             done: p.done,
@@ -87,22 +198,54 @@ pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
             sim_ms: p.sim_time.as_millis(),
             events: p.events,
             wall_ms: p.wall.as_millis(),
-        };
-        out.emit(&rec, || {
-            format!(
-                "{:<10} {:>6}/{:<6} simulated {:>8.1} s  events {:>10}  wall {:>6.1} s",
-                p.phase,
-                p.done,
-                p.total,
-                p.sim_time.as_secs_f64(),
-                p.events,
-                p.wall.as_secs_f64()
-            )
-        });
+        }
+        .print(out);
     };
     let report = scenario.run(&mut progress).map_err(|e| Error::new(format!("simulation failed: {e}")))?;
     if !json {
         println!("{report}");
+    }
+    println!("{}", report.to_json_line());
+    Ok(())
+}
+
+/// `hdht sim holepunch-matrix`.
+fn run_holepunch_matrix(args: SimArgs, out: Output, json: bool) -> Result<()> {
+    let mut cfg = MatrixConfig::new(args.seed, args.seeds);
+    if !args.client.is_empty() {
+        cfg.clients = args.client.clone();
+    }
+    if !args.server.is_empty() {
+        cfg.servers = args.server.clone();
+    }
+    cfg.run.rtt = Duration::from_millis(args.rtt);
+    cfg.run.loss = args.loss.unwrap_or(cfg.run.loss);
+    cfg.run.public_nodes = args.public_nodes;
+    cfg.jobs = args.jobs;
+    let mut throttle = Throttle::default();
+    let mut progress = |p: &MatrixProgress| {
+        if !throttle.due("holepunch", p.wall, p.done == p.total) {
+            return;
+        }
+        ProgressOut {
+            event: "progress",
+            phase: "holepunch",
+            done: p.done,
+            total: p.total,
+            sim_ms: p.sim_time.as_millis(),
+            events: p.events,
+            wall_ms: p.wall.as_millis(),
+        }
+        .print(out);
+    };
+    let mut pair = |p: &PairReport| {
+        if json {
+            println!("{}", p.to_json_line());
+        }
+    };
+    let report = run_matrix(&cfg, &mut progress, &mut pair).map_err(|e| Error::new(format!("simulation failed: {e}")))?;
+    if !json {
+        println!("{}", report.table());
     }
     println!("{}", report.to_json_line());
     Ok(())

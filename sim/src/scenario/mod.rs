@@ -15,7 +15,11 @@
 //!   during the split), then healed; the headline lookups run after healing.
 //!
 //! All choices come from the run's RNG, so a seed replays the whole scenario.
+//!
+//! [`holepunch`] is a scenario of its own: hyperdht nodes behind two NAT presets connecting by
+//! public key across a small public DHT, and the matrix of every preset pair over many seeds.
 
+pub mod holepunch;
 mod report;
 mod workload;
 

@@ -235,7 +235,7 @@ impl fmt::Display for Report {
 
 /// A tiny JSON object writer (keys are fixed identifiers; strings are escaped).
 #[derive(Default)]
-struct Json {
+pub(super) struct Json {
     out: String,
 }
 
@@ -247,12 +247,12 @@ impl Json {
         self.out.push_str("\":");
     }
 
-    fn raw(&mut self, k: &str, v: &str) {
+    pub(super) fn raw(&mut self, k: &str, v: &str) {
         self.key(k);
         self.out.push_str(v);
     }
 
-    fn num(&mut self, k: &str, v: f64) {
+    pub(super) fn num(&mut self, k: &str, v: f64) {
         self.key(k);
         if v.is_finite() {
             let _ = write!(self.out, "{v}");
@@ -261,7 +261,7 @@ impl Json {
         }
     }
 
-    fn str(&mut self, k: &str, v: &str) {
+    pub(super) fn str(&mut self, k: &str, v: &str) {
         self.key(k);
         self.out.push('"');
         for c in v.chars() {
@@ -277,7 +277,7 @@ impl Json {
         self.out.push('"');
     }
 
-    fn pct(&mut self, k: &str, p: &Percentiles) {
+    pub(super) fn pct(&mut self, k: &str, p: &Percentiles) {
         let mut o = Json::default();
         o.num("mean", p.mean);
         o.num("p50", p.p50);
@@ -287,7 +287,7 @@ impl Json {
         self.raw(k, &o.finish());
     }
 
-    fn finish(mut self) -> String {
+    pub(super) fn finish(mut self) -> String {
         if self.out.is_empty() {
             self.out.push('{');
         }
