@@ -170,14 +170,16 @@ fn same_seed_same_trace_and_final_state() {
 // port) but answers to the old one, which the NAT no longer maps: the client never hears
 // another ACK, its RTOs back off and after 6 it fails with ETIMEDOUT; the server, with nothing
 // in flight, is killed the same way once its 5 s secret-stream keep-alive frame goes
-// unacknowledged. The reference survives a rebinding only when the owner is told the new
+// unacknowledged (in a download the roles swap: the server's data goes unacknowledged, the
+// client's keep-alive kills the client). The reference survives a rebinding only when the owner is told the new
 // address and calls `changeRemote`.
 //
 // hdht does the same: `Demux::handle_datagram` hands a packet that arrives on the stream's own
 // socket to the stream whatever its source, `UdxStream::handle_packet` ignores the source, and
 // replies go to the recorded remote until `change_remote`. The two tests below pin both halves.
 
-/// Client behind `preset` uploads; at 1 MiB received the client's NAT moves every mapping.
+/// Client behind `preset` uploads and/or downloads; once 1 MiB has arrived in each active
+/// direction, the client's NAT moves every mapping to a new public port.
 fn rebind_mid_transfer(seed: u64, preset: NatPreset, upload: u64, download: u64) -> (Transfer, std::net::SocketAddrV4, std::net::SocketAddrV4) {
     let setup = Setup { link: rough_link(0.0, 0.0), client_nat: Some(preset), upload, download, ..Setup::default() };
     let mut t = Transfer::new(seed, &setup);
@@ -292,6 +294,13 @@ fn pacer_does_not_cap_the_sender_at_one_packet_per_millisecond() {
 /// bound": a server that never reads. The sender must stop once the advertised window is used
 /// up (zero-window probes keep the stream alive), the receiver's buffer stays bounded, and once
 /// the receiver reads, everything arrives.
+///
+/// With 1% loss and per-datagram jitter this found two hdht-core bugs in the bounded receive
+/// window (libudx's receiver buffers without limit, so it has neither), fixed in
+/// `core/src/udx/stream.rs`: a reordered older ACK (same cumulative ack, larger free space)
+/// let the sender overrun the window, and the receiver refused the packet filling the hole in
+/// front of a window full of out-of-order data; the overrun packets were never acknowledged and
+/// the stream timed out after 6 RTOs while the receiver merely paused.
 #[test]
 fn a_receiver_that_never_reads_stays_bounded_and_the_sender_stops() {
     let test = "a_receiver_that_never_reads_stays_bounded_and_the_sender_stops";

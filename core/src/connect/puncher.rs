@@ -60,6 +60,9 @@ pub const RANDOM_INTERVAL: Duration = Duration::from_millis(20);
 /// 1-byte datagrams, the same conntrack entries, just sooner), which puts the median near
 /// 0.35 s. The peer cannot tell the difference: only the timing of our probes changes.
 pub const RANDOM_PROBE_INTERVAL: Duration = Duration::from_millis(2);
+/// How long the random-port strategy waits after its last probe before giving up, so that the
+/// echo of a late hit still connects (the reference gives up at once).
+pub const RANDOM_PROBE_GRACE: Duration = Duration::from_secs(1);
 /// Pause between opening the birthday sockets and the keep-alive cycle.
 pub const BIRTHDAY_PAUSE: Duration = Duration::from_millis(100);
 /// Lowest random port probed (`randomPort`: `1000 + random * 64536`, i.e. 1000..=65535).
@@ -959,10 +962,12 @@ impl Puncher {
         if let Some(socket) = self.main {
             self.probe(socket, SocketAddrV4::new(host, port), DEFAULT_TTL);
         }
+        // After the last probe, give a hit's echo time to come back before giving up.
+        let wait = if remaining == 1 { RANDOM_PROBE_GRACE } else { RANDOM_PROBE_INTERVAL };
         self.run = Run::Random {
             host,
             remaining: remaining - 1,
-            next: now + RANDOM_PROBE_INTERVAL,
+            next: now + wait,
         };
     }
 

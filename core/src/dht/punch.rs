@@ -740,7 +740,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if sp.puncher.remote_holepunching() {
             sp.prepunch = None;
             let conn = sp.conn;
-            if sp.puncher.is_random_punch() && self.connect.random_punches.is_throttled(now) {
+            // The throttle is for new random punches: a resent request of a punch that already
+            // runs here (its reply was lost) gets the same answer again, not TRY_LATER (the
+            // reference would refuse its own punch).
+            if sp.puncher.is_random_punch() && !sp.puncher.is_punching() && self.connect.random_punches.is_throttled(now) {
                 // Without a blind relay the client cannot wait its turn.
                 return self.server_abort(now, key, &p.req, p.peer_address, ErrorCode::TRY_LATER);
             }
