@@ -493,12 +493,13 @@ fn demo_json_runs_a_local_network() {
             "unannounce",
             "lookup",
             "connection",
+            "holepunch",
             "done"
         ],
         "{lines:#?}"
     );
     for v in lines.iter().skip_while(|v| v["event"] != "announce") {
-        if v["event"] != "done" {
+        if v["event"] != "done" && v["event"] != "holepunch" {
             assert!(v["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{v}");
             let node = v["node"].as_u64().unwrap();
             assert!(node == 0 || node == 4, "{v}");
@@ -557,9 +558,17 @@ fn demo_json_runs_a_local_network() {
         "{conn}"
     );
 
+    // Two firewalled nodes connect through a holepunch, over their puncher sockets.
+    let punch = of("holepunch")[0];
+    assert!(is_hex(&punch["publicKey"], 64), "{punch}");
+    assert!(punch["connectMs"].as_f64().is_some_and(|ms| ms > 0.0), "{punch}");
+    assert_eq!(punch["punched"], true, "{punch}");
+    assert_eq!(punch["intact"], true, "{punch}");
+    assert_eq!(punch["remoteAddress"]["host"], "127.0.0.1", "{punch}");
+
     let done = of("done");
     assert_eq!(done.len(), 1);
-    assert_eq!(done[0]["nodes"], 6);
+    assert_eq!(done[0]["nodes"], 8);
     assert_eq!(lines.last().unwrap()["event"], "done");
 }
 
@@ -620,7 +629,11 @@ fn demo_human_readable() {
     assert!(conn[0].contains("node 7  -> node 0"), "{}", conn[0]);
     assert!(conn[0].contains(" ms; 32 MiB in "), "{}", conn[0]);
     assert!(conn[0].ends_with(" MB/s, intact"), "{}", conn[0]);
-    assert!(r.stdout.contains("destroyed all 9 nodes"), "{}", r.stdout);
+    let punch: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("holepunch ")).collect();
+    assert_eq!(punch.len(), 1, "{}", r.stdout);
+    assert!(punch[0].contains("two firewalled nodes") && punch[0].ends_with(", intact"), "{}", punch[0]);
+    // The bootstrapper, 8 nodes and the two firewalled ones.
+    assert!(r.stdout.contains("destroyed all 11 nodes"), "{}", r.stdout);
 }
 
 // ----- bootstrap + node -----

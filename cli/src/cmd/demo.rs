@@ -7,7 +7,8 @@
 //! lookup that no longer finds the key. Then a connection by public key: node 0 listens on a
 //! fresh key pair, the last node connects to it through the DHT and sends `--transfer-mib` MiB
 //! (32 by default), which node 0 reads to the end and checks; the time to connect and the
-//! throughput are shown. Then everything is destroyed.
+//! throughput are shown. Then two firewalled nodes connect by holepunching. Then everything is
+//! destroyed.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -187,6 +188,20 @@ enum DemoEvent {
         connect_ms: f64,
         bytes: u64,
         mb_per_sec: f64,
+        intact: bool,
+        ms: f64,
+    },
+    /// Two firewalled nodes (on one host every reply comes from a known address, so with the
+    /// quick firewall check off they stay firewalled) connected by holepunching: both sampled
+    /// their NAT, exchanged PEER_HOLEPUNCH rounds through the relays and probed each other;
+    /// the stream runs between their puncher sockets.
+    Holepunch {
+        public_key: String,
+        connect_ms: f64,
+        /// The server's puncher socket, as the client's stream sees it.
+        remote_address: Option<Addr>,
+        /// Whether that is not one of the server node's DHT sockets (the proof it punched).
+        punched: bool,
         intact: bool,
         ms: f64,
     },
@@ -420,7 +435,83 @@ async fn demo(net: &mut Network, n: usize, mib: usize, out: Output) -> Result<()
     records(net, out).await?;
 
     // 6. Two nodes connect by public key and move data.
-    connection(net, mib, out).await
+    connection(net, mib, out).await?;
+
+    // 7. Two firewalled nodes holepunch.
+    holepunch(net, out).await
+}
+
+/// Two more nodes that stay firewalled connect through a holepunch (no LAN shortcut).
+async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
+    use hdht_core::dht::{ConnectOptions, ServerOptions};
+    let bootstrap = vec![net.bootstrapper.as_ref().map(|b| b.server_address().to_string()).unwrap_or_default()];
+    let t0 = Instant::now();
+    let mut peers = Vec::new();
+    for _ in 0..2 {
+        let opts = DhtOptions {
+            bootstrap: bootstrap.clone(),
+            host: Ipv4Addr::LOCALHOST,
+            persistence: Persistence::Ephemeral,
+            quick_firewall: false,
+            ..DhtOptions::default()
+        };
+        let dht = Dht::new(opts).await.map_err(|e| Error::new(format!("cannot start a firewalled node: {e}")))?;
+        let dht = net.push(dht);
+        step("a firewalled node's bootstrap", dht.ready()).await?;
+        peers.push(net.nodes.len() - 1);
+    }
+    let (server_dht, client_dht) = (&net.nodes[peers[0]], &net.nodes[peers[1]]);
+    if !server_dht.is_firewalled() || !client_dht.is_firewalled() {
+        return Err(Error::new("the two holepunching nodes did not stay firewalled"));
+    }
+    let dht_ports = [server_dht.server_address().port(), server_dht.client_address().port()];
+    let kp = KeyPair::from_seed(&random_bytes()?);
+    let mut server = server_dht.create_server_with(ServerOptions { hide_local_addresses: true, ..ServerOptions::default() }, None);
+    step("the listen", server.listen(&kp)).await?.map_err(|e| Error::new(format!("the listen failed: {e}")))?;
+    let t1 = Instant::now();
+    let opts = ConnectOptions { local_connection: false, ..ConnectOptions::default() };
+    let mut client = step("the holepunch", client_dht.connect_with(kp.public_key(), opts))
+        .await?
+        .map_err(|e| Error::new(format!("the holepunch failed: {e}")))?;
+    let connect_ms = ms_since(t1);
+    let mut accepted = step("the accept", server.accept()).await?.ok_or_else(|| Error::new("the server closed before the connection arrived"))?;
+    let msg = b"punched through";
+    let exchange = async {
+        client.write_all(msg).await?;
+        let mut got = [0u8; 15];
+        accepted.read_exact(&mut got).await?;
+        Ok::<_, std::io::Error>(got == *msg)
+    };
+    let intact = step("the punched stream", exchange).await?.map_err(|e| Error::new(format!("the punched stream failed: {e}")))?;
+    let remote = client.remote_address().and_then(|a| match a {
+        std::net::SocketAddr::V4(a) => Some(a),
+        std::net::SocketAddr::V6(_) => None,
+    });
+    let punched = remote.is_some_and(|a| !dht_ports.contains(&a.port()));
+    drop((client, accepted));
+    server.close();
+    let ms = ms_since(t0);
+    let ev = DemoEvent::Holepunch {
+        public_key: hex::encode(kp.public_key()),
+        connect_ms,
+        remote_address: remote.map(Addr::from),
+        punched,
+        intact,
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "holepunch      two firewalled nodes, key {}  punched in {connect_ms:.2} ms to {}, {}",
+            short_hex(&kp.public_key()),
+            remote.map_or_else(|| "?".to_string(), |a| a.to_string()),
+            if intact && punched { "intact" } else { "NOT PUNCHED" }
+        )
+    });
+    if intact && punched {
+        Ok(())
+    } else {
+        Err(Error::new("the firewalled nodes did not connect over their puncher sockets"))
+    }
 }
 
 fn random_bytes() -> Result<[u8; 32]> {
