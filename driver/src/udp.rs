@@ -27,6 +27,8 @@ const FILL_LIMIT: usize = 192 * 1024;
 const GSO_MAX_BYTES: usize = 65_000;
 /// `recvmmsg` slots; each holds up to 64 KiB (one datagram or a GRO run).
 const RECV_SLOTS: usize = 16;
+/// Bytes per receive slot: one datagram or a GRO run.
+const SLOT: usize = 65536;
 
 /// Configures a socket for batched I/O. The state says how many GSO segments the kernel
 /// takes (1 without GSO).
@@ -34,6 +36,7 @@ const RECV_SLOTS: usize = 16;
 pub fn socket_state<S: std::os::fd::AsFd>(sock: &S) -> io::Result<UdpSocketState> {
     let state = UdpSocketState::new(UdpSockRef::from(sock))?;
     restore_fragmentation(sock);
+    grow_recv_buffer(sock);
     Ok(state)
 }
 
@@ -64,6 +67,33 @@ fn restore_fragmentation<S: std::os::fd::AsFd>(sock: &S) {
 
 #[cfg(all(unix, not(target_os = "linux")))]
 fn restore_fragmentation<S>(_sock: &S) {}
+
+/// A receive buffer as libudx asks for (`udx_socket_bind`: 1 MiB, else 512, 256, 208 KiB): the
+/// kernel default (~208 KiB) overflows while a bulk sender's burst waits for the I/O task, and
+/// every datagram dropped there is a retransmission (or, for an ACK, lost information).
+#[cfg(target_os = "linux")]
+fn grow_recv_buffer<S: std::os::fd::AsFd>(sock: &S) {
+    use std::os::fd::AsRawFd;
+    for size in [1024 * 1024, 512 * 1024, 256 * 1024, 208 * 1024] {
+        let v: libc::c_int = size;
+        // SAFETY: a valid fd and a c_int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_fd().as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+    }
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn grow_recv_buffer<S>(_sock: &S) {}
 
 #[derive(Debug, Clone, Copy)]
 struct Item {
@@ -140,7 +170,9 @@ impl SendBatch {
             self.used = 0;
         }
         if self.buf.len() < FILL_LIMIT + MAX_DATAGRAM {
-            self.buf.resize(FILL_LIMIT + MAX_DATAGRAM, 0);
+            // One zeroed allocation (calloc: fresh mmap pages), so that only the pages datagrams
+            // are written to become resident; `resize` would write all 256 KiB at once.
+            self.buf = vec![0u8; FILL_LIMIT + MAX_DATAGRAM];
         }
         while self.used < FILL_LIMIT {
             let Some(DatagramOut { socket, to, len, ttl }) = node.poll_transmit_into(&mut self.buf[self.used..]) else {
@@ -192,14 +224,18 @@ impl SendBatch {
 #[derive(Debug)]
 pub struct RecvBatch {
     slots: usize,
-    bufs: Vec<Vec<u8>>,
+    /// `slots` slots of `SLOT` bytes in one zeroed allocation (calloc: fresh mmap pages), so
+    /// that a page becomes resident only once the kernel writes a datagram into it. Sixteen
+    /// separate 64 KiB `vec!`s come from the brk heap instead, where calloc clears (touches)
+    /// them: 1 MiB resident per socket before the first datagram.
+    buf: Vec<u8>,
     meta: Vec<RecvMeta>,
     count: usize,
 }
 
 impl Default for RecvBatch {
     fn default() -> Self {
-        RecvBatch { slots: RECV_SLOTS, bufs: Vec::new(), meta: Vec::new(), count: 0 }
+        RecvBatch { slots: RECV_SLOTS, buf: Vec::new(), meta: Vec::new(), count: 0 }
     }
 }
 
@@ -224,15 +260,15 @@ impl RecvBatch {
     /// One non-blocking batched receive; returns how many slots were filled (`WouldBlock`
     /// when none was ready).
     pub fn try_recv(&mut self, state: &UdpSocketState, sock: UdpSockRef<'_>) -> io::Result<usize> {
-        if self.bufs.is_empty() {
-            self.bufs = (0..self.slots).map(|_| vec![0u8; 65536]).collect();
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; self.slots * SLOT];
             self.meta = vec![RecvMeta::default(); self.slots];
         }
         self.count = 0;
-        let slots = self.bufs.len();
+        let slots = self.slots;
         let mut slices: [IoSliceMut<'_>; RECV_SLOTS] = {
-            let mut it = self.bufs.iter_mut();
-            std::array::from_fn(|_| IoSliceMut::new(it.next().map(|b| b.as_mut_slice()).unwrap_or(&mut [])))
+            let mut it = self.buf.chunks_mut(SLOT);
+            std::array::from_fn(|_| IoSliceMut::new(it.next().unwrap_or(&mut [])))
         };
         let n = state.recv(sock, &mut slices[..slots], &mut self.meta)?;
         self.count = n;
@@ -241,7 +277,7 @@ impl RecvBatch {
 
     /// The datagrams of the last receive (GRO runs split back into datagrams).
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddrV4, &[u8])> + '_ {
-        self.meta[..self.count].iter().zip(&self.bufs).flat_map(|(m, buf)| {
+        self.meta[..self.count].iter().zip(self.buf.chunks(SLOT)).flat_map(|(m, buf)| {
             let from = match m.addr {
                 SocketAddr::V4(a) => Some(a),
                 SocketAddr::V6(a) => a.ip().to_ipv4_mapped().map(|ip| SocketAddrV4::new(ip, a.port())),

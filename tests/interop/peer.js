@@ -615,3 +615,58 @@ send({
     hyperdht: require('hyperdht/package.json').version
   }
 })
+
+// ---------------------------------------------------------------------------------------------
+// latency benchmark ops (tests/benches/latency.rs); appended, the ops above are unchanged
+
+// A server that writes one byte (0x2a) to every connection the moment it opens, drains what
+// the peer sends and ends its side when the peer ends.
+ops.firstByteListen = async function (msg) {
+  const DHT = require('hyperdht')
+  const entry = getNode(msg)
+  const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+  const server = entry.dht.createServer((socket) => {
+    entry.accepted = (entry.accepted || 0) + 1
+    socket.on('error', () => {})
+    socket.on('data', () => {})
+    socket.on('end', () => socket.end())
+    socket.write(b4a.from([0x2a]))
+  })
+  await server.listen(kp)
+  entry.servers = entry.servers || []
+  entry.servers.push(server)
+  return { publicKey: toHex(kp.publicKey) }
+}
+
+// Connects `count` times in a row to `publicKey`. Per connect: ms from calling dht.connect() to
+// 'open' and to the first byte received (process.hrtime), then a graceful end, waiting for the
+// close (at most 2 s), and `gapMs` of pause before the next.
+ops.firstByte = async function (msg, ctx) {
+  const { dht } = getNode(msg)
+  const pk = fromHex(msg.publicKey, 'publicKey', 32)
+  const count = msg.count || 1
+  const gapMs = msg.gapMs || 0
+  const samples = []
+  for (let i = 0; i < count; i++) {
+    const t0 = process.hrtime.bigint()
+    const socket = dht.connect(pk)
+    ctx.cleanup.push(() => socket.destroy())
+    let openNs = null
+    socket.once('open', () => { openNs = process.hrtime.bigint() - t0 })
+    socket.on('error', () => {})
+    await new Promise((resolve, reject) => {
+      socket.once('data', resolve)
+      socket.once('close', () => reject(new Error('closed before the first byte')))
+    })
+    const firstNs = process.hrtime.bigint() - t0
+    samples.push({ openMs: openNs === null ? null : Number(openNs) / 1e6, firstByteMs: Number(firstNs) / 1e6 })
+    socket.on('data', () => {})
+    socket.end()
+    await new Promise((resolve) => {
+      const t = setTimeout(() => { socket.destroy(); resolve() }, 2000)
+      socket.once('close', () => { clearTimeout(t); resolve() })
+    })
+    if (gapMs) await new Promise((resolve) => setTimeout(resolve, gapMs))
+  }
+  return { samples }
+}
