@@ -1,11 +1,13 @@
 //! Bulk throughput through DHT-established encrypted connections on 127.0.0.1, side by side in
-//! one run: Rust→Rust, Rust→Node and Node→Node (the reference), each peer in its own process.
-//! `cargo bench -p hdht-tests --bench transfer` (size: `HDHT_BENCH_MIB`, default 1024).
+//! one run: Rust→Rust, Rust→Node, Node→Rust and Node→Node (the reference), each peer in its own
+//! process. `cargo bench -p hdht-tests --bench transfer` (size: `HDHT_BENCH_MIB`, default 1024;
+//! `HDHT_BENCH_CASES=rr,rn,nr,nn` picks directions).
 //!
 //! Per direction: MB/s, CPU-seconds per GiB on each side (`/proc/self/stat` for Rust,
 //! `process.cpuUsage()` for Node) and each side's max RSS, with ratios against Node→Node.
 //! Every sender hashes what it sends and every sink hashes what it receives (SHA-256), so the
-//! CPU figures are comparable; senders repeat one random 64 KiB chunk.
+//! CPU figures are comparable; senders repeat one random 64 KiB chunk. The kernel's UDP
+//! receive-buffer drops during each run are shown too (machine-wide `RcvbufErrors`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
@@ -22,6 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SINK_ENV: &str = "HDHT_BENCH_SINK";
+const SINK_SEED_ENV: &str = "HDHT_BENCH_SINK_SEED";
 
 /// CPU seconds (user + system) of this process.
 fn cpu_secs() -> f64 {
@@ -56,7 +59,8 @@ fn sink_main(bootstrap: String) {
     runtime().block_on(async move {
         let dht = hdht_tokio::Dht::new(opts(&[bootstrap], Persistence::Adaptive)).await.expect("dht");
         dht.ready().await;
-        let kp = KeyPair::from_seed(&hash(b"bench rust sink"));
+        let seed = std::env::var(SINK_SEED_ENV).unwrap_or_else(|_| "bench rust sink".into());
+        let kp = KeyPair::from_seed(&hash(seed.as_bytes()));
         let mut server = dht.create_server();
         server.listen(&kp).await.expect("listen");
         println!("{}", json!({"publicKey": hex::encode(kp.public_key())}));
@@ -89,6 +93,22 @@ struct Row {
     recv_cpu_per_gib: f64,
     send_rss_mb: f64,
     recv_rss_mb: f64,
+    /// Datagrams the kernel dropped for a full receive buffer during the run (whole machine).
+    rcvbuf_drops: u64,
+}
+
+/// `Udp: … RcvbufErrors` from /proc/net/snmp: datagrams dropped because a receiving socket's
+/// buffer was full (counted for the whole machine; other processes' drops show up too).
+fn udp_rcvbuf_errors() -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn node_usage(peers: &NodePeers) -> (f64, f64) {
@@ -118,6 +138,41 @@ async fn rust_send(dht: &hdht_tokio::Dht, pk: [u8; 32], size: u64) -> (f64, f64,
     (t0.elapsed().as_secs_f64(), cpu_secs() - cpu0, hex::encode(h.finalize()))
 }
 
+/// A Rust sink in a child process (listening on the key from `seed`), with its output lines.
+struct RustSink {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    public_key: [u8; 32],
+}
+
+impl RustSink {
+    fn start(bootstrap: &str, seed: &str) -> RustSink {
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .env(SINK_ENV, bootstrap)
+            .env(SINK_SEED_ENV, seed)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sink process");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first: Value = serde_json::from_str(&lines.next().expect("sink line").expect("read")).expect("json");
+        let public_key = hex::decode(first["publicKey"].as_str().expect("pk")).expect("hex").try_into().expect("32");
+        RustSink { child, lines, public_key }
+    }
+
+    /// Waits for the sink's report.
+    fn finish(mut self) -> Value {
+        let done: Value = serde_json::from_str(&self.lines.next().expect("sink result").expect("read")).expect("json");
+        let _ = self.child.wait();
+        done
+    }
+}
+
+/// Which directions to run: `HDHT_BENCH_CASES`, comma-separated among `rr`, `rn`, `nr`, `nn`
+/// (default: all four).
+fn wanted(case: &str) -> bool {
+    std::env::var("HDHT_BENCH_CASES").map_or(true, |v| v.split(',').any(|c| c.trim() == case))
+}
+
 fn main() {
     if let Ok(bootstrap) = std::env::var(SINK_ENV) {
         return sink_main(bootstrap);
@@ -141,92 +196,146 @@ fn main() {
         sender.ready().await;
 
         // Rust → Rust (the sink is a child process).
-        let mut child = Command::new(std::env::current_exe().expect("exe"))
-            .env(SINK_ENV, &bootstrap[0])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("sink process");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first: Value = serde_json::from_str(&lines.next().expect("sink line").expect("read")).expect("json");
-        let pk: [u8; 32] = hex::decode(first["publicKey"].as_str().expect("pk")).expect("hex").try_into().expect("32");
-        let rss0 = max_rss_kb();
-        let (secs, cpu, sha) = rust_send(&sender, pk, size).await;
-        let done: Value = serde_json::from_str(&lines.next().expect("sink result").expect("read")).expect("json");
-        let _ = child.wait();
-        assert_eq!(done["bytes"].as_u64(), Some(size), "Rust sink got every byte");
-        assert_eq!(done["sha256"].as_str(), Some(sha.as_str()), "in order");
-        rows.push(Row {
-            name: "Rust→Rust",
-            mbps: size as f64 / secs / 1e6,
-            send_cpu_per_gib: cpu / gib,
-            recv_cpu_per_gib: done["cpu"].as_f64().unwrap_or(0.0) / gib,
-            send_rss_mb: rss0.max(max_rss_kb()) as f64 / 1024.0,
-            recv_rss_mb: done["maxRssKb"].as_f64().unwrap_or(0.0) / 1024.0,
-        });
+        if wanted("rr") {
+            let sink = RustSink::start(&bootstrap[0], "bench rust sink");
+            let rss0 = max_rss_kb();
+            let drops0 = udp_rcvbuf_errors();
+            let (secs, cpu, sha) = rust_send(&sender, sink.public_key, size).await;
+            let drops = udp_rcvbuf_errors() - drops0;
+            let done = sink.finish();
+            assert_eq!(done["bytes"].as_u64(), Some(size), "Rust sink got every byte");
+            assert_eq!(done["sha256"].as_str(), Some(sha.as_str()), "in order");
+            rows.push(Row {
+                name: "Rust→Rust",
+                mbps: size as f64 / secs / 1e6,
+                send_cpu_per_gib: cpu / gib,
+                recv_cpu_per_gib: done["cpu"].as_f64().unwrap_or(0.0) / gib,
+                send_rss_mb: rss0.max(max_rss_kb()) as f64 / 1024.0,
+                recv_rss_mb: done["maxRssKb"].as_f64().unwrap_or(0.0) / 1024.0,
+                rcvbuf_drops: drops,
+            });
+        }
 
-        // Rust → Node (the Node sink is its own process).
+        // The Node sink (its own process) and the Node sender (another one).
         let sink = NodePeers::start().expect("node sink process");
         sink.spawn("sink", json!({"kind": "hyperdht", "bootstrap": bootstrap})).expect("node sink");
-        let seed = hash(b"bench node sink");
-        sink.call(json!({"op": "sinkListen", "name": "sink", "seed": hex::encode(seed)})).expect("sinkListen");
-        let (ncpu0, _) = node_usage(&sink);
-        let (secs, cpu, sha) = rust_send(&sender, KeyPair::from_seed(&seed).public_key(), size).await;
-        let (ncpu1, nrss) = node_usage(&sink);
-        let r = sink.call(json!({"op": "sinkResults", "name": "sink"})).expect("results");
-        assert_eq!(r["sinks"][0]["bytes"].as_u64(), Some(size), "Node sink got every byte");
-        assert_eq!(r["sinks"][0]["sha256"].as_str(), Some(sha.as_str()), "in order");
-        rows.push(Row {
-            name: "Rust→Node",
-            mbps: size as f64 / secs / 1e6,
-            send_cpu_per_gib: cpu / gib,
-            recv_cpu_per_gib: (ncpu1 - ncpu0) / gib,
-            send_rss_mb: max_rss_kb() as f64 / 1024.0,
-            recv_rss_mb: nrss,
-        });
-
-        // Node → Node: the reference, two Node processes.
-        let seed2 = hash(b"bench node sink 2");
-        sink.call(json!({"op": "sinkListen", "name": "sink", "seed": hex::encode(seed2)})).expect("sinkListen");
         let src = NodePeers::start().expect("node sender process");
         src.spawn("src", json!({"kind": "hyperdht", "bootstrap": bootstrap})).expect("node sender");
-        let (rcpu0, _) = node_usage(&sink);
-        let (scpu0, _) = node_usage(&src);
-        let pk2 = hex::encode(KeyPair::from_seed(&seed2).public_key());
-        let t0 = Instant::now();
-        let sent = src
-            .call_timeout(json!({"op": "sendRandom", "name": "src", "publicKey": pk2, "size": size, "reuse": true}), Duration::from_secs(600))
-            .expect("node sends");
-        let secs = t0.elapsed().as_secs_f64();
-        let (rcpu1, rrss) = node_usage(&sink);
-        let (scpu1, srss) = node_usage(&src);
-        let r = sink.call(json!({"op": "sinkResults", "name": "sink"})).expect("results");
-        let got = r["sinks"].as_array().and_then(|a| a.last()).cloned().unwrap_or(Value::Null);
-        assert_eq!(got["bytes"].as_u64(), Some(size), "Node sink got every byte");
-        assert_eq!(got["sha256"], sent["sha256"], "in order");
-        // The Node sender's own clock excludes connecting, like ours.
-        let node_secs = sent["ms"].as_f64().map_or(secs, |ms| ms / 1000.0);
-        rows.push(Row {
-            name: "Node→Node",
-            mbps: size as f64 / node_secs / 1e6,
-            send_cpu_per_gib: (scpu1 - scpu0) / gib,
-            recv_cpu_per_gib: (rcpu1 - rcpu0) / gib,
-            send_rss_mb: srss,
-            recv_rss_mb: rrss,
-        });
+
+        // Rust → Node.
+        if wanted("rn") {
+            let seed = hash(b"bench node sink");
+            sink.call(json!({"op": "sinkListen", "name": "sink", "seed": hex::encode(seed)})).expect("sinkListen");
+            let (ncpu0, _) = node_usage(&sink);
+            let drops0 = udp_rcvbuf_errors();
+            let (secs, cpu, sha) = rust_send(&sender, KeyPair::from_seed(&seed).public_key(), size).await;
+            let drops = udp_rcvbuf_errors() - drops0;
+            let (ncpu1, nrss) = node_usage(&sink);
+            let r = sink.call(json!({"op": "sinkResults", "name": "sink"})).expect("results");
+            let got = r["sinks"].as_array().and_then(|a| a.last()).cloned().unwrap_or(Value::Null);
+            assert_eq!(got["bytes"].as_u64(), Some(size), "Node sink got every byte");
+            assert_eq!(got["sha256"].as_str(), Some(sha.as_str()), "in order");
+            rows.push(Row {
+                name: "Rust→Node",
+                mbps: size as f64 / secs / 1e6,
+                send_cpu_per_gib: cpu / gib,
+                recv_cpu_per_gib: (ncpu1 - ncpu0) / gib,
+                send_rss_mb: max_rss_kb() as f64 / 1024.0,
+                recv_rss_mb: nrss,
+                rcvbuf_drops: drops,
+            });
+        }
+
+        // Node → Rust: the Node sender to a Rust sink process.
+        if wanted("nr") {
+            let rsink = RustSink::start(&bootstrap[0], "bench rust sink 2");
+            let (scpu0, _) = node_usage(&src);
+            let drops0 = udp_rcvbuf_errors();
+            let sent = src
+                .call_timeout(
+                    json!({"op": "sendRandom", "name": "src", "publicKey": hex::encode(rsink.public_key), "size": size, "reuse": true}),
+                    Duration::from_secs(600),
+                )
+                .expect("node sends");
+            let drops = udp_rcvbuf_errors() - drops0;
+            let (scpu1, srss) = node_usage(&src);
+            let done = rsink.finish();
+            assert_eq!(done["bytes"].as_u64(), Some(size), "Rust sink got every byte");
+            assert_eq!(done["sha256"], sent["sha256"], "in order");
+            let secs = sent["ms"].as_f64().map_or(f64::NAN, |ms| ms / 1000.0);
+            rows.push(Row {
+                name: "Node→Rust",
+                mbps: size as f64 / secs / 1e6,
+                send_cpu_per_gib: (scpu1 - scpu0) / gib,
+                recv_cpu_per_gib: done["cpu"].as_f64().unwrap_or(0.0) / gib,
+                send_rss_mb: srss,
+                recv_rss_mb: done["maxRssKb"].as_f64().unwrap_or(0.0) / 1024.0,
+                rcvbuf_drops: drops,
+            });
+        }
+
+        // Node → Node: the reference, two Node processes.
+        if wanted("nn") {
+            let seed2 = hash(b"bench node sink 2");
+            sink.call(json!({"op": "sinkListen", "name": "sink", "seed": hex::encode(seed2)})).expect("sinkListen");
+            let (rcpu0, _) = node_usage(&sink);
+            let (scpu0, _) = node_usage(&src);
+            let pk2 = hex::encode(KeyPair::from_seed(&seed2).public_key());
+            let t0 = Instant::now();
+            let drops0 = udp_rcvbuf_errors();
+            let sent = src
+                .call_timeout(json!({"op": "sendRandom", "name": "src", "publicKey": pk2, "size": size, "reuse": true}), Duration::from_secs(600))
+                .expect("node sends");
+            let drops = udp_rcvbuf_errors() - drops0;
+            let secs = t0.elapsed().as_secs_f64();
+            let (rcpu1, rrss) = node_usage(&sink);
+            let (scpu1, srss) = node_usage(&src);
+            let r = sink.call(json!({"op": "sinkResults", "name": "sink"})).expect("results");
+            let got = r["sinks"].as_array().and_then(|a| a.last()).cloned().unwrap_or(Value::Null);
+            assert_eq!(got["bytes"].as_u64(), Some(size), "Node sink got every byte");
+            assert_eq!(got["sha256"], sent["sha256"], "in order");
+            // The Node sender's own clock excludes connecting, like ours.
+            let node_secs = sent["ms"].as_f64().map_or(secs, |ms| ms / 1000.0);
+            rows.push(Row {
+                name: "Node→Node",
+                mbps: size as f64 / node_secs / 1e6,
+                send_cpu_per_gib: (scpu1 - scpu0) / gib,
+                recv_cpu_per_gib: (rcpu1 - rcpu0) / gib,
+                send_rss_mb: srss,
+                recv_rss_mb: rrss,
+                rcvbuf_drops: drops,
+            });
+        }
         drop(src);
         drop(sink);
     });
 
-    let node = rows.iter().find(|r| r.name == "Node→Node").map_or(1.0, |r| r.mbps);
-    let node_cpu = rows.iter().find(|r| r.name == "Node→Node").map_or((1.0, 1.0), |r| (r.send_cpu_per_gib, r.recv_cpu_per_gib));
+    let node = rows.iter().find(|r| r.name == "Node→Node").map_or(f64::NAN, |r| r.mbps);
+    let node_cpu = rows
+        .iter()
+        .find(|r| r.name == "Node→Node")
+        .map_or((f64::NAN, f64::NAN), |r| (r.send_cpu_per_gib, r.recv_cpu_per_gib));
     println!("{mib} MiB one way through a DHT-established encrypted connection, 127.0.0.1");
     println!(
-        "{:<10} {:>8} {:>7} {:>13} {:>13} {:>9} {:>9} {:>13} {:>13}",
-        "direction", "MB/s", "×Node", "send CPU-s/GiB", "recv CPU-s/GiB", "send RSS", "recv RSS", "send CPU ×Node", "recv CPU ×Node"
+        "{:<10} {:>8} {:>7} {:>14} {:>14} {:>9} {:>9} {:>14} {:>14} {:>8} {:>8} {:>10}",
+        "direction",
+        "MB/s",
+        "×Node",
+        "send CPU-s/GiB",
+        "recv CPU-s/GiB",
+        "send RSS",
+        "recv RSS",
+        "send CPU ×Node",
+        "recv CPU ×Node",
+        "send CPU",
+        "recv CPU",
+        "UDP drops"
     );
     for r in &rows {
+        // Share of one core each side used while sending (CPU-s per GiB × GiB/s).
+        let gib_per_s = r.mbps * 1e6 / (1u64 << 30) as f64;
         println!(
-            "{:<10} {:>8.1} {:>7.2} {:>14.2} {:>14.2} {:>7.1}MB {:>7.1}MB {:>14.2} {:>14.2}",
+            "{:<10} {:>8.1} {:>7.2} {:>14.2} {:>14.2} {:>7.1}MB {:>7.1}MB {:>14.2} {:>14.2} {:>7.0}% {:>7.0}% {:>10}",
             r.name,
             r.mbps,
             r.mbps / node,
@@ -235,8 +344,13 @@ fn main() {
             r.send_rss_mb,
             r.recv_rss_mb,
             r.send_cpu_per_gib / node_cpu.0,
-            r.recv_cpu_per_gib / node_cpu.1
+            r.recv_cpu_per_gib / node_cpu.1,
+            r.send_cpu_per_gib * gib_per_s * 100.0,
+            r.recv_cpu_per_gib * gib_per_s * 100.0,
+            r.rcvbuf_drops
         );
     }
-    println!("(Rust send RSS is the whole bench process: bootstrapper, 4 DHT nodes and the sender.)");
+    println!("(Rust send RSS is the whole bench process: bootstrapper, 4 DHT nodes and the sender.");
+    println!(" send/recv CPU: share of one core each side used during the transfer. UDP drops: the kernel's");
+    println!(" RcvbufErrors during the run, machine-wide. HDHT_BENCH_CASES=rr,rn,nr,nn picks directions.)");
 }

@@ -915,13 +915,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Some(secret) = c.secret.as_mut() else { return Err(ConnError::NotOpen) };
         let mut written = 0;
         let mut out = core::mem::take(&mut self.connect.buf);
+        let overhead = stream::frame_len(0) + stream::HEADER_FRAME_LEN;
+        // The smallest frame cut while more data waits (a blocked writer is woken once this
+        // much fits, see drive_udx_events): a whole WRITE_CHUNK, or a quarter of a smaller buffer.
+        let min_frame = WRITE_CHUNK.min(s.send_buffer_limit() / 4);
         while written < data.len() {
             let room = s.send_capacity();
-            let overhead = stream::frame_len(0) + stream::HEADER_FRAME_LEN;
-            if room <= overhead {
+            // Whole frames of up to WRITE_CHUNK: a frame cut to whatever room an ACK just freed
+            // would be tiny, and each frame costs the peer a decrypt call (and Node a JS event).
+            let want = (data.len() - written).min(WRITE_CHUNK);
+            if room < overhead + want.min(min_frame) {
                 break;
             }
-            let n = (data.len() - written).min(room - overhead).min(WRITE_CHUNK);
+            let n = want.min(room - overhead);
             out.clear();
             if let Err(e) = secret.write(&data[written..written + n], now, &mut out) {
                 self.connect.buf = out;
@@ -1099,7 +1105,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let overhead = stream::frame_len(0) + stream::HEADER_FRAME_LEN;
         let mut resumed = Vec::new();
         for (conn, c) in self.connect.conns.iter_mut() {
-            if c.want_writable && self.connect.udx.get(c.stream_id).is_some_and(|s| s.send_capacity() > overhead + 1024) {
+            let room_for_a_frame = |s: &UdxStream| s.send_capacity() >= overhead + WRITE_CHUNK.min(s.send_buffer_limit() / 4);
+            if c.want_writable && self.connect.udx.get(c.stream_id).is_some_and(room_for_a_frame) {
                 c.want_writable = false;
                 resumed.push(*conn);
             }

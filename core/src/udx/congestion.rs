@@ -1,12 +1,13 @@
 //! Congestion control.
 //!
 //! Sender-local (nothing here is on the wire, spec 04 §3), so any sane algorithm interoperates.
-//! The stream talks to a controller only through [`Controller`]; the one implemented today is
-//! [`NewReno`] (RFC 5681/6582 in bytes, with slow start) plus Linux-style pacing gains (2× in
-//! slow start, 1.25× in congestion avoidance, over `cwnd / srtt`). A BBR controller (libudx's
-//! algorithm) slots in behind the same trait: it needs the per-ack delivery-rate sample, which
-//! [`AckSample`] already carries (`delivered` bytes and the interval they took).
+//! The stream talks to a controller only through [`Controller`]. Two are implemented:
+//! [`Bbr`] (libudx's algorithm, the default) and [`NewReno`] (RFC 5681/6582 in
+//! bytes, with slow start) plus Linux-style pacing gains (2× in slow start, 1.25× in congestion
+//! avoidance, over `cwnd / srtt`). [`StreamConfig::congestion`](super::StreamConfig) picks one.
 
+use super::bbr::Bbr;
+use super::rate::RateSample;
 use crate::time::Instant;
 use core::time::Duration;
 
@@ -17,18 +18,33 @@ pub struct AckSample {
     pub now: Instant,
     /// Bytes newly acknowledged (cumulatively or selectively) by this packet.
     pub newly_acked: u64,
+    /// Bytes newly declared lost (by this ACK, or by a timer since the previous one).
+    pub newly_lost: u64,
+    /// Bytes in flight before processing it.
+    pub prior_in_flight: u64,
     /// Bytes still in flight after processing it.
     pub bytes_in_flight: u64,
+    /// Bytes delivered (acknowledged or selectively acknowledged) so far, this ACK included.
+    pub delivered: u64,
     /// Smoothed RTT.
     pub srtt: Duration,
     /// Minimum RTT seen.
     pub min_rtt: Duration,
+    /// The RTT measured on this ACK (newest packet it delivers that was sent once).
+    pub rtt: Option<Duration>,
+    /// The delivery-rate sample of this ACK, if it gives a valid one.
+    pub rate: Option<RateSample>,
     /// Whether the sender was limited by cwnd (not by the application) when these were sent.
     pub cwnd_limited: bool,
 }
 
 /// A congestion controller working in bytes.
 pub trait Controller {
+    /// A packet is sent while nothing was outstanding; `app_limited`: the sender had been idle
+    /// for want of data.
+    fn on_transmit_start(&mut self, now: Instant, app_limited: bool) {
+        let _ = (now, app_limited);
+    }
     /// Acknowledgement processed.
     fn on_ack(&mut self, sample: &AckSample, in_recovery: bool);
     /// Loss detected outside recovery: one multiplicative decrease per recovery episode.
@@ -37,8 +53,83 @@ pub trait Controller {
     fn on_rto(&mut self, now: Instant, bytes_in_flight: u64);
     /// Congestion window in bytes.
     fn window(&self) -> u64;
-    /// Pacing rate in bytes per second given the smoothed RTT (`None` before any RTT sample).
+    /// Pacing rate in payload bytes per second given the smoothed RTT (`None` before any RTT
+    /// sample).
     fn pacing_rate(&self, srtt: Option<Duration>) -> u64;
+    /// The segment size changed (MTU probing, a new path).
+    fn set_mss(&mut self, mss: u64);
+    /// Whether the controller holds the window down on purpose (BBR's PROBE_RTT): delivery
+    /// samples taken meanwhile measure that, not the path.
+    fn probing_rtt(&self) -> bool {
+        false
+    }
+}
+
+/// Which congestion controller a stream runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CongestionControl {
+    /// BBR (libudx's).
+    #[default]
+    Bbr,
+    /// NewReno with pacing.
+    NewReno,
+}
+
+/// The stream's controller (an enum, not a trait object: no allocation, no indirect calls).
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per stream, never moved around
+pub enum Congestion {
+    /// BBR.
+    Bbr(Bbr),
+    /// NewReno.
+    NewReno(NewReno),
+}
+
+impl Congestion {
+    /// A controller of the given kind.
+    pub fn new(kind: CongestionControl, now: Instant, mss: u64, max_cwnd: u64) -> Self {
+        match kind {
+            CongestionControl::Bbr => Congestion::Bbr(Bbr::new(now, mss, max_cwnd)),
+            CongestionControl::NewReno => Congestion::NewReno(NewReno::new(mss, max_cwnd)),
+        }
+    }
+}
+
+/// Calls the same method on whichever controller is inside.
+macro_rules! each {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            Congestion::Bbr($c) => $e,
+            Congestion::NewReno($c) => $e,
+        }
+    };
+}
+
+impl Controller for Congestion {
+    fn on_transmit_start(&mut self, now: Instant, app_limited: bool) {
+        each!(self, c => c.on_transmit_start(now, app_limited))
+    }
+    fn on_ack(&mut self, sample: &AckSample, in_recovery: bool) {
+        each!(self, c => c.on_ack(sample, in_recovery))
+    }
+    fn on_congestion_event(&mut self, now: Instant, bytes_in_flight: u64) {
+        each!(self, c => c.on_congestion_event(now, bytes_in_flight))
+    }
+    fn on_rto(&mut self, now: Instant, bytes_in_flight: u64) {
+        each!(self, c => c.on_rto(now, bytes_in_flight))
+    }
+    fn window(&self) -> u64 {
+        each!(self, c => c.window())
+    }
+    fn pacing_rate(&self, srtt: Option<Duration>) -> u64 {
+        each!(self, c => c.pacing_rate(srtt))
+    }
+    fn set_mss(&mut self, mss: u64) {
+        each!(self, c => c.set_mss(mss))
+    }
+    fn probing_rtt(&self) -> bool {
+        each!(self, c => c.probing_rtt())
+    }
 }
 
 /// NewReno in bytes.
@@ -61,15 +152,6 @@ impl NewReno {
             acked_in_ca: 0,
             max_cwnd: max_cwnd.max(4 * mss),
         }
-    }
-
-    /// Set the segment size (after the path changes).
-    pub fn set_mss(&mut self, mss: u64) {
-        let mss = mss.max(1);
-        if self.cwnd == 10 * self.mss {
-            self.cwnd = 10 * mss; // still the initial window
-        }
-        self.mss = mss;
     }
 
     fn min_window(&self) -> u64 {
@@ -114,6 +196,14 @@ impl Controller for NewReno {
 
     fn window(&self) -> u64 {
         self.cwnd
+    }
+
+    fn set_mss(&mut self, mss: u64) {
+        let mss = mss.max(1);
+        if self.cwnd == 10 * self.mss {
+            self.cwnd = 10 * mss; // still the initial window
+        }
+        self.mss = mss;
     }
 
     fn pacing_rate(&self, srtt: Option<Duration>) -> u64 {

@@ -3,18 +3,23 @@
 //! Sans-IO in the quinn-proto style:
 //! - [`packet`]: the 20-byte header, type bits, data offset, SACK blocks (panic-free codec).
 //! - [`stream`]: one stream ([`UdxStream`]): send/receive buffers, acks, RTT/RTO, RACK-TLP,
-//!   receive window, congestion control and pacing, END/half-close/DESTROY, messages, timers.
+//!   receive window, congestion control and pacing, MTU probing, END/half-close/DESTROY,
+//!   messages, timers.
 //! - [`demux`]: many streams keyed by local id on the owner's sockets, told apart from dht-rpc by
 //!   the first bytes; "connect on first packet" through [`demux::Incoming::Unattached`].
-//! - mechanisms, one file each: [`rtt`], [`rack`], [`congestion`], [`pacing`], [`assembler`],
-//!   [`send_buffer`], [`recv_buffer`].
+//! - mechanisms, one file each: [`rtt`], [`rack`], [`congestion`] (the controller trait and
+//!   NewReno), [`bbr`] (the default controller, libudx's), [`rate`] (delivery-rate samples),
+//!   [`pacing`], [`mtu`] (path MTU probing), [`assembler`], [`send_buffer`], [`recv_buffer`].
 
 pub mod assembler;
+pub mod bbr;
 pub mod congestion;
 pub mod demux;
+pub mod mtu;
 pub mod pacing;
 pub mod packet;
 pub mod rack;
+pub mod rate;
 pub mod recv_buffer;
 pub mod rtt;
 pub mod send_buffer;
@@ -26,3 +31,4 @@ pub use stream::{
     ConnectError, MessageError, ReadError, SocketId, StreamConfig, StreamError, StreamEvent, StreamStats,
     Transmit, UdxStream, WriteError,
 };
+

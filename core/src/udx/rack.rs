@@ -5,6 +5,7 @@
 //! ACK or SACK newly delivers, then [`Rack::detect_loss`].
 
 use super::packet::seq_lt;
+use super::rate::PacketRate;
 use crate::time::Instant;
 use alloc::collections::VecDeque;
 use core::time::Duration;
@@ -39,6 +40,10 @@ pub struct SentPacket {
     pub rto_count: u8,
     /// State.
     pub state: PacketState,
+    /// Delivery state when last sent (for delivery-rate samples).
+    pub rate: PacketRate,
+    /// Whether the copy in flight is an MTU probe (padded to a size being tried).
+    pub mtu_probe: bool,
 }
 
 /// Unacknowledged packets from `snd.una` upwards (index = `seq - snd.una`).
@@ -66,6 +71,9 @@ pub struct LossScan {
     pub lost: u32,
     /// Bytes newly declared lost.
     pub lost_bytes: u64,
+    /// How many of the lost packets were MTU probes (their flag is cleared: they go out again
+    /// unpadded, and their loss says nothing about congestion).
+    pub probes_lost: u32,
     /// When the earliest not-yet-lost candidate would become lost.
     pub timer: Option<Instant>,
 }
@@ -143,6 +151,10 @@ impl Rack {
                 p.state = PacketState::Lost;
                 scan.lost += 1;
                 scan.lost_bytes += u64::from(p.len);
+                if p.mtu_probe {
+                    p.mtu_probe = false;
+                    scan.probes_lost += 1;
+                }
                 lost_out.push_back(p.seq);
             } else {
                 scan.timer = Some(scan.timer.map_or(deadline, |t: Instant| t.min(deadline)));

@@ -29,18 +29,22 @@
 //!   unacknowledged until it times out. Nothing else is processed; the owner sees `Closed` at
 //!   the same moment as before.
 //! * An RTO declares every in-flight packet lost (libudx: the oldest plus RACK-expired ones).
-//! * Congestion control is NewReno with pacing (libudx: BBR); see [`super::congestion`].
-//! * No MTU probing: payloads are sized from `StreamConfig::mtu` (default 1200, like libudx
-//!   before probing). Incoming packets of any size and any data offset are accepted.
+//! * Congestion control is BBR with pacing, as in libudx (NewReno on request); see
+//!   [`super::congestion`] and [`super::bbr`]. Pacing and the RTT are in microseconds.
+//! * MTU probing as libudx's (1200 up to 1500 in 32-byte steps, [`super::mtu`]), but working:
+//!   the libudx inside udx-native 1.21.3 never sends a probe and stays at 1200. Incoming packets
+//!   of any size and any data offset are accepted.
 //! * ACKs: one ACK per `poll_transmit` opportunity covering every DATA/END packet handled
 //!   since the last one. A driver that polls after each datagram reproduces libudx exactly;
 //!   one that feeds a batch first sends one ACK for the batch.
 
 use super::assembler::Assembler;
-use super::congestion::{AckSample, Controller, NewReno};
+use super::congestion::{AckSample, Congestion, CongestionControl, Controller};
+use super::mtu::{MtuProber, MtuState, MAX_PADDING};
 use super::pacing::Pacer;
 use super::packet::{self, seq_le, seq_lt, Flags, Header, Packet, HEADER_LEN};
 use super::rack::{PacketState, Rack, SentPacket, SentPackets};
+use super::rate::{AckRate, RateSampler};
 use super::recv_buffer::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::send_buffer::SendBuffer;
@@ -63,8 +67,13 @@ pub struct StreamConfig {
     /// Receive buffer (in-order unread + out-of-order held); the advertised window is its free
     /// space. libudx's `UDX_DEFAULT_RWND_MAX` is 4 MiB.
     pub recv_window: usize,
-    /// IP packet size used to size DATA payloads (1200..=1500).
+    /// IP packet size DATA payloads start from (1200..=1500; libudx's `UDX_MTU_BASE` is 1200).
     pub mtu: u16,
+    /// Largest IP packet size MTU probing tries (up to 1500, libudx's `UDX_MTU_MAX`); `mtu` or
+    /// less turns probing off.
+    pub mtu_max: u16,
+    /// The congestion controller.
+    pub congestion: CongestionControl,
     /// Initial RTO.
     pub initial_rto: Duration,
     /// Lower bound of the RTO.
@@ -86,7 +95,9 @@ impl Default for StreamConfig {
         StreamConfig {
             send_buffer: 1 << 20,
             recv_window: 4 << 20,
-            mtu: 1200,
+            mtu: super::mtu::MTU_BASE,
+            mtu_max: super::mtu::MTU_MAX,
+            congestion: CongestionControl::default(),
             initial_rto: Duration::from_millis(1000),
             min_rto: Duration::from_millis(1000),
             max_rto: Duration::from_millis(30_000),
@@ -236,7 +247,11 @@ pub struct UdxStream {
     wl2: u32,
     rtt: RttEstimator,
     rack: Rack,
-    cc: NewReno,
+    cc: Congestion,
+    rate: RateSampler,
+    /// Bytes declared lost since the last ACK was processed (timer-driven loss detection).
+    lost_since_ack: u64,
+    mtu: MtuProber,
     pacer: Pacer,
     in_recovery: bool,
     recovery_point: u32,
@@ -264,6 +279,8 @@ pub struct UdxStream {
     remote_end_ext: Option<u64>,
     remote_ended: bool,
     ack_pending: bool,
+    /// The out-of-order packet received last (its run leads a truncated SACK list).
+    last_ooo_ext: Option<u64>,
     last_adv_wnd: u32,
     readable_pending: bool,
     messages_in: usize,
@@ -297,10 +314,10 @@ pub struct StreamStats {
 impl UdxStream {
     /// A stream with local id `local_id` (the id the peer writes in bytes 4..8).
     pub fn new(local_id: u32, now: Instant, cfg: StreamConfig) -> Self {
-        let mtu = usize::from(cfg.mtu.clamp(1200, 1500));
-        let max_payload = mtu - 68;
-        let cc = NewReno::new(max_payload as u64, cfg.max_cwnd);
-        let rate = cc.pacing_rate(None);
+        let (base, max) = Self::mtu_range(&cfg);
+        let max_payload = usize::from(base) - 68;
+        let cc = Congestion::new(cfg.congestion, now, max_payload as u64, cfg.max_cwnd);
+        let rate = Self::wire_rate(cc.pacing_rate(None), max_payload);
         UdxStream {
             local_id,
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
@@ -308,6 +325,9 @@ impl UdxStream {
             last_adv_wnd: u32::try_from(cfg.recv_window).unwrap_or(u32::MAX),
             pacer: Pacer::new(now, rate, 25_000),
             cc,
+            rate: RateSampler::new(now),
+            lost_since_ack: 0,
+            mtu: MtuProber::new(base, max),
             cfg,
             remote: None,
             closed: None,
@@ -352,6 +372,7 @@ impl UdxStream {
             remote_end_ext: None,
             remote_ended: false,
             ack_pending: false,
+            last_ooo_ext: None,
             readable_pending: false,
             messages_in: 0,
             events: VecDeque::new(),
@@ -423,6 +444,11 @@ impl UdxStream {
         }
     }
 
+    /// The send buffer's size (`StreamConfig::send_buffer`).
+    pub fn send_buffer_limit(&self) -> usize {
+        self.cfg.send_buffer
+    }
+
     /// Bytes written but not yet acknowledged (including unsent).
     pub fn send_buffered(&self) -> usize {
         self.sendbuf.len()
@@ -468,6 +494,21 @@ impl UdxStream {
         self.max_payload
     }
 
+    /// The IP packet size in use (MTU probing raises it from `StreamConfig::mtu`).
+    pub fn mtu(&self) -> u16 {
+        self.mtu.mtu()
+    }
+
+    /// Where MTU probing stands.
+    pub fn mtu_state(&self) -> MtuState {
+        self.mtu.state()
+    }
+
+    /// The congestion controller (for diagnostics: BBR's state and model).
+    pub fn congestion(&self) -> &Congestion {
+        &self.cc
+    }
+
     /// Counters.
     pub fn stats(&self) -> StreamStats {
         self.stats
@@ -505,19 +546,44 @@ impl UdxStream {
             addr,
             socket,
         });
-        self.set_path_mtu(addr);
+        self.set_path_mtu();
         self.events.push_back(StreamEvent::Connected);
         self.arm_keepalive(now);
         Ok(())
     }
 
-    fn set_path_mtu(&mut self, addr: SocketAddr) {
-        let mtu = usize::from(self.cfg.mtu.clamp(1200, 1500));
-        self.max_payload = match addr {
-            SocketAddr::V4(_) => mtu - 48,
-            SocketAddr::V6(_) => mtu - 68,
-        };
+    /// The configured starting and largest IP packet sizes, within libudx's 1200..=1500.
+    fn mtu_range(cfg: &StreamConfig) -> (u16, u16) {
+        let base = cfg.mtu.clamp(super::mtu::MTU_BASE, super::mtu::MTU_MAX);
+        (base, cfg.mtu_max.clamp(base, super::mtu::MTU_MAX))
+    }
+
+    /// IP + UDP + UDX header bytes per packet to the peer (libudx's `UDX_IPV4_HEADER_SIZE` /
+    /// `UDX_IPV6_HEADER_SIZE`).
+    fn packet_overhead(&self) -> usize {
+        match self.remote.map(|r| r.addr) {
+            Some(SocketAddr::V4(_)) => 48,
+            _ => 68,
+        }
+    }
+
+    /// A new path (connect, change of remote): MTU probing starts over from the base size, as
+    /// libudx's `reset_mtu_state_machine`.
+    fn set_path_mtu(&mut self) {
+        let (base, max) = Self::mtu_range(&self.cfg);
+        self.mtu = MtuProber::new(base, max);
+        self.apply_mtu();
+    }
+
+    fn apply_mtu(&mut self) {
+        self.max_payload = usize::from(self.mtu.mtu()) - self.packet_overhead();
         self.cc.set_mss(self.max_payload as u64);
+    }
+
+    /// The pacer counts whole packets (header included); controllers rate payload bytes.
+    fn wire_rate(payload_rate: u64, max_payload: usize) -> u64 {
+        let mp = max_payload.max(1) as u128;
+        u64::try_from(u128::from(payload_rate) * (mp + HEADER_LEN as u128) / mp).unwrap_or(u64::MAX)
     }
 
     /// Switch to a new peer address / id / socket (NAT rebinding, relay → direct). New packets and
@@ -537,7 +603,7 @@ impl UdxStream {
             addr,
             socket,
         });
-        self.set_path_mtu(addr);
+        self.set_path_mtu();
         if self.sent.is_empty() {
             self.remote_change_seq = None;
             self.events.push_back(StreamEvent::RemoteChanged);
@@ -772,7 +838,9 @@ impl UdxStream {
                         };
                         self.deliver(&seg.data, seg.end);
                     }
-                } else if !self.assembler.insert(ext, data, end) {
+                } else if self.assembler.insert(ext, data, end) {
+                    self.last_ooo_ext = Some(ext);
+                } else {
                     self.stats.recv_duplicates += 1;
                 }
                 self.note_recv_buffered();
@@ -819,6 +887,8 @@ impl UdxStream {
         let min_rtt = self.rtt.min_rtt();
         let mut end_acked_now = false;
         let mut progressed = false;
+        let mut acc = AckRate::default();
+        let mut mtu_grew = false;
         while seq_lt(self.snd_una, ack) {
             let Some(p) = self.sent.pop_front() else {
                 // Acks beyond our packets (DESTROY's seq): just advance.
@@ -826,17 +896,17 @@ impl UdxStream {
                 break;
             };
             match p.state {
-                PacketState::InFlight => {
-                    self.inflight_bytes -= u64::from(p.len);
-                    newly_acked += u64::from(p.len).max(1);
-                    self.rack.on_delivered(now, &p, min_rtt);
-                    if p.transmissions == 1 && rtt_from.map_or(true, |t| p.sent_time > t) {
-                        rtt_from = Some(p.sent_time);
+                PacketState::InFlight | PacketState::Lost => {
+                    if p.state == PacketState::InFlight {
+                        self.inflight_bytes -= u64::from(p.len);
+                        if p.transmissions == 1 && rtt_from.map_or(true, |t| p.sent_time > t) {
+                            rtt_from = Some(p.sent_time);
+                        }
                     }
-                }
-                PacketState::Lost => {
                     newly_acked += u64::from(p.len).max(1);
                     self.rack.on_delivered(now, &p, min_rtt);
+                    self.rate.on_delivered(&mut acc, &p.rate, p.sent_time, p.seq, u64::from(p.len));
+                    mtu_grew |= self.mtu.on_acked(p.mtu_probe);
                 }
                 PacketState::Sacked => self.sacked_packets -= 1,
             }
@@ -873,15 +943,22 @@ impl UdxStream {
                 p.state = PacketState::Sacked;
                 newly_acked += u64::from(p.len).max(1);
                 self.sacked_packets += 1;
+                let probe = core::mem::take(&mut p.mtu_probe);
                 let p = p.clone();
                 self.rack.on_delivered(now, &p, min_rtt);
+                self.rate.on_delivered(&mut acc, &p.rate, p.sent_time, p.seq, u64::from(p.len));
+                mtu_grew |= self.mtu.on_acked(probe);
             }
+        }
+        if mtu_grew {
+            self.apply_mtu();
         }
         if window_update {
             self.send_rwnd_sacked = sacked_in_ack;
         }
-        if let Some(t) = rtt_from {
-            self.rtt.on_sample(now, now.saturating_duration_since(t));
+        let rtt_sample = rtt_from.map(|t| now.saturating_duration_since(t));
+        if let Some(r) = rtt_sample {
+            self.rtt.on_sample(now, r);
             self.tlp_allowed = true;
         }
         if newly_acked == 0 {
@@ -894,15 +971,25 @@ impl UdxStream {
             self.in_recovery = false;
         }
         self.detect_loss(now);
+        let rate = self.rate.generate(now, &acc, newly_acked, self.rtt.min_rtt());
         let sample = AckSample {
             now,
             newly_acked,
+            newly_lost: core::mem::take(&mut self.lost_since_ack),
+            prior_in_flight: inflight_before,
             bytes_in_flight: self.inflight_bytes,
+            delivered: self.rate.delivered(),
             srtt: self.rtt.srtt(),
             min_rtt: self.rtt.min_rtt().unwrap_or_default(),
+            rtt: rtt_sample,
+            rate,
             cwnd_limited: inflight_before.saturating_mul(2) >= self.cc.window(),
         };
         self.cc.on_ack(&sample, self.in_recovery);
+        if self.cc.probing_rtt() {
+            // The window is held down on purpose: what gets delivered meanwhile is no rate.
+            self.rate.mark_app_limited(self.inflight_bytes);
+        }
         self.update_pacer(now);
         self.tlp_deadline = None;
         if !self.in_recovery && self.sacked_packets == 0 && self.inflight_bytes > 0 {
@@ -936,9 +1023,14 @@ impl UdxStream {
             .reo_wnd(self.in_recovery, self.sacked_packets, self.rtt.srtt(), self.rtt.min_rtt());
         let scan = self.rack.detect_loss(now, &mut self.sent, reo, &mut self.retransmit);
         self.rack_deadline = scan.timer;
+        for _ in 0..scan.probes_lost {
+            self.mtu.on_probe_lost();
+        }
         if scan.lost > 0 {
             self.inflight_bytes -= scan.lost_bytes;
-            if !self.in_recovery {
+            self.lost_since_ack += scan.lost_bytes;
+            // Lost MTU probes alone are no congestion (libudx: `resending > mtu_probes_lost`).
+            if !self.in_recovery && scan.lost > scan.probes_lost {
                 self.in_recovery = true;
                 self.recovery_point = self.snd_nxt;
                 self.cc.on_congestion_event(now, self.inflight_bytes);
@@ -949,7 +1041,7 @@ impl UdxStream {
 
     fn update_pacer(&mut self, now: Instant) {
         let srtt = self.rtt.has_sample().then(|| self.rtt.srtt());
-        let rate = self.cc.pacing_rate(srtt).max(1);
+        let rate = Self::wire_rate(self.cc.pacing_rate(srtt), self.max_payload).max(1);
         // Burst: 1 ms worth at the current rate, at least 10 packets, at most 256 KiB.
         let mtu = (self.max_payload + HEADER_LEN) as u64;
         let cap = (rate / 1000).clamp(10 * mtu, 256 * 1024);
@@ -1050,13 +1142,20 @@ impl UdxStream {
         front.rto_count += 1;
         let inflight = self.inflight_bytes;
         self.retransmit.clear();
+        let mut probes_lost = 0;
         for p in self.sent.iter_mut() {
             if p.state == PacketState::InFlight {
                 p.state = PacketState::Lost;
+                if core::mem::take(&mut p.mtu_probe) {
+                    probes_lost += 1;
+                }
             }
             if p.state == PacketState::Lost {
                 self.retransmit.push_back(p.seq);
             }
+        }
+        for _ in 0..probes_lost {
+            self.mtu.on_probe_lost();
         }
         self.inflight_bytes = 0;
         self.cc.on_rto(now, inflight);
@@ -1139,8 +1238,20 @@ impl UdxStream {
         let base = self.rcv_nxt_ext;
         let rcv_nxt = self.rcv_nxt;
         let to_seq = |x: u64| rcv_nxt.wrapping_add(x.wrapping_sub(base) as u32);
+        // Like libudx: the lowest runs, at most 50. When there are more, the run holding the
+        // packet received last goes first instead (RFC 2018's rule): otherwise a sender facing
+        // many holes learns nothing about what it sent since, and waits for its RTO.
+        let latest = match self.last_ooo_ext {
+            Some(x) if self.assembler.runs().nth(packet::MAX_SACK_BLOCKS).is_some() => {
+                self.assembler.runs().find(|&(s, e)| s <= x && x < e)
+            }
+            _ => None,
+        };
         let n = packet::write_sack_blocks(
-            self.assembler.runs().map(|(s, e)| (to_seq(s), to_seq(e))),
+            latest
+                .into_iter()
+                .chain(self.assembler.runs().filter(|r| Some(*r) != latest))
+                .map(|(s, e)| (to_seq(s), to_seq(e))),
             &mut buf[HEADER_LEN..],
         );
         let flags = if n > 0 { Flags::SACK } else { Flags::ACK };
@@ -1161,7 +1272,8 @@ impl UdxStream {
     fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let room = (buf.len() - HEADER_LEN).min(self.max_payload);
         let cwnd = self.cc.window();
-        // 1. Retransmissions (cwnd-limited, not rwnd-limited).
+        // 1. Retransmissions (cwnd-limited, not rwnd-limited). A packet keeps its size even if
+        // the MTU went down since (a new path): it only needs to fit the caller's buffer.
         while let Some(&seq) = self.retransmit.front() {
             let idx = seq.wrapping_sub(self.snd_una) as usize;
             let live = self
@@ -1173,9 +1285,8 @@ impl UdxStream {
                 continue;
             }
             let len = self.sent[idx].len as usize;
-            if len > room {
-                self.retransmit.pop_front();
-                continue;
+            if len > buf.len() - HEADER_LEN {
+                return None;
             }
             if self.inflight_bytes > 0 && self.inflight_bytes + len as u64 > cwnd {
                 return None;
@@ -1192,14 +1303,20 @@ impl UdxStream {
             self.tlp_pending = false;
             self.stats.tlp_probes += 1;
             if self.has_new() && self.rwnd_allows(room).is_some() {
-                return self.send_new(now, buf, room);
+                return self.send_new(now, buf, room, true);
             }
             if let Some(idx) = self.sent.iter().rposition(|p| p.state == PacketState::InFlight) {
-                return self.send_existing(now, idx, buf, false);
+                if self.sent[idx].len as usize <= buf.len() - HEADER_LEN {
+                    return self.send_existing(now, idx, buf, false);
+                }
             }
         }
         // 3. New data.
         if !self.has_new() {
+            // Out of data with room in the window: the application limits the rate now.
+            if self.inflight_bytes < cwnd && self.retransmit.is_empty() {
+                self.rate.mark_app_limited(self.inflight_bytes);
+            }
             return None;
         }
         let Some(len) = self.rwnd_allows(room) else {
@@ -1218,7 +1335,7 @@ impl UdxStream {
             self.pacing_deadline = Some(t);
             return None;
         }
-        self.send_new(now, buf, room)
+        self.send_new(now, buf, room, false)
     }
 
     /// Bytes of new data the peer's window allows in the next packet (`Some(0)` for an
@@ -1243,7 +1360,19 @@ impl UdxStream {
         }
     }
 
-    fn send_new(&mut self, now: Instant, buf: &mut [u8], room: usize) -> Option<Transmit> {
+    /// The padding that makes a DATA packet of `len` bytes an MTU probe of the wanted size, if
+    /// one is wanted and this packet can be it (libudx's `mtu_probeify_packet`: not a TLP, not
+    /// during a change of remote, at most 255 bytes of padding).
+    fn probe_padding(&self, len: usize, tlp: bool, buf_len: usize) -> Option<usize> {
+        if len == 0 || tlp || self.remote_change_seq.is_some() {
+            return None;
+        }
+        let wanted = usize::from(self.mtu.wanted()?);
+        let padding = wanted.checked_sub(self.packet_overhead() + len)?;
+        (padding <= MAX_PADDING && HEADER_LEN + padding + len <= buf_len).then_some(padding)
+    }
+
+    fn send_new(&mut self, now: Instant, buf: &mut [u8], room: usize, tlp: bool) -> Option<Transmit> {
         let len = self.rwnd_allows(room)?;
         let offset = self.packetized;
         let end = self.end_requested && self.end_seq.is_none() && offset + len as u64 == self.sendbuf.end();
@@ -1258,10 +1387,27 @@ impl UdxStream {
             flags |= Flags::END;
         }
         let seq = self.snd_nxt;
-        let h = self.header(flags, seq)?;
+        let padding = self.probe_padding(len, tlp, buf.len());
+        let pad = padding.unwrap_or(0);
+        let mut h = self.header(flags, seq)?;
+        h.data_offset = pad as u8;
         h.write(buf).ok()?;
-        if !self.sendbuf.copy_out(offset, &mut buf[HEADER_LEN..HEADER_LEN + len]) {
+        buf[HEADER_LEN..HEADER_LEN + pad].fill(0);
+        let data = HEADER_LEN + pad;
+        if !self.sendbuf.copy_out(offset, &mut buf[data..data + len]) {
             return None;
+        }
+        if self.unsent() <= len as u64 && self.inflight_bytes + (len as u64) < self.cc.window() && self.retransmit.is_empty() {
+            // This packet drains what the application gave us.
+            self.rate.mark_app_limited(self.inflight_bytes);
+        }
+        let nothing_outstanding = self.sent.is_empty();
+        if nothing_outstanding {
+            self.cc.on_transmit_start(now, self.rate.is_app_limited());
+        }
+        let rate = self.rate.on_sent(now, nothing_outstanding);
+        if padding.is_some() {
+            self.mtu.on_probe_sent();
         }
         self.snd_nxt = seq.wrapping_add(1);
         self.packetized += len as u64;
@@ -1277,11 +1423,13 @@ impl UdxStream {
             transmissions: 1,
             rto_count: 0,
             state: PacketState::InFlight,
+            rate,
+            mtu_probe: padding.is_some(),
         });
         self.inflight_bytes += len as u64;
         self.stats.packets_sent += 1;
-        self.after_send(now, HEADER_LEN + len, true);
-        self.transmit(HEADER_LEN + len)
+        self.after_send(now, data + len, true);
+        self.transmit(data + len)
     }
 
     fn send_existing(&mut self, now: Instant, idx: usize, buf: &mut [u8], was_lost: bool) -> Option<Transmit> {
@@ -1301,9 +1449,15 @@ impl UdxStream {
         if !self.sendbuf.copy_out(offset, &mut buf[HEADER_LEN..HEADER_LEN + len]) {
             return None;
         }
+        let rate = self.rate.on_sent(now, false);
         let p = &mut self.sent[idx];
         p.sent_time = now;
+        p.rate = rate;
         p.transmissions = p.transmissions.saturating_add(1);
+        if core::mem::take(&mut p.mtu_probe) {
+            // Sent again (unpadded) before its fate was known: the probe proves nothing.
+            self.mtu.on_probe_lost();
+        }
         if was_lost {
             p.state = PacketState::InFlight;
             self.inflight_bytes += len as u64;
@@ -1484,5 +1638,160 @@ mod tests {
         // (The pacer spreads them out; let it refill.)
         let sent: usize = (0..20).map(|ms| data_sent(&mut a, t3 + Duration::from_millis(ms)).len()).sum();
         assert_eq!(sent, 12);
+    }
+
+    /// A and B over a path with 1 ms one-way latency that drops datagrams longer than
+    /// `path_mtu - 28` bytes (the IP and UDP headers) and, optionally, every `drop_every`-th
+    /// datagram from A. A sends `len` bytes; returns what B read and every datagram A sent.
+    struct Path {
+        a: UdxStream,
+        b: UdxStream,
+        now: Instant,
+        path_mtu: usize,
+        drop_every: Option<usize>,
+        in_flight: alloc::collections::BTreeMap<(u64, u64), (bool, Vec<u8>)>,
+        n: u64,
+        a_sent: Vec<Vec<u8>>,
+    }
+
+    impl Path {
+        fn new(path_mtu: usize) -> Self {
+            let now = Instant::ZERO;
+            let mut a = UdxStream::new(1, now, StreamConfig::default());
+            let mut b = UdxStream::new(2, now, StreamConfig::default());
+            a.connect(now, 2, addr()).unwrap();
+            b.connect(now, 1, addr()).unwrap();
+            Path { a, b, now, path_mtu, drop_every: None, in_flight: Default::default(), n: 0, a_sent: Vec::new() }
+        }
+
+        fn pump(&mut self) {
+            let mut buf = [0u8; 2048];
+            for from_a in [true, false] {
+                loop {
+                    let s = if from_a { &mut self.a } else { &mut self.b };
+                    let Some(t) = s.poll_transmit(self.now, &mut buf) else { break };
+                    let d = buf[..t.len].to_vec();
+                    self.n += 1;
+                    if from_a {
+                        self.a_sent.push(d.clone());
+                        if self.drop_every.is_some_and(|k| self.a_sent.len() % k == 0) {
+                            continue;
+                        }
+                    }
+                    if d.len() + 28 > self.path_mtu {
+                        continue;
+                    }
+                    self.in_flight.insert((self.now.as_micros() + 1_000, self.n), (from_a, d));
+                }
+            }
+        }
+
+        fn run(&mut self, data: &[u8], limit: Duration) -> Vec<u8> {
+            let mut pos = 0;
+            let mut got = Vec::new();
+            let mut rbuf = vec![0u8; 1 << 16];
+            while self.now < Instant::ZERO + limit && (got.len() < data.len() || self.a.send_buffered() > 0) {
+                if pos < data.len() {
+                    pos += self.a.write(&data[pos..]).unwrap_or(0);
+                }
+                self.pump();
+                let next = [self.in_flight.keys().next().map(|k| Instant::from_micros(k.0)), self.a.poll_timeout(), self.b.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .expect("something to wait for");
+                self.now = self.now.max(next);
+                while let Some(e) = self.in_flight.first_entry() {
+                    if e.key().0 > self.now.as_micros() {
+                        break;
+                    }
+                    let (to_b, d) = e.remove();
+                    let to = if to_b { &mut self.b } else { &mut self.a };
+                    to.handle_packet(self.now, &Packet::decode(&d).unwrap(), addr());
+                }
+                for s in [&mut self.a, &mut self.b] {
+                    if s.poll_timeout().is_some_and(|t| t <= self.now) {
+                        s.handle_timeout(self.now);
+                    }
+                }
+                while let Ok(n) = self.b.read(&mut rbuf) {
+                    got.extend_from_slice(&rbuf[..n]);
+                }
+            }
+            got
+        }
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn mtu_probing_climbs_to_1500_in_32_byte_steps_with_padded_packets() {
+        let mut p = Path::new(1500);
+        assert_eq!((p.a.mtu(), p.a.max_payload()), (1200, 1152));
+        let data = pattern(16 << 20);
+        assert!(p.run(&data, Duration::from_secs(20)) == data);
+        assert_eq!(p.a.mtu(), 1500);
+        assert_eq!(p.a.mtu_state(), MtuState::Complete);
+        assert_eq!(p.a.max_payload(), 1452);
+        // The probes: padded (data offset) DATA packets of 1200 (the base: no padding), 1232, …
+        let probes: Vec<(usize, u8)> = p
+            .a_sent
+            .iter()
+            .map(|d| (d.len(), Header::decode(d).unwrap()))
+            .filter(|(_, h)| h.flags.contains(Flags::DATA) && h.data_offset > 0)
+            .map(|(len, h)| (len + 28, h.data_offset))
+            .collect();
+        let sizes: Vec<usize> = probes.iter().map(|p| p.0).collect();
+        assert_eq!(sizes, (1..=9).map(|i| 1200 + 32 * i).chain([1500]).collect::<Vec<_>>());
+        assert!(probes.iter().all(|&(_, pad)| pad == 32 || pad == 12));
+        // Nothing was lost, nothing resent.
+        assert_eq!(p.a.stats().retransmits, 0);
+        // Full-size packets after the search.
+        assert!(p.a_sent.iter().rev().take(100).any(|d| d.len() == 1472));
+    }
+
+    #[test]
+    fn lost_probes_end_the_search_at_the_largest_size_the_path_carries() {
+        // A path MTU of 1350: 1328 gets through, 1360 never does.
+        let mut p = Path::new(1350);
+        let data = pattern(4 << 20);
+        assert!(p.run(&data, Duration::from_secs(30)) == data);
+        assert_eq!(p.a.mtu(), 1328);
+        assert_eq!(p.a.mtu_state(), MtuState::Complete);
+        // Three probes of 1360 were sent and lost; their data went again in ordinary packets.
+        let too_big = p.a_sent.iter().filter(|d| d.len() + 28 == 1360).count();
+        assert_eq!(too_big, 3);
+        assert!(p.a.stats().retransmits >= 3);
+        assert!(p.a_sent.iter().all(|d| d.len() + 28 <= 1360));
+    }
+
+    #[test]
+    fn a_new_path_restarts_probing_and_larger_packets_in_flight_are_still_resent() {
+        let mut p = Path::new(1500);
+        let data = pattern(32 << 20);
+        let first = 16 << 20;
+        assert!(p.run(&data[..first], Duration::from_secs(20)) == data[..first]);
+        assert_eq!(p.a.mtu(), 1500);
+        // 1452-byte packets in flight, every 5th of them lost, when the remote changes: the MTU
+        // is back at 1200 (probing starts over), yet the big packets are resent whole.
+        p.a.write(&data[first..first + 200_000]).unwrap();
+        p.drop_every = Some(5);
+        p.pump();
+        let before = p.a_sent.len();
+        let lens: Vec<usize> = p.a_sent.iter().rev().skip(1).take(10).map(|d| d.len()).collect();
+        assert!(lens.iter().all(|&l| l == 1472), "{lens:?} {}", p.a_sent.len());
+        p.a.change_remote(SocketId::default(), 2, addr()).unwrap();
+        assert_eq!((p.a.mtu(), p.a.max_payload(), p.a.mtu_state()), (1200, 1152, MtuState::Base));
+        let got = p.run(&data[first + 200_000..], Duration::from_secs(60));
+        assert!(got == data[first..], "every byte, in order");
+        assert!(p.a.stats().retransmits > 0);
+        let resent_big = p.a_sent[before..]
+            .iter()
+            .filter(|d| d.len() == 1472 && Header::decode(d).unwrap().flags.contains(Flags::DATA))
+            .count();
+        assert!(resent_big > 0);
+        assert_eq!(p.a.mtu(), 1500, "probed up again");
     }
 }
