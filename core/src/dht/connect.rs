@@ -704,7 +704,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Some(holepunch) = payload.holepunch.as_ref() else { return };
         let secret = self.connect.attempts.get(&conn).and_then(|a| a.result.as_ref()).map(|r| r.holepunch_secret);
         let Some(secret) = secret else { return };
-        self.start_client_punch(now, conn, payload.firewall, holepunch, relay, server_address, remote_udx, secret)
+        self.start_client_punch(now, conn, payload.firewall, holepunch, relay, server_address, remote_udx, secret);
+        // A server that reached us first (its packets beat the reply): connect to it at once,
+        // as the reference does, instead of waiting for the LAN ping or the punch.
+        let early = self.connect.attempts.get_mut(&conn).map(|a| core::mem::take(&mut a.early)).unwrap_or_default();
+        for (socket, from, bytes) in early {
+            if let SocketAddr::V4(from) = from {
+                self.handle_udx(now, socket_kind(socket), from, &bytes);
+            }
+        }
     }
 
     pub(super) fn client_connect_stream(&mut self, now: Instant, conn: ConnId, socket: udx::SocketId, remote_udx: u32, addr: SocketAddrV4) {
