@@ -8,6 +8,7 @@
 mod bootstrap;
 mod clock;
 mod connection;
+pub mod flush;
 mod handle;
 mod net;
 mod options;

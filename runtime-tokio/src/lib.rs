@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use hdht_core::rpc::SocketKind;
 use hdht_driver::pool::{PoolReceiver, PoolSockets, RecvStep};
-use hdht_driver::udp::{self, RecvBatch, SendBatch, UdpSocketState};
+use hdht_driver::flush::{flush, BatchSocket};
+use hdht_driver::udp::{self, RecvBatch, SendBatch, UdpSocketState, UdpTransmit};
 use hdht_driver::{BoundNode, Shared};
 pub use hdht_driver::{
     DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream,
@@ -162,46 +163,15 @@ async fn pool_recv(mut receiver: PoolReceiver, sock: Arc<Sock>) {
     }
 }
 
-/// Sends everything the core has queued: GSO runs where possible, one lock per batch. Pool
-/// sockets are bound and closed as the core asks, before the batch that follows is sent.
-async fn flush(batch: &mut SendBatch, server: &Sock, client: &Sock, pool: &mut Pool) {
-    let mut no_gso = false;
-    loop {
-        let more = pool.fill(batch, open_pool_socket);
-        while let Some(socket) = batch.peek(1).map(|g| g.socket) {
-            let sock = match socket {
-                SocketKind::Server => server,
-                SocketKind::Client => client,
-                SocketKind::Pool(id) => match pool.get(id) {
-                    Some(sock) => sock,
-                    None => {
-                        // Closed already (or never bound): the datagram is dropped.
-                        batch.advance(1);
-                        continue;
-                    }
-                },
-            };
-            let Some(g) = batch.peek(if no_gso { 1 } else { sock.state.max_gso_segments() }) else { break };
-            if let Some(ttl) = g.ttl {
-                let _ = sock.io.set_ttl(u32::from(ttl));
-            }
-            let t = g.transmit();
-            let r = sock.io.async_io(Interest::WRITABLE, || sock.state.try_send((&sock.io).into(), &t)).await;
-            if g.ttl.is_some() {
-                let _ = sock.io.set_ttl(64);
-            }
-            let n = g.segments;
-            if r.is_err() && n > 1 && !no_gso {
-                // The kernel refused the GSO run: send its datagrams one by one from now on.
-                no_gso = true;
-                continue;
-            }
-            // Otherwise a failed send is a lost datagram; the protocol retries.
-            batch.advance(n);
-        }
-        if !more {
-            break;
-        }
+impl BatchSocket for Sock {
+    fn state(&self) -> &UdpSocketState {
+        &self.state
+    }
+    fn set_ttl(&self, ttl: u8) {
+        let _ = self.io.set_ttl(u32::from(ttl));
+    }
+    fn send(&self, t: &UdpTransmit<'_>) -> impl std::future::Future<Output = std::io::Result<()>> {
+        self.io.async_io(Interest::WRITABLE, move || self.state.try_send((&self.io).into(), t))
     }
 }
 
@@ -223,7 +193,7 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
     let mut tx = SendBatch::new();
     let mut rx = RecvBatch::new();
     loop {
-        flush(&mut tx, &server, &client, &mut pool).await;
+        flush(&mut tx, &server, &client, &mut pool, open_pool_socket).await;
         let Some(deadline) = shared.poll_timeout() else { break };
         tokio::select! {
             _ = server.io.readable() => {}
@@ -238,7 +208,7 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
             if !a && !b {
                 break;
             }
-            flush(&mut tx, &server, &client, &mut pool).await;
+            flush(&mut tx, &server, &client, &mut pool, open_pool_socket).await;
         }
         if std::time::Instant::now() >= deadline {
             shared.handle_timeout();

@@ -252,6 +252,26 @@ pub(crate) struct Conn {
     pub(super) want_writable: bool,
 }
 
+impl Conn {
+    fn new(stream_id: u32, handshake: HandshakeResult, server: Option<ServerId>, secret: SecretStream, connect_deadline: Option<Instant>) -> Self {
+        Conn {
+            stream_id,
+            handshake,
+            server,
+            secret: Some(secret),
+            plain: VecDeque::new(),
+            opened: false,
+            remote_ended: false,
+            udx_ended: false,
+            local_ended: false,
+            closed: false,
+            close_error: false,
+            connect_deadline,
+            want_writable: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(super) enum AttemptPhase {
     /// Looking for relays and handshaking through them.
@@ -665,21 +685,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.client_connect_stream(now, conn, main, remote_udx, addr);
         }
         if self.our_firewall() == Firewall::OPEN {
-            let early = match self.connect.attempts.get_mut(&conn) {
-                Some(a) => {
-                    a.phase = AttemptPhase::WaitingForServer { until: now + CLIENT_OPEN_WAIT, remote_udx };
-                    core::mem::take(&mut a.early)
-                }
-                None => Vec::new(),
-            };
-            // The server connects as soon as it has answered: its first packets may have
-            // beaten the reply here. Replay them instead of waiting for a resend.
-            for (socket, from, bytes) in early {
-                if let SocketAddr::V4(from) = from {
-                    self.handle_udx(now, socket_kind(socket), from, &bytes);
-                }
+            if let Some(a) = self.connect.attempts.get_mut(&conn) {
+                a.phase = AttemptPhase::WaitingForServer { until: now + CLIENT_OPEN_WAIT, remote_udx };
             }
-            return;
+            return self.replay_early(now, conn);
         }
         // The LAN shortcut (same public host) races the punch.
         let mut lan = None;
@@ -705,8 +714,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let secret = self.connect.attempts.get(&conn).and_then(|a| a.result.as_ref()).map(|r| r.holepunch_secret);
         let Some(secret) = secret else { return };
         self.start_client_punch(now, conn, payload.firewall, holepunch, relay, server_address, remote_udx, secret);
-        // A server that reached us first (its packets beat the reply): connect to it at once,
-        // as the reference does, instead of waiting for the LAN ping or the punch.
+        self.replay_early(now, conn);
+    }
+
+    /// Feeds the server's UDX packets that beat its handshake reply here again, now that the
+    /// attempt knows where it stands: a server that reached us first connects at once, as in the
+    /// reference, instead of after its retransmission timeout.
+    fn replay_early(&mut self, now: Instant, conn: ConnId) {
         let early = self.connect.attempts.get_mut(&conn).map(|a| core::mem::take(&mut a.early)).unwrap_or_default();
         for (socket, from, bytes) in early {
             if let SocketAddr::V4(from) = from {
@@ -737,24 +751,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     fn start_conn(&mut self, now: Instant, conn: ConnId, stream_id: u32, handshake: HandshakeResult, server: Option<ServerId>) {
         let secret = SecretStream::from_handshake(&handshake, &stream::Config::default(), now, self.rpc.rng());
         self.connect.by_stream.insert(stream_id, conn);
-        self.connect.conns.insert(
-            conn,
-            Conn {
-                stream_id,
-                handshake,
-                server,
-                secret: Some(secret),
-                plain: VecDeque::new(),
-                opened: false,
-                remote_ended: false,
-                udx_ended: false,
-                local_ended: false,
-                closed: false,
-                close_error: false,
-                connect_deadline: None,
-                want_writable: false,
-            },
-        );
+        self.connect.conns.insert(conn, Conn::new(stream_id, handshake, server, secret, None));
         self.flush_secret(conn);
         if let Some(server) = server {
             let info = self.conn_info(conn);
@@ -1597,24 +1594,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let secret = SecretStream::from_handshake(&handshake, &stream::Config::default(), now, self.rpc.rng());
         self.connect.by_stream.insert(stream_id, conn);
         self.connect.pending_remote.insert(conn, client_udx);
-        self.connect.conns.insert(
-            conn,
-            Conn {
-                stream_id,
-                handshake,
-                server: Some(server),
-                secret: Some(secret),
-                plain: VecDeque::new(),
-                opened: false,
-                remote_ended: false,
-                udx_ended: false,
-                local_ended: false,
-                closed: false,
-                close_error: false,
-                connect_deadline: Some(now + SERVER_CONNECT_WAIT),
-                want_writable: false,
-            },
-        );
+        let deadline = Some(now + SERVER_CONNECT_WAIT);
+        self.connect.conns.insert(conn, Conn::new(stream_id, handshake, Some(server), secret, deadline));
     }
 }
 

@@ -48,6 +48,12 @@ pub(crate) enum PunchRequest {
     Ignored,
 }
 
+/// Who runs a puncher: a client attempt, or a server handshake (by its key).
+enum PunchOwner {
+    Client(ConnId),
+    Server(Vec<u8>),
+}
+
 /// Where the client's holepunch is (each variant is an `await` of the reference).
 #[derive(Debug)]
 pub(crate) enum ClientStep {
@@ -216,35 +222,43 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
+    /// The punch whose puncher holds `socket`.
+    fn punch_owner(&self, socket: udx::SocketId) -> Option<PunchOwner> {
+        let owns = |p: &Puncher| p.owns_socket(socket);
+        if let Some((conn, _)) = self.connect.attempts.iter().find(|(_, a)| a.punch.as_ref().is_some_and(|p| owns(&p.puncher))) {
+            return Some(PunchOwner::Client(*conn));
+        }
+        let (key, _) = self.connect.handshakes.iter().find(|(_, h)| h.punch.as_ref().is_some_and(|p| owns(&p.puncher)))?;
+        Some(PunchOwner::Server(key.clone()))
+    }
+
     /// A 1-byte probe arrived on pool socket `id`.
     pub(crate) fn handle_probe(&mut self, now: Instant, id: u32, from: SocketAddrV4) {
         let socket = udx_socket(SocketKind::Pool(id));
-        let client = self.connect.attempts.iter().find(|(_, a)| a.punch.as_ref().is_some_and(|p| p.puncher.owns_socket(socket))).map(|(c, _)| *c);
-        if let Some(conn) = client {
-            if let Some(p) = self.client_punch_mut(conn) {
-                p.puncher.handle_probe(now, socket, from);
+        match self.punch_owner(socket) {
+            Some(PunchOwner::Client(conn)) => {
+                if let Some(p) = self.client_punch_mut(conn) {
+                    p.puncher.handle_probe(now, socket, from);
+                }
+                self.drive_client_puncher(now, conn);
             }
-            return self.drive_client_puncher(now, conn);
-        }
-        let server = self.connect.handshakes.iter().find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.puncher.owns_socket(socket))).map(|(k, _)| k.clone());
-        if let Some(key) = server {
-            if let Some(sp) = self.server_punch_mut(&key) {
-                sp.puncher.handle_probe(now, socket, from);
+            Some(PunchOwner::Server(key)) => {
+                if let Some(sp) = self.server_punch_mut(&key) {
+                    sp.puncher.handle_probe(now, socket, from);
+                }
+                self.drive_server_puncher(now, &key);
             }
-            self.drive_server_puncher(now, &key);
+            None => {}
         }
     }
 
     /// Pool socket `id` is gone (bind failed): whoever used it gives up.
     pub(crate) fn on_pool_socket_failed(&mut self, now: Instant, id: u32) {
         let socket = udx_socket(SocketKind::Pool(id));
-        let client = self.connect.attempts.iter().find(|(_, a)| a.punch.as_ref().is_some_and(|p| p.puncher.owns_socket(socket))).map(|(c, _)| *c);
-        if let Some(conn) = client {
-            return self.fail_attempt(conn, ConnectError::HolepunchAborted);
-        }
-        let server = self.connect.handshakes.iter().find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.puncher.owns_socket(socket))).map(|(k, _)| k.clone());
-        if let Some(key) = server {
-            return self.end_server_punch(now, &key, true);
+        match self.punch_owner(socket) {
+            Some(PunchOwner::Client(conn)) => return self.fail_attempt(conn, ConnectError::HolepunchAborted),
+            Some(PunchOwner::Server(key)) => return self.end_server_punch(now, &key, true),
+            None => {}
         }
         let conns: Vec<ConnId> = self
             .connect
