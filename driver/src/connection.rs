@@ -261,6 +261,13 @@ impl Connection {
         })
     }
 
+    /// The UDX transport's state: round-trip time, congestion window, pacing rate, path MTU
+    /// and packet counters (the reference shows these on `rawStream`). `None` once the
+    /// connection has been forgotten.
+    pub fn transport(&self) -> Option<hdht_core::dht::TransportInfo> {
+        self.shared.with_node(|n| n.connection_transport(self.conn))
+    }
+
     fn read_impl(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let conn = self.conn;
         self.shared.with_inner_kick(|inner, now| {

@@ -35,7 +35,7 @@ const SLOT: usize = 65536;
 #[cfg(unix)]
 pub fn socket_state<S: std::os::fd::AsFd>(sock: &S) -> io::Result<UdpSocketState> {
     let state = UdpSocketState::new(UdpSockRef::from(sock))?;
-    restore_fragmentation(sock);
+    set_dont_fragment(sock);
     grow_recv_buffer(sock);
     Ok(state)
 }
@@ -46,13 +46,14 @@ pub fn socket_state<S: std::os::windows::io::AsSocket>(sock: &S) -> io::Result<U
     UdpSocketState::new(UdpSockRef::from(sock))
 }
 
-/// quinn-udp sets "don't fragment" (QUIC probes the path MTU); dht-rpc relies on IP
-/// fragmentation for its occasional large datagrams, as the Node stack does. Put the kernel
-/// default back.
+/// "Don't fragment", as libudx sets on every socket it binds (`udx__udp_set_dontfrag`, DHT-RPC
+/// sockets included): `IP_PMTUDISC_PROBE` sets DF and ignores the kernel's cached path MTU, so a
+/// UDX MTU probe that is too big for the path is dropped (and the search stops) instead of
+/// arriving fragmented. Set explicitly rather than relying on quinn-udp's choice.
 #[cfg(target_os = "linux")]
-fn restore_fragmentation<S: std::os::fd::AsFd>(sock: &S) {
+fn set_dont_fragment<S: std::os::fd::AsFd>(sock: &S) {
     use std::os::fd::AsRawFd;
-    let v: libc::c_int = libc::IP_PMTUDISC_WANT;
+    let v: libc::c_int = libc::IP_PMTUDISC_PROBE;
     // SAFETY: a valid fd and a c_int option value of the right size.
     unsafe {
         libc::setsockopt(
@@ -66,7 +67,7 @@ fn restore_fragmentation<S: std::os::fd::AsFd>(sock: &S) {
 }
 
 #[cfg(all(unix, not(target_os = "linux")))]
-fn restore_fragmentation<S>(_sock: &S) {}
+fn set_dont_fragment<S>(_sock: &S) {}
 
 /// A receive buffer as libudx asks for (`udx_socket_bind`: 1 MiB, else 512, 256, 208 KiB): the
 /// kernel default (~208 KiB) overflows while a bulk sender's burst waits for the I/O task, and

@@ -134,6 +134,25 @@ pub struct ConnectionInfo {
     pub remote_address: Option<SocketAddr>,
 }
 
+/// Transport state of one connection's UDX stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportInfo {
+    /// Smoothed round-trip time.
+    pub srtt: Duration,
+    /// Current retransmission timeout.
+    pub rto: Duration,
+    /// Congestion window in bytes.
+    pub cwnd: u64,
+    /// Pacing rate in bytes per second.
+    pub pacing_rate: u64,
+    /// The peer's advertised receive window in bytes.
+    pub send_window: u32,
+    /// Path MTU in use.
+    pub mtu: u16,
+    /// Packet counters.
+    pub stats: udx::StreamStats,
+}
+
 /// Connection-related events of a [`DhtNode`](super::DhtNode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectEvent {
@@ -802,6 +821,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// What is known about a connection.
     pub fn connection_info(&self, conn: ConnId) -> Option<ConnectionInfo> {
         self.conn_info(conn)
+    }
+
+    /// Transport state of a connection's UDX stream (round-trip time, congestion window, pacing
+    /// rate, path MTU and counters), as the reference exposes on `rawStream`.
+    pub fn connection_transport(&self, conn: ConnId) -> Option<TransportInfo> {
+        let c = self.connect.conns.get(&conn)?;
+        let s = self.connect.udx.get(c.stream_id)?;
+        Some(TransportInfo {
+            srtt: s.srtt(),
+            rto: s.rto(),
+            cwnd: s.cwnd(),
+            pacing_rate: s.pacing_rate(),
+            send_window: s.send_window(),
+            mtu: s.mtu(),
+            stats: s.stats(),
+        })
     }
 
     /// Pulls bytes from UDX through the secret stream while the plaintext buffer has room.

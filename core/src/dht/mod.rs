@@ -11,7 +11,7 @@ pub mod sign;
 pub mod store;
 
 pub use connect::{
-    ConnError, ConnId, ConnectEvent, ConnectStats, MAX_SERVER_HANDSHAKES, ConnectOptions, ConnectionInfo, ServerId, ServerOptions,
+    ConnError, ConnId, ConnectEvent, ConnectStats, MAX_SERVER_HANDSHAKES, ConnectOptions, ConnectionInfo, ServerId, ServerOptions, TransportInfo,
 };
 pub use pool::{SocketCommand, MAX_POOL_SOCKETS};
 pub use node::{DatagramOut, DhtConfig, DhtEvent, DhtNode, Forward, MAX_DATAGRAM};
