@@ -789,7 +789,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if secret.poll_transmit(&mut out) {
             if let Some(s) = self.connect.udx.get_mut(c.stream_id) {
                 // Header and keep-alive frames are tiny; the send buffer always has room for them.
-                let _ = s.write(&out);
+                write_frames(s, &out);
             }
         }
         self.connect.buf = out;
@@ -974,7 +974,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 return Err(ConnError::Crypto(e));
             }
             // The capacity check above guarantees the whole frame fits.
-            let _ = s.write(&out);
+            write_frames(s, &out);
             written += n;
         }
         self.connect.buf = out;
@@ -996,9 +996,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             let _ = secret.end(&mut out);
         }
         if let Some(s) = self.connect.udx.get_mut(c.stream_id) {
-            if !out.is_empty() {
-                let _ = s.write(&out);
-            }
+            write_frames(s, &out);
             let _ = s.end();
         }
         Ok(())
@@ -1665,5 +1663,20 @@ impl ConnectState {
 
     pub(crate) fn server_for_target(&self, target: &[u8; 32]) -> Option<ServerId> {
         self.server_by_target.get(target).copied()
+    }
+}
+
+/// Hands secret-stream output (whole uint24-prefixed frames, as [`SecretStream`] writes them)
+/// to UDX one frame per record, so no packet mixes two frames (see
+/// [`UdxStream::write_record`]). Callers have checked the send buffer has room for all of it.
+fn write_frames(s: &mut UdxStream, mut out: &[u8]) {
+    while out.len() >= 3 {
+        let len = 3 + (usize::from(out[0]) | usize::from(out[1]) << 8 | usize::from(out[2]) << 16);
+        let (frame, rest) = out.split_at(len.min(out.len()));
+        let _ = s.write_record(frame);
+        out = rest;
+    }
+    if !out.is_empty() {
+        let _ = s.write(out);
     }
 }

@@ -218,6 +218,9 @@ struct Remote {
 /// Receive-side slack above the advertised window (a Node sender rounds the window to whole
 /// packets, at least one).
 const RECV_SLACK: usize = 2048;
+/// Record ends remembered at most (bounded memory whatever the writer does); past it, packets
+/// may mix records, which costs a Node receiver time but nothing else.
+const MAX_RECORD_ENDS: usize = 4096;
 
 /// One UDX stream.
 #[derive(Debug)]
@@ -231,6 +234,9 @@ pub struct UdxStream {
     // --- send side
     sendbuf: SendBuffer,
     packetized: u64,
+    /// Stream offsets where a record (a secret-stream frame) ends: no packet spans one. See
+    /// [`UdxStream::write_record`].
+    record_ends: VecDeque<u64>,
     end_requested: bool,
     end_seq: Option<u32>,
     end_acked: bool,
@@ -334,6 +340,7 @@ impl UdxStream {
             destroyed_locally: false,
             max_payload,
             packetized: 0,
+            record_ends: VecDeque::new(),
             end_requested: false,
             end_seq: None,
             end_acked: false,
@@ -631,6 +638,31 @@ impl UdxStream {
             return Err(WriteError::WouldBlock);
         }
         Ok(n)
+    }
+
+    /// Writes `data` as one record: no packet carries bytes of it together with bytes of
+    /// another record (the record's last packet may be short). udx-native's framed receive
+    /// mode (hyperdht streams are `framed: true`) hands a whole secret-stream frame to
+    /// JavaScript in one callback only while every packet holds bytes of one frame; the first
+    /// packet that mixes two frames drops it to a callback per packet for the rest of the
+    /// stream. Wire-invisible otherwise. A record only partly written gets no boundary.
+    pub fn write_record(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+        let n = self.write(data)?;
+        if n == data.len() && n > 0 && self.record_ends.len() < MAX_RECORD_ENDS {
+            self.record_ends.push_back(self.sendbuf.end());
+        }
+        Ok(n)
+    }
+
+    /// How much of `room` the next new packet may take without crossing a record end.
+    fn record_room(&mut self, room: usize) -> usize {
+        while self.record_ends.front().is_some_and(|&e| e <= self.packetized) {
+            self.record_ends.pop_front();
+        }
+        match self.record_ends.front() {
+            Some(&e) => room.min(usize::try_from(e - self.packetized).unwrap_or(usize::MAX)),
+            None => room,
+        }
     }
 
     /// Half close: END goes out after the queued bytes (on the last DATA packet if it fits).
@@ -1271,6 +1303,7 @@ impl UdxStream {
 
     fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let room = (buf.len() - HEADER_LEN).min(self.max_payload);
+        let room = self.record_room(room);
         let cwnd = self.cc.window();
         // 1. Retransmissions (cwnd-limited, not rwnd-limited). A packet keeps its size even if
         // the MTU went down since (a new path): it only needs to fit the caller's buffer.
