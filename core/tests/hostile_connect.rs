@@ -33,6 +33,8 @@ struct Fixture {
 #[derive(Debug, Default)]
 struct Out {
     datagrams: Vec<Vec<u8>>,
+    /// Where each datagram went.
+    to: Vec<SocketAddrV4>,
 }
 
 impl Fixture {
@@ -57,6 +59,7 @@ impl Fixture {
         let mut out = Out::default();
         while let Some(t) = self.node.poll_transmit() {
             out.datagrams.push(t.payload);
+            out.to.push(t.to);
         }
         while self.node.poll_socket_command().is_some() {}
         while self.node.poll_event().is_some() {}
@@ -67,10 +70,14 @@ impl Fixture {
     }
 
     fn request(&mut self, command: u64, value: Vec<u8>) -> Out {
+        self.request_from(RELAY, command, value)
+    }
+
+    fn request_from(&mut self, from: SocketAddrV4, command: u64, value: Vec<u8>) -> Out {
         self.tid = self.tid.wrapping_add(1);
         let req = Request { tid: self.tid, to: SERVER, id: None, token: None, internal: false, command, target: Some(self.target), value: Some(value) };
         self.now = self.now + Duration::from_micros(100);
-        self.node.handle_datagram(self.now, SocketKind::Server, RELAY, &req.to_bytes());
+        self.node.handle_datagram(self.now, SocketKind::Server, from, &req.to_bytes());
         self.flush()
     }
 
@@ -179,6 +186,51 @@ fn a_replayed_first_message_gets_the_identical_reply_and_one_handshake() {
         assert_eq!(again, first, "a duplicate gets the identical reply");
     }
     assert_eq!(f.node.connect_stats(), stats, "replays add no state");
+}
+
+/// The server's handshake answer (request or response) in `out`: where it went, its tid, its
+/// envelope.
+fn handshake_answer(out: &Out) -> Option<(SocketAddrV4, u16, HandshakeEnvelope)> {
+    out.datagrams.iter().zip(&out.to).find_map(|(d, to)| {
+        let (tid, value) = match Message::decode(d).ok()? {
+            Message::Request(r) if r.command == command::PEER_HANDSHAKE => (r.tid, r.value?),
+            Message::Response(r) => (r.tid, r.value?),
+            _ => return None,
+        };
+        Some((*to, tid, HandshakeEnvelope::decode(&value).ok()?))
+    })
+}
+
+/// A client sends its msg1 through two relays at once (hyperdht's `findAndConnect` runs two
+/// attempts), and may also reach the server directly: every copy is answered with the same
+/// msg2 the way it came — to its own relay with the client's address as that relay saw it,
+/// or straight back to the client — as the reference's router does with the reply
+/// `_onpeerhandshake` returns for a known handshake. The server used to send every duplicate
+/// to the first relay with the first relay's envelope, which the client rejects (the reply
+/// must come from the relay it asked): a lost first reply then failed the connect (simulator,
+/// consistent clients -> cgnat server, seed 4, 5% loss: PEER_CONNECTION_FAILED).
+#[test]
+fn a_first_message_arriving_through_another_relay_is_answered_through_that_relay() {
+    const RELAY_B: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 10), 49737);
+    const CLIENT_VIA_B: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 2), 6000);
+    let mut f = Fixture::new();
+    let msg1 = f.msg1();
+    let (to, tid, first) = handshake_answer(&f.handshake(msg1.clone())).expect("a valid handshake is answered");
+    assert_eq!((to, tid, first.mode, first.peer_address), (RELAY, f.tid, mode::FROM_SERVER, Some(CLIENT)));
+    let stats = f.node.connect_stats();
+
+    let env = HandshakeEnvelope { mode: mode::FROM_RELAY, noise: msg1.clone(), peer_address: Some(CLIENT_VIA_B), relay_address: None };
+    let out = f.request_from(RELAY_B, command::PEER_HANDSHAKE, env.to_bytes());
+    let (to, tid, again) = handshake_answer(&out).expect("the copy through the second relay is answered");
+    assert_eq!((to, tid), (RELAY_B, f.tid), "answered through the relay it came from");
+    assert_eq!(again, HandshakeEnvelope { mode: mode::FROM_SERVER, noise: first.noise.clone(), peer_address: Some(CLIENT_VIA_B), relay_address: None });
+
+    let env = HandshakeEnvelope { mode: mode::FROM_CLIENT, noise: msg1, peer_address: None, relay_address: None };
+    let out = f.request_from(CLIENT, command::PEER_HANDSHAKE, env.to_bytes());
+    let (to, tid, direct) = handshake_answer(&out).expect("a direct copy is answered");
+    assert_eq!((to, tid), (CLIENT, f.tid), "answered straight back");
+    assert_eq!(direct, HandshakeEnvelope { mode: mode::REPLY, noise: first.noise, peer_address: None, relay_address: None });
+    assert_eq!(f.node.connect_stats(), stats, "copies add no state");
 }
 
 #[test]

@@ -1,12 +1,15 @@
-//! The event loop: one thread, one queue of `(time, sequence)` events, one seeded RNG,
+//! The event loop: one thread, one queue of `(time, lane, sequence)` events, one seeded RNG,
 //! virtual time. It drives unmodified sans-IO apps ([`App`]) over the [`Network`].
 //!
 //! Two kinds of events exist: a datagram arriving (its up half already routed at send time,
-//! see [`crate::network`]) and a host's timer. Each host has at most one live timer: when its
-//! app's deadline changes a new timer event is queued and the old one is recognised as stale
-//! when it pops. Every app call is followed by a *flush*: the sockets it asks for are bound
-//! (ephemeral ports) or closed, its events go to a FIFO, its datagrams into the network, its
-//! deadline into the queue.
+//! see [`crate::network`]) and a host's timer. Of the events due at one instant, every arrival
+//! runs before any timer — as the real drivers feed the core (`hdht-tokio` and `hdht-smol`
+//! read every datagram that is ready, then run the timer if it is due), so a reply that
+//! arrives at its requester's deadline is in time, whichever of the two was queued first.
+//! Each host has at most one live timer: when its app's deadline changes a new timer event is
+//! queued and the old one is recognised as stale when it pops. Every app call is followed by
+//! a *flush*: the sockets it asks for are bound (ephemeral ports) or closed, its events go to
+//! a FIFO, its datagrams into the network, its deadline into the queue.
 //!
 //! Events reach the owner through a [`Handler`] run after each step, in the order they were
 //! produced; a handler may call into apps (e.g. answer a request), whose new events join the
@@ -166,6 +169,11 @@ enum Ev {
     Arrive(u32),
     Timer(u32),
 }
+
+/// The queue lane of arrivals: of the events due at one instant, they run first.
+const LANE_ARRIVE: u8 = 0;
+/// The queue lane of timers: they run once every datagram due at their instant is in.
+const LANE_TIMER: u8 = 1;
 
 /// A datagram between its up and its down half.
 struct Flight {
@@ -631,7 +639,7 @@ impl<A: App> Engine<A> {
                 let w = w.max(earliest);
                 if slot.next_wake != Some(w) {
                     slot.next_wake = Some(w);
-                    self.queue.push(w, Ev::Timer(h as u32));
+                    self.queue.push(w, LANE_TIMER, Ev::Timer(h as u32));
                 }
             }
             None => slot.next_wake = None,
@@ -709,7 +717,7 @@ impl<A: App> Engine<A> {
                 (self.flights.len() - 1) as u32
             }
         };
-        self.queue.push(at, Ev::Arrive(i));
+        self.queue.push(at, LANE_ARRIVE, Ev::Arrive(i));
     }
 
     fn delay(&mut self, t: &Transit) -> Duration {

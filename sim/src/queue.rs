@@ -1,8 +1,8 @@
-//! The event queue: a binary min-heap ordered by `(time, sequence)`.
+//! The event queue: a binary min-heap ordered by `(time, lane, sequence)`.
 //!
-//! The sequence number is the insertion order, so events due at the same instant run in the
-//! order they were scheduled — the heap's own tie-breaking never shows through, and a run is a
-//! function of its seed alone.
+//! Among events due at the same instant, a lower lane runs first; within a lane the sequence
+//! number (the insertion order) decides, so events run in the order they were scheduled — the
+//! heap's own tie-breaking never shows through, and a run is a function of its seed alone.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -11,13 +11,14 @@ use hdht_core::Instant;
 
 struct Entry<T> {
     at: Instant,
+    lane: u8,
     seq: u64,
     item: T,
 }
 
 impl<T> PartialEq for Entry<T> {
     fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
+        (self.at, self.lane, self.seq) == (o.at, o.lane, o.seq)
     }
 }
 impl<T> Eq for Entry<T> {}
@@ -29,7 +30,7 @@ impl<T> PartialOrd for Entry<T> {
 impl<T> Ord for Entry<T> {
     /// Reversed: `BinaryHeap` is a max-heap, we want the earliest first.
     fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
+        (o.at, o.lane, o.seq).cmp(&(self.at, self.lane, self.seq))
     }
 }
 
@@ -44,9 +45,10 @@ impl<T> EventQueue<T> {
         EventQueue { heap: BinaryHeap::new(), seq: 0 }
     }
 
-    pub(crate) fn push(&mut self, at: Instant, item: T) {
+    /// Queues `item` at `at`; of the items due at one instant, lower lanes pop first.
+    pub(crate) fn push(&mut self, at: Instant, lane: u8, item: T) {
         self.seq += 1;
-        self.heap.push(Entry { at, seq: self.seq, item });
+        self.heap.push(Entry { at, lane, seq: self.seq, item });
     }
 
     pub(crate) fn peek_time(&self) -> Option<Instant> {
@@ -74,11 +76,23 @@ mod tests {
     #[test]
     fn earliest_first_and_fifo_among_equal_times() {
         let mut q = EventQueue::new();
-        q.push(Instant::from_millis(5), "c");
-        q.push(Instant::from_millis(1), "a");
-        q.push(Instant::from_millis(5), "d");
-        q.push(Instant::from_millis(1), "b");
+        q.push(Instant::from_millis(5), 0, "c");
+        q.push(Instant::from_millis(1), 0, "a");
+        q.push(Instant::from_millis(5), 0, "d");
+        q.push(Instant::from_millis(1), 0, "b");
         let order: Vec<&str> = std::iter::from_fn(|| q.pop().map(|x| x.1)).collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn lower_lanes_first_among_equal_times() {
+        let mut q = EventQueue::new();
+        q.push(Instant::from_millis(5), 1, "timer at 5");
+        q.push(Instant::from_millis(1), 1, "timer at 1");
+        q.push(Instant::from_millis(5), 0, "arrival at 5");
+        q.push(Instant::from_millis(3), 0, "arrival at 3");
+        q.push(Instant::from_millis(5), 0, "arrival at 5, later");
+        let order: Vec<&str> = std::iter::from_fn(|| q.pop().map(|x| x.1)).collect();
+        assert_eq!(order, ["timer at 1", "arrival at 3", "arrival at 5", "arrival at 5, later", "timer at 5"]);
     }
 }

@@ -157,3 +157,21 @@ fn runs_replay_from_their_seed() {
     let line = one.to_json_line();
     assert!(line.contains(&format!("\"seed\":{}", replay.seed())) && line.contains(&one.trace_hash.to_hex()), "{line}");
 }
+
+/// At 5% loss, seed 15: the server behind a symmetric NAT announces to the three nodes closest
+/// to its key (hyperdht's `pickBest`), and the client's first FIND_PEER to each of them is lost
+/// (two replies, one request). Their retransmissions' replies, carrying the record, arrive at
+/// the very instant another visit's first timeout leaves only slow visits in flight, which
+/// settles the query (dht-rpc: `_slow === inflight` with k replies). The replies must be
+/// read before that timer runs — as the real drivers do — or the connect ends in
+/// PEER_NOT_FOUND (it did, for every consistent client, until the engine ran arrivals before
+/// timers at one instant).
+#[test]
+fn replies_that_arrive_as_the_find_peer_query_settles_are_counted() {
+    for client in [NatPreset::FullCone, NatPreset::RestrictedCone, NatPreset::PortRestricted, NatPreset::UdpBlocked] {
+        let mut cfg = HolepunchConfig::new(client, NatPreset::Symmetric, 15);
+        cfg.loss = 0.05;
+        let r = run_holepunch(&cfg).unwrap();
+        assert!(r.connected(), "{client} -> symmetric, seed 15, 5% loss: {:?} after {:?}", r.outcome, r.elapsed);
+    }
+}

@@ -331,8 +331,9 @@ pub(crate) struct Attempt {
 #[derive(Debug)]
 pub(super) struct ServerHandshake {
     pub(super) server: ServerId,
-    /// The reply to send again for duplicates of the same msg1.
-    pub(super) reply: Option<(SocketKind, SocketAddrV4, Vec<u8>, bool)>,
+    /// Our msg2, sent again for duplicates of the same msg1 (each answered the way it came),
+    /// and the puncher socket replies leave from (`None`: the socket the request came in on).
+    pub(super) reply: Option<(Option<SocketKind>, Vec<u8>)>,
     pub(super) done_at: Option<Instant>,
     pub(super) pending: Option<PendingHandshake>,
     /// The holepunch (puncher and PEER_HOLEPUNCH state) while one runs.
@@ -407,6 +408,29 @@ pub(crate) struct ConnectState {
     pub(super) holepunch_ids: BTreeMap<u64, Vec<u8>>,
     /// The node-wide random-punch throttle.
     pub(super) random_punches: RandomPunchLimiter,
+}
+
+/// Where the server's handshake reply (`msg2`) to `req` goes, as the reference's router sends
+/// it: straight back to a client that came directly; to the relay that forwarded it, naming
+/// the client's address as that relay saw it; or, from a second relay, to the first one.
+/// `(socket, to, value, relayed)`; `None` for a mode that gets no reply.
+fn handshake_reply_route(req: &IncomingRequest, env: &HandshakeEnvelope, socket: SocketKind, msg2: Vec<u8>) -> Option<(SocketKind, SocketAddrV4, Vec<u8>, bool)> {
+    match env.mode {
+        mode::FROM_CLIENT => {
+            let v = HandshakeEnvelope { mode: mode::REPLY, noise: msg2, peer_address: None, relay_address: None };
+            Some((socket, req.from, v.to_bytes(), false))
+        }
+        mode::FROM_RELAY => {
+            let v = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: msg2, peer_address: env.peer_address, relay_address: None };
+            Some((socket, req.from, v.to_bytes(), true))
+        }
+        mode::FROM_SECOND_RELAY => {
+            let relay = env.relay_address?;
+            let v = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: msg2, peer_address: env.peer_address, relay_address: None };
+            Some((socket, relay, v.to_bytes(), true))
+        }
+        _ => None,
+    }
 }
 
 /// A reserved or private address a client should not try to reach across the internet.
@@ -1451,10 +1475,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// A PEER_HANDSHAKE for a server hosted here (`_onpeerhandshake`).
     pub(crate) fn on_server_handshake(&mut self, now: Instant, req: &IncomingRequest, env: HandshakeEnvelope, server: ServerId) {
-        // Duplicates of a msg1 we answered get the identical reply.
+        // Duplicates of a msg1 we answered (the client sends it through up to two relays at
+        // once, and retransmits) get the same msg2, routed back the way each one came — to
+        // its own relay, with its own peer address — as the reference's router does with the
+        // reply `_onpeerhandshake` returns.
         if let Some(h) = self.connect.handshakes.get(&env.noise) {
-            if let Some((socket, to, bytes, relay)) = h.reply.clone() {
-                self.send_handshake_reply(req, socket, to, bytes, relay);
+            if let Some((socket, msg2)) = h.reply.clone() {
+                if let Some((socket, to, value, relayed)) = handshake_reply_route(req, &env, socket.unwrap_or(req.socket), msg2) {
+                    self.send_handshake_reply(req, socket, to, value, relayed);
+                }
             }
             return;
         }
@@ -1553,40 +1582,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 reply_from_puncher = !lan;
             }
         }
-        let relay_socket = match puncher.as_ref().and_then(|p| p.socket()) {
-            Some(s) if reply_from_puncher => socket_kind(s),
-            _ => req.socket,
+        let puncher_socket = match puncher.as_ref().and_then(|p| p.socket()) {
+            Some(s) if reply_from_puncher => Some(socket_kind(s)),
+            _ => None,
         };
 
         // The reply travels back the way the handshake came.
-        let (socket, to, value, relayed) = match env.mode {
-            mode::FROM_CLIENT => {
-                let v = HandshakeEnvelope { mode: mode::REPLY, noise: msg2, peer_address: None, relay_address: None };
-                (req.socket, req.from, v.to_bytes(), false)
+        let Some((socket, to, value, relayed)) = handshake_reply_route(&req, &env, puncher_socket.unwrap_or(req.socket), msg2.clone()) else {
+            if let Some(p) = puncher {
+                self.retire_puncher(now, p);
             }
-            mode::FROM_RELAY => {
-                let v = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: msg2, peer_address: env.peer_address, relay_address: None };
-                (relay_socket, req.from, v.to_bytes(), true)
-            }
-            mode::FROM_SECOND_RELAY => {
-                let Some(relay) = env.relay_address else {
-                    if let Some(p) = puncher {
-                        self.retire_puncher(now, p);
-                    }
-                    return;
-                };
-                let v = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: msg2, peer_address: env.peer_address, relay_address: None };
-                (relay_socket, relay, v.to_bytes(), true)
-            }
-            _ => {
-                if let Some(p) = puncher {
-                    self.retire_puncher(now, p);
-                }
-                return;
-            }
+            return;
         };
         if let Some(h) = self.connect.handshakes.get_mut(&key) {
-            h.reply = Some((socket, to, value.clone(), relayed));
+            h.reply = Some((puncher_socket, msg2));
             h.done_at = Some(now);
         }
         self.send_handshake_reply(&req, socket, to, value, relayed);
