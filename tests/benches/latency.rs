@@ -11,6 +11,11 @@
 //!    bootstrap — `hdht node` (the CLI), the lean `latency_peer node`, a Node hyperdht node — and
 //!    an idle server (listening, announced): `latency_peer server`, `hdht listen --echo`, a Node
 //!    `createServer().listen()`. VmRSS / VmHWM / RssAnon / RssFile from `/proc/PID/status`.
+//!    The lean static build (README, "Lean static build": musl, statically linked) is measured
+//!    beside them when its binaries exist — `target/x86_64-unknown-linux-musl/release/hdht` and
+//!    `…/examples/latency_peer`, or `HDHT_BENCH_STATIC_HDHT` / `HDHT_BENCH_STATIC_PEER`; this
+//!    bench does not build them (that needs the musl target) and says so when they are missing.
+//!    `HDHT_BENCH_MEMORY_ONLY=1` measures memory alone (no connects).
 //!
 //! Every peer is its own process: the Rust ones are `target/release/hdht` and the example
 //! `latency_peer` (both built by this bench with `cargo build --release`, or taken from
@@ -295,6 +300,8 @@ const IDLE: [&str; 6] = [
     "Rust server (hdht listen)",
     "Node server (peer.js)",
 ];
+/// The same idle nodes from the lean static build, when it was found.
+const IDLE_STATIC: [&str; 2] = ["Rust node (hdht node, static)", "Rust node (latency_peer, static)"];
 
 struct Round {
     /// Per direction: the first connect, then the later ones.
@@ -308,6 +315,9 @@ struct Cfg {
     bootstrap: String,
     hdht: PathBuf,
     peer: PathBuf,
+    /// The lean static build's `hdht` and `latency_peer`, when found.
+    static_bins: Option<(PathBuf, PathBuf)>,
+    memory_only: bool,
     connects: usize,
     idle: Duration,
     threads: usize,
@@ -329,8 +339,15 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
     };
 
     // Everything idle-measured starts at once.
-    let cli_node = Proc::spawn("hdht node", &cfg.hdht, &s(&["--json", "--host", "127.0.0.1", "--bootstrap", b, "node", "--port", "0"]));
+    let cli_node_args = s(&["--json", "--host", "127.0.0.1", "--bootstrap", b, "node", "--port", "0"]);
+    let cli_node = Proc::spawn("hdht node", &cfg.hdht, &cli_node_args);
     let lean_node = Proc::spawn("latency_peer node", &cfg.peer, &peer_args("node", &[]));
+    let static_nodes = cfg.static_bins.as_ref().map(|(hdht, peer)| {
+        (
+            Proc::spawn("hdht node (static)", hdht, &cli_node_args),
+            Proc::spawn("latency_peer node (static)", peer, &peer_args("node", &[])),
+        )
+    });
     let rust_srv_seed = hex::encode(seed(round, "rust server"));
     let rust_srv_seed2 = hex::encode(seed(round, "rust server 2"));
     let rust_srv = Proc::spawn("latency_peer server", &cfg.peer, &peer_args("server", &["--seed", &rust_srv_seed]));
@@ -355,12 +372,16 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
     }
     cli_node.wait_event("ready");
     lean_node.wait_event("ready");
+    if let Some((cli, lean)) = &static_nodes {
+        cli.wait_event("ready");
+        lean.wait_event("ready");
+    }
     let rust_pk = rust_srv.wait_event("listening")["publicKey"].as_str().expect("pk").to_string();
     let rust_pk2 = rust_srv2.wait_event("listening")["publicKey"].as_str().expect("pk").to_string();
     cli_srv.wait_event("listening");
 
     std::thread::sleep(cfg.idle);
-    let idle = vec![
+    let mut idle = vec![
         (IDLE[0], mem_of(cli_node.pid())),
         (IDLE[1], mem_of(lean_node.pid())),
         (IDLE[2], mem_of(node_node.pid())),
@@ -368,10 +389,18 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
         (IDLE[4], mem_of(cli_srv.pid())),
         (IDLE[5], mem_of(node_srv.pid())),
     ];
+    if let Some((cli, lean)) = &static_nodes {
+        idle.push((IDLE_STATIC[0], mem_of(cli.pid())));
+        idle.push((IDLE_STATIC[1], mem_of(lean.pid())));
+    }
     drop(cli_node);
     drop(lean_node);
+    drop(static_nodes);
     drop(node_node);
     drop(cli_srv);
+    if cfg.memory_only {
+        return Round { samples: Vec::new(), idle, busy: Vec::new() };
+    }
 
     let count = (cfg.connects + 1).to_string();
     let gap = cfg.gap_ms.to_string();
@@ -427,10 +456,12 @@ fn main() {
     let threads = env_num("HDHT_BENCH_THREADS", 0) as usize;
     let gap_ms = env_num("HDHT_BENCH_GAP_MS", 50);
     let kind = std::env::var("HDHT_BENCH_TESTNET").unwrap_or_else(|_| "node".into());
+    let memory_only = std::env::var_os("HDHT_BENCH_MEMORY_ONLY").is_some_and(|v| v != "0");
 
     let (hdht, peer) = rust_binaries();
+    let (static_bins, static_note) = static_binaries();
     let (testnet, bootstrap) = start_testnet(&kind, nodes, &hdht);
-    let cfg = Cfg { bootstrap, hdht, peer, connects, idle, threads, gap_ms };
+    let cfg = Cfg { bootstrap, hdht, peer, static_bins, memory_only, connects, idle, threads, gap_ms };
     let mut all = Vec::new();
     for r in 0..rounds {
         let t = Instant::now();
@@ -438,10 +469,18 @@ fn main() {
         eprintln!("round {}/{rounds} done in {:.1} s", r + 1, t.elapsed().as_secs_f64());
     }
     drop(testnet);
-    report(&all, &cfg, &kind, nodes);
+    report(&all, &cfg, &kind, nodes, &static_note);
 }
 
-fn report(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
+fn report(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize, static_note: &str) {
+    if !cfg.memory_only {
+        report_latency(all, cfg, kind, nodes);
+        println!();
+    }
+    report_memory(all, cfg, static_note);
+}
+
+fn report_latency(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
     let rounds = all.len();
     let rt = if cfg.threads == 0 { "current-thread".to_string() } else { format!("{}-worker", cfg.threads) };
     println!(
@@ -518,10 +557,12 @@ fn report(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
             sa.later_p90 / sb.later_p90
         );
     }
+}
 
-    println!();
+fn report_memory(all: &[Round], cfg: &Cfg, static_note: &str) {
+    let rounds = all.len();
     println!("memory, idle for {} s after bootstrap (servers: listening and announced); median over {rounds} rounds (min–max)", cfg.idle.as_secs());
-    println!("{:<27} {:>20} {:>9} {:>20} {:>9} {:>7} {:>9} {:>9}", "process", "VmRSS MB", "VmHWM", "RssAnon MB", "RssFile", "threads", "×Node RSS", "×Node anon");
+    println!("{:<32} {:>20} {:>9} {:>20} {:>9} {:>7} {:>9} {:>9}", "process", "VmRSS MB", "VmHWM", "RssAnon MB", "RssFile", "threads", "×Node RSS", "×Node anon");
     let mem_stat = |rows: &[Vec<(&'static str, Mem)>], name: &str| -> (Mem, (f64, f64), (f64, f64)) {
         let ms: Vec<Mem> = rows.iter().filter_map(|r| r.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)).collect();
         let col = |f: fn(&Mem) -> f64| ms.iter().map(f).collect::<Vec<f64>>();
@@ -542,7 +583,7 @@ fn report(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
             let reference = if name.contains("server") { "Node server (peer.js)" } else { "Node node (peer.js)" };
             let (n, _, _) = mem_stat(rows, reference);
             println!(
-                "{:<27} {:>20} {:>9.1} {:>20} {:>9.1} {:>7} {:>9.3} {:>9.3}",
+                "{:<32} {:>20} {:>9.1} {:>20} {:>9.1} {:>7} {:>9.3} {:>9.3}",
                 name,
                 format!("{:.2} ({:.2}–{:.2})", mb(m.rss_kb), mb(rss_mm.0), mb(rss_mm.1)),
                 mb(m.hwm_kb),
@@ -555,8 +596,106 @@ fn report(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
         }
     };
     print_rows(&idle_rows, &IDLE);
-    let busy_rows: Vec<Vec<(&'static str, Mem)>> = all.iter().map(|r| r.busy.clone()).collect();
-    println!("after serving {} connects (same columns; VmHWM is the peak):", cfg.connects + 1);
-    print_rows(&busy_rows, &["Rust server (latency_peer)", "Node server (peer.js)"]);
+    if cfg.static_bins.is_some() {
+        print_rows(&idle_rows, &IDLE_STATIC);
+    }
+    if !cfg.memory_only {
+        let busy_rows: Vec<Vec<(&'static str, Mem)>> = all.iter().map(|r| r.busy.clone()).collect();
+        println!("after serving {} connects (same columns; VmHWM is the peak):", cfg.connects + 1);
+        print_rows(&busy_rows, &["Rust server (latency_peer)", "Node server (peer.js)"]);
+    }
     println!("(RssFile: mapped program and library pages — the executable's text above all; RssAnon: the process's own heap, stacks and buffers.)");
+    println!("binaries: hdht = {}, latency_peer = {} ({})", cfg.hdht.display(), cfg.peer.display(), linkage(&cfg.hdht));
+    println!("{static_note}");
+}
+
+/// How `bin` is linked, from its ELF program headers: a PT_INTERP header means a dynamic
+/// executable (its loader and libc are mapped too); none, a static one.
+fn linkage(bin: &Path) -> &'static str {
+    use std::io::Read;
+    let mut elf = Vec::new();
+    // The ELF header and program headers are at the start of the file.
+    let read = std::fs::File::open(bin).and_then(|f| f.take(64 * 1024).read_to_end(&mut elf));
+    if read.is_err() {
+        return "unreadable";
+    }
+    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    if elf.get(..5) != Some(b"\x7fELF\x02".as_slice()) {
+        return "not a 64-bit ELF file";
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return "not a 64-bit ELF file";
+    };
+    let interp = (0..phnum).any(|i| elf.get(phoff + i * phentsize..phoff + i * phentsize + 4) == Some(&3u32.to_le_bytes()[..]));
+    if interp {
+        "dynamically linked"
+    } else {
+        "statically linked"
+    }
+}
+
+/// The lean static build's binaries, if they exist, and a line saying what is measured — or
+/// why nothing is, with the command that builds them.
+fn static_binaries() -> (Option<(PathBuf, PathBuf)>, String) {
+    const BUILD: &str = "cargo build --release --target x86_64-unknown-linux-musl -p hdht-cli --bin hdht -p hdht-tests --example latency_peer";
+    let dir = target_dir().join("x86_64-unknown-linux-musl").join("release");
+    let hdht = std::env::var_os("HDHT_BENCH_STATIC_HDHT").map_or_else(|| dir.join("hdht"), PathBuf::from);
+    let peer = std::env::var_os("HDHT_BENCH_STATIC_PEER")
+        .map_or_else(|| dir.join("examples").join("latency_peer"), PathBuf::from);
+    let missing: Vec<String> = [&hdht, &peer].iter().filter(|p| !p.is_file()).map(|p| p.display().to_string()).collect();
+    if !missing.is_empty() {
+        let note = format!(
+            "lean static build: NOT measured — {} not found. Build it (needs `rustup target add x86_64-unknown-linux-musl`) with:\n  {BUILD}",
+            missing.join(" and ")
+        );
+        eprintln!("{note}");
+        return (None, note);
+    }
+    // Binaries older than a source file may predate the code under test: say so.
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let built = mtime(&hdht).into_iter().chain(mtime(&peer)).min();
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
+    let newest = newest_source(&ws);
+    let age = match (built, newest) {
+        (Some(b), Some((n, path))) if b < n => format!(
+            "; WARNING: built before the last change to {} ({:.0} min later), it may be stale — rebuild with: {BUILD}",
+            path.strip_prefix(&ws).unwrap_or(&path).display(),
+            n.duration_since(b).unwrap_or_default().as_secs_f64() / 60.0,
+        ),
+        _ => String::new(),
+    };
+    let note = format!(
+        "lean static build: hdht = {}, latency_peer = {} ({}){age}",
+        hdht.display(),
+        peer.display(),
+        linkage(&hdht)
+    );
+    (Some((hdht, peer)), note)
+}
+
+/// The most recently modified source of the Rust peers (the crates' `src/`, the
+/// `latency_peer` example, the manifests and the lock file), and when.
+fn newest_source(ws: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
+    fn walk(p: &Path, newest: &mut Option<(std::time::SystemTime, PathBuf)>) {
+        let Ok(meta) = std::fs::metadata(p) else { return };
+        if meta.is_dir() {
+            for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                walk(&e.path(), newest);
+            }
+        } else if let Ok(t) = meta.modified() {
+            if newest.as_ref().is_none_or(|(n, _)| t > *n) {
+                *newest = Some((t, p.to_path_buf()));
+            }
+        }
+    }
+    let mut newest = None;
+    for dir in ["core", "driver", "runtime-tokio", "sim", "cli"] {
+        walk(&ws.join(dir).join("src"), &mut newest);
+        walk(&ws.join(dir).join("Cargo.toml"), &mut newest);
+    }
+    for file in ["Cargo.toml", "Cargo.lock", "tests/Cargo.toml", "tests/examples/latency_peer.rs"] {
+        walk(&ws.join(file), &mut newest);
+    }
+    newest
 }
