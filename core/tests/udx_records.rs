@@ -1,7 +1,8 @@
-//! Records (`UdxStream::write_record`): no packet carries bytes of two records, whatever the
-//! loss, retransmissions, MTU probes or record sizes — and a receiver modelled on udx-native's
-//! framed read mode (hyperdht streams are `framed: true`) stays framed, handing each whole
-//! frame over in one callback instead of one per packet.
+//! Records (`UdxStream::write_record`): a record never shares a packet with part of another
+//! (records larger than a packet start one; whole small records are packed together), whatever
+//! the loss, retransmissions or MTU probes — so for bulk data a receiver modelled on
+//! udx-native's framed read mode (hyperdht streams are `framed: true`) stays framed, handing
+//! each whole frame over in one callback instead of one per packet.
 
 mod udx_common;
 
@@ -10,17 +11,17 @@ use std::collections::BTreeMap;
 use hdht_core::udx::{Flags, Packet, StreamConfig};
 use udx_common::*;
 
-/// Record sizes as a secret stream writes them: the 59-byte header frame, 64 KiB data frames,
-/// keep-alives (20 bytes) and sizes around one packet.
-const SIZES: [usize; 9] = [59, 65_556, 20, 1_452, 1_453, 3_000, 65_556, 1_000, 20];
+/// Record sizes as a bulk secret stream writes them: the 59-byte header frame, 64 KiB data
+/// frames, a keep-alive (20 bytes) and sizes around one packet — no two small ones in a row.
+const BULK: [usize; 9] = [59, 65_556, 20, 65_556, 1_452, 1_453, 3_000, 1_000, 65_556];
 
 /// Writes every record (as the send buffer allows) and runs the pair to the end; returns the
 /// data, the record ends (stream offsets) and A's DATA packets as (seq, payload) in seq order
 /// (first transmissions; retransmissions must match them).
-fn run(link: LinkConfig, rounds: usize, seed: u64) -> (Vec<u8>, Vec<u64>, Vec<Vec<u8>>) {
+fn run(link: LinkConfig, sizes: &[usize], rounds: usize, seed: u64) -> (Vec<u8>, Vec<u64>, Vec<Vec<u8>>) {
     let mut pair = Pair::new(seed, link, StreamConfig::default());
     pair.record = true;
-    let records: Vec<Vec<u8>> = (0..rounds).flat_map(|r| SIZES.iter().enumerate().map(move |(i, &n)| (r, i, n)))
+    let records: Vec<Vec<u8>> = (0..rounds).flat_map(|r| sizes.iter().enumerate().map(move |(i, &n)| (r, i, n)))
         .map(|(r, i, n)| {
             // A frame as secret-stream writes it: uint24 LE length of the body, then the body.
             let body = n - 3;
@@ -116,21 +117,32 @@ fn framed_callbacks(packets: &[Vec<u8>]) -> Option<usize> {
     Some(callbacks)
 }
 
-fn check(link: LinkConfig, rounds: usize, seed: u64) {
-    let (data, ends, packets) = run(link, rounds, seed);
+/// Checks the record rule on every packet: one holding a record end inside it starts at a
+/// record start and ends at a record end (whole records packed), and every record that fits in
+/// a packet arrives in one. Returns (records sharing a packet, packets holding them).
+fn check_records(data: &[u8], ends: &[u64], packets: &[Vec<u8>]) -> (usize, usize) {
+    let is_end = |x: u64| x == 0 || ends.binary_search(&x).is_ok();
     let mut start = 0u64;
-    let mut e = ends.iter().peekable();
-    for p in &packets {
+    let mut shared = 0;
+    let mut packed = 0;
+    for p in packets {
         let end = start + p.len() as u64;
-        while e.peek().is_some_and(|&&x| x <= start) {
-            e.next();
-        }
-        if let Some(&&x) = e.peek() {
-            assert!(x >= end, "packet [{start}, {end}) spans the record end at {x}");
+        let inside = ends.iter().filter(|&&x| start < x && x < end).count();
+        if inside > 0 {
+            assert!(is_end(start) && is_end(end), "packet [{start}, {end}) mixes part of a record with another");
+            shared += inside + 1;
+            packed += 1;
         }
         start = end;
     }
     assert_eq!(start, data.len() as u64, "the packets cover the stream");
+    (shared, packed)
+}
+
+fn check_bulk(link: LinkConfig, rounds: usize, seed: u64) {
+    let (data, ends, packets) = run(link, &BULK, rounds, seed);
+    let (shared, _) = check_records(&data, &ends, &packets);
+    assert_eq!(shared, 0, "no packet of a bulk stream holds two records");
     let callbacks = framed_callbacks(&packets).expect("a framed receiver stays framed");
     // One callback per frame, two for a 64 KiB frame that outgrows the read buffer's slack.
     assert!(callbacks <= ends.len() * 2, "{callbacks} callbacks for {} frames", ends.len());
@@ -139,7 +151,7 @@ fn check(link: LinkConfig, rounds: usize, seed: u64) {
 
 #[test]
 fn packets_never_span_records_on_a_clean_link() {
-    check(LinkConfig::default(), 8, 1);
+    check_bulk(LinkConfig::default(), 8, 1);
 }
 
 #[test]
@@ -148,8 +160,23 @@ fn packets_never_span_records_with_loss_reordering_and_retransmissions() {
         let mut link = LinkConfig::lossy(3);
         link.reorder_ppm = 20_000;
         link.reorder_us = 3_000;
-        check(link, 4, seed);
+        check_bulk(link, 4, seed);
     }
+}
+
+#[test]
+fn small_records_are_packed_whole() {
+    // Chatty streams (many small frames, as protocol messages are) still fill packets: whole
+    // records packed together, none split, a large one starting its own packet.
+    let sizes: Vec<usize> = (0..64).map(|i| 20 + (i * 37) % 180).chain([65_556, 20, 20, 3_000]).collect();
+    let mut link = LinkConfig::lossy(2);
+    link.reorder_ppm = 10_000;
+    link.reorder_us = 2_000;
+    let (data, ends, packets) = run(link, &sizes, 4, 3);
+    let (shared, packed) = check_records(&data, &ends, &packets);
+    // 4 rounds of 64 small records (7 KB a round) plus a pair of keep-alives: nearly all share.
+    assert!(shared >= 4 * 60, "small records share packets ({shared} of {})", ends.len());
+    assert!(packed * 8 < shared, "{shared} records in {packed} packets: not packed");
 }
 
 #[test]

@@ -237,6 +237,8 @@ pub struct UdxStream {
     /// Stream offsets where a record (a secret-stream frame) ends: no packet spans one. See
     /// [`UdxStream::write_record`].
     record_ends: VecDeque<u64>,
+    /// The last record end packetized (0 at the start).
+    last_record_end: u64,
     end_requested: bool,
     end_seq: Option<u32>,
     end_acked: bool,
@@ -341,6 +343,7 @@ impl UdxStream {
             max_payload,
             packetized: 0,
             record_ends: VecDeque::new(),
+            last_record_end: 0,
             end_requested: false,
             end_seq: None,
             end_acked: false,
@@ -640,12 +643,14 @@ impl UdxStream {
         Ok(n)
     }
 
-    /// Writes `data` as one record: no packet carries bytes of it together with bytes of
-    /// another record (the record's last packet may be short). udx-native's framed receive
-    /// mode (hyperdht streams are `framed: true`) hands a whole secret-stream frame to
-    /// JavaScript in one callback only while every packet holds bytes of one frame; the first
-    /// packet that mixes two frames drops it to a callback per packet for the rest of the
-    /// stream. Wire-invisible otherwise. A record only partly written gets no boundary.
+    /// Writes `data` as one record. A record never shares a packet with part of another:
+    /// one longer than a packet starts a packet and its last packet may be short; whole records
+    /// that fit are packed together. udx-native's framed read mode (hyperdht streams are
+    /// `framed: true`) hands a whole secret-stream frame to JavaScript in one callback, but
+    /// drops to a callback per packet for good at the first packet holding bytes of two frames
+    /// — which libudx's combined writes always produce. Bulk data (frames larger than a packet)
+    /// thus keeps a Node receiver framed; streams of small frames are packed, as libudx does.
+    /// Wire-invisible otherwise. A record only partly written gets no boundary.
     pub fn write_record(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         let n = self.write(data)?;
         if n == data.len() && n > 0 && self.record_ends.len() < MAX_RECORD_ENDS {
@@ -654,15 +659,30 @@ impl UdxStream {
         Ok(n)
     }
 
-    /// How much of `room` the next new packet may take without crossing a record end.
+    /// How much of `room` the next new packet takes under the record rule of
+    /// [`write_record`](Self::write_record).
     fn record_room(&mut self, room: usize) -> usize {
-        while self.record_ends.front().is_some_and(|&e| e <= self.packetized) {
+        while let Some(&e) = self.record_ends.front() {
+            if e > self.packetized {
+                break;
+            }
+            self.last_record_end = e;
             self.record_ends.pop_front();
         }
-        match self.record_ends.front() {
-            Some(&e) => room.min(usize::try_from(e - self.packetized).unwrap_or(usize::MAX)),
-            None => room,
+        let Some(&first) = self.record_ends.front() else { return room };
+        let limit = self.packetized + room as u64;
+        let len = |end: u64| usize::try_from(end - self.packetized).unwrap_or(usize::MAX);
+        if first > limit {
+            // A record longer than what is left of this packet: a full packet of it.
+            return room;
         }
+        if self.packetized != self.last_record_end {
+            // The tail of a record that began in an earlier packet ends this one.
+            return len(first);
+        }
+        // Whole records from here, as many as fit.
+        let last = self.record_ends.iter().take_while(|&&e| e <= limit).last().copied().unwrap_or(first);
+        len(last)
     }
 
     /// Half close: END goes out after the queued bytes (on the last DATA packet if it fits).
