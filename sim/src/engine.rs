@@ -30,7 +30,7 @@ use crate::app::{App, Datagram, SocketCommand, DEFAULT_TTL};
 use crate::link::LinkModel;
 use crate::nat::{NatBox, NatConfig, NatPreset};
 use crate::network::{DropReason, HostId, NatId, NetError, Network, Outgoing, RealmId, SocketId, Transit};
-use crate::queue::EventQueue;
+use crate::queue::{EventQueue, Lane};
 use crate::trace::{TraceHash, Tracer};
 
 /// Datagram and event counters.
@@ -169,11 +169,6 @@ enum Ev {
     Arrive(u32),
     Timer(u32),
 }
-
-/// The queue lane of arrivals: of the events due at one instant, they run first.
-const LANE_ARRIVE: u8 = 0;
-/// The queue lane of timers: they run once every datagram due at their instant is in.
-const LANE_TIMER: u8 = 1;
 
 /// A datagram between its up and its down half.
 struct Flight {
@@ -639,7 +634,7 @@ impl<A: App> Engine<A> {
                 let w = w.max(earliest);
                 if slot.next_wake != Some(w) {
                     slot.next_wake = Some(w);
-                    self.queue.push(w, LANE_TIMER, Ev::Timer(h as u32));
+                    self.queue.push(w, Lane::Timer, Ev::Timer(h as u32));
                 }
             }
             None => slot.next_wake = None,
@@ -717,7 +712,7 @@ impl<A: App> Engine<A> {
                 (self.flights.len() - 1) as u32
             }
         };
-        self.queue.push(at, LANE_ARRIVE, Ev::Arrive(i));
+        self.queue.push(at, Lane::Arrival, Ev::Arrive(i));
     }
 
     fn delay(&mut self, t: &Transit) -> Duration {

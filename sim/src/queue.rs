@@ -9,9 +9,19 @@ use std::collections::BinaryHeap;
 
 use hdht_core::Instant;
 
+/// Which events of one instant run first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Lane {
+    /// Datagram arrivals: all of an instant's run before its timers (the drivers read every
+    /// ready datagram before a due timer).
+    Arrival,
+    /// Timers.
+    Timer,
+}
+
 struct Entry<T> {
     at: Instant,
-    lane: u8,
+    lane: Lane,
     seq: u64,
     item: T,
 }
@@ -45,8 +55,8 @@ impl<T> EventQueue<T> {
         EventQueue { heap: BinaryHeap::new(), seq: 0 }
     }
 
-    /// Queues `item` at `at`; of the items due at one instant, lower lanes pop first.
-    pub(crate) fn push(&mut self, at: Instant, lane: u8, item: T) {
+    /// Queues `item` at `at`; of the items due at one instant, arrivals pop before timers.
+    pub(crate) fn push(&mut self, at: Instant, lane: Lane, item: T) {
         self.seq += 1;
         self.heap.push(Entry { at, lane, seq: self.seq, item });
     }
@@ -76,10 +86,10 @@ mod tests {
     #[test]
     fn earliest_first_and_fifo_among_equal_times() {
         let mut q = EventQueue::new();
-        q.push(Instant::from_millis(5), 0, "c");
-        q.push(Instant::from_millis(1), 0, "a");
-        q.push(Instant::from_millis(5), 0, "d");
-        q.push(Instant::from_millis(1), 0, "b");
+        q.push(Instant::from_millis(5), Lane::Arrival, "c");
+        q.push(Instant::from_millis(1), Lane::Arrival, "a");
+        q.push(Instant::from_millis(5), Lane::Arrival, "d");
+        q.push(Instant::from_millis(1), Lane::Arrival, "b");
         let order: Vec<&str> = std::iter::from_fn(|| q.pop().map(|x| x.1)).collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
     }
@@ -87,11 +97,11 @@ mod tests {
     #[test]
     fn lower_lanes_first_among_equal_times() {
         let mut q = EventQueue::new();
-        q.push(Instant::from_millis(5), 1, "timer at 5");
-        q.push(Instant::from_millis(1), 1, "timer at 1");
-        q.push(Instant::from_millis(5), 0, "arrival at 5");
-        q.push(Instant::from_millis(3), 0, "arrival at 3");
-        q.push(Instant::from_millis(5), 0, "arrival at 5, later");
+        q.push(Instant::from_millis(5), Lane::Timer, "timer at 5");
+        q.push(Instant::from_millis(1), Lane::Timer, "timer at 1");
+        q.push(Instant::from_millis(5), Lane::Arrival, "arrival at 5");
+        q.push(Instant::from_millis(3), Lane::Arrival, "arrival at 3");
+        q.push(Instant::from_millis(5), Lane::Arrival, "arrival at 5, later");
         let order: Vec<&str> = std::iter::from_fn(|| q.pop().map(|x| x.1)).collect();
         assert_eq!(order, ["timer at 1", "arrival at 3", "arrival at 5", "arrival at 5, later", "timer at 5"]);
     }

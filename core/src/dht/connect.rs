@@ -1675,17 +1675,11 @@ impl ConnectState {
     }
 }
 
-/// Hands secret-stream output (whole uint24-prefixed frames, as [`SecretStream`] writes them)
-/// to UDX one frame per record, so no packet mixes two frames (see
-/// [`UdxStream::write_record`]). Callers have checked the send buffer has room for all of it.
-fn write_frames(s: &mut UdxStream, mut out: &[u8]) {
-    while out.len() >= 3 {
-        let len = 3 + (usize::from(out[0]) | usize::from(out[1]) << 8 | usize::from(out[2]) << 16);
-        let (frame, rest) = out.split_at(len.min(out.len()));
+/// Hands secret-stream output to UDX one frame per record, so no packet holds part of a frame
+/// with another (see [`UdxStream::write_record`]). Callers have checked the send buffer has
+/// room for all of it.
+fn write_frames(s: &mut UdxStream, out: &[u8]) {
+    for frame in stream::split_frames(out) {
         let _ = s.write_record(frame);
-        out = rest;
-    }
-    if !out.is_empty() {
-        let _ = s.write(out);
     }
 }

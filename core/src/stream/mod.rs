@@ -75,6 +75,28 @@ pub const fn frame_len(plain_len: usize) -> usize {
     3 + plain_len + ABYTES
 }
 
+/// The body length a frame's 3-byte prefix announces (uint24, little-endian).
+pub const fn frame_body_len(prefix: [u8; 3]) -> usize {
+    prefix[0] as usize | (prefix[1] as usize) << 8 | (prefix[2] as usize) << 16
+}
+
+/// Splits bytes a [`SecretStream`] wrote into its frames, prefixes included (a truncated last
+/// frame comes out as it is).
+pub fn split_frames(mut out: &[u8]) -> impl Iterator<Item = &[u8]> {
+    core::iter::from_fn(move || {
+        if out.is_empty() {
+            return None;
+        }
+        let len = match out {
+            [a, b, c, ..] => 3 + frame_body_len([*a, *b, *c]),
+            _ => out.len(),
+        };
+        let (frame, rest) = out.split_at(len.min(out.len()));
+        out = rest;
+        Some(frame)
+    })
+}
+
 /// The handshake result a secret stream is keyed with (`{ tx, rx, hash, publicKey,
 /// remotePublicKey }`). Initiator `tx` = responder `rx` and vice versa.
 #[derive(Clone, PartialEq, Eq)]

@@ -556,9 +556,7 @@ impl SecretStream {
                         break;
                     }
                     self.len_have = 0;
-                    let len = usize::from(self.len_buf[0])
-                        | usize::from(self.len_buf[1]) << 8
-                        | usize::from(self.len_buf[2]) << 16;
+                    let len = super::frame_body_len(self.len_buf);
                     self.check_frame_len(len)?;
                     self.frame_len = Some(len);
                 }
