@@ -561,7 +561,10 @@ fn demo_json_runs_a_local_network() {
     // Two firewalled nodes connect through a holepunch, over their puncher sockets.
     let punch = of("holepunch")[0];
     assert!(is_hex(&punch["publicKey"], 64), "{punch}");
-    assert!(punch["connectMs"].as_f64().is_some_and(|ms| ms > 0.0), "{punch}");
+    assert!(
+        punch["connectMs"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{punch}"
+    );
     assert_eq!(punch["punched"], true, "{punch}");
     assert_eq!(punch["intact"], true, "{punch}");
     assert_eq!(punch["remoteAddress"]["host"], "127.0.0.1", "{punch}");
@@ -629,9 +632,17 @@ fn demo_human_readable() {
     assert!(conn[0].contains("node 7  -> node 0"), "{}", conn[0]);
     assert!(conn[0].contains(" ms; 32 MiB in "), "{}", conn[0]);
     assert!(conn[0].ends_with(" MB/s, intact"), "{}", conn[0]);
-    let punch: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("holepunch ")).collect();
+    let punch: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("holepunch "))
+        .collect();
     assert_eq!(punch.len(), 1, "{}", r.stdout);
-    assert!(punch[0].contains("two firewalled nodes") && punch[0].ends_with(", intact"), "{}", punch[0]);
+    assert!(
+        punch[0].contains("two firewalled nodes") && punch[0].ends_with(", intact"),
+        "{}",
+        punch[0]
+    );
     // The bootstrapper, 8 nodes and the two firewalled ones.
     assert!(r.stdout.contains("destroyed all 11 nodes"), "{}", r.stdout);
 }
@@ -1335,10 +1346,26 @@ fn connect_to_a_key_nobody_listens_on_fails() {
 fn sim_replays_from_its_seed() {
     let run = |seed: u64| -> serde_json::Value {
         let out = std::process::Command::new(BIN)
-            .args(["--json", "sim", "lookup", "--nodes", "60", "--lookups", "40", "--announces", "10", "--seed", &seed.to_string()])
+            .args([
+                "--json",
+                "sim",
+                "lookup",
+                "--nodes",
+                "60",
+                "--lookups",
+                "40",
+                "--announces",
+                "10",
+                "--seed",
+                &seed.to_string(),
+            ])
             .output()
             .expect("run hdht sim");
-        assert!(out.status.success(), "hdht sim failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "hdht sim failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8(out.stdout).expect("utf-8");
         let last = stdout.lines().last().expect("a summary line");
         serde_json::from_str(last).expect("the last line is JSON")
@@ -1346,7 +1373,10 @@ fn sim_replays_from_its_seed() {
     let (a, b, c) = (run(3), run(3), run(4));
     assert_eq!(a["seed"], 3);
     assert_eq!(a["traceHash"], b["traceHash"], "same seed, same trace");
-    assert_ne!(a["traceHash"], c["traceHash"], "another seed, another trace");
+    assert_ne!(
+        a["traceHash"], c["traceHash"],
+        "another seed, another trace"
+    );
     assert!(a["lookupSuccess"].as_f64().unwrap() >= 0.99, "{a}");
     assert!(a["eventsPerSec"].as_f64().unwrap() > 0.0);
 }

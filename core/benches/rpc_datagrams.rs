@@ -19,12 +19,18 @@ use rand_core::SeedableRng;
 const RUN: Duration = Duration::from_secs(2);
 
 fn workload() -> (Vec<SocketAddrV4>, Vec<(SocketAddrV4, Vec<u8>)>) {
-    let table: Vec<SocketAddrV4> = (0..300u32).map(|i| SocketAddrV4::new(Ipv4Addr::from(0x0a02_0000 + i), 49737)).collect();
+    let table: Vec<SocketAddrV4> = (0..300u32)
+        .map(|i| SocketAddrV4::new(Ipv4Addr::from(0x0a02_0000 + i), 49737))
+        .collect();
     let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 49737);
     let mut dgrams = Vec::new();
     for i in 0..1000u32 {
         let from = SocketAddrV4::new(Ipv4Addr::from(0x0a01_0000 + i), 49737);
-        let (command, target) = if i % 4 == 0 { (0, None) } else { (2, Some(hdht_core::crypto::hash(&i.to_le_bytes()))) };
+        let (command, target) = if i % 4 == 0 {
+            (0, None)
+        } else {
+            (2, Some(hdht_core::crypto::hash(&i.to_le_bytes())))
+        };
         let req = Request {
             tid: i as u16,
             to,
@@ -104,12 +110,18 @@ fn node_handle(table: &[SocketAddrV4], dgrams: &[(SocketAddrV4, Vec<u8>)]) -> Re
         .map_err(|e| format!("cannot run node: {e}"))?;
     let _ = std::fs::remove_dir_all(&dir);
     if !out.status.success() {
-        return Err(format!("node bench failed (run `npm ci --prefix tests/interop`): {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "node bench failed (run `npm ci --prefix tests/interop`): {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let key = "\"datagramsPerSec\":";
     let at = line.find(key).ok_or("no datagramsPerSec in node output")? + key.len();
-    let num: String = line[at..].chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+').collect();
+    let num: String = line[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '+')
+        .collect();
     num.parse().map_err(|e| format!("{e}: {line}"))
 }
 
@@ -119,7 +131,10 @@ fn main() {
     let (rust, replies) = rust_handle(&table, &dgrams);
     println!("workload: 1000 requests (75% FIND_NODE with a target, 25% PING), valid ids, 300-node table");
     println!("rust decode only          : {:>12.0} datagrams/s", decode);
-    println!("rust decode+handle+encode : {:>12.0} datagrams/s  ({replies} replies)", rust);
+    println!(
+        "rust decode+handle+encode : {:>12.0} datagrams/s  ({replies} replies)",
+        rust
+    );
     match node_handle(&table, &dgrams) {
         Ok(node) => {
             println!("node decode+handle+encode : {:>12.0} datagrams/s", node);

@@ -39,8 +39,15 @@ fn run(name: &str, link: LinkConfig, bytes: usize, reps: u32) {
 }
 
 fn main() {
-    let clean = LinkConfig { latency_us: 1_000, ..Default::default() };
+    let clean = LinkConfig {
+        latency_us: 1_000,
+        ..Default::default()
+    };
     run("no_loss", clean, 256 << 20, 3);
-    let lossy = LinkConfig { latency_us: 1_000, loss_ppm: 10_000, ..Default::default() };
+    let lossy = LinkConfig {
+        latency_us: 1_000,
+        loss_ppm: 10_000,
+        ..Default::default()
+    };
     run("loss_1pct", lossy, 64 << 20, 3);
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use hdht_core::connect::{Handshake, NoisePayload, SecretStreamInfo, UdxInfo};
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::messages::{command, mode, HandshakeEnvelope, HolepunchEnvelope};
-use hdht_core::dht::{sign, ConnectEvent, DhtConfig, DhtNode, ServerOptions, MAX_POOL_SOCKETS, MAX_SERVER_HANDSHAKES};
+use hdht_core::dht::{
+    sign, ConnectEvent, DhtConfig, DhtNode, ServerOptions, MAX_POOL_SOCKETS, MAX_SERVER_HANDSHAKES,
+};
 use hdht_core::rpc::{RpcConfig, SocketKind};
 use hdht_core::wire::{Message, Request};
 use hdht_core::Instant;
@@ -41,16 +43,30 @@ impl Fixture {
     /// A firewalled server with no DHT around it: it answers handshakes through relays and
     /// sets up a puncher for each (the expensive path a flood would aim at).
     fn new() -> Self {
-        let cfg = DhtConfig { rpc: RpcConfig { firewalled: true, ..RpcConfig::default() }, ..DhtConfig::default() };
+        let cfg = DhtConfig {
+            rpc: RpcConfig {
+                firewalled: true,
+                ..RpcConfig::default()
+            },
+            ..DhtConfig::default()
+        };
         let mut node = DhtNode::new(cfg, ChaCha8Rng::seed_from_u64(7), Instant::ZERO);
         let now = Instant::from_millis(1);
         node.handle_timeout(now);
         let mut rng = ChaCha8Rng::seed_from_u64(99);
         let server_key = KeyPair::generate(&mut rng);
         let server = node.create_server(ServerOptions::default());
-        node.listen(now, server, Some(server_key.clone())).expect("listen");
+        node.listen(now, server, Some(server_key.clone()))
+            .expect("listen");
         let target = sign::target_of_key(&server_key.public_key());
-        let mut f = Fixture { node, now, tid: 0, server_key, target, rng };
+        let mut f = Fixture {
+            node,
+            now,
+            tid: 0,
+            server_key,
+            target,
+            rng,
+        };
         f.flush();
         f
     }
@@ -64,7 +80,10 @@ impl Fixture {
         while self.node.poll_socket_command().is_some() {}
         while self.node.poll_event().is_some() {}
         while let Some(ev) = self.node.poll_connect_event() {
-            assert!(!matches!(ev, ConnectEvent::Incoming { .. }), "no connection may open without a client: {ev:?}");
+            assert!(
+                !matches!(ev, ConnectEvent::Incoming { .. }),
+                "no connection may open without a client: {ev:?}"
+            );
         }
         out
     }
@@ -75,26 +94,47 @@ impl Fixture {
 
     fn request_from(&mut self, from: SocketAddrV4, command: u64, value: Vec<u8>) -> Out {
         self.tid = self.tid.wrapping_add(1);
-        let req = Request { tid: self.tid, to: SERVER, id: None, token: None, internal: false, command, target: Some(self.target), value: Some(value) };
+        let req = Request {
+            tid: self.tid,
+            to: SERVER,
+            id: None,
+            token: None,
+            internal: false,
+            command,
+            target: Some(self.target),
+            value: Some(value),
+        };
         self.now = self.now + Duration::from_micros(100);
-        self.node.handle_datagram(self.now, SocketKind::Server, from, &req.to_bytes());
+        self.node
+            .handle_datagram(self.now, SocketKind::Server, from, &req.to_bytes());
         self.flush()
     }
 
     fn handshake(&mut self, noise: Vec<u8>) -> Out {
-        let env = HandshakeEnvelope { mode: mode::FROM_RELAY, noise, peer_address: Some(CLIENT), relay_address: None };
+        let env = HandshakeEnvelope {
+            mode: mode::FROM_RELAY,
+            noise,
+            peer_address: Some(CLIENT),
+            relay_address: None,
+        };
         self.request(command::PEER_HANDSHAKE, env.to_bytes())
     }
 
     fn holepunch(&mut self, id: u64, payload: Vec<u8>) -> Out {
-        let env = HolepunchEnvelope { mode: mode::FROM_RELAY, id, payload, peer_address: Some(CLIENT) };
+        let env = HolepunchEnvelope {
+            mode: mode::FROM_RELAY,
+            id,
+            payload,
+            peer_address: Some(CLIENT),
+        };
         self.request(command::PEER_HOLEPUNCH, env.to_bytes())
     }
 
     /// A valid first handshake message from a fresh client key.
     fn msg1(&mut self) -> Vec<u8> {
         let client = KeyPair::generate(&mut self.rng);
-        let mut hs = Handshake::initiator(&client, &self.server_key.public_key(), &mut self.rng).expect("initiator");
+        let mut hs = Handshake::initiator(&client, &self.server_key.public_key(), &mut self.rng)
+            .expect("initiator");
         let payload = NoisePayload {
             udx: Some(UdxInfo::new(self.rng.next_u32() | 1, false)),
             secret_stream: Some(SecretStreamInfo::default()),
@@ -122,7 +162,9 @@ impl Fixture {
 /// The relayed reply's handshake envelope (the server answers FROM_SERVER to the relay).
 fn reply_envelope(out: &Out) -> Option<HandshakeEnvelope> {
     out.datagrams.iter().find_map(|d| match Message::decode(d) {
-        Ok(Message::Request(r)) if r.command == command::PEER_HANDSHAKE => HandshakeEnvelope::decode(r.value.as_deref()?).ok(),
+        Ok(Message::Request(r)) if r.command == command::PEER_HANDSHAKE => {
+            HandshakeEnvelope::decode(r.value.as_deref()?).ok()
+        }
         _ => None,
     })
 }
@@ -136,7 +178,10 @@ fn garbage_and_truncated_messages_leave_no_state_and_get_no_reply() {
         let mut noise = vec![0u8; (rng.next_u32() % 200) as usize];
         rng.fill_bytes(&mut noise);
         let out = f.handshake(noise);
-        assert!(reply_envelope(&out).is_none(), "garbage handshake {i} answered");
+        assert!(
+            reply_envelope(&out).is_none(),
+            "garbage handshake {i} answered"
+        );
         // Random bytes as the whole envelope, and truncated envelopes.
         let mut value = vec![0u8; (rng.next_u32() % 120) as usize];
         rng.fill_bytes(&mut value);
@@ -147,15 +192,31 @@ fn garbage_and_truncated_messages_leave_no_state_and_get_no_reply() {
         // Whatever decodes as a FROM_CLIENT/FROM_SERVER envelope is relayed as the reference's
         // stateless router does: one datagram, no amplification.
         assert!(out.datagrams.len() <= 1, "garbage holepunch multiplied");
-        assert!(out.datagrams.iter().all(|d| d.len() <= len + 64), "garbage holepunch amplified");
+        assert!(
+            out.datagrams.iter().all(|d| d.len() <= len + 64),
+            "garbage holepunch amplified"
+        );
     }
     let msg1 = f.msg1();
-    let env = HandshakeEnvelope { mode: mode::FROM_RELAY, noise: msg1, peer_address: Some(CLIENT), relay_address: None }.to_bytes();
+    let env = HandshakeEnvelope {
+        mode: mode::FROM_RELAY,
+        noise: msg1,
+        peer_address: Some(CLIENT),
+        relay_address: None,
+    }
+    .to_bytes();
     for cut in 0..env.len() {
         let out = f.request(command::PEER_HANDSHAKE, env[..cut].to_vec());
-        assert!(reply_envelope(&out).is_none(), "a handshake truncated to {cut} bytes was answered");
+        assert!(
+            reply_envelope(&out).is_none(),
+            "a handshake truncated to {cut} bytes was answered"
+        );
     }
-    assert_eq!(f.node.connect_stats(), base, "rejected input must not leave state");
+    assert_eq!(
+        f.node.connect_stats(),
+        base,
+        "rejected input must not leave state"
+    );
 }
 
 #[test]
@@ -167,7 +228,10 @@ fn tampered_first_messages_are_rejected() {
         let mut bad = msg1.clone();
         bad[i] ^= 0x40;
         let out = f.handshake(bad);
-        assert!(reply_envelope(&out).is_none(), "byte {i} tampered and still answered");
+        assert!(
+            reply_envelope(&out).is_none(),
+            "byte {i} tampered and still answered"
+        );
     }
     assert_eq!(f.node.connect_stats(), base);
 }
@@ -215,21 +279,56 @@ fn a_first_message_arriving_through_another_relay_is_answered_through_that_relay
     const CLIENT_VIA_B: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 2), 6000);
     let mut f = Fixture::new();
     let msg1 = f.msg1();
-    let (to, tid, first) = handshake_answer(&f.handshake(msg1.clone())).expect("a valid handshake is answered");
-    assert_eq!((to, tid, first.mode, first.peer_address), (RELAY, f.tid, mode::FROM_SERVER, Some(CLIENT)));
+    let (to, tid, first) =
+        handshake_answer(&f.handshake(msg1.clone())).expect("a valid handshake is answered");
+    assert_eq!(
+        (to, tid, first.mode, first.peer_address),
+        (RELAY, f.tid, mode::FROM_SERVER, Some(CLIENT))
+    );
     let stats = f.node.connect_stats();
 
-    let env = HandshakeEnvelope { mode: mode::FROM_RELAY, noise: msg1.clone(), peer_address: Some(CLIENT_VIA_B), relay_address: None };
+    let env = HandshakeEnvelope {
+        mode: mode::FROM_RELAY,
+        noise: msg1.clone(),
+        peer_address: Some(CLIENT_VIA_B),
+        relay_address: None,
+    };
     let out = f.request_from(RELAY_B, command::PEER_HANDSHAKE, env.to_bytes());
-    let (to, tid, again) = handshake_answer(&out).expect("the copy through the second relay is answered");
-    assert_eq!((to, tid), (RELAY_B, f.tid), "answered through the relay it came from");
-    assert_eq!(again, HandshakeEnvelope { mode: mode::FROM_SERVER, noise: first.noise.clone(), peer_address: Some(CLIENT_VIA_B), relay_address: None });
+    let (to, tid, again) =
+        handshake_answer(&out).expect("the copy through the second relay is answered");
+    assert_eq!(
+        (to, tid),
+        (RELAY_B, f.tid),
+        "answered through the relay it came from"
+    );
+    assert_eq!(
+        again,
+        HandshakeEnvelope {
+            mode: mode::FROM_SERVER,
+            noise: first.noise.clone(),
+            peer_address: Some(CLIENT_VIA_B),
+            relay_address: None
+        }
+    );
 
-    let env = HandshakeEnvelope { mode: mode::FROM_CLIENT, noise: msg1, peer_address: None, relay_address: None };
+    let env = HandshakeEnvelope {
+        mode: mode::FROM_CLIENT,
+        noise: msg1,
+        peer_address: None,
+        relay_address: None,
+    };
     let out = f.request_from(CLIENT, command::PEER_HANDSHAKE, env.to_bytes());
     let (to, tid, direct) = handshake_answer(&out).expect("a direct copy is answered");
     assert_eq!((to, tid), (CLIENT, f.tid), "answered straight back");
-    assert_eq!(direct, HandshakeEnvelope { mode: mode::REPLY, noise: first.noise, peer_address: None, relay_address: None });
+    assert_eq!(
+        direct,
+        HandshakeEnvelope {
+            mode: mode::REPLY,
+            noise: first.noise,
+            peer_address: None,
+            relay_address: None
+        }
+    );
     assert_eq!(f.node.connect_stats(), stats, "copies add no state");
 }
 
@@ -239,18 +338,30 @@ fn forged_holepunch_messages_are_ignored() {
     let msg1 = f.msg1();
     assert!(reply_envelope(&f.handshake(msg1)).is_some());
     let stats = f.node.connect_stats();
-    assert_eq!(stats.server_punches, 1, "a firewalled server punches for a relayed client");
+    assert_eq!(
+        stats.server_punches, 1,
+        "a firewalled server punches for a relayed client"
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     for i in 0..3_000u64 {
         // The right id (0) and others, with payloads that cannot decrypt.
         let mut payload = vec![0u8; (rng.next_u32() % 160) as usize];
         rng.fill_bytes(&mut payload);
         let out = f.holepunch(i % 3, payload);
-        assert!(out.datagrams.is_empty(), "a forged holepunch ({i}) was answered");
+        assert!(
+            out.datagrams.is_empty(),
+            "a forged holepunch ({i}) was answered"
+        );
     }
     let after = f.node.connect_stats();
-    assert_eq!((after.handshakes, after.server_punches, after.connections), (stats.handshakes, stats.server_punches, stats.connections));
-    assert!(after.punch_requests <= stats.punch_requests, "forgeries start no requests");
+    assert_eq!(
+        (after.handshakes, after.server_punches, after.connections),
+        (stats.handshakes, stats.server_punches, stats.connections)
+    );
+    assert!(
+        after.punch_requests <= stats.punch_requests,
+        "forgeries start no requests"
+    );
 }
 
 #[test]
@@ -268,13 +379,28 @@ fn a_flood_of_valid_handshakes_costs_bounded_state_that_drains() {
         assert!(s.pool_sockets <= MAX_POOL_SOCKETS, "{s:?}");
         assert!(s.connections <= MAX_SERVER_HANDSHAKES, "{s:?}");
     }
-    assert_eq!(answered, MAX_SERVER_HANDSHAKES, "beyond the cap new handshakes are dropped");
+    assert_eq!(
+        answered, MAX_SERVER_HANDSHAKES,
+        "beyond the cap new handshakes are dropped"
+    );
     let s = f.node.connect_stats();
-    assert_eq!(s.pool_sockets, MAX_POOL_SOCKETS, "punchers stop at the socket cap: {s:?}");
+    assert_eq!(
+        s.pool_sockets, MAX_POOL_SOCKETS,
+        "punchers stop at the socket cap: {s:?}"
+    );
     // Nobody punches: the prepunch window (10 s) and the clear wait (10 s) free everything.
     f.advance(Duration::from_secs(25));
     let s = f.node.connect_stats();
-    assert_eq!((s.handshakes, s.server_punches, s.connections, s.pool_sockets), (0, 0, 0, 0), "{s:?}");
+    assert_eq!(
+        (
+            s.handshakes,
+            s.server_punches,
+            s.connections,
+            s.pool_sockets
+        ),
+        (0, 0, 0, 0),
+        "{s:?}"
+    );
     // And the server answers again.
     let m = f.msg1();
     assert!(reply_envelope(&f.handshake(m)).is_some());

@@ -16,7 +16,11 @@ fn addr(last: u8, port: u16) -> SocketAddrV4 {
 
 /// A bootstrapper (persistent, not firewalled) with its start-up output drained.
 fn node(seed: u64) -> RpcNode<ChaCha8Rng> {
-    let mut n = RpcNode::new(RpcConfig::bootstrapper(addr(1, 49737)), ChaCha8Rng::seed_from_u64(seed), Instant::ZERO);
+    let mut n = RpcNode::new(
+        RpcConfig::bootstrapper(addr(1, 49737)),
+        ChaCha8Rng::seed_from_u64(seed),
+        Instant::ZERO,
+    );
     n.handle_timeout(Instant::from_millis(1));
     while n.poll_transmit().is_some() {}
     while n.poll_event().is_some() {}
@@ -28,7 +32,17 @@ fn drain(n: &mut RpcNode<ChaCha8Rng>) -> Vec<Transmit> {
 }
 
 fn ping(tid: u16) -> Vec<u8> {
-    Request { tid, to: addr(1, 49737), id: None, token: None, internal: true, command: 0, target: None, value: None }.to_bytes()
+    Request {
+        tid,
+        to: addr(1, 49737),
+        id: None,
+        token: None,
+        internal: true,
+        command: 0,
+        target: None,
+        value: None,
+    }
+    .to_bytes()
 }
 
 #[test]
@@ -44,15 +58,33 @@ fn malformed_datagrams_are_dropped_without_reply() {
             v[0] = 0x02;
             v
         }),
-        ("udx packet", vec![0xff, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        (
+            "udx packet",
+            vec![
+                0xff, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+        ),
         ("value length beyond the datagram", {
-            let mut r = Request { tid: 1, to: addr(1, 49737), id: None, token: None, internal: true, command: 0, target: None, value: Some(vec![1, 2, 3]) }.to_bytes();
+            let mut r = Request {
+                tid: 1,
+                to: addr(1, 49737),
+                id: None,
+                token: None,
+                internal: true,
+                command: 0,
+                target: None,
+                value: Some(vec![1, 2, 3]),
+            }
+            .to_bytes();
             let len = r.len();
             r[len - 4] = 0xfe; // claims a 4-byte length prefix
             r.truncate(len - 1);
             r
         }),
-        ("9-byte uint above 2^53", vec![0x03, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        (
+            "9-byte uint above 2^53",
+            vec![0x03, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ),
         ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
     ];
     for cut in 1..valid.len() {
@@ -63,9 +95,17 @@ fn malformed_datagrams_are_dropped_without_reply() {
         n.handle_datagram(Instant::from_millis(10), SocketKind::Server, from, bytes);
         assert!(drain(&mut n).is_empty(), "{name}: {bytes:02x?} got a reply");
     }
-    assert_eq!(n.stats().datagrams_dropped - before.datagrams_dropped, cases.len() as u64);
+    assert_eq!(
+        n.stats().datagrams_dropped - before.datagrams_dropped,
+        cases.len() as u64
+    );
     // Source port 0 is dropped too.
-    n.handle_datagram(Instant::from_millis(10), SocketKind::Server, addr(2, 0), &valid);
+    n.handle_datagram(
+        Instant::from_millis(10),
+        SocketKind::Server,
+        addr(2, 0),
+        &valid,
+    );
     assert!(drain(&mut n).is_empty());
     // And the node still works.
     n.handle_datagram(Instant::from_millis(10), SocketKind::Server, from, &valid);
@@ -90,7 +130,12 @@ fn a_datagram_flood_costs_bounded_state() {
             value: Some(10_000u32.to_le_bytes().to_vec()),
         };
         let from = SocketAddrV4::new(Ipv4Addr::from(0x0b00_0000 + i), 1000);
-        n.handle_datagram(Instant::from_millis(10), SocketKind::Server, from, &req.to_bytes());
+        n.handle_datagram(
+            Instant::from_millis(10),
+            SocketKind::Server,
+            from,
+            &req.to_bytes(),
+        );
     }
     n.handle_timeout(Instant::from_millis(10_020));
     let replies = drain(&mut n).len();
@@ -99,7 +144,12 @@ fn a_datagram_flood_costs_bounded_state() {
 }
 
 fn scripted_run(seed: u64) -> Vec<Transmit> {
-    let mut cfg = RpcConfig { bootstrap: vec![addr(1, 49737)], persistence: Persistence::Persistent, server_port: 49737, ..RpcConfig::default() };
+    let mut cfg = RpcConfig {
+        bootstrap: vec![addr(1, 49737)],
+        persistence: Persistence::Persistent,
+        server_port: 49737,
+        ..RpcConfig::default()
+    };
     cfg.nodes = (10..40).map(|i| addr(i, 49737)).collect();
     let mut n = RpcNode::new(cfg, ChaCha8Rng::seed_from_u64(seed), Instant::ZERO);
     let mut out = drain(&mut n);
@@ -128,7 +178,10 @@ fn same_seed_and_inputs_give_identical_bytes() {
     let a = scripted_run(99);
     let b = scripted_run(99);
     let c = scripted_run(100);
-    assert!(a.len() > 200, "the script exercises replies, queries and retries");
+    assert!(
+        a.len() > 200,
+        "the script exercises replies, queries and retries"
+    );
     assert_eq!(a, b);
     assert_ne!(a, c, "a different seed changes tids, table id and timing");
 }

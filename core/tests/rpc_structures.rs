@@ -22,7 +22,10 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/dht-rpc.json");
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/vectors/dht-rpc.json"
+);
 
 fn vectors() -> &'static Value {
     static V: OnceLock<Value> = OnceLock::new();
@@ -42,15 +45,20 @@ fn vectors() -> &'static Value {
 // ---------------------------------------------------------------------------------------------
 
 fn key(key: &str) -> &'static Value {
-    vectors().get(key).unwrap_or_else(|| panic!("dht-rpc.json has no `{key}` key"))
+    vectors()
+        .get(key)
+        .unwrap_or_else(|| panic!("dht-rpc.json has no `{key}` key"))
 }
 
 fn get<'a>(v: &'a Value, key: &str, ctx: &str) -> &'a Value {
-    v.get(key).unwrap_or_else(|| panic!("{ctx}: missing `{key}`"))
+    v.get(key)
+        .unwrap_or_else(|| panic!("{ctx}: missing `{key}`"))
 }
 
 fn arr<'a>(v: &'a Value, key: &str, ctx: &str) -> &'a [Value] {
-    get(v, key, ctx).as_array().unwrap_or_else(|| panic!("{ctx}: `{key}` is not an array"))
+    get(v, key, ctx)
+        .as_array()
+        .unwrap_or_else(|| panic!("{ctx}: `{key}` is not an array"))
 }
 
 fn nonempty<'a>(v: &'a Value, k: &str, ctx: &str) -> &'a [Value] {
@@ -60,20 +68,27 @@ fn nonempty<'a>(v: &'a Value, k: &str, ctx: &str) -> &'a [Value] {
 }
 
 fn str_of<'a>(v: &'a Value, key: &str, ctx: &str) -> &'a str {
-    get(v, key, ctx).as_str().unwrap_or_else(|| panic!("{ctx}: `{key}` is not a string"))
+    get(v, key, ctx)
+        .as_str()
+        .unwrap_or_else(|| panic!("{ctx}: `{key}` is not a string"))
 }
 
 fn u64_of(v: &Value, key: &str, ctx: &str) -> u64 {
-    get(v, key, ctx).as_u64().unwrap_or_else(|| panic!("{ctx}: `{key}` is not an unsigned integer"))
+    get(v, key, ctx)
+        .as_u64()
+        .unwrap_or_else(|| panic!("{ctx}: `{key}` is not an unsigned integer"))
 }
 
 fn bool_of(v: &Value, key: &str, ctx: &str) -> bool {
-    get(v, key, ctx).as_bool().unwrap_or_else(|| panic!("{ctx}: `{key}` is not a bool"))
+    get(v, key, ctx)
+        .as_bool()
+        .unwrap_or_else(|| panic!("{ctx}: `{key}` is not a bool"))
 }
 
 fn bytes32(s: &str, ctx: &str) -> [u8; 32] {
     let b = hex::decode(s).unwrap_or_else(|e| panic!("{ctx}: bad hex {s:?}: {e}"));
-    b.try_into().unwrap_or_else(|_| panic!("{ctx}: {s:?} is not 32 bytes"))
+    b.try_into()
+        .unwrap_or_else(|_| panic!("{ctx}: {s:?} is not 32 bytes"))
 }
 
 fn hex32(v: &Value, key: &str, ctx: &str) -> [u8; 32] {
@@ -81,12 +96,14 @@ fn hex32(v: &Value, key: &str, ctx: &str) -> [u8; 32] {
 }
 
 fn ip(s: &str, ctx: &str) -> Ipv4Addr {
-    s.parse().unwrap_or_else(|e| panic!("{ctx}: bad IPv4 host {s:?}: {e}"))
+    s.parse()
+        .unwrap_or_else(|e| panic!("{ctx}: bad IPv4 host {s:?}: {e}"))
 }
 
 fn addr_of(v: &Value, ctx: &str) -> SocketAddrV4 {
     let host = ip(str_of(v, "host", ctx), ctx);
-    let port = u16::try_from(u64_of(v, "port", ctx)).unwrap_or_else(|_| panic!("{ctx}: port out of range"));
+    let port = u16::try_from(u64_of(v, "port", ctx))
+        .unwrap_or_else(|_| panic!("{ctx}: port out of range"));
     SocketAddrV4::new(host, port)
 }
 
@@ -148,7 +165,11 @@ fn check_table_invariants(table: &RoutingTable) {
     let mut latest: Vec<NodeId> = table.latest_first().map(|e| e.id).collect();
     latest.reverse();
     assert_eq!(oldest, latest, "recency list links inconsistent");
-    assert_eq!(oldest.len(), table.len(), "recency list length differs from table size");
+    assert_eq!(
+        oldest.len(),
+        table.len(),
+        "recency list length differs from table size"
+    );
     let mut sorted = oldest.clone();
     sorted.sort();
     sorted.dedup();
@@ -159,8 +180,12 @@ fn check_table_invariants(table: &RoutingTable) {
     assert_eq!(table.oldest().map(|e| e.id), oldest.first().copied());
     assert_eq!(table.latest().map(|e| e.id), oldest.last().copied());
 
-    let by_nth: Vec<NodeId> = (0..table.len()).map(|i| table.nth(i).expect("nth in range").id).collect();
-    let by_rows: Vec<NodeId> = (0..256).flat_map(|r| table.row(r).map(|e| e.id).collect::<Vec<_>>()).collect();
+    let by_nth: Vec<NodeId> = (0..table.len())
+        .map(|i| table.nth(i).expect("nth in range").id)
+        .collect();
+    let by_rows: Vec<NodeId> = (0..256)
+        .flat_map(|r| table.row(r).map(|e| e.id).collect::<Vec<_>>())
+        .collect();
     assert_eq!(by_nth, by_rows);
     assert!(table.nth(table.len()).is_none());
     let arr: Vec<NodeId> = table.to_array().map(|e| e.id).collect();
@@ -190,7 +215,11 @@ fn routing_table_vector() {
         let addr = addr_of(add, &c);
         let e = entry(addr, i as u32);
         assert_eq!(e.id, NodeId(hex32(add, "id", &c)), "{c}: id");
-        assert_eq!(table.row_index(&e.id) as u64, u64_of(add, "row", &c), "{c}: row");
+        assert_eq!(
+            table.row_index(&e.id) as u64,
+            u64_of(add, "row", &c),
+            "{c}: row"
+        );
         let accepted = bool_of(add, "accepted", &c);
         let before = table.len();
         let outcome = table.add(e.clone());
@@ -204,18 +233,29 @@ fn routing_table_vector() {
             assert_eq!(outcome, AddOutcome::Full, "{c}");
             assert_eq!(table.len(), before, "{c}");
             assert!(table.get(&e.id).is_none(), "{c}");
-            assert_eq!(table.row_len(table.row_index(&e.id)), K, "{c}: rejected by a full row");
+            assert_eq!(
+                table.row_len(table.row_index(&e.id)),
+                K,
+                "{c}: rejected by a full row"
+            );
         }
         assert_eq!(table.get(&e.id).is_some(), accepted, "{c}: get");
     }
     assert!(rejected > 0, "the scenario is meant to fill some rows");
-    assert_eq!(table.len() as u64, u64_of(rt, "size_after", ctx), "size_after");
+    assert_eq!(
+        table.len() as u64,
+        u64_of(rt, "size_after", ctx),
+        "size_after"
+    );
     check_table_invariants(&table);
     let recency: Vec<NodeId> = table.oldest_first().map(|e| e.id).collect();
     assert_eq!(recency, accepted_order, "recency list = insertion order");
 
     // Re-adding a known id replaces the record and keeps the recency position.
-    let first = adds.iter().find(|a| a["accepted"] == Value::Bool(true)).expect("an accepted add");
+    let first = adds
+        .iter()
+        .find(|a| a["accepted"] == Value::Bool(true))
+        .expect("an accepted add");
     let mut replaced = entry(addr_of(first, ctx), 999);
     replaced.down_hints = 7;
     assert_eq!(table.add(replaced.clone()), AddOutcome::Updated);
@@ -230,9 +270,16 @@ fn routing_table_vector() {
         let c = format!("routing_table.closest.{name}");
         let target = NodeId(hex32(q, "target", &c));
         let k = u64_of(q, "k", &c) as usize;
-        assert_eq!(table.row_index(&target) as u64, u64_of(q, "target_row", &c), "{c}: target_row");
-        let want: Vec<SocketAddrV4> =
-            arr(q, "result", &c).iter().enumerate().map(|(j, r)| addr_of(r, &format!("{c}[{j}]"))).collect();
+        assert_eq!(
+            table.row_index(&target) as u64,
+            u64_of(q, "target_row", &c),
+            "{c}: target_row"
+        );
+        let want: Vec<SocketAddrV4> = arr(q, "result", &c)
+            .iter()
+            .enumerate()
+            .map(|(j, r)| addr_of(r, &format!("{c}[{j}]")))
+            .collect();
         assert_eq!(want.len(), k.min(table.len()), "{c}: result size");
         let got: Vec<SocketAddrV4> = table.closest(&target).take(k).map(|e| e.addr).collect();
         assert_eq!(got, want, "{c}");
@@ -243,8 +290,9 @@ fn routing_table_vector() {
 fn routing_table_touch_remove_rebuild() {
     let own = NodeId(hash(b"own"));
     let mut table = RoutingTable::new(own);
-    let addrs: Vec<SocketAddrV4> =
-        (0..200u16).map(|i| SocketAddrV4::new(Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8), 40000 + i)).collect();
+    let addrs: Vec<SocketAddrV4> = (0..200u16)
+        .map(|i| SocketAddrV4::new(Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8), 40000 + i))
+        .collect();
     for (i, a) in addrs.iter().enumerate() {
         table.add(entry(*a, i as u32));
     }
@@ -258,7 +306,10 @@ fn routing_table_touch_remove_rebuild() {
     assert_eq!(after.last(), Some(&ids[0]));
     table.touch(&ids[0]);
     table.touch(&NodeId(hash(b"unknown")));
-    assert_eq!(table.oldest_first().map(|e| e.id).collect::<Vec<_>>(), after);
+    assert_eq!(
+        table.oldest_first().map(|e| e.id).collect::<Vec<_>>(),
+        after
+    );
 
     // remove
     let removed = table.remove(&ids[3]).expect("present");
@@ -281,12 +332,25 @@ fn routing_table_touch_remove_rebuild() {
     assert!(table.get(&new_id).is_none());
     let dropped_ids: Vec<NodeId> = dropped.iter().map(|e| e.id).collect();
     // dropped entries come in the old toArray order
-    let pos: Vec<usize> =
-        dropped_ids.iter().map(|d| order_before.iter().position(|x| x == d).expect("was present")).collect();
+    let pos: Vec<usize> = dropped_ids
+        .iter()
+        .map(|d| {
+            order_before
+                .iter()
+                .position(|x| x == d)
+                .expect("was present")
+        })
+        .collect();
     assert!(pos.windows(2).all(|w| w[0] < w[1]));
-    let expected_recency: Vec<NodeId> =
-        recency_before.iter().copied().filter(|id| !dropped_ids.contains(id)).collect();
-    assert_eq!(table.oldest_first().map(|e| e.id).collect::<Vec<_>>(), expected_recency);
+    let expected_recency: Vec<NodeId> = recency_before
+        .iter()
+        .copied()
+        .filter(|id| !dropped_ids.contains(id))
+        .collect();
+    assert_eq!(
+        table.oldest_first().map(|e| e.id).collect::<Vec<_>>(),
+        expected_recency
+    );
     assert_eq!(table.len() + dropped.len(), recency_before.len());
     check_table_invariants(&table);
 }
@@ -343,7 +407,12 @@ impl TableModel {
     }
 
     fn rebuild(&mut self, new_id: NodeId) -> Vec<NodeEntry> {
-        let old: Vec<NodeEntry> = self.rows.values().rev().flat_map(|r| r.iter().cloned()).collect();
+        let old: Vec<NodeEntry> = self
+            .rows
+            .values()
+            .rev()
+            .flat_map(|r| r.iter().cloned())
+            .collect();
         self.id = new_id;
         self.rows.clear();
         let mut dropped = Vec::new();
@@ -367,14 +436,21 @@ impl TableModel {
 }
 
 fn pool_entry(seed: u16, tick: u32) -> NodeEntry {
-    let addr = SocketAddrV4::new(Ipv4Addr::new(10, 3, (seed >> 8) as u8, seed as u8), 1000 + seed);
+    let addr = SocketAddrV4::new(
+        Ipv4Addr::new(10, 3, (seed >> 8) as u8, seed as u8),
+        1000 + seed,
+    );
     entry(addr, tick)
 }
 
 fn table_matches_model(ops: Vec<(u8, u16)>) -> bool {
     let own = NodeId(hash(b"quickcheck own id"));
     let mut table = RoutingTable::new(own);
-    let mut model = TableModel { id: own, rows: BTreeMap::new(), recency: Vec::new() };
+    let mut model = TableModel {
+        id: own,
+        rows: BTreeMap::new(),
+        recency: Vec::new(),
+    };
     for (step, (kind, seed)) in ops.into_iter().enumerate() {
         let seed = seed % 400;
         let e = pool_entry(seed, step as u32);
@@ -386,7 +462,11 @@ fn table_matches_model(ops: Vec<(u8, u16)>) -> bool {
                 model.touch(&e.id);
             }
             18 => {
-                let new_id = if seed % 2 == 0 { e.id } else { NodeId(hash(&seed.to_le_bytes())) };
+                let new_id = if seed % 2 == 0 {
+                    e.id
+                } else {
+                    NodeId(hash(&seed.to_le_bytes()))
+                };
                 assert_eq!(table.rebuild(new_id), model.rebuild(new_id));
             }
             _ => {
@@ -405,11 +485,20 @@ fn table_matches_model(ops: Vec<(u8, u16)>) -> bool {
         }
         // compare everything observable
         assert_eq!(table.id(), &model.id);
-        assert_eq!(table.oldest_first().map(|x| x.id).collect::<Vec<_>>(), model.recency);
+        assert_eq!(
+            table.oldest_first().map(|x| x.id).collect::<Vec<_>>(),
+            model.recency
+        );
         let targets = [model.id, e.id, NodeId(hash(&[kind, seed as u8]))];
         for t in &targets {
-            assert_eq!(table.closest(t).map(|x| x.id).collect::<Vec<_>>(), model.closest(t));
-            assert_eq!(table.closest(t).take(5).count(), model.closest(t).len().min(5));
+            assert_eq!(
+                table.closest(t).map(|x| x.id).collect::<Vec<_>>(),
+                model.closest(t)
+            );
+            assert_eq!(
+                table.closest(t).take(5).count(),
+                model.closest(t).len().min(5)
+            );
         }
         for (&r, nodes) in &model.rows {
             assert_eq!(table.row(r).cloned().collect::<Vec<_>>(), *nodes);
@@ -437,17 +526,26 @@ fn prop_table_matches_model() {
 
 #[test]
 fn nat_sampler_vectors() {
-    let scenarios = key("nat_sampler").as_array().expect("nat_sampler is an array");
+    let scenarios = key("nat_sampler")
+        .as_array()
+        .expect("nat_sampler is an array");
     assert_eq!(scenarios.len(), 6);
     for sc in scenarios {
         let name = str_of(sc, "name", "nat_sampler");
         let mut ns = NatSampler::new();
-        assert_eq!((ns.host(), ns.port(), ns.size(), ns.threshold()), (None, 0, 0, 0));
+        assert_eq!(
+            (ns.host(), ns.port(), ns.size(), ns.threshold()),
+            (None, 0, 0, 0)
+        );
         for (i, step) in nonempty(sc, "steps", name).iter().enumerate() {
             let c = format!("nat_sampler.{name}[{i}]");
             let a = addr_of(get(step, "add", &c), &c);
             let hits = ns.add(a);
-            assert_eq!(hits as u64, u64_of(step, "returned_hits", &c), "{c}: returned hits");
+            assert_eq!(
+                hits as u64,
+                u64_of(step, "returned_hits", &c),
+                "{c}: returned hits"
+            );
             let host = match get(step, "host", &c) {
                 Value::Null => None,
                 Value::String(s) => Some(ip(s, &c)),
@@ -456,7 +554,11 @@ fn nat_sampler_vectors() {
             assert_eq!(ns.host(), host, "{c}: host");
             assert_eq!(ns.port() as u64, u64_of(step, "port", &c), "{c}: port");
             assert_eq!(ns.size() as u64, u64_of(step, "size", &c), "{c}: size");
-            assert_eq!(ns.threshold() as u64, u64_of(step, "threshold", &c), "{c}: threshold");
+            assert_eq!(
+                ns.threshold() as u64,
+                u64_of(step, "threshold", &c),
+                "{c}: threshold"
+            );
             assert_eq!(ns.is_randomized(), host.is_some() && ns.port() == 0);
         }
     }
@@ -497,7 +599,15 @@ impl NatModel {
         if self.samples.len() < 32 {
             self.size += 1;
             let s = self.size;
-            self.threshold = s - if s < 4 { 0 } else if s < 8 { 1 } else if s < 12 { 2 } else { 3 };
+            self.threshold = s - if s < 4 {
+                0
+            } else if s < 8 {
+                1
+            } else if s < 12 {
+                2
+            } else {
+                3
+            };
             self.samples.push(a.clone());
             self.samples.push(b.clone());
             self.top += 2;
@@ -512,10 +622,18 @@ impl NatModel {
             ob.borrow_mut().2 -= 1;
             self.top += 1;
         }
-        if self.a.as_ref().map_or(true, |x| x.borrow().2 < a.borrow().2) {
+        if self
+            .a
+            .as_ref()
+            .map_or(true, |x| x.borrow().2 < a.borrow().2)
+        {
             self.a = Some(a.clone());
         }
-        if self.b.as_ref().map_or(true, |x| x.borrow().2 < b.borrow().2) {
+        if self
+            .b
+            .as_ref()
+            .map_or(true, |x| x.borrow().2 < b.borrow().2)
+        {
             self.b = Some(b.clone());
         }
         let ra = *self.a.as_ref().unwrap().borrow();
@@ -573,7 +691,10 @@ fn nat_never_panics(samples: Vec<(u32, u16)>) -> bool {
 
 #[test]
 fn prop_nat_sampler_never_panics() {
-    QuickCheck::new().tests(200).rng(Gen::new(300)).quickcheck(nat_never_panics as fn(Vec<(u32, u16)>) -> bool);
+    QuickCheck::new()
+        .tests(200)
+        .rng(Gen::new(300))
+        .quickcheck(nat_never_panics as fn(Vec<(u32, u16)>) -> bool);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,7 +724,10 @@ fn congestion_vector() {
         assert_eq!(cw.is_full(), bool_of(op, "is_full", &c), "{c}: is_full");
         assert_eq!(cw.total() as u64, u64_of(op, "total", &c), "{c}: total");
         assert_eq!(cw.slot() as u64, u64_of(op, "slot", &c), "{c}: slot");
-        let window: Vec<u64> = arr(op, "window", &c).iter().map(|x| x.as_u64().expect("window slot")).collect();
+        let window: Vec<u64> = arr(op, "window", &c)
+            .iter()
+            .map(|x| x.as_u64().expect("window slot"))
+            .collect();
         let got: Vec<u64> = cw.window().iter().map(|&x| u64::from(x)).collect();
         assert_eq!(got, window, "{c}: window");
     }
@@ -628,7 +752,9 @@ fn congestion_invariant(ops: Vec<u8>) -> bool {
 
 #[test]
 fn prop_congestion_total_is_sum() {
-    QuickCheck::new().tests(200).quickcheck(congestion_invariant as fn(Vec<u8>) -> bool);
+    QuickCheck::new()
+        .tests(200)
+        .quickcheck(congestion_invariant as fn(Vec<u8>) -> bool);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,8 +793,10 @@ fn health_vector() {
         if i > 0 {
             assert_eq!((h.responses(), h.timeouts()), (dr, dt), "{c}: deltas");
         }
-        let callbacks: Vec<&str> =
-            arr(tick, "callbacks", &c).iter().map(|x| x.as_str().expect("callback name")).collect();
+        let callbacks: Vec<&str> = arr(tick, "callbacks", &c)
+            .iter()
+            .map(|x| x.as_str().expect("callback name"))
+            .collect();
         let got: Vec<&str> = h.last_signal().map(signal_name).into_iter().collect();
         assert_eq!(got, callbacks, "{c}: callbacks");
         // Apply the callback as dht-rpc's _online/_degraded/_offline do and derive the expected
@@ -681,9 +809,17 @@ fn health_vector() {
             Some(other) => panic!("{c}: unknown callback {other}"),
             None => {}
         }
-        let expected = if before != (dht_online, dht_degraded) { h.last_signal() } else { None };
+        let expected = if before != (dht_online, dht_degraded) {
+            h.last_signal()
+        } else {
+            None
+        };
         assert_eq!(change, expected, "{c}: network-update");
-        assert_eq!((dht_online, dht_degraded), (h.online(), h.degraded()), "{c}: dht state");
+        assert_eq!(
+            (dht_online, dht_degraded),
+            (h.online(), h.degraded()),
+            "{c}: dht state"
+        );
         if change.is_some() {
             changes += 1;
         }
@@ -769,7 +905,9 @@ fn health_never_panics(counters: Vec<(u64, u64)>) -> bool {
 
 #[test]
 fn prop_health_never_panics() {
-    QuickCheck::new().tests(200).quickcheck(health_never_panics as fn(Vec<(u64, u64)>) -> bool);
+    QuickCheck::new()
+        .tests(200)
+        .quickcheck(health_never_panics as fn(Vec<(u64, u64)>) -> bool);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -796,7 +934,11 @@ fn tokens_vector() {
         let host = ip(str_of(fields, "host", name), name);
         let secret = hex32(fields, "secret_hex", name);
         let want = hex32(t, "token_hex", name);
-        assert_eq!(keyed_hash(&secret, host.to_string().as_bytes()), want, "{name}: keyed hash");
+        assert_eq!(
+            keyed_hash(&secret, host.to_string().as_bytes()),
+            want,
+            "{name}: keyed hash"
+        );
         let mut ts = TokenSecrets::from_secrets(s0, secret);
         assert_eq!(ts.token(host, &mut NoRng), want, "{name}");
         assert_eq!(ts.current_token(host), Some(want), "{name}");
@@ -843,8 +985,15 @@ fn token_rotation_vector() {
         let previous = hex32(step, "previous_token", &c);
         assert_eq!(ts.token(host, &mut NoRng), current, "{c}: current token");
         assert_eq!(ts.current_token(host), Some(current), "{c}");
-        assert_eq!(ts.previous_token(host), Some(previous), "{c}: previous token");
-        assert!(ts.is_valid(host, &current) && ts.is_valid(host, &previous), "{c}");
+        assert_eq!(
+            ts.previous_token(host),
+            Some(previous),
+            "{c}: previous token"
+        );
+        assert!(
+            ts.is_valid(host, &current) && ts.is_valid(host, &previous),
+            "{c}"
+        );
         if let Some(still) = step.get("original_token_still_valid") {
             let still = still.as_bool().expect("bool");
             assert_eq!(ts.is_valid(host, &t0), still, "{c}: original token");
@@ -871,7 +1020,11 @@ fn token_secrets_are_lazy() {
     expect.fill_bytes(&mut s[0]);
     expect.fill_bytes(&mut s[1]);
     let tok = ts.token(host, &mut rng);
-    assert_eq!(ts.secrets(), Some(s), "previous secret drawn first, then current");
+    assert_eq!(
+        ts.secrets(),
+        Some(s),
+        "previous secret drawn first, then current"
+    );
     assert_eq!(tok, keyed_hash(&s[1], b"10.0.0.2"));
     // a second token does not draw again
     assert_eq!(ts.token(host, &mut NoRng), tok);
@@ -900,6 +1053,10 @@ fn token_host_formatting() {
         Ipv4Addr::new(1, 10, 100, 109),
         Ipv4Addr::new(200, 9, 90, 99),
     ] {
-        assert_eq!(ts.current_token(host), Some(keyed_hash(&s, host.to_string().as_bytes())), "{host}");
+        assert_eq!(
+            ts.current_token(host),
+            Some(keyed_hash(&s, host.to_string().as_bytes())),
+            "{host}"
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use hdht_core::stream::{
-    frame_len, Config, HandshakeKeys, MessageDropped, SecretStream, StreamError, DEFAULT_KEEP_ALIVE,
-    HEADER_FRAME_LEN, MAX_FRAME_LEN, MAX_WRITE,
+    frame_len, Config, HandshakeKeys, MessageDropped, SecretStream, StreamError,
+    DEFAULT_KEEP_ALIVE, HEADER_FRAME_LEN, MAX_FRAME_LEN, MAX_WRITE,
 };
 use hdht_core::Instant;
 use rand_chacha::ChaCha20Rng;
@@ -78,8 +78,20 @@ fn handshake(r: &mut ChaCha20Rng) -> (HandshakeKeys, HandshakeKeys) {
         r.fill_bytes(b);
     }
     (
-        HandshakeKeys { tx, rx, hash, public_key: pk_i, remote_public_key: pk_r },
-        HandshakeKeys { tx: rx, rx: tx, hash, public_key: pk_r, remote_public_key: pk_i },
+        HandshakeKeys {
+            tx,
+            rx,
+            hash,
+            public_key: pk_i,
+            remote_public_key: pk_r,
+        },
+        HandshakeKeys {
+            tx: rx,
+            rx: tx,
+            hash,
+            public_key: pk_r,
+            remote_public_key: pk_i,
+        },
     )
 }
 
@@ -92,7 +104,10 @@ fn pair_with(seed: u64, ci: &Config, cr: &Config) -> (SecretStream, SecretStream
 }
 
 fn quiet() -> Config {
-    Config { keep_alive: None, ..Config::default() }
+    Config {
+        keep_alive: None,
+        ..Config::default()
+    }
 }
 
 fn pair(seed: u64) -> (SecretStream, SecretStream) {
@@ -170,17 +185,25 @@ fn random_messages_round_trip_through_random_chunkings() {
     for seed in 0..150u64 {
         let mut r = rng(1000 + seed);
         let (mut a, mut b) = pair(seed);
-        let msgs: Vec<Vec<u8>> = (0..(r.next_u32() % 20)).map(|_| random_message(&mut r)).collect();
+        let msgs: Vec<Vec<u8>> = (0..(r.next_u32() % 20))
+            .map(|_| random_message(&mut r))
+            .collect();
         let wire = write_all(&mut a, &msgs);
-        assert_eq!(wire.len(), HEADER_FRAME_LEN + msgs.iter().map(|m| frame_len(m.len())).sum::<usize>());
+        assert_eq!(
+            wire.len(),
+            HEADER_FRAME_LEN + msgs.iter().map(|m| frame_len(m.len())).sum::<usize>()
+        );
         let chunks = random_chunks(&mut r, &wire);
         let mut got = Vec::new();
         for c in &chunks {
-            b.read_messages(c, Instant::ZERO, |m| got.push(m.to_vec())).unwrap();
+            b.read_messages(c, Instant::ZERO, |m| got.push(m.to_vec()))
+                .unwrap();
         }
         assert_eq!(got, msgs, "seed {seed}");
         // And the other direction, in byte mode.
-        let msgs: Vec<Vec<u8>> = (0..(r.next_u32() % 20)).map(|_| random_message(&mut r)).collect();
+        let msgs: Vec<Vec<u8>> = (0..(r.next_u32() % 20))
+            .map(|_| random_message(&mut r))
+            .collect();
         let wire = write_all(&mut b, &msgs);
         let mut bytes = Vec::new();
         for c in random_chunks(&mut r, &wire) {
@@ -198,7 +221,8 @@ fn interleaved_bidirectional_exchange_and_graceful_close() {
     let (mut a_out, mut b_out) = (Vec::new(), Vec::new());
     a.poll_transmit(&mut a_out);
     b.poll_transmit(&mut b_out);
-    let (mut a_sent, mut b_sent, mut a_got, mut b_got) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut a_sent, mut b_sent, mut a_got, mut b_got) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for step in 0..400 {
         let m = random_message(&mut r);
         if step % 2 == 0 {
@@ -221,8 +245,12 @@ fn interleaved_bidirectional_exchange_and_graceful_close() {
     b.handle_remote_end().unwrap();
     assert!(!a.is_writable());
     assert!(b.is_writable() && !b.is_readable());
-    assert_eq!(a.write(b"late", Instant::ZERO, &mut Vec::new()), Err(StreamError::WriteAfterEnd));
-    b.write(b"after your end", Instant::ZERO, &mut b_out).unwrap();
+    assert_eq!(
+        a.write(b"late", Instant::ZERO, &mut Vec::new()),
+        Err(StreamError::WriteAfterEnd)
+    );
+    b.write(b"after your end", Instant::ZERO, &mut b_out)
+        .unwrap();
     b_sent.extend_from_slice(b"after your end");
     b.end(&mut b_out).unwrap();
     assert!(b.is_closed());
@@ -233,7 +261,10 @@ fn interleaved_bidirectional_exchange_and_graceful_close() {
     assert_eq!(b_got, a_sent);
     assert_eq!(a.poll_timeout(), None);
     assert_eq!(a.handle_transport_closed(), Ok(()));
-    assert_eq!(a.read(b"x", Instant::ZERO, &mut Vec::new()), Err(StreamError::Closed));
+    assert_eq!(
+        a.read(b"x", Instant::ZERO, &mut Vec::new()),
+        Err(StreamError::Closed)
+    );
 }
 
 #[test]
@@ -252,7 +283,9 @@ fn same_seed_same_bytes() {
 fn sample_wire(seed: u64) -> (Vec<u8>, Vec<Vec<u8>>) {
     let mut r = rng(seed);
     let (mut a, _) = pair(seed);
-    let mut msgs: Vec<Vec<u8>> = (0..(2 + r.next_u32() % 6)).map(|_| random_message(&mut r)).collect();
+    let mut msgs: Vec<Vec<u8>> = (0..(2 + r.next_u32() % 6))
+        .map(|_| random_message(&mut r))
+        .collect();
     msgs.iter_mut().for_each(|m| m.truncate(4000));
     (write_all(&mut a, &msgs), msgs)
 }
@@ -260,7 +293,11 @@ fn sample_wire(seed: u64) -> (Vec<u8>, Vec<Vec<u8>>) {
 /// Delivered messages must be an exact prefix of what was sent: never a corrupted plaintext.
 fn assert_prefix(got: &[Vec<u8>], sent: &[Vec<u8>], ctx: &str) {
     assert!(got.len() <= sent.len(), "{ctx}: more messages than sent");
-    assert_eq!(got, &sent[..got.len()], "{ctx}: a delivered message differs from what was sent");
+    assert_eq!(
+        got,
+        &sent[..got.len()],
+        "{ctx}: a delivered message differs from what was sent"
+    );
 }
 
 #[test]
@@ -296,8 +333,14 @@ fn every_bit_flip_is_rejected() {
             );
             assert_prefix(&got, &msgs, &ctx);
             // A destroyed stream refuses everything afterwards.
-            assert_eq!(b.read(&wire, Instant::ZERO, &mut Vec::new()), Err(StreamError::Destroyed));
-            assert_eq!(b.write(b"x", Instant::ZERO, &mut Vec::new()), Err(StreamError::Destroyed));
+            assert_eq!(
+                b.read(&wire, Instant::ZERO, &mut Vec::new()),
+                Err(StreamError::Destroyed)
+            );
+            assert_eq!(
+                b.write(b"x", Instant::ZERO, &mut Vec::new()),
+                Err(StreamError::Destroyed)
+            );
         }
     }
 }
@@ -320,7 +363,11 @@ fn truncation_reordering_replay_and_loss_are_rejected() {
         if !starts.contains(&cut) {
             let (_, mut b) = pair(seed);
             let (got, err) = read_all(&mut b, &[&wire[..cut]]);
-            assert!(matches!(err, Some(StreamError::TruncatedFrame(_))), "{}", ctx("truncated end"));
+            assert!(
+                matches!(err, Some(StreamError::TruncatedFrame(_))),
+                "{}",
+                ctx("truncated end")
+            );
             assert_prefix(&got, &msgs, &ctx("truncated end"));
         }
 
@@ -351,7 +398,10 @@ fn truncation_reordering_replay_and_loss_are_rejected() {
             variants.push((format!("drop {i}"), v));
         }
         // The header frame after a message, or twice.
-        variants.push(("header twice".into(), [&[frames[0]][..], msg_frames].concat()));
+        variants.push((
+            "header twice".into(),
+            [&[frames[0]][..], msg_frames].concat(),
+        ));
         for (what, v) in variants {
             let mut bad = frames[0].to_vec();
             v.iter().for_each(|f| bad.extend_from_slice(f));
@@ -365,7 +415,9 @@ fn truncation_reordering_replay_and_loss_are_rejected() {
 
         // A message frame first instead of the header frame.
         let (_, mut b) = pair(seed);
-        let err = b.read(frames[1], Instant::ZERO, &mut Vec::new()).unwrap_err();
+        let err = b
+            .read(frames[1], Instant::ZERO, &mut Vec::new())
+            .unwrap_err();
         if frames[1].len() - 3 == 56 {
             assert_eq!(err, StreamError::InvalidHeaderId);
         } else {
@@ -391,35 +443,56 @@ fn header_from_another_handshake_or_same_role_is_rejected() {
     let (_, mut other) = pair(2);
     let mut wire = Vec::new();
     a.poll_transmit(&mut wire);
-    assert_eq!(other.read(&wire, Instant::ZERO, &mut Vec::new()), Err(StreamError::InvalidHeaderId));
+    assert_eq!(
+        other.read(&wire, Instant::ZERO, &mut Vec::new()),
+        Err(StreamError::InvalidHeaderId)
+    );
     // Two initiators.
     let mut r = rng(1);
     let (hi, _) = handshake(&mut r);
     let mut i2 = SecretStream::new(true, &hi, &quiet(), Instant::ZERO, &mut r);
-    assert_eq!(i2.read(&wire, Instant::ZERO, &mut Vec::new()), Err(StreamError::InvalidHeaderId));
+    assert_eq!(
+        i2.read(&wire, Instant::ZERO, &mut Vec::new()),
+        Err(StreamError::InvalidHeaderId)
+    );
     // Wrong first-frame lengths are rejected as soon as the prefix is read.
     for len in [0usize, 17, 55, 57, 0xff_ffff] {
         let (_, mut b) = pair(1);
         let prefix = (len as u32).to_le_bytes();
-        assert_eq!(b.read(&prefix[..3], Instant::ZERO, &mut Vec::new()), Err(StreamError::InvalidHeaderLength(len)));
+        assert_eq!(
+            b.read(&prefix[..3], Instant::ZERO, &mut Vec::new()),
+            Err(StreamError::InvalidHeaderLength(len))
+        );
     }
 }
 
 #[test]
 fn short_and_oversized_frames() {
-    let cfg = Config { max_frame_len: 1000, ..quiet() };
+    let cfg = Config {
+        max_frame_len: 1000,
+        ..quiet()
+    };
     for len in [0usize, 1, 16] {
         let (mut a, mut b) = pair_with(5, &quiet(), &cfg);
         let mut wire = Vec::new();
         a.poll_transmit(&mut wire);
         wire.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
-        assert_eq!(b.read(&wire, Instant::ZERO, &mut Vec::new()), Err(StreamError::MessageTooShort(len)));
+        assert_eq!(
+            b.read(&wire, Instant::ZERO, &mut Vec::new()),
+            Err(StreamError::MessageTooShort(len))
+        );
     }
     let (mut a, mut b) = pair_with(5, &quiet(), &cfg);
     let wire = write_all(&mut a, &[vec![1; 983], vec![2; 984]]);
     let (got, err) = read_all(&mut b, &[&wire]);
     assert_eq!(got, vec![vec![1; 983]]);
-    assert_eq!(err, Some(StreamError::FrameTooLarge { len: 1001, max: 1000 }));
+    assert_eq!(
+        err,
+        Some(StreamError::FrameTooLarge {
+            len: 1001,
+            max: 1000
+        })
+    );
 }
 
 #[test]
@@ -429,13 +502,19 @@ fn write_limits() {
     let mut out = Vec::new();
     assert_eq!(
         a.write(&big, Instant::ZERO, &mut out),
-        Err(StreamError::WriteTooLarge { len: MAX_WRITE + 1, max: MAX_WRITE })
+        Err(StreamError::WriteTooLarge {
+            len: MAX_WRITE + 1,
+            max: MAX_WRITE
+        })
     );
     assert!(out.is_empty(), "a refused write emits nothing");
     assert!(a.is_writable(), "a refused write does not destroy");
     a.write(&big[..MAX_WRITE], Instant::ZERO, &mut out).unwrap();
     assert_eq!(out.len(), HEADER_FRAME_LEN + 3 + MAX_FRAME_LEN);
-    assert_eq!(&out[HEADER_FRAME_LEN..HEADER_FRAME_LEN + 3], &[0xff, 0xff, 0xff]);
+    assert_eq!(
+        &out[HEADER_FRAME_LEN..HEADER_FRAME_LEN + 3],
+        &[0xff, 0xff, 0xff]
+    );
 }
 
 // ------------------------------------------------------------------ arbitrary input
@@ -445,7 +524,11 @@ fn arbitrary_bytes_never_panic_and_stay_bounded() {
     for seed in 0..400u64 {
         let mut r = rng(seed);
         let max = [64usize, 4096, MAX_FRAME_LEN][seed as usize % 3];
-        let cfg = Config { max_frame_len: max, keep_alive: None, ..Config::default() };
+        let cfg = Config {
+            max_frame_len: max,
+            keep_alive: None,
+            ..Config::default()
+        };
         let (mut a, mut b) = pair_with(seed, &quiet(), &cfg);
         let mut input = Vec::new();
         match seed % 4 {
@@ -480,7 +563,11 @@ fn arbitrary_bytes_never_panic_and_stay_bounded() {
         assert!(b.buffered_capacity() <= 2 * max, "seed {seed}");
         // The reader never allocates more than what arrived (plus the message being delivered,
         // itself bounded by what arrived) — in particular not the announced frame length.
-        assert!(largest <= 2 * input.len() + 1024, "seed {seed}: allocation of {largest} bytes for {} input bytes", input.len());
+        assert!(
+            largest <= 2 * input.len() + 1024,
+            "seed {seed}: allocation of {largest} bytes for {} input bytes",
+            input.len()
+        );
     }
 }
 
@@ -493,7 +580,10 @@ fn announced_16_mib_frame_allocates_only_what_arrives() {
     wire.extend_from_slice(&[0u8; 1000]);
     let (r, largest) = largest_allocation_during(|| b.read(&wire, Instant::ZERO, &mut Vec::new()));
     assert_eq!(r, Ok(0));
-    assert!(largest <= 4096, "allocated {largest} bytes for a frame of which 1000 bytes arrived");
+    assert!(
+        largest <= 4096,
+        "allocated {largest} bytes for a frame of which 1000 bytes arrived"
+    );
     assert!(b.buffered_capacity() <= 4096);
     // The whole frame may legitimately arrive: memory grows with it, up to the frame length.
     let (mut a, mut b) = pair(12);
@@ -503,7 +593,10 @@ fn announced_16_mib_frame_allocates_only_what_arrives() {
         b.read(c, Instant::ZERO, &mut got).unwrap();
     }
     assert_eq!(got.len(), MAX_WRITE);
-    assert!(b.buffered_capacity() <= 128 * 1024, "large frame buffers are released afterwards");
+    assert!(
+        b.buffered_capacity() <= 128 * 1024,
+        "large frame buffers are released afterwards"
+    );
 }
 
 // ------------------------------------------------------------------ unordered messages
@@ -525,9 +618,15 @@ fn unordered_messages_round_trip_and_bad_ones_are_dropped() {
         let pos = r.next_u32() as usize % env.len();
         env[pos] ^= 1 << (r.next_u32() % 8);
         let mut out = Vec::new();
-        assert_eq!(b.open_message(&env, &mut out), Err(MessageDropped::Authentication));
+        assert_eq!(
+            b.open_message(&env, &mut out),
+            Err(MessageDropped::Authentication)
+        );
         assert!(out.is_empty());
-        assert_eq!(b.open_message_in_place(&mut env), Err(MessageDropped::Authentication));
+        assert_eq!(
+            b.open_message_in_place(&mut env),
+            Err(MessageDropped::Authentication)
+        );
     }
     // Replies the other way.
     let mut env = Vec::new();
@@ -537,7 +636,10 @@ fn unordered_messages_round_trip_and_bad_ones_are_dropped() {
     assert_eq!(out, b"reply");
     // Too short (hyperdht's empty nudge included).
     for n in [0usize, 1, 23] {
-        assert_eq!(b.open_message(&vec![0; n], &mut Vec::new()), Err(MessageDropped::TooShort));
+        assert_eq!(
+            b.open_message(&vec![0; n], &mut Vec::new()),
+            Err(MessageDropped::TooShort)
+        );
     }
     // No replay protection, as in the reference: the same envelope opens twice.
     assert!(a.open_message(&env, &mut Vec::new()).is_ok());
@@ -552,8 +654,14 @@ fn unordered_messages_round_trip_and_bad_ones_are_dropped() {
     assert_eq!(c2, c1.wrapping_add(1));
     // After destroy: refused.
     a.destroy();
-    assert_eq!(a.send_message(b"x", &mut Vec::new()), Err(StreamError::Destroyed));
-    assert_eq!(a.open_message(&env, &mut Vec::new()), Err(MessageDropped::NotOpen));
+    assert_eq!(
+        a.send_message(b"x", &mut Vec::new()),
+        Err(StreamError::Destroyed)
+    );
+    assert_eq!(
+        a.open_message(&env, &mut Vec::new()),
+        Err(MessageDropped::NotOpen)
+    );
 }
 
 // ------------------------------------------------------------------ keep-alive and timeout
@@ -581,7 +689,11 @@ fn keep_alive_fires_after_write_silence_and_is_refreshed_by_writes() {
     assert!(a.has_pending_transmit());
     let before = wire.len();
     assert!(a.poll_transmit(&mut wire));
-    assert_eq!(&wire[before..before + 3], &[0x11, 0, 0], "an empty frame: 20 bytes");
+    assert_eq!(
+        &wire[before..before + 3],
+        &[0x11, 0, 0],
+        "an empty frame: 20 bytes"
+    );
     assert_eq!(wire.len() - before, 20);
     // Repeats every 5 s while idle...
     assert_eq!(a.poll_timeout(), Some(ms(11000)));
@@ -599,14 +711,16 @@ fn keep_alive_fires_after_write_silence_and_is_refreshed_by_writes() {
 
     // A peer without keep-alive sees the empty messages; with keep-alive it drops them.
     let mut got = Vec::new();
-    b.read_messages(&wire, ms(40000), |m| got.push(m.to_vec())).unwrap();
+    b.read_messages(&wire, ms(40000), |m| got.push(m.to_vec()))
+        .unwrap();
     assert_eq!(got, vec![Vec::new(), b"data".to_vec(), Vec::new()]);
     let mut r = rng(31);
     let (_, hr) = handshake(&mut r);
     let mut _a = SecretStream::new(true, &hi, &Config::default(), ms(0), &mut r);
     let mut b2 = SecretStream::new(false, &hr, &Config::default(), ms(0), &mut r);
     let mut got = Vec::new();
-    b2.read_messages(&wire, ms(0), |m| got.push(m.to_vec())).unwrap();
+    b2.read_messages(&wire, ms(0), |m| got.push(m.to_vec()))
+        .unwrap();
     assert_eq!(got, vec![b"data".to_vec()]);
 
     // end() stops the keep-alive.
@@ -627,18 +741,28 @@ fn set_keep_alive_restarts_and_turns_on_filtering() {
     // b's filter: off until a keep-alive is set, then on for good.
     let wire = write_all(&mut a, &[Vec::new(), b"x".to_vec(), Vec::new()]);
     let mut got = Vec::new();
-    b.read_messages(&wire[..HEADER_FRAME_LEN + 20], ms(0), |m| got.push(m.to_vec())).unwrap();
+    b.read_messages(&wire[..HEADER_FRAME_LEN + 20], ms(0), |m| {
+        got.push(m.to_vec())
+    })
+    .unwrap();
     assert_eq!(got, vec![Vec::new()]);
     b.set_keep_alive(Some(Duration::from_secs(5)), ms(0));
     b.set_keep_alive(None, ms(0));
     got.clear();
-    b.read_messages(&wire[HEADER_FRAME_LEN + 20..], ms(0), |m| got.push(m.to_vec())).unwrap();
+    b.read_messages(&wire[HEADER_FRAME_LEN + 20..], ms(0), |m| {
+        got.push(m.to_vec())
+    })
+    .unwrap();
     assert_eq!(got, vec![b"x".to_vec()]);
 }
 
 #[test]
 fn timeout_destroys_after_read_silence() {
-    let cfg = Config { timeout: Some(Duration::from_millis(10_000)), keep_alive: None, ..Config::default() };
+    let cfg = Config {
+        timeout: Some(Duration::from_millis(10_000)),
+        keep_alive: None,
+        ..Config::default()
+    };
     let mut r = rng(41);
     let (hi, hr) = handshake(&mut r);
     let mut a = SecretStream::new(true, &hi, &quiet(), ms(0), &mut r);
@@ -661,7 +785,10 @@ fn timeout_destroys_after_read_silence() {
     assert!(b.is_destroyed());
     assert_eq!(b.error(), Some(StreamError::TimedOut));
     assert_eq!(b.poll_timeout(), None);
-    assert_eq!(b.write(b"x", ms(13_001), &mut Vec::new()), Err(StreamError::Destroyed));
+    assert_eq!(
+        b.write(b"x", ms(13_001), &mut Vec::new()),
+        Err(StreamError::Destroyed)
+    );
     assert!(!b.poll_transmit(&mut Vec::new()));
     // set_timeout restarts / disables.
     let (_, mut c) = pair(42);
@@ -673,7 +800,10 @@ fn timeout_destroys_after_read_silence() {
 
 #[test]
 fn timeout_keeps_running_after_remote_end_like_the_reference() {
-    let cfg = Config { timeout: Some(Duration::from_millis(1000)), ..Config::default() };
+    let cfg = Config {
+        timeout: Some(Duration::from_millis(1000)),
+        ..Config::default()
+    };
     let (_, mut b) = pair_with(43, &quiet(), &cfg);
     b.handle_remote_end().unwrap();
     assert_eq!(b.poll_timeout(), Some(ms(1000)));
@@ -689,7 +819,10 @@ fn timeout_keeps_running_after_remote_end_like_the_reference() {
 fn transport_close_before_both_ends_destroys() {
     let (mut a, _) = pair(51);
     a.end(&mut Vec::new()).unwrap();
-    assert_eq!(a.handle_transport_closed(), Err(StreamError::TransportClosed));
+    assert_eq!(
+        a.handle_transport_closed(),
+        Err(StreamError::TransportClosed)
+    );
     assert!(a.is_destroyed());
     assert_eq!(a.handle_transport_closed(), Ok(()));
 
@@ -715,7 +848,10 @@ fn end_flushes_a_pending_header() {
     // A remote end before any byte is a plain end (the reference pushes EOF).
     let (_, mut c) = pair(54);
     assert_eq!(c.handle_remote_end(), Ok(()));
-    assert_eq!(c.read(b"x", ms(0), &mut Vec::new()), Err(StreamError::ReadAfterEnd));
+    assert_eq!(
+        c.read(b"x", ms(0), &mut Vec::new()),
+        Err(StreamError::ReadAfterEnd)
+    );
 }
 
 // ------------------------------------------------------------------ throughput (manual)
@@ -748,5 +884,9 @@ fn throughput() {
         sent += msg.len();
     }
     let mb = total as f64 / 1e6;
-    println!("encrypt {:.0} MB/s, decrypt (1152-byte chunks) {:.0} MB/s", mb / enc.as_secs_f64(), mb / dec.as_secs_f64());
+    println!(
+        "encrypt {:.0} MB/s, decrypt (1152-byte chunks) {:.0} MB/s",
+        mb / enc.as_secs_f64(),
+        mb / dec.as_secs_f64()
+    );
 }

@@ -37,8 +37,14 @@ use hdht_core::Instant;
 use rand_core::{CryptoRng, RngCore};
 use serde_json::Value;
 
-const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/udx-secret-stream.json");
-const CAPTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/udx-hyperdht-capture.json");
+const VECTORS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/vectors/udx-secret-stream.json"
+);
+const CAPTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/vectors/udx-hyperdht-capture.json"
+);
 
 fn load(path: &str) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
@@ -62,15 +68,20 @@ fn det() -> &'static Value {
 }
 
 fn get<'a>(v: &'a Value, key: &str) -> &'a Value {
-    v.get(key).unwrap_or_else(|| panic!("vector has no `{key}`: {v}"))
+    v.get(key)
+        .unwrap_or_else(|| panic!("vector has no `{key}`: {v}"))
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    get(v, key).as_str().unwrap_or_else(|| panic!("`{key}` is not a string"))
+    get(v, key)
+        .as_str()
+        .unwrap_or_else(|| panic!("`{key}` is not a string"))
 }
 
 fn arr<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    get(v, key).as_array().unwrap_or_else(|| panic!("`{key}` is not an array"))
+    get(v, key)
+        .as_array()
+        .unwrap_or_else(|| panic!("`{key}` is not an array"))
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -116,7 +127,13 @@ impl CryptoRng for ReplayRng {}
 
 fn keys_for(is_initiator: bool, hash: [u8; 64], itx: [u8; 32], irx: [u8; 32]) -> HandshakeKeys {
     let (tx, rx) = if is_initiator { (itx, irx) } else { (irx, itx) };
-    HandshakeKeys { tx, rx, hash, public_key: [is_initiator as u8; 32], remote_public_key: [!is_initiator as u8; 32] }
+    HandshakeKeys {
+        tx,
+        rx,
+        hash,
+        public_key: [is_initiator as u8; 32],
+        remote_public_key: [!is_initiator as u8; 32],
+    }
 }
 
 fn det_keys(is_initiator: bool) -> HandshakeKeys {
@@ -130,11 +147,21 @@ fn det_keys(is_initiator: bool) -> HandshakeKeys {
 }
 
 fn no_keepalive() -> Config {
-    Config { keep_alive: None, ..Config::default() }
+    Config {
+        keep_alive: None,
+        ..Config::default()
+    }
 }
 
 fn role(is_initiator: bool) -> &'static Value {
-    get(det(), if is_initiator { "initiator" } else { "responder" })
+    get(
+        det(),
+        if is_initiator {
+            "initiator"
+        } else {
+            "responder"
+        },
+    )
 }
 
 /// The stream of one role with the vector's header and counter.
@@ -143,8 +170,17 @@ fn det_stream(is_initiator: bool, config: &Config) -> SecretStream {
     let mut bytes = unhex(s(r, "secretstream_header_hex"));
     bytes.extend(unhex(s(r, "unordered_initial_counter_hex")));
     let mut rng = ReplayRng { bytes, pos: 0 };
-    let st = SecretStream::new(is_initiator, &det_keys(is_initiator), config, Instant::ZERO, &mut rng);
-    assert_eq!(rng.pos, 32, "SecretStream::new must draw exactly header (24) + counter (8)");
+    let st = SecretStream::new(
+        is_initiator,
+        &det_keys(is_initiator),
+        config,
+        Instant::ZERO,
+        &mut rng,
+    );
+    assert_eq!(
+        rng.pos, 32,
+        "SecretStream::new must draw exactly header (24) + counter (8)"
+    );
     st
 }
 
@@ -171,13 +207,28 @@ fn fixed_inputs_rederive_from_labels() {
         out
     }
     let inputs = get(det(), "inputs");
-    assert_eq!(fixed("handshake hash", 64), unhex(s(inputs, "handshake_hash_hex")));
-    assert_eq!(fixed("initiator tx", 32), unhex(s(inputs, "initiator_tx_hex")));
-    assert_eq!(fixed("initiator rx", 32), unhex(s(inputs, "initiator_rx_hex")));
+    assert_eq!(
+        fixed("handshake hash", 64),
+        unhex(s(inputs, "handshake_hash_hex"))
+    );
+    assert_eq!(
+        fixed("initiator tx", 32),
+        unhex(s(inputs, "initiator_tx_hex"))
+    );
+    assert_eq!(
+        fixed("initiator rx", 32),
+        unhex(s(inputs, "initiator_rx_hex"))
+    );
     for (is_init, name) in [(true, "initiator"), (false, "responder")] {
         let r = role(is_init);
-        assert_eq!(fixed(&format!("{name} secretstream header"), 24), unhex(s(r, "secretstream_header_hex")));
-        assert_eq!(fixed(&format!("{name} udp send counter"), 8), unhex(s(r, "unordered_initial_counter_hex")));
+        assert_eq!(
+            fixed(&format!("{name} secretstream header"), 24),
+            unhex(s(r, "secretstream_header_hex"))
+        );
+        assert_eq!(
+            fixed(&format!("{name} udp send counter"), 8),
+            unhex(s(r, "unordered_initial_counter_hex"))
+        );
     }
 }
 
@@ -186,8 +237,14 @@ fn derived_ids_and_keys() {
     let hash: [u8; 64] = hexn(get(det(), "inputs"), "handshake_hash_hex");
     for is_init in [true, false] {
         let r = role(is_init);
-        assert_eq!(keys::stream_id(&hash, is_init), hexn::<32>(r, "stream_id_hex"));
-        assert_eq!(keys::unordered_send_key(&hash, is_init), hexn::<32>(r, "unordered_send_key_hex"));
+        assert_eq!(
+            keys::stream_id(&hash, is_init),
+            hexn::<32>(r, "stream_id_hex")
+        );
+        assert_eq!(
+            keys::unordered_send_key(&hash, is_init),
+            hexn::<32>(r, "unordered_send_key_hex")
+        );
         // The secretstream key of a role is its tx.
         assert_eq!(det_keys(is_init).tx, hexn::<32>(r, "secretstream_key_hex"));
         let st = det_stream(is_init, &Config::default());
@@ -215,10 +272,19 @@ fn header_frames_message_frames_and_envelopes_are_byte_exact() {
         assert!(!frames.is_empty());
         for (i, f) in frames.iter().enumerate() {
             let plain = unhex(s(f, "plaintext_hex"));
-            assert_eq!(plain.len() as u64, get(f, "plaintext_len").as_u64().unwrap());
+            assert_eq!(
+                plain.len() as u64,
+                get(f, "plaintext_len").as_u64().unwrap()
+            );
             let mut out = Vec::new();
-            st.write(&plain, Instant::from_millis(i as u64), &mut out).unwrap();
-            assert_eq!(hex::encode(&out), s(f, "frame_hex"), "{} frame {i}", if is_init { "initiator" } else { "responder" });
+            st.write(&plain, Instant::from_millis(i as u64), &mut out)
+                .unwrap();
+            assert_eq!(
+                hex::encode(&out),
+                s(f, "frame_hex"),
+                "{} frame {i}",
+                if is_init { "initiator" } else { "responder" }
+            );
         }
 
         let msgs = arr(r, "unordered_messages");
@@ -227,7 +293,11 @@ fn header_frames_message_frames_and_envelopes_are_byte_exact() {
             let plain = unhex(s(m, "plaintext_hex"));
             let mut out = Vec::new();
             st.send_message(&plain, &mut out).unwrap();
-            assert_eq!(hex::encode(&out[..8]), s(m, "nonce_prefix_hex"), "envelope {i} nonce prefix");
+            assert_eq!(
+                hex::encode(&out[..8]),
+                s(m, "nonce_prefix_hex"),
+                "envelope {i} nonce prefix"
+            );
             assert_eq!(hex::encode(&out), s(m, "envelope_hex"), "envelope {i}");
         }
     }
@@ -240,8 +310,12 @@ fn first_write_carries_the_header_frame() {
     let mut st = det_stream(true, &Config::default());
     let f = &arr(r, "frames")[0];
     let mut out = Vec::new();
-    st.write(&unhex(s(f, "plaintext_hex")), Instant::ZERO, &mut out).unwrap();
-    assert_eq!(hex::encode(&out), format!("{}{}", s(r, "header_frame_hex"), s(f, "frame_hex")));
+    st.write(&unhex(s(f, "plaintext_hex")), Instant::ZERO, &mut out)
+        .unwrap();
+    assert_eq!(
+        hex::encode(&out),
+        format!("{}{}", s(r, "header_frame_hex"), s(f, "frame_hex"))
+    );
 }
 
 /// `verified_by_reference`: what the reference's peer role saw, reproduced by our peer role.
@@ -267,7 +341,9 @@ fn peer_decrypts_like_the_reference() {
             let mut reader = det_stream(reader_is_init, &no_keepalive());
             let mut got: Vec<Vec<u8>> = Vec::new();
             for chunk in wire.chunks(chunking) {
-                reader.read_messages(chunk, Instant::ZERO, |m| got.push(m.to_vec())).unwrap();
+                reader
+                    .read_messages(chunk, Instant::ZERO, |m| got.push(m.to_vec()))
+                    .unwrap();
             }
             assert!(reader.remote_header_received());
             assert_eq!(got.len(), expected.len(), "chunking {chunking}");
@@ -278,7 +354,10 @@ fn peer_decrypts_like_the_reference() {
                 }
             }
             // ... and they are exactly the sender's plaintexts.
-            let plains: Vec<Vec<u8>> = arr(sender, "frames").iter().map(|f| unhex(s(f, "plaintext_hex"))).collect();
+            let plains: Vec<Vec<u8>> = arr(sender, "frames")
+                .iter()
+                .map(|f| unhex(s(f, "plaintext_hex")))
+                .collect();
             assert_eq!(got, plains);
             reader.handle_remote_end().unwrap();
         }
@@ -286,7 +365,9 @@ fn peer_decrypts_like_the_reference() {
         // With hyperdht's keep-alive on, the empty frame is filtered; byte mode sees the same bytes.
         let mut reader = det_stream(reader_is_init, &Config::default());
         let mut got = Vec::new();
-        reader.read_messages(&wire, Instant::ZERO, |m| got.push(m.to_vec())).unwrap();
+        reader
+            .read_messages(&wire, Instant::ZERO, |m| got.push(m.to_vec()))
+            .unwrap();
         let nonempty: Vec<Vec<u8>> = arr(sender, "frames")
             .iter()
             .map(|f| unhex(s(f, "plaintext_hex")))
@@ -315,7 +396,10 @@ fn peer_decrypts_like_the_reference() {
             assert_eq!(hex::encode(p), exp.as_str().unwrap());
             // The sender cannot open its own envelopes (keys are per direction).
             let own = det_stream(!reader_is_init, &Config::default());
-            assert_eq!(own.open_message(&env, &mut Vec::new()), Err(MessageDropped::Authentication));
+            assert_eq!(
+                own.open_message(&env, &mut Vec::new()),
+                Err(MessageDropped::Authentication)
+            );
         }
     }
 }
@@ -340,12 +424,19 @@ fn split_udx(datagrams: &[Datagram]) -> BTreeMap<String, Directed> {
     let mut messages: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     for d in datagrams {
         let b = &d.bytes;
-        assert!(b.len() >= 20 && b[0] == 0xff && b[1] == 1, "not a UDX packet");
+        assert!(
+            b.len() >= 20 && b[0] == 0xff && b[1] == 1,
+            "not a UDX packet"
+        );
         let ty = b[2];
         let payload = b[20 + b[3] as usize..].to_vec();
         let seq = u32::from_le_bytes(b[12..16].try_into().unwrap());
         if ty & 0x01 != 0 && !payload.is_empty() {
-            by_seq.entry(d.dir.clone()).or_default().entry(seq).or_insert(payload);
+            by_seq
+                .entry(d.dir.clone())
+                .or_default()
+                .entry(seq)
+                .or_insert(payload);
         } else if ty & 0x08 != 0 {
             messages.entry(d.dir.clone()).or_default().push(payload);
         }
@@ -360,10 +451,24 @@ fn split_udx(datagrams: &[Datagram]) -> BTreeMap<String, Directed> {
             chunks.push(p);
         }
         let messages = messages.remove(&dir).unwrap_or_default();
-        out.insert(dir, Directed { stream, chunks, messages });
+        out.insert(
+            dir,
+            Directed {
+                stream,
+                chunks,
+                messages,
+            },
+        );
     }
     for (dir, m) in messages {
-        out.insert(dir, Directed { stream: Vec::new(), chunks: Vec::new(), messages: m });
+        out.insert(
+            dir,
+            Directed {
+                stream: Vec::new(),
+                chunks: Vec::new(),
+                messages: m,
+            },
+        );
     }
     out
 }
@@ -372,7 +477,9 @@ fn split_udx(datagrams: &[Datagram]) -> BTreeMap<String, Directed> {
 fn decode(reader: &mut SecretStream, chunks: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut got = Vec::new();
     for c in chunks {
-        reader.read_messages(c, Instant::ZERO, |m| got.push(m.to_vec())).unwrap();
+        reader
+            .read_messages(c, Instant::ZERO, |m| got.push(m.to_vec()))
+            .unwrap();
     }
     reader.handle_remote_end().unwrap();
     got
@@ -394,39 +501,73 @@ fn secret_stream_over_udx_capture_decodes() {
     let hash: [u8; 64] = hexn(ss, "handshake_hash_hex");
     let itx: [u8; 32] = hexn(ss, "initiator_tx_hex");
     let irx: [u8; 32] = hexn(ss, "initiator_rx_hex");
-    assert_eq!(keys::stream_id(&hash, true), hexn::<32>(ss, "expected_stream_id_initiator_hex"));
-    assert_eq!(keys::stream_id(&hash, false), hexn::<32>(ss, "expected_stream_id_responder_hex"));
-    assert_eq!(keys::unordered_send_key(&hash, true), hexn::<32>(ss, "unordered_send_key_initiator_hex"));
-    assert_eq!(keys::unordered_send_key(&hash, false), hexn::<32>(ss, "unordered_send_key_responder_hex"));
+    assert_eq!(
+        keys::stream_id(&hash, true),
+        hexn::<32>(ss, "expected_stream_id_initiator_hex")
+    );
+    assert_eq!(
+        keys::stream_id(&hash, false),
+        hexn::<32>(ss, "expected_stream_id_responder_hex")
+    );
+    assert_eq!(
+        keys::unordered_send_key(&hash, true),
+        hexn::<32>(ss, "unordered_send_key_initiator_hex")
+    );
+    assert_eq!(
+        keys::unordered_send_key(&hash, false),
+        hexn::<32>(ss, "unordered_send_key_responder_hex")
+    );
 
     let datagrams: Vec<Datagram> = arr(sc, "packets")
         .iter()
         .filter_map(|p| {
             let h = p.get("hex")?.as_str()?;
-            Some(Datagram { dir: s(p, "dir").to_string(), bytes: unhex(h) })
+            Some(Datagram {
+                dir: s(p, "dir").to_string(),
+                bytes: unhex(h),
+            })
         })
         .collect();
     let dirs = split_udx(&datagrams);
     let decoded = get(ss, "decoded");
 
-    for (dir, label, reader_is_init) in
-        [("A->B", "A->B (initiator -> responder)", false), ("B->A", "B->A (responder -> initiator)", true)]
-    {
+    for (dir, label, reader_is_init) in [
+        ("A->B", "A->B (initiator -> responder)", false),
+        ("B->A", "B->A (responder -> initiator)", true),
+    ] {
         let d = &dirs[dir];
         let dec = get(decoded, label);
-        assert_eq!(d.stream.len() as u64, get(dec, "reliable_bytes_len").as_u64().unwrap());
+        assert_eq!(
+            d.stream.len() as u64,
+            get(dec, "reliable_bytes_len").as_u64().unwrap()
+        );
         let frames = arr(dec, "frames");
         assert_eq!(s(&frames[0], "kind"), "id+header");
-        assert_eq!(hex::encode(&d.stream[3..35]), s(&frames[0], "stream_id_hex"));
-        assert_eq!(hex::encode(&d.stream[35..59]), s(&frames[0], "secretstream_header_hex"));
+        assert_eq!(
+            hex::encode(&d.stream[3..35]),
+            s(&frames[0], "stream_id_hex")
+        );
+        assert_eq!(
+            hex::encode(&d.stream[35..59]),
+            s(&frames[0], "secretstream_header_hex")
+        );
         let expected: Vec<&Value> = frames[1..].iter().collect();
 
         let hk = keys_for(reader_is_init, hash, itx, irx);
         // Keep-alive off: every message, the empty keep-alive included.
         for one_byte in [false, true] {
-            let mut reader = SecretStream::new(reader_is_init, &hk, &no_keepalive(), Instant::ZERO, &mut rng());
-            let chunks: Vec<Vec<u8>> =
-                if one_byte { d.stream.iter().map(|b| vec![*b]).collect() } else { d.chunks.clone() };
+            let mut reader = SecretStream::new(
+                reader_is_init,
+                &hk,
+                &no_keepalive(),
+                Instant::ZERO,
+                &mut rng(),
+            );
+            let chunks: Vec<Vec<u8>> = if one_byte {
+                d.stream.iter().map(|b| vec![*b]).collect()
+            } else {
+                d.chunks.clone()
+            };
             let got = decode(&mut reader, &chunks);
             assert_eq!(got.len(), expected.len(), "{dir}");
             for (g, e) in got.iter().zip(&expected) {
@@ -444,9 +585,21 @@ fn secret_stream_over_udx_capture_decodes() {
             }
         }
         // hyperdht's keep-alive on: the empty frame is filtered.
-        let mut reader = SecretStream::new(reader_is_init, &hk, &Config::default(), Instant::ZERO, &mut rng());
+        let mut reader = SecretStream::new(
+            reader_is_init,
+            &hk,
+            &Config::default(),
+            Instant::ZERO,
+            &mut rng(),
+        );
         let got = decode(&mut reader, &d.chunks);
-        assert_eq!(got.len(), expected.iter().filter(|e| get(e, "plaintext_len").as_u64() != Some(0)).count());
+        assert_eq!(
+            got.len(),
+            expected
+                .iter()
+                .filter(|e| get(e, "plaintext_len").as_u64() != Some(0))
+                .count()
+        );
     }
 
     // The unordered message A -> B, opened by the responder.
@@ -454,8 +607,17 @@ fn secret_stream_over_udx_capture_decodes() {
     assert_eq!(expected.len(), 1);
     let msgs = &dirs["A->B"].messages;
     assert_eq!(msgs.len(), 1);
-    assert_eq!(hex::encode(&msgs[0][..8]), s(&expected[0], "nonce_prefix_hex"));
-    let reader = SecretStream::new(false, &keys_for(false, hash, itx, irx), &Config::default(), Instant::ZERO, &mut rng());
+    assert_eq!(
+        hex::encode(&msgs[0][..8]),
+        s(&expected[0], "nonce_prefix_hex")
+    );
+    let reader = SecretStream::new(
+        false,
+        &keys_for(false, hash, itx, irx),
+        &Config::default(),
+        Instant::ZERO,
+        &mut rng(),
+    );
     let mut out = Vec::new();
     reader.open_message(&msgs[0], &mut out).unwrap();
     assert_eq!(out, s(&expected[0], "plaintext_text").as_bytes());
@@ -477,7 +639,10 @@ fn hyperdht_capture_decodes() {
     let datagrams: Vec<Datagram> = arr(&cap, "datagrams")
         .iter()
         .filter(|d| s(d, "kind") == "udx")
-        .map(|d| Datagram { dir: format!("{} -> {}", s(d, "from"), s(d, "to")), bytes: unhex(s(d, "hex")) })
+        .map(|d| Datagram {
+            dir: format!("{} -> {}", s(d, "from"), s(d, "to")),
+            bytes: unhex(s(d, "hex")),
+        })
         .collect();
     let dirs = split_udx(&datagrams);
     let decoded = get(&cap, "decoded_stream_frames");
@@ -485,14 +650,28 @@ fn hyperdht_capture_decodes() {
     for (dir, d) in &dirs {
         let frames = arr(decoded, dir);
         let sender_is_init = s(&frames[0], "sender").starts_with("client");
-        assert_eq!(hex::encode(&d.stream[3..35]), s(&frames[0], "stream_id_hex"));
+        assert_eq!(
+            hex::encode(&d.stream[3..35]),
+            s(&frames[0], "stream_id_hex")
+        );
         assert_eq!(&d.stream[3..35], keys::stream_id(&hash, sender_is_init));
         let hk = keys_for(!sender_is_init, hash, itx, irx);
-        let mut reader = SecretStream::new(!sender_is_init, &hk, &Config::default(), Instant::ZERO, &mut rng());
+        let mut reader = SecretStream::new(
+            !sender_is_init,
+            &hk,
+            &Config::default(),
+            Instant::ZERO,
+            &mut rng(),
+        );
         let got = decode(&mut reader, &d.chunks);
-        let expected: Vec<String> =
-            frames[1..].iter().map(|f| s(f, "plaintext_text").to_string()).collect();
-        let got: Vec<String> = got.iter().map(|g| String::from_utf8(g.clone()).unwrap()).collect();
+        let expected: Vec<String> = frames[1..]
+            .iter()
+            .map(|f| s(f, "plaintext_text").to_string())
+            .collect();
+        let got: Vec<String> = got
+            .iter()
+            .map(|g| String::from_utf8(g.clone()).unwrap())
+            .collect();
         assert_eq!(got, expected, "{dir}");
         checked += got.len();
     }
@@ -506,6 +685,9 @@ fn wrong_role_is_rejected_with_the_reference_error() {
     let wire = unhex(s(sender, "header_frame_hex"));
     // An initiator reading the initiator's header: the id is not the peer role's.
     let mut reader = det_stream(true, &Config::default());
-    assert_eq!(reader.read(&wire, Instant::ZERO, &mut Vec::new()), Err(StreamError::InvalidHeaderId));
+    assert_eq!(
+        reader.read(&wire, Instant::ZERO, &mut Vec::new()),
+        Err(StreamError::InvalidHeaderId)
+    );
     assert!(reader.is_destroyed());
 }

@@ -27,7 +27,13 @@ fn lossy(loss_pct: u32, seed: u64) {
     let mut pair = Pair::new(seed, LinkConfig::lossy(loss_pct), StreamConfig::default());
     let data = pattern(2 << 20, seed);
     let r = transfer(&mut pair, &data, 16 * 1024, 300);
-    assert_eq!(r.a_closed, Some(None), "A {:?} after {}s", pair.a.stats(), r.virtual_secs);
+    assert_eq!(
+        r.a_closed,
+        Some(None),
+        "A {:?} after {}s",
+        pair.a.stats(),
+        r.virtual_secs
+    );
     assert_eq!(r.b_closed, Some(None));
     if loss_pct > 0 {
         assert!(pair.a.stats().retransmits > 0);
@@ -68,7 +74,12 @@ fn transfer_with_bottleneck_and_small_queue() {
     let r = transfer(&mut pair, &data, 64 * 1024, 120);
     assert_eq!(r.a_closed, Some(None));
     // 3 MiB at 5 MB/s is ≥ 0.63 s; a sane controller stays within ~2×.
-    assert!(r.virtual_secs < 1.5, "took {}s, {:?}", r.virtual_secs, pair.a.stats());
+    assert!(
+        r.virtual_secs < 1.5,
+        "took {}s, {:?}",
+        r.virtual_secs,
+        pair.a.stats()
+    );
 }
 
 #[test]
@@ -135,9 +146,17 @@ fn destroy_resets_peer() {
         pair.step();
     }
     let ev = events(&mut pair.b);
-    assert!(ev.contains(&StreamEvent::Closed { error: Some(StreamError::Reset) }), "{ev:?}");
+    assert!(
+        ev.contains(&StreamEvent::Closed {
+            error: Some(StreamError::Reset)
+        }),
+        "{ev:?}"
+    );
     let mut buf = [0u8; 16];
-    assert_eq!(pair.b.read(&mut buf), Err(ReadError::Failed(StreamError::Reset)));
+    assert_eq!(
+        pair.b.read(&mut buf),
+        Err(ReadError::Failed(StreamError::Reset))
+    );
     assert_eq!(pair.a.read(&mut buf), Err(ReadError::Destroyed));
     // Exactly one DESTROY on the wire, header only.
     let destroys: Vec<_> = pair.log.iter().filter(|(_, _, b)| b[2] == 0x10).collect();
@@ -178,8 +197,13 @@ fn rto_backoff_then_timeout() {
         assert!((2 * 1000 - 5..=2 * 30_000).contains(&gap), "gaps {rtx:?}");
     }
     let closed_at = (pair.now.as_micros() - t0) / 1000;
-    assert!((12_000..=16_000).contains(&closed_at), "closed at {closed_at} ms, {times:?}");
-    assert!(events(&mut pair.a).contains(&StreamEvent::Closed { error: Some(StreamError::TimedOut) }));
+    assert!(
+        (12_000..=16_000).contains(&closed_at),
+        "closed at {closed_at} ms, {times:?}"
+    );
+    assert!(events(&mut pair.a).contains(&StreamEvent::Closed {
+        error: Some(StreamError::TimedOut)
+    }));
 }
 
 #[test]
@@ -205,7 +229,11 @@ fn receive_window_bounds_a_receiver_that_does_not_read() {
             Err(e) => panic!("{e:?}"),
         }
         assert!(pair.a.send_buffered() <= 256 * 1024);
-        assert!(pair.b.recv_buffered() <= 64 * 1024 + 2048, "{}", pair.b.recv_buffered());
+        assert!(
+            pair.b.recv_buffered() <= 64 * 1024 + 2048,
+            "{}",
+            pair.b.recv_buffered()
+        );
         if !pair.step() {
             break;
         }
@@ -258,7 +286,10 @@ fn pacer_is_not_one_packet_per_millisecond() {
             }
             Some(t) => {
                 assert!(t > now);
-                assert!(t.as_micros() - now.as_micros() < 1000, "wait rounded up to a millisecond");
+                assert!(
+                    t.as_micros() - now.as_micros() < 1000,
+                    "wait rounded up to a millisecond"
+                );
                 now = t;
             }
         }
@@ -287,7 +318,11 @@ fn writer_does_not_wait_for_an_ack_per_write() {
     }
     pair.flush();
     // All before a single ACK arrived: the initial window's worth of packets is on the wire.
-    let a_data = pair.log.iter().filter(|(_, s, b)| *s == Side::A && b[2] & 1 == 1).count();
+    let a_data = pair
+        .log
+        .iter()
+        .filter(|(_, s, b)| *s == Side::A && b[2] & 1 == 1)
+        .count();
     assert!(a_data >= 10, "{a_data} packets sent before any ACK");
     // Coalescing: 20 000 bytes in full packets, not one packet per write.
     assert!(a_data <= 20_000 / 1100 + 1);
@@ -373,13 +408,22 @@ fn stream_messages() {
     }
     let b_msgs: Vec<_> = events(&mut pair.b)
         .into_iter()
-        .filter_map(|e| if let StreamEvent::Message(m) = e { Some(m) } else { None })
+        .filter_map(|e| {
+            if let StreamEvent::Message(m) = e {
+                Some(m)
+            } else {
+                None
+            }
+        })
         .collect();
     assert_eq!(b_msgs, vec![b"ping".to_vec(), Vec::new()]);
     assert!(events(&mut pair.a).contains(&StreamEvent::Message(b"pong".to_vec())));
     // Messages consume no seq and are not acked: 3 datagrams in total.
     assert_eq!(pair.log.len(), 3);
-    assert!(pair.log.iter().all(|(_, _, b)| b[2] == 0x08 && b[12..16] == [0, 0, 0, 0]));
+    assert!(pair
+        .log
+        .iter()
+        .all(|(_, _, b)| b[2] == 0x08 && b[12..16] == [0, 0, 0, 0]));
 }
 
 #[test]
@@ -387,11 +431,20 @@ fn keepalive_heartbeats_are_acked() {
     let mut pair = Pair::new(13, LinkConfig::default(), StreamConfig::default());
     pair.record = true;
     let now = pair.now;
-    pair.a.set_keepalive(now, Some(std::time::Duration::from_millis(40)));
+    pair.a
+        .set_keepalive(now, Some(std::time::Duration::from_millis(40)));
     let end = pair.now.as_micros() + 205_000;
     while pair.now.as_micros() < end && pair.step() {}
-    let hb = pair.log.iter().filter(|(_, s, b)| *s == Side::A && b[2] == 0x20).count();
-    let acks = pair.log.iter().filter(|(_, s, b)| *s == Side::B && b[2] == 0x00).count();
+    let hb = pair
+        .log
+        .iter()
+        .filter(|(_, s, b)| *s == Side::A && b[2] == 0x20)
+        .count();
+    let acks = pair
+        .log
+        .iter()
+        .filter(|(_, s, b)| *s == Side::B && b[2] == 0x00)
+        .count();
     assert!(hb >= 4, "{hb}");
     assert!(acks >= hb - 1);
 }
@@ -403,8 +456,10 @@ fn deterministic_given_the_seed() {
         pair.record = true;
         let data = pattern(300_000, 1);
         transfer(&mut pair, &data, 4096, 100);
-        pair.log.iter().map(|(t, s, b)| (*t, *s as u8, b.clone())).collect::<Vec<_>>()
+        pair.log
+            .iter()
+            .map(|(t, s, b)| (*t, *s as u8, b.clone()))
+            .collect::<Vec<_>>()
     };
     assert!(run() == run());
 }
-

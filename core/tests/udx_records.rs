@@ -18,14 +18,24 @@ const BULK: [usize; 9] = [59, 65_556, 20, 65_556, 1_452, 1_453, 3_000, 1_000, 65
 /// Writes every record (as the send buffer allows) and runs the pair to the end; returns the
 /// data, the record ends (stream offsets) and A's DATA packets as (seq, payload) in seq order
 /// (first transmissions; retransmissions must match them).
-fn run(link: LinkConfig, sizes: &[usize], rounds: usize, seed: u64) -> (Vec<u8>, Vec<u64>, Vec<Vec<u8>>) {
+fn run(
+    link: LinkConfig,
+    sizes: &[usize],
+    rounds: usize,
+    seed: u64,
+) -> (Vec<u8>, Vec<u64>, Vec<Vec<u8>>) {
     let mut pair = Pair::new(seed, link, StreamConfig::default());
     pair.record = true;
-    let records: Vec<Vec<u8>> = (0..rounds).flat_map(|r| sizes.iter().enumerate().map(move |(i, &n)| (r, i, n)))
+    let records: Vec<Vec<u8>> = (0..rounds)
+        .flat_map(|r| sizes.iter().enumerate().map(move |(i, &n)| (r, i, n)))
         .map(|(r, i, n)| {
             // A frame as secret-stream writes it: uint24 LE length of the body, then the body.
             let body = n - 3;
-            let mut f = vec![(body & 0xff) as u8, (body >> 8 & 0xff) as u8, (body >> 16) as u8];
+            let mut f = vec![
+                (body & 0xff) as u8,
+                (body >> 8 & 0xff) as u8,
+                (body >> 16) as u8,
+            ];
             f.extend(pattern(body, (r * 100 + i) as u64));
             f
         })
@@ -39,7 +49,10 @@ fn run(link: LinkConfig, sizes: &[usize], rounds: usize, seed: u64) -> (Vec<u8>,
     let t0 = pair.now;
     while got.len() < data.len() {
         while next < records.len() && pair.a.send_capacity() >= records[next].len() {
-            assert_eq!(pair.a.write_record(&records[next]).expect("write"), records[next].len());
+            assert_eq!(
+                pair.a.write_record(&records[next]).expect("write"),
+                records[next].len()
+            );
             offset += records[next].len() as u64;
             ends.push(offset);
             next += 1;
@@ -47,7 +60,12 @@ fn run(link: LinkConfig, sizes: &[usize], rounds: usize, seed: u64) -> (Vec<u8>,
         if next == records.len() {
             pair.a.end().ok();
         }
-        assert!(pair.step(), "stalled at {} of {} bytes", got.len(), data.len());
+        assert!(
+            pair.step(),
+            "stalled at {} of {} bytes",
+            got.len(),
+            data.len()
+        );
         while let Ok(n) = pair.b.read(&mut buf) {
             if n == 0 {
                 break;
@@ -68,13 +86,19 @@ fn run(link: LinkConfig, sizes: &[usize], rounds: usize, seed: u64) -> (Vec<u8>,
         .map(|p| p.header.seq)
         .expect("data packets");
     for (_, side, bytes) in &pair.log {
-        let Ok(p) = Packet::decode(bytes) else { continue };
+        let Ok(p) = Packet::decode(bytes) else {
+            continue;
+        };
         if *side != Side::A || !p.header.flags.contains(Flags::DATA) {
             continue;
         }
         let key = p.header.seq.wrapping_sub(first_seq);
         match packets.get(&key) {
-            Some(prev) => assert_eq!(prev.as_slice(), p.payload, "a retransmission carries the same bytes"),
+            Some(prev) => assert_eq!(
+                prev.as_slice(),
+                p.payload,
+                "a retransmission carries the same bytes"
+            ),
             None => {
                 packets.insert(key, p.payload.to_vec());
             }
@@ -129,7 +153,10 @@ fn check_records(data: &[u8], ends: &[u64], packets: &[Vec<u8>]) -> (usize, usiz
         let end = start + p.len() as u64;
         let inside = ends.iter().filter(|&&x| start < x && x < end).count();
         if inside > 0 {
-            assert!(is_end(start) && is_end(end), "packet [{start}, {end}) mixes part of a record with another");
+            assert!(
+                is_end(start) && is_end(end),
+                "packet [{start}, {end}) mixes part of a record with another"
+            );
             shared += inside + 1;
             packed += 1;
         }
@@ -145,8 +172,16 @@ fn check_bulk(link: LinkConfig, rounds: usize, seed: u64) {
     assert_eq!(shared, 0, "no packet of a bulk stream holds two records");
     let callbacks = framed_callbacks(&packets).expect("a framed receiver stays framed");
     // One callback per frame, two for a 64 KiB frame that outgrows the read buffer's slack.
-    assert!(callbacks <= ends.len() * 2, "{callbacks} callbacks for {} frames", ends.len());
-    assert!(packets.len() > callbacks * 4, "{} packets, {callbacks} callbacks", packets.len());
+    assert!(
+        callbacks <= ends.len() * 2,
+        "{callbacks} callbacks for {} frames",
+        ends.len()
+    );
+    assert!(
+        packets.len() > callbacks * 4,
+        "{} packets, {callbacks} callbacks",
+        packets.len()
+    );
 }
 
 #[test]
@@ -168,15 +203,25 @@ fn packets_never_span_records_with_loss_reordering_and_retransmissions() {
 fn small_records_are_packed_whole() {
     // Chatty streams (many small frames, as protocol messages are) still fill packets: whole
     // records packed together, none split, a large one starting its own packet.
-    let sizes: Vec<usize> = (0..64).map(|i| 20 + (i * 37) % 180).chain([65_556, 20, 20, 3_000]).collect();
+    let sizes: Vec<usize> = (0..64)
+        .map(|i| 20 + (i * 37) % 180)
+        .chain([65_556, 20, 20, 3_000])
+        .collect();
     let mut link = LinkConfig::lossy(2);
     link.reorder_ppm = 10_000;
     link.reorder_us = 2_000;
     let (data, ends, packets) = run(link, &sizes, 4, 3);
     let (shared, packed) = check_records(&data, &ends, &packets);
     // 4 rounds of 64 small records (7 KB a round) plus a pair of keep-alives: nearly all share.
-    assert!(shared >= 4 * 60, "small records share packets ({shared} of {})", ends.len());
-    assert!(packed * 8 < shared, "{shared} records in {packed} packets: not packed");
+    assert!(
+        shared >= 4 * 60,
+        "small records share packets ({shared} of {})",
+        ends.len()
+    );
+    assert!(
+        packed * 8 < shared,
+        "{shared} records in {packed} packets: not packed"
+    );
 }
 
 #[test]
@@ -197,7 +242,12 @@ fn plain_writes_mix_frames_and_leave_framed_mode() {
         .log
         .iter()
         .filter(|(_, side, _)| *side == Side::A)
-        .filter_map(|(_, _, b)| Packet::decode(b).ok().filter(|p| p.header.flags.contains(Flags::DATA)).map(|p| p.payload.to_vec()))
+        .filter_map(|(_, _, b)| {
+            Packet::decode(b)
+                .ok()
+                .filter(|p| p.header.flags.contains(Flags::DATA))
+                .map(|p| p.payload.to_vec())
+        })
         .collect();
     assert_eq!(framed_callbacks(&packets), None);
 }

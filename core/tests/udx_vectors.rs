@@ -2,7 +2,9 @@
 //! to the same bytes; some scenarios are replayed through our streams byte for byte.
 
 use hdht_core::udx::packet::peek_stream_id;
-use hdht_core::udx::{Demux, Flags, Incoming, Packet, SocketId, StreamConfig, StreamEvent, UdxStream};
+use hdht_core::udx::{
+    Demux, Flags, Incoming, Packet, SocketId, StreamConfig, StreamEvent, UdxStream,
+};
 use hdht_core::Instant;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -18,11 +20,18 @@ fn check_decoded(bytes: &[u8], udx: &Value, full: bool) {
     } else {
         let h = hdht_core::udx::Header::decode(bytes).unwrap();
         assert_eq!(h.to_bytes().as_slice(), &bytes[..20]);
-        Packet { header: h, padding: &[], payload: &[] }
+        Packet {
+            header: h,
+            padding: &[],
+            payload: &[],
+        }
     };
     let h = pkt.header;
     assert_eq!(u64::from(h.flags.0), udx["type"].as_u64().unwrap());
-    assert_eq!(u64::from(h.data_offset), udx["data_offset"].as_u64().unwrap());
+    assert_eq!(
+        u64::from(h.data_offset),
+        udx["data_offset"].as_u64().unwrap()
+    );
     assert_eq!(u64::from(h.stream_id), udx["remote_id"].as_u64().unwrap());
     assert_eq!(u64::from(h.rwnd), udx["rwnd"].as_u64().unwrap());
     assert_eq!(u64::from(h.seq), udx["seq"].as_u64().unwrap());
@@ -87,7 +96,12 @@ fn every_captured_udx_datagram_round_trips() {
 #[test]
 fn sack_blocks_of_sack_reorder() {
     let v = load("udx-secret-stream.json");
-    let sc = v["udx_scenarios"].as_array().unwrap().iter().find(|s| s["name"] == "sack_reorder").unwrap();
+    let sc = v["udx_scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "sack_reorder")
+        .unwrap();
     let mut seen = Vec::new();
     for p in sc["packets"].as_array().unwrap() {
         let bytes = hex::decode(p["hex"].as_str().unwrap()).unwrap();
@@ -96,13 +110,21 @@ fn sack_blocks_of_sack_reorder() {
             seen.push(pkt.sack_blocks().collect::<Vec<_>>());
         }
     }
-    assert_eq!(seen[..4], [vec![(1, 2)], vec![(1, 3)], vec![(1, 4)], vec![(1, 5)]]);
+    assert_eq!(
+        seen[..4],
+        [vec![(1, 2)], vec![(1, 3)], vec![(1, 4)], vec![(1, 5)]]
+    );
 }
 
 #[test]
 fn mtu_probe_padding_is_honoured() {
     let v = load("udx-secret-stream.json");
-    let sc = v["udx_scenarios"].as_array().unwrap().iter().find(|s| s["name"] == "mtu_probe").unwrap();
+    let sc = v["udx_scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "mtu_probe")
+        .unwrap();
     let mut probes = 0;
     for p in sc["packets"].as_array().unwrap() {
         let Some(hex) = p.get("hex") else { continue };
@@ -125,12 +147,22 @@ fn addr(s: &str) -> SocketAddr {
 #[test]
 fn basic_exchange_replays_byte_for_byte() {
     let v = load("udx-secret-stream.json");
-    let sc = v["udx_scenarios"].as_array().unwrap().iter().find(|s| s["name"] == "basic_exchange").unwrap();
+    let sc = v["udx_scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "basic_exchange")
+        .unwrap();
     let expected: Vec<(String, Vec<u8>)> = sc["packets"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["dir"].as_str().unwrap().to_string(), hex::decode(p["hex"].as_str().unwrap()).unwrap()))
+        .map(|p| {
+            (
+                p["dir"].as_str().unwrap().to_string(),
+                hex::decode(p["hex"].as_str().unwrap()).unwrap(),
+            )
+        })
         .collect();
     let now = Instant::from_millis(1);
     let (aa, ba) = (addr("127.0.0.1:1"), addr("127.0.0.1:2"));
@@ -141,14 +173,23 @@ fn basic_exchange_replays_byte_for_byte() {
     let mut got: Vec<(String, Vec<u8>)> = Vec::new();
     let mut buf = [0u8; 2048];
     // Deliver everything until quiet, in libudx order (ack right after each packet).
-    fn run(a: &mut UdxStream, b: &mut UdxStream, got: &mut Vec<(String, Vec<u8>)>, buf: &mut [u8], first_a: bool) {
+    fn run(
+        a: &mut UdxStream,
+        b: &mut UdxStream,
+        got: &mut Vec<(String, Vec<u8>)>,
+        buf: &mut [u8],
+        first_a: bool,
+    ) {
         let now = Instant::from_millis(2);
         let mut pending: Vec<(bool, Vec<u8>)> = Vec::new(); // (to_b, bytes)
         let mut turn = first_a;
         loop {
             let s = if turn { &mut *a } else { &mut *b };
             while let Some(t) = s.poll_transmit(now, buf) {
-                got.push((if turn { "A->B" } else { "B->A" }.into(), buf[..t.len].to_vec()));
+                got.push((
+                    if turn { "A->B" } else { "B->A" }.into(),
+                    buf[..t.len].to_vec(),
+                ));
                 pending.push((turn, buf[..t.len].to_vec()));
             }
             if pending.is_empty() {
@@ -169,7 +210,11 @@ fn basic_exchange_replays_byte_for_byte() {
     run(&mut a, &mut b, &mut got, &mut buf, true);
     b.end().unwrap();
     run(&mut a, &mut b, &mut got, &mut buf, false);
-    let hexes = |v: &[(String, Vec<u8>)]| v.iter().map(|(d, b)| format!("{d} {}", hex::encode(b))).collect::<Vec<_>>();
+    let hexes = |v: &[(String, Vec<u8>)]| {
+        v.iter()
+            .map(|(d, b)| format!("{d} {}", hex::encode(b)))
+            .collect::<Vec<_>>()
+    };
     // Our receive window is real: it shrinks by the unread bytes. The vector's peers advertise
     // 4 MiB always, so compare with the rwnd field masked, then check it separately.
     let mask = |v: &[(String, Vec<u8>)]| {
@@ -190,7 +235,12 @@ fn basic_exchange_replays_byte_for_byte() {
 #[test]
 fn socket_demux_classification() {
     let v = load("udx-secret-stream.json");
-    let sc = v["udx_scenarios"].as_array().unwrap().iter().find(|s| s["name"] == "socket_demux").unwrap();
+    let sc = v["udx_scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "socket_demux")
+        .unwrap();
     let now = Instant::from_millis(1);
     let mut demux = Demux::new();
     let mut b = UdxStream::new(0x9abcdef0, now, StreamConfig::default());
@@ -207,7 +257,12 @@ fn socket_demux_classification() {
         .iter()
         .map(|x| x.as_str().unwrap().to_string())
         .collect();
-    for p in sc["packets"].as_array().unwrap().iter().filter(|p| p["dir"] == "A->B") {
+    for p in sc["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["dir"] == "A->B")
+    {
         let hex = p["hex"].as_str().unwrap();
         let bytes = hex::decode(hex).unwrap();
         let r = demux.handle_datagram(now, SocketId(0), addr("127.0.0.1:1"), &bytes);
@@ -217,7 +272,11 @@ fn socket_demux_classification() {
             assert!(matches!(r, Incoming::Consumed { .. }));
             continue;
         }
-        assert_eq!(to_app, delivered.contains(&hex.to_string()), "{hex} -> {r:?}");
+        assert_eq!(
+            to_app,
+            delivered.contains(&hex.to_string()),
+            "{hex} -> {r:?}"
+        );
     }
 }
 
@@ -226,17 +285,43 @@ fn socket_demux_classification() {
 #[test]
 fn connect_on_first_packet() {
     let v = load("udx-secret-stream.json");
-    let sc = v["udx_scenarios"].as_array().unwrap().iter().find(|s| s["name"] == "firewall_preconnect").unwrap();
-    let pk: Vec<Vec<u8>> = sc["packets"].as_array().unwrap().iter().map(|p| hex::decode(p["hex"].as_str().unwrap()).unwrap()).collect();
+    let sc = v["udx_scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "firewall_preconnect")
+        .unwrap();
+    let pk: Vec<Vec<u8>> = sc["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| hex::decode(p["hex"].as_str().unwrap()).unwrap())
+        .collect();
     let first_a = pk.iter().find(|b| b[2] & 1 == 1).unwrap();
     let now = Instant::from_millis(1);
     let mut demux = Demux::new();
     demux.insert(UdxStream::new(0x9abcdef0, now, StreamConfig::default()));
     let from = addr("127.0.0.1:5555");
     let r = demux.handle_datagram(now, SocketId(0), from, first_a);
-    assert_eq!(r, Incoming::Unattached { stream_id: 0x9abcdef0, from, socket: SocketId(0) });
-    demux.get_mut(0x9abcdef0).unwrap().connect_via(now, SocketId(0), 0x12345678, from).unwrap();
-    assert_eq!(demux.handle_datagram(now, SocketId(0), from, first_a), Incoming::Consumed { stream_id: 0x9abcdef0 });
+    assert_eq!(
+        r,
+        Incoming::Unattached {
+            stream_id: 0x9abcdef0,
+            from,
+            socket: SocketId(0)
+        }
+    );
+    demux
+        .get_mut(0x9abcdef0)
+        .unwrap()
+        .connect_via(now, SocketId(0), 0x12345678, from)
+        .unwrap();
+    assert_eq!(
+        demux.handle_datagram(now, SocketId(0), from, first_a),
+        Incoming::Consumed {
+            stream_id: 0x9abcdef0
+        }
+    );
     let mut buf = [0u8; 2048];
     let (id, t) = demux.poll_transmit(now, &mut buf).unwrap();
     assert_eq!(id, 0x9abcdef0);

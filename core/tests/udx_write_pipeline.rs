@@ -11,17 +11,27 @@ use udx_common::*;
 #[test]
 fn small_writes_are_pipelined_not_acknowledged_one_by_one() {
     // 50 ms each way: one round trip is 100 ms.
-    let link = LinkConfig { latency_us: 50_000, ..LinkConfig::default() };
+    let link = LinkConfig {
+        latency_us: 50_000,
+        ..LinkConfig::default()
+    };
     let mut pair = Pair::new(1, link, StreamConfig::default());
     let t0 = pair.now;
     let (writes, size) = (256usize, 1000usize);
     let data = pattern(writes * size, 3);
     for chunk in data.chunks(size) {
         let n = pair.a.write(chunk).expect("write");
-        assert_eq!(n, size, "a write is accepted into the send buffer at once, not after an ACK");
+        assert_eq!(
+            n, size,
+            "a write is accepted into the send buffer at once, not after an ACK"
+        );
     }
     pair.flush();
-    assert!(pair.sent[0] >= 10, "a window of packets leaves before any acknowledgement ({} sent)", pair.sent[0]);
+    assert!(
+        pair.sent[0] >= 10,
+        "a window of packets leaves before any acknowledgement ({} sent)",
+        pair.sent[0]
+    );
     assert_eq!(pair.now, t0, "no virtual time passed: nothing waited");
 
     let mut got = Vec::new();
@@ -40,5 +50,8 @@ fn small_writes_are_pipelined_not_acknowledged_one_by_one() {
     let secs = (pair.now - t0).as_secs_f64();
     // Slow start from the initial window needs ~5 round trips for 256 packets; one round trip
     // per write would need 25.6 s.
-    assert!(secs < 1.0, "256 writes took {secs:.3} s of virtual time (RTT 100 ms)");
+    assert!(
+        secs < 1.0,
+        "256 writes took {secs:.3} s of virtual time (RTT 100 ms)"
+    );
 }

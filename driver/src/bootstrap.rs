@@ -53,24 +53,38 @@ pub fn parse_bootstrap(s: &str) -> Result<BootstrapEntry, BootstrapParseError> {
         if port == 0 {
             return Err(BootstrapParseError::BadPort(s.into()));
         }
-        return Ok(BootstrapEntry { suggested: None, host: "127.0.0.1".into(), port });
+        return Ok(BootstrapEntry {
+            suggested: None,
+            host: "127.0.0.1".into(),
+            port,
+        });
     }
     let (suggested, rest) = match s.split_once('@') {
         Some((ip, rest)) => {
-            let ip = ip.parse().map_err(|_| BootstrapParseError::BadSuggestedIp(s.into()))?;
+            let ip = ip
+                .parse()
+                .map_err(|_| BootstrapParseError::BadSuggestedIp(s.into()))?;
             (Some(ip), rest)
         }
         None => (None, s),
     };
-    let (host, port) = rest.rsplit_once(':').ok_or_else(|| BootstrapParseError::BadPort(s.into()))?;
-    let port: u16 = port.parse().map_err(|_| BootstrapParseError::BadPort(s.into()))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| BootstrapParseError::BadPort(s.into()))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| BootstrapParseError::BadPort(s.into()))?;
     if port == 0 {
         return Err(BootstrapParseError::BadPort(s.into()));
     }
     if host.is_empty() {
         return Err(BootstrapParseError::EmptyHost(s.into()));
     }
-    Ok(BootstrapEntry { suggested, host: host.into(), port })
+    Ok(BootstrapEntry {
+        suggested,
+        host: host.into(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -79,11 +93,17 @@ mod tests {
 
     #[test]
     fn parses_every_form() {
-        assert_eq!(parse_bootstrap("49737").unwrap().literal(), Some("127.0.0.1:49737".parse().unwrap()));
+        assert_eq!(
+            parse_bootstrap("49737").unwrap().literal(),
+            Some("127.0.0.1:49737".parse().unwrap())
+        );
         let e = parse_bootstrap(DEFAULT_BOOTSTRAP[0]).unwrap();
         assert_eq!(e.host, "node1.hyperdht.org");
         assert_eq!(e.literal(), Some("88.99.3.86:49737".parse().unwrap()));
-        assert_eq!(parse_bootstrap("10.0.0.1:5").unwrap().literal(), Some("10.0.0.1:5".parse().unwrap()));
+        assert_eq!(
+            parse_bootstrap("10.0.0.1:5").unwrap().literal(),
+            Some("10.0.0.1:5".parse().unwrap())
+        );
         assert_eq!(parse_bootstrap("example.org:5").unwrap().literal(), None);
         assert!(parse_bootstrap("example.org").is_err());
         assert!(parse_bootstrap("x@example.org:1").is_err());

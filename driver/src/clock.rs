@@ -8,7 +8,9 @@ pub struct Clock {
 
 impl Default for Clock {
     fn default() -> Self {
-        Clock { origin: std::time::Instant::now() }
+        Clock {
+            origin: std::time::Instant::now(),
+        }
     }
 }
 

@@ -11,7 +11,9 @@ use std::task::{Context, Poll, Waker};
 
 use hdht_core::connect::ConnectError;
 use hdht_core::crypto::KeyPair;
-use hdht_core::dht::{ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, ServerId, ServerOptions};
+use hdht_core::dht::{
+    ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, ServerId, ServerOptions,
+};
 
 use crate::Shared;
 
@@ -40,7 +42,9 @@ pub(crate) struct ServerSlot {
 
 impl std::fmt::Debug for ServerSlot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerSlot").field("listening", &self.listening).finish_non_exhaustive()
+        f.debug_struct("ServerSlot")
+            .field("listening", &self.listening)
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,12 +77,23 @@ impl Connections {
             }
             ConnectEvent::Incoming { server, conn, info } => {
                 if let Some(s) = self.servers.get_mut(&server) {
-                    self.conns.insert(conn, ConnSlot { open: Some(Ok(info.clone())), ..ConnSlot::default() });
+                    self.conns.insert(
+                        conn,
+                        ConnSlot {
+                            open: Some(Ok(info.clone())),
+                            ..ConnSlot::default()
+                        },
+                    );
                     s.incoming.push_back((conn, info));
                     wake(&mut s.accept_waker);
                 }
             }
-            ConnectEvent::Firewall { server, handshake, remote_public_key, client_address } => {
+            ConnectEvent::Firewall {
+                server,
+                handshake,
+                remote_public_key,
+                client_address,
+            } => {
                 let reject = self
                     .servers
                     .get(&server)
@@ -117,7 +132,12 @@ impl Connections {
 
     /// Connections whose handles are gone and which have closed: the core may forget them.
     pub(crate) fn take_forgettable(&mut self) -> Vec<ConnId> {
-        let done: Vec<ConnId> = self.conns.iter().filter(|(_, s)| s.dropped && s.closed.is_some()).map(|(c, _)| *c).collect();
+        let done: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| s.dropped && s.closed.is_some())
+            .map(|(c, _)| *c)
+            .collect();
         for c in &done {
             self.conns.remove(c);
         }
@@ -156,20 +176,39 @@ impl Shared {
         self.with_inner(|inner| {
             inner.connections.conns.entry(conn).or_default();
         });
-        Connecting { shared: self.clone(), conn: Some(conn) }
+        Connecting {
+            shared: self.clone(),
+            conn: Some(conn),
+        }
     }
 
     /// Creates a server.
     pub fn create_server(&self, opts: ServerOptions, firewall: Option<Firewall>) -> Server {
         let ask = firewall.is_some();
-        let id = self.with_node_mut(|n, _| n.create_server(ServerOptions { firewall: ask, ..opts }));
+        let id = self.with_node_mut(|n, _| {
+            n.create_server(ServerOptions {
+                firewall: ask,
+                ..opts
+            })
+        });
         self.with_inner(|inner| {
             inner.connections.servers.insert(
                 id,
-                ServerSlot { incoming: VecDeque::new(), accept_waker: None, listening: false, listen_waker: None, firewall, closed: false },
+                ServerSlot {
+                    incoming: VecDeque::new(),
+                    accept_waker: None,
+                    listening: false,
+                    listen_waker: None,
+                    firewall,
+                    closed: false,
+                },
             );
         });
-        Server { shared: self.clone(), id, public_key: None }
+        Server {
+            shared: self.clone(),
+            id,
+            public_key: None,
+        }
     }
 }
 
@@ -183,7 +222,9 @@ pub struct Connecting {
 impl Future for Connecting {
     type Output = Result<Connection, ConnectError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(conn) = self.conn else { return Poll::Ready(Err(ConnectError::NodeDestroyed)) };
+        let Some(conn) = self.conn else {
+            return Poll::Ready(Err(ConnectError::NodeDestroyed));
+        };
         let ready = self.shared.with_inner(|inner| {
             let destroyed = inner.node.is_destroyed();
             let slot = inner.connections.conns.entry(conn).or_default();
@@ -200,11 +241,16 @@ impl Future for Connecting {
             None => Poll::Pending,
             Some(Ok(info)) => {
                 self.conn = None;
-                Poll::Ready(Ok(Connection { shared: self.shared.clone(), conn, info }))
+                Poll::Ready(Ok(Connection {
+                    shared: self.shared.clone(),
+                    conn,
+                    info,
+                }))
             }
             Some(Err(e)) => {
                 self.conn = None;
-                self.shared.with_inner(|inner| inner.connections.conns.remove(&conn));
+                self.shared
+                    .with_inner(|inner| inner.connections.conns.remove(&conn));
                 Poll::Ready(Err(e))
             }
         }
@@ -255,10 +301,13 @@ impl Connection {
 
     /// Where the underlying UDX stream is connected.
     pub fn remote_address(&self) -> Option<std::net::SocketAddr> {
-        self.shared.with_node(|n| n.connection_info(self.conn)).and_then(|i| i.remote_address).map(|a| match a {
-            core::net::SocketAddr::V4(v4) => std::net::SocketAddr::V4(v4),
-            core::net::SocketAddr::V6(v6) => std::net::SocketAddr::V6(v6),
-        })
+        self.shared
+            .with_node(|n| n.connection_info(self.conn))
+            .and_then(|i| i.remote_address)
+            .map(|a| match a {
+                core::net::SocketAddr::V4(v4) => std::net::SocketAddr::V4(v4),
+                core::net::SocketAddr::V6(v6) => std::net::SocketAddr::V6(v6),
+            })
     }
 
     /// The UDX transport's state: round-trip time, congestion window, pacing rate, path MTU
@@ -275,7 +324,11 @@ impl Connection {
                 Ok(n) if n > 0 => return Poll::Ready(Ok(n)),
                 Ok(_) => {}
                 Err(e) => {
-                    let closed = inner.connections.conns.get(&conn).and_then(|s| s.closed.clone());
+                    let closed = inner
+                        .connections
+                        .conns
+                        .get(&conn)
+                        .and_then(|s| s.closed.clone());
                     return match closed {
                         Some(None) | None if inner.node.conn_at_end(conn) => Poll::Ready(Ok(0)),
                         Some(Some(err)) => Poll::Ready(Err(io_err(err))),
@@ -283,7 +336,12 @@ impl Connection {
                     };
                 }
             }
-            if let Some(Some(err)) = inner.connections.conns.get(&conn).and_then(|s| s.closed.clone()) {
+            if let Some(Some(err)) = inner
+                .connections
+                .conns
+                .get(&conn)
+                .and_then(|s| s.closed.clone())
+            {
                 return Poll::Ready(Err(io_err(err)));
             }
             if buf.is_empty() || inner.node.conn_at_end(conn) {
@@ -298,21 +356,23 @@ impl Connection {
 
     fn write_impl(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let conn = self.conn;
-        self.shared.with_inner_kick(|inner, now| match inner.node.conn_write(now, conn, data) {
-            Ok(0) if !data.is_empty() => {
-                if let Some(slot) = inner.connections.conns.get_mut(&conn) {
-                    slot.write_waker = Some(cx.waker().clone());
+        self.shared
+            .with_inner_kick(|inner, now| match inner.node.conn_write(now, conn, data) {
+                Ok(0) if !data.is_empty() => {
+                    if let Some(slot) = inner.connections.conns.get_mut(&conn) {
+                        slot.write_waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
                 }
-                Poll::Pending
-            }
-            Ok(n) => Poll::Ready(Ok(n)),
-            Err(e) => Poll::Ready(Err(io_err(e))),
-        })
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(e) => Poll::Ready(Err(io_err(e))),
+            })
     }
 
     fn shutdown_impl(&self) -> Poll<io::Result<()>> {
         let conn = self.conn;
-        self.shared.with_inner_kick(|inner, _| Poll::Ready(inner.node.conn_end(conn).map_err(io_err)))
+        self.shared
+            .with_inner_kick(|inner, _| Poll::Ready(inner.node.conn_end(conn).map_err(io_err)))
     }
 }
 
@@ -331,13 +391,21 @@ impl Drop for Connection {
 }
 
 impl futures_io::AsyncRead for Connection {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         self.read_impl(cx, buf)
     }
 }
 
 impl futures_io::AsyncWrite for Connection {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write_impl(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -349,7 +417,11 @@ impl futures_io::AsyncWrite for Connection {
 }
 
 impl tokio::io::AsyncRead for Connection {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.read_impl(cx, buf.initialize_unfilled()) {
             Poll::Ready(Ok(n)) => {
                 buf.advance(n);
@@ -362,7 +434,11 @@ impl tokio::io::AsyncRead for Connection {
 }
 
 impl tokio::io::AsyncWrite for Connection {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write_impl(cx, buf)
     }
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -386,7 +462,8 @@ impl Server {
     pub async fn listen(&mut self, key_pair: &KeyPair) -> Result<(), ConnectError> {
         let id = self.id;
         let kp = key_pair.clone();
-        self.shared.with_node_mut(|n, now| n.listen(now, id, Some(kp)))?;
+        self.shared
+            .with_node_mut(|n, now| n.listen(now, id, Some(kp)))?;
         self.public_key = Some(key_pair.public_key());
         std::future::poll_fn(|cx| {
             self.shared.with_inner(|inner| {
@@ -437,13 +514,18 @@ impl Server {
             })
         })
         .await?;
-        Some(Connection { shared: self.shared.clone(), conn, info })
+        Some(Connection {
+            shared: self.shared.clone(),
+            conn,
+            info,
+        })
     }
 
     /// `refresh()`: re-announce now.
     pub fn refresh(&self) {
         let id = self.id;
-        self.shared.with_node_mut(|n, now| n.refresh_server(now, id));
+        self.shared
+            .with_node_mut(|n, now| n.refresh_server(now, id));
     }
 
     /// `close()`: stop accepting and unannounce.

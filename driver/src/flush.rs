@@ -50,7 +50,13 @@ pub async fn flush<S: BatchSocket, T>(
                     }
                 },
             };
-            let Some(g) = batch.peek(if no_gso { 1 } else { sock.state().max_gso_segments() }) else { break };
+            let Some(g) = batch.peek(if no_gso {
+                1
+            } else {
+                sock.state().max_gso_segments()
+            }) else {
+                break;
+            };
             if let Some(ttl) = g.ttl {
                 sock.set_ttl(ttl);
             }

@@ -4,7 +4,9 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hdht_core::crypto::KeyPair;
-use hdht_core::dht::{DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput};
+use hdht_core::dht::{
+    DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput,
+};
 use hdht_core::rpc::{
     NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, RpcConfig, RpcEvent,
 };
@@ -23,7 +25,9 @@ pub fn port_candidates(opts: &DhtOptions) -> Vec<u16> {
     if opts.port == 0 {
         return vec![0];
     }
-    let mut ports: Vec<u16> = (0..PORT_RANGE).filter_map(|i| opts.port.checked_add(i)).collect();
+    let mut ports: Vec<u16> = (0..PORT_RANGE)
+        .filter_map(|i| opts.port.checked_add(i))
+        .collect();
     if !opts.any_port {
         ports.truncate(1);
     } else {
@@ -33,7 +37,12 @@ pub fn port_candidates(opts: &DhtOptions) -> Vec<u16> {
 }
 
 /// Builds the core node for bound sockets and resolved bootstrap addresses.
-pub fn build_node(opts: &DhtOptions, server_port: u16, bootstrap: Vec<SocketAddrV4>, clock: &Clock) -> Node {
+pub fn build_node(
+    opts: &DhtOptions,
+    server_port: u16,
+    bootstrap: Vec<SocketAddrV4>,
+    clock: &Clock,
+) -> Node {
     let rng = match opts.seed {
         Some(seed) => rand_chacha::ChaCha20Rng::from_seed(seed),
         None => rand_chacha::ChaCha20Rng::from_entropy(),
@@ -50,7 +59,11 @@ pub fn build_node(opts: &DhtOptions, server_port: u16, bootstrap: Vec<SocketAddr
     cfg.concurrency = opts.concurrency;
     cfg.deliver_requests = opts.handle_requests;
     let now = clock.now();
-    let dht = DhtConfig { rpc: cfg, max_size: opts.max_size, max_age: opts.max_age };
+    let dht = DhtConfig {
+        rpc: cfg,
+        max_size: opts.max_size,
+        max_age: opts.max_age,
+    };
     let mut node = Node::new(dht, rng, now);
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -73,17 +86,28 @@ pub struct BoundNode {
 
 impl BoundNode {
     /// Binds the sockets and builds the core for already-resolved bootstrap addresses.
-    pub fn bind(opts: &DhtOptions, bootstrap: Vec<SocketAddrV4>) -> Result<BoundNode, crate::DhtError> {
+    pub fn bind(
+        opts: &DhtOptions,
+        bootstrap: Vec<SocketAddrV4>,
+    ) -> Result<BoundNode, crate::DhtError> {
         let (server, client) = crate::bind_sockets(opts)?;
         let (server_addr, client_addr) = (crate::local_v4(&server)?, crate::local_v4(&client)?);
         let clock = Clock::default();
         let mut node = build_node(opts, server_addr.port(), bootstrap, &clock);
         // Local addresses for the LAN shortcut: the bind address, or loopback when bound to
         // every interface (the reference's fallback; interface enumeration is a later step).
-        let local = if opts.host.is_unspecified() { std::net::Ipv4Addr::LOCALHOST } else { opts.host };
+        let local = if opts.host.is_unspecified() {
+            std::net::Ipv4Addr::LOCALHOST
+        } else {
+            opts.host
+        };
         node.set_local_addresses(vec![SocketAddrV4::new(local, server_addr.port())]);
         let handle = DhtHandle::new(Shared::new(node, clock), server_addr, client_addr);
-        Ok(BoundNode { handle, server, client })
+        Ok(BoundNode {
+            handle,
+            server,
+            client,
+        })
     }
 }
 
@@ -98,7 +122,11 @@ pub struct DhtHandle {
 impl DhtHandle {
     /// Wraps the shared core and the bound socket addresses.
     pub fn new(shared: Shared, server: SocketAddrV4, client: SocketAddrV4) -> Self {
-        DhtHandle { shared, server, client }
+        DhtHandle {
+            shared,
+            server,
+            client,
+        }
     }
 
     /// The shared core (for drivers and layers built on top).
@@ -168,7 +196,8 @@ impl DhtHandle {
 
     /// `addNode({host, port})`.
     pub fn add_node(&self, addr: SocketAddrV4) {
-        self.shared.with_node_mut(|n, now| n.rpc_mut().add_node(now, addr));
+        self.shared
+            .with_node_mut(|n, now| n.rpc_mut().add_node(now, addr));
     }
 
     /// `findNode(target)`: a stream of replies; `.finish()` gives the closest nodes.
@@ -220,22 +249,32 @@ impl DhtHandle {
     /// `connect(remotePublicKey)`: an end-to-end encrypted connection to the server listening
     /// on that key, found through the DHT.
     pub fn connect(&self, remote_public_key: [u8; 32]) -> crate::Connecting {
-        self.shared.connect(remote_public_key, hdht_core::dht::ConnectOptions::default())
+        self.shared
+            .connect(remote_public_key, hdht_core::dht::ConnectOptions::default())
     }
 
     /// `connect` with options (key pair, relays to try, `local_connection`).
-    pub fn connect_with(&self, remote_public_key: [u8; 32], opts: hdht_core::dht::ConnectOptions) -> crate::Connecting {
+    pub fn connect_with(
+        &self,
+        remote_public_key: [u8; 32],
+        opts: hdht_core::dht::ConnectOptions,
+    ) -> crate::Connecting {
         self.shared.connect(remote_public_key, opts)
     }
 
     /// `createServer()`: call [`Server::listen`](crate::Server::listen), then
     /// [`accept`](crate::Server::accept) connections.
     pub fn create_server(&self) -> crate::Server {
-        self.shared.create_server(hdht_core::dht::ServerOptions::default(), None)
+        self.shared
+            .create_server(hdht_core::dht::ServerOptions::default(), None)
     }
 
     /// `createServer({ firewall })`: the callback returns `true` to reject a connection.
-    pub fn create_server_with(&self, opts: hdht_core::dht::ServerOptions, firewall: Option<crate::Firewall>) -> crate::Server {
+    pub fn create_server_with(
+        &self,
+        opts: hdht_core::dht::ServerOptions,
+        firewall: Option<crate::Firewall>,
+    ) -> crate::Server {
         self.shared.create_server(opts, firewall)
     }
 
@@ -253,28 +292,56 @@ impl DhtHandle {
 
     /// `announce(topic, keyPair, relayAddresses)`: the lookup's replies stream out; the record is
     /// stored, signed per node, at the closest nodes when the stream finishes.
-    pub fn announce(&self, topic: [u8; 32], key_pair: &KeyPair, relay_addresses: &[SocketAddrV4]) -> LookupStream {
+    pub fn announce(
+        &self,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+        relay_addresses: &[SocketAddrV4],
+    ) -> LookupStream {
         let relays = relay_addresses.to_vec();
-        LookupStream(self.shared.op(|n, now| n.announce(now, topic, key_pair, relays, 0)))
+        LookupStream(
+            self.shared
+                .op(|n, now| n.announce(now, topic, key_pair, relays, 0)),
+        )
     }
 
     /// `unannounce(topic, keyPair)`: removes the record from every node that lists it.
     pub async fn unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Result<(), OpError> {
-        self.shared.op(|n, now| n.unannounce(now, topic, key_pair)).finish().await.map(|_| ())
+        self.shared
+            .op(|n, now| n.unannounce(now, topic, key_pair))
+            .finish()
+            .await
+            .map(|_| ())
     }
 
     /// `immutablePut(value)`: stores `value` under its BLAKE2b-256 hash.
     pub async fn immutable_put(&self, value: &[u8]) -> Result<ImmutablePut, OpError> {
         let value = value.to_vec();
-        match self.shared.op(|n, now| n.immutable_put(now, value)).finish().await? {
-            OpOutput::ImmutablePut { hash, closest_nodes } => Ok(ImmutablePut { hash, closest_nodes }),
+        match self
+            .shared
+            .op(|n, now| n.immutable_put(now, value))
+            .finish()
+            .await?
+        {
+            OpOutput::ImmutablePut {
+                hash,
+                closest_nodes,
+            } => Ok(ImmutablePut {
+                hash,
+                closest_nodes,
+            }),
             other => Err(unexpected(other)),
         }
     }
 
     /// `immutableGet(hash)`: the value, verified against its hash; `None` if no node has it.
     pub async fn immutable_get(&self, hash: [u8; 32]) -> Result<Option<ImmutableValue>, OpError> {
-        match self.shared.op(|n, now| n.immutable_get(now, hash)).finish().await? {
+        match self
+            .shared
+            .op(|n, now| n.immutable_get(now, hash))
+            .finish()
+            .await?
+        {
             OpOutput::ImmutableGet(v) => Ok(v),
             other => Err(unexpected(other)),
         }
@@ -282,20 +349,48 @@ impl DhtHandle {
 
     /// `mutablePut(keyPair, value, {seq})`: a record signed by `key_pair`, stored under
     /// `H(publicKey)`. Fails with [`OpError::SeqTooLow`] when every node holds a newer one.
-    pub async fn mutable_put(&self, key_pair: &KeyPair, value: &[u8], seq: u64) -> Result<MutablePut, OpError> {
+    pub async fn mutable_put(
+        &self,
+        key_pair: &KeyPair,
+        value: &[u8],
+        seq: u64,
+    ) -> Result<MutablePut, OpError> {
         let value = value.to_vec();
-        match self.shared.op(|n, now| n.mutable_put(now, key_pair, value, seq)).finish().await? {
-            OpOutput::MutablePut { public_key, closest_nodes, seq, signature } => {
-                Ok(MutablePut { public_key, closest_nodes, seq, signature })
-            }
+        match self
+            .shared
+            .op(|n, now| n.mutable_put(now, key_pair, value, seq))
+            .finish()
+            .await?
+        {
+            OpOutput::MutablePut {
+                public_key,
+                closest_nodes,
+                seq,
+                signature,
+            } => Ok(MutablePut {
+                public_key,
+                closest_nodes,
+                seq,
+                signature,
+            }),
             other => Err(unexpected(other)),
         }
     }
 
     /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq` (with `latest`,
     /// the newest any node has), its signature verified; `None` if none qualifies.
-    pub async fn mutable_get(&self, public_key: [u8; 32], seq: u64, latest: bool) -> Result<Option<MutableValue>, OpError> {
-        match self.shared.op(|n, now| n.mutable_get(now, public_key, seq, latest)).finish().await? {
+    pub async fn mutable_get(
+        &self,
+        public_key: [u8; 32],
+        seq: u64,
+        latest: bool,
+    ) -> Result<Option<MutableValue>, OpError> {
+        match self
+            .shared
+            .op(|n, now| n.mutable_get(now, public_key, seq, latest))
+            .finish()
+            .await?
+        {
             OpOutput::MutableGet(v) => Ok(v),
             other => Err(unexpected(other)),
         }
@@ -347,10 +442,15 @@ impl FindPeerStream {
 
 impl futures_core::Stream for FindPeerStream {
     type Item = FindPeerReply;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<FindPeerReply>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<FindPeerReply>> {
         loop {
             match std::pin::Pin::new(&mut self.0).poll_next(cx) {
-                std::task::Poll::Ready(Some(OpReply::FindPeer(r))) => return std::task::Poll::Ready(Some(r)),
+                std::task::Poll::Ready(Some(OpReply::FindPeer(r))) => {
+                    return std::task::Poll::Ready(Some(r))
+                }
                 std::task::Poll::Ready(Some(OpReply::Lookup(_))) => continue,
                 std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
                 std::task::Poll::Pending => return std::task::Poll::Pending,
@@ -368,7 +468,9 @@ impl LookupStream {
     /// Waits for the end; the closest nodes that answered (and, for an announce, stored it).
     pub async fn finish(self) -> Result<Vec<SocketAddrV4>, OpError> {
         match self.0.finish().await? {
-            OpOutput::Lookup { closest_nodes } | OpOutput::Announce { closest_nodes } => Ok(closest_nodes),
+            OpOutput::Lookup { closest_nodes } | OpOutput::Announce { closest_nodes } => {
+                Ok(closest_nodes)
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -376,10 +478,15 @@ impl LookupStream {
 
 impl futures_core::Stream for LookupStream {
     type Item = LookupReply;
-    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<LookupReply>> {
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<LookupReply>> {
         loop {
             match std::pin::Pin::new(&mut self.0).poll_next(cx) {
-                std::task::Poll::Ready(Some(OpReply::Lookup(r))) => return std::task::Poll::Ready(Some(r)),
+                std::task::Poll::Ready(Some(OpReply::Lookup(r))) => {
+                    return std::task::Poll::Ready(Some(r))
+                }
                 std::task::Poll::Ready(Some(OpReply::FindPeer(_))) => continue,
                 std::task::Poll::Ready(None) => return std::task::Poll::Ready(None),
                 std::task::Poll::Pending => return std::task::Poll::Pending,

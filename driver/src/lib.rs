@@ -19,10 +19,11 @@ pub mod udp;
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
 pub use clock::Clock;
 pub use connection::{Connecting, Connection, Firewall, Server};
-pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
 pub use handle::{
-    build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream, MutablePut, PORT_RANGE,
+    build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream,
+    MutablePut, PORT_RANGE,
 };
+pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
 pub use options::DhtOptions;
 pub use shared::{
     IncomingRequests, IoWakeup, OpFuture, OpReply, OpStream, PendingRequest, QueryStream, Ready,

@@ -39,7 +39,11 @@ pub fn local_v4(sock: &UdpSocket) -> io::Result<SocketAddrV4> {
 
 /// Whether resolving these entries needs DNS (so the caller should run it off the executor).
 pub fn needs_dns(entries: &[String]) -> bool {
-    entries.iter().any(|e| parse_bootstrap(e).map(|b| b.literal().is_none()).unwrap_or(false))
+    entries.iter().any(|e| {
+        parse_bootstrap(e)
+            .map(|b| b.literal().is_none())
+            .unwrap_or(false)
+    })
 }
 
 /// Resolves bootstrap entries: a suggested IP or an IPv4 literal is used as is, other hosts go
@@ -53,12 +57,15 @@ pub fn resolve_bootstrap(entries: &[String]) -> Result<Vec<SocketAddrV4>, DhtErr
             out.push(addr);
             continue;
         }
-        let resolved = (entry.host.as_str(), entry.port).to_socket_addrs().ok().and_then(|mut it| {
-            it.find_map(|a| match a {
-                SocketAddr::V4(v4) => Some(v4),
-                SocketAddr::V6(_) => None,
-            })
-        });
+        let resolved = (entry.host.as_str(), entry.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| {
+                it.find_map(|a| match a {
+                    SocketAddr::V4(v4) => Some(v4),
+                    SocketAddr::V6(_) => None,
+                })
+            });
         if let Some(a) = resolved {
             out.push(a);
         }

@@ -40,8 +40,8 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use hdht_core::dht::MAX_POOL_SOCKETS;
 use hdht_core::dht::SocketCommand;
+pub use hdht_core::dht::MAX_POOL_SOCKETS;
 
 use crate::udp::{RecvBatch, SendBatch};
 use crate::Shared;
@@ -85,7 +85,10 @@ pub fn is_transient(e: &io::Error) -> bool {
         return true;
     }
     #[cfg(target_os = "linux")]
-    if matches!(e.raw_os_error(), Some(libc::ENOBUFS | libc::ENOMEM | libc::EHOSTDOWN | libc::ENONET)) {
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::ENOBUFS | libc::ENOMEM | libc::EHOSTDOWN | libc::ENONET)
+    ) {
         return true;
     }
     false
@@ -136,8 +139,13 @@ impl PoolReceiver {
     /// [`RecvBatch::try_recv`] inside its readiness guard) whose datagrams are fed to the core
     /// as `SocketKind::Pool(id)`, then the I/O task is woken. No await may happen inside
     /// `recv`; the batch goes back to the node's spare list afterwards.
-    pub fn recv_once(&mut self, recv: impl FnOnce(&mut RecvBatch) -> io::Result<usize>) -> RecvStep {
-        let mut batch = lock(&self.ctx.spare).pop().unwrap_or_else(|| RecvBatch::with_slots(POOL_RECV_SLOTS));
+    pub fn recv_once(
+        &mut self,
+        recv: impl FnOnce(&mut RecvBatch) -> io::Result<usize>,
+    ) -> RecvStep {
+        let mut batch = lock(&self.ctx.spare)
+            .pop()
+            .unwrap_or_else(|| RecvBatch::with_slots(POOL_RECV_SLOTS));
         let step = match recv(&mut batch) {
             Ok(0) => RecvStep::Idle,
             Ok(_) => {
@@ -195,7 +203,11 @@ impl<S, T> PoolSockets<S, T> {
     /// No sockets yet; they will be bound on `host` (the server socket's IP).
     pub fn new(shared: Shared, host: Ipv4Addr) -> Self {
         PoolSockets {
-            ctx: Arc::new(Context { shared, spare: Mutex::new(Vec::new()), dead: Mutex::new(Vec::new()) }),
+            ctx: Arc::new(Context {
+                shared,
+                spare: Mutex::new(Vec::new()),
+                dead: Mutex::new(Vec::new()),
+            }),
             host,
             open: BTreeMap::new(),
             next_generation: 0,
@@ -282,10 +294,22 @@ impl<S, T> PoolSockets<S, T> {
                 }
                 let generation = self.next_generation;
                 self.next_generation += 1;
-                let receiver = PoolReceiver { ctx: self.ctx.clone(), id, generation, transient_errors: 0 };
+                let receiver = PoolReceiver {
+                    ctx: self.ctx.clone(),
+                    id,
+                    generation,
+                    transient_errors: 0,
+                };
                 match bind_pool_socket(self.host).and_then(|std| open(std, receiver)) {
                     Ok((sock, task)) => {
-                        self.open.insert(id, Entry { sock, generation, task });
+                        self.open.insert(
+                            id,
+                            Entry {
+                                sock,
+                                generation,
+                                task,
+                            },
+                        );
                         true
                     }
                     Err(_) => {
@@ -312,7 +336,11 @@ impl<S, T> PoolSockets<S, T> {
     fn reap(&mut self) {
         let dead = std::mem::take(&mut *lock(&self.ctx.dead));
         for (id, generation) in dead {
-            if self.open.get(&id).is_some_and(|e| e.generation == generation) {
+            if self
+                .open
+                .get(&id)
+                .is_some_and(|e| e.generation == generation)
+            {
                 self.open.remove(&id);
             }
         }
@@ -321,7 +349,10 @@ impl<S, T> PoolSockets<S, T> {
     /// Closes every socket (the I/O task is ending) and returns the receive tasks' handles, for
     /// the runtime to wait on; dropping them instead stops the tasks without waiting.
     pub fn close_all(&mut self) -> Vec<T> {
-        std::mem::take(&mut self.open).into_values().map(|e| e.task).collect()
+        std::mem::take(&mut self.open)
+            .into_values()
+            .map(|e| e.task)
+            .collect()
     }
 }
 
@@ -354,7 +385,10 @@ mod tests {
     type Table = PoolSockets<Sock, Task>;
 
     fn shared() -> Shared {
-        let opts = DhtOptions { host: Ipv4Addr::LOCALHOST, ..DhtOptions::default() };
+        let opts = DhtOptions {
+            host: Ipv4Addr::LOCALHOST,
+            ..DhtOptions::default()
+        };
         let clock = Clock::default();
         let node = build_node(&opts, 0, Vec::new(), &clock);
         Shared::new(node, clock)
@@ -370,14 +404,22 @@ mod tests {
             let state = crate::udp::socket_state(&io)?;
             let flag = Arc::new(AtomicBool::new(false));
             lock(stopped).push((receiver.id(), flag.clone()));
-            Ok((Arc::new(Sock { io, state }), Task { stopped: flag, receiver: Some(receiver) }))
+            Ok((
+                Arc::new(Sock { io, state }),
+                Task {
+                    stopped: flag,
+                    receiver: Some(receiver),
+                },
+            ))
         }
     }
 
     /// Whether the I/O task was woken since the last call (consumes the wake-up).
     fn kicked(shared: &Shared) -> bool {
         let mut fut = std::pin::pin!(shared.io_wakeup());
-        fut.as_mut().poll(&mut TaskContext::from_waker(Waker::noop())).is_ready()
+        fut.as_mut()
+            .poll(&mut TaskContext::from_waker(Waker::noop()))
+            .is_ready()
     }
 
     fn local(sock: &UdpSocket) -> SocketAddrV4 {
@@ -403,8 +445,14 @@ mod tests {
         let weak = Arc::downgrade(&table.get_arc(3).expect("3"));
         assert!(table.apply(SocketCommand::Close(3), &mut open));
         assert!(table.get(3).is_none());
-        assert!(lock(&flags)[0].1.load(Ordering::SeqCst), "task of 3 stopped");
-        assert!(!lock(&flags)[1].1.load(Ordering::SeqCst), "task of 9 still running");
+        assert!(
+            lock(&flags)[0].1.load(Ordering::SeqCst),
+            "task of 3 stopped"
+        );
+        assert!(
+            !lock(&flags)[1].1.load(Ordering::SeqCst),
+            "task of 9 still running"
+        );
         assert!(weak.upgrade().is_none(), "socket 3 dropped");
         UdpSocket::bind(a).expect("port of the closed socket is free again");
 
@@ -502,7 +550,10 @@ mod tests {
         assert_eq!(fed, 2, "both datagrams received");
         assert!(kicked(&shared), "the I/O task was woken");
         // Drained: the next receive finds nothing.
-        assert_eq!(receiver.recv_once(|b| b.try_recv(&sock.state, (&sock.io).into())), RecvStep::Idle);
+        assert_eq!(
+            receiver.recv_once(|b| b.try_recv(&sock.state, (&sock.io).into())),
+            RecvStep::Idle
+        );
         // The batch went back to the spare list (one, not one per receive).
         assert_eq!(lock(&receiver.ctx.spare).len(), 1);
         assert_eq!(lock(&receiver.ctx.spare)[0].slots(), POOL_RECV_SLOTS);
@@ -516,7 +567,12 @@ mod tests {
         assert!(table.apply(SocketCommand::Bind(1), &mut opener(&flags)));
         assert!(table.apply(SocketCommand::Bind(2), &mut opener(&flags)));
         // A receiver for socket 1 (the test plays its task).
-        let mut receiver = PoolReceiver { ctx: table.ctx.clone(), id: 1, generation: 0, transient_errors: 0 };
+        let mut receiver = PoolReceiver {
+            ctx: table.ctx.clone(),
+            id: 1,
+            generation: 0,
+            transient_errors: 0,
+        };
 
         let would_block = || Err(io::Error::from(io::ErrorKind::WouldBlock));
         assert_eq!(receiver.recv_once(|_| would_block()), RecvStep::Idle);
@@ -546,7 +602,12 @@ mod tests {
     #[test]
     fn endless_transient_errors_count_as_a_failure() {
         let table = Table::new(shared(), Ipv4Addr::LOCALHOST);
-        let mut receiver = PoolReceiver { ctx: table.ctx.clone(), id: 1, generation: 0, transient_errors: 0 };
+        let mut receiver = PoolReceiver {
+            ctx: table.ctx.clone(),
+            id: 1,
+            generation: 0,
+            transient_errors: 0,
+        };
         let reset = || Err(io::Error::from(io::ErrorKind::ConnectionReset));
         let mut steps = 0;
         while receiver.recv_once(|_| reset()) == RecvStep::More {
@@ -558,10 +619,19 @@ mod tests {
 
     #[test]
     fn noise_classification() {
-        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::ConnectionReset, io::ErrorKind::ConnectionRefused, io::ErrorKind::Interrupted] {
+        for kind in [
+            io::ErrorKind::WouldBlock,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionRefused,
+            io::ErrorKind::Interrupted,
+        ] {
             assert!(is_transient(&io::Error::from(kind)), "{kind:?}");
         }
-        for kind in [io::ErrorKind::PermissionDenied, io::ErrorKind::InvalidInput, io::ErrorKind::NotConnected] {
+        for kind in [
+            io::ErrorKind::PermissionDenied,
+            io::ErrorKind::InvalidInput,
+            io::ErrorKind::NotConnected,
+        ] {
             assert!(!is_transient(&io::Error::from(kind)), "{kind:?}");
         }
         #[cfg(target_os = "linux")]

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
-use hdht_core::dht::{DhtEvent, FindPeerReply, LookupReply, OpError, OpId, OpOutput, SocketCommand};
+use hdht_core::dht::{
+    DhtEvent, FindPeerReply, LookupReply, OpError, OpId, OpOutput, SocketCommand,
+};
 use hdht_core::rpc::{
     IncomingRequest, QueryError, QueryId, QueryReply, QueryResult, QuerySpec, ReplySpec,
     RequestError, RequestId, RequestSpec, RpcEvent, SocketKind, Transmit,
@@ -34,7 +36,11 @@ struct Slot<Item, Done> {
 
 impl<Item, Done> Default for Slot<Item, Done> {
     fn default() -> Self {
-        Slot { replies: VecDeque::new(), done: None, waker: None }
+        Slot {
+            replies: VecDeque::new(),
+            done: None,
+            waker: None,
+        }
     }
 }
 
@@ -60,7 +66,9 @@ fn poll_slot_next<K: Ord, Item, Done>(
     id: &K,
     cx: &Context<'_>,
 ) -> Poll<Option<Item>> {
-    let Some(slot) = slots.get_mut(id) else { return Poll::Ready(None) };
+    let Some(slot) = slots.get_mut(id) else {
+        return Poll::Ready(None);
+    };
     if let Some(r) = slot.replies.pop_front() {
         return Poll::Ready(Some(r));
     }
@@ -77,7 +85,9 @@ fn poll_slot_done<K: Ord, Item, Done>(
     id: &K,
     cx: &Context<'_>,
 ) -> Poll<Option<Done>> {
-    let Some(slot) = slots.get_mut(id) else { return Poll::Ready(None) };
+    let Some(slot) = slots.get_mut(id) else {
+        return Poll::Ready(None);
+    };
     slot.replies.clear();
     if let Some(done) = slot.done.take() {
         slots.remove(id);
@@ -188,7 +198,9 @@ impl Inner {
             match ev {
                 DhtEvent::Rpc(ev) => self.dispatch_rpc(ev),
                 DhtEvent::LookupReply { op, reply } => self.op_reply(op, OpReply::Lookup(reply)),
-                DhtEvent::FindPeerReply { op, reply } => self.op_reply(op, OpReply::FindPeer(reply)),
+                DhtEvent::FindPeerReply { op, reply } => {
+                    self.op_reply(op, OpReply::FindPeer(reply))
+                }
                 DhtEvent::OpDone { op, result } => {
                     if let Some(slot) = self.ops.get_mut(&op) {
                         slot.finish(result);
@@ -250,7 +262,9 @@ impl Shared {
             connections: Default::default(),
         };
         inner.dispatch();
-        Shared { inner: Arc::new(Mutex::new(inner)) }
+        Shared {
+            inner: Arc::new(Mutex::new(inner)),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -279,7 +293,10 @@ impl Shared {
 
     /// Runs `f` on the locked state with the current time, then routes events and wakes the
     /// I/O task (reads open windows, writes queue packets).
-    pub(crate) fn with_inner_kick<T>(&self, f: impl FnOnce(&mut Inner, hdht_core::Instant) -> T) -> T {
+    pub(crate) fn with_inner_kick<T>(
+        &self,
+        f: impl FnOnce(&mut Inner, hdht_core::Instant) -> T,
+    ) -> T {
         let mut inner = self.lock();
         let now = inner.clock.now();
         let out = f(&mut inner, now);
@@ -325,7 +342,11 @@ impl Shared {
     /// before sending the batch, so a socket is bound before anything is sent from it (the
     /// runtimes do both through [`PoolSockets::fill`](crate::pool::PoolSockets::fill)).
     /// Returns whether the core may have more once the batch has been sent.
-    pub fn fill_send_batch(&self, batch: &mut crate::udp::SendBatch, commands: &mut Vec<SocketCommand>) -> bool {
+    pub fn fill_send_batch(
+        &self,
+        batch: &mut crate::udp::SendBatch,
+        commands: &mut Vec<SocketCommand>,
+    ) -> bool {
         batch.fill(&mut self.lock().node, commands)
     }
 
@@ -347,7 +368,9 @@ impl Shared {
         let now = inner.clock.now();
         let mut fed = 0;
         for (from, bytes) in batch.datagrams() {
-            inner.node.handle_datagram(now, SocketKind::Pool(id), from, bytes);
+            inner
+                .node
+                .handle_datagram(now, SocketKind::Pool(id), from, bytes);
             fed += 1;
         }
         inner.dispatch();
@@ -382,7 +405,9 @@ impl Shared {
 
     /// A future that resolves when a user call queued work for the I/O task.
     pub fn io_wakeup(&self) -> IoWakeup {
-        IoWakeup { shared: self.clone() }
+        IoWakeup {
+            shared: self.clone(),
+        }
     }
 
     /// Node events nobody else consumed (persistent, nat-update, add-node, …), oldest first.
@@ -394,7 +419,9 @@ impl Shared {
 
     /// Resolves when bootstrapping finished (or the node was destroyed).
     pub fn ready(&self) -> Ready {
-        Ready { shared: self.clone() }
+        Ready {
+            shared: self.clone(),
+        }
     }
 
     /// Starts a query; its replies stream out of the returned [`QueryStream`].
@@ -405,7 +432,11 @@ impl Shared {
         inner.queries.insert(id, QuerySlot::default());
         inner.dispatch();
         inner.kick();
-        QueryStream { shared: self.clone(), id, finished: false }
+        QueryStream {
+            shared: self.clone(),
+            id,
+            finished: false,
+        }
     }
 
     /// Sends one request.
@@ -416,12 +447,17 @@ impl Shared {
         inner.requests.insert(id, RequestSlot::default());
         inner.dispatch();
         inner.kick();
-        PendingRequest { shared: self.clone(), id }
+        PendingRequest {
+            shared: self.clone(),
+            id,
+        }
     }
 
     /// Requests from other nodes, for the application to answer.
     pub fn incoming_requests(&self) -> IncomingRequests {
-        IncomingRequests { shared: self.clone() }
+        IncomingRequests {
+            shared: self.clone(),
+        }
     }
 
     /// Answers a request.
@@ -450,7 +486,11 @@ impl Shared {
         inner.ops.insert(id, OpSlot::default());
         inner.dispatch();
         inner.kick();
-        OpStream { shared: self.clone(), id, finished: false }
+        OpStream {
+            shared: self.clone(),
+            id,
+            finished: false,
+        }
     }
 }
 
@@ -535,7 +575,10 @@ impl Drop for QueryStream {
             return;
         }
         let mut inner = self.shared.lock();
-        let running = inner.queries.remove(&self.id).is_some_and(|s| s.done.is_none());
+        let running = inner
+            .queries
+            .remove(&self.id)
+            .is_some_and(|s| s.done.is_none());
         if running {
             inner.node.rpc_mut().cancel_query(self.id);
             inner.dispatch();
@@ -609,7 +652,10 @@ impl Stream for IncomingRequests {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<ReceivedRequest>> {
         let mut inner = self.shared.lock();
         if let Some(request) = inner.incoming.pop_front() {
-            return Poll::Ready(Some(ReceivedRequest { shared: self.shared.clone(), request }));
+            return Poll::Ready(Some(ReceivedRequest {
+                shared: self.shared.clone(),
+                request,
+            }));
         }
         if inner.node.is_destroyed() {
             return Poll::Ready(None);

@@ -176,10 +176,22 @@ impl SendBatch {
             self.buf = vec![0u8; FILL_LIMIT + MAX_DATAGRAM];
         }
         while self.used < FILL_LIMIT {
-            let Some(DatagramOut { socket, to, len, ttl }) = node.poll_transmit_into(&mut self.buf[self.used..]) else {
+            let Some(DatagramOut {
+                socket,
+                to,
+                len,
+                ttl,
+            }) = node.poll_transmit_into(&mut self.buf[self.used..])
+            else {
                 return false;
             };
-            self.items.push(Item { socket, to, ttl, off: self.used, len });
+            self.items.push(Item {
+                socket,
+                to,
+                ttl,
+                off: self.used,
+                len,
+            });
             self.used += len;
         }
         true
@@ -193,8 +205,16 @@ impl SendBatch {
         let mut bytes = first.len;
         if first.ttl.is_none() && first.len > 0 {
             while n < max_segments {
-                let Some(it) = self.items.get(self.next + n) else { break };
-                if it.socket != first.socket || it.to != first.to || it.ttl.is_some() || it.len > first.len || it.len == 0 || bytes + it.len > GSO_MAX_BYTES {
+                let Some(it) = self.items.get(self.next + n) else {
+                    break;
+                };
+                if it.socket != first.socket
+                    || it.to != first.to
+                    || it.ttl.is_some()
+                    || it.len > first.len
+                    || it.len == 0
+                    || bytes + it.len > GSO_MAX_BYTES
+                {
                     break;
                 }
                 n += 1;
@@ -218,7 +238,6 @@ impl SendBatch {
     pub fn advance(&mut self, group_segments: usize) {
         self.next = (self.next + group_segments).min(self.items.len());
     }
-
 }
 
 /// Receive slots for `recvmmsg`.
@@ -236,7 +255,12 @@ pub struct RecvBatch {
 
 impl Default for RecvBatch {
     fn default() -> Self {
-        RecvBatch { slots: RECV_SLOTS, buf: Vec::new(), meta: Vec::new(), count: 0 }
+        RecvBatch {
+            slots: RECV_SLOTS,
+            buf: Vec::new(),
+            meta: Vec::new(),
+            count: 0,
+        }
     }
 }
 
@@ -250,7 +274,10 @@ impl RecvBatch {
     /// Empty, with `slots` slots of 64 KiB each (clamped to 1..=16; allocated on first use).
     /// Every slot must hold 64 KiB, since one may receive a whole GRO run.
     pub fn with_slots(slots: usize) -> Self {
-        RecvBatch { slots: slots.clamp(1, RECV_SLOTS), ..Self::default() }
+        RecvBatch {
+            slots: slots.clamp(1, RECV_SLOTS),
+            ..Self::default()
+        }
     }
 
     /// How many slots a receive fills at most.
@@ -278,13 +305,21 @@ impl RecvBatch {
 
     /// The datagrams of the last receive (GRO runs split back into datagrams).
     pub fn datagrams(&self) -> impl Iterator<Item = (SocketAddrV4, &[u8])> + '_ {
-        self.meta[..self.count].iter().zip(self.buf.chunks(SLOT)).flat_map(|(m, buf)| {
-            let from = match m.addr {
-                SocketAddr::V4(a) => Some(a),
-                SocketAddr::V6(a) => a.ip().to_ipv4_mapped().map(|ip| SocketAddrV4::new(ip, a.port())),
-            };
-            let stride = m.stride.max(1);
-            buf[..m.len.min(buf.len())].chunks(stride).filter_map(move |d| from.map(|f| (f, d)))
-        })
+        self.meta[..self.count]
+            .iter()
+            .zip(self.buf.chunks(SLOT))
+            .flat_map(|(m, buf)| {
+                let from = match m.addr {
+                    SocketAddr::V4(a) => Some(a),
+                    SocketAddr::V6(a) => a
+                        .ip()
+                        .to_ipv4_mapped()
+                        .map(|ip| SocketAddrV4::new(ip, a.port())),
+                };
+                let stride = m.stride.max(1);
+                buf[..m.len.min(buf.len())]
+                    .chunks(stride)
+                    .filter_map(move |d| from.map(|f| (f, d)))
+            })
     }
 }

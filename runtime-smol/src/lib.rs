@@ -13,16 +13,15 @@ use std::sync::{Arc, OnceLock};
 use async_io::{Async, Timer};
 use futures_lite::future;
 use hdht_core::rpc::SocketKind;
-use hdht_driver::pool::{PoolReceiver, PoolSockets, RecvStep};
 use hdht_driver::flush::{flush, BatchSocket};
+use hdht_driver::pool::{PoolReceiver, PoolSockets, RecvStep};
 use hdht_driver::udp::{self, RecvBatch, SendBatch, UdpSocketState, UdpTransmit};
 use hdht_driver::{BoundNode, Shared};
 
 /// Batched receives per wake-up before the loop looks at timers and user calls again.
 const MAX_RECV_ROUNDS: usize = 16;
 pub use hdht_driver::{
-    DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream,
-    ReceivedRequest,
+    DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream, ReceivedRequest,
 };
 
 /// A HyperDHT (dht-rpc level) node running on smol.
@@ -69,7 +68,10 @@ impl Dht {
         let shared = bound.handle.shared().clone();
         let pool = Pool::new(shared.clone(), *bound.handle.server_address().ip());
         let task = executor().spawn(io_loop(shared, server, client, pool));
-        Ok(Dht { handle: bound.handle, task: Some(task) })
+        Ok(Dht {
+            handle: bound.handle,
+            task: Some(task),
+        })
     }
 
     /// `DHT.bootstrapper(port, host)`: a bootstrap node for a private network.
@@ -125,7 +127,10 @@ type PoolTask = async_task::Task<()>;
 type Pool = PoolSockets<Sock, PoolTask>;
 
 /// Registers a freshly bound pool socket with async-io and starts its receive task.
-fn open_pool_socket(std: UdpSocket, receiver: PoolReceiver) -> std::io::Result<(Arc<Sock>, PoolTask)> {
+fn open_pool_socket(
+    std: UdpSocket,
+    receiver: PoolReceiver,
+) -> std::io::Result<(Arc<Sock>, PoolTask)> {
     let sock = Arc::new(Sock::new(std)?);
     let task = executor().spawn(pool_recv(receiver, sock.clone()));
     Ok((sock, task))
@@ -157,7 +162,8 @@ impl BatchSocket for Sock {
         let _ = self.io.get_ref().set_ttl(u32::from(ttl));
     }
     fn send(&self, t: &UdpTransmit<'_>) -> impl std::future::Future<Output = std::io::Result<()>> {
-        self.io.write_with(move |io| self.state.try_send(io.into(), t))
+        self.io
+            .write_with(move |io| self.state.try_send(io.into(), t))
     }
 }
 
@@ -179,7 +185,9 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
     let mut rx = RecvBatch::new();
     loop {
         flush(&mut tx, &server, &client, &mut pool, open_pool_socket).await;
-        let Some(deadline) = shared.poll_timeout() else { break };
+        let Some(deadline) = shared.poll_timeout() else {
+            break;
+        };
         future::or(
             future::or(
                 async {
@@ -261,7 +269,10 @@ mod tests {
     #[test]
     fn pool_sockets_bind_receive_send_and_close() {
         async_io::block_on(async {
-            let opts = DhtOptions { host: Ipv4Addr::LOCALHOST, ..DhtOptions::default() };
+            let opts = DhtOptions {
+                host: Ipv4Addr::LOCALHOST,
+                ..DhtOptions::default()
+            };
             let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
             let shared = bound.handle.shared().clone();
             let server = Sock::new(bound.server).expect("server");
@@ -272,7 +283,10 @@ mod tests {
             // Bind: on the server socket's host, each on its own port.
             assert!(pool.apply(SocketCommand::Bind(7), &mut open));
             assert!(pool.apply(SocketCommand::Bind(8), &mut open));
-            let (addr7, addr8) = (local(pool.get(7).expect("7")), local(pool.get(8).expect("8")));
+            let (addr7, addr8) = (
+                local(pool.get(7).expect("7")),
+                local(pool.get(8).expect("8")),
+            );
             assert_eq!(*addr7.ip(), Ipv4Addr::LOCALHOST);
             assert!(addr7.port() != 0 && addr8.port() != 0 && addr7.port() != addr8.port());
             let weak7 = Arc::downgrade(&pool.get_arc(7).expect("7"));
@@ -281,8 +295,12 @@ mod tests {
             // Receive: the socket's task reads the datagram, feeds the core and wakes the I/O task.
             let peer = Async::<UdpSocket>::bind((Ipv4Addr::LOCALHOST, 0)).expect("peer");
             let _ = future::poll_once(shared.io_wakeup()).await;
-            peer.send_to(b"not dht-rpc", addr7).await.expect("send to pool socket");
-            timeout(STEP, shared.io_wakeup()).await.expect("the receive task woke the I/O task");
+            peer.send_to(b"not dht-rpc", addr7)
+                .await
+                .expect("send to pool socket");
+            timeout(STEP, shared.io_wakeup())
+                .await
+                .expect("the receive task woke the I/O task");
 
             // Close: the task ends and the socket with it (its port is free again).
             assert!(pool.apply(SocketCommand::Close(8), &mut open));
@@ -306,11 +324,22 @@ mod tests {
             spec.ttl = Some(5);
             let sent = shared.request(spec);
             let mut buf = [0u8; 2048];
-            let (_, from) = timeout(STEP, peer.recv_from(&mut buf)).await.expect("a datagram").expect("recv");
+            let (_, from) = timeout(STEP, peer.recv_from(&mut buf))
+                .await
+                .expect("a datagram")
+                .expect("recv");
             assert_eq!(from, SocketAddr::V4(addr7), "sent from pool socket 7");
             let mut restored = false;
             for _ in 0..100 {
-                if weak7.upgrade().expect("7 open").io.get_ref().ttl().expect("ttl") == 64 {
+                if weak7
+                    .upgrade()
+                    .expect("7 open")
+                    .io
+                    .get_ref()
+                    .ttl()
+                    .expect("ttl")
+                    == 64
+                {
                     restored = true;
                     break;
                 }
@@ -318,7 +347,9 @@ mod tests {
             }
             assert!(restored, "TTL back to 64 after the TTL-5 send");
             assert!(
-                timeout(Duration::from_millis(300), peer.recv_from(&mut buf)).await.is_none(),
+                timeout(Duration::from_millis(300), peer.recv_from(&mut buf))
+                    .await
+                    .is_none(),
                 "nothing else was sent (the datagram for socket 99 was dropped)"
             );
             assert_eq!(dropped.await.err(), Some(RequestError::Timeout));
@@ -335,7 +366,10 @@ mod tests {
     #[test]
     fn many_pool_sockets_open_and_close_without_leaks() {
         async_io::block_on(async {
-            let opts = DhtOptions { host: Ipv4Addr::LOCALHOST, ..DhtOptions::default() };
+            let opts = DhtOptions {
+                host: Ipv4Addr::LOCALHOST,
+                ..DhtOptions::default()
+            };
             let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
             let mut pool = Pool::new(bound.handle.shared().clone(), Ipv4Addr::LOCALHOST);
             let mut open = open_pool_socket;
@@ -343,7 +377,9 @@ mod tests {
             for id in 0..256 {
                 assert!(pool.apply(SocketCommand::Bind(id), &mut open));
             }
-            let weak: Vec<Weak<Sock>> = (0..256).map(|id| Arc::downgrade(&pool.get_arc(id).expect("open"))).collect();
+            let weak: Vec<Weak<Sock>> = (0..256)
+                .map(|id| Arc::downgrade(&pool.get_arc(id).expect("open")))
+                .collect();
             for id in (0..256).step_by(2) {
                 assert!(pool.apply(SocketCommand::Close(id), &mut open));
             }
@@ -354,7 +390,10 @@ mod tests {
             for task in pool.close_all() {
                 timeout(STEP, task.cancel()).await.expect("task stops");
             }
-            assert!(weak.iter().all(|w| w.upgrade().is_none()), "every socket released");
+            assert!(
+                weak.iter().all(|w| w.upgrade().is_none()),
+                "every socket released"
+            );
         });
     }
 }

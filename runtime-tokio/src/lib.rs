@@ -16,13 +16,12 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use hdht_core::rpc::SocketKind;
-use hdht_driver::pool::{PoolReceiver, PoolSockets, RecvStep};
 use hdht_driver::flush::{flush, BatchSocket};
+use hdht_driver::pool::{PoolReceiver, PoolSockets, RecvStep};
 use hdht_driver::udp::{self, RecvBatch, SendBatch, UdpSocketState, UdpTransmit};
 use hdht_driver::{BoundNode, Shared};
 pub use hdht_driver::{
-    DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream,
-    ReceivedRequest,
+    DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream, ReceivedRequest,
 };
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
@@ -63,7 +62,10 @@ impl Dht {
         let shared = bound.handle.shared().clone();
         let pool = Pool::new(shared.clone(), *bound.handle.server_address().ip());
         let task = tokio::spawn(io_loop(shared, server, client, pool));
-        Ok(Dht { handle: bound.handle, task: Some(task) })
+        Ok(Dht {
+            handle: bound.handle,
+            task: Some(task),
+        })
     }
 
     /// `DHT.bootstrapper(port, host)`: a bootstrap node for a private network, bound to
@@ -136,7 +138,10 @@ impl Drop for PoolTask {
 type Pool = PoolSockets<Sock, PoolTask>;
 
 /// Registers a freshly bound pool socket with tokio and starts its receive task.
-fn open_pool_socket(std: std::net::UdpSocket, receiver: PoolReceiver) -> std::io::Result<(Arc<Sock>, PoolTask)> {
+fn open_pool_socket(
+    std: std::net::UdpSocket,
+    receiver: PoolReceiver,
+) -> std::io::Result<(Arc<Sock>, PoolTask)> {
     let sock = Arc::new(Sock::new(UdpSocket::from_std(std)?)?);
     let task = tokio::spawn(pool_recv(receiver, sock.clone()));
     Ok((sock, PoolTask(Some(task))))
@@ -152,7 +157,9 @@ async fn pool_recv(mut receiver: PoolReceiver, sock: Arc<Sock>) {
         }
         for _ in 0..MAX_RECV_ROUNDS {
             let step = receiver.recv_once(|rx| {
-                sock.io.try_io(Interest::READABLE, || rx.try_recv(&sock.state, (&sock.io).into()))
+                sock.io.try_io(Interest::READABLE, || {
+                    rx.try_recv(&sock.state, (&sock.io).into())
+                })
             });
             match step {
                 RecvStep::More => {}
@@ -171,14 +178,18 @@ impl BatchSocket for Sock {
         let _ = self.io.set_ttl(u32::from(ttl));
     }
     fn send(&self, t: &UdpTransmit<'_>) -> impl std::future::Future<Output = std::io::Result<()>> {
-        self.io.async_io(Interest::WRITABLE, move || self.state.try_send((&self.io).into(), t))
+        self.io.async_io(Interest::WRITABLE, move || {
+            self.state.try_send((&self.io).into(), t)
+        })
     }
 }
 
 /// Receives from `sock` in batches until it has nothing ready (bounded), sending what each
 /// batch produced (acknowledgements) before the next.
 fn drain(shared: &Shared, kind: SocketKind, sock: &Sock, rx: &mut RecvBatch) -> bool {
-    match sock.io.try_io(Interest::READABLE, || rx.try_recv(&sock.state, (&sock.io).into())) {
+    match sock.io.try_io(Interest::READABLE, || {
+        rx.try_recv(&sock.state, (&sock.io).into())
+    }) {
         Ok(n) if n > 0 => {
             shared.handle_recv_batch(kind, rx);
             true
@@ -194,7 +205,9 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
     let mut rx = RecvBatch::new();
     loop {
         flush(&mut tx, &server, &client, &mut pool, open_pool_socket).await;
-        let Some(deadline) = shared.poll_timeout() else { break };
+        let Some(deadline) = shared.poll_timeout() else {
+            break;
+        };
         tokio::select! {
             _ = server.io.readable() => {}
             _ = client.io.readable() => {}
@@ -255,7 +268,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pool_sockets_bind_receive_send_and_close() {
-        let opts = DhtOptions { host: Ipv4Addr::LOCALHOST, ..DhtOptions::default() };
+        let opts = DhtOptions {
+            host: Ipv4Addr::LOCALHOST,
+            ..DhtOptions::default()
+        };
         let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
         let shared = bound.handle.shared().clone();
         let server = Sock::new(UdpSocket::from_std(bound.server).expect("server")).expect("server");
@@ -266,17 +282,26 @@ mod tests {
         // Bind: on the server socket's host, each on its own port.
         assert!(pool.apply(SocketCommand::Bind(7), &mut open));
         assert!(pool.apply(SocketCommand::Bind(8), &mut open));
-        let (addr7, addr8) = (local(pool.get(7).expect("7")), local(pool.get(8).expect("8")));
+        let (addr7, addr8) = (
+            local(pool.get(7).expect("7")),
+            local(pool.get(8).expect("8")),
+        );
         assert_eq!(*addr7.ip(), Ipv4Addr::LOCALHOST);
         assert!(addr7.port() != 0 && addr8.port() != 0 && addr7.port() != addr8.port());
         let weak7 = Arc::downgrade(&pool.get_arc(7).expect("7"));
         let weak8 = Arc::downgrade(&pool.get_arc(8).expect("8"));
 
         // Receive: the socket's task reads the datagram, feeds the core and wakes the I/O task.
-        let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.expect("peer");
+        let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("peer");
         let _ = futures_lite::future::poll_once(shared.io_wakeup()).await;
-        peer.send_to(b"not dht-rpc", addr7).await.expect("send to pool socket");
-        tokio::time::timeout(STEP, shared.io_wakeup()).await.expect("the receive task woke the I/O task");
+        peer.send_to(b"not dht-rpc", addr7)
+            .await
+            .expect("send to pool socket");
+        tokio::time::timeout(STEP, shared.io_wakeup())
+            .await
+            .expect("the receive task woke the I/O task");
 
         // Close: the task ends and the socket with it (its port is free again).
         assert!(pool.apply(SocketCommand::Close(8), &mut open));
@@ -300,8 +325,15 @@ mod tests {
         spec.ttl = Some(5);
         let sent = shared.request(spec);
         let mut buf = [0u8; 2048];
-        let (_, from) = tokio::time::timeout(STEP, peer.recv_from(&mut buf)).await.expect("a datagram").expect("recv");
-        assert_eq!(from, std::net::SocketAddr::V4(addr7), "sent from pool socket 7");
+        let (_, from) = tokio::time::timeout(STEP, peer.recv_from(&mut buf))
+            .await
+            .expect("a datagram")
+            .expect("recv");
+        assert_eq!(
+            from,
+            std::net::SocketAddr::V4(addr7),
+            "sent from pool socket 7"
+        );
         let mut restored = false;
         for _ in 0..100 {
             if weak7.upgrade().expect("7 open").io.ttl().expect("ttl") == 64 {
@@ -312,7 +344,9 @@ mod tests {
         }
         assert!(restored, "TTL back to 64 after the TTL-5 send");
         assert!(
-            tokio::time::timeout(Duration::from_millis(300), peer.recv_from(&mut buf)).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(300), peer.recv_from(&mut buf))
+                .await
+                .is_err(),
             "nothing else was sent (the datagram for socket 99 was dropped)"
         );
         assert_eq!(dropped.await.err(), Some(RequestError::Timeout));
@@ -320,14 +354,20 @@ mod tests {
 
         // Destroy: the I/O task ends only after every pool socket's task has ended.
         shared.destroy(true);
-        tokio::time::timeout(STEP, io).await.expect("I/O task ended").expect("no panic");
+        tokio::time::timeout(STEP, io)
+            .await
+            .expect("I/O task ended")
+            .expect("no panic");
         assert!(weak7.upgrade().is_none(), "socket 7 closed with the node");
         std::net::UdpSocket::bind(addr7).expect("port of socket 7 is free");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn many_pool_sockets_open_and_close_without_leaks() {
-        let opts = DhtOptions { host: Ipv4Addr::LOCALHOST, ..DhtOptions::default() };
+        let opts = DhtOptions {
+            host: Ipv4Addr::LOCALHOST,
+            ..DhtOptions::default()
+        };
         let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
         let shared = bound.handle.shared().clone();
         let mut pool = Pool::new(shared.clone(), Ipv4Addr::LOCALHOST);
@@ -336,7 +376,9 @@ mod tests {
         for id in 0..256 {
             assert!(pool.apply(SocketCommand::Bind(id), &mut open));
         }
-        let weak: Vec<Weak<Sock>> = (0..256).map(|id| Arc::downgrade(&pool.get_arc(id).expect("open"))).collect();
+        let weak: Vec<Weak<Sock>> = (0..256)
+            .map(|id| Arc::downgrade(&pool.get_arc(id).expect("open")))
+            .collect();
         for id in (0..256).step_by(2) {
             assert!(pool.apply(SocketCommand::Close(id), &mut open));
         }
@@ -345,8 +387,13 @@ mod tests {
         }
         assert_eq!(pool.len(), 128);
         for task in pool.close_all() {
-            tokio::time::timeout(STEP, task.stop()).await.expect("task stops");
+            tokio::time::timeout(STEP, task.stop())
+                .await
+                .expect("task stops");
         }
-        assert!(weak.iter().all(|w| w.upgrade().is_none()), "every socket released");
+        assert!(
+            weak.iter().all(|w| w.upgrade().is_none()),
+            "every socket released"
+        );
     }
 }

@@ -15,12 +15,23 @@ fn main() {
     let tap = args.iter().any(|a| a == "--tap");
     args.retain(|a| a != "--tap");
     let loss = args.iter().position(|a| a == "--loss").map(|i| {
-        let v = args.get(i + 1).and_then(|v| v.parse::<f64>().ok()).expect("--loss P");
+        let v = args
+            .get(i + 1)
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("--loss P");
         args.drain(i..i + 2);
         v
     });
-    let client: NatPreset = args.first().map_or("open", String::as_str).parse().expect("client preset");
-    let server: NatPreset = args.get(1).map_or("open", String::as_str).parse().expect("server preset");
+    let client: NatPreset = args
+        .first()
+        .map_or("open", String::as_str)
+        .parse()
+        .expect("client preset");
+    let server: NatPreset = args
+        .get(1)
+        .map_or("open", String::as_str)
+        .parse()
+        .expect("server preset");
     let seed: u64 = args.get(2).map_or(Ok(1), |s| s.parse()).expect("seed");
     let mut cfg = HolepunchConfig::new(client, server, seed);
     if let Some(l) = loss {
@@ -36,7 +47,10 @@ fn main() {
         let to_host = r.to_host.unwrap_or(usize::MAX);
         // Lost datagrams are shown whoever sent them (a drop does not know its receiver).
         let lost = r.kind == TapKind::Dropped(hdht_sim::DropReason::Loss);
-        if !lost && ![server_host, client_host].contains(&r.from_host) && ![server_host, client_host].contains(&to_host) {
+        if !lost
+            && ![server_host, client_host].contains(&r.from_host)
+            && ![server_host, client_host].contains(&to_host)
+        {
             return;
         }
         let what = match r.payload {
@@ -66,9 +80,26 @@ fn main() {
     let t = std::time::Instant::now();
     let r = run_holepunch_with(&cfg, tap.then(|| Box::new(printer) as hdht_sim::Tap)).expect("run");
     println!("{client} -> {server} seed {seed}: {:?}", r.outcome);
-    println!("  elapsed {:?} listen {:?} pool binds (client, server) {:?}", r.elapsed, r.listen_time, r.pool_binds);
-    println!("  events {} simulated {:?} wall {:?}", r.events, r.sim_time, t.elapsed());
-    let drops: Vec<String> = hdht_sim::DropReason::ALL.iter().filter(|d| r.net.dropped(**d) > 0).map(|d| format!("{} {}", d.name(), r.net.dropped(*d))).collect();
-    println!("  sent {} delivered {} dropped: {}", r.net.sent, r.net.delivered, drops.join(", "));
+    println!(
+        "  elapsed {:?} listen {:?} pool binds (client, server) {:?}",
+        r.elapsed, r.listen_time, r.pool_binds
+    );
+    println!(
+        "  events {} simulated {:?} wall {:?}",
+        r.events,
+        r.sim_time,
+        t.elapsed()
+    );
+    let drops: Vec<String> = hdht_sim::DropReason::ALL
+        .iter()
+        .filter(|d| r.net.dropped(**d) > 0)
+        .map(|d| format!("{} {}", d.name(), r.net.dropped(*d)))
+        .collect();
+    println!(
+        "  sent {} delivered {} dropped: {}",
+        r.net.sent,
+        r.net.delivered,
+        drops.join(", ")
+    );
     println!("  trace {}", r.trace_hash);
 }

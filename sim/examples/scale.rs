@@ -31,10 +31,22 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let kind: ScenarioKind = get("--scenario").unwrap_or_else(|| "lookup".into()).parse().map_err(|e| format!("{e}"))?;
-    let nodes: usize = get("--nodes").map_or(Ok(1000), |s| s.parse()).map_err(|e| format!("--nodes: {e}"))?;
-    let seed: u64 = get("--seed").map_or(Ok(1), |s| s.parse()).map_err(|e| format!("--seed: {e}"))?;
+    let get = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let kind: ScenarioKind = get("--scenario")
+        .unwrap_or_else(|| "lookup".into())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let nodes: usize = get("--nodes")
+        .map_or(Ok(1000), |s| s.parse())
+        .map_err(|e| format!("--nodes: {e}"))?;
+    let seed: u64 = get("--seed")
+        .map_or(Ok(1), |s| s.parse())
+        .map_err(|e| format!("--seed: {e}"))?;
     let mut cfg = ScenarioConfig::new(kind, nodes, seed);
     cfg.lookups = 1000;
     cfg.announces = 100;
@@ -54,7 +66,8 @@ fn run() -> Result<(), String> {
         cfg.announces = n.parse().map_err(|e| format!("--announces: {e}"))?;
     }
     if let Some(n) = get("--join-ms") {
-        cfg.join_interval = Duration::from_millis(n.parse().map_err(|e| format!("--join-ms: {e}"))?);
+        cfg.join_interval =
+            Duration::from_millis(n.parse().map_err(|e| format!("--join-ms: {e}"))?);
     }
     if let Some(n) = get("--settle-s") {
         cfg.settle = Duration::from_secs(n.parse().map_err(|e| format!("--settle-s: {e}"))?);
@@ -78,7 +91,10 @@ fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if !json {
         println!("{report}");
-        println!("peak heap {} MB", hdht_sim::mem::peak_heap_bytes() / 1_000_000);
+        println!(
+            "peak heap {} MB",
+            hdht_sim::mem::peak_heap_bytes() / 1_000_000
+        );
     }
     println!("{}", report.to_json_line());
     Ok(())

@@ -17,7 +17,9 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::{Deref, DerefMut};
 
-use hdht_core::dht::{ConnectEvent, DhtConfig, DhtEvent, DhtNode, SocketCommand as CoreSocketCommand};
+use hdht_core::dht::{
+    ConnectEvent, DhtConfig, DhtEvent, DhtNode, SocketCommand as CoreSocketCommand,
+};
 use hdht_core::rpc::{NodeId, RpcConfig, SocketKind};
 use hdht_core::Instant;
 use rand_chacha::ChaCha8Rng;
@@ -56,12 +58,25 @@ pub struct DhtNodeConfig {
 impl DhtNodeConfig {
     /// A node that bootstraps from `bootstrap` with dht-rpc's defaults otherwise.
     pub fn joining(bootstrap: Vec<SocketAddrV4>) -> Self {
-        DhtNodeConfig { dht: DhtConfig { rpc: RpcConfig { bootstrap, ..RpcConfig::default() }, ..DhtConfig::default() } }
+        DhtNodeConfig {
+            dht: DhtConfig {
+                rpc: RpcConfig {
+                    bootstrap,
+                    ..RpcConfig::default()
+                },
+                ..DhtConfig::default()
+            },
+        }
     }
 
     /// The first node of a network, on its own public address.
     pub fn bootstrapper(public: SocketAddrV4) -> Self {
-        DhtNodeConfig { dht: DhtConfig { rpc: RpcConfig::bootstrapper(public), ..DhtConfig::default() } }
+        DhtNodeConfig {
+            dht: DhtConfig {
+                rpc: RpcConfig::bootstrapper(public),
+                ..DhtConfig::default()
+            },
+        }
     }
 }
 
@@ -85,7 +100,14 @@ pub struct DhtHost {
 impl DhtHost {
     /// Wraps a node (its server and client sockets must be simulator sockets 0 and 1).
     pub fn new(node: DhtNode<ChaCha8Rng>, now: Instant) -> Self {
-        DhtHost { node, pool: BTreeMap::new(), by_socket: BTreeMap::new(), last_now: now, unbound_sends: 0, pool_binds: 0 }
+        DhtHost {
+            node,
+            pool: BTreeMap::new(),
+            by_socket: BTreeMap::new(),
+            last_now: now,
+            unbound_sends: 0,
+            pool_binds: 0,
+        }
     }
 
     /// The node.
@@ -148,7 +170,13 @@ impl DerefMut for DhtHost {
 impl App for DhtHost {
     type Event = DhtSimEvent;
 
-    fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddrV4, bytes: &[u8]) {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
         self.last_now = now;
         if let Some(kind) = self.socket_kind(socket) {
             self.node.handle_datagram(now, kind, from, bytes);
@@ -164,7 +192,14 @@ impl App for DhtHost {
         loop {
             let t = self.node.poll_transmit()?;
             match self.socket_id(t.socket) {
-                Some(socket) => return Some(Datagram { socket, to: t.to, payload: t.payload, ttl: t.ttl }),
+                Some(socket) => {
+                    return Some(Datagram {
+                        socket,
+                        to: t.to,
+                        payload: t.payload,
+                        ttl: t.ttl,
+                    })
+                }
                 None => self.unbound_sends += 1,
             }
         }
@@ -194,7 +229,9 @@ impl App for DhtHost {
     fn poll_socket_command(&mut self) -> Option<SocketCommand> {
         loop {
             match self.node.poll_socket_command()? {
-                CoreSocketCommand::Bind(id) => return Some(SocketCommand::Bind { tag: u64::from(id) }),
+                CoreSocketCommand::Bind(id) => {
+                    return Some(SocketCommand::Bind { tag: u64::from(id) })
+                }
                 CoreSocketCommand::Close(id) => {
                     if let Some(s) = self.pool.remove(&id) {
                         self.by_socket.remove(&s);
@@ -235,30 +272,51 @@ impl DhtApp for DhtHost {
         self.node.rpc().id()
     }
     fn table_ids(&self) -> Vec<NodeId> {
-        self.node.rpc().table().latest_first().map(|e| e.id).collect()
+        self.node
+            .rpc()
+            .table()
+            .latest_first()
+            .map(|e| e.id)
+            .collect()
     }
 }
 
 impl DhtSim {
     /// The address the next public host's server socket will have.
     pub fn next_dht_server_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.net().peek_ip(RealmId::INTERNET).unwrap_or(Ipv4Addr::UNSPECIFIED), SERVER_PORT)
+        SocketAddrV4::new(
+            self.net()
+                .peek_ip(RealmId::INTERNET)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
+            SERVER_PORT,
+        )
     }
 
     /// Adds and starts a hyperdht node in `realm` (behind that realm's NAT boxes).
-    pub fn add_dht_node_in(&mut self, realm: RealmId, cfg: DhtNodeConfig) -> Result<HostId, NetError> {
+    pub fn add_dht_node_in(
+        &mut self,
+        realm: RealmId,
+        cfg: DhtNodeConfig,
+    ) -> Result<HostId, NetError> {
         self.spawn(realm, |s| dht_app(s, cfg))
     }
 
     /// Restarts a host with a fresh hyperdht node (same or new address).
-    pub fn restart_dht_node(&mut self, h: HostId, new_address: bool, cfg: DhtNodeConfig) -> Result<(), NetError> {
+    pub fn restart_dht_node(
+        &mut self,
+        h: HostId,
+        new_address: bool,
+        cfg: DhtNodeConfig,
+    ) -> Result<(), NetError> {
         self.restart(h, new_address, |s| dht_app(s, cfg))
     }
 
     /// A host's server address (its local address: behind a NAT, the private one).
     pub fn dht_server_addr(&self, h: HostId) -> SocketAddrV4 {
         let ip = self.net().host_ip(h).unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let port = self.try_node(h).map_or(SERVER_PORT, |n| n.rpc().config().server_port);
+        let port = self
+            .try_node(h)
+            .map_or(SERVER_PORT, |n| n.rpc().config().server_port);
         SocketAddrV4::new(ip, port)
     }
 }

@@ -29,7 +29,9 @@ use rand_core::{RngCore, SeedableRng};
 use crate::app::{App, Datagram, SocketCommand, DEFAULT_TTL};
 use crate::link::LinkModel;
 use crate::nat::{NatBox, NatConfig, NatPreset};
-use crate::network::{DropReason, HostId, NatId, NetError, Network, Outgoing, RealmId, SocketId, Transit};
+use crate::network::{
+    DropReason, HostId, NatId, NetError, Network, Outgoing, RealmId, SocketId, Transit,
+};
 use crate::queue::{EventQueue, Lane};
 use crate::trace::{TraceHash, Tracer};
 
@@ -284,11 +286,25 @@ impl<A: App> Engine<A> {
         let slot = std::mem::size_of::<Slot<A>>();
         let app = std::mem::size_of::<A>();
         let slots = self.hosts.capacity() * slot - self.hosts.len() * app;
-        let events: usize = self.hosts.iter().map(|s| s.events.capacity() * std::mem::size_of::<A::Event>()).sum();
+        let events: usize = self
+            .hosts
+            .iter()
+            .map(|s| s.events.capacity() * std::mem::size_of::<A::Event>())
+            .sum();
         let flights = self.flights.capacity() * std::mem::size_of::<Option<Flight>>()
-            + self.flights.iter().flatten().map(|f| f.payload.capacity()).sum::<usize>()
+            + self
+                .flights
+                .iter()
+                .flatten()
+                .map(|f| f.payload.capacity())
+                .sum::<usize>()
             + self.free_flights.capacity() * 4;
-        slots + events + flights + self.queue.heap_bytes() + self.pending.capacity() * std::mem::size_of::<(HostId, A::Event)>() + self.net.heap_bytes()
+        slots
+            + events
+            + flights
+            + self.queue.heap_bytes()
+            + self.pending.capacity() * std::mem::size_of::<(HostId, A::Event)>()
+            + self.net.heap_bytes()
     }
 
     /// Events waiting in the queue (datagrams in flight and timers).
@@ -299,27 +315,50 @@ impl<A: App> Engine<A> {
     /// Adds a NAT box in `outside`; its inside realm is numbered from 192.168.0.2 (every home
     /// uses the same private range — realms are separate address spaces).
     pub fn add_nat(&mut self, cfg: NatConfig, outside: RealmId) -> Result<NatId, NetError> {
-        self.add_nat_numbered(cfg, outside, Ipv4Addr::new(192, 168, 0, 2), Ipv4Addr::new(192, 168, 255, 254))
+        self.add_nat_numbered(
+            cfg,
+            outside,
+            Ipv4Addr::new(192, 168, 0, 2),
+            Ipv4Addr::new(192, 168, 255, 254),
+        )
     }
 
     /// Adds a NAT box whose inside addresses run from `first` to `last`.
-    pub fn add_nat_numbered(&mut self, cfg: NatConfig, outside: RealmId, first: Ipv4Addr, last: Ipv4Addr) -> Result<NatId, NetError> {
-        self.net.add_nat(cfg, outside, first, last, &self.link, &mut self.rng)
+    pub fn add_nat_numbered(
+        &mut self,
+        cfg: NatConfig,
+        outside: RealmId,
+        first: Ipv4Addr,
+        last: Ipv4Addr,
+    ) -> Result<NatId, NetError> {
+        self.net
+            .add_nat(cfg, outside, first, last, &self.link, &mut self.rng)
     }
 
     /// The realm a host with `preset` lives in: the Internet for `open`, else behind a new box
     /// of the preset (for `cgnat`, a new home router behind `carrier`, which is created when
     /// `None` and returned so that later homes can share it).
-    pub fn add_preset(&mut self, preset: NatPreset, carrier: Option<NatId>) -> Result<(RealmId, Option<NatId>), NetError> {
+    pub fn add_preset(
+        &mut self,
+        preset: NatPreset,
+        carrier: Option<NatId>,
+    ) -> Result<(RealmId, Option<NatId>), NetError> {
         let chain = preset.chain();
-        let Some((home, outer)) = chain.split_first() else { return Ok((RealmId::INTERNET, None)) };
+        let Some((home, outer)) = chain.split_first() else {
+            return Ok((RealmId::INTERNET, None));
+        };
         let mut realm = RealmId::INTERNET;
         let mut shared = None;
         if let Some(cfg) = outer.first() {
             let c = match carrier {
                 Some(c) => c,
                 // RFC 6598 shared address space, as carriers number their customers.
-                None => self.add_nat_numbered(cfg.clone(), RealmId::INTERNET, Ipv4Addr::new(100, 64, 0, 2), Ipv4Addr::new(100, 127, 255, 254))?,
+                None => self.add_nat_numbered(
+                    cfg.clone(),
+                    RealmId::INTERNET,
+                    Ipv4Addr::new(100, 64, 0, 2),
+                    Ipv4Addr::new(100, 127, 255, 254),
+                )?,
             };
             realm = self.net.nat_inside(c)?;
             shared = Some(c);
@@ -350,15 +389,33 @@ impl<A: App> Engine<A> {
     }
 
     /// Adds a host in `realm` and starts the app `make` builds (it binds the host's sockets).
-    pub fn spawn(&mut self, realm: RealmId, make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>) -> Result<HostId, NetError> {
+    pub fn spawn(
+        &mut self,
+        realm: RealmId,
+        make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>,
+    ) -> Result<HostId, NetError> {
         let h = self.net.add_host(realm, &self.link, &mut self.rng)?;
-        self.hosts.push(Slot { app: None, alive: false, next_wake: None, events: VecDeque::new() });
+        self.hosts.push(Slot {
+            app: None,
+            alive: false,
+            next_wake: None,
+            events: VecDeque::new(),
+        });
         self.start(h, make)?;
         Ok(h)
     }
 
-    fn start(&mut self, h: HostId, make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>) -> Result<(), NetError> {
-        let mut setup = HostSetup { net: &mut self.net, rng: &mut self.rng, host: h, now: self.now };
+    fn start(
+        &mut self,
+        h: HostId,
+        make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>,
+    ) -> Result<(), NetError> {
+        let mut setup = HostSetup {
+            net: &mut self.net,
+            rng: &mut self.rng,
+            host: h,
+            now: self.now,
+        };
         let app = match make(&mut setup) {
             Ok(app) => app,
             Err(e) => {
@@ -392,7 +449,12 @@ impl<A: App> Engine<A> {
 
     /// Replaces a host's app with a fresh one (after a crash, or crashing it now), on the
     /// same address or on a new one in the same realm.
-    pub fn restart(&mut self, h: HostId, new_address: bool, make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>) -> Result<(), NetError> {
+    pub fn restart(
+        &mut self,
+        h: HostId,
+        new_address: bool,
+        make: impl FnOnce(&mut HostSetup<'_>) -> Result<A, NetError>,
+    ) -> Result<(), NetError> {
         self.crash(h)?;
         if let Some(slot) = self.hosts.get_mut(h) {
             slot.app = None;
@@ -411,7 +473,8 @@ impl<A: App> Engine<A> {
     /// The app on a host (panics on an unknown host or one whose app failed to start; see
     /// [`Engine::try_node`]).
     pub fn node(&self, h: HostId) -> &A {
-        self.try_node(h).unwrap_or_else(|| panic!("no app on host {h}"))
+        self.try_node(h)
+            .unwrap_or_else(|| panic!("no app on host {h}"))
     }
 
     /// The app on a host, if any.
@@ -422,12 +485,17 @@ impl<A: App> Engine<A> {
     /// Runs `f` on a host's app at the current time, then collects its output (panics on a
     /// host without an app; see [`Engine::try_with_node`]).
     pub fn with_node<T>(&mut self, h: HostId, f: impl FnOnce(&mut A, Instant) -> T) -> T {
-        self.try_with_node(h, f).unwrap_or_else(|| panic!("no app on host {h}"))
+        self.try_with_node(h, f)
+            .unwrap_or_else(|| panic!("no app on host {h}"))
     }
 
     /// Runs `f` on a host's app at the current time, then collects its output; `None` if the
     /// host has no app.
-    pub fn try_with_node<T>(&mut self, h: HostId, f: impl FnOnce(&mut A, Instant) -> T) -> Option<T> {
+    pub fn try_with_node<T>(
+        &mut self,
+        h: HostId,
+        f: impl FnOnce(&mut A, Instant) -> T,
+    ) -> Option<T> {
         let now = self.now;
         let app = self.hosts.get_mut(h)?.app.as_mut()?;
         let out = f(app, now);
@@ -438,7 +506,10 @@ impl<A: App> Engine<A> {
     /// Takes the events a host's app emitted so far (when no handler consumed them).
     pub fn take_events(&mut self, h: HostId) -> Vec<A::Event> {
         self.dispatch(&mut Collect);
-        self.hosts.get_mut(h).map(|s| s.events.drain(..).collect()).unwrap_or_default()
+        self.hosts
+            .get_mut(h)
+            .map(|s| s.events.drain(..).collect())
+            .unwrap_or_default()
     }
 
     /// A socket's local address.
@@ -474,11 +545,15 @@ impl<A: App> Engine<A> {
     /// Processes one event; false when the queue is empty. Events the apps emit wait for the
     /// next run or [`Engine::take_events`].
     pub fn step(&mut self) -> bool {
-        let Some((at, ev)) = self.queue.pop() else { return false };
+        let Some((at, ev)) = self.queue.pop() else {
+            return false;
+        };
         self.now = self.now.max(at);
         match ev {
             Ev::Arrive(i) => {
-                let Some(f) = self.flights.get_mut(i as usize).and_then(Option::take) else { return true };
+                let Some(f) = self.flights.get_mut(i as usize).and_then(Option::take) else {
+                    return true;
+                };
                 self.free_flights.push(i);
                 self.arrive(&f.t, f.payload);
             }
@@ -547,7 +622,16 @@ impl<A: App> Engine<A> {
 
     fn drop_arriving(&mut self, t: &Transit, payload: &[u8], r: DropReason) {
         if let Some(tap) = self.tap.as_mut() {
-            let rec = TapRecord { at: self.now, kind: TapKind::Dropped(r), from_host: t.src_host as usize, to_host: None, from: t.src, to: t.dst, ttl: t.ttl, payload };
+            let rec = TapRecord {
+                at: self.now,
+                kind: TapKind::Dropped(r),
+                from_host: t.src_host as usize,
+                to_host: None,
+                from: t.src,
+                to: t.dst,
+                ttl: t.ttl,
+                payload,
+            };
             tap(&rec);
         }
         self.drop_datagram(r);
@@ -555,13 +639,24 @@ impl<A: App> Engine<A> {
 
     fn tap_sent(&mut self, h: HostId, d: &Datagram, from: SocketAddrV4, kind: TapKind) {
         if let Some(tap) = self.tap.as_mut() {
-            let rec = TapRecord { at: self.now, kind, from_host: h, to_host: None, from, to: d.to, ttl: d.ttl.unwrap_or(DEFAULT_TTL), payload: &d.payload };
+            let rec = TapRecord {
+                at: self.now,
+                kind,
+                from_host: h,
+                to_host: None,
+                from,
+                to: d.to,
+                ttl: d.ttl.unwrap_or(DEFAULT_TTL),
+                payload: &d.payload,
+            };
             tap(&rec);
         }
     }
 
     fn local_or_unspecified(&self, h: HostId, s: SocketId) -> SocketAddrV4 {
-        self.net.socket_addr(h, s).unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
+        self.net
+            .socket_addr(h, s)
+            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))
     }
 
     fn arrive(&mut self, t: &Transit, payload: Vec<u8>) {
@@ -579,7 +674,16 @@ impl<A: App> Engine<A> {
             return self.drop_arriving(t, &payload, DropReason::PortUnreachable);
         }
         if let Some(tap) = self.tap.as_mut() {
-            let rec = TapRecord { at: now, kind: TapKind::Delivered, from_host: t.src_host as usize, to_host: Some(h), from: t.src, to: local, ttl: t.ttl, payload: &payload };
+            let rec = TapRecord {
+                at: now,
+                kind: TapKind::Delivered,
+                from_host: t.src_host as usize,
+                to_host: Some(h),
+                from: t.src,
+                to: local,
+                ttl: t.ttl,
+                payload: &payload,
+            };
             tap(&rec);
         }
         let slot = &mut self.hosts[h];
@@ -595,7 +699,9 @@ impl<A: App> Engine<A> {
     /// deadline (no earlier than `earliest`). Socket commands are drained first and again
     /// before every datagram, so a socket exists before anything is sent from it.
     fn flush(&mut self, h: HostId, earliest: Instant) {
-        let Some(slot) = self.hosts.get(h) else { return };
+        let Some(slot) = self.hosts.get(h) else {
+            return;
+        };
         if slot.app.is_none() {
             return;
         }
@@ -605,7 +711,9 @@ impl<A: App> Engine<A> {
         self.schedule(h, earliest);
         loop {
             self.socket_commands(h);
-            let Some(d) = self.hosts[h].app.as_mut().and_then(|a| a.poll_transmit()) else { break };
+            let Some(d) = self.hosts[h].app.as_mut().and_then(|a| a.poll_transmit()) else {
+                break;
+            };
             if alive {
                 self.send(h, d);
             }
@@ -616,7 +724,9 @@ impl<A: App> Engine<A> {
     }
 
     fn collect_events(&mut self, h: HostId) {
-        let Some(app) = self.hosts[h].app.as_mut() else { return };
+        let Some(app) = self.hosts[h].app.as_mut() else {
+            return;
+        };
         while let Some(ev) = app.poll_event() {
             self.pending.push_back((h, ev));
         }
@@ -643,7 +753,13 @@ impl<A: App> Engine<A> {
 
     /// Opens and closes the sockets the app asks for (a crashed host opens nothing).
     fn socket_commands(&mut self, h: HostId) {
-        let Engine { hosts, net, rng, now, .. } = self;
+        let Engine {
+            hosts,
+            net,
+            rng,
+            now,
+            ..
+        } = self;
         let slot = &mut hosts[h];
         let Some(app) = slot.app.as_mut() else { return };
         while let Some(cmd) = app.poll_socket_command() {
@@ -676,7 +792,12 @@ impl<A: App> Engine<A> {
             return self.drop_datagram(DropReason::Mtu);
         }
         let ttl = d.ttl.unwrap_or(DEFAULT_TTL);
-        let out = Outgoing { host: h as u32, socket: d.socket, dst: d.to, ttl };
+        let out = Outgoing {
+            host: h as u32,
+            socket: d.socket,
+            dst: d.to,
+            ttl,
+        };
         let t = match self.net.route_out(self.now, out, &self.link, &mut self.rng) {
             Ok(t) => t,
             Err(r) => {
@@ -695,10 +816,22 @@ impl<A: App> Engine<A> {
         if self.chance(self.link.duplicate) {
             self.stats.duplicated += 1;
             let at = self.now + self.delay(&t);
-            self.launch(at, Flight { t: t.clone(), payload: d.payload.clone() });
+            self.launch(
+                at,
+                Flight {
+                    t: t.clone(),
+                    payload: d.payload.clone(),
+                },
+            );
         }
         let at = self.now + self.delay(&t);
-        self.launch(at, Flight { t, payload: d.payload });
+        self.launch(
+            at,
+            Flight {
+                t,
+                payload: d.payload,
+            },
+        );
     }
 
     fn launch(&mut self, at: Instant, f: Flight) {
@@ -717,7 +850,11 @@ impl<A: App> Engine<A> {
 
     fn delay(&mut self, t: &Transit) -> Duration {
         let link = self.link;
-        let mut d = if t.lan { link.lan_latency } else { link.latency + Duration::from_micros(u64::from(t.access_us)) };
+        let mut d = if t.lan {
+            link.lan_latency
+        } else {
+            link.latency + Duration::from_micros(u64::from(t.access_us))
+        };
         if !t.lan {
             let j = u64::try_from(link.jitter.as_micros()).unwrap_or(u64::MAX);
             if j > 0 {

@@ -65,7 +65,12 @@ impl Default for LinkModel {
 impl LinkModel {
     /// A model with a latency distribution: base `latency` plus up to `access` per endpoint.
     pub fn wan(latency: Duration, access: Duration, jitter: Duration) -> Self {
-        LinkModel { latency, access, jitter, ..LinkModel::default() }
+        LinkModel {
+            latency,
+            access,
+            jitter,
+            ..LinkModel::default()
+        }
     }
 
     /// The IPv4 + UDP header bytes counted against the MTU.

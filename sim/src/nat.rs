@@ -123,13 +123,20 @@ impl NatConfig {
     /// A carrier-grade NAT (RFC 6888): endpoint-independent mapping (REQ-1), address-dependent
     /// filtering, ports not preserved, hairpinning required (REQ-7).
     pub fn carrier() -> Self {
-        NatConfig { ports: PortAssignment::Random, ..NatConfig::cone(Filtering::AddressDependent) }
+        NatConfig {
+            ports: PortAssignment::Random,
+            ..NatConfig::cone(Filtering::AddressDependent)
+        }
     }
 
     /// A stateful firewall in front of a public host: nothing is translated, and only replies
     /// to flows the host opened get in — every unsolicited UDP datagram is dropped.
     pub fn udp_firewall() -> Self {
-        NatConfig { translate: false, hairpinning: false, ..NatConfig::cone(Filtering::AddressAndPortDependent) }
+        NatConfig {
+            translate: false,
+            hairpinning: false,
+            ..NatConfig::cone(Filtering::AddressAndPortDependent)
+        }
     }
 }
 
@@ -186,7 +193,10 @@ impl NatPreset {
             NatPreset::RestrictedCone => vec![NatConfig::cone(Filtering::AddressDependent)],
             NatPreset::PortRestricted => vec![NatConfig::cone(Filtering::AddressAndPortDependent)],
             NatPreset::Symmetric => vec![NatConfig::symmetric()],
-            NatPreset::Cgnat => vec![NatConfig::cone(Filtering::AddressAndPortDependent), NatConfig::carrier()],
+            NatPreset::Cgnat => vec![
+                NatConfig::cone(Filtering::AddressAndPortDependent),
+                NatConfig::carrier(),
+            ],
             NatPreset::UdpBlocked => vec![NatConfig::udp_firewall()],
         }
     }
@@ -206,7 +216,10 @@ pub struct UnknownPreset(pub String);
 impl FromStr for NatPreset {
     type Err = UnknownPreset;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        NatPreset::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| UnknownPreset(s.to_string()))
+        NatPreset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownPreset(s.to_string()))
     }
 }
 
@@ -301,7 +314,12 @@ impl NatBox {
         // BTreeMap nodes hold up to 11 entries; count ~1.5x the entry size for slack and edges.
         let entry = |k: usize, v: usize| (k + v) * 3 / 2;
         self.slots.capacity() * std::mem::size_of::<Option<MapEntry>>()
-            + self.slots.iter().flatten().map(|m| m.permits.len() * entry(8, 8)).sum::<usize>()
+            + self
+                .slots
+                .iter()
+                .flatten()
+                .map(|m| m.permits.len() * entry(8, 8))
+                .sum::<usize>()
             + self.by_key.len() * entry(16, 4)
             + self.by_ext.len() * entry(8, 4)
             + self.forwards.len() * entry(8, 4)
@@ -315,7 +333,12 @@ impl NatBox {
 
     /// The public endpoint of a live mapping from `internal` to `remote`, if one exists,
     /// without touching any state.
-    pub fn lookup(&self, now: Instant, internal: SocketAddrV4, remote: SocketAddrV4) -> Option<SocketAddrV4> {
+    pub fn lookup(
+        &self,
+        now: Instant,
+        internal: SocketAddrV4,
+        remote: SocketAddrV4,
+    ) -> Option<SocketAddrV4> {
         let slot = self.find_out(internal, remote)?;
         let m = self.slots.get(slot as usize)?.as_ref()?;
         (!self.is_expired(m, now)).then_some(m.external)
@@ -323,22 +346,39 @@ impl NatBox {
 
     /// A datagram from `internal` (inside) to `remote` (outside) leaves through the box:
     /// returns the public source endpoint it carries from now on.
-    pub fn outbound(&mut self, now: Instant, internal: SocketAddrV4, remote: SocketAddrV4, rng: &mut impl RngCore) -> Result<SocketAddrV4, NatDrop> {
+    pub fn outbound(
+        &mut self,
+        now: Instant,
+        internal: SocketAddrV4,
+        remote: SocketAddrV4,
+        rng: &mut impl RngCore,
+    ) -> Result<SocketAddrV4, NatDrop> {
         self.maybe_sweep(now);
         if let Some(slot) = self.find_out(internal, remote) {
-            let expired = self.slots[slot as usize].as_ref().is_some_and(|m| self.is_expired(m, now));
+            let expired = self.slots[slot as usize]
+                .as_ref()
+                .is_some_and(|m| self.is_expired(m, now));
             if expired {
                 self.remove(slot);
             } else if let Some(m) = self.slots[slot as usize].as_mut() {
                 m.refreshed = now;
                 if !m.permanent && self.cfg.filtering != Filtering::EndpointIndependent {
-                    m.permits.insert(mask_filter(self.cfg.filtering, remote), now);
+                    m.permits
+                        .insert(mask_filter(self.cfg.filtering, remote), now);
                 }
                 return Ok(m.external);
             }
         }
-        let port = if self.cfg.translate { self.allocate(internal.port(), rng)? } else { internal.port() };
-        let ip = if self.cfg.translate { self.public_ip } else { *internal.ip() };
+        let port = if self.cfg.translate {
+            self.allocate(internal.port(), rng)?
+        } else {
+            internal.port()
+        };
+        let ip = if self.cfg.translate {
+            self.public_ip
+        } else {
+            *internal.ip()
+        };
         let external = SocketAddrV4::new(ip, port);
         if !self.cfg.translate && self.by_ext.contains_key(&pack(external)) {
             return Err(NatDrop::PortInUse);
@@ -348,17 +388,31 @@ impl NatBox {
         if self.cfg.filtering != Filtering::EndpointIndependent {
             permits.insert(mask_filter(self.cfg.filtering, remote), now);
         }
-        let entry = MapEntry { internal, external, key, refreshed: now, permits, permanent: false };
+        let entry = MapEntry {
+            internal,
+            external,
+            key,
+            refreshed: now,
+            permits,
+            permanent: false,
+        };
         self.insert(entry);
         Ok(external)
     }
 
     /// A datagram from `remote` arrives at the public endpoint `external`: returns the internal
     /// endpoint it is forwarded to, or why it is dropped.
-    pub fn inbound(&mut self, now: Instant, remote: SocketAddrV4, external: SocketAddrV4) -> Result<SocketAddrV4, NatDrop> {
+    pub fn inbound(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        external: SocketAddrV4,
+    ) -> Result<SocketAddrV4, NatDrop> {
         self.maybe_sweep(now);
         let slot = *self.by_ext.get(&pack(external)).ok_or(NatDrop::NoMapping)?;
-        let Some(m) = self.slots[slot as usize].as_ref() else { return Err(NatDrop::NoMapping) };
+        let Some(m) = self.slots[slot as usize].as_ref() else {
+            return Err(NatDrop::NoMapping);
+        };
         if self.is_expired(m, now) {
             self.remove(slot);
             return Err(NatDrop::NoMapping);
@@ -366,13 +420,18 @@ impl NatBox {
         let admitted = m.permanent
             || match self.cfg.filtering {
                 Filtering::EndpointIndependent => true,
-                f => m.permits.get(&mask_filter(f, remote)).is_some_and(|t| now - *t < self.cfg.mapping_lifetime),
+                f => m
+                    .permits
+                    .get(&mask_filter(f, remote))
+                    .is_some_and(|t| now - *t < self.cfg.mapping_lifetime),
             };
         if !admitted {
             return Err(NatDrop::Filtered);
         }
         let inbound_refresh = self.cfg.inbound_refresh;
-        let Some(m) = self.slots[slot as usize].as_mut() else { return Err(NatDrop::NoMapping) };
+        let Some(m) = self.slots[slot as usize].as_mut() else {
+            return Err(NatDrop::NoMapping);
+        };
         if inbound_refresh {
             m.refreshed = now;
         }
@@ -382,13 +441,25 @@ impl NatBox {
     /// Adds a static port forward: `external_port` on the public address always reaches
     /// `internal`, from anyone, and `internal`'s outbound traffic uses it.
     pub fn forward(&mut self, external_port: u16, internal: SocketAddrV4) -> Result<(), NatDrop> {
-        let ip = if self.cfg.translate { self.public_ip } else { *internal.ip() };
+        let ip = if self.cfg.translate {
+            self.public_ip
+        } else {
+            *internal.ip()
+        };
         let external = SocketAddrV4::new(ip, external_port);
-        if self.by_ext.contains_key(&pack(external)) || self.forwards.contains_key(&pack(internal)) {
+        if self.by_ext.contains_key(&pack(external)) || self.forwards.contains_key(&pack(internal))
+        {
             return Err(NatDrop::PortInUse);
         }
         let key = (pack(internal), u64::MAX);
-        let entry = MapEntry { internal, external, key, refreshed: Instant::ZERO, permits: BTreeMap::new(), permanent: true };
+        let entry = MapEntry {
+            internal,
+            external,
+            key,
+            refreshed: Instant::ZERO,
+            permits: BTreeMap::new(),
+            permanent: true,
+        };
         let slot = self.insert(entry);
         self.forwards.insert(pack(internal), slot);
         Ok(())
@@ -402,13 +473,24 @@ impl NatBox {
             return;
         }
         let slots: Vec<u32> = (0..self.slots.len() as u32)
-            .filter(|&s| self.slots[s as usize].as_ref().is_some_and(|m| !m.permanent))
+            .filter(|&s| {
+                self.slots[s as usize]
+                    .as_ref()
+                    .is_some_and(|m| !m.permanent)
+            })
             .collect();
         // Old ports stay reserved while new ones are drawn, so that every port changes.
         let mut moved = Vec::with_capacity(slots.len());
         for slot in slots {
-            let Some(internal_port) = self.slots[slot as usize].as_ref().map(|m| m.internal.port()) else { continue };
-            let Ok(port) = self.allocate_avoiding(internal_port, rng, true) else { continue };
+            let Some(internal_port) = self.slots[slot as usize]
+                .as_ref()
+                .map(|m| m.internal.port())
+            else {
+                continue;
+            };
+            let Ok(port) = self.allocate_avoiding(internal_port, rng, true) else {
+                continue;
+            };
             let new_ext = SocketAddrV4::new(self.public_ip, port);
             self.by_ext.insert(pack(new_ext), slot);
             moved.push((slot, new_ext));
@@ -427,7 +509,11 @@ impl NatBox {
             .slots
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| m.as_ref().filter(|m| self.is_expired(m, now)).map(|_| i as u32))
+            .filter_map(|(i, m)| {
+                m.as_ref()
+                    .filter(|m| self.is_expired(m, now))
+                    .map(|_| i as u32)
+            })
             .collect();
         for slot in dead {
             self.remove(slot);
@@ -453,7 +539,9 @@ impl NatBox {
         if let Some(&slot) = self.forwards.get(&pack(internal)) {
             return Some(slot);
         }
-        self.by_key.get(&(pack(internal), self.mask_map(remote))).copied()
+        self.by_key
+            .get(&(pack(internal), self.mask_map(remote)))
+            .copied()
     }
 
     /// The remote part of the mapping key: what distinguishes mappings of one internal
@@ -487,7 +575,9 @@ impl NatBox {
     }
 
     fn remove(&mut self, slot: u32) {
-        let Some(m) = self.slots.get_mut(slot as usize).and_then(Option::take) else { return };
+        let Some(m) = self.slots.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
         self.by_key.remove(&m.key);
         self.by_ext.remove(&pack(m.external));
         self.free.push(slot);
@@ -495,7 +585,10 @@ impl NatBox {
     }
 
     fn port_free(&self, port: u16) -> bool {
-        port != 0 && !self.by_ext.contains_key(&pack(SocketAddrV4::new(self.public_ip, port)))
+        port != 0
+            && !self
+                .by_ext
+                .contains_key(&pack(SocketAddrV4::new(self.public_ip, port)))
     }
 
     fn allocate(&mut self, preferred: u16, rng: &mut impl RngCore) -> Result<u16, NatDrop> {
@@ -503,8 +596,16 @@ impl NatBox {
     }
 
     /// Picks a free public port. `rebinding` disables preservation (the point is to move).
-    fn allocate_avoiding(&mut self, preferred: u16, rng: &mut impl RngCore, rebinding: bool) -> Result<u16, NatDrop> {
-        let (lo, hi) = (self.cfg.port_range.0.max(1), self.cfg.port_range.1.max(self.cfg.port_range.0.max(1)));
+    fn allocate_avoiding(
+        &mut self,
+        preferred: u16,
+        rng: &mut impl RngCore,
+        rebinding: bool,
+    ) -> Result<u16, NatDrop> {
+        let (lo, hi) = (
+            self.cfg.port_range.0.max(1),
+            self.cfg.port_range.1.max(self.cfg.port_range.0.max(1)),
+        );
         let span = u32::from(hi - lo) + 1;
         match self.cfg.ports {
             PortAssignment::Preserving if !rebinding && self.port_free(preferred) => Ok(preferred),
@@ -601,7 +702,11 @@ mod tests {
 
     #[test]
     fn address_dependent_mapping_is_new_per_remote_address_only() {
-        let cfg = NatConfig { mapping: Mapping::AddressDependent, ports: PortAssignment::Random, ..NatConfig::cone(Filtering::AddressDependent) };
+        let cfg = NatConfig {
+            mapping: Mapping::AddressDependent,
+            ports: PortAssignment::Random,
+            ..NatConfig::cone(Filtering::AddressDependent)
+        };
         let mut n = nat(cfg);
         let mut r = rng();
         let e1 = n.outbound(t(0), a(IN1), a(R1), &mut r).unwrap();
@@ -625,13 +730,21 @@ mod tests {
         assert_ne!(e1b, e2);
         assert_eq!(e1, again, "the same flow keeps its mapping");
         assert_eq!(n.mappings(), 3);
-        assert_ne!(e1.port(), 5000, "random ports (a 1/64512 coincidence would fail this seed)");
+        assert_ne!(
+            e1.port(),
+            5000,
+            "random ports (a 1/64512 coincidence would fail this seed)"
+        );
     }
 
     #[test]
     fn endpoint_independent_filtering_admits_anyone_once_a_mapping_exists() {
         let mut n = nat(NatConfig::cone(Filtering::EndpointIndependent));
-        assert_eq!(n.inbound(t(0), a(R1), SocketAddrV4::new(PUB, 5000)), Err(NatDrop::NoMapping), "unsolicited, no mapping");
+        assert_eq!(
+            n.inbound(t(0), a(R1), SocketAddrV4::new(PUB, 5000)),
+            Err(NatDrop::NoMapping),
+            "unsolicited, no mapping"
+        );
         let e = n.outbound(t(0), a(IN1), a(R1), &mut rng()).unwrap();
         assert_eq!(n.inbound(t(1), a(R2), e), Ok(a(IN1)), "a stranger gets in");
         assert_eq!(n.inbound(t(1), a(R1B), e), Ok(a(IN1)));
@@ -642,7 +755,11 @@ mod tests {
         let mut n = nat(NatConfig::cone(Filtering::AddressDependent));
         let e = n.outbound(t(0), a(IN1), a(R1), &mut rng()).unwrap();
         assert_eq!(n.inbound(t(1), a(R1), e), Ok(a(IN1)));
-        assert_eq!(n.inbound(t(1), a(R1B), e), Ok(a(IN1)), "any port of a contacted address");
+        assert_eq!(
+            n.inbound(t(1), a(R1B), e),
+            Ok(a(IN1)),
+            "any port of a contacted address"
+        );
         assert_eq!(n.inbound(t(1), a(R2), e), Err(NatDrop::Filtered));
     }
 
@@ -665,7 +782,11 @@ mod tests {
         let e1 = n.outbound(t(0), a(IN1), a(R1), &mut r).unwrap();
         let e2 = n.outbound(t(0), a(IN1), a(R2), &mut r).unwrap();
         assert_eq!(n.inbound(t(1), a(R1), e1), Ok(a(IN1)));
-        assert_eq!(n.inbound(t(1), a(R2), e1), Err(NatDrop::Filtered), "R2 knows only its own mapping");
+        assert_eq!(
+            n.inbound(t(1), a(R2), e1),
+            Err(NatDrop::Filtered),
+            "R2 knows only its own mapping"
+        );
         assert_eq!(n.inbound(t(1), a(R2), e2), Ok(a(IN1)));
     }
 
@@ -679,17 +800,28 @@ mod tests {
         assert_eq!(n.mappings(), 0);
         let e = n.outbound(t(200), a(IN1), a(R1), &mut rng()).unwrap();
         n.outbound(t(300), a(IN1), a(R1), &mut rng()).unwrap();
-        assert_eq!(n.inbound(t(400), a(R1), e), Ok(a(IN1)), "refreshed at 300 s");
+        assert_eq!(
+            n.inbound(t(400), a(R1), e),
+            Ok(a(IN1)),
+            "refreshed at 300 s"
+        );
         assert_eq!(n.inbound(t(420), a(R1), e), Err(NatDrop::NoMapping));
     }
 
     #[test]
     fn inbound_refresh_is_configurable() {
-        let cfg = NatConfig { inbound_refresh: true, ..NatConfig::cone(Filtering::EndpointIndependent) };
+        let cfg = NatConfig {
+            inbound_refresh: true,
+            ..NatConfig::cone(Filtering::EndpointIndependent)
+        };
         let mut n = nat(cfg);
         let e = n.outbound(t(0), a(IN1), a(R1), &mut rng()).unwrap();
         assert_eq!(n.inbound(t(100), a(R1), e), Ok(a(IN1)));
-        assert_eq!(n.inbound(t(200), a(R1), e), Ok(a(IN1)), "kept alive by inbound traffic");
+        assert_eq!(
+            n.inbound(t(200), a(R1), e),
+            Ok(a(IN1)),
+            "kept alive by inbound traffic"
+        );
         assert_eq!(n.inbound(t(400), a(R1), e), Err(NatDrop::NoMapping));
     }
 
@@ -701,7 +833,11 @@ mod tests {
             n.outbound(t(s), a(IN1), a(R2), &mut rng()).unwrap();
         }
         assert_eq!(n.inbound(t(301), a(R2), e), Ok(a(IN1)));
-        assert_eq!(n.inbound(t(301), a(R1), e), Err(NatDrop::Filtered), "R1's permission idled out at 120 s");
+        assert_eq!(
+            n.inbound(t(301), a(R1), e),
+            Err(NatDrop::Filtered),
+            "R1's permission idled out at 120 s"
+        );
     }
 
     #[test]
@@ -718,28 +854,58 @@ mod tests {
 
     #[test]
     fn sequential_assignment_hands_out_consecutive_ports() {
-        let cfg = NatConfig { ports: PortAssignment::Sequential, port_range: (30000, 30002), ..NatConfig::symmetric() };
+        let cfg = NatConfig {
+            ports: PortAssignment::Sequential,
+            port_range: (30000, 30002),
+            ..NatConfig::symmetric()
+        };
         let mut n = nat(cfg);
         let mut r = rng();
-        let p: Vec<u16> = [R1, R1B, R2].iter().map(|x| n.outbound(t(0), a(IN1), a(x), &mut r).unwrap().port()).collect();
+        let p: Vec<u16> = [R1, R1B, R2]
+            .iter()
+            .map(|x| n.outbound(t(0), a(IN1), a(x), &mut r).unwrap().port())
+            .collect();
         assert_eq!(p, vec![30000, 30001, 30002]);
-        assert_eq!(n.outbound(t(0), a(IN2), a(R1), &mut r), Err(NatDrop::PortsExhausted));
-        assert_eq!(n.inbound(t(200), a(R1), SocketAddrV4::new(PUB, 30000)), Err(NatDrop::NoMapping));
-        assert_eq!(n.outbound(t(200), a(IN2), a(R1), &mut r).map(|e| e.port()), Ok(30000), "freed by expiry; the counter wraps around");
+        assert_eq!(
+            n.outbound(t(0), a(IN2), a(R1), &mut r),
+            Err(NatDrop::PortsExhausted)
+        );
+        assert_eq!(
+            n.inbound(t(200), a(R1), SocketAddrV4::new(PUB, 30000)),
+            Err(NatDrop::NoMapping)
+        );
+        assert_eq!(
+            n.outbound(t(200), a(IN2), a(R1), &mut r).map(|e| e.port()),
+            Ok(30000),
+            "freed by expiry; the counter wraps around"
+        );
     }
 
     #[test]
     fn random_assignment_stays_in_range_and_never_collides() {
-        let cfg = NatConfig { port_range: (40000, 40099), ..NatConfig::symmetric() };
+        let cfg = NatConfig {
+            port_range: (40000, 40099),
+            ..NatConfig::symmetric()
+        };
         let mut n = nat(cfg);
         let mut r = rng();
         let mut seen = std::collections::BTreeSet::new();
         for i in 0..100u16 {
-            let e = n.outbound(t(0), a(IN1), SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 9), 1000 + i), &mut r).unwrap();
+            let e = n
+                .outbound(
+                    t(0),
+                    a(IN1),
+                    SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 9), 1000 + i),
+                    &mut r,
+                )
+                .unwrap();
             assert!((40000..40100).contains(&e.port()));
             assert!(seen.insert(e.port()), "port {} reused", e.port());
         }
-        assert_eq!(n.outbound(t(0), a(IN2), a(R1), &mut r), Err(NatDrop::PortsExhausted));
+        assert_eq!(
+            n.outbound(t(0), a(IN2), a(R1), &mut r),
+            Err(NatDrop::PortsExhausted)
+        );
     }
 
     #[test]
@@ -749,7 +915,11 @@ mod tests {
         let e1 = n.outbound(t(0), a(IN1), a(R1), &mut r).unwrap();
         let e2 = n.outbound(t(0), a(IN2), a(R1), &mut r).unwrap();
         n.rebind(&mut r);
-        assert_eq!(n.inbound(t(1), a(R1), e1), Err(NatDrop::NoMapping), "old public port is dead");
+        assert_eq!(
+            n.inbound(t(1), a(R1), e1),
+            Err(NatDrop::NoMapping),
+            "old public port is dead"
+        );
         assert_eq!(n.inbound(t(1), a(R1), e2), Err(NatDrop::NoMapping));
         let n1 = n.outbound(t(1), a(IN1), a(R1), &mut r).unwrap();
         let n2 = n.outbound(t(1), a(IN2), a(R1), &mut r).unwrap();
@@ -763,10 +933,22 @@ mod tests {
     fn a_stateful_firewall_translates_nothing_and_drops_unsolicited_udp() {
         let mut n = NatBox::new(NatConfig::udp_firewall(), Ipv4Addr::UNSPECIFIED);
         let host = a("20.0.0.50:49737");
-        assert_eq!(n.inbound(t(0), a(R1), host), Err(NatDrop::NoMapping), "unsolicited");
-        assert_eq!(n.outbound(t(0), host, a(R1), &mut rng()), Ok(host), "not translated");
+        assert_eq!(
+            n.inbound(t(0), a(R1), host),
+            Err(NatDrop::NoMapping),
+            "unsolicited"
+        );
+        assert_eq!(
+            n.outbound(t(0), host, a(R1), &mut rng()),
+            Ok(host),
+            "not translated"
+        );
         assert_eq!(n.inbound(t(1), a(R1), host), Ok(host), "the reply gets in");
-        assert_eq!(n.inbound(t(1), a(R2), host), Err(NatDrop::Filtered), "a stranger does not");
+        assert_eq!(
+            n.inbound(t(1), a(R2), host),
+            Err(NatDrop::Filtered),
+            "a stranger does not"
+        );
     }
 
     #[test]

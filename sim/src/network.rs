@@ -180,7 +180,12 @@ struct Realm {
 
 impl Realm {
     fn new(gateway: Option<u32>, first: Ipv4Addr, last: Ipv4Addr) -> Self {
-        Realm { gateway, addrs: FxMap::default(), next_ip: u32::from(first), last_ip: u32::from(last) }
+        Realm {
+            gateway,
+            addrs: FxMap::default(),
+            next_ip: u32::from(first),
+            last_ip: u32::from(last),
+        }
     }
 }
 
@@ -248,7 +253,11 @@ impl Network {
     /// An empty Internet (public addresses from 16.0.0.1 on).
     pub fn new() -> Self {
         Network {
-            realms: vec![Realm::new(None, Ipv4Addr::new(16, 0, 0, 1), Ipv4Addr::new(31, 255, 255, 254))],
+            realms: vec![Realm::new(
+                None,
+                Ipv4Addr::new(16, 0, 0, 1),
+                Ipv4Addr::new(31, 255, 255, 254),
+            )],
             hosts: Vec::new(),
             nats: Vec::new(),
         }
@@ -261,10 +270,20 @@ impl Network {
 
     /// Approximate bytes the topology holds (hosts, sockets, address maps, NAT tables).
     pub fn heap_bytes(&self) -> usize {
-        let realms: usize = self.realms.iter().map(|r| r.addrs.capacity() * (std::mem::size_of::<(u32, Node)>() + 1)).sum::<usize>()
+        let realms: usize = self
+            .realms
+            .iter()
+            .map(|r| r.addrs.capacity() * (std::mem::size_of::<(u32, Node)>() + 1))
+            .sum::<usize>()
             + self.realms.capacity() * std::mem::size_of::<Realm>();
-        let hosts = self.hosts.capacity() * std::mem::size_of::<NetHost>() + self.hosts.iter().map(|h| h.ports.capacity() * 2).sum::<usize>();
-        let nats: usize = self.nats.capacity() * std::mem::size_of::<NatNode>() + self.nats.iter().map(|n| n.nat.heap_bytes()).sum::<usize>();
+        let hosts = self.hosts.capacity() * std::mem::size_of::<NetHost>()
+            + self
+                .hosts
+                .iter()
+                .map(|h| h.ports.capacity() * 2)
+                .sum::<usize>();
+        let nats: usize = self.nats.capacity() * std::mem::size_of::<NatNode>()
+            + self.nats.iter().map(|n| n.nat.heap_bytes()).sum::<usize>();
         realms + hosts + nats
     }
 
@@ -279,7 +298,9 @@ impl Network {
     }
 
     fn realm(&self, r: RealmId) -> Result<&Realm, NetError> {
-        self.realms.get(r.0 as usize).ok_or(NetError::NoSuchRealm(r.0))
+        self.realms
+            .get(r.0 as usize)
+            .ok_or(NetError::NoSuchRealm(r.0))
     }
 
     fn host(&self, h: HostId) -> Result<&NetHost, NetError> {
@@ -292,17 +313,26 @@ impl Network {
 
     /// The NAT box `n`.
     pub fn nat(&self, n: NatId) -> Result<&NatBox, NetError> {
-        self.nats.get(n.0 as usize).map(|x| &x.nat).ok_or(NetError::NoSuchNat(n.0))
+        self.nats
+            .get(n.0 as usize)
+            .map(|x| &x.nat)
+            .ok_or(NetError::NoSuchNat(n.0))
     }
 
     /// The NAT box `n`, mutably (port forwards, tests).
     pub fn nat_mut(&mut self, n: NatId) -> Result<&mut NatBox, NetError> {
-        self.nats.get_mut(n.0 as usize).map(|x| &mut x.nat).ok_or(NetError::NoSuchNat(n.0))
+        self.nats
+            .get_mut(n.0 as usize)
+            .map(|x| &mut x.nat)
+            .ok_or(NetError::NoSuchNat(n.0))
     }
 
     /// The realm behind NAT box `n`.
     pub fn nat_inside(&self, n: NatId) -> Result<RealmId, NetError> {
-        self.nats.get(n.0 as usize).map(|x| x.inside).ok_or(NetError::NoSuchNat(n.0))
+        self.nats
+            .get(n.0 as usize)
+            .map(|x| x.inside)
+            .ok_or(NetError::NoSuchNat(n.0))
     }
 
     /// The NAT box a realm sits behind (`None` for the Internet).
@@ -361,7 +391,9 @@ impl Network {
             let r = &mut self.realms[realm.0 as usize];
             r.addrs.remove(&u32::from(ip));
             match r.gateway {
-                Some(g) if !self.nats[g as usize].nat.config().translate => realm = self.nats[g as usize].outside,
+                Some(g) if !self.nats[g as usize].nat.config().translate => {
+                    realm = self.nats[g as usize].outside
+                }
                 _ => return,
             }
         }
@@ -390,11 +422,21 @@ impl Network {
         self.realm(outside)?;
         let id = self.nats.len() as u32;
         let translate = cfg.translate;
-        let public = if translate { self.alloc_ip(outside)? } else { Ipv4Addr::UNSPECIFIED };
+        let public = if translate {
+            self.alloc_ip(outside)?
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        };
         let inside = RealmId(self.realms.len() as u32);
-        self.realms.push(Realm::new(Some(id), inside_first, inside_last));
+        self.realms
+            .push(Realm::new(Some(id), inside_first, inside_last));
         let access_us = Self::draw_access(outside, link, rng);
-        self.nats.push(NatNode { nat: NatBox::new(cfg, public), outside, inside, access_us });
+        self.nats.push(NatNode {
+            nat: NatBox::new(cfg, public),
+            outside,
+            inside,
+            access_us,
+        });
         if translate {
             self.register(outside, public, Node::Nat(id));
         }
@@ -402,12 +444,23 @@ impl Network {
     }
 
     /// Adds a host (with no socket yet) to `realm`.
-    pub fn add_host(&mut self, realm: RealmId, link: &LinkModel, rng: &mut impl RngCore) -> Result<HostId, NetError> {
+    pub fn add_host(
+        &mut self,
+        realm: RealmId,
+        link: &LinkModel,
+        rng: &mut impl RngCore,
+    ) -> Result<HostId, NetError> {
         let ip = self.alloc_ip(realm)?;
         let id = self.hosts.len();
         let top = self.top_realm(realm);
         let access_us = Self::draw_access(top, link, rng);
-        self.hosts.push(NetHost { realm, ip, ports: Vec::new(), group: 0, access_us });
+        self.hosts.push(NetHost {
+            realm,
+            ip,
+            ports: Vec::new(),
+            group: 0,
+            access_us,
+        });
         self.register(realm, ip, Node::Host(id as u32));
         Ok(id)
     }
@@ -416,7 +469,10 @@ impl Network {
     /// not translate).
     fn top_realm(&self, realm: RealmId) -> RealmId {
         let mut realm = realm;
-        while let Some(g) = self.realms[realm.0 as usize].gateway.filter(|g| !self.translates(*g)) {
+        while let Some(g) = self.realms[realm.0 as usize]
+            .gateway
+            .filter(|g| !self.translates(*g))
+        {
             realm = self.nats[g as usize].outside;
         }
         realm
@@ -446,7 +502,12 @@ impl Network {
     }
 
     /// Binds a socket on `port` (0 = an ephemeral port chosen with `rng`).
-    pub fn bind(&mut self, h: HostId, port: u16, rng: &mut impl RngCore) -> Result<SocketId, NetError> {
+    pub fn bind(
+        &mut self,
+        h: HostId,
+        port: u16,
+        rng: &mut impl RngCore,
+    ) -> Result<SocketId, NetError> {
         let host = self.host_mut(h)?;
         let port = if port == 0 {
             let span = u32::from(EPHEMERAL.1 - EPHEMERAL.0) + 1;
@@ -524,10 +585,25 @@ impl Network {
     }
 
     /// The up half of a datagram's path, at send time. See the module docs.
-    pub(crate) fn route_out(&mut self, now: Instant, out: Outgoing, link: &LinkModel, rng: &mut impl RngCore) -> Result<Transit, DropReason> {
-        let Outgoing { host: h, socket, dst, ttl } = out;
+    pub(crate) fn route_out(
+        &mut self,
+        now: Instant,
+        out: Outgoing,
+        link: &LinkModel,
+        rng: &mut impl RngCore,
+    ) -> Result<Transit, DropReason> {
+        let Outgoing {
+            host: h,
+            socket,
+            dst,
+            ttl,
+        } = out;
         let host = self.hosts.get(h as usize).ok_or(DropReason::BadSocket)?;
-        let port = *host.ports.get(usize::from(socket.0)).filter(|p| **p != 0).ok_or(DropReason::BadSocket)?;
+        let port = *host
+            .ports
+            .get(usize::from(socket.0))
+            .filter(|p| **p != 0)
+            .ok_or(DropReason::BadSocket)?;
         let mut src = SocketAddrV4::new(host.ip, port);
         let mut realm = host.realm;
         let mut from = Node::Host(h);
@@ -563,7 +639,9 @@ impl Network {
                     access_us,
                 });
             }
-            let Some(g) = r.gateway else { return Err(DropReason::NoRoute) };
+            let Some(g) = r.gateway else {
+                return Err(DropReason::NoRoute);
+            };
             if ttl <= 1 {
                 return Err(DropReason::Ttl);
             }
@@ -578,7 +656,11 @@ impl Network {
     }
 
     /// The down half, at arrival time: the receiving host and socket.
-    pub(crate) fn route_in(&mut self, now: Instant, t: &Transit) -> Result<(u32, SocketId), DropReason> {
+    pub(crate) fn route_in(
+        &mut self,
+        now: Instant,
+        t: &Transit,
+    ) -> Result<(u32, SocketId), DropReason> {
         let mut to = t.to;
         let mut dst = t.dst;
         let mut ttl = t.ttl;
@@ -590,7 +672,11 @@ impl Network {
                     if sender_group != host.group {
                         return Err(DropReason::Partition);
                     }
-                    let slot = host.ports.iter().position(|p| *p == dst.port() && *p != 0).ok_or(DropReason::PortUnreachable)?;
+                    let slot = host
+                        .ports
+                        .iter()
+                        .position(|p| *p == dst.port() && *p != 0)
+                        .ok_or(DropReason::PortUnreachable)?;
                     return Ok((h, SocketId(slot as u16)));
                 }
                 Node::Nat(n) => {
@@ -601,7 +687,10 @@ impl Network {
                     let node = &mut self.nats[n as usize];
                     dst = node.nat.inbound(now, t.src, dst)?;
                     let inside = node.inside;
-                    to = *self.realms[inside.0 as usize].addrs.get(&u32::from(*dst.ip())).ok_or(DropReason::NoRoute)?;
+                    to = *self.realms[inside.0 as usize]
+                        .addrs
+                        .get(&u32::from(*dst.ip()))
+                        .ok_or(DropReason::NoRoute)?;
                 }
             }
         }
@@ -617,7 +706,11 @@ impl Network {
 
     /// Moves every mapping of a NAT box to a new public port.
     pub fn rebind(&mut self, n: NatId, rng: &mut impl RngCore) -> Result<(), NetError> {
-        self.nats.get_mut(n.0 as usize).ok_or(NetError::NoSuchNat(n.0))?.nat.rebind(rng);
+        self.nats
+            .get_mut(n.0 as usize)
+            .ok_or(NetError::NoSuchNat(n.0))?
+            .nat
+            .rebind(rng);
         Ok(())
     }
 }
@@ -649,23 +742,64 @@ mod tests {
     use rand_core::SeedableRng;
 
     fn setup() -> (Network, LinkModel, ChaCha8Rng) {
-        (Network::new(), LinkModel::default(), ChaCha8Rng::seed_from_u64(9))
+        (
+            Network::new(),
+            LinkModel::default(),
+            ChaCha8Rng::seed_from_u64(9),
+        )
     }
 
-    fn home(net: &mut Network, cfg: NatConfig, link: &LinkModel, rng: &mut ChaCha8Rng) -> (NatId, RealmId) {
-        let n = net.add_nat(cfg, RealmId::INTERNET, Ipv4Addr::new(192, 168, 0, 2), Ipv4Addr::new(192, 168, 255, 254), link, rng).unwrap();
+    fn home(
+        net: &mut Network,
+        cfg: NatConfig,
+        link: &LinkModel,
+        rng: &mut ChaCha8Rng,
+    ) -> (NatId, RealmId) {
+        let n = net
+            .add_nat(
+                cfg,
+                RealmId::INTERNET,
+                Ipv4Addr::new(192, 168, 0, 2),
+                Ipv4Addr::new(192, 168, 255, 254),
+                link,
+                rng,
+            )
+            .unwrap();
         (n, net.nat_inside(n).unwrap())
     }
 
-    fn host(net: &mut Network, realm: RealmId, port: u16, link: &LinkModel, rng: &mut ChaCha8Rng) -> (HostId, SocketAddrV4) {
+    fn host(
+        net: &mut Network,
+        realm: RealmId,
+        port: u16,
+        link: &LinkModel,
+        rng: &mut ChaCha8Rng,
+    ) -> (HostId, SocketAddrV4) {
         let h = net.add_host(realm, link, rng).unwrap();
         let s = net.bind(h, port, rng).unwrap();
         (h, net.socket_addr(h, s).unwrap())
     }
 
     /// Sends from socket 0 of `from` and delivers at once: (receiving host, source seen).
-    fn send(net: &mut Network, link: &LinkModel, rng: &mut ChaCha8Rng, from: HostId, to: SocketAddrV4, ttl: u8) -> Result<(u32, SocketAddrV4), DropReason> {
-        let t = net.route_out(Instant::ZERO, Outgoing { host: from as u32, socket: SocketId(0), dst: to, ttl }, link, rng)?;
+    fn send(
+        net: &mut Network,
+        link: &LinkModel,
+        rng: &mut ChaCha8Rng,
+        from: HostId,
+        to: SocketAddrV4,
+        ttl: u8,
+    ) -> Result<(u32, SocketAddrV4), DropReason> {
+        let t = net.route_out(
+            Instant::ZERO,
+            Outgoing {
+                host: from as u32,
+                socket: SocketId(0),
+                dst: to,
+                ttl,
+            },
+            link,
+            rng,
+        )?;
         let (h, _) = net.route_in(Instant::ZERO, &t)?;
         Ok((h, t.src))
     }
@@ -676,15 +810,43 @@ mod tests {
         let (a, aa) = host(&mut net, RealmId::INTERNET, 1000, &link, &mut rng);
         let (b, ba) = host(&mut net, RealmId::INTERNET, 2000, &link, &mut rng);
         assert_eq!(aa.ip(), &Ipv4Addr::new(16, 0, 0, 1));
-        assert_eq!(send(&mut net, &link, &mut rng, a, ba, 64), Ok((b as u32, aa)));
-        assert_eq!(send(&mut net, &link, &mut rng, a, SocketAddrV4::new(*ba.ip(), 2001), 64), Err(DropReason::PortUnreachable));
-        assert_eq!(send(&mut net, &link, &mut rng, a, "16.9.9.9:1".parse().unwrap(), 64), Err(DropReason::NoRoute));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, a, ba, 64),
+            Ok((b as u32, aa))
+        );
+        assert_eq!(
+            send(
+                &mut net,
+                &link,
+                &mut rng,
+                a,
+                SocketAddrV4::new(*ba.ip(), 2001),
+                64
+            ),
+            Err(DropReason::PortUnreachable)
+        );
+        assert_eq!(
+            send(
+                &mut net,
+                &link,
+                &mut rng,
+                a,
+                "16.9.9.9:1".parse().unwrap(),
+                64
+            ),
+            Err(DropReason::NoRoute)
+        );
     }
 
     #[test]
     fn a_host_behind_nat_is_reachable_only_through_its_mapping() {
         let (mut net, link, mut rng) = setup();
-        let (_, inside) = home(&mut net, NatConfig::cone(Filtering::AddressAndPortDependent), &link, &mut rng);
+        let (_, inside) = home(
+            &mut net,
+            NatConfig::cone(Filtering::AddressAndPortDependent),
+            &link,
+            &mut rng,
+        );
         let (a, aa) = host(&mut net, inside, 5000, &link, &mut rng);
         let (b, ba) = host(&mut net, RealmId::INTERNET, 7000, &link, &mut rng);
         assert_eq!(aa.ip(), &Ipv4Addr::new(192, 168, 0, 2));
@@ -693,23 +855,49 @@ mod tests {
         assert_eq!(seen.port(), 5000, "port preserved");
         assert_ne!(seen.ip(), aa.ip(), "translated");
         // b answers to what it saw.
-        assert_eq!(send(&mut net, &link, &mut rng, b, seen, 64), Ok((a as u32, ba)));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, seen, 64),
+            Ok((a as u32, ba))
+        );
         // A third host is filtered.
         let (c, _) = host(&mut net, RealmId::INTERNET, 7000, &link, &mut rng);
-        assert_eq!(send(&mut net, &link, &mut rng, c, seen, 64), Err(DropReason::NatFiltered));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, c, seen, 64),
+            Err(DropReason::NatFiltered)
+        );
         // Private addresses are not routed on the Internet.
-        assert_eq!(send(&mut net, &link, &mut rng, b, aa, 64), Err(DropReason::NoRoute));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, aa, 64),
+            Err(DropReason::NoRoute)
+        );
     }
 
     #[test]
     fn hosts_behind_one_nat_meet_on_the_lan_and_hairpin_through_the_public_address() {
         let (mut net, link, mut rng) = setup();
-        let (nat, inside) = home(&mut net, NatConfig::cone(Filtering::EndpointIndependent), &link, &mut rng);
+        let (nat, inside) = home(
+            &mut net,
+            NatConfig::cone(Filtering::EndpointIndependent),
+            &link,
+            &mut rng,
+        );
         let (a, aa) = host(&mut net, inside, 5000, &link, &mut rng);
         let (b, ba) = host(&mut net, inside, 5000, &link, &mut rng);
         let (_, server) = host(&mut net, RealmId::INTERNET, 7000, &link, &mut rng);
         // LAN: direct, untranslated.
-        let t = net.route_out(Instant::ZERO, Outgoing { host: a as u32, socket: SocketId(0), dst: ba, ttl: 64 }, &link, &mut rng).unwrap();
+        let t = net
+            .route_out(
+                Instant::ZERO,
+                Outgoing {
+                    host: a as u32,
+                    socket: SocketId(0),
+                    dst: ba,
+                    ttl: 64,
+                },
+                &link,
+                &mut rng,
+            )
+            .unwrap();
         assert!(t.lan);
         assert_eq!(t.src, aa);
         // b's public endpoint, learnt from a server.
@@ -727,7 +915,10 @@ mod tests {
         let (c, _) = host(&mut net, inside2, 5000, &link, &mut rng);
         let (d, _) = host(&mut net, inside2, 6000, &link, &mut rng);
         let (_, d_pub) = send(&mut net, &link, &mut rng, d, server, 64).unwrap();
-        assert_eq!(send(&mut net, &link, &mut rng, c, d_pub, 64), Err(DropReason::Hairpin));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, c, d_pub, 64),
+            Err(DropReason::Hairpin)
+        );
         let _ = nat;
     }
 
@@ -735,53 +926,142 @@ mod tests {
     fn nat_behind_nat_translates_twice() {
         let (mut net, link, mut rng) = setup();
         let cg = net
-            .add_nat(NatConfig::carrier(), RealmId::INTERNET, Ipv4Addr::new(100, 64, 0, 2), Ipv4Addr::new(100, 127, 255, 254), &link, &mut rng)
+            .add_nat(
+                NatConfig::carrier(),
+                RealmId::INTERNET,
+                Ipv4Addr::new(100, 64, 0, 2),
+                Ipv4Addr::new(100, 127, 255, 254),
+                &link,
+                &mut rng,
+            )
             .unwrap();
         let carrier = net.nat_inside(cg).unwrap();
-        let h1 = net.add_nat(NatConfig::cone(Filtering::AddressAndPortDependent), carrier, Ipv4Addr::new(192, 168, 0, 2), Ipv4Addr::new(192, 168, 255, 254), &link, &mut rng).unwrap();
+        let h1 = net
+            .add_nat(
+                NatConfig::cone(Filtering::AddressAndPortDependent),
+                carrier,
+                Ipv4Addr::new(192, 168, 0, 2),
+                Ipv4Addr::new(192, 168, 255, 254),
+                &link,
+                &mut rng,
+            )
+            .unwrap();
         let home1 = net.nat_inside(h1).unwrap();
-        let h2 = net.add_nat(NatConfig::cone(Filtering::AddressAndPortDependent), carrier, Ipv4Addr::new(192, 168, 0, 2), Ipv4Addr::new(192, 168, 255, 254), &link, &mut rng).unwrap();
+        let h2 = net
+            .add_nat(
+                NatConfig::cone(Filtering::AddressAndPortDependent),
+                carrier,
+                Ipv4Addr::new(192, 168, 0, 2),
+                Ipv4Addr::new(192, 168, 255, 254),
+                &link,
+                &mut rng,
+            )
+            .unwrap();
         let home2 = net.nat_inside(h2).unwrap();
         let (a, _) = host(&mut net, home1, 5000, &link, &mut rng);
         let (b, _) = host(&mut net, home2, 5000, &link, &mut rng);
         assert_eq!(net.host_ip(a), net.host_ip(b), "both homes use 192.168.0.2");
         let (s, sa) = host(&mut net, RealmId::INTERNET, 7000, &link, &mut rng);
         let (_, a_pub) = send(&mut net, &link, &mut rng, a, sa, 64).unwrap();
-        assert_eq!(a_pub.ip(), &net.nat(cg).unwrap().public_ip(), "seen with the carrier's address");
-        assert_eq!(send(&mut net, &link, &mut rng, s, a_pub, 64).map(|x| x.0), Ok(a as u32), "the reply crosses both boxes");
+        assert_eq!(
+            a_pub.ip(),
+            &net.nat(cg).unwrap().public_ip(),
+            "seen with the carrier's address"
+        );
+        assert_eq!(
+            send(&mut net, &link, &mut rng, s, a_pub, 64).map(|x| x.0),
+            Ok(a as u32),
+            "the reply crosses both boxes"
+        );
         // Two routers (home + carrier) before the Internet's 8: TTL 2 dies at the carrier,
         // TTL 3 reaches the Internet and dies there, but both mappings exist by then.
-        assert_eq!(send(&mut net, &link, &mut rng, b, "16.200.0.1:1".parse().unwrap(), 2), Err(DropReason::Ttl));
+        assert_eq!(
+            send(
+                &mut net,
+                &link,
+                &mut rng,
+                b,
+                "16.200.0.1:1".parse().unwrap(),
+                2
+            ),
+            Err(DropReason::Ttl)
+        );
         let before = net.nat(cg).unwrap().mappings();
-        assert_eq!(send(&mut net, &link, &mut rng, b, sa, 3), Err(DropReason::Ttl));
-        assert_eq!(net.nat(cg).unwrap().mappings(), before + 1, "the low-TTL probe opened b's carrier mapping");
-        assert_eq!(send(&mut net, &link, &mut rng, b, sa, 11).map(|x| x.0), Ok(s as u32), "TTL 11 = 2 NATs + 8 hops + 1");
-        assert_eq!(send(&mut net, &link, &mut rng, b, sa, 10), Err(DropReason::Ttl));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, sa, 3),
+            Err(DropReason::Ttl)
+        );
+        assert_eq!(
+            net.nat(cg).unwrap().mappings(),
+            before + 1,
+            "the low-TTL probe opened b's carrier mapping"
+        );
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, sa, 11).map(|x| x.0),
+            Ok(s as u32),
+            "TTL 11 = 2 NATs + 8 hops + 1"
+        );
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, sa, 10),
+            Err(DropReason::Ttl)
+        );
     }
 
     #[test]
     fn ttl_one_dies_at_the_first_router_without_a_mapping() {
         let (mut net, link, mut rng) = setup();
-        let (nat, inside) = home(&mut net, NatConfig::cone(Filtering::AddressAndPortDependent), &link, &mut rng);
+        let (nat, inside) = home(
+            &mut net,
+            NatConfig::cone(Filtering::AddressAndPortDependent),
+            &link,
+            &mut rng,
+        );
         let (a, _) = host(&mut net, inside, 5000, &link, &mut rng);
         let (_, sa) = host(&mut net, RealmId::INTERNET, 7000, &link, &mut rng);
-        assert_eq!(send(&mut net, &link, &mut rng, a, sa, 1), Err(DropReason::Ttl));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, a, sa, 1),
+            Err(DropReason::Ttl)
+        );
         assert_eq!(net.nat(nat).unwrap().mappings(), 0);
-        assert_eq!(send(&mut net, &link, &mut rng, a, sa, 2), Err(DropReason::Ttl));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, a, sa, 2),
+            Err(DropReason::Ttl)
+        );
         assert_eq!(net.nat(nat).unwrap().mappings(), 1);
     }
 
     #[test]
     fn a_firewall_keeps_public_addresses_and_drops_unsolicited_datagrams() {
         let (mut net, link, mut rng) = setup();
-        let fw = net.add_nat(NatConfig::udp_firewall(), RealmId::INTERNET, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 254), &link, &mut rng).unwrap();
+        let fw = net
+            .add_nat(
+                NatConfig::udp_firewall(),
+                RealmId::INTERNET,
+                Ipv4Addr::new(10, 0, 0, 1),
+                Ipv4Addr::new(10, 0, 0, 254),
+                &link,
+                &mut rng,
+            )
+            .unwrap();
         let inside = net.nat_inside(fw).unwrap();
         let (a, aa) = host(&mut net, inside, 49737, &link, &mut rng);
         assert_eq!(aa.ip(), &Ipv4Addr::new(16, 0, 0, 1), "a public address");
         let (b, ba) = host(&mut net, RealmId::INTERNET, 7000, &link, &mut rng);
-        assert_eq!(send(&mut net, &link, &mut rng, b, aa, 64), Err(DropReason::NatNoMapping), "unsolicited");
-        assert_eq!(send(&mut net, &link, &mut rng, a, ba, 64), Ok((b as u32, aa)), "untranslated");
-        assert_eq!(send(&mut net, &link, &mut rng, b, aa, 64).map(|x| x.0), Ok(a as u32), "a reply");
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, aa, 64),
+            Err(DropReason::NatNoMapping),
+            "unsolicited"
+        );
+        assert_eq!(
+            send(&mut net, &link, &mut rng, a, ba, 64),
+            Ok((b as u32, aa)),
+            "untranslated"
+        );
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, aa, 64).map(|x| x.0),
+            Ok(a as u32),
+            "a reply"
+        );
     }
 
     #[test]
@@ -791,10 +1071,19 @@ mod tests {
         let (b, ba) = host(&mut net, RealmId::INTERNET, 1, &link, &mut rng);
         let (c, ca) = host(&mut net, RealmId::INTERNET, 1, &link, &mut rng);
         net.partition(&[&[a, c]]);
-        assert_eq!(send(&mut net, &link, &mut rng, a, ba, 64), Err(DropReason::Partition));
-        assert_eq!(send(&mut net, &link, &mut rng, a, ca, 64).map(|x| x.0), Ok(c as u32));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, a, ba, 64),
+            Err(DropReason::Partition)
+        );
+        assert_eq!(
+            send(&mut net, &link, &mut rng, a, ca, 64).map(|x| x.0),
+            Ok(c as u32)
+        );
         net.heal();
-        assert_eq!(send(&mut net, &link, &mut rng, a, ba, 64).map(|x| x.0), Ok(b as u32));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, a, ba, 64).map(|x| x.0),
+            Ok(b as u32)
+        );
     }
 
     #[test]
@@ -804,21 +1093,37 @@ mod tests {
         let s0 = net.bind(h, 49737, &mut rng).unwrap();
         let s1 = net.bind(h, 0, &mut rng).unwrap();
         assert_eq!((s0, s1), (SocketId(0), SocketId(1)));
-        assert_eq!(net.bind(h, 49737, &mut rng), Err(NetError::AddrInUse(49737)));
+        assert_eq!(
+            net.bind(h, 49737, &mut rng),
+            Err(NetError::AddrInUse(49737))
+        );
         let p1 = net.socket_addr(h, s1).unwrap().port();
         assert!((32768..=60999).contains(&p1));
         net.unbind(h, s0).unwrap();
         assert_eq!(net.socket_addr(h, s0), None);
-        assert_eq!(net.bind(h, 1, &mut rng), Ok(SocketId(0)), "the free slot is reused");
+        assert_eq!(
+            net.bind(h, 1, &mut rng),
+            Ok(SocketId(0)),
+            "the free slot is reused"
+        );
         let old = net.host_ip(h).unwrap();
         let new = net.renumber(h).unwrap();
         assert_ne!(old, new);
         let (b, _) = host(&mut net, RealmId::INTERNET, 1, &link, &mut rng);
-        assert_eq!(send(&mut net, &link, &mut rng, b, SocketAddrV4::new(old, 1), 64), Err(DropReason::NoRoute));
-        assert_eq!(send(&mut net, &link, &mut rng, b, SocketAddrV4::new(new, 1), 64).map(|x| x.0), Ok(h as u32));
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, SocketAddrV4::new(old, 1), 64),
+            Err(DropReason::NoRoute)
+        );
+        assert_eq!(
+            send(&mut net, &link, &mut rng, b, SocketAddrV4::new(new, 1), 64).map(|x| x.0),
+            Ok(h as u32)
+        );
         for _ in 0..300 {
             let _ = net.bind(h, 0, &mut rng);
         }
-        assert!(net.socket_addr(h, SocketId(257)).is_some(), "hundreds of sockets per host");
+        assert!(
+            net.socket_addr(h, SocketId(257)).is_some(),
+            "hundreds of sockets per host"
+        );
     }
 }

@@ -52,13 +52,21 @@ pub(crate) struct EventQueue<T> {
 
 impl<T> EventQueue<T> {
     pub(crate) fn new() -> Self {
-        EventQueue { heap: BinaryHeap::new(), seq: 0 }
+        EventQueue {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
     }
 
     /// Queues `item` at `at`; of the items due at one instant, arrivals pop before timers.
     pub(crate) fn push(&mut self, at: Instant, lane: Lane, item: T) {
         self.seq += 1;
-        self.heap.push(Entry { at, lane, seq: self.seq, item });
+        self.heap.push(Entry {
+            at,
+            lane,
+            seq: self.seq,
+            item,
+        });
     }
 
     pub(crate) fn peek_time(&self) -> Option<Instant> {
@@ -101,8 +109,21 @@ mod tests {
         q.push(Instant::from_millis(1), Lane::Timer, "timer at 1");
         q.push(Instant::from_millis(5), Lane::Arrival, "arrival at 5");
         q.push(Instant::from_millis(3), Lane::Arrival, "arrival at 3");
-        q.push(Instant::from_millis(5), Lane::Arrival, "arrival at 5, later");
+        q.push(
+            Instant::from_millis(5),
+            Lane::Arrival,
+            "arrival at 5, later",
+        );
         let order: Vec<&str> = std::iter::from_fn(|| q.pop().map(|x| x.1)).collect();
-        assert_eq!(order, ["timer at 1", "arrival at 3", "arrival at 5", "arrival at 5, later", "timer at 5"]);
+        assert_eq!(
+            order,
+            [
+                "timer at 1",
+                "arrival at 3",
+                "arrival at 5",
+                "arrival at 5, later",
+                "timer at 5"
+            ]
+        );
     }
 }

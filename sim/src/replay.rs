@@ -9,7 +9,10 @@ pub const SEED_ENV: &str = "HDHT_SIM_SEED";
 
 /// `HDHT_SIM_SEED` if set (decimal or 0x-hex), else `default`.
 pub fn seed_or(default: u64) -> u64 {
-    std::env::var(SEED_ENV).ok().and_then(|s| parse_seed(&s)).unwrap_or(default)
+    std::env::var(SEED_ENV)
+        .ok()
+        .and_then(|s| parse_seed(&s))
+        .unwrap_or(default)
 }
 
 /// Parses a decimal or `0x`-prefixed hex seed.
@@ -33,7 +36,11 @@ impl Replay {
     /// A guard for test `test` in test target `target` (e.g. "scenarios"), seeded from the
     /// environment or `default`.
     pub fn new(target: &'static str, test: &'static str, default: u64) -> Self {
-        Replay { seed: seed_or(default), target, test }
+        Replay {
+            seed: seed_or(default),
+            target,
+            test,
+        }
     }
 
     /// The seed of this run.
@@ -43,14 +50,21 @@ impl Replay {
 
     /// The command that reruns this test with this seed.
     pub fn command(&self) -> String {
-        format!("{}={} cargo test -p hdht-sim --test {} {} -- --exact", SEED_ENV, self.seed, self.target, self.test)
+        format!(
+            "{}={} cargo test -p hdht-sim --test {} {} -- --exact",
+            SEED_ENV, self.seed, self.target, self.test
+        )
     }
 }
 
 impl Drop for Replay {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("\nsimulation failed with seed {}; replay with:\n  {}\n", self.seed, self.command());
+            eprintln!(
+                "\nsimulation failed with seed {}; replay with:\n  {}\n",
+                self.seed,
+                self.command()
+            );
         }
     }
 }
@@ -64,7 +78,14 @@ mod tests {
         assert_eq!(parse_seed("123"), Some(123));
         assert_eq!(parse_seed(" 0xff "), Some(255));
         assert_eq!(parse_seed("x"), None);
-        let r = Replay { seed: 5, target: "scenarios", test: "churn" };
-        assert_eq!(r.command(), "HDHT_SIM_SEED=5 cargo test -p hdht-sim --test scenarios churn -- --exact");
+        let r = Replay {
+            seed: 5,
+            target: "scenarios",
+            test: "churn",
+        };
+        assert_eq!(
+            r.command(),
+            "HDHT_SIM_SEED=5 cargo test -p hdht-sim --test scenarios churn -- --exact"
+        );
     }
 }

@@ -38,7 +38,13 @@ pub fn rpc_socket_id(kind: SocketKind) -> SocketId {
 impl<R: RngCore> App for RpcNode<R> {
     type Event = RpcEvent;
 
-    fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddrV4, bytes: &[u8]) {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
         let kind = match socket.0 {
             0 => SocketKind::Server,
             1 => SocketKind::Client,
@@ -53,7 +59,12 @@ impl<R: RngCore> App for RpcNode<R> {
 
     fn poll_transmit(&mut self) -> Option<Datagram> {
         let t = RpcNode::poll_transmit(self)?;
-        Some(Datagram { socket: rpc_socket_id(t.socket), to: t.to, payload: t.payload, ttl: t.ttl })
+        Some(Datagram {
+            socket: rpc_socket_id(t.socket),
+            to: t.to,
+            payload: t.payload,
+            ttl: t.ttl,
+        })
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
@@ -72,13 +83,19 @@ impl<R: RngCore> App for RpcNode<R> {
 impl Sim {
     /// The address the next public host's server socket will have.
     pub fn next_server_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.net().peek_ip(RealmId::INTERNET).unwrap_or(Ipv4Addr::UNSPECIFIED), SERVER_PORT)
+        SocketAddrV4::new(
+            self.net()
+                .peek_ip(RealmId::INTERNET)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED),
+            SERVER_PORT,
+        )
     }
 
     /// Adds and starts an rpc node on a public address (panics if the address space is
     /// exhausted — 268 million hosts; see [`Sim::add_node_in`]).
     pub fn add_node(&mut self, cfg: SimNodeConfig) -> HostId {
-        self.add_node_in(RealmId::INTERNET, cfg).unwrap_or_else(|e| panic!("add_node: {e}"))
+        self.add_node_in(RealmId::INTERNET, cfg)
+            .unwrap_or_else(|e| panic!("add_node: {e}"))
     }
 
     /// Adds and starts an rpc node in `realm` (behind that realm's NAT boxes).
@@ -87,14 +104,21 @@ impl Sim {
     }
 
     /// Restarts a host with a fresh rpc node (same or new address).
-    pub fn restart_node(&mut self, h: HostId, new_address: bool, cfg: SimNodeConfig) -> Result<(), NetError> {
+    pub fn restart_node(
+        &mut self,
+        h: HostId,
+        new_address: bool,
+        cfg: SimNodeConfig,
+    ) -> Result<(), NetError> {
         self.restart(h, new_address, |s| rpc_app(s, cfg))
     }
 
     /// A host's server address (its local address: behind a NAT, the private one).
     pub fn server_addr(&self, h: HostId) -> SocketAddrV4 {
         let ip = self.net().host_ip(h).unwrap_or(Ipv4Addr::UNSPECIFIED);
-        let port = self.try_node(h).map_or(SERVER_PORT, |n| n.config().server_port);
+        let port = self
+            .try_node(h)
+            .map_or(SERVER_PORT, |n| n.config().server_port);
         SocketAddrV4::new(ip, port)
     }
 

@@ -69,7 +69,12 @@ fn endpoint(a: &SocketAddrV4) -> u64 {
 }
 
 /// The 128-bit fingerprint of one delivery.
-pub(crate) fn fingerprint(at: Instant, from: &SocketAddrV4, to: &SocketAddrV4, payload: &[u8]) -> [u8; 16] {
+pub(crate) fn fingerprint(
+    at: Instant,
+    from: &SocketAddrV4,
+    to: &SocketAddrV4,
+    payload: &[u8],
+) -> [u8; 16] {
     let len = payload.len() as u64;
     let mut a = mum(at.as_micros() ^ K1, endpoint(from) ^ K2);
     let mut b = mum(endpoint(to) ^ K3, len ^ K4);
@@ -83,8 +88,12 @@ pub(crate) fn fingerprint(at: Instant, from: &SocketAddrV4, to: &SocketAddrV4, p
     let rest = chunks.remainder();
     let mut tail = [0u8; 16];
     tail[..rest.len()].copy_from_slice(rest);
-    let x = u64::from_le_bytes([tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7]]);
-    let y = u64::from_le_bytes([tail[8], tail[9], tail[10], tail[11], tail[12], tail[13], tail[14], tail[15]]);
+    let x = u64::from_le_bytes([
+        tail[0], tail[1], tail[2], tail[3], tail[4], tail[5], tail[6], tail[7],
+    ]);
+    let y = u64::from_le_bytes([
+        tail[8], tail[9], tail[10], tail[11], tail[12], tail[13], tail[14], tail[15],
+    ]);
     a = mum(a ^ x ^ len, K4 ^ y);
     b = mum(b ^ y, K1 ^ x ^ len);
     let lo = mum(a ^ K3, b ^ K1);
@@ -100,7 +109,13 @@ impl Tracer {
         Tracer { h: Blake2b::new() }
     }
 
-    pub(crate) fn record(&mut self, at: Instant, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) {
+    pub(crate) fn record(
+        &mut self,
+        at: Instant,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        payload: &[u8],
+    ) {
         self.h.update(fingerprint(at, &from, &to, payload));
     }
 
@@ -121,16 +136,44 @@ mod tests {
     fn every_field_and_every_byte_changes_the_fingerprint() {
         let (t, f, d) = (Instant::from_millis(5), a("16.0.0.1:1"), a("16.0.0.2:2"));
         let base = fingerprint(t, &f, &d, b"hello world, a datagram of some length");
-        assert_ne!(base, fingerprint(Instant::from_micros(5001), &f, &d, b"hello world, a datagram of some length"));
-        assert_ne!(base, fingerprint(t, &a("16.0.0.1:2"), &d, b"hello world, a datagram of some length"));
-        assert_ne!(base, fingerprint(t, &f, &a("16.0.0.3:2"), b"hello world, a datagram of some length"));
+        assert_ne!(
+            base,
+            fingerprint(
+                Instant::from_micros(5001),
+                &f,
+                &d,
+                b"hello world, a datagram of some length"
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                t,
+                &a("16.0.0.1:2"),
+                &d,
+                b"hello world, a datagram of some length"
+            )
+        );
+        assert_ne!(
+            base,
+            fingerprint(
+                t,
+                &f,
+                &a("16.0.0.3:2"),
+                b"hello world, a datagram of some length"
+            )
+        );
         let p = b"hello world, a datagram of some length";
         for i in 0..p.len() {
             let mut q = p.to_vec();
             q[i] ^= 1;
             assert_ne!(base, fingerprint(t, &f, &d, &q), "byte {i}");
         }
-        assert_ne!(fingerprint(t, &f, &d, b"x"), fingerprint(t, &f, &d, b"x\0"), "length counts");
+        assert_ne!(
+            fingerprint(t, &f, &d, b"x"),
+            fingerprint(t, &f, &d, b"x\0"),
+            "length counts"
+        );
         assert_ne!(fingerprint(t, &f, &d, b""), fingerprint(t, &f, &d, b"\0"));
     }
 
@@ -138,11 +181,21 @@ mod tests {
     fn the_hash_is_pinned() {
         // Changing the record format or the hash changes every trace; do it on purpose only.
         let mut t = Tracer::new();
-        t.record(Instant::from_millis(1), a("16.0.0.1:49737"), a("16.0.0.2:49737"), &[1, 2, 3]);
+        t.record(
+            Instant::from_millis(1),
+            a("16.0.0.1:49737"),
+            a("16.0.0.2:49737"),
+            &[1, 2, 3],
+        );
         assert_eq!(t.finish().to_hex().len(), 64);
         let again = {
             let mut u = Tracer::new();
-            u.record(Instant::from_millis(1), a("16.0.0.1:49737"), a("16.0.0.2:49737"), &[1, 2, 3]);
+            u.record(
+                Instant::from_millis(1),
+                a("16.0.0.1:49737"),
+                a("16.0.0.2:49737"),
+                &[1, 2, 3],
+            );
             u.finish()
         };
         assert_eq!(t.finish(), again);

@@ -26,8 +26,18 @@ struct Got {
 
 impl App for Probe {
     type Event = Got;
-    fn handle_datagram(&mut self, _now: Instant, socket: SocketId, from: SocketAddrV4, bytes: &[u8]) {
-        self.inbox.push_back(Got { socket, from, bytes: bytes.to_vec() });
+    fn handle_datagram(
+        &mut self,
+        _now: Instant,
+        socket: SocketId,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
+        self.inbox.push_back(Got {
+            socket,
+            from,
+            bytes: bytes.to_vec(),
+        });
     }
     fn handle_timeout(&mut self, _now: Instant) {}
     fn poll_transmit(&mut self) -> Option<Datagram> {
@@ -57,7 +67,12 @@ fn host(sim: &mut Net, realm: RealmId, sockets: usize) -> HostId {
 }
 
 fn send(sim: &mut Net, h: HostId, socket: u16, to: SocketAddrV4, bytes: &[u8], ttl: Option<u8>) {
-    let d = Datagram { socket: SocketId(socket), to, payload: bytes.to_vec(), ttl };
+    let d = Datagram {
+        socket: SocketId(socket),
+        to,
+        payload: bytes.to_vec(),
+        ttl,
+    };
     sim.with_node(h, |p, _| p.out.push_back(d));
 }
 
@@ -70,7 +85,10 @@ fn observed(sim: &mut Net, h: HostId, s: u16, server: HostId) -> SocketAddrV4 {
     let to = addr(sim, server, 0);
     send(sim, h, s, to, b"?", None);
     sim.run_for(Duration::from_millis(200));
-    sim.take_events(server).last().expect("the server heard it").from
+    sim.take_events(server)
+        .last()
+        .expect("the server heard it")
+        .from
 }
 
 fn home(sim: &mut Net, cfg: NatConfig) -> RealmId {
@@ -80,7 +98,11 @@ fn home(sim: &mut Net, cfg: NatConfig) -> RealmId {
 
 #[test]
 fn a_host_owns_hundreds_of_sockets_and_each_datagram_leaves_from_the_one_it_names() {
-    let replay = Replay::new("engine", "a_host_owns_hundreds_of_sockets_and_each_datagram_leaves_from_the_one_it_names", 1);
+    let replay = Replay::new(
+        "engine",
+        "a_host_owns_hundreds_of_sockets_and_each_datagram_leaves_from_the_one_it_names",
+        1,
+    );
     let mut sim = Net::new(replay.seed(), LinkModel::default());
     let a = host(&mut sim, RealmId::INTERNET, 257);
     let b = host(&mut sim, RealmId::INTERNET, 1);
@@ -91,26 +113,51 @@ fn a_host_owns_hundreds_of_sockets_and_each_datagram_leaves_from_the_one_it_name
     sim.run_for(Duration::from_millis(200));
     let got = sim.take_events(b);
     let froms: Vec<SocketAddrV4> = got.iter().map(|g| g.from).collect();
-    let want: Vec<SocketAddrV4> = [0u16, 1, 128, 256].iter().map(|s| addr(&sim, a, *s)).collect();
+    let want: Vec<SocketAddrV4> = [0u16, 1, 128, 256]
+        .iter()
+        .map(|s| addr(&sim, a, *s))
+        .collect();
     let mut sorted = froms.clone();
     sorted.sort();
     let mut want_sorted = want.clone();
     want_sorted.sort();
-    assert_eq!(sorted, want_sorted, "each datagram carries its own socket's port");
-    assert!(got.iter().all(|g| g.bytes.len() == 1), "1-byte probes are delivered as such");
+    assert_eq!(
+        sorted, want_sorted,
+        "each datagram carries its own socket's port"
+    );
+    assert!(
+        got.iter().all(|g| g.bytes.len() == 1),
+        "1-byte probes are delivered as such"
+    );
     // Replies land on the socket they are addressed to.
     send(&mut sim, b, 0, want[2], b"r", None);
     sim.run_for(Duration::from_millis(200));
-    assert_eq!(sim.take_events(a).iter().map(|g| g.socket).collect::<Vec<_>>(), vec![SocketId(128)]);
+    assert_eq!(
+        sim.take_events(a)
+            .iter()
+            .map(|g| g.socket)
+            .collect::<Vec<_>>(),
+        vec![SocketId(128)]
+    );
 }
 
 #[test]
 fn a_low_ttl_probe_opens_the_senders_nat_and_dies_before_the_peer_then_the_hole_is_punched() {
-    let replay = Replay::new("engine", "a_low_ttl_probe_opens_the_senders_nat_and_dies_before_the_peer_then_the_hole_is_punched", 2);
+    let replay = Replay::new(
+        "engine",
+        "a_low_ttl_probe_opens_the_senders_nat_and_dies_before_the_peer_then_the_hole_is_punched",
+        2,
+    );
     let mut sim = Net::new(replay.seed(), LinkModel::default());
     let server = host(&mut sim, RealmId::INTERNET, 1);
-    let ra = home(&mut sim, NatConfig::cone(Filtering::AddressAndPortDependent));
-    let rb = home(&mut sim, NatConfig::cone(Filtering::AddressAndPortDependent));
+    let ra = home(
+        &mut sim,
+        NatConfig::cone(Filtering::AddressAndPortDependent),
+    );
+    let rb = home(
+        &mut sim,
+        NatConfig::cone(Filtering::AddressAndPortDependent),
+    );
     let a = host(&mut sim, ra, 1);
     let b = host(&mut sim, rb, 1);
     let a_pub = observed(&mut sim, a, 0, server);
@@ -124,12 +171,23 @@ fn a_low_ttl_probe_opens_the_senders_nat_and_dies_before_the_peer_then_the_hole_
     let ttl_drops = sim.stats().dropped(DropReason::Ttl);
     send(&mut sim, a, 0, b_pub, b"p", Some(3));
     sim.run_for(Duration::from_millis(200));
-    assert_eq!(sim.stats().dropped(DropReason::Ttl), ttl_drops + 1, "the probe died in transit");
+    assert_eq!(
+        sim.stats().dropped(DropReason::Ttl),
+        ttl_drops + 1,
+        "the probe died in transit"
+    );
     assert!(sim.take_events(b).is_empty(), "and never reached B");
     // …but A's NAT now admits B.
     send(&mut sim, b, 0, a_pub, b"hello", None);
     sim.run_for(Duration::from_millis(200));
-    assert_eq!(sim.take_events(a), vec![Got { socket: SocketId(0), from: b_pub, bytes: b"hello".to_vec() }]);
+    assert_eq!(
+        sim.take_events(a),
+        vec![Got {
+            socket: SocketId(0),
+            from: b_pub,
+            bytes: b"hello".to_vec()
+        }]
+    );
     // And B's NAT admits A (B sent to A just now).
     send(&mut sim, a, 0, b_pub, b"hi", None);
     sim.run_for(Duration::from_millis(200));
@@ -138,11 +196,27 @@ fn a_low_ttl_probe_opens_the_senders_nat_and_dies_before_the_peer_then_the_hole_
 
 #[test]
 fn simultaneous_open_works_because_filtering_is_checked_when_a_datagram_arrives() {
-    let replay = Replay::new("engine", "simultaneous_open_works_because_filtering_is_checked_when_a_datagram_arrives", 3);
-    let mut sim = Net::new(replay.seed(), LinkModel { jitter: Duration::ZERO, ..LinkModel::default() });
+    let replay = Replay::new(
+        "engine",
+        "simultaneous_open_works_because_filtering_is_checked_when_a_datagram_arrives",
+        3,
+    );
+    let mut sim = Net::new(
+        replay.seed(),
+        LinkModel {
+            jitter: Duration::ZERO,
+            ..LinkModel::default()
+        },
+    );
     let server = host(&mut sim, RealmId::INTERNET, 1);
-    let ra = home(&mut sim, NatConfig::cone(Filtering::AddressAndPortDependent));
-    let rb = home(&mut sim, NatConfig::cone(Filtering::AddressAndPortDependent));
+    let ra = home(
+        &mut sim,
+        NatConfig::cone(Filtering::AddressAndPortDependent),
+    );
+    let rb = home(
+        &mut sim,
+        NatConfig::cone(Filtering::AddressAndPortDependent),
+    );
     let a = host(&mut sim, ra, 1);
     let b = host(&mut sim, rb, 1);
     let a_pub = observed(&mut sim, a, 0, server);
@@ -158,10 +232,17 @@ fn simultaneous_open_works_because_filtering_is_checked_when_a_datagram_arrives(
 
 #[test]
 fn a_symmetric_nat_defeats_punching_to_the_endpoint_a_server_observed() {
-    let replay = Replay::new("engine", "a_symmetric_nat_defeats_punching_to_the_endpoint_a_server_observed", 4);
+    let replay = Replay::new(
+        "engine",
+        "a_symmetric_nat_defeats_punching_to_the_endpoint_a_server_observed",
+        4,
+    );
     let mut sim = Net::new(replay.seed(), LinkModel::default());
     let server = host(&mut sim, RealmId::INTERNET, 1);
-    let ra = home(&mut sim, NatConfig::cone(Filtering::AddressAndPortDependent));
+    let ra = home(
+        &mut sim,
+        NatConfig::cone(Filtering::AddressAndPortDependent),
+    );
     let rb = home(&mut sim, NatConfig::symmetric());
     let a = host(&mut sim, ra, 1);
     let b = host(&mut sim, rb, 1);
@@ -170,8 +251,14 @@ fn a_symmetric_nat_defeats_punching_to_the_endpoint_a_server_observed() {
     send(&mut sim, a, 0, b_pub, b"a", None);
     send(&mut sim, b, 0, a_pub, b"b", None);
     sim.run_for(Duration::from_millis(200));
-    assert!(sim.take_events(b).is_empty(), "A aimed at the mapping B uses for the server: filtered");
-    assert!(sim.take_events(a).is_empty(), "B left through a new mapping A's NAT never saw: filtered");
+    assert!(
+        sim.take_events(b).is_empty(),
+        "A aimed at the mapping B uses for the server: filtered"
+    );
+    assert!(
+        sim.take_events(a).is_empty(),
+        "B left through a new mapping A's NAT never saw: filtered"
+    );
     assert_eq!(sim.stats().dropped(DropReason::NatFiltered), 2);
 }
 
@@ -180,7 +267,13 @@ fn mappings_expire_after_the_idle_lifetime() {
     let replay = Replay::new("engine", "mappings_expire_after_the_idle_lifetime", 5);
     let mut sim = Net::new(replay.seed(), LinkModel::default());
     let server = host(&mut sim, RealmId::INTERNET, 1);
-    let r = home(&mut sim, NatConfig { mapping_lifetime: Duration::from_secs(30), ..NatConfig::cone(Filtering::EndpointIndependent) });
+    let r = home(
+        &mut sim,
+        NatConfig {
+            mapping_lifetime: Duration::from_secs(30),
+            ..NatConfig::cone(Filtering::EndpointIndependent)
+        },
+    );
     let a = host(&mut sim, r, 1);
     let a_pub = observed(&mut sim, a, 0, server);
     send(&mut sim, server, 0, a_pub, b"1", None);
@@ -189,12 +282,19 @@ fn mappings_expire_after_the_idle_lifetime() {
     sim.run_for(Duration::from_secs(2));
     send(&mut sim, server, 0, a_pub, b"2", None);
     sim.run_for(Duration::from_secs(1));
-    assert!(sim.take_events(a).is_empty(), "the mapping idled out 30 s after A's last datagram");
+    assert!(
+        sim.take_events(a).is_empty(),
+        "the mapping idled out 30 s after A's last datagram"
+    );
 }
 
 #[test]
 fn a_crashed_host_drops_datagrams_and_a_restarted_one_receives_them_again() {
-    let replay = Replay::new("engine", "a_crashed_host_drops_datagrams_and_a_restarted_one_receives_them_again", 6);
+    let replay = Replay::new(
+        "engine",
+        "a_crashed_host_drops_datagrams_and_a_restarted_one_receives_them_again",
+        6,
+    );
     let mut sim = Net::new(replay.seed(), LinkModel::default());
     let a = host(&mut sim, RealmId::INTERNET, 1);
     let b = host(&mut sim, RealmId::INTERNET, 1);
@@ -230,7 +330,11 @@ fn a_crashed_host_drops_datagrams_and_a_restarted_one_receives_them_again() {
 #[test]
 fn each_preset_treats_replies_strangers_and_new_destinations_as_rfc_4787_says() {
     use hdht_sim::NatPreset;
-    let replay = Replay::new("engine", "each_preset_treats_replies_strangers_and_new_destinations_as_rfc_4787_says", 7);
+    let replay = Replay::new(
+        "engine",
+        "each_preset_treats_replies_strangers_and_new_destinations_as_rfc_4787_says",
+        7,
+    );
     // (preset, reply, other port, other host, same public port for a 2nd destination, port kept)
     let table = [
         (NatPreset::Open, true, true, true, true, true),
@@ -243,20 +347,46 @@ fn each_preset_treats_replies_strangers_and_new_destinations_as_rfc_4787_says() 
     ];
     for (preset, reply, other_port, other_host, stable, kept) in table {
         let mut sim = Net::new(replay.seed(), LinkModel::default());
-        let s1 = sim.spawn(RealmId::INTERNET, |s| { s.bind(7000)?; s.bind(7001)?; Ok(Probe::default()) }).unwrap();
+        let s1 = sim
+            .spawn(RealmId::INTERNET, |s| {
+                s.bind(7000)?;
+                s.bind(7001)?;
+                Ok(Probe::default())
+            })
+            .unwrap();
         let s2 = host(&mut sim, RealmId::INTERNET, 1);
         let (realm, _) = sim.add_preset(preset, None).unwrap();
         let a = host(&mut sim, realm, 1);
         let local = addr(&sim, a, 0);
         let seen1 = observed(&mut sim, a, 0, s1);
         let seen2 = observed(&mut sim, a, 0, s2);
-        assert_eq!(seen1 == seen2, stable, "{preset}: mapping reuse for a second destination");
-        assert_eq!(seen1.port() == local.port(), kept, "{preset}: port preservation");
-        assert_eq!(preset == NatPreset::Open || preset == NatPreset::UdpBlocked, seen1 == local, "{preset}: translation");
+        assert_eq!(
+            seen1 == seen2,
+            stable,
+            "{preset}: mapping reuse for a second destination"
+        );
+        assert_eq!(
+            seen1.port() == local.port(),
+            kept,
+            "{preset}: port preservation"
+        );
+        assert_eq!(
+            preset == NatPreset::Open || preset == NatPreset::UdpBlocked,
+            seen1 == local,
+            "{preset}: translation"
+        );
         let _ = sim.take_events(a);
-        for (from, socket, want, what) in [(s1, 0u16, reply, "reply"), (s1, 1, other_port, "other port"), (s2, 0, other_host, "other host")] {
+        for (from, socket, want, what) in [
+            (s1, 0u16, reply, "reply"),
+            (s1, 1, other_port, "other port"),
+            (s2, 0, other_host, "other host"),
+        ] {
             // s2 did talk to `a` (seen2), so "other host" uses a fresh third host.
-            let from = if what == "other host" { host(&mut sim, RealmId::INTERNET, 1) } else { from };
+            let from = if what == "other host" {
+                host(&mut sim, RealmId::INTERNET, 1)
+            } else {
+                from
+            };
             send(&mut sim, from, socket, seen1, what.as_bytes(), None);
             sim.run_for(Duration::from_millis(200));
             assert_eq!(!sim.take_events(a).is_empty(), want, "{preset}: {what}");
@@ -277,14 +407,32 @@ struct Opener {
 
 impl App for Opener {
     type Event = Got;
-    fn handle_datagram(&mut self, _now: Instant, socket: SocketId, from: SocketAddrV4, bytes: &[u8]) {
-        self.inbox.push_back(Got { socket, from, bytes: bytes.to_vec() });
+    fn handle_datagram(
+        &mut self,
+        _now: Instant,
+        socket: SocketId,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
+        self.inbox.push_back(Got {
+            socket,
+            from,
+            bytes: bytes.to_vec(),
+        });
     }
     fn handle_timeout(&mut self, _now: Instant) {}
     fn poll_transmit(&mut self) -> Option<Datagram> {
         let (tag, to, payload) = self.out.pop_front()?;
-        let socket = *self.bound.get(&tag).expect("bound before its first datagram");
-        Some(Datagram { socket, to, payload, ttl: None })
+        let socket = *self
+            .bound
+            .get(&tag)
+            .expect("bound before its first datagram");
+        Some(Datagram {
+            socket,
+            to,
+            payload,
+            ttl: None,
+        })
     }
     fn poll_timeout(&self) -> Option<Instant> {
         None
@@ -296,7 +444,12 @@ impl App for Opener {
     fn poll_socket_command(&mut self) -> Option<hdht_sim::SocketCommand> {
         self.commands.pop_front()
     }
-    fn socket_bound(&mut self, _now: Instant, tag: u64, result: Result<SocketId, hdht_sim::NetError>) {
+    fn socket_bound(
+        &mut self,
+        _now: Instant,
+        tag: u64,
+        result: Result<SocketId, hdht_sim::NetError>,
+    ) {
         if let Ok(s) = result {
             self.bound.insert(tag, s);
         }
@@ -307,10 +460,24 @@ impl App for Opener {
 #[test]
 fn apps_open_and_close_sockets_at_run_time_before_sending_from_them() {
     use hdht_sim::{NetError, SocketCommand};
-    let replay = Replay::new("engine", "apps_open_and_close_sockets_at_run_time_before_sending_from_them", 11);
+    let replay = Replay::new(
+        "engine",
+        "apps_open_and_close_sockets_at_run_time_before_sending_from_them",
+        11,
+    );
     let mut sim: Engine<Opener> = Engine::new(replay.seed(), LinkModel::default());
-    let a = sim.spawn(RealmId::INTERNET, |s| { s.bind(5000)?; Ok(Opener::default()) }).unwrap();
-    let b = sim.spawn(RealmId::INTERNET, |s| { s.bind(6000)?; Ok(Opener::default()) }).unwrap();
+    let a = sim
+        .spawn(RealmId::INTERNET, |s| {
+            s.bind(5000)?;
+            Ok(Opener::default())
+        })
+        .unwrap();
+    let b = sim
+        .spawn(RealmId::INTERNET, |s| {
+            s.bind(6000)?;
+            Ok(Opener::default())
+        })
+        .unwrap();
     let to = sim.socket_addr(b, SocketId(0)).unwrap();
     // Bind and send in one call: the socket exists before the datagram leaves.
     sim.with_node(a, |o, _| {
@@ -325,7 +492,9 @@ fn apps_open_and_close_sockets_at_run_time_before_sending_from_them() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].from.port(), port);
     // Close it: datagrams to its port are unreachable from now on.
-    sim.with_node(a, |o, _| o.commands.push_back(SocketCommand::Close(SocketId(1))));
+    sim.with_node(a, |o, _| {
+        o.commands.push_back(SocketCommand::Close(SocketId(1)))
+    });
     assert_eq!(sim.socket_addr(a, SocketId(1)), None);
     let a_addr = SocketAddrV4::new(*sim.socket_addr(a, SocketId(0)).unwrap().ip(), port);
     sim.with_node(b, |o, _| {
@@ -343,7 +512,10 @@ fn apps_open_and_close_sockets_at_run_time_before_sending_from_them() {
     });
     let answers = &sim.node(a).answers;
     assert_eq!(answers[1], (100, Ok(SocketId(1))), "the closed slot first");
-    assert_eq!(answers.iter().filter(|(_, r)| r.is_ok()).count(), 1 + hdht_sim::network::MAX_SOCKETS - 1);
+    assert_eq!(
+        answers.iter().filter(|(_, r)| r.is_ok()).count(),
+        1 + hdht_sim::network::MAX_SOCKETS - 1
+    );
     assert_eq!(answers.last().unwrap().1, Err(NetError::TooManySockets));
 }
 
@@ -365,9 +537,20 @@ struct Requester {
 
 impl App for Requester {
     type Event = Heard;
-    fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddrV4, bytes: &[u8]) {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
         if bytes == b"ping" {
-            self.out.push_back(Datagram { socket, to: from, payload: b"pong".to_vec(), ttl: None });
+            self.out.push_back(Datagram {
+                socket,
+                to: from,
+                payload: b"pong".to_vec(),
+                ttl: None,
+            });
         } else {
             self.deadline = None;
             self.log.push_back(Heard::Reply(now));
@@ -402,9 +585,17 @@ impl App for Requester {
 /// in (full-cone -> symmetric, seed 15, 5% loss: PEER_NOT_FOUND).
 #[test]
 fn a_reply_due_at_the_requesters_deadline_is_delivered_before_the_timer_runs() {
-    let replay = Replay::new("engine", "a_reply_due_at_the_requesters_deadline_is_delivered_before_the_timer_runs", 1);
+    let replay = Replay::new(
+        "engine",
+        "a_reply_due_at_the_requesters_deadline_is_delivered_before_the_timer_runs",
+        1,
+    );
     // 50 ms each way, no jitter: the round trip is exactly 100 ms.
-    let link = LinkModel { latency: Duration::from_millis(50), jitter: Duration::ZERO, ..LinkModel::default() };
+    let link = LinkModel {
+        latency: Duration::from_millis(50),
+        jitter: Duration::ZERO,
+        ..LinkModel::default()
+    };
     let mut sim: Engine<Requester> = Engine::new(replay.seed(), link);
     let spawn = |sim: &mut Engine<Requester>| {
         sim.spawn(RealmId::INTERNET, |s| {
@@ -420,18 +611,35 @@ fn a_reply_due_at_the_requesters_deadline_is_delivered_before_the_timer_runs() {
     let rtt = Duration::from_millis(100);
     sim.with_node(requester, |r, now| {
         r.deadline = Some(now + rtt);
-        r.out.push_back(Datagram { socket: SocketId(0), to, payload: b"ping".to_vec(), ttl: None });
+        r.out.push_back(Datagram {
+            socket: SocketId(0),
+            to,
+            payload: b"ping".to_vec(),
+            ttl: None,
+        });
     });
     sim.run_for(Duration::from_millis(500));
-    assert_eq!(sim.take_events(requester), vec![Heard::Reply(start + rtt)], "the reply, and no timeout");
+    assert_eq!(
+        sim.take_events(requester),
+        vec![Heard::Reply(start + rtt)],
+        "the reply, and no timeout"
+    );
 
     // A reply one microsecond late still loses to the timer.
     let start = sim.now();
     let early = Duration::from_micros(99_999);
     sim.with_node(requester, |r, now| {
         r.deadline = Some(now + early);
-        r.out.push_back(Datagram { socket: SocketId(0), to, payload: b"ping".to_vec(), ttl: None });
+        r.out.push_back(Datagram {
+            socket: SocketId(0),
+            to,
+            payload: b"ping".to_vec(),
+            ttl: None,
+        });
     });
     sim.run_for(Duration::from_millis(500));
-    assert_eq!(sim.take_events(requester), vec![Heard::Timeout(start + early), Heard::Reply(start + rtt)]);
+    assert_eq!(
+        sim.take_events(requester),
+        vec![Heard::Timeout(start + early), Heard::Reply(start + rtt)]
+    );
 }

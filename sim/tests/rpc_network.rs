@@ -8,9 +8,15 @@ use hdht_sim::{LinkModel, Sim, SimNodeConfig};
 fn network(seed: u64, n: usize, link: LinkModel) -> Sim {
     let mut sim = Sim::new(seed, link);
     let boot_addr = sim.next_server_addr();
-    sim.add_node(SimNodeConfig { rpc: RpcConfig::bootstrapper(boot_addr) });
+    sim.add_node(SimNodeConfig {
+        rpc: RpcConfig::bootstrapper(boot_addr),
+    });
     for _ in 1..n {
-        let rpc = RpcConfig { bootstrap: vec![boot_addr], persistence: Persistence::Persistent, ..RpcConfig::default() };
+        let rpc = RpcConfig {
+            bootstrap: vec![boot_addr],
+            persistence: Persistence::Persistent,
+            ..RpcConfig::default()
+        };
         sim.add_node(SimNodeConfig { rpc });
         sim.run_for(Duration::from_millis(100));
     }
@@ -29,16 +35,34 @@ fn nodes_bootstrap_become_persistent_and_fill_tables() {
     let mut persistent = 0;
     for h in 0..sim.len() {
         let node = sim.node(h);
-        assert!(node.is_bootstrapped(), "seed {seed}: host {h} not bootstrapped");
+        assert!(
+            node.is_bootstrapped(),
+            "seed {seed}: host {h} not bootstrapped"
+        );
         if !node.is_ephemeral() {
             persistent += 1;
-            assert_eq!(node.id(), Some(NodeId::from_addr(&sim.server_addr(h))), "seed {seed}: host {h} id");
+            assert_eq!(
+                node.id(),
+                Some(NodeId::from_addr(&sim.server_addr(h))),
+                "seed {seed}: host {h} id"
+            );
         }
-        assert!(node.table().len() >= 20, "seed {seed}: host {h} table has only {}", node.table().len());
+        assert!(
+            node.table().len() >= 20,
+            "seed {seed}: host {h} table has only {}",
+            node.table().len()
+        );
         let events = sim.take_events(h);
-        assert!(events.contains(&RpcEvent::Ready), "seed {seed}: host {h} never ready");
+        assert!(
+            events.contains(&RpcEvent::Ready),
+            "seed {seed}: host {h} never ready"
+        );
     }
-    assert_eq!(persistent, sim.len(), "seed {seed}: every open node becomes persistent");
+    assert_eq!(
+        persistent,
+        sim.len(),
+        "seed {seed}: every open node becomes persistent"
+    );
 }
 
 #[test]
@@ -46,7 +70,9 @@ fn find_node_returns_the_true_closest_nodes() {
     let seed = 11;
     let mut sim = network(seed, 80, LinkModel::default());
     let target = NodeId([0x5a; 32]);
-    let mut truth: Vec<NodeId> = (0..sim.len()).map(|h| NodeId::from_addr(&sim.server_addr(h))).collect();
+    let mut truth: Vec<NodeId> = (0..sim.len())
+        .map(|h| NodeId::from_addr(&sim.server_addr(h)))
+        .collect();
     // The querying node itself never answers its own query.
     let own = NodeId::from_addr(&sim.server_addr(42));
     truth.retain(|id| *id != own);
@@ -63,23 +89,60 @@ fn find_node_returns_the_true_closest_nodes() {
         })
         .expect("query finished");
     let result = done.expect("query succeeded");
-    let found: Vec<NodeId> = result.closest_replies.iter().filter_map(|r| r.from_id).collect();
-    assert_eq!(found, truth, "seed {seed}: closest replies differ from the true closest ids");
+    let found: Vec<NodeId> = result
+        .closest_replies
+        .iter()
+        .filter_map(|r| r.from_id)
+        .collect();
+    assert_eq!(
+        found, truth,
+        "seed {seed}: closest replies differ from the true closest ids"
+    );
 }
 
 #[test]
 fn same_seed_same_trace_different_seed_different_trace() {
-    let a = network(3, 30, LinkModel { loss: 0.02, ..LinkModel::default() });
-    let b = network(3, 30, LinkModel { loss: 0.02, ..LinkModel::default() });
-    let c = network(4, 30, LinkModel { loss: 0.02, ..LinkModel::default() });
-    assert_eq!(hex(&a.trace_hash()), hex(&b.trace_hash()), "seed 3 did not replay");
+    let a = network(
+        3,
+        30,
+        LinkModel {
+            loss: 0.02,
+            ..LinkModel::default()
+        },
+    );
+    let b = network(
+        3,
+        30,
+        LinkModel {
+            loss: 0.02,
+            ..LinkModel::default()
+        },
+    );
+    let c = network(
+        4,
+        30,
+        LinkModel {
+            loss: 0.02,
+            ..LinkModel::default()
+        },
+    );
+    assert_eq!(
+        hex(&a.trace_hash()),
+        hex(&b.trace_hash()),
+        "seed 3 did not replay"
+    );
     assert_ne!(a.trace_hash(), c.trace_hash());
     assert_eq!(a.datagram_counts(), b.datagram_counts());
 }
 
 fn join_adaptive(sim: &mut Sim) -> usize {
     let boot = sim.server_addr(0);
-    let h = sim.add_node(SimNodeConfig { rpc: RpcConfig { bootstrap: vec![boot], ..RpcConfig::default() } });
+    let h = sim.add_node(SimNodeConfig {
+        rpc: RpcConfig {
+            bootstrap: vec![boot],
+            ..RpcConfig::default()
+        },
+    });
     sim.run_for(Duration::from_secs(10));
     h
 }
@@ -91,14 +154,29 @@ fn adaptive_nodes_pass_the_quick_firewall_test_then_become_persistent_after_abou
     let h = join_adaptive(&mut sim);
     let node = sim.node(h);
     assert!(node.is_bootstrapped());
-    assert!(!node.is_firewalled(), "seed {seed}: the quick PING_NAT test unfirewalls an open node");
-    assert!(node.is_ephemeral(), "seed {seed}: but an adaptive node stays ephemeral at first");
+    assert!(
+        !node.is_firewalled(),
+        "seed {seed}: the quick PING_NAT test unfirewalls an open node"
+    );
+    assert!(
+        node.is_ephemeral(),
+        "seed {seed}: but an adaptive node stays ephemeral at first"
+    );
     sim.run_for(Duration::from_secs(15 * 60));
-    assert!(sim.node(h).is_ephemeral(), "seed {seed}: still ephemeral after 15 minutes");
+    assert!(
+        sim.node(h).is_ephemeral(),
+        "seed {seed}: still ephemeral after 15 minutes"
+    );
     sim.run_for(Duration::from_secs(10 * 60));
-    assert!(!sim.node(h).is_ephemeral(), "seed {seed}: persistent after the 240-tick stable period");
+    assert!(
+        !sim.node(h).is_ephemeral(),
+        "seed {seed}: persistent after the 240-tick stable period"
+    );
     assert!(sim.take_events(h).contains(&RpcEvent::Persistent));
-    assert_eq!(sim.node(h).id(), Some(NodeId::from_addr(&sim.server_addr(h))));
+    assert_eq!(
+        sim.node(h).id(),
+        Some(NodeId::from_addr(&sim.server_addr(h)))
+    );
 }
 
 #[test]
@@ -106,13 +184,25 @@ fn ephemeral_nodes_never_enter_routing_tables() {
     let seed = 5;
     let mut sim = network(seed, 25, LinkModel::default());
     let boot = sim.server_addr(0);
-    let h = sim.add_node(SimNodeConfig { rpc: RpcConfig { bootstrap: vec![boot], persistence: Persistence::Ephemeral, ..RpcConfig::default() } });
+    let h = sim.add_node(SimNodeConfig {
+        rpc: RpcConfig {
+            bootstrap: vec![boot],
+            persistence: Persistence::Ephemeral,
+            ..RpcConfig::default()
+        },
+    });
     sim.run_for(Duration::from_secs(120));
     assert!(sim.node(h).is_ephemeral());
-    assert!(sim.node(h).table().len() >= 20, "an ephemeral node still learns the network");
+    assert!(
+        sim.node(h).table().len() >= 20,
+        "an ephemeral node still learns the network"
+    );
     let addr = sim.server_addr(h);
     for other in 0..h {
-        assert!(!sim.node(other).to_array().contains(&addr), "seed {seed}: host {other} stored an ephemeral node");
+        assert!(
+            !sim.node(other).to_array().contains(&addr),
+            "seed {seed}: host {other} stored an ephemeral node"
+        );
     }
 }
 
@@ -122,13 +212,20 @@ fn a_dead_node_is_reported_with_down_hints_and_removed() {
     let mut sim = network(seed, 12, LinkModel::default());
     let dead = 6;
     let dead_addr = sim.server_addr(dead);
-    let holders_before = (0..sim.len()).filter(|&h| h != dead && sim.node(h).to_array().contains(&dead_addr)).count();
+    let holders_before = (0..sim.len())
+        .filter(|&h| h != dead && sim.node(h).to_array().contains(&dead_addr))
+        .count();
     assert!(holders_before >= 5);
     sim.kill(dead);
     let q = sim.with_node(3, |n, now| n.find_node(now, NodeId::from_addr(&dead_addr)));
     sim.run_for(Duration::from_secs(20));
-    assert!(sim.take_events(3).iter().any(|e| matches!(e, RpcEvent::QueryDone { query, .. } if *query == q)));
-    let holders_after = (0..sim.len()).filter(|&h| h != dead && sim.node(h).to_array().contains(&dead_addr)).count();
+    assert!(sim
+        .take_events(3)
+        .iter()
+        .any(|e| matches!(e, RpcEvent::QueryDone { query, .. } if *query == q)));
+    let holders_after = (0..sim.len())
+        .filter(|&h| h != dead && sim.node(h).to_array().contains(&dead_addr))
+        .count();
     assert_eq!(holders_after, 0, "seed {seed}: down hints and timeouts removed the dead node everywhere ({holders_before} held it)");
 }
 
@@ -148,5 +245,8 @@ fn a_long_pause_is_a_wakeup_and_adaptive_nodes_turn_ephemeral() {
     assert!(events.contains(&RpcEvent::Ephemeral));
     assert!(sim.node(h).is_ephemeral());
     let t = sim.node(h).tick();
-    assert!((tick_before + 719..=tick_before + 726).contains(&t) && t % 8 == 6, "tick {tick_before} -> {t}");
+    assert!(
+        (tick_before + 719..=tick_before + 726).contains(&t) && t % 8 == 6,
+        "tick {tick_before} -> {t}"
+    );
 }

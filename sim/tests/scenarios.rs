@@ -31,34 +31,63 @@ fn run(cfg: ScenarioConfig) -> (Scenario, Report) {
 
 #[test]
 fn nodes_bootstrap_and_routing_tables_converge() {
-    let replay = Replay::new("scenarios", "nodes_bootstrap_and_routing_tables_converge", 101);
+    let replay = Replay::new(
+        "scenarios",
+        "nodes_bootstrap_and_routing_tables_converge",
+        101,
+    );
     let (_, r) = run(small(ScenarioKind::Bootstrap, 200, replay.seed()));
     println!("{r}");
     assert_eq!(r.bootstrapped, 1.0, "every node bootstrapped");
     assert_eq!(r.persistent, 200, "every open node is persistent");
-    assert!(r.convergence >= 0.95, "tables hold their k closest nodes: {}", r.convergence);
+    assert!(
+        r.convergence >= 0.95,
+        "tables hold their k closest nodes: {}",
+        r.convergence
+    );
     assert!(r.table_size.p50 >= 20.0);
-    assert_eq!(r.node_lookup.rate(), 1.0, "FIND_NODE finds every live node id: {:?}", r.node_lookup);
+    assert_eq!(
+        r.node_lookup.rate(),
+        1.0,
+        "FIND_NODE finds every live node id: {:?}",
+        r.node_lookup
+    );
     assert!(r.node_lookup.total >= 90);
     assert!(r.hops.mean >= 1.0);
 }
 
 #[test]
 fn lookups_from_random_nodes_find_announced_records() {
-    let replay = Replay::new("scenarios", "lookups_from_random_nodes_find_announced_records", 102);
+    let replay = Replay::new(
+        "scenarios",
+        "lookups_from_random_nodes_find_announced_records",
+        102,
+    );
     let (s, r) = run(small(ScenarioKind::Lookup, 200, replay.seed()));
     println!("{r}");
     assert_eq!(r.announce.rate(), 1.0);
-    assert!(s.workload().stored() >= 20 * 15, "each record sits on about k nodes: {}", s.workload().stored());
+    assert!(
+        s.workload().stored() >= 20 * 15,
+        "each record sits on about k nodes: {}",
+        s.workload().stored()
+    );
     assert_eq!(r.lookup.rate(), 1.0, "{:?}", r.lookup);
     assert_eq!(r.lookup.total, 100);
-    assert!(r.latency_ms.p50 > 0.0 && r.latency_ms.p99 < 5000.0, "{:?}", r.latency_ms);
+    assert!(
+        r.latency_ms.p50 > 0.0 && r.latency_ms.p99 < 5000.0,
+        "{:?}",
+        r.latency_ms
+    );
     assert!(r.replies.mean >= 10.0);
 }
 
 #[test]
 fn lookups_succeed_while_ten_percent_of_nodes_churn() {
-    let replay = Replay::new("scenarios", "lookups_succeed_while_ten_percent_of_nodes_churn", 103);
+    let replay = Replay::new(
+        "scenarios",
+        "lookups_succeed_while_ten_percent_of_nodes_churn",
+        103,
+    );
     let mut cfg = small(ScenarioKind::Churn, 200, replay.seed());
     cfg.churn = 0.1;
     let (s, r) = run(cfg);
@@ -86,7 +115,10 @@ fn a_partition_heals() {
     let replay = Replay::new("scenarios", "a_partition_heals", 105);
     let (_, r) = run(small(ScenarioKind::Partition, 200, replay.seed()));
     println!("{r}");
-    assert!(r.net.dropped(DropReason::Partition) > 100, "the partition dropped traffic");
+    assert!(
+        r.net.dropped(DropReason::Partition) > 100,
+        "the partition dropped traffic"
+    );
     assert!(r.partition_lookup.total >= 90);
     assert!(r.lookup.rate() >= 0.97, "after healing: {:?}", r.lookup);
 }
@@ -103,7 +135,11 @@ fn a_partition_heals() {
 /// legitimate pass of a port-preserving full-cone NAT.
 #[test]
 fn nodes_behind_nats_stay_firewalled_and_ephemeral_while_open_nodes_become_persistent() {
-    let replay = Replay::new("scenarios", "nodes_behind_nats_stay_firewalled_and_ephemeral_while_open_nodes_become_persistent", 106);
+    let replay = Replay::new(
+        "scenarios",
+        "nodes_behind_nats_stay_firewalled_and_ephemeral_while_open_nodes_become_persistent",
+        106,
+    );
     let mut cfg = small(ScenarioKind::Lookup, 140, replay.seed());
     cfg.nat = NatMix::uniform(&NatPreset::ALL);
     cfg.announces = 5;
@@ -119,41 +155,77 @@ fn nodes_behind_nats_stay_firewalled_and_ephemeral_while_open_nodes_become_persi
         let node = sim.node(h);
         assert!(node.is_bootstrapped(), "host {h} ({preset}) bootstrapped");
         if preset == NatPreset::Open {
-            assert!(!node.is_firewalled() && !node.is_ephemeral(), "open host {h} is persistent");
+            assert!(
+                !node.is_firewalled() && !node.is_ephemeral(),
+                "open host {h} is persistent"
+            );
             assert_eq!(node.id(), Some(NodeId::from_addr(&sim.server_addr(h))));
         } else {
-            assert!(node.is_firewalled(), "host {h} behind {preset} is firewalled");
+            assert!(
+                node.is_firewalled(),
+                "host {h} behind {preset} is firewalled"
+            );
             assert!(node.is_ephemeral(), "host {h} behind {preset} is ephemeral");
-            assert!(!node.table().is_empty(), "host {h} behind {preset} knows some nodes");
+            assert!(
+                !node.table().is_empty(),
+                "host {h} behind {preset} knows some nodes"
+            );
             nat_tables.push(node.table().len());
         }
     }
     nat_tables.sort_unstable();
-    assert_eq!(nat_tables[nat_tables.len() / 2], r.persistent, "NAT'd nodes learn every persistent node (median)");
+    assert_eq!(
+        nat_tables[nat_tables.len() / 2],
+        r.persistent,
+        "NAT'd nodes learn every persistent node (median)"
+    );
     assert_eq!(seen.len(), NatPreset::ALL.len(), "every preset was drawn");
     assert_eq!(r.nat_classification, 1.0);
     // Lookups are issued from NAT'd nodes too (clients): they work through their mappings.
     assert!(r.lookup.rate() >= 0.97, "{:?}", r.lookup);
-    assert!(r.net.dropped(DropReason::NatNoMapping) > 0, "PING_NAT replies died at the NATs");
+    assert!(
+        r.net.dropped(DropReason::NatNoMapping) > 0,
+        "PING_NAT replies died at the NATs"
+    );
 }
 
 /// The same under the reference's default (adaptive) persistence: open nodes pass the quick
 /// test and turn persistent after ~20 minutes; NAT'd ones never do.
 #[test]
 fn adaptive_nodes_behind_nats_stay_ephemeral_after_the_stable_period() {
-    let replay = Replay::new("scenarios", "adaptive_nodes_behind_nats_stay_ephemeral_after_the_stable_period", 107);
+    let replay = Replay::new(
+        "scenarios",
+        "adaptive_nodes_behind_nats_stay_ephemeral_after_the_stable_period",
+        107,
+    );
     let mut sim = Sim::new(replay.seed(), LinkModel::default());
     let boot = sim.next_server_addr();
-    sim.add_node(SimNodeConfig { rpc: RpcConfig::bootstrapper(boot) });
+    sim.add_node(SimNodeConfig {
+        rpc: RpcConfig::bootstrapper(boot),
+    });
     for _ in 0..12 {
-        let rpc = RpcConfig { bootstrap: vec![boot], persistence: Persistence::Persistent, ..RpcConfig::default() };
+        let rpc = RpcConfig {
+            bootstrap: vec![boot],
+            persistence: Persistence::Persistent,
+            ..RpcConfig::default()
+        };
         sim.add_node(SimNodeConfig { rpc });
         sim.run_for(Duration::from_millis(200));
     }
     let mut placed = Vec::new();
     for preset in NatPreset::ALL {
         let (realm, _) = sim.add_preset(preset, None).unwrap();
-        let h = sim.add_node_in(realm, SimNodeConfig { rpc: RpcConfig { bootstrap: vec![boot], ..RpcConfig::default() } }).unwrap();
+        let h = sim
+            .add_node_in(
+                realm,
+                SimNodeConfig {
+                    rpc: RpcConfig {
+                        bootstrap: vec![boot],
+                        ..RpcConfig::default()
+                    },
+                },
+            )
+            .unwrap();
         placed.push((h, preset));
         sim.run_for(Duration::from_millis(200));
     }
@@ -161,69 +233,143 @@ fn adaptive_nodes_behind_nats_stay_ephemeral_after_the_stable_period() {
     for (h, preset) in placed {
         let n = sim.node(h);
         if preset == NatPreset::Open {
-            assert!(!n.is_ephemeral() && !n.is_firewalled(), "open adaptive node persistent");
+            assert!(
+                !n.is_ephemeral() && !n.is_firewalled(),
+                "open adaptive node persistent"
+            );
         } else {
-            assert!(n.is_firewalled() && n.is_ephemeral(), "{preset}: firewalled {} ephemeral {}", n.is_firewalled(), n.is_ephemeral());
+            assert!(
+                n.is_firewalled() && n.is_ephemeral(),
+                "{preset}: firewalled {} ephemeral {}",
+                n.is_firewalled(),
+                n.is_ephemeral()
+            );
         }
     }
 }
 
 #[test]
 fn a_port_forward_on_a_full_cone_nat_legitimately_passes_the_firewall_test() {
-    let replay = Replay::new("scenarios", "a_port_forward_on_a_full_cone_nat_legitimately_passes_the_firewall_test", 108);
+    let replay = Replay::new(
+        "scenarios",
+        "a_port_forward_on_a_full_cone_nat_legitimately_passes_the_firewall_test",
+        108,
+    );
     let mut sim = Sim::new(replay.seed(), LinkModel::default());
     let boot = sim.next_server_addr();
-    sim.add_node(SimNodeConfig { rpc: RpcConfig::bootstrapper(boot) });
+    sim.add_node(SimNodeConfig {
+        rpc: RpcConfig::bootstrapper(boot),
+    });
     for _ in 0..10 {
-        let rpc = RpcConfig { bootstrap: vec![boot], persistence: Persistence::Persistent, ..RpcConfig::default() };
+        let rpc = RpcConfig {
+            bootstrap: vec![boot],
+            persistence: Persistence::Persistent,
+            ..RpcConfig::default()
+        };
         sim.add_node(SimNodeConfig { rpc });
         sim.run_for(Duration::from_millis(200));
     }
     sim.run_for(Duration::from_secs(5));
     let mut result = Vec::new();
     for forward in [false, true] {
-        let nat = sim.add_nat(NatConfig::cone(Filtering::EndpointIndependent), RealmId::INTERNET).unwrap();
+        let nat = sim
+            .add_nat(
+                NatConfig::cone(Filtering::EndpointIndependent),
+                RealmId::INTERNET,
+            )
+            .unwrap();
         let realm = sim.net().nat_inside(nat).unwrap();
-        let local = std::net::SocketAddrV4::new(sim.net().peek_ip(realm).unwrap(), hdht_sim::SERVER_PORT);
+        let local =
+            std::net::SocketAddrV4::new(sim.net().peek_ip(realm).unwrap(), hdht_sim::SERVER_PORT);
         if forward {
-            sim.net_mut().nat_mut(nat).unwrap().forward(hdht_sim::SERVER_PORT, local).unwrap();
+            sim.net_mut()
+                .nat_mut(nat)
+                .unwrap()
+                .forward(hdht_sim::SERVER_PORT, local)
+                .unwrap();
         }
-        let rpc = RpcConfig { bootstrap: vec![boot], persistence: Persistence::Persistent, ..RpcConfig::default() };
+        let rpc = RpcConfig {
+            bootstrap: vec![boot],
+            persistence: Persistence::Persistent,
+            ..RpcConfig::default()
+        };
         let h = sim.add_node_in(realm, SimNodeConfig { rpc }).unwrap();
         sim.run_for(Duration::from_secs(20));
-        let public = std::net::SocketAddrV4::new(sim.nat(nat).unwrap().public_ip(), hdht_sim::SERVER_PORT);
-        result.push((sim.node(h).is_firewalled(), sim.node(h).id() == Some(NodeId::from_addr(&public))));
+        let public =
+            std::net::SocketAddrV4::new(sim.nat(nat).unwrap().public_ip(), hdht_sim::SERVER_PORT);
+        result.push((
+            sim.node(h).is_firewalled(),
+            sim.node(h).id() == Some(NodeId::from_addr(&public)),
+        ));
     }
-    assert_eq!(result, vec![(true, false), (false, true)], "without / with the forward");
+    assert_eq!(
+        result,
+        vec![(true, false), (false, true)],
+        "without / with the forward"
+    );
 }
 
 #[test]
 fn a_nat_that_rebinds_mid_run_keeps_its_nodes_working() {
-    let replay = Replay::new("scenarios", "a_nat_that_rebinds_mid_run_keeps_its_nodes_working", 109);
+    let replay = Replay::new(
+        "scenarios",
+        "a_nat_that_rebinds_mid_run_keeps_its_nodes_working",
+        109,
+    );
     let mut sim = Sim::new(replay.seed(), LinkModel::default());
     let boot = sim.next_server_addr();
-    sim.add_node(SimNodeConfig { rpc: RpcConfig::bootstrapper(boot) });
+    sim.add_node(SimNodeConfig {
+        rpc: RpcConfig::bootstrapper(boot),
+    });
     for _ in 0..25 {
-        let rpc = RpcConfig { bootstrap: vec![boot], persistence: Persistence::Persistent, ..RpcConfig::default() };
+        let rpc = RpcConfig {
+            bootstrap: vec![boot],
+            persistence: Persistence::Persistent,
+            ..RpcConfig::default()
+        };
         sim.add_node(SimNodeConfig { rpc });
         sim.run_for(Duration::from_millis(100));
     }
-    let nat = sim.add_nat(NatConfig::cone(Filtering::AddressAndPortDependent), RealmId::INTERNET).unwrap();
+    let nat = sim
+        .add_nat(
+            NatConfig::cone(Filtering::AddressAndPortDependent),
+            RealmId::INTERNET,
+        )
+        .unwrap();
     let realm = sim.net().nat_inside(nat).unwrap();
-    let h = sim.add_node_in(realm, SimNodeConfig { rpc: RpcConfig { bootstrap: vec![boot], ..RpcConfig::default() } }).unwrap();
+    let h = sim
+        .add_node_in(
+            realm,
+            SimNodeConfig {
+                rpc: RpcConfig {
+                    bootstrap: vec![boot],
+                    ..RpcConfig::default()
+                },
+            },
+        )
+        .unwrap();
     sim.run_for(Duration::from_secs(30));
     let before = sim.nat(nat).unwrap().dump(sim.now());
     assert!(!before.is_empty());
     sim.rebind_nat(nat).unwrap();
     let after = sim.nat(nat).unwrap().dump(sim.now());
     assert_eq!(before.len(), after.len());
-    assert!(before.iter().zip(&after).all(|(a, b)| a.0 == b.0 && a.1 != b.1), "every public port moved");
+    assert!(
+        before
+            .iter()
+            .zip(&after)
+            .all(|(a, b)| a.0 == b.0 && a.1 != b.1),
+        "every public port moved"
+    );
     let _ = sim.take_events(h);
     let target = NodeId::from_addr(&sim.server_addr(7));
     let q = sim.with_node(h, |n, now| n.find_node(now, target));
     sim.run_for(Duration::from_secs(20));
     let ok = sim.take_events(h).into_iter().any(|e| match e {
-        hdht_core::rpc::RpcEvent::QueryDone { query, result: Ok(r) } if query == q => r.closest_replies.first().and_then(|c| c.from_id) == Some(target),
+        hdht_core::rpc::RpcEvent::QueryDone {
+            query,
+            result: Ok(r),
+        } if query == q => r.closest_replies.first().and_then(|c| c.from_id) == Some(target),
         _ => false,
     });
     assert!(ok, "a lookup after the rebinding finds its target");
@@ -242,11 +388,25 @@ fn duplication_reordering_and_jitter_do_not_break_lookups_and_oversized_datagram
     assert!(r.net.duplicated > 100);
     assert_eq!(r.lookup.rate(), 1.0, "{:?}", r.lookup);
     // With a 120-byte MTU, replies carrying 20 closer nodes no longer fit.
-    let mut sim = Sim::new(replay.seed(), LinkModel { mtu: 120, ..LinkModel::default() });
+    let mut sim = Sim::new(
+        replay.seed(),
+        LinkModel {
+            mtu: 120,
+            ..LinkModel::default()
+        },
+    );
     let boot = sim.next_server_addr();
-    sim.add_node(SimNodeConfig { rpc: RpcConfig::bootstrapper(boot) });
+    sim.add_node(SimNodeConfig {
+        rpc: RpcConfig::bootstrapper(boot),
+    });
     for _ in 0..25 {
-        sim.add_node(SimNodeConfig { rpc: RpcConfig { bootstrap: vec![boot], persistence: Persistence::Persistent, ..RpcConfig::default() } });
+        sim.add_node(SimNodeConfig {
+            rpc: RpcConfig {
+                bootstrap: vec![boot],
+                persistence: Persistence::Persistent,
+                ..RpcConfig::default()
+            },
+        });
         sim.run_for(Duration::from_millis(100));
     }
     sim.run_for(Duration::from_secs(10));
@@ -255,11 +415,19 @@ fn duplication_reordering_and_jitter_do_not_break_lookups_and_oversized_datagram
 
 #[test]
 fn same_seed_same_report_different_seed_different_trace() {
-    let replay = Replay::new("scenarios", "same_seed_same_report_different_seed_different_trace", 111);
+    let replay = Replay::new(
+        "scenarios",
+        "same_seed_same_report_different_seed_different_trace",
+        111,
+    );
     let seed = replay.seed();
     let cfg = |s| {
         let mut c = small(ScenarioKind::Churn, 30, s);
-        c.nat = NatMix::uniform(&[NatPreset::Open, NatPreset::PortRestricted, NatPreset::Symmetric]);
+        c.nat = NatMix::uniform(&[
+            NatPreset::Open,
+            NatPreset::PortRestricted,
+            NatPreset::Symmetric,
+        ]);
         c.loss = 0.02;
         c.lookups = 15;
         c.announces = 4;

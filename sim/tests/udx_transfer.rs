@@ -58,10 +58,24 @@ fn complete(name: &str, seed: u64, setup: &Setup, limit: Duration) -> Transfer {
         assert_eq!(p.mismatch, None, "{name}: {side} saw a wrong byte");
         assert_eq!(p.secret_error, None, "{name}: {side} secret-stream error");
         assert_eq!(p.received, want, "{name}: {side} byte count");
-        assert!(p.done(), "{name}: {side} not done: eof {} closed {:?}", p.eof, p.closed);
+        assert!(
+            p.done(),
+            "{name}: {side} not done: eof {} closed {:?}",
+            p.eof,
+            p.closed
+        );
     }
-    let done_us = s.complete_at.expect("server complete").as_micros().max(c.complete_at.map_or(0, |t| t.as_micros()));
-    let closed_us = c.closed.unwrap().0.as_micros().max(s.closed.unwrap().0.as_micros());
+    let done_us = s
+        .complete_at
+        .expect("server complete")
+        .as_micros()
+        .max(c.complete_at.map_or(0, |t| t.as_micros()));
+    let closed_us = c
+        .closed
+        .unwrap()
+        .0
+        .as_micros()
+        .max(s.closed.unwrap().0.as_micros());
     let bytes = setup.upload + setup.download;
     let st = t.sim.stats();
     println!(
@@ -86,7 +100,11 @@ fn complete(name: &str, seed: u64, setup: &Setup, limit: Duration) -> Transfer {
 
 fn lossy_case(test: &'static str, default_seed: u64, loss: f64, duplicate: f64, limit_s: u64) {
     let replay = Replay::new("udx_transfer", test, default_seed);
-    let setup = Setup { link: rough_link(loss, duplicate), upload: 4 * MIB, ..Setup::default() };
+    let setup = Setup {
+        link: rough_link(loss, duplicate),
+        upload: 4 * MIB,
+        ..Setup::default()
+    };
     let t = complete(test, replay.seed(), &setup, Duration::from_secs(limit_s));
     if loss > 0.0 {
         assert!(t.sim.stats().dropped(DropReason::Loss) > 0);
@@ -100,27 +118,57 @@ fn lossy_case(test: &'static str, default_seed: u64, loss: f64, duplicate: f64, 
 
 #[test]
 fn transfer_0pct_loss_with_reordering_and_jitter() {
-    lossy_case("transfer_0pct_loss_with_reordering_and_jitter", 100, 0.0, 0.0, 60);
+    lossy_case(
+        "transfer_0pct_loss_with_reordering_and_jitter",
+        100,
+        0.0,
+        0.0,
+        60,
+    );
 }
 
 #[test]
 fn transfer_1pct_loss_with_reordering_and_jitter() {
-    lossy_case("transfer_1pct_loss_with_reordering_and_jitter", 101, 0.01, 0.0, 120);
+    lossy_case(
+        "transfer_1pct_loss_with_reordering_and_jitter",
+        101,
+        0.01,
+        0.0,
+        120,
+    );
 }
 
 #[test]
 fn transfer_2pct_loss_with_reordering_and_jitter() {
-    lossy_case("transfer_2pct_loss_with_reordering_and_jitter", 102, 0.02, 0.0, 180);
+    lossy_case(
+        "transfer_2pct_loss_with_reordering_and_jitter",
+        102,
+        0.02,
+        0.0,
+        180,
+    );
 }
 
 #[test]
 fn transfer_5pct_loss_with_reordering_and_jitter() {
-    lossy_case("transfer_5pct_loss_with_reordering_and_jitter", 105, 0.05, 0.0, 300);
+    lossy_case(
+        "transfer_5pct_loss_with_reordering_and_jitter",
+        105,
+        0.05,
+        0.0,
+        300,
+    );
 }
 
 #[test]
 fn transfer_2pct_loss_with_duplication_reordering_and_jitter() {
-    lossy_case("transfer_2pct_loss_with_duplication_reordering_and_jitter", 106, 0.02, 0.02, 180);
+    lossy_case(
+        "transfer_2pct_loss_with_duplication_reordering_and_jitter",
+        106,
+        0.02,
+        0.02,
+        180,
+    );
 }
 
 #[test]
@@ -180,8 +228,19 @@ fn same_seed_same_trace_and_final_state() {
 
 /// Client behind `preset` uploads and/or downloads; once 1 MiB has arrived in each active
 /// direction, the client's NAT moves every mapping to a new public port.
-fn rebind_mid_transfer(seed: u64, preset: NatPreset, upload: u64, download: u64) -> (Transfer, std::net::SocketAddrV4, std::net::SocketAddrV4) {
-    let setup = Setup { link: rough_link(0.0, 0.0), client_nat: Some(preset), upload, download, ..Setup::default() };
+fn rebind_mid_transfer(
+    seed: u64,
+    preset: NatPreset,
+    upload: u64,
+    download: u64,
+) -> (Transfer, std::net::SocketAddrV4, std::net::SocketAddrV4) {
+    let setup = Setup {
+        link: rough_link(0.0, 0.0),
+        client_nat: Some(preset),
+        upload,
+        download,
+        ..Setup::default()
+    };
     let mut t = Transfer::new(seed, &setup);
     let reached = t.run_until(Duration::from_secs(30), Duration::from_millis(5), |t| {
         t.server().received >= MIB.min(upload) && t.client().received >= MIB.min(download)
@@ -199,30 +258,58 @@ fn rebind_mid_transfer(seed: u64, preset: NatPreset, upload: u64, download: u64)
 fn unannounced_nat_rebinding_kills_the_stream_as_in_libudx() {
     let test = "unannounced_nat_rebinding_kills_the_stream_as_in_libudx";
     let replay = Replay::new("udx_transfer", test, 109);
-    for (preset, upload, download) in [(NatPreset::PortRestricted, 4 * MIB, 0), (NatPreset::FullCone, 0, 4 * MIB)] {
+    for (preset, upload, download) in [
+        (NatPreset::PortRestricted, 4 * MIB, 0),
+        (NatPreset::FullCone, 0, 4 * MIB),
+    ] {
         let (mut t, before, after) = rebind_mid_transfer(replay.seed(), preset, upload, download);
         let at = t.sim.now();
         let nat_drops = t.sim.stats().dropped(DropReason::NatNoMapping);
-        let closed = t.run_until(Duration::from_secs(300), Duration::from_millis(500), Transfer::both_closed);
+        let closed = t.run_until(
+            Duration::from_secs(300),
+            Duration::from_millis(500),
+            Transfer::both_closed,
+        );
         assert!(closed, "{preset:?}: both ends should give up");
         let (c, s) = (t.client(), t.server());
         // The server kept answering to the old mapping (it never adopts a packet's source),
         // and the NAT dropped all of it.
-        assert_eq!(s.stream().remote_addr(), Some(before.into()), "{preset:?}: new mapping {after}");
-        assert!(t.sim.stats().dropped(DropReason::NatNoMapping) > nat_drops + 5, "{preset:?}: server packets to the old mapping");
+        assert_eq!(
+            s.stream().remote_addr(),
+            Some(before.into()),
+            "{preset:?}: new mapping {after}"
+        );
+        assert!(
+            t.sim.stats().dropped(DropReason::NatNoMapping) > nat_drops + 5,
+            "{preset:?}: server packets to the old mapping"
+        );
         for (side, p) in [("client", c), ("server", s)] {
             let (when, error) = p.closed.unwrap();
-            assert_eq!(error, Some(StreamError::TimedOut), "{preset:?}: {side} should time out");
+            assert_eq!(
+                error,
+                Some(StreamError::TimedOut),
+                "{preset:?}: {side} should time out"
+            );
             println!(
                 "{preset:?} rebinding at {:.3} s: {side} timed out at {:.3} s having received {} bytes",
                 secs(at.as_micros()),
                 secs(when.as_micros()),
                 p.received
             );
-            assert_eq!(p.mismatch, None, "{preset:?}: {side}: what did arrive is intact");
+            assert_eq!(
+                p.mismatch, None,
+                "{preset:?}: {side}: what did arrive is intact"
+            );
         }
-        let (total, got) = if upload > 0 { (upload, s.received) } else { (download, c.received) };
-        assert!(got < total, "{preset:?}: the transfer cannot have completed");
+        let (total, got) = if upload > 0 {
+            (upload, s.received)
+        } else {
+            (download, c.received)
+        };
+        assert!(
+            got < total,
+            "{preset:?}: the transfer cannot have completed"
+        );
         // The side behind the NAT gives up after libudx's 6 backed-off RTOs, well within a minute
         // (RTO 1 s minimum, doubled each time).
         assert!(c.closed.unwrap().0.as_micros() - at.as_micros() < 120_000_000);
@@ -233,20 +320,30 @@ fn unannounced_nat_rebinding_kills_the_stream_as_in_libudx() {
 fn nat_rebinding_survives_when_the_owner_changes_the_remote() {
     let test = "nat_rebinding_survives_when_the_owner_changes_the_remote";
     let replay = Replay::new("udx_transfer", test, 110);
-    for (preset, upload, download) in
-        [(NatPreset::PortRestricted, 4 * MIB, 0), (NatPreset::FullCone, 0, 4 * MIB), (NatPreset::RestrictedCone, 2 * MIB, 2 * MIB)]
-    {
+    for (preset, upload, download) in [
+        (NatPreset::PortRestricted, 4 * MIB, 0),
+        (NatPreset::FullCone, 0, 4 * MIB),
+        (NatPreset::RestrictedCone, 2 * MIB, 2 * MIB),
+    ] {
         let (mut t, _before, after) = rebind_mid_transfer(replay.seed(), preset, upload, download);
         // Some time passes before the server's owner learns the new address (hyperdht would
         // learn it by signalling, as when it upgrades a relayed connection) and calls
         // `changeRemote`; meanwhile everything it sends is lost at the NAT.
-        t.run_until(Duration::from_millis(300), Duration::from_millis(300), |_| false);
+        t.run_until(
+            Duration::from_millis(300),
+            Duration::from_millis(300),
+            |_| false,
+        );
         let now = t.sim.now();
         t.sim.with_node(t.server, |app, now2| {
             assert_eq!(now, now2);
             app.change_remote(now2, after)
         });
-        let ok = t.run_until(Duration::from_secs(120), Duration::from_millis(250), Transfer::both_closed);
+        let ok = t.run_until(
+            Duration::from_secs(120),
+            Duration::from_millis(250),
+            Transfer::both_closed,
+        );
         assert!(ok, "{preset:?}: transfer should finish after change_remote");
         let (c, s) = (t.client(), t.server());
         assert_eq!(s.stream().remote_addr(), Some(after.into()));
@@ -276,8 +373,16 @@ fn nat_rebinding_survives_when_the_owner_changes_the_remote() {
 fn pacer_does_not_cap_the_sender_at_one_packet_per_millisecond() {
     let test = "pacer_does_not_cap_the_sender_at_one_packet_per_millisecond";
     let replay = Replay::new("udx_transfer", test, 111);
-    let link = LinkModel { latency: Duration::from_micros(500), jitter: Duration::ZERO, ..LinkModel::default() };
-    let setup = Setup { link, upload: 16 * MIB, ..Setup::default() };
+    let link = LinkModel {
+        latency: Duration::from_micros(500),
+        jitter: Duration::ZERO,
+        ..LinkModel::default()
+    };
+    let setup = Setup {
+        link,
+        upload: 16 * MIB,
+        ..Setup::default()
+    };
     let t = complete(test, replay.seed(), &setup, Duration::from_secs(30));
     let s = t.server();
     let elapsed = secs(s.complete_at.unwrap().as_micros());
@@ -311,15 +416,25 @@ fn a_receiver_that_never_reads_stays_bounded_and_the_sender_stops() {
         link: rough_link(0.01, 0.0),
         upload: 4 * MIB,
         server_reads: false,
-        server_stream: StreamConfig { recv_window: WINDOW, ..StreamConfig::default() },
-        client_stream: StreamConfig { send_buffer: 512 * 1024, ..StreamConfig::default() },
+        server_stream: StreamConfig {
+            recv_window: WINDOW,
+            ..StreamConfig::default()
+        },
+        client_stream: StreamConfig {
+            send_buffer: 512 * 1024,
+            ..StreamConfig::default()
+        },
         ..Setup::default()
     };
     let mut t = Transfer::new(replay.seed(), &setup);
     // 20 s of simulated time without reading.
     let mut sent_at_5s = None;
     t.run_until(Duration::from_secs(20), Duration::from_millis(100), |t| {
-        assert!(t.server().stream().recv_buffered() <= WINDOW + SLACK, "receiver buffer grew to {}", t.server().stream().recv_buffered());
+        assert!(
+            t.server().stream().recv_buffered() <= WINDOW + SLACK,
+            "receiver buffer grew to {}",
+            t.server().stream().recv_buffered()
+        );
         assert!(t.client().stream().send_buffered() <= 512 * 1024);
         if sent_at_5s.is_none() && t.sim.now().as_micros() >= 5_000_000 {
             sent_at_5s = Some(t.client().stream().stats().packets_sent);
@@ -328,14 +443,31 @@ fn a_receiver_that_never_reads_stays_bounded_and_the_sender_stops() {
     });
     let (c, s) = (t.client(), t.server());
     assert!(c.write_blocked > 0, "the writer must be pushed back");
-    assert_eq!(c.stream().send_window(), 0, "the receiver advertises a closed window");
+    assert_eq!(
+        c.stream().send_window(),
+        0,
+        "the receiver advertises a closed window"
+    );
     assert!(s.max_recv_buffered <= WINDOW + SLACK);
-    assert!(s.stream().stats().max_recv_buffered >= WINDOW / 2, "the window was used");
+    assert!(
+        s.stream().stats().max_recv_buffered >= WINDOW / 2,
+        "the window was used"
+    );
     assert_eq!(s.received, 0);
     // The sender stopped: between 5 s and 20 s it sent no new data.
-    assert_eq!(Some(c.stream().stats().packets_sent), sent_at_5s, "sender kept sending into a closed window");
-    assert!(c.stream().stats().heartbeats_sent >= 1, "zero-window probes");
-    assert!(c.closed.is_none() && s.closed.is_none(), "the stream stays up");
+    assert_eq!(
+        Some(c.stream().stats().packets_sent),
+        sent_at_5s,
+        "sender kept sending into a closed window"
+    );
+    assert!(
+        c.stream().stats().heartbeats_sent >= 1,
+        "zero-window probes"
+    );
+    assert!(
+        c.closed.is_none() && s.closed.is_none(),
+        "the stream stays up"
+    );
     println!(
         "non-reading receiver: buffered {} bytes (window {WINDOW}), sender stopped after {} packets, {} zero-window probes",
         s.stream().stats().max_recv_buffered,
@@ -344,8 +476,13 @@ fn a_receiver_that_never_reads_stays_bounded_and_the_sender_stops() {
     );
     // The receiver starts reading: the transfer completes.
     let server = t.server;
-    t.sim.with_node(server, |app, now| app.set_reading(now, true));
-    let ok = t.run_until(Duration::from_secs(240), Duration::from_millis(250), Transfer::both_closed);
+    t.sim
+        .with_node(server, |app, now| app.set_reading(now, true));
+    let ok = t.run_until(
+        Duration::from_secs(240),
+        Duration::from_millis(250),
+        Transfer::both_closed,
+    );
     assert!(ok, "transfer should finish once the receiver reads");
     let s = t.server();
     assert_eq!(s.mismatch, None);

@@ -42,7 +42,10 @@ use serde_json::{json, Value};
 const STEP: Duration = Duration::from_secs(30);
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 // ----- processes -------------------------------------------------------------------------------
@@ -78,7 +81,11 @@ impl Proc {
                 }
             });
         }
-        Proc { name: name.to_string(), child, lines }
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+        }
     }
 
     fn pid(&self) -> u32 {
@@ -99,7 +106,10 @@ impl Proc {
                     return v;
                 }
                 if v.get("i").is_some() {
-                    panic!("{}: unexpected sample line while waiting for {event}: {l}", self.name);
+                    panic!(
+                        "{}: unexpected sample line while waiting for {event}: {l}",
+                        self.name
+                    );
                 }
             } else if l.contains("error") || l.contains("panicked") {
                 panic!("{}: {l}", self.name);
@@ -113,7 +123,10 @@ impl Proc {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let l = self.lines.recv_timeout(left).unwrap_or_else(|e| panic!("{}: no samples ({e})", self.name));
+            let l = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("{}: no samples ({e})", self.name));
             let Ok(v) = serde_json::from_str::<Value>(&l) else {
                 if l.contains("panicked") || l.contains("error") {
                     panic!("{}: {l}", self.name);
@@ -133,7 +146,10 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         // SIGTERM (the CLI then leaves gracefully), stdin closed (latency_peer exits), then kill.
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         drop(self.child.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
@@ -218,7 +234,10 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+    v.iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        })
 }
 
 // ----- the network -----------------------------------------------------------------------------
@@ -240,7 +259,11 @@ fn start_testnet(kind: &str, size: usize, hdht: &Path) -> (Testnet, String) {
         }
         "rust" => {
             let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-            let boot = Proc::spawn("hdht bootstrap", hdht, &s(&["--json", "bootstrap", "--host", "127.0.0.1", "--port", "0"]));
+            let boot = Proc::spawn(
+                "hdht bootstrap",
+                hdht,
+                &s(&["--json", "bootstrap", "--host", "127.0.0.1", "--port", "0"]),
+            );
             let l = boot.wait_event("listening");
             let b = format!("127.0.0.1:{}", l["port"]);
             let mut procs = vec![boot];
@@ -248,7 +271,17 @@ fn start_testnet(kind: &str, size: usize, hdht: &Path) -> (Testnet, String) {
                 let p = Proc::spawn(
                     &format!("hdht node {i}"),
                     hdht,
-                    &s(&["--json", "--host", "127.0.0.1", "--bootstrap", &b, "node", "--port", "0", "--persistent"]),
+                    &s(&[
+                        "--json",
+                        "--host",
+                        "127.0.0.1",
+                        "--bootstrap",
+                        &b,
+                        "node",
+                        "--port",
+                        "0",
+                        "--persistent",
+                    ]),
                 );
                 p.wait_event("ready");
                 procs.push(p);
@@ -270,22 +303,46 @@ fn target_dir() -> PathBuf {
 /// `target/release/hdht` and `target/release/examples/latency_peer`, built (release profile,
 /// as this bench) unless given by `HDHT_BENCH_HDHT` / `HDHT_BENCH_PEER`.
 fn rust_binaries() -> (PathBuf, PathBuf) {
-    let given = (std::env::var_os("HDHT_BENCH_HDHT"), std::env::var_os("HDHT_BENCH_PEER"));
+    let given = (
+        std::env::var_os("HDHT_BENCH_HDHT"),
+        std::env::var_os("HDHT_BENCH_PEER"),
+    );
     if let (Some(h), Some(p)) = &given {
         return (PathBuf::from(h), PathBuf::from(p));
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf();
     let status = Command::new(cargo)
         .current_dir(&ws)
-        .args(["build", "--quiet", "--release", "-p", "hdht-cli", "--bin", "hdht", "-p", "hdht-tests", "--example", "latency_peer"])
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "-p",
+            "hdht-cli",
+            "--bin",
+            "hdht",
+            "-p",
+            "hdht-tests",
+            "--example",
+            "latency_peer",
+        ])
         .status()
         .expect("cargo build");
     assert!(status.success(), "building hdht and latency_peer failed");
     let dir = target_dir().join("release");
     (
-        given.0.map(PathBuf::from).unwrap_or_else(|| dir.join("hdht")),
-        given.1.map(PathBuf::from).unwrap_or_else(|| dir.join("examples").join("latency_peer")),
+        given
+            .0
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join("hdht")),
+        given
+            .1
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.join("examples").join("latency_peer")),
     )
 }
 
@@ -301,7 +358,10 @@ const IDLE: [&str; 6] = [
     "Node server (peer.js)",
 ];
 /// The same idle nodes from the lean static build, when it was found.
-const IDLE_STATIC: [&str; 2] = ["Rust node (hdht node, static)", "Rust node (latency_peer, static)"];
+const IDLE_STATIC: [&str; 2] = [
+    "Rust node (hdht node, static)",
+    "Rust node (latency_peer, static)",
+];
 
 struct Round {
     /// Per direction: the first connect, then the later ones.
@@ -339,7 +399,16 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
     };
 
     // Everything idle-measured starts at once.
-    let cli_node_args = s(&["--json", "--host", "127.0.0.1", "--bootstrap", b, "node", "--port", "0"]);
+    let cli_node_args = s(&[
+        "--json",
+        "--host",
+        "127.0.0.1",
+        "--bootstrap",
+        b,
+        "node",
+        "--port",
+        "0",
+    ]);
     let cli_node = Proc::spawn("hdht node", &cfg.hdht, &cli_node_args);
     let lean_node = Proc::spawn("latency_peer node", &cfg.peer, &peer_args("node", &[]));
     let static_nodes = cfg.static_bins.as_ref().map(|(hdht, peer)| {
@@ -350,21 +419,42 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
     });
     let rust_srv_seed = hex::encode(seed(round, "rust server"));
     let rust_srv_seed2 = hex::encode(seed(round, "rust server 2"));
-    let rust_srv = Proc::spawn("latency_peer server", &cfg.peer, &peer_args("server", &["--seed", &rust_srv_seed]));
-    let rust_srv2 = Proc::spawn("latency_peer server 2", &cfg.peer, &peer_args("server", &["--seed", &rust_srv_seed2]));
+    let rust_srv = Proc::spawn(
+        "latency_peer server",
+        &cfg.peer,
+        &peer_args("server", &["--seed", &rust_srv_seed]),
+    );
+    let rust_srv2 = Proc::spawn(
+        "latency_peer server 2",
+        &cfg.peer,
+        &peer_args("server", &["--seed", &rust_srv_seed2]),
+    );
     let cli_srv = Proc::spawn(
         "hdht listen",
         &cfg.hdht,
-        &s(&["--json", "--host", "127.0.0.1", "--bootstrap", b, "listen", "--echo", "--seed", &hex::encode(seed(round, "cli"))]),
+        &s(&[
+            "--json",
+            "--host",
+            "127.0.0.1",
+            "--bootstrap",
+            b,
+            "listen",
+            "--echo",
+            "--seed",
+            &hex::encode(seed(round, "cli")),
+        ]),
     );
 
     let node_node = NodePeers::start().expect("peer.js");
-    node_node.spawn("idle", json!({"kind": "hyperdht", "bootstrap": [b]})).expect("Node node");
+    node_node
+        .spawn("idle", json!({"kind": "hyperdht", "bootstrap": [b]}))
+        .expect("Node node");
     let node_srv = NodePeers::start().expect("peer.js");
     let node_srv2 = NodePeers::start().expect("peer.js");
     let mut node_pks = Vec::new();
     for (i, p) in [&node_srv, &node_srv2].into_iter().enumerate() {
-        p.spawn("srv", json!({"kind": "hyperdht", "bootstrap": [b]})).expect("Node server node");
+        p.spawn("srv", json!({"kind": "hyperdht", "bootstrap": [b]}))
+            .expect("Node server node");
         let r = p
             .call(json!({"op": "firstByteListen", "name": "srv", "seed": hex::encode(seed(round, &format!("node server {i}")))}))
             .expect("firstByteListen");
@@ -376,8 +466,14 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
         cli.wait_event("ready");
         lean.wait_event("ready");
     }
-    let rust_pk = rust_srv.wait_event("listening")["publicKey"].as_str().expect("pk").to_string();
-    let rust_pk2 = rust_srv2.wait_event("listening")["publicKey"].as_str().expect("pk").to_string();
+    let rust_pk = rust_srv.wait_event("listening")["publicKey"]
+        .as_str()
+        .expect("pk")
+        .to_string();
+    let rust_pk2 = rust_srv2.wait_event("listening")["publicKey"]
+        .as_str()
+        .expect("pk")
+        .to_string();
     cli_srv.wait_event("listening");
 
     std::thread::sleep(cfg.idle);
@@ -399,7 +495,11 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
     drop(node_node);
     drop(cli_srv);
     if cfg.memory_only {
-        return Round { samples: Vec::new(), idle, busy: Vec::new() };
+        return Round {
+            samples: Vec::new(),
+            idle,
+            busy: Vec::new(),
+        };
     }
 
     let count = (cfg.connects + 1).to_string();
@@ -409,7 +509,11 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
         let dir = DIRS[(k + round) % DIRS.len()];
         let got = match dir {
             "Rust→Rust" | "Rust→Node" => {
-                let pk = if dir == "Rust→Rust" { &rust_pk } else { &node_pks[0] };
+                let pk = if dir == "Rust→Rust" {
+                    &rust_pk
+                } else {
+                    &node_pks[0]
+                };
                 let c = Proc::spawn(
                     &format!("latency_peer client {dir}"),
                     &cfg.peer,
@@ -419,22 +523,35 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
                 c.samples()
             }
             _ => {
-                let pk = if dir == "Node→Node" { &node_pks[1] } else { &rust_pk2 };
+                let pk = if dir == "Node→Node" {
+                    &node_pks[1]
+                } else {
+                    &rust_pk2
+                };
                 let c = NodePeers::start().expect("peer.js client");
-                c.spawn("c", json!({"kind": "hyperdht", "bootstrap": [b]})).expect("Node client node");
+                c.spawn("c", json!({"kind": "hyperdht", "bootstrap": [b]}))
+                    .expect("Node client node");
                 let r = c
                     .call_timeout(
                         json!({"op": "firstByte", "name": "c", "publicKey": pk, "count": cfg.connects + 1, "gapMs": cfg.gap_ms}),
                         Duration::from_secs(120),
                     )
                     .expect("firstByte");
-                r["samples"].as_array().expect("samples").iter().map(Sample::from_json).collect()
+                r["samples"]
+                    .as_array()
+                    .expect("samples")
+                    .iter()
+                    .map(Sample::from_json)
+                    .collect()
             }
         };
         assert_eq!(got.len(), cfg.connects + 1, "{dir}: every connect reported");
         if std::env::var_os("HDHT_BENCH_VERBOSE").is_some() {
             let f = |s: &Sample| format!("{:.2}/{:.2}", s.open_ms, s.first_ms);
-            eprintln!("round {round} {dir} open/first ms: {}", got.iter().map(f).collect::<Vec<_>>().join(" "));
+            eprintln!(
+                "round {round} {dir} open/first ms: {}",
+                got.iter().map(f).collect::<Vec<_>>().join(" ")
+            );
         }
         samples.push((dir, got));
     }
@@ -443,7 +560,11 @@ fn run_round(cfg: &Cfg, round: usize) -> Round {
         ("Rust server (latency_peer)", mem_of(rust_srv.pid())),
         ("Node server (peer.js)", mem_of(node_srv.pid())),
     ];
-    Round { samples, idle, busy }
+    Round {
+        samples,
+        idle,
+        busy,
+    }
 }
 
 // ----- main ------------------------------------------------------------------------------------
@@ -461,12 +582,26 @@ fn main() {
     let (hdht, peer) = rust_binaries();
     let (static_bins, static_note) = static_binaries();
     let (testnet, bootstrap) = start_testnet(&kind, nodes, &hdht);
-    let cfg = Cfg { bootstrap, hdht, peer, static_bins, memory_only, connects, idle, threads, gap_ms };
+    let cfg = Cfg {
+        bootstrap,
+        hdht,
+        peer,
+        static_bins,
+        memory_only,
+        connects,
+        idle,
+        threads,
+        gap_ms,
+    };
     let mut all = Vec::new();
     for r in 0..rounds {
         let t = Instant::now();
         all.push(run_round(&cfg, r));
-        eprintln!("round {}/{rounds} done in {:.1} s", r + 1, t.elapsed().as_secs_f64());
+        eprintln!(
+            "round {}/{rounds} done in {:.1} s",
+            r + 1,
+            t.elapsed().as_secs_f64()
+        );
     }
     drop(testnet);
     report(&all, &cfg, &kind, nodes, &static_note);
@@ -482,7 +617,11 @@ fn report(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize, static_note: &str)
 
 fn report_latency(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
     let rounds = all.len();
-    let rt = if cfg.threads == 0 { "current-thread".to_string() } else { format!("{}-worker", cfg.threads) };
+    let rt = if cfg.threads == 0 {
+        "current-thread".to_string()
+    } else {
+        format!("{}-worker", cfg.threads)
+    };
     println!(
         "time from connect() to the server's first byte, 127.0.0.1, {kind} testnet of {nodes} nodes; {rounds} rounds × \
          (1 first + {} later connects, {} ms apart); Rust peers on a {rt} tokio runtime",
@@ -499,15 +638,34 @@ fn report_latency(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
         open_later: f64,
     }
     let stat = |dir: &str| -> Stat {
-        let per_round: Vec<&Vec<Sample>> =
-            all.iter().map(|r| &r.samples.iter().find(|(d, _)| *d == dir).expect("direction").1).collect();
+        let per_round: Vec<&Vec<Sample>> = all
+            .iter()
+            .map(|r| {
+                &r.samples
+                    .iter()
+                    .find(|(d, _)| *d == dir)
+                    .expect("direction")
+                    .1
+            })
+            .collect();
         let firsts: Vec<f64> = per_round.iter().map(|s| s[0].first_ms).collect();
-        let later: Vec<f64> = per_round.iter().flat_map(|s| s[1..].iter().map(|x| x.first_ms)).collect();
-        let round_meds: Vec<f64> =
-            per_round.iter().map(|s| median(&s[1..].iter().map(|x| x.first_ms).collect::<Vec<_>>())).collect();
+        let later: Vec<f64> = per_round
+            .iter()
+            .flat_map(|s| s[1..].iter().map(|x| x.first_ms))
+            .collect();
+        let round_meds: Vec<f64> = per_round
+            .iter()
+            .map(|s| median(&s[1..].iter().map(|x| x.first_ms).collect::<Vec<_>>()))
+            .collect();
         // first byte − open: what follows the handshake (stream set-up, the byte itself)
-        let gap_first: Vec<f64> = per_round.iter().map(|s| s[0].first_ms - s[0].open_ms).collect();
-        let gap_later: Vec<f64> = per_round.iter().flat_map(|s| s[1..].iter().map(|x| x.first_ms - x.open_ms)).collect();
+        let gap_first: Vec<f64> = per_round
+            .iter()
+            .map(|s| s[0].first_ms - s[0].open_ms)
+            .collect();
+        let gap_later: Vec<f64> = per_round
+            .iter()
+            .flat_map(|s| s[1..].iter().map(|x| x.first_ms - x.open_ms))
+            .collect();
         let (lo, hi) = min_max(&firsts);
         Stat {
             first: median(&firsts),
@@ -521,10 +679,23 @@ fn report_latency(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
         }
     };
     let stats: Vec<(&str, Stat)> = DIRS.iter().map(|d| (*d, stat(d))).collect();
-    let node = &stats.iter().find(|(d, _)| *d == "Node→Node").expect("Node→Node").1;
+    let node = &stats
+        .iter()
+        .find(|(d, _)| *d == "Node→Node")
+        .expect("Node→Node")
+        .1;
     println!(
         "{:<10} {:>9} {:>15} {:>9} {:>15} {:>9} {:>13} {:>8} {:>8} {:>8}",
-        "client→srv", "first ms", "(min–max)", "later md", "(round mds)", "later p90", "open→byte 1st/l", "×N first", "×N md", "×N p90"
+        "client→srv",
+        "first ms",
+        "(min–max)",
+        "later md",
+        "(round mds)",
+        "later p90",
+        "open→byte 1st/l",
+        "×N first",
+        "×N md",
+        "×N p90"
     );
     for (d, s) in &stats {
         println!(
@@ -544,9 +715,21 @@ fn report_latency(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
     println!("(×N: against Node→Node; < 1 is faster than the reference. open→byte: ms from connect resolving to the first byte.)");
     for (a, b, what) in [
         ("Rust→Rust", "Node→Node", "Rust pair vs Node pair"),
-        ("Rust→Node", "Node→Node", "Rust client vs Node client (Node server)"),
-        ("Node→Rust", "Node→Node", "Rust server vs Node server (Node client)"),
-        ("Rust→Rust", "Node→Rust", "Rust client vs Node client (Rust server)"),
+        (
+            "Rust→Node",
+            "Node→Node",
+            "Rust client vs Node client (Node server)",
+        ),
+        (
+            "Node→Rust",
+            "Node→Node",
+            "Rust server vs Node server (Node client)",
+        ),
+        (
+            "Rust→Rust",
+            "Node→Rust",
+            "Rust client vs Node client (Rust server)",
+        ),
     ] {
         let sa = &stats.iter().find(|(d, _)| *d == a).expect("dir").1;
         let sb = &stats.iter().find(|(d, _)| *d == b).expect("dir").1;
@@ -562,32 +745,60 @@ fn report_latency(all: &[Round], cfg: &Cfg, kind: &str, nodes: usize) {
 fn report_memory(all: &[Round], cfg: &Cfg, static_note: &str) {
     let rounds = all.len();
     println!("memory, idle for {} s after bootstrap (servers: listening and announced); median over {rounds} rounds (min–max)", cfg.idle.as_secs());
-    println!("{:<32} {:>20} {:>9} {:>20} {:>9} {:>7} {:>9} {:>9}", "process", "VmRSS MB", "VmHWM", "RssAnon MB", "RssFile", "threads", "×Node RSS", "×Node anon");
-    let mem_stat = |rows: &[Vec<(&'static str, Mem)>], name: &str| -> (Mem, (f64, f64), (f64, f64)) {
-        let ms: Vec<Mem> = rows.iter().filter_map(|r| r.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)).collect();
-        let col = |f: fn(&Mem) -> f64| ms.iter().map(f).collect::<Vec<f64>>();
-        let m = Mem {
-            rss_kb: median(&col(|m| m.rss_kb)),
-            hwm_kb: median(&col(|m| m.hwm_kb)),
-            anon_kb: median(&col(|m| m.anon_kb)),
-            file_kb: median(&col(|m| m.file_kb)),
-            threads: median(&col(|m| m.threads)),
+    println!(
+        "{:<32} {:>20} {:>9} {:>20} {:>9} {:>7} {:>9} {:>9}",
+        "process",
+        "VmRSS MB",
+        "VmHWM",
+        "RssAnon MB",
+        "RssFile",
+        "threads",
+        "×Node RSS",
+        "×Node anon"
+    );
+    let mem_stat =
+        |rows: &[Vec<(&'static str, Mem)>], name: &str| -> (Mem, (f64, f64), (f64, f64)) {
+            let ms: Vec<Mem> = rows
+                .iter()
+                .filter_map(|r| r.iter().find(|(n, _)| *n == name).map(|(_, m)| *m))
+                .collect();
+            let col = |f: fn(&Mem) -> f64| ms.iter().map(f).collect::<Vec<f64>>();
+            let m = Mem {
+                rss_kb: median(&col(|m| m.rss_kb)),
+                hwm_kb: median(&col(|m| m.hwm_kb)),
+                anon_kb: median(&col(|m| m.anon_kb)),
+                file_kb: median(&col(|m| m.file_kb)),
+                threads: median(&col(|m| m.threads)),
+            };
+            (m, min_max(&col(|m| m.rss_kb)), min_max(&col(|m| m.anon_kb)))
         };
-        (m, min_max(&col(|m| m.rss_kb)), min_max(&col(|m| m.anon_kb)))
-    };
     let idle_rows: Vec<Vec<(&'static str, Mem)>> = all.iter().map(|r| r.idle.clone()).collect();
     let mb = |kb: f64| kb / 1024.0;
     let print_rows = |rows: &[Vec<(&'static str, Mem)>], names: &[&str]| {
         for name in names {
             let (m, rss_mm, anon_mm) = mem_stat(rows, name);
-            let reference = if name.contains("server") { "Node server (peer.js)" } else { "Node node (peer.js)" };
+            let reference = if name.contains("server") {
+                "Node server (peer.js)"
+            } else {
+                "Node node (peer.js)"
+            };
             let (n, _, _) = mem_stat(rows, reference);
             println!(
                 "{:<32} {:>20} {:>9.1} {:>20} {:>9.1} {:>7} {:>9.3} {:>9.3}",
                 name,
-                format!("{:.2} ({:.2}–{:.2})", mb(m.rss_kb), mb(rss_mm.0), mb(rss_mm.1)),
+                format!(
+                    "{:.2} ({:.2}–{:.2})",
+                    mb(m.rss_kb),
+                    mb(rss_mm.0),
+                    mb(rss_mm.1)
+                ),
                 mb(m.hwm_kb),
-                format!("{:.2} ({:.2}–{:.2})", mb(m.anon_kb), mb(anon_mm.0), mb(anon_mm.1)),
+                format!(
+                    "{:.2} ({:.2}–{:.2})",
+                    mb(m.anon_kb),
+                    mb(anon_mm.0),
+                    mb(anon_mm.1)
+                ),
                 mb(m.file_kb),
                 m.threads,
                 m.rss_kb / n.rss_kb,
@@ -601,11 +812,22 @@ fn report_memory(all: &[Round], cfg: &Cfg, static_note: &str) {
     }
     if !cfg.memory_only {
         let busy_rows: Vec<Vec<(&'static str, Mem)>> = all.iter().map(|r| r.busy.clone()).collect();
-        println!("after serving {} connects (same columns; VmHWM is the peak):", cfg.connects + 1);
-        print_rows(&busy_rows, &["Rust server (latency_peer)", "Node server (peer.js)"]);
+        println!(
+            "after serving {} connects (same columns; VmHWM is the peak):",
+            cfg.connects + 1
+        );
+        print_rows(
+            &busy_rows,
+            &["Rust server (latency_peer)", "Node server (peer.js)"],
+        );
     }
     println!("(RssFile: mapped program and library pages — the executable's text above all; RssAnon: the process's own heap, stacks and buffers.)");
-    println!("binaries: hdht = {}, latency_peer = {} ({})", cfg.hdht.display(), cfg.peer.display(), linkage(&cfg.hdht));
+    println!(
+        "binaries: hdht = {}, latency_peer = {} ({})",
+        cfg.hdht.display(),
+        cfg.peer.display(),
+        linkage(&cfg.hdht)
+    );
     println!("{static_note}");
 }
 
@@ -619,15 +841,24 @@ fn linkage(bin: &Path) -> &'static str {
     if read.is_err() {
         return "unreadable";
     }
-    let u16_at = |o: usize| elf.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]) as usize);
-    let u64_at = |o: usize| elf.get(o..o + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
+    let u16_at = |o: usize| {
+        elf.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        elf.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    };
     if elf.get(..5) != Some(b"\x7fELF\x02".as_slice()) {
         return "not a 64-bit ELF file";
     }
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
         return "not a 64-bit ELF file";
     };
-    let interp = (0..phnum).any(|i| elf.get(phoff + i * phentsize..phoff + i * phentsize + 4) == Some(&3u32.to_le_bytes()[..]));
+    let interp = (0..phnum).any(|i| {
+        elf.get(phoff + i * phentsize..phoff + i * phentsize + 4) == Some(&3u32.to_le_bytes()[..])
+    });
     if interp {
         "dynamically linked"
     } else {
@@ -639,11 +870,18 @@ fn linkage(bin: &Path) -> &'static str {
 /// why nothing is, with the command that builds them.
 fn static_binaries() -> (Option<(PathBuf, PathBuf)>, String) {
     const BUILD: &str = "cargo build --release --target x86_64-unknown-linux-musl -p hdht-cli --bin hdht -p hdht-tests --example latency_peer";
-    let dir = target_dir().join("x86_64-unknown-linux-musl").join("release");
-    let hdht = std::env::var_os("HDHT_BENCH_STATIC_HDHT").map_or_else(|| dir.join("hdht"), PathBuf::from);
+    let dir = target_dir()
+        .join("x86_64-unknown-linux-musl")
+        .join("release");
+    let hdht =
+        std::env::var_os("HDHT_BENCH_STATIC_HDHT").map_or_else(|| dir.join("hdht"), PathBuf::from);
     let peer = std::env::var_os("HDHT_BENCH_STATIC_PEER")
         .map_or_else(|| dir.join("examples").join("latency_peer"), PathBuf::from);
-    let missing: Vec<String> = [&hdht, &peer].iter().filter(|p| !p.is_file()).map(|p| p.display().to_string()).collect();
+    let missing: Vec<String> = [&hdht, &peer]
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
     if !missing.is_empty() {
         let note = format!(
             "lean static build: NOT measured — {} not found. Build it (needs `rustup target add x86_64-unknown-linux-musl`) with:\n  {BUILD}",
@@ -655,7 +893,10 @@ fn static_binaries() -> (Option<(PathBuf, PathBuf)>, String) {
     // Binaries older than a source file may predate the code under test: say so.
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let built = mtime(&hdht).into_iter().chain(mtime(&peer)).min();
-    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace").to_path_buf();
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace")
+        .to_path_buf();
     let newest = newest_source(&ws);
     let age = match (built, newest) {
         (Some(b), Some((n, path))) if b < n => format!(
@@ -678,7 +919,9 @@ fn static_binaries() -> (Option<(PathBuf, PathBuf)>, String) {
 /// `latency_peer` example, the manifests and the lock file), and when.
 fn newest_source(ws: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
     fn walk(p: &Path, newest: &mut Option<(std::time::SystemTime, PathBuf)>) {
-        let Ok(meta) = std::fs::metadata(p) else { return };
+        let Ok(meta) = std::fs::metadata(p) else {
+            return;
+        };
         if meta.is_dir() {
             for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
                 walk(&e.path(), newest);
@@ -694,7 +937,12 @@ fn newest_source(ws: &Path) -> Option<(std::time::SystemTime, PathBuf)> {
         walk(&ws.join(dir).join("src"), &mut newest);
         walk(&ws.join(dir).join("Cargo.toml"), &mut newest);
     }
-    for file in ["Cargo.toml", "Cargo.lock", "tests/Cargo.toml", "tests/examples/latency_peer.rs"] {
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "tests/Cargo.toml",
+        "tests/examples/latency_peer.rs",
+    ] {
         walk(&ws.join(file), &mut newest);
     }
     newest

@@ -47,11 +47,20 @@ fn max_rss_kb() -> u64 {
 }
 
 fn opts(bootstrap: &[String], persistence: Persistence) -> DhtOptions {
-    DhtOptions { bootstrap: bootstrap.to_vec(), host: Ipv4Addr::LOCALHOST, persistence, ..DhtOptions::default() }
+    DhtOptions {
+        bootstrap: bootstrap.to_vec(),
+        host: Ipv4Addr::LOCALHOST,
+        persistence,
+        ..DhtOptions::default()
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 /// The Rust sink, run as a child process: listens, reads one connection to the end, reports.
@@ -102,7 +111,9 @@ struct Row {
 fn udp_rcvbuf_errors() -> u64 {
     let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
     let mut lines = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return 0 };
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
     names
         .split_whitespace()
         .zip(values.split_whitespace())
@@ -135,7 +146,11 @@ async fn rust_send(dht: &hdht_tokio::Dht, pk: [u8; 32], size: u64) -> (f64, f64,
     conn.shutdown().await.expect("end");
     let mut rest = Vec::new();
     conn.read_to_end(&mut rest).await.expect("peer end");
-    (t0.elapsed().as_secs_f64(), cpu_secs() - cpu0, hex::encode(h.finalize()))
+    (
+        t0.elapsed().as_secs_f64(),
+        cpu_secs() - cpu0,
+        hex::encode(h.finalize()),
+    )
 }
 
 /// A Rust sink in a child process (listening on the key from `seed`), with its output lines.
@@ -154,14 +169,24 @@ impl RustSink {
             .spawn()
             .expect("sink process");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let first: Value = serde_json::from_str(&lines.next().expect("sink line").expect("read")).expect("json");
-        let public_key = hex::decode(first["publicKey"].as_str().expect("pk")).expect("hex").try_into().expect("32");
-        RustSink { child, lines, public_key }
+        let first: Value =
+            serde_json::from_str(&lines.next().expect("sink line").expect("read")).expect("json");
+        let public_key = hex::decode(first["publicKey"].as_str().expect("pk"))
+            .expect("hex")
+            .try_into()
+            .expect("32");
+        RustSink {
+            child,
+            lines,
+            public_key,
+        }
     }
 
     /// Waits for the sink's report.
     fn finish(mut self) -> Value {
-        let done: Value = serde_json::from_str(&self.lines.next().expect("sink result").expect("read")).expect("json");
+        let done: Value =
+            serde_json::from_str(&self.lines.next().expect("sink result").expect("read"))
+                .expect("json");
         let _ = self.child.wait();
         done
     }
@@ -177,7 +202,10 @@ fn main() {
     if let Ok(bootstrap) = std::env::var(SINK_ENV) {
         return sink_main(bootstrap);
     }
-    let mib: u64 = std::env::var("HDHT_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: u64 = std::env::var("HDHT_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let size = mib << 20;
     let gib = size as f64 / (1u64 << 30) as f64;
     let rt = runtime();
@@ -310,11 +338,16 @@ fn main() {
         drop(sink);
     });
 
-    let node = rows.iter().find(|r| r.name == "Node→Node").map_or(f64::NAN, |r| r.mbps);
+    let node = rows
+        .iter()
+        .find(|r| r.name == "Node→Node")
+        .map_or(f64::NAN, |r| r.mbps);
     let node_cpu = rows
         .iter()
         .find(|r| r.name == "Node→Node")
-        .map_or((f64::NAN, f64::NAN), |r| (r.send_cpu_per_gib, r.recv_cpu_per_gib));
+        .map_or((f64::NAN, f64::NAN), |r| {
+            (r.send_cpu_per_gib, r.recv_cpu_per_gib)
+        });
     println!("{mib} MiB one way through a DHT-established encrypted connection, 127.0.0.1");
     println!(
         "{:<10} {:>8} {:>7} {:>14} {:>14} {:>9} {:>9} {:>14} {:>14} {:>8} {:>8} {:>10}",
@@ -350,7 +383,9 @@ fn main() {
             r.rcvbuf_drops
         );
     }
-    println!("(Rust send RSS is the whole bench process: bootstrapper, 4 DHT nodes and the sender.");
+    println!(
+        "(Rust send RSS is the whole bench process: bootstrapper, 4 DHT nodes and the sender."
+    );
     println!(" send/recv CPU: share of one core each side used during the transfer. UDP drops: the kernel's");
     println!(" RcvbufErrors during the run, machine-wide. HDHT_BENCH_CASES=rr,rn,nr,nn picks directions.)");
 }

@@ -38,13 +38,24 @@ struct Args {
 }
 
 fn hex32(s: &str) -> [u8; 32] {
-    hex::decode(s).ok().and_then(|v| v.try_into().ok()).unwrap_or_else(|| panic!("not 32 bytes of hex: {s}"))
+    hex::decode(s)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .unwrap_or_else(|| panic!("not 32 bytes of hex: {s}"))
 }
 
 fn args() -> Args {
     let mut it = std::env::args().skip(1);
     let role = it.next().expect("role: server | client | node");
-    let mut a = Args { role, bootstrap: Vec::new(), seed: None, pk: None, count: 1, gap: Duration::ZERO, threads: 0 };
+    let mut a = Args {
+        role,
+        bootstrap: Vec::new(),
+        seed: None,
+        pk: None,
+        count: 1,
+        gap: Duration::ZERO,
+        threads: 0,
+    };
     while let Some(k) = it.next() {
         let v = it.next().unwrap_or_else(|| panic!("{k} needs a value"));
         match k.as_str() {
@@ -62,7 +73,9 @@ fn args() -> Args {
 
 fn line(v: serde_json::Value) {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{v}").and_then(|()| out.flush()).expect("stdout");
+    writeln!(out, "{v}")
+        .and_then(|()| out.flush())
+        .expect("stdout");
 }
 
 /// Exits the process once stdin closes (the bench dropped us).
@@ -126,10 +139,13 @@ async fn run(a: Args) {
                 let mut b = [0u8; 1];
                 conn.read_exact(&mut b).await.expect("first byte");
                 let first = t0.elapsed();
-                line(json!({"i": i, "openMs": open.as_secs_f64() * 1e3, "firstByteMs": first.as_secs_f64() * 1e3}));
+                line(
+                    json!({"i": i, "openMs": open.as_secs_f64() * 1e3, "firstByteMs": first.as_secs_f64() * 1e3}),
+                );
                 let _ = conn.shutdown().await;
                 let mut rest = Vec::new();
-                let _ = tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut rest)).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), conn.read_to_end(&mut rest)).await;
                 drop(conn);
                 tokio::time::sleep(a.gap).await;
             }
@@ -143,9 +159,14 @@ async fn run(a: Args) {
 fn main() {
     let a = args();
     let rt = if a.threads == 0 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(a.threads).enable_all().build()
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(a.threads)
+            .enable_all()
+            .build()
     }
     .expect("tokio runtime");
     rt.block_on(run(a));

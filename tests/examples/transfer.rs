@@ -10,21 +10,41 @@ use hdht_driver::DhtOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn main() {
-    let mib: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(64);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mib: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
-        let boot = hdht_tokio::Dht::new(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST)).await.unwrap();
+        let boot = hdht_tokio::Dht::new(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
+            .await
+            .unwrap();
         boot.ready().await;
         let bootstrap = vec![boot.server_address().to_string()];
-        let o = |p| DhtOptions { bootstrap: bootstrap.clone(), host: Ipv4Addr::LOCALHOST, persistence: p, ..DhtOptions::default() };
+        let o = |p| DhtOptions {
+            bootstrap: bootstrap.clone(),
+            host: Ipv4Addr::LOCALHOST,
+            persistence: p,
+            ..DhtOptions::default()
+        };
         let mut nodes = Vec::new();
         for _ in 0..4 {
-            let d = hdht_tokio::Dht::new(o(Persistence::Persistent)).await.unwrap();
+            let d = hdht_tokio::Dht::new(o(Persistence::Persistent))
+                .await
+                .unwrap();
             d.ready().await;
             nodes.push(d);
         }
-        let a = hdht_tokio::Dht::new(o(Persistence::Adaptive)).await.unwrap();
-        let b = hdht_tokio::Dht::new(o(Persistence::Adaptive)).await.unwrap();
+        let a = hdht_tokio::Dht::new(o(Persistence::Adaptive))
+            .await
+            .unwrap();
+        let b = hdht_tokio::Dht::new(o(Persistence::Adaptive))
+            .await
+            .unwrap();
         a.ready().await;
         b.ready().await;
         let kp = KeyPair::from_seed(&hash(b"sink"));
@@ -54,6 +74,13 @@ fn main() {
         conn.shutdown().await.unwrap();
         let (total, _server) = sink.await.unwrap();
         let secs = t1.elapsed().as_secs_f64();
-        println!("connect {:?}; {} bytes; {} MiB in {:.2} s = {:.1} MB/s", connected, total, total / (1 << 20), secs, total as f64 / secs / 1e6);
+        println!(
+            "connect {:?}; {} bytes; {} MiB in {:.2} s = {:.1} MB/s",
+            connected,
+            total,
+            total / (1 << 20),
+            secs,
+            total as f64 / secs / 1e6
+        );
     });
 }

@@ -170,9 +170,12 @@ fn ensure_node_modules(dir: &std::path::Path) -> Result<(), HarnessError> {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let installed = || {
-        ["dht-rpc", "hyperdht", "b4a"]
-            .iter()
-            .all(|pkg| dir.join("node_modules").join(pkg).join("package.json").is_file())
+        ["dht-rpc", "hyperdht", "b4a"].iter().all(|pkg| {
+            dir.join("node_modules")
+                .join(pkg)
+                .join("package.json")
+                .is_file()
+        })
     };
     if installed() {
         return Ok(());
@@ -181,18 +184,33 @@ fn ensure_node_modules(dir: &std::path::Path) -> Result<(), HarnessError> {
     let deadline = Instant::now() + Duration::from_secs(300);
     while std::fs::create_dir(&lock).is_err() {
         if Instant::now() > deadline {
-            return Err(HarnessError::Setup(format!("timed out waiting for {}; {SETUP_HINT}", lock.display())));
+            return Err(HarnessError::Setup(format!(
+                "timed out waiting for {}; {SETUP_HINT}",
+                lock.display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     let result = if installed() {
         Ok(())
     } else {
-        eprintln!("hdht-tests: installing the pinned Node reference packages (npm ci) in {}", dir.display());
-        match Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(dir).status() {
+        eprintln!(
+            "hdht-tests: installing the pinned Node reference packages (npm ci) in {}",
+            dir.display()
+        );
+        match Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .status()
+        {
             Ok(st) if st.success() && installed() => Ok(()),
-            Ok(st) => Err(HarnessError::Setup(format!("`npm ci` in {} failed ({st}); {SETUP_HINT}", dir.display()))),
-            Err(e) => Err(HarnessError::Setup(format!("cannot run npm ({e}); {SETUP_HINT}"))),
+            Ok(st) => Err(HarnessError::Setup(format!(
+                "`npm ci` in {} failed ({st}); {SETUP_HINT}",
+                dir.display()
+            ))),
+            Err(e) => Err(HarnessError::Setup(format!(
+                "cannot run npm ({e}); {SETUP_HINT}"
+            ))),
         }
     };
     let _ = std::fs::remove_dir(&lock);

@@ -164,7 +164,9 @@ fn ensure_command(cmd: &str, package: &str) -> Result<(), String> {
         return Ok(());
     }
     if !have("apt-get") {
-        return Err(format!("`{cmd}` is missing and there is no apt-get to install it: install {package}"));
+        return Err(format!(
+            "`{cmd}` is missing and there is no apt-get to install it: install {package}"
+        ));
     }
     eprintln!("hdht-tests: `{cmd}` is missing; installing {package} with apt-get");
     let install = || {
@@ -188,7 +190,9 @@ fn ensure_command(cmd: &str, package: &str) -> Result<(), String> {
     if have(cmd) {
         Ok(())
     } else {
-        Err(format!("`apt-get install {package}` did not provide `{cmd}`; install it by hand"))
+        Err(format!(
+            "`apt-get install {package}` did not provide `{cmd}`; install it by hand"
+        ))
     }
 }
 
@@ -219,7 +223,11 @@ fn preflight_once() -> Result<(), String> {
     let node = crate::node_binary();
     match Command::new(&node).arg("--version").output() {
         Ok(o) if o.status.success() => {}
-        _ => return Err(format!("cannot run `{node} --version`: the kernel-NAT tests need Node.js (>= 18)")),
+        _ => {
+            return Err(format!(
+                "cannot run `{node} --version`: the kernel-NAT tests need Node.js (>= 18)"
+            ))
+        }
     }
     crate::ensure_node_modules(&crate::interop_dir()).map_err(|e| e.to_string())?;
     Ok(())
@@ -231,13 +239,18 @@ fn preflight_once() -> Result<(), String> {
 /// Runs a command to completion (bounded), feeding `stdin`; returns stdout or a loud error.
 fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, String> {
     let desc = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {desc}: {e}"))?;
     if let Some(input) = stdin {
         let mut s = child.stdin.take().expect("piped stdin");
-        s.write_all(input.as_bytes()).map_err(|e| format!("{desc}: writing stdin: {e}"))?;
+        s.write_all(input.as_bytes())
+            .map_err(|e| format!("{desc}: writing stdin: {e}"))?;
     }
     let mut out = child.stdout.take().expect("piped stdout");
     let mut err = child.stderr.take().expect("piped stderr");
@@ -313,7 +326,10 @@ fn destroy_namespace(ns: &str) -> Vec<String> {
             break;
         }
         for pid in pids {
-            let _ = Command::new("kill").args(["-9", pid]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args(["-9", pid])
+                .stderr(Stdio::null())
+                .status();
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -326,9 +342,13 @@ fn destroy_namespace(ns: &str) -> Vec<String> {
 /// Is the test process that created namespace `ns` still running? A zombie is not, nor a
 /// process that started after the namespace was created (a reused pid).
 fn owner_alive(pid: u32, ns: &str) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
     // Fields after "(comm)": state is the 1st, starttime (clock ticks since boot) the 20th.
-    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return true };
+    let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return true;
+    };
     let fields: Vec<&str> = after.split_whitespace().collect();
     if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
         return false;
@@ -357,8 +377,12 @@ fn sweep_stale() {
     static SWEEP: Mutex<()> = Mutex::new(());
     let _guard = SWEEP.lock().unwrap_or_else(|e| e.into_inner());
     for ns in namespaces_on_machine() {
-        let Some(rest) = ns.strip_prefix(PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = ns.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid != std::process::id() && !owner_alive(pid, &ns) {
             eprintln!("hdht-tests: removing stale namespace {ns} (its test process {pid} is gone)");
             for p in destroy_namespace(&ns) {
@@ -412,7 +436,10 @@ fn create_tap(ns: &str, name: &str) -> Result<File, String> {
     std::thread::spawn(move || -> Result<File, String> {
         let nsf = File::open(&ns_path).map_err(|e| format!("open {ns_path}: {e}"))?;
         if unsafe { sys::setns(nsf.as_raw_fd(), sys::CLONE_NEWNET) } != 0 {
-            return Err(format!("setns({ns_path}): {}", std::io::Error::last_os_error()));
+            return Err(format!(
+                "setns({ns_path}): {}",
+                std::io::Error::last_os_error()
+            ));
         }
         let tun = OpenOptions::new()
             .read(true)
@@ -420,10 +447,18 @@ fn create_tap(ns: &str, name: &str) -> Result<File, String> {
             .custom_flags(sys::O_NONBLOCK)
             .open("/dev/net/tun")
             .map_err(|e| format!("open /dev/net/tun: {e}"))?;
-        let mut req = sys::IfReq { name: [0; 16], flags: sys::IFF_TAP | sys::IFF_NO_PI, pad: [0; 22] };
+        let mut req = sys::IfReq {
+            name: [0; 16],
+            flags: sys::IFF_TAP | sys::IFF_NO_PI,
+            pad: [0; 22],
+        };
         req.name[..name_owned.len()].copy_from_slice(name_owned.as_bytes());
-        if unsafe { sys::ioctl(tun.as_raw_fd(), sys::TUNSETIFF, &mut req as *mut sys::IfReq) } != 0 {
-            return Err(format!("TUNSETIFF {name_owned}: {}", std::io::Error::last_os_error()));
+        if unsafe { sys::ioctl(tun.as_raw_fd(), sys::TUNSETIFF, &mut req as *mut sys::IfReq) } != 0
+        {
+            return Err(format!(
+                "TUNSETIFF {name_owned}: {}",
+                std::io::Error::last_os_error()
+            ));
         }
         Ok(tun)
     })
@@ -450,7 +485,11 @@ fn pump(from: File, mut to: File, delay: Duration, stop: Arc<AtomicBool>) {
             .min(Duration::from_millis(50));
         // poll() counts milliseconds: round up so nothing leaves early.
         let ms = wait.as_micros().div_ceil(1000) as i32;
-        let mut pfd = sys::PollFd { fd: from.as_raw_fd(), events: sys::POLLIN, revents: 0 };
+        let mut pfd = sys::PollFd {
+            fd: from.as_raw_fd(),
+            events: sys::POLLIN,
+            revents: 0,
+        };
         let n = unsafe { sys::poll(&mut pfd, 1, ms) };
         if n <= 0 {
             continue;
@@ -476,13 +515,23 @@ struct DelayLink {
 
 impl DelayLink {
     /// Tap `a_name` in `a_ns` ⇄ tap `b_name` in `b_ns`, `delay` each way.
-    fn new(a_ns: &str, a_name: &str, b_ns: &str, b_name: &str, delay: Duration) -> Result<Self, String> {
+    fn new(
+        a_ns: &str,
+        a_name: &str,
+        b_ns: &str,
+        b_name: &str,
+        delay: Duration,
+    ) -> Result<Self, String> {
         let a = create_tap(a_ns, a_name)?;
         let b = create_tap(b_ns, b_name)?;
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (from, to, label) in [
-            (a.try_clone().map_err(|e| e.to_string())?, b.try_clone().map_err(|e| e.to_string())?, format!("{a_name}>{b_name}")),
+            (
+                a.try_clone().map_err(|e| e.to_string())?,
+                b.try_clone().map_err(|e| e.to_string())?,
+                format!("{a_name}>{b_name}"),
+            ),
             (b, a, format!("{b_name}>{a_name}")),
         ] {
             let stop = stop.clone();
@@ -543,8 +592,14 @@ impl Proc {
             .map_err(|e| format!("cannot spawn {desc}: {e}"))?;
         let (tx, lines_rx) = mpsc::channel();
         for (stream, reader) in [
-            (Stream::Stdout, Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>),
-            (Stream::Stderr, Box::new(child.stderr.take().expect("piped")) as Box<dyn Read + Send>),
+            (
+                Stream::Stdout,
+                Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
+            ),
+            (
+                Stream::Stderr,
+                Box::new(child.stderr.take().expect("piped")) as Box<dyn Read + Send>,
+            ),
         ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -557,7 +612,14 @@ impl Proc {
             });
         }
         let stdin = child.stdin.take();
-        Ok(Proc { label, child, stdin, lines_rx, lines: Vec::new(), started: Instant::now() })
+        Ok(Proc {
+            label,
+            child,
+            stdin,
+            lines_rx,
+            lines: Vec::new(),
+            started: Instant::now(),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -593,7 +655,11 @@ impl Proc {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    return Err(format!("{}: no {events:?} line within {timeout:?}\n{}", self.label, self.transcript()))
+                    return Err(format!(
+                        "{}: no {events:?} line within {timeout:?}\n{}",
+                        self.label,
+                        self.transcript()
+                    ))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().ok();
@@ -609,8 +675,13 @@ impl Proc {
 
     /// Writes to the process's stdin.
     pub fn write_stdin(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let s = self.stdin.as_mut().ok_or_else(|| format!("{}: stdin already closed", self.label))?;
-        s.write_all(bytes).and_then(|_| s.flush()).map_err(|e| format!("{}: stdin: {e}", self.label))
+        let s = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| format!("{}: stdin already closed", self.label))?;
+        s.write_all(bytes)
+            .and_then(|_| s.flush())
+            .map_err(|e| format!("{}: stdin: {e}", self.label))
     }
 
     /// Closes stdin (end of input).
@@ -628,7 +699,10 @@ impl Proc {
             if let Some(st) = self.child.try_wait().map_err(|e| e.to_string())? {
                 // Collect what the reader threads still hold.
                 let drain_until = Instant::now() + Duration::from_millis(500);
-                while let Ok(l) = self.lines_rx.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
+                while let Ok(l) = self
+                    .lines_rx
+                    .recv_timeout(drain_until.saturating_duration_since(Instant::now()))
+                {
                     self.lines.push(l);
                 }
                 return Ok(st);
@@ -639,7 +713,11 @@ impl Proc {
                 while let Ok(l) = self.lines_rx.try_recv() {
                     self.lines.push(l);
                 }
-                return Err(format!("{}: still running after {timeout:?}, killed\n{}", self.label, self.transcript()));
+                return Err(format!(
+                    "{}: still running after {timeout:?}, killed\n{}",
+                    self.label,
+                    self.transcript()
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -749,43 +827,83 @@ impl Topology {
     }
 
     fn build(&mut self) -> Result<(), String> {
-        for name in [&self.ns_pub, &self.ns_nat_a, &self.ns_nat_b, &self.ns_host_a, &self.ns_host_b] {
+        for name in [
+            &self.ns_pub,
+            &self.ns_nat_a,
+            &self.ns_nat_b,
+            &self.ns_host_a,
+            &self.ns_host_b,
+        ] {
             ip(&["netns", "add", name]).map_err(|e| {
                 format!("{e}\n(network namespaces unavailable? the kernel needs CONFIG_NET_NS and we need CAP_SYS_ADMIN)")
             })?;
             self.created.push(name.clone());
             ipn(name, &["link", "set", "lo", "up"])?;
         }
-        let (p, na, nb, ha, hb) =
-            (self.ns_pub.clone(), self.ns_nat_a.clone(), self.ns_nat_b.clone(), self.ns_host_a.clone(), self.ns_host_b.clone());
+        let (p, na, nb, ha, hb) = (
+            self.ns_pub.clone(),
+            self.ns_nat_a.clone(),
+            self.ns_nat_b.clone(),
+            self.ns_host_a.clone(),
+            self.ns_host_b.clone(),
+        );
 
         // The internet: a bridge with the public nodes' addresses.
         ipn(&p, &["link", "add", "br0", "type", "bridge"])?;
         ipn(&p, &["addr", "add", "20.0.0.1/24", "dev", "br0"])?;
         for i in 0..PUBLIC_NODES {
-            ipn(&p, &["addr", "add", &format!("{}/24", public_ip(i)), "dev", "br0"])?;
+            ipn(
+                &p,
+                &["addr", "add", &format!("{}/24", public_ip(i)), "dev", "br0"],
+            )?;
         }
-        ipn(&p, &["addr", "add", &format!("{PUBLIC_HOST}/24"), "dev", "br0"])?;
+        ipn(
+            &p,
+            &["addr", "add", &format!("{PUBLIC_HOST}/24"), "dev", "br0"],
+        )?;
         ipn(&p, &["link", "set", "br0", "up"])?;
 
         // NAT routers and their LANs.
         for (nat_ns, host_ns, bridge_port, wan_ip, lan_router, lan_host) in [
-            (&na, &ha, "wan-a", "20.0.0.101/24", "10.1.0.1/24", "10.1.0.2/24"),
-            (&nb, &hb, "wan-b", "20.0.0.102/24", "192.168.2.1/24", "192.168.2.2/24"),
+            (
+                &na,
+                &ha,
+                "wan-a",
+                "20.0.0.101/24",
+                "10.1.0.1/24",
+                "10.1.0.2/24",
+            ),
+            (
+                &nb,
+                &hb,
+                "wan-b",
+                "20.0.0.102/24",
+                "192.168.2.1/24",
+                "192.168.2.2/24",
+            ),
         ] {
-            self.links.push(DelayLink::new(nat_ns, "wan", &p, bridge_port, LINK_DELAY)?);
+            self.links
+                .push(DelayLink::new(nat_ns, "wan", &p, bridge_port, LINK_DELAY)?);
             ipn(&p, &["link", "set", bridge_port, "master", "br0"])?;
             ipn(&p, &["link", "set", bridge_port, "up"])?;
             ipn(nat_ns, &["addr", "add", wan_ip, "dev", "wan"])?;
             ipn(nat_ns, &["link", "set", "wan", "up"])?;
-            ipn(nat_ns, &["link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", host_ns])?;
+            ipn(
+                nat_ns,
+                &[
+                    "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", host_ns,
+                ],
+            )?;
             ipn(nat_ns, &["addr", "add", lan_router, "dev", "lan"])?;
             ipn(nat_ns, &["link", "set", "lan", "up"])?;
             ipn(host_ns, &["addr", "add", lan_host, "dev", "eth0"])?;
             ipn(host_ns, &["link", "set", "eth0", "up"])?;
             let gw = lan_router.split('/').next().expect("cidr");
             ipn(host_ns, &["route", "add", "default", "via", gw])?;
-            run(in_ns(nat_ns, "sh").args(["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]), None)?;
+            run(
+                in_ns(nat_ns, "sh").args(["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]),
+                None,
+            )?;
         }
         self.set_nat(Site::A, Nat::Consistent)?;
         self.set_nat(Site::B, Nat::Consistent)?;
@@ -850,7 +968,8 @@ impl Topology {
         let ips: Vec<String> = (0..PUBLIC_NODES).map(public_ip).collect();
         let script = netns_dir().join("public.js");
         let mut cmd = in_ns(&self.ns_pub, &crate::node_binary());
-        cmd.arg(script).args(["--ips", &ips.join(","), "--port", &PUBLIC_PORT.to_string()]);
+        cmd.arg(script)
+            .args(["--ips", &ips.join(","), "--port", &PUBLIC_PORT.to_string()]);
         let mut p = Proc::spawn("public-dht".into(), cmd)?;
         let ready = p.wait_event(&["ready", "error"], SETUP_TIMEOUT)?;
         if ready["event"] != "ready" {
@@ -858,7 +977,11 @@ impl Topology {
         }
         self.bootstrap = ready["bootstrap"]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         self.public_nodes = ready["nodes"].clone();
         self.public_dht = Some(p);
@@ -871,14 +994,26 @@ impl Topology {
     }
 
     /// Starts `program args…` in `site`'s namespace.
-    pub fn spawn(&self, site: Site, label: &str, program: &Path, args: &[String]) -> Result<Proc, String> {
+    pub fn spawn(
+        &self,
+        site: Site,
+        label: &str,
+        program: &Path,
+        args: &[String],
+    ) -> Result<Proc, String> {
         let mut cmd = in_ns(self.namespace(site), &program.to_string_lossy());
         cmd.args(args);
         Proc::spawn(label.to_string(), cmd)
     }
 
     /// Starts a Node script from tests/netns in `site`'s namespace.
-    pub fn spawn_node(&self, site: Site, label: &str, script: &str, args: &[String]) -> Result<Proc, String> {
+    pub fn spawn_node(
+        &self,
+        site: Site,
+        label: &str,
+        script: &str,
+        args: &[String],
+    ) -> Result<Proc, String> {
         let mut all = vec![netns_dir().join(script).to_string_lossy().into_owned()];
         all.extend_from_slice(args);
         self.spawn(site, label, Path::new(&crate::node_binary()), &all)
@@ -887,11 +1022,27 @@ impl Topology {
     /// Minimum round-trip time (dht-rpc PINGs, ms) from `site` to the public DHT nodes: a
     /// self-check of the delay pumps (expect ~2 × [`LINK_DELAY`] from A or B).
     pub fn measure_rtt(&mut self, site: Site) -> Result<f64, String> {
-        let to: Vec<String> = (1..PUBLIC_NODES.min(6)).map(|i| format!("{}:{PUBLIC_PORT}", public_ip(i))).collect();
+        let to: Vec<String> = (1..PUBLIC_NODES.min(6))
+            .map(|i| format!("{}:{PUBLIC_PORT}", public_ip(i)))
+            .collect();
         let port = self.fresh_port().to_string();
-        let mut p = self.spawn_node(site, "rtt", "rtt.js", &["--to".into(), to.join(","), "--count".into(), "10".into(), "--port".into(), port])?;
+        let mut p = self.spawn_node(
+            site,
+            "rtt",
+            "rtt.js",
+            &[
+                "--to".into(),
+                to.join(","),
+                "--count".into(),
+                "10".into(),
+                "--port".into(),
+                port,
+            ],
+        )?;
         let v = p.wait_event(&["rtt", "error"], Duration::from_secs(20))?;
-        v["minMs"].as_f64().ok_or_else(|| format!("rtt.js: {v}\n{}", p.transcript()))
+        v["minMs"]
+            .as_f64()
+            .ok_or_else(|| format!("rtt.js: {v}\n{}", p.transcript()))
     }
 
     /// A human-readable description of the addresses.
@@ -919,7 +1070,10 @@ impl Drop for Topology {
         for ns in &self.created {
             let pids = ip(&["netns", "pids", ns]).unwrap_or_default();
             for pid in pids.split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).stderr(Stdio::null()).status();
+                let _ = Command::new("kill")
+                    .args(["-9", pid])
+                    .stderr(Stdio::null())
+                    .status();
             }
         }
         for mut l in self.links.drain(..) {
@@ -929,7 +1083,10 @@ impl Drop for Topology {
             problems.extend(destroy_namespace(&ns));
         }
         if !problems.is_empty() {
-            eprintln!("hdht-tests: kernel-NAT teardown problems:\n{}", problems.join("\n"));
+            eprintln!(
+                "hdht-tests: kernel-NAT teardown problems:\n{}",
+                problems.join("\n")
+            );
         }
     }
 }
@@ -965,12 +1122,23 @@ pub fn hdht_binary() -> Result<PathBuf, String> {
         .and_then(Path::parent)
         .ok_or_else(|| format!("unexpected test binary path {}", exe.display()))?;
     let target_dir = profile_dir.parent().ok_or("no target directory")?;
-    let profile = profile_dir.file_name().and_then(|s| s.to_str()).unwrap_or("debug");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("debug");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "--quiet", "-p", "hdht-cli", "--bin", "hdht", "--target-dir"])
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "hdht-cli",
+        "--bin",
+        "hdht",
+        "--target-dir",
+    ])
+    .arg(target_dir)
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
     match profile {
         "debug" => {}
         "release" => {
@@ -980,9 +1148,13 @@ pub fn hdht_binary() -> Result<PathBuf, String> {
             cmd.args(["--profile", other]);
         }
     }
-    let status = cmd.status().map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if !status.success() {
-        return Err(format!("`cargo build -p hdht-cli` failed ({status}); set HDHT_BIN to a built hdht"));
+        return Err(format!(
+            "`cargo build -p hdht-cli` failed ({status}); set HDHT_BIN to a built hdht"
+        ));
     }
     let bin = profile_dir.join("hdht");
     if !bin.is_file() {
@@ -998,7 +1170,9 @@ pub fn hdht_binary() -> Result<PathBuf, String> {
 /// Random 32 bytes as hex (a fresh key pair seed per run: no stale announcements).
 pub fn random_seed() -> String {
     let mut b = [0u8; 32];
-    File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).expect("/dev/urandom");
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("/dev/urandom");
     hex::encode(b)
 }
 
@@ -1026,7 +1200,14 @@ pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server
     let label = format!("{}-server", imp.name());
     let mut proc = match imp {
         Impl::Node => {
-            let mut args = vec!["--bootstrap".into(), boot, "--seed".into(), seed, "--port".into(), port];
+            let mut args = vec![
+                "--bootstrap".into(),
+                boot,
+                "--seed".into(),
+                seed,
+                "--port".into(),
+                port,
+            ];
             if site == Site::Public {
                 args.extend(["--host".into(), PUBLIC_HOST.into()]);
             }
@@ -1035,8 +1216,15 @@ pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server
         Impl::Rust => {
             let bin = hdht_binary()?;
             let mut args: Vec<String> = vec![
-                "listen".into(), "--json".into(), "--bootstrap".into(), boot, "--seed".into(), seed,
-                "--echo".into(), "--port".into(), port,
+                "listen".into(),
+                "--json".into(),
+                "--bootstrap".into(),
+                boot,
+                "--seed".into(),
+                seed,
+                "--echo".into(),
+                "--port".into(),
+                port,
             ];
             if site == Site::Public {
                 args.extend(["--host".into(), PUBLIC_HOST.into()]);
@@ -1046,13 +1234,23 @@ pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server
     };
     let listening = proc.wait_event(&["listening", "error"], SERVER_TIMEOUT)?;
     if listening["event"] != "listening" {
-        return Err(format!("{label} failed: {listening}\n{}", proc.transcript()));
+        return Err(format!(
+            "{label} failed: {listening}\n{}",
+            proc.transcript()
+        ));
     }
     let public_key = listening["publicKey"]
         .as_str()
         .ok_or_else(|| format!("{label}: listening line without publicKey: {listening}"))?
         .to_string();
-    Ok(Server { imp, site, public_key, listening, ready_time: proc.elapsed(), proc })
+    Ok(Server {
+        imp,
+        site,
+        public_key,
+        listening,
+        ready_time: proc.elapsed(),
+        proc,
+    })
 }
 
 /// What a client run gave.
@@ -1083,10 +1281,15 @@ impl Outcome {
         let nats = format!(
             "server {}{} × client {}",
             self.server.name(),
-            self.server_nat.map(|n| format!(" ({})", n.name())).unwrap_or_else(|| " (no NAT)".into()),
+            self.server_nat
+                .map(|n| format!(" ({})", n.name()))
+                .unwrap_or_else(|| " (no NAT)".into()),
             format_args!("{} ({})", self.client.name(), self.client_nat.name()),
         );
-        let server = self.server_ready.map(|d| format!("; server listening after {:.2} s", d.as_secs_f64())).unwrap_or_default();
+        let server = self
+            .server_ready
+            .map(|d| format!("; server listening after {:.2} s", d.as_secs_f64()))
+            .unwrap_or_default();
         if self.connected {
             format!(
                 "{nats}: connected in {:.0} ms (client wall {:.2} s{server})",
@@ -1098,7 +1301,11 @@ impl Outcome {
                 "{nats}: FAILED {} after {:.2} s{server}{}",
                 self.error.as_deref().unwrap_or("?"),
                 self.wall.as_secs_f64(),
-                if self.reasons.is_empty() { String::new() } else { format!(" (errors created: {})", self.reasons.join(", ")) }
+                if self.reasons.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (errors created: {})", self.reasons.join(", "))
+                }
             )
         }
     }
@@ -1106,8 +1313,14 @@ impl Outcome {
     /// Did the run fail because both NATs are randomized (the reference's verdict)?
     pub fn double_randomized(&self) -> bool {
         !self.connected
-            && (self.error.as_deref().is_some_and(|e| e.contains("DOUBLE_RANDOMIZED"))
-                || self.reasons.iter().any(|r| r == "HOLEPUNCH_DOUBLE_RANDOMIZED_NATS"))
+            && (self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("DOUBLE_RANDOMIZED"))
+                || self
+                    .reasons
+                    .iter()
+                    .any(|r| r == "HOLEPUNCH_DOUBLE_RANDOMIZED_NATS"))
     }
 }
 
@@ -1141,60 +1354,88 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
         detail: String::new(),
     };
     let started = Instant::now();
-    let result: Result<(), String> = (|| {
-        match imp {
-            Impl::Node => {
-                let args = vec![
-                    "--bootstrap".into(), boot, "--public-key".into(), server.public_key.clone(),
-                    "--port".into(), port, "--timeout".into(), (CLIENT_TIMEOUT.as_millis() as u64 - 5000).to_string(),
-                ];
-                let mut p = topo.spawn_node(site, &label, "client.js", &args)?;
-                let res = p.wait_event(&["connected", "error"], CLIENT_TIMEOUT);
-                let _ = p.wait_exit(Duration::from_secs(5));
-                out.wall = started.elapsed();
-                out.detail = p.transcript();
-                let v = res?;
-                out.reasons = v["errorsCreated"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
-                    .unwrap_or_default();
-                if v["event"] == "connected" {
-                    out.connected = true;
-                    out.connect_ms = v["connectMs"].as_f64();
-                } else {
-                    out.error = Some(v["code"].as_str().map(String::from).unwrap_or_else(|| v["message"].to_string()));
-                }
-                Ok(())
+    let result: Result<(), String> = (|| match imp {
+        Impl::Node => {
+            let args = vec![
+                "--bootstrap".into(),
+                boot,
+                "--public-key".into(),
+                server.public_key.clone(),
+                "--port".into(),
+                port,
+                "--timeout".into(),
+                (CLIENT_TIMEOUT.as_millis() as u64 - 5000).to_string(),
+            ];
+            let mut p = topo.spawn_node(site, &label, "client.js", &args)?;
+            let res = p.wait_event(&["connected", "error"], CLIENT_TIMEOUT);
+            let _ = p.wait_exit(Duration::from_secs(5));
+            out.wall = started.elapsed();
+            out.detail = p.transcript();
+            let v = res?;
+            out.reasons = v["errorsCreated"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if v["event"] == "connected" {
+                out.connected = true;
+                out.connect_ms = v["connectMs"].as_f64();
+            } else {
+                out.error = Some(
+                    v["code"]
+                        .as_str()
+                        .map(String::from)
+                        .unwrap_or_else(|| v["message"].to_string()),
+                );
             }
-            Impl::Rust => {
-                let bin = hdht_binary()?;
-                let args: Vec<String> = vec![
-                    "connect".into(), server.public_key.clone(), "--json".into(), "--bootstrap".into(), boot,
-                    "--port".into(), port,
-                ];
-                let mut p = topo.spawn(site, &label, &bin, &args)?;
-                p.write_stdin(MESSAGE)?;
-                p.close_stdin();
-                let status = p.wait_exit(CLIENT_TIMEOUT);
-                out.wall = started.elapsed();
-                out.detail = p.transcript();
-                let status = status?;
-                let connected = p.wait_event(&["connected"], Duration::ZERO).ok();
-                out.connect_ms = connected.as_ref().and_then(|v| v["ms"].as_f64());
-                let echoed = p.text(Stream::Stdout).as_bytes() == MESSAGE;
-                if status.success() && echoed {
-                    out.connected = true;
+            Ok(())
+        }
+        Impl::Rust => {
+            let bin = hdht_binary()?;
+            let args: Vec<String> = vec![
+                "connect".into(),
+                server.public_key.clone(),
+                "--json".into(),
+                "--bootstrap".into(),
+                boot,
+                "--port".into(),
+                port,
+            ];
+            let mut p = topo.spawn(site, &label, &bin, &args)?;
+            p.write_stdin(MESSAGE)?;
+            p.close_stdin();
+            let status = p.wait_exit(CLIENT_TIMEOUT);
+            out.wall = started.elapsed();
+            out.detail = p.transcript();
+            let status = status?;
+            let connected = p.wait_event(&["connected"], Duration::ZERO).ok();
+            out.connect_ms = connected.as_ref().and_then(|v| v["ms"].as_f64());
+            let echoed = p.text(Stream::Stdout).as_bytes() == MESSAGE;
+            if status.success() && echoed {
+                out.connected = true;
+            } else {
+                let end = p.wait_event(&["end"], Duration::ZERO).ok();
+                let err = end
+                    .as_ref()
+                    .and_then(|v| v["error"].as_str().map(String::from))
+                    .or_else(|| {
+                        p.text(Stream::Stderr)
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .map(String::from)
+                    })
+                    .unwrap_or_else(|| format!("{status}"));
+                out.error = Some(if status.success() {
+                    format!("bad echo: {err}")
                 } else {
-                    let end = p.wait_event(&["end"], Duration::ZERO).ok();
-                    let err = end
-                        .as_ref()
-                        .and_then(|v| v["error"].as_str().map(String::from))
-                        .or_else(|| p.text(Stream::Stderr).lines().rev().find(|l| !l.trim().is_empty()).map(String::from))
-                        .unwrap_or_else(|| format!("{status}"));
-                    out.error = Some(if status.success() { format!("bad echo: {err}") } else { error_code(&err) });
-                }
-                Ok(())
+                    error_code(&err)
+                });
             }
+            Ok(())
         }
     })();
     if let Err(e) = result {
@@ -1212,8 +1453,17 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
 
 /// One server behind NAT A and one client behind NAT B with the given NATs: fresh server
 /// process, fresh key, fresh ports.
-pub fn run_pair(topo: &mut Topology, server: Impl, client: Impl, server_nat: Nat, client_nat: Nat) -> Outcome {
-    if let Err(e) = topo.set_nat(Site::A, server_nat).and_then(|_| topo.set_nat(Site::B, client_nat)) {
+pub fn run_pair(
+    topo: &mut Topology,
+    server: Impl,
+    client: Impl,
+    server_nat: Nat,
+    client_nat: Nat,
+) -> Outcome {
+    if let Err(e) = topo
+        .set_nat(Site::A, server_nat)
+        .and_then(|_| topo.set_nat(Site::B, client_nat))
+    {
         panic!("kernel-NAT harness: setting the NATs failed: {e}");
     }
     match start_server(topo, server, Site::A) {
@@ -1227,7 +1477,10 @@ pub fn run_pair(topo: &mut Topology, server: Impl, client: Impl, server_nat: Nat
             connect_ms: None,
             wall: Duration::ZERO,
             server_ready: None,
-            error: Some(format!("server did not start: {}", e.lines().next().unwrap_or(""))),
+            error: Some(format!(
+                "server did not start: {}",
+                e.lines().next().unwrap_or("")
+            )),
             reasons: Vec::new(),
             detail: e,
         },

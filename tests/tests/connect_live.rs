@@ -15,16 +15,25 @@ use serde_json::json;
 const STEP: Duration = Duration::from_secs(30);
 
 fn opts(bootstrap: &[String], persistence: Persistence) -> DhtOptions {
-    DhtOptions { bootstrap: bootstrap.to_vec(), host: Ipv4Addr::LOCALHOST, persistence, ..DhtOptions::default() }
+    DhtOptions {
+        bootstrap: bootstrap.to_vec(),
+        host: Ipv4Addr::LOCALHOST,
+        persistence,
+        ..DhtOptions::default()
+    }
 }
 
 async fn rust_network<R: Runtime>(n: usize) -> (R::Dht, Vec<R::Dht>, Vec<String>) {
-    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST)).await.expect("bootstrapper");
+    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
+        .await
+        .expect("bootstrapper");
     assert!(R::timeout(STEP, boot.ready()).await.unwrap_or(false));
     let bootstrap = vec![boot.server_address().to_string()];
     let mut nodes = Vec::new();
     for _ in 0..n {
-        let d = R::dht(opts(&bootstrap, Persistence::Persistent)).await.expect("node");
+        let d = R::dht(opts(&bootstrap, Persistence::Persistent))
+            .await
+            .expect("node");
         assert!(R::timeout(STEP, d.ready()).await.unwrap_or(false));
         nodes.push(d);
     }
@@ -33,19 +42,36 @@ async fn rust_network<R: Runtime>(n: usize) -> (R::Dht, Vec<R::Dht>, Vec<String>
 
 async fn rust_to_rust<R: Runtime>() {
     let (boot, nodes, bootstrap) = rust_network::<R>(5).await;
-    let server_dht = R::dht(opts(&bootstrap, Persistence::Adaptive)).await.expect("server node");
-    let client_dht = R::dht(opts(&bootstrap, Persistence::Adaptive)).await.expect("client node");
+    let server_dht = R::dht(opts(&bootstrap, Persistence::Adaptive))
+        .await
+        .expect("server node");
+    let client_dht = R::dht(opts(&bootstrap, Persistence::Adaptive))
+        .await
+        .expect("client node");
     assert!(R::timeout(STEP, server_dht.ready()).await.unwrap_or(false));
     assert!(R::timeout(STEP, client_dht.ready()).await.unwrap_or(false));
     let kp = KeyPair::from_seed(&hash(b"rust server"));
     let mut server = server_dht.create_server();
-    R::timeout(STEP, server.listen(&kp)).await.expect("listen timed out").expect("listen");
+    R::timeout(STEP, server.listen(&kp))
+        .await
+        .expect("listen timed out")
+        .expect("listen");
     assert!(!server.relay_addresses().is_empty(), "announced to relays");
 
     let connect = client_dht.connect(kp.public_key());
     let (client, accepted) = futures_lite::future::zip(
-        async { R::timeout(STEP, connect).await.expect("connect timed out").expect("connect") },
-        async { R::timeout(STEP, server.accept()).await.expect("accept timed out").expect("a connection") },
+        async {
+            R::timeout(STEP, connect)
+                .await
+                .expect("connect timed out")
+                .expect("connect")
+        },
+        async {
+            R::timeout(STEP, server.accept())
+                .await
+                .expect("accept timed out")
+                .expect("a connection")
+        },
     )
     .await;
     assert_eq!(client.remote_public_key(), kp.public_key());
@@ -54,40 +80,81 @@ async fn rust_to_rust<R: Runtime>() {
 
     let (mut client, mut accepted) = (client, accepted);
     let msg = b"hello over an encrypted UDX stream".to_vec();
-    R::timeout(STEP, client.write_all(&msg)).await.expect("write timed out").expect("write");
+    R::timeout(STEP, client.write_all(&msg))
+        .await
+        .expect("write timed out")
+        .expect("write");
     let mut got = vec![0u8; msg.len()];
-    R::timeout(STEP, accepted.read_exact(&mut got)).await.expect("read timed out").expect("read");
+    R::timeout(STEP, accepted.read_exact(&mut got))
+        .await
+        .expect("read timed out")
+        .expect("read");
     assert_eq!(got, msg);
-    R::timeout(STEP, accepted.write_all(b"and back")).await.expect("timed out").expect("write back");
+    R::timeout(STEP, accepted.write_all(b"and back"))
+        .await
+        .expect("timed out")
+        .expect("write back");
     let mut back = [0u8; 8];
-    R::timeout(STEP, client.read_exact(&mut back)).await.expect("timed out").expect("read back");
+    R::timeout(STEP, client.read_exact(&mut back))
+        .await
+        .expect("timed out")
+        .expect("read back");
     assert_eq!(&back, b"and back");
     // Half-close: the server reads to the end.
-    R::timeout(STEP, client.close()).await.expect("timed out").expect("close");
+    R::timeout(STEP, client.close())
+        .await
+        .expect("timed out")
+        .expect("close");
     let mut rest = Vec::new();
-    R::timeout(STEP, accepted.read_to_end(&mut rest)).await.expect("end timed out").expect("read to end");
+    R::timeout(STEP, accepted.read_to_end(&mut rest))
+        .await
+        .expect("end timed out")
+        .expect("read to end");
     assert!(rest.is_empty());
     drop((client, accepted, server));
-    for d in [client_dht, server_dht].into_iter().chain(nodes).chain([boot]) {
+    for d in [client_dht, server_dht]
+        .into_iter()
+        .chain(nodes)
+        .chain([boot])
+    {
         R::destroy(d).await;
     }
 }
 
 async fn rust_client_node_server<R: Runtime>() {
     let peers = NodePeers::new();
-    let net = R::blocking(|| peers.testnet_with(json!({"size": 6, "kind": "hyperdht"}))).expect("node testnet");
-    R::blocking(|| peers.spawn("srv", json!({"kind": "hyperdht", "bootstrap": net.bootstrap}))).expect("server node");
+    let net = R::blocking(|| peers.testnet_with(json!({"size": 6, "kind": "hyperdht"})))
+        .expect("node testnet");
+    R::blocking(|| {
+        peers.spawn(
+            "srv",
+            json!({"kind": "hyperdht", "bootstrap": net.bootstrap}),
+        )
+    })
+    .expect("server node");
     let seed = hash(b"node server");
     let pk = KeyPair::from_seed(&seed).public_key();
-    R::blocking(|| peers.call(json!({"op": "listen", "name": "srv", "seed": hex::encode(seed)}))).expect("listen");
-    let client_dht = R::dht(opts(&net.bootstrap, Persistence::Adaptive)).await.expect("client");
+    R::blocking(|| peers.call(json!({"op": "listen", "name": "srv", "seed": hex::encode(seed)})))
+        .expect("listen");
+    let client_dht = R::dht(opts(&net.bootstrap, Persistence::Adaptive))
+        .await
+        .expect("client");
     assert!(R::timeout(STEP, client_dht.ready()).await.unwrap_or(false));
-    let mut conn = R::timeout(STEP, client_dht.connect(pk)).await.expect("connect timed out").expect("connect to a Node server");
+    let mut conn = R::timeout(STEP, client_dht.connect(pk))
+        .await
+        .expect("connect timed out")
+        .expect("connect to a Node server");
     assert_eq!(conn.remote_public_key(), pk);
     let msg = b"rust client to node echo server".to_vec();
-    R::timeout(STEP, conn.write_all(&msg)).await.expect("timed out").expect("write");
+    R::timeout(STEP, conn.write_all(&msg))
+        .await
+        .expect("timed out")
+        .expect("write");
     let mut got = vec![0u8; msg.len()];
-    R::timeout(STEP, conn.read_exact(&mut got)).await.expect("echo timed out").expect("read echo");
+    R::timeout(STEP, conn.read_exact(&mut got))
+        .await
+        .expect("echo timed out")
+        .expect("read echo");
     assert_eq!(got, msg);
     drop(conn);
     R::destroy(client_dht).await;
@@ -95,13 +162,25 @@ async fn rust_client_node_server<R: Runtime>() {
 
 async fn node_client_rust_server<R: Runtime>() {
     let peers = NodePeers::new();
-    let net = R::blocking(|| peers.testnet_with(json!({"size": 6, "kind": "hyperdht"}))).expect("node testnet");
-    let server_dht = R::dht(opts(&net.bootstrap, Persistence::Adaptive)).await.expect("server");
+    let net = R::blocking(|| peers.testnet_with(json!({"size": 6, "kind": "hyperdht"})))
+        .expect("node testnet");
+    let server_dht = R::dht(opts(&net.bootstrap, Persistence::Adaptive))
+        .await
+        .expect("server");
     assert!(R::timeout(STEP, server_dht.ready()).await.unwrap_or(false));
     let kp = KeyPair::from_seed(&hash(b"rust echo server"));
     let mut server = server_dht.create_server();
-    R::timeout(STEP, server.listen(&kp)).await.expect("listen timed out").expect("listen");
-    R::blocking(|| peers.spawn("cli", json!({"kind": "hyperdht", "bootstrap": net.bootstrap}))).expect("client node");
+    R::timeout(STEP, server.listen(&kp))
+        .await
+        .expect("listen timed out")
+        .expect("listen");
+    R::blocking(|| {
+        peers.spawn(
+            "cli",
+            json!({"kind": "hyperdht", "bootstrap": net.bootstrap}),
+        )
+    })
+    .expect("client node");
     let message = hex::encode(b"node client to rust echo server");
     let pk = hex::encode(kp.public_key());
     // The echo side runs on its own thread: the Node call below blocks this one.
@@ -116,7 +195,12 @@ async fn node_client_rust_server<R: Runtime>() {
             (conn, server)
         })
     });
-    let res = R::blocking(|| peers.call_timeout(json!({"op": "connect", "name": "cli", "publicKey": pk, "message": message}), Duration::from_secs(25)));
+    let res = R::blocking(|| {
+        peers.call_timeout(
+            json!({"op": "connect", "name": "cli", "publicKey": pk, "message": message}),
+            Duration::from_secs(25),
+        )
+    });
     let res = res.expect("Node client connects to the Rust server");
     assert_eq!(res["echoed"].as_str(), Some(message.as_str()));
     let (conn, server) = echo.join().expect("echo thread");

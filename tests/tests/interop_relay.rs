@@ -16,22 +16,34 @@ const STEP: Duration = Duration::from_secs(30);
 
 async fn node_peers_connect_through_rust_relays<R: Runtime>() {
     let peers = NodePeers::new();
-    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST)).await.expect("bootstrapper");
+    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
+        .await
+        .expect("bootstrapper");
     assert!(R::timeout(STEP, boot.ready()).await.unwrap_or(false));
     let bootstrap = vec![boot.server_address().to_string()];
     let mut rust = vec![];
     for _ in 0..8 {
-        let opts = DhtOptions { bootstrap: bootstrap.clone(), host: Ipv4Addr::LOCALHOST, persistence: Persistence::Persistent, ..DhtOptions::default() };
+        let opts = DhtOptions {
+            bootstrap: bootstrap.clone(),
+            host: Ipv4Addr::LOCALHOST,
+            persistence: Persistence::Persistent,
+            ..DhtOptions::default()
+        };
         let d = R::dht(opts).await.expect("rust node");
         assert!(R::timeout(STEP, d.ready()).await.unwrap_or(false));
         rust.push(d);
     }
     // Node server and client are ordinary (adaptive, hence ephemeral) hyperdht nodes: the only
     // routable nodes, and so the only relays, are Rust nodes.
-    R::blocking(|| peers.spawn("srv", json!({"kind": "hyperdht", "bootstrap": bootstrap}))).expect("server node");
-    R::blocking(|| peers.spawn("cli", json!({"kind": "hyperdht", "bootstrap": bootstrap}))).expect("client node");
+    R::blocking(|| peers.spawn("srv", json!({"kind": "hyperdht", "bootstrap": bootstrap})))
+        .expect("server node");
+    R::blocking(|| peers.spawn("cli", json!({"kind": "hyperdht", "bootstrap": bootstrap})))
+        .expect("client node");
     let seed = hash(b"relay test server");
-    let listening = R::blocking(|| peers.call(json!({"op": "listen", "name": "srv", "seed": hex::encode(seed)}))).expect("listen");
+    let listening = R::blocking(|| {
+        peers.call(json!({"op": "listen", "name": "srv", "seed": hex::encode(seed)}))
+    })
+    .expect("listen");
     let pk = listening["publicKey"].as_str().unwrap().to_string();
 
     // Rust nodes hold the server's self-announce (the router record): a find-peer from a Rust
@@ -39,15 +51,27 @@ async fn node_peers_connect_through_rust_relays<R: Runtime>() {
     let pk_bytes: [u8; 32] = hex::decode(&pk).unwrap().try_into().unwrap();
     let mut found = rust[0].find_peer(pk_bytes);
     let mut relays = Vec::new();
-    while let Some(reply) = R::timeout(STEP, found.next()).await.expect("find-peer timed out") {
+    while let Some(reply) = R::timeout(STEP, found.next())
+        .await
+        .expect("find-peer timed out")
+    {
         assert_eq!(reply.peer.public_key, pk_bytes);
         relays.push(reply.from);
     }
-    let rust_addrs: Vec<_> = rust.iter().chain([&boot]).map(|d| d.server_address()).collect();
-    assert!(!relays.is_empty() && relays.iter().all(|r| rust_addrs.contains(r)), "relays {relays:?}");
+    let rust_addrs: Vec<_> = rust
+        .iter()
+        .chain([&boot])
+        .map(|d| d.server_address())
+        .collect();
+    assert!(
+        !relays.is_empty() && relays.iter().all(|r| rust_addrs.contains(r)),
+        "relays {relays:?}"
+    );
 
     for local_connection in [true, false] {
-        let message = hex::encode(format!("hello through rust relays, local={local_connection}"));
+        let message = hex::encode(format!(
+            "hello through rust relays, local={local_connection}"
+        ));
         let res = R::blocking(|| {
             peers.call_timeout(
                 json!({"op": "connect", "name": "cli", "publicKey": pk, "message": message, "localConnection": local_connection}),

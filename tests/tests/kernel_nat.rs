@@ -22,10 +22,16 @@
 
 use std::time::Instant;
 
-use hdht_tests::netns::{run_client, run_pair, start_server, Impl, Nat, Outcome, Site, Topology, LINK_DELAY};
+use hdht_tests::netns::{
+    run_client, run_pair, start_server, Impl, Nat, Outcome, Site, Topology, LINK_DELAY,
+};
 
 fn runs(default: usize) -> usize {
-    std::env::var("HDHT_NETNS_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(default).max(1)
+    std::env::var("HDHT_NETNS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+        .max(1)
 }
 
 /// Consistent × consistent, consistent × random, random × consistent, random × random
@@ -52,7 +58,11 @@ fn through_the_nats(server: Impl, client: Impl) {
                     .name(name)
                     .spawn_scoped(scope, move || {
                         let mut topo = Topology::up();
-                        eprintln!("topology up in {:.2} s: {}", topo.setup_time.as_secs_f64(), topo.describe());
+                        eprintln!(
+                            "topology up in {:.2} s: {}",
+                            topo.setup_time.as_secs_f64(),
+                            topo.describe()
+                        );
                         let mut failures = Vec::new();
                         if (server_nat, client_nat) == PAIRS[0] {
                             check_rtt(&mut topo, &mut failures);
@@ -60,8 +70,13 @@ fn through_the_nats(server: Impl, client: Impl) {
                         for _ in 0..n {
                             let o = run_pair(&mut topo, server, client, server_nat, client_nat);
                             eprintln!("{}", o.summary());
-                            let both_random = server_nat == Nat::Random && client_nat == Nat::Random;
-                            let ok = if both_random { refused_double_random(&o) } else { o.connected };
+                            let both_random =
+                                server_nat == Nat::Random && client_nat == Nat::Random;
+                            let ok = if both_random {
+                                refused_double_random(&o)
+                            } else {
+                                o.connected
+                            };
                             if !ok {
                                 failures.push(format!("{}\n{}", o.summary(), o.detail));
                             }
@@ -71,7 +86,10 @@ fn through_the_nats(server: Impl, client: Impl) {
                     .expect("spawn")
             })
             .collect();
-        handles.into_iter().map(|h| h.join().map_err(panic_message)).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(panic_message))
+            .collect()
     });
     let mut failures = Vec::new();
     for r in results {
@@ -81,7 +99,12 @@ fn through_the_nats(server: Impl, client: Impl) {
         }
     }
     eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
-    assert!(failures.is_empty(), "{} problem(s):\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -99,7 +122,9 @@ fn check_rtt(topo: &mut Topology, failures: &mut Vec<String>) {
             Ok(ms) => {
                 eprintln!("RTT {site:?} → public nodes: {ms:.1} ms (min of 10 pings)");
                 if !(want - 1.0..want + 60.0).contains(&ms) {
-                    failures.push(format!("RTT from {site:?} is {ms:.1} ms, expected ~{want:.0} ms"));
+                    failures.push(format!(
+                        "RTT from {site:?} is {ms:.1} ms, expected ~{want:.0} ms"
+                    ));
                 }
             }
             Err(e) => failures.push(format!("RTT from {site:?}: {e}")),
@@ -134,7 +159,10 @@ fn kernel_nat_rust_cli_without_punching() {
     for server_imp in [Impl::Rust, Impl::Node] {
         let mut server = match start_server(&mut topo, server_imp, Site::Public) {
             Ok(s) => s,
-            Err(e) => panic!("{} server on the public side did not start: {e}", server_imp.name()),
+            Err(e) => panic!(
+                "{} server on the public side did not start: {e}",
+                server_imp.name()
+            ),
         };
         for client_nat in Nat::ALL {
             topo.set_nat(Site::B, client_nat).expect("set NAT");
@@ -152,7 +180,12 @@ fn kernel_nat_rust_cli_without_punching() {
     }
     drop(topo);
     eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
-    assert!(failures.is_empty(), "{} run(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} run(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -180,9 +213,20 @@ fn kernel_nat_matrix() {
     println!("{}", topo.describe());
     println!(
         "{:<6} {:<6} {:<11} {:<11} {:>5}  {:<24} {:<12} errors",
-        "server", "client", "server NAT", "client NAT", "ok", "connect ms (min/med/max)", "server up s"
+        "server",
+        "client",
+        "server NAT",
+        "client NAT",
+        "ok",
+        "connect ms (min/med/max)",
+        "server up s"
     );
-    for (server, client) in [(Impl::Node, Impl::Node), (Impl::Rust, Impl::Rust), (Impl::Node, Impl::Rust), (Impl::Rust, Impl::Node)] {
+    for (server, client) in [
+        (Impl::Node, Impl::Node),
+        (Impl::Rust, Impl::Rust),
+        (Impl::Node, Impl::Rust),
+        (Impl::Rust, Impl::Node),
+    ] {
         for (server_nat, client_nat) in PAIRS {
             let mut ms = Vec::new();
             let mut errors = Vec::new();
@@ -206,12 +250,20 @@ fn kernel_nat_matrix() {
             let times = if ms.is_empty() {
                 "-".to_string()
             } else {
-                format!("{:.0} / {:.0} / {:.0}", ms[0], ms[ms.len() / 2], ms[ms.len() - 1])
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    ms[0],
+                    ms[ms.len() / 2],
+                    ms[ms.len() - 1]
+                )
             };
             errors.sort();
             errors.dedup();
             up.sort_by(|a, b| a.total_cmp(b));
-            let up = up.get(up.len() / 2).map(|s| format!("{s:.2}")).unwrap_or_else(|| "-".into());
+            let up = up
+                .get(up.len() / 2)
+                .map(|s| format!("{s:.2}"))
+                .unwrap_or_else(|| "-".into());
             println!(
                 "{:<6} {:<6} {:<11} {:<11} {:>2}/{:<2}  {:<24} {:<12} {}",
                 server.name(),

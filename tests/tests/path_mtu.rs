@@ -41,18 +41,38 @@ fn opts(bootstrap: &[String]) -> DhtOptions {
 fn child() {
     // SAFETY: plain syscall; only this thread (and the threads it starts) move.
     let r = unsafe { unshare(CLONE_NEWNET) };
-    assert_eq!(r, 0, "unshare(CLONE_NEWNET) failed (needs root): {}", std::io::Error::last_os_error());
-    let st = Command::new("ip").args(["link", "set", "lo", "mtu", &PATH_MTU.to_string(), "up"]).status();
-    assert!(st.is_ok_and(|s| s.success()), "could not configure lo in the new namespace");
+    assert_eq!(
+        r,
+        0,
+        "unshare(CLONE_NEWNET) failed (needs root): {}",
+        std::io::Error::last_os_error()
+    );
+    let st = Command::new("ip")
+        .args(["link", "set", "lo", "mtu", &PATH_MTU.to_string(), "up"])
+        .status();
+    assert!(
+        st.is_ok_and(|s| s.success()),
+        "could not configure lo in the new namespace"
+    );
 
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        let boot = hdht_tokio::Dht::new(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST)).await.expect("bootstrapper");
+        let boot = hdht_tokio::Dht::new(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
+            .await
+            .expect("bootstrapper");
         boot.ready().await;
         let bootstrap = vec![boot.server_address().to_string()];
-        let server_node = hdht_tokio::Dht::new(opts(&bootstrap)).await.expect("server node");
+        let server_node = hdht_tokio::Dht::new(opts(&bootstrap))
+            .await
+            .expect("server node");
         server_node.ready().await;
-        let client_node = hdht_tokio::Dht::new(opts(&bootstrap)).await.expect("client node");
+        let client_node = hdht_tokio::Dht::new(opts(&bootstrap))
+            .await
+            .expect("client node");
         client_node.ready().await;
 
         let kp = KeyPair::from_seed(&[7; 32]);
@@ -75,10 +95,13 @@ fn child() {
             (total, hex::encode(h.finalize()))
         });
 
-        let mut conn = tokio::time::timeout(Duration::from_secs(10), client_node.connect(kp.public_key()))
-            .await
-            .expect("connect in time")
-            .expect("connect");
+        let mut conn = tokio::time::timeout(
+            Duration::from_secs(10),
+            client_node.connect(kp.public_key()),
+        )
+        .await
+        .expect("connect in time")
+        .expect("connect");
         let data: Vec<u8> = (0..BYTES).map(|i| (i * 31 % 251) as u8).collect();
         tokio::time::timeout(Duration::from_secs(30), async {
             conn.write_all(&data).await.expect("write");
@@ -89,10 +112,16 @@ fn child() {
         let transport = conn.transport().expect("transport state");
         let mut rest = Vec::new();
         conn.read_to_end(&mut rest).await.expect("peer end");
-        let (total, sha) = tokio::time::timeout(Duration::from_secs(30), sink).await.expect("sink in time").expect("sink");
+        let (total, sha) = tokio::time::timeout(Duration::from_secs(30), sink)
+            .await
+            .expect("sink in time")
+            .expect("sink");
         assert_eq!(total, BYTES, "every byte arrived");
         assert_eq!(sha, hex::encode(Sha256::digest(&data)), "in order, intact");
-        println!("mtu={} retransmits={} sha_ok", transport.mtu, transport.stats.retransmits);
+        println!(
+            "mtu={} retransmits={} sha_ok",
+            transport.mtu, transport.stats.retransmits
+        );
     });
 }
 
@@ -102,7 +131,12 @@ fn mtu_probing_stops_at_a_smaller_kernel_path() {
         return child();
     }
     let mut proc = Command::new(std::env::current_exe().expect("exe"))
-        .args(["--exact", "mtu_probing_stops_at_a_smaller_kernel_path", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "mtu_probing_stops_at_a_smaller_kernel_path",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -121,14 +155,28 @@ fn mtu_probing_stops_at_a_smaller_kernel_path() {
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut out = String::new();
-    proc.stdout.take().expect("stdout").read_to_string(&mut out).expect("child output");
-    assert!(status.success(), "child failed (root is needed for a network namespace):\n{out}");
+    proc.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("child output");
+    assert!(
+        status.success(),
+        "child failed (root is needed for a network namespace):\n{out}"
+    );
     let line = out
         .lines()
         .find_map(|l| l.find("mtu=").map(|at| &l[at..]))
         .unwrap_or_else(|| panic!("no result line in:\n{out}"));
-    let mtu: u16 = line["mtu=".len()..].split_whitespace().next().and_then(|v| v.parse().ok()).expect("mtu value");
+    let mtu: u16 = line["mtu=".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("mtu value");
     assert!(line.contains("sha_ok"), "{line}");
-    assert!(mtu <= PATH_MTU, "the MTU search went past the {PATH_MTU}-byte path: {line}");
+    assert!(
+        mtu <= PATH_MTU,
+        "the MTU search went past the {PATH_MTU}-byte path: {line}"
+    );
     assert!(mtu > 1200, "the MTU search did not probe at all: {line}");
 }

@@ -20,7 +20,11 @@ const STEP: Duration = Duration::from_secs(10);
 const CMD: u64 = 1000;
 
 fn opts() -> DhtOptions {
-    DhtOptions { host: Ipv4Addr::LOCALHOST, handle_requests: true, ..DhtOptions::default() }
+    DhtOptions {
+        host: Ipv4Addr::LOCALHOST,
+        handle_requests: true,
+        ..DhtOptions::default()
+    }
 }
 
 fn request(to: std::net::SocketAddrV4, value: &[u8], socket: Option<SocketKind>) -> RequestSpec {
@@ -39,28 +43,59 @@ async fn unopened_pool_sockets_drop_their_datagrams<R: Runtime>() {
     let to = b.server_address();
 
     // A request from pool socket 5, which the core never opened: it never leaves.
-    let lost = a.request(request(to, b"from a pool socket", Some(SocketKind::Pool(5))));
-    assert_eq!(R::timeout(STEP, lost).await.expect("settles"), Err(RequestError::Timeout));
+    let lost = a.request(request(
+        to,
+        b"from a pool socket",
+        Some(SocketKind::Pool(5)),
+    ));
+    assert_eq!(
+        R::timeout(STEP, lost).await.expect("settles"),
+        Err(RequestError::Timeout)
+    );
 
     // The same from the ordinary socket arrives — and is the first thing b ever receives.
     let pending = a.request(request(to, b"from the client socket", None));
-    let req = R::timeout(STEP, incoming.next()).await.expect("a request in time").expect("a request");
-    assert_eq!(req.request.value.as_deref(), Some(&b"from the client socket"[..]));
+    let req = R::timeout(STEP, incoming.next())
+        .await
+        .expect("a request in time")
+        .expect("a request");
+    assert_eq!(
+        req.request.value.as_deref(),
+        Some(&b"from the client socket"[..])
+    );
     req.reply(Some(b"pong".to_vec()));
-    let reply = R::timeout(STEP, pending).await.expect("reply in time").expect("reply");
+    let reply = R::timeout(STEP, pending)
+        .await
+        .expect("reply in time")
+        .expect("reply");
     assert_eq!(reply.value.as_deref(), Some(&b"pong"[..]));
 
     // A reply routed to b's pool socket 3 (never opened) is dropped as well.
     let pending = a.request(request(to, b"answer from a pool socket", None));
-    let req = R::timeout(STEP, incoming.next()).await.expect("a request in time").expect("a request");
-    req.respond(ReplySpec { socket: Some(SocketKind::Pool(3)), ..ReplySpec::value(Some(b"lost".to_vec())) });
-    assert_eq!(R::timeout(STEP, pending).await.expect("settles"), Err(RequestError::Timeout));
+    let req = R::timeout(STEP, incoming.next())
+        .await
+        .expect("a request in time")
+        .expect("a request");
+    req.respond(ReplySpec {
+        socket: Some(SocketKind::Pool(3)),
+        ..ReplySpec::value(Some(b"lost".to_vec()))
+    });
+    assert_eq!(
+        R::timeout(STEP, pending).await.expect("settles"),
+        Err(RequestError::Timeout)
+    );
 
     // Both nodes still work, and stop cleanly.
     let pending = a.request(request(to, b"still there?", None));
-    let req = R::timeout(STEP, incoming.next()).await.expect("a request in time").expect("a request");
+    let req = R::timeout(STEP, incoming.next())
+        .await
+        .expect("a request in time")
+        .expect("a request");
     req.reply(Some(b"yes".to_vec()));
-    let reply = R::timeout(STEP, pending).await.expect("reply in time").expect("reply");
+    let reply = R::timeout(STEP, pending)
+        .await
+        .expect("reply in time")
+        .expect("reply");
     assert_eq!(reply.value.as_deref(), Some(&b"yes"[..]));
     drop(incoming);
     R::timeout(STEP, R::destroy(a)).await.expect("a stops");

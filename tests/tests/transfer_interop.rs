@@ -19,18 +19,38 @@ const MIB: usize = 1 << 20;
 async fn both_directions<R: Runtime>(size: usize) {
     let budget = Duration::from_secs(120);
     let peers = NodePeers::new();
-    let net = R::blocking(|| peers.testnet_with(json!({"size": 5, "kind": "hyperdht"}))).expect("node testnet");
-    R::blocking(|| peers.spawn("node", json!({"kind": "hyperdht", "bootstrap": net.bootstrap}))).expect("node peer");
-    let dht = R::dht(DhtOptions { bootstrap: net.bootstrap.clone(), host: Ipv4Addr::LOCALHOST, persistence: Persistence::Adaptive, ..DhtOptions::default() })
+    let net = R::blocking(|| peers.testnet_with(json!({"size": 5, "kind": "hyperdht"})))
+        .expect("node testnet");
+    R::blocking(|| {
+        peers.spawn(
+            "node",
+            json!({"kind": "hyperdht", "bootstrap": net.bootstrap}),
+        )
+    })
+    .expect("node peer");
+    let dht = R::dht(DhtOptions {
+        bootstrap: net.bootstrap.clone(),
+        host: Ipv4Addr::LOCALHOST,
+        persistence: Persistence::Adaptive,
+        ..DhtOptions::default()
+    })
+    .await
+    .expect("rust node");
+    assert!(R::timeout(Duration::from_secs(30), dht.ready())
         .await
-        .expect("rust node");
-    assert!(R::timeout(Duration::from_secs(30), dht.ready()).await.unwrap_or(false));
+        .unwrap_or(false));
 
     // Rust → Node.
     let seed = hash(b"node sink");
     let node_pk = KeyPair::from_seed(&seed).public_key();
-    R::blocking(|| peers.call(json!({"op": "sinkListen", "name": "node", "seed": hex::encode(seed)}))).expect("sink");
-    let mut conn = R::timeout(budget, dht.connect(node_pk)).await.expect("connect timed out").expect("connect");
+    R::blocking(|| {
+        peers.call(json!({"op": "sinkListen", "name": "node", "seed": hex::encode(seed)}))
+    })
+    .expect("sink");
+    let mut conn = R::timeout(budget, dht.connect(node_pk))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(size as u64);
     let mut sent = Sha256::new();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -39,22 +59,43 @@ async fn both_directions<R: Runtime>(size: usize) {
         let n = left.min(chunk.len());
         rng.fill_bytes(&mut chunk[..n]);
         sent.update(&chunk[..n]);
-        R::timeout(budget, conn.write_all(&chunk[..n])).await.expect("write timed out").expect("write");
+        R::timeout(budget, conn.write_all(&chunk[..n]))
+            .await
+            .expect("write timed out")
+            .expect("write");
         left -= n;
     }
-    R::timeout(budget, conn.close()).await.expect("timed out").expect("end");
+    R::timeout(budget, conn.close())
+        .await
+        .expect("timed out")
+        .expect("end");
     let mut rest = Vec::new();
-    R::timeout(budget, conn.read_to_end(&mut rest)).await.expect("peer end timed out").expect("read to end");
-    let sinks = R::blocking(|| peers.call(json!({"op": "sinkResults", "name": "node"}))).expect("results");
+    R::timeout(budget, conn.read_to_end(&mut rest))
+        .await
+        .expect("peer end timed out")
+        .expect("read to end");
+    let sinks =
+        R::blocking(|| peers.call(json!({"op": "sinkResults", "name": "node"}))).expect("results");
     let sink = &sinks["sinks"][0];
-    assert_eq!(sink["bytes"].as_u64(), Some(size as u64), "Node received every byte");
-    assert_eq!(sink["sha256"].as_str(), Some(hex::encode(sent.finalize()).as_str()), "and in order");
+    assert_eq!(
+        sink["bytes"].as_u64(),
+        Some(size as u64),
+        "Node received every byte"
+    );
+    assert_eq!(
+        sink["sha256"].as_str(),
+        Some(hex::encode(sent.finalize()).as_str()),
+        "and in order"
+    );
     drop(conn);
 
     // Node → Rust.
     let kp = KeyPair::from_seed(&hash(b"rust sink"));
     let mut server = dht.create_server();
-    R::timeout(budget, server.listen(&kp)).await.expect("listen timed out").expect("listen");
+    R::timeout(budget, server.listen(&kp))
+        .await
+        .expect("listen timed out")
+        .expect("listen");
     let receiver = std::thread::spawn(move || {
         futures_lite::future::block_on(async move {
             let mut conn = server.accept().await.expect("connection");
@@ -74,10 +115,20 @@ async fn both_directions<R: Runtime>(size: usize) {
         })
     });
     let pk = hex::encode(kp.public_key());
-    let sent = R::blocking(|| peers.call_timeout(json!({"op": "sendRandom", "name": "node", "publicKey": pk, "size": size}), budget)).expect("node sends");
+    let sent = R::blocking(|| {
+        peers.call_timeout(
+            json!({"op": "sendRandom", "name": "node", "publicKey": pk, "size": size}),
+            budget,
+        )
+    })
+    .expect("node sends");
     let (total, digest, _server) = receiver.join().expect("receiver");
     assert_eq!(total, size, "Rust received every byte");
-    assert_eq!(Some(digest.as_str()), sent["sha256"].as_str(), "and in order");
+    assert_eq!(
+        Some(digest.as_str()),
+        sent["sha256"].as_str(),
+        "and in order"
+    );
     R::destroy(dht).await;
 }
 

@@ -444,7 +444,11 @@ async fn demo(net: &mut Network, n: usize, mib: usize, out: Output) -> Result<()
 /// Two more nodes that stay firewalled connect through a holepunch (no LAN shortcut).
 async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
     use hdht_core::dht::{ConnectOptions, ServerOptions};
-    let bootstrap = vec![net.bootstrapper.as_ref().map(|b| b.server_address().to_string()).unwrap_or_default()];
+    let bootstrap = vec![net
+        .bootstrapper
+        .as_ref()
+        .map(|b| b.server_address().to_string())
+        .unwrap_or_default()];
     let t0 = Instant::now();
     let mut peers = Vec::new();
     for _ in 0..2 {
@@ -455,26 +459,49 @@ async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
             quick_firewall: false,
             ..DhtOptions::default()
         };
-        let dht = Dht::new(opts).await.map_err(|e| Error::new(format!("cannot start a firewalled node: {e}")))?;
+        let dht = Dht::new(opts)
+            .await
+            .map_err(|e| Error::new(format!("cannot start a firewalled node: {e}")))?;
         let dht = net.push(dht);
         step("a firewalled node's bootstrap", dht.ready()).await?;
         peers.push(net.nodes.len() - 1);
     }
     let (server_dht, client_dht) = (&net.nodes[peers[0]], &net.nodes[peers[1]]);
     if !server_dht.is_firewalled() || !client_dht.is_firewalled() {
-        return Err(Error::new("the two holepunching nodes did not stay firewalled"));
+        return Err(Error::new(
+            "the two holepunching nodes did not stay firewalled",
+        ));
     }
-    let dht_ports = [server_dht.server_address().port(), server_dht.client_address().port()];
+    let dht_ports = [
+        server_dht.server_address().port(),
+        server_dht.client_address().port(),
+    ];
     let kp = KeyPair::from_seed(&random_bytes()?);
-    let mut server = server_dht.create_server_with(ServerOptions { hide_local_addresses: true, ..ServerOptions::default() }, None);
-    step("the listen", server.listen(&kp)).await?.map_err(|e| Error::new(format!("the listen failed: {e}")))?;
-    let t1 = Instant::now();
-    let opts = ConnectOptions { local_connection: false, ..ConnectOptions::default() };
-    let mut client = step("the holepunch", client_dht.connect_with(kp.public_key(), opts))
+    let mut server = server_dht.create_server_with(
+        ServerOptions {
+            hide_local_addresses: true,
+            ..ServerOptions::default()
+        },
+        None,
+    );
+    step("the listen", server.listen(&kp))
         .await?
-        .map_err(|e| Error::new(format!("the holepunch failed: {e}")))?;
+        .map_err(|e| Error::new(format!("the listen failed: {e}")))?;
+    let t1 = Instant::now();
+    let opts = ConnectOptions {
+        local_connection: false,
+        ..ConnectOptions::default()
+    };
+    let mut client = step(
+        "the holepunch",
+        client_dht.connect_with(kp.public_key(), opts),
+    )
+    .await?
+    .map_err(|e| Error::new(format!("the holepunch failed: {e}")))?;
     let connect_ms = ms_since(t1);
-    let mut accepted = step("the accept", server.accept()).await?.ok_or_else(|| Error::new("the server closed before the connection arrived"))?;
+    let mut accepted = step("the accept", server.accept())
+        .await?
+        .ok_or_else(|| Error::new("the server closed before the connection arrived"))?;
     let msg = b"punched through";
     let exchange = async {
         client.write_all(msg).await?;
@@ -482,7 +509,9 @@ async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
         accepted.read_exact(&mut got).await?;
         Ok::<_, std::io::Error>(got == *msg)
     };
-    let intact = step("the punched stream", exchange).await?.map_err(|e| Error::new(format!("the punched stream failed: {e}")))?;
+    let intact = step("the punched stream", exchange)
+        .await?
+        .map_err(|e| Error::new(format!("the punched stream failed: {e}")))?;
     let remote = client.remote_address().and_then(|a| match a {
         std::net::SocketAddr::V4(a) => Some(a),
         std::net::SocketAddr::V6(_) => None,
@@ -504,13 +533,19 @@ async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
             "holepunch      two firewalled nodes, key {}  punched in {connect_ms:.2} ms to {}, {}",
             short_hex(&kp.public_key()),
             remote.map_or_else(|| "?".to_string(), |a| a.to_string()),
-            if intact && punched { "intact" } else { "NOT PUNCHED" }
+            if intact && punched {
+                "intact"
+            } else {
+                "NOT PUNCHED"
+            }
         )
     });
     if intact && punched {
         Ok(())
     } else {
-        Err(Error::new("the firewalled nodes did not connect over their puncher sockets"))
+        Err(Error::new(
+            "the firewalled nodes did not connect over their puncher sockets",
+        ))
     }
 }
 

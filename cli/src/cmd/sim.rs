@@ -91,7 +91,10 @@ impl SimArgs {
             }
         } else {
             if !self.nat.is_empty() || self.churn.is_some() {
-                return Err("holepunch-matrix takes --client and --server, not --nat or --churn".to_string());
+                return Err(
+                    "holepunch-matrix takes --client and --server, not --nat or --churn"
+                        .to_string(),
+                );
             }
             if self.seeds == 0 {
                 return Err("--seeds must be at least 1".to_string());
@@ -160,7 +163,8 @@ struct Throttle {
 
 impl Throttle {
     fn due(&mut self, phase: &'static str, wall: Duration, finished: bool) -> bool {
-        if phase == self.last_phase && wall < self.last_report + Duration::from_secs(1) && !finished {
+        if phase == self.last_phase && wall < self.last_report + Duration::from_secs(1) && !finished
+        {
             return false;
         }
         self.last_phase = phase;
@@ -182,7 +186,11 @@ pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
         cfg.churn = c;
     }
     if !args.nat.is_empty() {
-        cfg.nat = args.nat.join(",").parse::<NatMix>().map_err(|e| Error::new(format!("--nat: {e}")))?;
+        cfg.nat = args
+            .nat
+            .join(",")
+            .parse::<NatMix>()
+            .map_err(|e| Error::new(format!("--nat: {e}")))?;
     }
     let mut scenario = Scenario::new(cfg).map_err(|e| Error::new(format!("{e}")))?;
     let mut throttle = Throttle::default();
@@ -201,7 +209,9 @@ pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
         }
         .print(out);
     };
-    let report = scenario.run(&mut progress).map_err(|e| Error::new(format!("simulation failed: {e}")))?;
+    let report = scenario
+        .run(&mut progress)
+        .map_err(|e| Error::new(format!("simulation failed: {e}")))?;
     if !json {
         println!("{report}");
     }
@@ -243,7 +253,8 @@ fn run_holepunch_matrix(args: SimArgs, out: Output, json: bool) -> Result<()> {
             println!("{}", p.to_json_line());
         }
     };
-    let report = run_matrix(&cfg, &mut progress, &mut pair).map_err(|e| Error::new(format!("simulation failed: {e}")))?;
+    let report = run_matrix(&cfg, &mut progress, &mut pair)
+        .map_err(|e| Error::new(format!("simulation failed: {e}")))?;
     if !json {
         println!("{}", report.table());
     }

@@ -51,7 +51,9 @@ pub fn public_key(seed: &[u8; 32]) -> [u8; 32] {
 
 /// The public key of a clamped scalar: `scalar · B`, compressed.
 pub fn public_key_from_scalar(scalar: &[u8; 32]) -> [u8; 32] {
-    EdwardsPoint::mul_base_clamped(*scalar).compress().to_bytes()
+    EdwardsPoint::mul_base_clamped(*scalar)
+        .compress()
+        .to_bytes()
 }
 
 /// Decodes a remote public key with libsodium's acceptance rules for

@@ -963,7 +963,11 @@ impl Puncher {
             self.probe(socket, SocketAddrV4::new(host, port), DEFAULT_TTL);
         }
         // After the last probe, give a hit's echo time to come back before giving up.
-        let wait = if remaining == 1 { RANDOM_PROBE_GRACE } else { RANDOM_PROBE_INTERVAL };
+        let wait = if remaining == 1 {
+            RANDOM_PROBE_GRACE
+        } else {
+            RANDOM_PROBE_INTERVAL
+        };
         self.run = Run::Random {
             host,
             remaining: remaining - 1,

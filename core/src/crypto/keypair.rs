@@ -12,14 +12,18 @@ pub struct KeyPair {
 
 impl core::fmt::Debug for KeyPair {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("KeyPair").field("public_key", &self.public_key()).finish_non_exhaustive()
+        f.debug_struct("KeyPair")
+            .field("public_key", &self.public_key())
+            .finish_non_exhaustive()
     }
 }
 
 impl KeyPair {
     /// The key pair derived from a 32-byte seed.
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        KeyPair { signing: SigningKey::from_bytes(seed) }
+        KeyPair {
+            signing: SigningKey::from_bytes(seed),
+        }
     }
 
     /// A fresh key pair from the given RNG.

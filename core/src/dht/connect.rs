@@ -20,13 +20,13 @@ use super::node::{bare_to, DhtNode, Forward};
 use super::punch::{ClientPunch, PunchRequest, ServerPunch};
 use super::sign;
 use crate::connect::{
-    RandomPunchLimiter, ConnectError, ErrorCode, Firewall, Handshake, HandshakeResult, HolepunchInfo, NoisePayload,
-    RelayInfo, SecretStreamInfo, UdxInfo,
+    ConnectError, ErrorCode, Firewall, Handshake, HandshakeResult, HolepunchInfo, NoisePayload,
+    RandomPunchLimiter, RelayInfo, SecretStreamInfo, UdxInfo,
 };
 use crate::crypto::KeyPair;
 use crate::rpc::{
-    IncomingRequest, NodeId, QueryId, QueryReply, QuerySpec, RequestError, RequestId,
-    RequestSpec, SocketKind, PING,
+    IncomingRequest, NodeId, QueryId, QueryReply, QuerySpec, RequestError, RequestId, RequestSpec,
+    SocketKind, PING,
 };
 use crate::stream::{self, SecretStream};
 use crate::udx::{self, Demux, Incoming, StreamConfig, StreamEvent, UdxStream};
@@ -105,7 +105,12 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions { key_pair: None, relay_addresses: Vec::new(), local_connection: true, fast_open: true }
+        ConnectOptions {
+            key_pair: None,
+            relay_addresses: Vec::new(),
+            local_connection: true,
+            fast_open: true,
+        }
     }
 }
 
@@ -272,7 +277,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    fn new(stream_id: u32, handshake: HandshakeResult, server: Option<ServerId>, secret: SecretStream, connect_deadline: Option<Instant>) -> Self {
+    fn new(
+        stream_id: u32,
+        handshake: HandshakeResult,
+        server: Option<ServerId>,
+        secret: SecretStream,
+        connect_deadline: Option<Instant>,
+    ) -> Self {
         Conn {
             stream_id,
             handshake,
@@ -297,7 +308,10 @@ pub(super) enum AttemptPhase {
     Handshaking,
     /// Holepunching ([`Attempt::punch`]), raced with the LAN shortcut's PING to the server's
     /// local address when there is one (`lan`).
-    Holepunching { remote_udx: u32, lan: Option<SocketAddrV4> },
+    Holepunching {
+        remote_udx: u32,
+        lan: Option<SocketAddrV4>,
+    },
     /// We are OPEN: waiting for the server to connect to us.
     WaitingForServer { until: Instant, remote_udx: u32 },
     /// The UDX stream is connected; waiting for the secret stream to open.
@@ -414,19 +428,39 @@ pub(crate) struct ConnectState {
 /// it: straight back to a client that came directly; to the relay that forwarded it, naming
 /// the client's address as that relay saw it; or, from a second relay, to the first one.
 /// `(socket, to, value, relayed)`; `None` for a mode that gets no reply.
-fn handshake_reply_route(req: &IncomingRequest, env: &HandshakeEnvelope, socket: SocketKind, msg2: Vec<u8>) -> Option<(SocketKind, SocketAddrV4, Vec<u8>, bool)> {
+fn handshake_reply_route(
+    req: &IncomingRequest,
+    env: &HandshakeEnvelope,
+    socket: SocketKind,
+    msg2: Vec<u8>,
+) -> Option<(SocketKind, SocketAddrV4, Vec<u8>, bool)> {
     match env.mode {
         mode::FROM_CLIENT => {
-            let v = HandshakeEnvelope { mode: mode::REPLY, noise: msg2, peer_address: None, relay_address: None };
+            let v = HandshakeEnvelope {
+                mode: mode::REPLY,
+                noise: msg2,
+                peer_address: None,
+                relay_address: None,
+            };
             Some((socket, req.from, v.to_bytes(), false))
         }
         mode::FROM_RELAY => {
-            let v = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: msg2, peer_address: env.peer_address, relay_address: None };
+            let v = HandshakeEnvelope {
+                mode: mode::FROM_SERVER,
+                noise: msg2,
+                peer_address: env.peer_address,
+                relay_address: None,
+            };
             Some((socket, req.from, v.to_bytes(), true))
         }
         mode::FROM_SECOND_RELAY => {
             let relay = env.relay_address?;
-            let v = HandshakeEnvelope { mode: mode::FROM_SERVER, noise: msg2, peer_address: env.peer_address, relay_address: None };
+            let v = HandshakeEnvelope {
+                mode: mode::FROM_SERVER,
+                noise: msg2,
+                peer_address: env.peer_address,
+                relay_address: None,
+            };
             Some((socket, relay, v.to_bytes(), true))
         }
         _ => None,
@@ -461,7 +495,11 @@ fn is_reserved(ip: &Ipv4Addr) -> bool {
 
 /// Number of leading dotted octets two addresses share.
 fn shared_octets(a: &Ipv4Addr, b: &Ipv4Addr) -> usize {
-    a.octets().iter().zip(b.octets().iter()).take_while(|(x, y)| x == y).count()
+    a.octets()
+        .iter()
+        .zip(b.octets().iter())
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 impl<R: RngCore + CryptoRng> DhtNode<R> {
@@ -526,11 +564,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// `connect(remotePublicKey)`: finds the server, handshakes through a relay and opens an
     /// encrypted stream. The outcome is a [`ConnectEvent::Open`] or [`ConnectEvent::Failed`].
-    pub fn connect(&mut self, now: Instant, remote_public_key: [u8; 32], opts: ConnectOptions) -> ConnId {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote_public_key: [u8; 32],
+        opts: ConnectOptions,
+    ) -> ConnId {
         let conn = ConnId(self.connect.next_conn);
         self.connect.next_conn += 1;
         if self.connect.conns.len() + self.connect.attempts.len() >= MAX_CONNECTIONS {
-            self.connect.events.push_back(ConnectEvent::Failed { conn, error: ConnectError::PeerConnectionFailed });
+            self.connect.events.push_back(ConnectEvent::Failed {
+                conn,
+                error: ConnectError::PeerConnectionFailed,
+            });
             return conn;
         }
         let kp = self.key_pair_or_default(opts.key_pair.clone());
@@ -546,18 +592,26 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let mut hs = match Handshake::initiator(&kp, &remote_public_key, self.rpc.rng()) {
             Ok(hs) => hs,
             Err(_) => {
-                self.connect.events.push_back(ConnectEvent::Failed { conn, error: ConnectError::HandshakeInvalid });
+                self.connect.events.push_back(ConnectEvent::Failed {
+                    conn,
+                    error: ConnectError::HandshakeInvalid,
+                });
                 return conn;
             }
         };
         let msg1 = match hs.send(&payload) {
             Ok(m) => m,
             Err(_) => {
-                self.connect.events.push_back(ConnectEvent::Failed { conn, error: ConnectError::HandshakeInvalid });
+                self.connect.events.push_back(ConnectEvent::Failed {
+                    conn,
+                    error: ConnectError::HandshakeInvalid,
+                });
                 return conn;
             }
         };
-        self.connect.udx.insert(UdxStream::new(stream_id, now, StreamConfig::default()));
+        self.connect
+            .udx
+            .insert(UdxStream::new(stream_id, now, StreamConfig::default()));
         let mut spec = QuerySpec::new(NodeId(target), command::FIND_PEER);
         spec.retries = Some(3);
         spec.seeds = opts.relay_addresses.clone();
@@ -591,16 +645,27 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Sends handshakes to queued relays while fewer than the limit are in flight.
     fn pump_attempt(&mut self, now: Instant, conn: ConnId) {
         loop {
-            let Some(a) = self.connect.attempts.get_mut(&conn) else { return };
-            if !matches!(a.phase, AttemptPhase::Handshaking) || a.inflight.len() >= MAX_HANDSHAKE_ATTEMPTS {
+            let Some(a) = self.connect.attempts.get_mut(&conn) else {
+                return;
+            };
+            if !matches!(a.phase, AttemptPhase::Handshaking)
+                || a.inflight.len() >= MAX_HANDSHAKE_ATTEMPTS
+            {
                 return;
             }
-            let Some(relay) = a.queue.pop_front() else { return };
+            let Some(relay) = a.queue.pop_front() else {
+                return;
+            };
             if a.tried.contains(&relay) {
                 continue;
             }
             a.tried.push(relay);
-            let env = HandshakeEnvelope { mode: mode::FROM_CLIENT, noise: a.msg1.clone(), peer_address: None, relay_address: None };
+            let env = HandshakeEnvelope {
+                mode: mode::FROM_CLIENT,
+                noise: a.msg1.clone(),
+                peer_address: None,
+                relay_address: None,
+            };
             let mut spec = RequestSpec::new(relay, command::PEER_HANDSHAKE);
             spec.target = Some(NodeId(a.target));
             spec.value = Some(env.to_bytes());
@@ -612,8 +677,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    pub(crate) fn on_attempt_query_reply(&mut self, now: Instant, conn: ConnId, reply: &QueryReply) {
-        let Some(a) = self.connect.attempts.get_mut(&conn) else { return };
+    pub(crate) fn on_attempt_query_reply(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        reply: &QueryReply,
+    ) {
+        let Some(a) = self.connect.attempts.get_mut(&conn) else {
+            return;
+        };
         if reply.value.is_none() {
             return;
         }
@@ -630,18 +702,30 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn check_attempt_exhausted(&mut self, _now: Instant, conn: ConnId) {
-        let Some(a) = self.connect.attempts.get(&conn) else { return };
-        if !matches!(a.phase, AttemptPhase::Handshaking) || a.query.is_some() || !a.inflight.is_empty() || !a.queue.is_empty() {
+        let Some(a) = self.connect.attempts.get(&conn) else {
+            return;
+        };
+        if !matches!(a.phase, AttemptPhase::Handshaking)
+            || a.query.is_some()
+            || !a.inflight.is_empty()
+            || !a.queue.is_empty()
+        {
             return;
         }
-        let error = if a.found || !a.tried.is_empty() { ConnectError::PeerConnectionFailed } else { ConnectError::PeerNotFound };
+        let error = if a.found || !a.tried.is_empty() {
+            ConnectError::PeerConnectionFailed
+        } else {
+            ConnectError::PeerNotFound
+        };
         self.fail_attempt(conn, error);
     }
 
     pub(super) fn fail_attempt(&mut self, conn: ConnId, error: ConnectError) {
         let now = self.last_now;
         self.drop_client_punch(now, conn);
-        let Some(a) = self.connect.attempts.remove(&conn) else { return };
+        let Some(a) = self.connect.attempts.remove(&conn) else {
+            return;
+        };
         if let Some(q) = a.query {
             self.connect.attempt_queries.remove(&q);
             self.rpc.cancel_query(q);
@@ -653,21 +737,38 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         self.connect.conns.remove(&conn);
         self.connect.by_stream.remove(&a.stream_id);
-        self.connect.events.push_back(ConnectEvent::Failed { conn, error });
+        self.connect
+            .events
+            .push_back(ConnectEvent::Failed { conn, error });
     }
 
-    pub(crate) fn on_attempt_response(&mut self, now: Instant, rid: RequestId, conn: ConnId, result: Result<QueryReply, RequestError>) {
-        let Some(a) = self.connect.attempts.get_mut(&conn) else { return };
+    pub(crate) fn on_attempt_response(
+        &mut self,
+        now: Instant,
+        rid: RequestId,
+        conn: ConnId,
+        result: Result<QueryReply, RequestError>,
+    ) {
+        let Some(a) = self.connect.attempts.get_mut(&conn) else {
+            return;
+        };
         let Some(relay) = a.inflight.remove(&rid) else {
             // The LAN ping, raced with punching.
-            if let AttemptPhase::Holepunching { remote_udx, lan: Some(addr) } = a.phase {
+            if let AttemptPhase::Holepunching {
+                remote_udx,
+                lan: Some(addr),
+            } = a.phase
+            {
                 match result {
                     Ok(_) => {
                         self.drop_client_punch(now, conn);
                         self.client_connect_stream(now, conn, UDX_SERVER_SOCKET, remote_udx, addr);
                     }
                     Err(_) => {
-                        a.phase = AttemptPhase::Holepunching { remote_udx, lan: None };
+                        a.phase = AttemptPhase::Holepunching {
+                            remote_udx,
+                            lan: None,
+                        };
                         // A blocked LAN ping does not abort a punch that may still work.
                         if !self.attempt_is_punching(conn) {
                             self.fail_attempt(conn, ConnectError::HolepunchAborted);
@@ -688,7 +789,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             self.pump_attempt(now, conn);
             return self.check_attempt_exhausted(now, conn);
         };
-        let Some(mut hs) = a.handshake.take() else { return };
+        let Some(mut hs) = a.handshake.take() else {
+            return;
+        };
         let payload = match hs.recv(&env.noise) {
             Ok(p) => p,
             Err(_) => return self.fail_attempt(conn, ConnectError::HandshakeInvalid),
@@ -696,7 +799,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if payload.version != 1 {
             return self.fail_attempt(conn, ConnectError::ServerIncompatible);
         }
-        let Some(udx_info) = payload.udx.clone().filter(|_| payload.error == ErrorCode::NONE) else {
+        let Some(udx_info) = payload
+            .udx
+            .clone()
+            .filter(|_| payload.error == ErrorCode::NONE)
+        else {
             return self.fail_attempt(conn, ConnectError::ServerError);
         };
         let result = match hs.finish() {
@@ -716,7 +823,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let relayed = env.peer_address.is_some();
         let server_address = env.peer_address.unwrap_or(relay);
         let client_address = reply.to;
-        let holepunchable = payload.holepunch.as_ref().is_some_and(|h| !h.relays.is_empty());
+        let holepunchable = payload
+            .holepunch
+            .as_ref()
+            .is_some_and(|h| !h.relays.is_empty());
         let main = udx_socket(self.rpc.primary_socket());
         let local_connection = a.local_connection;
         if !relayed {
@@ -724,23 +834,47 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.client_connect_stream(now, conn, main, remote_udx, server_address);
         }
         if payload.firewall == Firewall::OPEN || !holepunchable {
-            let addr = payload.addresses4.iter().find(|a| !is_bogon(a.ip())).copied().unwrap_or(server_address);
+            let addr = payload
+                .addresses4
+                .iter()
+                .find(|a| !is_bogon(a.ip()))
+                .copied()
+                .unwrap_or(server_address);
             return self.client_connect_stream(now, conn, main, remote_udx, addr);
         }
         if self.our_firewall() == Firewall::OPEN {
             if let Some(a) = self.connect.attempts.get_mut(&conn) {
-                a.phase = AttemptPhase::WaitingForServer { until: now + CLIENT_OPEN_WAIT, remote_udx };
+                a.phase = AttemptPhase::WaitingForServer {
+                    until: now + CLIENT_OPEN_WAIT,
+                    remote_udx,
+                };
             }
             return self.replay_early(now, conn);
         }
         // The LAN shortcut (same public host) races the punch.
         let mut lan = None;
         if local_connection && client_address.ip() == server_address.ip() {
-            let locals: Vec<Ipv4Addr> = self.connect.local_addresses.iter().map(|a| *a.ip()).collect();
-            let candidates: Vec<SocketAddrV4> = payload.addresses4.iter().filter(|a| !is_reserved(a.ip())).copied().collect();
+            let locals: Vec<Ipv4Addr> = self
+                .connect
+                .local_addresses
+                .iter()
+                .map(|a| *a.ip())
+                .collect();
+            let candidates: Vec<SocketAddrV4> = payload
+                .addresses4
+                .iter()
+                .filter(|a| !is_reserved(a.ip()))
+                .copied()
+                .collect();
             let best = candidates
                 .iter()
-                .max_by_key(|c| locals.iter().map(|l| shared_octets(l, c.ip())).max().unwrap_or(0))
+                .max_by_key(|c| {
+                    locals
+                        .iter()
+                        .map(|l| shared_octets(l, c.ip()))
+                        .max()
+                        .unwrap_or(0)
+                })
                 .copied();
             if let Some(addr) = best {
                 let mut spec = RequestSpec::new(addr, PING);
@@ -753,10 +887,26 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if let Some(a) = self.connect.attempts.get_mut(&conn) {
             a.phase = AttemptPhase::Holepunching { remote_udx, lan };
         }
-        let Some(holepunch) = payload.holepunch.as_ref() else { return };
-        let secret = self.connect.attempts.get(&conn).and_then(|a| a.result.as_ref()).map(|r| r.holepunch_secret);
+        let Some(holepunch) = payload.holepunch.as_ref() else {
+            return;
+        };
+        let secret = self
+            .connect
+            .attempts
+            .get(&conn)
+            .and_then(|a| a.result.as_ref())
+            .map(|r| r.holepunch_secret);
         let Some(secret) = secret else { return };
-        self.start_client_punch(now, conn, payload.firewall, holepunch, relay, server_address, remote_udx, secret);
+        self.start_client_punch(
+            now,
+            conn,
+            payload.firewall,
+            holepunch,
+            relay,
+            server_address,
+            remote_udx,
+            secret,
+        );
         self.replay_early(now, conn);
     }
 
@@ -764,7 +914,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// attempt knows where it stands: a server that reached us first connects at once, as in the
     /// reference, instead of after its retransmission timeout.
     fn replay_early(&mut self, now: Instant, conn: ConnId) {
-        let early = self.connect.attempts.get_mut(&conn).map(|a| core::mem::take(&mut a.early)).unwrap_or_default();
+        let early = self
+            .connect
+            .attempts
+            .get_mut(&conn)
+            .map(|a| core::mem::take(&mut a.early))
+            .unwrap_or_default();
         for (socket, from, bytes) in early {
             if let SocketAddr::V4(from) = from {
                 self.handle_udx(now, socket_kind(socket), from, &bytes);
@@ -772,14 +927,30 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    pub(super) fn client_connect_stream(&mut self, now: Instant, conn: ConnId, socket: udx::SocketId, remote_udx: u32, addr: SocketAddrV4) {
-        let Some(a) = self.connect.attempts.get_mut(&conn) else { return };
-        let Some(result) = a.result.clone() else { return };
+    pub(super) fn client_connect_stream(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        socket: udx::SocketId,
+        remote_udx: u32,
+        addr: SocketAddrV4,
+    ) {
+        let Some(a) = self.connect.attempts.get_mut(&conn) else {
+            return;
+        };
+        let Some(result) = a.result.clone() else {
+            return;
+        };
         a.phase = AttemptPhase::Opening;
         let stream_id = a.stream_id;
         let early = core::mem::take(&mut a.early);
-        let Some(stream) = self.connect.udx.get_mut(stream_id) else { return };
-        if stream.connect_via(now, socket, remote_udx, SocketAddr::V4(addr)).is_err() {
+        let Some(stream) = self.connect.udx.get_mut(stream_id) else {
+            return;
+        };
+        if stream
+            .connect_via(now, socket, remote_udx, SocketAddr::V4(addr))
+            .is_err()
+        {
             return self.fail_attempt(conn, ConnectError::PeerConnectionFailed);
         }
         self.start_conn(now, conn, stream_id, result, None);
@@ -791,23 +962,43 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     // ------------------------------------------------------------------ connections
 
-    fn start_conn(&mut self, now: Instant, conn: ConnId, stream_id: u32, handshake: HandshakeResult, server: Option<ServerId>) {
-        let secret = SecretStream::from_handshake(&handshake, &stream::Config::default(), now, self.rpc.rng());
+    fn start_conn(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        stream_id: u32,
+        handshake: HandshakeResult,
+        server: Option<ServerId>,
+    ) {
+        let secret = SecretStream::from_handshake(
+            &handshake,
+            &stream::Config::default(),
+            now,
+            self.rpc.rng(),
+        );
         self.connect.by_stream.insert(stream_id, conn);
-        self.connect.conns.insert(conn, Conn::new(stream_id, handshake, server, secret, None));
+        self.connect
+            .conns
+            .insert(conn, Conn::new(stream_id, handshake, server, secret, None));
         self.flush_secret(conn);
         if let Some(server) = server {
             let info = self.conn_info(conn);
             if let Some(info) = info {
-                self.connect.events.push_back(ConnectEvent::Incoming { server, conn, info });
+                self.connect
+                    .events
+                    .push_back(ConnectEvent::Incoming { server, conn, info });
             }
         }
     }
 
     /// Moves the secret stream's own output (header, keep-alive) into the UDX stream.
     fn flush_secret(&mut self, conn: ConnId) {
-        let Some(c) = self.connect.conns.get_mut(&conn) else { return };
-        let Some(secret) = c.secret.as_mut() else { return };
+        let Some(c) = self.connect.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(secret) = c.secret.as_mut() else {
+            return;
+        };
         let mut out = core::mem::take(&mut self.connect.buf);
         out.clear();
         if secret.poll_transmit(&mut out) {
@@ -826,7 +1017,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             remote_public_key: c.handshake.remote_public_key,
             handshake_hash: c.handshake.hash,
             is_initiator: c.handshake.is_initiator,
-            remote_address: self.connect.udx.get(c.stream_id).and_then(|s| s.remote_addr()),
+            remote_address: self
+                .connect
+                .udx
+                .get(c.stream_id)
+                .and_then(|s| s.remote_addr()),
         })
     }
 
@@ -834,7 +1029,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn connect_stats(&self) -> ConnectStats {
         ConnectStats {
             handshakes: self.connect.handshakes.len(),
-            server_punches: self.connect.handshakes.values().filter(|h| h.punch.is_some()).count(),
+            server_punches: self
+                .connect
+                .handshakes
+                .values()
+                .filter(|h| h.punch.is_some())
+                .count(),
             attempts: self.connect.attempts.len(),
             connections: self.connect.conns.len(),
             pool_sockets: self.pool.len(),
@@ -865,8 +1065,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Pulls bytes from UDX through the secret stream while the plaintext buffer has room.
     fn pump_read(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.connect.conns.get_mut(&conn) else { return };
-        let Some(s) = self.connect.udx.get_mut(c.stream_id) else { return };
+        let Some(c) = self.connect.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(s) = self.connect.udx.get_mut(c.stream_id) else {
+            return;
+        };
         // Reused scratch buffers: no allocation per read on the hot path.
         let mut raw = core::mem::take(&mut self.connect.raw_buf);
         raw.resize(RAW_READ_CHUNK, 0);
@@ -877,7 +1081,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let Some(secret) = c.secret.as_mut() else { break };
+            let Some(secret) = c.secret.as_mut() else {
+                break;
+            };
             plain.clear();
             let r = secret.read(&raw[..n], now, &mut plain);
             c.plain.extend(plain.iter());
@@ -889,7 +1095,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         plain.clear();
         self.connect.raw_buf = raw;
         self.connect.plain_buf = plain;
-        let ended_now = error.is_none() && c.udx_ended && !c.remote_ended && s.readable_bytes() == 0;
+        let ended_now =
+            error.is_none() && c.udx_ended && !c.remote_ended && s.readable_bytes() == 0;
         if ended_now {
             c.remote_ended = true;
             if let Some(secret) = c.secret.as_mut() {
@@ -897,7 +1104,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 let _ = secret.handle_remote_end();
             }
         }
-        let opened_now = !c.opened && c.secret.as_ref().is_some_and(|s| s.remote_header_received());
+        let opened_now = !c.opened
+            && c.secret
+                .as_ref()
+                .is_some_and(|s| s.remote_header_received());
         let readable = !c.plain.is_empty();
         if let Some(e) = error {
             return self.close_conn(conn, Some(ConnError::Crypto(e)));
@@ -914,20 +1124,34 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn on_conn_open(&mut self, conn: ConnId) {
-        let Some(c) = self.connect.conns.get_mut(&conn) else { return };
+        let Some(c) = self.connect.conns.get_mut(&conn) else {
+            return;
+        };
         c.opened = true;
         if c.handshake.is_initiator {
             self.connect.attempts.remove(&conn);
             if let Some(info) = self.conn_info(conn) {
-                self.connect.events.push_back(ConnectEvent::Open { conn, info });
+                self.connect
+                    .events
+                    .push_back(ConnectEvent::Open { conn, info });
             }
         }
     }
 
     /// Reads decrypted bytes; `Ok(0)` at the end of the peer's stream.
-    pub fn conn_read(&mut self, now: Instant, conn: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
+    pub fn conn_read(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        buf: &mut [u8],
+    ) -> Result<usize, ConnError> {
         let mut n = self.copy_plain(conn, buf)?;
-        if self.connect.conns.get(&conn).is_some_and(|c| c.plain.len() < READ_BUFFER) {
+        if self
+            .connect
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.plain.len() < READ_BUFFER)
+        {
             self.pump_read(now, conn);
             if n == 0 {
                 n = self.copy_plain(conn, buf)?;
@@ -941,7 +1165,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn copy_plain(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
-        let c = self.connect.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
+        let c = self
+            .connect
+            .conns
+            .get_mut(&conn)
+            .ok_or(ConnError::NotOpen)?;
         let n = buf.len().min(c.plain.len());
         let (a, b) = c.plain.as_slices();
         let na = a.len().min(n);
@@ -959,7 +1187,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Whether the peer ended and everything has been read.
     pub fn conn_at_end(&self, conn: ConnId) -> bool {
         self.connect.conns.get(&conn).is_none_or(|c| {
-            let udx_drained = self.connect.udx.get(c.stream_id).is_none_or(|s| s.readable_bytes() == 0);
+            let udx_drained = self
+                .connect
+                .udx
+                .get(c.stream_id)
+                .is_none_or(|s| s.readable_bytes() == 0);
             // A close without the peer's end is an error, never a clean end of stream.
             (c.remote_ended || (c.closed && !c.close_error)) && c.plain.is_empty() && udx_drained
         })
@@ -967,16 +1199,29 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Encrypts and queues as much of `data` as the transport has room for; a short count is
     /// back-pressure ([`ConnectEvent::Writable`] follows).
-    pub fn conn_write(&mut self, now: Instant, conn: ConnId, data: &[u8]) -> Result<usize, ConnError> {
-        let c = self.connect.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
+    pub fn conn_write(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+    ) -> Result<usize, ConnError> {
+        let c = self
+            .connect
+            .conns
+            .get_mut(&conn)
+            .ok_or(ConnError::NotOpen)?;
         if c.closed {
             return Err(ConnError::NotOpen);
         }
         if c.local_ended {
             return Err(ConnError::Ended);
         }
-        let Some(s) = self.connect.udx.get_mut(c.stream_id) else { return Err(ConnError::NotOpen) };
-        let Some(secret) = c.secret.as_mut() else { return Err(ConnError::NotOpen) };
+        let Some(s) = self.connect.udx.get_mut(c.stream_id) else {
+            return Err(ConnError::NotOpen);
+        };
+        let Some(secret) = c.secret.as_mut() else {
+            return Err(ConnError::NotOpen);
+        };
         let mut written = 0;
         let mut out = core::mem::take(&mut self.connect.buf);
         let overhead = stream::frame_len(0) + stream::HEADER_FRAME_LEN;
@@ -1010,7 +1255,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Ends our side (half-close): the peer reads to the end, then `0`.
     pub fn conn_end(&mut self, conn: ConnId) -> Result<(), ConnError> {
-        let c = self.connect.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
+        let c = self
+            .connect
+            .conns
+            .get_mut(&conn)
+            .ok_or(ConnError::NotOpen)?;
         if c.local_ended {
             return Ok(());
         }
@@ -1043,7 +1292,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn close_conn(&mut self, conn: ConnId, error: Option<ConnError>) {
-        let Some(c) = self.connect.conns.get_mut(&conn) else { return };
+        let Some(c) = self.connect.conns.get_mut(&conn) else {
+            return;
+        };
         if c.closed {
             return;
         }
@@ -1057,10 +1308,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         if initiator && !opened && self.connect.attempts.contains_key(&conn) {
             self.connect.attempts.remove(&conn);
-            self.connect.events.push_back(ConnectEvent::Failed { conn, error: ConnectError::PeerConnectionFailed });
+            self.connect.events.push_back(ConnectEvent::Failed {
+                conn,
+                error: ConnectError::PeerConnectionFailed,
+            });
             return;
         }
-        self.connect.events.push_back(ConnectEvent::Closed { conn, error });
+        self.connect
+            .events
+            .push_back(ConnectEvent::Closed { conn, error });
     }
 
     /// Forgets a closed connection whose events have been consumed.
@@ -1085,23 +1341,46 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     /// Feeds a UDX datagram; false if it was not UDX for us (then it is dht-rpc's).
-    pub(crate) fn handle_udx(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, bytes: &[u8]) -> bool {
+    pub(crate) fn handle_udx(
+        &mut self,
+        now: Instant,
+        socket: SocketKind,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) -> bool {
         let sock = udx_socket(socket);
-        match self.connect.udx.handle_datagram(now, sock, SocketAddr::V4(from), bytes) {
+        match self
+            .connect
+            .udx
+            .handle_datagram(now, sock, SocketAddr::V4(from), bytes)
+        {
             Incoming::NotUdx | Incoming::UnknownStream { .. } => return false,
             Incoming::Consumed { .. } => {}
-            Incoming::Unattached { stream_id, from, socket } => {
+            Incoming::Unattached {
+                stream_id,
+                from,
+                socket,
+            } => {
                 // Connect on first packet: a server stream, or a client whose server reached it
                 // first, learns its peer from the packet.
                 let Some((conn, remote)) = self.unattached_owner(stream_id) else {
-                    if let Some(a) = self.connect.attempts.values_mut().find(|a| a.stream_id == stream_id) {
+                    if let Some(a) = self
+                        .connect
+                        .attempts
+                        .values_mut()
+                        .find(|a| a.stream_id == stream_id)
+                    {
                         if a.early.len() < MAX_EARLY_PACKETS {
                             a.early.push((socket, from, bytes.to_vec()));
                         }
                     }
                     return true;
                 };
-                let attached = self.connect.udx.get_mut(stream_id).is_some_and(|s| s.connect_via(now, socket, remote, from).is_ok());
+                let attached = self
+                    .connect
+                    .udx
+                    .get_mut(stream_id)
+                    .is_some_and(|s| s.connect_via(now, socket, remote, from).is_ok());
                 if !attached {
                     return true;
                 }
@@ -1123,7 +1402,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 self.connect.udx.handle_datagram(now, socket, from, bytes);
                 if let Some(server) = self.connect.conns.get(&conn).and_then(|c| c.server) {
                     if let Some(info) = self.conn_info(conn) {
-                        self.connect.events.push_back(ConnectEvent::Incoming { server, conn, info });
+                        self.connect.events.push_back(ConnectEvent::Incoming {
+                            server,
+                            conn,
+                            info,
+                        });
                     }
                 }
                 self.flush_secret(conn);
@@ -1138,16 +1421,23 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if let Some(conn) = self.connect.by_stream.get(&stream_id) {
             return self.connect.pending_remote.get(conn).map(|r| (*conn, *r));
         }
-        self.connect.attempts.values().find(|a| a.stream_id == stream_id).and_then(|a| match a.phase {
-            AttemptPhase::WaitingForServer { remote_udx, .. } | AttemptPhase::Holepunching { remote_udx, .. } => Some((a.conn, remote_udx)),
-            _ => None,
-        })
+        self.connect
+            .attempts
+            .values()
+            .find(|a| a.stream_id == stream_id)
+            .and_then(|a| match a.phase {
+                AttemptPhase::WaitingForServer { remote_udx, .. }
+                | AttemptPhase::Holepunching { remote_udx, .. } => Some((a.conn, remote_udx)),
+                _ => None,
+            })
     }
 
     /// Turns UDX stream events into connection events.
     pub(crate) fn drive_udx_events(&mut self, now: Instant) {
         while let Some((stream_id, ev)) = self.connect.udx.poll_event() {
-            let Some(conn) = self.connect.by_stream.get(&stream_id).copied() else { continue };
+            let Some(conn) = self.connect.by_stream.get(&stream_id).copied() else {
+                continue;
+            };
             match ev {
                 StreamEvent::Readable => self.pump_read(now, conn),
                 StreamEvent::Writable => {}
@@ -1158,8 +1448,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     // Ends the connection once the bytes before the END have been decrypted.
                     self.pump_read(now, conn);
                 }
-                StreamEvent::Closed { error } => self.close_conn(conn, error.map(ConnError::Transport)),
-                StreamEvent::Connected | StreamEvent::Finished | StreamEvent::RemoteChanged | StreamEvent::Message(_) => {}
+                StreamEvent::Closed { error } => {
+                    self.close_conn(conn, error.map(ConnError::Transport))
+                }
+                StreamEvent::Connected
+                | StreamEvent::Finished
+                | StreamEvent::RemoteChanged
+                | StreamEvent::Message(_) => {}
             }
         }
         // Writers stopped short by us (we never hand UDX more than it has room for, so it
@@ -1167,8 +1462,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let overhead = stream::frame_len(0) + stream::HEADER_FRAME_LEN;
         let mut resumed = Vec::new();
         for (conn, c) in self.connect.conns.iter_mut() {
-            let room_for_a_frame = |s: &UdxStream| s.send_capacity() >= overhead + WRITE_CHUNK.min(s.send_buffer_limit() / 4);
-            if c.want_writable && self.connect.udx.get(c.stream_id).is_some_and(room_for_a_frame) {
+            let room_for_a_frame = |s: &UdxStream| {
+                s.send_capacity() >= overhead + WRITE_CHUNK.min(s.send_buffer_limit() / 4)
+            };
+            if c.want_writable
+                && self
+                    .connect
+                    .udx
+                    .get(c.stream_id)
+                    .is_some_and(room_for_a_frame)
+            {
                 c.want_writable = false;
                 resumed.push(*conn);
             }
@@ -1183,14 +1486,29 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.connect.udx.handle_timeout(now);
         let conns: Vec<ConnId> = self.connect.conns.keys().copied().collect();
         for conn in conns {
-            let expired = self.connect.conns.get(&conn).is_some_and(|c| c.connect_deadline.is_some_and(|d| d <= now));
+            let expired = self
+                .connect
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.connect_deadline.is_some_and(|d| d <= now));
             if expired {
                 self.conn_forget(conn);
                 continue;
             }
-            let due = self.connect.conns.get(&conn).and_then(|c| c.secret.as_ref()).and_then(|s| s.poll_timeout()).is_some_and(|t| t <= now);
+            let due = self
+                .connect
+                .conns
+                .get(&conn)
+                .and_then(|c| c.secret.as_ref())
+                .and_then(|s| s.poll_timeout())
+                .is_some_and(|t| t <= now);
             if due {
-                let failed = self.connect.conns.get_mut(&conn).and_then(|c| c.secret.as_mut()).and_then(|s| s.handle_timeout(now).err());
+                let failed = self
+                    .connect
+                    .conns
+                    .get_mut(&conn)
+                    .and_then(|c| c.secret.as_mut())
+                    .and_then(|s| s.handle_timeout(now).err());
                 match failed {
                     Some(e) => self.close_conn(conn, Some(ConnError::Crypto(e))),
                     None => self.flush_secret(conn),
@@ -1201,7 +1519,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             .connect
             .attempts
             .values()
-            .filter(|a| matches!(a.phase, AttemptPhase::WaitingForServer { until, .. } if until <= now))
+            .filter(
+                |a| matches!(a.phase, AttemptPhase::WaitingForServer { until, .. } if until <= now),
+            )
             .map(|a| a.conn)
             .collect();
         for conn in waiting {
@@ -1214,11 +1534,18 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             .connect
             .handshakes
             .iter()
-            .filter(|(_, h)| h.punch.is_none() && h.done_at.is_some_and(|t| t + HANDSHAKE_CLEAR_WAIT <= now))
+            .filter(|(_, h)| {
+                h.punch.is_none() && h.done_at.is_some_and(|t| t + HANDSHAKE_CLEAR_WAIT <= now)
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in stale {
-            if let Some(id) = self.connect.handshakes.remove(&k).and_then(|h| h.holepunch_id) {
+            if let Some(id) = self
+                .connect
+                .handshakes
+                .remove(&k)
+                .and_then(|h| h.holepunch_id)
+            {
                 self.connect.holepunch_ids.remove(&id);
             }
         }
@@ -1282,28 +1609,52 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// `server.listen(keyPair)`: answer handshakes for this key and announce it to the closest
     /// nodes ([`ConnectEvent::Listening`] when the first announce completes).
-    pub fn listen(&mut self, now: Instant, server: ServerId, key_pair: Option<KeyPair>) -> Result<(), ConnectError> {
+    pub fn listen(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        key_pair: Option<KeyPair>,
+    ) -> Result<(), ConnectError> {
         let kp = self.key_pair_or_default(key_pair);
         let target = sign::target_of_key(&kp.public_key());
         if self.connect.server_by_target.contains_key(&target) {
             return Err(ConnectError::KeypairAlreadyUsed);
         }
-        let s = self.connect.servers.get_mut(&server).ok_or(ConnectError::NodeDestroyed)?;
+        let s = self
+            .connect
+            .servers
+            .get_mut(&server)
+            .ok_or(ConnectError::NodeDestroyed)?;
         if s.key_pair.is_some() {
             return Err(ConnectError::AlreadyListening);
         }
         s.key_pair = Some(kp.clone());
         s.target = target;
         self.connect.server_by_target.insert(target, server);
-        let record = Peer { public_key: kp.public_key(), relay_addresses: Vec::new() }.to_bytes();
-        self.forwards.retain(target, Forward { relay: None, record });
+        let record = Peer {
+            public_key: kp.public_key(),
+            relay_addresses: Vec::new(),
+        }
+        .to_bytes();
+        self.forwards.retain(
+            target,
+            Forward {
+                relay: None,
+                record,
+            },
+        );
         self.announce_server(now, server);
         Ok(())
     }
 
     /// The server's current relays (`relayAddresses`).
     pub fn server_relays(&self, server: ServerId) -> Vec<SocketAddrV4> {
-        self.connect.servers.get(&server).map_or_else(Vec::new, |s| s.relays.iter().map(|r| r.relay_address).collect())
+        self.connect
+            .servers
+            .get(&server)
+            .map_or_else(Vec::new, |s| {
+                s.relays.iter().map(|r| r.relay_address).collect()
+            })
     }
 
     /// `server.refresh()`: re-announce now.
@@ -1312,7 +1663,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn announce_server(&mut self, now: Instant, server: ServerId) {
-        let Some(s) = self.connect.servers.get_mut(&server) else { return };
+        let Some(s) = self.connect.servers.get_mut(&server) else {
+            return;
+        };
         if s.closing || s.announce_query.is_some() {
             return;
         }
@@ -1329,8 +1682,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.connect.server_queries.insert(q, server);
     }
 
-    pub(crate) fn on_server_query_done(&mut self, now: Instant, server: ServerId, closest: Vec<QueryReply>) {
-        let Some(s) = self.connect.servers.get_mut(&server) else { return };
+    pub(crate) fn on_server_query_done(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        closest: Vec<QueryReply>,
+    ) {
+        let Some(s) = self.connect.servers.get_mut(&server) else {
+            return;
+        };
         s.announce_query = None;
         let Some(kp) = s.key_pair.clone() else { return };
         let target = s.target;
@@ -1338,10 +1698,21 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         s.relays.clear();
         let mut sent = 0;
         for r in closest.iter().take(MAX_RELAYS) {
-            let (Some(token), Some(id)) = (r.token, r.from_id) else { continue };
-            let peer = Peer { public_key: kp.public_key(), relay_addresses: Vec::new() };
+            let (Some(token), Some(id)) = (r.token, r.from_id) else {
+                continue;
+            };
+            let peer = Peer {
+                public_key: kp.public_key(),
+                relay_addresses: Vec::new(),
+            };
             let signature = sign::sign_announce(&kp, &target, &id.0, &token, &peer, None);
-            let value = Announce { peer: Some(peer), refresh: None, signature: Some(signature), bump: 0 }.to_bytes();
+            let value = Announce {
+                peer: Some(peer),
+                refresh: None,
+                signature: Some(signature),
+                bump: 0,
+            }
+            .to_bytes();
             let mut spec = RequestSpec::new(r.from, command::ANNOUNCE);
             spec.token = Some(token);
             spec.target = Some(NodeId(target));
@@ -1358,12 +1729,23 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    pub(crate) fn on_server_response(&mut self, now: Instant, server: ServerId, rid: RequestId, result: Result<QueryReply, RequestError>) {
-        let Some(s) = self.connect.servers.get_mut(&server) else { return };
+    pub(crate) fn on_server_response(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        rid: RequestId,
+        result: Result<QueryReply, RequestError>,
+    ) {
+        let Some(s) = self.connect.servers.get_mut(&server) else {
+            return;
+        };
         if let Some(relay) = s.announce_requests.remove(&rid) {
             if let Ok(r) = &result {
                 if r.error == 0 && s.relays.len() < MAX_RELAYS {
-                    s.relays.push(RelayInfo { relay_address: relay, peer_address: r.to });
+                    s.relays.push(RelayInfo {
+                        relay_address: relay,
+                        peer_address: r.to,
+                    });
                 }
                 if r.error == 0 && !s.relay_generations[2].contains(&relay) {
                     s.relay_generations[2].push(relay);
@@ -1380,14 +1762,29 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         } else if let Some(relay) = s.unannounce_requests.remove(&rid) {
             // Step two of `_unannounce`: the token and id from FIND_PEER sign the UNANNOUNCE.
             let Ok(r) = result else { return };
-            let (Some(token), Some(id), Some(_), Some(kp)) = (r.token, r.from_id, r.value.as_ref(), s.key_pair.clone()) else { return };
+            let (Some(token), Some(id), Some(_), Some(kp)) =
+                (r.token, r.from_id, r.value.as_ref(), s.key_pair.clone())
+            else {
+                return;
+            };
             let target = s.target;
-            let peer = Peer { public_key: kp.public_key(), relay_addresses: Vec::new() };
+            let peer = Peer {
+                public_key: kp.public_key(),
+                relay_addresses: Vec::new(),
+            };
             let signature = sign::sign_unannounce(&kp, &target, &id.0, &token, &peer, None);
             let mut spec = RequestSpec::new(relay, command::UNANNOUNCE);
             spec.token = Some(token);
             spec.target = Some(NodeId(target));
-            spec.value = Some(Announce { peer: Some(peer), refresh: None, signature: Some(signature), bump: 0 }.to_bytes());
+            spec.value = Some(
+                Announce {
+                    peer: Some(peer),
+                    refresh: None,
+                    signature: Some(signature),
+                    bump: 0,
+                }
+                .to_bytes(),
+            );
             // Nobody waits for the answer: an unknown request id is dropped on arrival.
             self.rpc.request(now, spec);
         }
@@ -1395,8 +1792,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Relays of the previous cycle that are not in the newest one lose our record.
     fn unannounce_stale_relays(&mut self, now: Instant, server: ServerId) {
-        let Some(s) = self.connect.servers.get(&server) else { return };
-        let stale: Vec<SocketAddrV4> = s.relay_generations[1].iter().filter(|r| !s.relay_generations[2].contains(r)).copied().collect();
+        let Some(s) = self.connect.servers.get(&server) else {
+            return;
+        };
+        let stale: Vec<SocketAddrV4> = s.relay_generations[1]
+            .iter()
+            .filter(|r| !s.relay_generations[2].contains(r))
+            .copied()
+            .collect();
         let target = s.target;
         for relay in stale {
             let mut spec = RequestSpec::new(relay, command::FIND_PEER);
@@ -1412,23 +1815,38 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Whether `addr` was a relay of this server in any of its last three announce cycles
     /// (`announcer.isRelay`).
     pub(super) fn is_server_relay(&self, server: ServerId, addr: &SocketAddrV4) -> bool {
-        self.connect.servers.get(&server).is_some_and(|s| s.relay_generations.iter().any(|g| g.contains(addr)))
+        self.connect
+            .servers
+            .get(&server)
+            .is_some_and(|s| s.relay_generations.iter().any(|g| g.contains(addr)))
     }
 
     fn after_announce(&mut self, now: Instant, server: ServerId) {
-        let Some(s) = self.connect.servers.get_mut(&server) else { return };
+        let Some(s) = self.connect.servers.get_mut(&server) else {
+            return;
+        };
         s.ping_rounds = 0;
         s.next_relay_round = Some(now + RELAY_PING_INTERVAL);
         if !s.listening_emitted {
             s.listening_emitted = true;
-            self.connect.events.push_back(ConnectEvent::Listening { server });
+            self.connect
+                .events
+                .push_back(ConnectEvent::Listening { server });
         }
     }
 
     fn server_timeouts(&mut self, now: Instant) {
-        let due: Vec<ServerId> = self.connect.servers.iter().filter(|(_, s)| s.next_relay_round.is_some_and(|t| t <= now)).map(|(id, _)| *id).collect();
+        let due: Vec<ServerId> = self
+            .connect
+            .servers
+            .iter()
+            .filter(|(_, s)| s.next_relay_round.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
         for server in due {
-            let Some(s) = self.connect.servers.get_mut(&server) else { continue };
+            let Some(s) = self.connect.servers.get_mut(&server) else {
+                continue;
+            };
             let expected = s.relays.len().min(MAX_RELAYS);
             let answered = core::mem::take(&mut s.pings_answered);
             let lost = s.ping_rounds > 0 && answered < expected;
@@ -1451,7 +1869,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
         }
         // Server streams nobody connected to in time.
-        let expired: Vec<ConnId> = self.connect.conns.iter().filter(|(_, c)| c.connect_deadline.is_some_and(|d| d <= now)).map(|(id, _)| *id).collect();
+        let expired: Vec<ConnId> = self
+            .connect
+            .conns
+            .iter()
+            .filter(|(_, c)| c.connect_deadline.is_some_and(|d| d <= now))
+            .map(|(id, _)| *id)
+            .collect();
         for conn in expired {
             self.conn_forget(conn);
         }
@@ -1466,7 +1890,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let target = s.target;
         self.connect.server_by_target.remove(&target);
         self.forwards.delete(&target);
-        if let Some(q) = self.connect.servers.get_mut(&server).and_then(|s| s.announce_query.take()) {
+        if let Some(q) = self
+            .connect
+            .servers
+            .get_mut(&server)
+            .and_then(|s| s.announce_query.take())
+        {
             self.rpc.cancel_query(q);
         }
         self.connect.servers.remove(&server);
@@ -1474,14 +1903,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     /// A PEER_HANDSHAKE for a server hosted here (`_onpeerhandshake`).
-    pub(crate) fn on_server_handshake(&mut self, now: Instant, req: &IncomingRequest, env: HandshakeEnvelope, server: ServerId) {
+    pub(crate) fn on_server_handshake(
+        &mut self,
+        now: Instant,
+        req: &IncomingRequest,
+        env: HandshakeEnvelope,
+        server: ServerId,
+    ) {
         // Duplicates of a msg1 we answered (the client sends it through up to two relays at
         // once, and retransmits) get the same msg2, routed back the way each one came — to
         // its own relay, with its own peer address — as the reference's router does with the
         // reply `_onpeerhandshake` returns.
         if let Some(h) = self.connect.handshakes.get(&env.noise) {
             if let Some((socket, msg2)) = h.reply.clone() {
-                if let Some((socket, to, value, relayed)) = handshake_reply_route(req, &env, socket.unwrap_or(req.socket), msg2) {
+                if let Some((socket, to, value, relayed)) =
+                    handshake_reply_route(req, &env, socket.unwrap_or(req.socket), msg2)
+                {
                     self.send_handshake_reply(req, socket, to, value, relayed);
                 }
             }
@@ -1490,35 +1927,91 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if self.connect.handshakes.len() >= MAX_SERVER_HANDSHAKES {
             return;
         }
-        let Some(kp) = self.connect.servers.get(&server).and_then(|s| s.key_pair.clone()) else { return };
+        let Some(kp) = self
+            .connect
+            .servers
+            .get(&server)
+            .and_then(|s| s.key_pair.clone())
+        else {
+            return;
+        };
         let mut hs = match Handshake::responder(&kp, self.rpc.rng()) {
             Ok(h) => h,
             Err(_) => return,
         };
-        let Ok(client_payload) = hs.recv(&env.noise) else { return };
-        let Some(remote_pk) = hs.remote_public_key() else { return };
-        let client_address = if env.mode == mode::FROM_CLIENT { req.from } else { env.peer_address.unwrap_or(req.from) };
-        let ask = self.connect.servers.get(&server).is_some_and(|s| s.opts.firewall);
+        let Ok(client_payload) = hs.recv(&env.noise) else {
+            return;
+        };
+        let Some(remote_pk) = hs.remote_public_key() else {
+            return;
+        };
+        let client_address = if env.mode == mode::FROM_CLIENT {
+            req.from
+        } else {
+            env.peer_address.unwrap_or(req.from)
+        };
+        let ask = self
+            .connect
+            .servers
+            .get(&server)
+            .is_some_and(|s| s.opts.firewall);
         let key = env.noise.clone();
-        let pending = PendingHandshake { req: req.clone(), env, handshake: hs, client_payload, client_address };
+        let pending = PendingHandshake {
+            req: req.clone(),
+            env,
+            handshake: hs,
+            client_payload,
+            client_address,
+        };
         if ask {
             let id = self.connect.next_handshake;
             self.connect.next_handshake += 1;
             self.connect.pending_firewall.insert(id, key.clone());
-            self.connect.handshakes.insert(key, ServerHandshake { server, reply: None, done_at: None, pending: Some(pending), punch: None, holepunch_id: None });
-            self.connect.events.push_back(ConnectEvent::Firewall { server, handshake: id, remote_public_key: remote_pk, client_address });
+            self.connect.handshakes.insert(
+                key,
+                ServerHandshake {
+                    server,
+                    reply: None,
+                    done_at: None,
+                    pending: Some(pending),
+                    punch: None,
+                    holepunch_id: None,
+                },
+            );
+            self.connect.events.push_back(ConnectEvent::Firewall {
+                server,
+                handshake: id,
+                remote_public_key: remote_pk,
+                client_address,
+            });
             return;
         }
-        self.connect.handshakes.insert(key.clone(), ServerHandshake { server, reply: None, done_at: None, pending: None, punch: None, holepunch_id: None });
+        self.connect.handshakes.insert(
+            key.clone(),
+            ServerHandshake {
+                server,
+                reply: None,
+                done_at: None,
+                pending: None,
+                punch: None,
+                holepunch_id: None,
+            },
+        );
         self.accept_handshake(now, server, key, pending);
     }
 
     /// Answers a [`ConnectEvent::Firewall`]: `reject = true` drops the handshake silently, as
     /// the reference's firewall returning true does.
     pub fn firewall_decision(&mut self, now: Instant, handshake: u64, reject: bool) {
-        let Some(key) = self.connect.pending_firewall.remove(&handshake) else { return };
-        let Some(h) = self.connect.handshakes.get_mut(&key) else { return };
-        let Some(pending) = h.pending.take() else { return };
+        let Some(key) = self.connect.pending_firewall.remove(&handshake) else {
+            return;
+        };
+        let Some(h) = self.connect.handshakes.get_mut(&key) else {
+            return;
+        };
+        let Some(pending) = h.pending.take() else {
+            return;
+        };
         let server = h.server;
         if reject {
             h.done_at = Some(now);
@@ -1527,8 +2020,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.accept_handshake(now, server, key, pending);
     }
 
-    fn accept_handshake(&mut self, now: Instant, server: ServerId, key: Vec<u8>, p: PendingHandshake) {
-        let PendingHandshake { req, env, mut handshake, client_payload, client_address } = p;
+    fn accept_handshake(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        key: Vec<u8>,
+        p: PendingHandshake,
+    ) {
+        let PendingHandshake {
+            req,
+            env,
+            mut handshake,
+            client_payload,
+            client_address,
+        } = p;
         let error = if client_payload.version != 1 {
             ErrorCode::VERSION_MISMATCH
         } else if client_payload.udx.is_none() {
@@ -1536,7 +2041,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         } else {
             ErrorCode::NONE
         };
-        let stream_id = if error == ErrorCode::NONE { self.new_stream_id() } else { 0 };
+        let stream_id = if error == ErrorCode::NONE {
+            self.new_stream_id()
+        } else {
+            0
+        };
         let (relays, hide_local) = match self.connect.servers.get(&server) {
             Some(s) => (s.relays.clone(), s.opts.hide_local_addresses),
             None => return,
@@ -1558,15 +2067,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let payload = NoisePayload {
             error,
             firewall,
-            holepunch: holepunch_id.map(|id| HolepunchInfo { id, relays: relays.clone() }),
+            holepunch: holepunch_id.map(|id| HolepunchInfo {
+                id,
+                relays: relays.clone(),
+            }),
             addresses4: self.our_addresses(!hide_local),
             udx: Some(UdxInfo::new(stream_id, false)),
             secret_stream: Some(SecretStreamInfo::default()),
             relay_addresses: (!relay_addresses.is_empty()).then_some(relay_addresses),
             ..NoisePayload::default()
         };
-        let Ok(msg2) = handshake.send(&payload) else { return };
-        let Ok(result) = handshake.finish() else { return };
+        let Ok(msg2) = handshake.send(&payload) else {
+            return;
+        };
+        let Ok(result) = handshake.finish() else {
+            return;
+        };
 
         // Choose the path before replying: a server that will punch answers from its puncher
         // socket, so the relay reports that socket's address to the client. A client on our
@@ -1576,7 +2092,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let mut puncher = None;
         let mut reply_from_puncher = false;
         if error == ErrorCode::NONE && !connect_now {
-            let lan = !hide_local && self.server_lan_match(&client_payload.addresses4, client_address, req.to);
+            let lan = !hide_local
+                && self.server_lan_match(&client_payload.addresses4, client_address, req.to);
             if lan || firewall != Firewall::OPEN {
                 puncher = self.new_server_puncher(client_payload.firewall);
                 reply_from_puncher = !lan;
@@ -1588,7 +2105,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         };
 
         // The reply travels back the way the handshake came.
-        let Some((socket, to, value, relayed)) = handshake_reply_route(&req, &env, puncher_socket.unwrap_or(req.socket), msg2.clone()) else {
+        let Some((socket, to, value, relayed)) = handshake_reply_route(
+            &req,
+            &env,
+            puncher_socket.unwrap_or(req.socket),
+            msg2.clone(),
+        ) else {
             if let Some(p) = puncher {
                 self.retire_puncher(now, p);
             }
@@ -1602,12 +2124,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if error != ErrorCode::NONE {
             return;
         }
-        let Some(client_udx) = client_payload.udx.as_ref().map(|u| u.id as u32) else { return };
+        let Some(client_udx) = client_payload.udx.as_ref().map(|u| u.id as u32) else {
+            return;
+        };
         let conn = ConnId(self.connect.next_conn);
         self.connect.next_conn += 1;
-        self.connect.udx.insert(UdxStream::new(stream_id, now, StreamConfig::default()));
+        self.connect
+            .udx
+            .insert(UdxStream::new(stream_id, now, StreamConfig::default()));
         if connect_now {
-            let sock = if direct { udx_socket(req.socket) } else { udx_socket(self.rpc.primary_socket()) };
+            let sock = if direct {
+                udx_socket(req.socket)
+            } else {
+                udx_socket(self.rpc.primary_socket())
+            };
             if let Some(s) = self.connect.udx.get_mut(stream_id) {
                 let _ = s.connect_via(now, sock, client_udx, SocketAddr::V4(client_address));
             }
@@ -1622,7 +2152,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    fn send_handshake_reply(&mut self, req: &IncomingRequest, socket: SocketKind, to: SocketAddrV4, value: Vec<u8>, relayed: bool) {
+    fn send_handshake_reply(
+        &mut self,
+        req: &IncomingRequest,
+        socket: SocketKind,
+        to: SocketAddrV4,
+        value: Vec<u8>,
+        relayed: bool,
+    ) {
         if relayed {
             self.rpc.relay(req, Some(value), to, Some(socket));
         } else {
@@ -1632,12 +2169,28 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    fn start_pending_server_conn(&mut self, now: Instant, conn: ConnId, stream_id: u32, handshake: HandshakeResult, server: ServerId, client_udx: u32) {
-        let secret = SecretStream::from_handshake(&handshake, &stream::Config::default(), now, self.rpc.rng());
+    fn start_pending_server_conn(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        stream_id: u32,
+        handshake: HandshakeResult,
+        server: ServerId,
+        client_udx: u32,
+    ) {
+        let secret = SecretStream::from_handshake(
+            &handshake,
+            &stream::Config::default(),
+            now,
+            self.rpc.rng(),
+        );
         self.connect.by_stream.insert(stream_id, conn);
         self.connect.pending_remote.insert(conn, client_udx);
         let deadline = Some(now + SERVER_CONNECT_WAIT);
-        self.connect.conns.insert(conn, Conn::new(stream_id, handshake, Some(server), secret, deadline));
+        self.connect.conns.insert(
+            conn,
+            Conn::new(stream_id, handshake, Some(server), secret, deadline),
+        );
     }
 }
 

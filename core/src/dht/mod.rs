@@ -11,10 +11,9 @@ pub mod sign;
 pub mod store;
 
 pub use connect::{
-    ConnError, ConnId, ConnectEvent, ConnectStats, MAX_SERVER_HANDSHAKES, ConnectOptions, ConnectionInfo, ServerId, ServerOptions, TransportInfo,
+    ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectStats, ConnectionInfo, ServerId,
+    ServerOptions, TransportInfo, MAX_SERVER_HANDSHAKES,
 };
-pub use pool::{SocketCommand, MAX_POOL_SOCKETS};
 pub use node::{DatagramOut, DhtConfig, DhtEvent, DhtNode, Forward, MAX_DATAGRAM};
-pub use ops::{
-    FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,
-};
+pub use ops::{FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput};
+pub use pool::{SocketCommand, MAX_POOL_SOCKETS};

@@ -19,8 +19,8 @@ use super::sign;
 use super::store::{NodeStoreLimits, RecordCache, StoreLimits, Xache};
 use crate::crypto::{hash, KeyPair};
 use crate::rpc::{
-    IncomingRequest, NodeId, QueryError, QueryId, QueryReply, QuerySpec, ReplySpec,
-    RequestError, RequestId, RequestSpec, RpcConfig, RpcEvent, RpcNode, SocketKind, Transmit,
+    IncomingRequest, NodeId, QueryError, QueryId, QueryReply, QuerySpec, ReplySpec, RequestError,
+    RequestId, RequestSpec, RpcConfig, RpcEvent, RpcNode, SocketKind, Transmit,
 };
 use crate::wire::ERROR_UNKNOWN_COMMAND as ERROR_UNKNOWN_COMMAND_CODE;
 use crate::Instant;
@@ -151,12 +151,30 @@ impl Storage {
 enum OpKind {
     Lookup,
     FindPeer,
-    Announce { key_pair: KeyPair, relays: Vec<SocketAddrV4>, bump: u64 },
-    Unannounce { key_pair: KeyPair },
-    ImmutablePut { value: Vec<u8> },
+    Announce {
+        key_pair: KeyPair,
+        relays: Vec<SocketAddrV4>,
+        bump: u64,
+    },
+    Unannounce {
+        key_pair: KeyPair,
+    },
+    ImmutablePut {
+        value: Vec<u8>,
+    },
     ImmutableGet,
-    MutablePut { key_pair_public: [u8; 32], seq: u64, signature: [u8; 64], signed: Vec<u8> },
-    MutableGet { public_key: [u8; 32], seq: u64, latest: bool, best: Option<MutableValue> },
+    MutablePut {
+        key_pair_public: [u8; 32],
+        seq: u64,
+        signature: [u8; 64],
+        signed: Vec<u8>,
+    },
+    MutableGet {
+        public_key: [u8; 32],
+        seq: u64,
+        latest: bool,
+        best: Option<MutableValue>,
+    },
 }
 
 #[derive(Debug)]
@@ -266,8 +284,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         let mut buf = [0u8; 2048];
         let (_, t) = self.connect.udx.poll_transmit(self.last_now, &mut buf)?;
-        let SocketAddr::V4(to) = t.to else { return self.poll_transmit() };
-        Some(Transmit { socket: super::connect::socket_kind(t.socket), to, payload: buf[..t.len].to_vec(), ttl: None })
+        let SocketAddr::V4(to) = t.to else {
+            return self.poll_transmit();
+        };
+        Some(Transmit {
+            socket: super::connect::socket_kind(t.socket),
+            to,
+            payload: buf[..t.len].to_vec(),
+            ttl: None,
+        })
     }
 
     /// Like [`poll_transmit`](Self::poll_transmit), but writes the datagram into `buf` (no
@@ -276,14 +301,26 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// failed send would be; the protocol retries).
     pub fn poll_transmit_into(&mut self, buf: &mut [u8]) -> Option<DatagramOut> {
         while let Some(t) = self.rpc.poll_transmit() {
-            let Some(dst) = buf.get_mut(..t.payload.len()) else { continue };
+            let Some(dst) = buf.get_mut(..t.payload.len()) else {
+                continue;
+            };
             dst.copy_from_slice(&t.payload);
-            return Some(DatagramOut { socket: t.socket, to: t.to, len: t.payload.len(), ttl: t.ttl });
+            return Some(DatagramOut {
+                socket: t.socket,
+                to: t.to,
+                len: t.payload.len(),
+                ttl: t.ttl,
+            });
         }
         loop {
             let (_, t) = self.connect.udx.poll_transmit(self.last_now, buf)?;
             if let SocketAddr::V4(to) = t.to {
-                return Some(DatagramOut { socket: super::connect::socket_kind(t.socket), to, len: t.len, ttl: None });
+                return Some(DatagramOut {
+                    socket: super::connect::socket_kind(t.socket),
+                    to,
+                    len: t.len,
+                    ttl: None,
+                });
             }
         }
     }
@@ -325,7 +362,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     // ----- inputs -----
 
     /// Feeds a received datagram.
-    pub fn handle_datagram(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, bytes: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketKind,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
         self.last_now = now;
         if let SocketKind::Pool(id) = socket {
             // A pool socket also carries 1-byte holepunch probes (socket-pool.js).
@@ -369,8 +412,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     ops.push(op);
                 }
             }
-            let announced: Vec<([u8; 32], KeyPair)> =
-                self.announced.iter().map(|((t, _), kp)| (*t, kp.clone())).collect();
+            let announced: Vec<([u8; 32], KeyPair)> = self
+                .announced
+                .iter()
+                .map(|((t, _), kp)| (*t, kp.clone()))
+                .collect();
             for (topic, kp) in announced {
                 ops.push(self.unannounce(now, topic, &kp));
             }
@@ -401,7 +447,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     // ----- client operations -----
 
-    fn new_op(&mut self, now: Instant, kind: OpKind, target: [u8; 32], command: u64, value: Option<Vec<u8>>) -> OpId {
+    fn new_op(
+        &mut self,
+        now: Instant,
+        kind: OpKind,
+        target: [u8; 32],
+        command: u64,
+        value: Option<Vec<u8>>,
+    ) -> OpId {
         let op = OpId(self.next_op);
         self.next_op += 1;
         let mut spec = QuerySpec::new(NodeId(target), command);
@@ -441,9 +494,21 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// `announce(topic, keyPair, relayAddresses)`: a lookup, then a signed ANNOUNCE to each of
     /// the closest nodes.
-    pub fn announce(&mut self, now: Instant, topic: [u8; 32], key_pair: &KeyPair, relays: Vec<SocketAddrV4>, bump: u64) -> OpId {
-        self.announced.insert((topic, key_pair.public_key()), key_pair.clone());
-        let kind = OpKind::Announce { key_pair: key_pair.clone(), relays, bump };
+    pub fn announce(
+        &mut self,
+        now: Instant,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+        relays: Vec<SocketAddrV4>,
+        bump: u64,
+    ) -> OpId {
+        self.announced
+            .insert((topic, key_pair.public_key()), key_pair.clone());
+        let kind = OpKind::Announce {
+            key_pair: key_pair.clone(),
+            relays,
+            bump,
+        };
         self.new_op(now, kind, topic, command::LOOKUP, None)
     }
 
@@ -457,36 +522,96 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if sign::target_of_key(&pk) == topic {
             self.forwards.delete(&topic);
         }
-        self.new_op(now, OpKind::Unannounce { key_pair: key_pair.clone() }, topic, command::LOOKUP, None)
+        self.new_op(
+            now,
+            OpKind::Unannounce {
+                key_pair: key_pair.clone(),
+            },
+            topic,
+            command::LOOKUP,
+            None,
+        )
     }
 
     /// `immutablePut(value)`: stores `value` under `H(value)` at the closest nodes.
     pub fn immutable_put(&mut self, now: Instant, value: Vec<u8>) -> OpId {
         let target = sign::target_of_value(&value);
-        self.new_op(now, OpKind::ImmutablePut { value }, target, command::IMMUTABLE_GET, None)
+        self.new_op(
+            now,
+            OpKind::ImmutablePut { value },
+            target,
+            command::IMMUTABLE_GET,
+            None,
+        )
     }
 
     /// `immutableGet(hash)`: the first value whose hash matches.
     pub fn immutable_get(&mut self, now: Instant, hash: [u8; 32]) -> OpId {
-        self.new_op(now, OpKind::ImmutableGet, hash, command::IMMUTABLE_GET, None)
+        self.new_op(
+            now,
+            OpKind::ImmutableGet,
+            hash,
+            command::IMMUTABLE_GET,
+            None,
+        )
     }
 
     /// `mutablePut(keyPair, value, {seq})`: a signed record under `H(publicKey)`.
-    pub fn mutable_put(&mut self, now: Instant, key_pair: &KeyPair, value: Vec<u8>, seq: u64) -> OpId {
+    pub fn mutable_put(
+        &mut self,
+        now: Instant,
+        key_pair: &KeyPair,
+        value: Vec<u8>,
+        seq: u64,
+    ) -> OpId {
         let public_key = key_pair.public_key();
         let signature = sign::sign_mutable(key_pair, seq, &value);
-        let signed = MutablePutRequest { public_key, seq, value, signature }.to_bytes();
+        let signed = MutablePutRequest {
+            public_key,
+            seq,
+            value,
+            signature,
+        }
+        .to_bytes();
         let target = sign::target_of_key(&public_key);
-        let kind = OpKind::MutablePut { key_pair_public: public_key, seq, signature, signed };
-        self.new_op(now, kind, target, command::MUTABLE_GET, Some(messages::encode_mutable_get_request(0)))
+        let kind = OpKind::MutablePut {
+            key_pair_public: public_key,
+            seq,
+            signature,
+            signed,
+        };
+        self.new_op(
+            now,
+            kind,
+            target,
+            command::MUTABLE_GET,
+            Some(messages::encode_mutable_get_request(0)),
+        )
     }
 
     /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq`; with `latest`,
     /// the highest seq any node has.
-    pub fn mutable_get(&mut self, now: Instant, public_key: [u8; 32], seq: u64, latest: bool) -> OpId {
+    pub fn mutable_get(
+        &mut self,
+        now: Instant,
+        public_key: [u8; 32],
+        seq: u64,
+        latest: bool,
+    ) -> OpId {
         let target = sign::target_of_key(&public_key);
-        let kind = OpKind::MutableGet { public_key, seq, latest, best: None };
-        self.new_op(now, kind, target, command::MUTABLE_GET, Some(messages::encode_mutable_get_request(seq)))
+        let kind = OpKind::MutableGet {
+            public_key,
+            seq,
+            latest,
+            best: None,
+        };
+        self.new_op(
+            now,
+            kind,
+            target,
+            command::MUTABLE_GET,
+            Some(messages::encode_mutable_get_request(seq)),
+        )
     }
 
     /// Abandons an operation: its query stops and no event follows.
@@ -514,7 +639,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     } else if let Some(conn) = self.connect.attempt_for_query(&query) {
                         self.on_attempt_query_reply(now, conn, &reply);
                     } else if !self.connect.is_server_query(&query) {
-                        self.events.push_back(DhtEvent::Rpc(RpcEvent::QueryReply { query, reply }));
+                        self.events
+                            .push_back(DhtEvent::Rpc(RpcEvent::QueryReply { query, reply }));
                     }
                 }
                 RpcEvent::QueryDone { query, result } => {
@@ -526,7 +652,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                         let closest = result.map(|r| r.closest_replies).unwrap_or_default();
                         self.on_server_query_done(now, server, closest);
                     } else {
-                        self.events.push_back(DhtEvent::Rpc(RpcEvent::QueryDone { query, result }));
+                        self.events
+                            .push_back(DhtEvent::Rpc(RpcEvent::QueryDone { query, result }));
                     }
                 }
                 RpcEvent::Response { request, result } => {
@@ -539,7 +666,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     } else if let Some(server) = self.connect.server_for_request(&request) {
                         self.on_server_response(now, server, request, result);
                     } else {
-                        self.events.push_back(DhtEvent::Rpc(RpcEvent::Response { request, result }));
+                        self.events
+                            .push_back(DhtEvent::Rpc(RpcEvent::Response { request, result }));
                     }
                 }
                 RpcEvent::Persistent => {
@@ -554,11 +682,17 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn on_op_reply(&mut self, now: Instant, op_id: OpId, reply: QueryReply) {
-        let Some(op) = self.ops.get_mut(&op_id) else { return };
-        let Some(value) = reply.value.as_deref() else { return };
+        let Some(op) = self.ops.get_mut(&op_id) else {
+            return;
+        };
+        let Some(value) = reply.value.as_deref() else {
+            return;
+        };
         match &mut op.kind {
             OpKind::Lookup | OpKind::Announce { .. } | OpKind::Unannounce { .. } => {
-                let Ok(l) = WireLookupReply::decode(value) else { return };
+                let Ok(l) = WireLookupReply::decode(value) else {
+                    return;
+                };
                 let lookup = LookupReply {
                     from: reply.from,
                     from_id: reply.from_id,
@@ -569,40 +703,78 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 };
                 if let OpKind::Unannounce { key_pair } = &op.kind {
                     let pk = key_pair.public_key();
-                    let found = lookup.peers.len() >= MAX_LOOKUP_PEERS || lookup.peers.iter().any(|p| p.public_key == pk);
+                    let found = lookup.peers.len() >= MAX_LOOKUP_PEERS
+                        || lookup.peers.iter().any(|p| p.public_key == pk);
                     if let (true, Some(token), Some(id)) = (found, lookup.token, lookup.from_id) {
                         let kp = key_pair.clone();
                         let target = op.target;
-                        let peer = Peer { public_key: pk, relay_addresses: Vec::new() };
-                        let signature = sign::sign_unannounce(&kp, &target, &id.0, &token, &peer, None);
-                        let value = Announce { peer: Some(peer), refresh: None, signature: Some(signature), bump: 0 }.to_bytes();
+                        let peer = Peer {
+                            public_key: pk,
+                            relay_addresses: Vec::new(),
+                        };
+                        let signature =
+                            sign::sign_unannounce(&kp, &target, &id.0, &token, &peer, None);
+                        let value = Announce {
+                            peer: Some(peer),
+                            refresh: None,
+                            signature: Some(signature),
+                            bump: 0,
+                        }
+                        .to_bytes();
                         self.commit(now, op_id, lookup.from, token, command::UNANNOUNCE, value);
                     }
                 }
-                self.events.push_back(DhtEvent::LookupReply { op: op_id, reply: lookup });
+                self.events.push_back(DhtEvent::LookupReply {
+                    op: op_id,
+                    reply: lookup,
+                });
             }
             OpKind::FindPeer => {
-                let Ok(peer) = Peer::decode(value) else { return };
-                let reply = FindPeerReply { from: reply.from, to: reply.to, token: reply.token, peer };
-                self.events.push_back(DhtEvent::FindPeerReply { op: op_id, reply });
+                let Ok(peer) = Peer::decode(value) else {
+                    return;
+                };
+                let reply = FindPeerReply {
+                    from: reply.from,
+                    to: reply.to,
+                    token: reply.token,
+                    peer,
+                };
+                self.events
+                    .push_back(DhtEvent::FindPeerReply { op: op_id, reply });
             }
             OpKind::ImmutablePut { .. } => {}
             OpKind::ImmutableGet => {
                 if hash(value) == op.target {
-                    let found = ImmutableValue { value: value.to_vec(), from: reply.from };
+                    let found = ImmutableValue {
+                        value: value.to_vec(),
+                        from: reply.from,
+                    };
                     self.finish_op(op_id, Ok(OpOutput::ImmutableGet(Some(found))));
                 }
             }
             OpKind::MutablePut { .. } => {}
-            OpKind::MutableGet { public_key, seq, latest, best } => {
-                let Ok(r) = MutableGetResponse::decode(value) else { return };
+            OpKind::MutableGet {
+                public_key,
+                seq,
+                latest,
+                best,
+            } => {
+                let Ok(r) = MutableGetResponse::decode(value) else {
+                    return;
+                };
                 if best.as_ref().is_some_and(|b| r.seq <= b.seq) {
                     return;
                 }
-                if r.seq < *seq || !sign::verify_mutable(public_key, r.seq, &r.value, &r.signature) {
+                if r.seq < *seq || !sign::verify_mutable(public_key, r.seq, &r.value, &r.signature)
+                {
                     return;
                 }
-                let found = MutableValue { value: r.value, seq: r.seq, signature: r.signature, from: reply.from };
+                let found = MutableValue {
+                    value: r.value,
+                    seq: r.seq,
+                    signature: r.signature,
+                    from: reply.from,
+                };
                 if !*latest {
                     self.finish_op(op_id, Ok(OpOutput::MutableGet(Some(found))));
                 } else {
@@ -612,8 +784,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    fn on_op_query_done(&mut self, now: Instant, op_id: OpId, result: Result<Vec<QueryReply>, QueryError>) {
-        let Some(op) = self.ops.get_mut(&op_id) else { return };
+    fn on_op_query_done(
+        &mut self,
+        now: Instant,
+        op_id: OpId,
+        result: Result<Vec<QueryReply>, QueryError>,
+    ) {
+        let Some(op) = self.ops.get_mut(&op_id) else {
+            return;
+        };
         op.query = None;
         op.query_done = true;
         let closest = match result {
@@ -627,21 +806,43 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let target = op.target;
         // Operations that commit to the closest nodes.
         let commit: Option<(u64, Vec<Commit>)> = match &op.kind {
-            OpKind::Announce { key_pair, relays, bump } => {
-                let peer = Peer { public_key: key_pair.public_key(), relay_addresses: relays.clone() };
+            OpKind::Announce {
+                key_pair,
+                relays,
+                bump,
+            } => {
+                let peer = Peer {
+                    public_key: key_pair.public_key(),
+                    relay_addresses: relays.clone(),
+                };
                 let list = closest
                     .iter()
                     .filter_map(|r| Some((r.from, r.token?, r.from_id?)))
                     .map(|(from, token, id)| {
-                        let signature = sign::sign_announce(key_pair, &target, &id.0, &token, &peer, None);
-                        let value = Announce { peer: Some(peer.clone()), refresh: None, signature: Some(signature), bump: *bump }.to_bytes();
-                        Commit { to: from, token, value }
+                        let signature =
+                            sign::sign_announce(key_pair, &target, &id.0, &token, &peer, None);
+                        let value = Announce {
+                            peer: Some(peer.clone()),
+                            refresh: None,
+                            signature: Some(signature),
+                            bump: *bump,
+                        }
+                        .to_bytes();
+                        Commit {
+                            to: from,
+                            token,
+                            value,
+                        }
                     })
                     .collect();
                 Some((command::ANNOUNCE, list))
             }
-            OpKind::ImmutablePut { value } => Some((command::IMMUTABLE_PUT, with_tokens(&closest, value))),
-            OpKind::MutablePut { signed, .. } => Some((command::MUTABLE_PUT, with_tokens(&closest, signed))),
+            OpKind::ImmutablePut { value } => {
+                Some((command::IMMUTABLE_PUT, with_tokens(&closest, value)))
+            }
+            OpKind::MutablePut { signed, .. } => {
+                Some((command::MUTABLE_PUT, with_tokens(&closest, signed)))
+            }
             _ => None,
         };
         match commit {
@@ -653,7 +854,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 // Replies without a token count as failed commits, as in the reference.
                 let missing = closest.len() - list.len();
                 if let Some(op) = self.ops.get_mut(&op_id) {
-                    op.last_error = if missing > 0 { Some(RequestError::Timeout) } else { None };
+                    op.last_error = if missing > 0 {
+                        Some(RequestError::Timeout)
+                    } else {
+                        None
+                    };
                 }
                 for c in list {
                     self.commit(now, op_id, c.to, c.token, cmd, c.value);
@@ -664,8 +869,18 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    fn commit(&mut self, now: Instant, op_id: OpId, to: SocketAddrV4, token: [u8; 32], cmd: u64, value: Vec<u8>) {
-        let Some(op) = self.ops.get_mut(&op_id) else { return };
+    fn commit(
+        &mut self,
+        now: Instant,
+        op_id: OpId,
+        to: SocketAddrV4,
+        token: [u8; 32],
+        cmd: u64,
+        value: Vec<u8>,
+    ) {
+        let Some(op) = self.ops.get_mut(&op_id) else {
+            return;
+        };
         op.pending += 1;
         let mut spec = RequestSpec::new(to, cmd);
         spec.token = Some(token);
@@ -676,7 +891,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn on_commit_done(&mut self, op_id: OpId, result: Result<QueryReply, RequestError>) {
-        let Some(op) = self.ops.get_mut(&op_id) else { return };
+        let Some(op) = self.ops.get_mut(&op_id) else {
+            return;
+        };
         op.pending = op.pending.saturating_sub(1);
         // `dht.request` resolves for any response, error codes included.
         match result {
@@ -696,7 +913,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Ends an operation once its query ended and its commits settled.
     fn maybe_finish(&mut self, op_id: OpId) {
-        let Some(op) = self.ops.get(&op_id) else { return };
+        let Some(op) = self.ops.get(&op_id) else {
+            return;
+        };
         if !op.query_done || op.pending > 0 {
             return;
         }
@@ -709,16 +928,32 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             OpKind::Unannounce { .. } => Ok(OpOutput::Unannounce),
             OpKind::ImmutableGet => Ok(OpOutput::ImmutableGet(None)),
             OpKind::MutableGet { best, .. } => Ok(OpOutput::MutableGet(best.clone())),
-            OpKind::Announce { .. } | OpKind::ImmutablePut { .. } | OpKind::MutablePut { .. } if commits_failed => {
-                Err(OpError::CommitFailed(op.last_error.unwrap_or(RequestError::Timeout)))
+            OpKind::Announce { .. } | OpKind::ImmutablePut { .. } | OpKind::MutablePut { .. }
+                if commits_failed =>
+            {
+                Err(OpError::CommitFailed(
+                    op.last_error.unwrap_or(RequestError::Timeout),
+                ))
             }
             // Every node refused the record because it holds a newer one: say so (the reference
             // resolves here; the wire exchange is the same).
-            OpKind::MutablePut { .. } if op.accepted == 0 && op.seq_too_low > 0 => Err(OpError::SeqTooLow),
-            OpKind::MutablePut { .. } if op.accepted == 0 && op.seq_reused > 0 => Err(OpError::SeqReused),
+            OpKind::MutablePut { .. } if op.accepted == 0 && op.seq_too_low > 0 => {
+                Err(OpError::SeqTooLow)
+            }
+            OpKind::MutablePut { .. } if op.accepted == 0 && op.seq_reused > 0 => {
+                Err(OpError::SeqReused)
+            }
             OpKind::Announce { .. } => Ok(OpOutput::Announce { closest_nodes }),
-            OpKind::ImmutablePut { .. } => Ok(OpOutput::ImmutablePut { hash: op.target, closest_nodes }),
-            OpKind::MutablePut { key_pair_public, seq, signature, .. } => Ok(OpOutput::MutablePut {
+            OpKind::ImmutablePut { .. } => Ok(OpOutput::ImmutablePut {
+                hash: op.target,
+                closest_nodes,
+            }),
+            OpKind::MutablePut {
+                key_pair_public,
+                seq,
+                signature,
+                ..
+            } => Ok(OpOutput::MutablePut {
                 public_key: *key_pair_public,
                 closest_nodes,
                 seq: *seq,
@@ -729,7 +964,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn finish_op(&mut self, op_id: OpId, result: Result<OpOutput, OpError>) {
-        let Some(op) = self.ops.remove(&op_id) else { return };
+        let Some(op) = self.ops.remove(&op_id) else {
+            return;
+        };
         if let Some(q) = op.query {
             self.by_query.remove(&q);
             if !self.rpc.is_destroyed() {
@@ -737,7 +974,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
         }
         self.by_request.retain(|_, v| *v != op_id);
-        self.events.push_back(DhtEvent::OpDone { op: op_id, result });
+        self.events
+            .push_back(DhtEvent::OpDone { op: op_id, result });
     }
 
     // ----- server side -----
@@ -747,7 +985,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn reply_bare(&mut self, req: &IncomingRequest) {
-        self.rpc.reply(req, ReplySpec { token: false, closer_nodes: false, ..ReplySpec::value(None) });
+        self.rpc.reply(
+            req,
+            ReplySpec {
+                token: false,
+                closer_nodes: false,
+                ..ReplySpec::value(None)
+            },
+        );
     }
 
     fn on_request(&mut self, now: Instant, req: IncomingRequest) {
@@ -758,20 +1003,27 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 if self.deliver_unknown {
                     self.events.push_back(DhtEvent::Rpc(RpcEvent::Request(req)));
                 } else {
-                    self.rpc.reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
+                    self.rpc
+                        .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
                 }
                 return;
             }
             _ => {}
         }
         let Some(node_id) = self.rpc.id() else {
-            return self.rpc.reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
+            return self
+                .rpc
+                .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
         };
         if self.storage.is_none() {
-            return self.rpc.reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
+            return self
+                .rpc
+                .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
         }
         // Every storage command needs a target; PLUGIN has no plugins registered here. Both drop.
-        let Some(target) = req.target.map(|t| t.0) else { return };
+        let Some(target) = req.target.map(|t| t.0) else {
+            return;
+        };
         match req.command {
             command::FIND_PEER => {
                 let record = self.forwards.get(&target).map(|f| f.record.clone());
@@ -782,17 +1034,27 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             command::UNANNOUNCE => self.on_unannounce(&req, target, node_id),
             command::MUTABLE_PUT => self.on_mutable_put(&req, target),
             command::MUTABLE_GET => {
-                let Some(value) = req.value.as_deref() else { return };
-                let Ok(seq) = messages::decode_mutable_get_request(value) else { return };
-                let stored = self.storage.as_mut().and_then(|s| s.mutables.get(&target).cloned());
-                let reply = stored.filter(|bytes| MutableGetResponse::decode(bytes).is_ok_and(|r| r.seq >= seq));
+                let Some(value) = req.value.as_deref() else {
+                    return;
+                };
+                let Ok(seq) = messages::decode_mutable_get_request(value) else {
+                    return;
+                };
+                let stored = self
+                    .storage
+                    .as_mut()
+                    .and_then(|s| s.mutables.get(&target).cloned());
+                let reply = stored
+                    .filter(|bytes| MutableGetResponse::decode(bytes).is_ok_and(|r| r.seq >= seq));
                 self.reply(&req, reply);
             }
             command::IMMUTABLE_PUT => {
                 if req.token.is_none() {
                     return;
                 }
-                let Some(value) = req.value.as_ref() else { return };
+                let Some(value) = req.value.as_ref() else {
+                    return;
+                };
                 if hash(value) != target {
                     return;
                 }
@@ -802,7 +1064,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 self.reply(&req, None);
             }
             command::IMMUTABLE_GET => {
-                let value = self.storage.as_mut().and_then(|s| s.immutables.get(&target).cloned());
+                let value = self
+                    .storage
+                    .as_mut()
+                    .and_then(|s| s.immutables.get(&target).cloned());
                 self.reply(&req, value);
             }
             _ => {}
@@ -813,11 +1078,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// the client's address travels inside the messages. Handshakes for a server hosted on
     /// this node are the connect layer's.
     fn on_peer_handshake(&mut self, req: &IncomingRequest) {
-        let Some(Ok(hs)) = req.value.as_deref().map(HandshakeEnvelope::decode) else { return };
+        let Some(Ok(hs)) = req.value.as_deref().map(HandshakeEnvelope::decode) else {
+            return;
+        };
         let route = req.target.and_then(|t| self.forwards.get(&t.0).cloned());
         if route.as_ref().is_some_and(|f| f.relay.is_none()) {
             // A server hosted on this node.
-            let server = req.target.and_then(|t| self.connect.server_for_target(&t.0));
+            let server = req
+                .target
+                .and_then(|t| self.connect.server_for_target(&t.0));
             if let Some(server) = server {
                 let now = self.last_now;
                 self.on_server_handshake(now, req, hs, server);
@@ -829,19 +1098,42 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             mode::FROM_CLIENT => {
                 let Some(next) = hs.relay_address.or(relay) else {
                     // Help the client route: an empty reply with closer nodes.
-                    return self.rpc.reply(req, ReplySpec { token: false, ..ReplySpec::value(None) });
+                    return self.rpc.reply(
+                        req,
+                        ReplySpec {
+                            token: false,
+                            ..ReplySpec::value(None)
+                        },
+                    );
                 };
-                let value = HandshakeEnvelope { mode: mode::FROM_RELAY, noise: hs.noise, peer_address: Some(req.from), relay_address: None };
+                let value = HandshakeEnvelope {
+                    mode: mode::FROM_RELAY,
+                    noise: hs.noise,
+                    peer_address: Some(req.from),
+                    relay_address: None,
+                };
                 self.rpc.relay(req, Some(value.to_bytes()), next, None);
             }
             mode::FROM_RELAY => {
                 let Some(next) = relay else { return };
-                let value = HandshakeEnvelope { mode: mode::FROM_SECOND_RELAY, noise: hs.noise, peer_address: hs.peer_address, relay_address: Some(req.from) };
+                let value = HandshakeEnvelope {
+                    mode: mode::FROM_SECOND_RELAY,
+                    noise: hs.noise,
+                    peer_address: hs.peer_address,
+                    relay_address: Some(req.from),
+                };
                 self.rpc.relay(req, Some(value.to_bytes()), next, None);
             }
             mode::FROM_SERVER => {
-                let Some(client) = hs.peer_address else { return };
-                let value = HandshakeEnvelope { mode: mode::REPLY, noise: hs.noise, peer_address: Some(req.from), relay_address: None };
+                let Some(client) = hs.peer_address else {
+                    return;
+                };
+                let value = HandshakeEnvelope {
+                    mode: mode::REPLY,
+                    noise: hs.noise,
+                    peer_address: Some(req.from),
+                    relay_address: None,
+                };
                 self.rpc.reply(req, bare_to(client, value.to_bytes()));
             }
             _ => {}
@@ -850,19 +1142,35 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// The router's relay role for PEER_HOLEPUNCH (`router.js` `onpeerholepunch`).
     fn on_peer_holepunch(&mut self, req: &IncomingRequest) {
-        let Some(Ok(hp)) = req.value.as_deref().map(HolepunchEnvelope::decode) else { return };
+        let Some(Ok(hp)) = req.value.as_deref().map(HolepunchEnvelope::decode) else {
+            return;
+        };
         let route = req.target.and_then(|t| self.forwards.get(&t.0).cloned());
         let relay = route.as_ref().and_then(|f| f.relay);
         match hp.mode {
             mode::FROM_CLIENT => {
                 // A node forwards to any address the client names, as the reference does.
-                let Some(next) = hp.peer_address.or(relay) else { return };
-                let value = HolepunchEnvelope { mode: mode::FROM_RELAY, id: hp.id, payload: hp.payload, peer_address: Some(req.from) };
+                let Some(next) = hp.peer_address.or(relay) else {
+                    return;
+                };
+                let value = HolepunchEnvelope {
+                    mode: mode::FROM_RELAY,
+                    id: hp.id,
+                    payload: hp.payload,
+                    peer_address: Some(req.from),
+                };
                 self.rpc.relay(req, Some(value.to_bytes()), next, None);
             }
             mode::FROM_SERVER => {
-                let Some(client) = hp.peer_address else { return };
-                let value = HolepunchEnvelope { mode: mode::REPLY, id: hp.id, payload: hp.payload, peer_address: Some(req.from) };
+                let Some(client) = hp.peer_address else {
+                    return;
+                };
+                let value = HolepunchEnvelope {
+                    mode: mode::REPLY,
+                    id: hp.id,
+                    payload: hp.payload,
+                    peer_address: Some(req.from),
+                };
                 self.rpc.reply(req, bare_to(client, value.to_bytes()));
             }
             // FROM_RELAY is for the node hosting the server (the connect layer).
@@ -877,9 +1185,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn on_lookup(&mut self, req: &IncomingRequest, target: [u8; 32]) {
-        let Some(s) = self.storage.as_mut() else { return };
+        let Some(s) = self.storage.as_mut() else {
+            return;
+        };
         let rng = self.rpc.rng();
-        let mut records: Vec<Vec<u8>> = s.records.get(&target, MAX_LOOKUP_PEERS, rng).into_iter().map(|r| r.to_vec()).collect();
+        let mut records: Vec<Vec<u8>> = s
+            .records
+            .get(&target, MAX_LOOKUP_PEERS, rng)
+            .into_iter()
+            .map(|r| r.to_vec())
+            .collect();
         let bump = s.bumps.get(&target).copied().unwrap_or(0);
         if records.len() < MAX_LOOKUP_PEERS {
             if let Some(fwd) = self.forwards.get(&target) {
@@ -897,26 +1212,51 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.reply(req, value);
     }
 
-    fn on_announce(&mut self, now: Instant, req: &IncomingRequest, target: [u8; 32], node_id: NodeId) {
+    fn on_announce(
+        &mut self,
+        now: Instant,
+        req: &IncomingRequest,
+        target: [u8; 32],
+        node_id: NodeId,
+    ) {
         let Some(token) = req.token else { return };
-        let Some(Ok(ann)) = req.value.as_deref().map(Announce::decode) else { return };
+        let Some(Ok(ann)) = req.value.as_deref().map(Announce::decode) else {
+            return;
+        };
         let Some(mut peer) = ann.peer else {
             if let Some(refresh) = ann.refresh {
                 self.on_refresh(req, refresh);
             }
             return;
         };
-        let Some(signature) = ann.signature else { return };
-        if !sign::verify_announce(&target, &node_id.0, &token, &peer, ann.refresh.as_ref(), &signature) {
+        let Some(signature) = ann.signature else {
+            return;
+        };
+        if !sign::verify_announce(
+            &target,
+            &node_id.0,
+            &token,
+            &peer,
+            ann.refresh.as_ref(),
+            &signature,
+        ) {
             return;
         }
         peer.relay_addresses.truncate(MAX_RELAY_ADDRESSES);
         let record = peer.to_bytes();
         let announce_self = sign::target_of_key(&peer.public_key) == target;
         let now_ms = self.unix_ms(now);
-        let Some(s) = self.storage.as_mut() else { return };
+        let Some(s) = self.storage.as_mut() else {
+            return;
+        };
         if announce_self {
-            self.forwards.set(target, Forward { relay: Some(req.from), record: record.clone() });
+            self.forwards.set(
+                target,
+                Forward {
+                    relay: Some(req.from),
+                    record: record.clone(),
+                },
+            );
             s.records.remove(&target, &peer.public_key);
         } else {
             let current = s.bumps.get(&target).copied().unwrap_or(0);
@@ -926,21 +1266,38 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             s.records.add(target, peer.public_key, record.clone());
         }
         if let Some(refresh) = ann.refresh {
-            s.refreshes.set(refresh, Refresh { target, record, announce_self });
+            s.refreshes.set(
+                refresh,
+                Refresh {
+                    target,
+                    record,
+                    announce_self,
+                },
+            );
         }
         self.reply_bare(req);
     }
 
     fn on_refresh(&mut self, req: &IncomingRequest, refresh: [u8; 32]) {
         let active = hash(&refresh);
-        let Some(s) = self.storage.as_mut() else { return };
-        let Some(r) = s.refreshes.get(&active).cloned() else { return };
+        let Some(s) = self.storage.as_mut() else {
+            return;
+        };
+        let Some(r) = s.refreshes.get(&active).cloned() else {
+            return;
+        };
         let public_key: [u8; 32] = match r.record.get(..32).and_then(|b| b.try_into().ok()) {
             Some(pk) => pk,
             None => return,
         };
         if r.announce_self {
-            self.forwards.set(r.target, Forward { relay: Some(req.from), record: r.record.clone() });
+            self.forwards.set(
+                r.target,
+                Forward {
+                    relay: Some(req.from),
+                    record: r.record.clone(),
+                },
+            );
             s.records.remove(&r.target, &public_key);
         } else {
             s.records.add(r.target, public_key, r.record.clone());
@@ -952,9 +1309,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     fn on_unannounce(&mut self, req: &IncomingRequest, target: [u8; 32], node_id: NodeId) {
         let Some(token) = req.token else { return };
-        let Some(Ok(ann)) = req.value.as_deref().map(Announce::decode) else { return };
-        let (Some(peer), Some(signature)) = (ann.peer, ann.signature) else { return };
-        if !sign::verify_unannounce(&target, &node_id.0, &token, &peer, ann.refresh.as_ref(), &signature) {
+        let Some(Ok(ann)) = req.value.as_deref().map(Announce::decode) else {
+            return;
+        };
+        let (Some(peer), Some(signature)) = (ann.peer, ann.signature) else {
+            return;
+        };
+        if !sign::verify_unannounce(
+            &target,
+            &node_id.0,
+            &token,
+            &peer,
+            ann.refresh.as_ref(),
+            &signature,
+        ) {
             return;
         }
         if sign::target_of_key(&peer.public_key) == target {
@@ -970,15 +1338,23 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if req.token.is_none() {
             return;
         }
-        let Some(Ok(p)) = req.value.as_deref().map(MutablePutRequest::decode) else { return };
+        let Some(Ok(p)) = req.value.as_deref().map(MutablePutRequest::decode) else {
+            return;
+        };
         if sign::target_of_key(&p.public_key) != target {
             return;
         }
         if !sign::verify_mutable(&p.public_key, p.seq, &p.value, &p.signature) {
             return;
         }
-        let Some(s) = self.storage.as_mut() else { return };
-        if let Some(existing) = s.mutables.get(&target).and_then(|b| MutableGetResponse::decode(b).ok()) {
+        let Some(s) = self.storage.as_mut() else {
+            return;
+        };
+        if let Some(existing) = s
+            .mutables
+            .get(&target)
+            .and_then(|b| MutableGetResponse::decode(b).ok())
+        {
             if existing.seq == p.seq && existing.value != p.value {
                 return self.rpc.reply(req, ReplySpec::error(ERROR_SEQ_REUSED));
             }
@@ -986,7 +1362,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 return self.rpc.reply(req, ReplySpec::error(ERROR_SEQ_TOO_LOW));
             }
         }
-        let stored = MutableGetResponse { seq: p.seq, value: p.value, signature: p.signature }.to_bytes();
+        let stored = MutableGetResponse {
+            seq: p.seq,
+            value: p.value,
+            signature: p.signature,
+        }
+        .to_bytes();
         s.mutables.set(target, stored);
         self.reply(req, None);
     }
@@ -994,7 +1375,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
 /// A response to an arbitrary address with no token and no closer nodes (`reply(v, {to})`).
 pub(super) fn bare_to(to: SocketAddrV4, value: Vec<u8>) -> ReplySpec {
-    ReplySpec { token: false, closer_nodes: false, to: Some(to), ..ReplySpec::value(Some(value)) }
+    ReplySpec {
+        token: false,
+        closer_nodes: false,
+        to: Some(to),
+        ..ReplySpec::value(Some(value))
+    }
 }
 
 /// One commit request to send: the value, with the token the node gave us.
@@ -1005,5 +1391,14 @@ struct Commit {
 }
 
 fn with_tokens(closest: &[QueryReply], value: &[u8]) -> Vec<Commit> {
-    closest.iter().filter_map(|r| Some(Commit { to: r.from, token: r.token?, value: value.to_vec() })).collect()
+    closest
+        .iter()
+        .filter_map(|r| {
+            Some(Commit {
+                to: r.from,
+                token: r.token?,
+                value: value.to_vec(),
+            })
+        })
+        .collect()
 }

@@ -53,7 +53,13 @@ impl SocketPool {
             id = id.wrapping_add(1);
         }
         self.next = id.wrapping_add(1);
-        self.open.insert(id, Holders { puncher: true, stream: false });
+        self.open.insert(
+            id,
+            Holders {
+                puncher: true,
+                stream: false,
+            },
+        );
         self.commands.push_back(SocketCommand::Bind(id));
         Some(id)
     }

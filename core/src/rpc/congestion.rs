@@ -25,7 +25,12 @@ impl CongestionWindow {
 
     /// An empty window allowing `max_window` sends per slot (the reference uses 80).
     pub fn new(max_window: u32) -> Self {
-        CongestionWindow { slot: 0, total: 0, window: [0; 4], max_window }
+        CongestionWindow {
+            slot: 0,
+            total: 0,
+            window: [0; 4],
+            max_window,
+        }
     }
 
     /// True when `total ≥ 2·max_window` or the current slot holds `max_window` sends.

@@ -92,7 +92,11 @@ impl Health {
 
         self.head = self.tail();
         if let Some(slot) = self.window.get_mut(self.head) {
-            *slot = Snapshot { responses: total_responses, timeouts: total_timeouts, degraded: None };
+            *slot = Snapshot {
+                responses: total_responses,
+                timeouts: total_timeouts,
+                degraded: None,
+            };
         }
         if self.len < WINDOW {
             self.len = (self.head + 1).max(self.len);

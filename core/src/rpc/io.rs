@@ -113,7 +113,9 @@ impl<O> Io<O> {
     }
 
     fn send(&mut self, now: Instant, tid: u16, out: &mut VecDeque<Outgoing>) {
-        let Some(req) = self.inflight.get_mut(&tid) else { return };
+        let Some(req) = self.inflight.get_mut(&tid) else {
+            return;
+        };
         if !req.force && self.congestion.is_full() {
             req.deadline = None;
             self.queued.push_back(tid);
@@ -136,8 +138,14 @@ impl<O> Io<O> {
     pub(crate) fn drain(&mut self, now: Instant, out: &mut VecDeque<Outgoing>) {
         self.congestion.drain();
         while !self.congestion.is_full() {
-            let Some(tid) = self.queued.pop_front() else { break };
-            if self.inflight.get(&tid).is_some_and(|r| r.deadline.is_none()) {
+            let Some(tid) = self.queued.pop_front() else {
+                break;
+            };
+            if self
+                .inflight
+                .get(&tid)
+                .is_some_and(|r| r.deadline.is_none())
+            {
                 self.send(now, tid, out);
             }
         }
@@ -212,7 +220,11 @@ impl<O> Io<O> {
 
     /// The tids of requests whose owner matches.
     pub(crate) fn tids_where(&self, mut pred: impl FnMut(&O) -> bool) -> Vec<u16> {
-        self.inflight.iter().filter(|(_, r)| pred(&r.owner)).map(|(t, _)| *t).collect()
+        self.inflight
+            .iter()
+            .filter(|(_, r)| pred(&r.owner))
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     pub(crate) fn get(&self, tid: u16) -> Option<&InFlight<O>> {

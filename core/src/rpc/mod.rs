@@ -19,16 +19,17 @@ mod token;
 pub use config::{Persistence, RpcConfig};
 pub use congestion::CongestionWindow;
 pub use event::{
-    CommitError, IncomingRequest, QueryError, QueryReply, QueryResult, RequestError, RequestId, RpcEvent,
+    CommitError, IncomingRequest, QueryError, QueryReply, QueryResult, RequestError, RequestId,
+    RpcEvent,
 };
-pub use node::{
-    QuerySpec, ReplySpec, RequestSpec, RpcNode, SocketKind, Stats, Transmit, DELAYED_PING, DOWN_HINT,
-    FIND_NODE, PING, PING_NAT,
-};
-pub use query::QueryId;
 pub use health::{Health, HealthChange};
 pub use id::{encode_addr, NodeId};
 pub use nat_sampler::NatSampler;
+pub use node::{
+    QuerySpec, ReplySpec, RequestSpec, RpcNode, SocketKind, Stats, Transmit, DELAYED_PING,
+    DOWN_HINT, FIND_NODE, PING, PING_NAT,
+};
+pub use query::QueryId;
 pub use table::{AddOutcome, NodeEntry, RoutingTable};
 pub use token::TokenSecrets;
 

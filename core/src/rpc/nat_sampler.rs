@@ -95,8 +95,14 @@ impl NatSampler {
             self.best_host = Some(b);
         }
 
-        let best_exact = self.best_exact.and_then(|r| self.records.get(r as usize)).copied();
-        let best_host = self.best_host.and_then(|r| self.records.get(r as usize)).copied();
+        let best_exact = self
+            .best_exact
+            .and_then(|r| self.records.get(r as usize))
+            .copied();
+        let best_host = self
+            .best_host
+            .and_then(|r| self.records.get(r as usize))
+            .copied();
         match (best_exact, best_host) {
             (Some(ra), _) if ra.hits as usize >= self.threshold => {
                 self.host = Some(ra.host);
@@ -169,7 +175,12 @@ impl NatSampler {
                 }
             }
         }
-        self.alloc(Record { host, port, hits: 1, live: true })
+        self.alloc(Record {
+            host,
+            port,
+            hits: 1,
+            live: true,
+        })
     }
 
     /// Replaces the ring entry at `top` with `r` (decrementing the old record) and advances.
@@ -197,7 +208,12 @@ impl NatSampler {
     /// Reclaims records no longer referenced by the ring or the best-record pointers.
     fn collect(&mut self) {
         let mut used = [false; RING + 8];
-        let refs = self.ring.iter().copied().chain(self.best_exact).chain(self.best_host);
+        let refs = self
+            .ring
+            .iter()
+            .copied()
+            .chain(self.best_exact)
+            .chain(self.best_host);
         for r in refs {
             if let Some(u) = used.get_mut(r as usize) {
                 *u = true;

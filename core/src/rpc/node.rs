@@ -188,12 +188,26 @@ pub struct ReplySpec {
 impl ReplySpec {
     /// `req.reply(value)`: a token and closer nodes by default.
     pub fn value(value: Option<Vec<u8>>) -> Self {
-        ReplySpec { error: ERROR_OK, value, token: true, closer_nodes: true, to: None, socket: None }
+        ReplySpec {
+            error: ERROR_OK,
+            value,
+            token: true,
+            closer_nodes: true,
+            to: None,
+            socket: None,
+        }
     }
 
     /// `req.error(code)`: no token, closer nodes by default.
     pub fn error(code: u64) -> Self {
-        ReplySpec { error: code, value: None, token: false, closer_nodes: true, to: None, socket: None }
+        ReplySpec {
+            error: code,
+            value: None,
+            token: false,
+            closer_nodes: true,
+            to: None,
+            socket: None,
+        }
     }
 }
 
@@ -212,8 +226,15 @@ enum Owner {
     Visit(QueryId),
     DownHint(QueryId),
     Commit(QueryId),
-    Check { id: NodeId, seen_before: u32 },
-    Reping { old: NodeId, seen_before: u32, candidate: NodeEntry },
+    Check {
+        id: NodeId,
+        seen_before: u32,
+    },
+    Reping {
+        old: NodeId,
+        seen_before: u32,
+        candidate: NodeEntry,
+    },
     QuickNat,
     FirewallProbe,
 }
@@ -229,8 +250,14 @@ impl Owner {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bootstrap {
-    Querying { round: u8, query: QueryId, quick_sent: bool },
-    Updating { round: u8 },
+    Querying {
+        round: u8,
+        query: QueryId,
+        quick_sent: bool,
+    },
+    Updating {
+        round: u8,
+    },
     Done,
 }
 
@@ -543,7 +570,10 @@ impl<R: RngCore> RpcNode<R> {
         let rid = RequestId(self.next_request);
         self.next_request += 1;
         if self.destroyed {
-            self.events.push_back(RpcEvent::Response { request: rid, result: Err(RequestError::Destroyed) });
+            self.events.push_back(RpcEvent::Response {
+                request: rid,
+                result: Err(RequestError::Destroyed),
+            });
             return rid;
         }
         self.send_request(now, spec, Owner::User(rid));
@@ -586,7 +616,13 @@ impl<R: RngCore> RpcNode<R> {
 
     /// `relay(value, to)`: forwards a received request to a third node, once, untracked, from
     /// the socket it arrived on unless told otherwise.
-    pub fn relay(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>, to: SocketAddrV4, socket: Option<SocketKind>) {
+    pub fn relay(
+        &mut self,
+        req: &IncomingRequest,
+        value: Option<Vec<u8>>,
+        to: SocketAddrV4,
+        socket: Option<SocketKind>,
+    ) {
         if self.destroyed {
             return;
         }
@@ -606,7 +642,13 @@ impl<R: RngCore> RpcNode<R> {
 
     /// Queues a raw datagram that is not dht-rpc (hyperdht's 1-byte holepunch probes) behind
     /// the node's own transmits.
-    pub fn send_datagram(&mut self, socket: SocketKind, to: SocketAddrV4, payload: Vec<u8>, ttl: Option<u8>) {
+    pub fn send_datagram(
+        &mut self,
+        socket: SocketKind,
+        to: SocketAddrV4,
+        payload: Vec<u8>,
+        ttl: Option<u8>,
+    ) {
         if !self.destroyed {
             self.push_transmit(socket, to, payload, ttl);
         }
@@ -631,13 +673,19 @@ impl<R: RngCore> RpcNode<R> {
         self.destroyed = true;
         for (_, req) in self.io.clear() {
             if let Owner::User(rid) = req.owner {
-                self.events.push_back(RpcEvent::Response { request: rid, result: Err(RequestError::Destroyed) });
+                self.events.push_back(RpcEvent::Response {
+                    request: rid,
+                    result: Err(RequestError::Destroyed),
+                });
             }
         }
         let queries: Vec<QueryId> = self.queries.keys().copied().collect();
         for q in queries {
             self.queries.remove(&q);
-            self.events.push_back(RpcEvent::QueryDone { query: q, result: Err(QueryError::Destroyed) });
+            self.events.push_back(RpcEvent::QueryDone {
+                query: q,
+                result: Err(QueryError::Destroyed),
+            });
         }
         self.delayed.clear();
         self.network_check = None;
@@ -646,7 +694,13 @@ impl<R: RngCore> RpcNode<R> {
     // ----- inputs -----
 
     /// Feeds one received datagram. Malformed input is dropped silently (counted in stats).
-    pub fn handle_datagram(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, bytes: &[u8]) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketKind,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
         if self.destroyed {
             return;
         }
@@ -737,8 +791,19 @@ impl<R: RngCore> RpcNode<R> {
         }
     }
 
-    fn push_transmit(&mut self, socket: SocketKind, to: SocketAddrV4, payload: Vec<u8>, ttl: Option<u8>) {
-        self.transmits.push_back(Transmit { socket, to, payload, ttl });
+    fn push_transmit(
+        &mut self,
+        socket: SocketKind,
+        to: SocketAddrV4,
+        payload: Vec<u8>,
+        ttl: Option<u8>,
+    ) {
+        self.transmits.push_back(Transmit {
+            socket,
+            to,
+            payload,
+            ttl,
+        });
     }
 
     fn flush_io(&mut self, out: VecDeque<Outgoing>) {
@@ -749,7 +814,11 @@ impl<R: RngCore> RpcNode<R> {
 
     fn send_request(&mut self, now: Instant, spec: RequestSpec, owner: Owner) {
         let socket = spec.socket.unwrap_or_else(|| self.primary_socket());
-        let retries = if spec.force { 0 } else { spec.retries.unwrap_or(DEFAULT_RETRIES) };
+        let retries = if spec.force {
+            0
+        } else {
+            spec.retries.unwrap_or(DEFAULT_RETRIES)
+        };
         let mut req = InFlight {
             to: spec.to,
             to_id: spec.to_id,
@@ -784,7 +853,15 @@ impl<R: RngCore> RpcNode<R> {
         self.flush_io(out);
     }
 
-    fn internal_request(&mut self, now: Instant, to: SocketAddrV4, to_id: Option<NodeId>, command: u64, value: Option<Vec<u8>>, owner: Owner) {
+    fn internal_request(
+        &mut self,
+        now: Instant,
+        to: SocketAddrV4,
+        to_id: Option<NodeId>,
+        command: u64,
+        value: Option<Vec<u8>>,
+        owner: Owner,
+    ) {
         let mut spec = RequestSpec::new(to, command);
         spec.internal = true;
         spec.to_id = to_id;
@@ -803,12 +880,24 @@ impl<R: RngCore> RpcNode<R> {
         error: u64,
         value: Option<Vec<u8>>,
     ) {
-        let token = if token { Some(self.tokens.token(*to.ip(), &mut self.rng)) } else { None };
+        let token = if token {
+            Some(self.tokens.token(*to.ip(), &mut self.rng))
+        } else {
+            None
+        };
         let closer_nodes = match closer_target {
             Some(t) => self.table.closest(&t).take(K).map(|e| e.addr).collect(),
             None => Vec::new(),
         };
-        let res = Response { tid, to, id: self.id_for(socket), token, closer_nodes, error, value };
+        let res = Response {
+            tid,
+            to,
+            id: self.id_for(socket),
+            token,
+            closer_nodes,
+            error,
+            value,
+        };
         self.push_transmit(socket, to, res.to_bytes(), None);
     }
 
@@ -827,7 +916,15 @@ impl<R: RngCore> RpcNode<R> {
         let target = req.target.map(NodeId);
         if let Some(token) = &req.token {
             if !self.tokens.validate(*from.ip(), token, &mut self.rng) {
-                self.send_reply(socket, from, req.tid, true, target, ERROR_INVALID_TOKEN, None);
+                self.send_reply(
+                    socket,
+                    from,
+                    req.tid,
+                    true,
+                    target,
+                    ERROR_INVALID_TOKEN,
+                    None,
+                );
                 return;
             }
         }
@@ -853,11 +950,26 @@ impl<R: RngCore> RpcNode<R> {
                 socket,
             }));
         } else {
-            self.send_reply(socket, from, req.tid, false, target, ERROR_UNKNOWN_COMMAND, None);
+            self.send_reply(
+                socket,
+                from,
+                req.tid,
+                false,
+                target,
+                ERROR_UNKNOWN_COMMAND,
+                None,
+            );
         }
     }
 
-    fn on_internal_request(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, req: Request, target: Option<NodeId>) {
+    fn on_internal_request(
+        &mut self,
+        now: Instant,
+        socket: SocketKind,
+        from: SocketAddrV4,
+        req: Request,
+        target: Option<NodeId>,
+    ) {
         let value = req.value.as_deref().unwrap_or(&[]);
         match req.command {
             PING => self.send_reply(socket, from, req.tid, false, None, ERROR_OK, None),
@@ -904,16 +1016,33 @@ impl<R: RngCore> RpcNode<R> {
                 }
                 let at = now + Duration::from_millis(u64::from(delay));
                 self.delayed_seq += 1;
-                self.delayed.insert((at, self.delayed_seq), DelayedReply { socket, to: from, tid: req.tid });
+                self.delayed.insert(
+                    (at, self.delayed_seq),
+                    DelayedReply {
+                        socket,
+                        to: from,
+                        tid: req.tid,
+                    },
+                );
             }
-            _ => self.send_reply(socket, from, req.tid, false, target, ERROR_UNKNOWN_COMMAND, None),
+            _ => self.send_reply(
+                socket,
+                from,
+                req.tid,
+                false,
+                target,
+                ERROR_UNKNOWN_COMMAND,
+                None,
+            ),
         }
     }
 
     // ----- internals: responses -----
 
     fn on_response(&mut self, now: Instant, socket: SocketKind, from: SocketAddrV4, res: Response) {
-        let Some(req) = self.io.complete(res.tid) else { return };
+        let Some(req) = self.io.complete(res.tid) else {
+            return;
+        };
         self.stats.responses_matched += 1;
         self.total_responses += 1;
         let from_id = res.id.map(NodeId).filter(|id| self.id_matches(id, &from));
@@ -956,9 +1085,17 @@ impl<R: RngCore> RpcNode<R> {
         }
     }
 
-    fn on_request_done(&mut self, now: Instant, req: InFlight<Owner>, result: Result<QueryReply, RequestError>) {
+    fn on_request_done(
+        &mut self,
+        now: Instant,
+        req: InFlight<Owner>,
+        result: Result<QueryReply, RequestError>,
+    ) {
         match req.owner {
-            Owner::User(rid) => self.events.push_back(RpcEvent::Response { request: rid, result }),
+            Owner::User(rid) => self.events.push_back(RpcEvent::Response {
+                request: rid,
+                result,
+            }),
             Owner::Visit(q) => self.on_visit_done(now, q, req.to, req.cycled, result),
             Owner::DownHint(_) => {}
             Owner::Commit(q) => {
@@ -968,14 +1105,20 @@ impl<R: RngCore> RpcNode<R> {
             }
             Owner::Check { id, seen_before } => {
                 self.checks = self.checks.saturating_sub(1);
-                let advanced = result.is_ok() && self.table.get(&id).is_some_and(|n| n.seen > seen_before);
+                let advanced =
+                    result.is_ok() && self.table.get(&id).is_some_and(|n| n.seen > seen_before);
                 if !advanced {
                     self.remove_node(&id);
                 }
             }
-            Owner::Reping { old, seen_before, candidate } => {
+            Owner::Reping {
+                old,
+                seen_before,
+                candidate,
+            } => {
                 self.repinging = self.repinging.saturating_sub(1);
-                let advanced = result.is_ok() && self.table.get(&old).is_some_and(|n| n.seen > seen_before);
+                let advanced =
+                    result.is_ok() && self.table.get(&old).is_some_and(|n| n.seen > seen_before);
                 if !advanced {
                     self.remove_node(&old);
                     self.insert_fresh(candidate.id, candidate.addr, candidate.to);
@@ -1008,7 +1151,16 @@ impl<R: RngCore> RpcNode<R> {
     // ----- internals: routing table -----
 
     fn new_entry(&self, id: NodeId, addr: SocketAddrV4, to: Option<SocketAddrV4>) -> NodeEntry {
-        NodeEntry { id, addr, to, added: self.tick, pinged: self.tick, seen: self.tick, sampled: 0, down_hints: 0 }
+        NodeEntry {
+            id,
+            addr,
+            to,
+            added: self.tick,
+            pinged: self.tick,
+            seen: self.tick,
+            sampled: 0,
+            down_hints: 0,
+        }
     }
 
     fn nat_add(&mut self, addr: SocketAddrV4) {
@@ -1016,7 +1168,10 @@ impl<R: RngCore> RpcNode<R> {
         self.nat.add(addr);
         let after = (self.nat.host(), self.nat.port());
         if before != after {
-            self.events.push_back(RpcEvent::NatUpdate { host: after.0, port: after.1 });
+            self.events.push_back(RpcEvent::NatUpdate {
+                host: after.0,
+                port: after.1,
+            });
         }
     }
 
@@ -1029,7 +1184,14 @@ impl<R: RngCore> RpcNode<R> {
         self.nat_add(to);
     }
 
-    fn add_node_from_network(&mut self, now: Instant, sample: bool, from: SocketAddrV4, id: NodeId, to: SocketAddrV4) {
+    fn add_node_from_network(
+        &mut self,
+        now: Instant,
+        sample: bool,
+        from: SocketAddrV4,
+        id: NodeId,
+        to: SocketAddrV4,
+    ) {
         if id == *self.table.id() {
             return;
         }
@@ -1037,7 +1199,8 @@ impl<R: RngCore> RpcNode<R> {
         if let Some(node) = self.table.get_mut(&id) {
             node.pinged = tick;
             node.seen = tick;
-            let resample = sample && (node.sampled == 0 || tick.saturating_sub(node.sampled) >= OLD_NODE);
+            let resample =
+                sample && (node.sampled == 0 || tick.saturating_sub(node.sampled) >= OLD_NODE);
             if resample {
                 node.to = Some(to);
                 node.sampled = tick;
@@ -1092,7 +1255,9 @@ impl<R: RngCore> RpcNode<R> {
             .filter(|n| n.pinged != tick)
             .min_by(|a, b| a.pinged.cmp(&b.pinged).then(a.added.cmp(&b.added)))
             .map(|n| (n.id, n.addr, n.pinged, n.added, n.seen));
-        let Some((id, addr, pinged, added, seen)) = oldest else { return };
+        let Some((id, addr, pinged, added, seen)) = oldest else {
+            return;
+        };
         if tick.saturating_sub(pinged) < RECENT_NODE && tick.saturating_sub(added) > OLD_NODE {
             return;
         }
@@ -1100,7 +1265,18 @@ impl<R: RngCore> RpcNode<R> {
             n.pinged = tick;
         }
         self.repinging += 1;
-        self.internal_request(now, addr, None, PING, None, Owner::Reping { old: id, seen_before: seen, candidate });
+        self.internal_request(
+            now,
+            addr,
+            None,
+            PING,
+            None,
+            Owner::Reping {
+                old: id,
+                seen_before: seen,
+                candidate,
+            },
+        );
     }
 
     fn remove_node(&mut self, id: &NodeId) {
@@ -1112,11 +1288,20 @@ impl<R: RngCore> RpcNode<R> {
     /// `_check(node)`: ping it; remove it unless it answers with a fresh `seen`.
     fn check(&mut self, now: Instant, id: NodeId) {
         let tick = self.tick;
-        let Some(node) = self.table.get_mut(&id) else { return };
+        let Some(node) = self.table.get_mut(&id) else {
+            return;
+        };
         node.pinged = tick;
         let (addr, seen_before) = (node.addr, node.seen);
         self.checks += 1;
-        self.internal_request(now, addr, Some(id), PING, None, Owner::Check { id, seen_before });
+        self.internal_request(
+            now,
+            addr,
+            Some(id),
+            PING,
+            None,
+            Owner::Check { id, seen_before },
+        );
     }
 
     fn ping_some(&mut self, now: Instant) {
@@ -1176,8 +1361,15 @@ impl<R: RngCore> RpcNode<R> {
             self.refresh(now);
         }
         self.down_hints_sent = 0;
-        if self.health.update(self.total_responses, self.total_timeouts).is_some() {
-            self.events.push_back(RpcEvent::NetworkUpdate { online: self.health.online(), degraded: self.health.degraded() });
+        if self
+            .health
+            .update(self.total_responses, self.total_timeouts)
+            .is_some()
+        {
+            self.events.push_back(RpcEvent::NetworkUpdate {
+                online: self.health.online(),
+                degraded: self.health.degraded(),
+            });
         }
     }
 
@@ -1188,7 +1380,10 @@ impl<R: RngCore> RpcNode<R> {
         self.refresh_ticks = 1;
         self.last_checked_host = None;
         if self.health.reset_with_change().is_some() {
-            self.events.push_back(RpcEvent::NetworkUpdate { online: self.health.online(), degraded: self.health.degraded() });
+            self.events.push_back(RpcEvent::NetworkUpdate {
+                online: self.health.online(),
+                degraded: self.health.degraded(),
+            });
         }
         if self.adaptive && !self.ephemeral {
             self.ephemeral = true;
@@ -1207,15 +1402,30 @@ impl<R: RngCore> RpcNode<R> {
         self.start_query(now, spec, bg, Some(bg))
     }
 
-    fn start_query(&mut self, now: Instant, spec: QuerySpec, concurrency: usize, background: Option<usize>) -> QueryId {
+    fn start_query(
+        &mut self,
+        now: Instant,
+        spec: QuerySpec,
+        concurrency: usize,
+        background: Option<usize>,
+    ) -> QueryId {
         let qid = QueryId(self.next_query);
         self.next_query += 1;
         if self.destroyed {
-            self.events.push_back(RpcEvent::QueryDone { query: qid, result: Err(QueryError::Destroyed) });
+            self.events.push_back(RpcEvent::QueryDone {
+                query: qid,
+                result: Err(QueryError::Destroyed),
+            });
             return qid;
         }
         self.refresh_ticks = REFRESH_TICKS;
-        let retries = spec.retries.unwrap_or(if spec.internal && spec.command == DOWN_HINT { DEFAULT_RETRIES } else { QUERY_RETRIES });
+        let retries = spec
+            .retries
+            .unwrap_or(if spec.internal && spec.command == DOWN_HINT {
+                DEFAULT_RETRIES
+            } else {
+                QUERY_RETRIES
+            });
         let mut q = Query::new(
             spec.target,
             spec.internal,
@@ -1228,7 +1438,10 @@ impl<R: RngCore> RpcNode<R> {
             spec.only_closest_nodes,
         );
         for addr in spec.seeds {
-            q.push_seed(Candidate { addr, id: NodeId::from_addr(&addr) });
+            q.push_seed(Candidate {
+                addr,
+                id: NodeId::from_addr(&addr),
+            });
         }
         self.queries.insert(qid, q);
         self.open_query(qid);
@@ -1238,31 +1451,51 @@ impl<R: RngCore> RpcNode<R> {
 
     /// `_open`: fill from the table, then the bootstrap nodes, while fewer than k are pending.
     fn open_query(&mut self, qid: QueryId) {
-        let Some(q) = self.queries.get(&qid) else { return };
+        let Some(q) = self.queries.get(&qid) else {
+            return;
+        };
         if q.pending_len() < K {
             self.add_from_table(qid);
         }
-        let Some(q) = self.queries.get_mut(&qid) else { return };
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
         if q.pending_len() < K {
             for addr in self.cfg.bootstrap.iter().copied() {
-                q.add_pending(Candidate { addr, id: NodeId::from_addr(&addr) }, None);
+                q.add_pending(
+                    Candidate {
+                        addr,
+                        id: NodeId::from_addr(&addr),
+                    },
+                    None,
+                );
             }
         }
     }
 
     fn add_from_table(&mut self, qid: QueryId) {
-        let Some(q) = self.queries.get_mut(&qid) else { return };
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
         q.from_table = true;
         let want = K.saturating_sub(q.pending_len());
         let target = q.target;
         for e in self.table.closest(&target).take(want) {
-            q.add_pending(Candidate { addr: e.addr, id: e.id }, None);
+            q.add_pending(
+                Candidate {
+                    addr: e.addr,
+                    id: e.id,
+                },
+                None,
+            );
         }
     }
 
     fn read_more(&mut self, now: Instant, qid: QueryId) {
         loop {
-            let Some(q) = self.queries.get_mut(&qid) else { return };
+            let Some(q) = self.queries.get_mut(&qid) else {
+                return;
+            };
             if q.phase != Phase::Visiting {
                 return;
             }
@@ -1279,7 +1512,8 @@ impl<R: RngCore> RpcNode<R> {
             if !q.from_table && q.successes == 0 && q.errors == 0 {
                 q.slowdown = true;
             }
-            let (target, internal, command, value, retries) = (q.target, q.internal, q.command, q.value.clone(), q.retries);
+            let (target, internal, command, value, retries) =
+                (q.target, q.internal, q.command, q.value.clone(), q.retries);
             for c in visits {
                 let spec = RequestSpec {
                     to: c.addr,
@@ -1297,11 +1531,14 @@ impl<R: RngCore> RpcNode<R> {
                 };
                 self.send_request(now, spec, Owner::Visit(qid));
             }
-            let Some(q) = self.queries.get_mut(&qid) else { return };
+            let Some(q) = self.queries.get_mut(&qid) else {
+                return;
+            };
             if q.pending_len() > 0 {
                 return;
             }
-            let settled = q.inflight == 0 || (q.slow == q.inflight && q.closest_replies().len() >= K);
+            let settled =
+                q.inflight == 0 || (q.slow == q.inflight && q.closest_replies().len() >= K);
             if !settled {
                 return;
             }
@@ -1314,8 +1551,17 @@ impl<R: RngCore> RpcNode<R> {
         }
     }
 
-    fn on_visit_done(&mut self, now: Instant, qid: QueryId, to: SocketAddrV4, cycled: bool, result: Result<QueryReply, RequestError>) {
-        let Some(q) = self.queries.get_mut(&qid) else { return };
+    fn on_visit_done(
+        &mut self,
+        now: Instant,
+        qid: QueryId,
+        to: SocketAddrV4,
+        cycled: bool,
+        result: Result<QueryReply, RequestError>,
+    ) {
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
         q.inflight = q.inflight.saturating_sub(1);
         if cycled {
             q.slow = q.slow.saturating_sub(1);
@@ -1349,7 +1595,10 @@ impl<R: RngCore> RpcNode<R> {
             q.add_closest(reply.clone());
         }
         let own = *self.table.id();
-        let referrer = Referrer { addr: reply.from, id: reply.from_id };
+        let referrer = Referrer {
+            addr: reply.from,
+            id: reply.from_id,
+        };
         let mut hints = Vec::new();
         // Honest nodes send at most k; more is ignored so one reply can't flood the query.
         for addr in reply.closer_nodes.iter().take(K) {
@@ -1375,7 +1624,8 @@ impl<R: RngCore> RpcNode<R> {
         let emit = reply.error == ERROR_OK;
         if emit {
             self.on_query_reply(now, qid, &reply);
-            self.events.push_back(RpcEvent::QueryReply { query: qid, reply });
+            self.events
+                .push_back(RpcEvent::QueryReply { query: qid, reply });
         }
         self.read_more(now, qid);
         // Background queries speed up while the node is idle (on the reference's `data` event,
@@ -1391,13 +1641,29 @@ impl<R: RngCore> RpcNode<R> {
 
     /// Hook for internal queries (bootstrap's quick NAT test).
     fn on_query_reply(&mut self, now: Instant, qid: QueryId, reply: &QueryReply) {
-        if let Bootstrap::Querying { round: 1, query, quick_sent: false } = self.bootstrap {
+        if let Bootstrap::Querying {
+            round: 1,
+            query,
+            quick_sent: false,
+        } = self.bootstrap
+        {
             if query == qid {
-                self.bootstrap = Bootstrap::Querying { round: 1, query, quick_sent: true };
+                self.bootstrap = Bootstrap::Querying {
+                    round: 1,
+                    query,
+                    quick_sent: true,
+                };
                 let quick = self.firewalled && self.cfg.quick_firewall && !self.force_persistent;
                 if quick {
                     let port = self.cfg.server_port.to_le_bytes().to_vec();
-                    self.internal_request(now, reply.from, reply.from_id, PING_NAT, Some(port), Owner::QuickNat);
+                    self.internal_request(
+                        now,
+                        reply.from,
+                        reply.from_id,
+                        PING_NAT,
+                        Some(port),
+                        Owner::QuickNat,
+                    );
                 }
             }
         }
@@ -1413,12 +1679,21 @@ impl<R: RngCore> RpcNode<R> {
             }
         }
         self.down_hints_sent += 1;
-        self.internal_request(now, to.addr, to.id, DOWN_HINT, Some(encode_addr(&down).to_vec()), Owner::DownHint(qid));
+        self.internal_request(
+            now,
+            to.addr,
+            to.id,
+            DOWN_HINT,
+            Some(encode_addr(&down).to_vec()),
+            Owner::DownHint(qid),
+        );
     }
 
     /// `_flush`: end the query, or start its commit phase.
     fn flush_query(&mut self, now: Instant, qid: QueryId) {
-        let Some(q) = self.queries.get_mut(&qid) else { return };
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
         if !q.commit {
             self.finish_query_ok(now, qid);
             return;
@@ -1427,8 +1702,15 @@ impl<R: RngCore> RpcNode<R> {
             self.finish_query(now, qid, Err(QueryError::TooFewNodes));
             return;
         }
-        let commits: Vec<(SocketAddrV4, Option<[u8; 32]>)> = q.closest_replies().iter().map(|r| (r.from, r.token)).collect();
-        q.phase = Phase::Committing { outstanding: commits.len(), succeeded: 0 };
+        let commits: Vec<(SocketAddrV4, Option<[u8; 32]>)> = q
+            .closest_replies()
+            .iter()
+            .map(|r| (r.from, r.token))
+            .collect();
+        q.phase = Phase::Committing {
+            outstanding: commits.len(),
+            succeeded: 0,
+        };
         let (target, command, value) = (q.target, q.command, q.value.clone());
         // Visits still in flight keep running (retries, table updates, down hints) until the
         // query ends; their replies are no longer emitted.
@@ -1461,8 +1743,16 @@ impl<R: RngCore> RpcNode<R> {
     }
 
     fn on_commit_done(&mut self, now: Instant, qid: QueryId, outcome: Result<(), CommitError>) {
-        let Some(q) = self.queries.get_mut(&qid) else { return };
-        let Phase::Committing { outstanding, succeeded } = &mut q.phase else { return };
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
+        let Phase::Committing {
+            outstanding,
+            succeeded,
+        } = &mut q.phase
+        else {
+            return;
+        };
         *outstanding = outstanding.saturating_sub(1);
         match outcome {
             Ok(()) => *succeeded += 1,
@@ -1479,15 +1769,29 @@ impl<R: RngCore> RpcNode<R> {
     }
 
     fn finish_query_ok(&mut self, now: Instant, qid: QueryId) {
-        let Some(q) = self.queries.get_mut(&qid) else { return };
-        let result = QueryResult { successes: q.successes, errors: q.errors, closest_replies: q.take_closest_replies() };
+        let Some(q) = self.queries.get_mut(&qid) else {
+            return;
+        };
+        let result = QueryResult {
+            successes: q.successes,
+            errors: q.errors,
+            closest_replies: q.take_closest_replies(),
+        };
         self.finish_query(now, qid, Ok(result));
     }
 
-    fn finish_query(&mut self, now: Instant, qid: QueryId, result: Result<QueryResult, QueryError>) {
+    fn finish_query(
+        &mut self,
+        now: Instant,
+        qid: QueryId,
+        result: Result<QueryResult, QueryError>,
+    ) {
         self.cancel_query_requests(qid, |_| true);
         self.queries.remove(&qid);
-        self.events.push_back(RpcEvent::QueryDone { query: qid, result: result.clone() });
+        self.events.push_back(RpcEvent::QueryDone {
+            query: qid,
+            result: result.clone(),
+        });
         if let Bootstrap::Querying { round, query, .. } = self.bootstrap {
             if query == qid {
                 self.on_bootstrap_query_done(now, round);
@@ -1507,7 +1811,11 @@ impl<R: RngCore> RpcNode<R> {
     fn start_bootstrap_round(&mut self, now: Instant, round: u8) {
         let target = *self.table.id();
         // Mark the state before the query starts: its replies may arrive synchronously in tests.
-        self.bootstrap = Bootstrap::Querying { round, query: QueryId(self.next_query), quick_sent: false };
+        self.bootstrap = Bootstrap::Querying {
+            round,
+            query: QueryId(self.next_query),
+            quick_sent: false,
+        };
         self.background_query(now, target);
     }
 
@@ -1549,9 +1857,19 @@ impl<R: RngCore> RpcNode<R> {
             return self.on_network_update_done(now, purpose, ok);
         }
         // `_checkIfFirewalled`: probe up to 5 recent nodes (plus the bootstrap nodes if fewer).
-        let mut candidates: Vec<(SocketAddrV4, NodeId)> = self.table.latest_first().take(5).map(|e| (e.addr, e.id)).collect();
+        let mut candidates: Vec<(SocketAddrV4, NodeId)> = self
+            .table
+            .latest_first()
+            .take(5)
+            .map(|e| (e.addr, e.id))
+            .collect();
         if candidates.len() < 5 {
-            candidates.extend(self.cfg.bootstrap.iter().map(|a| (*a, NodeId::from_addr(a))));
+            candidates.extend(
+                self.cfg
+                    .bootstrap
+                    .iter()
+                    .map(|a| (*a, NodeId::from_addr(a))),
+            );
         }
         if candidates.is_empty() {
             return self.on_network_update_done(now, purpose, false);
@@ -1568,12 +1886,21 @@ impl<R: RngCore> RpcNode<R> {
         });
         let value = self.cfg.server_port.to_le_bytes().to_vec();
         for (addr, id) in candidates {
-            self.internal_request(now, addr, Some(id), PING_NAT, Some(value.clone()), Owner::FirewallProbe);
+            self.internal_request(
+                now,
+                addr,
+                Some(id),
+                PING_NAT,
+                Some(value.clone()),
+                Owner::FirewallProbe,
+            );
         }
     }
 
     fn finish_firewall_check(&mut self, now: Instant) {
-        let Some(check) = self.network_check.take() else { return };
+        let Some(check) = self.network_check.take() else {
+            return;
+        };
         let mut sampler = NatSampler::new();
         let mut count = 0;
         for (from, to) in &check.pongs {
@@ -1589,12 +1916,25 @@ impl<R: RngCore> RpcNode<R> {
             || sampler.port() == 0
             || sampler.port() != self.cfg.server_port;
         let ok = !firewalled
-            && self.complete_network_update(now, check.only_firewall, check.host, check.port, Some(sampler));
+            && self.complete_network_update(
+                now,
+                check.only_firewall,
+                check.host,
+                check.port,
+                Some(sampler),
+            );
         self.on_network_update_done(now, check.purpose, ok);
     }
 
     /// Steps 5–10 of `_updateNetworkState`, once the node is known to be reachable.
-    fn complete_network_update(&mut self, now: Instant, only_firewall: bool, host: Ipv4Addr, port: u16, fresh: Option<NatSampler>) -> bool {
+    fn complete_network_update(
+        &mut self,
+        now: Instant,
+        only_firewall: bool,
+        host: Ipv4Addr,
+        port: u16,
+        fresh: Option<NatSampler>,
+    ) -> bool {
         self.firewalled = false;
         if !self.ephemeral || self.nat.host() != Some(host) || self.nat.port() != port {
             return false;
@@ -1603,7 +1943,9 @@ impl<R: RngCore> RpcNode<R> {
             Some(s) => (s.host(), s.port()),
             None => (self.nat.host(), self.nat.port()),
         };
-        let Some(s_host) = s_host.filter(|h| *h == host && s_port != 0) else { return false };
+        let Some(s_host) = s_host.filter(|h| *h == host && s_port != 0) else {
+            return false;
+        };
         let new_id = NodeId::from_addr(&SocketAddrV4::new(s_host, s_port));
         if !only_firewall {
             self.ephemeral = false;
@@ -1614,7 +1956,10 @@ impl<R: RngCore> RpcNode<R> {
             self.bootstrap_samples.clear();
             let after = (self.nat.host(), self.nat.port());
             if before != after {
-                self.events.push_back(RpcEvent::NatUpdate { host: after.0, port: after.1 });
+                self.events.push_back(RpcEvent::NatUpdate {
+                    host: after.0,
+                    port: after.1,
+                });
             }
         }
         if new_id != *self.table.id() {

@@ -42,7 +42,10 @@ enum Seen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Phase {
     Visiting,
-    Committing { outstanding: usize, succeeded: usize },
+    Committing {
+        outstanding: usize,
+        succeeded: usize,
+    },
 }
 
 /// What adding a candidate asks the node to do besides.
@@ -159,13 +162,22 @@ impl Query {
         }
         let closer = self.is_closer(&c.id);
         match self.seen.get_mut(&c.addr).map(|e| &mut e.1) {
-            Some(Seen::Done) => AddResult { keep_going: closer, down_hint: None },
-            Some(Seen::Down) => AddResult { keep_going: closer, down_hint: referrer.map(|r| (r, c.addr)) },
+            Some(Seen::Done) => AddResult {
+                keep_going: closer,
+                down_hint: None,
+            },
+            Some(Seen::Down) => AddResult {
+                keep_going: closer,
+                down_hint: referrer.map(|r| (r, c.addr)),
+            },
             Some(Seen::Referred(list)) => {
                 if let Some(r) = referrer {
                     list.push(r);
                 }
-                AddResult { keep_going: closer, down_hint: None }
+                AddResult {
+                    keep_going: closer,
+                    down_hint: None,
+                }
             }
             None => {
                 // `seen` bounds memory: a hostile closer-nodes list can't grow it past the cap.
@@ -175,14 +187,20 @@ impl Query {
                 let refs = referrer.into_iter().collect();
                 self.seen.insert(c.addr, (c.id, Seen::Referred(refs)));
                 self.pending.push(c);
-                AddResult { keep_going: true, down_hint: None }
+                AddResult {
+                    keep_going: true,
+                    down_hint: None,
+                }
             }
         }
     }
 
     /// Marks an address answered.
     pub(crate) fn mark_done(&mut self, addr: SocketAddrV4) {
-        self.seen.entry(addr).or_insert_with(|| (NodeId::from_addr(&addr), Seen::Done)).1 = Seen::Done;
+        self.seen
+            .entry(addr)
+            .or_insert_with(|| (NodeId::from_addr(&addr), Seen::Done))
+            .1 = Seen::Done;
     }
 
     /// The id of an address this query has seen (saves a hash per repeated closer node).
@@ -192,7 +210,10 @@ impl Query {
 
     /// Marks an address dead, returning who told us about it.
     pub(crate) fn mark_down(&mut self, addr: SocketAddrV4) -> Vec<Referrer> {
-        let e = self.seen.entry(addr).or_insert_with(|| (NodeId::from_addr(&addr), Seen::Down));
+        let e = self
+            .seen
+            .entry(addr)
+            .or_insert_with(|| (NodeId::from_addr(&addr), Seen::Down));
         match core::mem::replace(&mut e.1, Seen::Down) {
             Seen::Referred(refs) => refs,
             _ => Vec::new(),
@@ -208,7 +229,9 @@ impl Query {
         let target = self.target;
         let mut pos = self.closest.len();
         for (i, r) in self.closest.iter().enumerate() {
-            let Some(rid) = r.from_id.as_ref() else { continue };
+            let Some(rid) = r.from_id.as_ref() else {
+                continue;
+            };
             if *rid == id {
                 return;
             }

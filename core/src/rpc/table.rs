@@ -142,7 +142,9 @@ impl RoutingTable {
     /// and its position in the row); everything else may be updated freely.
     pub fn get_mut(&mut self, id: &NodeId) -> Option<&mut NodeEntry> {
         let slot = self.find(id)?;
-        self.slots.get_mut(slot as usize).and_then(|s| s.entry.as_mut())
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.entry.as_mut())
     }
 
     /// Adds a node (kademlia-routing-table `add`). A new node is inserted into its row in id
@@ -150,12 +152,21 @@ impl RoutingTable {
     /// the stored record in place; a full row rejects the node.
     pub fn add(&mut self, entry: NodeEntry) -> AddOutcome {
         let row_index = self.row_index(&entry.id);
-        let row_pos = match self.rows.binary_search_by(|r| usize::from(r.index).cmp(&row_index)) {
+        let row_pos = match self
+            .rows
+            .binary_search_by(|r| usize::from(r.index).cmp(&row_index))
+        {
             Ok(p) => p,
             Err(p) => {
                 // Rows are created lazily; an id's row index is always < 256.
                 let index = u8::try_from(row_index).unwrap_or(u8::MAX);
-                self.rows.insert(p, Row { index, nodes: Vec::new() });
+                self.rows.insert(
+                    p,
+                    Row {
+                        index,
+                        nodes: Vec::new(),
+                    },
+                );
                 p
             }
         };
@@ -260,16 +271,25 @@ impl RoutingTable {
 
     /// The nodes of row `index`, id-ascending (empty for a row that does not exist or an index ≥
     /// 256).
-    pub fn row(&self, index: usize) -> impl ExactSizeIterator<Item = &NodeEntry> + DoubleEndedIterator + Clone + '_ {
+    pub fn row(
+        &self,
+        index: usize,
+    ) -> impl ExactSizeIterator<Item = &NodeEntry> + DoubleEndedIterator + Clone + '_ {
         let nodes: &[u32] = if index < ROWS {
-            match self.rows.binary_search_by(|r| usize::from(r.index).cmp(&index)) {
+            match self
+                .rows
+                .binary_search_by(|r| usize::from(r.index).cmp(&index))
+            {
                 Ok(p) => self.rows.get(p).map_or(&[][..], |r| &r.nodes[..]),
                 Err(_) => &[],
             }
         } else {
             &[]
         };
-        RowIter { table: self, nodes: nodes.iter() }
+        RowIter {
+            table: self,
+            nodes: nodes.iter(),
+        }
     }
 
     /// The number of nodes in row `index`.
@@ -314,7 +334,12 @@ impl RoutingTable {
     /// Note: the reference skips the entry equal to `new_id` without removing it from its recency
     /// list (a dangling list member); this table drops and returns it instead.
     pub fn rebuild(&mut self, new_id: NodeId) -> Vec<NodeEntry> {
-        let order: Vec<u32> = self.rows.iter().rev().flat_map(|r| r.nodes.iter().copied()).collect();
+        let order: Vec<u32> = self
+            .rows
+            .iter()
+            .rev()
+            .flat_map(|r| r.nodes.iter().copied())
+            .collect();
         self.id = new_id;
         self.rows = Vec::new();
         let mut dropped = Vec::new();
@@ -359,15 +384,26 @@ impl RoutingTable {
     /// the row is full (or, defensively, already holds the id).
     fn place(&mut self, slot: u32, id: &NodeId) -> bool {
         let row_index = self.row_index(id);
-        let row_pos = match self.rows.binary_search_by(|r| usize::from(r.index).cmp(&row_index)) {
+        let row_pos = match self
+            .rows
+            .binary_search_by(|r| usize::from(r.index).cmp(&row_index))
+        {
             Ok(p) => p,
             Err(p) => {
                 let index = u8::try_from(row_index).unwrap_or(u8::MAX);
-                self.rows.insert(p, Row { index, nodes: Vec::new() });
+                self.rows.insert(
+                    p,
+                    Row {
+                        index,
+                        nodes: Vec::new(),
+                    },
+                );
                 p
             }
         };
-        let Some(row) = self.rows.get(row_pos) else { return false };
+        let Some(row) = self.rows.get(row_pos) else {
+            return false;
+        };
         let pos = match search_row(&self.slots, &row.nodes, id) {
             Ok(_) => return false,
             Err(pos) => pos,
@@ -395,7 +431,11 @@ impl RoutingTable {
             // Grow by ~25% instead of doubling: tables are long-lived and there are many.
             self.slots.reserve_exact((self.slots.len() / 4).max(8));
         }
-        self.slots.push(Slot { entry: Some(entry), prev: NIL, next: NIL });
+        self.slots.push(Slot {
+            entry: Some(entry),
+            prev: NIL,
+            next: NIL,
+        });
         slot
     }
 

@@ -31,12 +31,18 @@ impl Default for TokenSecrets {
 impl TokenSecrets {
     /// No secrets yet; they are drawn from the RNG on first use.
     pub fn new() -> Self {
-        TokenSecrets { secrets: None, countdown: ROTATE_DRAINS }
+        TokenSecrets {
+            secrets: None,
+            countdown: ROTATE_DRAINS,
+        }
     }
 
     /// Fixed secrets (tests and vectors), with a fresh 10-drain countdown.
     pub fn from_secrets(previous: [u8; 32], current: [u8; 32]) -> Self {
-        TokenSecrets { secrets: Some([previous, current]), countdown: ROTATE_DRAINS }
+        TokenSecrets {
+            secrets: Some([previous, current]),
+            countdown: ROTATE_DRAINS,
+        }
     }
 
     /// The token for `host` under the current secret, creating the secrets first if needed
@@ -61,25 +67,36 @@ impl TokenSecrets {
     /// The reference's check of an incoming request's token: creates the secrets if they do not
     /// exist yet (which starts the rotation countdown), then checks like
     /// [`TokenSecrets::is_valid`].
-    pub fn validate<R: RngCore + ?Sized>(&mut self, host: Ipv4Addr, token: &[u8; 32], rng: &mut R) -> bool {
+    pub fn validate<R: RngCore + ?Sized>(
+        &mut self,
+        host: Ipv4Addr,
+        token: &[u8; 32],
+        rng: &mut R,
+    ) -> bool {
         self.ensure(rng);
         self.is_valid(host, token)
     }
 
     /// The token for `host` under the current secret, if the secrets exist.
     pub fn current_token(&self, host: Ipv4Addr) -> Option<[u8; 32]> {
-        self.secrets.as_ref().map(|[_, current]| token_for(current, host))
+        self.secrets
+            .as_ref()
+            .map(|[_, current]| token_for(current, host))
     }
 
     /// The token for `host` under the previous secret, if the secrets exist.
     pub fn previous_token(&self, host: Ipv4Addr) -> Option<[u8; 32]> {
-        self.secrets.as_ref().map(|[previous, _]| token_for(previous, host))
+        self.secrets
+            .as_ref()
+            .map(|[previous, _]| token_for(previous, host))
     }
 
     /// Called on every 750 ms drain. Once the secrets exist, every 10th call rotates them:
     /// `new[0] = old[1]`, `new[1] = H(old[0])`.
     pub fn on_drain(&mut self) {
-        let Some([previous, current]) = self.secrets else { return };
+        let Some([previous, current]) = self.secrets else {
+            return;
+        };
         self.countdown = self.countdown.saturating_sub(1);
         if self.countdown == 0 {
             self.countdown = ROTATE_DRAINS;

@@ -56,13 +56,21 @@ fn keyed_hash64(key: &[u8; 64], parts: &[&[u8]]) -> [u8; 32] {
 /// A side writes its own id in its header frame and checks the peer's id,
 /// `stream_id(hash, !is_initiator)`, in the header frame it receives.
 pub fn stream_id(handshake_hash: &[u8; 64], is_initiator: bool) -> [u8; 32] {
-    let ns = if is_initiator { &NS_INITIATOR } else { &NS_RESPONDER };
+    let ns = if is_initiator {
+        &NS_INITIATOR
+    } else {
+        &NS_RESPONDER
+    };
     keyed_hash64(handshake_hash, &[ns])
 }
 
 /// The key with which the initiator (`is_initiator = true`) or the responder seals its
 /// unordered messages; the peer opens them with the same key.
 pub fn unordered_send_key(handshake_hash: &[u8; 64], is_initiator: bool) -> [u8; 32] {
-    let ns = if is_initiator { &NS_INITIATOR } else { &NS_RESPONDER };
+    let ns = if is_initiator {
+        &NS_INITIATOR
+    } else {
+        &NS_RESPONDER
+    };
     keyed_hash64(handshake_hash, &[ns, &NS_SEND])
 }

@@ -149,7 +149,13 @@ impl SecretStream {
         now: crate::Instant,
         rng: &mut R,
     ) -> Self {
-        SecretStream::new(handshake.is_initiator, &HandshakeKeys::from(handshake), config, now, rng)
+        SecretStream::new(
+            handshake.is_initiator,
+            &HandshakeKeys::from(handshake),
+            config,
+            now,
+            rng,
+        )
     }
 }
 

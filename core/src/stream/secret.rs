@@ -149,7 +149,10 @@ fn nonzero(d: Option<Duration>) -> Option<Duration> {
 fn reserve_bounded(v: &mut Vec<u8>, additional: usize, limit: usize) {
     let needed = v.len() + additional;
     if needed > v.capacity() {
-        let target = needed.max(v.capacity().saturating_mul(2)).min(limit).max(needed);
+        let target = needed
+            .max(v.capacity().saturating_mul(2))
+            .min(limit)
+            .max(needed);
         v.reserve_exact(target - v.len());
     }
 }
@@ -421,13 +424,21 @@ impl SecretStream {
     /// front end should not call this for empty writes. At most [`MAX_WRITE`] bytes per call
     /// ([`StreamError::WriteTooLarge`] otherwise); a byte-stream front end cuts larger writes
     /// into frames (64 KiB is a good size).
-    pub fn write(&mut self, plain: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    pub fn write(
+        &mut self,
+        plain: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StreamError> {
         self.check_not_dead()?;
         if self.local_ended {
             return Err(StreamError::WriteAfterEnd);
         }
         if plain.len() > MAX_WRITE {
-            return Err(StreamError::WriteTooLarge { len: plain.len(), max: MAX_WRITE });
+            return Err(StreamError::WriteTooLarge {
+                len: plain.len(),
+                max: MAX_WRITE,
+            });
         }
         self.poll_transmit(out);
         self.encrypt_frame(plain, out);
@@ -443,7 +454,10 @@ impl SecretStream {
         let start = out.len();
         out.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
         out.extend_from_slice(plain);
-        let mut buf = TailBuf { vec: out, start: start + 3 };
+        let mut buf = TailBuf {
+            vec: out,
+            start: start + 3,
+        };
         if self.push.push(&mut buf, &[], Tag::Message).is_err() {
             // ChaCha20 only refuses past 256 GiB of keystream per message; a frame is at most
             // 16 MiB. Unreachable, but never emit a half-made frame.
@@ -489,7 +503,12 @@ impl SecretStream {
     ///
     /// Refreshes the inactivity timeout. A fatal error destroys the stream; the plaintext of
     /// the frames before the bad one stays in `out`.
-    pub fn read(&mut self, data: &[u8], now: Instant, out: &mut Vec<u8>) -> Result<usize, StreamError> {
+    pub fn read(
+        &mut self,
+        data: &[u8],
+        now: Instant,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, StreamError> {
         let before = out.len();
         let r = self.read_inner(data, now, &mut Sink::Bytes(out));
         let n = out.len() - before;
@@ -516,7 +535,11 @@ impl SecretStream {
         if self.remote_ended {
             return Ok(());
         }
-        let pending = if self.frame_len.is_some() { 3 + self.partial.len() } else { self.len_have };
+        let pending = if self.frame_len.is_some() {
+            3 + self.partial.len()
+        } else {
+            self.len_have
+        };
         if pending > 0 {
             return Err(self.fail(StreamError::TruncatedFrame(pending)));
         }
@@ -537,7 +560,12 @@ impl SecretStream {
         }
     }
 
-    fn read_inner(&mut self, mut data: &[u8], now: Instant, sink: &mut Sink<'_>) -> Result<(), StreamError> {
+    fn read_inner(
+        &mut self,
+        mut data: &[u8],
+        now: Instant,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), StreamError> {
         self.check_not_dead()?;
         if self.remote_ended {
             return Err(StreamError::ReadAfterEnd);
@@ -549,7 +577,8 @@ impl SecretStream {
             match self.frame_len {
                 None => {
                     let take = (3 - self.len_have).min(data.len());
-                    self.len_buf[self.len_have..self.len_have + take].copy_from_slice(&data[..take]);
+                    self.len_buf[self.len_have..self.len_have + take]
+                        .copy_from_slice(&data[..take]);
                     self.len_have += take;
                     data = &data[take..];
                     if self.len_have < 3 {
@@ -588,7 +617,10 @@ impl SecretStream {
         } else if len < ABYTES {
             Some(StreamError::MessageTooShort(len))
         } else if len > self.max_frame_len {
-            Some(StreamError::FrameTooLarge { len, max: self.max_frame_len })
+            Some(StreamError::FrameTooLarge {
+                len,
+                max: self.max_frame_len,
+            })
         } else {
             None
         };
@@ -625,7 +657,9 @@ impl SecretStream {
             return self.on_header(frame);
         }
         self.raw_bytes_read += len as u64;
-        let Some(pull) = self.pull.as_mut() else { return Ok(()) };
+        let Some(pull) = self.pull.as_mut() else {
+            return Ok(());
+        };
         let filter = self.filter_empty;
 
         match (body, sink) {
@@ -643,7 +677,15 @@ impl SecretStream {
                 let mut scratch = core::mem::take(&mut self.scratch);
                 scratch.clear();
                 scratch.extend_from_slice(body);
-                let ok = pull.pull(&mut TailBuf { vec: &mut scratch, start: 0 }, &[]).is_ok();
+                let ok = pull
+                    .pull(
+                        &mut TailBuf {
+                            vec: &mut scratch,
+                            start: 0,
+                        },
+                        &[],
+                    )
+                    .is_ok();
                 if ok && !(filter && scratch.is_empty()) {
                     f(&scratch);
                 }
@@ -655,7 +697,16 @@ impl SecretStream {
             }
             // Reassembled frame: decrypt in place in the reassembly buffer.
             (None, sink) => {
-                if pull.pull(&mut TailBuf { vec: partial, start: 0 }, &[]).is_err() {
+                if pull
+                    .pull(
+                        &mut TailBuf {
+                            vec: partial,
+                            start: 0,
+                        },
+                        &[],
+                    )
+                    .is_err()
+                {
                     return Err(self.fail(StreamError::Decrypt));
                 }
                 match sink {
@@ -701,7 +752,11 @@ impl SecretStream {
     /// Opens an unordered message (the payload of a UDX MESSAGE packet) and appends its
     /// plaintext to `out`; returns the plaintext length. Dropped messages leave `out` as it
     /// was and do not affect the stream (the reference drops them silently).
-    pub fn open_message(&self, envelope: &[u8], out: &mut Vec<u8>) -> Result<usize, MessageDropped> {
+    pub fn open_message(
+        &self,
+        envelope: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, MessageDropped> {
         if self.state != State::Open {
             return Err(MessageDropped::NotOpen);
         }

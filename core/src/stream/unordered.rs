@@ -56,7 +56,12 @@ fn increment(counter: &mut [u8; COUNTER_LEN]) {
 
 impl Unordered {
     pub(super) fn new(send_key: [u8; 32], recv_key: [u8; 32], initial: [u8; COUNTER_LEN]) -> Self {
-        Unordered { send_key, recv_key, counter: initial, initial }
+        Unordered {
+            send_key,
+            recv_key,
+            counter: initial,
+            initial,
+        }
     }
 
     /// Appends the envelope of `plain` to `out`.
@@ -73,7 +78,8 @@ impl Unordered {
         out.extend_from_slice(&[0u8; MAC_LEN]);
         out.extend_from_slice(plain);
         let body = start + ENVELOPE_OVERHEAD;
-        match cipher.encrypt_in_place_detached(GenericArray::from_slice(&n), &[], &mut out[body..]) {
+        match cipher.encrypt_in_place_detached(GenericArray::from_slice(&n), &[], &mut out[body..])
+        {
             Ok(tag) => {
                 out[start + COUNTER_LEN..body].copy_from_slice(&tag);
                 Ok(())
@@ -106,7 +112,11 @@ impl Unordered {
     }
 
     /// Opens `envelope` and appends the plaintext to `out` (nothing on failure).
-    pub(super) fn open_into(&self, envelope: &[u8], out: &mut Vec<u8>) -> Result<usize, MessageDropped> {
+    pub(super) fn open_into(
+        &self,
+        envelope: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, MessageDropped> {
         if envelope.len() < ENVELOPE_OVERHEAD {
             return Err(MessageDropped::TooShort);
         }
@@ -115,7 +125,12 @@ impl Unordered {
         let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.recv_key));
         let start = out.len();
         out.extend_from_slice(&envelope[ENVELOPE_OVERHEAD..]);
-        match cipher.decrypt_in_place_detached(GenericArray::from_slice(&n), &[], &mut out[start..], &tag) {
+        match cipher.decrypt_in_place_detached(
+            GenericArray::from_slice(&n),
+            &[],
+            &mut out[start..],
+            &tag,
+        ) {
             Ok(()) => Ok(out.len() - start),
             Err(_) => {
                 out.truncate(start);

@@ -37,7 +37,16 @@ const DRAIN_GAIN: u64 = UNIT * 1000 / 2885;
 /// The window gain in PROBE_BW.
 const CWND_GAIN: u64 = 2 * UNIT;
 /// PROBE_BW's pacing gains, one phase per RTprop.
-const PACING_GAINS: [u64; CYCLE_LEN] = [UNIT * 5 / 4, UNIT * 3 / 4, UNIT, UNIT, UNIT, UNIT, UNIT, UNIT];
+const PACING_GAINS: [u64; CYCLE_LEN] = [
+    UNIT * 5 / 4,
+    UNIT * 3 / 4,
+    UNIT,
+    UNIT,
+    UNIT,
+    UNIT,
+    UNIT,
+    UNIT,
+];
 const CYCLE_LEN: usize = 8;
 /// The phase PROBE_BW starts in after the phase index advances once (libudx starts at 3, so 4).
 const CYCLE_START: usize = 3;
@@ -247,7 +256,9 @@ impl Bbr {
     }
 
     fn rate_for(&self, bw: u64, gain: u64) -> u64 {
-        let r = u128::from(bw) * u128::from(gain) / u128::from(UNIT) * u128::from(100 - PACING_MARGIN_PCT) / 100;
+        let r = u128::from(bw) * u128::from(gain) / u128::from(UNIT)
+            * u128::from(100 - PACING_MARGIN_PCT)
+            / 100;
         u64::try_from(r).unwrap_or(u64::MAX)
     }
 
@@ -260,7 +271,9 @@ impl Bbr {
             _ => Duration::from_millis(1),
         };
         let bw = u128::from(self.cwnd) * 1_000_000 / rtt.as_micros().max(1);
-        self.pacing_rate = self.rate_for(u64::try_from(bw).unwrap_or(u64::MAX), HIGH_GAIN).max(1);
+        self.pacing_rate = self
+            .rate_for(u64::try_from(bw).unwrap_or(u64::MAX), HIGH_GAIN)
+            .max(1);
     }
 
     fn set_pacing_rate(&mut self, bw: u64, gain: u64, srtt: Duration) {
@@ -344,7 +357,8 @@ impl Bbr {
             }
         }
         let epoch = s.now.saturating_duration_since(self.ack_epoch_start);
-        let mut expected = u64::try_from(u128::from(self.bw.get()) * epoch.as_micros() / 1_000_000).unwrap_or(u64::MAX);
+        let mut expected = u64::try_from(u128::from(self.bw.get()) * epoch.as_micros() / 1_000_000)
+            .unwrap_or(u64::MAX);
         if self.ack_epoch_acked <= expected {
             // ACKs arrive no faster than expected: a new epoch.
             self.ack_epoch_acked = 0;
@@ -363,13 +377,17 @@ impl Bbr {
         if self.state != BbrState::ProbeBw {
             return;
         }
-        let full_length = self.rtprop().is_some_and(|r| s.now.saturating_duration_since(self.cycle_stamp) > r);
+        let full_length = self
+            .rtprop()
+            .is_some_and(|r| s.now.saturating_duration_since(self.cycle_stamp) > r);
         let bw = self.bw.get();
         let next = if self.pacing_gain == UNIT {
             full_length
         } else if self.pacing_gain > UNIT {
             // Probing: until a full phase passed and the extra data reached the path (or loss).
-            full_length && (s.newly_lost > 0 || s.prior_in_flight >= self.inflight_for(bw, self.pacing_gain))
+            full_length
+                && (s.newly_lost > 0
+                    || s.prior_in_flight >= self.inflight_for(bw, self.pacing_gain))
         } else {
             // Draining what the probe queued: until a phase passed or the queue is gone.
             full_length || s.prior_in_flight <= self.inflight_for(bw, UNIT)
@@ -383,7 +401,9 @@ impl Bbr {
         if self.full_bw_reached || !self.round_start || s.rate.is_some_and(|r| r.is_app_limited) {
             return;
         }
-        let thresh = u64::try_from(u128::from(self.full_bw) * u128::from(FULL_BW_THRESH) / u128::from(UNIT)).unwrap_or(u64::MAX);
+        let thresh =
+            u64::try_from(u128::from(self.full_bw) * u128::from(FULL_BW_THRESH) / u128::from(UNIT))
+                .unwrap_or(u64::MAX);
         if self.bw.get() >= thresh {
             self.full_bw = self.bw.get();
             self.full_bw_count = 0;
@@ -397,7 +417,9 @@ impl Bbr {
         if self.state == BbrState::Startup && self.full_bw_reached {
             self.state = BbrState::Drain;
         }
-        if self.state == BbrState::Drain && s.bytes_in_flight <= self.inflight_for(self.bw.get(), UNIT) {
+        if self.state == BbrState::Drain
+            && s.bytes_in_flight <= self.inflight_for(self.bw.get(), UNIT)
+        {
             self.enter_probe_bw(s.now);
         }
     }
@@ -472,7 +494,9 @@ impl Bbr {
         if !self.full_bw_reached {
             return 0;
         }
-        let max = u64::try_from(u128::from(self.bw.get()) * EXTRA_ACKED_MAX.as_micros() / 1_000_000).unwrap_or(u64::MAX);
+        let max =
+            u64::try_from(u128::from(self.bw.get()) * EXTRA_ACKED_MAX.as_micros() / 1_000_000)
+                .unwrap_or(u64::MAX);
         self.extra_acked[0].max(self.extra_acked[1]).min(max)
     }
 
@@ -482,7 +506,8 @@ impl Bbr {
             let (c, done) = self.recover_or_restore(s);
             cwnd = c;
             if !done {
-                let mut target = self.inflight_for(self.bw.get(), self.cwnd_gain) + self.ack_aggregation_cwnd();
+                let mut target =
+                    self.inflight_for(self.bw.get(), self.cwnd_gain) + self.ack_aggregation_cwnd();
                 // Room for the bursts pacing sends (Linux's quantization budget).
                 target += 3 * self.send_quantum();
                 if self.state == BbrState::ProbeBw && self.cycle_index == 0 {
@@ -595,7 +620,11 @@ mod tests {
 
     impl Path {
         fn new() -> Self {
-            Path { bbr: Bbr::new(Instant::ZERO, MSS, 64 << 20), now: Instant::ZERO, delivered: 0 }
+            Path {
+                bbr: Bbr::new(Instant::ZERO, MSS, 64 << 20),
+                now: Instant::ZERO,
+                delivered: 0,
+            }
         }
 
         /// One round trip: the path delivered `bw × RTT` bytes at `bw` bytes/s; `inflight`
@@ -604,7 +633,15 @@ mod tests {
             self.round_rtt(bw, inflight, app_limited, RTT, 0, false)
         }
 
-        fn round_rtt(&mut self, bw: u64, inflight: u64, app_limited: bool, rtt: Duration, lost: u64, in_recovery: bool) -> AckSample {
+        fn round_rtt(
+            &mut self,
+            bw: u64,
+            inflight: u64,
+            app_limited: bool,
+            rtt: Duration,
+            lost: u64,
+            in_recovery: bool,
+        ) -> AckSample {
             self.now = self.now + rtt;
             let acked = (u128::from(bw) * rtt.as_micros() / 1_000_000) as u64;
             let prior = self.delivered;
@@ -619,7 +656,12 @@ mod tests {
                 srtt: rtt,
                 min_rtt: rtt,
                 rtt: Some(rtt),
-                rate: Some(RateSample { delivered: acked, prior_delivered: prior, interval: rtt, is_app_limited: app_limited }),
+                rate: Some(RateSample {
+                    delivered: acked,
+                    prior_delivered: prior,
+                    interval: rtt,
+                    is_app_limited: app_limited,
+                }),
                 cwnd_limited: true,
             };
             self.bbr.on_ack(&s, in_recovery);
@@ -660,7 +702,10 @@ mod tests {
             let cwnd = p.bbr.window();
             p.round(rate.min(bw), cwnd, false);
             assert_eq!(p.bbr.state(), BbrState::Startup);
-            assert!(p.bbr.window() > prev_cwnd, "the window grows every round in STARTUP");
+            assert!(
+                p.bbr.window() > prev_cwnd,
+                "the window grows every round in STARTUP"
+            );
             prev_cwnd = p.bbr.window();
             // (Never below the rate the first RTT sample gave: 2.885 × 10 packets per RTT.)
             assert!(gain_of(p.bbr.pacing_rate(None), p.bbr.bandwidth()) >= 2.88);
@@ -673,7 +718,10 @@ mod tests {
         assert!(p.bbr.full_bw_reached());
         assert_eq!(p.bbr.state(), BbrState::Drain);
         assert_eq!(p.bbr.bandwidth(), bw);
-        assert!(gain_of(p.bbr.pacing_rate(None), bw) < 0.36, "drain paces at 1/2.885");
+        assert!(
+            gain_of(p.bbr.pacing_rate(None), bw) < 0.36,
+            "drain paces at 1/2.885"
+        );
         // Queue drained to one BDP (8 MB/s × 10 ms = 80 kB): PROBE_BW.
         p.round(bw, 80_000, false);
         assert_eq!(p.bbr.state(), BbrState::ProbeBw);
@@ -683,10 +731,20 @@ mod tests {
             p.round(bw, 80_000, false);
             gains.push((gain_of(p.bbr.pacing_rate(None), bw) * 100.0).round() as u32);
             let cwnd = p.bbr.window();
-            assert!((2 * 80_000..=3 * 80_000 + 3 * 64 * 1024 + 2 * MSS).contains(&cwnd), "cwnd {cwnd}");
+            assert!(
+                (2 * 80_000..=3 * 80_000 + 3 * 64 * 1024 + 2 * MSS).contains(&cwnd),
+                "cwnd {cwnd}"
+            );
         }
-        assert!(gains.contains(&125) && gains.contains(&75) && gains.contains(&100), "{gains:?}");
-        assert_eq!(gains.iter().filter(|&&g| g == 100).count(), 12, "6 of 8 phases cruise: {gains:?}");
+        assert!(
+            gains.contains(&125) && gains.contains(&75) && gains.contains(&100),
+            "{gains:?}"
+        );
+        assert_eq!(
+            gains.iter().filter(|&&g| g == 100).count(),
+            12,
+            "6 of 8 phases cruise: {gains:?}"
+        );
     }
 
     #[test]
@@ -717,14 +775,25 @@ mod tests {
         let mut entered = None;
         for _ in 0..2000 {
             let cwnd = p.bbr.window();
-            p.round_rtt(8_000_000, cwnd.min(160_000), false, Duration::from_millis(12), 0, false);
+            p.round_rtt(
+                8_000_000,
+                cwnd.min(160_000),
+                false,
+                Duration::from_millis(12),
+                0,
+                false,
+            );
             if p.bbr.state() == BbrState::ProbeRtt {
                 entered = Some(p.now);
                 break;
             }
         }
         let entered = entered.expect("PROBE_RTT");
-        assert!(entered.as_micros() >= 10_000_000 && entered.as_micros() < 10_500_000, "{}", entered.as_micros());
+        assert!(
+            entered.as_micros() >= 10_000_000 && entered.as_micros() < 10_500_000,
+            "{}",
+            entered.as_micros()
+        );
         assert_eq!(p.bbr.window(), 4 * MSS);
         assert!(p.bbr.probing_rtt());
         // Hold while the flight drains and for 200 ms more, then back to PROBE_BW. (The stream
@@ -741,7 +810,11 @@ mod tests {
         let left = left.expect("PROBE_RTT ends");
         assert!(left.as_micros() - entered.as_micros() >= 200_000);
         assert_eq!(p.bbr.state(), BbrState::ProbeBw);
-        assert!(p.bbr.window() >= 160_000, "window restored: {}", p.bbr.window());
+        assert!(
+            p.bbr.window() >= 160_000,
+            "window restored: {}",
+            p.bbr.window()
+        );
         assert_eq!(p.bbr.min_rtt(), Some(RTT));
     }
 

@@ -91,7 +91,13 @@ impl Demux {
     }
 
     /// Classify and, if it is for an attached live stream, process one datagram.
-    pub fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddr, datagram: &[u8]) -> Incoming {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Incoming {
         let Some(id) = peek_stream_id(datagram) else {
             return Incoming::NotUdx;
         };
@@ -145,7 +151,10 @@ impl Demux {
 
     /// Earliest timer of any stream.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.streams.values().filter_map(UdxStream::poll_timeout).min()
+        self.streams
+            .values()
+            .filter_map(UdxStream::poll_timeout)
+            .min()
     }
 
     /// Run expired timers of every stream.

@@ -28,7 +28,6 @@ pub mod stream;
 pub use demux::{Demux, Incoming};
 pub use packet::{DecodeError, Flags, Header, Packet};
 pub use stream::{
-    ConnectError, MessageError, ReadError, SocketId, StreamConfig, StreamError, StreamEvent, StreamStats,
-    Transmit, UdxStream, WriteError,
+    ConnectError, MessageError, ReadError, SocketId, StreamConfig, StreamError, StreamEvent,
+    StreamStats, Transmit, UdxStream, WriteError,
 };
-

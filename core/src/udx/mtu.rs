@@ -53,7 +53,11 @@ impl MtuProber {
         MtuProber {
             mtu: base,
             max,
-            state: if max <= base { MtuState::Complete } else { MtuState::Base },
+            state: if max <= base {
+                MtuState::Complete
+            } else {
+                MtuState::Base
+            },
             probe_size: base,
             probe_count: 0,
             wanted: false,

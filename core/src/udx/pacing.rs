@@ -75,7 +75,8 @@ impl Pacer {
         let missing = need - self.tokens_e6;
         let us = missing.div_ceil(u128::from(self.rate)).max(1);
         Some(Instant::from_micros(
-            now.as_micros().saturating_add(u64::try_from(us).unwrap_or(u64::MAX)),
+            now.as_micros()
+                .saturating_add(u64::try_from(us).unwrap_or(u64::MAX)),
         ))
     }
 

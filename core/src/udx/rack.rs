@@ -107,7 +107,13 @@ impl Rack {
     }
 
     /// The reordering window.
-    pub fn reo_wnd(&self, in_recovery: bool, sacked: u32, srtt: Duration, min_rtt: Option<Duration>) -> Duration {
+    pub fn reo_wnd(
+        &self,
+        in_recovery: bool,
+        sacked: u32,
+        srtt: Duration,
+        min_rtt: Option<Duration>,
+    ) -> Duration {
         if !self.reordering_seen && (in_recovery || sacked >= 3) {
             return Duration::ZERO;
         }
@@ -136,13 +142,16 @@ impl Rack {
         let limit = if seq_lt(self.end_seq, first) {
             0
         } else {
-            (self.end_seq.wrapping_sub(first) as usize).saturating_add(1).min(sent.len())
+            (self.end_seq.wrapping_sub(first) as usize)
+                .saturating_add(1)
+                .min(sent.len())
         };
         for p in sent.iter_mut().take(limit) {
             if p.state != PacketState::InFlight {
                 continue;
             }
-            let before = p.sent_time < xmit_ts || (p.sent_time == xmit_ts && seq_lt(p.seq, self.end_seq));
+            let before =
+                p.sent_time < xmit_ts || (p.sent_time == xmit_ts && seq_lt(p.seq, self.end_seq));
             if !before {
                 continue;
             }

@@ -111,7 +111,14 @@ impl RateSampler {
 
     /// A packet of `len` bytes (an empty END counts as one), sent at `sent_time` with sequence
     /// `seq`, was delivered (acked or sacked) for the first time.
-    pub fn on_delivered(&mut self, acc: &mut AckRate, rate: &PacketRate, sent_time: Instant, seq: u32, len: u64) {
+    pub fn on_delivered(
+        &mut self,
+        acc: &mut AckRate,
+        rate: &PacketRate,
+        sent_time: Instant,
+        seq: u32,
+        len: u64,
+    ) {
         self.delivered += len.max(1);
         let newer = match acc.last_sent {
             None => true,
@@ -129,7 +136,13 @@ impl RateSampler {
 
     /// The sample for one ACK (`None` if it delivered nothing usable, or the interval is
     /// shorter than the minimum RTT, which a real delivery rate cannot be).
-    pub fn generate(&mut self, now: Instant, acc: &AckRate, newly_delivered: u64, min_rtt: Option<Duration>) -> Option<RateSample> {
+    pub fn generate(
+        &mut self,
+        now: Instant,
+        acc: &AckRate,
+        newly_delivered: u64,
+        min_rtt: Option<Duration>,
+    ) -> Option<RateSample> {
         if self.app_limited != 0 && self.delivered > self.app_limited {
             self.app_limited = 0;
         }
@@ -171,7 +184,9 @@ mod tests {
         for (i, p) in pkts.iter().enumerate() {
             r.on_delivered(&mut acc, p, ms(0), i as u32, 1000);
         }
-        let s = r.generate(ms(10), &acc, 10_000, Some(Duration::from_millis(10))).unwrap();
+        let s = r
+            .generate(ms(10), &acc, 10_000, Some(Duration::from_millis(10)))
+            .unwrap();
         assert_eq!(s.delivered, 10_000);
         assert_eq!(s.interval, Duration::from_millis(10));
         assert_eq!(s.bandwidth(), 1_000_000);
@@ -225,7 +240,10 @@ mod tests {
         let mut acc = AckRate::default();
         r.on_delivered(&mut acc, &p, ms(0), 0, 1000);
         // Interval 1 ms < min RTT 2 ms: not a real rate.
-        assert_eq!(r.generate(ms(1), &acc, 1000, Some(Duration::from_millis(2))), None);
+        assert_eq!(
+            r.generate(ms(1), &acc, 1000, Some(Duration::from_millis(2))),
+            None
+        );
         assert_eq!(r.generate(ms(3), &AckRate::default(), 0, None), None);
     }
 }

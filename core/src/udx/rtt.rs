@@ -64,7 +64,10 @@ impl RttEstimator {
             .srtt
             .saturating_add(4 * self.rttvar)
             .clamp(self.min_rto, self.max_rto);
-        if r <= self.min_rtt || now.saturating_duration_since(self.min_rtt_at).as_micros() as u64 > self.min_rtt_window {
+        if r <= self.min_rtt
+            || now.saturating_duration_since(self.min_rtt_at).as_micros() as u64
+                > self.min_rtt_window
+        {
             self.min_rtt = r;
             self.min_rtt_at = now;
         }

@@ -430,7 +430,10 @@ impl UdxStream {
     /// Whether closed and nothing is left to transmit (the owner may drop it). A gracefully
     /// closed stream is drained once its linger has run out.
     pub fn is_drained(&self) -> bool {
-        self.closed.is_some() && !self.ack_pending && !self.destroy_pending && self.linger_deadline.is_none()
+        self.closed.is_some()
+            && !self.ack_pending
+            && !self.destroy_pending
+            && self.linger_deadline.is_none()
     }
 
     /// Whether closed gracefully and still acknowledging the peer's retransmissions (the
@@ -533,7 +536,12 @@ impl UdxStream {
 
     /// Record the peer (no packet is sent; UDX has no handshake). Data already received is
     /// acknowledged at the next `poll_transmit`.
-    pub fn connect(&mut self, now: Instant, remote_id: u32, addr: SocketAddr) -> Result<(), ConnectError> {
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote_id: u32,
+        addr: SocketAddr,
+    ) -> Result<(), ConnectError> {
         self.connect_via(now, SocketId::default(), remote_id, addr)
     }
 
@@ -669,7 +677,9 @@ impl UdxStream {
             self.last_record_end = e;
             self.record_ends.pop_front();
         }
-        let Some(&first) = self.record_ends.front() else { return room };
+        let Some(&first) = self.record_ends.front() else {
+            return room;
+        };
         let limit = self.packetized + room as u64;
         let len = |end: u64| usize::try_from(end - self.packetized).unwrap_or(usize::MAX);
         if first > limit {
@@ -681,7 +691,13 @@ impl UdxStream {
             return len(first);
         }
         // Whole records from here, as many as fit.
-        let last = self.record_ends.iter().take_while(|&&e| e <= limit).last().copied().unwrap_or(first);
+        let last = self
+            .record_ends
+            .iter()
+            .take_while(|&&e| e <= limit)
+            .last()
+            .copied()
+            .unwrap_or(first);
         len(last)
     }
 
@@ -874,12 +890,20 @@ impl UdxStream {
             }
             if carries && !self.remote_ended {
                 let end = h.flags.contains(Flags::END);
-                let data: &[u8] = if h.flags.contains(Flags::DATA) { pkt.payload } else { &[] };
+                let data: &[u8] = if h.flags.contains(Flags::DATA) {
+                    pkt.payload
+                } else {
+                    &[]
+                };
                 let room = self.cfg.recv_window + RECV_SLACK;
                 // The next in-order packet only needs room next to the in-order bytes: refusing
                 // it for out-of-order data held behind it could never be undone (that data waits
                 // for it), so a window full of out-of-order data would deadlock the stream.
-                let held = if ext == self.rcv_nxt_ext { self.recvbuf.len() } else { self.recv_buffered() };
+                let held = if ext == self.rcv_nxt_ext {
+                    self.recvbuf.len()
+                } else {
+                    self.recv_buffered()
+                };
                 if held + data.len() > room {
                     self.stats.recv_dropped_window += 1;
                 } else if ext == self.rcv_nxt_ext {
@@ -902,7 +926,8 @@ impl UdxStream {
         }
         if h.flags.contains(Flags::MESSAGE) && self.messages_in < self.cfg.max_queued_messages {
             self.messages_in += 1;
-            self.events.push_back(StreamEvent::Message(pkt.payload.to_vec()));
+            self.events
+                .push_back(StreamEvent::Message(pkt.payload.to_vec()));
         }
         // An ack for something we never sent: no window update, no ACK (libudx step 10).
         if seq_lt(self.snd_nxt, h.ack) {
@@ -921,8 +946,8 @@ impl UdxStream {
     fn on_ack(&mut self, now: Instant, pkt: &Packet<'_>) {
         let h = &pkt.header;
         let ack = h.ack;
-        let window_update =
-            seq_le(self.snd_una, ack) && (seq_lt(self.wl1, h.seq) || (self.wl1 == h.seq && seq_le(self.wl2, ack)));
+        let window_update = seq_le(self.snd_una, ack)
+            && (seq_lt(self.wl1, h.seq) || (self.wl1 == h.seq && seq_le(self.wl2, ack)));
         if window_update {
             let opened = h.rwnd > self.send_rwnd;
             self.send_rwnd = h.rwnd;
@@ -957,7 +982,8 @@ impl UdxStream {
                     }
                     newly_acked += u64::from(p.len).max(1);
                     self.rack.on_delivered(now, &p, min_rtt);
-                    self.rate.on_delivered(&mut acc, &p.rate, p.sent_time, p.seq, u64::from(p.len));
+                    self.rate
+                        .on_delivered(&mut acc, &p.rate, p.sent_time, p.seq, u64::from(p.len));
                     mtu_grew |= self.mtu.on_acked(p.mtu_probe);
                 }
                 PacketState::Sacked => self.sacked_packets -= 1,
@@ -998,7 +1024,8 @@ impl UdxStream {
                 let probe = core::mem::take(&mut p.mtu_probe);
                 let p = p.clone();
                 self.rack.on_delivered(now, &p, min_rtt);
-                self.rate.on_delivered(&mut acc, &p.rate, p.sent_time, p.seq, u64::from(p.len));
+                self.rate
+                    .on_delivered(&mut acc, &p.rate, p.sent_time, p.seq, u64::from(p.len));
                 mtu_grew |= self.mtu.on_acked(probe);
             }
         }
@@ -1017,13 +1044,19 @@ impl UdxStream {
             return;
         }
         if progressed {
-            self.rto_deadline = if self.sent.is_empty() { None } else { Some(now + self.rtt.rto()) };
+            self.rto_deadline = if self.sent.is_empty() {
+                None
+            } else {
+                Some(now + self.rtt.rto())
+            };
         }
         if self.in_recovery && seq_le(self.recovery_point, self.snd_una) {
             self.in_recovery = false;
         }
         self.detect_loss(now);
-        let rate = self.rate.generate(now, &acc, newly_acked, self.rtt.min_rtt());
+        let rate = self
+            .rate
+            .generate(now, &acc, newly_acked, self.rtt.min_rtt());
         let sample = AckSample {
             now,
             newly_acked,
@@ -1070,10 +1103,15 @@ impl UdxStream {
     }
 
     fn detect_loss(&mut self, now: Instant) {
-        let reo = self
+        let reo = self.rack.reo_wnd(
+            self.in_recovery,
+            self.sacked_packets,
+            self.rtt.srtt(),
+            self.rtt.min_rtt(),
+        );
+        let scan = self
             .rack
-            .reo_wnd(self.in_recovery, self.sacked_packets, self.rtt.srtt(), self.rtt.min_rtt());
-        let scan = self.rack.detect_loss(now, &mut self.sent, reo, &mut self.retransmit);
+            .detect_loss(now, &mut self.sent, reo, &mut self.retransmit);
         self.rack_deadline = scan.timer;
         for _ in 0..scan.probes_lost {
             self.mtu.on_probe_lost();
@@ -1183,7 +1221,11 @@ impl UdxStream {
 
     fn on_rto(&mut self, now: Instant) {
         self.stats.rto_expiries += 1;
-        let Some(front) = self.sent.iter_mut().find(|p| p.state != PacketState::Sacked) else {
+        let Some(front) = self
+            .sent
+            .iter_mut()
+            .find(|p| p.state != PacketState::Sacked)
+        else {
             self.rto_deadline = None;
             return;
         };
@@ -1277,7 +1319,11 @@ impl UdxStream {
             if buf.len() >= HEADER_LEN + m.len() {
                 let m = self.messages_out.pop_front()?;
                 let h = self.header(Flags::MESSAGE, self.snd_nxt)?;
-                let pkt = Packet { header: h, padding: &[], payload: &m };
+                let pkt = Packet {
+                    header: h,
+                    padding: &[],
+                    payload: &m,
+                };
                 let n = pkt.encode(buf).ok()?;
                 return self.transmit(n);
             }
@@ -1358,7 +1404,11 @@ impl UdxStream {
             if self.has_new() && self.rwnd_allows(room).is_some() {
                 return self.send_new(now, buf, room, true);
             }
-            if let Some(idx) = self.sent.iter().rposition(|p| p.state == PacketState::InFlight) {
+            if let Some(idx) = self
+                .sent
+                .iter()
+                .rposition(|p| p.state == PacketState::InFlight)
+            {
                 if self.sent[idx].len as usize <= buf.len() - HEADER_LEN {
                     return self.send_existing(now, idx, buf, false);
                 }
@@ -1425,10 +1475,18 @@ impl UdxStream {
         (padding <= MAX_PADDING && HEADER_LEN + padding + len <= buf_len).then_some(padding)
     }
 
-    fn send_new(&mut self, now: Instant, buf: &mut [u8], room: usize, tlp: bool) -> Option<Transmit> {
+    fn send_new(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        room: usize,
+        tlp: bool,
+    ) -> Option<Transmit> {
         let len = self.rwnd_allows(room)?;
         let offset = self.packetized;
-        let end = self.end_requested && self.end_seq.is_none() && offset + len as u64 == self.sendbuf.end();
+        let end = self.end_requested
+            && self.end_seq.is_none()
+            && offset + len as u64 == self.sendbuf.end();
         if len == 0 && !end {
             return None;
         }
@@ -1450,7 +1508,10 @@ impl UdxStream {
         if !self.sendbuf.copy_out(offset, &mut buf[data..data + len]) {
             return None;
         }
-        if self.unsent() <= len as u64 && self.inflight_bytes + (len as u64) < self.cc.window() && self.retransmit.is_empty() {
+        if self.unsent() <= len as u64
+            && self.inflight_bytes + (len as u64) < self.cc.window()
+            && self.retransmit.is_empty()
+        {
             // This packet drains what the application gave us.
             self.rate.mark_app_limited(self.inflight_bytes);
         }
@@ -1485,7 +1546,13 @@ impl UdxStream {
         self.transmit(data + len)
     }
 
-    fn send_existing(&mut self, now: Instant, idx: usize, buf: &mut [u8], was_lost: bool) -> Option<Transmit> {
+    fn send_existing(
+        &mut self,
+        now: Instant,
+        idx: usize,
+        buf: &mut [u8],
+        was_lost: bool,
+    ) -> Option<Transmit> {
         let (seq, offset, len, end) = {
             let p = &self.sent[idx];
             (p.seq, p.offset, p.len as usize, p.end)
@@ -1499,7 +1566,10 @@ impl UdxStream {
         }
         let h = self.header(flags, seq)?;
         h.write(buf).ok()?;
-        if !self.sendbuf.copy_out(offset, &mut buf[HEADER_LEN..HEADER_LEN + len]) {
+        if !self
+            .sendbuf
+            .copy_out(offset, &mut buf[HEADER_LEN..HEADER_LEN + len])
+        {
             return None;
         }
         let rate = self.rate.on_sent(now, false);
@@ -1546,9 +1616,22 @@ mod tests {
 
     /// Encodes one packet for stream `to`.
     fn packet(flags: Flags, to: u32, rwnd: u32, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
-        let header = Header { flags, data_offset: 0, stream_id: to, rwnd, seq, ack };
+        let header = Header {
+            flags,
+            data_offset: 0,
+            stream_id: to,
+            rwnd,
+            seq,
+            ack,
+        };
         let mut buf = vec![0u8; HEADER_LEN + payload.len()];
-        let n = Packet { header, padding: &[], payload }.encode(&mut buf).unwrap();
+        let n = Packet {
+            header,
+            padding: &[],
+            payload,
+        }
+        .encode(&mut buf)
+        .unwrap();
         buf.truncate(n);
         buf
     }
@@ -1573,7 +1656,10 @@ mod tests {
     #[test]
     fn the_next_in_order_packet_is_accepted_behind_a_full_window_of_out_of_order_data() {
         let now = Instant::ZERO;
-        let cfg = StreamConfig { recv_window: 4 * MSS, ..StreamConfig::default() };
+        let cfg = StreamConfig {
+            recv_window: 4 * MSS,
+            ..StreamConfig::default()
+        };
         let room = 4 * MSS + RECV_SLACK;
         let mut b = UdxStream::new(2, now, cfg);
         b.connect(now, 1, addr()).unwrap();
@@ -1633,7 +1719,10 @@ mod tests {
         let from_b = drain(&mut b, t1);
         assert!(!from_b.is_empty());
         for d in &from_b {
-            assert!(matches!(a.handle_datagram(t1, sa, addr(), d), Incoming::Consumed { .. }));
+            assert!(matches!(
+                a.handle_datagram(t1, sa, addr(), d),
+                Incoming::Consumed { .. }
+            ));
         }
         // A has both ENDs acknowledged/received: closed gracefully. Its final ACK is lost.
         let sa_stream = a.get(1).unwrap();
@@ -1646,9 +1735,14 @@ mod tests {
         let rto = b.poll_timeout().expect("B waits for its END's ack");
         b.handle_timeout(rto);
         let again = drain(&mut b, rto);
-        assert!(again.iter().any(|d| Header::decode(d).unwrap().flags.contains(Flags::END)));
+        assert!(again
+            .iter()
+            .any(|d| Header::decode(d).unwrap().flags.contains(Flags::END)));
         for d in &again {
-            assert!(matches!(a.handle_datagram(rto, sa, addr(), d), Incoming::Consumed { .. }));
+            assert!(matches!(
+                a.handle_datagram(rto, sa, addr(), d),
+                Incoming::Consumed { .. }
+            ));
         }
         let mut acks = 0;
         while let Some((_, t)) = a.poll_transmit(rto, &mut buf) {
@@ -1656,12 +1750,21 @@ mod tests {
             feed(&mut b, rto, &buf[..t.len]);
         }
         assert_eq!(acks, 1);
-        let closed: Vec<_> = core::iter::from_fn(|| b.poll_event()).filter(|e| matches!(e, StreamEvent::Closed { .. })).collect();
-        assert_eq!(closed, vec![StreamEvent::Closed { error: None }], "B closes gracefully instead of timing out");
+        let closed: Vec<_> = core::iter::from_fn(|| b.poll_event())
+            .filter(|e| matches!(e, StreamEvent::Closed { .. }))
+            .collect();
+        assert_eq!(
+            closed,
+            vec![StreamEvent::Closed { error: None }],
+            "B closes gracefully instead of timing out"
+        );
         // The linger runs out: the stream is drained and its id no longer claims packets.
         a.handle_timeout(linger_end);
         assert!(a.get(1).unwrap().is_drained() && a.poll_timeout().is_none());
-        assert!(matches!(a.handle_datagram(linger_end, sa, addr(), &again[0]), Incoming::UnknownStream { .. }));
+        assert!(matches!(
+            a.handle_datagram(linger_end, sa, addr(), &again[0]),
+            Incoming::UnknownStream { .. }
+        ));
         assert!(a.poll_transmit(linger_end, &mut buf).is_none());
     }
 
@@ -1671,25 +1774,39 @@ mod tests {
         let mut a = UdxStream::new(1, t0, StreamConfig::default());
         a.connect(t0, 2, addr()).unwrap();
         assert_eq!(a.write(&[1u8; 30 * MSS]), Ok(30 * MSS));
-        assert_eq!(data_sent(&mut a, t0), (0..10).collect::<Vec<_>>(), "initial window");
+        assert_eq!(
+            data_sent(&mut a, t0),
+            (0..10).collect::<Vec<_>>(),
+            "initial window"
+        );
         // The peer's buffer holds 12 packets. Its newer ACK: 1 and 2 held out of order, free
         // space 10 packets; 0 and 3..=9 are still in flight, so 2 more fit.
         let window = 12 * MSS as u32;
         let mut sack = [0u8; 8];
         packet::write_sack_blocks([(1u32, 3u32)], &mut sack);
         let t1 = t0 + Duration::from_millis(50);
-        feed(&mut a, t1, &packet(Flags::SACK, 1, window - 2 * MSS as u32, 0, 0, &sack));
+        feed(
+            &mut a,
+            t1,
+            &packet(Flags::SACK, 1, window - 2 * MSS as u32, 0, 0, &sack),
+        );
         assert_eq!(data_sent(&mut a, t1), vec![10, 11]);
         // An older ACK overtaken by the newer one: same cumulative ack, nothing held yet, so a
         // larger free space. It carries no news: nothing more may be sent.
         let t2 = t1 + Duration::from_millis(1);
         feed(&mut a, t2, &packet(Flags::ACK, 1, window, 0, 0, &[]));
-        assert_eq!(data_sent(&mut a, t2), Vec::<u32>::new(), "overran the peer's buffer");
+        assert_eq!(
+            data_sent(&mut a, t2),
+            Vec::<u32>::new(),
+            "overran the peer's buffer"
+        );
         // The peer reads everything: cumulative ack 12, whole window free again.
         let t3 = t2 + Duration::from_millis(50);
         feed(&mut a, t3, &packet(Flags::ACK, 1, window, 0, 12, &[]));
         // (The pacer spreads them out; let it refill.)
-        let sent: usize = (0..20).map(|ms| data_sent(&mut a, t3 + Duration::from_millis(ms)).len()).sum();
+        let sent: usize = (0..20)
+            .map(|ms| data_sent(&mut a, t3 + Duration::from_millis(ms)).len())
+            .sum();
         assert_eq!(sent, 12);
     }
 
@@ -1714,7 +1831,16 @@ mod tests {
             let mut b = UdxStream::new(2, now, StreamConfig::default());
             a.connect(now, 2, addr()).unwrap();
             b.connect(now, 1, addr()).unwrap();
-            Path { a, b, now, path_mtu, drop_every: None, in_flight: Default::default(), n: 0, a_sent: Vec::new() }
+            Path {
+                a,
+                b,
+                now,
+                path_mtu,
+                drop_every: None,
+                in_flight: Default::default(),
+                n: 0,
+                a_sent: Vec::new(),
+            }
         }
 
         fn pump(&mut self) {
@@ -1722,7 +1848,9 @@ mod tests {
             for from_a in [true, false] {
                 loop {
                     let s = if from_a { &mut self.a } else { &mut self.b };
-                    let Some(t) = s.poll_transmit(self.now, &mut buf) else { break };
+                    let Some(t) = s.poll_transmit(self.now, &mut buf) else {
+                        break;
+                    };
                     let d = buf[..t.len].to_vec();
                     self.n += 1;
                     if from_a {
@@ -1734,7 +1862,8 @@ mod tests {
                     if d.len() + 28 > self.path_mtu {
                         continue;
                     }
-                    self.in_flight.insert((self.now.as_micros() + 1_000, self.n), (from_a, d));
+                    self.in_flight
+                        .insert((self.now.as_micros() + 1_000, self.n), (from_a, d));
                 }
             }
         }
@@ -1743,16 +1872,25 @@ mod tests {
             let mut pos = 0;
             let mut got = Vec::new();
             let mut rbuf = vec![0u8; 1 << 16];
-            while self.now < Instant::ZERO + limit && (got.len() < data.len() || self.a.send_buffered() > 0) {
+            while self.now < Instant::ZERO + limit
+                && (got.len() < data.len() || self.a.send_buffered() > 0)
+            {
                 if pos < data.len() {
                     pos += self.a.write(&data[pos..]).unwrap_or(0);
                 }
                 self.pump();
-                let next = [self.in_flight.keys().next().map(|k| Instant::from_micros(k.0)), self.a.poll_timeout(), self.b.poll_timeout()]
-                    .into_iter()
-                    .flatten()
-                    .min()
-                    .expect("something to wait for");
+                let next = [
+                    self.in_flight
+                        .keys()
+                        .next()
+                        .map(|k| Instant::from_micros(k.0)),
+                    self.a.poll_timeout(),
+                    self.b.poll_timeout(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("something to wait for");
                 self.now = self.now.max(next);
                 while let Some(e) = self.in_flight.first_entry() {
                     if e.key().0 > self.now.as_micros() {
@@ -1797,7 +1935,13 @@ mod tests {
             .map(|(len, h)| (len + 28, h.data_offset))
             .collect();
         let sizes: Vec<usize> = probes.iter().map(|p| p.0).collect();
-        assert_eq!(sizes, (1..=9).map(|i| 1200 + 32 * i).chain([1500]).collect::<Vec<_>>());
+        assert_eq!(
+            sizes,
+            (1..=9)
+                .map(|i| 1200 + 32 * i)
+                .chain([1500])
+                .collect::<Vec<_>>()
+        );
         assert!(probes.iter().all(|&(_, pad)| pad == 32 || pad == 12));
         // Nothing was lost, nothing resent.
         assert_eq!(p.a.stats().retransmits, 0);
@@ -1833,10 +1977,24 @@ mod tests {
         p.drop_every = Some(5);
         p.pump();
         let before = p.a_sent.len();
-        let lens: Vec<usize> = p.a_sent.iter().rev().skip(1).take(10).map(|d| d.len()).collect();
-        assert!(lens.iter().all(|&l| l == 1472), "{lens:?} {}", p.a_sent.len());
+        let lens: Vec<usize> = p
+            .a_sent
+            .iter()
+            .rev()
+            .skip(1)
+            .take(10)
+            .map(|d| d.len())
+            .collect();
+        assert!(
+            lens.iter().all(|&l| l == 1472),
+            "{lens:?} {}",
+            p.a_sent.len()
+        );
         p.a.change_remote(SocketId::default(), 2, addr()).unwrap();
-        assert_eq!((p.a.mtu(), p.a.max_payload(), p.a.mtu_state()), (1200, 1152, MtuState::Base));
+        assert_eq!(
+            (p.a.mtu(), p.a.max_payload(), p.a.mtu_state()),
+            (1200, 1152, MtuState::Base)
+        );
         let got = p.run(&data[first + 200_000..], Duration::from_secs(60));
         assert!(got == data[first..], "every byte, in order");
         assert!(p.a.stats().retransmits > 0);

@@ -120,13 +120,38 @@ impl Request {
         let flags = r.uint()?;
         let tid = r.u16()?;
         let to = r.ipv4()?;
-        let id = if flags & req_flag::ID != 0 { Some(r.fixed32()?) } else { None };
-        let token = if flags & req_flag::TOKEN != 0 { Some(r.fixed32()?) } else { None };
+        let id = if flags & req_flag::ID != 0 {
+            Some(r.fixed32()?)
+        } else {
+            None
+        };
+        let token = if flags & req_flag::TOKEN != 0 {
+            Some(r.fixed32()?)
+        } else {
+            None
+        };
         let internal = flags & req_flag::INTERNAL != 0;
         let command = r.uint()?;
-        let target = if flags & req_flag::TARGET != 0 { Some(r.fixed32()?) } else { None };
-        let value = if flags & req_flag::VALUE != 0 { Some(r.buffer()?.to_vec()) } else { None };
-        Ok(Request { tid, to, id, token, internal, command, target, value })
+        let target = if flags & req_flag::TARGET != 0 {
+            Some(r.fixed32()?)
+        } else {
+            None
+        };
+        let value = if flags & req_flag::VALUE != 0 {
+            Some(r.buffer()?.to_vec())
+        } else {
+            None
+        };
+        Ok(Request {
+            tid,
+            to,
+            id,
+            token,
+            internal,
+            command,
+            target,
+            value,
+        })
     }
 
     /// The flags byte this request is encoded with.
@@ -156,7 +181,10 @@ impl Request {
             + self.token.map_or(0, |_| 32)
             + uint_len(self.command)
             + self.target.map_or(0, |_| 32)
-            + self.value.as_ref().map_or(0, |v| uint_len(v.len() as u64) + v.len())
+            + self
+                .value
+                .as_ref()
+                .map_or(0, |v| uint_len(v.len() as u64) + v.len())
     }
 
     /// Appends the encoded request to `out`.
@@ -195,13 +223,40 @@ impl Response {
         let flags = r.uint()?;
         let tid = r.u16()?;
         let to = r.ipv4()?;
-        let id = if flags & res_flag::ID != 0 { Some(r.fixed32()?) } else { None };
-        let token = if flags & res_flag::TOKEN != 0 { Some(r.fixed32()?) } else { None };
-        let closer_nodes =
-            if flags & res_flag::CLOSER_NODES != 0 { r.ipv4_array()? } else { Vec::new() };
-        let error = if flags & res_flag::ERROR != 0 { r.uint()? } else { ERROR_OK };
-        let value = if flags & res_flag::VALUE != 0 { Some(r.buffer()?.to_vec()) } else { None };
-        Ok(Response { tid, to, id, token, closer_nodes, error, value })
+        let id = if flags & res_flag::ID != 0 {
+            Some(r.fixed32()?)
+        } else {
+            None
+        };
+        let token = if flags & res_flag::TOKEN != 0 {
+            Some(r.fixed32()?)
+        } else {
+            None
+        };
+        let closer_nodes = if flags & res_flag::CLOSER_NODES != 0 {
+            r.ipv4_array()?
+        } else {
+            Vec::new()
+        };
+        let error = if flags & res_flag::ERROR != 0 {
+            r.uint()?
+        } else {
+            ERROR_OK
+        };
+        let value = if flags & res_flag::VALUE != 0 {
+            Some(r.buffer()?.to_vec())
+        } else {
+            None
+        };
+        Ok(Response {
+            tid,
+            to,
+            id,
+            token,
+            closer_nodes,
+            error,
+            value,
+        })
     }
 
     /// The flags byte this response is encoded with.
@@ -234,8 +289,15 @@ impl Response {
             } else {
                 uint_len(self.closer_nodes.len() as u64) + 6 * self.closer_nodes.len()
             }
-            + if self.error > 0 { uint_len(self.error) } else { 0 }
-            + self.value.as_ref().map_or(0, |v| uint_len(v.len() as u64) + v.len())
+            + if self.error > 0 {
+                uint_len(self.error)
+            } else {
+                0
+            }
+            + self
+                .value
+                .as_ref()
+                .map_or(0, |v| uint_len(v.len() as u64) + v.len())
     }
 
     /// Appends the encoded response to `out`.

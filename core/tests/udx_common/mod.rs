@@ -102,7 +102,12 @@ impl Pair {
         Self::with_configs(seed, link, cfg.clone(), cfg)
     }
 
-    pub fn with_configs(seed: u64, link: LinkConfig, cfg_a: StreamConfig, cfg_b: StreamConfig) -> Self {
+    pub fn with_configs(
+        seed: u64,
+        link: LinkConfig,
+        cfg_a: StreamConfig,
+        cfg_b: StreamConfig,
+    ) -> Self {
         let now = Instant::from_millis(1);
         let a_addr: SocketAddr = "10.0.0.1:1000".parse().unwrap();
         let b_addr: SocketAddr = "10.0.0.2:2000".parse().unwrap();
@@ -146,7 +151,8 @@ impl Pair {
         let i = from_side as usize;
         self.sent[i] += 1;
         if self.record {
-            self.log.push((self.now.as_micros(), from_side, bytes.to_vec()));
+            self.log
+                .push((self.now.as_micros(), from_side, bytes.to_vec()));
         }
         if self.chance(self.link.loss_ppm) {
             self.lost[i] += 1;
@@ -171,11 +177,16 @@ impl Pair {
         if self.chance(self.link.reorder_ppm) {
             t += self.link.reorder_us;
         }
-        let from = if from_side == Side::A { self.a_addr } else { self.b_addr };
+        let from = if from_side == Side::A {
+            self.a_addr
+        } else {
+            self.b_addr
+        };
         let copies = if self.chance(self.link.dup_ppm) { 2 } else { 1 };
         for c in 0..copies {
             self.counter += 1;
-            self.queue.insert((t + c * 100, self.counter), (from, to, bytes.to_vec()));
+            self.queue
+                .insert((t + c * 100, self.counter), (from, to, bytes.to_vec()));
         }
     }
 
@@ -203,8 +214,15 @@ impl Pair {
 
     /// Next instant something happens.
     pub fn next_event(&self) -> Option<Instant> {
-        let q = self.queue.keys().next().map(|(t, _)| Instant::from_micros(*t));
-        [q, self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min()
+        let q = self
+            .queue
+            .keys()
+            .next()
+            .map(|(t, _)| Instant::from_micros(*t));
+        [q, self.a.poll_timeout(), self.b.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Advance to the next event and process it. False if nothing is scheduled.
@@ -229,7 +247,9 @@ impl Pair {
             } else {
                 continue; // nobody there any more
             };
-            let Ok(pkt) = Packet::decode(&bytes) else { continue };
+            let Ok(pkt) = Packet::decode(&bytes) else {
+                continue;
+            };
             let expected = if side == Side::A { A_ID } else { B_ID };
             if pkt.header.stream_id != expected {
                 continue;
@@ -272,7 +292,12 @@ pub struct TransferResult {
 
 /// A writes `data` then ends; B reads everything, then ends; run until both are closed.
 /// Panics if B's bytes differ.
-pub fn transfer(pair: &mut Pair, data: &[u8], read_chunk: usize, max_virtual_secs: u64) -> TransferResult {
+pub fn transfer(
+    pair: &mut Pair,
+    data: &[u8],
+    read_chunk: usize,
+    max_virtual_secs: u64,
+) -> TransferResult {
     let start = pair.now;
     let mut pos = 0;
     let mut ended_a = false;

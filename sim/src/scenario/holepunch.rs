@@ -97,17 +97,29 @@ impl HolepunchConfig {
     /// Checks the options.
     pub fn validate(&self) -> Result<(), ScenarioError> {
         if self.public_nodes < 2 {
-            return Err(ScenarioError::TooFewNodes { min: 2, got: self.public_nodes });
+            return Err(ScenarioError::TooFewNodes {
+                min: 2,
+                got: self.public_nodes,
+            });
         }
         if !(0.0..=1.0).contains(&self.loss) {
-            return Err(ScenarioError::BadFraction { name: "loss", value: self.loss });
+            return Err(ScenarioError::BadFraction {
+                name: "loss",
+                value: self.loss,
+            });
         }
         Ok(())
     }
 
     /// The link model: `rtt / 2` one way, `jitter`, no loss (set per phase).
     pub fn link(&self) -> LinkModel {
-        LinkModel { latency: self.rtt / 2, jitter: self.jitter, access: Duration::ZERO, loss: 0.0, ..LinkModel::default() }
+        LinkModel {
+            latency: self.rtt / 2,
+            jitter: self.jitter,
+            access: Duration::ZERO,
+            loss: 0.0,
+            ..LinkModel::default()
+        }
     }
 }
 
@@ -206,15 +218,21 @@ struct Watch {
 
 impl Handler<DhtHost> for Watch {
     fn on_event(&mut self, sim: &mut Engine<DhtHost>, host: HostId, event: DhtSimEvent) {
-        let DhtSimEvent::Connect(ev) = event else { return };
+        let DhtSimEvent::Connect(ev) = event else {
+            return;
+        };
         match ev {
             ConnectEvent::Listening { .. } if Some(host) == self.server => {
                 self.listening.get_or_insert(sim.now());
             }
-            ConnectEvent::Open { conn, .. } if Some(host) == self.client && Some(conn) == self.conn => {
+            ConnectEvent::Open { conn, .. }
+                if Some(host) == self.client && Some(conn) == self.conn =>
+            {
                 self.outcome.get_or_insert((sim.now(), Ok(())));
             }
-            ConnectEvent::Failed { conn, error } if Some(host) == self.client && Some(conn) == self.conn => {
+            ConnectEvent::Failed { conn, error }
+                if Some(host) == self.client && Some(conn) == self.conn =>
+            {
                 self.outcome.get_or_insert((sim.now(), Err(error)));
             }
             _ => {}
@@ -223,7 +241,13 @@ impl Handler<DhtHost> for Watch {
 }
 
 /// Runs the simulation in slices until `done` holds (true) or `deadline` passes (false).
-fn run_until(sim: &mut DhtSim, w: &mut Watch, deadline: Instant, slice: Duration, done: impl Fn(&DhtSim, &Watch) -> bool) -> bool {
+fn run_until(
+    sim: &mut DhtSim,
+    w: &mut Watch,
+    deadline: Instant,
+    slice: Duration,
+    done: impl Fn(&DhtSim, &Watch) -> bool,
+) -> bool {
     loop {
         if done(sim, w) {
             return true;
@@ -248,7 +272,10 @@ pub fn run_holepunch(cfg: &HolepunchConfig) -> Result<HolepunchRun, ScenarioErro
 /// Runs one holepunch simulation with a datagram tap installed from the start (to debug a
 /// run; the run is the same as without). The public nodes are hosts `0..public_nodes`, the
 /// server host `public_nodes`, the client host `public_nodes + 1`.
-pub fn run_holepunch_with(cfg: &HolepunchConfig, tap: Option<Tap>) -> Result<HolepunchRun, ScenarioError> {
+pub fn run_holepunch_with(
+    cfg: &HolepunchConfig,
+    tap: Option<Tap>,
+) -> Result<HolepunchRun, ScenarioError> {
     cfg.validate()?;
     let mut sim = DhtSim::new(cfg.seed, cfg.link());
     sim.set_tap(tap);
@@ -268,7 +295,10 @@ pub fn run_holepunch_with(cfg: &HolepunchConfig, tap: Option<Tap>) -> Result<Hol
         sim_time: Duration::ZERO,
     };
     run.outcome = phases(cfg, &mut sim, &mut w, &mut run);
-    let binds = |h: Option<HostId>| h.and_then(|h| sim.try_node(h)).map_or(0, |n| n.pool_binds());
+    let binds = |h: Option<HostId>| {
+        h.and_then(|h| sim.try_node(h))
+            .map_or(0, |n| n.pool_binds())
+    };
     run.pool_binds = (binds(w.client), binds(w.server));
     run.trace_hash = sim.trace();
     run.net = sim.stats();
@@ -277,11 +307,18 @@ pub fn run_holepunch_with(cfg: &HolepunchConfig, tap: Option<Tap>) -> Result<Hol
     Ok(run)
 }
 
-fn phases(cfg: &HolepunchConfig, sim: &mut DhtSim, w: &mut Watch, run: &mut HolepunchRun) -> Result<Duration, HolepunchFailure> {
+fn phases(
+    cfg: &HolepunchConfig,
+    sim: &mut DhtSim,
+    w: &mut Watch,
+    run: &mut HolepunchRun,
+) -> Result<Duration, HolepunchFailure> {
     let net = |e: crate::network::NetError| HolepunchFailure::Net(e.to_string());
     // 1. The public DHT, on a clean link.
     let boot = sim.next_dht_server_addr();
-    let mut public = vec![sim.add_dht_node_in(RealmId::INTERNET, DhtNodeConfig::bootstrapper(boot)).map_err(net)?];
+    let mut public = vec![sim
+        .add_dht_node_in(RealmId::INTERNET, DhtNodeConfig::bootstrapper(boot))
+        .map_err(net)?];
     let mut addrs = vec![boot];
     for _ in 1..cfg.public_nodes {
         sim.run_for_with(cfg.join_interval, w);
@@ -293,7 +330,10 @@ fn phases(cfg: &HolepunchConfig, sim: &mut DhtSim, w: &mut Watch, run: &mut Hole
     }
     let deadline = sim.now() + cfg.settle_timeout;
     let settled = run_until(sim, w, deadline, Duration::from_millis(100), |sim, _| {
-        public.iter().all(|&h| sim.try_node(h).is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled()))
+        public.iter().all(|&h| {
+            sim.try_node(h)
+                .is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled())
+        })
     });
     if !settled {
         return Err(HolepunchFailure::PublicDhtNotReady);
@@ -301,8 +341,20 @@ fn phases(cfg: &HolepunchConfig, sim: &mut DhtSim, w: &mut Watch, run: &mut Hole
     let mut link = sim.link().to_owned();
     link.loss = cfg.loss;
     sim.set_link(link);
-    let seeds: Vec<_> = addrs.iter().copied().take(cfg.bootstrap_nodes.max(1)).collect();
-    let joining = || DhtNodeConfig { dht: hdht_core::dht::DhtConfig { rpc: RpcConfig { bootstrap: seeds.clone(), ..RpcConfig::default() }, ..Default::default() } };
+    let seeds: Vec<_> = addrs
+        .iter()
+        .copied()
+        .take(cfg.bootstrap_nodes.max(1))
+        .collect();
+    let joining = || DhtNodeConfig {
+        dht: hdht_core::dht::DhtConfig {
+            rpc: RpcConfig {
+                bootstrap: seeds.clone(),
+                ..RpcConfig::default()
+            },
+            ..Default::default()
+        },
+    };
 
     // 2. The server behind its NAT: bootstrap, listen, announce.
     let server_kp = KeyPair::generate(sim.rng());
@@ -311,7 +363,9 @@ fn phases(cfg: &HolepunchConfig, sim: &mut DhtSim, w: &mut Watch, run: &mut Hole
     let server = sim.add_dht_node_in(realm, joining()).map_err(net)?;
     w.server = Some(server);
     let deadline = sim.now() + cfg.ready_timeout;
-    if !run_until(sim, w, deadline, Duration::from_millis(10), |sim, _| ready(sim, server)) {
+    if !run_until(sim, w, deadline, Duration::from_millis(10), |sim, _| {
+        ready(sim, server)
+    }) {
         return Err(HolepunchFailure::ServerNotReady);
     }
     let listen_at = sim.now();
@@ -321,7 +375,9 @@ fn phases(cfg: &HolepunchConfig, sim: &mut DhtSim, w: &mut Watch, run: &mut Hole
     });
     listened.map_err(HolepunchFailure::Listen)?;
     let deadline = sim.now() + cfg.listen_timeout;
-    if !run_until(sim, w, deadline, Duration::from_millis(10), |_, w| w.listening.is_some()) {
+    if !run_until(sim, w, deadline, Duration::from_millis(10), |_, w| {
+        w.listening.is_some()
+    }) {
         return Err(HolepunchFailure::ListenTimeout);
     }
     run.listen_time = w.listening.map(|t| t.saturating_duration_since(listen_at));
@@ -331,18 +387,29 @@ fn phases(cfg: &HolepunchConfig, sim: &mut DhtSim, w: &mut Watch, run: &mut Hole
     let client = sim.add_dht_node_in(realm, joining()).map_err(net)?;
     w.client = Some(client);
     let deadline = sim.now() + cfg.ready_timeout;
-    if !run_until(sim, w, deadline, Duration::from_millis(10), |sim, _| ready(sim, client)) {
+    if !run_until(sim, w, deadline, Duration::from_millis(10), |sim, _| {
+        ready(sim, client)
+    }) {
         return Err(HolepunchFailure::ClientNotReady);
     }
     let started = sim.now();
     let server_pk = server_kp.public_key();
     let conn = sim.with_node(client, |n, now| {
-        n.connect(now, server_pk, ConnectOptions { key_pair: Some(client_kp.clone()), ..ConnectOptions::default() })
+        n.connect(
+            now,
+            server_pk,
+            ConnectOptions {
+                key_pair: Some(client_kp.clone()),
+                ..ConnectOptions::default()
+            },
+        )
     });
     w.conn = Some(conn);
     let deadline = started + cfg.connect_timeout;
     // Failed may already be queued by `connect` itself; the handler sees it on the first run.
-    let finished = run_until(sim, w, deadline, Duration::from_millis(5), |_, w| w.outcome.is_some());
+    let finished = run_until(sim, w, deadline, Duration::from_millis(5), |_, w| {
+        w.outcome.is_some()
+    });
     match (finished, w.outcome) {
         (true, Some((at, result))) => {
             let took = at.saturating_duration_since(started);
@@ -425,15 +492,33 @@ pub struct PairReport {
 
 impl PairReport {
     fn of(client: NatPreset, server: NatPreset, details: Vec<HolepunchRun>) -> Self {
-        let ok: Vec<f64> = details.iter().filter_map(|r| r.outcome.as_ref().ok()).map(ms).collect();
-        let failed: Vec<f64> = details.iter().filter(|r| !r.connected()).filter_map(|r| r.elapsed.as_ref()).map(ms).collect();
+        let ok: Vec<f64> = details
+            .iter()
+            .filter_map(|r| r.outcome.as_ref().ok())
+            .map(ms)
+            .collect();
+        let failed: Vec<f64> = details
+            .iter()
+            .filter(|r| !r.connected())
+            .filter_map(|r| r.elapsed.as_ref())
+            .map(ms)
+            .collect();
         let mut errors = BTreeMap::new();
         for r in &details {
             if let Err(e) = &r.outcome {
                 *errors.entry(e.name().to_string()).or_insert(0) += 1;
             }
         }
-        PairReport { client, server, runs: details.len(), successes: ok.len(), connect_ms: Percentiles::of(&ok), fail_ms: Percentiles::of(&failed), errors, details }
+        PairReport {
+            client,
+            server,
+            runs: details.len(),
+            successes: ok.len(),
+            connect_ms: Percentiles::of(&ok),
+            fail_ms: Percentiles::of(&failed),
+            errors,
+            details,
+        }
     }
 
     /// Fraction of runs that connected.
@@ -468,7 +553,10 @@ impl PairReport {
 
     /// The seeds of the runs that did not connect (replay one with `--seed S --seeds 1`).
     pub fn failed_seeds(&self) -> impl Iterator<Item = u64> + '_ {
-        self.details.iter().filter(|r| !r.connected()).map(|r| r.seed)
+        self.details
+            .iter()
+            .filter(|r| !r.connected())
+            .map(|r| r.seed)
     }
 
     /// The pair as one JSON object: `client`, `server`, `runs`, `successes`, `successRate`,
@@ -484,13 +572,24 @@ impl PairReport {
         j.num("successRate", self.rate());
         j.num("medianMs", self.median_ms().map_or(f64::NAN, round3));
         j.num("p99Ms", self.p99_ms().map_or(f64::NAN, round3));
-        j.num("failMedianMs", if self.fail_ms.count > 0 { round3(self.fail_ms.p50) } else { f64::NAN });
+        j.num(
+            "failMedianMs",
+            if self.fail_ms.count > 0 {
+                round3(self.fail_ms.p50)
+            } else {
+                f64::NAN
+            },
+        );
         let mut e = Json::default();
         for (k, v) in &self.errors {
             e.num(k, *v as f64);
         }
         j.raw("errors", &e.finish());
-        let seeds: Vec<String> = self.failed_seeds().take(MAX_SEEDS_SHOWN).map(|s| s.to_string()).collect();
+        let seeds: Vec<String> = self
+            .failed_seeds()
+            .take(MAX_SEEDS_SHOWN)
+            .map(|s| s.to_string())
+            .collect();
         j.raw("failedSeeds", &format!("[{}]", seeds.join(",")));
         j.finish()
     }
@@ -537,7 +636,9 @@ pub struct MatrixReport {
 impl MatrixReport {
     /// The cell for a pair.
     pub fn pair(&self, client: NatPreset, server: NatPreset) -> Option<&PairReport> {
-        self.pairs.iter().find(|p| p.client == client && p.server == server)
+        self.pairs
+            .iter()
+            .find(|p| p.client == client && p.server == server)
     }
 
     /// The summary as one JSON object: `event` "summary", `seed`, `seeds`, `pairs`, `runs`,
@@ -580,19 +681,37 @@ impl MatrixReport {
                 if let (Some(m), Some(p99)) = (p.median_ms(), p.p99_ms()) {
                     top.push_str(&format!(" {m:.0}/{p99:.0}"));
                 }
-                let bottom = p.top_error().map(|(e, _)| e.strip_prefix("HOLEPUNCH_").unwrap_or(e).to_string()).unwrap_or_default();
+                let bottom = p
+                    .top_error()
+                    .map(|(e, _)| e.strip_prefix("HOLEPUNCH_").unwrap_or(e).to_string())
+                    .unwrap_or_default();
                 row.push((top, bottom));
             }
             cells.push(row);
         }
         let head = "client \\ server";
-        let first = self.clients.iter().map(|c| c.name().len()).chain([head.len()]).max().unwrap_or(0);
-        let width = cells.iter().flatten().map(|(a, _)| a.len()).chain(self.servers.iter().map(|s| s.name().len())).max().unwrap_or(0);
+        let first = self
+            .clients
+            .iter()
+            .map(|c| c.name().len())
+            .chain([head.len()])
+            .max()
+            .unwrap_or(0);
+        let width = cells
+            .iter()
+            .flatten()
+            .map(|(a, _)| a.len())
+            .chain(self.servers.iter().map(|s| s.name().len()))
+            .max()
+            .unwrap_or(0);
         let clip = |s: &str| -> String {
             if s.chars().count() <= width {
                 s.to_string()
             } else {
-                s.chars().take(width.saturating_sub(1)).chain(['…']).collect()
+                s.chars()
+                    .take(width.saturating_sub(1))
+                    .chain(['…'])
+                    .collect()
             }
         };
         let mut out = format!("{head:<first$}");
@@ -618,12 +737,18 @@ impl MatrixReport {
             }
         }
         out.push_str("cells: connected %, median/p99 ms from connect to open; second line: the most common failure\n");
-        let failing: Vec<&PairReport> = self.pairs.iter().filter(|p| !p.errors.is_empty()).collect();
+        let failing: Vec<&PairReport> =
+            self.pairs.iter().filter(|p| !p.errors.is_empty()).collect();
         if !failing.is_empty() {
             out.push_str("failures:\n");
             for p in failing {
-                let errors: Vec<String> = p.errors.iter().map(|(e, n)| format!("{e} x{n}")).collect();
-                let mut seeds: Vec<String> = p.failed_seeds().take(MAX_SEEDS_SHOWN).map(|s| s.to_string()).collect();
+                let errors: Vec<String> =
+                    p.errors.iter().map(|(e, n)| format!("{e} x{n}")).collect();
+                let mut seeds: Vec<String> = p
+                    .failed_seeds()
+                    .take(MAX_SEEDS_SHOWN)
+                    .map(|s| s.to_string())
+                    .collect();
                 if p.runs - p.successes > MAX_SEEDS_SHOWN {
                     seeds.push("…".to_string());
                 }
@@ -694,7 +819,11 @@ pub struct MatrixProgress {
 
 /// Runs the matrix: `progress` after every finished run, `pair` for every finished cell (in
 /// row-major order, as soon as it and every cell before it are done).
-pub fn run_matrix(cfg: &MatrixConfig, progress: &mut dyn FnMut(&MatrixProgress), pair: &mut dyn FnMut(&PairReport)) -> Result<MatrixReport, ScenarioError> {
+pub fn run_matrix(
+    cfg: &MatrixConfig,
+    progress: &mut dyn FnMut(&MatrixProgress),
+    pair: &mut dyn FnMut(&PairReport),
+) -> Result<MatrixReport, ScenarioError> {
     cfg.run.validate()?;
     let wall = WallInstant::now();
     let total = cfg.runs();
@@ -710,14 +839,26 @@ pub fn run_matrix(cfg: &MatrixConfig, progress: &mut dyn FnMut(&MatrixProgress),
     let mut simulated = Duration::ZERO;
     let mut done = 0usize;
     let per_pair = cfg.seeds;
-    let mut take = |i: usize, r: HolepunchRun, results: &mut Vec<Option<HolepunchRun>>, pairs: &mut Vec<PairReport>| {
+    let mut take = |i: usize,
+                    r: HolepunchRun,
+                    results: &mut Vec<Option<HolepunchRun>>,
+                    pairs: &mut Vec<PairReport>| {
         events += r.events;
         simulated += r.sim_time;
         results[i] = Some(r);
         done += 1;
         // Emit every finished cell at the head of the order.
-        while per_pair > 0 && emitted < total / per_pair && results[emitted * per_pair..(emitted + 1) * per_pair].iter().all(Option::is_some) {
-            let details: Vec<HolepunchRun> = results[emitted * per_pair..(emitted + 1) * per_pair].iter().flatten().cloned().collect();
+        while per_pair > 0
+            && emitted < total / per_pair
+            && results[emitted * per_pair..(emitted + 1) * per_pair]
+                .iter()
+                .all(Option::is_some)
+        {
+            let details: Vec<HolepunchRun> = results[emitted * per_pair..(emitted + 1) * per_pair]
+                .iter()
+                .flatten()
+                .cloned()
+                .collect();
             let c = cfg.clients[emitted / cfg.servers.len()];
             let s = cfg.servers[emitted % cfg.servers.len()];
             let p = PairReport::of(c, s, details);
@@ -725,7 +866,14 @@ pub fn run_matrix(cfg: &MatrixConfig, progress: &mut dyn FnMut(&MatrixProgress),
             pairs.push(p);
             emitted += 1;
         }
-        progress(&MatrixProgress { done, total, pairs_done: emitted, events, sim_time: simulated, wall: wall.elapsed() });
+        progress(&MatrixProgress {
+            done,
+            total,
+            pairs_done: emitted,
+            events,
+            sim_time: simulated,
+            wall: wall.elapsed(),
+        });
     };
     if jobs <= 1 {
         for i in 0..total {

@@ -35,11 +35,11 @@ use rand_core::RngCore;
 use thiserror::Error;
 
 use crate::engine::Engine;
-use crate::rpc::SERVER_PORT;
 use crate::link::LinkModel;
 use crate::mem;
 use crate::nat::{NatPreset, UnknownPreset};
 use crate::network::{HostId, NatId, NetError, RealmId};
+use crate::rpc::SERVER_PORT;
 
 pub use report::{Percentiles, Report, Tally};
 pub use workload::{DhtApp, NodeSpec, OpId, OpResult, RpcWorkload, Workload, CMD_FETCH, CMD_STORE};
@@ -59,7 +59,12 @@ pub enum ScenarioKind {
 
 impl ScenarioKind {
     /// Every scenario.
-    pub const ALL: [ScenarioKind; 4] = [ScenarioKind::Bootstrap, ScenarioKind::Lookup, ScenarioKind::Churn, ScenarioKind::Partition];
+    pub const ALL: [ScenarioKind; 4] = [
+        ScenarioKind::Bootstrap,
+        ScenarioKind::Lookup,
+        ScenarioKind::Churn,
+        ScenarioKind::Partition,
+    ];
 
     /// The CLI name.
     pub fn name(self) -> &'static str {
@@ -81,7 +86,10 @@ impl fmt::Display for ScenarioKind {
 impl FromStr for ScenarioKind {
     type Err = ScenarioError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ScenarioKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| ScenarioError::UnknownScenario(s.to_string()))
+        ScenarioKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| ScenarioError::UnknownScenario(s.to_string()))
     }
 }
 
@@ -161,7 +169,11 @@ impl FromStr for NatMix {
         let mut parts = Vec::new();
         for item in s.split(',').map(str::trim).filter(|x| !x.is_empty()) {
             let (name, weight) = match item.split_once(':') {
-                Some((n, w)) => (n, w.parse::<u32>().map_err(|_| ScenarioError::BadWeight(item.to_string()))?),
+                Some((n, w)) => (
+                    n,
+                    w.parse::<u32>()
+                        .map_err(|_| ScenarioError::BadWeight(item.to_string()))?,
+                ),
                 None => (item, 1),
             };
             parts.push((name.parse::<NatPreset>()?, weight));
@@ -256,7 +268,11 @@ impl ScenarioConfig {
             seed,
             nat: NatMix::open(),
             loss: 0.0,
-            churn: if kind == ScenarioKind::Churn { 0.1 } else { 0.0 },
+            churn: if kind == ScenarioKind::Churn {
+                0.1
+            } else {
+                0.0
+            },
             lookups: 200,
             announces: 50,
             bootstrappers: 3,
@@ -266,7 +282,11 @@ impl ScenarioConfig {
             drain: Duration::from_secs(30),
             partition_for: Duration::from_secs(120),
             restart_after: Duration::from_secs(10),
-            link: LinkModel::wan(Duration::from_millis(20), Duration::from_millis(40), Duration::from_millis(10)),
+            link: LinkModel::wan(
+                Duration::from_millis(20),
+                Duration::from_millis(40),
+                Duration::from_millis(10),
+            ),
             persistence: Persistence::Persistent,
             convergence_sample: 100,
         }
@@ -276,9 +296,18 @@ impl ScenarioConfig {
     pub fn validate(&self) -> Result<(), ScenarioError> {
         let min = self.bootstrappers.max(1) + 1;
         if self.nodes < min {
-            return Err(ScenarioError::TooFewNodes { min, got: self.nodes });
+            return Err(ScenarioError::TooFewNodes {
+                min,
+                got: self.nodes,
+            });
         }
-        for (name, value) in [("loss", self.loss), ("churn", self.churn), ("link.loss", self.link.loss), ("link.duplicate", self.link.duplicate), ("link.reorder", self.link.reorder)] {
+        for (name, value) in [
+            ("loss", self.loss),
+            ("churn", self.churn),
+            ("link.loss", self.link.loss),
+            ("link.duplicate", self.link.duplicate),
+            ("link.reorder", self.link.reorder),
+        ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(ScenarioError::BadFraction { name, value });
             }
@@ -430,7 +459,8 @@ impl<W: Workload> Scenario<W> {
         self.sim.set_link(link);
         match self.cfg.kind {
             ScenarioKind::Bootstrap => {
-                let actions = self.spread(self.cfg.lookups, Action::NodeLookup, self.cfg.lookup_window);
+                let actions =
+                    self.spread(self.cfg.lookups, Action::NodeLookup, self.cfg.lookup_window);
                 self.timeline("lookup", actions, progress, wall);
             }
             kind => {
@@ -438,8 +468,18 @@ impl<W: Workload> Scenario<W> {
                 if kind == ScenarioKind::Partition {
                     self.partition_phase(progress, wall);
                 }
-                let mut actions = self.spread(self.cfg.lookups, Action::Lookup { during_partition: false }, self.cfg.lookup_window);
-                actions.extend(self.spread(self.cfg.lookups / 4, Action::NodeLookup, self.cfg.lookup_window));
+                let mut actions = self.spread(
+                    self.cfg.lookups,
+                    Action::Lookup {
+                        during_partition: false,
+                    },
+                    self.cfg.lookup_window,
+                );
+                actions.extend(self.spread(
+                    self.cfg.lookups / 4,
+                    Action::NodeLookup,
+                    self.cfg.lookup_window,
+                ));
                 if kind == ScenarioKind::Churn {
                     let n = ((self.cfg.nodes as f64) * self.cfg.churn).round() as usize;
                     actions.extend(self.spread(n, Action::Crash, self.cfg.lookup_window));
@@ -485,7 +525,14 @@ impl<W: Workload> Scenario<W> {
         })
     }
 
-    fn emit(&self, progress: &mut dyn FnMut(&Progress), phase: &'static str, done: usize, total: usize, wall: WallInstant) {
+    fn emit(
+        &self,
+        progress: &mut dyn FnMut(&Progress),
+        phase: &'static str,
+        done: usize,
+        total: usize,
+        wall: WallInstant,
+    ) {
         progress(&Progress {
             phase,
             done,
@@ -498,8 +545,15 @@ impl<W: Workload> Scenario<W> {
 
     /// Runs the network to `until`, routing events to the workload and collecting results.
     fn run_until(&mut self, until: Instant) {
-        let Scenario { sim, workload, done, .. } = self;
-        sim.run_until_with(until, &mut |sim: &mut Engine<W::App>, h: HostId, ev| workload.on_event(sim, h, ev, done));
+        let Scenario {
+            sim,
+            workload,
+            done,
+            ..
+        } = self;
+        sim.run_until_with(until, &mut |sim: &mut Engine<W::App>, h: HostId, ev| {
+            workload.on_event(sim, h, ev, done)
+        });
         self.collect();
     }
 
@@ -510,7 +564,9 @@ impl<W: Workload> Scenario<W> {
 
     fn collect(&mut self) {
         for r in std::mem::take(&mut self.done) {
-            let Some(info) = self.ops.remove(&r.op) else { continue };
+            let Some(info) = self.ops.remove(&r.op) else {
+                continue;
+            };
             let tally = match info.kind {
                 OpKind::Announce => &mut self.report.announce,
                 OpKind::Lookup => &mut self.report.lookup,
@@ -525,7 +581,9 @@ impl<W: Workload> Scenario<W> {
             };
             tally.add(r.ok);
             if r.ok && matches!(info.kind, OpKind::Lookup | OpKind::NodeLookup { .. }) {
-                self.report.latency_ms.push(r.at.saturating_duration_since(info.started).as_secs_f64() * 1000.0);
+                self.report
+                    .latency_ms
+                    .push(r.at.saturating_duration_since(info.started).as_secs_f64() * 1000.0);
                 self.report.hops.push(f64::from(r.hops));
                 self.report.replies.push(f64::from(r.replies));
             }
@@ -544,7 +602,11 @@ impl<W: Workload> Scenario<W> {
     }
 
     fn spec(&self) -> NodeSpec {
-        NodeSpec { bootstrap: self.boot.clone(), bootstrapper: None, persistence: self.cfg.persistence }
+        NodeSpec {
+            bootstrap: self.boot.clone(),
+            bootstrapper: None,
+            persistence: self.cfg.persistence,
+        }
     }
 
     /// The realm a new host with `preset` goes into (creating its NAT boxes).
@@ -564,18 +626,42 @@ impl<W: Workload> Scenario<W> {
         Ok(realm)
     }
 
-    fn build(&mut self, progress: &mut dyn FnMut(&Progress), wall: WallInstant) -> Result<(), ScenarioError> {
+    fn build(
+        &mut self,
+        progress: &mut dyn FnMut(&Progress),
+        wall: WallInstant,
+    ) -> Result<(), ScenarioError> {
         let b = self.cfg.bootstrappers.max(1);
         for i in 0..b {
             let spec = if i == 0 {
-                let ip = self.sim.net().peek_ip(RealmId::INTERNET).ok_or(NetError::AddressesExhausted(0))?;
-                NodeSpec { bootstrap: Vec::new(), bootstrapper: Some(SocketAddrV4::new(ip, SERVER_PORT)), persistence: Persistence::Persistent }
+                let ip = self
+                    .sim
+                    .net()
+                    .peek_ip(RealmId::INTERNET)
+                    .ok_or(NetError::AddressesExhausted(0))?;
+                NodeSpec {
+                    bootstrap: Vec::new(),
+                    bootstrapper: Some(SocketAddrV4::new(ip, SERVER_PORT)),
+                    persistence: Persistence::Persistent,
+                }
             } else {
-                NodeSpec { bootstrap: self.boot.clone(), bootstrapper: None, persistence: Persistence::Persistent }
+                NodeSpec {
+                    bootstrap: self.boot.clone(),
+                    bootstrapper: None,
+                    persistence: Persistence::Persistent,
+                }
             };
-            let h = self.workload.spawn(&mut self.sim, RealmId::INTERNET, &spec)?;
-            self.hosts.push(HostInfo { preset: NatPreset::Open, bootstrapper: true });
-            let addr = self.sim.socket_addr(h, crate::network::SocketId(0)).ok_or(NetError::NoSuchSocket(0))?;
+            let h = self
+                .workload
+                .spawn(&mut self.sim, RealmId::INTERNET, &spec)?;
+            self.hosts.push(HostInfo {
+                preset: NatPreset::Open,
+                bootstrapper: true,
+            });
+            let addr = self
+                .sim
+                .socket_addr(h, crate::network::SocketId(0))
+                .ok_or(NetError::NoSuchSocket(0))?;
             self.boot.push(addr);
             self.run_for(Duration::from_secs(2));
         }
@@ -586,7 +672,10 @@ impl<W: Workload> Scenario<W> {
             let realm = self.place(preset)?;
             let spec = self.spec();
             self.workload.spawn(&mut self.sim, realm, &spec)?;
-            self.hosts.push(HostInfo { preset, bootstrapper: false });
+            self.hosts.push(HostInfo {
+                preset,
+                bootstrapper: false,
+            });
             self.run_for(self.cfg.join_interval);
             if (i + 1) % step == 0 || i + 1 == joining {
                 self.emit(progress, "join", i + 1, joining, wall);
@@ -606,7 +695,9 @@ impl<W: Workload> Scenario<W> {
         let mut sizes = Vec::with_capacity(n);
         let mut ids: Vec<NodeId> = Vec::new();
         for h in 0..n {
-            let Some(node) = self.sim.try_node(h) else { continue };
+            let Some(node) = self.sim.try_node(h) else {
+                continue;
+            };
             boot += usize::from(node.is_bootstrapped());
             firewalled += usize::from(node.is_firewalled());
             if let Some(id) = node.routing_id() {
@@ -618,7 +709,8 @@ impl<W: Workload> Scenario<W> {
             let expected_persistent = open && self.cfg.persistence != Persistence::Ephemeral;
             let ok = if expected_persistent {
                 // Adaptive nodes become persistent only after ~20 minutes.
-                !node.is_firewalled() && (!node.is_ephemeral() || self.cfg.persistence == Persistence::Adaptive)
+                !node.is_firewalled()
+                    && (!node.is_ephemeral() || self.cfg.persistence == Persistence::Adaptive)
             } else {
                 node.is_ephemeral() && (open || node.is_firewalled())
             };
@@ -631,8 +723,12 @@ impl<W: Workload> Scenario<W> {
         let mut recall = Vec::new();
         let stride = (n / sample.max(1)).max(1);
         for h in (0..n).step_by(stride).take(sample) {
-            let Some(node) = self.sim.try_node(h) else { continue };
-            let Some(own) = node.routing_id() else { continue };
+            let Some(node) = self.sim.try_node(h) else {
+                continue;
+            };
+            let Some(own) = node.routing_id() else {
+                continue;
+            };
             let mut others: Vec<NodeId> = ids.iter().copied().filter(|x| *x != own).collect();
             others.sort_by(|a, b| own.cmp_distance(a, b));
             others.truncate(hdht_core::rpc::K);
@@ -649,7 +745,11 @@ impl<W: Workload> Scenario<W> {
             firewalled,
             classification: correct as f64 / n.max(1) as f64,
             table_size: Percentiles::of(&sizes),
-            convergence: if recall.is_empty() { 0.0 } else { recall.iter().sum::<f64>() / recall.len() as f64 },
+            convergence: if recall.is_empty() {
+                0.0
+            } else {
+                recall.iter().sum::<f64>() / recall.len() as f64
+            },
         }
     }
 
@@ -657,13 +757,24 @@ impl<W: Workload> Scenario<W> {
     fn spread(&mut self, n: usize, action: Action, window: Duration) -> Vec<(Instant, Action)> {
         let start = self.sim.now();
         let w = u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1);
-        let mut v: Vec<(Instant, Action)> = (0..n).map(|_| (start + Duration::from_micros(self.sim.rng().next_u64() % w), action)).collect();
+        let mut v: Vec<(Instant, Action)> = (0..n)
+            .map(|_| {
+                (
+                    start + Duration::from_micros(self.sim.rng().next_u64() % w),
+                    action,
+                )
+            })
+            .collect();
         v.sort_by_key(|a| a.0);
         v
     }
 
     fn announce_phase(&mut self, progress: &mut dyn FnMut(&Progress), wall: WallInstant) {
-        let actions = self.spread(self.cfg.announces, Action::Announce, Duration::from_secs(10));
+        let actions = self.spread(
+            self.cfg.announces,
+            Action::Announce,
+            Duration::from_secs(10),
+        );
         self.timeline("announce", actions, progress, wall);
     }
 
@@ -676,8 +787,18 @@ impl<W: Workload> Scenario<W> {
         }
         self.sim.partition(&[&side]);
         self.emit(progress, "partition", 0, 1, wall);
-        let window = self.cfg.partition_for.saturating_sub(self.cfg.drain).max(Duration::from_secs(1));
-        let actions = self.spread(self.cfg.lookups, Action::Lookup { during_partition: true }, window);
+        let window = self
+            .cfg
+            .partition_for
+            .saturating_sub(self.cfg.drain)
+            .max(Duration::from_secs(1));
+        let actions = self.spread(
+            self.cfg.lookups,
+            Action::Lookup {
+                during_partition: true,
+            },
+            window,
+        );
         let end = self.sim.now() + self.cfg.partition_for;
         self.timeline_until("partition", actions, end, progress, wall);
         self.sim.heal();
@@ -685,14 +806,27 @@ impl<W: Workload> Scenario<W> {
         self.emit(progress, "heal", 1, 1, wall);
     }
 
-    fn timeline(&mut self, phase: &'static str, actions: Vec<(Instant, Action)>, progress: &mut dyn FnMut(&Progress), wall: WallInstant) {
+    fn timeline(
+        &mut self,
+        phase: &'static str,
+        actions: Vec<(Instant, Action)>,
+        progress: &mut dyn FnMut(&Progress),
+        wall: WallInstant,
+    ) {
         let end = actions.last().map_or(self.sim.now(), |a| a.0) + self.cfg.drain;
         self.timeline_until(phase, actions, end, progress, wall);
     }
 
     /// Runs `actions` at their times, then the network until `end`; later actions (restarts)
     /// may be added on the way.
-    fn timeline_until(&mut self, phase: &'static str, actions: Vec<(Instant, Action)>, end: Instant, progress: &mut dyn FnMut(&Progress), wall: WallInstant) {
+    fn timeline_until(
+        &mut self,
+        phase: &'static str,
+        actions: Vec<(Instant, Action)>,
+        end: Instant,
+        progress: &mut dyn FnMut(&Progress),
+        wall: WallInstant,
+    ) {
         let mut queue: BTreeMap<(Instant, u64), Action> = BTreeMap::new();
         for (i, (t, a)) in actions.into_iter().enumerate() {
             queue.insert((t, i as u64), a);
@@ -719,7 +853,13 @@ impl<W: Workload> Scenario<W> {
     fn new_op(&mut self, kind: OpKind) -> OpId {
         self.next_op += 1;
         let op = OpId(self.next_op);
-        self.ops.insert(op, OpInfo { kind, started: self.sim.now() });
+        self.ops.insert(
+            op,
+            OpInfo {
+                kind,
+                started: self.sim.now(),
+            },
+        );
         op
     }
 
@@ -733,7 +873,9 @@ impl<W: Workload> Scenario<W> {
         (0..n).map(|i| (start + i) % n).find(|&h| {
             Some(h) != except
                 && self.sim.is_alive(h)
-                && self.sim.try_node(h).is_some_and(|x| x.is_bootstrapped() && (!persistent || x.routing_id().is_some()))
+                && self.sim.try_node(h).is_some_and(|x| {
+                    x.is_bootstrapped() && (!persistent || x.routing_id().is_some())
+                })
         })
     }
 
@@ -758,7 +900,11 @@ impl<W: Workload> Scenario<W> {
                 }
                 let h = self.pick_host(false, None)?;
                 let key = self.keys[(self.sim.rng().next_u64() % self.keys.len() as u64) as usize];
-                let op = self.new_op(if during_partition { OpKind::PartitionLookup } else { OpKind::Lookup });
+                let op = self.new_op(if during_partition {
+                    OpKind::PartitionLookup
+                } else {
+                    OpKind::Lookup
+                });
                 self.workload.lookup(&mut self.sim, h, key, op);
             }
             Action::NodeLookup => {
@@ -771,16 +917,26 @@ impl<W: Workload> Scenario<W> {
             Action::Crash => {
                 let n = self.sim.len();
                 let start = (self.sim.rng().next_u64() % n as u64) as usize;
-                let h = (0..n).map(|i| (start + i) % n).find(|&h| !self.is_bootstrapper(h) && self.sim.is_alive(h))?;
+                let h = (0..n)
+                    .map(|i| (start + i) % n)
+                    .find(|&h| !self.is_bootstrapper(h) && self.sim.is_alive(h))?;
                 let _ = self.sim.crash(h);
                 self.workload.on_crash(h);
                 self.report.crashed += 1;
                 let new_address = self.sim.rng().next_u32() & 1 == 1;
-                return Some((self.sim.now() + self.cfg.restart_after, Action::Restart { host: h, new_address }));
+                return Some((
+                    self.sim.now() + self.cfg.restart_after,
+                    Action::Restart {
+                        host: h,
+                        new_address,
+                    },
+                ));
             }
             Action::Restart { host, new_address } => {
                 let spec = self.spec();
-                let _ = self.workload.restart(&mut self.sim, host, new_address, &spec);
+                let _ = self
+                    .workload
+                    .restart(&mut self.sim, host, new_address, &spec);
             }
         }
         None
@@ -807,7 +963,10 @@ mod tests {
         }
         assert!("nope".parse::<ScenarioKind>().is_err());
         let m: NatMix = "open:7,symmetric:3".parse().unwrap();
-        assert_eq!(m.parts(), &[(NatPreset::Open, 7), (NatPreset::Symmetric, 3)]);
+        assert_eq!(
+            m.parts(),
+            &[(NatPreset::Open, 7), (NatPreset::Symmetric, 3)]
+        );
         assert_eq!(m.to_string(), "open:7,symmetric:3");
         assert_eq!("cgnat".parse::<NatMix>().unwrap().to_string(), "cgnat");
         assert!("open:x".parse::<NatMix>().is_err());
@@ -818,16 +977,24 @@ mod tests {
     fn mix_weights_are_respected() {
         let m = NatMix::weighted(&[(NatPreset::Open, 3), (NatPreset::Symmetric, 1)]);
         let mut rng = <rand_chacha::ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(1);
-        let open = (0..4000).filter(|_| m.pick(&mut rng) == NatPreset::Open).count();
+        let open = (0..4000)
+            .filter(|_| m.pick(&mut rng) == NatPreset::Open)
+            .count();
         assert!((2800..3200).contains(&open), "{open}");
     }
 
     #[test]
     fn bad_options_are_typed_errors() {
         let mut c = ScenarioConfig::new(ScenarioKind::Lookup, 2, 1);
-        assert_eq!(c.validate(), Err(ScenarioError::TooFewNodes { min: 4, got: 2 }));
+        assert_eq!(
+            c.validate(),
+            Err(ScenarioError::TooFewNodes { min: 4, got: 2 })
+        );
         c.nodes = 10;
         c.loss = 1.5;
-        assert!(matches!(c.validate(), Err(ScenarioError::BadFraction { name: "loss", .. })));
+        assert!(matches!(
+            c.validate(),
+            Err(ScenarioError::BadFraction { name: "loss", .. })
+        ));
     }
 }

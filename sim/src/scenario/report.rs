@@ -196,9 +196,30 @@ impl Report {
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pct = |t: &Tally| format!("{:.2}% ({}/{})", t.rate() * 100.0, t.ok, t.total);
-        writeln!(f, "scenario {}  nodes {}  nat {}  loss {}  churn {}", self.scenario.name(), self.nodes, self.nat, self.loss, self.churn)?;
-        writeln!(f, "  bootstrapped {:.2}%  persistent {}  firewalled {}  NAT classification {:.2}%", self.bootstrapped * 100.0, self.persistent, self.firewalled, self.nat_classification * 100.0)?;
-        writeln!(f, "  table size p50 {:.0} (mean {:.1})  convergence {:.2}%", self.table_size.p50, self.table_size.mean, self.convergence * 100.0)?;
+        writeln!(
+            f,
+            "scenario {}  nodes {}  nat {}  loss {}  churn {}",
+            self.scenario.name(),
+            self.nodes,
+            self.nat,
+            self.loss,
+            self.churn
+        )?;
+        writeln!(
+            f,
+            "  bootstrapped {:.2}%  persistent {}  firewalled {}  NAT classification {:.2}%",
+            self.bootstrapped * 100.0,
+            self.persistent,
+            self.firewalled,
+            self.nat_classification * 100.0
+        )?;
+        writeln!(
+            f,
+            "  table size p50 {:.0} (mean {:.1})  convergence {:.2}%",
+            self.table_size.p50,
+            self.table_size.mean,
+            self.convergence * 100.0
+        )?;
         if self.announce.total > 0 {
             writeln!(f, "  announces {}", pct(&self.announce))?;
         }
@@ -206,7 +227,11 @@ impl fmt::Display for Report {
             writeln!(f, "  record lookups {}", pct(&self.lookup))?;
         }
         if self.partition_lookup.total > 0 {
-            writeln!(f, "  lookups while partitioned {}", pct(&self.partition_lookup))?;
+            writeln!(
+                f,
+                "  lookups while partitioned {}",
+                pct(&self.partition_lookup)
+            )?;
         }
         if self.node_lookup.total > 0 {
             writeln!(f, "  node lookups {}", pct(&self.node_lookup))?;
@@ -215,10 +240,24 @@ impl fmt::Display for Report {
             writeln!(f, "  crashed and restarted {}", self.crashed)?;
         }
         let l = &self.latency_ms;
-        writeln!(f, "  latency ms p50 {:.0}  p90 {:.0}  p99 {:.0}", l.p50, l.p90, l.p99)?;
+        writeln!(
+            f,
+            "  latency ms p50 {:.0}  p90 {:.0}  p99 {:.0}",
+            l.p50, l.p90, l.p99
+        )?;
         let h = &self.hops;
-        writeln!(f, "  hops mean {:.2}  p50 {:.0}  p90 {:.0}  p99 {:.0}   replies/lookup mean {:.1}", h.mean, h.p50, h.p90, h.p99, self.replies.mean)?;
-        writeln!(f, "  datagrams sent {}  delivered {}  dropped {}", self.net.sent, self.net.delivered, self.net.dropped_total())?;
+        writeln!(
+            f,
+            "  hops mean {:.2}  p50 {:.0}  p90 {:.0}  p99 {:.0}   replies/lookup mean {:.1}",
+            h.mean, h.p50, h.p90, h.p99, self.replies.mean
+        )?;
+        writeln!(
+            f,
+            "  datagrams sent {}  delivered {}  dropped {}",
+            self.net.sent,
+            self.net.delivered,
+            self.net.dropped_total()
+        )?;
         writeln!(
             f,
             "  events {}  {:.0}/s  wall {:.2}s  simulated {:.1}s  memory/node {} B ({})",
@@ -304,7 +343,10 @@ mod tests {
     fn percentiles_use_nearest_rank() {
         let v: Vec<f64> = (1..=100).map(f64::from).collect();
         let p = Percentiles::of(&v);
-        assert_eq!((p.p50, p.p90, p.p99, p.max, p.count), (50.0, 90.0, 99.0, 100.0, 100));
+        assert_eq!(
+            (p.p50, p.p90, p.p99, p.max, p.count),
+            (50.0, 90.0, 99.0, 100.0, 100)
+        );
         assert_eq!(Percentiles::of(&[]).count, 0);
         assert_eq!(Percentiles::of(&[7.0]).p99, 7.0);
     }

@@ -12,15 +12,17 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 
-use hdht_core::rpc::{NodeId, Persistence, QueryId, QuerySpec, ReplySpec, RpcConfig, RpcEvent, RpcNode};
+use hdht_core::rpc::{
+    NodeId, Persistence, QueryId, QuerySpec, ReplySpec, RpcConfig, RpcEvent, RpcNode,
+};
 use hdht_core::Instant;
 use rand_chacha::ChaCha8Rng;
 
 use crate::app::App;
 use crate::engine::Engine;
-use crate::rpc::SimNodeConfig;
 use crate::fxhash::FxMap;
 use crate::network::{HostId, NetError, RealmId};
+use crate::rpc::SimNodeConfig;
 
 /// Identifies one operation of a scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,16 +93,33 @@ pub trait Workload {
     type App: DhtApp;
 
     /// Starts a node on a new host in `realm`.
-    fn spawn(&mut self, sim: &mut Engine<Self::App>, realm: RealmId, spec: &NodeSpec) -> Result<HostId, NetError>;
+    fn spawn(
+        &mut self,
+        sim: &mut Engine<Self::App>,
+        realm: RealmId,
+        spec: &NodeSpec,
+    ) -> Result<HostId, NetError>;
 
     /// Replaces a host's node with a fresh one (it crashed), on the same or a new address.
-    fn restart(&mut self, sim: &mut Engine<Self::App>, host: HostId, new_address: bool, spec: &NodeSpec) -> Result<(), NetError>;
+    fn restart(
+        &mut self,
+        sim: &mut Engine<Self::App>,
+        host: HostId,
+        new_address: bool,
+        spec: &NodeSpec,
+    ) -> Result<(), NetError>;
 
     /// A host crashed: forget anything it held.
     fn on_crash(&mut self, host: HostId);
 
     /// One event from a node. Finished operations go to `done`.
-    fn on_event(&mut self, sim: &mut Engine<Self::App>, host: HostId, event: <Self::App as App>::Event, done: &mut Vec<OpResult>);
+    fn on_event(
+        &mut self,
+        sim: &mut Engine<Self::App>,
+        host: HostId,
+        event: <Self::App as App>::Event,
+        done: &mut Vec<OpResult>,
+    );
 
     /// Starts storing a record under `key` from `host`.
     fn announce(&mut self, sim: &mut Engine<Self::App>, host: HostId, key: NodeId, op: OpId);
@@ -159,7 +178,10 @@ impl RpcWorkload {
 
     fn config(spec: &NodeSpec) -> SimNodeConfig {
         let rpc = match spec.bootstrapper {
-            Some(public) => RpcConfig { deliver_requests: true, ..RpcConfig::bootstrapper(public) },
+            Some(public) => RpcConfig {
+                deliver_requests: true,
+                ..RpcConfig::bootstrapper(public)
+            },
             None => RpcConfig {
                 bootstrap: spec.bootstrap.clone(),
                 persistence: spec.persistence,
@@ -175,7 +197,14 @@ impl RpcWorkload {
         key.0[..16].to_vec()
     }
 
-    fn start(&mut self, sim: &mut Engine<RpcNode<ChaCha8Rng>>, host: HostId, spec: QuerySpec, goal: Goal, op: OpId) {
+    fn start(
+        &mut self,
+        sim: &mut Engine<RpcNode<ChaCha8Rng>>,
+        host: HostId,
+        spec: QuerySpec,
+        goal: Goal,
+        op: OpId,
+    ) {
         if !sim.is_alive(host) {
             return;
         }
@@ -193,30 +222,59 @@ impl RpcWorkload {
         }) else {
             return;
         };
-        self.running.insert((host, q.0), Running { op, goal, depth: q.1, reached: None });
+        self.running.insert(
+            (host, q.0),
+            Running {
+                op,
+                goal,
+                depth: q.1,
+                reached: None,
+            },
+        );
     }
 }
 
 impl Workload for RpcWorkload {
     type App = RpcNode<ChaCha8Rng>;
 
-    fn spawn(&mut self, sim: &mut Engine<Self::App>, realm: RealmId, spec: &NodeSpec) -> Result<HostId, NetError> {
+    fn spawn(
+        &mut self,
+        sim: &mut Engine<Self::App>,
+        realm: RealmId,
+        spec: &NodeSpec,
+    ) -> Result<HostId, NetError> {
         sim.add_node_in(realm, Self::config(spec))
     }
 
-    fn restart(&mut self, sim: &mut Engine<Self::App>, host: HostId, new_address: bool, spec: &NodeSpec) -> Result<(), NetError> {
+    fn restart(
+        &mut self,
+        sim: &mut Engine<Self::App>,
+        host: HostId,
+        new_address: bool,
+        spec: &NodeSpec,
+    ) -> Result<(), NetError> {
         self.on_crash(host);
         sim.restart_node(host, new_address, Self::config(spec))
     }
 
     fn on_crash(&mut self, host: HostId) {
-        let keys: Vec<(HostId, NodeId)> = self.records.range((host, NodeId([0; 32]))..=(host, NodeId([0xff; 32]))).map(|(k, _)| *k).collect();
+        let keys: Vec<(HostId, NodeId)> = self
+            .records
+            .range((host, NodeId([0; 32]))..=(host, NodeId([0xff; 32])))
+            .map(|(k, _)| *k)
+            .collect();
         for k in keys {
             self.records.remove(&k);
         }
     }
 
-    fn on_event(&mut self, sim: &mut Engine<Self::App>, host: HostId, event: RpcEvent, done: &mut Vec<OpResult>) {
+    fn on_event(
+        &mut self,
+        sim: &mut Engine<Self::App>,
+        host: HostId,
+        event: RpcEvent,
+        done: &mut Vec<OpResult>,
+    ) {
         match event {
             RpcEvent::Request(req) => {
                 let reply = match (req.command, req.target) {
@@ -236,7 +294,9 @@ impl Workload for RpcWorkload {
                 }
             }
             RpcEvent::QueryReply { query, reply } => {
-                let Some(r) = self.running.get_mut(&(host, query)) else { return };
+                let Some(r) = self.running.get_mut(&(host, query)) else {
+                    return;
+                };
                 let d = r.depth.get(&reply.from).copied().unwrap_or(1);
                 for c in &reply.closer_nodes {
                     let e = r.depth.entry(*c).or_insert(d + 1);
@@ -254,18 +314,31 @@ impl Workload for RpcWorkload {
                 }
             }
             RpcEvent::QueryDone { query, result } => {
-                let Some(r) = self.running.remove(&(host, query)) else { return };
+                let Some(r) = self.running.remove(&(host, query)) else {
+                    return;
+                };
                 let now = sim.now();
                 let replies = result.as_ref().map_or(0, |x| x.successes as u32);
                 let (ok, hops, at) = match (r.goal, r.reached, &result) {
                     (_, Some((d, at)), _) => (true, d, at),
                     (Goal::Store, None, Ok(res)) => {
-                        let hops = res.closest_replies.first().and_then(|c| r.depth.get(&c.from)).copied().unwrap_or(1);
+                        let hops = res
+                            .closest_replies
+                            .first()
+                            .and_then(|c| r.depth.get(&c.from))
+                            .copied()
+                            .unwrap_or(1);
                         (true, hops, now)
                     }
                     _ => (false, 0, now),
                 };
-                done.push(OpResult { op: r.op, ok, hops, replies, at });
+                done.push(OpResult {
+                    op: r.op,
+                    ok,
+                    hops,
+                    replies,
+                    at,
+                });
             }
             _ => {}
         }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use hdht_core::connect::{Handshake, HandshakeResult};
 use hdht_core::crypto::KeyPair;
 use hdht_core::stream::{self as secret, SecretStream};
-use hdht_core::udx::{self, Demux, Incoming, StreamConfig, StreamError, StreamEvent, UdxStream, WriteError};
+use hdht_core::udx::{
+    self, Demux, Incoming, StreamConfig, StreamError, StreamEvent, UdxStream, WriteError,
+};
 use hdht_core::Instant;
 use hdht_sim::network::SocketId;
 use hdht_sim::{App, Datagram, Engine, HostId, LinkModel, NatId, NatPreset, RealmId};
@@ -58,13 +60,17 @@ pub fn fill_pattern(seed: u64, offset: u64, buf: &mut [u8]) {
 pub fn handshake() -> (HandshakeResult, HandshakeResult) {
     let client = KeyPair::from_seed(&[0xc1; 32]);
     let server = KeyPair::from_seed(&[0x5e; 32]);
-    let mut hi = Handshake::initiator_with_ephemeral(&client, &server.public_key(), &[0x01; 32]).expect("initiator");
+    let mut hi = Handshake::initiator_with_ephemeral(&client, &server.public_key(), &[0x01; 32])
+        .expect("initiator");
     let mut hr = Handshake::responder_with_ephemeral(&server, &[0x02; 32]).expect("responder");
     let m1 = hi.write_message(b"hdht-sim udx transfer").expect("msg1");
     hr.read_message(&m1).expect("read msg1");
     let m2 = hr.write_message(b"ok").expect("msg2");
     hi.read_message(&m2).expect("read msg2");
-    (hi.finish().expect("client result"), hr.finish().expect("server result"))
+    (
+        hi.finish().expect("client result"),
+        hr.finish().expect("server result"),
+    )
 }
 
 /// What a peer tells the test.
@@ -147,11 +153,16 @@ impl UdxPeer {
         let mut demux = Demux::new();
         let mut stream = UdxStream::new(cfg.local_id, now, cfg.stream.clone());
         if let Some(to) = cfg.connect_to {
-            stream.connect_via(now, udx_socket(socket), cfg.remote_id, SocketAddr::V4(to)).expect("connect");
+            stream
+                .connect_via(now, udx_socket(socket), cfg.remote_id, SocketAddr::V4(to))
+                .expect("connect");
         }
         demux.insert(stream);
         let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
-        let secret = cfg.secret.as_ref().map(|h| SecretStream::from_handshake(h, &secret::Config::default(), now, &mut rng));
+        let secret = cfg
+            .secret
+            .as_ref()
+            .map(|h| SecretStream::from_handshake(h, &secret::Config::default(), now, &mut rng));
         let mut p = UdxPeer {
             now,
             socket,
@@ -194,7 +205,10 @@ impl UdxPeer {
 
     /// Whether every expected byte arrived intact and the stream closed gracefully.
     pub fn done(&self) -> bool {
-        self.received == self.cfg.expect.0 && self.mismatch.is_none() && self.eof && matches!(self.closed, Some((_, None)))
+        self.received == self.cfg.expect.0
+            && self.mismatch.is_none()
+            && self.eof
+            && matches!(self.closed, Some((_, None)))
     }
 
     /// Starts or stops reading.
@@ -210,7 +224,8 @@ impl UdxPeer {
         self.now = now;
         let (sock, rid) = (udx_socket(self.socket), self.cfg.remote_id);
         if let Some(s) = self.demux.get_mut(self.cfg.local_id) {
-            s.change_remote(sock, rid, SocketAddr::V4(to)).expect("change_remote");
+            s.change_remote(sock, rid, SocketAddr::V4(to))
+                .expect("change_remote");
         }
         self.pump();
     }
@@ -220,7 +235,10 @@ impl UdxPeer {
         self.drive_events();
         self.do_write();
         self.drive_events();
-        let buf_now = self.demux.get(self.cfg.local_id).map_or(0, UdxStream::recv_buffered);
+        let buf_now = self
+            .demux
+            .get(self.cfg.local_id)
+            .map_or(0, UdxStream::recv_buffered);
         self.max_recv_buffered = self.max_recv_buffered.max(buf_now);
         while let Some((_, t)) = self.demux.poll_transmit(self.now, &mut self.tx) {
             let SocketAddr::V4(to) = t.to else { continue };
@@ -263,7 +281,9 @@ impl UdxPeer {
             return;
         }
         loop {
-            let Some(s) = self.demux.get_mut(self.cfg.local_id) else { return };
+            let Some(s) = self.demux.get_mut(self.cfg.local_id) else {
+                return;
+            };
             match s.read(&mut self.rx) {
                 Ok(0) => {
                     self.eof = true;
@@ -285,7 +305,13 @@ impl UdxPeer {
                         }
                         None => &self.rx[..n],
                     };
-                    check(self.cfg.expect.1, self.received, got, &mut self.expect_buf, &mut self.mismatch);
+                    check(
+                        self.cfg.expect.1,
+                        self.received,
+                        got,
+                        &mut self.expect_buf,
+                        &mut self.mismatch,
+                    );
                     self.received += got.len() as u64;
                     if self.received >= self.cfg.expect.0 && self.complete_at.is_none() {
                         self.complete_at = Some(self.now);
@@ -297,7 +323,9 @@ impl UdxPeer {
     }
 
     fn do_write(&mut self) {
-        let Some(s) = self.demux.get_mut(self.cfg.local_id) else { return };
+        let Some(s) = self.demux.get_mut(self.cfg.local_id) else {
+            return;
+        };
         if s.is_closed() {
             return;
         }
@@ -327,7 +355,8 @@ impl UdxPeer {
                 fill_pattern(seed, self.sent_plain, &mut self.pending[start..]);
                 if let Some(sec) = self.secret.as_mut() {
                     let plain = self.pending.split_off(start);
-                    sec.write(&plain, self.now, &mut self.pending).expect("secret write");
+                    sec.write(&plain, self.now, &mut self.pending)
+                        .expect("secret write");
                 }
                 self.sent_plain += n as u64;
                 continue;
@@ -357,7 +386,11 @@ fn check(seed: u64, offset: u64, got: &[u8], scratch: &mut Vec<u8>, mismatch: &m
     scratch.resize(got.len(), 0);
     fill_pattern(seed, offset, scratch);
     if got != &scratch[..] {
-        let i = got.iter().zip(scratch.iter()).position(|(a, b)| a != b).unwrap_or(0);
+        let i = got
+            .iter()
+            .zip(scratch.iter())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
         *mismatch = Some(offset + i as u64);
     }
 }
@@ -369,11 +402,24 @@ fn udx_socket(s: SocketId) -> udx::SocketId {
 impl App for UdxPeer {
     type Event = PeerEvent;
 
-    fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddrV4, bytes: &[u8]) {
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        socket: SocketId,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) {
         self.now = now;
         let from = SocketAddr::V4(from);
-        match self.demux.handle_datagram(now, udx_socket(socket), from, bytes) {
-            Incoming::Unattached { stream_id, from, socket } => {
+        match self
+            .demux
+            .handle_datagram(now, udx_socket(socket), from, bytes)
+        {
+            Incoming::Unattached {
+                stream_id,
+                from,
+                socket,
+            } => {
                 // Connect on first packet (libudx's firewall hook accepting the peer).
                 let rid = self.cfg.remote_id;
                 if let Some(s) = self.demux.get_mut(stream_id) {
@@ -407,7 +453,11 @@ impl App for UdxPeer {
 
     fn poll_timeout(&self) -> Option<Instant> {
         let udx = self.demux.poll_timeout();
-        let sec = self.secret.as_ref().filter(|_| self.closed.is_none()).and_then(SecretStream::poll_timeout);
+        let sec = self
+            .secret
+            .as_ref()
+            .filter(|_| self.closed.is_none())
+            .and_then(SecretStream::poll_timeout);
         match (udx, sec) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -532,7 +582,13 @@ impl Transfer {
                 Ok(UdxPeer::new(h.now(), s, client_cfg, seed))
             })
             .expect("client");
-        Transfer { sim, client, server, nat, server_addr }
+        Transfer {
+            sim,
+            client,
+            server,
+            nat,
+            server_addr,
+        }
     }
 
     /// The client app.
@@ -552,11 +608,19 @@ impl Transfer {
 
     /// Runs in `step` slices until `until` returns true or `limit` of simulated time passed;
     /// returns whether `until` held.
-    pub fn run_until(&mut self, limit: Duration, step: Duration, mut until: impl FnMut(&Transfer) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        limit: Duration,
+        step: Duration,
+        mut until: impl FnMut(&Transfer) -> bool,
+    ) -> bool {
         let end = self.sim.now() + limit;
         loop {
             // Events are few (closes, remote changes); drop them as they come.
-            self.sim.run_until_with((self.sim.now() + step).min(end), &mut |_: &mut Engine<UdxPeer>, _: HostId, _: PeerEvent| {});
+            self.sim.run_until_with(
+                (self.sim.now() + step).min(end),
+                &mut |_: &mut Engine<UdxPeer>, _: HostId, _: PeerEvent| {},
+            );
             if until(self) {
                 return true;
             }
@@ -570,7 +634,10 @@ impl Transfer {
     pub fn client_public(&self) -> Option<SocketAddrV4> {
         let nat = self.nat?;
         let internal = self.sim.socket_addr(self.client, SocketId(0))?;
-        self.sim.nat(nat).ok()?.lookup(self.sim.now(), internal, self.server_addr)
+        self.sim
+            .nat(nat)
+            .ok()?
+            .lookup(self.sim.now(), internal, self.server_addr)
     }
 }
 
@@ -597,7 +664,13 @@ pub struct Outcome {
 impl Outcome {
     /// Of a transfer.
     pub fn of(t: &Transfer) -> Outcome {
-        let side = |p: &UdxPeer| (p.received, p.mismatch, p.closed.map(|(at, e)| (at.as_micros(), e)));
+        let side = |p: &UdxPeer| {
+            (
+                p.received,
+                p.mismatch,
+                p.closed.map(|(at, e)| (at.as_micros(), e)),
+            )
+        };
         let st = t.sim.stats();
         Outcome {
             trace: t.sim.trace().to_hex(),
