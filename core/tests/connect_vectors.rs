@@ -106,7 +106,7 @@ fn b64(v: &Value, key: &str) -> [u8; 64] {
 }
 
 fn is_null(v: &Value, key: &str) -> bool {
-    v.get(key).map_or(true, Value::is_null)
+    v.get(key).is_none_or(Value::is_null)
 }
 
 fn addr4(v: &Value) -> SocketAddrV4 {

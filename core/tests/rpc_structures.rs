@@ -622,18 +622,10 @@ impl NatModel {
             ob.borrow_mut().2 -= 1;
             self.top += 1;
         }
-        if self
-            .a
-            .as_ref()
-            .map_or(true, |x| x.borrow().2 < a.borrow().2)
-        {
+        if self.a.as_ref().is_none_or(|x| x.borrow().2 < a.borrow().2) {
             self.a = Some(a.clone());
         }
-        if self
-            .b
-            .as_ref()
-            .map_or(true, |x| x.borrow().2 < b.borrow().2)
-        {
+        if self.b.as_ref().is_none_or(|x| x.borrow().2 < b.borrow().2) {
             self.b = Some(b.clone());
         }
         let ra = *self.a.as_ref().unwrap().borrow();

@@ -371,7 +371,11 @@ fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
 
 /// The connection's bytes to stdout until the peer ends; `count` follows what was written.
 async fn to_stdout(rd: &mut (impl AsyncRead + Unpin), count: &mut u64) -> io::Result<()> {
-    let (tx, done, spare) = stdout_writer();
+    let StdoutWriter {
+        chunks: tx,
+        done,
+        spare,
+    } = stdout_writer();
     loop {
         // A chunk the writer is done with, or a new one: never an allocation per chunk (a
         // 64 KiB allocation can be a fresh mapping each time, with musl's malloc for one).
@@ -447,14 +451,19 @@ fn stdin_reader() -> (
     (rx, spare_tx)
 }
 
-/// A thread writing queued chunks to stdout, each flushed. The outcome arrives once the queue
-/// is closed and drained, or at the first error (then the queue is dropped). Written chunks
-/// come back on the third channel, for reuse.
-fn stdout_writer() -> (
-    mpsc::Sender<Vec<u8>>,
-    oneshot::Receiver<io::Result<()>>,
-    std::sync::mpsc::Receiver<Vec<u8>>,
-) {
+/// The ends of the stdout writer thread.
+struct StdoutWriter {
+    /// Chunks to write, in order.
+    chunks: mpsc::Sender<Vec<u8>>,
+    /// The outcome, once `chunks` is closed and drained, or at the first error (then the queue
+    /// is dropped).
+    done: oneshot::Receiver<io::Result<()>>,
+    /// Written chunks come back here, for reuse.
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+}
+
+/// A thread writing queued chunks to stdout, each flushed.
+fn stdout_writer() -> StdoutWriter {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let (done_tx, done) = oneshot::channel();
     let (spare_tx, spare) = std::sync::mpsc::channel();
@@ -471,7 +480,11 @@ fn stdout_writer() -> (
         drop(rx);
         let _ = done_tx.send(result);
     });
-    (tx, done, spare)
+    StdoutWriter {
+        chunks: tx,
+        done,
+        spare,
+    }
 }
 
 /// Waits until the connection has closed: both sides ended and the peer acknowledged our end,
@@ -502,6 +515,47 @@ async fn closed(conn: &mut Connection) -> io::Result<()> {
             ));
         }
         tokio::time::sleep(CLOSE_POLL).await;
+    }
+}
+
+/// Standard output without std's line buffering: `Stdout` is a `LineWriter`, which scans every
+/// chunk of the peer's bytes for a newline (a `memrchr` over each 64 KiB, ~5% of a receiving
+/// `listen`'s CPU) and splits writes at them. Holds std's lock so nothing else interleaves.
+struct RawStdout {
+    _guard: io::StdoutLock<'static>,
+    #[cfg(unix)]
+    fd: std::mem::ManuallyDrop<std::fs::File>,
+}
+
+impl RawStdout {
+    fn lock() -> Self {
+        let mut guard = io::stdout().lock();
+        let _ = guard.flush();
+        #[cfg(unix)]
+        {
+            use std::os::fd::FromRawFd;
+            // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
+            let fd = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+            RawStdout { _guard: guard, fd }
+        }
+        #[cfg(not(unix))]
+        RawStdout { _guard: guard }
+    }
+}
+
+impl Write for RawStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        #[cfg(unix)]
+        return (&*self.fd).write(buf);
+        #[cfg(not(unix))]
+        return self._guard.write(buf);
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        #[cfg(unix)]
+        return Ok(());
+        #[cfg(not(unix))]
+        return self._guard.flush();
     }
 }
 
@@ -551,46 +605,5 @@ mod tests {
             serde_json::to_string(&ev).unwrap(),
             r#"{"event":"end","remotePublicKey":"bb","bytesReceived":1,"bytesSent":2,"ms":3.0,"error":null}"#
         );
-    }
-}
-
-/// Standard output without std's line buffering: `Stdout` is a `LineWriter`, which scans every
-/// chunk of the peer's bytes for a newline (a `memrchr` over each 64 KiB, ~5% of a receiving
-/// `listen`'s CPU) and splits writes at them. Holds std's lock so nothing else interleaves.
-struct RawStdout {
-    _guard: io::StdoutLock<'static>,
-    #[cfg(unix)]
-    fd: std::mem::ManuallyDrop<std::fs::File>,
-}
-
-impl RawStdout {
-    fn lock() -> Self {
-        let mut guard = io::stdout().lock();
-        let _ = guard.flush();
-        #[cfg(unix)]
-        {
-            use std::os::fd::FromRawFd;
-            // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
-            let fd = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
-            RawStdout { _guard: guard, fd }
-        }
-        #[cfg(not(unix))]
-        RawStdout { _guard: guard }
-    }
-}
-
-impl Write for RawStdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        #[cfg(unix)]
-        return (&*self.fd).write(buf);
-        #[cfg(not(unix))]
-        return self._guard.write(buf);
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        #[cfg(unix)]
-        return Ok(());
-        #[cfg(not(unix))]
-        return self._guard.flush();
     }
 }

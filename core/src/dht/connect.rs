@@ -799,11 +799,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if payload.version != 1 {
             return self.fail_attempt(conn, ConnectError::ServerIncompatible);
         }
-        let Some(udx_info) = payload
-            .udx
-            .clone()
-            .filter(|_| payload.error == ErrorCode::NONE)
-        else {
+        let Some(udx_info) = payload.udx.filter(|_| payload.error == ErrorCode::NONE) else {
             return self.fail_attempt(conn, ConnectError::ServerError);
         };
         let result = match hs.finish() {

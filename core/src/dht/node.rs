@@ -1174,11 +1174,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 self.rpc.reply(req, bare_to(client, value.to_bytes()));
             }
             // FROM_RELAY is for the node hosting the server (the connect layer).
-            mode::FROM_RELAY => {
-                if route.is_some_and(|f| f.relay.is_none()) {
-                    let now = self.last_now;
-                    self.on_server_holepunch(now, req, hp);
-                }
+            mode::FROM_RELAY if route.is_some_and(|f| f.relay.is_none()) => {
+                let now = self.last_now;
+                self.on_server_holepunch(now, req, hp);
             }
             _ => {}
         }

@@ -88,10 +88,10 @@ impl NatSampler {
 
         let a_hits = self.hits(a);
         let b_hits = self.hits(b);
-        if self.best_exact.map_or(true, |r| self.hits(r) < a_hits) {
+        if self.best_exact.is_none_or(|r| self.hits(r) < a_hits) {
             self.best_exact = Some(a);
         }
-        if self.best_host.map_or(true, |r| self.hits(r) < b_hits) {
+        if self.best_host.is_none_or(|r| self.hits(r) < b_hits) {
             self.best_host = Some(b);
         }
 

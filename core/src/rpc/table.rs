@@ -188,7 +188,7 @@ impl RoutingTable {
                 AddOutcome::Updated
             }
             Err(pos) => {
-                let full = self.rows.get(row_pos).map_or(true, |r| r.nodes.len() >= K);
+                let full = self.rows.get(row_pos).is_none_or(|r| r.nodes.len() >= K);
                 if full {
                     return AddOutcome::Full;
                 }

@@ -89,7 +89,7 @@ impl Rack {
                 }
             }
         }
-        if self.fack.map_or(true, |f| seq_lt(f, p.seq)) {
+        if self.fack.is_none_or(|f| seq_lt(f, p.seq)) {
             self.fack = Some(p.seq);
         }
         if p.transmissions > 1 && rtt < min_rtt.unwrap_or(Duration::ZERO) {

@@ -976,7 +976,7 @@ impl UdxStream {
                 PacketState::InFlight | PacketState::Lost => {
                     if p.state == PacketState::InFlight {
                         self.inflight_bytes -= u64::from(p.len);
-                        if p.transmissions == 1 && rtt_from.map_or(true, |t| p.sent_time > t) {
+                        if p.transmissions == 1 && rtt_from.is_none_or(|t| p.sent_time > t) {
                             rtt_from = Some(p.sent_time);
                         }
                     }
@@ -1012,7 +1012,7 @@ impl UdxStream {
                     PacketState::Sacked => continue,
                     PacketState::InFlight => {
                         self.inflight_bytes -= u64::from(p.len);
-                        if p.transmissions == 1 && rtt_from.map_or(true, |t| p.sent_time > t) {
+                        if p.transmissions == 1 && rtt_from.is_none_or(|t| p.sent_time > t) {
                             rtt_from = Some(p.sent_time);
                         }
                     }
