@@ -7,12 +7,11 @@
 //!   messages, timers.
 //! - [`demux`]: many streams keyed by local id on the owner's sockets, told apart from dht-rpc by
 //!   the first bytes; "connect on first packet" through [`demux::Incoming::Unattached`].
-//! - mechanisms, one file each: [`rtt`], [`rack`], [`congestion`] (the controller trait and
-//!   NewReno), [`bbr`] (the default controller, libudx's), [`rate`] (delivery-rate samples),
+//! - mechanisms, one file each: [`rtt`], [`rack`], [`congestion`] (a folder: the controller
+//!   trait, BBR — the default, libudx's — and NewReno), [`rate`] (delivery-rate samples),
 //!   [`pacing`], [`mtu`] (path MTU probing), [`assembler`], [`send_buffer`], [`recv_buffer`].
 
 pub mod assembler;
-pub mod bbr;
 pub mod congestion;
 pub mod demux;
 pub mod mtu;

@@ -30,7 +30,7 @@
 //!   the same moment as before.
 //! * An RTO declares every in-flight packet lost (libudx: the oldest plus RACK-expired ones).
 //! * Congestion control is BBR with pacing, as in libudx (NewReno on request); see
-//!   [`super::congestion`] and [`super::bbr`]. Pacing and the RTT are in microseconds.
+//!   [`super::congestion`] (BBR and NewReno). Pacing and the RTT are in microseconds.
 //! * MTU probing as libudx's (1200 up to 1500 in 32-byte steps, [`super::mtu`]), but working:
 //!   the libudx inside udx-native 1.21.3 never sends a probe and stays at 1200. Incoming packets
 //!   of any size and any data offset are accepted.
