@@ -20,7 +20,7 @@ use super::store::{NodeStoreLimits, RecordCache, StoreLimits, Xache};
 use crate::crypto::{hash, KeyPair};
 use crate::rpc::{
     IncomingRequest, NodeId, QueryError, QueryId, QueryReply, QuerySpec, ReplySpec, RequestError,
-    RequestId, RequestSpec, RpcConfig, RpcEvent, RpcNode, SocketKind, Transmit,
+    RequestId, RequestSpec, RpcConfig, RpcEvent, RpcNode, SocketKind,
 };
 use crate::wire::ERROR_UNKNOWN_COMMAND as ERROR_UNKNOWN_COMMAND_CODE;
 use crate::Instant;
@@ -32,10 +32,10 @@ const MAX_RELAY_ADDRESSES: usize = 3;
 /// How far in the future a bump may lie.
 const MAX_BUMP_DRIFT_MS: u64 = 60_000;
 
-/// Largest datagram [`DhtNode::poll_transmit_into`] may write.
+/// Largest datagram [`DhtNode::poll_transmit`] may write.
 pub const MAX_DATAGRAM: usize = 65536;
 
-/// A datagram written into the caller's buffer by [`DhtNode::poll_transmit_into`].
+/// A datagram written into the caller's buffer by [`DhtNode::poll_transmit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramOut {
     /// Which of the node's sockets sends it.
@@ -86,6 +86,8 @@ pub enum DhtEvent {
         /// Its outcome.
         result: Result<OpOutput, OpError>,
     },
+    /// A server or connection event (connect, listen, read/write readiness, close).
+    Connect(super::ConnectEvent),
 }
 
 /// A route to a server: a remote self-announce (`relay` = the announcer) or a local server.
@@ -197,7 +199,37 @@ struct Op {
     closest_nodes: Vec<SocketAddrV4>,
 }
 
-/// A HyperDHT node.
+/// A HyperDHT node: dht-rpc, hyperdht's records and router, client operations, servers and
+/// connections, as one deterministic state machine that does no I/O.
+///
+/// # Driving it
+///
+/// Whoever owns the sockets and the clock (a driver, the simulator, a test) runs this loop:
+///
+/// 1. **Inputs.** Feed each received datagram to [`handle_datagram`](Self::handle_datagram),
+///    naming the socket it arrived on (the server or client socket, or a pool socket), and
+///    call [`handle_timeout`](Self::handle_timeout) when the deadline of
+///    [`poll_timeout`](Self::poll_timeout) has passed. User calls — [`lookup`](Self::lookup),
+///    [`connect`](Self::connect), [`conn_write`](Self::conn_write), raw
+///    [`query`](Self::query)s and [`request`](Self::request)s, … — are inputs too. Every input
+///    takes `now`, which never goes backwards.
+/// 2. **Socket commands.** After any input, drain
+///    [`poll_socket_command`](Self::poll_socket_command) and bind or close pool sockets
+///    *before* sending anything: the input may have opened the socket its datagrams leave
+///    from. Report a socket that cannot be bound with [`socket_failed`](Self::socket_failed).
+/// 3. **Transmits.** Drain [`poll_transmit`](Self::poll_transmit)`(now, buf)` until `None`
+///    and send each `buf[..len]` from `socket` to `to` (with `ttl` when set); UDX paces its
+///    packets by that `now`.
+/// 4. **Events.** Drain [`poll_event`](Self::poll_event): dht-rpc events, operation replies
+///    and results, and connection events ([`DhtEvent::Connect`]: a connect opened or failed,
+///    a server accepted or asks its firewall, bytes are readable, room to write, the end, the
+///    close). React with more inputs (read, write, `firewall_decision`, …) and go back to 2.
+/// 5. **Sleep** until the next datagram or [`poll_timeout`](Self::poll_timeout) (read it again
+///    after every input; `None` once destroyed).
+///
+/// To stop, call [`destroy`](Self::destroy): with `force` the node stops at once; otherwise keep
+/// driving it while it closes its servers and unannounces its records, until
+/// [`is_destroyed`](Self::is_destroyed).
 #[derive(Debug)]
 pub struct DhtNode<R> {
     pub(super) rpc: RpcNode<R>,
@@ -220,6 +252,8 @@ pub struct DhtNode<R> {
     announced: BTreeMap<([u8; 32], [u8; 32]), KeyPair>,
     /// Hand requests for commands hyperdht doesn't know to the owner (else UNKNOWN_COMMAND).
     deliver_unknown: bool,
+    /// A graceful destroy waits for these unannounces before the node stops.
+    destroy_after: Option<Vec<OpId>>,
 }
 
 impl<R: RngCore + CryptoRng> DhtNode<R> {
@@ -242,6 +276,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             unix_epoch_offset_ms: 0,
             announced: BTreeMap::new(),
             deliver_unknown,
+            destroy_after: None,
             connect: super::connect::ConnectState::default(),
             pool: super::pool::SocketPool::default(),
             last_now: now,
@@ -265,9 +300,44 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         &self.rpc
     }
 
-    /// Mutable access to the dht-rpc node (raw queries and requests).
-    pub fn rpc_mut(&mut self) -> &mut RpcNode<R> {
-        &mut self.rpc
+    /// Starts a raw dht-rpc query (any command); its replies and end arrive as
+    /// [`DhtEvent::Rpc`] events.
+    pub fn query(&mut self, now: Instant, spec: QuerySpec) -> QueryId {
+        let id = self.rpc.query(now, spec);
+        self.process(now);
+        id
+    }
+
+    /// Cancels a raw query: its requests stop and no further event about it follows.
+    pub fn cancel_query(&mut self, now: Instant, query: QueryId) {
+        self.rpc.cancel_query(query);
+        self.process(now);
+    }
+
+    /// Sends one raw dht-rpc request; its outcome arrives as a [`DhtEvent::Rpc`] response.
+    pub fn request(&mut self, now: Instant, spec: RequestSpec) -> RequestId {
+        let id = self.rpc.request(now, spec);
+        self.process(now);
+        id
+    }
+
+    /// Answers a request the node delivered (a command hyperdht does not know, with
+    /// [`RpcConfig::deliver_requests`](crate::rpc::RpcConfig)).
+    pub fn reply(&mut self, now: Instant, req: &IncomingRequest, reply: ReplySpec) {
+        self.rpc.reply(req, reply);
+        self.process(now);
+    }
+
+    /// `addNode({host, port})`: puts a node in the routing table without contacting it.
+    pub fn add_node(&mut self, now: Instant, addr: SocketAddrV4) {
+        self.rpc.add_node(now, addr);
+        self.process(now);
+    }
+
+    /// Starts a background refresh of the routing table.
+    pub fn refresh(&mut self, now: Instant) {
+        self.rpc.refresh(now);
+        self.process(now);
     }
 
     /// Whether this node stores records (it turned persistent at least once).
@@ -277,29 +347,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     // ----- outputs -----
 
-    /// The next datagram to send: dht-rpc's first, then UDX streams'.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.rpc.poll_transmit() {
-            return Some(t);
-        }
-        let mut buf = [0u8; 2048];
-        let (_, t) = self.connect.udx.poll_transmit(self.last_now, &mut buf)?;
-        let SocketAddr::V4(to) = t.to else {
-            return self.poll_transmit();
-        };
-        Some(Transmit {
-            socket: super::connect::socket_kind(t.socket),
-            to,
-            payload: buf[..t.len].to_vec(),
-            ttl: None,
-        })
-    }
-
-    /// Like [`poll_transmit`](Self::poll_transmit), but writes the datagram into `buf` (no
-    /// allocation for UDX packets): the hot path of a driver that batches sends. `buf` should
-    /// hold [`MAX_DATAGRAM`] bytes; a dht-rpc datagram longer than `buf` is dropped (as a
-    /// failed send would be; the protocol retries).
-    pub fn poll_transmit_into(&mut self, buf: &mut [u8]) -> Option<DatagramOut> {
+    /// Writes the next datagram to send into `buf` (dht-rpc's first, then the UDX streams',
+    /// which pace and time their packets by `now`). `buf` should hold [`MAX_DATAGRAM`] bytes; a
+    /// dht-rpc datagram longer than `buf` is dropped (as a failed send would be; the protocol
+    /// retries). No allocation for UDX packets: the hot path of a driver that batches sends.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<DatagramOut> {
         while let Some(t) = self.rpc.poll_transmit() {
             let Some(dst) = buf.get_mut(..t.payload.len()) else {
                 continue;
@@ -313,7 +365,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             });
         }
         loop {
-            let (_, t) = self.connect.udx.poll_transmit(self.last_now, buf)?;
+            let (_, t) = self.connect.udx.poll_transmit(now, buf)?;
             if let SocketAddr::V4(to) = t.to {
                 return Some(DatagramOut {
                     socket: super::connect::socket_kind(t.socket),
@@ -341,9 +393,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.process(now);
     }
 
-    /// The next event.
+    /// The next event: node events, then connection events.
     pub fn poll_event(&mut self) -> Option<DhtEvent> {
-        self.events.pop_front()
+        if let Some(ev) = self.events.pop_front() {
+            return Some(ev);
+        }
+        self.connect.events.pop_front().map(DhtEvent::Connect)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next.
@@ -400,12 +455,17 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.process(now);
     }
 
-    /// Stops the node. Unless `force`, first unannounces every record this node announced —
-    /// the unannounces are sent, then the node is destroyed on the next
-    /// [`finish_destroy`](Self::finish_destroy) (give them time to land) .
-    pub fn destroy(&mut self, now: Instant, force: bool) -> Vec<OpId> {
+    /// Stops the node. With `force` at once; otherwise gracefully: every server closes and
+    /// every record this node announced is unannounced first, and the node stops once those
+    /// operations finished (their [`DhtEvent::OpDone`]s come first). After that every other
+    /// operation fails with [`OpError::Destroyed`], pool sockets close, and
+    /// [`is_destroyed`](Self::is_destroyed) turns true.
+    pub fn destroy(&mut self, now: Instant, force: bool) {
+        if self.is_destroyed() {
+            return;
+        }
         let mut ops = Vec::new();
-        if !force {
+        if !force && self.destroy_after.is_none() {
             // Servers close first (each unannounces its key), then our own announces.
             for server in self.connect.server_ids() {
                 if let Some(op) = self.close_server(now, server) {
@@ -421,14 +481,17 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 ops.push(self.unannounce(now, topic, &kp));
             }
         }
+        ops.retain(|op| self.ops.contains_key(op));
         if ops.is_empty() {
+            self.destroy_after = None;
             self.finish_destroy();
+        } else {
+            self.destroy_after = Some(ops);
         }
-        ops
     }
 
     /// Destroys the rpc node: every operation fails with [`OpError::Destroyed`].
-    pub fn finish_destroy(&mut self) {
+    fn finish_destroy(&mut self) {
         self.rpc.destroy();
         let ops: Vec<OpId> = self.ops.keys().copied().collect();
         for op in ops {
@@ -976,11 +1039,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.by_request.retain(|_, v| *v != op_id);
         self.events
             .push_back(DhtEvent::OpDone { op: op_id, result });
+        // A graceful destroy ends once its unannounces did.
+        if let Some(waiting) = self.destroy_after.as_mut() {
+            waiting.retain(|o| *o != op_id);
+            if waiting.is_empty() {
+                self.destroy_after = None;
+                self.finish_destroy();
+            }
+        }
     }
 
     // ----- server side -----
 
-    fn reply(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>) {
+    fn reply_value(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>) {
         self.rpc.reply(req, ReplySpec::value(value));
     }
 
@@ -1027,7 +1098,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         match req.command {
             command::FIND_PEER => {
                 let record = self.forwards.get(&target).map(|f| f.record.clone());
-                self.reply(&req, record);
+                self.reply_value(&req, record);
             }
             command::LOOKUP => self.on_lookup(&req, target),
             command::ANNOUNCE => self.on_announce(now, &req, target, node_id),
@@ -1046,7 +1117,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     .and_then(|s| s.mutables.get(&target).cloned());
                 let reply = stored
                     .filter(|bytes| MutableGetResponse::decode(bytes).is_ok_and(|r| r.seq >= seq));
-                self.reply(&req, reply);
+                self.reply_value(&req, reply);
             }
             command::IMMUTABLE_PUT => {
                 if req.token.is_none() {
@@ -1061,14 +1132,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 if let Some(s) = self.storage.as_mut() {
                     s.immutables.set(target, value.clone());
                 }
-                self.reply(&req, None);
+                self.reply_value(&req, None);
             }
             command::IMMUTABLE_GET => {
                 let value = self
                     .storage
                     .as_mut()
                     .and_then(|s| s.immutables.get(&target).cloned());
-                self.reply(&req, value);
+                self.reply_value(&req, value);
             }
             _ => {}
         }
@@ -1207,7 +1278,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             messages::encode_lookup_reply(&refs, bump, &mut out);
             Some(out)
         };
-        self.reply(req, value);
+        self.reply_value(req, value);
     }
 
     fn on_announce(
@@ -1367,7 +1438,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         .to_bytes();
         s.mutables.set(target, stored);
-        self.reply(req, None);
+        self.reply_value(req, None);
     }
 }
 

@@ -447,7 +447,7 @@ impl App for UdxPeer {
         self.pump();
     }
 
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram> {
         self.outbox.pop_front()
     }
 
