@@ -1,6 +1,6 @@
 //! hyperdht's server side, request by request, against the reference's accept/reject rules
-//! (`shared/spec/02` §4 and the checks of `hyperdht-records-scenario.json`): which requests are
-//! dropped, which get which reply form, and what ends up stored.
+//! (the hyperdht records spec §4 and the checks of `tests/vectors/hyperdht-records-scenario.json`):
+//! which requests are dropped, which get which reply form, and what ends up stored.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
