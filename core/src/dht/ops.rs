@@ -128,4 +128,26 @@ pub enum OpError {
     /// The query failed.
     #[error("{0}")]
     Query(QueryError),
+    /// A mutable record's sequence number above [`MAX_SEQ`]: no reference peer can encode or
+    /// decode it, so the operation is refused before anything is sent.
+    #[error("seq {seq} is out of range: a mutable record's seq is 0 to {MAX_SEQ} (2^53 - 1)")]
+    SeqOutOfRange {
+        /// The refused sequence number.
+        seq: u64,
+    },
+}
+
+/// The largest sequence number a mutable record can have: 2^53 - 1, JavaScript's
+/// `Number.MAX_SAFE_INTEGER`. The reference's compact-encoding refuses to encode a larger
+/// `uint`, and its servers (and ours) drop a MUTABLE_PUT or MUTABLE_GET whose seq is larger.
+/// A record stored with exactly this seq can never be replaced: no higher seq exists, and the
+/// same seq with another value is refused (SEQ_REUSED).
+pub const MAX_SEQ: u64 = crate::wire::MAX_SAFE_INTEGER;
+
+/// `seq` when a reference peer can represent it, else [`OpError::SeqOutOfRange`].
+pub fn check_seq(seq: u64) -> Result<u64, OpError> {
+    if seq > MAX_SEQ {
+        return Err(OpError::SeqOutOfRange { seq });
+    }
+    Ok(seq)
 }
