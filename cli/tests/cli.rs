@@ -373,6 +373,21 @@ fn invalid_record_arguments_are_rejected() {
         "cannot be used with",
     );
     assert_usage_error(&["mutable-get", &key, "--seq", "x"], "--seq");
+    // What the reference cannot represent is refused up front, naming the range.
+    for seq in [
+        "9007199254740992",
+        "18446744073709551615",
+        "18446744073709551616",
+    ] {
+        assert_usage_error(
+            &["mutable-put", "--seed", &seed, "--seq", seq, "v"],
+            "the allowed range is 0 to 9007199254740991",
+        );
+        assert_usage_error(
+            &["mutable-get", &key, "--seq", seq],
+            "the allowed range is 0 to 9007199254740991",
+        );
+    }
     assert_usage_error(&["connect"], "PUBLIC_KEY");
     assert_usage_error(&["connect", "zz"], "not valid hex");
     assert_usage_error(&["connect", &"ab".repeat(31)], "expected 32 bytes");
@@ -1100,24 +1115,188 @@ fn records_through_an_unreachable_network_fail() {
     // A bound socket that never answers stands for a dead bootstrap node.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let entry = silent.local_addr().unwrap().to_string();
-    let r = run(
-        &[
-            "immutable-get",
-            &"ab".repeat(32),
-            "--host",
-            "127.0.0.1",
-            "--bootstrap",
-            &entry,
-        ],
-        ONE_SHOT,
+    let key = "ab".repeat(32);
+    let seed = "01".repeat(32);
+    let commands: [&[&str]; 4] = [
+        &["immutable-get", &key],
+        &["immutable-put", "v"],
+        &["mutable-put", "--seed", &seed, "--seq", "1", "v"],
+        &["lookup", &key],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.extend(["--host", "127.0.0.1", "--bootstrap", &entry]);
+        let r = run(&args, ONE_SHOT);
+        assert_eq!(r.status.code(), Some(1), "{command:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "no bootstrap node answered (tried {entry}): check --bootstrap"
+            )),
+            "{command:?}: the reason, not a misleading \"not found\" or a late commit timeout: {}",
+            r.stderr
+        );
+        assert!(r.stdout.is_empty(), "{command:?}: {}", r.stdout);
+    }
+}
+
+#[test]
+fn node_warns_when_no_bootstrap_node_answers() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let entry = silent.local_addr().unwrap().to_string();
+    let base = ["node", "--host", "127.0.0.1", "--port", "0"];
+
+    // --json: the warning is one JSON object on stderr; the ready line still follows on stdout.
+    let mut args = base.to_vec();
+    args.extend(["--bootstrap", &entry, "--json"]);
+    let mut node = Proc::spawn_io(&args, Stdio::null(), true);
+    let line = node
+        .lines
+        .recv_timeout(ONE_SHOT)
+        .expect("a warning on stderr once the bootstrap ends");
+    let warning: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert_eq!(warning["warning"], "noBootstrapReply", "{warning}");
+    let tried = warning["tried"].as_array().expect("tried");
+    assert_eq!(tried.len(), 1, "{warning}");
+    assert_eq!(
+        format!(
+            "{}:{}",
+            tried[0]["host"].as_str().unwrap(),
+            tried[0]["port"]
+        ),
+        entry
     );
-    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
     assert!(
-        r.stderr.contains("no node answered the bootstrap"),
-        "not a misleading \"not found\": {}",
+        warning["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no bootstrap node answered")),
+        "{warning}"
+    );
+    assert!(node.signal("TERM", QUICK).success());
+    let stdout = String::from_utf8(node.data()).expect("UTF-8");
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(
+        events.first().map(|e| &e["event"]),
+        Some(&Value::from("ready")),
+        "{stdout}"
+    );
+    assert_eq!(
+        events.last().map(|e| &e["event"]),
+        Some(&Value::from("close")),
+        "{stdout}"
+    );
+
+    // Human-readable: a warning line on stderr.
+    let mut args = base.to_vec();
+    args.extend(["--bootstrap", &entry]);
+    let mut node = Proc::spawn_io(&args, Stdio::null(), true);
+    let line = node.lines.recv_timeout(ONE_SHOT).expect("a warning");
+    assert!(
+        line.starts_with(&format!(
+            "hdht: warning: no bootstrap node answered (tried {entry})"
+        )),
+        "{line}"
+    );
+    assert!(node.signal("TERM", QUICK).success());
+
+    // The first node of a network has no bootstrap list: ready without a warning.
+    let mut first = Command::new(BIN)
+        .args(["bootstrap", "--host", "127.0.0.1", "--port", "0", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hdht");
+    let stderr = drain(first.stderr.take().unwrap());
+    // Its first lines are node events, then `listening` (it never waits for anyone).
+    let mut seen = Vec::new();
+    for line in BufReader::new(first.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take(10)
+    {
+        let listening = line.contains("\"event\":\"listening\"");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    assert!(
+        seen.last()
+            .is_some_and(|l| l.contains("\"event\":\"listening\"")),
+        "no listening line: {seen:?}"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &first.id().to_string()])
+        .status();
+    let status = wait_until(&mut first, Instant::now() + QUICK).expect("exits on SIGTERM");
+    assert!(status.success());
+    let stderr = stderr.join().unwrap();
+    assert!(
+        stderr.is_empty(),
+        "no warning for a network's first node: {stderr}"
+    );
+}
+
+#[test]
+fn mutable_put_with_the_top_seq_warns_that_it_is_final() {
+    let net = LocalNet::start(2);
+    let seed = "09".repeat(32);
+    let pk = public_key(&seed);
+    let top = "9007199254740991";
+
+    let r = net.run(&["mutable-put", "--seed", &seed, "--seq", top, "final"]);
+    assert!(r.status.success(), "{}", r.stderr);
+    let put = r.json_lines();
+    assert_eq!(put[0]["seq"], 9007199254740991u64);
+    let warning: Value = serde_json::from_str(r.stderr.lines().next().expect("a warning"))
+        .expect("with --json the warning is a JSON object");
+    assert_eq!(warning["warning"], "finalSeq", "{warning}");
+    assert_eq!(warning["seq"], 9007199254740991u64);
+    assert!(
+        warning["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no later value can replace it")),
+        "{warning}"
+    );
+
+    // What "final" means: the same seq with another value and any lower seq are refused (a
+    // higher one cannot even be given), and the value stays.
+    net.fails(
+        &["mutable-put", "--seed", &seed, "--seq", top, "other"],
+        "SEQ_REUSED",
+    );
+    net.fails(
+        &[
+            "mutable-put",
+            "--seed",
+            &seed,
+            "--seq",
+            "9007199254740990",
+            "lower",
+        ],
+        "SEQ_TOO_LOW",
+    );
+    let got = net.ok(&["mutable-get", &pk]);
+    assert_eq!(
+        (&got[0]["value"], &got[0]["seq"]),
+        (&Value::from("final"), &Value::from(9007199254740991u64))
+    );
+
+    // Without --json the warning is a line of text on stderr; re-putting the same record is fine.
+    let mut args = net.args(&["mutable-put", "--seed", &seed, "--seq", top, "final"]);
+    args.retain(|a| *a != "--json");
+    let r = run(&args, ONE_SHOT);
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with(
+            "hdht: warning: seq 9007199254740991 is the largest a mutable record can have"
+        ),
+        "{}",
         r.stderr
     );
-    assert!(r.stdout.is_empty());
 }
 
 // ----- connections: listen and connect as byte pipes -----

@@ -151,3 +151,29 @@ pub fn check_seq(seq: u64) -> Result<u64, OpError> {
     }
     Ok(seq)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Reader, Writer};
+
+    #[test]
+    fn seq_range_is_what_the_reference_can_represent() {
+        assert_eq!(MAX_SEQ, (1 << 53) - 1);
+        for seq in [0, 1, 252, 253, 1 << 32, MAX_SEQ] {
+            assert_eq!(check_seq(seq), Ok(seq));
+        }
+        for seq in [MAX_SEQ + 1, 1 << 60, u64::MAX] {
+            assert_eq!(check_seq(seq), Err(OpError::SeqOutOfRange { seq }));
+        }
+        // What is accepted round-trips through the compact uint every peer decodes; the first
+        // refused value is the first one a decoder refuses.
+        for (seq, decodes) in [(MAX_SEQ, true), (MAX_SEQ + 1, false)] {
+            let mut bytes = alloc::vec::Vec::new();
+            Writer::new(&mut bytes).uint(seq);
+            let got = Reader::new(&bytes).uint();
+            assert_eq!(got.is_ok(), decodes, "seq {seq}");
+            assert_eq!(check_seq(seq).is_ok(), decodes);
+        }
+    }
+}
