@@ -15,5 +15,6 @@ pub use connect::{
     ServerOptions, TransportInfo, MAX_SERVER_HANDSHAKES,
 };
 pub use node::{DatagramOut, DhtConfig, DhtEvent, DhtNode, Forward, MAX_DATAGRAM};
+pub use ops::{check_seq, MAX_SEQ};
 pub use ops::{FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput};
 pub use pool::{SocketCommand, MAX_POOL_SOCKETS};
