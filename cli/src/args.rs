@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use clap::{Args, Parser, Subcommand};
+use hdht_core::dht::{check_seq, MAX_SEQ};
 use hdht_core::rpc::NodeId;
 
 /// The port a node or bootstrapper uses unless told otherwise (hyperdht's default).
@@ -234,8 +235,9 @@ pub struct MutablePutArgs {
     #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
     pub seed: [u8; 32],
 
-    /// The record's sequence number: higher than the stored one replaces it.
-    #[arg(long, value_name = "N")]
+    /// The record's sequence number, 0 to 9007199254740991 (2^53 - 1): higher than the stored
+    /// one replaces it. The top value can never be replaced.
+    #[arg(long, value_name = "N", value_parser = parse_seq)]
     pub seq: u64,
 
     /// The value: UTF-8 text, or hex with `--hex`.
@@ -253,8 +255,8 @@ pub struct MutableGetArgs {
     #[arg(value_name = "PUBLIC_KEY", value_parser = parse_hex32)]
     pub public_key: [u8; 32],
 
-    /// Only accept a record with at least this sequence number.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Only accept a record with at least this sequence number (0 to 2^53 - 1).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_seq)]
     pub seq: u64,
 
     /// Ask every closest node and return the newest record (the default, as the
@@ -329,6 +331,18 @@ pub fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
             bytes.len()
         )
     })
+}
+
+/// A mutable record's sequence number: what the reference can represent, 0 to 2^53 - 1.
+pub fn parse_seq(s: &str) -> Result<u64, String> {
+    let range = format!(
+        "the allowed range is 0 to {MAX_SEQ} (2^53 - 1, the largest seq the reference can encode)"
+    );
+    let seq: u64 = s
+        .trim()
+        .parse()
+        .map_err(|e| format!("not a sequence number ({e}); {range}"))?;
+    check_seq(seq).map_err(|_| format!("{seq} is too large; {range}"))
 }
 
 /// A value argument: UTF-8 text as given, or hex-decoded bytes with `--hex`.

@@ -57,6 +57,69 @@ impl Output {
     pub fn event(&self, event: &Event) {
         self.emit(event, || event.to_string());
     }
+
+    /// Prints a warning on stderr whatever the command prints elsewhere: `hdht: warning: …`,
+    /// or with `--json` one JSON object (see [`Warning`]).
+    pub fn warn(&self, warning: &Warning) {
+        Output {
+            stderr: true,
+            ..*self
+        }
+        .emit(warning, || format!("hdht: warning: {warning}"));
+    }
+}
+
+/// Something the user should know although the command goes on; `{"warning": kind, …,
+/// "message": text}` with `--json`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(
+    tag = "warning",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Warning {
+    /// Bootstrapping ended and none of the bootstrap nodes (`tried`) answered: the node runs
+    /// alone and keeps asking them.
+    NoBootstrapReply { tried: Vec<Addr>, message: String },
+    /// A mutable put with the largest seq there is: once stored, the record under this key
+    /// can never be replaced.
+    FinalSeq { seq: u64, message: String },
+}
+
+impl Warning {
+    pub fn no_bootstrap_reply(tried: &[SocketAddrV4]) -> Self {
+        let list: Vec<String> = tried.iter().map(ToString::to_string).collect();
+        Warning::NoBootstrapReply {
+            tried: tried.iter().copied().map(Addr::from).collect(),
+            message: format!(
+                "no bootstrap node answered (tried {}); this node runs alone until one does \
+                 and asks them again every 40 s (check --bootstrap and the network)",
+                list.join(", ")
+            ),
+        }
+    }
+
+    pub fn final_seq(seq: u64) -> Self {
+        Warning::FinalSeq {
+            seq,
+            message: format!(
+                "seq {seq} is the largest a mutable record can have (2^53 - 1): once stored, \
+                 no later value can replace it under this key (a higher seq cannot be encoded, \
+                 the same seq with another value is refused as SEQ_REUSED); it lasts as long \
+                 as nodes keep it"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Warning::NoBootstrapReply { message, .. } | Warning::FinalSeq { message, .. } => {
+                f.write_str(message)
+            }
+        }
+    }
 }
 
 /// `{host, port}`, as the reference prints addresses.

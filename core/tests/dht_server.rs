@@ -1,7 +1,7 @@
 //! hyperdht's server side, request by request, against the reference's accept/reject rules
-//! (`shared/spec/02` §4 and the checks of `hyperdht-records-scenario.json`): which requests are
-//! dropped, which get which reply form, and what ends up stored. One node on the in-memory
-//! network of `node_common`; the clients are played by hand from outside it.
+//! (the hyperdht records spec §4 and the checks of `tests/vectors/hyperdht-records-scenario.json`):
+//! which requests are dropped, which get which reply form, and what ends up stored. One node on
+//! the in-memory network of `node_common`; the clients are played by hand from outside it.
 
 mod node_common;
 
@@ -580,6 +580,77 @@ fn mutable_rules() {
         &stored.value,
         &stored.signature
     ));
+}
+
+/// A seq the reference cannot represent (above 2^53 - 1) does not decode, so the request is
+/// dropped without a reply and nothing is stored (as `c.decode(c.uint)` throws in the
+/// reference's MUTABLE_PUT and MUTABLE_GET handlers). The top seq itself is accepted, and the
+/// record is then final: a lower seq is SEQ_TOO_LOW, the same seq with another value
+/// SEQ_REUSED, and no higher seq can be sent.
+#[test]
+fn mutable_seq_beyond_the_reference_is_dropped_and_the_top_seq_is_final() {
+    use hdht_core::dht::messages::encode_mutable_get_request;
+    use hdht_core::dht::MAX_SEQ;
+
+    let mut s = Server::new();
+    let k = kp("top");
+    let pk = k.public_key();
+    let target = sign::target_of_key(&pk);
+    let put = |s: &mut Server, seq: u64, value: &[u8]| {
+        let v = MutablePutRequest {
+            public_key: pk,
+            seq,
+            value: value.to_vec(),
+            signature: sign::sign_mutable(&k, seq, value),
+        }
+        .to_bytes();
+        let token = s.token();
+        s.send(command::MUTABLE_PUT, Some(target), Some(token), Some(v))
+    };
+    let get = |s: &mut Server, seq: u64| {
+        s.send(
+            command::MUTABLE_GET,
+            Some(target),
+            None,
+            Some(encode_mutable_get_request(seq)),
+        )
+    };
+
+    for seq in [MAX_SEQ + 1, 1 << 60, u64::MAX] {
+        assert!(
+            put(&mut s, seq, b"too far").is_none(),
+            "put seq {seq} dropped"
+        );
+        assert!(get(&mut s, seq).is_none(), "get seq {seq} dropped");
+    }
+    assert_eq!(get(&mut s, 0).unwrap().value, None, "nothing was stored");
+
+    let r = put(&mut s, MAX_SEQ, b"final").unwrap();
+    assert_eq!(r.error, 0, "the top seq is accepted");
+    let stored = MutableGetResponse::decode(&get(&mut s, MAX_SEQ).unwrap().value.unwrap()).unwrap();
+    assert_eq!(
+        (stored.seq, stored.value.as_slice()),
+        (MAX_SEQ, &b"final"[..])
+    );
+    assert_eq!(
+        put(&mut s, MAX_SEQ - 1, b"newer?").unwrap().error,
+        17,
+        "SEQ_TOO_LOW"
+    );
+    assert_eq!(
+        put(&mut s, MAX_SEQ, b"other").unwrap().error,
+        16,
+        "SEQ_REUSED"
+    );
+    assert!(
+        put(&mut s, MAX_SEQ + 1, b"higher").is_none(),
+        "no higher seq gets through"
+    );
+    let still = MutableGetResponse::decode(&get(&mut s, 0).unwrap().value.unwrap()).unwrap();
+    assert_eq!(
+        (still.seq, still.value.as_slice()),
+        (MAX_SEQ, &b"final"[..])
+    );
 }
 
 #[test]

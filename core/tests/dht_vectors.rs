@@ -1,6 +1,6 @@
-//! Every vector in `shared/vectors/hyperdht-records.json` (generated with hyperdht 6.34.0,
+//! Every vector in `tests/vectors/hyperdht-records.json` (generated with hyperdht 6.34.0,
 //! dht-rpc 6.27.0, compact-encoding 3.5.2 and sodium-universal 5.0.1 by
-//! `shared/vectors/gen/hyperdht-records-vectors.js`), checked against `hdht_core::dht::messages`,
+//! `tests/vectors/gen/hyperdht-records.js`), checked against `hdht_core::dht::messages`,
 //! `hdht_core::dht::sign`, `hdht_core::crypto` and `hdht_core::wire`.
 //!
 //! Sections covered: `constants`, `keypairs`, `namespaces`, `hashes`, `node_ids`, `peer_records`,
@@ -9,7 +9,7 @@
 //! `plugin_requests`, `decode_cases`, `frames`. A guard test fails if the file grows a section
 //! this file does not know about.
 //!
-//! `shared/vectors/hyperdht-records-scenario.json` records a live testnet run; almost all of it
+//! `tests/vectors/hyperdht-records-scenario.json` records a live testnet run; almost all of it
 //! is observed behaviour (timeouts, replies, storage). The few deterministic encodings in it (the
 //! raw LOOKUP value, the 2048-byte IMMUTABLE_PUT frame limit) are checked at the bottom.
 
@@ -30,18 +30,18 @@ use serde_json::Value;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/hyperdht-records.json"
+    "/../tests/vectors/hyperdht-records.json"
 );
 const SCENARIO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/hyperdht-records-scenario.json"
+    "/../tests/vectors/hyperdht-records-scenario.json"
 );
 
 fn load(path: &str) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| {
         panic!(
             "cannot read the hyperdht record vectors at {path}: {e}. \
-             These tests need the shared vector file; they are never skipped."
+             These tests need the vector file (regenerate it with tests/vectors/gen); they are never skipped."
         )
     });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} is not valid JSON: {e}"))

@@ -1,6 +1,6 @@
-//! The dht-rpc data structures against `shared/vectors/dht-rpc.json` (generated with dht-rpc
+//! The dht-rpc data structures against `tests/vectors/dht-rpc.json` (generated with dht-rpc
 //! 6.27.0, kademlia-routing-table 1.0.6 and nat-sampler 1.0.1 by
-//! `shared/vectors/gen/dht-rpc-vectors.js`), plus property tests.
+//! `tests/vectors/gen/dht-rpc.js`), plus property tests.
 //!
 //! Keys covered: `routing_table`, `nat_sampler`, `congestion`, `health`, `tokens`,
 //! `token_rotation`, `token_secrets`. Every case and every step is checked; a missing vector file
@@ -22,10 +22,7 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::Value;
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/dht-rpc.json"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/dht-rpc.json");
 
 fn vectors() -> &'static Value {
     static V: OnceLock<Value> = OnceLock::new();
@@ -33,7 +30,7 @@ fn vectors() -> &'static Value {
         let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| {
             panic!(
                 "cannot read the dht-rpc vectors at {VECTORS}: {e}. \
-                 These tests need the shared vector file; they are never skipped."
+                 These tests need the vector file (regenerate it with tests/vectors/gen); they are never skipped."
             )
         });
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{VECTORS} is not valid JSON: {e}"))

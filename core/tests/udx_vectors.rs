@@ -1,4 +1,4 @@
-//! Every UDX datagram of the shared vectors decodes, matches its decoded header, and re-encodes
+//! Every UDX datagram of the reference vectors (`tests/vectors`) decodes, matches its decoded header, and re-encodes
 //! to the same bytes; some scenarios are replayed through our streams byte for byte.
 
 use hdht_core::udx::packet::peek_stream_id;
@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::net::SocketAddr;
 
 fn load(name: &str) -> Value {
-    let path = format!("{}/../../shared/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

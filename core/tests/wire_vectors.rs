@@ -1,5 +1,5 @@
-//! Every wire vector in `shared/vectors/dht-rpc.json` (generated with dht-rpc 6.27.0 and
-//! compact-encoding 3.5.2 by `shared/vectors/gen/dht-rpc-vectors.js` / `dht-rpc-capture.js`),
+//! Every wire vector in `tests/vectors/dht-rpc.json` (generated with dht-rpc 6.27.0 and
+//! compact-encoding 3.5.2 by `tests/vectors/gen/dht-rpc.js`),
 //! checked against `hdht_core::wire` and the node-id helpers.
 //!
 //! Keys covered: `meta`, `primitives`, `primitive_decode_cases`, `node_ids`, `messages`,
@@ -22,10 +22,7 @@ use hdht_core::wire::{
 };
 use serde_json::{Map, Value};
 
-const VECTORS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/vectors/dht-rpc.json"
-);
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/vectors/dht-rpc.json");
 
 fn vectors() -> &'static Value {
     static V: OnceLock<Value> = OnceLock::new();
@@ -33,7 +30,7 @@ fn vectors() -> &'static Value {
         let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| {
             panic!(
                 "cannot read the dht-rpc wire vectors at {VECTORS}: {e}. \
-                 These tests need the shared vector file; they are never skipped."
+                 These tests need the vector file (regenerate it with tests/vectors/gen); they are never skipped."
             )
         });
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{VECTORS} is not valid JSON: {e}"))

@@ -5,15 +5,16 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::{
-    DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput,
+    check_seq, DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError,
+    OpOutput,
 };
 use hdht_core::rpc::{
     NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, RpcConfig, RpcEvent,
 };
 
 use crate::{
-    Clock, DhtOptions, IncomingRequests, Node, OpReply, OpStream, PendingRequest, QueryStream,
-    Shared,
+    Clock, DhtError, DhtOptions, IncomingRequests, Node, OpReply, OpStream, PendingRequest,
+    QueryStream, Shared,
 };
 use rand_core::SeedableRng;
 
@@ -134,8 +135,14 @@ impl DhtHandle {
         &self.shared
     }
 
-    /// Waits until bootstrapping finished. False if the node was destroyed first.
-    pub async fn ready(&self) -> bool {
+    /// Waits until bootstrapping finished (the reference's `ready()` / `fullyBootstrapped()`).
+    ///
+    /// Unlike the reference, which resolves either way, this tells when the node is alone:
+    /// [`DhtError::NoBootstrapReply`] if the bootstrap list was non-empty and no node has
+    /// answered (the node keeps running and keeps asking the bootstrap nodes, so a later call
+    /// returns `Ok` once one did). A node with an empty bootstrap list — the first node of a
+    /// network — is `Ok`. [`DhtError::Destroyed`] if the node was destroyed first.
+    pub async fn ready(&self) -> Result<(), DhtError> {
         self.shared.ready().await
     }
 
@@ -347,13 +354,17 @@ impl DhtHandle {
     }
 
     /// `mutablePut(keyPair, value, {seq})`: a record signed by `key_pair`, stored under
-    /// `H(publicKey)`. Fails with [`OpError::SeqTooLow`] when every node holds a newer one.
+    /// `H(publicKey)`. Fails with [`OpError::SeqTooLow`] when every node holds a newer one, and
+    /// at once, sending nothing, with [`OpError::SeqOutOfRange`] when `seq` is above
+    /// [`MAX_SEQ`](hdht_core::dht::MAX_SEQ) (2^53 - 1, the largest seq the reference can
+    /// represent). A record put with exactly `MAX_SEQ` can never be replaced under this key.
     pub async fn mutable_put(
         &self,
         key_pair: &KeyPair,
         value: &[u8],
         seq: u64,
     ) -> Result<MutablePut, OpError> {
+        check_seq(seq)?;
         let value = value.to_vec();
         match self
             .shared
@@ -378,12 +389,15 @@ impl DhtHandle {
 
     /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq` (with `latest`,
     /// the newest any node has), its signature verified; `None` if none qualifies.
+    /// [`OpError::SeqOutOfRange`] at once when `seq` is above
+    /// [`MAX_SEQ`](hdht_core::dht::MAX_SEQ).
     pub async fn mutable_get(
         &self,
         public_key: [u8; 32],
         seq: u64,
         latest: bool,
     ) -> Result<Option<MutableValue>, OpError> {
+        check_seq(seq)?;
         match self
             .shared
             .op(|n, now| n.mutable_get(now, public_key, seq, latest))

@@ -45,6 +45,14 @@ pub enum DhtError {
     /// The node was destroyed.
     #[error("node destroyed")]
     Destroyed,
+    /// Bootstrapping ended without an answer from any node: every bootstrap node in `tried`
+    /// was unreachable or silent. The node keeps running alone and asks them again on its
+    /// periodic refresh (every 40 s while its routing table is empty).
+    #[error("no bootstrap node answered (tried {})", list_addrs(tried))]
+    NoBootstrapReply {
+        /// The resolved bootstrap addresses the node queried.
+        tried: Vec<std::net::SocketAddrV4>,
+    },
     /// A request failed.
     #[error("request failed: {0}")]
     Request(#[from] hdht_core::rpc::RequestError),
@@ -54,4 +62,10 @@ pub enum DhtError {
     /// A HyperDHT operation failed.
     #[error("{0}")]
     Op(#[from] hdht_core::dht::OpError),
+}
+
+/// `a, b, c` for an error message.
+fn list_addrs(addrs: &[std::net::SocketAddrV4]) -> String {
+    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    list.join(", ")
 }

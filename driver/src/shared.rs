@@ -20,7 +20,7 @@ use hdht_core::rpc::{
     RequestError, RequestId, RequestSpec, RpcEvent, SocketKind,
 };
 
-use crate::{Clock, Node};
+use crate::{Clock, DhtError, Node};
 
 /// Requests delivered to the user but not yet taken; beyond this they are dropped (the remote
 /// side times out, as with any overloaded server).
@@ -493,21 +493,31 @@ impl Future for IoWakeup {
     }
 }
 
-/// Resolves when the node is bootstrapped. Returns false if it was destroyed first.
+/// Resolves when the node is bootstrapped: [`DhtError::NoBootstrapReply`] if it had bootstrap
+/// nodes and none of them (nor any other node) has answered it, [`DhtError::Destroyed`] if it
+/// was destroyed first.
 #[derive(Debug)]
 pub struct Ready {
     shared: Shared,
 }
 
 impl Future for Ready {
-    type Output = bool;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+    type Output = Result<(), DhtError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut inner = self.shared.lock();
         if inner.ready {
-            return Poll::Ready(true);
+            let rpc = inner.node.rpc();
+            let tried = &rpc.config().bootstrap;
+            // A node with no bootstrap list starts a network: alone is what it expects.
+            if !tried.is_empty() && rpc.stats().responses_matched == 0 {
+                return Poll::Ready(Err(DhtError::NoBootstrapReply {
+                    tried: tried.clone(),
+                }));
+            }
+            return Poll::Ready(Ok(()));
         }
         if inner.node.is_destroyed() {
-            return Poll::Ready(false);
+            return Poll::Ready(Err(DhtError::Destroyed));
         }
         inner.ready_wakers.push(cx.waker().clone());
         Poll::Pending

@@ -7,7 +7,7 @@
 //! # async fn demo() -> Result<(), hdht_tokio::DhtError> {
 //! use hdht_tokio::{Dht, DhtOptions};
 //! let dht = Dht::new(DhtOptions { bootstrap: vec!["127.0.0.1:49737".into()], ..Default::default() }).await?;
-//! dht.ready().await;
+//! dht.ready().await?; // Err(NoBootstrapReply) if no bootstrap node answered
 //! # Ok(()) }
 //! ```
 

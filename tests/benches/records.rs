@@ -120,7 +120,7 @@ fn main() {
         };
         let dht = Dht::new(opts).await.expect("the Rust client");
         assert!(
-            tokio::time::timeout(STEP, dht.ready()).await == Ok(true),
+            matches!(tokio::time::timeout(STEP, dht.ready()).await, Ok(Ok(()))),
             "the Rust client did not bootstrap"
         );
         let client = Arc::new(Mutex::new(client));
@@ -188,7 +188,7 @@ impl RustServers {
                                 return;
                             }
                         };
-                        if tokio::time::timeout(STEP, dht.ready()).await != Ok(true) {
+                        if !matches!(tokio::time::timeout(STEP, dht.ready()).await, Ok(Ok(()))) {
                             let _ = tx.send(Err(format!("Rust node {i} did not bootstrap")));
                             return;
                         }

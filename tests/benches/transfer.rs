@@ -67,7 +67,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn sink_main(bootstrap: String) {
     runtime().block_on(async move {
         let dht = hdht_tokio::Dht::new(opts(&[bootstrap], Persistence::Adaptive)).await.expect("dht");
-        dht.ready().await;
+        dht.ready().await.expect("bootstrapped");
         let seed = std::env::var(SINK_SEED_ENV).unwrap_or_else(|_| "bench rust sink".into());
         let kp = KeyPair::from_seed(&hash(seed.as_bytes()));
         let mut server = dht.create_server();
@@ -212,16 +212,16 @@ fn main() {
     let mut rows = Vec::new();
     rt.block_on(async {
         let boot = hdht_tokio::Dht::new(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST)).await.expect("bootstrapper");
-        boot.ready().await;
+        boot.ready().await.expect("bootstrapped");
         let bootstrap = vec![boot.server_address().to_string()];
         let mut nodes = Vec::new();
         for _ in 0..4 {
             let d = hdht_tokio::Dht::new(opts(&bootstrap, Persistence::Persistent)).await.expect("node");
-            d.ready().await;
+            d.ready().await.expect("bootstrapped");
             nodes.push(d);
         }
         let sender = hdht_tokio::Dht::new(opts(&bootstrap, Persistence::Adaptive)).await.expect("sender");
-        sender.ready().await;
+        sender.ready().await.expect("bootstrapped");
 
         // Rust → Rust (the sink is a child process).
         if wanted("rr") {

@@ -96,7 +96,7 @@ async fn node(a: &Args) -> Dht {
         ..DhtOptions::default()
     };
     let dht = Dht::new(opts).await.expect("dht");
-    dht.ready().await;
+    dht.ready().await.expect("bootstrapped");
     dht
 }
 

@@ -23,7 +23,7 @@ fn main() {
         let boot = hdht_tokio::Dht::new(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
             .await
             .unwrap();
-        boot.ready().await;
+        boot.ready().await.expect("bootstrapped");
         let bootstrap = vec![boot.server_address().to_string()];
         let o = |p| DhtOptions {
             bootstrap: bootstrap.clone(),
@@ -36,7 +36,7 @@ fn main() {
             let d = hdht_tokio::Dht::new(o(Persistence::Persistent))
                 .await
                 .unwrap();
-            d.ready().await;
+            d.ready().await.expect("bootstrapped");
             nodes.push(d);
         }
         let a = hdht_tokio::Dht::new(o(Persistence::Adaptive))
@@ -45,8 +45,8 @@ fn main() {
         let b = hdht_tokio::Dht::new(o(Persistence::Adaptive))
             .await
             .unwrap();
-        a.ready().await;
-        b.ready().await;
+        a.ready().await.expect("bootstrapped");
+        b.ready().await.expect("bootstrapped");
         let kp = KeyPair::from_seed(&hash(b"sink"));
         let mut server = b.create_server();
         server.listen(&kp).await.unwrap();

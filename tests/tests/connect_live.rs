@@ -27,14 +27,20 @@ async fn rust_network<R: Runtime>(n: usize) -> (R::Dht, Vec<R::Dht>, Vec<String>
     let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
         .await
         .expect("bootstrapper");
-    assert!(R::timeout(STEP, boot.ready()).await.unwrap_or(false));
+    R::timeout(STEP, boot.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
     let bootstrap = vec![boot.server_address().to_string()];
     let mut nodes = Vec::new();
     for _ in 0..n {
         let d = R::dht(opts(&bootstrap, Persistence::Persistent))
             .await
             .expect("node");
-        assert!(R::timeout(STEP, d.ready()).await.unwrap_or(false));
+        R::timeout(STEP, d.ready())
+            .await
+            .expect("bootstrap in time")
+            .expect("bootstrapped");
         nodes.push(d);
     }
     (boot, nodes, bootstrap)
@@ -48,8 +54,14 @@ async fn rust_to_rust<R: Runtime>() {
     let client_dht = R::dht(opts(&bootstrap, Persistence::Adaptive))
         .await
         .expect("client node");
-    assert!(R::timeout(STEP, server_dht.ready()).await.unwrap_or(false));
-    assert!(R::timeout(STEP, client_dht.ready()).await.unwrap_or(false));
+    R::timeout(STEP, server_dht.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
+    R::timeout(STEP, client_dht.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
     let kp = KeyPair::from_seed(&hash(b"rust server"));
     let mut server = server_dht.create_server();
     R::timeout(STEP, server.listen(&kp))
@@ -139,7 +151,10 @@ async fn rust_client_node_server<R: Runtime>() {
     let client_dht = R::dht(opts(&net.bootstrap, Persistence::Adaptive))
         .await
         .expect("client");
-    assert!(R::timeout(STEP, client_dht.ready()).await.unwrap_or(false));
+    R::timeout(STEP, client_dht.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
     let mut conn = R::timeout(STEP, client_dht.connect(pk))
         .await
         .expect("connect timed out")
@@ -167,7 +182,10 @@ async fn node_client_rust_server<R: Runtime>() {
     let server_dht = R::dht(opts(&net.bootstrap, Persistence::Adaptive))
         .await
         .expect("server");
-    assert!(R::timeout(STEP, server_dht.ready()).await.unwrap_or(false));
+    R::timeout(STEP, server_dht.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
     let kp = KeyPair::from_seed(&hash(b"rust echo server"));
     let mut server = server_dht.create_server();
     R::timeout(STEP, server.listen(&kp))

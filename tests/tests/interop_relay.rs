@@ -19,7 +19,10 @@ async fn node_peers_connect_through_rust_relays<R: Runtime>() {
     let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
         .await
         .expect("bootstrapper");
-    assert!(R::timeout(STEP, boot.ready()).await.unwrap_or(false));
+    R::timeout(STEP, boot.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
     let bootstrap = vec![boot.server_address().to_string()];
     let mut rust = vec![];
     for _ in 0..8 {
@@ -30,7 +33,10 @@ async fn node_peers_connect_through_rust_relays<R: Runtime>() {
             ..DhtOptions::default()
         };
         let d = R::dht(opts).await.expect("rust node");
-        assert!(R::timeout(STEP, d.ready()).await.unwrap_or(false));
+        R::timeout(STEP, d.ready())
+            .await
+            .expect("bootstrap in time")
+            .expect("bootstrapped");
         rust.push(d);
     }
     // Node server and client are ordinary (adaptive, hence ephemeral) hyperdht nodes: the only

@@ -64,16 +64,16 @@ fn child() {
         let boot = hdht_tokio::Dht::new(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
             .await
             .expect("bootstrapper");
-        boot.ready().await;
+        boot.ready().await.expect("bootstrapped");
         let bootstrap = vec![boot.server_address().to_string()];
         let server_node = hdht_tokio::Dht::new(opts(&bootstrap))
             .await
             .expect("server node");
-        server_node.ready().await;
+        server_node.ready().await.expect("bootstrapped");
         let client_node = hdht_tokio::Dht::new(opts(&bootstrap))
             .await
             .expect("client node");
-        client_node.ready().await;
+        client_node.ready().await.expect("bootstrapped");
 
         let kp = KeyPair::from_seed(&[7; 32]);
         let mut server = server_node.create_server();

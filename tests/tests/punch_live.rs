@@ -62,7 +62,10 @@ async fn rust_client_node_server<R: Runtime>() {
         .expect("server address");
 
     let client_dht = R::dht(punching_opts(&net.bootstrap)).await.expect("client");
-    assert!(R::timeout(STEP, client_dht.ready()).await.unwrap_or(false));
+    R::timeout(STEP, client_dht.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
     assert!(
         client_dht.is_firewalled(),
         "the Rust client must be firewalled for this test"
@@ -101,7 +104,10 @@ async fn node_client_rust_server<R: Runtime>() {
     let net = R::blocking(|| peers.testnet_with(json!({"size": 8, "kind": "hyperdht"})))
         .expect("node testnet");
     let server_dht = R::dht(punching_opts(&net.bootstrap)).await.expect("server");
-    assert!(R::timeout(STEP, server_dht.ready()).await.unwrap_or(false));
+    R::timeout(STEP, server_dht.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
     assert!(
         server_dht.is_firewalled(),
         "the Rust server must be firewalled for this test"
@@ -175,8 +181,14 @@ async fn rust_to_rust<R: Runtime>() {
         .expect("node testnet");
     let server_dht = R::dht(punching_opts(&net.bootstrap)).await.expect("server");
     let client_dht = R::dht(punching_opts(&net.bootstrap)).await.expect("client");
-    assert!(R::timeout(STEP, server_dht.ready()).await.unwrap_or(false));
-    assert!(R::timeout(STEP, client_dht.ready()).await.unwrap_or(false));
+    R::timeout(STEP, server_dht.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
+    R::timeout(STEP, client_dht.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
     assert!(server_dht.is_firewalled() && client_dht.is_firewalled());
     let server_port = server_dht.server_address().port();
     let kp = KeyPair::from_seed(&hash(b"rust to rust punch"));

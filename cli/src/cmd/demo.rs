@@ -303,7 +303,9 @@ async fn demo(net: &mut Network, n: usize, mib: usize, out: Output) -> Result<()
         .await
         .map_err(|e| Error::new(format!("cannot start the bootstrapper: {e}")))?;
     let bs = net.bootstrapper.insert(bs);
-    step("the bootstrapper's start", bs.ready()).await?;
+    step("the bootstrapper's start", bs.ready())
+        .await?
+        .map_err(|e| Error::new(format!("the bootstrapper: {e}")))?;
     let bs_addr = bs.server_address();
     let ev = DemoEvent::Bootstrapper {
         host: host.to_string(),
@@ -331,11 +333,9 @@ async fn demo(net: &mut Network, n: usize, mib: usize, out: Output) -> Result<()
             .await
             .map_err(|e| Error::new(format!("cannot start node {i}: {e}")))?;
         let dht = net.push(dht);
-        if !step("a node's bootstrap", dht.ready()).await? {
-            return Err(Error::new(format!(
-                "node {i} was destroyed while bootstrapping"
-            )));
-        }
+        step("a node's bootstrap", dht.ready())
+            .await?
+            .map_err(|e| Error::new(format!("node {i}'s bootstrap: {e}")))?;
         let addr = dht.server_address();
         let id = hex_opt_id(dht.id());
         let ev = DemoEvent::Ready {
@@ -463,7 +463,9 @@ async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
             .await
             .map_err(|e| Error::new(format!("cannot start a firewalled node: {e}")))?;
         let dht = net.push(dht);
-        step("a firewalled node's bootstrap", dht.ready()).await?;
+        step("a firewalled node's bootstrap", dht.ready())
+            .await?
+            .map_err(|e| Error::new(format!("a firewalled node's bootstrap: {e}")))?;
         peers.push(net.nodes.len() - 1);
     }
     let (server_dht, client_dht) = (&net.nodes[peers[0]], &net.nodes[peers[1]]);

@@ -2,7 +2,7 @@
 
 use futures_lite::StreamExt;
 use hdht_core::rpc::{Persistence, QueryReply};
-use hdht_tokio::{Dht, DhtOptions};
+use hdht_tokio::{Dht, DhtError, DhtOptions};
 use serde::Serialize;
 
 use super::{Error, Result};
@@ -59,8 +59,14 @@ pub async fn run(args: FindNodeArgs, global: &GlobalOpts, out: Output) -> Result
 }
 
 async fn lookup(dht: &Dht, args: FindNodeArgs, out: Output) -> Result<()> {
-    if !dht.ready().await {
-        return Err(Error::new("the node was destroyed while bootstrapping"));
+    match dht.ready().await {
+        Ok(()) => {}
+        Err(e @ DhtError::NoBootstrapReply { .. }) => {
+            return Err(Error::new(format!(
+                "find-node failed: {e}: check --bootstrap and that the network is reachable"
+            )))
+        }
+        Err(e) => return Err(Error::new(format!("bootstrap failed: {e}"))),
     }
     let mut query = dht.find_node(args.target);
     while let Some(reply) = query.next().await {

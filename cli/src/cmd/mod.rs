@@ -16,11 +16,11 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use hdht_core::rpc::Persistence;
-use hdht_tokio::{Dht, DhtOptions};
+use hdht_tokio::{Dht, DhtError, DhtOptions};
 use rand_core::{OsRng, RngCore};
 
 use crate::args::{Command, GlobalOpts};
-use crate::output::{Event, Output};
+use crate::output::{Event, Output, Warning};
 use crate::signal::Shutdown;
 
 /// A runtime failure: printed on stderr, exit code 1.
@@ -94,15 +94,23 @@ async fn start_client(global: &GlobalOpts) -> Result<(Dht, Shutdown)> {
     Ok((dht, shutdown))
 }
 
-/// Waits for the node's bootstrap; an error if no node answered it (so that a get through an
-/// unreachable network says so instead of "not found").
+/// Waits for the node's bootstrap; an error if no bootstrap node answered it, or if those
+/// that did know no DHT node (so that a get through an unreachable network says so instead of
+/// "not found", and a put fails at once instead of after its commit timeouts).
 async fn bootstrapped(dht: &Dht) -> Result<()> {
-    if !dht.ready().await {
-        return Err(Error::new("the node was destroyed while bootstrapping"));
+    match dht.ready().await {
+        Ok(()) => {}
+        Err(e @ DhtError::NoBootstrapReply { .. }) => {
+            return Err(Error::new(format!(
+                "{e}: check --bootstrap and that the network is reachable"
+            )))
+        }
+        Err(e) => return Err(Error::new(format!("bootstrap failed: {e}"))),
     }
     if dht.to_array().is_empty() {
         return Err(Error::new(
-            "no node answered the bootstrap (is the bootstrap list reachable?)",
+            "the bootstrap nodes answered but know no DHT node to ask or store at \
+             (a network of ephemeral nodes only?)",
         ));
     }
     Ok(())
@@ -131,8 +139,8 @@ fn print_events(dht: &Dht, out: Output) {
     }
 }
 
-/// Waits for bootstrapping to finish, printing events meanwhile. `Err(signal)` if a signal
-/// came first.
+/// Waits for bootstrapping to finish, printing events meanwhile, and warns when no bootstrap
+/// node answered (the node still runs). `Err(signal)` if a signal came first.
 async fn ready_or_signal(
     dht: &Dht,
     out: Output,
@@ -143,8 +151,15 @@ async fn ready_or_signal(
     tokio::pin!(ready);
     loop {
         tokio::select! {
-            ok = &mut ready => {
-                return if ok { Ok(()) } else { Err("destroyed") };
+            r = &mut ready => {
+                return match r {
+                    Ok(()) => Ok(()),
+                    Err(DhtError::NoBootstrapReply { tried }) => {
+                        out.warn(&Warning::no_bootstrap_reply(&tried));
+                        Ok(())
+                    }
+                    Err(_) => Err("destroyed"),
+                };
             }
             sig = shutdown.recv() => return Err(sig),
             _ = tick.tick() => print_events(dht, out),

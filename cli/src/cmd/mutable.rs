@@ -2,12 +2,12 @@
 //! `hdht mutable-get PUBLIC_KEY [--seq N] [--latest | --first]`, through an ephemeral node.
 
 use hdht_core::crypto::KeyPair;
-use hdht_core::dht::OpError;
+use hdht_core::dht::{OpError, MAX_SEQ};
 use serde::Serialize;
 
 use super::{bootstrapped, start_client, until_signal, Error, Result};
 use crate::args::{value_bytes, GlobalOpts, MutableGetArgs, MutablePutArgs};
-use crate::output::{show_value, text_value, Addr, NodeAddr, Output};
+use crate::output::{show_value, text_value, Addr, NodeAddr, Output, Warning};
 
 /// `{publicKey, seq, signature, closestNodes}`.
 #[derive(Debug, Serialize)]
@@ -48,6 +48,9 @@ fn put_error(e: OpError, public_key: &str, seq: u64) -> Error {
 
 pub async fn run_put(args: MutablePutArgs, global: &GlobalOpts, out: Output) -> Result<()> {
     let value = value_bytes(&args.value, args.hex).map_err(Error::new)?;
+    if args.seq == MAX_SEQ {
+        out.warn(&Warning::final_seq(args.seq));
+    }
     let kp = KeyPair::from_seed(&args.seed);
     let public_key = hex::encode(kp.public_key());
     let (dht, mut shutdown) = start_client(global).await?;

@@ -819,6 +819,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     /// `mutablePut(keyPair, value, {seq})`: a signed record under `H(publicKey)`.
+    /// `seq` must be at most [`MAX_SEQ`](super::MAX_SEQ) ([`check_seq`](super::check_seq); the
+    /// drivers check it): every node drops a larger one.
     pub fn mutable_put(
         &mut self,
         now: Instant,

@@ -136,6 +136,28 @@ pub enum OpError {
     /// The query failed.
     #[error("{0}")]
     Query(QueryError),
+    /// A mutable record's sequence number above [`MAX_SEQ`]: no reference peer can encode or
+    /// decode it, so the operation is refused before anything is sent.
+    #[error("seq {seq} is out of range: a mutable record's seq is 0 to {MAX_SEQ} (2^53 - 1)")]
+    SeqOutOfRange {
+        /// The refused sequence number.
+        seq: u64,
+    },
+}
+
+/// The largest sequence number a mutable record can have: 2^53 - 1, JavaScript's
+/// `Number.MAX_SAFE_INTEGER`. The reference's compact-encoding refuses to encode a larger
+/// `uint`, and its servers (and ours) drop a MUTABLE_PUT or MUTABLE_GET whose seq is larger.
+/// A record stored with exactly this seq can never be replaced: no higher seq exists, and the
+/// same seq with another value is refused (SEQ_REUSED).
+pub const MAX_SEQ: u64 = crate::wire::MAX_SAFE_INTEGER;
+
+/// `seq` when a reference peer can represent it, else [`OpError::SeqOutOfRange`].
+pub fn check_seq(seq: u64) -> Result<u64, OpError> {
+    if seq > MAX_SEQ {
+        return Err(OpError::SeqOutOfRange { seq });
+    }
+    Ok(seq)
 }
 
 /// What a client operation does when it starts or when its query ends.
@@ -501,5 +523,31 @@ impl Op {
             }),
         };
         out.push(OpAction::Finish(result));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Reader, Writer};
+
+    #[test]
+    fn seq_range_is_what_the_reference_can_represent() {
+        assert_eq!(MAX_SEQ, (1 << 53) - 1);
+        for seq in [0, 1, 252, 253, 1 << 32, MAX_SEQ] {
+            assert_eq!(check_seq(seq), Ok(seq));
+        }
+        for seq in [MAX_SEQ + 1, 1 << 60, u64::MAX] {
+            assert_eq!(check_seq(seq), Err(OpError::SeqOutOfRange { seq }));
+        }
+        // What is accepted round-trips through the compact uint every peer decodes; the first
+        // refused value is the first one a decoder refuses.
+        for (seq, decodes) in [(MAX_SEQ, true), (MAX_SEQ + 1, false)] {
+            let mut bytes = alloc::vec::Vec::new();
+            Writer::new(&mut bytes).uint(seq);
+            let got = Reader::new(&bytes).uint();
+            assert_eq!(got.is_ok(), decodes, "seq {seq}");
+            assert_eq!(check_seq(seq).is_ok(), decodes);
+        }
     }
 }
