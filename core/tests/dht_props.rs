@@ -11,8 +11,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::messages::{
     decode_mutable_get_request, encode_lookup_reply, encode_mutable_get_request, Announce,
-    HandshakeEnvelope, HolepunchEnvelope, LookupReply, MutableGetResponse, MutablePutRequest, Peer,
-    PluginRequest,
+    HandshakeEnvelope, HolepunchEnvelope, LookupReplyValue, MutableGetResponse, MutablePutRequest,
+    Peer, PluginRequest,
 };
 use hdht_core::dht::sign;
 use hdht_core::wire::{DecodeError, MAX_SAFE_INTEGER};
@@ -107,9 +107,9 @@ wrapper!(AAnnounce, Announce, |g| Announce {
     signature: bool::arbitrary(g).then(|| <[u8; 64]>::arbitrary(g)),
     bump: if bool::arbitrary(g) { 0 } else { arb_uint(g) },
 });
-wrapper!(ALookup, LookupReply, |g| {
+wrapper!(ALookup, LookupReplyValue, |g| {
     let n = usize::arbitrary(g) % 5;
-    LookupReply {
+    LookupReplyValue {
         peers: (0..n).map(|_| arb_peer(g)).collect(),
         bump: arb_uint(g),
     }
@@ -150,7 +150,7 @@ wrapper!(AUint, u64, |g| arb_uint(g));
 enum AnyMsg {
     Peer(Peer),
     Announce(Announce),
-    Lookup(LookupReply),
+    Lookup(LookupReplyValue),
     Put(MutablePutRequest),
     Get(MutableGetResponse),
     GetReq(u64),
@@ -254,7 +254,7 @@ fn roundtrip_lookup_reply() {
         // Without its bump the reply is a legacy reply: it decodes with bump 0.
         let bump_len = encode_mutable_get_request(r.bump).len();
         let full = r.to_bytes();
-        let legacy = LookupReply {
+        let legacy = LookupReplyValue {
             peers: r.peers.clone(),
             bump: 0,
         };
@@ -266,8 +266,8 @@ fn roundtrip_lookup_reply() {
         raw == full
             && check_codec(
                 &r,
-                LookupReply::encode,
-                LookupReply::decode,
+                LookupReplyValue::encode,
+                LookupReplyValue::decode,
                 &tail,
                 Some((full.len() - bump_len, legacy)),
             )
@@ -471,11 +471,11 @@ fn integers_above_2_pow_53_minus_1_are_errors() {
     );
     // lookup count, lookup bump
     assert_eq!(
-        LookupReply::decode(&too_big(&[], &[])),
+        LookupReplyValue::decode(&too_big(&[], &[])),
         Err(DecodeError::IntegerTooLarge)
     );
     assert_eq!(
-        LookupReply::decode(&too_big(&[0], &[])),
+        LookupReplyValue::decode(&too_big(&[0], &[])),
         Err(DecodeError::IntegerTooLarge)
     );
     // seq
@@ -515,11 +515,11 @@ fn integers_above_2_pow_53_minus_1_are_errors() {
 fn hostile_counts_are_rejected_before_allocating() {
     // 0x100000 peers claimed, none present.
     assert_eq!(
-        LookupReply::decode(&[0xfe, 0, 0, 0x10, 0]),
+        LookupReplyValue::decode(&[0xfe, 0, 0, 0x10, 0]),
         Err(DecodeError::OutOfBounds)
     );
     assert_eq!(
-        LookupReply::decode(&[0xfe, 1, 0, 0x10, 0]),
+        LookupReplyValue::decode(&[0xfe, 1, 0, 0x10, 0]),
         Err(DecodeError::ArrayTooLong(0x10_0001))
     );
     assert!(Peer::decode(&[&[0u8; 32][..], &[0xfe, 0xff, 0xff, 0xff, 0x7f]].concat()).is_err());
@@ -554,9 +554,9 @@ fn decode_all(bytes: &[u8]) -> bool {
             Announce::decode,
         )
         && stable(
-            LookupReply::decode(bytes),
-            LookupReply::to_bytes,
-            LookupReply::decode,
+            LookupReplyValue::decode(bytes),
+            LookupReplyValue::to_bytes,
+            LookupReplyValue::decode,
         )
         && stable(
             MutablePutRequest::decode(bytes),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hdht_core::crypto::{hash, KeyPair};
 use hdht_core::dht::messages::{
-    command, Announce, LookupReply, MutableGetResponse, MutablePutRequest, Peer,
+    command, Announce, LookupReplyValue, MutableGetResponse, MutablePutRequest, Peer,
 };
 use hdht_core::dht::{sign, DhtConfig, DhtEvent, DhtNode};
 use hdht_core::rpc::{NodeId, RpcConfig, RpcEvent, SocketKind};
@@ -133,12 +133,12 @@ impl Server {
         self.send(command::ANNOUNCE, Some(topic), Some(token), Some(value))
     }
 
-    fn lookup(&mut self, topic: [u8; 32]) -> Option<LookupReply> {
+    fn lookup(&mut self, topic: [u8; 32]) -> Option<LookupReplyValue> {
         let r = self
             .send(command::LOOKUP, Some(topic), None, None)
             .expect("LOOKUP is answered");
         r.value
-            .map(|v| LookupReply::decode(&v).expect("valid lookup reply"))
+            .map(|v| LookupReplyValue::decode(&v).expect("valid lookup reply"))
     }
 }
 

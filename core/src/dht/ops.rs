@@ -9,7 +9,7 @@ use core::net::SocketAddrV4;
 use thiserror::Error;
 
 use super::messages::{
-    command, Announce, LookupReply as WireLookupReply, MutableGetResponse, Peer, ERROR_SEQ_REUSED,
+    command, Announce, LookupReplyValue, MutableGetResponse, Peer, ERROR_SEQ_REUSED,
     ERROR_SEQ_TOO_LOW,
 };
 use super::records::MAX_LOOKUP_PEERS;
@@ -293,7 +293,7 @@ impl Op {
         };
         match &mut self.kind {
             OpKind::Lookup | OpKind::Announce { .. } | OpKind::Unannounce { .. } => {
-                let Ok(l) = WireLookupReply::decode(value) else {
+                let Ok(l) = LookupReplyValue::decode(value) else {
                     return;
                 };
                 let lookup = LookupReply {

@@ -25,7 +25,7 @@ pub mod send_buffer;
 pub mod stream;
 
 pub use demux::{Demux, Incoming};
-pub use packet::{DecodeError, Flags, Header, Packet};
+pub use packet::{Flags, Header, Packet, PacketDecodeError};
 pub use stream::{
     ConnectError, MessageError, ReadError, SocketId, StreamConfig, StreamError, StreamEvent,
     StreamStats, Transmit, UdxStream, WriteError,

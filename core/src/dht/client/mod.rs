@@ -150,7 +150,7 @@ pub(crate) enum ClientAction {
 
 /// Where a connect is.
 #[derive(Debug)]
-enum Phase {
+enum AttemptPhase {
     /// Looking for relays and handshaking through them.
     Handshaking,
     /// Holepunching (the attempt's punch), raced with the LAN shortcut's PING to the server's
@@ -181,7 +181,7 @@ pub(crate) struct ClientAttempt {
     inflight: Vec<SocketAddrV4>,
     /// The query found a record of the server.
     found: bool,
-    phase: Phase,
+    phase: AttemptPhase,
     local_connection: bool,
     fast_open: bool,
     /// UDX packets from the server that beat its handshake reply here (it connects as soon as
@@ -230,7 +230,7 @@ impl ClientAttempt {
             tried: Vec::new(),
             inflight: Vec::new(),
             found: false,
-            phase: Phase::Handshaking,
+            phase: AttemptPhase::Handshaking,
             local_connection: opts.local_connection,
             fast_open: opts.fast_open,
             early: Vec::new(),
@@ -252,7 +252,7 @@ impl ClientAttempt {
 
     /// Sends handshakes to queued relays while fewer than the limit are in flight.
     fn pump(&mut self, out: &mut Vec<ClientAction>) {
-        while matches!(self.phase, Phase::Handshaking)
+        while matches!(self.phase, AttemptPhase::Handshaking)
             && self.inflight.len() < MAX_HANDSHAKE_ATTEMPTS
         {
             let Some(relay) = self.queue.pop_front() else {
@@ -301,7 +301,7 @@ impl ClientAttempt {
 
     /// Nothing left to try: the connect fails.
     fn check_exhausted(&mut self, out: &mut Vec<ClientAction>) {
-        if !matches!(self.phase, Phase::Handshaking)
+        if !matches!(self.phase, AttemptPhase::Handshaking)
             || self.find_peer_running
             || !self.inflight.is_empty()
             || !self.queue.is_empty()
@@ -354,7 +354,7 @@ impl ClientAttempt {
         result: Result<QueryReply, RequestError>,
         out: &mut Vec<ClientAction>,
     ) {
-        let Phase::Holepunching {
+        let AttemptPhase::Holepunching {
             remote_udx,
             lan: Some(addr),
         } = self.phase
@@ -368,7 +368,7 @@ impl ClientAttempt {
                 self.connect_stream(UDX_SERVER_SOCKET, remote_udx, addr, out);
             }
             Err(_) => {
-                self.phase = Phase::Holepunching {
+                self.phase = AttemptPhase::Holepunching {
                     remote_udx,
                     lan: None,
                 };
@@ -392,7 +392,7 @@ impl ClientAttempt {
             return; // another relay's answer already settled the handshake
         };
         self.inflight.remove(i);
-        if !matches!(self.phase, Phase::Handshaking) {
+        if !matches!(self.phase, AttemptPhase::Handshaking) {
             return;
         }
         let accepted = result.ok().and_then(|reply| {
@@ -452,7 +452,7 @@ impl ClientAttempt {
             return self.connect_stream(main, remote_udx, addr, out);
         }
         if env.our_firewall() == Firewall::OPEN {
-            self.phase = Phase::WaitingForServer {
+            self.phase = AttemptPhase::WaitingForServer {
                 until: env.now + CLIENT_OPEN_WAIT,
                 remote_udx,
             };
@@ -484,7 +484,7 @@ impl ClientAttempt {
                 lan = Some(addr);
             }
         }
-        self.phase = Phase::Holepunching { remote_udx, lan };
+        self.phase = AttemptPhase::Holepunching { remote_udx, lan };
         let Some(holepunch) = payload.holepunch.as_ref() else {
             return;
         };
@@ -512,7 +512,7 @@ impl ClientAttempt {
     fn punch_step<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        step: punch::Step,
+        step: punch::PunchResult,
         out: &mut Vec<ClientAction>,
     ) -> bool {
         match step {
@@ -528,7 +528,7 @@ impl ClientAttempt {
                 };
                 env.hold_stream_socket(socket);
                 p.retire(env);
-                if let Phase::Holepunching { remote_udx, .. } = self.phase {
+                if let AttemptPhase::Holepunching { remote_udx, .. } = self.phase {
                     self.connect_stream(socket, remote_udx, addr, out);
                 }
                 false
@@ -547,7 +547,7 @@ impl ClientAttempt {
         let Some(handshake) = self.result.clone() else {
             return;
         };
-        self.phase = Phase::Opening;
+        self.phase = AttemptPhase::Opening;
         out.push(ClientAction::ConnectStream {
             socket,
             remote_udx,
@@ -587,7 +587,7 @@ impl ClientAttempt {
 
     /// Whether the wait for the server ran out by `now`.
     pub(crate) fn wait_expired(&self, now: Instant) -> bool {
-        matches!(self.phase, Phase::WaitingForServer { until, .. } if until <= now)
+        matches!(self.phase, AttemptPhase::WaitingForServer { until, .. } if until <= now)
     }
 
     /// Whether a punch timer is due by `now`.
@@ -601,7 +601,7 @@ impl ClientAttempt {
     /// The earliest timer: the wait for the server, the punch's.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let wait = match self.phase {
-            Phase::WaitingForServer { until, .. } => Some(until),
+            AttemptPhase::WaitingForServer { until, .. } => Some(until),
             _ => None,
         };
         [wait, self.punch.as_ref().and_then(|p| p.poll_timeout())]
@@ -614,9 +614,8 @@ impl ClientAttempt {
     /// it, or punch).
     pub(crate) fn expects_packets_from(&self) -> Option<u32> {
         match self.phase {
-            Phase::WaitingForServer { remote_udx, .. } | Phase::Holepunching { remote_udx, .. } => {
-                Some(remote_udx)
-            }
+            AttemptPhase::WaitingForServer { remote_udx, .. }
+            | AttemptPhase::Holepunching { remote_udx, .. } => Some(remote_udx),
             _ => None,
         }
     }
@@ -634,7 +633,7 @@ impl ClientAttempt {
         &mut self,
         env: &mut Env<'_, R>,
     ) -> Option<HandshakeResult> {
-        self.phase = Phase::Opening;
+        self.phase = AttemptPhase::Opening;
         let result = self.result.clone()?;
         self.drop_punch(env);
         Some(result)

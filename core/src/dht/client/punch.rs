@@ -45,7 +45,7 @@ pub(crate) enum PunchEnd {
 }
 
 /// `Err` once the punch ended; the caller stops and acts on it.
-pub(crate) type Step = Result<(), PunchEnd>;
+pub(crate) type PunchResult = Result<(), PunchEnd>;
 
 /// Where the client's holepunch is (each variant is an `await` of the reference).
 #[derive(Debug)]
@@ -151,7 +151,7 @@ impl ClientPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ClientAction>,
-    ) -> Step {
+    ) -> PunchResult {
         self.drive(env, out)?;
         self.probe_round(env, out, true)
     }
@@ -185,7 +185,7 @@ impl ClientPunch {
         out: &mut Vec<ClientAction>,
         socket: udx::SocketId,
         from: SocketAddrV4,
-    ) -> Step {
+    ) -> PunchResult {
         self.puncher.handle_probe(env.now, socket, from);
         self.drive(env, out)
     }
@@ -197,7 +197,7 @@ impl ClientPunch {
         out: &mut Vec<ClientAction>,
         socket: udx::SocketId,
         result: Result<QueryReply, RequestError>,
-    ) -> Step {
+    ) -> PunchResult {
         match result {
             Ok(r) => self
                 .puncher
@@ -212,7 +212,7 @@ impl ClientPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ClientAction>,
-    ) -> Step {
+    ) -> PunchResult {
         let now = env.now;
         if self.puncher.poll_timeout().is_some_and(|t| t <= now) {
             self.puncher.handle_timeout(now);
@@ -273,7 +273,7 @@ impl ClientPunch {
         env: &mut Env<'_, R>,
         out: &mut Vec<ClientAction>,
         retry: bool,
-    ) -> Step {
+    ) -> PunchResult {
         // A low-TTL probe toward the server opens our mapping for its fast-mode probe.
         let fast_open = self.fast_open.then_some(self.server_address);
         if let Some(addr) = fast_open {
@@ -313,7 +313,7 @@ impl ClientPunch {
         out: &mut Vec<ClientAction>,
         round: u64,
         result: Result<QueryReply, RequestError>,
-    ) -> Step {
+    ) -> PunchResult {
         let now = env.now;
         let (probe, retry, to, sent, hold) = match &self.step {
             ClientStep::Probe {
@@ -398,7 +398,7 @@ impl ClientPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ClientAction>,
-    ) -> Step {
+    ) -> PunchResult {
         loop {
             let ClientStep::ProbeAnalyze {
                 retry,
@@ -442,7 +442,7 @@ impl ClientPunch {
         out: &mut Vec<ClientAction>,
         remote_token: Option<[u8; 32]>,
         peer_address: SocketAddrV4,
-    ) -> Step {
+    ) -> PunchResult {
         // The server rerolled its socket: use the address it reported (same relay only).
         if self.server_relay.relay_address == self.client_relay
             && self.server_address != peer_address
@@ -497,7 +497,7 @@ impl ClientPunch {
         env: &mut Env<'_, R>,
         out: &mut Vec<ClientAction>,
         error: ConnectError,
-    ) -> Step {
+    ) -> PunchResult {
         let payload = abort_payload(ErrorCode::ABORTED, self.round);
         self.round += 1;
         let (peer, relay) = (
@@ -513,7 +513,7 @@ impl ClientPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ClientAction>,
-    ) -> Step {
+    ) -> PunchResult {
         let mut analysis_ready = false;
         while let Some(output) = self.puncher.poll_output() {
             match output {

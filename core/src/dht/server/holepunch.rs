@@ -37,7 +37,7 @@ pub(crate) struct Ended {
 }
 
 /// `Err` once the punch ended.
-pub(crate) type Step<T = ()> = Result<T, Ended>;
+pub(crate) type HandlerResult<T = ()> = Result<T, Ended>;
 
 /// A PEER_HOLEPUNCH a server answers once its analysis settles.
 #[derive(Debug)]
@@ -117,7 +117,7 @@ impl ServerPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         self.drive(env, out)
     }
 
@@ -128,7 +128,7 @@ impl ServerPunch {
         socket: udx::SocketId,
         from: SocketAddrV4,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         self.puncher.handle_probe(env.now, socket, from);
         self.drive(env, out)
     }
@@ -140,7 +140,7 @@ impl ServerPunch {
         socket: udx::SocketId,
         result: Result<QueryReply, RequestError>,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         match result {
             Ok(r) => self
                 .puncher
@@ -155,7 +155,7 @@ impl ServerPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         let now = env.now;
         if self.prepunch.is_some_and(|t| t <= now) {
             self.prepunch = None;
@@ -177,7 +177,7 @@ impl ServerPunch {
         sealed: &[u8],
         is_server_relay: bool,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         if self.puncher.is_destroyed() {
             return Ok(());
         }
@@ -226,7 +226,7 @@ impl ServerPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         loop {
             if self.puncher.is_destroyed() {
                 self.pending.clear();
@@ -267,7 +267,7 @@ impl ServerPunch {
         env: &mut Env<'_, R>,
         p: PendingHolepunch,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         let now = env.now;
         // Fast mode: the client opened a session to our address; probe it back right away.
         if self.puncher.fast_mode(p.remote_address) {
@@ -329,7 +329,7 @@ impl ServerPunch {
         peer_address: SocketAddrV4,
         error: u64,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         let sealed = self
             .secure
             .encrypt(&abort_payload(error, self.round), env.rng);
@@ -353,7 +353,7 @@ impl ServerPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ServerAction>,
-    ) -> Step {
+    ) -> HandlerResult {
         if self.apply_outputs(env, out)? {
             self.answer_ready(env, out)?;
         }
@@ -365,7 +365,7 @@ impl ServerPunch {
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ServerAction>,
-    ) -> Step<bool> {
+    ) -> HandlerResult<bool> {
         let mut ready = false;
         while let Some(output) = self.puncher.poll_output() {
             match output {

@@ -23,7 +23,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use self::announcer::{Announcer, MAX_RELAYS};
 use self::handshake::{reply_route, PendingHandshake, ReplyRoute, ServerHandshake};
-use self::holepunch::{ServerPunch, Step};
+use self::holepunch::{HandlerResult, ServerPunch};
 use super::addresses::{is_private, match_address};
 use super::env::Env;
 use super::ids::ConnId;
@@ -304,7 +304,7 @@ impl Server {
         &mut self,
         env: &mut Env<'_, R>,
         key: &[u8],
-        step: Step,
+        step: HandlerResult,
         out: &mut Vec<ServerAction>,
     ) {
         if let Err(ended) = step {
