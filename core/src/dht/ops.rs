@@ -7,6 +7,7 @@ use core::net::SocketAddrV4;
 use thiserror::Error;
 
 use super::messages::Peer;
+use super::value_size::ValueTooLarge;
 use crate::rpc::{NodeId, QueryError, RequestError};
 
 /// Identifies a client operation for the lifetime of a node.
@@ -128,4 +129,7 @@ pub enum OpError {
     /// The query failed.
     #[error("{0}")]
     Query(QueryError),
+    /// The value is too large for its put or its get to fit in a datagram; nothing was sent.
+    #[error("{0}")]
+    ValueTooLarge(ValueTooLarge),
 }
