@@ -16,7 +16,7 @@ use super::ops::{
     FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,
 };
 use super::sign;
-use super::store::{NodeStoreLimits, RecordCache, StoreLimits, Xache};
+use super::store::{NodeStoreLimits, RecordCache, StoreLimits, ValueStoreUsage, Xache};
 use super::value_size::{self, ValueTooLarge};
 use crate::crypto::{hash, KeyPair};
 use crate::rpc::{
@@ -276,6 +276,25 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Whether this node stores records (it turned persistent at least once).
     pub fn has_storage(&self) -> bool {
         self.storage.is_some()
+    }
+
+    /// What the mutable and immutable stores hold (zero before the node has storage).
+    pub fn value_store_usage(&self) -> ValueStoreUsage {
+        let Some(s) = &self.storage else {
+            return ValueStoreUsage::default();
+        };
+        let bytes = |x: &Xache<[u8; 32], Vec<u8>>| x.iter().map(|(_, v)| v.len()).sum();
+        ValueStoreUsage {
+            immutables: s.immutables.len(),
+            immutable_bytes: bytes(&s.immutables),
+            mutables: s.mutables.len(),
+            mutable_bytes: bytes(&s.mutables),
+        }
+    }
+
+    /// The limits of this node's stores (from its `maxSize` and `maxAge`).
+    pub fn store_limits(&self) -> &NodeStoreLimits {
+        &self.limits
     }
 
     // ----- outputs -----
