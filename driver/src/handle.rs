@@ -314,7 +314,9 @@ impl DhtHandle {
             .map(|_| ())
     }
 
-    /// `immutablePut(value)`: stores `value` under its BLAKE2b-256 hash.
+    /// `immutablePut(value)`: stores `value` under its BLAKE2b-256 hash. Values over
+    /// [`MAX_IMMUTABLE_VALUE`](hdht_core::dht::MAX_IMMUTABLE_VALUE) (1,850 bytes) fail with
+    /// [`OpError::ValueTooLarge`] before anything is sent: their get could not fit a datagram.
     pub async fn immutable_put(&self, value: &[u8]) -> Result<ImmutablePut, OpError> {
         let value = value.to_vec();
         match self
@@ -348,7 +350,10 @@ impl DhtHandle {
     }
 
     /// `mutablePut(keyPair, value, {seq})`: a record signed by `key_pair`, stored under
-    /// `H(publicKey)`. Fails with [`OpError::SeqTooLow`] when every node holds a newer one.
+    /// `H(publicKey)`. Fails with [`OpError::SeqTooLow`] when every node holds a newer one, and
+    /// with [`OpError::ValueTooLarge`], before sending, for a value over
+    /// [`max_mutable_value(seq)`](hdht_core::dht::value_size::max_mutable_value) (1,774–1,782
+    /// bytes).
     pub async fn mutable_put(
         &self,
         key_pair: &KeyPair,

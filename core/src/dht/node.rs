@@ -304,7 +304,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if let Some(t) = self.rpc.poll_transmit() {
             return Some(t);
         }
-        let mut buf = [0u8; 2048];
+        let mut buf = [0u8; MAX_DATAGRAM];
         let (_, t) = self.connect.udx.poll_transmit(self.last_now, &mut buf)?;
         let SocketAddr::V4(to) = t.to else {
             return self.poll_transmit();

@@ -192,10 +192,7 @@ impl Request {
             self.token.is_some(),
             self.command,
             self.target.is_some(),
-            match &self.value {
-                Some(v) => Some(v.len()),
-                None => None,
-            },
+            self.value.as_ref().map(Vec::len),
         )
     }
 
@@ -315,10 +312,7 @@ impl Response {
             self.token.is_some(),
             self.closer_nodes.len(),
             self.error,
-            match &self.value {
-                Some(v) => Some(v.len()),
-                None => None,
-            },
+            self.value.as_ref().map(Vec::len),
         )
     }
 
