@@ -838,6 +838,12 @@ fn amplification_is_at_most_the_references_per_command() {
             ratio(n)
         );
         assert!(
+            r.reply > 0 && n.reply > 0,
+            "{} ({}): every probe is answered by both",
+            p.command,
+            p.variant
+        );
+        assert!(
             r.largest <= MAX_DATAGRAM_LEN,
             "{}: a {}-byte datagram",
             p.command,
