@@ -9,6 +9,7 @@ mod pool;
 mod punch;
 pub mod sign;
 pub mod store;
+pub mod value_size;
 
 pub use connect::{
     ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectStats, ConnectionInfo, ServerId,
@@ -18,3 +19,4 @@ pub use node::{DatagramOut, DhtConfig, DhtEvent, DhtNode, Forward, MAX_DATAGRAM}
 pub use ops::{check_seq, MAX_SEQ};
 pub use ops::{FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput};
 pub use pool::{SocketCommand, MAX_POOL_SOCKETS};
+pub use value_size::{ValueKind, ValueTooLarge, MAX_IMMUTABLE_VALUE, MAX_MUTABLE_VALUE};

@@ -16,13 +16,14 @@ use super::ops::{
     FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,
 };
 use super::sign;
-use super::store::{NodeStoreLimits, RecordCache, StoreLimits, Xache};
+use super::store::{NodeStoreLimits, RecordCache, StoreLimits, ValueStoreUsage, Xache};
+use super::value_size;
 use crate::crypto::{hash, KeyPair};
 use crate::rpc::{
     IncomingRequest, NodeId, QueryError, QueryId, QueryReply, QuerySpec, ReplySpec, RequestError,
     RequestId, RequestSpec, RpcConfig, RpcEvent, RpcNode, SocketKind, Transmit,
 };
-use crate::wire::ERROR_UNKNOWN_COMMAND as ERROR_UNKNOWN_COMMAND_CODE;
+use crate::wire::{ERROR_UNKNOWN_COMMAND as ERROR_UNKNOWN_COMMAND_CODE, MAX_DATAGRAM_LEN};
 use crate::Instant;
 
 /// Peers returned per LOOKUP reply.
@@ -32,8 +33,10 @@ const MAX_RELAY_ADDRESSES: usize = 3;
 /// How far in the future a bump may lie.
 const MAX_BUMP_DRIFT_MS: u64 = 60_000;
 
-/// Largest datagram [`DhtNode::poll_transmit_into`] may write.
-pub const MAX_DATAGRAM: usize = 65536;
+/// Largest datagram [`DhtNode::poll_transmit_into`] writes: the datagram ceiling
+/// ([`MAX_DATAGRAM_LEN`], 2,048 bytes) — dht-rpc datagrams never exceed it, UDX packets are at
+/// most 1,500 bytes.
+pub const MAX_DATAGRAM: usize = MAX_DATAGRAM_LEN;
 
 /// A datagram written into the caller's buffer by [`DhtNode::poll_transmit_into`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,6 +278,25 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.storage.is_some()
     }
 
+    /// What the mutable and immutable stores hold (zero before the node has storage).
+    pub fn value_store_usage(&self) -> ValueStoreUsage {
+        let Some(s) = &self.storage else {
+            return ValueStoreUsage::default();
+        };
+        let bytes = |x: &Xache<[u8; 32], Vec<u8>>| x.iter().map(|(_, v)| v.len()).sum();
+        ValueStoreUsage {
+            immutables: s.immutables.len(),
+            immutable_bytes: bytes(&s.immutables),
+            mutables: s.mutables.len(),
+            mutable_bytes: bytes(&s.mutables),
+        }
+    }
+
+    /// The limits of this node's stores (from its `maxSize` and `maxAge`).
+    pub fn store_limits(&self) -> &NodeStoreLimits {
+        &self.limits
+    }
+
     // ----- outputs -----
 
     /// The next datagram to send: dht-rpc's first, then UDX streams'.
@@ -282,7 +304,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if let Some(t) = self.rpc.poll_transmit() {
             return Some(t);
         }
-        let mut buf = [0u8; 2048];
+        let mut buf = [0u8; MAX_DATAGRAM];
         let (_, t) = self.connect.udx.poll_transmit(self.last_now, &mut buf)?;
         let SocketAddr::V4(to) = t.to else {
             return self.poll_transmit();
@@ -381,8 +403,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
         }
         // One socket carries both protocols; UDX packets start with 0xFF, dht-rpc's never do.
-        if bytes.first() == Some(&0xff) && self.handle_udx(now, socket, from, bytes) {
-            return;
+        if bytes.first() == Some(&0xff) {
+            // libudx would read the first 2,048 bytes of a longer packet as a packet of its
+            // own (stream data cut short); no UDX peer sends one (packets are at most 1,500
+            // bytes), so it is dropped whole. dht-rpc's ceiling is the rpc layer's.
+            if bytes.len() > MAX_DATAGRAM_LEN || self.handle_udx(now, socket, from, bytes) {
+                return;
+            }
         }
         self.rpc.handle_datagram(now, socket, from, bytes);
         self.process(now);
@@ -533,8 +560,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         )
     }
 
-    /// `immutablePut(value)`: stores `value` under `H(value)` at the closest nodes.
+    /// `immutablePut(value)`: stores `value` under `H(value)` at the closest nodes. A value
+    /// whose put or get could not fit in a datagram (more than
+    /// [`MAX_IMMUTABLE_VALUE`](value_size::MAX_IMMUTABLE_VALUE) bytes) fails at once with
+    /// [`OpError::ValueTooLarge`], before anything is sent.
     pub fn immutable_put(&mut self, now: Instant, value: Vec<u8>) -> OpId {
+        let persistent = !self.rpc.is_ephemeral();
+        if let Err(e) = value_size::check_immutable(value.len(), persistent) {
+            return self.refuse_op(OpError::ValueTooLarge(e));
+        }
         let target = sign::target_of_value(&value);
         self.new_op(
             now,
@@ -556,9 +590,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         )
     }
 
-    /// `mutablePut(keyPair, value, {seq})`: a signed record under `H(publicKey)`.
-    /// `seq` must be at most [`MAX_SEQ`](super::MAX_SEQ) ([`check_seq`](super::check_seq); the
-    /// drivers check it): every node drops a larger one.
+    /// `mutablePut(keyPair, value, {seq})`: a signed record under `H(publicKey)`. Fails at
+    /// once, before anything is sent, with [`OpError::SeqOutOfRange`] for a `seq` above
+    /// [`MAX_SEQ`](super::MAX_SEQ) (every node drops it), and with [`OpError::ValueTooLarge`]
+    /// for a value whose put or get could not fit in a datagram (more than
+    /// [`max_mutable_value(seq)`](value_size::max_mutable_value) bytes, 1,774–1,782).
     pub fn mutable_put(
         &mut self,
         now: Instant,
@@ -566,6 +602,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         value: Vec<u8>,
         seq: u64,
     ) -> OpId {
+        if let Err(e) = super::check_seq(seq) {
+            return self.refuse_op(e);
+        }
+        let persistent = !self.rpc.is_ephemeral();
+        if let Err(e) = value_size::check_mutable(value.len(), seq, persistent) {
+            return self.refuse_op(OpError::ValueTooLarge(e));
+        }
         let public_key = key_pair.public_key();
         let signature = sign::sign_mutable(key_pair, seq, &value);
         let signed = MutablePutRequest {
@@ -592,7 +635,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq`; with `latest`,
-    /// the highest seq any node has.
+    /// the highest seq any node has. A `seq` above [`MAX_SEQ`](super::MAX_SEQ) fails at once
+    /// with [`OpError::SeqOutOfRange`] (every node would drop the request).
     pub fn mutable_get(
         &mut self,
         now: Instant,
@@ -600,6 +644,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         seq: u64,
         latest: bool,
     ) -> OpId {
+        if let Err(e) = super::check_seq(seq) {
+            return self.refuse_op(e);
+        }
         let target = sign::target_of_key(&public_key);
         let kind = OpKind::MutableGet {
             public_key,
@@ -614,6 +661,17 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             command::MUTABLE_GET,
             Some(messages::encode_mutable_get_request(seq)),
         )
+    }
+
+    /// An operation that fails before it starts: its [`DhtEvent::OpDone`] is queued at once.
+    fn refuse_op(&mut self, error: OpError) -> OpId {
+        let op = OpId(self.next_op);
+        self.next_op += 1;
+        self.events.push_back(DhtEvent::OpDone {
+            op,
+            result: Err(error),
+        });
+        op
     }
 
     /// Abandons an operation: its query stops and no event follows.
@@ -1057,6 +1115,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 let Some(value) = req.value.as_ref() else {
                     return;
                 };
+                // A value whose get reply could not fit a datagram is never stored (the
+                // reference stores it and answers gets no reference node can receive).
+                if value_size::immutable_get_reply_len(value.len()) > MAX_DATAGRAM_LEN {
+                    return;
+                }
                 if hash(value) != target {
                     return;
                 }
@@ -1341,6 +1404,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Some(Ok(p)) = req.value.as_deref().map(MutablePutRequest::decode) else {
             return;
         };
+        // As for immutable values: never store what a get could not return.
+        if value_size::mutable_get_reply_len(p.value.len(), p.seq) > MAX_DATAGRAM_LEN {
+            return;
+        }
         if sign::target_of_key(&p.public_key) != target {
             return;
         }

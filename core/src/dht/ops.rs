@@ -7,6 +7,7 @@ use core::net::SocketAddrV4;
 use thiserror::Error;
 
 use super::messages::Peer;
+use super::value_size::ValueTooLarge;
 use crate::rpc::{NodeId, QueryError, RequestError};
 
 /// Identifies a client operation for the lifetime of a node.
@@ -135,6 +136,9 @@ pub enum OpError {
         /// The refused sequence number.
         seq: u64,
     },
+    /// The value is too large for its put or its get to fit in a datagram; nothing was sent.
+    #[error("{0}")]
+    ValueTooLarge(ValueTooLarge),
 }
 
 /// The largest sequence number a mutable record can have: 2^53 - 1, JavaScript's
