@@ -57,6 +57,23 @@ pub const MAX_SERVER_HANDSHAKES: usize = 4096;
 const MAX_EARLY_PACKETS: usize = 8;
 /// Most connections (pending or open) a node holds.
 const MAX_CONNECTIONS: usize = 16_384;
+/// A connection closes with [`ConnError::Transport`]`(`[`udx::StreamError::TimedOut`]`)` when
+/// nothing at all has arrived from the peer for this long: three of hyperdht's 5 s keep-alive
+/// intervals (see [`udx::StreamConfig::idle_timeout`]). A live peer is never that quiet: while
+/// its side is open it writes a keep-alive frame every 5 s, and whatever its state it answers
+/// our packets, including the HEARTBEATs we send after 5 s of silence. This catches a dead peer
+/// where the reference never does (our side ended, nothing in flight, so no RTO can give up);
+/// with our side open the reference's own mechanism — a keep-alive frame every 5 s that the
+/// dead peer never acknowledges, then the UDX RTO give-up 12–13 s later — still applies.
+pub const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The UDX stream settings of a connection: the defaults plus the idle timeout.
+fn connection_stream_config() -> StreamConfig {
+    StreamConfig {
+        idle_timeout: Some(CONNECTION_IDLE_TIMEOUT),
+        ..StreamConfig::default()
+    }
+}
 
 /// The UDX socket ids of the node's two dht-rpc sockets.
 pub(crate) const UDX_SERVER_SOCKET: udx::SocketId = udx::SocketId(0);
@@ -269,8 +286,9 @@ pub(crate) struct Conn {
     pub(super) udx_ended: bool,
     pub(super) local_ended: bool,
     pub(super) closed: bool,
-    /// It closed with an error (reads then fail instead of ending).
-    pub(super) close_error: bool,
+    /// Why it closed, if not gracefully: reads (once the buffered bytes are read) and writes
+    /// then fail with it, never a clean end.
+    pub(super) close_error: Option<ConnError>,
     /// A pending server connection is dropped if no packet arrives by then.
     pub(super) connect_deadline: Option<Instant>,
     pub(super) want_writable: bool,
@@ -295,7 +313,7 @@ impl Conn {
             udx_ended: false,
             local_ended: false,
             closed: false,
-            close_error: false,
+            close_error: None,
             connect_deadline,
             want_writable: false,
         }
@@ -611,7 +629,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         };
         self.connect
             .udx
-            .insert(UdxStream::new(stream_id, now, StreamConfig::default()));
+            .insert(UdxStream::new(stream_id, now, connection_stream_config()));
         let mut spec = QuerySpec::new(NodeId(target), command::FIND_PEER);
         spec.retries = Some(3);
         spec.seeds = opts.relay_addresses.clone();
@@ -1155,7 +1173,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         let c = self.connect.conns.get(&conn).ok_or(ConnError::NotOpen)?;
         if n == 0 && !buf.is_empty() && !c.remote_ended && c.closed && c.plain.is_empty() {
-            return Err(ConnError::NotOpen);
+            return Err(c.close_error.clone().unwrap_or(ConnError::NotOpen));
         }
         Ok(n)
     }
@@ -1189,7 +1207,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 .get(c.stream_id)
                 .is_none_or(|s| s.readable_bytes() == 0);
             // A close without the peer's end is an error, never a clean end of stream.
-            (c.remote_ended || (c.closed && !c.close_error)) && c.plain.is_empty() && udx_drained
+            (c.remote_ended || (c.closed && c.close_error.is_none()))
+                && c.plain.is_empty()
+                && udx_drained
         })
     }
 
@@ -1207,7 +1227,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             .get_mut(&conn)
             .ok_or(ConnError::NotOpen)?;
         if c.closed {
-            return Err(ConnError::NotOpen);
+            return Err(c.close_error.clone().unwrap_or(ConnError::NotOpen));
         }
         if c.local_ended {
             return Err(ConnError::Ended);
@@ -1287,6 +1307,43 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.close_conn(conn, Some(ConnError::Destroyed));
     }
 
+    /// The application let go of a connection. One whose two directions have both ended (ours
+    /// by [`conn_end`](Self::conn_end), the peer's read to the end) finishes by itself — our
+    /// END may still wait for its acknowledgement — and closes gracefully. Anything else is
+    /// destroyed (UDX DESTROY): nobody reads the peer's bytes or writes ours any more, and the
+    /// peer must learn at once that the stream stopped short rather than see a clean end.
+    pub fn conn_drop(&mut self, conn: ConnId) {
+        let Some(c) = self.connect.conns.get(&conn) else {
+            return self.conn_destroy(conn);
+        };
+        if c.closed || (c.local_ended && self.conn_at_end(conn)) {
+            return;
+        }
+        self.conn_destroy(conn);
+    }
+
+    /// Destroys every connection (the node is going away): each peer gets a DESTROY, as the
+    /// reference's `destroy()` destroys every raw stream.
+    pub(crate) fn destroy_connections(&mut self) {
+        let open: Vec<ConnId> = self
+            .connect
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in open {
+            self.conn_destroy(conn);
+        }
+    }
+
+    /// Why a connection closed: `None` while it is open (or unknown), `Some(None)` after a
+    /// graceful close, `Some(Some(reason))` after an abort or a timeout.
+    pub fn conn_close_reason(&self, conn: ConnId) -> Option<Option<ConnError>> {
+        let c = self.connect.conns.get(&conn)?;
+        c.closed.then(|| c.close_error.clone())
+    }
+
     fn close_conn(&mut self, conn: ConnId, error: Option<ConnError>) {
         let Some(c) = self.connect.conns.get_mut(&conn) else {
             return;
@@ -1295,7 +1352,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return;
         }
         c.closed = true;
-        c.close_error = error.is_some();
+        c.close_error = error.clone();
         let (opened, initiator) = (c.opened, c.handshake.is_initiator);
         if let Some(s) = self.connect.udx.get_mut(c.stream_id) {
             if error.is_some() {
@@ -2127,7 +2184,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.connect.next_conn += 1;
         self.connect
             .udx
-            .insert(UdxStream::new(stream_id, now, StreamConfig::default()));
+            .insert(UdxStream::new(stream_id, now, connection_stream_config()));
         if connect_now {
             let sock = if direct {
                 udx_socket(req.socket)

@@ -12,7 +12,7 @@ pub mod store;
 
 pub use connect::{
     ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectStats, ConnectionInfo, ServerId,
-    ServerOptions, TransportInfo, MAX_SERVER_HANDSHAKES,
+    ServerOptions, TransportInfo, CONNECTION_IDLE_TIMEOUT, MAX_SERVER_HANDSHAKES,
 };
 pub use node::{DatagramOut, DhtConfig, DhtEvent, DhtNode, Forward, MAX_DATAGRAM};
 pub use ops::{FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput};
