@@ -1152,7 +1152,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    /// Reads decrypted bytes; `Ok(0)` at the end of the peer's stream.
+    /// Reads decrypted bytes. `Ok(0)` when nothing is buffered: at the end of the peer's
+    /// stream if [`conn_at_end`](Self::conn_at_end) says so, else wait for
+    /// [`ConnectEvent::Readable`]. A connection that was aborted or timed out returns its
+    /// reason once its buffered bytes are read (unless the peer had ended its side before).
     pub fn conn_read(
         &mut self,
         now: Instant,
@@ -1355,8 +1358,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         c.close_error = error.clone();
         let (opened, initiator) = (c.opened, c.handshake.is_initiator);
         if let Some(s) = self.connect.udx.get_mut(c.stream_id) {
-            if error.is_some() {
-                s.destroy();
+            match &error {
+                // The peer went quiet: if it can still hear us (a NAT that moved our mapping,
+                // a one-way outage), a DESTROY tells it at once instead of after its own timeout.
+                Some(ConnError::Transport(udx::StreamError::TimedOut)) => s.reset_peer(),
+                Some(_) => s.destroy(),
+                None => {}
             }
         }
         if initiator && !opened && self.connect.attempts.contains_key(&conn) {

@@ -777,6 +777,21 @@ impl UdxStream {
         self.close(None);
     }
 
+    /// After the stream closed with an error of its own (a timeout), sends the peer one
+    /// DESTROY, so that a peer that still hears us learns at once instead of timing out in turn.
+    /// libudx closes silently here; for a libudx peer the packet is an ordinary DESTROY (a
+    /// reset, or nothing if its stream is gone). Does nothing on an open stream, after a
+    /// graceful close, after the peer's own DESTROY, or twice.
+    pub fn reset_peer(&mut self) {
+        if matches!(self.closed, Some(Some(StreamError::TimedOut)))
+            && self.remote.is_some()
+            && !self.destroyed_locally
+        {
+            self.destroy_pending = true;
+            self.destroyed_locally = true;
+        }
+    }
+
     /// Send a HEARTBEAT whenever nothing was sent for `interval` and nothing is in flight.
     pub fn set_keepalive(&mut self, now: Instant, interval: Option<Duration>) {
         self.cfg.keepalive = interval.filter(|d| !d.is_zero());
@@ -1783,7 +1798,11 @@ mod tests {
         }
         assert_eq!(s.close_reason(), Some(Some(StreamError::TimedOut)));
         assert_eq!(now, t0 + Duration::from_secs(15));
-        assert_eq!(s.stats().heartbeats_sent, 10, "at 5 s, then each second to 14 s");
+        assert_eq!(
+            s.stats().heartbeats_sent,
+            10,
+            "at 5 s, then each second to 14 s"
+        );
         let mut buf = [0u8; 8];
         assert_eq!(
             s.read(&mut buf),
@@ -1803,7 +1822,10 @@ mod tests {
         // An ACK (answering a probe) every 12 s keeps the stream open for a minute.
         let mut now = t0;
         for _ in 0..5 {
-            while s.poll_timeout().is_some_and(|t| t <= now + Duration::from_secs(12)) {
+            while s
+                .poll_timeout()
+                .is_some_and(|t| t <= now + Duration::from_secs(12))
+            {
                 let t = s.poll_timeout().unwrap();
                 s.handle_timeout(t);
                 let _ = drain(&mut s, t);
@@ -1825,6 +1847,29 @@ mod tests {
             let _ = drain(&mut s, t);
         }
         assert_eq!(s.close_reason(), Some(Some(StreamError::TimedOut)));
+    }
+
+    #[test]
+    fn a_timed_out_stream_resets_the_peer_once_on_request() {
+        let t0 = Instant::ZERO;
+        let mut s = idle_stream(t0, 15);
+        s.reset_peer();
+        assert!(
+            headers(&mut s, t0).is_empty(),
+            "an open stream is not reset"
+        );
+        while s.close_reason().is_none() {
+            let t = s.poll_timeout().unwrap();
+            s.handle_timeout(t);
+            let _ = drain(&mut s, t);
+        }
+        let t = t0 + Duration::from_secs(15);
+        s.reset_peer();
+        s.reset_peer();
+        let sent = headers(&mut s, t);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].flags.contains(Flags::DESTROY));
+        assert!(s.is_drained());
     }
 
     #[test]
