@@ -189,12 +189,9 @@ struct Roles {
 /// A public DHT of 6 open nodes, a server on the Internet and a client (behind `client_nat`
 /// if any), connected, with data flowing for a couple of seconds.
 fn connected(seed: u64, link: LinkModel, client_nat: Option<NatPreset>, roles: Roles) -> Net {
-    let mut sim = DhtSim::new(seed, link.clone());
+    let mut sim = DhtSim::new(seed, link);
     let mut w = Watch::default();
-    let clean = LinkModel {
-        loss: 0.0,
-        ..link.clone()
-    };
+    let clean = LinkModel { loss: 0.0, ..link };
     sim.set_link(clean);
     let boot = sim.next_dht_server_addr();
     let mut public = vec![sim
@@ -242,9 +239,10 @@ fn connected(seed: u64, link: LinkModel, client_nat: Option<NatPreset>, roles: R
     let ready =
         |h: HostId| move |sim: &DhtSim| sim.try_node(h).is_some_and(|n| n.rpc().is_bootstrapped());
     let deadline = net.sim.now() + Duration::from_secs(60);
-    while !(public.iter().all(|&h| ready(h)(&net.sim)) && ready(server)(&net.sim))
-        || !ready(client)(&net.sim)
-    {
+    let all_ready = |sim: &DhtSim| {
+        public.iter().all(|&h| ready(h)(sim)) && ready(server)(sim) && ready(client)(sim)
+    };
+    while !all_ready(&net.sim) {
         assert!(net.sim.now() < deadline, "the DHT did not bootstrap");
         net.sim.run_for_with(Duration::from_millis(100), &mut net.w);
     }

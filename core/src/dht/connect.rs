@@ -440,6 +440,9 @@ pub(crate) struct ConnectState {
     pub(super) holepunch_ids: BTreeMap<u64, Vec<u8>>,
     /// The node-wide random-punch throttle.
     pub(super) random_punches: RandomPunchLimiter,
+    /// UDX streams of forgotten connections that still have something to send (a DESTROY,
+    /// acknowledgements) or linger; removed once drained.
+    pub(super) retiring: Vec<u32>,
 }
 
 /// Where the server's handshake reply (`msg2`) to `req` goes, as the reference's router sends
@@ -1384,13 +1387,31 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if let Some(c) = self.connect.conns.remove(&conn) {
             self.connect.by_stream.remove(&c.stream_id);
             self.connect.pending_remote.remove(&conn);
-            if let Some(mut s) = self.connect.udx.remove(c.stream_id) {
+            if let Some(s) = self.connect.udx.get_mut(c.stream_id) {
                 if !s.is_closed() {
                     s.destroy();
                 }
-                self.release_stream_socket(s.socket());
+                // A DESTROY not sent yet must still go out: the peer would otherwise wait for
+                // its timeout.
+                self.connect.retiring.push(c.stream_id);
+                self.sweep_retiring();
             }
         }
+    }
+
+    /// Removes the streams of forgotten connections that have nothing left to send.
+    fn sweep_retiring(&mut self) {
+        let mut retiring = core::mem::take(&mut self.connect.retiring);
+        retiring.retain(|&id| {
+            if !self.connect.udx.get(id).is_some_and(|s| s.is_drained()) {
+                return self.connect.udx.contains(id);
+            }
+            if let Some(s) = self.connect.udx.remove(id) {
+                self.release_stream_socket(s.socket());
+            }
+            false
+        });
+        self.connect.retiring = retiring;
     }
 
     /// A stream over a pool socket is gone: the socket may close.
@@ -1544,6 +1565,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Connection timers: secret-stream keep-alives, server connect waits, client waits.
     pub(crate) fn connect_timeout(&mut self, now: Instant) {
         self.connect.udx.handle_timeout(now);
+        self.sweep_retiring();
         let conns: Vec<ConnId> = self.connect.conns.keys().copied().collect();
         for conn in conns {
             let expired = self
