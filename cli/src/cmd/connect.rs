@@ -477,37 +477,37 @@ fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
 }
 
 /// The connection's bytes to stdout until the peer ends; `count` follows what was written.
+/// When the connection breaks, what arrived before is still written out (and counted).
 async fn to_stdout(rd: &mut (impl AsyncRead + Unpin), count: &Cell<u64>) -> io::Result<()> {
     let StdoutWriter {
         chunks: tx,
         done,
         spare,
     } = stdout_writer();
-    loop {
+    let read = loop {
         // A chunk the writer is done with, or a new one: never an allocation per chunk (a
         // 64 KiB allocation can be a fresh mapping each time, with musl's malloc for one).
         let mut buf = spare
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
         buf.clear();
-        let n = rd
-            .read_buf(&mut buf)
-            .await
-            .map_err(context("reading from the peer"))?;
-        if n == 0 {
-            break;
-        }
+        let n = match rd.read_buf(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(context("reading from the peer")(e)),
+        };
         if tx.send(buf).await.is_err() {
             // The writer stopped: its error says why.
-            break;
+            break Ok(());
         }
         count.set(count.get() + n as u64);
-    }
+    };
     drop(tx);
-    match done.await {
+    let written = match done.await {
         Ok(r) => r.map_err(context("writing to stdout")),
         Err(_) => Err(io::Error::other("the stdout writer stopped")),
-    }
+    };
+    read.and(written)
 }
 
 /// stdin to the connection, then our end; `count` follows what was written. While it waits
