@@ -29,6 +29,10 @@
 //!   unacknowledged until it times out. Nothing else is processed; the owner sees `Closed` at
 //!   the same moment as before.
 //! * An RTO declares every in-flight packet lost (libudx: the oldest plus RACK-expired ones).
+//! * An optional idle timeout ([`StreamConfig::idle_timeout`]; libudx has none) closes the
+//!   stream with `TimedOut` when the peer has been silent for that long, probing it with
+//!   HEARTBEATs first; [`UdxStream::reset_peer`] then tells a peer that may still hear us
+//!   (libudx closes silently after a timeout).
 //! * Congestion control is BBR with pacing, as in libudx (NewReno on request); see
 //!   [`super::congestion`] and [`super::bbr`]. Pacing and the RTT are in microseconds.
 //! * MTU probing as libudx's (1200 up to 1500 in 32-byte steps, [`super::mtu`]), but working:
