@@ -1343,13 +1343,6 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    /// Why a connection closed: `None` while it is open (or unknown), `Some(None)` after a
-    /// graceful close, `Some(Some(reason))` after an abort or a timeout.
-    pub fn conn_close_reason(&self, conn: ConnId) -> Option<Option<ConnError>> {
-        let c = self.connect.conns.get(&conn)?;
-        c.closed.then(|| c.close_error.clone())
-    }
-
     fn close_conn(&mut self, conn: ConnId, error: Option<ConnError>) {
         let Some(c) = self.connect.conns.get_mut(&conn) else {
             return;
