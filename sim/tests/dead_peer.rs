@@ -559,3 +559,56 @@ fn a_quiet_live_connection_stays_open_and_a_real_end_is_clean() {
     assert_eq!(c.read_after_close, Some(Ok(0)));
     assert!(c.eof);
 }
+
+/// Letting go of a connection (`conn_drop`, what dropping a `Connection` does) before both
+/// directions ended aborts it: the peer reads "reset" one trip later, even when the owner
+/// forgets the connection before the DESTROY went out. After both ends it finishes cleanly.
+#[test]
+fn letting_go_early_aborts_and_letting_go_after_both_ends_finishes() {
+    let replay = Replay::new(
+        "dead_peer",
+        "letting_go_early_aborts_and_letting_go_after_both_ends_finishes",
+        1106,
+    );
+    // Early: the client is still streaming; it lets go and forgets at once.
+    let mut net = connected(replay.seed(), lan(), None, SENDER_TO_LISTENER);
+    let fault = warm_up(&mut net, Duration::from_secs(1));
+    let (host, conn) = (net.w.client.host, net.w.client.conn.unwrap());
+    net.sim.with_node(host, |n, _| {
+        n.conn_drop(conn);
+        n.conn_forget(conn);
+    });
+    assert!(net.run_until(Duration::from_secs(5), |w| w.server.closed.is_some()));
+    let took = assert_detected(
+        "let go mid-stream",
+        &net.w.server,
+        fault,
+        Duration::ZERO,
+        &[StreamError::Reset],
+    );
+    assert!(
+        took < Duration::from_millis(200),
+        "one trip, not a timeout: {took:?}"
+    );
+
+    // After both ends: the client sent 100 KiB and ended, the listener ended at once; the
+    // client read the listener's end, then lets go: nothing is aborted.
+    let roles = Roles {
+        client_streams: false,
+        server_streams: false,
+        server_ends_at_once: true,
+        client_total: Some(100 * 1024),
+    };
+    let mut net = connected(replay.seed(), lan(), None, roles);
+    assert!(net.run_until(Duration::from_secs(10), |w| w.client.eof));
+    let (host, conn) = (net.w.client.host, net.w.client.conn.unwrap());
+    net.sim.with_node(host, |n, _| n.conn_drop(conn));
+    assert!(
+        net.run_until(Duration::from_secs(10), |w| w.server.closed.is_some()
+            && w.client.closed.is_some())
+    );
+    let s = &net.w.server;
+    assert_eq!(s.closed.clone().unwrap().1, None, "{s:?}");
+    assert_eq!(s.received, 100 * 1024);
+    assert!(s.eof, "a clean end: {s:?}");
+}
