@@ -57,6 +57,23 @@ pub const MAX_SERVER_HANDSHAKES: usize = 4096;
 const MAX_EARLY_PACKETS: usize = 8;
 /// Most connections (pending or open) a node holds.
 const MAX_CONNECTIONS: usize = 16_384;
+/// A connection closes with [`ConnError::Transport`]`(`[`udx::StreamError::TimedOut`]`)` when
+/// nothing at all has arrived from the peer for this long: three of hyperdht's 5 s keep-alive
+/// intervals (see [`udx::StreamConfig::idle_timeout`]). A live peer is never that quiet: while
+/// its side is open it writes a keep-alive frame every 5 s, and whatever its state it answers
+/// our packets, including the HEARTBEATs we send after 5 s of silence. This catches a dead peer
+/// where the reference never does (our side ended, nothing in flight, so no RTO can give up);
+/// with our side open the reference's own mechanism — a keep-alive frame every 5 s that the
+/// dead peer never acknowledges, then the UDX RTO give-up 12–13 s later — still applies.
+pub const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The UDX stream settings of a connection: the defaults plus the idle timeout.
+fn connection_stream_config() -> StreamConfig {
+    StreamConfig {
+        idle_timeout: Some(CONNECTION_IDLE_TIMEOUT),
+        ..StreamConfig::default()
+    }
+}
 
 /// The UDX socket ids of the node's two dht-rpc sockets.
 pub(crate) const UDX_SERVER_SOCKET: udx::SocketId = udx::SocketId(0);
@@ -269,8 +286,9 @@ pub(crate) struct Conn {
     pub(super) udx_ended: bool,
     pub(super) local_ended: bool,
     pub(super) closed: bool,
-    /// It closed with an error (reads then fail instead of ending).
-    pub(super) close_error: bool,
+    /// Why it closed, if not gracefully: reads (once the buffered bytes are read) and writes
+    /// then fail with it, never a clean end.
+    pub(super) close_error: Option<ConnError>,
     /// A pending server connection is dropped if no packet arrives by then.
     pub(super) connect_deadline: Option<Instant>,
     pub(super) want_writable: bool,
@@ -295,7 +313,7 @@ impl Conn {
             udx_ended: false,
             local_ended: false,
             closed: false,
-            close_error: false,
+            close_error: None,
             connect_deadline,
             want_writable: false,
         }
@@ -422,6 +440,9 @@ pub(crate) struct ConnectState {
     pub(super) holepunch_ids: BTreeMap<u64, Vec<u8>>,
     /// The node-wide random-punch throttle.
     pub(super) random_punches: RandomPunchLimiter,
+    /// UDX streams of forgotten connections that still have something to send (a DESTROY,
+    /// acknowledgements) or linger; removed once drained.
+    pub(super) retiring: Vec<u32>,
 }
 
 /// Where the server's handshake reply (`msg2`) to `req` goes, as the reference's router sends
@@ -611,7 +632,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         };
         self.connect
             .udx
-            .insert(UdxStream::new(stream_id, now, StreamConfig::default()));
+            .insert(UdxStream::new(stream_id, now, connection_stream_config()));
         let mut spec = QuerySpec::new(NodeId(target), command::FIND_PEER);
         spec.retries = Some(3);
         spec.seeds = opts.relay_addresses.clone();
@@ -1134,7 +1155,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    /// Reads decrypted bytes; `Ok(0)` at the end of the peer's stream.
+    /// Reads decrypted bytes. `Ok(0)` when nothing is buffered: at the end of the peer's
+    /// stream if [`conn_at_end`](Self::conn_at_end) says so, else wait for
+    /// [`ConnectEvent::Readable`]. A connection that was aborted or timed out returns its
+    /// reason once its buffered bytes are read (unless the peer had ended its side before).
     pub fn conn_read(
         &mut self,
         now: Instant,
@@ -1155,7 +1179,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         let c = self.connect.conns.get(&conn).ok_or(ConnError::NotOpen)?;
         if n == 0 && !buf.is_empty() && !c.remote_ended && c.closed && c.plain.is_empty() {
-            return Err(ConnError::NotOpen);
+            return Err(c.close_error.clone().unwrap_or(ConnError::NotOpen));
         }
         Ok(n)
     }
@@ -1189,7 +1213,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 .get(c.stream_id)
                 .is_none_or(|s| s.readable_bytes() == 0);
             // A close without the peer's end is an error, never a clean end of stream.
-            (c.remote_ended || (c.closed && !c.close_error)) && c.plain.is_empty() && udx_drained
+            (c.remote_ended || (c.closed && c.close_error.is_none()))
+                && c.plain.is_empty()
+                && udx_drained
         })
     }
 
@@ -1207,7 +1233,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             .get_mut(&conn)
             .ok_or(ConnError::NotOpen)?;
         if c.closed {
-            return Err(ConnError::NotOpen);
+            return Err(c.close_error.clone().unwrap_or(ConnError::NotOpen));
         }
         if c.local_ended {
             return Err(ConnError::Ended);
@@ -1287,6 +1313,36 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.close_conn(conn, Some(ConnError::Destroyed));
     }
 
+    /// The application let go of a connection. One whose two directions have both ended (ours
+    /// by [`conn_end`](Self::conn_end), the peer's read to the end) finishes by itself — our
+    /// END may still wait for its acknowledgement — and closes gracefully. Anything else is
+    /// destroyed (UDX DESTROY): nobody reads the peer's bytes or writes ours any more, and the
+    /// peer must learn at once that the stream stopped short rather than see a clean end.
+    pub fn conn_drop(&mut self, conn: ConnId) {
+        let Some(c) = self.connect.conns.get(&conn) else {
+            return self.conn_destroy(conn);
+        };
+        if c.closed || (c.local_ended && self.conn_at_end(conn)) {
+            return;
+        }
+        self.conn_destroy(conn);
+    }
+
+    /// Destroys every connection (the node is going away): each peer gets a DESTROY, as the
+    /// reference's `destroy()` destroys every raw stream.
+    pub(crate) fn destroy_connections(&mut self) {
+        let open: Vec<ConnId> = self
+            .connect
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closed)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in open {
+            self.conn_destroy(conn);
+        }
+    }
+
     fn close_conn(&mut self, conn: ConnId, error: Option<ConnError>) {
         let Some(c) = self.connect.conns.get_mut(&conn) else {
             return;
@@ -1295,11 +1351,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return;
         }
         c.closed = true;
-        c.close_error = error.is_some();
+        c.close_error = error.clone();
         let (opened, initiator) = (c.opened, c.handshake.is_initiator);
         if let Some(s) = self.connect.udx.get_mut(c.stream_id) {
-            if error.is_some() {
-                s.destroy();
+            match &error {
+                // The peer went quiet: if it can still hear us (a NAT that moved our mapping,
+                // a one-way outage), a DESTROY tells it at once instead of after its own timeout.
+                Some(ConnError::Transport(udx::StreamError::TimedOut)) => s.reset_peer(),
+                Some(_) => s.destroy(),
+                None => {}
             }
         }
         if initiator && !opened && self.connect.attempts.contains_key(&conn) {
@@ -1320,13 +1380,31 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if let Some(c) = self.connect.conns.remove(&conn) {
             self.connect.by_stream.remove(&c.stream_id);
             self.connect.pending_remote.remove(&conn);
-            if let Some(mut s) = self.connect.udx.remove(c.stream_id) {
+            if let Some(s) = self.connect.udx.get_mut(c.stream_id) {
                 if !s.is_closed() {
                     s.destroy();
                 }
-                self.release_stream_socket(s.socket());
+                // A DESTROY not sent yet must still go out: the peer would otherwise wait for
+                // its timeout.
+                self.connect.retiring.push(c.stream_id);
+                self.sweep_retiring();
             }
         }
+    }
+
+    /// Removes the streams of forgotten connections that have nothing left to send.
+    fn sweep_retiring(&mut self) {
+        let mut retiring = core::mem::take(&mut self.connect.retiring);
+        retiring.retain(|&id| {
+            if !self.connect.udx.get(id).is_some_and(|s| s.is_drained()) {
+                return self.connect.udx.contains(id);
+            }
+            if let Some(s) = self.connect.udx.remove(id) {
+                self.release_stream_socket(s.socket());
+            }
+            false
+        });
+        self.connect.retiring = retiring;
     }
 
     /// A stream over a pool socket is gone: the socket may close.
@@ -1480,6 +1558,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Connection timers: secret-stream keep-alives, server connect waits, client waits.
     pub(crate) fn connect_timeout(&mut self, now: Instant) {
         self.connect.udx.handle_timeout(now);
+        self.sweep_retiring();
         let conns: Vec<ConnId> = self.connect.conns.keys().copied().collect();
         for conn in conns {
             let expired = self
@@ -2127,7 +2206,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.connect.next_conn += 1;
         self.connect
             .udx
-            .insert(UdxStream::new(stream_id, now, StreamConfig::default()));
+            .insert(UdxStream::new(stream_id, now, connection_stream_config()));
         if connect_now {
             let sock = if direct {
                 udx_socket(req.socket)

@@ -13,7 +13,7 @@ pub mod value_size;
 
 pub use connect::{
     ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectStats, ConnectionInfo, ServerId,
-    ServerOptions, TransportInfo, MAX_SERVER_HANDSHAKES,
+    ServerOptions, TransportInfo, CONNECTION_IDLE_TIMEOUT, MAX_SERVER_HANDSHAKES,
 };
 pub use node::{DatagramOut, DhtConfig, DhtEvent, DhtNode, Forward, MAX_DATAGRAM};
 pub use ops::{check_seq, MAX_SEQ};

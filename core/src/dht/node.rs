@@ -427,10 +427,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.process(now);
     }
 
-    /// Stops the node. Unless `force`, first unannounces every record this node announced —
+    /// Stops the node. Open connections are destroyed at once (each peer gets a DESTROY).
+    /// Unless `force`, first unannounces every record this node announced —
     /// the unannounces are sent, then the node is destroyed on the next
     /// [`finish_destroy`](Self::finish_destroy) (give them time to land) .
     pub fn destroy(&mut self, now: Instant, force: bool) -> Vec<OpId> {
+        self.destroy_connections();
         let mut ops = Vec::new();
         if !force {
             // Servers close first (each unannounces its key), then our own announces.
