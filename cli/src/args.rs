@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use clap::{Args, Parser, Subcommand};
-use hdht_core::dht::{check_seq, MAX_SEQ};
+use hdht_core::dht::{check_seq, value_size, MAX_SEQ};
 use hdht_core::rpc::NodeId;
 
 /// The port a node or bootstrapper uses unless told otherwise (hyperdht's default).
@@ -358,11 +358,15 @@ pub fn value_bytes(value: &str, hex: bool) -> Result<Vec<u8>, String> {
 /// usage error.
 pub fn validate(command: &Command) -> Result<(), (&'static str, String)> {
     match command {
+        // The client node is ephemeral; a value whose put or get can't fit a datagram is a
+        // usage error, found before anything is sent.
         Command::ImmutablePut(a) => value_bytes(&a.value, a.hex)
-            .map(drop)
+            .and_then(|v| value_size::check_immutable(v.len(), false).map_err(|e| e.to_string()))
             .map_err(|e| ("immutable-put", e)),
         Command::MutablePut(a) => value_bytes(&a.value, a.hex)
-            .map(drop)
+            .and_then(|v| {
+                value_size::check_mutable(v.len(), a.seq, false).map_err(|e| e.to_string())
+            })
             .map_err(|e| ("mutable-put", e)),
         Command::Sim(a) => a.validate().map_err(|e| ("sim", e)),
         _ => Ok(()),

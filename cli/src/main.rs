@@ -6,6 +6,7 @@ mod args;
 mod cmd;
 mod output;
 mod signal;
+mod tty;
 
 use std::process::ExitCode;
 

@@ -53,6 +53,13 @@ impl Output {
         }
     }
 
+    /// Prints a line of text in the human form only (a remark with no JSON record).
+    pub fn note(&self, text: impl FnOnce() -> String) {
+        if !self.json {
+            self.emit(&(), text);
+        }
+    }
+
     /// Prints a node event (see [`Event`]).
     pub fn event(&self, event: &Event) {
         self.emit(event, || event.to_string());

@@ -1559,3 +1559,59 @@ fn sim_replays_from_its_seed() {
     assert!(a["lookupSuccess"].as_f64().unwrap() >= 0.99, "{a}");
     assert!(a["eventsPerSec"].as_f64().unwrap() > 0.0);
 }
+
+// ----- the datagram ceiling -----
+
+#[test]
+fn values_too_large_for_a_datagram_are_usage_errors() {
+    // Refused before any node starts: exit 2, the limit in the message.
+    let seed = "01".repeat(32);
+    assert_usage_error(
+        &["immutable-put", &"a".repeat(1851)],
+        "value too large: 1851 bytes; the largest immutable value is 1850 bytes",
+    );
+    assert_usage_error(
+        &["immutable-put", &"ab".repeat(1851), "--hex"],
+        "the largest immutable value is 1850 bytes",
+    );
+    assert_usage_error(
+        &[
+            "mutable-put",
+            "--seed",
+            &seed,
+            "--seq",
+            "1",
+            &"a".repeat(1783),
+        ],
+        "the largest mutable (seq 1) value is 1782 bytes",
+    );
+    assert_usage_error(
+        &[
+            "mutable-put",
+            "--seed",
+            &seed,
+            "--seq",
+            "300",
+            &"a".repeat(1781),
+        ],
+        "the largest mutable (seq 300) value is 1780 bytes",
+    );
+}
+
+#[test]
+fn values_at_the_limit_round_trip() {
+    let net = LocalNet::start(3);
+    let value = "v".repeat(1850);
+    let put = net.ok(&["immutable-put", &value]);
+    let hash = put[0]["hash"].as_str().expect("hash").to_string();
+    let got = net.ok(&["immutable-get", &hash]);
+    assert_eq!(got[0]["value"], value.as_str());
+
+    let seed = "07".repeat(32);
+    let value = "m".repeat(1782);
+    let put = net.ok(&["mutable-put", "--seed", &seed, "--seq", "1", &value]);
+    let key = put[0]["publicKey"].as_str().expect("publicKey").to_string();
+    let got = net.ok(&["mutable-get", &key]);
+    assert_eq!(got[0]["value"], value.as_str());
+    assert_eq!(got[0]["seq"], 1);
+}

@@ -27,6 +27,8 @@ pub(crate) struct ConnSlot {
     open_waker: Option<Waker>,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
+    /// Who waits in [`Closed`].
+    close_wakers: Vec<Waker>,
     closed: Option<Option<ConnError>>,
     dropped: bool,
 }
@@ -124,6 +126,7 @@ impl Connections {
                     wake(&mut slot.read_waker);
                     wake(&mut slot.write_waker);
                     wake(&mut slot.open_waker);
+                    slot.close_wakers.drain(..).for_each(Waker::wake);
                 }
             }
         }
@@ -150,6 +153,7 @@ impl Connections {
             wake(&mut s.open_waker);
             wake(&mut s.read_waker);
             wake(&mut s.write_waker);
+            s.close_wakers.drain(..).for_each(Waker::wake);
         }
         for s in self.servers.values_mut() {
             wake(&mut s.accept_waker);
@@ -158,9 +162,17 @@ impl Connections {
     }
 }
 
+/// The I/O error a connection's failure reads as: the peer's abort is `ConnectionReset`, a
+/// dead peer (nothing heard, retransmissions given up) `TimedOut`; the error's source is the
+/// [`ConnError`] with the exact reason.
 fn io_err(e: ConnError) -> io::Error {
+    use hdht_core::stream::StreamError as Crypto;
+    use hdht_core::udx::StreamError as Transport;
     let kind = match e {
-        ConnError::Transport(_) => io::ErrorKind::ConnectionReset,
+        ConnError::Transport(Transport::Reset) => io::ErrorKind::ConnectionReset,
+        ConnError::Transport(Transport::TimedOut) | ConnError::Crypto(Crypto::TimedOut) => {
+            io::ErrorKind::TimedOut
+        }
         ConnError::Crypto(_) => io::ErrorKind::InvalidData,
         ConnError::NotOpen => io::ErrorKind::NotConnected,
         ConnError::Ended => io::ErrorKind::BrokenPipe,
@@ -317,24 +329,21 @@ impl Connection {
         self.shared.with_node(|n| n.connection_transport(self.conn))
     }
 
+    /// Bytes as they come; `Ok(0)` only at the peer's explicit end of its writes (UDX END
+    /// after every byte). A connection that was aborted or timed out reads its buffered bytes,
+    /// then the error — never an end of stream.
     fn read_impl(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let conn = self.conn;
         self.shared.with_inner_kick(|inner, now| {
             match inner.node.conn_read(now, conn, buf) {
                 Ok(n) if n > 0 => return Poll::Ready(Ok(n)),
                 Ok(_) => {}
-                Err(e) => {
-                    let closed = inner
-                        .connections
-                        .conns
-                        .get(&conn)
-                        .and_then(|s| s.closed.clone());
-                    return match closed {
-                        Some(None) | None if inner.node.conn_at_end(conn) => Poll::Ready(Ok(0)),
-                        Some(Some(err)) => Poll::Ready(Err(io_err(err))),
-                        _ => Poll::Ready(Err(io_err(e))),
-                    };
-                }
+                Err(_) if inner.node.conn_at_end(conn) => return Poll::Ready(Ok(0)),
+                Err(e) => return Poll::Ready(Err(io_err(e))),
+            }
+            // The peer's direction ended cleanly even if the connection broke afterwards.
+            if buf.is_empty() || inner.node.conn_at_end(conn) {
+                return Poll::Ready(Ok(0));
             }
             if let Some(Some(err)) = inner
                 .connections
@@ -343,9 +352,6 @@ impl Connection {
                 .and_then(|s| s.closed.clone())
             {
                 return Poll::Ready(Err(io_err(err)));
-            }
-            if buf.is_empty() || inner.node.conn_at_end(conn) {
-                return Poll::Ready(Ok(0));
             }
             if let Some(slot) = inner.connections.conns.get_mut(&conn) {
                 slot.read_waker = Some(cx.waker().clone());
@@ -369,6 +375,27 @@ impl Connection {
             })
     }
 
+    /// Resolves once the connection has closed: `Ok` when it closed gracefully (both sides
+    /// ended and the peer acknowledged our end, so every byte we wrote arrived), the reason
+    /// otherwise (`ConnectionReset`: the peer aborted; `TimedOut`: the peer stopped answering;
+    /// `ConnectionAborted`: destroyed here). Independent of the connection's lifetime, so it
+    /// can watch a connection whose halves are busy elsewhere.
+    pub fn closed(&self) -> Closed {
+        Closed {
+            shared: self.shared.clone(),
+            conn: self.conn,
+        }
+    }
+
+    /// Aborts the connection now: the peer gets a UDX DESTROY and reads an error
+    /// (`ConnectionReset`), never a clean end; our reads and writes fail with
+    /// `ConnectionAborted`.
+    pub fn destroy(&self) {
+        let conn = self.conn;
+        self.shared
+            .with_inner_kick(|inner, _| inner.node.conn_destroy(conn));
+    }
+
     fn shutdown_impl(&self) -> Poll<io::Result<()>> {
         let conn = self.conn;
         self.shared
@@ -377,16 +404,49 @@ impl Connection {
 }
 
 impl Drop for Connection {
+    /// After `shutdown` and a read to the end, the connection finishes by itself (our end still
+    /// waits for its acknowledgement). Otherwise dropping aborts it: the peer gets a UDX
+    /// DESTROY and reads an error, never a clean end of a stream we cut short. The core
+    /// forgets the connection once it has closed.
     fn drop(&mut self) {
         let conn = self.conn;
         self.shared.with_inner_kick(|inner, _| {
-            // Dropping is a graceful end of our side; the core forgets the connection once it
-            // has closed.
-            let _ = inner.node.conn_end(conn);
+            inner.node.conn_drop(conn);
             if let Some(s) = inner.connections.conns.get_mut(&conn) {
                 s.dropped = true;
             }
         });
+    }
+}
+
+/// The future of [`Connection::closed`].
+#[derive(Debug)]
+pub struct Closed {
+    shared: Shared,
+    conn: ConnId,
+}
+
+impl Future for Closed {
+    type Output = io::Result<()>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let conn = self.conn;
+        self.shared.with_inner(|inner| {
+            let destroyed = inner.node.is_destroyed();
+            let Some(slot) = inner.connections.conns.get_mut(&conn) else {
+                return Poll::Ready(Err(io_err(ConnError::NotOpen)));
+            };
+            match slot.closed.clone() {
+                Some(None) => Poll::Ready(Ok(())),
+                Some(Some(e)) => Poll::Ready(Err(io_err(e))),
+                None if destroyed => Poll::Ready(Err(io_err(ConnError::Destroyed))),
+                None => {
+                    if !slot.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        slot.close_wakers.push(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            }
+        })
     }
 }
 

@@ -5,8 +5,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::{
-    check_seq, DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError,
-    OpOutput,
+    DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput,
 };
 use hdht_core::rpc::{
     NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, RpcConfig, RpcEvent,
@@ -320,7 +319,9 @@ impl DhtHandle {
             .map(|_| ())
     }
 
-    /// `immutablePut(value)`: stores `value` under its BLAKE2b-256 hash.
+    /// `immutablePut(value)`: stores `value` under its BLAKE2b-256 hash. Values over
+    /// [`MAX_IMMUTABLE_VALUE`](hdht_core::dht::MAX_IMMUTABLE_VALUE) (1,850 bytes) fail with
+    /// [`OpError::ValueTooLarge`] before anything is sent: their get could not fit a datagram.
     pub async fn immutable_put(&self, value: &[u8]) -> Result<ImmutablePut, OpError> {
         let value = value.to_vec();
         match self
@@ -357,14 +358,16 @@ impl DhtHandle {
     /// `H(publicKey)`. Fails with [`OpError::SeqTooLow`] when every node holds a newer one, and
     /// at once, sending nothing, with [`OpError::SeqOutOfRange`] when `seq` is above
     /// [`MAX_SEQ`](hdht_core::dht::MAX_SEQ) (2^53 - 1, the largest seq the reference can
-    /// represent). A record put with exactly `MAX_SEQ` can never be replaced under this key.
+    /// represent; a record put with exactly `MAX_SEQ` can never be replaced under this key),
+    /// and with [`OpError::ValueTooLarge`] for a value over
+    /// [`max_mutable_value(seq)`](hdht_core::dht::value_size::max_mutable_value) (1,774–1,782
+    /// bytes).
     pub async fn mutable_put(
         &self,
         key_pair: &KeyPair,
         value: &[u8],
         seq: u64,
     ) -> Result<MutablePut, OpError> {
-        check_seq(seq)?;
         let value = value.to_vec();
         match self
             .shared
@@ -397,7 +400,6 @@ impl DhtHandle {
         seq: u64,
         latest: bool,
     ) -> Result<Option<MutableValue>, OpError> {
-        check_seq(seq)?;
         match self
             .shared
             .op(|n, now| n.mutable_get(now, public_key, seq, latest))

@@ -18,7 +18,7 @@ pub mod udp;
 
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
 pub use clock::Clock;
-pub use connection::{Connecting, Connection, Firewall, Server};
+pub use connection::{Closed, Connecting, Connection, Firewall, Server};
 pub use handle::{
     build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream,
     MutablePut, PORT_RANGE,

@@ -210,6 +210,13 @@ impl App for DhtHost {
         if !self.node.is_destroyed() {
             self.node.destroy(self.last_now, true);
         }
+        // A crashed host sends nothing more: not the DESTROYs a destroy queues for its
+        // connections, nor anything else still waiting.
+        while self
+            .node
+            .poll_transmit(self.last_now, &mut self.transmit_buf)
+            .is_some()
+        {}
         // The engine closes every socket of a crashed host.
         self.pool.clear();
         self.by_socket.clear();

@@ -670,3 +670,41 @@ ops.firstByte = async function (msg, ctx) {
   }
   return { samples }
 }
+
+// ---------------------------------------------------------------------------------------------
+// dead-peer ops (tests/tests/dead_peer_live.rs); appended, the ops above are unchanged
+
+// A server that holds every connection: counts what arrives, writes nothing, never ends its
+// side, and records how each connection ended: `ended` (the peer's end), `error` (the error's
+// code, else its message), `closed`.
+ops.holdListen = async function (msg) {
+  const DHT = require('hyperdht')
+  const entry = getNode(msg)
+  const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+  entry.held = entry.held || []
+  const server = entry.dht.createServer((socket) => {
+    const rec = { remotePublicKey: toHex(socket.remotePublicKey), bytes: 0, ended: false, error: null, closed: false }
+    entry.held.push({ socket, rec })
+    socket.on('data', (d) => { rec.bytes += d.byteLength })
+    socket.on('end', () => { rec.ended = true })
+    socket.on('error', (err) => { rec.error = err.code || err.message })
+    socket.on('close', () => { rec.closed = true })
+  })
+  await server.listen(kp)
+  entry.servers = entry.servers || []
+  entry.servers.push(server)
+  return { publicKey: toHex(kp.publicKey) }
+}
+
+// The records of holdListen's connections.
+ops.heldConnections = async function (msg) {
+  return { connections: (getNode(msg).held || []).map((h) => h.rec) }
+}
+
+// Destroys the held connection from `remotePublicKey` (socket.destroy(): a UDX DESTROY).
+ops.destroyHeld = async function (msg) {
+  const pk = fromHex(msg.remotePublicKey, 'remotePublicKey', 32)
+  const held = (getNode(msg).held || []).filter((h) => b4a.equals(h.socket.remotePublicKey, pk))
+  for (const h of held) h.socket.destroy()
+  return { destroyed: held.length }
+}

@@ -11,16 +11,28 @@
 //! peer ended). A command is done when both directions have ended and the peer has
 //! acknowledged everything we sent: only then is the node destroyed, so a file piped through
 //! loses no byte.
+//!
+//! Anything else is a failure, never a clean end: the peer aborted (it was interrupted, or
+//! dropped the connection without ending it: a UDX DESTROY), the peer stopped answering (the
+//! core's dead-peer detection: keep-alives and an idle timeout, 15 s), or we were interrupted
+//! (SIGINT / SIGTERM: we abort the connection, so the peer learns at once). Then the command
+//! exits 1 with the reason on stderr and in the `end` line — except `listen --echo`, a server,
+//! which exits 0 at a signal.
+//!
+//! A background job of an interactive shell (`hdht listen > file &`) must not read its
+//! terminal (the read would stop it with SIGTTIN): when stdin is the terminal and we are not
+//! in its foreground process group, we send nothing and end our side at once, as with
+//! `< /dev/null`.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::ConnectOptions;
 use hdht_core::rpc::Persistence;
-use hdht_driver::{Connection, Server};
+use hdht_driver::{Closed, Connection, Server};
 use hdht_tokio::{Dht, DhtOptions};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -30,15 +42,12 @@ use super::{bootstrapped, ms_since, random_seed, until_signal, Error, Result};
 use crate::args::{ConnectArgs, GlobalOpts, ListenArgs};
 use crate::output::{short_hex, Addr, Event, Output};
 use crate::signal::Shutdown;
+use crate::tty;
 
 /// Bytes per read from stdin or from a connection.
 const CHUNK: usize = 64 * 1024;
 /// Chunks queued between the runtime and the stdin / stdout threads.
 const QUEUE: usize = 8;
-/// How long the peer may take to acknowledge our end once both directions have ended.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the connection is checked for having closed.
-const CLOSE_POLL: Duration = Duration::from_millis(2);
 /// A pause before the node goes down, so the last acknowledgement leaves.
 const LINGER: Duration = Duration::from_millis(20);
 /// How long the unannounce of a stopping `listen` may take.
@@ -105,8 +114,13 @@ pub async fn run_listen(args: ListenArgs, global: &GlobalOpts, out: Output) -> R
     };
     let kp = KeyPair::from_seed(&seed);
     let (dht, mut shutdown) = start_node(global, args.port).await?;
+    let stdin = if args.echo {
+        Stdin::Unused
+    } else {
+        stdin_source(out)
+    };
     let mut server = dht.create_server();
-    let result = listen(&dht, &mut server, &kp, args.echo, out, &mut shutdown).await;
+    let result = listen(&dht, &mut server, &kp, stdin, out, &mut shutdown).await;
     server.close();
     drop(server);
     if result.is_ok() {
@@ -117,12 +131,13 @@ pub async fn run_listen(args: ListenArgs, global: &GlobalOpts, out: Output) -> R
     result
 }
 
-/// Listens, then serves: one piped connection, or echoes until a signal.
+/// Listens, then serves: one piped connection, or (`Stdin::Unused`: `--echo`) echoes until a
+/// signal.
 async fn listen(
     dht: &Dht,
     server: &mut Server,
     kp: &KeyPair,
-    echo: bool,
+    stdin: Stdin,
     out: Output,
     shutdown: &mut Shutdown,
 ) -> Result<()> {
@@ -140,16 +155,20 @@ async fn listen(
         Ok(r) => r?,
         Err(sig) => {
             closing(out, sig);
-            return Ok(());
+            return match stdin {
+                Stdin::Unused => Ok(()),
+                _ => Err(Error::new(format!(
+                    "interrupted by {sig} before a connection arrived"
+                ))),
+            };
         }
     }
     let public_key = hex::encode(kp.public_key());
     let text = format!("listening on {public_key}");
     out.emit(&PipeEvent::Listening { public_key }, || text);
-    if echo {
-        echo_until_signal(server, out, shutdown).await
-    } else {
-        pipe_one(server, out, shutdown).await
+    match stdin {
+        Stdin::Unused => echo_until_signal(server, out, shutdown).await,
+        stdin => pipe_one(server, stdin, out, shutdown).await,
     }
 }
 
@@ -212,7 +231,7 @@ async fn echo_until_signal(server: &Server, out: Output, shutdown: &mut Shutdown
         tokio::select! {
             sig = shutdown.recv() => {
                 closing(out, sig);
-                // Dropping the connections ends them.
+                // Dropping the connections aborts them: each peer gets a DESTROY.
                 tasks.abort_all();
                 return Ok(());
             }
@@ -245,7 +264,7 @@ async fn echo(mut conn: Connection, out: Output) {
             counts.sent += n as u64;
         }
         conn.shutdown().await?;
-        closed(&mut conn).await
+        conn.closed().await
     }
     .await;
     emit_end(
@@ -258,8 +277,13 @@ async fn echo(mut conn: Connection, out: Output) {
 }
 
 /// Without `--echo`: the first connection, piped to stdout and stdin; later ones are refused
-/// (the server closes). Done when both directions ended, or at a signal.
-async fn pipe_one(server: &Server, out: Output, shutdown: &mut Shutdown) -> Result<()> {
+/// (the server closes). Done when both directions ended; a signal first is a failure.
+async fn pipe_one(
+    server: &Server,
+    stdin: Stdin,
+    out: Output,
+    shutdown: &mut Shutdown,
+) -> Result<()> {
     let accepted = tokio::select! {
         conn = server.accept() => Ok(conn),
         sig = shutdown.recv() => Err(sig),
@@ -269,28 +293,22 @@ async fn pipe_one(server: &Server, out: Output, shutdown: &mut Shutdown) -> Resu
         Ok(None) => return Err(Error::new("the server closed")),
         Err(sig) => {
             closing(out, sig);
-            return Ok(());
+            return Err(Error::new(format!(
+                "interrupted by {sig} before a connection arrived"
+            )));
         }
     };
     server.close();
     emit_connection(out, &conn);
     let remote = conn.remote_public_key();
     let opened = Instant::now();
-    let piped = tokio::select! {
-        r = pipe(conn) => Ok(r),
-        sig = shutdown.recv() => Err(sig),
-    };
-    match piped {
-        Ok((counts, result)) => {
-            let error = result.as_ref().err().map(|e| e.to_string());
-            emit_end(out, remote, counts, opened, error);
-            result.map_err(|e| Error::new(format!("the connection failed: {e}")))
-        }
-        Err(sig) => {
-            closing(out, sig);
-            Ok(())
-        }
+    let (counts, result) = pipe(conn, stdin, shutdown).await;
+    let error = result.as_ref().err().map(ToString::to_string);
+    emit_end(out, remote, counts, opened, error);
+    if let Err(PipeError::Interrupted(sig)) = result {
+        closing(out, sig);
     }
+    result.map_err(|e| Error::new(e.failure()))
 }
 
 // ----- connect -----
@@ -298,26 +316,36 @@ async fn pipe_one(server: &Server, out: Output, shutdown: &mut Shutdown) -> Resu
 pub async fn run_connect(args: ConnectArgs, global: &GlobalOpts, out: Output) -> Result<()> {
     let out = out.on_stderr();
     let (dht, mut shutdown) = start_node(global, args.port).await?;
-    let result = until_signal(&mut shutdown, connect(&dht, &args, out)).await;
+    let stdin = stdin_source(out);
+    let result = connect(&dht, &args, stdin, out, &mut shutdown).await;
     if result.is_ok() {
         tokio::time::sleep(LINGER).await;
     }
+    // Destroys the connection if it is still open (the peer gets a DESTROY) and the node.
     dht.destroy().await;
     result
 }
 
-async fn connect(dht: &Dht, args: &ConnectArgs, out: Output) -> Result<()> {
-    bootstrapped(dht).await?;
+async fn connect(
+    dht: &Dht,
+    args: &ConnectArgs,
+    stdin: Stdin,
+    out: Output,
+    shutdown: &mut Shutdown,
+) -> Result<()> {
     let opts = ConnectOptions {
         key_pair: args.seed.map(|s| KeyPair::from_seed(&s)),
         ..ConnectOptions::default()
     };
     let remote = args.public_key;
     let t0 = Instant::now();
-    let conn = dht
-        .connect_with(remote, opts)
-        .await
-        .map_err(|e| Error::new(format!("cannot connect to {}: {e}", hex::encode(remote))))?;
+    let conn = until_signal(shutdown, async {
+        bootstrapped(dht).await?;
+        dht.connect_with(remote, opts)
+            .await
+            .map_err(|e| Error::new(format!("cannot connect to {}: {e}", hex::encode(remote))))
+    })
+    .await?;
     let ms = ms_since(t0);
     let ev = PipeEvent::Connected {
         remote_public_key: hex::encode(remote),
@@ -335,10 +363,10 @@ async fn connect(dht: &Dht, args: &ConnectArgs, out: Output) -> Result<()> {
         )
     });
     let opened = Instant::now();
-    let (counts, result) = pipe(conn).await;
-    let error = result.as_ref().err().map(|e| e.to_string());
+    let (counts, result) = pipe(conn, stdin, shutdown).await;
+    let error = result.as_ref().err().map(ToString::to_string);
     emit_end(out, remote, counts, opened, error);
-    result.map_err(|e| Error::new(format!("the connection failed: {e}")))
+    result.map_err(|e| Error::new(e.failure()))
 }
 
 // ----- the pipe -----
@@ -350,69 +378,164 @@ struct Counts {
     sent: u64,
 }
 
+/// Where our direction's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stdin {
+    /// Read stdin to its end.
+    Read,
+    /// Send nothing: stdin is the terminal of a background job (reading would stop us).
+    Nothing,
+    /// `--echo`: stdin is not used.
+    Unused,
+}
+
+/// What to send: stdin, unless reading it would stop a background job (then a note says so).
+fn stdin_source(out: Output) -> Stdin {
+    if tty::stdin_is_background_terminal() {
+        out.note(|| {
+            "stdin is the terminal of a background job: sending nothing (our side ends at once)"
+                .to_string()
+        });
+        Stdin::Nothing
+    } else {
+        Stdin::Read
+    }
+}
+
+/// Why a pipe did not finish.
+#[derive(Debug)]
+enum PipeError {
+    /// The connection broke (the peer aborted or stopped answering), or stdin / stdout failed.
+    Io(io::Error),
+    /// A signal: we aborted the connection.
+    Interrupted(&'static str),
+}
+
+impl std::fmt::Display for PipeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PipeError::Io(e) => write!(f, "{e}"),
+            PipeError::Interrupted(sig) => write!(f, "interrupted by {sig}"),
+        }
+    }
+}
+
+impl PipeError {
+    /// The message of the command's failure.
+    fn failure(&self) -> String {
+        match self {
+            PipeError::Io(e) => format!("the connection failed: {e}"),
+            PipeError::Interrupted(sig) => {
+                format!("interrupted by {sig}: the transfer did not complete")
+            }
+        }
+    }
+}
+
+/// Bytes moved so far, readable after the transfer was cut short.
+#[derive(Debug, Default)]
+struct Counters {
+    received: Cell<u64>,
+    sent: Cell<u64>,
+}
+
 /// stdin → the connection (ended at the end of stdin) and the connection → stdout, at once;
-/// then waits until the peer acknowledged our end. The first failure stops both.
-async fn pipe(conn: Connection) -> (Counts, io::Result<()>) {
+/// then waits until the peer acknowledged our end. The first failure stops both: a broken
+/// connection (noticed even while we wait for stdin), stdin or stdout failing, or a signal —
+/// then the connection is aborted, so the peer never mistakes the cut for an end.
+async fn pipe(conn: Connection, stdin: Stdin, shutdown: &mut Shutdown) -> (Counts, PipeResult) {
+    let counters = Counters::default();
+    let broken = conn.closed();
+    let done = conn.closed();
     let (mut rd, mut wr) = tokio::io::split(conn);
-    let mut counts = Counts::default();
-    let (received, sent) = (&mut counts.received, &mut counts.sent);
-    let both = tokio::try_join!(to_stdout(&mut rd, received), from_stdin(&mut wr, sent));
-    let mut conn = rd.unsplit(wr);
-    let result = match both {
-        Ok(_) => closed(&mut conn).await,
-        Err(e) => Err(e),
+    let transfer = async {
+        tokio::try_join!(
+            to_stdout(&mut rd, &counters.received),
+            from_stdin(&mut wr, stdin, &counters.sent, broken)
+        )?;
+        done.await
+    };
+    let result = tokio::select! {
+        r = transfer => r.map_err(PipeError::Io),
+        sig = shutdown.recv() => Err(PipeError::Interrupted(sig)),
+    };
+    let conn = rd.unsplit(wr);
+    if result.is_err() {
+        conn.destroy();
+    }
+    let counts = Counts {
+        received: counters.received.get(),
+        sent: counters.sent.get(),
     };
     (counts, result)
 }
+
+type PipeResult = std::result::Result<(), PipeError>;
 
 fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
     move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
 /// The connection's bytes to stdout until the peer ends; `count` follows what was written.
-async fn to_stdout(rd: &mut (impl AsyncRead + Unpin), count: &mut u64) -> io::Result<()> {
+/// When the connection breaks, what arrived before is still written out (and counted).
+async fn to_stdout(rd: &mut (impl AsyncRead + Unpin), count: &Cell<u64>) -> io::Result<()> {
     let StdoutWriter {
         chunks: tx,
         done,
         spare,
     } = stdout_writer();
-    loop {
+    let read = loop {
         // A chunk the writer is done with, or a new one: never an allocation per chunk (a
         // 64 KiB allocation can be a fresh mapping each time, with musl's malloc for one).
         let mut buf = spare
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
         buf.clear();
-        let n = rd
-            .read_buf(&mut buf)
-            .await
-            .map_err(context("reading from the peer"))?;
-        if n == 0 {
-            break;
-        }
+        let n = match rd.read_buf(&mut buf).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(context("reading from the peer")(e)),
+        };
         if tx.send(buf).await.is_err() {
             // The writer stopped: its error says why.
-            break;
+            break Ok(());
         }
-        *count += n as u64;
-    }
+        count.set(count.get() + n as u64);
+    };
     drop(tx);
-    match done.await {
+    let written = match done.await {
         Ok(r) => r.map_err(context("writing to stdout")),
         Err(_) => Err(io::Error::other("the stdout writer stopped")),
-    }
+    };
+    read.and(written)
 }
 
-/// stdin to the connection, then our end; `count` follows what was written.
-async fn from_stdin(wr: &mut (impl AsyncWrite + Unpin), count: &mut u64) -> io::Result<()> {
-    let (mut rx, spare) = stdin_reader();
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk.map_err(context("reading stdin"))?;
-        wr.write_all(&chunk)
-            .await
-            .map_err(context("sending to the peer"))?;
-        *count += chunk.len() as u64;
-        let _ = spare.send(chunk);
+/// stdin to the connection, then our end; `count` follows what was written. While it waits
+/// for stdin it watches the connection (`broken`): a peer that aborted or stopped answering
+/// ends the wait with the reason.
+async fn from_stdin(
+    wr: &mut (impl AsyncWrite + Unpin),
+    stdin: Stdin,
+    count: &Cell<u64>,
+    mut broken: Closed,
+) -> io::Result<()> {
+    if stdin == Stdin::Read {
+        let (mut rx, spare) = stdin_reader();
+        loop {
+            let next = tokio::select! {
+                chunk = rx.recv() => chunk,
+                closed = &mut broken => return Err(closed.err().unwrap_or_else(|| {
+                    io::Error::other("the connection closed before our side ended")
+                })),
+            };
+            let Some(chunk) = next else { break };
+            let chunk = chunk.map_err(context("reading stdin"))?;
+            wr.write_all(&chunk)
+                .await
+                .map_err(context("sending to the peer"))?;
+            count.set(count.get() + chunk.len() as u64);
+            let _ = spare.send(chunk);
+        }
     }
     wr.shutdown().await.map_err(context("ending our side"))
 }
@@ -484,37 +607,6 @@ fn stdout_writer() -> StdoutWriter {
         chunks: tx,
         done,
         spare,
-    }
-}
-
-/// Waits until the connection has closed: both sides ended and the peer acknowledged our end,
-/// hence every byte before it. The driver has no future for this yet; after our end a write
-/// fails with `BrokenPipe` while the connection is open and `NotConnected` once it closed.
-async fn closed(conn: &mut Connection) -> io::Result<()> {
-    let deadline = Instant::now() + CLOSE_TIMEOUT;
-    loop {
-        let probe =
-            std::future::poll_fn(|cx| AsyncWrite::poll_write(Pin::new(&mut *conn), cx, &[0])).await;
-        match probe {
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-            Err(e) => return Err(e),
-            Ok(_) => {
-                return Err(io::Error::other(
-                    "the connection accepted a write after its end",
-                ))
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "the peer did not acknowledge the end of the stream within {} s",
-                    CLOSE_TIMEOUT.as_secs()
-                ),
-            ));
-        }
-        tokio::time::sleep(CLOSE_POLL).await;
     }
 }
 

@@ -18,7 +18,7 @@ use rand_core::{CryptoRng, RngCore};
 use super::ids::{ConnId, ServerId};
 use crate::connect::HandshakeResult;
 use crate::stream::{self, SecretStream};
-use crate::udx::{self, Demux, UdxStream};
+use crate::udx::{self, Demux, StreamConfig, UdxStream};
 use crate::Instant;
 
 /// Decrypted bytes held for the application before UDX reads stop (back-pressure).
@@ -27,6 +27,23 @@ const READ_BUFFER: usize = 256 * 1024;
 const RAW_READ_CHUNK: usize = 64 * 1024;
 /// Plaintext per secret-stream frame when writing.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// A connection closes with [`ConnError::Transport`]`(`[`udx::StreamError::TimedOut`]`)` when
+/// nothing at all has arrived from the peer for this long: three of hyperdht's 5 s keep-alive
+/// intervals (see [`udx::StreamConfig::idle_timeout`]). A live peer is never that quiet: while
+/// its side is open it writes a keep-alive frame every 5 s, and whatever its state it answers
+/// our packets, including the HEARTBEATs we send after 5 s of silence. This catches a dead peer
+/// where the reference never does (our side ended, nothing in flight, so no RTO can give up);
+/// with our side open the reference's own mechanism — a keep-alive frame every 5 s that the
+/// dead peer never acknowledges, then the UDX RTO give-up 12–13 s later — still applies.
+pub const CONNECTION_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The UDX stream settings of a connection: the defaults plus the idle timeout.
+pub(crate) fn connection_stream_config() -> StreamConfig {
+    StreamConfig {
+        idle_timeout: Some(CONNECTION_IDLE_TIMEOUT),
+        ..StreamConfig::default()
+    }
+}
 
 /// What is known about an open connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,8 +139,9 @@ pub(crate) struct Connection {
     udx_ended: bool,
     local_ended: bool,
     closed: bool,
-    /// It closed with an error (reads then fail instead of ending).
-    close_error: bool,
+    /// Why it closed, if not gracefully: reads (once the buffered bytes are read) and writes
+    /// then fail with it, never a clean end.
+    close_error: Option<ConnError>,
     /// A server connection waiting for the client's first packet: the client's stream id.
     waiting_for: Option<u32>,
     /// A waiting server connection is dropped if no packet arrives by then.
@@ -149,6 +167,9 @@ pub(crate) struct Connections {
     pub(crate) udx: Demux,
     conns: BTreeMap<ConnId, Connection>,
     by_stream: BTreeMap<u32, ConnId>,
+    /// UDX streams of forgotten connections that still have something to send (a DESTROY,
+    /// acknowledgements) or linger; removed once drained.
+    retiring: Vec<u32>,
     scratch: Scratch,
 }
 
@@ -270,7 +291,7 @@ impl Connections {
                 udx_ended: false,
                 local_ended: false,
                 closed: false,
-                close_error: false,
+                close_error: None,
                 waiting_for: waiting.map(|(id, _)| id),
                 connect_deadline: waiting.map(|(_, d)| d),
                 want_writable: false,
@@ -420,7 +441,7 @@ impl Connections {
     ) -> Result<usize, ConnError> {
         let c = self.conns.get(&conn).ok_or(ConnError::NotOpen)?;
         if n == 0 && buf_len > 0 && !c.remote_ended && c.closed && c.plain.is_empty() {
-            return Err(ConnError::NotOpen);
+            return Err(c.close_error.clone().unwrap_or(ConnError::NotOpen));
         }
         Ok(n)
     }
@@ -438,7 +459,9 @@ impl Connections {
                 .get(c.stream_id)
                 .is_none_or(|s| s.readable_bytes() == 0);
             // A close without the peer's end is an error, never a clean end of stream.
-            (c.remote_ended || (c.closed && !c.close_error)) && c.plain.is_empty() && udx_drained
+            (c.remote_ended || (c.closed && c.close_error.is_none()))
+                && c.plain.is_empty()
+                && udx_drained
         })
     }
 
@@ -453,7 +476,7 @@ impl Connections {
     ) -> Result<usize, ConnError> {
         let c = self.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
         if c.closed {
-            return Err(ConnError::NotOpen);
+            return Err(c.close_error.clone().unwrap_or(ConnError::NotOpen));
         }
         if c.local_ended {
             return Err(ConnError::Ended);
@@ -517,36 +540,81 @@ impl Connections {
         }
     }
 
-    /// Marks `conn` closed (`error`: its UDX stream is destroyed too); `None` if it was
-    /// already closed or is unknown.
-    pub(crate) fn close(&mut self, conn: ConnId, failed: bool) -> Option<Stopped> {
+    /// Whether `conn` closed.
+    pub(crate) fn is_closed(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.closed)
+    }
+
+    /// Whether we ended our side of `conn`.
+    pub(crate) fn local_ended(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.local_ended)
+    }
+
+    /// The connections not closed yet.
+    pub(crate) fn open_ids(&self) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.closed)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Marks `conn` closed, with `error` unless gracefully (the UDX stream is then destroyed,
+    /// or, when the peer went quiet, reset); `None` if it was already closed or is unknown.
+    pub(crate) fn close(&mut self, conn: ConnId, error: Option<ConnError>) -> Option<Stopped> {
         let c = self.conns.get_mut(&conn)?;
         if c.closed {
             return None;
         }
         c.closed = true;
-        c.close_error = failed;
-        if failed {
-            if let Some(s) = self.udx.get_mut(c.stream_id) {
-                s.destroy();
+        if let Some(s) = self.udx.get_mut(c.stream_id) {
+            match &error {
+                // The peer went quiet: if it can still hear us (a NAT that moved our mapping,
+                // a one-way outage), a DESTROY tells it at once instead of after its own timeout.
+                Some(ConnError::Transport(udx::StreamError::TimedOut)) => s.reset_peer(),
+                Some(_) => s.destroy(),
+                None => {}
             }
         }
+        c.close_error = error;
         Some(Stopped {
             opened: c.opened,
             initiator: c.handshake.is_initiator,
         })
     }
 
-    /// Forgets `conn` and its UDX stream; returns the socket the stream ran over (a pool
-    /// socket may then close).
-    pub(crate) fn forget(&mut self, conn: ConnId) -> Option<udx::SocketId> {
-        let c = self.conns.remove(&conn)?;
+    /// Forgets `conn`. Its UDX stream is destroyed if still open and retires: it stays until
+    /// what it still has to send (a DESTROY not sent yet, acknowledgements while it lingers)
+    /// went out, or the peer would wait for its own timeout (see
+    /// [`sweep_retiring`](Self::sweep_retiring)).
+    pub(crate) fn forget(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
         self.by_stream.remove(&c.stream_id);
-        let mut s = self.udx.remove(c.stream_id)?;
-        if !s.is_closed() {
-            s.destroy();
+        if let Some(s) = self.udx.get_mut(c.stream_id) {
+            if !s.is_closed() {
+                s.destroy();
+            }
+            self.retiring.push(c.stream_id);
         }
-        s.socket()
+    }
+
+    /// Removes the retiring streams that have nothing left to send; returns the sockets they
+    /// ran over (a pool socket may then close).
+    pub(crate) fn sweep_retiring(&mut self) -> Vec<Option<udx::SocketId>> {
+        let mut released = Vec::new();
+        let udx = &mut self.udx;
+        self.retiring.retain(|&id| {
+            if !udx.get(id).is_some_and(|s| s.is_drained()) {
+                return udx.contains(id);
+            }
+            if let Some(s) = udx.remove(id) {
+                released.push(s.socket());
+            }
+            false
+        });
+        released
     }
 
     /// Drops a connection entry without touching its stream (a connect that failed owns the

@@ -14,6 +14,7 @@
 //! env.rs  what a machine may use while it handles an input (RNG, pool, throttle, node facts)
 //! event.rs  DhtEvent and ConnectEvent    ids.rs  ConnId, ServerId    addresses.rs  bogons, LAN
 //! messages.rs, sign.rs  hyperdht encodings, signatures    store/  the bounded caches
+//! value_size.rs  the largest values whose put and get fit the datagram ceiling
 //! ```
 //!
 //! The connect-path machines (`client`, `server`, `connection`) do no I/O and never reach
@@ -36,9 +37,10 @@ mod router;
 mod server;
 pub mod sign;
 pub mod store;
+pub mod value_size;
 
 pub use client::ConnectOptions;
-pub use connection::{ConnError, ConnectionInfo, TransportInfo};
+pub use connection::{ConnError, ConnectionInfo, TransportInfo, CONNECTION_IDLE_TIMEOUT};
 pub use event::{ConnectEvent, DhtEvent};
 pub use ids::{ConnId, ServerId};
 pub use node::{ConnectStats, DatagramOut, DhtConfig, DhtNode, MAX_DATAGRAM};
@@ -47,3 +49,4 @@ pub use ops::{FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError,
 pub use pool::{SocketCommand, MAX_POOL_SOCKETS};
 pub use router::Forward;
 pub use server::{ServerOptions, MAX_SERVER_HANDSHAKES};
+pub use value_size::{ValueKind, ValueTooLarge, MAX_IMMUTABLE_VALUE, MAX_MUTABLE_VALUE};

@@ -17,7 +17,9 @@ use core::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::client::{ClientAction, ClientAttempt, ClientRequest, ConnectOptions, EarlyPacket};
-use super::connection::{ConnError, ConnectionInfo, Connections, TransportInfo};
+use super::connection::{
+    connection_stream_config, ConnError, ConnectionInfo, Connections, TransportInfo,
+};
 use super::env::{Env, NodeFacts};
 use super::event::{ConnectEvent, DhtEvent};
 use super::ids::{ConnId, ServerId};
@@ -30,7 +32,8 @@ use super::server::{
     Accepted, Server, ServerAction, ServerOptions, ServerRequest, MAX_SERVER_HANDSHAKES,
 };
 use super::sign;
-use super::store::StoreLimits;
+use super::store::{NodeStoreLimits, StoreLimits, ValueStoreUsage};
+use super::value_size;
 use crate::connect::puncher::PROBE;
 use crate::connect::{ConnectError, HandshakeResult, RandomPunchLimiter};
 use crate::crypto::KeyPair;
@@ -38,12 +41,14 @@ use crate::rpc::{
     IncomingRequest, NodeId, QueryId, QuerySpec, ReplySpec, RequestId, RequestSpec, RpcConfig,
     RpcEvent, RpcNode, SocketKind,
 };
-use crate::udx::{self, Incoming, StreamConfig, StreamEvent, UdxStream};
-use crate::wire::ERROR_UNKNOWN_COMMAND;
+use crate::udx::{self, Incoming, StreamEvent, UdxStream};
+use crate::wire::{ERROR_UNKNOWN_COMMAND, MAX_DATAGRAM_LEN};
 use crate::Instant;
 
-/// Largest datagram [`DhtNode::poll_transmit`] may write.
-pub const MAX_DATAGRAM: usize = 65536;
+/// Largest datagram [`DhtNode::poll_transmit`] writes: the datagram ceiling
+/// ([`MAX_DATAGRAM_LEN`], 2,048 bytes) — dht-rpc datagrams never exceed it, UDX packets are at
+/// most 1,500 bytes.
+pub const MAX_DATAGRAM: usize = MAX_DATAGRAM_LEN;
 /// Most connections (connects in progress and open connections) a node holds.
 const MAX_CONNECTIONS: usize = 16_384;
 /// How long a server connection waits for the client's first UDX packet.
@@ -299,6 +304,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.records.has_storage()
     }
 
+    /// What the mutable and immutable stores hold (zero before the node has storage).
+    pub fn value_store_usage(&self) -> ValueStoreUsage {
+        self.records.value_store_usage()
+    }
+
+    /// The limits of this node's stores (from its `maxSize` and `maxAge`).
+    pub fn store_limits(&self) -> &NodeStoreLimits {
+        self.records.limits()
+    }
+
     // ----- raw dht-rpc -----
 
     /// Starts a raw dht-rpc query (any command); its replies and end arrive as
@@ -421,8 +436,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
         }
         // One socket carries both protocols; UDX packets start with 0xFF, dht-rpc's never do.
-        if bytes.first() == Some(&0xff) && self.handle_udx(now, socket, from, bytes) {
-            return;
+        if bytes.first() == Some(&0xff) {
+            // libudx would read the first 2,048 bytes of a longer packet as a packet of its
+            // own (stream data cut short); no UDX peer sends one (packets are at most 1,500
+            // bytes), so it is dropped whole. dht-rpc's ceiling is the rpc layer's.
+            if bytes.len() > MAX_DATAGRAM_LEN || self.handle_udx(now, socket, from, bytes) {
+                return;
+            }
         }
         self.rpc.handle_datagram(now, socket, from, bytes);
         self.process(now);
@@ -447,7 +467,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.process(now);
     }
 
-    /// Stops the node. With `force` at once; otherwise gracefully: every server closes and
+    /// Stops the node. Open connections are destroyed at once (each peer gets a DESTROY).
+    /// With `force` the node stops at once; otherwise gracefully: every server closes and
     /// every record this node announced is unannounced first, and the node stops once those
     /// operations finished (their [`DhtEvent::OpDone`]s come first). After that every other
     /// operation fails with [`OpError::Destroyed`], pool sockets close, and
@@ -456,6 +477,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if self.is_destroyed() {
             return;
         }
+        self.destroy_connections();
         let mut ops = Vec::new();
         if !force && self.destroy_after.is_none() {
             // Servers close first (each unannounces its key), then our own announces.
@@ -800,8 +822,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.new_op(now, kind, topic, command::LOOKUP, None)
     }
 
-    /// `immutablePut(value)`: stores `value` under `H(value)` at the closest nodes.
+    /// `immutablePut(value)`: stores `value` under `H(value)` at the closest nodes. A value
+    /// whose put or get could not fit in a datagram (more than
+    /// [`MAX_IMMUTABLE_VALUE`](value_size::MAX_IMMUTABLE_VALUE) bytes) fails at once with
+    /// [`OpError::ValueTooLarge`], before anything is sent.
     pub fn immutable_put(&mut self, now: Instant, value: Vec<u8>) -> OpId {
+        let persistent = !self.rpc.is_ephemeral();
+        if let Err(e) = value_size::check_immutable(value.len(), persistent) {
+            return self.refuse_op(OpError::ValueTooLarge(e));
+        }
         let target = sign::target_of_value(&value);
         let kind = OpKind::ImmutablePut { value };
         self.new_op(now, kind, target, command::IMMUTABLE_GET, None)
@@ -818,9 +847,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         )
     }
 
-    /// `mutablePut(keyPair, value, {seq})`: a signed record under `H(publicKey)`.
-    /// `seq` must be at most [`MAX_SEQ`](super::MAX_SEQ) ([`check_seq`](super::check_seq); the
-    /// drivers check it): every node drops a larger one.
+    /// `mutablePut(keyPair, value, {seq})`: a signed record under `H(publicKey)`. Fails at
+    /// once, before anything is sent, with [`OpError::SeqOutOfRange`] for a `seq` above
+    /// [`MAX_SEQ`](super::MAX_SEQ) (every node drops it), and with [`OpError::ValueTooLarge`]
+    /// for a value whose put or get could not fit in a datagram (more than
+    /// [`max_mutable_value(seq)`](value_size::max_mutable_value) bytes, 1,774–1,782).
     pub fn mutable_put(
         &mut self,
         now: Instant,
@@ -828,6 +859,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         value: Vec<u8>,
         seq: u64,
     ) -> OpId {
+        if let Err(e) = super::check_seq(seq) {
+            return self.refuse_op(e);
+        }
+        let persistent = !self.rpc.is_ephemeral();
+        if let Err(e) = value_size::check_mutable(value.len(), seq, persistent) {
+            return self.refuse_op(OpError::ValueTooLarge(e));
+        }
         let public_key = key_pair.public_key();
         let signature = sign::sign_mutable(key_pair, seq, &value);
         let signed = MutablePutRequest {
@@ -849,7 +887,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq`; with `latest`,
-    /// the highest seq any node has.
+    /// the highest seq any node has. A `seq` above [`MAX_SEQ`](super::MAX_SEQ) fails at once
+    /// with [`OpError::SeqOutOfRange`] (every node would drop the request).
     pub fn mutable_get(
         &mut self,
         now: Instant,
@@ -857,6 +896,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         seq: u64,
         latest: bool,
     ) -> OpId {
+        if let Err(e) = super::check_seq(seq) {
+            return self.refuse_op(e);
+        }
         let target = sign::target_of_key(&public_key);
         let kind = OpKind::MutableGet {
             public_key,
@@ -866,6 +908,17 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         };
         let value = Some(messages::encode_mutable_get_request(seq));
         self.new_op(now, kind, target, command::MUTABLE_GET, value)
+    }
+
+    /// An operation that fails before it starts: its [`DhtEvent::OpDone`] is queued at once.
+    fn refuse_op(&mut self, error: OpError) -> OpId {
+        let op = OpId(self.next_op);
+        self.next_op += 1;
+        self.events.push_back(DhtEvent::OpDone {
+            op,
+            result: Err(error),
+        });
+        op
     }
 
     /// Abandons an operation: its query stops and no event follows.
@@ -929,7 +982,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             Ok(attempt) => {
                 self.conns
                     .udx
-                    .insert(UdxStream::new(stream_id, now, StreamConfig::default()));
+                    .insert(UdxStream::new(stream_id, now, connection_stream_config()));
                 self.attempts.insert(conn, attempt);
                 self.apply_client(now, conn, out);
             }
@@ -1255,7 +1308,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.next_conn += 1;
         self.conns
             .udx
-            .insert(UdxStream::new(a.stream_id, now, StreamConfig::default()));
+            .insert(UdxStream::new(a.stream_id, now, connection_stream_config()));
         if let Some(socket) = a.connect_now {
             if let Some(s) = self.conns.udx.get_mut(a.stream_id) {
                 let _ = s.connect_via(now, socket, a.client_udx, SocketAddr::V4(a.client_address));
@@ -1362,7 +1415,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    /// Reads decrypted bytes; `Ok(0)` at the end of the peer's stream.
+    /// Reads decrypted bytes. `Ok(0)` when nothing is buffered: at the end of the peer's
+    /// stream if [`conn_at_end`](Self::conn_at_end) says so, else wait for
+    /// [`ConnectEvent::Readable`]. A connection that was aborted or timed out returns its
+    /// reason once its buffered bytes are read (unless the peer had ended its side before).
     pub fn conn_read(
         &mut self,
         now: Instant,
@@ -1414,9 +1470,32 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.close_conn(conn, Some(ConnError::Destroyed));
     }
 
+    /// The application let go of a connection. One whose two directions have both ended (ours
+    /// by [`conn_end`](Self::conn_end), the peer's read to the end) finishes by itself — our
+    /// END may still wait for its acknowledgement — and closes gracefully. Anything else is
+    /// destroyed (UDX DESTROY): nobody reads the peer's bytes or writes ours any more, and the
+    /// peer must learn at once that the stream stopped short rather than see a clean end.
+    pub fn conn_drop(&mut self, conn: ConnId) {
+        if !self.conns.contains(conn) {
+            return self.conn_destroy(conn);
+        }
+        if self.conns.is_closed(conn) || (self.conns.local_ended(conn) && self.conn_at_end(conn)) {
+            return;
+        }
+        self.conn_destroy(conn);
+    }
+
+    /// Destroys every connection (the node is going away): each peer gets a DESTROY, as the
+    /// reference's `destroy()` destroys every raw stream.
+    fn destroy_connections(&mut self) {
+        for conn in self.conns.open_ids() {
+            self.conn_destroy(conn);
+        }
+    }
+
     /// Closes a connection; a connect whose connection closed before opening fails instead.
     fn close_conn(&mut self, conn: ConnId, error: Option<ConnError>) {
-        let Some(stopped) = self.conns.close(conn, error.is_some()) else {
+        let Some(stopped) = self.conns.close(conn, error.clone()) else {
             return;
         };
         if stopped.initiator && !stopped.opened && self.attempts.contains_key(&conn) {
@@ -1429,10 +1508,18 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.emit(ConnectEvent::Closed { conn, error });
     }
 
-    /// Forgets a closed connection whose events have been consumed.
+    /// Forgets a closed connection whose events have been consumed. Its UDX stream stays until
+    /// whatever it still has to send (a DESTROY, acknowledgements) went out.
     pub fn conn_forget(&mut self, conn: ConnId) {
-        let socket = self.conns.forget(conn);
-        self.release_stream_socket(socket);
+        self.conns.forget(conn);
+        self.sweep_retired_streams();
+    }
+
+    /// Removes the streams of forgotten connections that have nothing left to send.
+    fn sweep_retired_streams(&mut self) {
+        for socket in self.conns.sweep_retiring() {
+            self.release_stream_socket(socket);
+        }
     }
 
     /// A stream over a pool socket is gone: the socket may close.
@@ -1616,6 +1703,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// waits, connects waiting for their server, relay rounds, punches, old handshakes.
     fn connect_path_timeout(&mut self, now: Instant) {
         self.conns.udx.handle_timeout(now);
+        self.sweep_retired_streams();
         for conn in self.conns.ids() {
             if self.conns.wait_expired(conn, now) {
                 self.conn_forget(conn);

@@ -14,6 +14,7 @@ use super::messages::{
 };
 use super::records::MAX_LOOKUP_PEERS;
 use super::sign;
+use super::value_size::ValueTooLarge;
 use crate::crypto::{hash, KeyPair};
 use crate::rpc::{NodeId, QueryError, QueryReply, RequestError, RequestSpec};
 
@@ -143,6 +144,9 @@ pub enum OpError {
         /// The refused sequence number.
         seq: u64,
     },
+    /// The value is too large for its put or its get to fit in a datagram; nothing was sent.
+    #[error("{0}")]
+    ValueTooLarge(ValueTooLarge),
 }
 
 /// The largest sequence number a mutable record can have: 2^53 - 1, JavaScript's

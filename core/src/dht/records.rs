@@ -16,9 +16,11 @@ use super::messages::{
 };
 use super::router::{Forward, Router};
 use super::sign;
-use super::store::{NodeStoreLimits, RecordCache, StoreLimits, Xache};
+use super::store::{NodeStoreLimits, RecordCache, StoreLimits, ValueStoreUsage, Xache};
+use super::value_size;
 use crate::crypto::hash;
 use crate::rpc::{IncomingRequest, NodeId};
+use crate::wire::MAX_DATAGRAM_LEN;
 use crate::Instant;
 
 /// Peers returned per LOOKUP reply.
@@ -93,6 +95,25 @@ impl Records {
         self.storage.is_some()
     }
 
+    /// The limits of the stores.
+    pub(crate) fn limits(&self) -> &NodeStoreLimits {
+        &self.limits
+    }
+
+    /// What the mutable and immutable stores hold (zero before there is storage).
+    pub(crate) fn value_store_usage(&self) -> ValueStoreUsage {
+        let Some(s) = &self.storage else {
+            return ValueStoreUsage::default();
+        };
+        let bytes = |x: &Xache<[u8; 32], Vec<u8>>| x.iter().map(|(_, v)| v.len()).sum();
+        ValueStoreUsage {
+            immutables: s.immutables.len(),
+            immutable_bytes: bytes(&s.immutables),
+            mutables: s.mutables.len(),
+            mutable_bytes: bytes(&s.mutables),
+        }
+    }
+
     /// The node turned persistent: storage starts (once).
     pub(crate) fn start_storing(&mut self, now: Instant) {
         if self.storage.is_none() {
@@ -163,6 +184,11 @@ impl Records {
             command::IMMUTABLE_PUT => {
                 req.token?;
                 let value = req.value.as_ref()?;
+                // A value whose get reply could not fit a datagram is never stored (the
+                // reference stores it and answers gets no reference node can receive).
+                if value_size::immutable_get_reply_len(value.len()) > MAX_DATAGRAM_LEN {
+                    return None;
+                }
                 if hash(value) != target {
                     return None;
                 }
@@ -325,6 +351,10 @@ impl Records {
     fn mutable_put(&mut self, req: &IncomingRequest, target: [u8; 32]) -> Option<RecordReply> {
         req.token?;
         let p = MutablePutRequest::decode(req.value.as_deref()?).ok()?;
+        // As for immutable values: never store what a get could not return.
+        if value_size::mutable_get_reply_len(p.value.len(), p.seq) > MAX_DATAGRAM_LEN {
+            return None;
+        }
         if sign::target_of_key(&p.public_key) != target {
             return None;
         }

@@ -70,6 +70,13 @@ pub enum RequestError {
     /// Too many requests are in flight; this one was not sent.
     #[error("too many requests in flight")]
     TooManyRequests,
+    /// The request would be a datagram longer than the ceiling (`wire::MAX_DATAGRAM_LEN`,
+    /// 2,048 bytes) that no reference node reads whole; it was not sent.
+    #[error("request of {len} bytes exceeds the {max}-byte datagram ceiling", max = crate::wire::MAX_DATAGRAM_LEN)]
+    DatagramTooLarge {
+        /// The encoded request's length.
+        len: usize,
+    },
 }
 
 /// Why a query failed.

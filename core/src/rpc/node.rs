@@ -21,6 +21,7 @@ use super::{
 };
 use crate::wire::{
     Message, Request, Response, ERROR_INVALID_TOKEN, ERROR_OK, ERROR_UNKNOWN_COMMAND,
+    MAX_DATAGRAM_LEN,
 };
 use crate::Instant;
 
@@ -337,6 +338,10 @@ pub struct Stats {
     pub requests_in: u64,
     /// Responses matched to a request.
     pub responses_matched: u64,
+    /// Datagrams not sent because they exceeded the datagram ceiling (a relayed request that
+    /// grew past it; requests of ours that large fail with
+    /// [`RequestError::DatagramTooLarge`] instead).
+    pub oversize_not_sent: u64,
 }
 
 impl<R: RngCore> RpcNode<R> {
@@ -700,6 +705,8 @@ impl<R: RngCore> RpcNode<R> {
     // ----- inputs -----
 
     /// Feeds one received datagram. Malformed input is dropped silently (counted in stats).
+    /// Only the first [`MAX_DATAGRAM_LEN`] bytes are read, as the reference reads them (its
+    /// receive buffer truncates the rest): a longer message fails to decode and is dropped.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -710,6 +717,7 @@ impl<R: RngCore> RpcNode<R> {
         if self.destroyed {
             return;
         }
+        let bytes = &bytes[..bytes.len().min(MAX_DATAGRAM_LEN)];
         self.stats.datagrams_in += 1;
         if bytes.len() < 2 || from.port() == 0 {
             self.stats.datagrams_dropped += 1;
@@ -797,6 +805,8 @@ impl<R: RngCore> RpcNode<R> {
         }
     }
 
+    /// Queues a datagram, unless it exceeds the ceiling: no reference node could read it
+    /// whole, so it is not sent at all.
     fn push_transmit(
         &mut self,
         socket: SocketKind,
@@ -804,6 +814,10 @@ impl<R: RngCore> RpcNode<R> {
         payload: Vec<u8>,
         ttl: Option<u8>,
     ) {
+        if payload.len() > MAX_DATAGRAM_LEN {
+            self.stats.oversize_not_sent += 1;
+            return;
+        }
         self.transmits.push_back(Transmit {
             socket,
             to,
@@ -854,6 +868,10 @@ impl<R: RngCore> RpcNode<R> {
             value: spec.value,
         };
         req.bytes = msg.to_bytes();
+        if req.bytes.len() > MAX_DATAGRAM_LEN {
+            let len = req.bytes.len();
+            return self.on_request_done(now, req, Err(RequestError::DatagramTooLarge { len }));
+        }
         let mut out = VecDeque::new();
         self.io.start(now, tid, req, &mut out);
         self.flush_io(out);

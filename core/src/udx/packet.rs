@@ -12,8 +12,9 @@ pub const HEADER_LEN: usize = 20;
 pub const MAGIC: u8 = 0xff;
 /// Byte 1 of every UDX packet.
 pub const VERSION: u8 = 1;
-/// Largest datagram a libudx peer can receive (its per-datagram receive buffer).
-pub const MAX_DATAGRAM: usize = 2048;
+/// Largest datagram a libudx peer can receive (its per-datagram receive buffer, the ceiling
+/// dht-rpc datagrams share: [`crate::wire::MAX_DATAGRAM_LEN`]).
+pub const MAX_DATAGRAM: usize = crate::wire::MAX_DATAGRAM_LEN;
 /// Most SACK blocks libudx puts in one ACK.
 pub const MAX_SACK_BLOCKS: usize = 50;
 /// Size of one SACK block on the wire.

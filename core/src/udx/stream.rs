@@ -29,6 +29,10 @@
 //!   unacknowledged until it times out. Nothing else is processed; the owner sees `Closed` at
 //!   the same moment as before.
 //! * An RTO declares every in-flight packet lost (libudx: the oldest plus RACK-expired ones).
+//! * An optional idle timeout ([`StreamConfig::idle_timeout`]; libudx has none) closes the
+//!   stream with `TimedOut` when the peer has been silent for that long, probing it with
+//!   HEARTBEATs first; [`UdxStream::reset_peer`] then tells a peer that may still hear us
+//!   (libudx closes silently after a timeout).
 //! * Congestion control is BBR with pacing, as in libudx (NewReno on request); see
 //!   [`super::congestion`] (BBR and NewReno). Pacing and the RTT are in microseconds.
 //! * MTU probing as libudx's (1200 up to 1500 in 32-byte steps, [`super::mtu`]), but working:
@@ -84,6 +88,14 @@ pub struct StreamConfig {
     pub max_rto_timeouts: u8,
     /// Send a HEARTBEAT after this much idle time with nothing in flight.
     pub keepalive: Option<Duration>,
+    /// Close with [`StreamError::TimedOut`] once nothing at all (data, ACK, HEARTBEAT, MESSAGE)
+    /// has arrived from the peer for this long while connected, whatever the stream is doing:
+    /// dead-peer detection that also works when we have nothing in flight (our side ended, or
+    /// idle), where the RTO give-up never runs. To keep a live but quiet peer talking, a
+    /// HEARTBEAT (which the peer answers with an ACK, libudx included) goes out after a third
+    /// of it without a packet, then every RTO while the silence lasts. libudx has no such
+    /// timeout (`None`, the default).
+    pub idle_timeout: Option<Duration>,
     /// Most outgoing MESSAGE packets queued, and most incoming messages held for the app.
     pub max_queued_messages: usize,
     /// Upper bound of the congestion window in bytes.
@@ -103,6 +115,7 @@ impl Default for StreamConfig {
             max_rto: Duration::from_millis(30_000),
             max_rto_timeouts: 6,
             keepalive: None,
+            idle_timeout: None,
             max_queued_messages: 256,
             max_cwnd: 64 << 20,
         }
@@ -112,11 +125,12 @@ impl Default for StreamConfig {
 /// Why a stream closed with an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum StreamError {
-    /// The peer sent DESTROY (`ECONNRESET`).
-    #[error("stream reset by peer")]
+    /// The peer sent DESTROY (`ECONNRESET`): it aborted the stream.
+    #[error("stream reset by the peer (it aborted)")]
     Reset,
-    /// Retransmissions gave up (`ETIMEDOUT`).
-    #[error("stream timed out")]
+    /// Retransmissions gave up (`ETIMEDOUT`), or nothing arrived from the peer for the
+    /// [idle timeout](StreamConfig::idle_timeout).
+    #[error("stream timed out (the peer stopped answering)")]
     TimedOut,
 }
 
@@ -269,6 +283,10 @@ pub struct UdxStream {
     zwp_deadline: Option<Instant>,
     zwp_backoff: bool,
     keepalive_deadline: Option<Instant>,
+    /// When the last packet from the peer arrived (or we connected): the idle timeout's origin.
+    last_heard: Instant,
+    /// The next liveness HEARTBEAT of the idle timeout (see [`StreamConfig::idle_timeout`]).
+    liveness_probe: Option<Instant>,
     pacing_deadline: Option<Instant>,
     /// After a graceful close: until when retransmissions from the peer are still acknowledged.
     linger_deadline: Option<Instant>,
@@ -366,6 +384,8 @@ impl UdxStream {
             zwp_deadline: None,
             zwp_backoff: false,
             keepalive_deadline: None,
+            last_heard: now,
+            liveness_probe: None,
             pacing_deadline: None,
             linger_deadline: None,
             tlp_pending: false,
@@ -567,6 +587,7 @@ impl UdxStream {
         self.set_path_mtu();
         self.events.push_back(StreamEvent::Connected);
         self.arm_keepalive(now);
+        self.heard(now);
         Ok(())
     }
 
@@ -760,6 +781,21 @@ impl UdxStream {
         self.close(None);
     }
 
+    /// After the stream closed with an error of its own (a timeout), sends the peer one
+    /// DESTROY, so that a peer that still hears us learns at once instead of timing out in turn.
+    /// libudx closes silently here; for a libudx peer the packet is an ordinary DESTROY (a
+    /// reset, or nothing if its stream is gone). Does nothing on an open stream, after a
+    /// graceful close, after the peer's own DESTROY, or twice.
+    pub fn reset_peer(&mut self) {
+        if matches!(self.closed, Some(Some(StreamError::TimedOut)))
+            && self.remote.is_some()
+            && !self.destroyed_locally
+        {
+            self.destroy_pending = true;
+            self.destroyed_locally = true;
+        }
+    }
+
     /// Send a HEARTBEAT whenever nothing was sent for `interval` and nothing is in flight.
     pub fn set_keepalive(&mut self, now: Instant, interval: Option<Duration>) {
         self.cfg.keepalive = interval.filter(|d| !d.is_zero());
@@ -791,6 +827,7 @@ impl UdxStream {
         self.rack_deadline = None;
         self.zwp_deadline = None;
         self.keepalive_deadline = None;
+        self.liveness_probe = None;
         self.pacing_deadline = None;
         self.tlp_pending = false;
         self.heartbeat_pending = false;
@@ -827,6 +864,20 @@ impl UdxStream {
             (Some(d), Some(_), None) => Some(now + d),
             _ => None,
         };
+    }
+
+    /// A packet from the peer (or the connect): the idle timeout starts over.
+    fn heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        self.liveness_probe = self.cfg.idle_timeout.map(|t| now + t / 3);
+    }
+
+    /// When the idle timeout closes the stream, if nothing arrives before.
+    fn idle_deadline(&self) -> Option<Instant> {
+        match (self.cfg.idle_timeout, self.remote, self.closed) {
+            (Some(t), Some(_), None) => Some(self.last_heard + t),
+            _ => None,
+        }
     }
 
     fn ext_of(&self, seq: u32) -> Option<u64> {
@@ -876,6 +927,9 @@ impl UdxStream {
                 self.ack_pending = true;
             }
             return;
+        }
+        if self.remote.is_some() {
+            self.heard(now);
         }
         let h = &pkt.header;
         if h.flags.contains(Flags::HEARTBEAT) {
@@ -1170,6 +1224,8 @@ impl UdxStream {
             self.zwp_deadline,
             self.keepalive_deadline,
             self.pacing_deadline,
+            self.liveness_probe,
+            self.idle_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -1184,8 +1240,19 @@ impl UdxStream {
             }
             return;
         }
+        if self.idle_deadline().is_some_and(|t| t <= now) {
+            self.close(Some(StreamError::TimedOut));
+            return;
+        }
         if self.pacing_deadline.is_some_and(|t| t <= now) {
             self.pacing_deadline = None;
+        }
+        if self.liveness_probe.is_some_and(|t| t <= now) {
+            // The peer has been silent for a while: ask it for an ACK, then again every RTO
+            // (at most a third of the timeout apart, so a lost probe or two costs nothing).
+            self.heartbeat_pending = true;
+            let third = self.cfg.idle_timeout.unwrap_or_default() / 3;
+            self.liveness_probe = Some(now + self.rtt.rto().min(third));
         }
         if self.rack_deadline.is_some_and(|t| t <= now) {
             self.rack_deadline = None;
@@ -1693,6 +1760,128 @@ mod tests {
             out.push(buf[..t.len].to_vec());
         }
         out
+    }
+
+    /// Headers of every datagram `s` sends now.
+    fn headers(s: &mut UdxStream, now: Instant) -> Vec<Header> {
+        drain(s, now)
+            .iter()
+            .map(|d| Header::decode(d).unwrap())
+            .collect()
+    }
+
+    fn idle_stream(now: Instant, idle: u64) -> UdxStream {
+        let cfg = StreamConfig {
+            idle_timeout: Some(Duration::from_secs(idle)),
+            ..StreamConfig::default()
+        };
+        let mut s = UdxStream::new(1, now, cfg);
+        s.connect(now, 2, addr()).unwrap();
+        s
+    }
+
+    #[test]
+    fn a_silent_peer_is_probed_then_times_the_stream_out_even_with_nothing_in_flight() {
+        let t0 = Instant::ZERO;
+        let mut s = idle_stream(t0, 15);
+        assert!(headers(&mut s, t0).is_empty(), "nothing to send yet");
+        // A third of the timeout without a packet: a HEARTBEAT asks the peer for an ACK.
+        assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+        let t = t0 + Duration::from_secs(5);
+        s.handle_timeout(t);
+        let sent = headers(&mut s, t);
+        assert_eq!(sent.len(), 1);
+        assert!(sent[0].flags.contains(Flags::HEARTBEAT), "{:?}", sent[0]);
+        assert_eq!(s.stats().heartbeats_sent, 1);
+        // Then every RTO (1 s here) while the silence lasts, and at 15 s the stream gives up.
+        let mut now = t;
+        while s.close_reason().is_none() {
+            now = s.poll_timeout().expect("a timer while open");
+            s.handle_timeout(now);
+            let _ = drain(&mut s, now);
+        }
+        assert_eq!(s.close_reason(), Some(Some(StreamError::TimedOut)));
+        assert_eq!(now, t0 + Duration::from_secs(15));
+        assert_eq!(
+            s.stats().heartbeats_sent,
+            10,
+            "at 5 s, then each second to 14 s"
+        );
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            s.read(&mut buf),
+            Err(ReadError::Failed(StreamError::TimedOut)),
+            "a timed-out stream never reads as a clean end"
+        );
+        assert_eq!(
+            s.write(b"x"),
+            Err(WriteError::Closed(Some(StreamError::TimedOut)))
+        );
+    }
+
+    #[test]
+    fn any_packet_from_the_peer_restarts_the_idle_timeout() {
+        let t0 = Instant::ZERO;
+        let mut s = idle_stream(t0, 15);
+        // An ACK (answering a probe) every 12 s keeps the stream open for a minute.
+        let mut now = t0;
+        for _ in 0..5 {
+            while s
+                .poll_timeout()
+                .is_some_and(|t| t <= now + Duration::from_secs(12))
+            {
+                let t = s.poll_timeout().unwrap();
+                s.handle_timeout(t);
+                let _ = drain(&mut s, t);
+            }
+            now = now + Duration::from_secs(12);
+            feed(&mut s, now, &packet(Flags(0), 1, 1 << 20, 0, 0, &[]));
+            assert_eq!(s.close_reason(), None);
+        }
+        assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
+        // A stream whose own END is acknowledged (nothing in flight, no RTO) still times out.
+        s.end().unwrap();
+        let sent = headers(&mut s, now);
+        assert!(sent.iter().any(|h| h.flags.contains(Flags::END)));
+        feed(&mut s, now, &packet(Flags(0), 1, 1 << 20, 0, 1, &[]));
+        let _ = drain(&mut s, now);
+        while s.close_reason().is_none() {
+            let t = s.poll_timeout().expect("a timer while open");
+            s.handle_timeout(t);
+            let _ = drain(&mut s, t);
+        }
+        assert_eq!(s.close_reason(), Some(Some(StreamError::TimedOut)));
+    }
+
+    #[test]
+    fn a_timed_out_stream_resets_the_peer_once_on_request() {
+        let t0 = Instant::ZERO;
+        let mut s = idle_stream(t0, 15);
+        s.reset_peer();
+        assert!(
+            headers(&mut s, t0).is_empty(),
+            "an open stream is not reset"
+        );
+        while s.close_reason().is_none() {
+            let t = s.poll_timeout().unwrap();
+            s.handle_timeout(t);
+            let _ = drain(&mut s, t);
+        }
+        let t = t0 + Duration::from_secs(15);
+        s.reset_peer();
+        s.reset_peer();
+        let sent = headers(&mut s, t);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].flags.contains(Flags::DESTROY));
+        assert!(s.is_drained());
+    }
+
+    #[test]
+    fn without_an_idle_timeout_an_idle_stream_waits_forever_as_libudx() {
+        let t0 = Instant::ZERO;
+        let mut s = UdxStream::new(1, t0, StreamConfig::default());
+        s.connect(t0, 2, addr()).unwrap();
+        assert_eq!(s.poll_timeout(), None);
     }
 
     #[test]

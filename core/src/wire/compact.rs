@@ -244,7 +244,7 @@ impl<'a> Writer<'a> {
 }
 
 /// The encoded size of a `uint`.
-pub(crate) fn uint_len(v: u64) -> usize {
+pub(crate) const fn uint_len(v: u64) -> usize {
     match v {
         0..=0xfc => 1,
         0xfd..=0xffff => 3,

@@ -26,6 +26,16 @@ pub const ERROR_INVALID_TOKEN: u64 = 2;
 /// The most closer nodes a reply carries (k).
 pub const MAX_CLOSER_NODES: usize = 20;
 
+/// The largest datagram the reference reads: udx-native 1.21.3's libudx receives every
+/// datagram on a socket (dht-rpc's and UDX's alike) into one 2,048-byte buffer
+/// (`UDX_SOCKET_PACKET_BUFFER_SIZE`), so the kernel truncates anything longer to its first
+/// 2,048 bytes (`MSG_TRUNC`), and dht-rpc decodes what is left — trailing bytes are ignored,
+/// so a message that ends within the first 2,048 bytes is still handled, and any longer one
+/// fails to decode and is dropped (`tests/tests/datagram_ceiling.rs` checks both on Node
+/// nodes). hdht reads dht-rpc datagrams the same way and never sends a longer one; the value
+/// sizes this allows are in [`crate::dht::value_size`].
+pub const MAX_DATAGRAM_LEN: usize = 2048;
+
 mod req_flag {
     pub(super) const ID: u64 = 1;
     pub(super) const TOKEN: u64 = 2;
@@ -177,14 +187,29 @@ impl Request {
 
     /// The exact encoded length.
     pub fn encoded_len(&self) -> usize {
-        10 + self.id.map_or(0, |_| 32)
-            + self.token.map_or(0, |_| 32)
-            + uint_len(self.command)
-            + self.target.map_or(0, |_| 32)
-            + self
-                .value
-                .as_ref()
-                .map_or(0, |v| uint_len(v.len() as u64) + v.len())
+        Request::frame_len(
+            self.id.is_some(),
+            self.token.is_some(),
+            self.command,
+            self.target.is_some(),
+            self.value.as_ref().map(Vec::len),
+        )
+    }
+
+    /// The encoded length of a request with these fields (`value_len`: the value's length,
+    /// `None` for no value), without building it.
+    pub const fn frame_len(
+        id: bool,
+        token: bool,
+        command: u64,
+        target: bool,
+        value_len: Option<usize>,
+    ) -> usize {
+        10 + if id { 32 } else { 0 }
+            + if token { 32 } else { 0 }
+            + uint_len(command)
+            + if target { 32 } else { 0 }
+            + buffer_len(value_len)
     }
 
     /// Appends the encoded request to `out`.
@@ -282,22 +307,33 @@ impl Response {
 
     /// The exact encoded length.
     pub fn encoded_len(&self) -> usize {
-        10 + self.id.map_or(0, |_| 32)
-            + self.token.map_or(0, |_| 32)
-            + if self.closer_nodes.is_empty() {
+        Response::frame_len(
+            self.id.is_some(),
+            self.token.is_some(),
+            self.closer_nodes.len(),
+            self.error,
+            self.value.as_ref().map(Vec::len),
+        )
+    }
+
+    /// The encoded length of a response with these fields (`closer_nodes`: how many;
+    /// `value_len`: the value's length, `None` for no value), without building it.
+    pub const fn frame_len(
+        id: bool,
+        token: bool,
+        closer_nodes: usize,
+        error: u64,
+        value_len: Option<usize>,
+    ) -> usize {
+        10 + if id { 32 } else { 0 }
+            + if token { 32 } else { 0 }
+            + if closer_nodes == 0 {
                 0
             } else {
-                uint_len(self.closer_nodes.len() as u64) + 6 * self.closer_nodes.len()
+                uint_len(closer_nodes as u64) + 6 * closer_nodes
             }
-            + if self.error > 0 {
-                uint_len(self.error)
-            } else {
-                0
-            }
-            + self
-                .value
-                .as_ref()
-                .map_or(0, |v| uint_len(v.len() as u64) + v.len())
+            + if error > 0 { uint_len(error) } else { 0 }
+            + buffer_len(value_len)
     }
 
     /// Appends the encoded response to `out`.
@@ -330,5 +366,13 @@ impl Response {
         let mut out = Vec::new();
         self.encode(&mut out);
         out
+    }
+}
+
+/// The encoded length of an optional length-prefixed buffer (`c.buffer`): nothing when absent.
+const fn buffer_len(len: Option<usize>) -> usize {
+    match len {
+        Some(n) => uint_len(n as u64) + n,
+        None => 0,
     }
 }

@@ -36,6 +36,21 @@ pub const DEFAULT_STORAGE_MAX_AGE: Duration = Duration::from_secs(48 * 60 * 60);
 /// The cap on the relay-address cache's size (`Math.min(maxSize, 512)`).
 pub const RELAY_ADDRESSES_MAX_SIZE: usize = 512;
 
+/// What a node's value stores hold: entries, and the bytes of the values (for mutables, of the
+/// stored `{seq, value, signature}` records). With values limited to one datagram
+/// ([`crate::dht::value_size`]), this stays within the entry limits × the largest value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ValueStoreUsage {
+    /// Immutable values stored.
+    pub immutables: usize,
+    /// Their bytes.
+    pub immutable_bytes: usize,
+    /// Mutable records stored.
+    pub mutables: usize,
+    /// Their bytes.
+    pub mutable_bytes: usize,
+}
+
 /// The size and age limits of one cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreLimits {
