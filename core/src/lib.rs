@@ -18,7 +18,7 @@
 //!   and the connect path (client connects, servers, connections) as owned machines.
 //! - [`connect`]: Noise IK over Ed25519, handshake payloads, holepunching.
 //! - [`udx`]: UDX reliable streams over UDP.
-//! - [`stream`]: secret-stream encryption on top of a UDX stream.
+//! - [`secret_stream`]: secret-stream encryption on top of a UDX stream.
 #![no_std]
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -29,7 +29,7 @@ pub mod connect;
 pub mod crypto;
 pub mod dht;
 pub mod rpc;
-pub mod stream;
+pub mod secret_stream;
 pub mod time;
 pub mod udx;
 pub mod wire;

@@ -17,7 +17,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::ids::{ConnId, ServerId};
 use crate::connect::HandshakeResult;
-use crate::stream::{self, SecretStream};
+use crate::secret_stream::{self, SecretStream, SecretStreamError};
 use crate::udx::{self, Demux, StreamConfig, UdxStream};
 use crate::Instant;
 
@@ -87,7 +87,7 @@ pub enum ConnError {
     Transport(udx::StreamError),
     /// The secret stream failed (bad frame, decryption).
     #[error("secret stream: {0}")]
-    Crypto(stream::StreamError),
+    Crypto(SecretStreamError),
     /// The connection is not open (yet, or any more).
     #[error("connection not open")]
     NotOpen,
@@ -104,7 +104,7 @@ pub enum ConnError {
 pub(crate) struct ReadProgress {
     /// The secret stream failed: the connection must close with this error (nothing else
     /// below is reported then).
-    pub(crate) error: Option<stream::StreamError>,
+    pub(crate) error: Option<SecretStreamError>,
     /// The peer's header arrived: the connection is open from now on.
     pub(crate) opened: bool,
     /// Decrypted bytes wait for the application.
@@ -177,14 +177,14 @@ pub(crate) struct Connections {
 /// with another (see [`UdxStream::write_record`]). Callers have checked the send buffer has
 /// room for all of it.
 fn write_frames(s: &mut UdxStream, out: &[u8]) {
-    for frame in stream::split_frames(out) {
+    for frame in secret_stream::split_frames(out) {
         let _ = s.write_record(frame);
     }
 }
 
 /// Whether a writer stopped short may resume: a whole frame fits (see `write`).
 fn room_for_a_frame(s: &UdxStream) -> bool {
-    let overhead = stream::frame_len(0) + stream::HEADER_FRAME_LEN;
+    let overhead = secret_stream::frame_len(0) + secret_stream::HEADER_FRAME_LEN;
     s.send_capacity() >= overhead + WRITE_CHUNK.min(s.send_buffer_limit() / 4)
 }
 
@@ -276,7 +276,8 @@ impl Connections {
         waiting: Option<(u32, Instant)>,
         rng: &mut R,
     ) {
-        let secret = SecretStream::from_handshake(&handshake, &stream::Config::default(), now, rng);
+        let secret =
+            SecretStream::from_handshake(&handshake, &secret_stream::Config::default(), now, rng);
         self.by_stream.insert(stream_id, conn);
         self.conns.insert(
             conn,
@@ -486,7 +487,7 @@ impl Connections {
         };
         let mut written = 0;
         let out = &mut self.scratch.frames;
-        let overhead = stream::frame_len(0) + stream::HEADER_FRAME_LEN;
+        let overhead = secret_stream::frame_len(0) + secret_stream::HEADER_FRAME_LEN;
         // The smallest frame cut while more data waits (a blocked writer is woken once this
         // much fits, see `take_writable`): a whole WRITE_CHUNK, or a quarter of a smaller
         // buffer.
@@ -645,7 +646,7 @@ impl Connections {
         &mut self,
         now: Instant,
         conn: ConnId,
-    ) -> Result<(), stream::StreamError> {
+    ) -> Result<(), SecretStreamError> {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Ok(());
         };

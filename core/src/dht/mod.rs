@@ -20,7 +20,7 @@
 //! The connect-path machines (`client`, `server`, `connection`) do no I/O and never reach
 //! back into the node: each `handle_*` method returns actions (send a request, relay, probe,
 //! connect a stream, fail, emit an event) that the node applies in order. Imports run one way:
-//! node → machines → the `connect`, `udx` and `stream` layers.
+//! node → machines → the `connect`, `udx` and `secret_stream` layers.
 
 mod addresses;
 mod client;

@@ -27,6 +27,6 @@ pub mod stream;
 pub use demux::{Demux, Incoming};
 pub use packet::{Flags, Header, Packet, PacketDecodeError};
 pub use stream::{
-    ConnectError, MessageError, ReadError, SocketId, StreamConfig, StreamError, StreamEvent,
-    StreamStats, Transmit, UdxStream, WriteError,
+    MessageError, PacketOut, ReadError, SocketId, StreamConfig, StreamConnectError, StreamError,
+    StreamEvent, StreamStats, UdxStream, WriteError,
 };

@@ -202,7 +202,7 @@ pub enum MessageError {
 
 /// `connect` failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum ConnectError {
+pub enum StreamConnectError {
     /// Already connected (use `change_remote`).
     #[error("stream already connected")]
     AlreadyConnected,
@@ -213,7 +213,7 @@ pub enum ConnectError {
 
 /// A datagram written by `poll_transmit` into the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
+pub struct PacketOut {
     /// Destination.
     pub to: SocketAddr,
     /// Socket to send from.
@@ -561,7 +561,7 @@ impl UdxStream {
         now: Instant,
         remote_id: u32,
         addr: SocketAddr,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<(), StreamConnectError> {
         self.connect_via(now, SocketId::default(), remote_id, addr)
     }
 
@@ -572,12 +572,12 @@ impl UdxStream {
         socket: SocketId,
         remote_id: u32,
         addr: SocketAddr,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<(), StreamConnectError> {
         if self.closed.is_some() {
-            return Err(ConnectError::Closed);
+            return Err(StreamConnectError::Closed);
         }
         if self.remote.is_some() {
-            return Err(ConnectError::AlreadyConnected);
+            return Err(StreamConnectError::AlreadyConnected);
         }
         self.remote = Some(Remote {
             id: remote_id,
@@ -633,9 +633,9 @@ impl UdxStream {
         socket: SocketId,
         remote_id: u32,
         addr: SocketAddr,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<(), StreamConnectError> {
         if self.closed.is_some() {
-            return Err(ConnectError::Closed);
+            return Err(StreamConnectError::Closed);
         }
         self.remote = Some(Remote {
             id: remote_id,
@@ -1343,10 +1343,10 @@ impl UdxStream {
         })
     }
 
-    fn transmit(&mut self, len: usize) -> Option<Transmit> {
+    fn transmit(&mut self, len: usize) -> Option<PacketOut> {
         let r = self.remote?;
         self.last_adv_wnd = self.advertised_window();
-        Some(Transmit {
+        Some(PacketOut {
             to: r.addr,
             socket: r.socket,
             len,
@@ -1355,7 +1355,7 @@ impl UdxStream {
 
     /// Write the next datagram into `buf` (which should hold at least `max_payload + 20`
     /// bytes, 1500 is always enough; smaller buffers get smaller packets). Call until `None`.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<PacketOut> {
         self.remote?;
         if buf.len() < HEADER_LEN {
             return None;
@@ -1399,7 +1399,7 @@ impl UdxStream {
         self.poll_data(now, buf)
     }
 
-    fn write_ack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+    fn write_ack(&mut self, buf: &mut [u8]) -> Option<PacketOut> {
         let base = self.rcv_nxt_ext;
         let rcv_nxt = self.rcv_nxt;
         let to_seq = |x: u64| rcv_nxt.wrapping_add(x.wrapping_sub(base) as u32);
@@ -1434,7 +1434,7 @@ impl UdxStream {
         self.unsent() > 0 || (self.end_requested && self.end_seq.is_none())
     }
 
-    fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+    fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<PacketOut> {
         let room = (buf.len() - HEADER_LEN).min(self.max_payload);
         let room = self.record_room(room);
         let cwnd = self.cc.window();
@@ -1548,7 +1548,7 @@ impl UdxStream {
         buf: &mut [u8],
         room: usize,
         tlp: bool,
-    ) -> Option<Transmit> {
+    ) -> Option<PacketOut> {
         let len = self.rwnd_allows(room)?;
         let offset = self.packetized;
         let end = self.end_requested
@@ -1619,7 +1619,7 @@ impl UdxStream {
         idx: usize,
         buf: &mut [u8],
         was_lost: bool,
-    ) -> Option<Transmit> {
+    ) -> Option<PacketOut> {
         let (seq, offset, len, end) = {
             let p = &self.sent[idx];
             (p.seq, p.offset, p.len as usize, p.end)
