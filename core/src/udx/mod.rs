@@ -9,7 +9,8 @@
 //!   the first bytes; "connect on first packet" through [`demux::Incoming::Unattached`].
 //! - mechanisms, one file each: [`rtt`], [`rack`], [`congestion`] (a folder: the controller
 //!   trait, BBR — the default, libudx's — and NewReno), [`rate`] (delivery-rate samples),
-//!   [`pacing`], [`mtu`] (path MTU probing), [`assembler`], [`send_buffer`], [`recv_buffer`].
+//!   [`pacing`], [`mtu`] (path MTU probing), [`assembler`], [`send_buffer`], [`recv_buffer`],
+//!   `timer` (the stream's deadlines as one table).
 
 pub mod assembler;
 pub mod congestion;
@@ -23,6 +24,7 @@ pub mod recv_buffer;
 pub mod rtt;
 pub mod send_buffer;
 pub mod stream;
+mod timer;
 
 pub use demux::{Demux, Incoming};
 pub use packet::{Flags, Header, Packet, PacketDecodeError};
