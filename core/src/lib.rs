@@ -2,8 +2,9 @@
 //!
 //! This crate contains **no networking code, no clocks, no threads, no async runtime and no OS
 //! randomness**. It consumes datagrams and timer ticks (`handle_datagram`, `handle_timeout`, both
-//! given the current time `now`) and produces transmits, timer deadlines and events through
-//! `poll_transmit`, `poll_timeout` and `poll_event`. Randomness comes from an RNG the caller
+//! given the current time `now`) and produces transmits, timer deadlines, socket commands and
+//! events through `poll_transmit`, `poll_timeout`, `poll_socket_command` and `poll_event`
+//! ([`dht::DhtNode`] documents the loop). Randomness comes from an RNG the caller
 //! injects. Maps iterate in a fixed order. Given the same inputs, a node produces the same
 //! outputs byte for byte — which is what lets the simulator replay a whole network from a seed,
 //! and what lets the same core run under tokio, smol, the simulator or an embedded loop.
@@ -13,10 +14,11 @@
 //! - [`crypto`]: BLAKE2b hashing, node ids, Ed25519 key pairs.
 //! - [`rpc`]: the dht-rpc node: routing table, tokens, requests in flight, congestion window,
 //!   iterative queries, NAT sampler, firewall check, bootstrapping.
-//! - [`dht`]: hyperdht: records, storage, router, client operations — the top-level node.
+//! - [`dht`]: hyperdht — the top-level [`dht::DhtNode`]: records, router, client operations,
+//!   and the connect path (client connects, servers, connections) as owned machines.
 //! - [`connect`]: Noise IK over Ed25519, handshake payloads, holepunching.
 //! - [`udx`]: UDX reliable streams over UDP.
-//! - [`stream`]: secret-stream encryption on top of a UDX stream.
+//! - [`secret_stream`]: secret-stream encryption on top of a UDX stream.
 #![no_std]
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
@@ -27,7 +29,7 @@ pub mod connect;
 pub mod crypto;
 pub mod dht;
 pub mod rpc;
-pub mod stream;
+pub mod secret_stream;
 pub mod time;
 pub mod udx;
 pub mod wire;

@@ -6,7 +6,9 @@
 //!
 //! The number of cases per property can be raised with `QUICKCHECK_TESTS=<n>`.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+mod prop_common;
+
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hdht_core::connect::{
     dh, Handshake, HolepunchInfo, HolepunchPayload, NoiseError, NoisePayload, RelayInfo,
@@ -14,69 +16,23 @@ use hdht_core::connect::{
 };
 use hdht_core::crypto::KeyPair;
 use hdht_core::wire::MAX_SAFE_INTEGER;
+use prop_common::{arb_32, arb_addr4, arb_addr6, arb_opt, arb_uint_mostly_small, arb_vec};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-fn cases(default: u64) -> u64 {
-    std::env::var("QUICKCHECK_TESTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn qc() -> QuickCheck {
-    QuickCheck::new().tests(cases(500))
+    prop_common::qc(500)
 }
 
 /// Cases for properties that run handshakes (several scalar multiplications each).
 fn qc_crypto() -> QuickCheck {
-    QuickCheck::new().tests(cases(100))
+    prop_common::qc(100)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Generators
 // ---------------------------------------------------------------------------------------------
-
-/// Mostly small values, sometimes one of each varint width, never above 2^53 − 1.
-fn arb_uint(g: &mut Gen) -> u64 {
-    match u8::arbitrary(g) % 8 {
-        0 => 0xfc,
-        1 => 0xfd + u64::from(u16::arbitrary(g)) % 0xff00,
-        2 => 0x1_0000 + u64::from(u32::arbitrary(g)),
-        3 => u64::arbitrary(g) % (MAX_SAFE_INTEGER + 1),
-        _ => u64::from(u8::arbitrary(g) % 8),
-    }
-}
-
-fn arb32(g: &mut Gen) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for b in &mut out {
-        *b = u8::arbitrary(g);
-    }
-    out
-}
-
-fn arb_addr4(g: &mut Gen) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(u32::arbitrary(g)), u16::arbitrary(g))
-}
-
-fn arb_addr6(g: &mut Gen) -> SocketAddrV6 {
-    SocketAddrV6::new(Ipv6Addr::from(u128::arbitrary(g)), u16::arbitrary(g), 0, 0)
-}
-
-fn arb_vec<T>(g: &mut Gen, max: usize, f: impl Fn(&mut Gen) -> T) -> Vec<T> {
-    let n = usize::arbitrary(g) % (max + 1);
-    (0..n).map(|_| f(g)).collect()
-}
-
-fn arb_opt<T>(g: &mut Gen, f: impl Fn(&mut Gen) -> T) -> Option<T> {
-    if bool::arbitrary(g) {
-        Some(f(g))
-    } else {
-        None
-    }
-}
 
 #[derive(Debug, Clone)]
 struct ArbNoise(NoisePayload);
@@ -85,10 +41,10 @@ impl Arbitrary for ArbNoise {
     fn arbitrary(g: &mut Gen) -> Self {
         ArbNoise(NoisePayload {
             version: 1,
-            error: arb_uint(g),
-            firewall: arb_uint(g),
+            error: arb_uint_mostly_small(g),
+            firewall: arb_uint_mostly_small(g),
             holepunch: arb_opt(g, |g| HolepunchInfo {
-                id: arb_uint(g),
+                id: arb_uint_mostly_small(g),
                 relays: arb_vec(g, 4, |g| RelayInfo {
                     relay_address: arb_addr4(g),
                     peer_address: arb_addr4(g),
@@ -97,18 +53,18 @@ impl Arbitrary for ArbNoise {
             addresses4: arb_vec(g, 4, arb_addr4),
             addresses6: arb_vec(g, 3, arb_addr6),
             udx: arb_opt(g, |g| UdxInfo {
-                version: arb_uint(g),
+                version: arb_uint_mostly_small(g),
                 reusable_socket: bool::arbitrary(g),
-                id: arb_uint(g),
-                seq: arb_uint(g),
+                id: arb_uint_mostly_small(g),
+                seq: arb_uint_mostly_small(g),
             }),
             secret_stream: arb_opt(g, |g| SecretStreamInfo {
-                version: arb_uint(g),
+                version: arb_uint_mostly_small(g),
             }),
             relay_through: arb_opt(g, |g| RelayThroughInfo {
-                version: arb_uint(g),
-                public_key: arb32(g),
-                token: arb32(g),
+                version: arb_uint_mostly_small(g),
+                public_key: arb_32(g),
+                token: arb_32(g),
             }),
             relay_addresses: arb_opt(g, |g| arb_vec(g, 4, arb_addr4)),
         })
@@ -121,15 +77,15 @@ struct ArbHolepunch(HolepunchPayload);
 impl Arbitrary for ArbHolepunch {
     fn arbitrary(g: &mut Gen) -> Self {
         ArbHolepunch(HolepunchPayload {
-            error: arb_uint(g),
-            firewall: arb_uint(g),
-            round: arb_uint(g),
+            error: arb_uint_mostly_small(g),
+            firewall: arb_uint_mostly_small(g),
+            round: arb_uint_mostly_small(g),
             connected: bool::arbitrary(g),
             punching: bool::arbitrary(g),
             addresses: arb_opt(g, |g| arb_vec(g, 4, arb_addr4)),
             remote_address: arb_opt(g, arb_addr4),
-            token: arb_opt(g, arb32),
-            remote_token: arb_opt(g, arb32),
+            token: arb_opt(g, arb_32),
+            remote_token: arb_opt(g, arb_32),
         })
     }
 }
@@ -140,7 +96,7 @@ struct Seed([u8; 32]);
 
 impl Arbitrary for Seed {
     fn arbitrary(g: &mut Gen) -> Self {
-        Seed(arb32(g))
+        Seed(arb_32(g))
     }
 }
 

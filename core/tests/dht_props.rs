@@ -6,65 +6,33 @@
 //!
 //! The number of cases per property can be raised with `QUICKCHECK_TESTS=<n>`.
 
+mod prop_common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::messages::{
     decode_mutable_get_request, encode_lookup_reply, encode_mutable_get_request, Announce,
-    HandshakeEnvelope, HolepunchEnvelope, LookupReply, MutableGetResponse, MutablePutRequest, Peer,
-    PluginRequest,
+    HandshakeEnvelope, HolepunchEnvelope, LookupReplyValue, MutableGetResponse, MutablePutRequest,
+    Peer, PluginRequest,
 };
 use hdht_core::dht::sign;
 use hdht_core::wire::{DecodeError, MAX_SAFE_INTEGER};
+use prop_common::{arb_addr4, arb_opt, arb_uint_every_width};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
-fn cases(default: u64) -> u64 {
-    std::env::var("QUICKCHECK_TESTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn qc() -> QuickCheck {
-    QuickCheck::new().tests(cases(300))
+    prop_common::qc(300)
 }
 
 /// Cases for the Ed25519 properties (each case derives keys, signs and verifies many times).
 fn qc_crypto() -> QuickCheck {
-    QuickCheck::new().tests(cases(200))
+    prop_common::qc(200)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Generators
 // ---------------------------------------------------------------------------------------------
-
-/// A `uint` that a JavaScript peer can hold, spread over every encoded width.
-fn arb_uint(g: &mut Gen) -> u64 {
-    let x = u64::arbitrary(g);
-    match u8::arbitrary(g) % 6 {
-        0 => x % 0xfd,
-        1 => 0xfd + x % (0x1_0000 - 0xfd),
-        2 => 0x1_0000 + x % (0x1_0000_0000 - 0x1_0000),
-        3 => 0x1_0000_0000 + x % (MAX_SAFE_INTEGER - 0x1_0000_0000 + 1),
-        4 => *g
-            .choose(&[
-                0,
-                0xfc,
-                0xfd,
-                0xffff,
-                0x1_0000,
-                0xffff_ffff,
-                0x1_0000_0000,
-                MAX_SAFE_INTEGER,
-            ])
-            .unwrap(),
-        _ => x % 4,
-    }
-}
-
-fn arb_addr(g: &mut Gen) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(u32::arbitrary(g)), u16::arbitrary(g))
-}
 
 fn arb_bytes(g: &mut Gen) -> Vec<u8> {
     // Mostly short, sometimes long enough to need a 3-byte length prefix.
@@ -76,15 +44,11 @@ fn arb_bytes(g: &mut Gen) -> Vec<u8> {
     (0..len).map(|_| u8::arbitrary(g)).collect()
 }
 
-fn arb_opt_addr(g: &mut Gen) -> Option<SocketAddrV4> {
-    bool::arbitrary(g).then(|| arb_addr(g))
-}
-
 fn arb_peer(g: &mut Gen) -> Peer {
     let n = usize::arbitrary(g) % 6;
     Peer {
         public_key: <[u8; 32]>::arbitrary(g),
-        relay_addresses: (0..n).map(|_| arb_addr(g)).collect(),
+        relay_addresses: (0..n).map(|_| arb_addr4(g)).collect(),
     }
 }
 
@@ -105,52 +69,56 @@ wrapper!(AAnnounce, Announce, |g| Announce {
     peer: bool::arbitrary(g).then(|| arb_peer(g)),
     refresh: bool::arbitrary(g).then(|| <[u8; 32]>::arbitrary(g)),
     signature: bool::arbitrary(g).then(|| <[u8; 64]>::arbitrary(g)),
-    bump: if bool::arbitrary(g) { 0 } else { arb_uint(g) },
+    bump: if bool::arbitrary(g) {
+        0
+    } else {
+        arb_uint_every_width(g)
+    },
 });
-wrapper!(ALookup, LookupReply, |g| {
+wrapper!(ALookup, LookupReplyValue, |g| {
     let n = usize::arbitrary(g) % 5;
-    LookupReply {
+    LookupReplyValue {
         peers: (0..n).map(|_| arb_peer(g)).collect(),
-        bump: arb_uint(g),
+        bump: arb_uint_every_width(g),
     }
 });
 wrapper!(APut, MutablePutRequest, |g| MutablePutRequest {
     public_key: <[u8; 32]>::arbitrary(g),
-    seq: arb_uint(g),
+    seq: arb_uint_every_width(g),
     value: arb_bytes(g),
     signature: <[u8; 64]>::arbitrary(g),
 });
 wrapper!(AGet, MutableGetResponse, |g| MutableGetResponse {
-    seq: arb_uint(g),
+    seq: arb_uint_every_width(g),
     value: arb_bytes(g),
     signature: <[u8; 64]>::arbitrary(g),
 });
 wrapper!(AHandshake, HandshakeEnvelope, |g| HandshakeEnvelope {
-    mode: arb_uint(g),
+    mode: arb_uint_every_width(g),
     noise: arb_bytes(g),
-    peer_address: arb_opt_addr(g),
-    relay_address: arb_opt_addr(g),
+    peer_address: arb_opt(g, arb_addr4),
+    relay_address: arb_opt(g, arb_addr4),
 });
 wrapper!(AHolepunch, HolepunchEnvelope, |g| HolepunchEnvelope {
-    mode: arb_uint(g),
-    id: arb_uint(g),
+    mode: arb_uint_every_width(g),
+    id: arb_uint_every_width(g),
     payload: arb_bytes(g),
-    peer_address: arb_opt_addr(g),
+    peer_address: arb_opt(g, arb_addr4),
 });
 wrapper!(APlugin, PluginRequest, |g| PluginRequest {
     plugin: arb_bytes(g),
-    version: arb_uint(g),
-    command: arb_uint(g),
+    version: arb_uint_every_width(g),
+    command: arb_uint_every_width(g),
     value: bool::arbitrary(g).then(|| arb_bytes(g)),
 });
-wrapper!(AUint, u64, |g| arb_uint(g));
+wrapper!(AUint, u64, |g| arb_uint_every_width(g));
 
 /// Any message, for the "decoding is total" properties.
 #[derive(Debug, Clone)]
 enum AnyMsg {
     Peer(Peer),
     Announce(Announce),
-    Lookup(LookupReply),
+    Lookup(LookupReplyValue),
     Put(MutablePutRequest),
     Get(MutableGetResponse),
     GetReq(u64),
@@ -167,7 +135,7 @@ impl Arbitrary for AnyMsg {
             2 => AnyMsg::Lookup(ALookup::arbitrary(g).0),
             3 => AnyMsg::Put(APut::arbitrary(g).0),
             4 => AnyMsg::Get(AGet::arbitrary(g).0),
-            5 => AnyMsg::GetReq(arb_uint(g)),
+            5 => AnyMsg::GetReq(arb_uint_every_width(g)),
             6 => AnyMsg::Handshake(AHandshake::arbitrary(g).0),
             7 => AnyMsg::Holepunch(AHolepunch::arbitrary(g).0),
             _ => AnyMsg::Plugin(APlugin::arbitrary(g).0),
@@ -254,7 +222,7 @@ fn roundtrip_lookup_reply() {
         // Without its bump the reply is a legacy reply: it decodes with bump 0.
         let bump_len = encode_mutable_get_request(r.bump).len();
         let full = r.to_bytes();
-        let legacy = LookupReply {
+        let legacy = LookupReplyValue {
             peers: r.peers.clone(),
             bump: 0,
         };
@@ -266,8 +234,8 @@ fn roundtrip_lookup_reply() {
         raw == full
             && check_codec(
                 &r,
-                LookupReply::encode,
-                LookupReply::decode,
+                LookupReplyValue::encode,
+                LookupReplyValue::decode,
                 &tail,
                 Some((full.len() - bump_len, legacy)),
             )
@@ -471,11 +439,11 @@ fn integers_above_2_pow_53_minus_1_are_errors() {
     );
     // lookup count, lookup bump
     assert_eq!(
-        LookupReply::decode(&too_big(&[], &[])),
+        LookupReplyValue::decode(&too_big(&[], &[])),
         Err(DecodeError::IntegerTooLarge)
     );
     assert_eq!(
-        LookupReply::decode(&too_big(&[0], &[])),
+        LookupReplyValue::decode(&too_big(&[0], &[])),
         Err(DecodeError::IntegerTooLarge)
     );
     // seq
@@ -515,11 +483,11 @@ fn integers_above_2_pow_53_minus_1_are_errors() {
 fn hostile_counts_are_rejected_before_allocating() {
     // 0x100000 peers claimed, none present.
     assert_eq!(
-        LookupReply::decode(&[0xfe, 0, 0, 0x10, 0]),
+        LookupReplyValue::decode(&[0xfe, 0, 0, 0x10, 0]),
         Err(DecodeError::OutOfBounds)
     );
     assert_eq!(
-        LookupReply::decode(&[0xfe, 1, 0, 0x10, 0]),
+        LookupReplyValue::decode(&[0xfe, 1, 0, 0x10, 0]),
         Err(DecodeError::ArrayTooLong(0x10_0001))
     );
     assert!(Peer::decode(&[&[0u8; 32][..], &[0xfe, 0xff, 0xff, 0xff, 0x7f]].concat()).is_err());
@@ -554,9 +522,9 @@ fn decode_all(bytes: &[u8]) -> bool {
             Announce::decode,
         )
         && stable(
-            LookupReply::decode(bytes),
-            LookupReply::to_bytes,
-            LookupReply::decode,
+            LookupReplyValue::decode(bytes),
+            LookupReplyValue::to_bytes,
+            LookupReplyValue::decode,
         )
         && stable(
             MutablePutRequest::decode(bytes),
@@ -658,7 +626,7 @@ impl Arbitrary for AnnounceCase {
             target: <[u8; 32]>::arbitrary(g),
             node_id: <[u8; 32]>::arbitrary(g),
             token: <[u8; 32]>::arbitrary(g),
-            relays: (0..n).map(|_| arb_addr(g)).collect(),
+            relays: (0..n).map(|_| arb_addr4(g)).collect(),
             refresh: bool::arbitrary(g).then(|| <[u8; 32]>::arbitrary(g)),
             unannounce: bool::arbitrary(g),
         }

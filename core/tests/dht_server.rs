@@ -1,27 +1,31 @@
 //! hyperdht's server side, request by request, against the reference's accept/reject rules
 //! (the hyperdht records spec §4 and the checks of `tests/vectors/hyperdht-records-scenario.json`):
-//! which requests are dropped, which get which reply form, and what ends up stored.
+//! which requests are dropped, which get which reply form, and what ends up stored. One node on
+//! the in-memory network of `node_common`; the clients are played by hand from outside it.
+
+mod node_common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use hdht_core::crypto::{hash, KeyPair};
 use hdht_core::dht::messages::{
-    command, Announce, LookupReply, MutableGetResponse, MutablePutRequest, Peer,
+    command, Announce, LookupReplyValue, MutableGetResponse, MutablePutRequest, Peer,
 };
 use hdht_core::dht::{sign, DhtConfig, DhtEvent, DhtNode};
 use hdht_core::rpc::{NodeId, RpcConfig, RpcEvent, SocketKind};
 use hdht_core::wire::{Message, Request, Response};
-use hdht_core::Instant;
+use node_common::{HostId, Network, SERVER_PORT};
 use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 
-const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
+/// The node under test: the network's first host.
+const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 1), SERVER_PORT);
+/// A client outside the network.
 const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5000);
 
 struct Server {
-    node: DhtNode<ChaCha8Rng>,
-    now: Instant,
+    net: Network,
+    h: HostId,
     tid: u16,
 }
 
@@ -35,26 +39,33 @@ impl Server {
     }
 
     fn with(cfg: DhtConfig) -> Self {
-        let mut node = DhtNode::new(cfg, ChaCha8Rng::seed_from_u64(1), Instant::ZERO);
-        node.set_wall_clock(Instant::ZERO, 1_700_000_000_000);
-        let mut s = Server {
-            node,
-            now: Instant::from_millis(1),
-            tid: 0,
-        };
-        s.node.handle_timeout(s.now);
+        let mut net = Network::new(1);
+        assert_eq!(net.next_server_addr(), SERVER);
+        let h = net.add_node(cfg);
+        let mut s = Server { net, h, tid: 0 };
+        s.net.advance(Duration::from_millis(1));
         s.drain();
         s
     }
 
+    fn node(&self) -> &DhtNode<ChaCha8Rng> {
+        self.net.node(self.h)
+    }
+
+    /// Feeds a datagram from `from`, now.
+    fn receive(&mut self, from: SocketAddrV4, bytes: &[u8]) {
+        self.net.inject(self.h, SocketKind::Server, from, bytes);
+    }
+
+    /// The responses the node sent (to anyone) since the last drain.
     fn drain(&mut self) -> Vec<Response> {
         let mut out = Vec::new();
-        while let Some(t) = self.node.poll_transmit() {
-            if let Ok(Message::Response(r)) = Message::decode(&t.payload) {
+        for t in self.net.take_outbox() {
+            if let Ok(Message::Response(r)) = Message::decode(&t.bytes) {
                 out.push(r);
             }
         }
-        while let Some(ev) = self.node.poll_event() {
+        for ev in self.net.take_events(self.h) {
             assert!(
                 !matches!(ev, DhtEvent::Rpc(RpcEvent::Request(_))),
                 "hyperdht handles every command itself"
@@ -82,9 +93,8 @@ impl Server {
             target,
             value,
         };
-        self.now = self.now + Duration::from_millis(10);
-        self.node
-            .handle_datagram(self.now, SocketKind::Server, CLIENT, &req.to_bytes());
+        self.net.advance(Duration::from_millis(10));
+        self.receive(CLIENT, &req.to_bytes());
         let mut replies = self.drain();
         assert!(replies.len() <= 1);
         replies.pop().inspect(|r| assert_eq!(r.tid, self.tid))
@@ -123,12 +133,12 @@ impl Server {
         self.send(command::ANNOUNCE, Some(topic), Some(token), Some(value))
     }
 
-    fn lookup(&mut self, topic: [u8; 32]) -> Option<LookupReply> {
+    fn lookup(&mut self, topic: [u8; 32]) -> Option<LookupReplyValue> {
         let r = self
             .send(command::LOOKUP, Some(topic), None, None)
             .expect("LOOKUP is answered");
         r.value
-            .map(|v| LookupReply::decode(&v).expect("valid lookup reply"))
+            .map(|v| LookupReplyValue::decode(&v).expect("valid lookup reply"))
     }
 }
 
@@ -143,8 +153,8 @@ fn relay(i: u16) -> SocketAddrV4 {
 #[test]
 fn a_bootstrapper_is_persistent_with_storage() {
     let s = Server::new();
-    assert!(s.node.has_storage());
-    assert_eq!(s.node.rpc().id(), Some(NodeId::from_addr(&SERVER)));
+    assert!(s.node().has_storage());
+    assert_eq!(s.node().rpc().id(), Some(NodeId::from_addr(&SERVER)));
 }
 
 #[test]
@@ -167,7 +177,7 @@ fn unknown_commands_and_ephemeral_nodes_answer_unknown_command() {
     let mut s = Server::new();
     assert_eq!(s.send(42, Some([1; 32]), None, None).unwrap().error, 1);
     let mut eph = Server::with(DhtConfig::default());
-    assert!(!eph.node.has_storage());
+    assert!(!eph.node().has_storage());
     let r = eph
         .send(command::LOOKUP, Some([1; 32]), None, None)
         .unwrap();
@@ -654,10 +664,9 @@ fn records_expire_after_at_most_four_thirds_of_max_age() {
     let topic = hash(b"expiring");
     s.announce(topic, &kp("e"), vec![], 0).unwrap();
     assert!(s.lookup(topic).is_some());
-    let until = s.now + max_age * 4 / 3 + Duration::from_secs(1);
-    while s.now < until {
-        s.now = s.now + Duration::from_secs(1);
-        s.node.handle_timeout(s.now);
+    let until = s.net.now + max_age * 4 / 3 + Duration::from_secs(1);
+    while s.net.now < until {
+        s.net.advance(Duration::from_secs(1));
         s.drain();
     }
     assert!(s.lookup(topic).is_none());
@@ -719,8 +728,8 @@ mod router {
 
     fn requests(s: &mut Server) -> Vec<(SocketAddrV4, Request)> {
         let mut out = Vec::new();
-        while let Some(t) = s.node.poll_transmit() {
-            if let Ok(Message::Request(r)) = Message::decode(&t.payload) {
+        for t in s.net.take_outbox() {
+            if let Ok(Message::Request(r)) = Message::decode(&t.bytes) {
                 out.push((t.to, r));
             }
         }
@@ -746,8 +755,7 @@ mod router {
                 target: Some(target),
                 value: None,
             };
-            s.node
-                .handle_datagram(s.now, SocketKind::Server, SERVER_HOST, &req.to_bytes());
+            s.receive(SERVER_HOST, &req.to_bytes());
             s.drain().pop().unwrap().token.unwrap()
         };
         let peer = Peer {
@@ -773,8 +781,7 @@ mod router {
                 .to_bytes(),
             ),
         };
-        s.node
-            .handle_datagram(s.now, SocketKind::Server, SERVER_HOST, &ann.to_bytes());
+        s.receive(SERVER_HOST, &ann.to_bytes());
         assert_eq!(s.drain().pop().unwrap().error, 0);
 
         // FROM_CLIENT → FROM_RELAY to the server, with the client's address, same tid.
@@ -794,8 +801,7 @@ mod router {
             target: Some(target),
             value: Some(hs.to_bytes()),
         };
-        s.node
-            .handle_datagram(s.now, SocketKind::Server, CLIENT, &req.to_bytes());
+        s.receive(CLIENT, &req.to_bytes());
         let out = requests(&mut s);
         assert_eq!(out.len(), 1);
         let (to, fwd) = &out[0];
@@ -831,11 +837,10 @@ mod router {
             target: Some(target),
             value: Some(back.to_bytes()),
         };
-        s.node
-            .handle_datagram(s.now, SocketKind::Server, SERVER_HOST, &req.to_bytes());
+        s.receive(SERVER_HOST, &req.to_bytes());
         let mut replies = Vec::new();
-        while let Some(t) = s.node.poll_transmit() {
-            if let Ok(Message::Response(r)) = Message::decode(&t.payload) {
+        for t in s.net.take_outbox() {
+            if let Ok(Message::Response(r)) = Message::decode(&t.bytes) {
                 replies.push((t.to, r));
             }
         }
@@ -874,8 +879,7 @@ mod router {
             value: Some(hs.to_bytes()),
         };
         let other = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 3), 1234);
-        s.node
-            .handle_datagram(s.now, SocketKind::Server, other, &req.to_bytes());
+        s.receive(other, &req.to_bytes());
         let out = requests(&mut s);
         let env = HandshakeEnvelope::decode(out[0].1.value.as_ref().unwrap()).unwrap();
         assert_eq!(
@@ -922,8 +926,7 @@ mod router {
             target: Some(target),
             value: Some(hp.to_bytes()),
         };
-        s.node
-            .handle_datagram(s.now, SocketKind::Server, CLIENT, &req.to_bytes());
+        s.receive(CLIENT, &req.to_bytes());
         let out = requests(&mut s);
         let env = HolepunchEnvelope::decode(out[0].1.value.as_ref().unwrap()).unwrap();
         assert_eq!(
@@ -946,8 +949,7 @@ mod router {
             target: Some(target),
             value: Some(hp.to_bytes()),
         };
-        s.node
-            .handle_datagram(s.now, SocketKind::Server, SERVER_HOST, &req.to_bytes());
+        s.receive(SERVER_HOST, &req.to_bytes());
         let res = s.drain().pop().expect("REPLY to the client");
         assert_eq!(res.to, CLIENT);
         let env = HolepunchEnvelope::decode(res.value.as_ref().unwrap()).unwrap();

@@ -4,6 +4,8 @@
 //!
 //! The number of quickcheck cases can be raised with `QUICKCHECK_TESTS=<n>`.
 
+mod prop_common;
+
 use core::time::Duration;
 use std::collections::BTreeSet;
 
@@ -12,7 +14,8 @@ use hdht_core::dht::store::{
     DEFAULT_MAX_SIZE, DEFAULT_STORAGE_MAX_AGE,
 };
 use hdht_core::Instant;
-use quickcheck::{Arbitrary, Gen, QuickCheck};
+
+use quickcheck::{Arbitrary, Gen};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -898,17 +901,9 @@ fn xache_matches_model(case: XCase) -> bool {
     true
 }
 
-fn quickcheck() -> QuickCheck {
-    let tests = std::env::var("QUICKCHECK_TESTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(500);
-    QuickCheck::new().tests(tests).max_tests(tests * 10)
-}
-
 #[test]
 fn xache_model_property() {
-    quickcheck().quickcheck(xache_matches_model as fn(XCase) -> bool);
+    prop_common::qc_discarding(500).quickcheck(xache_matches_model as fn(XCase) -> bool);
 }
 
 /// Reference model of record-cache that keeps the reference's list order (push, swap-remove)
@@ -1161,5 +1156,5 @@ fn records_match_model(case: RCase) -> bool {
 
 #[test]
 fn records_model_property() {
-    quickcheck().quickcheck(records_match_model as fn(RCase) -> bool);
+    prop_common::qc_discarding(500).quickcheck(records_match_model as fn(RCase) -> bool);
 }

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use hdht_core::crypto::{hash, hash_batch, keyed_hash, KeyPair};
 use hdht_core::dht::messages::{
     self, command, decode_mutable_get_request, encode_lookup_reply, encode_mutable_get_request,
-    mode, Announce, HandshakeEnvelope, HolepunchEnvelope, LookupReply, MutableGetResponse,
+    mode, Announce, HandshakeEnvelope, HolepunchEnvelope, LookupReplyValue, MutableGetResponse,
     MutablePutRequest, Peer, PluginRequest,
 };
 use hdht_core::dht::sign::{self, announce_signable, mutable_signable};
@@ -366,12 +366,12 @@ fn lookup_replies() {
             .iter()
             .map(peer)
             .collect();
-        let r = LookupReply {
+        let r = LookupReplyValue {
             peers,
             bump: u(v, "bump"),
         };
         let enc = hx(v, "encoded");
-        assert_eq!(LookupReply::decode(&enc).unwrap(), r, "{}", name(v));
+        assert_eq!(LookupReplyValue::decode(&enc).unwrap(), r, "{}", name(v));
         if v.get("decode_only").and_then(Value::as_bool) == Some(true) {
             // A legacy reply without bump: our encoder always writes it.
             let mut with_bump = enc.clone();
@@ -790,7 +790,7 @@ fn check_request_value(n: &str, req: &Request) {
 fn check_response_value(n: &str, value: &Option<Vec<u8>>, error: u64) {
     match n {
         "frame_lookup_response" => {
-            let r = LookupReply::decode(value.as_deref().unwrap()).unwrap();
+            let r = LookupReplyValue::decode(value.as_deref().unwrap()).unwrap();
             assert_eq!(r.peers.len(), 1, "{n}");
             assert_eq!(r.bump, 0, "{n}");
             assert_eq!(r.to_bytes(), value.clone().unwrap(), "{n}");
@@ -847,7 +847,7 @@ fn scenario_deterministic_encodings() {
         ),
         "decoded",
     );
-    let r = LookupReply::decode(&raw).unwrap();
+    let r = LookupReplyValue::decode(&raw).unwrap();
     let pks: Vec<String> = r.peers.iter().map(|p| hex::encode(p.public_key)).collect();
     let want: Vec<String> = get(decoded, "peers")
         .as_array()

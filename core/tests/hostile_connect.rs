@@ -1,7 +1,10 @@
 //! Hostile PEER_HANDSHAKE / PEER_HOLEPUNCH traffic against a server: garbage, truncated,
 //! tampered and replayed messages are rejected (no reply, no state), a replayed valid first
 //! message gets the identical reply and one handshake, and a flood of valid handshakes from
-//! many keys costs bounded state that drains once the prepunch window passes.
+//! many keys costs bounded state that drains once the prepunch window passes. The server is
+//! one node on the in-memory network of `node_common`; relays and clients are played by hand.
+
+mod node_common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -10,21 +13,23 @@ use hdht_core::connect::{Handshake, NoisePayload, SecretStreamInfo, UdxInfo};
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::messages::{command, mode, HandshakeEnvelope, HolepunchEnvelope};
 use hdht_core::dht::{
-    sign, ConnectEvent, DhtConfig, DhtNode, ServerOptions, MAX_POOL_SOCKETS, MAX_SERVER_HANDSHAKES,
+    sign, ConnectEvent, DhtConfig, DhtEvent, DhtNode, ServerOptions, MAX_POOL_SOCKETS,
+    MAX_SERVER_HANDSHAKES,
 };
 use hdht_core::rpc::{RpcConfig, SocketKind};
 use hdht_core::wire::{Message, Request};
-use hdht_core::Instant;
+use node_common::{HostId, Network, SERVER_PORT};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
+/// The server's node: the network's first host.
+const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 1), SERVER_PORT);
 const RELAY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 9), 49737);
 const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 2), 5000);
 
 struct Fixture {
-    node: DhtNode<ChaCha8Rng>,
-    now: Instant,
+    net: Network,
+    h: HostId,
     tid: u16,
     server_key: KeyPair,
     target: [u8; 32],
@@ -50,18 +55,21 @@ impl Fixture {
             },
             ..DhtConfig::default()
         };
-        let mut node = DhtNode::new(cfg, ChaCha8Rng::seed_from_u64(7), Instant::ZERO);
-        let now = Instant::from_millis(1);
-        node.handle_timeout(now);
+        let mut net = Network::new(7);
+        assert_eq!(net.next_server_addr(), SERVER);
+        let h = net.add_node(cfg);
+        net.advance(Duration::from_millis(1));
         let mut rng = ChaCha8Rng::seed_from_u64(99);
         let server_key = KeyPair::generate(&mut rng);
-        let server = node.create_server(ServerOptions::default());
-        node.listen(now, server, Some(server_key.clone()))
-            .expect("listen");
+        net.with(h, |node, now| {
+            let server = node.create_server(ServerOptions::default());
+            node.listen(now, server, Some(server_key.clone()))
+                .expect("listen");
+        });
         let target = sign::target_of_key(&server_key.public_key());
         let mut f = Fixture {
-            node,
-            now,
+            net,
+            h,
             tid: 0,
             server_key,
             target,
@@ -71,17 +79,20 @@ impl Fixture {
         f
     }
 
+    fn node(&self) -> &DhtNode<ChaCha8Rng> {
+        self.net.node(self.h)
+    }
+
+    /// What the server sent since the last flush (it has no peers in the network: all of it).
     fn flush(&mut self) -> Out {
         let mut out = Out::default();
-        while let Some(t) = self.node.poll_transmit() {
-            out.datagrams.push(t.payload);
+        for t in self.net.take_outbox() {
+            out.datagrams.push(t.bytes);
             out.to.push(t.to);
         }
-        while self.node.poll_socket_command().is_some() {}
-        while self.node.poll_event().is_some() {}
-        while let Some(ev) = self.node.poll_connect_event() {
+        for ev in self.net.take_events(self.h) {
             assert!(
-                !matches!(ev, ConnectEvent::Incoming { .. }),
+                !matches!(ev, DhtEvent::Connect(ConnectEvent::Incoming { .. })),
                 "no connection may open without a client: {ev:?}"
             );
         }
@@ -104,9 +115,9 @@ impl Fixture {
             target: Some(self.target),
             value: Some(value),
         };
-        self.now = self.now + Duration::from_micros(100);
-        self.node
-            .handle_datagram(self.now, SocketKind::Server, from, &req.to_bytes());
+        self.net.advance(Duration::from_micros(100));
+        self.net
+            .inject(self.h, SocketKind::Server, from, &req.to_bytes());
         self.flush()
     }
 
@@ -144,17 +155,7 @@ impl Fixture {
     }
 
     fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.node.poll_timeout() {
-            if t > end {
-                break;
-            }
-            self.now = t.max(self.now);
-            self.node.handle_timeout(self.now);
-            self.flush();
-        }
-        self.now = end;
-        self.node.handle_timeout(self.now);
+        self.net.advance(d);
         self.flush();
     }
 }
@@ -172,7 +173,7 @@ fn reply_envelope(out: &Out) -> Option<HandshakeEnvelope> {
 #[test]
 fn garbage_and_truncated_messages_leave_no_state_and_get_no_reply() {
     let mut f = Fixture::new();
-    let base = f.node.connect_stats();
+    let base = f.node().connect_stats();
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for i in 0..5_000 {
         let mut noise = vec![0u8; (rng.next_u32() % 200) as usize];
@@ -213,7 +214,7 @@ fn garbage_and_truncated_messages_leave_no_state_and_get_no_reply() {
         );
     }
     assert_eq!(
-        f.node.connect_stats(),
+        f.node().connect_stats(),
         base,
         "rejected input must not leave state"
     );
@@ -222,7 +223,7 @@ fn garbage_and_truncated_messages_leave_no_state_and_get_no_reply() {
 #[test]
 fn tampered_first_messages_are_rejected() {
     let mut f = Fixture::new();
-    let base = f.node.connect_stats();
+    let base = f.node().connect_stats();
     let msg1 = f.msg1();
     for i in 0..msg1.len() {
         let mut bad = msg1.clone();
@@ -233,7 +234,7 @@ fn tampered_first_messages_are_rejected() {
             "byte {i} tampered and still answered"
         );
     }
-    assert_eq!(f.node.connect_stats(), base);
+    assert_eq!(f.node().connect_stats(), base);
 }
 
 #[test]
@@ -242,14 +243,14 @@ fn a_replayed_first_message_gets_the_identical_reply_and_one_handshake() {
     let msg1 = f.msg1();
     let first = reply_envelope(&f.handshake(msg1.clone())).expect("a valid handshake is answered");
     assert_eq!(first.mode, mode::FROM_SERVER);
-    let stats = f.node.connect_stats();
+    let stats = f.node().connect_stats();
     assert_eq!(stats.handshakes, 1);
     assert_eq!(stats.connections, 1, "one pending server connection");
     for _ in 0..1_000 {
         let again = reply_envelope(&f.handshake(msg1.clone())).expect("duplicates are answered");
         assert_eq!(again, first, "a duplicate gets the identical reply");
     }
-    assert_eq!(f.node.connect_stats(), stats, "replays add no state");
+    assert_eq!(f.node().connect_stats(), stats, "replays add no state");
 }
 
 /// The server's handshake answer (request or response) in `out`: where it went, its tid, its
@@ -285,7 +286,7 @@ fn a_first_message_arriving_through_another_relay_is_answered_through_that_relay
         (to, tid, first.mode, first.peer_address),
         (RELAY, f.tid, mode::FROM_SERVER, Some(CLIENT))
     );
-    let stats = f.node.connect_stats();
+    let stats = f.node().connect_stats();
 
     let env = HandshakeEnvelope {
         mode: mode::FROM_RELAY,
@@ -329,7 +330,7 @@ fn a_first_message_arriving_through_another_relay_is_answered_through_that_relay
             relay_address: None
         }
     );
-    assert_eq!(f.node.connect_stats(), stats, "copies add no state");
+    assert_eq!(f.node().connect_stats(), stats, "copies add no state");
 }
 
 #[test]
@@ -337,7 +338,7 @@ fn forged_holepunch_messages_are_ignored() {
     let mut f = Fixture::new();
     let msg1 = f.msg1();
     assert!(reply_envelope(&f.handshake(msg1)).is_some());
-    let stats = f.node.connect_stats();
+    let stats = f.node().connect_stats();
     assert_eq!(
         stats.server_punches, 1,
         "a firewalled server punches for a relayed client"
@@ -353,7 +354,7 @@ fn forged_holepunch_messages_are_ignored() {
             "a forged holepunch ({i}) was answered"
         );
     }
-    let after = f.node.connect_stats();
+    let after = f.node().connect_stats();
     assert_eq!(
         (after.handshakes, after.server_punches, after.connections),
         (stats.handshakes, stats.server_punches, stats.connections)
@@ -374,7 +375,7 @@ fn a_flood_of_valid_handshakes_costs_bounded_state_that_drains() {
         if reply_envelope(&f.handshake(m)).is_some() {
             answered += 1;
         }
-        let s = f.node.connect_stats();
+        let s = f.node().connect_stats();
         assert!(s.handshakes <= MAX_SERVER_HANDSHAKES, "{s:?}");
         assert!(s.pool_sockets <= MAX_POOL_SOCKETS, "{s:?}");
         assert!(s.connections <= MAX_SERVER_HANDSHAKES, "{s:?}");
@@ -383,14 +384,14 @@ fn a_flood_of_valid_handshakes_costs_bounded_state_that_drains() {
         answered, MAX_SERVER_HANDSHAKES,
         "beyond the cap new handshakes are dropped"
     );
-    let s = f.node.connect_stats();
+    let s = f.node().connect_stats();
     assert_eq!(
         s.pool_sockets, MAX_POOL_SOCKETS,
         "punchers stop at the socket cap: {s:?}"
     );
     // Nobody punches: the prepunch window (10 s) and the clear wait (10 s) free everything.
     f.advance(Duration::from_secs(25));
-    let s = f.node.connect_stats();
+    let s = f.node().connect_stats();
     assert_eq!(
         (
             s.handshakes,

@@ -1,4 +1,4 @@
-//! Properties of `hdht_core::stream::SecretStream`: round trips through arbitrary chunkings,
+//! Properties of `hdht_core::secret_stream::SecretStream`: round trips through arbitrary chunkings,
 //! rejection of tampered / truncated / reordered / replayed frames without panics, bounded
 //! memory on arbitrary input, keep-alive and timeout timing as in the reference
 //! (`@hyperswarm/secret-stream` 6.9.2: keep-alive = repeating timer refreshed by every write,
@@ -10,8 +10,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use hdht_core::stream::{
-    frame_len, Config, HandshakeKeys, MessageDropped, SecretStream, StreamError,
+use hdht_core::secret_stream::{
+    frame_len, Config, HandshakeKeys, MessageDropped, SecretStream, SecretStreamError,
     DEFAULT_KEEP_ALIVE, HEADER_FRAME_LEN, MAX_FRAME_LEN, MAX_WRITE,
 };
 use hdht_core::Instant;
@@ -156,7 +156,7 @@ fn write_all(w: &mut SecretStream, msgs: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// Reads `wire` in `chunks`; returns the messages delivered and the first error.
-fn read_all(rd: &mut SecretStream, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<StreamError>) {
+fn read_all(rd: &mut SecretStream, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<SecretStreamError>) {
     let mut got = Vec::new();
     for c in chunks {
         if let Err(e) = rd.read_messages(c, Instant::ZERO, |m| got.push(m.to_vec())) {
@@ -247,7 +247,7 @@ fn interleaved_bidirectional_exchange_and_graceful_close() {
     assert!(b.is_writable() && !b.is_readable());
     assert_eq!(
         a.write(b"late", Instant::ZERO, &mut Vec::new()),
-        Err(StreamError::WriteAfterEnd)
+        Err(SecretStreamError::WriteAfterEnd)
     );
     b.write(b"after your end", Instant::ZERO, &mut b_out)
         .unwrap();
@@ -263,7 +263,7 @@ fn interleaved_bidirectional_exchange_and_graceful_close() {
     assert_eq!(a.handle_transport_closed(), Ok(()));
     assert_eq!(
         a.read(b"x", Instant::ZERO, &mut Vec::new()),
-        Err(StreamError::Closed)
+        Err(SecretStreamError::Closed)
     );
 }
 
@@ -323,11 +323,11 @@ fn every_bit_flip_is_rejected() {
             assert!(
                 matches!(
                     err,
-                    StreamError::Decrypt
-                        | StreamError::InvalidHeaderId
-                        | StreamError::InvalidHeaderLength(_)
-                        | StreamError::MessageTooShort(_)
-                        | StreamError::TruncatedFrame(_)
+                    SecretStreamError::Decrypt
+                        | SecretStreamError::InvalidHeaderId
+                        | SecretStreamError::InvalidHeaderLength(_)
+                        | SecretStreamError::MessageTooShort(_)
+                        | SecretStreamError::TruncatedFrame(_)
                 ),
                 "{ctx}: {err:?}"
             );
@@ -335,11 +335,11 @@ fn every_bit_flip_is_rejected() {
             // A destroyed stream refuses everything afterwards.
             assert_eq!(
                 b.read(&wire, Instant::ZERO, &mut Vec::new()),
-                Err(StreamError::Destroyed)
+                Err(SecretStreamError::Destroyed)
             );
             assert_eq!(
                 b.write(b"x", Instant::ZERO, &mut Vec::new()),
-                Err(StreamError::Destroyed)
+                Err(SecretStreamError::Destroyed)
             );
         }
     }
@@ -364,7 +364,7 @@ fn truncation_reordering_replay_and_loss_are_rejected() {
             let (_, mut b) = pair(seed);
             let (got, err) = read_all(&mut b, &[&wire[..cut]]);
             assert!(
-                matches!(err, Some(StreamError::TruncatedFrame(_))),
+                matches!(err, Some(SecretStreamError::TruncatedFrame(_))),
                 "{}",
                 ctx("truncated end")
             );
@@ -409,7 +409,7 @@ fn truncation_reordering_replay_and_loss_are_rejected() {
             let (got, err) = read_all(&mut b, &random_chunks(&mut r, &bad));
             let err = err.unwrap_or_else(|| panic!("{}: accepted", ctx(&what)));
             // A second header frame is a 56-byte message frame that does not authenticate.
-            assert_eq!(err, StreamError::Decrypt, "{}", ctx(&what));
+            assert_eq!(err, SecretStreamError::Decrypt, "{}", ctx(&what));
             assert_prefix(&got, &msgs, &ctx(&what));
         }
 
@@ -419,9 +419,12 @@ fn truncation_reordering_replay_and_loss_are_rejected() {
             .read(frames[1], Instant::ZERO, &mut Vec::new())
             .unwrap_err();
         if frames[1].len() - 3 == 56 {
-            assert_eq!(err, StreamError::InvalidHeaderId);
+            assert_eq!(err, SecretStreamError::InvalidHeaderId);
         } else {
-            assert_eq!(err, StreamError::InvalidHeaderLength(frames[1].len() - 3));
+            assert_eq!(
+                err,
+                SecretStreamError::InvalidHeaderLength(frames[1].len() - 3)
+            );
         }
     }
 }
@@ -445,7 +448,7 @@ fn header_from_another_handshake_or_same_role_is_rejected() {
     a.poll_transmit(&mut wire);
     assert_eq!(
         other.read(&wire, Instant::ZERO, &mut Vec::new()),
-        Err(StreamError::InvalidHeaderId)
+        Err(SecretStreamError::InvalidHeaderId)
     );
     // Two initiators.
     let mut r = rng(1);
@@ -453,7 +456,7 @@ fn header_from_another_handshake_or_same_role_is_rejected() {
     let mut i2 = SecretStream::new(true, &hi, &quiet(), Instant::ZERO, &mut r);
     assert_eq!(
         i2.read(&wire, Instant::ZERO, &mut Vec::new()),
-        Err(StreamError::InvalidHeaderId)
+        Err(SecretStreamError::InvalidHeaderId)
     );
     // Wrong first-frame lengths are rejected as soon as the prefix is read.
     for len in [0usize, 17, 55, 57, 0xff_ffff] {
@@ -461,7 +464,7 @@ fn header_from_another_handshake_or_same_role_is_rejected() {
         let prefix = (len as u32).to_le_bytes();
         assert_eq!(
             b.read(&prefix[..3], Instant::ZERO, &mut Vec::new()),
-            Err(StreamError::InvalidHeaderLength(len))
+            Err(SecretStreamError::InvalidHeaderLength(len))
         );
     }
 }
@@ -479,7 +482,7 @@ fn short_and_oversized_frames() {
         wire.extend_from_slice(&(len as u32).to_le_bytes()[..3]);
         assert_eq!(
             b.read(&wire, Instant::ZERO, &mut Vec::new()),
-            Err(StreamError::MessageTooShort(len))
+            Err(SecretStreamError::MessageTooShort(len))
         );
     }
     let (mut a, mut b) = pair_with(5, &quiet(), &cfg);
@@ -488,7 +491,7 @@ fn short_and_oversized_frames() {
     assert_eq!(got, vec![vec![1; 983]]);
     assert_eq!(
         err,
-        Some(StreamError::FrameTooLarge {
+        Some(SecretStreamError::FrameTooLarge {
             len: 1001,
             max: 1000
         })
@@ -502,7 +505,7 @@ fn write_limits() {
     let mut out = Vec::new();
     assert_eq!(
         a.write(&big, Instant::ZERO, &mut out),
-        Err(StreamError::WriteTooLarge {
+        Err(SecretStreamError::WriteTooLarge {
             len: MAX_WRITE + 1,
             max: MAX_WRITE
         })
@@ -656,7 +659,7 @@ fn unordered_messages_round_trip_and_bad_ones_are_dropped() {
     a.destroy();
     assert_eq!(
         a.send_message(b"x", &mut Vec::new()),
-        Err(StreamError::Destroyed)
+        Err(SecretStreamError::Destroyed)
     );
     assert_eq!(
         a.open_message(&env, &mut Vec::new()),
@@ -781,13 +784,16 @@ fn timeout_destroys_after_read_silence() {
     assert_eq!(b.poll_timeout(), Some(ms(13_000)));
     b.handle_timeout(ms(12_999)).unwrap();
     assert!(b.is_open());
-    assert_eq!(b.handle_timeout(ms(13_000)), Err(StreamError::TimedOut));
+    assert_eq!(
+        b.handle_timeout(ms(13_000)),
+        Err(SecretStreamError::TimedOut)
+    );
     assert!(b.is_destroyed());
-    assert_eq!(b.error(), Some(StreamError::TimedOut));
+    assert_eq!(b.error(), Some(SecretStreamError::TimedOut));
     assert_eq!(b.poll_timeout(), None);
     assert_eq!(
         b.write(b"x", ms(13_001), &mut Vec::new()),
-        Err(StreamError::Destroyed)
+        Err(SecretStreamError::Destroyed)
     );
     assert!(!b.poll_transmit(&mut Vec::new()));
     // set_timeout restarts / disables.
@@ -821,7 +827,7 @@ fn transport_close_before_both_ends_destroys() {
     a.end(&mut Vec::new()).unwrap();
     assert_eq!(
         a.handle_transport_closed(),
-        Err(StreamError::TransportClosed)
+        Err(SecretStreamError::TransportClosed)
     );
     assert!(a.is_destroyed());
     assert_eq!(a.handle_transport_closed(), Ok(()));
@@ -830,7 +836,7 @@ fn transport_close_before_both_ends_destroys() {
     a.destroy();
     assert!(a.is_destroyed());
     assert_eq!(a.error(), None);
-    assert_eq!(a.handle_remote_end(), Err(StreamError::Destroyed));
+    assert_eq!(a.handle_remote_end(), Err(SecretStreamError::Destroyed));
     assert!(!a.has_pending_transmit());
 }
 
@@ -850,7 +856,7 @@ fn end_flushes_a_pending_header() {
     assert_eq!(c.handle_remote_end(), Ok(()));
     assert_eq!(
         c.read(b"x", ms(0), &mut Vec::new()),
-        Err(StreamError::ReadAfterEnd)
+        Err(SecretStreamError::ReadAfterEnd)
     );
 }
 

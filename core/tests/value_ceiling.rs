@@ -2,7 +2,10 @@
 //! datagrams are read as the reference reads them, values whose put or get could not fit are
 //! refused by clients before anything is sent and never stored by servers, a value at the limit
 //! round-trips, and a flood of the largest values keeps a node's stores within the entry limits
-//! × the largest value.
+//! × the largest value. Nodes run on the in-memory network of `node_common`; raw requests come
+//! from a client outside it, played by hand.
+
+mod node_common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
@@ -16,61 +19,59 @@ use hdht_core::dht::{
 };
 use hdht_core::rpc::{Persistence, RpcConfig, SocketKind};
 use hdht_core::wire::{Message, Request, Response, MAX_DATAGRAM_LEN};
-use hdht_core::Instant;
+use node_common::{HostId, Network, SERVER_PORT};
 use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
 
-const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49737);
-const SERVER_CLIENT_SOCKET: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 49738);
+/// The node under test: the network's first host.
+const SERVER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(20, 0, 0, 1), SERVER_PORT);
+/// A client outside the network.
 const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5000);
-const CLIENT_SERVER_SOCKET: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 5001);
 
 type Node = DhtNode<ChaCha8Rng>;
 
-fn server(max_size: Option<usize>) -> Node {
-    let mut node = DhtNode::new(
-        DhtConfig {
-            rpc: RpcConfig::bootstrapper(SERVER),
-            max_size,
-            ..DhtConfig::default()
-        },
-        ChaCha8Rng::seed_from_u64(1),
-        Instant::ZERO,
-    );
-    node.handle_timeout(Instant::from_millis(1));
-    while node.poll_transmit().is_some() {}
-    while node.poll_event().is_some() {}
-    assert!(node.has_storage(), "a bootstrapper stores at once");
-    node
+/// A network whose first host is a bootstrapper at `SERVER` (it stores at once).
+fn server(max_size: Option<usize>) -> (Network, HostId) {
+    let mut net = Network::new(1);
+    assert_eq!(net.next_server_addr(), SERVER);
+    let h = net.add_node(DhtConfig {
+        rpc: RpcConfig::bootstrapper(SERVER),
+        max_size,
+        ..DhtConfig::default()
+    });
+    net.advance(Duration::from_millis(1));
+    net.take_outbox();
+    net.take_events(h);
+    assert!(net.node(h).has_storage(), "a bootstrapper stores at once");
+    (net, h)
 }
 
 /// Raw requests from an ephemeral sender at `CLIENT`, one at a time.
 struct Raw {
-    node: Node,
-    now: Instant,
+    net: Network,
+    h: HostId,
     tid: u16,
 }
 
 impl Raw {
     fn new(max_size: Option<usize>) -> Self {
-        Raw {
-            node: server(max_size),
-            now: Instant::from_millis(1),
-            tid: 0,
-        }
+        let (net, h) = server(max_size);
+        Raw { net, h, tid: 0 }
+    }
+
+    fn node(&self) -> &Node {
+        self.net.node(self.h)
     }
 
     /// Feeds `bytes`; returns the replies (every datagram the node sent).
     fn feed(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
-        self.now = self.now + Duration::from_millis(1);
-        self.node
-            .handle_datagram(self.now, SocketKind::Server, CLIENT, bytes);
+        self.net.advance(Duration::from_millis(1));
+        self.net.inject(self.h, SocketKind::Server, CLIENT, bytes);
         let mut out = Vec::new();
-        while let Some(t) = self.node.poll_transmit() {
-            assert!(t.payload.len() <= MAX_DATAGRAM_LEN);
-            out.push(t.payload);
+        for t in self.net.take_outbox() {
+            assert!(t.bytes.len() <= MAX_DATAGRAM_LEN);
+            out.push(t.bytes);
         }
-        while self.node.poll_event().is_some() {}
+        self.net.take_events(self.h);
         out
     }
 
@@ -255,14 +256,14 @@ fn servers_never_store_a_value_they_could_not_return() {
         let got = s.get_mutable(&k).expect("returned");
         assert_eq!((got.seq, got.value.len()), (seq, limit));
     }
-    let usage = s.node.value_store_usage();
+    let usage = s.node().value_store_usage();
     assert_eq!((usage.immutables, usage.mutables), (1, 4));
 }
 
 #[test]
 fn fifteen_hundred_puts_of_the_largest_values_stay_within_the_entry_limits() {
     let mut s = Raw::new(None);
-    let limits = *s.node.store_limits();
+    let limits = *s.node().store_limits();
     // Default limits: 32,768 entries per generation, two generations.
     let max_immutables = 2 * limits.immutables.max_size;
     let max_mutables = 2 * limits.mutables.max_size;
@@ -287,7 +288,7 @@ fn fifteen_hundred_puts_of_the_largest_values_stay_within_the_entry_limits() {
         let req = s.request(command::IMMUTABLE_PUT, Some(hash(&v)), Some(token), Some(v));
         assert!(s.feed(&req.to_bytes()).is_empty());
     }
-    let usage = s.node.value_store_usage();
+    let usage = s.node().value_store_usage();
     assert_eq!(usage.immutables, 1500);
     assert_eq!(usage.immutable_bytes, 1500 * MAX_IMMUTABLE_VALUE);
     assert_eq!(usage.mutables, 1500);
@@ -299,12 +300,12 @@ fn fifteen_hundred_puts_of_the_largest_values_stay_within_the_entry_limits() {
 
     // With small limits the entry count is what bounds: at most two generations.
     let mut s = Raw::new(Some(64));
-    let per_generation = s.node.store_limits().immutables.max_size;
+    let per_generation = s.node().store_limits().immutables.max_size;
     assert_eq!(per_generation, 32);
     for i in 0..1500u32 {
         assert!(s.put_immutable(&value(i, MAX_IMMUTABLE_VALUE)).is_some());
     }
-    let usage = s.node.value_store_usage();
+    let usage = s.node().value_store_usage();
     assert!(usage.immutables < 2 * per_generation);
     assert_eq!(
         usage.immutable_bytes,
@@ -314,118 +315,75 @@ fn fifteen_hundred_puts_of_the_largest_values_stay_within_the_entry_limits() {
 
 /// A bootstrapper and an ephemeral client exchanging datagrams in simulated time.
 struct Pair {
-    server: Node,
-    client: Node,
-    now: Instant,
-    /// The client's events.
-    events: Vec<DhtEvent>,
-    /// The length of every datagram either node sent.
-    sent: Vec<usize>,
+    net: Network,
+    client: HostId,
 }
 
 impl Pair {
     fn new() -> Self {
-        let client = DhtNode::new(
-            DhtConfig {
-                rpc: RpcConfig {
-                    bootstrap: vec![SERVER],
-                    persistence: Persistence::Ephemeral,
-                    ..RpcConfig::default()
-                },
-                ..DhtConfig::default()
+        let (mut net, _) = server(None);
+        net.record = true;
+        let client = net.add_node(DhtConfig {
+            rpc: RpcConfig {
+                bootstrap: vec![SERVER],
+                persistence: Persistence::Ephemeral,
+                ..RpcConfig::default()
             },
-            ChaCha8Rng::seed_from_u64(2),
-            Instant::ZERO,
-        );
-        let mut p = Pair {
-            server: server(None),
-            client,
-            now: Instant::from_millis(1),
-            events: Vec::new(),
-            sent: Vec::new(),
-        };
-        p.run_until(|p| p.client.rpc().is_bootstrapped());
+            ..DhtConfig::default()
+        });
+        let mut p = Pair { net, client };
+        let client = p.client;
+        let ready = p.net.run_until(Duration::from_secs(60), |net| {
+            net.node(client).rpc().is_bootstrapped()
+        });
+        assert!(ready, "the client bootstraps");
+        p.net.take_events(client);
         p
     }
 
-    fn addr_of(is_server: bool, socket: SocketKind) -> SocketAddrV4 {
-        match (is_server, socket) {
-            (true, SocketKind::Server) => SERVER,
-            (true, _) => SERVER_CLIENT_SOCKET,
-            (false, SocketKind::Server) => CLIENT_SERVER_SOCKET,
-            (false, _) => CLIENT,
-        }
+    /// The length of every datagram either node sent.
+    fn sent(&self) -> Vec<usize> {
+        self.net.log.iter().map(|s| s.bytes.len()).collect()
     }
 
-    /// Delivers datagrams and runs timers until `done` holds (at most 60 simulated seconds).
-    fn run_until(&mut self, mut done: impl FnMut(&Pair) -> bool) {
-        let deadline = self.now + Duration::from_secs(60);
-        while !done(self) {
-            let mut moved = false;
-            for from_server in [true, false] {
-                loop {
-                    let node = if from_server {
-                        &mut self.server
-                    } else {
-                        &mut self.client
-                    };
-                    let Some(t) = node.poll_transmit() else { break };
-                    moved = true;
-                    self.sent.push(t.payload.len());
-                    let from = Self::addr_of(from_server, t.socket);
-                    let (to_node, socket) = match t.to {
-                        SERVER => (&mut self.server, SocketKind::Server),
-                        SERVER_CLIENT_SOCKET => (&mut self.server, SocketKind::Client),
-                        CLIENT_SERVER_SOCKET => (&mut self.client, SocketKind::Server),
-                        CLIENT => (&mut self.client, SocketKind::Client),
-                        _ => continue,
-                    };
-                    to_node.handle_datagram(self.now, socket, from, &t.payload);
-                }
-            }
-            while let Some(ev) = self.client.poll_event() {
-                self.events.push(ev);
-            }
-            while self.server.poll_event().is_some() {}
-            if !moved {
-                assert!(self.now < deadline, "nothing happened for 60 s");
-                self.now = self.now + Duration::from_millis(10);
-                self.server.handle_timeout(self.now);
-                self.client.handle_timeout(self.now);
-            }
-        }
+    /// Calls into the client now; returns what it returned, whether it sent anything, and its
+    /// events.
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut Node, hdht_core::Instant) -> T,
+    ) -> (T, bool, Vec<DhtEvent>) {
+        let before = self.net.log.len();
+        let out = self.net.with(self.client, f);
+        let sent = self.net.log.len() > before;
+        (out, sent, self.net.take_events(self.client))
     }
 
     fn finish(&mut self, op: OpId) -> Result<OpOutput, OpError> {
-        let done = |p: &Pair| {
-            p.events
-                .iter()
-                .any(|e| matches!(e, DhtEvent::OpDone { op: o, .. } if *o == op))
-        };
-        self.run_until(done);
-        let i = self
-            .events
-            .iter()
-            .position(|e| matches!(e, DhtEvent::OpDone { op: o, .. } if *o == op));
-        match i.map(|i| self.events.remove(i)) {
-            Some(DhtEvent::OpDone { result, .. }) => result,
-            other => panic!("no OpDone: {other:?}"),
-        }
+        let client = self.client;
+        let mut result = None;
+        self.net.run_until(Duration::from_secs(60), |net| {
+            result = result.take().or_else(|| {
+                net.take_event(client, |e| match e {
+                    DhtEvent::OpDone { op: o, result } if *o == op => Some(result.clone()),
+                    _ => None,
+                })
+            });
+            result.is_some()
+        });
+        result.unwrap_or_else(|| panic!("no OpDone for {op:?} within 60 s"))
     }
 }
 
 #[test]
 fn a_value_at_the_limit_round_trips_and_one_byte_more_is_refused_before_sending() {
     let mut p = Pair::new();
-    let now = p.now;
 
     // One byte more: refused at once, nothing sent.
-    let op = p
-        .client
-        .immutable_put(now, value(9, MAX_IMMUTABLE_VALUE + 1));
-    assert!(p.client.poll_transmit().is_none(), "nothing sent");
+    let (op, sent, events) =
+        p.call(|n, now| n.immutable_put(now, value(9, MAX_IMMUTABLE_VALUE + 1)));
+    assert!(!sent, "nothing sent");
     assert_eq!(
-        p.client.poll_event(),
+        events.into_iter().next(),
         Some(DhtEvent::OpDone {
             op,
             result: Err(OpError::ValueTooLarge(ValueTooLarge {
@@ -437,36 +395,35 @@ fn a_value_at_the_limit_round_trips_and_one_byte_more_is_refused_before_sending(
     );
     let signer = kp(77);
     let seq = 300;
-    let op = p
-        .client
-        .mutable_put(now, &signer, value(9, max_mutable_value(seq) + 1), seq);
-    assert!(p.client.poll_transmit().is_none(), "nothing sent");
+    let (op, sent, events) =
+        p.call(|n, now| n.mutable_put(now, &signer, value(9, max_mutable_value(seq) + 1), seq));
+    assert!(!sent, "nothing sent");
     assert!(matches!(
-        p.client.poll_event(),
+        events.into_iter().next(),
         Some(DhtEvent::OpDone { op: o, result: Err(OpError::ValueTooLarge(e)) })
             if o == op && e.max == 1780 && e.kind == ValueKind::Mutable { seq }
     ));
 
     // At the limit: stored and read back.
     let v = value(10, MAX_IMMUTABLE_VALUE);
-    let op = p.client.immutable_put(p.now, v.clone());
+    let (op, _, _) = p.call(|n, now| n.immutable_put(now, v.clone()));
     assert!(matches!(p.finish(op), Ok(OpOutput::ImmutablePut { hash: h, .. }) if h == hash(&v)));
-    let op = p.client.immutable_get(p.now, hash(&v));
+    let (op, _, _) = p.call(|n, now| n.immutable_get(now, hash(&v)));
     match p.finish(op) {
         Ok(OpOutput::ImmutableGet(Some(got))) => assert_eq!(got.value, v),
         other => panic!("immutable get: {other:?}"),
     }
     let v = value(11, max_mutable_value(seq));
-    let op = p.client.mutable_put(p.now, &signer, v.clone(), seq);
+    let (op, _, _) = p.call(|n, now| n.mutable_put(now, &signer, v.clone(), seq));
     assert!(matches!(p.finish(op), Ok(OpOutput::MutablePut { .. })));
-    let op = p.client.mutable_get(p.now, signer.public_key(), 0, true);
+    let (op, _, _) = p.call(|n, now| n.mutable_get(now, signer.public_key(), 0, true));
     match p.finish(op) {
         Ok(OpOutput::MutableGet(Some(got))) => assert_eq!((got.seq, got.value), (seq, v)),
         other => panic!("mutable get: {other:?}"),
     }
-    assert!(p.sent.iter().all(|&n| n <= MAX_DATAGRAM_LEN));
+    assert!(p.sent().iter().all(|&n| n <= MAX_DATAGRAM_LEN));
     assert!(
-        p.sent.iter().any(|&n| n > 1900),
+        p.sent().iter().any(|&n| n > 1900),
         "the largest values did travel"
     );
 }
@@ -495,7 +452,7 @@ fn a_relayed_request_that_would_outgrow_the_ceiling_is_not_sent() {
     let (len, out) = handshake(&mut s, 1990);
     assert!(len <= MAX_DATAGRAM_LEN && len + 32 > MAX_DATAGRAM_LEN);
     assert!(out.is_empty(), "a {}-byte relay is not sent", len + 32);
-    assert_eq!(s.node.rpc().stats().oversize_not_sent, 1);
+    assert_eq!(s.node().rpc().stats().oversize_not_sent, 1);
 }
 
 #[test]
@@ -504,10 +461,10 @@ fn a_request_of_ours_past_the_ceiling_fails_unsent() {
     let mut s = Raw::new(None);
     let mut spec = RequestSpec::new(CLIENT, 42);
     spec.value = Some(vec![0; 2100]);
-    let rid = s.node.rpc_mut().request(s.now, spec);
-    assert!(s.node.poll_transmit().is_none(), "nothing sent");
-    s.node.handle_timeout(s.now); // routes the rpc layer's events
-    let ev = std::iter::from_fn(|| s.node.poll_event()).find(
+    let h = s.h;
+    let rid = s.net.with(h, |n, now| n.request(now, spec));
+    assert!(s.net.take_outbox().is_empty(), "nothing sent");
+    let ev = s.net.take_events(h).into_iter().find(
         |e| matches!(e, DhtEvent::Rpc(RpcEvent::Response { request, .. }) if *request == rid),
     );
     assert!(matches!(

@@ -3,6 +3,8 @@
 //!
 //! The number of cases per property can be raised with `QUICKCHECK_TESTS=<n>`.
 
+mod prop_common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -12,7 +14,8 @@ use hdht_core::wire::{
     DecodeError, Message, Reader, Request, Response, Writer, MAX_ARRAY_LEN, MAX_SAFE_INTEGER,
     REQUEST_TYPE, RESPONSE_TYPE,
 };
-use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
+use prop_common::{arb_32, arb_addr4, arb_uint_boundaries, below, qc_discarding, UINT_BOUNDARIES};
+use quickcheck::{Arbitrary, Gen, TestResult};
 
 // ---------------------------------------------------------------------------------------------
 // Allocation tracking: the largest single allocation made by this thread inside a window.
@@ -75,65 +78,6 @@ fn alloc_budget(n: usize) -> usize {
 // Generators
 // ---------------------------------------------------------------------------------------------
 
-const UINT_BOUNDARIES: &[u64] = &[
-    0,
-    1,
-    0x7f,
-    0x80,
-    0xfb,
-    0xfc,
-    0xfd,
-    0xfe,
-    0xff,
-    0x100,
-    0xfffe,
-    0xffff,
-    0x1_0000,
-    0x1_0001,
-    0xffff_fffe,
-    0xffff_ffff,
-    0x1_0000_0000,
-    0x1_0000_0001,
-    MAX_SAFE_INTEGER - 1,
-    MAX_SAFE_INTEGER,
-];
-
-fn below(g: &mut Gen, n: usize) -> usize {
-    if n == 0 {
-        0
-    } else {
-        usize::arbitrary(g) % n
-    }
-}
-
-/// A `uint` in 0..=2^53-1, biased towards the encoding boundaries and to every bit width.
-fn arb_uint(g: &mut Gen) -> u64 {
-    match below(g, 4) {
-        0 => *g.choose(UINT_BOUNDARIES).unwrap(),
-        1 => u64::from(u8::arbitrary(g)),
-        _ => {
-            let bits = below(g, 54) as u32;
-            if bits == 0 {
-                0
-            } else {
-                u64::arbitrary(g) & ((1u64 << bits) - 1)
-            }
-        }
-    }
-}
-
-fn arb_addr(g: &mut Gen) -> SocketAddrV4 {
-    SocketAddrV4::new(Ipv4Addr::from(u32::arbitrary(g)), u16::arbitrary(g))
-}
-
-fn arb_32(g: &mut Gen) -> [u8; 32] {
-    let mut b = [0u8; 32];
-    for x in &mut b {
-        *x = u8::arbitrary(g);
-    }
-    b
-}
-
 fn arb_opt32(g: &mut Gen) -> Option<[u8; 32]> {
     bool::arbitrary(g).then(|| arb_32(g))
 }
@@ -161,7 +105,7 @@ fn arb_addrs(g: &mut Gen) -> Vec<SocketAddrV4> {
         // never sends more than k = 20.
         _ => below(g, 300),
     };
-    (0..n).map(|_| arb_addr(g)).collect()
+    (0..n).map(|_| arb_addr4(g)).collect()
 }
 
 /// A dht-rpc request with bounded value length.
@@ -172,11 +116,11 @@ impl Arbitrary for ArbRequest {
     fn arbitrary(g: &mut Gen) -> Self {
         ArbRequest(Request {
             tid: u16::arbitrary(g),
-            to: arb_addr(g),
+            to: arb_addr4(g),
             id: arb_opt32(g),
             token: arb_opt32(g),
             internal: bool::arbitrary(g),
-            command: arb_uint(g),
+            command: arb_uint_boundaries(g),
             target: arb_opt32(g),
             value: arb_opt_bytes(g),
         })
@@ -218,11 +162,15 @@ impl Arbitrary for ArbResponse {
     fn arbitrary(g: &mut Gen) -> Self {
         ArbResponse(Response {
             tid: u16::arbitrary(g),
-            to: arb_addr(g),
+            to: arb_addr4(g),
             id: arb_opt32(g),
             token: arb_opt32(g),
             closer_nodes: arb_addrs(g),
-            error: if bool::arbitrary(g) { 0 } else { arb_uint(g) },
+            error: if bool::arbitrary(g) {
+                0
+            } else {
+                arb_uint_boundaries(g)
+            },
             value: arb_opt_bytes(g),
         })
     }
@@ -390,15 +338,6 @@ impl Arbitrary for ReaderScript {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-fn qc(default_tests: u64) -> QuickCheck {
-    let tests = std::env::var("QUICKCHECK_TESTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default_tests);
-    // The default generator size (100) bounds the `Vec`s quickcheck makes itself.
-    QuickCheck::new().tests(tests).max_tests(tests * 10)
-}
-
 fn encode(m: &Message) -> Vec<u8> {
     let mut out = Vec::new();
     m.encode(&mut out);
@@ -493,7 +432,7 @@ fn request_roundtrip() {
         assert_eq!(&out[2..], &bytes[..]);
         Message::decode(&bytes) == Ok(Message::Request(r))
     }
-    qc(2000).quickcheck(prop as fn(ArbRequest) -> bool);
+    qc_discarding(2000).quickcheck(prop as fn(ArbRequest) -> bool);
 }
 
 #[test]
@@ -509,7 +448,7 @@ fn response_roundtrip() {
         assert_eq!(&out[1..], &bytes[..]);
         Message::decode(&bytes) == Ok(Message::Response(r))
     }
-    qc(2000).quickcheck(prop as fn(ArbResponse) -> bool);
+    qc_discarding(2000).quickcheck(prop as fn(ArbResponse) -> bool);
 }
 
 #[test]
@@ -519,7 +458,7 @@ fn trailing_bytes_are_ignored() {
         bytes.extend_from_slice(&tail);
         Message::decode(&bytes) == Ok(m.0)
     }
-    qc(1000).quickcheck(prop as fn(ArbMessage, Vec<u8>) -> bool);
+    qc_discarding(1000).quickcheck(prop as fn(ArbMessage, Vec<u8>) -> bool);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,7 +486,7 @@ fn every_truncation_is_an_error() {
         }
         true
     }
-    qc(500).quickcheck(prop as fn(ArbMessage) -> bool);
+    qc_discarding(500).quickcheck(prop as fn(ArbMessage) -> bool);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,7 +538,7 @@ fn decode_arbitrary_bytes_never_panics() {
     fn prop(b: Vec<u8>) -> TestResult {
         check_datagram(&b)
     }
-    qc(20_000).quickcheck(prop as fn(Vec<u8>) -> TestResult);
+    qc_discarding(20_000).quickcheck(prop as fn(Vec<u8>) -> TestResult);
 }
 
 #[test]
@@ -607,7 +546,7 @@ fn decode_hostile_datagrams_never_panics() {
     fn prop(d: ArbDatagram) -> TestResult {
         check_datagram(&d.0)
     }
-    qc(20_000).quickcheck(prop as fn(ArbDatagram) -> TestResult);
+    qc_discarding(20_000).quickcheck(prop as fn(ArbDatagram) -> TestResult);
 }
 
 /// Runs one `Reader` call chosen by `op` and checks what it consumed against what it returned.
@@ -798,7 +737,7 @@ fn reader_methods_never_panic() {
         }
         TestResult::passed()
     }
-    qc(20_000).quickcheck(prop as fn(ReaderScript) -> TestResult);
+    qc_discarding(20_000).quickcheck(prop as fn(ReaderScript) -> TestResult);
 }
 
 /// Every Reader method on every short input, exhaustively for 0..=2 bytes.
@@ -843,7 +782,7 @@ fn uint_minimal_and_roundtrips() {
             Err(e) => TestResult::error(e),
         }
     }
-    qc(20_000).quickcheck(prop as fn(u64, u8, u8) -> TestResult);
+    qc_discarding(20_000).quickcheck(prop as fn(u64, u8, u8) -> TestResult);
 }
 
 #[test]
@@ -878,7 +817,7 @@ fn uint_non_minimal_forms_decode_leniently() {
             r.uint() == Ok(v) && r.remaining().is_empty()
         })
     }
-    qc(5_000).quickcheck(prop as fn(u64) -> bool);
+    qc_discarding(5_000).quickcheck(prop as fn(u64) -> bool);
     assert!(prop(0) && prop(0xfc) && prop(0xffff) && prop(MAX_SAFE_INTEGER));
 }
 
@@ -890,7 +829,7 @@ fn uint_above_safe_integer_is_rejected() {
         Reader::new(&b).uint() == Err(DecodeError::IntegerTooLarge)
             && Reader::new(&b[1..]).u64() == Err(DecodeError::IntegerTooLarge)
     }
-    qc(2_000).quickcheck(prop as fn(u64) -> bool);
+    qc_discarding(2_000).quickcheck(prop as fn(u64) -> bool);
     assert!(prop(0) && prop(u64::MAX));
     // 2^53 exactly (the vector `uint64_above_2pow53`).
     let b = hex::decode("ff0000000000002000").unwrap();
@@ -987,7 +926,7 @@ fn array_length_never_allocates_beyond_input() {
         }
         TestResult::passed()
     }
-    qc(5_000).quickcheck(prop as fn(u64, Vec<u8>) -> TestResult);
+    qc_discarding(5_000).quickcheck(prop as fn(u64, Vec<u8>) -> TestResult);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1030,7 +969,8 @@ fn primitive_roundtrips() {
             && r.bool() == Ok(false)
             && r.remaining().is_empty()
     }
-    qc(2_000).quickcheck(prop as fn(u64, Vec<u8>, String, Vec<(u32, u16)>, Vec<u64>) -> bool);
+    qc_discarding(2_000)
+        .quickcheck(prop as fn(u64, Vec<u8>, String, Vec<(u32, u16)>, Vec<u64>) -> bool);
 }
 
 /// The allocation tracker itself sees allocations (so the bounds above are not vacuous).

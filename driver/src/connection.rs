@@ -166,7 +166,7 @@ impl Connections {
 /// dead peer (nothing heard, retransmissions given up) `TimedOut`; the error's source is the
 /// [`ConnError`] with the exact reason.
 fn io_err(e: ConnError) -> io::Error {
-    use hdht_core::stream::StreamError as Crypto;
+    use hdht_core::secret_stream::SecretStreamError as Crypto;
     use hdht_core::udx::StreamError as Transport;
     let kind = match e {
         ConnError::Transport(Transport::Reset) => io::ErrorKind::ConnectionReset,

@@ -202,8 +202,7 @@ impl DhtHandle {
 
     /// `addNode({host, port})`.
     pub fn add_node(&self, addr: SocketAddrV4) {
-        self.shared
-            .with_node_mut(|n, now| n.rpc_mut().add_node(now, addr));
+        self.shared.with_node_mut(|n, now| n.add_node(now, addr));
     }
 
     /// `findNode(target)`: a stream of replies; `.finish()` gives the closest nodes.
@@ -232,7 +231,7 @@ impl DhtHandle {
 
     /// `refresh()`: a background FIND_NODE towards a random known node.
     pub fn refresh(&self) {
-        self.shared.with_node_mut(|n, now| n.rpc_mut().refresh(now));
+        self.shared.with_node_mut(|n, now| n.refresh(now));
     }
 
     /// Requests from other nodes for the application (needs `handle_requests`).

@@ -17,7 +17,7 @@ use hdht_core::dht::{
 };
 use hdht_core::rpc::{
     IncomingRequest, QueryError, QueryId, QueryReply, QueryResult, QuerySpec, ReplySpec,
-    RequestError, RequestId, RequestSpec, RpcEvent, SocketKind, Transmit,
+    RequestError, RequestId, RequestSpec, RpcEvent, SocketKind,
 };
 
 use crate::{Clock, DhtError, Node};
@@ -127,8 +127,6 @@ pub(crate) struct Inner {
     queries: BTreeMap<QueryId, QuerySlot>,
     requests: BTreeMap<RequestId, RequestSlot>,
     ops: BTreeMap<OpId, OpSlot>,
-    /// Unannounces a graceful destroy waits for before tearing the node down.
-    destroy_after: Option<Vec<OpId>>,
     incoming: VecDeque<IncomingRequest>,
     incoming_waker: Option<Waker>,
     events: VecDeque<RpcEvent>,
@@ -205,20 +203,13 @@ impl Inner {
                     if let Some(slot) = self.ops.get_mut(&op) {
                         slot.finish(result);
                     }
-                    if let Some(waiting) = self.destroy_after.as_mut() {
-                        waiting.retain(|o| *o != op);
-                        if waiting.is_empty() {
-                            self.destroy_after = None;
-                            self.node.finish_destroy();
-                        }
+                }
+                DhtEvent::Connect(ev) => {
+                    if let Some((handshake, reject)) = self.connections.dispatch(ev) {
+                        let now = self.clock.now();
+                        self.node.firewall_decision(now, handshake, reject);
                     }
                 }
-            }
-        }
-        while let Some(ev) = self.node.poll_connect_event() {
-            if let Some((handshake, reject)) = self.connections.dispatch(ev) {
-                let now = self.clock.now();
-                self.node.firewall_decision(now, handshake, reject);
             }
         }
         for conn in self.connections.take_forgettable() {
@@ -255,7 +246,6 @@ impl Shared {
             queries: BTreeMap::new(),
             requests: BTreeMap::new(),
             ops: BTreeMap::new(),
-            destroy_after: None,
             incoming: VecDeque::new(),
             incoming_waker: None,
             events: VecDeque::new(),
@@ -328,15 +318,6 @@ impl Shared {
         inner.dispatch();
     }
 
-    /// Moves every queued transmit into `out`. Pool-socket commands stay queued: a driver that
-    /// sends from pool sockets uses [`fill_send_batch`](Self::fill_send_batch).
-    pub fn drain_transmits(&self, out: &mut Vec<Transmit>) {
-        let mut inner = self.lock();
-        while let Some(t) = inner.node.poll_transmit() {
-            out.push(t);
-        }
-    }
-
     /// Pulls queued datagrams into `batch` (one lock for many datagrams, no allocation per
     /// packet), after moving the node's pool-socket commands into `commands`: apply those
     /// before sending the batch, so a socket is bound before anything is sent from it (the
@@ -347,7 +328,9 @@ impl Shared {
         batch: &mut crate::udp::SendBatch,
         commands: &mut Vec<SocketCommand>,
     ) -> bool {
-        batch.fill(&mut self.lock().node, commands)
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        batch.fill(&mut inner.node, now, commands)
     }
 
     /// Feeds every datagram of a batched receive under one lock.
@@ -428,7 +411,7 @@ impl Shared {
     pub fn query(&self, spec: QuerySpec) -> QueryStream {
         let mut inner = self.lock();
         let now = inner.clock.now();
-        let id = inner.node.rpc_mut().query(now, spec);
+        let id = inner.node.query(now, spec);
         inner.queries.insert(id, QuerySlot::default());
         inner.dispatch();
         inner.kick();
@@ -443,7 +426,7 @@ impl Shared {
     pub fn request(&self, spec: RequestSpec) -> PendingRequest {
         let mut inner = self.lock();
         let now = inner.clock.now();
-        let id = inner.node.rpc_mut().request(now, spec);
+        let id = inner.node.request(now, spec);
         inner.requests.insert(id, RequestSlot::default());
         inner.dispatch();
         inner.kick();
@@ -462,7 +445,7 @@ impl Shared {
 
     /// Answers a request.
     pub fn reply(&self, req: &IncomingRequest, reply: ReplySpec) {
-        self.with_node_mut(|node, _| node.rpc_mut().reply(req, reply));
+        self.with_node_mut(|node, now| node.reply(now, req, reply));
     }
 
     /// Stops the node: pending futures fail with "destroyed", the I/O task exits. Unless
@@ -470,10 +453,7 @@ impl Shared {
     pub fn destroy(&self, force: bool) {
         let mut inner = self.lock();
         let now = inner.clock.now();
-        let waiting = inner.node.destroy(now, force);
-        if !waiting.is_empty() {
-            inner.destroy_after = Some(waiting);
-        }
+        inner.node.destroy(now, force);
         inner.dispatch();
         inner.kick();
     }
@@ -590,7 +570,8 @@ impl Drop for QueryStream {
             .remove(&self.id)
             .is_some_and(|s| s.done.is_none());
         if running {
-            inner.node.rpc_mut().cancel_query(self.id);
+            let now = inner.clock.now();
+            inner.node.cancel_query(now, self.id);
             inner.dispatch();
             inner.kick();
         }

@@ -1,7 +1,7 @@
 //! Batched UDP I/O shared by the runtimes: many datagrams per syscall in both directions.
 //!
 //! Sending: the core writes datagrams straight into one contiguous buffer
-//! ([`DhtNode::poll_transmit_into`](hdht_core::dht::DhtNode::poll_transmit_into), no allocation
+//! ([`DhtNode::poll_transmit`](hdht_core::dht::DhtNode::poll_transmit), no allocation
 //! per packet); runs of equal-sized datagrams to the same peer leave in one `sendmsg` with UDP
 //! GSO (`UDP_SEGMENT`) where the kernel has it, one datagram per call where it does not.
 //! Receiving: `recvmmsg` into a few slots, each of which may hold a GRO-coalesced run of
@@ -161,7 +161,12 @@ impl SendBatch {
     ///
     /// Pool-socket commands are drained into `commands` first, so that the caller, applying
     /// them before it sends, binds every socket before anything is sent from it.
-    pub(crate) fn fill(&mut self, node: &mut Node, commands: &mut Vec<SocketCommand>) -> bool {
+    pub(crate) fn fill(
+        &mut self,
+        node: &mut Node,
+        now: hdht_core::Instant,
+        commands: &mut Vec<SocketCommand>,
+    ) -> bool {
         while let Some(cmd) = node.poll_socket_command() {
             commands.push(cmd);
         }
@@ -181,7 +186,7 @@ impl SendBatch {
                 to,
                 len,
                 ttl,
-            }) = node.poll_transmit_into(&mut self.buf[self.used..])
+            }) = node.poll_transmit(now, &mut self.buf[self.used..])
             else {
                 return false;
             };

@@ -51,8 +51,8 @@ pub trait App {
     fn handle_datagram(&mut self, now: Instant, socket: SocketId, from: SocketAddrV4, bytes: &[u8]);
     /// The deadline from [`App::poll_timeout`] (or a later time) has come.
     fn handle_timeout(&mut self, now: Instant);
-    /// The next datagram to send.
-    fn poll_transmit(&mut self) -> Option<Datagram>;
+    /// The next datagram to send, at `now` (the time of the call that produced it).
+    fn poll_transmit(&mut self, now: Instant) -> Option<Datagram>;
     /// When `handle_timeout` must run next.
     fn poll_timeout(&self) -> Option<Instant>;
     /// The next event for the owner.

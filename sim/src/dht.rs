@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::ops::{Deref, DerefMut};
 
 use hdht_core::dht::{
-    ConnectEvent, DhtConfig, DhtEvent, DhtNode, SocketCommand as CoreSocketCommand,
+    DhtConfig, DhtEvent, DhtNode, SocketCommand as CoreSocketCommand, MAX_DATAGRAM,
 };
 use hdht_core::rpc::{NodeId, RpcConfig, SocketKind};
 use hdht_core::Instant;
@@ -37,16 +37,6 @@ pub type DhtSim = Engine<DhtHost>;
 /// Wall-clock milliseconds the simulated nodes believe `Instant::ZERO` is (announce bumps are
 /// wall-clock timestamps); fixed, so runs replay.
 pub const SIM_EPOCH_UNIX_MS: u64 = 1_767_225_600_000;
-
-/// What a hyperdht node tells its owner: node events and connection events (two queues in
-/// the core, one stream here — node events first at each flush).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DhtSimEvent {
-    /// A [`DhtEvent`] (dht-rpc events, operation replies and results).
-    Dht(DhtEvent),
-    /// A [`ConnectEvent`] (servers, connections).
-    Connect(ConnectEvent),
-}
 
 /// How to start one simulated hyperdht node.
 #[derive(Debug, Clone, Default)]
@@ -95,6 +85,8 @@ pub struct DhtHost {
     unbound_sends: u64,
     /// Pool sockets bound so far.
     pool_binds: u64,
+    /// Where the node writes each datagram it sends.
+    transmit_buf: Vec<u8>,
 }
 
 impl DhtHost {
@@ -107,6 +99,7 @@ impl DhtHost {
             last_now: now,
             unbound_sends: 0,
             pool_binds: 0,
+            transmit_buf: vec![0; MAX_DATAGRAM],
         }
     }
 
@@ -168,7 +161,7 @@ impl DerefMut for DhtHost {
 }
 
 impl App for DhtHost {
-    type Event = DhtSimEvent;
+    type Event = DhtEvent;
 
     fn handle_datagram(
         &mut self,
@@ -188,15 +181,15 @@ impl App for DhtHost {
         self.node.handle_timeout(now);
     }
 
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self, now: Instant) -> Option<Datagram> {
         loop {
-            let t = self.node.poll_transmit()?;
+            let t = self.node.poll_transmit(now, &mut self.transmit_buf)?;
             match self.socket_id(t.socket) {
                 Some(socket) => {
                     return Some(Datagram {
                         socket,
                         to: t.to,
-                        payload: t.payload,
+                        payload: self.transmit_buf[..t.len].to_vec(),
                         ttl: t.ttl,
                     })
                 }
@@ -209,11 +202,8 @@ impl App for DhtHost {
         self.node.poll_timeout()
     }
 
-    fn poll_event(&mut self) -> Option<DhtSimEvent> {
-        if let Some(e) = self.node.poll_event() {
-            return Some(DhtSimEvent::Dht(e));
-        }
-        self.node.poll_connect_event().map(DhtSimEvent::Connect)
+    fn poll_event(&mut self) -> Option<DhtEvent> {
+        self.node.poll_event()
     }
 
     fn crash(&mut self) {
@@ -222,7 +212,11 @@ impl App for DhtHost {
         }
         // A crashed host sends nothing more: not the DESTROYs a destroy queues for its
         // connections, nor anything else still waiting.
-        while self.node.poll_transmit().is_some() {}
+        while self
+            .node
+            .poll_transmit(self.last_now, &mut self.transmit_buf)
+            .is_some()
+        {}
         // The engine closes every socket of a crashed host.
         self.pool.clear();
         self.by_socket.clear();

@@ -711,7 +711,12 @@ impl<A: App> Engine<A> {
         self.schedule(h, earliest);
         loop {
             self.socket_commands(h);
-            let Some(d) = self.hosts[h].app.as_mut().and_then(|a| a.poll_transmit()) else {
+            let now = self.now;
+            let Some(d) = self.hosts[h]
+                .app
+                .as_mut()
+                .and_then(|a| a.poll_transmit(now))
+            else {
                 break;
             };
             if alive {

@@ -29,7 +29,7 @@ pub mod scenario;
 pub mod trace;
 
 pub use app::{App, Datagram, SocketCommand};
-pub use dht::{DhtHost, DhtNodeConfig, DhtSim, DhtSimEvent};
+pub use dht::{DhtHost, DhtNodeConfig, DhtSim};
 pub use engine::{Engine, Handler, HostSetup, NetStats, Tap, TapKind, TapRecord};
 pub use link::LinkModel;
 pub use nat::{NatBox, NatConfig, NatPreset};

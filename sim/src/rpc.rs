@@ -57,7 +57,7 @@ impl<R: RngCore> App for RpcNode<R> {
         RpcNode::handle_timeout(self, now);
     }
 
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram> {
         let t = RpcNode::poll_transmit(self)?;
         Some(Datagram {
             socket: rpc_socket_id(t.socket),

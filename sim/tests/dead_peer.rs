@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::{
-    ConnError, ConnId, ConnectEvent, ConnectOptions, ServerOptions, CONNECTION_IDLE_TIMEOUT,
+    ConnError, ConnId, ConnectEvent, ConnectOptions, DhtEvent, ServerOptions,
+    CONNECTION_IDLE_TIMEOUT,
 };
 use hdht_core::rpc::{Persistence, RpcConfig};
 use hdht_core::udx::StreamError;
 use hdht_core::Instant;
 use hdht_sim::replay::Replay;
 use hdht_sim::{
-    DhtHost, DhtNodeConfig, DhtSim, DhtSimEvent, Engine, Handler, HostId, LinkModel, NatPreset,
-    RealmId,
+    DhtHost, DhtNodeConfig, DhtSim, Engine, Handler, HostId, LinkModel, NatPreset, RealmId,
 };
 
 /// What the test tells the survivor's detection time apart from: the promise is the idle
@@ -117,8 +117,8 @@ fn write_more(sim: &mut Engine<DhtHost>, side: &mut Side) {
 }
 
 impl Handler<DhtHost> for Watch {
-    fn on_event(&mut self, sim: &mut Engine<DhtHost>, host: HostId, event: DhtSimEvent) {
-        let DhtSimEvent::Connect(ev) = event else {
+    fn on_event(&mut self, sim: &mut Engine<DhtHost>, host: HostId, event: DhtEvent) {
+        let DhtEvent::Connect(ev) = event else {
             return;
         };
         if let ConnectEvent::Listening { .. } = ev {

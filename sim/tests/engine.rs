@@ -40,7 +40,7 @@ impl App for Probe {
         });
     }
     fn handle_timeout(&mut self, _now: Instant) {}
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram> {
         self.out.pop_front()
     }
     fn poll_timeout(&self) -> Option<Instant> {
@@ -421,7 +421,7 @@ impl App for Opener {
         });
     }
     fn handle_timeout(&mut self, _now: Instant) {}
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram> {
         let (tag, to, payload) = self.out.pop_front()?;
         let socket = *self
             .bound
@@ -562,7 +562,7 @@ impl App for Requester {
             self.log.push_back(Heard::Timeout(now));
         }
     }
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram> {
         self.out.pop_front()
     }
     fn poll_timeout(&self) -> Option<Instant> {

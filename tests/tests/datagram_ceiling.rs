@@ -373,7 +373,7 @@ fn fill(to: SocketAddrV4, name: &str) -> Target {
         .iter()
         .find_map(|b| response(b))
         .and_then(|r| r.value)
-        .and_then(|v| hdht_core::dht::messages::LookupReply::decode(&v).ok())
+        .and_then(|v| hdht_core::dht::messages::LookupReplyValue::decode(&v).ok())
         .map_or(0, |l| l.peers.len());
     assert_eq!(peers, 20, "{name} lists the 20 announced peers");
     Target {

@@ -6,7 +6,7 @@
 
 use hdht_core::dht::messages::{
     decode_mutable_get_request, encode_mutable_get_request, Announce, HandshakeEnvelope,
-    HolepunchEnvelope, LookupReply, MutableGetResponse, MutablePutRequest, Peer, PluginRequest,
+    HolepunchEnvelope, LookupReplyValue, MutableGetResponse, MutablePutRequest, Peer, PluginRequest,
 };
 use hdht_core::wire::DecodeError;
 use libfuzzer_sys::fuzz_target;
@@ -29,7 +29,7 @@ fn check<T: PartialEq + core::fmt::Debug>(
 fuzz_target!(|data: &[u8]| {
     check(data, Peer::decode(data), Peer::to_bytes, Peer::decode, 0);
     check(data, Announce::decode(data), Announce::to_bytes, Announce::decode, 0);
-    check(data, LookupReply::decode(data), LookupReply::to_bytes, LookupReply::decode, 1);
+    check(data, LookupReplyValue::decode(data), LookupReplyValue::to_bytes, LookupReplyValue::decode, 1);
     check(
         data,
         MutablePutRequest::decode(data),

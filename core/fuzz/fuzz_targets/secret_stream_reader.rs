@@ -1,4 +1,4 @@
-//! `hdht_core::stream::SecretStream`'s frame reader on arbitrary bytes.
+//! `hdht_core::secret_stream::SecretStream`'s frame reader on arbitrary bytes.
 //!
 //! Byte 0 = flags: bit 0 prefixes the peer's valid header frame, bit 1 also two valid message
 //! frames (so the fuzzer reaches the message path), bits 2–3 pick `max_frame_len` (64, 4096,
@@ -10,7 +10,7 @@
 //! never more than the bytes in; an error leaves the stream destroyed and refusing more input.
 #![no_main]
 
-use hdht_core::stream::{Config, HandshakeKeys, SecretStream, StreamError, MAX_FRAME_LEN};
+use hdht_core::secret_stream::{Config, HandshakeKeys, SecretStream, SecretStreamError, MAX_FRAME_LEN};
 use hdht_core::Instant;
 use libfuzzer_sys::fuzz_target;
 use rand_core::{CryptoRng, RngCore};
@@ -106,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
         Some(e) => {
             assert!(b.is_destroyed());
             assert_eq!(b.error(), Some(e));
-            assert_eq!(b.read(&input, Instant::ZERO, &mut Vec::new()), Err(StreamError::Destroyed));
+            assert_eq!(b.read(&input, Instant::ZERO, &mut Vec::new()), Err(SecretStreamError::Destroyed));
         }
         None => {
             let _ = b.handle_remote_end();

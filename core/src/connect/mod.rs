@@ -17,13 +17,14 @@
 //! The outer PEER_HANDSHAKE / PEER_HOLEPUNCH values are
 //! [`crate::dht::messages::HandshakeEnvelope`] and [`crate::dht::messages::HolepunchEnvelope`].
 //!
-//! What the node builds on it: the client/server state machines (find the server, send msg1
-//! through relays, dedupe msg1 bytes on the server and answer duplicates with the identical
-//! msg2, firewall callback), NAT analysis on puncher sockets, holepunch rounds, probes, aborts
-//! and timeouts. The client creates one [`Handshake::initiator`] per connect and one
-//! [`SecurePayload`] from [`HandshakeResult::holepunch_secret`]; the server one
-//! [`Handshake::responder`] per distinct msg1. The stream layer takes `tx`, `rx`, `hash` and the
-//! public keys from the [`HandshakeResult`].
+//! What the node builds on it (in [`crate::dht`]: `client/`, `server/`): the client's connect
+//! and the server's handshakes (find the server, send msg1 through relays, dedupe msg1 bytes on
+//! the server and answer duplicates with the identical msg2, firewall callback), NAT analysis
+//! on puncher sockets, holepunch rounds, probes, aborts and timeouts. The client creates one
+//! [`Handshake::initiator`] per connect and one [`SecurePayload`] from
+//! [`HandshakeResult::holepunch_secret`]; the server one [`Handshake::responder`] per distinct
+//! msg1. The stream layer takes `tx`, `rx`, `hash` and the public keys from the
+//! [`HandshakeResult`].
 
 pub mod dh;
 pub mod error;

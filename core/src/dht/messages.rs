@@ -204,14 +204,14 @@ impl Announce {
 
 /// The LOOKUP response value (`lookupRawReply`): the stored peer records and the topic's bump.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LookupReply {
+pub struct LookupReplyValue {
     /// The peer records.
     pub peers: Vec<Peer>,
     /// The topic's bump timestamp; 0 when a legacy reply omits it.
     pub bump: u64,
 }
 
-impl LookupReply {
+impl LookupReplyValue {
     /// Appends the encoding: `array(peer) ‖ uint bump` (bump always written, as a 6.34 server does).
     pub fn encode(&self, out: &mut Vec<u8>) {
         Writer::new(out).uint(self.peers.len() as u64);
@@ -241,7 +241,7 @@ impl LookupReply {
         } else {
             r.uint()?
         };
-        Ok(LookupReply { peers, bump })
+        Ok(LookupReplyValue { peers, bump })
     }
 }
 

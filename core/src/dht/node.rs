@@ -1,44 +1,60 @@
-//! The HyperDHT node: a dht-rpc node plus hyperdht's server-side commands (storage and the
-//! router's records) and its client operations.
+//! The HyperDHT node: the one owner of everything a node is — the dht-rpc node, the records
+//! and the router, client operations, servers, client connects and connections, pool sockets —
+//! with the input/output API ([`DhtNode`]'s documentation says how to drive it).
+//!
+//! The node itself decides little: it routes each input to its owner (a request to the records
+//! or the router, a query's reply to its operation or connect, a response to whoever sent the
+//! request, a datagram to UDX or dht-rpc, a probe to the puncher's owner, timers to all) and
+//! applies the actions those machines return, in order. It owns the id maps that make that
+//! routing possible: dht-rpc's query and request ids to their owners, handshake keys to the
+//! firewall question ids it hands out, connection ids.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::net::{SocketAddr, SocketAddrV4};
+use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::messages::{
-    self, command, mode, Announce, HandshakeEnvelope, HolepunchEnvelope,
-    LookupReply as WireLookupReply, MutableGetResponse, MutablePutRequest, Peer, ERROR_SEQ_REUSED,
-    ERROR_SEQ_TOO_LOW,
+use super::client::{ClientAction, ClientAttempt, ClientRequest, ConnectOptions, EarlyPacket};
+use super::connection::{
+    connection_stream_config, ConnError, ConnectionInfo, Connections, TransportInfo,
 };
-use super::ops::{
-    FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput,
+use super::env::{Env, NodeFacts};
+use super::event::{ConnectEvent, DhtEvent};
+use super::ids::{ConnId, ServerId};
+use super::messages::{self, command, MutablePutRequest, Peer};
+use super::ops::{Op, OpAction, OpError, OpId, OpKind, OpReply};
+use super::pool::{socket_kind, udx_socket, SocketCommand, SocketPool};
+use super::records::{RecordReply, Records};
+use super::router::{Routed, Router};
+use super::server::{
+    Accepted, Server, ServerAction, ServerOptions, ServerRequest, MAX_SERVER_HANDSHAKES,
 };
 use super::sign;
-use super::store::{NodeStoreLimits, RecordCache, StoreLimits, ValueStoreUsage, Xache};
+use super::store::{NodeStoreLimits, StoreLimits, ValueStoreUsage};
 use super::value_size;
-use crate::crypto::{hash, KeyPair};
+use crate::connect::puncher::PROBE;
+use crate::connect::{ConnectError, HandshakeResult, RandomPunchLimiter};
+use crate::crypto::KeyPair;
 use crate::rpc::{
-    IncomingRequest, NodeId, QueryError, QueryId, QueryReply, QuerySpec, ReplySpec, RequestError,
-    RequestId, RequestSpec, RpcConfig, RpcEvent, RpcNode, SocketKind, Transmit,
+    IncomingRequest, NodeId, QueryId, QuerySpec, ReplySpec, RequestId, RequestSpec, RpcConfig,
+    RpcEvent, RpcNode, SocketKind,
 };
-use crate::wire::{ERROR_UNKNOWN_COMMAND as ERROR_UNKNOWN_COMMAND_CODE, MAX_DATAGRAM_LEN};
+use crate::udx::{self, Incoming, StreamEvent, UdxStream};
+use crate::wire::{ERROR_UNKNOWN_COMMAND, MAX_DATAGRAM_LEN};
 use crate::Instant;
 
-/// Peers returned per LOOKUP reply.
-const MAX_LOOKUP_PEERS: usize = 20;
-/// Relay addresses kept per announced record.
-const MAX_RELAY_ADDRESSES: usize = 3;
-/// How far in the future a bump may lie.
-const MAX_BUMP_DRIFT_MS: u64 = 60_000;
-
-/// Largest datagram [`DhtNode::poll_transmit_into`] writes: the datagram ceiling
+/// Largest datagram [`DhtNode::poll_transmit`] writes: the datagram ceiling
 /// ([`MAX_DATAGRAM_LEN`], 2,048 bytes) — dht-rpc datagrams never exceed it, UDX packets are at
 /// most 1,500 bytes.
 pub const MAX_DATAGRAM: usize = MAX_DATAGRAM_LEN;
+/// Most connections (connects in progress and open connections) a node holds.
+const MAX_CONNECTIONS: usize = 16_384;
+/// How long a server connection waits for the client's first UDX packet.
+const SERVER_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
-/// A datagram written into the caller's buffer by [`DhtNode::poll_transmit_into`].
+/// A datagram written into the caller's buffer by [`DhtNode::poll_transmit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramOut {
     /// Which of the node's sockets sends it.
@@ -63,166 +79,160 @@ pub struct DhtConfig {
     pub max_age: Option<core::time::Duration>,
 }
 
-/// What a [`DhtNode`] tells its owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DhtEvent {
-    /// A dht-rpc event not consumed by an operation (ready, persistent, replies to raw queries…).
-    Rpc(RpcEvent),
-    /// A lookup/announce/unannounce reply carrying peers.
-    LookupReply {
-        /// The operation.
-        op: OpId,
-        /// The reply.
-        reply: LookupReply,
-    },
-    /// A find-peer reply carrying a record.
-    FindPeerReply {
-        /// The operation.
-        op: OpId,
-        /// The reply.
-        reply: FindPeerReply,
-    },
-    /// An operation finished.
-    OpDone {
-        /// The operation.
-        op: OpId,
-        /// Its outcome.
-        result: Result<OpOutput, OpError>,
-    },
+/// How much state the connect path holds (bounded under floods; see
+/// `core/tests/hostile_connect.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectStats {
+    /// Server handshakes remembered (answered, pending, or punching).
+    pub handshakes: usize,
+    /// Of those, the ones with a holepunch running.
+    pub server_punches: usize,
+    /// Client connects in progress.
+    pub attempts: usize,
+    /// Connections (pending or open).
+    pub connections: usize,
+    /// Pool sockets open.
+    pub pool_sockets: usize,
+    /// Requests of the holepunch layer in flight.
+    pub punch_requests: usize,
 }
 
-/// A route to a server: a remote self-announce (`relay` = the announcer) or a local server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Forward {
-    /// Where handshakes for this key go; `None` for a server on this node.
-    pub relay: Option<SocketAddrV4>,
-    /// The encoded `peer` record.
-    pub record: Vec<u8>,
+/// Who started a dht-rpc query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryOwner {
+    /// A client operation.
+    Op(OpId),
+    /// A connect's FIND_PEER.
+    FindPeer(ConnId),
+    /// A server's announce cycle.
+    Announce(ServerId),
 }
 
-/// A refresh-chain entry (`refreshes` store).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Refresh {
-    target: [u8; 32],
-    record: Vec<u8>,
-    announce_self: bool,
+/// Who sent a dht-rpc request, and what it is to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestOwner {
+    /// A client operation's commit.
+    Commit(OpId),
+    /// A connect's.
+    Client(ConnId, ClientRequest),
+    /// A server's.
+    Server(ServerId, ServerRequest),
 }
 
-/// Created when the node first becomes persistent (`Persistent` in the reference).
-#[derive(Debug)]
-struct Storage {
-    records: RecordCache,
-    bumps: Xache<[u8; 32], u64>,
-    refreshes: Xache<[u8; 32], Refresh>,
-    mutables: Xache<[u8; 32], Vec<u8>>,
-    immutables: Xache<[u8; 32], Vec<u8>>,
-}
-
-impl Storage {
-    fn new(limits: &NodeStoreLimits, now: Instant) -> Self {
-        fn xache<K: Ord + Clone, V>(l: &StoreLimits, now: Instant) -> Xache<K, V> {
-            Xache::new(l.max_size, l.max_age, now)
-        }
-        Storage {
-            records: RecordCache::new(limits.records.max_size, limits.records.max_age, now),
-            bumps: xache(&limits.bumps, now),
-            refreshes: xache(&limits.refreshes, now),
-            mutables: xache(&limits.mutables, now),
-            immutables: xache(&limits.immutables, now),
-        }
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.records.handle_timeout(now);
-        self.bumps.handle_timeout(now);
-        self.refreshes.handle_timeout(now);
-        self.mutables.handle_timeout(now);
-        self.immutables.handle_timeout(now);
-    }
-
-    fn poll_timeout(&self) -> Instant {
-        self.records
-            .poll_timeout()
-            .min(self.bumps.poll_timeout())
-            .min(self.refreshes.poll_timeout())
-            .min(self.mutables.poll_timeout())
-            .min(self.immutables.poll_timeout())
+impl RequestOwner {
+    /// Whether the holepunch layer sent it (counted in [`ConnectStats::punch_requests`]).
+    fn is_punch(&self) -> bool {
+        matches!(
+            self,
+            RequestOwner::Client(
+                _,
+                ClientRequest::Holepunch { .. }
+                    | ClientRequest::NatPing { .. }
+                    | ClientRequest::AbortNotice
+            ) | RequestOwner::Server(_, ServerRequest::NatPing { .. })
+        )
     }
 }
 
-#[derive(Debug)]
-enum OpKind {
-    Lookup,
-    FindPeer,
-    Announce {
-        key_pair: KeyPair,
-        relays: Vec<SocketAddrV4>,
-        bump: u64,
-    },
-    Unannounce {
-        key_pair: KeyPair,
-    },
-    ImmutablePut {
-        value: Vec<u8>,
-    },
-    ImmutableGet,
-    MutablePut {
-        key_pair_public: [u8; 32],
-        seq: u64,
-        signature: [u8; 64],
-        signed: Vec<u8>,
-    },
-    MutableGet {
-        public_key: [u8; 32],
-        seq: u64,
-        latest: bool,
-        best: Option<MutableValue>,
-    },
-}
-
-#[derive(Debug)]
-struct Op {
-    kind: OpKind,
-    target: [u8; 32],
-    query: Option<QueryId>,
-    /// Commit requests still outstanding.
-    pending: usize,
-    /// Commits that got any response (what the reference counts as success).
-    succeeded: usize,
-    /// Commits answered with error 0.
-    accepted: usize,
-    /// Commits refused with SEQ_TOO_LOW / SEQ_REUSED.
-    seq_too_low: usize,
-    seq_reused: usize,
-    last_error: Option<RequestError>,
-    /// The query ended (commits may still be outstanding).
-    query_done: bool,
-    closest_nodes: Vec<SocketAddrV4>,
-}
-
-/// A HyperDHT node.
+/// A HyperDHT node: dht-rpc, hyperdht's records and router, client operations, servers and
+/// connections, as one deterministic state machine that does no I/O.
+///
+/// # Driving it
+///
+/// Whoever owns the sockets and the clock (a driver, the simulator, a test) runs this loop:
+///
+/// 1. **Inputs.** Feed each received datagram to [`handle_datagram`](Self::handle_datagram),
+///    naming the socket it arrived on (the server or client socket, or a pool socket), and
+///    call [`handle_timeout`](Self::handle_timeout) when the deadline of
+///    [`poll_timeout`](Self::poll_timeout) has passed. User calls — [`lookup`](Self::lookup),
+///    [`connect`](Self::connect), [`conn_write`](Self::conn_write), raw
+///    [`query`](Self::query)s and [`request`](Self::request)s, … — are inputs too. Every input
+///    takes `now`, which never goes backwards.
+/// 2. **Socket commands.** After any input, drain
+///    [`poll_socket_command`](Self::poll_socket_command) and bind or close pool sockets
+///    *before* sending anything: the input may have opened the socket its datagrams leave
+///    from. Report a socket that cannot be bound with [`socket_failed`](Self::socket_failed).
+/// 3. **Transmits.** Drain [`poll_transmit`](Self::poll_transmit)`(now, buf)` until `None`
+///    and send each `buf[..len]` from `socket` to `to` (with `ttl` when set); UDX paces its
+///    packets by that `now`.
+/// 4. **Events.** Drain [`poll_event`](Self::poll_event): dht-rpc events, operation replies
+///    and results, and connection events ([`DhtEvent::Connect`]: a connect opened or failed,
+///    a server accepted or asks its firewall, bytes are readable, room to write, the end, the
+///    close). React with more inputs (read, write, `firewall_decision`, …) and go back to 2.
+/// 5. **Sleep** until the next datagram or [`poll_timeout`](Self::poll_timeout) (read it again
+///    after every input; `None` once destroyed).
+///
+/// To stop, call [`destroy`](Self::destroy): with `force` the node stops at once; otherwise keep
+/// driving it while it closes its servers and unannounces its records, until
+/// [`is_destroyed`](Self::is_destroyed).
 #[derive(Debug)]
 pub struct DhtNode<R> {
-    pub(super) rpc: RpcNode<R>,
-    limits: NodeStoreLimits,
-    storage: Option<Storage>,
-    pub(super) forwards: Xache<[u8; 32], Forward>,
-    pub(super) connect: super::connect::ConnectState,
-    /// Pool sockets (holepunching, punched connections).
-    pub(super) pool: super::pool::SocketPool,
-    /// The time of the latest input (UDX output is produced in `poll_transmit`).
-    pub(super) last_now: Instant,
+    rpc: RpcNode<R>,
+    records: Records,
+    router: Router,
+    // ----- client operations
     ops: BTreeMap<OpId, Op>,
-    by_query: BTreeMap<QueryId, OpId>,
-    by_request: BTreeMap<RequestId, OpId>,
     next_op: u64,
+    /// Records this node announced, unannounced on a graceful destroy.
+    announced: BTreeMap<([u8; 32], [u8; 32]), KeyPair>,
+    // ----- the connect path
+    /// Client connects until their connection opens.
+    attempts: BTreeMap<ConnId, ClientAttempt>,
+    servers: BTreeMap<ServerId, Server>,
+    /// Listening servers by key target.
+    server_by_target: BTreeMap<[u8; 32], ServerId>,
+    /// Firewall questions asked ([`ConnectEvent::Firewall`]): id → the server and handshake.
+    firewall_questions: BTreeMap<u64, (ServerId, Vec<u8>)>,
+    conns: Connections,
+    pool: SocketPool,
+    /// The node-wide random-punch throttle.
+    random_punches: RandomPunchLimiter,
+    next_conn: u64,
+    next_server: u64,
+    next_firewall_question: u64,
+    /// Local IPv4 addresses (with the server socket's port) to advertise for the LAN shortcut.
+    local_addresses: Vec<SocketAddrV4>,
+    default_key_pair: Option<KeyPair>,
+    // ----- routing
+    /// dht-rpc queries by owner.
+    queries: BTreeMap<QueryId, QueryOwner>,
+    /// dht-rpc requests by owner.
+    requests: BTreeMap<RequestId, RequestOwner>,
     events: VecDeque<DhtEvent>,
+    /// The time of the latest datagram, timer or socket failure (calls without a `now`, such
+    /// as [`conn_destroy`](Self::conn_destroy), act at it).
+    last_now: Instant,
     /// Wall-clock milliseconds at `Instant::ZERO` (bumps are wall-clock timestamps).
     unix_epoch_offset_ms: u64,
-    /// Records this node announced, unannounced on a non-forced destroy.
-    announced: BTreeMap<([u8; 32], [u8; 32]), KeyPair>,
     /// Hand requests for commands hyperdht doesn't know to the owner (else UNKNOWN_COMMAND).
     deliver_unknown: bool,
+    /// A graceful destroy waits for these unannounces before the node stops.
+    destroy_after: Option<Vec<OpId>>,
+}
+
+/// An [`Env`] over the node's parts (a macro, so the machine the call goes to can be borrowed
+/// from the node at the same time).
+macro_rules! env {
+    ($rpc:expr, $pool:expr, $random_punches:expr, $local:expr, $conns:expr, $now:expr) => {{
+        let firewalled = $rpc.is_firewalled();
+        let remote_address = $rpc.remote_address();
+        let primary_socket = $rpc.primary_socket();
+        let (rng, table) = $rpc.rng_and_table();
+        Env {
+            now: $now,
+            rng,
+            pool: $pool,
+            random_punches: $random_punches,
+            node: NodeFacts {
+                firewalled,
+                remote_address,
+                primary_socket,
+                local_addresses: $local,
+                table,
+                streams: &$conns.udx,
+            },
+        }
+    }};
 }
 
 impl<R: RngCore + CryptoRng> DhtNode<R> {
@@ -231,23 +241,33 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let deliver_unknown = cfg.rpc.deliver_requests;
         cfg.rpc.deliver_requests = true;
         let limits = StoreLimits::for_node(cfg.max_size, cfg.max_age);
-        let forwards = Xache::new(limits.router.max_size, limits.router.max_age, now);
+        let router = Router::new(limits.router.max_size, limits.router.max_age, now);
         let mut node = DhtNode {
             rpc: RpcNode::new(cfg.rpc, rng, now),
-            limits,
-            storage: None,
-            forwards,
+            records: Records::new(limits),
+            router,
             ops: BTreeMap::new(),
-            by_query: BTreeMap::new(),
-            by_request: BTreeMap::new(),
             next_op: 0,
-            events: VecDeque::new(),
-            unix_epoch_offset_ms: 0,
             announced: BTreeMap::new(),
-            deliver_unknown,
-            connect: super::connect::ConnectState::default(),
-            pool: super::pool::SocketPool::default(),
+            attempts: BTreeMap::new(),
+            servers: BTreeMap::new(),
+            server_by_target: BTreeMap::new(),
+            firewall_questions: BTreeMap::new(),
+            conns: Connections::default(),
+            pool: SocketPool::default(),
+            random_punches: RandomPunchLimiter::default(),
+            next_conn: 0,
+            next_server: 0,
+            next_firewall_question: 0,
+            local_addresses: Vec::new(),
+            default_key_pair: None,
+            queries: BTreeMap::new(),
+            requests: BTreeMap::new(),
+            events: VecDeque::new(),
             last_now: now,
+            unix_epoch_offset_ms: 0,
+            deliver_unknown,
+            destroy_after: None,
         };
         node.process(now);
         node
@@ -263,65 +283,86 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.unix_epoch_offset_ms + now.as_millis()
     }
 
+    /// Sets the local addresses advertised for the LAN shortcut (the driver knows its
+    /// interfaces; each with the server socket's port).
+    pub fn set_local_addresses(&mut self, addresses: Vec<SocketAddrV4>) {
+        self.local_addresses = addresses;
+    }
+
+    /// Sets the key pair used when none is given (`defaultKeyPair`).
+    pub fn set_default_key_pair(&mut self, key_pair: KeyPair) {
+        self.default_key_pair = Some(key_pair);
+    }
+
     /// The dht-rpc node underneath.
     pub fn rpc(&self) -> &RpcNode<R> {
         &self.rpc
     }
 
-    /// Mutable access to the dht-rpc node (raw queries and requests).
-    pub fn rpc_mut(&mut self) -> &mut RpcNode<R> {
-        &mut self.rpc
-    }
-
     /// Whether this node stores records (it turned persistent at least once).
     pub fn has_storage(&self) -> bool {
-        self.storage.is_some()
+        self.records.has_storage()
     }
 
     /// What the mutable and immutable stores hold (zero before the node has storage).
     pub fn value_store_usage(&self) -> ValueStoreUsage {
-        let Some(s) = &self.storage else {
-            return ValueStoreUsage::default();
-        };
-        let bytes = |x: &Xache<[u8; 32], Vec<u8>>| x.iter().map(|(_, v)| v.len()).sum();
-        ValueStoreUsage {
-            immutables: s.immutables.len(),
-            immutable_bytes: bytes(&s.immutables),
-            mutables: s.mutables.len(),
-            mutable_bytes: bytes(&s.mutables),
-        }
+        self.records.value_store_usage()
     }
 
     /// The limits of this node's stores (from its `maxSize` and `maxAge`).
     pub fn store_limits(&self) -> &NodeStoreLimits {
-        &self.limits
+        self.records.limits()
+    }
+
+    // ----- raw dht-rpc -----
+
+    /// Starts a raw dht-rpc query (any command); its replies and end arrive as
+    /// [`DhtEvent::Rpc`] events.
+    pub fn query(&mut self, now: Instant, spec: QuerySpec) -> QueryId {
+        let id = self.rpc.query(now, spec);
+        self.process(now);
+        id
+    }
+
+    /// Cancels a raw query: its requests stop and no further event about it follows.
+    pub fn cancel_query(&mut self, now: Instant, query: QueryId) {
+        self.rpc.cancel_query(query);
+        self.process(now);
+    }
+
+    /// Sends one raw dht-rpc request; its outcome arrives as a [`DhtEvent::Rpc`] response.
+    pub fn request(&mut self, now: Instant, spec: RequestSpec) -> RequestId {
+        let id = self.rpc.request(now, spec);
+        self.process(now);
+        id
+    }
+
+    /// Answers a request the node delivered (a command hyperdht does not know, with
+    /// [`RpcConfig::deliver_requests`]).
+    pub fn reply(&mut self, now: Instant, req: &IncomingRequest, reply: ReplySpec) {
+        self.rpc.reply(req, reply);
+        self.process(now);
+    }
+
+    /// `addNode({host, port})`: puts a node in the routing table without contacting it.
+    pub fn add_node(&mut self, now: Instant, addr: SocketAddrV4) {
+        self.rpc.add_node(now, addr);
+        self.process(now);
+    }
+
+    /// Starts a background refresh of the routing table.
+    pub fn refresh(&mut self, now: Instant) {
+        self.rpc.refresh(now);
+        self.process(now);
     }
 
     // ----- outputs -----
 
-    /// The next datagram to send: dht-rpc's first, then UDX streams'.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if let Some(t) = self.rpc.poll_transmit() {
-            return Some(t);
-        }
-        let mut buf = [0u8; MAX_DATAGRAM];
-        let (_, t) = self.connect.udx.poll_transmit(self.last_now, &mut buf)?;
-        let SocketAddr::V4(to) = t.to else {
-            return self.poll_transmit();
-        };
-        Some(Transmit {
-            socket: super::connect::socket_kind(t.socket),
-            to,
-            payload: buf[..t.len].to_vec(),
-            ttl: None,
-        })
-    }
-
-    /// Like [`poll_transmit`](Self::poll_transmit), but writes the datagram into `buf` (no
-    /// allocation for UDX packets): the hot path of a driver that batches sends. `buf` should
-    /// hold [`MAX_DATAGRAM`] bytes; a dht-rpc datagram longer than `buf` is dropped (as a
-    /// failed send would be; the protocol retries).
-    pub fn poll_transmit_into(&mut self, buf: &mut [u8]) -> Option<DatagramOut> {
+    /// Writes the next datagram to send into `buf` (dht-rpc's first, then the UDX streams',
+    /// which pace and time their packets by `now`). `buf` should hold [`MAX_DATAGRAM`] bytes; a
+    /// dht-rpc datagram longer than `buf` is dropped (as a failed send would be; the protocol
+    /// retries). No allocation for UDX packets: the hot path of a driver that batches sends.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<DatagramOut> {
         while let Some(t) = self.rpc.poll_transmit() {
             let Some(dst) = buf.get_mut(..t.payload.len()) else {
                 continue;
@@ -335,10 +376,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             });
         }
         loop {
-            let (_, t) = self.connect.udx.poll_transmit(self.last_now, buf)?;
+            let (_, t) = self.conns.udx.poll_transmit(now, buf)?;
             if let SocketAddr::V4(to) = t.to {
                 return Some(DatagramOut {
-                    socket: super::connect::socket_kind(t.socket),
+                    socket: socket_kind(t.socket),
                     to,
                     len: t.len,
                     ttl: None,
@@ -350,17 +391,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// The next pool-socket command. Drivers drain these before
     /// [`poll_transmit`](Self::poll_transmit), so a socket is bound before anything is sent
     /// from it.
-    pub fn poll_socket_command(&mut self) -> Option<super::SocketCommand> {
+    pub fn poll_socket_command(&mut self) -> Option<SocketCommand> {
         self.pool.poll_command()
-    }
-
-    /// A pool socket could not be bound, or failed: whatever used it gives up.
-    pub fn socket_failed(&mut self, now: Instant, id: u32) {
-        self.last_now = now;
-        if self.pool.failed(id) {
-            self.on_pool_socket_failed(now, id);
-        }
-        self.process(now);
     }
 
     /// The next event.
@@ -368,15 +400,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.events.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) is due next.
+    /// When [`handle_timeout`](Self::handle_timeout) is due next; `None` once destroyed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rpc = self.rpc.poll_timeout()?;
-        let mut t = rpc.min(self.forwards.poll_timeout());
-        if let Some(s) = &self.storage {
-            t = t.min(s.poll_timeout());
-        }
-        if let Some(c) = self.connect_poll_timeout() {
-            t = t.min(c);
+        let mut t = rpc.min(self.router.poll_timeout());
+        let later = [self.records.poll_timeout(), self.conns.poll_timeout()]
+            .into_iter()
+            .chain(self.attempts.values().map(|a| a.poll_timeout()))
+            .chain(self.servers.values().map(|s| s.poll_timeout()));
+        for x in later.flatten() {
+            t = t.min(x);
         }
         Some(t)
     }
@@ -418,25 +451,43 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Runs due timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
-        self.connect_timeout(now);
+        self.connect_path_timeout(now);
         self.rpc.handle_timeout(now);
-        self.forwards.handle_timeout(now);
-        if let Some(s) = self.storage.as_mut() {
-            s.handle_timeout(now);
+        self.router.handle_timeout(now);
+        self.records.handle_timeout(now);
+        self.process(now);
+    }
+
+    /// A pool socket could not be bound, or failed: whatever used it gives up.
+    pub fn socket_failed(&mut self, now: Instant, id: u32) {
+        self.last_now = now;
+        if self.pool.failed(id) {
+            self.pool_socket_failed(now, id);
         }
         self.process(now);
     }
 
     /// Stops the node. Open connections are destroyed at once (each peer gets a DESTROY).
-    /// Unless `force`, first unannounces every record this node announced —
-    /// the unannounces are sent, then the node is destroyed on the next
-    /// [`finish_destroy`](Self::finish_destroy) (give them time to land) .
-    pub fn destroy(&mut self, now: Instant, force: bool) -> Vec<OpId> {
+    /// With `force` the node stops at once; otherwise gracefully: every server closes and
+    /// every record this node announced is unannounced first, and the node stops once those
+    /// operations finished (their [`DhtEvent::OpDone`]s come first). After that every other
+    /// operation fails with [`OpError::Destroyed`], pool sockets close, and
+    /// [`is_destroyed`](Self::is_destroyed) turns true.
+    pub fn destroy(&mut self, now: Instant, force: bool) {
+        if self.is_destroyed() {
+            return;
+        }
         self.destroy_connections();
         let mut ops = Vec::new();
-        if !force {
+        if !force && self.destroy_after.is_none() {
             // Servers close first (each unannounces its key), then our own announces.
-            for server in self.connect.server_ids() {
+            let live: Vec<ServerId> = self
+                .servers
+                .iter()
+                .filter(|(_, s)| !s.is_closing())
+                .map(|(id, _)| *id)
+                .collect();
+            for server in live {
                 if let Some(op) = self.close_server(now, server) {
                     ops.push(op);
                 }
@@ -450,21 +501,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 ops.push(self.unannounce(now, topic, &kp));
             }
         }
+        ops.retain(|op| self.ops.contains_key(op));
         if ops.is_empty() {
+            self.destroy_after = None;
             self.finish_destroy();
+        } else {
+            self.destroy_after = Some(ops);
         }
-        ops
     }
 
     /// Destroys the rpc node: every operation fails with [`OpError::Destroyed`].
-    pub fn finish_destroy(&mut self) {
+    fn finish_destroy(&mut self) {
         self.rpc.destroy();
         let ops: Vec<OpId> = self.ops.keys().copied().collect();
         for op in ops {
             self.finish_op(op, Err(OpError::Destroyed));
         }
-        self.by_query.clear();
-        self.by_request.clear();
         while self.rpc.poll_event().is_some() {}
         self.pool.close_all();
     }
@@ -472,6 +524,191 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Whether the node was destroyed.
     pub fn is_destroyed(&self) -> bool {
         self.rpc.is_destroyed()
+    }
+
+    // ----- routing dht-rpc's output -----
+
+    /// Routes every rpc event: requests to the records and the router, query output and
+    /// responses to their owners, the rest to the owner of the node.
+    fn process(&mut self, now: Instant) {
+        while let Some(ev) = self.rpc.poll_event() {
+            match ev {
+                RpcEvent::Request(req) => self.handle_request(now, req),
+                RpcEvent::QueryReply { query, reply } => match self.queries.get(&query).copied() {
+                    Some(QueryOwner::Op(op)) => {
+                        self.with_op(now, op, |o, out| o.handle_reply(reply, out));
+                    }
+                    Some(QueryOwner::FindPeer(conn)) => {
+                        let mut out = Vec::new();
+                        if let Some(a) = self.attempts.get_mut(&conn) {
+                            a.handle_find_peer_reply(&reply, &mut out);
+                        }
+                        self.apply_client(now, conn, out);
+                    }
+                    Some(QueryOwner::Announce(_)) => {}
+                    None => self
+                        .events
+                        .push_back(DhtEvent::Rpc(RpcEvent::QueryReply { query, reply })),
+                },
+                RpcEvent::QueryDone { query, result } => match self.queries.remove(&query) {
+                    Some(QueryOwner::Op(op)) => {
+                        let result = result.map(|r| r.closest_replies);
+                        self.with_op(now, op, |o, out| o.handle_query_done(result, out));
+                    }
+                    Some(QueryOwner::FindPeer(conn)) => {
+                        let mut out = Vec::new();
+                        if let Some(a) = self.attempts.get_mut(&conn) {
+                            a.handle_find_peer_done(&mut out);
+                        }
+                        self.apply_client(now, conn, out);
+                    }
+                    Some(QueryOwner::Announce(server)) => {
+                        let closest = result.map(|r| r.closest_replies).unwrap_or_default();
+                        let mut out = Vec::new();
+                        if let Some(s) = self.servers.get_mut(&server) {
+                            s.handle_announce_done(now, &closest, &mut out);
+                        }
+                        self.apply_server(now, server, out);
+                    }
+                    None => self
+                        .events
+                        .push_back(DhtEvent::Rpc(RpcEvent::QueryDone { query, result })),
+                },
+                RpcEvent::Response { request, result } => match self.requests.remove(&request) {
+                    Some(RequestOwner::Commit(op)) => {
+                        self.with_op(now, op, |o, out| o.handle_commit_response(result, out));
+                    }
+                    Some(RequestOwner::Client(conn, tag)) => {
+                        self.with_attempt(now, conn, |a, env, out| {
+                            a.handle_response(env, tag, result, out)
+                        });
+                    }
+                    Some(RequestOwner::Server(server, tag)) => {
+                        self.with_server(now, server, |s, env, out| {
+                            s.handle_response(env, tag, result, out)
+                        });
+                    }
+                    None => self
+                        .events
+                        .push_back(DhtEvent::Rpc(RpcEvent::Response { request, result })),
+                },
+                RpcEvent::Persistent => {
+                    self.records.start_storing(now);
+                    self.events.push_back(DhtEvent::Rpc(RpcEvent::Persistent));
+                }
+                other => self.events.push_back(DhtEvent::Rpc(other)),
+            }
+        }
+    }
+
+    /// The query `owner` runs, forgotten here (the caller cancels it).
+    fn take_query(&mut self, owner: QueryOwner) -> Option<QueryId> {
+        let q = self
+            .queries
+            .iter()
+            .find(|(_, o)| **o == owner)
+            .map(|(q, _)| *q)?;
+        self.queries.remove(&q);
+        Some(q)
+    }
+
+    // ----- the server side of requests -----
+
+    fn handle_request(&mut self, now: Instant, req: IncomingRequest) {
+        match req.command {
+            command::PEER_HANDSHAKE => return self.route_handshake(now, &req),
+            command::PEER_HOLEPUNCH => return self.route_holepunch(now, &req),
+            c if c > command::PLUGIN => {
+                if self.deliver_unknown {
+                    self.events.push_back(DhtEvent::Rpc(RpcEvent::Request(req)));
+                } else {
+                    self.rpc
+                        .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND));
+                }
+                return;
+            }
+            _ => {}
+        }
+        let Some(node_id) = self.rpc.id() else {
+            return self
+                .rpc
+                .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND));
+        };
+        if !self.records.has_storage() {
+            return self
+                .rpc
+                .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND));
+        }
+        // Every storage command needs a target; PLUGIN has no plugins registered here. Both drop.
+        let Some(target) = req.target.map(|t| t.0) else {
+            return;
+        };
+        let now_ms = self.unix_ms(now);
+        let reply = self.records.handle_request(
+            now_ms,
+            &req,
+            target,
+            node_id,
+            &mut self.router,
+            self.rpc.rng(),
+        );
+        let spec = match reply {
+            Some(RecordReply::Value(value)) => ReplySpec::value(value),
+            Some(RecordReply::Bare) => ReplySpec {
+                token: false,
+                closer_nodes: false,
+                ..ReplySpec::value(None)
+            },
+            Some(RecordReply::Error(code)) => ReplySpec::error(code),
+            None => return,
+        };
+        self.rpc.reply(&req, spec);
+    }
+
+    /// PEER_HANDSHAKE: relayed by the router, or for a server on this node.
+    fn route_handshake(&mut self, now: Instant, req: &IncomingRequest) {
+        match self.router.handle_peer_handshake(req) {
+            Routed::Local(envelope) => {
+                let Some(server) = self.local_server(req) else {
+                    return;
+                };
+                let room = self.handshake_count() < MAX_SERVER_HANDSHAKES;
+                self.with_server(now, server, |s, env, out| {
+                    s.handle_handshake(env, req, envelope, room, out)
+                });
+            }
+            Routed::Relay { value, to } => self.rpc.relay(req, Some(value), to, None),
+            Routed::Reply(spec) => self.rpc.reply(req, spec),
+            Routed::Drop => {}
+        }
+    }
+
+    /// PEER_HOLEPUNCH: relayed by the router, or for a server on this node.
+    fn route_holepunch(&mut self, now: Instant, req: &IncomingRequest) {
+        match self.router.handle_peer_holepunch(req) {
+            Routed::Local(envelope) => {
+                let Some(server) = self.local_server(req) else {
+                    return;
+                };
+                self.with_server(now, server, |s, env, out| {
+                    s.handle_holepunch(env, req, envelope, out)
+                });
+            }
+            Routed::Relay { value, to } => self.rpc.relay(req, Some(value), to, None),
+            Routed::Reply(spec) => self.rpc.reply(req, spec),
+            Routed::Drop => {}
+        }
+    }
+
+    /// The server on this node a request's target names.
+    fn local_server(&self, req: &IncomingRequest) -> Option<ServerId> {
+        req.target
+            .and_then(|t| self.server_by_target.get(&t.0).copied())
+    }
+
+    /// Handshakes all servers track.
+    fn handshake_count(&self) -> usize {
+        self.servers.values().map(|s| s.handshake_counts().0).sum()
     }
 
     // ----- client operations -----
@@ -489,25 +726,55 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let mut spec = QuerySpec::new(NodeId(target), command);
         spec.value = value;
         let query = self.rpc.query(now, spec);
-        self.by_query.insert(query, op);
-        self.ops.insert(
-            op,
-            Op {
-                kind,
-                target,
-                query: Some(query),
-                pending: 0,
-                succeeded: 0,
-                accepted: 0,
-                seq_too_low: 0,
-                seq_reused: 0,
-                last_error: None,
-                query_done: false,
-                closest_nodes: Vec::new(),
-            },
-        );
+        self.queries.insert(query, QueryOwner::Op(op));
+        self.ops.insert(op, Op::new(kind, target));
         self.process(now);
         op
+    }
+
+    /// Runs `f` on operation `op` and applies what it asks.
+    fn with_op(&mut self, now: Instant, op: OpId, f: impl FnOnce(&mut Op, &mut Vec<OpAction>)) {
+        let Some(o) = self.ops.get_mut(&op) else {
+            return;
+        };
+        let mut out = Vec::new();
+        f(o, &mut out);
+        for action in out {
+            match action {
+                OpAction::Emit(OpReply::Lookup(reply)) => {
+                    self.events.push_back(DhtEvent::LookupReply { op, reply })
+                }
+                OpAction::Emit(OpReply::FindPeer(reply)) => {
+                    self.events.push_back(DhtEvent::FindPeerReply { op, reply })
+                }
+                OpAction::Commit(spec) => {
+                    let rid = self.rpc.request(now, spec);
+                    self.requests.insert(rid, RequestOwner::Commit(op));
+                }
+                OpAction::Finish(result) => self.finish_op(op, result),
+            }
+        }
+    }
+
+    fn finish_op(&mut self, op: OpId, result: Result<super::OpOutput, OpError>) {
+        if self.ops.remove(&op).is_none() {
+            return;
+        }
+        if let Some(q) = self.take_query(QueryOwner::Op(op)) {
+            if !self.rpc.is_destroyed() {
+                self.rpc.cancel_query(q);
+            }
+        }
+        self.requests.retain(|_, o| *o != RequestOwner::Commit(op));
+        self.events.push_back(DhtEvent::OpDone { op, result });
+        // A graceful destroy ends once its unannounces did.
+        if let Some(waiting) = self.destroy_after.as_mut() {
+            waiting.retain(|o| *o != op);
+            if waiting.is_empty() {
+                self.destroy_after = None;
+                self.finish_destroy();
+            }
+        }
     }
 
     /// `lookup(topic)`: peers announced under a topic arrive as [`DhtEvent::LookupReply`].
@@ -545,21 +812,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn unannounce(&mut self, now: Instant, topic: [u8; 32], key_pair: &KeyPair) -> OpId {
         let pk = key_pair.public_key();
         self.announced.remove(&(topic, pk));
-        if let Some(s) = self.storage.as_mut() {
-            s.records.remove(&topic, &pk);
-        }
+        self.records.remove(&topic, &pk);
         if sign::target_of_key(&pk) == topic {
-            self.forwards.delete(&topic);
+            self.router.delete(&topic);
         }
-        self.new_op(
-            now,
-            OpKind::Unannounce {
-                key_pair: key_pair.clone(),
-            },
-            topic,
-            command::LOOKUP,
-            None,
-        )
+        let kind = OpKind::Unannounce {
+            key_pair: key_pair.clone(),
+        };
+        self.new_op(now, kind, topic, command::LOOKUP, None)
     }
 
     /// `immutablePut(value)`: stores `value` under `H(value)` at the closest nodes. A value
@@ -572,13 +832,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.refuse_op(OpError::ValueTooLarge(e));
         }
         let target = sign::target_of_value(&value);
-        self.new_op(
-            now,
-            OpKind::ImmutablePut { value },
-            target,
-            command::IMMUTABLE_GET,
-            None,
-        )
+        let kind = OpKind::ImmutablePut { value };
+        self.new_op(now, kind, target, command::IMMUTABLE_GET, None)
     }
 
     /// `immutableGet(hash)`: the first value whose hash matches.
@@ -627,13 +882,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             signature,
             signed,
         };
-        self.new_op(
-            now,
-            kind,
-            target,
-            command::MUTABLE_GET,
-            Some(messages::encode_mutable_get_request(0)),
-        )
+        let value = Some(messages::encode_mutable_get_request(0));
+        self.new_op(now, kind, target, command::MUTABLE_GET, value)
     }
 
     /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq`; with `latest`,
@@ -656,13 +906,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             latest,
             best: None,
         };
-        self.new_op(
-            now,
-            kind,
-            target,
-            command::MUTABLE_GET,
-            Some(messages::encode_mutable_get_request(seq)),
-        )
+        let value = Some(messages::encode_mutable_get_request(seq));
+        self.new_op(now, kind, target, command::MUTABLE_GET, value)
     }
 
     /// An operation that fails before it starts: its [`DhtEvent::OpDone`] is queued at once.
@@ -678,796 +923,840 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Abandons an operation: its query stops and no event follows.
     pub fn cancel(&mut self, now: Instant, op: OpId) {
-        if let Some(o) = self.ops.remove(&op) {
-            if let Some(q) = o.query {
-                self.by_query.remove(&q);
+        if self.ops.remove(&op).is_some() {
+            if let Some(q) = self.take_query(QueryOwner::Op(op)) {
                 self.rpc.cancel_query(q);
             }
-            self.by_request.retain(|_, v| *v != op);
+            self.requests.retain(|_, o| *o != RequestOwner::Commit(op));
         }
         self.process(now);
     }
 
-    // ----- event pump -----
+    // ----- connects -----
 
-    /// Routes every rpc event: requests to the server handlers, query output to operations.
-    fn process(&mut self, now: Instant) {
-        while let Some(ev) = self.rpc.poll_event() {
-            match ev {
-                RpcEvent::Request(req) => self.on_request(now, req),
-                RpcEvent::QueryReply { query, reply } => {
-                    if let Some(op) = self.by_query.get(&query).copied() {
-                        self.on_op_reply(now, op, reply);
-                    } else if let Some(conn) = self.connect.attempt_for_query(&query) {
-                        self.on_attempt_query_reply(now, conn, &reply);
-                    } else if !self.connect.is_server_query(&query) {
-                        self.events
-                            .push_back(DhtEvent::Rpc(RpcEvent::QueryReply { query, reply }));
-                    }
-                }
-                RpcEvent::QueryDone { query, result } => {
-                    if let Some(op) = self.by_query.remove(&query) {
-                        self.on_op_query_done(now, op, result.map(|r| r.closest_replies));
-                    } else if let Some(conn) = self.connect.take_attempt_query(&query) {
-                        self.on_attempt_query_done(now, conn);
-                    } else if let Some(server) = self.connect.server_for_query(&query) {
-                        let closest = result.map(|r| r.closest_replies).unwrap_or_default();
-                        self.on_server_query_done(now, server, closest);
-                    } else {
-                        self.events
-                            .push_back(DhtEvent::Rpc(RpcEvent::QueryDone { query, result }));
-                    }
-                }
-                RpcEvent::Response { request, result } => {
-                    if let Some(op) = self.by_request.remove(&request) {
-                        self.on_commit_done(op, result);
-                    } else if let Some(conn) = self.connect.take_attempt_request(&request) {
-                        self.on_attempt_response(now, request, conn, result);
-                    } else if let Some(owner) = self.connect.punch_requests.remove(&request) {
-                        self.on_punch_response(now, request, owner, result);
-                    } else if let Some(server) = self.connect.server_for_request(&request) {
-                        self.on_server_response(now, server, request, result);
-                    } else {
-                        self.events
-                            .push_back(DhtEvent::Rpc(RpcEvent::Response { request, result }));
-                    }
-                }
-                RpcEvent::Persistent => {
-                    if self.storage.is_none() {
-                        self.storage = Some(Storage::new(&self.limits, now));
-                    }
-                    self.events.push_back(DhtEvent::Rpc(RpcEvent::Persistent));
-                }
-                other => self.events.push_back(DhtEvent::Rpc(other)),
-            }
+    fn key_pair_or_default(&mut self, kp: Option<KeyPair>) -> KeyPair {
+        if let Some(kp) = kp {
+            return kp;
         }
+        if let Some(kp) = &self.default_key_pair {
+            return kp.clone();
+        }
+        let kp = KeyPair::generate(self.rpc.rng());
+        self.default_key_pair = Some(kp.clone());
+        kp
     }
 
-    fn on_op_reply(&mut self, now: Instant, op_id: OpId, reply: QueryReply) {
-        let Some(op) = self.ops.get_mut(&op_id) else {
-            return;
-        };
-        let Some(value) = reply.value.as_deref() else {
-            return;
-        };
-        match &mut op.kind {
-            OpKind::Lookup | OpKind::Announce { .. } | OpKind::Unannounce { .. } => {
-                let Ok(l) = WireLookupReply::decode(value) else {
-                    return;
-                };
-                let lookup = LookupReply {
-                    from: reply.from,
-                    from_id: reply.from_id,
-                    to: reply.to,
-                    token: reply.token,
-                    peers: l.peers,
-                    bump: l.bump,
-                };
-                if let OpKind::Unannounce { key_pair } = &op.kind {
-                    let pk = key_pair.public_key();
-                    let found = lookup.peers.len() >= MAX_LOOKUP_PEERS
-                        || lookup.peers.iter().any(|p| p.public_key == pk);
-                    if let (true, Some(token), Some(id)) = (found, lookup.token, lookup.from_id) {
-                        let kp = key_pair.clone();
-                        let target = op.target;
-                        let peer = Peer {
-                            public_key: pk,
-                            relay_addresses: Vec::new(),
-                        };
-                        let signature =
-                            sign::sign_unannounce(&kp, &target, &id.0, &token, &peer, None);
-                        let value = Announce {
-                            peer: Some(peer),
-                            refresh: None,
-                            signature: Some(signature),
-                            bump: 0,
-                        }
-                        .to_bytes();
-                        self.commit(now, op_id, lookup.from, token, command::UNANNOUNCE, value);
-                    }
-                }
-                self.events.push_back(DhtEvent::LookupReply {
-                    op: op_id,
-                    reply: lookup,
-                });
-            }
-            OpKind::FindPeer => {
-                let Ok(peer) = Peer::decode(value) else {
-                    return;
-                };
-                let reply = FindPeerReply {
-                    from: reply.from,
-                    to: reply.to,
-                    token: reply.token,
-                    peer,
-                };
-                self.events
-                    .push_back(DhtEvent::FindPeerReply { op: op_id, reply });
-            }
-            OpKind::ImmutablePut { .. } => {}
-            OpKind::ImmutableGet => {
-                if hash(value) == op.target {
-                    let found = ImmutableValue {
-                        value: value.to_vec(),
-                        from: reply.from,
-                    };
-                    self.finish_op(op_id, Ok(OpOutput::ImmutableGet(Some(found))));
-                }
-            }
-            OpKind::MutablePut { .. } => {}
-            OpKind::MutableGet {
-                public_key,
-                seq,
-                latest,
-                best,
-            } => {
-                let Ok(r) = MutableGetResponse::decode(value) else {
-                    return;
-                };
-                if best.as_ref().is_some_and(|b| r.seq <= b.seq) {
-                    return;
-                }
-                if r.seq < *seq || !sign::verify_mutable(public_key, r.seq, &r.value, &r.signature)
-                {
-                    return;
-                }
-                let found = MutableValue {
-                    value: r.value,
-                    seq: r.seq,
-                    signature: r.signature,
-                    from: reply.from,
-                };
-                if !*latest {
-                    self.finish_op(op_id, Ok(OpOutput::MutableGet(Some(found))));
-                } else {
-                    *best = Some(found);
-                }
-            }
-        }
-    }
-
-    fn on_op_query_done(
+    /// `connect(remotePublicKey)`: finds the server, handshakes through a relay and opens an
+    /// encrypted stream. The outcome is a [`ConnectEvent::Open`] or [`ConnectEvent::Failed`].
+    pub fn connect(
         &mut self,
         now: Instant,
-        op_id: OpId,
-        result: Result<Vec<QueryReply>, QueryError>,
-    ) {
-        let Some(op) = self.ops.get_mut(&op_id) else {
-            return;
-        };
-        op.query = None;
-        op.query_done = true;
-        let closest = match result {
-            Ok(c) => c,
-            Err(e) => {
-                self.finish_op(op_id, Err(OpError::Query(e)));
-                return;
-            }
-        };
-        op.closest_nodes = closest.iter().map(|r| r.from).collect();
-        let target = op.target;
-        // Operations that commit to the closest nodes.
-        let commit: Option<(u64, Vec<Commit>)> = match &op.kind {
-            OpKind::Announce {
-                key_pair,
-                relays,
-                bump,
-            } => {
-                let peer = Peer {
-                    public_key: key_pair.public_key(),
-                    relay_addresses: relays.clone(),
-                };
-                let list = closest
-                    .iter()
-                    .filter_map(|r| Some((r.from, r.token?, r.from_id?)))
-                    .map(|(from, token, id)| {
-                        let signature =
-                            sign::sign_announce(key_pair, &target, &id.0, &token, &peer, None);
-                        let value = Announce {
-                            peer: Some(peer.clone()),
-                            refresh: None,
-                            signature: Some(signature),
-                            bump: *bump,
-                        }
-                        .to_bytes();
-                        Commit {
-                            to: from,
-                            token,
-                            value,
-                        }
-                    })
-                    .collect();
-                Some((command::ANNOUNCE, list))
-            }
-            OpKind::ImmutablePut { value } => {
-                Some((command::IMMUTABLE_PUT, with_tokens(&closest, value)))
-            }
-            OpKind::MutablePut { signed, .. } => {
-                Some((command::MUTABLE_PUT, with_tokens(&closest, signed)))
-            }
-            _ => None,
-        };
-        match commit {
-            Some((cmd, list)) => {
-                if closest.is_empty() {
-                    self.finish_op(op_id, Err(OpError::TooFewNodes));
-                    return;
-                }
-                // Replies without a token count as failed commits, as in the reference.
-                let missing = closest.len() - list.len();
-                if let Some(op) = self.ops.get_mut(&op_id) {
-                    op.last_error = if missing > 0 {
-                        Some(RequestError::Timeout)
-                    } else {
-                        None
-                    };
-                }
-                for c in list {
-                    self.commit(now, op_id, c.to, c.token, cmd, c.value);
-                }
-                self.maybe_finish(op_id);
-            }
-            None => self.maybe_finish(op_id),
+        remote_public_key: [u8; 32],
+        opts: ConnectOptions,
+    ) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        if self.conns.len() + self.attempts.len() >= MAX_CONNECTIONS {
+            self.emit(ConnectEvent::Failed {
+                conn,
+                error: ConnectError::PeerConnectionFailed,
+            });
+            return conn;
         }
-    }
-
-    fn commit(
-        &mut self,
-        now: Instant,
-        op_id: OpId,
-        to: SocketAddrV4,
-        token: [u8; 32],
-        cmd: u64,
-        value: Vec<u8>,
-    ) {
-        let Some(op) = self.ops.get_mut(&op_id) else {
-            return;
-        };
-        op.pending += 1;
-        let mut spec = RequestSpec::new(to, cmd);
-        spec.token = Some(token);
-        spec.target = Some(NodeId(op.target));
-        spec.value = Some(value);
-        let rid = self.rpc.request(now, spec);
-        self.by_request.insert(rid, op_id);
-    }
-
-    fn on_commit_done(&mut self, op_id: OpId, result: Result<QueryReply, RequestError>) {
-        let Some(op) = self.ops.get_mut(&op_id) else {
-            return;
-        };
-        op.pending = op.pending.saturating_sub(1);
-        // `dht.request` resolves for any response, error codes included.
-        match result {
-            Ok(r) => {
-                op.succeeded += 1;
-                match r.error {
-                    0 => op.accepted += 1,
-                    ERROR_SEQ_TOO_LOW => op.seq_too_low += 1,
-                    ERROR_SEQ_REUSED => op.seq_reused += 1,
-                    _ => {}
-                }
-            }
-            Err(e) => op.last_error = Some(e),
-        }
-        self.maybe_finish(op_id);
-    }
-
-    /// Ends an operation once its query ended and its commits settled.
-    fn maybe_finish(&mut self, op_id: OpId) {
-        let Some(op) = self.ops.get(&op_id) else {
-            return;
-        };
-        if !op.query_done || op.pending > 0 {
-            return;
-        }
-        let closest_nodes = op.closest_nodes.clone();
-        let commits_failed = op.succeeded == 0 && !closest_nodes.is_empty();
-        let result = match &op.kind {
-            OpKind::Lookup | OpKind::FindPeer => Ok(OpOutput::Lookup { closest_nodes }),
-            // Like a commit query, an unannounce with nobody to unannounce at fails.
-            OpKind::Unannounce { .. } if closest_nodes.is_empty() => Err(OpError::TooFewNodes),
-            OpKind::Unannounce { .. } => Ok(OpOutput::Unannounce),
-            OpKind::ImmutableGet => Ok(OpOutput::ImmutableGet(None)),
-            OpKind::MutableGet { best, .. } => Ok(OpOutput::MutableGet(best.clone())),
-            OpKind::Announce { .. } | OpKind::ImmutablePut { .. } | OpKind::MutablePut { .. }
-                if commits_failed =>
-            {
-                Err(OpError::CommitFailed(
-                    op.last_error.unwrap_or(RequestError::Timeout),
-                ))
-            }
-            // Every node refused the record because it holds a newer one: say so (the reference
-            // resolves here; the wire exchange is the same).
-            OpKind::MutablePut { .. } if op.accepted == 0 && op.seq_too_low > 0 => {
-                Err(OpError::SeqTooLow)
-            }
-            OpKind::MutablePut { .. } if op.accepted == 0 && op.seq_reused > 0 => {
-                Err(OpError::SeqReused)
-            }
-            OpKind::Announce { .. } => Ok(OpOutput::Announce { closest_nodes }),
-            OpKind::ImmutablePut { .. } => Ok(OpOutput::ImmutablePut {
-                hash: op.target,
-                closest_nodes,
-            }),
-            OpKind::MutablePut {
-                key_pair_public,
-                seq,
-                signature,
+        let kp = self.key_pair_or_default(opts.key_pair.clone());
+        let stream_id = self.conns.new_stream_id(self.rpc.rng());
+        let mut out = Vec::new();
+        let started = {
+            let DhtNode {
+                rpc,
+                pool,
+                random_punches,
+                local_addresses,
+                conns,
                 ..
-            } => Ok(OpOutput::MutablePut {
-                public_key: *key_pair_public,
-                closest_nodes,
-                seq: *seq,
-                signature: *signature,
-            }),
+            } = self;
+            let mut env = env!(rpc, pool, random_punches, local_addresses, conns, now);
+            ClientAttempt::start(&mut env, &kp, remote_public_key, opts, stream_id, &mut out)
         };
-        self.finish_op(op_id, result);
+        match started {
+            Ok(attempt) => {
+                self.conns
+                    .udx
+                    .insert(UdxStream::new(stream_id, now, connection_stream_config()));
+                self.attempts.insert(conn, attempt);
+                self.apply_client(now, conn, out);
+            }
+            Err(error) => self.emit(ConnectEvent::Failed { conn, error }),
+        }
+        conn
     }
 
-    fn finish_op(&mut self, op_id: OpId, result: Result<OpOutput, OpError>) {
-        let Some(op) = self.ops.remove(&op_id) else {
-            return;
-        };
-        if let Some(q) = op.query {
-            self.by_query.remove(&q);
-            if !self.rpc.is_destroyed() {
-                self.rpc.cancel_query(q);
-            }
-        }
-        self.by_request.retain(|_, v| *v != op_id);
-        self.events
-            .push_back(DhtEvent::OpDone { op: op_id, result });
-    }
-
-    // ----- server side -----
-
-    fn reply(&mut self, req: &IncomingRequest, value: Option<Vec<u8>>) {
-        self.rpc.reply(req, ReplySpec::value(value));
-    }
-
-    fn reply_bare(&mut self, req: &IncomingRequest) {
-        self.rpc.reply(
-            req,
-            ReplySpec {
-                token: false,
-                closer_nodes: false,
-                ..ReplySpec::value(None)
-            },
-        );
-    }
-
-    fn on_request(&mut self, now: Instant, req: IncomingRequest) {
-        match req.command {
-            command::PEER_HANDSHAKE => return self.on_peer_handshake(&req),
-            command::PEER_HOLEPUNCH => return self.on_peer_holepunch(&req),
-            c if c > command::PLUGIN => {
-                if self.deliver_unknown {
-                    self.events.push_back(DhtEvent::Rpc(RpcEvent::Request(req)));
-                } else {
-                    self.rpc
-                        .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
-                }
-                return;
-            }
-            _ => {}
-        }
-        let Some(node_id) = self.rpc.id() else {
-            return self
-                .rpc
-                .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
-        };
-        if self.storage.is_none() {
-            return self
-                .rpc
-                .reply(&req, ReplySpec::error(ERROR_UNKNOWN_COMMAND_CODE));
-        }
-        // Every storage command needs a target; PLUGIN has no plugins registered here. Both drop.
-        let Some(target) = req.target.map(|t| t.0) else {
-            return;
-        };
-        match req.command {
-            command::FIND_PEER => {
-                let record = self.forwards.get(&target).map(|f| f.record.clone());
-                self.reply(&req, record);
-            }
-            command::LOOKUP => self.on_lookup(&req, target),
-            command::ANNOUNCE => self.on_announce(now, &req, target, node_id),
-            command::UNANNOUNCE => self.on_unannounce(&req, target, node_id),
-            command::MUTABLE_PUT => self.on_mutable_put(&req, target),
-            command::MUTABLE_GET => {
-                let Some(value) = req.value.as_deref() else {
-                    return;
-                };
-                let Ok(seq) = messages::decode_mutable_get_request(value) else {
-                    return;
-                };
-                let stored = self
-                    .storage
-                    .as_mut()
-                    .and_then(|s| s.mutables.get(&target).cloned());
-                let reply = stored
-                    .filter(|bytes| MutableGetResponse::decode(bytes).is_ok_and(|r| r.seq >= seq));
-                self.reply(&req, reply);
-            }
-            command::IMMUTABLE_PUT => {
-                if req.token.is_none() {
-                    return;
-                }
-                let Some(value) = req.value.as_ref() else {
-                    return;
-                };
-                // A value whose get reply could not fit a datagram is never stored (the
-                // reference stores it and answers gets no reference node can receive).
-                if value_size::immutable_get_reply_len(value.len()) > MAX_DATAGRAM_LEN {
-                    return;
-                }
-                if hash(value) != target {
-                    return;
-                }
-                if let Some(s) = self.storage.as_mut() {
-                    s.immutables.set(target, value.clone());
-                }
-                self.reply(&req, None);
-            }
-            command::IMMUTABLE_GET => {
-                let value = self
-                    .storage
-                    .as_mut()
-                    .and_then(|s| s.immutables.get(&target).cloned());
-                self.reply(&req, value);
-            }
-            _ => {}
-        }
-    }
-
-    /// The router's relay role for PEER_HANDSHAKE (`router.js` `onpeerhandshake`), stateless:
-    /// the client's address travels inside the messages. Handshakes for a server hosted on
-    /// this node are the connect layer's.
-    fn on_peer_handshake(&mut self, req: &IncomingRequest) {
-        let Some(Ok(hs)) = req.value.as_deref().map(HandshakeEnvelope::decode) else {
-            return;
-        };
-        let route = req.target.and_then(|t| self.forwards.get(&t.0).cloned());
-        if route.as_ref().is_some_and(|f| f.relay.is_none()) {
-            // A server hosted on this node.
-            let server = req
-                .target
-                .and_then(|t| self.connect.server_for_target(&t.0));
-            if let Some(server) = server {
-                let now = self.last_now;
-                self.on_server_handshake(now, req, hs, server);
-            }
-            return;
-        }
-        let relay = route.and_then(|f| f.relay);
-        match hs.mode {
-            mode::FROM_CLIENT => {
-                let Some(next) = hs.relay_address.or(relay) else {
-                    // Help the client route: an empty reply with closer nodes.
-                    return self.rpc.reply(
-                        req,
-                        ReplySpec {
-                            token: false,
-                            ..ReplySpec::value(None)
-                        },
-                    );
-                };
-                let value = HandshakeEnvelope {
-                    mode: mode::FROM_RELAY,
-                    noise: hs.noise,
-                    peer_address: Some(req.from),
-                    relay_address: None,
-                };
-                self.rpc.relay(req, Some(value.to_bytes()), next, None);
-            }
-            mode::FROM_RELAY => {
-                let Some(next) = relay else { return };
-                let value = HandshakeEnvelope {
-                    mode: mode::FROM_SECOND_RELAY,
-                    noise: hs.noise,
-                    peer_address: hs.peer_address,
-                    relay_address: Some(req.from),
-                };
-                self.rpc.relay(req, Some(value.to_bytes()), next, None);
-            }
-            mode::FROM_SERVER => {
-                let Some(client) = hs.peer_address else {
-                    return;
-                };
-                let value = HandshakeEnvelope {
-                    mode: mode::REPLY,
-                    noise: hs.noise,
-                    peer_address: Some(req.from),
-                    relay_address: None,
-                };
-                self.rpc.reply(req, bare_to(client, value.to_bytes()));
-            }
-            _ => {}
-        }
-    }
-
-    /// The router's relay role for PEER_HOLEPUNCH (`router.js` `onpeerholepunch`).
-    fn on_peer_holepunch(&mut self, req: &IncomingRequest) {
-        let Some(Ok(hp)) = req.value.as_deref().map(HolepunchEnvelope::decode) else {
-            return;
-        };
-        let route = req.target.and_then(|t| self.forwards.get(&t.0).cloned());
-        let relay = route.as_ref().and_then(|f| f.relay);
-        match hp.mode {
-            mode::FROM_CLIENT => {
-                // A node forwards to any address the client names, as the reference does.
-                let Some(next) = hp.peer_address.or(relay) else {
-                    return;
-                };
-                let value = HolepunchEnvelope {
-                    mode: mode::FROM_RELAY,
-                    id: hp.id,
-                    payload: hp.payload,
-                    peer_address: Some(req.from),
-                };
-                self.rpc.relay(req, Some(value.to_bytes()), next, None);
-            }
-            mode::FROM_SERVER => {
-                let Some(client) = hp.peer_address else {
-                    return;
-                };
-                let value = HolepunchEnvelope {
-                    mode: mode::REPLY,
-                    id: hp.id,
-                    payload: hp.payload,
-                    peer_address: Some(req.from),
-                };
-                self.rpc.reply(req, bare_to(client, value.to_bytes()));
-            }
-            // FROM_RELAY is for the node hosting the server (the connect layer).
-            mode::FROM_RELAY if route.is_some_and(|f| f.relay.is_none()) => {
-                let now = self.last_now;
-                self.on_server_holepunch(now, req, hp);
-            }
-            _ => {}
-        }
-    }
-
-    fn on_lookup(&mut self, req: &IncomingRequest, target: [u8; 32]) {
-        let Some(s) = self.storage.as_mut() else {
-            return;
-        };
-        let rng = self.rpc.rng();
-        let mut records: Vec<Vec<u8>> = s
-            .records
-            .get(&target, MAX_LOOKUP_PEERS, rng)
-            .into_iter()
-            .map(|r| r.to_vec())
-            .collect();
-        let bump = s.bumps.get(&target).copied().unwrap_or(0);
-        if records.len() < MAX_LOOKUP_PEERS {
-            if let Some(fwd) = self.forwards.get(&target) {
-                records.push(fwd.record.clone());
-            }
-        }
-        let value = if records.is_empty() {
-            None
-        } else {
-            let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
-            let mut out = Vec::new();
-            messages::encode_lookup_reply(&refs, bump, &mut out);
-            Some(out)
-        };
-        self.reply(req, value);
-    }
-
-    fn on_announce(
+    /// Runs `f` on the connect `conn` with its environment, then applies what it asks.
+    fn with_attempt(
         &mut self,
         now: Instant,
-        req: &IncomingRequest,
-        target: [u8; 32],
-        node_id: NodeId,
+        conn: ConnId,
+        f: impl FnOnce(&mut ClientAttempt, &mut Env<'_, R>, &mut Vec<ClientAction>),
     ) {
-        let Some(token) = req.token else { return };
-        let Some(Ok(ann)) = req.value.as_deref().map(Announce::decode) else {
+        let DhtNode {
+            rpc,
+            pool,
+            random_punches,
+            local_addresses,
+            conns,
+            attempts,
+            ..
+        } = self;
+        let Some(a) = attempts.get_mut(&conn) else {
             return;
         };
-        let Some(mut peer) = ann.peer else {
-            if let Some(refresh) = ann.refresh {
-                self.on_refresh(req, refresh);
+        let mut env = env!(rpc, pool, random_punches, local_addresses, conns, now);
+        let mut out = Vec::new();
+        f(a, &mut env, &mut out);
+        self.apply_client(now, conn, out);
+    }
+
+    /// Applies a connect's actions, in order.
+    fn apply_client(&mut self, now: Instant, conn: ConnId, actions: Vec<ClientAction>) {
+        for action in actions {
+            match action {
+                ClientAction::FindPeer(spec) => {
+                    let q = self.rpc.query(now, spec);
+                    self.queries.insert(q, QueryOwner::FindPeer(conn));
+                }
+                ClientAction::CancelFindPeer => {
+                    if let Some(q) = self.take_query(QueryOwner::FindPeer(conn)) {
+                        self.rpc.cancel_query(q);
+                    }
+                }
+                ClientAction::Request { spec, tag } => {
+                    let rid = self.rpc.request(now, spec);
+                    self.requests.insert(rid, RequestOwner::Client(conn, tag));
+                }
+                ClientAction::Probe { socket, to, ttl } => {
+                    self.rpc
+                        .send_datagram(socket_kind(socket), to, PROBE.to_vec(), Some(ttl))
+                }
+                ClientAction::ConnectStream {
+                    socket,
+                    remote_udx,
+                    addr,
+                    handshake,
+                    early,
+                } => self.connect_stream(now, conn, socket, remote_udx, addr, handshake, early),
+                ClientAction::ReplayEarly(packets) => {
+                    for p in packets {
+                        if let SocketAddr::V4(from) = p.from {
+                            self.handle_udx(now, socket_kind(p.socket), from, &p.bytes);
+                        }
+                    }
+                }
+                ClientAction::PunchDropped => self.forget_punch_requests(conn),
+                ClientAction::Fail(error) => self.fail_attempt(conn, error),
             }
-            return;
-        };
-        let Some(signature) = ann.signature else {
-            return;
-        };
-        if !sign::verify_announce(
-            &target,
-            &node_id.0,
-            &token,
-            &peer,
-            ann.refresh.as_ref(),
-            &signature,
-        ) {
-            return;
         }
-        peer.relay_addresses.truncate(MAX_RELAY_ADDRESSES);
-        let record = peer.to_bytes();
-        let announce_self = sign::target_of_key(&peer.public_key) == target;
-        let now_ms = self.unix_ms(now);
-        let Some(s) = self.storage.as_mut() else {
-            return;
-        };
-        if announce_self {
-            self.forwards.set(
-                target,
-                Forward {
-                    relay: Some(req.from),
-                    record: record.clone(),
-                },
-            );
-            s.records.remove(&target, &peer.public_key);
-        } else {
-            let current = s.bumps.get(&target).copied().unwrap_or(0);
-            if ann.bump > current && ann.bump <= now_ms + MAX_BUMP_DRIFT_MS {
-                s.bumps.set(target, ann.bump);
-            }
-            s.records.add(target, peer.public_key, record.clone());
-        }
-        if let Some(refresh) = ann.refresh {
-            s.refreshes.set(
-                refresh,
-                Refresh {
-                    target,
-                    record,
-                    announce_self,
-                },
-            );
-        }
-        self.reply_bare(req);
     }
 
-    fn on_refresh(&mut self, req: &IncomingRequest, refresh: [u8; 32]) {
-        let active = hash(&refresh);
-        let Some(s) = self.storage.as_mut() else {
+    /// Connects a connect's UDX stream and opens its connection.
+    #[allow(clippy::too_many_arguments)] // the connect's ConnectStream action, field by field
+    fn connect_stream(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        socket: udx::SocketId,
+        remote_udx: u32,
+        addr: SocketAddrV4,
+        handshake: HandshakeResult,
+        early: Vec<EarlyPacket>,
+    ) {
+        let Some(stream_id) = self.attempts.get(&conn).map(|a| a.stream_id()) else {
             return;
         };
-        let Some(r) = s.refreshes.get(&active).cloned() else {
+        let Some(stream) = self.conns.udx.get_mut(stream_id) else {
             return;
         };
-        let public_key: [u8; 32] = match r.record.get(..32).and_then(|b| b.try_into().ok()) {
-            Some(pk) => pk,
-            None => return,
-        };
-        if r.announce_self {
-            self.forwards.set(
-                r.target,
-                Forward {
-                    relay: Some(req.from),
-                    record: r.record.clone(),
-                },
-            );
-            s.records.remove(&r.target, &public_key);
-        } else {
-            s.records.add(r.target, public_key, r.record.clone());
-        }
-        s.refreshes.delete(&active);
-        s.refreshes.set(refresh, r);
-        self.reply_bare(req);
-    }
-
-    fn on_unannounce(&mut self, req: &IncomingRequest, target: [u8; 32], node_id: NodeId) {
-        let Some(token) = req.token else { return };
-        let Some(Ok(ann)) = req.value.as_deref().map(Announce::decode) else {
-            return;
-        };
-        let (Some(peer), Some(signature)) = (ann.peer, ann.signature) else {
-            return;
-        };
-        if !sign::verify_unannounce(
-            &target,
-            &node_id.0,
-            &token,
-            &peer,
-            ann.refresh.as_ref(),
-            &signature,
-        ) {
-            return;
-        }
-        if sign::target_of_key(&peer.public_key) == target {
-            self.forwards.delete(&target);
-        }
-        if let Some(s) = self.storage.as_mut() {
-            s.records.remove(&target, &peer.public_key);
-        }
-        self.reply_bare(req);
-    }
-
-    fn on_mutable_put(&mut self, req: &IncomingRequest, target: [u8; 32]) {
-        if req.token.is_none() {
-            return;
-        }
-        let Some(Ok(p)) = req.value.as_deref().map(MutablePutRequest::decode) else {
-            return;
-        };
-        // As for immutable values: never store what a get could not return.
-        if value_size::mutable_get_reply_len(p.value.len(), p.seq) > MAX_DATAGRAM_LEN {
-            return;
-        }
-        if sign::target_of_key(&p.public_key) != target {
-            return;
-        }
-        if !sign::verify_mutable(&p.public_key, p.seq, &p.value, &p.signature) {
-            return;
-        }
-        let Some(s) = self.storage.as_mut() else {
-            return;
-        };
-        if let Some(existing) = s
-            .mutables
-            .get(&target)
-            .and_then(|b| MutableGetResponse::decode(b).ok())
+        if stream
+            .connect_via(now, socket, remote_udx, SocketAddr::V4(addr))
+            .is_err()
         {
-            if existing.seq == p.seq && existing.value != p.value {
-                return self.rpc.reply(req, ReplySpec::error(ERROR_SEQ_REUSED));
-            }
-            if p.seq < existing.seq {
-                return self.rpc.reply(req, ReplySpec::error(ERROR_SEQ_TOO_LOW));
-            }
+            return self.fail_attempt(conn, ConnectError::PeerConnectionFailed);
         }
-        let stored = MutableGetResponse {
-            seq: p.seq,
-            value: p.value,
-            signature: p.signature,
+        self.open_connection(now, conn, stream_id, handshake, None);
+        for p in early {
+            self.conns
+                .udx
+                .handle_datagram(now, p.socket, p.from, &p.bytes);
+        }
+        self.drive_udx_events(now);
+    }
+
+    /// A connect failed: its punch stops, its query and stream go, and the owner hears why.
+    fn fail_attempt(&mut self, conn: ConnId, error: ConnectError) {
+        let now = self.last_now;
+        self.drop_client_punch(now, conn);
+        let Some(a) = self.attempts.remove(&conn) else {
+            return;
+        };
+        if let Some(q) = self.take_query(QueryOwner::FindPeer(conn)) {
+            self.rpc.cancel_query(q);
+        }
+        // Its requests are forgotten (their responses then reach the owner as raw responses);
+        // an abort notice's is not (nobody waits for it).
+        self.requests.retain(|_, o| {
+            !matches!(o, RequestOwner::Client(c, tag) if *c == conn && *tag != ClientRequest::AbortNotice)
+        });
+        let stream_id = a.stream_id();
+        if let Some(mut s) = self.conns.udx.remove(stream_id) {
+            s.destroy();
+            self.release_stream_socket(s.socket());
+        }
+        self.conns.remove_entry(conn, stream_id);
+        self.emit(ConnectEvent::Failed { conn, error });
+    }
+
+    /// Drops a connect's punch, and the punch's requests.
+    fn drop_client_punch(&mut self, now: Instant, conn: ConnId) {
+        self.with_attempt(now, conn, |a, env, _| a.drop_punch(env));
+        self.forget_punch_requests(conn);
+    }
+
+    /// A connect's punch is gone: the responses to its requests reach the owner as raw
+    /// responses from now on.
+    fn forget_punch_requests(&mut self, conn: ConnId) {
+        self.requests.retain(|_, o| {
+            !matches!(o, RequestOwner::Client(c, ClientRequest::Holepunch { .. } | ClientRequest::NatPing { .. }) if *c == conn)
+        });
+    }
+
+    // ----- servers -----
+
+    /// `createServer(opts)`: a server; [`listen`](Self::listen) makes it reachable.
+    pub fn create_server(&mut self, opts: ServerOptions) -> ServerId {
+        let id = ServerId(self.next_server);
+        self.next_server += 1;
+        self.servers.insert(id, Server::new(opts));
+        id
+    }
+
+    /// `server.listen(keyPair)`: answer handshakes for this key and announce it to the closest
+    /// nodes ([`ConnectEvent::Listening`] when the first announce completes).
+    pub fn listen(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        key_pair: Option<KeyPair>,
+    ) -> Result<(), ConnectError> {
+        let kp = self.key_pair_or_default(key_pair);
+        let target = sign::target_of_key(&kp.public_key());
+        if self.server_by_target.contains_key(&target) {
+            return Err(ConnectError::KeypairAlreadyUsed);
+        }
+        let s = self
+            .servers
+            .get_mut(&server)
+            .filter(|s| !s.is_closing())
+            .ok_or(ConnectError::NodeDestroyed)?;
+        if s.is_listening() {
+            return Err(ConnectError::AlreadyListening);
+        }
+        let record = Peer {
+            public_key: kp.public_key(),
+            relay_addresses: Vec::new(),
         }
         .to_bytes();
-        s.mutables.set(target, stored);
-        self.reply(req, None);
+        let mut out = Vec::new();
+        s.listen(kp, target, &mut out);
+        self.server_by_target.insert(target, server);
+        self.router.set_local(target, record);
+        self.apply_server(now, server, out);
+        Ok(())
     }
-}
 
-/// A response to an arbitrary address with no token and no closer nodes (`reply(v, {to})`).
-pub(super) fn bare_to(to: SocketAddrV4, value: Vec<u8>) -> ReplySpec {
-    ReplySpec {
-        token: false,
-        closer_nodes: false,
-        to: Some(to),
-        ..ReplySpec::value(Some(value))
-    }
-}
-
-/// One commit request to send: the value, with the token the node gave us.
-struct Commit {
-    to: SocketAddrV4,
-    token: [u8; 32],
-    value: Vec<u8>,
-}
-
-fn with_tokens(closest: &[QueryReply], value: &[u8]) -> Vec<Commit> {
-    closest
-        .iter()
-        .filter_map(|r| {
-            Some(Commit {
-                to: r.from,
-                token: r.token?,
-                value: value.to_vec(),
+    /// The server's current relays (`relayAddresses`).
+    pub fn server_relays(&self, server: ServerId) -> Vec<SocketAddrV4> {
+        self.servers
+            .get(&server)
+            .filter(|s| !s.is_closing())
+            .map_or_else(Vec::new, |s| {
+                s.relays().iter().map(|r| r.relay_address).collect()
             })
-        })
-        .collect()
+    }
+
+    /// `server.refresh()`: re-announce now.
+    pub fn refresh_server(&mut self, now: Instant, server: ServerId) {
+        let mut out = Vec::new();
+        if let Some(s) = self.servers.get_mut(&server) {
+            s.announce(&mut out);
+        }
+        self.apply_server(now, server, out);
+    }
+
+    /// `server.close()`: stop answering, and unannounce the server's record. Handshakes that
+    /// already run finish.
+    pub fn close_server(&mut self, now: Instant, server: ServerId) -> Option<OpId> {
+        let s = self.servers.get_mut(&server)?;
+        let mut out = Vec::new();
+        let kp = s.key_pair().cloned();
+        if !s.close(&mut out) {
+            return None;
+        }
+        let target = s.target();
+        self.server_by_target.remove(&target);
+        self.router.delete(&target);
+        self.apply_server(now, server, out);
+        if self.servers.get(&server).is_some_and(|s| s.is_drained()) {
+            self.servers.remove(&server);
+        }
+        kp.map(|kp| self.unannounce(now, target, &kp))
+    }
+
+    /// Answers a [`ConnectEvent::Firewall`]: `reject = true` drops the handshake silently, as
+    /// the reference's firewall returning true does.
+    pub fn firewall_decision(&mut self, now: Instant, handshake: u64, reject: bool) {
+        let Some((server, key)) = self.firewall_questions.remove(&handshake) else {
+            return;
+        };
+        self.with_server(now, server, |s, env, out| {
+            s.firewall_decision(env, key, reject, out)
+        });
+    }
+
+    /// Runs `f` on server `server` with its environment, then applies what it asks.
+    fn with_server(
+        &mut self,
+        now: Instant,
+        server: ServerId,
+        f: impl FnOnce(&mut Server, &mut Env<'_, R>, &mut Vec<ServerAction>),
+    ) {
+        let DhtNode {
+            rpc,
+            pool,
+            random_punches,
+            local_addresses,
+            conns,
+            servers,
+            ..
+        } = self;
+        let Some(s) = servers.get_mut(&server) else {
+            return;
+        };
+        let mut env = env!(rpc, pool, random_punches, local_addresses, conns, now);
+        let mut out = Vec::new();
+        f(s, &mut env, &mut out);
+        self.apply_server(now, server, out);
+    }
+
+    /// Applies a server's actions, in order.
+    fn apply_server(&mut self, now: Instant, server: ServerId, actions: Vec<ServerAction>) {
+        for action in actions {
+            match action {
+                ServerAction::Announce(spec) => {
+                    let q = self.rpc.query(now, spec);
+                    self.queries.insert(q, QueryOwner::Announce(server));
+                }
+                ServerAction::CancelAnnounce => {
+                    if let Some(q) = self.take_query(QueryOwner::Announce(server)) {
+                        self.rpc.cancel_query(q);
+                    }
+                }
+                ServerAction::Request { spec, tag } => {
+                    let rid = self.rpc.request(now, spec);
+                    self.requests.insert(rid, RequestOwner::Server(server, tag));
+                }
+                ServerAction::Relay {
+                    req,
+                    value,
+                    to,
+                    socket,
+                } => self.rpc.relay(&req, Some(value), to, socket),
+                ServerAction::Reply { req, spec } => self.rpc.reply(&req, spec),
+                ServerAction::Probe { socket, to, ttl } => {
+                    self.rpc
+                        .send_datagram(socket_kind(socket), to, PROBE.to_vec(), Some(ttl))
+                }
+                ServerAction::Listening => self.emit(ConnectEvent::Listening { server }),
+                ServerAction::AskFirewall {
+                    key,
+                    remote_public_key,
+                    client_address,
+                } => {
+                    let handshake = self.next_firewall_question;
+                    self.next_firewall_question += 1;
+                    self.firewall_questions.insert(handshake, (server, key));
+                    self.emit(ConnectEvent::Firewall {
+                        server,
+                        handshake,
+                        remote_public_key,
+                        client_address,
+                    });
+                }
+                ServerAction::Accept(accepted) => self.open_accepted(now, server, *accepted),
+                ServerAction::WaitForPunch(conn) => self.conns.wait_for_punch(conn),
+                ServerAction::AbandonConnection(conn) => {
+                    if self.conns.waiting_for(conn).is_some() {
+                        self.conn_forget(conn);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the connection of a handshake a server accepted: at once over its stream, or
+    /// waiting for the client's first packet (with the server's punch for it).
+    fn open_accepted(&mut self, now: Instant, server: ServerId, a: Accepted) {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.conns
+            .udx
+            .insert(UdxStream::new(a.stream_id, now, connection_stream_config()));
+        if let Some(socket) = a.connect_now {
+            if let Some(s) = self.conns.udx.get_mut(a.stream_id) {
+                let _ = s.connect_via(now, socket, a.client_udx, SocketAddr::V4(a.client_address));
+            }
+            return self.open_connection(now, conn, a.stream_id, a.handshake, Some(server));
+        }
+        // Wait for the client's first UDX packet (LAN shortcut or punching on its side).
+        self.conns.open_waiting(
+            now,
+            conn,
+            a.stream_id,
+            a.handshake,
+            server,
+            a.client_udx,
+            now + SERVER_CONNECT_WAIT,
+            self.rpc.rng(),
+        );
+        if let Some((puncher, secret)) = a.punch {
+            let key = a.key;
+            self.with_server(now, server, |s, env, out| {
+                s.attach_punch(env, &key, puncher, secret, conn, out)
+            });
+        }
+    }
+
+    // ----- connections -----
+
+    /// Opens the connection `conn` over the connected stream `stream_id` (a server's is
+    /// reported as [`ConnectEvent::Incoming`]).
+    fn open_connection(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        stream_id: u32,
+        handshake: HandshakeResult,
+        server: Option<ServerId>,
+    ) {
+        self.conns
+            .open(now, conn, stream_id, handshake, server, self.rpc.rng());
+        if let Some(server) = server {
+            if let Some(info) = self.conns.info(conn) {
+                self.emit(ConnectEvent::Incoming { server, conn, info });
+            }
+        }
+    }
+
+    fn emit(&mut self, event: ConnectEvent) {
+        self.events.push_back(DhtEvent::Connect(event));
+    }
+
+    /// Sizes of the connect path's state.
+    pub fn connect_stats(&self) -> ConnectStats {
+        let (handshakes, server_punches) = self
+            .servers
+            .values()
+            .map(|s| s.handshake_counts())
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+        ConnectStats {
+            handshakes,
+            server_punches,
+            attempts: self.attempts.len(),
+            connections: self.conns.len(),
+            pool_sockets: self.pool.len(),
+            punch_requests: self.requests.values().filter(|o| o.is_punch()).count(),
+        }
+    }
+
+    /// What is known about a connection.
+    pub fn connection_info(&self, conn: ConnId) -> Option<ConnectionInfo> {
+        self.conns.info(conn)
+    }
+
+    /// Transport state of a connection's UDX stream (round-trip time, congestion window, pacing
+    /// rate, path MTU and counters), as the reference exposes on `rawStream`.
+    pub fn connection_transport(&self, conn: ConnId) -> Option<TransportInfo> {
+        self.conns.transport(conn)
+    }
+
+    /// Pulls bytes from UDX through the secret stream and reports what changed.
+    fn pump_read(&mut self, now: Instant, conn: ConnId) {
+        let progress = self.conns.pump_read(now, conn);
+        if let Some(e) = progress.error {
+            return self.close_conn(conn, Some(ConnError::Crypto(e)));
+        }
+        if progress.opened {
+            self.connection_opened(conn);
+        }
+        if progress.readable {
+            self.emit(ConnectEvent::Readable(conn));
+        }
+        if progress.ended {
+            self.emit(ConnectEvent::End(conn));
+        }
+    }
+
+    /// The peer's secret-stream header arrived: a connect is over.
+    fn connection_opened(&mut self, conn: ConnId) {
+        let Some(info) = self.conns.info(conn) else {
+            return;
+        };
+        if info.is_initiator {
+            self.attempts.remove(&conn);
+            self.emit(ConnectEvent::Open { conn, info });
+        }
+    }
+
+    /// Reads decrypted bytes. `Ok(0)` when nothing is buffered: at the end of the peer's
+    /// stream if [`conn_at_end`](Self::conn_at_end) says so, else wait for
+    /// [`ConnectEvent::Readable`]. A connection that was aborted or timed out returns its
+    /// reason once its buffered bytes are read (unless the peer had ended its side before).
+    pub fn conn_read(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        buf: &mut [u8],
+    ) -> Result<usize, ConnError> {
+        let mut n = self.conns.copy_plain(conn, buf)?;
+        if self.conns.has_read_room(conn) {
+            self.pump_read(now, conn);
+            if n == 0 {
+                n = self.conns.copy_plain(conn, buf)?;
+            }
+        }
+        self.conns.check_read_end(conn, n, buf.len())
+    }
+
+    /// Bytes ready for [`conn_read`](Self::conn_read).
+    pub fn conn_readable(&self, conn: ConnId) -> usize {
+        self.conns.readable(conn)
+    }
+
+    /// Whether the peer ended and everything has been read.
+    pub fn conn_at_end(&self, conn: ConnId) -> bool {
+        self.conns.at_end(conn)
+    }
+
+    /// Encrypts and queues as much of `data` as the transport has room for; a short count is
+    /// back-pressure ([`ConnectEvent::Writable`] follows).
+    pub fn conn_write(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        data: &[u8],
+    ) -> Result<usize, ConnError> {
+        self.conns.write(now, conn, data)
+    }
+
+    /// Ends our side (half-close): the peer reads to the end, then `0`.
+    pub fn conn_end(&mut self, conn: ConnId) -> Result<(), ConnError> {
+        self.conns.end(conn)
+    }
+
+    /// Destroys a connection (or a pending connect) at once.
+    pub fn conn_destroy(&mut self, conn: ConnId) {
+        if self.attempts.contains_key(&conn) && !self.conns.contains(conn) {
+            return self.fail_attempt(conn, ConnectError::HolepunchAborted);
+        }
+        self.conns.destroy(conn);
+        self.close_conn(conn, Some(ConnError::Destroyed));
+    }
+
+    /// The application let go of a connection. One whose two directions have both ended (ours
+    /// by [`conn_end`](Self::conn_end), the peer's read to the end) finishes by itself — our
+    /// END may still wait for its acknowledgement — and closes gracefully. Anything else is
+    /// destroyed (UDX DESTROY): nobody reads the peer's bytes or writes ours any more, and the
+    /// peer must learn at once that the stream stopped short rather than see a clean end.
+    pub fn conn_drop(&mut self, conn: ConnId) {
+        if !self.conns.contains(conn) {
+            return self.conn_destroy(conn);
+        }
+        if self.conns.is_closed(conn) || (self.conns.local_ended(conn) && self.conn_at_end(conn)) {
+            return;
+        }
+        self.conn_destroy(conn);
+    }
+
+    /// Destroys every connection (the node is going away): each peer gets a DESTROY, as the
+    /// reference's `destroy()` destroys every raw stream.
+    fn destroy_connections(&mut self) {
+        for conn in self.conns.open_ids() {
+            self.conn_destroy(conn);
+        }
+    }
+
+    /// Closes a connection; a connect whose connection closed before opening fails instead.
+    fn close_conn(&mut self, conn: ConnId, error: Option<ConnError>) {
+        let Some(stopped) = self.conns.close(conn, error.clone()) else {
+            return;
+        };
+        if stopped.initiator && !stopped.opened && self.attempts.contains_key(&conn) {
+            self.attempts.remove(&conn);
+            return self.emit(ConnectEvent::Failed {
+                conn,
+                error: ConnectError::PeerConnectionFailed,
+            });
+        }
+        self.emit(ConnectEvent::Closed { conn, error });
+    }
+
+    /// Forgets a closed connection whose events have been consumed. Its UDX stream stays until
+    /// whatever it still has to send (a DESTROY, acknowledgements) went out.
+    pub fn conn_forget(&mut self, conn: ConnId) {
+        self.conns.forget(conn);
+        self.sweep_retired_streams();
+    }
+
+    /// Removes the streams of forgotten connections that have nothing left to send.
+    fn sweep_retired_streams(&mut self) {
+        for socket in self.conns.sweep_retiring() {
+            self.release_stream_socket(socket);
+        }
+    }
+
+    /// A stream over a pool socket is gone: the socket may close.
+    fn release_stream_socket(&mut self, socket: Option<udx::SocketId>) {
+        if let Some(SocketKind::Pool(id)) = socket.map(socket_kind) {
+            self.pool.release_stream(id);
+        }
+    }
+
+    /// Feeds a UDX datagram; false if it was not UDX for us (then it is dht-rpc's).
+    fn handle_udx(
+        &mut self,
+        now: Instant,
+        socket: SocketKind,
+        from: SocketAddrV4,
+        bytes: &[u8],
+    ) -> bool {
+        let sock = udx_socket(socket);
+        match self
+            .conns
+            .udx
+            .handle_datagram(now, sock, SocketAddr::V4(from), bytes)
+        {
+            Incoming::NotUdx | Incoming::UnknownStream { .. } => return false,
+            Incoming::Consumed { .. } => {}
+            Incoming::Unattached {
+                stream_id,
+                from,
+                socket,
+            } => self.handle_unattached(now, stream_id, socket, from, bytes),
+        }
+        self.drive_udx_events(now);
+        true
+    }
+
+    /// Connect on first packet: a waiting server connection, or a connect whose server reached
+    /// it first, learns its peer from the packet.
+    fn handle_unattached(
+        &mut self,
+        now: Instant,
+        stream_id: u32,
+        socket: udx::SocketId,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let Some((conn, remote)) = self.unattached_owner(stream_id) else {
+            if let Some(a) = self
+                .attempts
+                .values_mut()
+                .find(|a| a.stream_id() == stream_id)
+            {
+                a.keep_early(EarlyPacket {
+                    socket,
+                    from,
+                    bytes: bytes.to_vec(),
+                });
+            }
+            return;
+        };
+        let attached = self
+            .conns
+            .udx
+            .get_mut(stream_id)
+            .is_some_and(|s| s.connect_via(now, socket, remote, from).is_ok());
+        if !attached {
+            return;
+        }
+        self.conns.attached(conn);
+        if let SocketKind::Pool(id) = socket_kind(socket) {
+            // The stream keeps the puncher's socket.
+            self.pool.hold_stream(id);
+        }
+        if self.conns.contains(conn) {
+            if let Some(server) = self.conns.server_of(conn) {
+                self.with_server(now, server, |s, env, out| {
+                    s.connection_attached(env, conn, out)
+                });
+            }
+        } else {
+            let mut result = None;
+            self.with_attempt(now, conn, |a, env, _| result = a.stream_attached(env));
+            if let Some(handshake) = result {
+                self.forget_punch_requests(conn);
+                self.open_connection(now, conn, stream_id, handshake, None);
+            }
+        }
+        self.conns.udx.handle_datagram(now, socket, from, bytes);
+        if let Some(server) = self.conns.server_of(conn) {
+            if let Some(info) = self.conns.info(conn) {
+                self.emit(ConnectEvent::Incoming { server, conn, info });
+            }
+        }
+        self.conns.flush_secret(conn);
+    }
+
+    /// Who waits for the first packet of `stream_id`, and the peer's stream id.
+    fn unattached_owner(&self, stream_id: u32) -> Option<(ConnId, u32)> {
+        if let Some(conn) = self.conns.by_stream(stream_id) {
+            return self.conns.waiting_for(conn).map(|r| (conn, r));
+        }
+        self.attempts
+            .iter()
+            .find(|(_, a)| a.stream_id() == stream_id)
+            .and_then(|(conn, a)| a.expects_packets_from().map(|r| (*conn, r)))
+    }
+
+    /// Turns UDX stream events into connection events.
+    fn drive_udx_events(&mut self, now: Instant) {
+        while let Some((stream_id, ev)) = self.conns.udx.poll_event() {
+            let Some(conn) = self.conns.by_stream(stream_id) else {
+                continue;
+            };
+            match ev {
+                StreamEvent::Readable => self.pump_read(now, conn),
+                StreamEvent::Writable => {}
+                StreamEvent::End => {
+                    self.conns.udx_ended(conn);
+                    // Ends the connection once the bytes before the END have been decrypted.
+                    self.pump_read(now, conn);
+                }
+                StreamEvent::Closed { error } => {
+                    self.close_conn(conn, error.map(ConnError::Transport))
+                }
+                StreamEvent::Connected
+                | StreamEvent::Finished
+                | StreamEvent::RemoteChanged
+                | StreamEvent::Message(_) => {}
+            }
+        }
+        for conn in self.conns.take_writable() {
+            self.emit(ConnectEvent::Writable(conn));
+        }
+    }
+
+    // ----- probes, pool sockets, timers -----
+
+    /// A 1-byte probe arrived on pool socket `id`: its puncher's owner takes it.
+    fn handle_probe(&mut self, now: Instant, id: u32, from: SocketAddrV4) {
+        let socket = udx_socket(SocketKind::Pool(id));
+        if let Some(conn) = self.client_punch_owner(socket) {
+            return self.with_attempt(now, conn, |a, env, out| {
+                a.handle_probe(env, socket, from, out)
+            });
+        }
+        if let Some(server) = self.server_punch_owner(socket) {
+            self.with_server(now, server, |s, env, out| {
+                s.handle_probe(env, socket, from, out)
+            });
+        }
+    }
+
+    fn client_punch_owner(&self, socket: udx::SocketId) -> Option<ConnId> {
+        self.attempts
+            .iter()
+            .find(|(_, a)| a.owns_socket(socket))
+            .map(|(c, _)| *c)
+    }
+
+    fn server_punch_owner(&self, socket: udx::SocketId) -> Option<ServerId> {
+        self.servers
+            .iter()
+            .find(|(_, s)| s.owns_socket(socket))
+            .map(|(id, _)| *id)
+    }
+
+    /// Pool socket `id` is gone (bind failed): whoever used it gives up.
+    fn pool_socket_failed(&mut self, now: Instant, id: u32) {
+        let socket = udx_socket(SocketKind::Pool(id));
+        if let Some(conn) = self.client_punch_owner(socket) {
+            return self.fail_attempt(conn, ConnectError::HolepunchAborted);
+        }
+        if let Some(server) = self.server_punch_owner(socket) {
+            return self.with_server(now, server, |s, env, out| s.socket_failed(env, socket, out));
+        }
+        for conn in self.conns.over_socket(socket) {
+            self.conn_destroy(conn);
+        }
+    }
+
+    /// The connect path's timers: UDX streams, secret-stream keep-alives and first-packet
+    /// waits, connects waiting for their server, relay rounds, punches, old handshakes.
+    fn connect_path_timeout(&mut self, now: Instant) {
+        self.conns.udx.handle_timeout(now);
+        self.sweep_retired_streams();
+        for conn in self.conns.ids() {
+            if self.conns.wait_expired(conn, now) {
+                self.conn_forget(conn);
+                continue;
+            }
+            if let Err(e) = self.conns.handle_secret_timeout(now, conn) {
+                self.close_conn(conn, Some(ConnError::Crypto(e)));
+            }
+        }
+        let waiting: Vec<ConnId> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.wait_expired(now))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in waiting {
+            self.fail_attempt(conn, ConnectError::HolepunchAborted);
+        }
+        let rounds: Vec<ServerId> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.relay_round_due(now))
+            .map(|(id, _)| *id)
+            .collect();
+        for server in rounds {
+            let mut out = Vec::new();
+            if let Some(s) = self.servers.get_mut(&server) {
+                s.handle_relay_timeout(now, &mut out);
+            }
+            self.apply_server(now, server, out);
+        }
+        let punching: Vec<ConnId> = self
+            .attempts
+            .iter()
+            .filter(|(_, a)| a.punch_due(now))
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in punching {
+            self.with_attempt(now, conn, |a, env, out| a.handle_punch_timeout(env, out));
+        }
+        let punching: Vec<ServerId> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.punch_due(now))
+            .map(|(id, _)| *id)
+            .collect();
+        for server in punching {
+            self.with_server(now, server, |s, env, out| s.handle_punch_timeout(env, out));
+        }
+        for s in self.servers.values_mut() {
+            s.forget_stale_handshakes(now);
+        }
+        self.servers.retain(|_, s| !s.is_drained());
+        self.drive_udx_events(now);
+    }
 }

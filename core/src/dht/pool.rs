@@ -10,9 +10,37 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 
+use crate::rpc::SocketKind;
+use crate::udx;
+
 /// Pool sockets open at once at most (a birthday punch needs 256; the node allows one random
 /// punch at a time, plus ordinary punchers and punched connections).
 pub const MAX_POOL_SOCKETS: usize = 1024;
+
+/// The UDX socket ids of the node's two dht-rpc sockets.
+pub(crate) const UDX_SERVER_SOCKET: udx::SocketId = udx::SocketId(0);
+pub(crate) const UDX_CLIENT_SOCKET: udx::SocketId = udx::SocketId(1);
+
+/// Pool socket `n` is UDX socket `n + POOL_SOCKET_BASE`.
+const POOL_SOCKET_BASE: u32 = 2;
+
+/// The UDX layer's name for one of the node's sockets.
+pub(crate) fn udx_socket(kind: SocketKind) -> udx::SocketId {
+    match kind {
+        SocketKind::Server => UDX_SERVER_SOCKET,
+        SocketKind::Client => UDX_CLIENT_SOCKET,
+        SocketKind::Pool(n) => udx::SocketId(n.wrapping_add(POOL_SOCKET_BASE)),
+    }
+}
+
+/// The node's name for a UDX socket id.
+pub(crate) fn socket_kind(id: udx::SocketId) -> SocketKind {
+    match id.0 {
+        0 => SocketKind::Server,
+        1 => SocketKind::Client,
+        n => SocketKind::Pool(n - POOL_SOCKET_BASE),
+    }
+}
 
 /// What the driver must do with a pool socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -533,6 +533,12 @@ impl<R: RngCore> RpcNode<R> {
         &mut self.rng
     }
 
+    /// The RNG and the routing table at once (a layer above draws randomness while it reads
+    /// the table, e.g. a puncher sampling its NAT from the latest nodes).
+    pub(crate) fn rng_and_table(&mut self) -> (&mut R, &RoutingTable) {
+        (&mut self.rng, &self.table)
+    }
+
     // ----- user operations -----
 
     /// `addNode({host, port})`: inserts a node without contacting it.

@@ -9,7 +9,7 @@
 //! or drop it.
 
 use super::packet::{peek_stream_id, Packet};
-use super::stream::{SocketId, StreamEvent, Transmit, UdxStream};
+use super::stream::{PacketOut, SocketId, StreamEvent, UdxStream};
 use crate::time::Instant;
 use alloc::collections::BTreeMap;
 use core::net::SocketAddr;
@@ -126,7 +126,7 @@ impl Demux {
     }
 
     /// Next datagram from any stream, round-robin.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(u32, Transmit)> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(u32, PacketOut)> {
         let start = self.tx_cursor;
         let mut found = None;
         for (id, s) in self.streams.range_mut(start..) {

@@ -7,12 +7,12 @@
 //!   messages, timers.
 //! - [`demux`]: many streams keyed by local id on the owner's sockets, told apart from dht-rpc by
 //!   the first bytes; "connect on first packet" through [`demux::Incoming::Unattached`].
-//! - mechanisms, one file each: [`rtt`], [`rack`], [`congestion`] (the controller trait and
-//!   NewReno), [`bbr`] (the default controller, libudx's), [`rate`] (delivery-rate samples),
-//!   [`pacing`], [`mtu`] (path MTU probing), [`assembler`], [`send_buffer`], [`recv_buffer`].
+//! - mechanisms, one file each: [`rtt`], [`rack`], [`congestion`] (a folder: the controller
+//!   trait, BBR — the default, libudx's — and NewReno), [`rate`] (delivery-rate samples),
+//!   [`pacing`], [`mtu`] (path MTU probing), [`assembler`], [`send_buffer`], [`recv_buffer`],
+//!   `timer` (the stream's deadlines as one table).
 
 pub mod assembler;
-pub mod bbr;
 pub mod congestion;
 pub mod demux;
 pub mod mtu;
@@ -24,10 +24,11 @@ pub mod recv_buffer;
 pub mod rtt;
 pub mod send_buffer;
 pub mod stream;
+mod timer;
 
 pub use demux::{Demux, Incoming};
-pub use packet::{DecodeError, Flags, Header, Packet};
+pub use packet::{Flags, Header, Packet, PacketDecodeError};
 pub use stream::{
-    ConnectError, MessageError, ReadError, SocketId, StreamConfig, StreamError, StreamEvent,
-    StreamStats, Transmit, UdxStream, WriteError,
+    MessageError, PacketOut, ReadError, SocketId, StreamConfig, StreamConnectError, StreamError,
+    StreamEvent, StreamStats, UdxStream, WriteError,
 };

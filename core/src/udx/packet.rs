@@ -71,7 +71,7 @@ impl core::ops::BitOrAssign for Flags {
 
 /// Why a datagram is not a UDX packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum DecodeError {
+pub enum PacketDecodeError {
     /// Fewer than 20 bytes.
     #[error("datagram shorter than the 20-byte UDX header")]
     TooShort,
@@ -110,16 +110,16 @@ pub struct Header {
 
 impl Header {
     /// Decode the first 20 bytes of `bytes`.
-    pub fn decode(bytes: &[u8]) -> Result<Header, DecodeError> {
+    pub fn decode(bytes: &[u8]) -> Result<Header, PacketDecodeError> {
         let h: &[u8; HEADER_LEN] = bytes
             .get(..HEADER_LEN)
             .and_then(|s| s.try_into().ok())
-            .ok_or(DecodeError::TooShort)?;
+            .ok_or(PacketDecodeError::TooShort)?;
         if h[0] != MAGIC {
-            return Err(DecodeError::BadMagic);
+            return Err(PacketDecodeError::BadMagic);
         }
         if h[1] != VERSION {
-            return Err(DecodeError::BadVersion);
+            return Err(PacketDecodeError::BadVersion);
         }
         let u = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         Ok(Header {
@@ -182,12 +182,12 @@ pub struct Packet<'a> {
 
 impl<'a> Packet<'a> {
     /// Decode a whole datagram. Never panics, never allocates.
-    pub fn decode(datagram: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
+    pub fn decode(datagram: &'a [u8]) -> Result<Packet<'a>, PacketDecodeError> {
         let header = Header::decode(datagram)?;
         let rest = &datagram[HEADER_LEN..];
         let off = usize::from(header.data_offset);
         if off > rest.len() {
-            return Err(DecodeError::DataOffsetTooLarge);
+            return Err(PacketDecodeError::DataOffsetTooLarge);
         }
         let (padding, payload) = rest.split_at(off);
         Ok(Packet {

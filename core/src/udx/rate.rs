@@ -5,7 +5,7 @@
 //! ([`PacketRate`]). When an ACK delivers packets, the snapshot of the most recently sent one
 //! gives the sample: bytes delivered since it was sent, over the longer of the send and ACK
 //! intervals ([`RateSample`]). A sample taken while the sender had nothing to send is marked
-//! application-limited: it measures the application, not the path. BBR ([`super::bbr`]) builds
+//! application-limited: it measures the application, not the path. BBR ([`super::congestion::bbr`]) builds
 //! its bandwidth model from these samples.
 
 use crate::time::Instant;

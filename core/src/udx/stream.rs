@@ -34,7 +34,7 @@
 //!   HEARTBEATs first; [`UdxStream::reset_peer`] then tells a peer that may still hear us
 //!   (libudx closes silently after a timeout).
 //! * Congestion control is BBR with pacing, as in libudx (NewReno on request); see
-//!   [`super::congestion`] and [`super::bbr`]. Pacing and the RTT are in microseconds.
+//!   [`super::congestion`] (BBR and NewReno). Pacing and the RTT are in microseconds.
 //! * MTU probing as libudx's (1200 up to 1500 in 32-byte steps, [`super::mtu`]), but working:
 //!   the libudx inside udx-native 1.21.3 never sends a probe and stays at 1200. Incoming packets
 //!   of any size and any data offset are accepted.
@@ -52,6 +52,7 @@ use super::rate::{AckRate, RateSampler};
 use super::recv_buffer::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::send_buffer::SendBuffer;
+use super::timer::{Timer, TimerTable};
 use crate::time::Instant;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -202,7 +203,7 @@ pub enum MessageError {
 
 /// `connect` failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum ConnectError {
+pub enum StreamConnectError {
     /// Already connected (use `change_remote`).
     #[error("stream already connected")]
     AlreadyConnected,
@@ -213,7 +214,7 @@ pub enum ConnectError {
 
 /// A datagram written by `poll_transmit` into the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transmit {
+pub struct PacketOut {
     /// Destination.
     pub to: SocketAddr,
     /// Socket to send from.
@@ -277,19 +278,12 @@ pub struct UdxStream {
     pacer: Pacer,
     in_recovery: bool,
     recovery_point: u32,
-    rto_deadline: Option<Instant>,
-    tlp_deadline: Option<Instant>,
-    rack_deadline: Option<Instant>,
-    zwp_deadline: Option<Instant>,
+    /// Every deadline of the stream (RTO, TLP, RACK, zero-window probe, keep-alive, pacing,
+    /// liveness probe, linger).
+    timers: TimerTable,
     zwp_backoff: bool,
-    keepalive_deadline: Option<Instant>,
     /// When the last packet from the peer arrived (or we connected): the idle timeout's origin.
     last_heard: Instant,
-    /// The next liveness HEARTBEAT of the idle timeout (see [`StreamConfig::idle_timeout`]).
-    liveness_probe: Option<Instant>,
-    pacing_deadline: Option<Instant>,
-    /// After a graceful close: until when retransmissions from the peer are still acknowledged.
-    linger_deadline: Option<Instant>,
     tlp_pending: bool,
     tlp_allowed: bool,
     heartbeat_pending: bool,
@@ -378,16 +372,9 @@ impl UdxStream {
             rack: Rack::default(),
             in_recovery: false,
             recovery_point: 0,
-            rto_deadline: None,
-            tlp_deadline: None,
-            rack_deadline: None,
-            zwp_deadline: None,
+            timers: TimerTable::default(),
             zwp_backoff: false,
-            keepalive_deadline: None,
             last_heard: now,
-            liveness_probe: None,
-            pacing_deadline: None,
-            linger_deadline: None,
             tlp_pending: false,
             tlp_allowed: true,
             heartbeat_pending: false,
@@ -453,13 +440,13 @@ impl UdxStream {
         self.closed.is_some()
             && !self.ack_pending
             && !self.destroy_pending
-            && self.linger_deadline.is_none()
+            && !self.timers.is_set(Timer::Linger)
     }
 
     /// Whether closed gracefully and still acknowledging the peer's retransmissions (the
     /// demultiplexer keeps handing it its packets).
     pub fn is_lingering(&self) -> bool {
-        self.linger_deadline.is_some()
+        self.timers.is_set(Timer::Linger)
     }
 
     /// How long a gracefully closed stream keeps acknowledging retransmissions: four RTOs (the
@@ -561,7 +548,7 @@ impl UdxStream {
         now: Instant,
         remote_id: u32,
         addr: SocketAddr,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<(), StreamConnectError> {
         self.connect_via(now, SocketId::default(), remote_id, addr)
     }
 
@@ -572,12 +559,12 @@ impl UdxStream {
         socket: SocketId,
         remote_id: u32,
         addr: SocketAddr,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<(), StreamConnectError> {
         if self.closed.is_some() {
-            return Err(ConnectError::Closed);
+            return Err(StreamConnectError::Closed);
         }
         if self.remote.is_some() {
-            return Err(ConnectError::AlreadyConnected);
+            return Err(StreamConnectError::AlreadyConnected);
         }
         self.remote = Some(Remote {
             id: remote_id,
@@ -633,9 +620,9 @@ impl UdxStream {
         socket: SocketId,
         remote_id: u32,
         addr: SocketAddr,
-    ) -> Result<(), ConnectError> {
+    ) -> Result<(), StreamConnectError> {
         if self.closed.is_some() {
-            return Err(ConnectError::Closed);
+            return Err(StreamConnectError::Closed);
         }
         self.remote = Some(Remote {
             id: remote_id,
@@ -773,7 +760,7 @@ impl UdxStream {
     /// Abort: one DESTROY packet (if connected), queued data dropped, closed at once.
     pub fn destroy(&mut self) {
         if self.closed.is_some() {
-            self.linger_deadline = None;
+            self.timers.stop(Timer::Linger);
             return;
         }
         self.destroy_pending = self.remote.is_some();
@@ -822,13 +809,13 @@ impl UdxStream {
         self.retransmit.clear();
         self.inflight_bytes = 0;
         self.sacked_packets = 0;
-        self.rto_deadline = None;
-        self.tlp_deadline = None;
-        self.rack_deadline = None;
-        self.zwp_deadline = None;
-        self.keepalive_deadline = None;
-        self.liveness_probe = None;
-        self.pacing_deadline = None;
+        self.timers.stop(Timer::Rto);
+        self.timers.stop(Timer::Tlp);
+        self.timers.stop(Timer::Rack);
+        self.timers.stop(Timer::ZeroWindowProbe);
+        self.timers.stop(Timer::KeepAlive);
+        self.timers.stop(Timer::LivenessProbe);
+        self.timers.stop(Timer::Pacing);
         self.tlp_pending = false;
         self.heartbeat_pending = false;
         self.messages_out.clear();
@@ -860,16 +847,20 @@ impl UdxStream {
     }
 
     fn arm_keepalive(&mut self, now: Instant) {
-        self.keepalive_deadline = match (self.cfg.keepalive, self.remote, self.closed) {
+        let at = match (self.cfg.keepalive, self.remote, self.closed) {
             (Some(d), Some(_), None) => Some(now + d),
             _ => None,
         };
+        self.timers.set_or_stop(Timer::KeepAlive, at);
     }
 
     /// A packet from the peer (or the connect): the idle timeout starts over.
     fn heard(&mut self, now: Instant) {
         self.last_heard = now;
-        self.liveness_probe = self.cfg.idle_timeout.map(|t| now + t / 3);
+        self.timers.set_or_stop(
+            Timer::LivenessProbe,
+            self.cfg.idle_timeout.map(|t| now + t / 3),
+        );
     }
 
     /// When the idle timeout closes the stream, if nothing arrives before.
@@ -920,7 +911,7 @@ impl UdxStream {
         if self.closed.is_some() {
             // Lingering: everything the peer (re)sends was received; acknowledge it again.
             let flags = pkt.header.flags;
-            if self.linger_deadline.is_some_and(|t| now < t)
+            if self.timers.get(Timer::Linger).is_some_and(|t| now < t)
                 && (flags.consumes_seq() || flags.contains(Flags::HEARTBEAT))
                 && !flags.contains(Flags::DESTROY)
             {
@@ -993,7 +984,7 @@ impl UdxStream {
         }
         if self.closed.is_none() && self.end_acked && self.remote_ended {
             self.close(None);
-            self.linger_deadline = Some(now + self.linger_duration());
+            self.timers.set(Timer::Linger, now + self.linger_duration());
         }
     }
 
@@ -1008,7 +999,7 @@ impl UdxStream {
             self.wl1 = h.seq;
             self.wl2 = ack;
             if opened && h.rwnd as usize >= self.max_payload.min(1) {
-                self.zwp_deadline = None;
+                self.timers.stop(Timer::ZeroWindowProbe);
                 self.zwp_backoff = false;
             }
         }
@@ -1098,11 +1089,8 @@ impl UdxStream {
             return;
         }
         if progressed {
-            self.rto_deadline = if self.sent.is_empty() {
-                None
-            } else {
-                Some(now + self.rtt.rto())
-            };
+            let at = (!self.sent.is_empty()).then(|| now + self.rtt.rto());
+            self.timers.set_or_stop(Timer::Rto, at);
         }
         if self.in_recovery && seq_le(self.recovery_point, self.snd_una) {
             self.in_recovery = false;
@@ -1130,7 +1118,7 @@ impl UdxStream {
             self.rate.mark_app_limited(self.inflight_bytes);
         }
         self.update_pacer(now);
-        self.tlp_deadline = None;
+        self.timers.stop(Timer::Tlp);
         if !self.in_recovery && self.sacked_packets == 0 && self.inflight_bytes > 0 {
             self.arm_tlp(now);
         }
@@ -1166,7 +1154,7 @@ impl UdxStream {
         let scan = self
             .rack
             .detect_loss(now, &mut self.sent, reo, &mut self.retransmit);
-        self.rack_deadline = scan.timer;
+        self.timers.set_or_stop(Timer::Rack, scan.timer);
         for _ in 0..scan.probes_lost {
             self.mtu.on_probe_lost();
         }
@@ -1206,37 +1194,28 @@ impl UdxStream {
             Duration::from_secs(1)
         };
         let mut at = now + pto;
-        if let Some(r) = self.rto_deadline {
+        if let Some(r) = self.timers.get(Timer::Rto) {
             at = at.min(r);
         }
-        self.tlp_deadline = Some(at);
+        self.timers.set(Timer::Tlp, at);
     }
 
     /// The earliest instant `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed.is_some() {
-            return self.linger_deadline;
+            return self.timers.get(Timer::Linger);
         }
-        [
-            self.rto_deadline,
-            self.tlp_deadline,
-            self.rack_deadline,
-            self.zwp_deadline,
-            self.keepalive_deadline,
-            self.pacing_deadline,
-            self.liveness_probe,
-            self.idle_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.timers.next_timeout(), self.idle_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Run expired timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed.is_some() {
-            if self.linger_deadline.is_some_and(|t| t <= now) {
-                self.linger_deadline = None;
+            if self.timers.is_expired(Timer::Linger, now) {
+                self.timers.stop(Timer::Linger);
             }
             return;
         }
@@ -1244,41 +1223,45 @@ impl UdxStream {
             self.close(Some(StreamError::TimedOut));
             return;
         }
-        if self.pacing_deadline.is_some_and(|t| t <= now) {
-            self.pacing_deadline = None;
+        if self.timers.is_expired(Timer::Pacing, now) {
+            self.timers.stop(Timer::Pacing);
         }
-        if self.liveness_probe.is_some_and(|t| t <= now) {
+        if self.timers.is_expired(Timer::LivenessProbe, now) {
             // The peer has been silent for a while: ask it for an ACK, then again every RTO
             // (at most a third of the timeout apart, so a lost probe or two costs nothing).
             self.heartbeat_pending = true;
             let third = self.cfg.idle_timeout.unwrap_or_default() / 3;
-            self.liveness_probe = Some(now + self.rtt.rto().min(third));
+            self.timers
+                .set(Timer::LivenessProbe, now + self.rtt.rto().min(third));
         }
-        if self.rack_deadline.is_some_and(|t| t <= now) {
-            self.rack_deadline = None;
+        if self.timers.is_expired(Timer::Rack, now) {
+            self.timers.stop(Timer::Rack);
             self.detect_loss(now);
         }
-        if self.rto_deadline.is_some_and(|t| t <= now) {
+        if self.timers.is_expired(Timer::Rto, now) {
             self.on_rto(now);
             if self.closed.is_some() {
                 return;
             }
         }
-        if self.tlp_deadline.is_some_and(|t| t <= now) {
-            self.tlp_deadline = None;
+        if self.timers.is_expired(Timer::Tlp, now) {
+            self.timers.stop(Timer::Tlp);
             if !self.sent.is_empty() && !self.in_recovery {
                 self.tlp_pending = true;
                 self.tlp_allowed = false;
             }
         }
-        if self.zwp_deadline.is_some_and(|t| t <= now) {
+        if self.timers.is_expired(Timer::ZeroWindowProbe, now) {
             self.heartbeat_pending = true;
             let rto = self.rtt.rto();
-            self.zwp_deadline = Some(now + if self.zwp_backoff { rto * 2 } else { rto });
+            self.timers.set(
+                Timer::ZeroWindowProbe,
+                now + if self.zwp_backoff { rto * 2 } else { rto },
+            );
             self.zwp_backoff = true;
         }
-        if self.keepalive_deadline.is_some_and(|t| t <= now) {
-            self.keepalive_deadline = None;
+        if self.timers.is_expired(Timer::KeepAlive, now) {
+            self.timers.stop(Timer::KeepAlive);
             if self.sent.is_empty() {
                 self.heartbeat_pending = true;
             }
@@ -1293,7 +1276,7 @@ impl UdxStream {
             .iter_mut()
             .find(|p| p.state != PacketState::Sacked)
         else {
-            self.rto_deadline = None;
+            self.timers.stop(Timer::Rto);
             return;
         };
         if front.rto_count >= self.cfg.max_rto_timeouts {
@@ -1322,11 +1305,11 @@ impl UdxStream {
         self.cc.on_rto(now, inflight);
         self.in_recovery = true;
         self.recovery_point = self.snd_nxt;
-        self.tlp_deadline = None;
+        self.timers.stop(Timer::Tlp);
         self.tlp_pending = false;
-        self.rack_deadline = None;
+        self.timers.stop(Timer::Rack);
         self.update_pacer(now);
-        self.rto_deadline = Some(now + self.rtt.rto() * 2);
+        self.timers.set(Timer::Rto, now + self.rtt.rto() * 2);
     }
 
     // ------------------------------------------------------------------ output
@@ -1343,10 +1326,10 @@ impl UdxStream {
         })
     }
 
-    fn transmit(&mut self, len: usize) -> Option<Transmit> {
+    fn transmit(&mut self, len: usize) -> Option<PacketOut> {
         let r = self.remote?;
         self.last_adv_wnd = self.advertised_window();
-        Some(Transmit {
+        Some(PacketOut {
             to: r.addr,
             socket: r.socket,
             len,
@@ -1355,7 +1338,7 @@ impl UdxStream {
 
     /// Write the next datagram into `buf` (which should hold at least `max_payload + 20`
     /// bytes, 1500 is always enough; smaller buffers get smaller packets). Call until `None`.
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<PacketOut> {
         self.remote?;
         if buf.len() < HEADER_LEN {
             return None;
@@ -1399,7 +1382,7 @@ impl UdxStream {
         self.poll_data(now, buf)
     }
 
-    fn write_ack(&mut self, buf: &mut [u8]) -> Option<Transmit> {
+    fn write_ack(&mut self, buf: &mut [u8]) -> Option<PacketOut> {
         let base = self.rcv_nxt_ext;
         let rcv_nxt = self.rcv_nxt;
         let to_seq = |x: u64| rcv_nxt.wrapping_add(x.wrapping_sub(base) as u32);
@@ -1434,7 +1417,7 @@ impl UdxStream {
         self.unsent() > 0 || (self.end_requested && self.end_seq.is_none())
     }
 
-    fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+    fn poll_data(&mut self, now: Instant, buf: &mut [u8]) -> Option<PacketOut> {
         let room = (buf.len() - HEADER_LEN).min(self.max_payload);
         let room = self.record_room(room);
         let cwnd = self.cc.window();
@@ -1458,7 +1441,7 @@ impl UdxStream {
                 return None;
             }
             if let Some(t) = self.pacer.delay(now, len + HEADER_LEN) {
-                self.pacing_deadline = Some(t);
+                self.timers.set(Timer::Pacing, t);
                 return None;
             }
             self.retransmit.pop_front();
@@ -1490,8 +1473,9 @@ impl UdxStream {
             return None;
         }
         let Some(len) = self.rwnd_allows(room) else {
-            if self.sent.is_empty() && self.zwp_deadline.is_none() {
-                self.zwp_deadline = Some(now + self.rtt.rto());
+            if self.sent.is_empty() && !self.timers.is_set(Timer::ZeroWindowProbe) {
+                self.timers
+                    .set(Timer::ZeroWindowProbe, now + self.rtt.rto());
                 self.zwp_backoff = false;
                 self.heartbeat_pending = true;
                 return self.poll_transmit(now, buf);
@@ -1502,7 +1486,7 @@ impl UdxStream {
             return None;
         }
         if let Some(t) = self.pacer.delay(now, len + HEADER_LEN) {
-            self.pacing_deadline = Some(t);
+            self.timers.set(Timer::Pacing, t);
             return None;
         }
         self.send_new(now, buf, room, false)
@@ -1548,7 +1532,7 @@ impl UdxStream {
         buf: &mut [u8],
         room: usize,
         tlp: bool,
-    ) -> Option<Transmit> {
+    ) -> Option<PacketOut> {
         let len = self.rwnd_allows(room)?;
         let offset = self.packetized;
         let end = self.end_requested
@@ -1619,7 +1603,7 @@ impl UdxStream {
         idx: usize,
         buf: &mut [u8],
         was_lost: bool,
-    ) -> Option<Transmit> {
+    ) -> Option<PacketOut> {
         let (seq, offset, len, end) = {
             let p = &self.sent[idx];
             (p.seq, p.offset, p.len as usize, p.end)
@@ -1659,14 +1643,14 @@ impl UdxStream {
 
     fn after_send(&mut self, now: Instant, bytes: usize, new_data: bool) {
         self.pacer.on_sent(bytes);
-        if self.rto_deadline.is_none() {
-            self.rto_deadline = Some(now + self.rtt.rto());
+        if !self.timers.is_set(Timer::Rto) {
+            self.timers.set(Timer::Rto, now + self.rtt.rto());
         }
         if new_data && !self.in_recovery && self.sacked_packets == 0 {
             self.arm_tlp(now);
         }
-        self.keepalive_deadline = None;
-        self.zwp_deadline = None;
+        self.timers.stop(Timer::KeepAlive);
+        self.timers.stop(Timer::ZeroWindowProbe);
     }
 }
 

@@ -29,11 +29,11 @@ use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 use hdht_core::connect::ConnectError;
 use hdht_core::crypto::KeyPair;
-use hdht_core::dht::{ConnId, ConnectEvent, ConnectOptions, ServerOptions};
+use hdht_core::dht::{ConnId, ConnectEvent, ConnectOptions, DhtEvent, ServerOptions};
 use hdht_core::rpc::{Persistence, RpcConfig};
 use hdht_core::Instant;
 
-use crate::dht::{DhtHost, DhtNodeConfig, DhtSim, DhtSimEvent};
+use crate::dht::{DhtHost, DhtNodeConfig, DhtSim};
 use crate::engine::{Engine, Handler, NetStats, Tap};
 use crate::link::LinkModel;
 use crate::nat::NatPreset;
@@ -217,8 +217,8 @@ struct Watch {
 }
 
 impl Handler<DhtHost> for Watch {
-    fn on_event(&mut self, sim: &mut Engine<DhtHost>, host: HostId, event: DhtSimEvent) {
-        let DhtSimEvent::Connect(ev) = event else {
+    fn on_event(&mut self, sim: &mut Engine<DhtHost>, host: HostId, event: DhtEvent) {
+        let DhtEvent::Connect(ev) = event else {
             return;
         };
         match ev {

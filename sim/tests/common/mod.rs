@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use hdht_core::connect::{Handshake, HandshakeResult};
 use hdht_core::crypto::KeyPair;
-use hdht_core::stream::{self as secret, SecretStream};
+use hdht_core::secret_stream::{self as secret, SecretStream};
 use hdht_core::udx::{
     self, Demux, Incoming, StreamConfig, StreamError, StreamEvent, UdxStream, WriteError,
 };
@@ -129,7 +129,7 @@ pub struct UdxPeer {
     /// The peer's end was read (EOF after all data).
     pub eof: bool,
     /// A secret-stream error, if any.
-    pub secret_error: Option<secret::StreamError>,
+    pub secret_error: Option<secret::SecretStreamError>,
     /// Set when the UDX stream closed: (when, error).
     pub closed: Option<(Instant, Option<StreamError>)>,
     /// When the last expected byte arrived.
@@ -447,7 +447,7 @@ impl App for UdxPeer {
         self.pump();
     }
 
-    fn poll_transmit(&mut self) -> Option<Datagram> {
+    fn poll_transmit(&mut self, _now: Instant) -> Option<Datagram> {
         self.outbox.pop_front()
     }
 

@@ -9,7 +9,7 @@ use crypto_secretstream::{Header, Key, PullStream, PushStream, Tag};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroize;
 
-use super::error::{MessageDropped, StreamError};
+use super::error::{MessageDropped, SecretStreamError};
 use super::keys::{stream_id, unordered_send_key};
 use super::unordered::{Unordered, COUNTER_LEN};
 use super::{
@@ -65,7 +65,7 @@ enum State {
     /// Both directions ended gracefully.
     Closed,
     /// Destroyed locally (`None`) or by a fatal error.
-    Destroyed(Option<StreamError>),
+    Destroyed(Option<SecretStreamError>),
 }
 
 /// One side of a `@hyperswarm/secret-stream` over a reliable byte transport (a UDX stream),
@@ -289,7 +289,7 @@ impl SecretStream {
 
     /// The fatal error that destroyed the stream, if any (`None` also after a local
     /// [`destroy`](Self::destroy)).
-    pub fn error(&self) -> Option<StreamError> {
+    pub fn error(&self) -> Option<SecretStreamError> {
         match self.state {
             State::Destroyed(e) => e,
             _ => None,
@@ -370,15 +370,15 @@ impl SecretStream {
     /// Runs the timers due at `now`.
     ///
     /// * Inactivity timeout (no transport data for `timeout`): destroys the stream and returns
-    ///   [`StreamError::TimedOut`].
+    ///   [`SecretStreamError::TimedOut`].
     /// * Keep-alive (no write for `keep_alive`): queues an empty message frame for
     ///   [`poll_transmit`](Self::poll_transmit) and re-arms for `now + keep_alive`.
-    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), StreamError> {
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SecretStreamError> {
         if self.state != State::Open {
             return Ok(());
         }
         if self.idle_at.is_some_and(|t| now >= t) {
-            return Err(self.fail(StreamError::TimedOut));
+            return Err(self.fail(SecretStreamError::TimedOut));
         }
         if let (Some(t), Some(d)) = (self.keepalive_at, self.keep_alive) {
             if now >= t {
@@ -422,20 +422,20 @@ impl SecretStream {
     ///
     /// An empty `plain` writes an empty frame, which is what a keep-alive is; a byte-stream
     /// front end should not call this for empty writes. At most [`MAX_WRITE`] bytes per call
-    /// ([`StreamError::WriteTooLarge`] otherwise); a byte-stream front end cuts larger writes
+    /// ([`SecretStreamError::WriteTooLarge`] otherwise); a byte-stream front end cuts larger writes
     /// into frames (64 KiB is a good size).
     pub fn write(
         &mut self,
         plain: &[u8],
         now: Instant,
         out: &mut Vec<u8>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), SecretStreamError> {
         self.check_not_dead()?;
         if self.local_ended {
-            return Err(StreamError::WriteAfterEnd);
+            return Err(SecretStreamError::WriteAfterEnd);
         }
         if plain.len() > MAX_WRITE {
-            return Err(StreamError::WriteTooLarge {
+            return Err(SecretStreamError::WriteTooLarge {
                 len: plain.len(),
                 max: MAX_WRITE,
             });
@@ -470,7 +470,7 @@ impl SecretStream {
     /// Ends this side's writing (`end()` → `_final`): stops the keep-alive, appends any
     /// not-yet-transmitted header frame to `out`. The driver sends `out`, then ends the
     /// transport (UDX END). There is no cryptographic end marker.
-    pub fn end(&mut self, out: &mut Vec<u8>) -> Result<(), StreamError> {
+    pub fn end(&mut self, out: &mut Vec<u8>) -> Result<(), SecretStreamError> {
         self.check_not_dead()?;
         if self.local_ended {
             return Ok(());
@@ -508,7 +508,7 @@ impl SecretStream {
         data: &[u8],
         now: Instant,
         out: &mut Vec<u8>,
-    ) -> Result<usize, StreamError> {
+    ) -> Result<usize, SecretStreamError> {
         let before = out.len();
         let r = self.read_inner(data, now, &mut Sink::Bytes(out));
         let n = out.len() - before;
@@ -523,14 +523,14 @@ impl SecretStream {
         data: &[u8],
         now: Instant,
         mut on_message: F,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), SecretStreamError> {
         self.read_inner(data, now, &mut Sink::Messages(&mut on_message))
     }
 
     /// The transport's readable side ended (UDX END received, all data delivered). Ending in
-    /// the middle of a frame is fatal ([`StreamError::TruncatedFrame`]); ending before the
+    /// the middle of a frame is fatal ([`SecretStreamError::TruncatedFrame`]); ending before the
     /// peer's header frame is a plain end, as in the reference.
-    pub fn handle_remote_end(&mut self) -> Result<(), StreamError> {
+    pub fn handle_remote_end(&mut self) -> Result<(), SecretStreamError> {
         self.check_not_dead()?;
         if self.remote_ended {
             return Ok(());
@@ -541,7 +541,7 @@ impl SecretStream {
             self.len_have
         };
         if pending > 0 {
-            return Err(self.fail(StreamError::TruncatedFrame(pending)));
+            return Err(self.fail(SecretStreamError::TruncatedFrame(pending)));
         }
         self.remote_ended = true;
         if self.local_ended {
@@ -551,11 +551,11 @@ impl SecretStream {
     }
 
     /// The transport closed. Fine after both directions ended; otherwise the stream is
-    /// destroyed with [`StreamError::TransportClosed`] (reference `_onrawclose`). A stream that
+    /// destroyed with [`SecretStreamError::TransportClosed`] (reference `_onrawclose`). A stream that
     /// is already destroyed stays as it is.
-    pub fn handle_transport_closed(&mut self) -> Result<(), StreamError> {
+    pub fn handle_transport_closed(&mut self) -> Result<(), SecretStreamError> {
         match self.state {
-            State::Open => Err(self.fail(StreamError::TransportClosed)),
+            State::Open => Err(self.fail(SecretStreamError::TransportClosed)),
             State::Closed | State::Destroyed(_) => Ok(()),
         }
     }
@@ -565,10 +565,10 @@ impl SecretStream {
         mut data: &[u8],
         now: Instant,
         sink: &mut Sink<'_>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), SecretStreamError> {
         self.check_not_dead()?;
         if self.remote_ended {
-            return Err(StreamError::ReadAfterEnd);
+            return Err(SecretStreamError::ReadAfterEnd);
         }
         if let Some(d) = self.timeout {
             self.idle_at = Some(now + d);
@@ -611,13 +611,13 @@ impl SecretStream {
         Ok(())
     }
 
-    fn check_frame_len(&mut self, len: usize) -> Result<(), StreamError> {
+    fn check_frame_len(&mut self, len: usize) -> Result<(), SecretStreamError> {
         let err = if self.pull.is_none() {
-            (len != ID_HEADER_LEN).then_some(StreamError::InvalidHeaderLength(len))
+            (len != ID_HEADER_LEN).then_some(SecretStreamError::InvalidHeaderLength(len))
         } else if len < ABYTES {
-            Some(StreamError::MessageTooShort(len))
+            Some(SecretStreamError::MessageTooShort(len))
         } else if len > self.max_frame_len {
-            Some(StreamError::FrameTooLarge {
+            Some(SecretStreamError::FrameTooLarge {
                 len,
                 max: self.max_frame_len,
             })
@@ -632,7 +632,11 @@ impl SecretStream {
 
     /// A complete frame body: `Some(body)` borrowed from the input, or `None` for the body
     /// accumulated in `self.partial`.
-    fn on_frame(&mut self, body: Option<&[u8]>, sink: &mut Sink<'_>) -> Result<(), StreamError> {
+    fn on_frame(
+        &mut self,
+        body: Option<&[u8]>,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), SecretStreamError> {
         let mut partial = core::mem::take(&mut self.partial);
         let r = self.on_frame_inner(body, &mut partial, sink);
         release_if_large(&mut partial);
@@ -647,7 +651,7 @@ impl SecretStream {
         body: Option<&[u8]>,
         partial: &mut Vec<u8>,
         sink: &mut Sink<'_>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), SecretStreamError> {
         let len = body.map_or(partial.len(), <[u8]>::len);
         if self.pull.is_none() {
             let frame = match body {
@@ -670,7 +674,7 @@ impl SecretStream {
                 out.extend_from_slice(body);
                 if pull.pull(&mut TailBuf { vec: out, start }, &[]).is_err() {
                     out.truncate(start);
-                    return Err(self.fail(StreamError::Decrypt));
+                    return Err(self.fail(SecretStreamError::Decrypt));
                 }
             }
             (Some(body), Sink::Messages(f)) => {
@@ -692,7 +696,7 @@ impl SecretStream {
                 release_if_large(&mut scratch);
                 self.scratch = scratch;
                 if !ok {
-                    return Err(self.fail(StreamError::Decrypt));
+                    return Err(self.fail(SecretStreamError::Decrypt));
                 }
             }
             // Reassembled frame: decrypt in place in the reassembly buffer.
@@ -707,7 +711,7 @@ impl SecretStream {
                     )
                     .is_err()
                 {
-                    return Err(self.fail(StreamError::Decrypt));
+                    return Err(self.fail(SecretStreamError::Decrypt));
                 }
                 match sink {
                     Sink::Bytes(out) => out.extend_from_slice(partial),
@@ -722,14 +726,14 @@ impl SecretStream {
         Ok(())
     }
 
-    fn on_header(&mut self, frame: &[u8]) -> Result<(), StreamError> {
+    fn on_header(&mut self, frame: &[u8]) -> Result<(), SecretStreamError> {
         // The length was checked when the prefix arrived.
         let (id, header) = frame.split_at(32);
         if id != self.remote_id {
-            return Err(self.fail(StreamError::InvalidHeaderId));
+            return Err(self.fail(SecretStreamError::InvalidHeaderId));
         }
         let Ok(header) = Header::try_from(header) else {
-            return Err(self.fail(StreamError::InvalidHeaderLength(frame.len())));
+            return Err(self.fail(SecretStreamError::InvalidHeaderLength(frame.len())));
         };
         self.pull = Some(PullStream::init(header, &Key::from(self.rx_key)));
         self.rx_key.zeroize();
@@ -741,7 +745,11 @@ impl SecretStream {
     /// Seals `plain` as an unordered message (`send` / `trySend`) and appends the envelope
     /// (`counter ‖ MAC ‖ ciphertext`, `plain.len() + 24` bytes) to `out`; the driver sends it
     /// as one UDX MESSAGE packet. Works while the stream is open, also after ends.
-    pub fn send_message(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    pub fn send_message(
+        &mut self,
+        plain: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SecretStreamError> {
         self.check_not_dead()?;
         match self.unordered.seal(plain, out) {
             Ok(()) => Ok(()),
@@ -777,16 +785,16 @@ impl SecretStream {
 
     // ---------------------------------------------------------------- lifecycle helpers
 
-    fn check_not_dead(&self) -> Result<(), StreamError> {
+    fn check_not_dead(&self) -> Result<(), SecretStreamError> {
         match self.state {
             State::Open => Ok(()),
-            State::Closed => Err(StreamError::Closed),
-            State::Destroyed(_) => Err(StreamError::Destroyed),
+            State::Closed => Err(SecretStreamError::Closed),
+            State::Destroyed(_) => Err(SecretStreamError::Destroyed),
         }
     }
 
     /// Destroys the stream with `e` and returns `e`.
-    fn fail(&mut self, e: StreamError) -> StreamError {
+    fn fail(&mut self, e: SecretStreamError) -> SecretStreamError {
         if !self.is_destroyed() {
             self.state = State::Destroyed(Some(e));
             self.teardown();

@@ -38,7 +38,7 @@
 //!    UDX END; UDX closed → [`handle_transport_closed`](SecretStream::handle_transport_closed);
 //!    application drop/abort → [`destroy`](SecretStream::destroy) and UDX DESTROY;
 //! 7. any `Err` from `read*`, `handle_*`, `send_message` other than the "refused" kinds (see
-//!    [`StreamError`]) means the stream is destroyed: destroy the UDX stream (DESTROY) and
+//!    [`SecretStreamError`]) means the stream is destroyed: destroy the UDX stream (DESTROY) and
 //!    surface the error to the application. A UDX error (reset, timeout) → `destroy()`.
 
 mod error;
@@ -50,7 +50,7 @@ use core::time::Duration;
 
 use zeroize::Zeroize;
 
-pub use error::{MessageDropped, StreamError};
+pub use error::{MessageDropped, SecretStreamError};
 pub use secret::SecretStream;
 pub use unordered::ENVELOPE_OVERHEAD;
 

@@ -6,10 +6,10 @@ use thiserror::Error;
 ///
 /// Every error that comes from the peer's bytes, from a timer or from the transport destroys the
 /// stream (the reference calls `destroy(err)`): the call that returns it leaves the stream in the
-/// destroyed state, later calls return [`StreamError::Destroyed`], and the driver must destroy
+/// destroyed state, later calls return [`SecretStreamError::Destroyed`], and the driver must destroy
 /// the transport (UDX DESTROY). Errors marked "refused" leave the stream as it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-pub enum StreamError {
+pub enum SecretStreamError {
     /// The first frame from the peer is not 56 bytes (reference: "Invalid header message
     /// received"). Fatal.
     #[error("invalid header message received: first frame is {0} bytes, expected 56")]

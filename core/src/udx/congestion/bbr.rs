@@ -2,7 +2,7 @@
 //! Control", 2016; Linux `tcp_bbr.c`), the algorithm libudx runs (`udx_bbr.c`, a port of Linux's).
 //!
 //! BBR models the path instead of reacting to loss: the bottleneck bandwidth (`BtlBw`, the
-//! windowed maximum of the delivery-rate samples over 10 round trips, see [`super::rate`]) and
+//! windowed maximum of the delivery-rate samples over 10 round trips, see [`crate::udx::rate`]) and
 //! the round-trip propagation time (`RTprop`, the minimum RTT over 10 s). It paces at
 //! `pacing_gain × BtlBw` and caps the data in flight at `cwnd_gain × BDP` (+ the ACK
 //! aggregation seen lately). States:
@@ -24,7 +24,7 @@
 //! scheduling delays of the two processes come and go in milliseconds; a window of twice a
 //! 50 µs BDP would stall the sender at every such hiccup.
 
-use super::congestion::{AckSample, Controller};
+use super::controller::{AckSample, Controller};
 use crate::time::Instant;
 use core::time::Duration;
 

@@ -13,7 +13,7 @@ use crypto_secretbox::aead::{AeadInPlace, KeyInit};
 use crypto_secretbox::XSalsa20Poly1305;
 use zeroize::Zeroize;
 
-use super::error::{MessageDropped, StreamError};
+use super::error::{MessageDropped, SecretStreamError};
 
 /// Length of the counter prefix.
 pub(super) const COUNTER_LEN: usize = 8;
@@ -65,10 +65,14 @@ impl Unordered {
     }
 
     /// Appends the envelope of `plain` to `out`.
-    pub(super) fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), StreamError> {
+    pub(super) fn seal(
+        &mut self,
+        plain: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), SecretStreamError> {
         increment(&mut self.counter);
         if self.counter == self.initial {
-            return Err(StreamError::NonceExhausted);
+            return Err(SecretStreamError::NonceExhausted);
         }
         let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.send_key));
         let n = nonce(&self.counter);
@@ -88,7 +92,7 @@ impl Unordered {
             // cipher ever refuses, send nothing rather than a malformed envelope.
             Err(_) => {
                 out.truncate(start);
-                Err(StreamError::NonceExhausted)
+                Err(SecretStreamError::NonceExhausted)
             }
         }
     }
@@ -166,11 +170,17 @@ mod tests {
         // One step before coming back to the start.
         u.set_counter([4, 0, 0, 0, 0, 0, 0, 0]);
         let mut out = Vec::new();
-        assert_eq!(u.seal(b"x", &mut out), Err(StreamError::NonceExhausted));
+        assert_eq!(
+            u.seal(b"x", &mut out),
+            Err(SecretStreamError::NonceExhausted)
+        );
         assert!(out.is_empty());
         // The full wrap: all ones + 1 = 0 then up to the start.
         let mut u = Unordered::new([1; 32], [1; 32], [0; 8]);
         u.set_counter([0xff; 8]);
-        assert_eq!(u.seal(b"x", &mut out), Err(StreamError::NonceExhausted));
+        assert_eq!(
+            u.seal(b"x", &mut out),
+            Err(SecretStreamError::NonceExhausted)
+        );
     }
 }

@@ -1,0 +1,648 @@
+//! A client's connect by public key (hyperdht `connect.js`), from the FIND_PEER query to the
+//! moment its UDX stream connects: find the server's relays, send the Noise msg1 through up to
+//! two of them at once, read msg2 and choose the path — straight to a server that answered
+//! itself or is reachable, wait for a server that connects to us, or holepunch
+//! ([`punch`]) raced with a LAN ping.
+//!
+//! A [`ClientAttempt`] does no I/O: each `handle_*` method returns [`ClientAction`]s (requests,
+//! probes, "connect the stream", "fail") that the node applies in order. The node owns the UDX
+//! stream (its id is in msg1) and routes the query's replies, the requests' responses (named
+//! by [`ClientRequest`]), probes and timers here.
+
+mod punch;
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use core::time::Duration;
+
+use rand_core::{CryptoRng, RngCore};
+
+use self::punch::{ClientPunch, PunchEnd, PunchParams};
+use super::addresses::{is_bogon, is_reserved, shared_octets};
+use super::env::Env;
+use super::messages::{command, mode, HandshakeEnvelope};
+use super::pool::{udx_socket, UDX_SERVER_SOCKET};
+use super::sign;
+use crate::connect::{
+    ConnectError, ErrorCode, Firewall, Handshake, HandshakeResult, NoisePayload, SecretStreamInfo,
+    UdxInfo,
+};
+use crate::crypto::KeyPair;
+use crate::rpc::{NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, PING};
+use crate::udx;
+use crate::Instant;
+
+/// Concurrent PEER_HANDSHAKE attempts per connect.
+const MAX_HANDSHAKE_ATTEMPTS: usize = 2;
+/// How long a client that said OPEN waits for the server to connect to it.
+const CLIENT_OPEN_WAIT: Duration = Duration::from_secs(10);
+/// UDX packets a client holds while its handshake reply is still on the way.
+const MAX_EARLY_PACKETS: usize = 8;
+
+/// Options of [`DhtNode::connect`](super::DhtNode::connect).
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Our key pair (the node's default if `None`).
+    pub key_pair: Option<KeyPair>,
+    /// Nodes to try the handshake through before the find-peer query finds relays.
+    pub relay_addresses: Vec<SocketAddrV4>,
+    /// Allow the LAN shortcut (the reference's `localConnection`, default true).
+    pub local_connection: bool,
+    /// Open our NAT toward the server with a TTL-5 probe before the first PEER_HOLEPUNCH and
+    /// tell it where, so a consistent server can probe back at once (`fastOpen`, default true).
+    pub fast_open: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            key_pair: None,
+            relay_addresses: Vec::new(),
+            local_connection: true,
+            fast_open: true,
+        }
+    }
+}
+
+/// A request a connect sent, as it knows it (the node routes the response back with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientRequest {
+    /// A PEER_HANDSHAKE through `relay`.
+    Handshake {
+        /// Where it went.
+        relay: SocketAddrV4,
+    },
+    /// The LAN shortcut's PING to the server's local address.
+    LanPing,
+    /// A PEER_HOLEPUNCH of this round.
+    Holepunch {
+        /// Its round.
+        round: u64,
+    },
+    /// A NAT-sampling ping from the puncher's `socket`.
+    NatPing {
+        /// The puncher socket it left from.
+        socket: udx::SocketId,
+    },
+    /// The abort notice (nobody waits for its answer).
+    AbortNotice,
+}
+
+/// A UDX packet from the server that arrived before we knew where the server is.
+#[derive(Debug, Clone)]
+pub(crate) struct EarlyPacket {
+    /// Our socket it arrived on.
+    pub(crate) socket: udx::SocketId,
+    /// Its sender.
+    pub(crate) from: SocketAddr,
+    /// The datagram.
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// What a connect asks the node to do.
+#[derive(Debug)]
+pub(crate) enum ClientAction {
+    /// Start the FIND_PEER query for the server's record; its replies and end come back.
+    FindPeer(QuerySpec),
+    /// Stop that query.
+    CancelFindPeer,
+    /// Send a request; its response comes back with `tag`.
+    Request {
+        /// The request.
+        spec: RequestSpec,
+        /// How the connect knows it.
+        tag: ClientRequest,
+    },
+    /// Send a 1-byte holepunch probe.
+    Probe {
+        /// From this puncher socket.
+        socket: udx::SocketId,
+        /// To.
+        to: SocketAddrV4,
+        /// IP TTL.
+        ttl: u8,
+    },
+    /// Connect our UDX stream to the server's stream `remote_udx` at `addr` over `socket` and
+    /// open the connection (`handshake`); then feed it the server's early packets.
+    ConnectStream {
+        /// Our socket.
+        socket: udx::SocketId,
+        /// The server's stream id.
+        remote_udx: u32,
+        /// The server's address.
+        addr: SocketAddrV4,
+        /// The finished handshake.
+        handshake: HandshakeResult,
+        /// Packets that came before.
+        early: Vec<EarlyPacket>,
+    },
+    /// Feed these packets again as if they just arrived (the server reached us before its
+    /// handshake reply did).
+    ReplayEarly(Vec<EarlyPacket>),
+    /// The punch was dropped (the LAN path won): the answers to its requests no longer
+    /// concern the connect.
+    PunchDropped,
+    /// The connect failed.
+    Fail(ConnectError),
+}
+
+/// Where a connect is.
+#[derive(Debug)]
+enum AttemptPhase {
+    /// Looking for relays and handshaking through them.
+    Handshaking,
+    /// Holepunching (the attempt's punch), raced with the LAN shortcut's PING to the server's
+    /// local address when there is one (`lan`).
+    Holepunching {
+        remote_udx: u32,
+        lan: Option<SocketAddrV4>,
+    },
+    /// We are OPEN: waiting for the server to connect to us.
+    WaitingForServer { until: Instant, remote_udx: u32 },
+    /// The UDX stream is connected; the connection opens when the secret stream does.
+    Opening,
+}
+
+/// A client's connect in progress.
+#[derive(Debug)]
+pub(crate) struct ClientAttempt {
+    target: [u8; 32],
+    handshake: Option<Handshake>,
+    result: Option<HandshakeResult>,
+    msg1: Vec<u8>,
+    stream_id: u32,
+    find_peer_running: bool,
+    /// Relays to try, in order.
+    queue: VecDeque<SocketAddrV4>,
+    tried: Vec<SocketAddrV4>,
+    /// Relays with a handshake in flight.
+    inflight: Vec<SocketAddrV4>,
+    /// The query found a record of the server.
+    found: bool,
+    phase: AttemptPhase,
+    local_connection: bool,
+    fast_open: bool,
+    /// UDX packets from the server that beat its handshake reply here (it connects as soon as
+    /// it answered): replayed once our stream is connected, instead of waiting for a resend.
+    early: Vec<EarlyPacket>,
+    /// The holepunch, once the handshake says one is needed.
+    punch: Option<Box<ClientPunch>>,
+}
+
+impl ClientAttempt {
+    /// `connect(remotePublicKey)`: msg1 carrying our stream id `stream_id`, the FIND_PEER
+    /// query, and handshakes through the relays we were given.
+    pub(crate) fn start<R: RngCore + CryptoRng>(
+        env: &mut Env<'_, R>,
+        key_pair: &KeyPair,
+        remote_public_key: [u8; 32],
+        opts: ConnectOptions,
+        stream_id: u32,
+        out: &mut Vec<ClientAction>,
+    ) -> Result<Self, ConnectError> {
+        let target = sign::target_of_key(&remote_public_key);
+        let payload = NoisePayload {
+            firewall: env.our_firewall(),
+            addresses4: env.our_addresses(opts.local_connection),
+            udx: Some(UdxInfo::new(stream_id, false)),
+            secret_stream: Some(SecretStreamInfo::default()),
+            ..NoisePayload::default()
+        };
+        let mut hs = Handshake::initiator(key_pair, &remote_public_key, env.rng)
+            .map_err(|_| ConnectError::HandshakeInvalid)?;
+        let msg1 = hs
+            .send(&payload)
+            .map_err(|_| ConnectError::HandshakeInvalid)?;
+        let mut spec = QuerySpec::new(NodeId(target), command::FIND_PEER);
+        spec.retries = Some(3);
+        spec.seeds = opts.relay_addresses.clone();
+        out.push(ClientAction::FindPeer(spec));
+        let mut attempt = ClientAttempt {
+            target,
+            handshake: Some(hs),
+            result: None,
+            msg1,
+            stream_id,
+            find_peer_running: true,
+            queue: opts.relay_addresses.into_iter().collect(),
+            tried: Vec::new(),
+            inflight: Vec::new(),
+            found: false,
+            phase: AttemptPhase::Handshaking,
+            local_connection: opts.local_connection,
+            fast_open: opts.fast_open,
+            early: Vec::new(),
+            punch: None,
+        };
+        attempt.pump(out);
+        Ok(attempt)
+    }
+
+    /// Our UDX stream's id.
+    pub(crate) fn stream_id(&self) -> u32 {
+        self.stream_id
+    }
+
+    /// Whether our puncher owns `socket`.
+    pub(crate) fn owns_socket(&self, socket: udx::SocketId) -> bool {
+        self.punch.as_ref().is_some_and(|p| p.owns_socket(socket))
+    }
+
+    /// Sends handshakes to queued relays while fewer than the limit are in flight.
+    fn pump(&mut self, out: &mut Vec<ClientAction>) {
+        while matches!(self.phase, AttemptPhase::Handshaking)
+            && self.inflight.len() < MAX_HANDSHAKE_ATTEMPTS
+        {
+            let Some(relay) = self.queue.pop_front() else {
+                return;
+            };
+            if self.tried.contains(&relay) {
+                continue;
+            }
+            self.tried.push(relay);
+            let envelope = HandshakeEnvelope {
+                mode: mode::FROM_CLIENT,
+                noise: self.msg1.clone(),
+                peer_address: None,
+                relay_address: None,
+            };
+            let mut spec = RequestSpec::new(relay, command::PEER_HANDSHAKE);
+            spec.target = Some(NodeId(self.target));
+            spec.value = Some(envelope.to_bytes());
+            self.inflight.push(relay);
+            out.push(ClientAction::Request {
+                spec,
+                tag: ClientRequest::Handshake { relay },
+            });
+        }
+    }
+
+    /// A FIND_PEER reply: a node that holds the server's record is a relay to try.
+    pub(crate) fn handle_find_peer_reply(
+        &mut self,
+        reply: &QueryReply,
+        out: &mut Vec<ClientAction>,
+    ) {
+        if reply.value.is_none() {
+            return;
+        }
+        self.found = true;
+        self.queue.push_back(reply.from);
+        self.pump(out);
+    }
+
+    /// The FIND_PEER query ended.
+    pub(crate) fn handle_find_peer_done(&mut self, out: &mut Vec<ClientAction>) {
+        self.find_peer_running = false;
+        self.check_exhausted(out);
+    }
+
+    /// Nothing left to try: the connect fails.
+    fn check_exhausted(&mut self, out: &mut Vec<ClientAction>) {
+        if !matches!(self.phase, AttemptPhase::Handshaking)
+            || self.find_peer_running
+            || !self.inflight.is_empty()
+            || !self.queue.is_empty()
+        {
+            return;
+        }
+        let error = if self.found || !self.tried.is_empty() {
+            ConnectError::PeerConnectionFailed
+        } else {
+            ConnectError::PeerNotFound
+        };
+        out.push(ClientAction::Fail(error));
+    }
+
+    /// The response to one of our requests.
+    pub(crate) fn handle_response<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        tag: ClientRequest,
+        result: Result<QueryReply, RequestError>,
+        out: &mut Vec<ClientAction>,
+    ) {
+        match tag {
+            ClientRequest::Handshake { relay } => {
+                self.handle_handshake_reply(env, relay, result, out)
+            }
+            ClientRequest::LanPing => self.handle_lan_ping(env, result, out),
+            ClientRequest::Holepunch { round } => {
+                let step = match self.punch.as_mut() {
+                    Some(p) => p.handle_reply(env, out, round, result),
+                    None => return,
+                };
+                self.punch_step(env, step, out);
+            }
+            ClientRequest::NatPing { socket } => {
+                let step = match self.punch.as_mut() {
+                    Some(p) => p.handle_ping(env, out, socket, result),
+                    None => return,
+                };
+                self.punch_step(env, step, out);
+            }
+            ClientRequest::AbortNotice => {}
+        }
+    }
+
+    /// The LAN ping, raced with punching: an answer connects there at once.
+    fn handle_lan_ping<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        result: Result<QueryReply, RequestError>,
+        out: &mut Vec<ClientAction>,
+    ) {
+        let AttemptPhase::Holepunching {
+            remote_udx,
+            lan: Some(addr),
+        } = self.phase
+        else {
+            return;
+        };
+        match result {
+            Ok(_) => {
+                self.drop_punch(env);
+                out.push(ClientAction::PunchDropped);
+                self.connect_stream(UDX_SERVER_SOCKET, remote_udx, addr, out);
+            }
+            Err(_) => {
+                self.phase = AttemptPhase::Holepunching {
+                    remote_udx,
+                    lan: None,
+                };
+                // A blocked LAN ping does not abort a punch that may still work.
+                if self.punch.is_none() {
+                    out.push(ClientAction::Fail(ConnectError::HolepunchAborted));
+                }
+            }
+        }
+    }
+
+    /// msg2 (or a failure) from `relay`: on success, choose the path.
+    fn handle_handshake_reply<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        relay: SocketAddrV4,
+        result: Result<QueryReply, RequestError>,
+        out: &mut Vec<ClientAction>,
+    ) {
+        let Some(i) = self.inflight.iter().position(|r| *r == relay) else {
+            return; // another relay's answer already settled the handshake
+        };
+        self.inflight.remove(i);
+        if !matches!(self.phase, AttemptPhase::Handshaking) {
+            return;
+        }
+        let accepted = result.ok().and_then(|reply| {
+            let envelope = HandshakeEnvelope::decode(reply.value.as_deref()?).ok()?;
+            (envelope.mode == mode::REPLY && reply.from == relay).then_some((envelope, reply))
+        });
+        let Some((envelope, reply)) = accepted else {
+            self.pump(out);
+            return self.check_exhausted(out);
+        };
+        let Some(mut hs) = self.handshake.take() else {
+            return;
+        };
+        let fail = |out: &mut Vec<ClientAction>, e| out.push(ClientAction::Fail(e));
+        let payload = match hs.recv(&envelope.noise) {
+            Ok(p) => p,
+            Err(_) => return fail(out, ConnectError::HandshakeInvalid),
+        };
+        if payload.version != 1 {
+            return fail(out, ConnectError::ServerIncompatible);
+        }
+        let Some(udx_info) = payload.udx.filter(|_| payload.error == ErrorCode::NONE) else {
+            return fail(out, ConnectError::ServerError);
+        };
+        let result = match hs.finish() {
+            Ok(r) => r,
+            Err(_) => return fail(out, ConnectError::HandshakeInvalid),
+        };
+        let holepunch_secret = result.holepunch_secret;
+        self.result = Some(result);
+        // Other handshakes in flight are no longer needed.
+        self.inflight.clear();
+        if self.find_peer_running {
+            self.find_peer_running = false;
+            out.push(ClientAction::CancelFindPeer);
+        }
+        let remote_udx = udx_info.id as u32;
+        let relayed = envelope.peer_address.is_some();
+        let server_address = envelope.peer_address.unwrap_or(relay);
+        let client_address = reply.to;
+        let holepunchable = payload
+            .holepunch
+            .as_ref()
+            .is_some_and(|h| !h.relays.is_empty());
+        let main = udx_socket(env.node.primary_socket);
+        if !relayed {
+            // The server itself answered: connect straight back over the same socket.
+            return self.connect_stream(main, remote_udx, server_address, out);
+        }
+        if payload.firewall == Firewall::OPEN || !holepunchable {
+            let addr = payload
+                .addresses4
+                .iter()
+                .find(|a| !is_bogon(a.ip()))
+                .copied()
+                .unwrap_or(server_address);
+            return self.connect_stream(main, remote_udx, addr, out);
+        }
+        if env.our_firewall() == Firewall::OPEN {
+            self.phase = AttemptPhase::WaitingForServer {
+                until: env.now + CLIENT_OPEN_WAIT,
+                remote_udx,
+            };
+            return out.push(ClientAction::ReplayEarly(core::mem::take(&mut self.early)));
+        }
+        // The LAN shortcut (same public host) races the punch.
+        let mut lan = None;
+        if self.local_connection && client_address.ip() == server_address.ip() {
+            let locals: Vec<Ipv4Addr> = env.node.local_addresses.iter().map(|a| *a.ip()).collect();
+            let best = payload
+                .addresses4
+                .iter()
+                .filter(|a| !is_reserved(a.ip()))
+                .max_by_key(|c| {
+                    locals
+                        .iter()
+                        .map(|l| shared_octets(l, c.ip()))
+                        .max()
+                        .unwrap_or(0)
+                })
+                .copied();
+            if let Some(addr) = best {
+                let mut spec = RequestSpec::new(addr, PING);
+                spec.internal = true;
+                out.push(ClientAction::Request {
+                    spec,
+                    tag: ClientRequest::LanPing,
+                });
+                lan = Some(addr);
+            }
+        }
+        self.phase = AttemptPhase::Holepunching { remote_udx, lan };
+        let Some(holepunch) = payload.holepunch.as_ref() else {
+            return;
+        };
+        let params = PunchParams {
+            target: self.target,
+            server_firewall: payload.firewall,
+            holepunch,
+            client_relay: relay,
+            server_address,
+            holepunch_secret,
+            fast_open: self.fast_open,
+        };
+        let mut punch = match ClientPunch::new(env, params) {
+            Ok(p) => p,
+            Err(e) => return fail(out, e),
+        };
+        let step = punch.start(env, out);
+        self.punch = Some(punch);
+        if self.punch_step(env, step, out) {
+            out.push(ClientAction::ReplayEarly(core::mem::take(&mut self.early)));
+        }
+    }
+
+    /// Acts on the end of the punch, if it ended; true while the connect goes on as before.
+    fn punch_step<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        step: punch::PunchResult,
+        out: &mut Vec<ClientAction>,
+    ) -> bool {
+        match step {
+            Ok(()) => true,
+            Err(PunchEnd::Failed(e)) => {
+                out.push(ClientAction::Fail(e));
+                false
+            }
+            Err(PunchEnd::Connected { socket, addr }) => {
+                // The first probe arrived: connect the stream over that socket (`onsocket`).
+                let Some(p) = self.punch.take() else {
+                    return false;
+                };
+                env.hold_stream_socket(socket);
+                p.retire(env);
+                if let AttemptPhase::Holepunching { remote_udx, .. } = self.phase {
+                    self.connect_stream(socket, remote_udx, addr, out);
+                }
+                false
+            }
+        }
+    }
+
+    /// Connects our stream to the server's and opens the connection.
+    fn connect_stream(
+        &mut self,
+        socket: udx::SocketId,
+        remote_udx: u32,
+        addr: SocketAddrV4,
+        out: &mut Vec<ClientAction>,
+    ) {
+        let Some(handshake) = self.result.clone() else {
+            return;
+        };
+        self.phase = AttemptPhase::Opening;
+        out.push(ClientAction::ConnectStream {
+            socket,
+            remote_udx,
+            addr,
+            handshake,
+            early: core::mem::take(&mut self.early),
+        });
+    }
+
+    /// A 1-byte probe arrived on one of our puncher's sockets.
+    pub(crate) fn handle_probe<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        socket: udx::SocketId,
+        from: SocketAddrV4,
+        out: &mut Vec<ClientAction>,
+    ) {
+        let step = match self.punch.as_mut() {
+            Some(p) => p.handle_probe(env, out, socket, from),
+            None => Ok(()),
+        };
+        self.punch_step(env, step, out);
+    }
+
+    /// The punch's timers.
+    pub(crate) fn handle_punch_timeout<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        out: &mut Vec<ClientAction>,
+    ) {
+        let step = match self.punch.as_mut() {
+            Some(p) if p.poll_timeout().is_some_and(|t| t <= env.now) => p.handle_timeout(env, out),
+            _ => return,
+        };
+        self.punch_step(env, step, out);
+    }
+
+    /// Whether the wait for the server ran out by `now`.
+    pub(crate) fn wait_expired(&self, now: Instant) -> bool {
+        matches!(self.phase, AttemptPhase::WaitingForServer { until, .. } if until <= now)
+    }
+
+    /// Whether a punch timer is due by `now`.
+    pub(crate) fn punch_due(&self, now: Instant) -> bool {
+        self.punch
+            .as_ref()
+            .and_then(|p| p.poll_timeout())
+            .is_some_and(|t| t <= now)
+    }
+
+    /// The earliest timer: the wait for the server, the punch's.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let wait = match self.phase {
+            AttemptPhase::WaitingForServer { until, .. } => Some(until),
+            _ => None,
+        };
+        [wait, self.punch.as_ref().and_then(|p| p.poll_timeout())]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The server's stream id, if a packet from it may connect our stream now (we wait for
+    /// it, or punch).
+    pub(crate) fn expects_packets_from(&self) -> Option<u32> {
+        match self.phase {
+            AttemptPhase::WaitingForServer { remote_udx, .. }
+            | AttemptPhase::Holepunching { remote_udx, .. } => Some(remote_udx),
+            _ => None,
+        }
+    }
+
+    /// Keeps a packet from the server that came before its handshake reply.
+    pub(crate) fn keep_early(&mut self, packet: EarlyPacket) {
+        if self.early.len() < MAX_EARLY_PACKETS {
+            self.early.push(packet);
+        }
+    }
+
+    /// The server's packet connected our stream: the punch is over, the connection opens
+    /// (returns the handshake to open it with).
+    pub(crate) fn stream_attached<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+    ) -> Option<HandshakeResult> {
+        self.phase = AttemptPhase::Opening;
+        let result = self.result.clone()?;
+        self.drop_punch(env);
+        Some(result)
+    }
+
+    /// Drops the punch (the LAN path won, or the connect ends).
+    pub(crate) fn drop_punch<R: RngCore + CryptoRng>(&mut self, env: &mut Env<'_, R>) {
+        if let Some(p) = self.punch.take() {
+            p.retire(env);
+        }
+    }
+}

@@ -1,0 +1,801 @@
+//! A listening server (hyperdht `server.js`): its key pair and options, its [`announcer`], its
+//! [`handshake`]s (one per distinct msg1, with the firewall question and the reply's route),
+//! and each handshake's [`holepunch`] handler.
+//!
+//! A [`Server`] does no I/O: its `handle_*` methods return [`ServerAction`]s (queries,
+//! requests, replies, probes, "open this connection", events) that the node applies in order.
+//! The node routes to it what is its: PEER_HANDSHAKE / PEER_HOLEPUNCH for its key, the
+//! responses to its requests (named by [`ServerRequest`]), probes on its punchers' sockets,
+//! and timers. Handshakes are keyed by their msg1 bytes; the node gives the owner public ids
+//! for firewall questions and connections.
+
+mod announcer;
+mod handshake;
+mod holepunch;
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::net::SocketAddrV4;
+use core::time::Duration;
+
+use rand_core::{CryptoRng, RngCore};
+
+use self::announcer::{Announcer, MAX_RELAYS};
+use self::handshake::{reply_route, PendingHandshake, ReplyRoute, ServerHandshake};
+use self::holepunch::{HandlerResult, ServerPunch};
+use super::addresses::{is_private, match_address};
+use super::env::Env;
+use super::ids::ConnId;
+use super::messages::{mode, HandshakeEnvelope, HolepunchEnvelope};
+use super::pool::{socket_kind, udx_socket};
+use crate::connect::{
+    ErrorCode, Firewall, Handshake, HolepunchInfo, NoisePayload, Puncher, RelayInfo,
+    SecretStreamInfo, UdxInfo,
+};
+use crate::crypto::KeyPair;
+use crate::rpc::{
+    IncomingRequest, QueryReply, QuerySpec, ReplySpec, RequestError, RequestSpec, SocketKind,
+};
+use crate::udx;
+use crate::Instant;
+
+pub(crate) use handshake::Accepted;
+
+/// A server keeps a finished handshake this long to answer duplicates identically.
+const HANDSHAKE_CLEAR_WAIT: Duration = Duration::from_secs(10);
+/// Most handshakes a node's servers track at once (a flood of distinct msg1s costs bounded
+/// memory).
+pub const MAX_SERVER_HANDSHAKES: usize = 4096;
+
+/// Options of [`DhtNode::create_server`](super::DhtNode::create_server).
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Ask the owner (a [`ConnectEvent::Firewall`](super::ConnectEvent::Firewall) event)
+    /// before accepting each handshake. Without it every handshake is accepted.
+    pub firewall: bool,
+    /// Advertise our local addresses (the LAN shortcut; default true as the reference).
+    pub hide_local_addresses: bool,
+}
+
+/// A request a server sent, as it knows it (the node routes the response back with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerRequest {
+    /// An ANNOUNCE of our record to `relay`.
+    Announce {
+        /// Where it went.
+        relay: SocketAddrV4,
+    },
+    /// A relay round's PING.
+    RelayPing,
+    /// The FIND_PEER (for a token) before unannouncing at a stale `relay`.
+    UnannounceLookup {
+        /// The stale relay.
+        relay: SocketAddrV4,
+    },
+    /// A NAT-sampling ping of the puncher of handshake `holepunch_id`, from `socket`.
+    NatPing {
+        /// The handshake's holepunch id.
+        holepunch_id: u64,
+        /// The puncher socket it left from.
+        socket: udx::SocketId,
+    },
+    /// Nobody waits for the answer (the UNANNOUNCE at a stale relay).
+    Unanswered,
+}
+
+/// What a server asks the node to do.
+#[derive(Debug)]
+pub(crate) enum ServerAction {
+    /// Start an announce cycle's FIND_PEER query; its end comes back.
+    Announce(QuerySpec),
+    /// Stop that query.
+    CancelAnnounce,
+    /// Send a request; its response comes back with `tag`.
+    Request {
+        /// The request.
+        spec: RequestSpec,
+        /// How the server knows it.
+        tag: ServerRequest,
+    },
+    /// Forward `req` (once, untracked) with a new value.
+    Relay {
+        /// The request being answered this way.
+        req: IncomingRequest,
+        /// The new value.
+        value: Vec<u8>,
+        /// To.
+        to: SocketAddrV4,
+        /// From this socket (`None`: the one `req` came in on).
+        socket: Option<SocketKind>,
+    },
+    /// Respond to `req`.
+    Reply {
+        /// The request.
+        req: IncomingRequest,
+        /// The response.
+        spec: ReplySpec,
+    },
+    /// Send a 1-byte holepunch probe.
+    Probe {
+        /// From this puncher socket.
+        socket: udx::SocketId,
+        /// To.
+        to: SocketAddrV4,
+        /// IP TTL.
+        ttl: u8,
+    },
+    /// The first announce cycle is done: the server is listening.
+    Listening,
+    /// Ask the owner whether to accept this handshake (answered with
+    /// [`Server::firewall_decision`] and the same `key`).
+    AskFirewall {
+        /// The handshake (its msg1).
+        key: Vec<u8>,
+        /// Who connects.
+        remote_public_key: [u8; 32],
+        /// The client as the relay saw it.
+        client_address: SocketAddrV4,
+    },
+    /// Open the connection of an accepted handshake (then hand its punch back with
+    /// [`Server::attach_punch`]).
+    Accept(Box<Accepted>),
+    /// The connection's first-packet wait gives way to a punch.
+    WaitForPunch(ConnId),
+    /// Drop the connection if it still waits for the client's first packet (the punch for it
+    /// was aborted).
+    AbandonConnection(ConnId),
+}
+
+/// One listening server.
+#[derive(Debug)]
+pub(crate) struct Server {
+    opts: ServerOptions,
+    key_pair: Option<KeyPair>,
+    target: [u8; 32],
+    announcer: Announcer,
+    /// Handshakes by msg1.
+    handshakes: BTreeMap<Vec<u8>, ServerHandshake>,
+    /// Handshakes by holepunch id.
+    holepunch_ids: BTreeMap<u64, Vec<u8>>,
+    /// Closed: no new handshakes, no announces; handshakes already running finish.
+    closing: bool,
+}
+
+impl Server {
+    /// `createServer(opts)`; [`listen`](Self::listen) gives it a key.
+    pub(crate) fn new(opts: ServerOptions) -> Self {
+        Server {
+            opts,
+            key_pair: None,
+            target: [0; 32],
+            announcer: Announcer::default(),
+            handshakes: BTreeMap::new(),
+            holepunch_ids: BTreeMap::new(),
+            closing: false,
+        }
+    }
+
+    /// Whether it already listens on a key.
+    pub(crate) fn is_listening(&self) -> bool {
+        self.key_pair.is_some()
+    }
+
+    /// Whether it was closed.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Closed, and nothing of it runs any more.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.closing && self.handshakes.is_empty()
+    }
+
+    /// The current relays.
+    pub(crate) fn relays(&self) -> &[RelayInfo] {
+        self.announcer.relays()
+    }
+
+    /// Handshakes tracked, and how many of them punch.
+    pub(crate) fn handshake_counts(&self) -> (usize, usize) {
+        let punching = self
+            .handshakes
+            .values()
+            .filter(|h| h.punch.is_some())
+            .count();
+        (self.handshakes.len(), punching)
+    }
+
+    /// `server.listen(keyPair)`: answer handshakes for this key (target `target`) and
+    /// announce it.
+    pub(crate) fn listen(
+        &mut self,
+        key_pair: KeyPair,
+        target: [u8; 32],
+        out: &mut Vec<ServerAction>,
+    ) {
+        self.key_pair = Some(key_pair);
+        self.target = target;
+        self.announce(out);
+    }
+
+    /// Starts an announce cycle (`refresh()`).
+    pub(crate) fn announce(&mut self, out: &mut Vec<ServerAction>) {
+        if !self.closing {
+            self.announcer.announce(self.target, out);
+        }
+    }
+
+    /// Its key pair, once listening.
+    pub(crate) fn key_pair(&self) -> Option<&KeyPair> {
+        self.key_pair.as_ref()
+    }
+
+    /// Its key's target (zero before `listen`).
+    pub(crate) fn target(&self) -> [u8; 32] {
+        self.target
+    }
+
+    /// `server.close()`: stop answering and announcing; false if it was closed already.
+    pub(crate) fn close(&mut self, out: &mut Vec<ServerAction>) -> bool {
+        if self.closing {
+            return false;
+        }
+        self.closing = true;
+        self.announcer.stop(out);
+        true
+    }
+
+    /// The announce cycle's query ended.
+    pub(crate) fn handle_announce_done(
+        &mut self,
+        now: Instant,
+        closest: &[QueryReply],
+        out: &mut Vec<ServerAction>,
+    ) {
+        if self.closing {
+            return;
+        }
+        self.announcer
+            .handle_query_done(now, self.key_pair.as_ref(), self.target, closest, out);
+    }
+
+    /// The response to one of our requests.
+    pub(crate) fn handle_response<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        tag: ServerRequest,
+        result: Result<QueryReply, RequestError>,
+        out: &mut Vec<ServerAction>,
+    ) {
+        if let ServerRequest::NatPing {
+            holepunch_id,
+            socket,
+        } = tag
+        {
+            let Some(key) = self.holepunch_ids.get(&holepunch_id).cloned() else {
+                return;
+            };
+            let step = match self.punch_mut(&key) {
+                Some(p) => p.handle_ping(env, socket, result, out),
+                None => return,
+            };
+            return self.punch_step(env, &key, step, out);
+        }
+        if self.closing {
+            return;
+        }
+        self.announcer.handle_response(
+            env.now,
+            self.key_pair.as_ref(),
+            self.target,
+            tag,
+            result,
+            out,
+        );
+    }
+
+    fn punch_mut(&mut self, key: &[u8]) -> Option<&mut ServerPunch> {
+        self.handshakes.get_mut(key)?.punch.as_deref_mut()
+    }
+
+    /// Ends the punch of handshake `key` if `step` says it ended.
+    fn punch_step<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        key: &[u8],
+        step: HandlerResult,
+        out: &mut Vec<ServerAction>,
+    ) {
+        if let Err(ended) = step {
+            self.end_punch(env, key, ended.abort, out);
+        }
+    }
+
+    /// Ends a punch; `abort` also drops its connection if the client never arrived.
+    fn end_punch<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        key: &[u8],
+        abort: bool,
+        out: &mut Vec<ServerAction>,
+    ) {
+        let Some(h) = self.handshakes.get_mut(key) else {
+            return;
+        };
+        let Some(punch) = h.punch.take() else { return };
+        h.done_at = Some(env.now);
+        let conn = punch.conn();
+        punch.retire(env);
+        if abort {
+            out.push(ServerAction::AbandonConnection(conn));
+        }
+    }
+
+    /// A PEER_HANDSHAKE for this server's key (`_onpeerhandshake`). `room`: the node tracks
+    /// fewer than [`MAX_SERVER_HANDSHAKES`].
+    pub(crate) fn handle_handshake<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        req: &IncomingRequest,
+        envelope: HandshakeEnvelope,
+        room: bool,
+        out: &mut Vec<ServerAction>,
+    ) {
+        // Duplicates of a msg1 we answered (the client sends it through up to two relays at
+        // once, and retransmits) get the same msg2, routed back the way each one came — to
+        // its own relay, with its own peer address — as the reference's router does with the
+        // reply `_onpeerhandshake` returns.
+        if let Some(h) = self.handshakes.get(&envelope.noise) {
+            if let Some((socket, msg2)) = h.reply.clone() {
+                if let Some(route) = reply_route(req, &envelope, socket.unwrap_or(req.socket), msg2)
+                {
+                    send_reply(req, route, out);
+                }
+            }
+            return;
+        }
+        if !room {
+            return;
+        }
+        let Some(kp) = self.key_pair.as_ref() else {
+            return;
+        };
+        let Ok(mut hs) = Handshake::responder(kp, env.rng) else {
+            return;
+        };
+        let Ok(client_payload) = hs.recv(&envelope.noise) else {
+            return;
+        };
+        let Some(remote_public_key) = hs.remote_public_key() else {
+            return;
+        };
+        let client_address = if envelope.mode == mode::FROM_CLIENT {
+            req.from
+        } else {
+            envelope.peer_address.unwrap_or(req.from)
+        };
+        let key = envelope.noise.clone();
+        let pending = PendingHandshake {
+            req: req.clone(),
+            envelope,
+            handshake: hs,
+            client_payload,
+            client_address,
+        };
+        if self.opts.firewall {
+            self.handshakes.insert(
+                key.clone(),
+                ServerHandshake {
+                    pending: Some(pending),
+                    ..ServerHandshake::default()
+                },
+            );
+            out.push(ServerAction::AskFirewall {
+                key,
+                remote_public_key,
+                client_address,
+            });
+            return;
+        }
+        self.handshakes
+            .insert(key.clone(), ServerHandshake::default());
+        self.accept(env, key, pending, out);
+    }
+
+    /// The owner's answer to [`ServerAction::AskFirewall`]: `reject` drops the handshake
+    /// silently, as the reference's firewall returning true does.
+    pub(crate) fn firewall_decision<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        key: Vec<u8>,
+        reject: bool,
+        out: &mut Vec<ServerAction>,
+    ) {
+        let Some(h) = self.handshakes.get_mut(&key) else {
+            return;
+        };
+        let Some(pending) = h.pending.take() else {
+            return;
+        };
+        if reject {
+            h.done_at = Some(env.now);
+            return;
+        }
+        self.accept(env, key, pending, out);
+    }
+
+    /// Answers a handshake (msg2), choosing the path first; on success asks the node to open
+    /// the connection ([`ServerAction::Accept`]).
+    fn accept<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        key: Vec<u8>,
+        p: PendingHandshake,
+        out: &mut Vec<ServerAction>,
+    ) {
+        let PendingHandshake {
+            req,
+            envelope,
+            mut handshake,
+            client_payload,
+            client_address,
+        } = p;
+        let error = if client_payload.version != 1 {
+            ErrorCode::VERSION_MISMATCH
+        } else if client_payload.udx.is_none() {
+            ErrorCode::ABORTED
+        } else {
+            ErrorCode::NONE
+        };
+        let stream_id = if error == ErrorCode::NONE {
+            env.new_stream_id()
+        } else {
+            0
+        };
+        if self.closing {
+            return;
+        }
+        let relays = self.announcer.relays().to_vec();
+        let hide_local = self.opts.hide_local_addresses;
+        let firewall = env.our_firewall();
+        // `relayAddresses`: our own address first when we are reachable, then the relays (≤ 3).
+        let relay_addresses: Vec<SocketAddrV4> = env
+            .node
+            .remote_address
+            .filter(|_| !env.node.firewalled)
+            .into_iter()
+            .chain(relays.iter().map(|r| r.relay_address))
+            .take(MAX_RELAYS)
+            .collect();
+        let holepunch_id = (firewall != Firewall::OPEN).then(|| self.alloc_holepunch_id(&key));
+        if let Some(h) = self.handshakes.get_mut(&key) {
+            h.holepunch_id = holepunch_id;
+        }
+        let payload = NoisePayload {
+            error,
+            firewall,
+            holepunch: holepunch_id.map(|id| HolepunchInfo {
+                id,
+                relays: relays.clone(),
+            }),
+            addresses4: env.our_addresses(!hide_local),
+            udx: Some(UdxInfo::new(stream_id, false)),
+            secret_stream: Some(SecretStreamInfo::default()),
+            relay_addresses: (!relay_addresses.is_empty()).then_some(relay_addresses),
+            ..NoisePayload::default()
+        };
+        let Ok(msg2) = handshake.send(&payload) else {
+            return;
+        };
+        let Ok(result) = handshake.finish() else {
+            return;
+        };
+
+        // Choose the path before replying: a server that will punch answers from its puncher
+        // socket, so the relay reports that socket's address to the client. A client on our
+        // LAN gets a puncher too (it may prepunch), but the reply keeps our main socket.
+        let direct = envelope.mode == mode::FROM_CLIENT;
+        let connect_now = direct || client_payload.firewall == Firewall::OPEN;
+        let mut puncher: Option<Puncher> = None;
+        let mut reply_from_puncher = false;
+        if error == ErrorCode::NONE && !connect_now {
+            let lan = !hide_local
+                && lan_match(
+                    env.node.local_addresses,
+                    &client_payload.addresses4,
+                    client_address,
+                    req.to,
+                );
+            if lan || firewall != Firewall::OPEN {
+                puncher = env.new_puncher(false, client_payload.firewall);
+                reply_from_puncher = !lan;
+            }
+        }
+        let puncher_socket = match puncher.as_ref().and_then(|p| p.socket()) {
+            Some(s) if reply_from_puncher => Some(socket_kind(s)),
+            _ => None,
+        };
+
+        // The reply travels back the way the handshake came.
+        let Some(route) = reply_route(
+            &req,
+            &envelope,
+            puncher_socket.unwrap_or(req.socket),
+            msg2.clone(),
+        ) else {
+            if let Some(p) = puncher {
+                env.retire_puncher(p);
+            }
+            return;
+        };
+        if let Some(h) = self.handshakes.get_mut(&key) {
+            h.reply = Some((puncher_socket, msg2));
+            h.done_at = Some(env.now);
+        }
+        send_reply(&req, route, out);
+        if error != ErrorCode::NONE {
+            return;
+        }
+        let Some(client_udx) = client_payload.udx.as_ref().map(|u| u.id as u32) else {
+            return;
+        };
+        let connect_now = connect_now.then(|| {
+            if direct {
+                udx_socket(req.socket)
+            } else {
+                udx_socket(env.node.primary_socket)
+            }
+        });
+        let secret = result.holepunch_secret;
+        out.push(ServerAction::Accept(Box::new(Accepted {
+            key,
+            stream_id,
+            client_udx,
+            client_address,
+            handshake: result,
+            connect_now,
+            // A puncher is only set up for a connection that waits.
+            punch: puncher.map(|p| (p, secret)),
+        })));
+    }
+
+    /// The smallest free holepunch id (the reference reuses slots of its `_holepunches` array).
+    fn alloc_holepunch_id(&mut self, key: &[u8]) -> u64 {
+        let mut id = 0;
+        while self.holepunch_ids.contains_key(&id) {
+            id += 1;
+        }
+        self.holepunch_ids.insert(id, key.to_vec());
+        id
+    }
+
+    /// The accepted handshake `key`'s connection `conn` waits for the client: its punch (when
+    /// it has one) starts sampling our NAT.
+    pub(crate) fn attach_punch<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        key: &[u8],
+        puncher: Puncher,
+        holepunch_secret: [u8; 32],
+        conn: ConnId,
+        out: &mut Vec<ServerAction>,
+    ) {
+        let holepunch_id = self.handshakes.get(key).and_then(|h| h.holepunch_id);
+        let punch = ServerPunch::new(env, puncher, holepunch_secret, holepunch_id, conn);
+        let Some(h) = self.handshakes.get_mut(key) else {
+            return punch.retire(env);
+        };
+        let step = h.punch.insert(punch).start(env, out);
+        self.punch_step(env, key, step, out);
+    }
+
+    /// A PEER_HOLEPUNCH for this server (`_onpeerholepunch`).
+    pub(crate) fn handle_holepunch<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        req: &IncomingRequest,
+        hp: HolepunchEnvelope,
+        out: &mut Vec<ServerAction>,
+    ) {
+        let Some(key) = self.holepunch_ids.get(&hp.id).cloned() else {
+            return;
+        };
+        let Some(peer_address) = hp.peer_address else {
+            return;
+        };
+        if self.closing || !self.handshakes.contains_key(&key) {
+            return;
+        }
+        let is_server_relay = self.announcer.is_relay(&req.from);
+        let step = match self.punch_mut(&key) {
+            Some(p) => {
+                p.handle_holepunch(env, req, peer_address, &hp.payload, is_server_relay, out)
+            }
+            None => return,
+        };
+        self.punch_step(env, &key, step, out);
+    }
+
+    /// The handshake whose puncher owns `socket`.
+    fn punch_owner(&self, socket: udx::SocketId) -> Option<Vec<u8>> {
+        self.handshakes
+            .iter()
+            .find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.owns_socket(socket)))
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Whether one of our punchers owns `socket`.
+    pub(crate) fn owns_socket(&self, socket: udx::SocketId) -> bool {
+        self.punch_owner(socket).is_some()
+    }
+
+    /// A 1-byte probe arrived on `socket` (one of our punchers').
+    pub(crate) fn handle_probe<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        socket: udx::SocketId,
+        from: SocketAddrV4,
+        out: &mut Vec<ServerAction>,
+    ) {
+        let Some(key) = self.punch_owner(socket) else {
+            return;
+        };
+        let step = match self.punch_mut(&key) {
+            Some(p) => p.handle_probe(env, socket, from, out),
+            None => return,
+        };
+        self.punch_step(env, &key, step, out);
+    }
+
+    /// Pool socket `socket` is gone: the punch that used it gives up.
+    pub(crate) fn socket_failed<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        socket: udx::SocketId,
+        out: &mut Vec<ServerAction>,
+    ) {
+        if let Some(key) = self.punch_owner(socket) {
+            self.end_punch(env, &key, true, out);
+        }
+    }
+
+    /// The connection `conn` got the client's first packet: its punch is over.
+    pub(crate) fn connection_attached<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        conn: ConnId,
+        out: &mut Vec<ServerAction>,
+    ) {
+        let key = self
+            .handshakes
+            .iter()
+            .find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
+            .map(|(k, _)| k.clone());
+        if let Some(key) = key {
+            self.end_punch(env, &key, false, out);
+        }
+    }
+
+    /// Whether a relay round is due.
+    pub(crate) fn relay_round_due(&self, now: Instant) -> bool {
+        self.announcer.round_due(now)
+    }
+
+    /// A relay round of the announcer.
+    pub(crate) fn handle_relay_timeout(&mut self, now: Instant, out: &mut Vec<ServerAction>) {
+        self.announcer.handle_timeout(now, self.target, out);
+    }
+
+    /// Whether a punch timer is due.
+    pub(crate) fn punch_due(&self, now: Instant) -> bool {
+        self.handshakes.values().any(|h| {
+            h.punch
+                .as_ref()
+                .and_then(|p| p.poll_timeout())
+                .is_some_and(|t| t <= now)
+        })
+    }
+
+    /// The punches' due timers (prepunch windows, puncher timers).
+    pub(crate) fn handle_punch_timeout<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        out: &mut Vec<ServerAction>,
+    ) {
+        let now = env.now;
+        let due: Vec<Vec<u8>> = self
+            .handshakes
+            .iter()
+            .filter(|(_, h)| {
+                h.punch
+                    .as_ref()
+                    .and_then(|p| p.poll_timeout())
+                    .is_some_and(|t| t <= now)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            let step = match self.punch_mut(&key) {
+                Some(p) => p.handle_timeout(env, out),
+                None => continue,
+            };
+            self.punch_step(env, &key, step, out);
+        }
+    }
+
+    /// Finished handshakes are forgotten a while after (a punch keeps its handshake).
+    pub(crate) fn forget_stale_handshakes(&mut self, now: Instant) {
+        let stale: Vec<Vec<u8>> = self
+            .handshakes
+            .iter()
+            .filter(|(_, h)| {
+                h.punch.is_none() && h.done_at.is_some_and(|t| t + HANDSHAKE_CLEAR_WAIT <= now)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(id) = self.handshakes.remove(&k).and_then(|h| h.holepunch_id) {
+                self.holepunch_ids.remove(&id);
+            }
+        }
+    }
+
+    /// The earliest timer: relay rounds, punches, forgetting handshakes.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.announcer.poll_timeout();
+        let mut min = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        for h in self.handshakes.values() {
+            min(h.done_at.map(|d| d + HANDSHAKE_CLEAR_WAIT));
+            min(h.punch.as_ref().and_then(|p| p.poll_timeout()));
+        }
+        t
+    }
+}
+
+/// Sends a handshake reply the way [`reply_route`] chose.
+fn send_reply(req: &IncomingRequest, route: ReplyRoute, out: &mut Vec<ServerAction>) {
+    let (socket, to, value, relayed) = route;
+    if relayed {
+        out.push(ServerAction::Relay {
+            req: req.clone(),
+            value,
+            to,
+            socket: Some(socket),
+        });
+    } else {
+        out.push(ServerAction::Reply {
+            req: req.clone(),
+            spec: ReplySpec {
+                token: false,
+                closer_nodes: false,
+                to: Some(to),
+                socket: Some(socket),
+                ..ReplySpec::value(Some(value))
+            },
+        });
+    }
+}
+
+/// Whether the server should prepunch on the LAN: the client shares our public host and
+/// advertised a private address matching one of ours.
+fn lan_match(
+    local_addresses: &[SocketAddrV4],
+    client_addresses: &[SocketAddrV4],
+    client: SocketAddrV4,
+    server_seen_as: SocketAddrV4,
+) -> bool {
+    if client.ip() != server_seen_as.ip() {
+        return false;
+    }
+    let private: Vec<SocketAddrV4> = client_addresses
+        .iter()
+        .filter(|a| is_private(a.ip()))
+        .copied()
+        .collect();
+    !private.is_empty() && match_address(local_addresses, &private).is_some()
+}
