@@ -1609,7 +1609,8 @@ impl<R: RngCore> RpcNode<R> {
         } else {
             q.errors += 1;
         }
-        if reply.error == ERROR_OK && reply.from_id.is_some() {
+        // Cloned (closer nodes, value, token) only if it makes the k closest.
+        if reply.error == ERROR_OK && reply.from_id.is_some_and(|id| q.is_closer(&id)) {
             q.add_closest(reply.clone());
         }
         let own = *self.table.id();
