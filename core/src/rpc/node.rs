@@ -1214,7 +1214,7 @@ impl<R: RngCore> RpcNode<R> {
             return;
         }
         let tick = self.tick;
-        if let Some(node) = self.table.get_mut(&id) {
+        if let Some(node) = self.table.touch_mut(&id) {
             node.pinged = tick;
             node.seen = tick;
             let resample =
@@ -1223,7 +1223,6 @@ impl<R: RngCore> RpcNode<R> {
                 node.to = Some(to);
                 node.sampled = tick;
             }
-            self.table.touch(&id);
             if resample {
                 self.nat_add(to);
             }

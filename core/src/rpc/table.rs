@@ -300,6 +300,19 @@ impl RoutingTable {
         }
     }
 
+    /// `touch` and `get_mut` with one search: moves the node with this id to the latest end of
+    /// the recency list and returns it (callers must not change `id`).
+    pub fn touch_mut(&mut self, id: &NodeId) -> Option<&mut NodeEntry> {
+        let slot = self.find(id)?;
+        if self.latest != slot {
+            self.unlink(slot);
+            self.link_latest(slot);
+        }
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.entry.as_mut())
+    }
+
     /// All nodes in the reference `closest` order for `target`: row `d` (the target's row), then
     /// rows `d-1 … 0`, then `d+1 … 255`, each row id-ascending. Take the first n for
     /// `closest(target, n)`.
