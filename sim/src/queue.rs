@@ -19,16 +19,21 @@ pub(crate) enum Lane {
     Timer,
 }
 
+/// The lane in the top bit of the order word, the sequence number below: `(lane, seq)`
+/// compares as one `u64`, and an entry with an 8-byte item is 24 bytes, not 32 (the heap is
+/// the simulator's largest hot structure; a smaller entry means fewer cache misses per pop).
+const LANE_BIT: u64 = 1 << 63;
+
 struct Entry<T> {
     at: Instant,
-    lane: Lane,
-    seq: u64,
+    /// `LANE_BIT` for [`Lane::Timer`], or'ed with the sequence number (< 2^63).
+    order: u64,
     item: T,
 }
 
 impl<T> PartialEq for Entry<T> {
     fn eq(&self, o: &Self) -> bool {
-        (self.at, self.lane, self.seq) == (o.at, o.lane, o.seq)
+        (self.at, self.order) == (o.at, o.order)
     }
 }
 impl<T> Eq for Entry<T> {}
@@ -40,7 +45,7 @@ impl<T> PartialOrd for Entry<T> {
 impl<T> Ord for Entry<T> {
     /// Reversed: `BinaryHeap` is a max-heap, we want the earliest first.
     fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.lane, o.seq).cmp(&(self.at, self.lane, self.seq))
+        (o.at, o.order).cmp(&(self.at, self.order))
     }
 }
 
@@ -61,10 +66,13 @@ impl<T> EventQueue<T> {
     /// Queues `item` at `at`; of the items due at one instant, arrivals pop before timers.
     pub(crate) fn push(&mut self, at: Instant, lane: Lane, item: T) {
         self.seq += 1;
+        let lane_bit = match lane {
+            Lane::Arrival => 0,
+            Lane::Timer => LANE_BIT,
+        };
         self.heap.push(Entry {
             at,
-            lane,
-            seq: self.seq,
+            order: lane_bit | (self.seq & !LANE_BIT),
             item,
         });
     }
@@ -100,6 +108,11 @@ mod tests {
         q.push(Instant::from_millis(1), Lane::Arrival, "b");
         let order: Vec<&str> = std::iter::from_fn(|| q.pop().map(|x| x.1)).collect();
         assert_eq!(order, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn an_entry_with_an_8_byte_item_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Entry<u64>>(), 24);
     }
 
     #[test]
