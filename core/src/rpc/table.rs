@@ -5,14 +5,14 @@
 //! - a slab of [`NodeEntry`] slots addressed by `u32`, with a free list threaded through the
 //!   unused slots;
 //! - the recency list as an intrusive doubly linked list through the slots (oldest → latest);
-//! - only the non-empty rows, in ascending row order: their indices in a byte vector (one
-//!   cache line to search), beside them the rows themselves, each a fixed-capacity inline
+//! - only the non-empty rows, in ascending row order: which exist is a 256-bit set inside the
+//!   table (a row's position is the number of rows before it, a popcount), the rows themselves each a fixed-capacity inline
 //!   array of at most k slot indices sorted by id, with a 4-byte key per node (the id's bytes
 //!   where the row's nodes start to differ), so that searching a row reads the row alone and
 //!   touches a slot only to confirm the match.
 //!
-//! Lookups compute the row index from the id, find the row by binary search over the (at most
-//! 256) present row indices, then bisect the row's keys. Nothing here indexes out of bounds or
+//! Lookups compute the row index from the id, find the row's position from the bit set without
+//! touching memory, then bisect the row's keys. Nothing here indexes out of bounds or
 //! panics.
 
 use alloc::vec::Vec;
@@ -178,9 +178,9 @@ pub struct RoutingTable {
     /// Latest end of the recency list.
     latest: u32,
     len: usize,
-    /// The indices of the non-empty rows, ascending.
-    row_ids: Vec<u8>,
-    /// The non-empty rows, in `row_ids` order.
+    /// Which rows are non-empty: bit `i % 64` of word `i / 64` for row `i`.
+    row_bits: RowBits,
+    /// The non-empty rows, in ascending row order.
     rows: Vec<Row>,
 }
 
@@ -194,7 +194,7 @@ impl RoutingTable {
             oldest: NIL,
             latest: NIL,
             len: 0,
-            row_ids: Vec::new(),
+            row_bits: RowBits::default(),
             rows: Vec::new(),
         }
     }
@@ -282,7 +282,7 @@ impl RoutingTable {
         let slot = row.remove(pos)?;
         if row.len() == 0 {
             self.rows.remove(row_pos);
-            self.row_ids.remove(row_pos);
+            self.row_bits.clear(row_index);
         }
         self.unlink(slot);
         self.len = self.len.saturating_sub(1);
@@ -318,7 +318,7 @@ impl RoutingTable {
     /// `closest(target, n)`.
     pub fn closest<'a>(&'a self, target: &NodeId) -> impl Iterator<Item = &'a NodeEntry> + 'a {
         let d = self.row_index(target);
-        let split = self.row_ids.partition_point(|&r| usize::from(r) <= d);
+        let split = self.row_bits.count_below(d + 1);
         let (low, high) = self.rows.split_at(split.min(self.rows.len()));
         low.iter()
             .rev()
@@ -416,7 +416,7 @@ impl RoutingTable {
             .collect();
         self.id = new_id;
         self.rows = Vec::new();
-        self.row_ids = Vec::new();
+        self.row_bits = RowBits::default();
         let mut dropped = Vec::new();
         for slot in order {
             let id = match self.entry_at(slot) {
@@ -445,25 +445,26 @@ impl RoutingTable {
 
     /// The position of row `row_index` in `rows`, if the row exists.
     fn row_pos(&self, row_index: usize) -> Option<usize> {
-        let index = u8::try_from(row_index).ok()?;
-        self.row_ids.binary_search(&index).ok()
+        self.row_bits
+            .contains(row_index)
+            .then(|| self.row_bits.count_below(row_index))
     }
 
     /// The position of row `row_index` in `rows`, creating the row if absent (rows are created
     /// lazily; an id's row index is always < 256).
     fn row_pos_or_insert(&mut self, row_index: usize) -> usize {
-        let index = u8::try_from(row_index).unwrap_or(u8::MAX);
-        match self.row_ids.binary_search(&index) {
-            Ok(p) => p,
-            Err(p) => {
-                // Rows are few and created once: grow by one, not by doubling (rows are ~170 B).
-                if self.rows.len() == self.rows.capacity() {
-                    self.rows.reserve_exact(1);
-                }
-                self.rows.insert(p, Row::empty());
-                self.row_ids.insert(p, index);
-                p
+        let row_index = row_index.min(ROWS - 1);
+        let p = self.row_bits.count_below(row_index);
+        if self.row_bits.contains(row_index) {
+            p
+        } else {
+            // Rows are few and created once: grow by one, not by doubling (rows are ~170 B).
+            if self.rows.len() == self.rows.capacity() {
+                self.rows.reserve_exact(1);
             }
+            self.rows.insert(p.min(self.rows.len()), Row::empty());
+            self.row_bits.set(row_index);
+            p
         }
     }
 
@@ -591,6 +592,42 @@ impl RoutingTable {
     }
 }
 
+/// A set of row indices (0–255) as four words.
+#[derive(Debug, Clone, Copy, Default)]
+struct RowBits([u64; 4]);
+
+impl RowBits {
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn set(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn clear(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    /// The number of members below `i` (all of them for `i` ≥ 256).
+    fn count_below(&self, i: usize) -> usize {
+        let mut n = 0;
+        for (k, w) in self.0.iter().enumerate() {
+            let lo = k * 64;
+            if i >= lo + 64 {
+                n += w.count_ones() as usize;
+            } else if i > lo {
+                n += (w & ((1u64 << (i - lo)) - 1)).count_ones() as usize;
+            }
+        }
+        n
+    }
+}
+
 /// Iterator over one row's entries.
 #[derive(Clone)]
 struct RowIter<'a> {
@@ -619,3 +656,27 @@ impl DoubleEndedIterator for RowIter<'_> {
 }
 
 impl ExactSizeIterator for RowIter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::RowBits;
+
+    #[test]
+    fn row_bits_count_members_below_an_index() {
+        let mut b = RowBits::default();
+        for i in [0, 5, 63, 64, 127, 200, 255] {
+            b.set(i);
+        }
+        assert!(b.contains(63) && b.contains(64) && b.contains(255) && !b.contains(1));
+        assert_eq!(b.count_below(0), 0);
+        assert_eq!(b.count_below(5), 1);
+        assert_eq!(b.count_below(64), 3);
+        assert_eq!(b.count_below(65), 4);
+        assert_eq!(b.count_below(128), 5);
+        assert_eq!(b.count_below(255), 6);
+        assert_eq!(b.count_below(256), 7);
+        b.clear(64);
+        assert!(!b.contains(64));
+        assert_eq!(b.count_below(128), 4);
+    }
+}
