@@ -4,7 +4,7 @@
 //! This module knows nothing about what a request is *for*: each carries an opaque owner tag
 //! `O` that the node uses to route the outcome.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 use core::time::Duration;
@@ -50,34 +50,140 @@ pub(crate) struct Outgoing {
     pub(crate) ttl: Option<u8>,
 }
 
+/// Requests by tid, flat: the requests in a slab (freed slots reused), and a vector of
+/// `(tid, slot)` sorted by tid to find them and to walk them in tid order. A node has a
+/// handful in flight; lookups bisect a few cache lines and starting a request allocates
+/// nothing once the vectors have grown (a B-tree allocated a ~2 KB leaf per idle node's
+/// first request).
+#[derive(Debug)]
+struct Requests<O> {
+    index: Vec<(u16, u32)>,
+    slab: Vec<Option<InFlight<O>>>,
+    free: Vec<u32>,
+}
+
+impl<O> Requests<O> {
+    const fn new() -> Self {
+        Requests {
+            index: Vec::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    fn slot(&self, tid: u16) -> Option<usize> {
+        let pos = self.index.binary_search_by(|e| e.0.cmp(&tid)).ok()?;
+        self.index.get(pos).map(|e| e.1 as usize)
+    }
+
+    fn contains_key(&self, tid: &u16) -> bool {
+        self.slot(*tid).is_some()
+    }
+
+    fn get(&self, tid: &u16) -> Option<&InFlight<O>> {
+        self.slab.get(self.slot(*tid)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, tid: &u16) -> Option<&mut InFlight<O>> {
+        let slot = self.slot(*tid)?;
+        self.slab.get_mut(slot)?.as_mut()
+    }
+
+    /// Inserts a request under a tid not in use (the caller allocated it).
+    fn insert(&mut self, tid: u16, req: InFlight<O>) {
+        let Err(pos) = self.index.binary_search_by(|e| e.0.cmp(&tid)) else {
+            return;
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                if let Some(x) = self.slab.get_mut(s as usize) {
+                    *x = Some(req);
+                }
+                s
+            }
+            None => {
+                let Ok(s) = u32::try_from(self.slab.len()) else {
+                    return;
+                };
+                self.slab.push(Some(req));
+                s
+            }
+        };
+        self.index.insert(pos, (tid, slot));
+    }
+
+    fn remove(&mut self, tid: &u16) -> Option<InFlight<O>> {
+        let pos = self.index.binary_search_by(|e| e.0.cmp(tid)).ok()?;
+        let (_, slot) = self.index.remove(pos);
+        let req = self.slab.get_mut(slot as usize)?.take();
+        self.free.push(slot);
+        if self.index.is_empty() {
+            // Idle: free the vectors (a node is idle most of the time; see `Io::trim`).
+            *self = Requests::new();
+        }
+        req
+    }
+
+    /// The requests in tid order.
+    fn iter(&self) -> impl Iterator<Item = (u16, &InFlight<O>)> + '_ {
+        self.index
+            .iter()
+            .filter_map(|&(tid, s)| Some((tid, self.slab.get(s as usize)?.as_ref()?)))
+    }
+
+    /// Takes every request, in tid order.
+    fn take_all(&mut self) -> Vec<(u16, InFlight<O>)> {
+        let mut all = core::mem::replace(self, Requests::new());
+        all.index
+            .iter()
+            .filter_map(|&(tid, s)| Some((tid, all.slab.get_mut(s as usize)?.take()?)))
+            .collect()
+    }
+}
+
 /// The in-flight table.
 #[derive(Debug)]
 pub(crate) struct Io<O> {
     next_tid: u16,
-    inflight: BTreeMap<u16, InFlight<O>>,
-    deadlines: BTreeSet<(Instant, u16)>,
+    inflight: Requests<O>,
+    /// Armed retransmission timers, sorted (earliest first; a tid breaks ties).
+    deadlines: Vec<(Instant, u16)>,
     queued: VecDeque<u16>,
     pub(crate) congestion: CongestionWindow,
 }
 
 impl<O> Io<O> {
-    /// Frees the root leaf an emptied map keeps (see `RpcNode::trim`).
+    /// Frees what emptied collections keep allocated (see `RpcNode::trim`).
     pub(crate) fn trim(&mut self) {
         if self.inflight.is_empty() {
-            self.inflight = BTreeMap::new();
+            self.inflight = Requests::new();
         }
         if self.deadlines.is_empty() {
-            self.deadlines = BTreeSet::new();
+            self.deadlines = Vec::new();
         }
     }
 
     pub(crate) fn new(first_tid: u16, max_window: u32) -> Self {
         Io {
             next_tid: first_tid,
-            inflight: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
+            inflight: Requests::new(),
+            deadlines: Vec::new(),
             queued: VecDeque::new(),
             congestion: CongestionWindow::new(max_window),
+        }
+    }
+
+    fn disarm(&mut self, deadline: Instant, tid: u16) {
+        if let Ok(pos) = self.deadlines.binary_search(&(deadline, tid)) {
+            self.deadlines.remove(pos);
         }
     }
 
@@ -125,7 +231,9 @@ impl<O> Io<O> {
         req.sent += 1;
         let deadline = now + req.timeout;
         req.deadline = Some(deadline);
-        self.deadlines.insert((deadline, tid));
+        if let Err(pos) = self.deadlines.binary_search(&(deadline, tid)) {
+            self.deadlines.insert(pos, (deadline, tid));
+        }
         out.push_back(Outgoing {
             socket: req.socket,
             to: req.to,
@@ -162,7 +270,7 @@ impl<O> Io<O> {
         if t > now {
             return None;
         }
-        self.deadlines.remove(&(t, tid));
+        self.deadlines.remove(0);
         if let Some(req) = self.inflight.get_mut(&tid) {
             req.deadline = None;
         }
@@ -205,7 +313,7 @@ impl<O> Io<O> {
     pub(crate) fn complete(&mut self, tid: u16) -> Option<InFlight<O>> {
         let req = self.inflight.remove(&tid)?;
         if let Some(d) = req.deadline {
-            self.deadlines.remove(&(d, tid));
+            self.disarm(d, tid);
         }
         self.congestion.recv();
         Some(req)
@@ -223,7 +331,7 @@ impl<O> Io<O> {
         self.inflight
             .iter()
             .filter(|(_, r)| pred(&r.owner))
-            .map(|(t, _)| *t)
+            .map(|(t, _)| t)
             .collect()
     }
 
@@ -235,6 +343,6 @@ impl<O> Io<O> {
     pub(crate) fn clear(&mut self) -> Vec<(u16, InFlight<O>)> {
         self.deadlines.clear();
         self.queued.clear();
-        core::mem::take(&mut self.inflight).into_iter().collect()
+        self.inflight.take_all()
     }
 }

@@ -1220,7 +1220,7 @@ impl<R: RngCore> RpcNode<R> {
             return;
         }
         let tick = self.tick;
-        if let Some(node) = self.table.get_mut(&id) {
+        if let Some(node) = self.table.touch_mut(&id) {
             node.pinged = tick;
             node.seen = tick;
             let resample =
@@ -1229,7 +1229,6 @@ impl<R: RngCore> RpcNode<R> {
                 node.to = Some(to);
                 node.sampled = tick;
             }
-            self.table.touch(&id);
             if resample {
                 self.nat_add(to);
             }
@@ -1615,7 +1614,8 @@ impl<R: RngCore> RpcNode<R> {
         } else {
             q.errors += 1;
         }
-        if reply.error == ERROR_OK && reply.from_id.is_some() {
+        // Cloned (closer nodes, value, token) only if it makes the k closest.
+        if reply.error == ERROR_OK && reply.from_id.is_some_and(|id| q.is_closer(&id)) {
             q.add_closest(reply.clone());
         }
         let own = *self.table.id();

@@ -4,7 +4,6 @@
 //! The node drives it: it pops candidates, sends the requests, and feeds replies and failures
 //! back. Everything here is pure bookkeeping, testable alone.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 
@@ -31,11 +30,139 @@ pub(crate) struct Referrer {
     pub(crate) id: Option<NodeId>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happened to a seen address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Seen {
-    Referred(Vec<Referrer>),
+    /// Not answered yet; its referrers are a list in [`SeenSet::refs`].
+    Referred,
     Done,
     Down,
+}
+
+/// "No referrer" marker for the referrer lists.
+const NIL: u32 = u32::MAX;
+
+/// One seen address: its id (kept so that an address mentioned again by later replies costs
+/// no second BLAKE2b), its state, and its referrer list (head and tail in [`SeenSet::refs`]).
+#[derive(Debug, Clone)]
+struct SeenEntry {
+    id: NodeId,
+    state: Seen,
+    refs_head: u32,
+    refs_tail: u32,
+}
+
+/// A referrer in a referrer list.
+#[derive(Debug, Clone)]
+struct RefLink {
+    referrer: Referrer,
+    next: u32,
+}
+
+/// The addresses a query has seen, flat: a sorted vector of 8-byte keys (the address in the
+/// high 48 bits, the entry's index in the low 16) searched by bisection, the entries in
+/// insertion order, and every referrer list threaded through one arena. A lookup touches a
+/// few cache lines of keys instead of chasing B-tree nodes, and adding an address allocates
+/// nothing once the vectors have grown. Nothing iterates it, so its order is unobservable.
+#[derive(Debug, Default)]
+struct SeenSet {
+    keys: Vec<u64>,
+    entries: Vec<SeenEntry>,
+    refs: Vec<RefLink>,
+}
+
+/// An address as a 48-bit number.
+fn addr_key(addr: &SocketAddrV4) -> u64 {
+    (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port())
+}
+
+impl SeenSet {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The index of `addr`'s entry, or where its key goes.
+    fn search(&self, addr: &SocketAddrV4) -> Result<usize, usize> {
+        let key = addr_key(addr);
+        match self.keys.binary_search_by(|k| (k >> 16).cmp(&key)) {
+            Ok(pos) => Ok(self.keys.get(pos).map_or(0, |k| (k & 0xffff) as usize)),
+            Err(pos) => Err(pos),
+        }
+    }
+
+    fn get(&self, addr: &SocketAddrV4) -> Option<&SeenEntry> {
+        self.search(addr).ok().and_then(|i| self.entries.get(i))
+    }
+
+    /// Inserts an address known to be absent, its key going at `pos` (from [`Self::search`]).
+    /// Callers keep the set within `MAX_SEEN` (< 2^16) entries, so an index fits its 16 bits.
+    fn insert_at(&mut self, pos: usize, addr: &SocketAddrV4, id: NodeId, state: Seen) -> usize {
+        let index = self.entries.len();
+        self.entries.push(SeenEntry {
+            id,
+            state,
+            refs_head: NIL,
+            refs_tail: NIL,
+        });
+        let key = (addr_key(addr) << 16) | (index as u64 & 0xffff);
+        self.keys.insert(pos.min(self.keys.len()), key);
+        index
+    }
+
+    /// Sets the state of `addr` (inserted if absent), returning its index and previous state
+    /// (`state` itself when it was absent).
+    fn set_state(&mut self, addr: &SocketAddrV4, state: Seen) -> (usize, Seen) {
+        match self.search(addr) {
+            Ok(i) => {
+                let was = self
+                    .entries
+                    .get_mut(i)
+                    .map_or(state, |e| core::mem::replace(&mut e.state, state));
+                (i, was)
+            }
+            Err(pos) => (
+                self.insert_at(pos, addr, NodeId::from_addr(addr), state),
+                state,
+            ),
+        }
+    }
+
+    /// Appends `r` to the referrer list of entry `index`.
+    fn push_referrer(&mut self, index: usize, r: Referrer) {
+        let link = u32::try_from(self.refs.len()).unwrap_or(NIL);
+        if link == NIL {
+            return;
+        }
+        let Some(e) = self.entries.get_mut(index) else {
+            return;
+        };
+        let tail = e.refs_tail;
+        e.refs_tail = link;
+        if tail == NIL {
+            e.refs_head = link;
+        } else if let Some(t) = self.refs.get_mut(tail as usize) {
+            t.next = link;
+        }
+        self.refs.push(RefLink {
+            referrer: r,
+            next: NIL,
+        });
+    }
+
+    /// Takes entry `index`'s referrers, in the order they were added.
+    fn take_referrers(&mut self, index: usize) -> Vec<Referrer> {
+        let Some(e) = self.entries.get_mut(index) else {
+            return Vec::new();
+        };
+        let mut link = core::mem::replace(&mut e.refs_head, NIL);
+        e.refs_tail = NIL;
+        let mut out = Vec::new();
+        while let Some(l) = self.refs.get(link as usize) {
+            out.push(l.referrer);
+            link = l.next;
+        }
+        out
+    }
 }
 
 /// What the query is in.
@@ -71,9 +198,8 @@ pub(crate) struct Query {
     pub(crate) background: Option<usize>,
     pub(crate) only_closest_nodes: bool,
     pending: Vec<Candidate>,
-    /// Address → (its id, what happened to it). The id is kept so that an address mentioned
-    /// again by later replies costs no second BLAKE2b.
-    seen: BTreeMap<SocketAddrV4, (NodeId, Seen)>,
+    /// Address → its id and what happened to it.
+    seen: SeenSet,
     closest: Vec<QueryReply>,
     pub(crate) inflight: usize,
     pub(crate) slow: usize,
@@ -108,7 +234,7 @@ impl Query {
             background,
             only_closest_nodes,
             pending: Vec::new(),
-            seen: BTreeMap::new(),
+            seen: SeenSet::default(),
             closest: Vec::new(),
             inflight: 0,
             slow: 0,
@@ -148,10 +274,10 @@ impl Query {
 
     /// Seeds given explicitly, pushed so that they are visited in the given order.
     pub(crate) fn push_seed(&mut self, c: Candidate) {
-        if self.seen.contains_key(&c.addr) {
+        let Err(pos) = self.seen.search(&c.addr) else {
             return;
-        }
-        self.seen.insert(c.addr, (c.id, Seen::Referred(Vec::new())));
+        };
+        self.seen.insert_at(pos, &c.addr, c.id, Seen::Referred);
         self.pending.insert(0, c);
     }
 
@@ -161,31 +287,33 @@ impl Query {
             return AddResult::default();
         }
         let closer = self.is_closer(&c.id);
-        match self.seen.get_mut(&c.addr).map(|e| &mut e.1) {
-            Some(Seen::Done) => AddResult {
-                keep_going: closer,
-                down_hint: None,
-            },
-            Some(Seen::Down) => AddResult {
-                keep_going: closer,
-                down_hint: referrer.map(|r| (r, c.addr)),
-            },
-            Some(Seen::Referred(list)) => {
-                if let Some(r) = referrer {
-                    list.push(r);
-                }
+        match self.seen.search(&c.addr) {
+            Ok(index) => {
+                let state = self.seen.entries.get(index).map(|e| e.state);
+                let down_hint = match state {
+                    Some(Seen::Down) => referrer.map(|r| (r, c.addr)),
+                    Some(Seen::Referred) => {
+                        if let Some(r) = referrer {
+                            self.seen.push_referrer(index, r);
+                        }
+                        None
+                    }
+                    _ => None,
+                };
                 AddResult {
                     keep_going: closer,
-                    down_hint: None,
+                    down_hint,
                 }
             }
-            None => {
+            Err(pos) => {
                 // `seen` bounds memory: a hostile closer-nodes list can't grow it past the cap.
                 if !closer || self.seen.len() >= MAX_SEEN {
                     return AddResult::default();
                 }
-                let refs = referrer.into_iter().collect();
-                self.seen.insert(c.addr, (c.id, Seen::Referred(refs)));
+                let index = self.seen.insert_at(pos, &c.addr, c.id, Seen::Referred);
+                if let Some(r) = referrer {
+                    self.seen.push_referrer(index, r);
+                }
                 self.pending.push(c);
                 AddResult {
                     keep_going: true,
@@ -197,25 +325,18 @@ impl Query {
 
     /// Marks an address answered.
     pub(crate) fn mark_done(&mut self, addr: SocketAddrV4) {
-        self.seen
-            .entry(addr)
-            .or_insert_with(|| (NodeId::from_addr(&addr), Seen::Done))
-            .1 = Seen::Done;
+        self.seen.set_state(&addr, Seen::Done);
     }
 
     /// The id of an address this query has seen (saves a hash per repeated closer node).
     pub(crate) fn known_id(&self, addr: &SocketAddrV4) -> Option<NodeId> {
-        self.seen.get(addr).map(|e| e.0)
+        self.seen.get(addr).map(|e| e.id)
     }
 
     /// Marks an address dead, returning who told us about it.
     pub(crate) fn mark_down(&mut self, addr: SocketAddrV4) -> Vec<Referrer> {
-        let e = self
-            .seen
-            .entry(addr)
-            .or_insert_with(|| (NodeId::from_addr(&addr), Seen::Down));
-        match core::mem::replace(&mut e.1, Seen::Down) {
-            Seen::Referred(refs) => refs,
+        match self.seen.set_state(&addr, Seen::Down) {
+            (index, Seen::Referred) => self.seen.take_referrers(index),
             _ => Vec::new(),
         }
     }

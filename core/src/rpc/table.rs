@@ -5,11 +5,15 @@
 //! - a slab of [`NodeEntry`] slots addressed by `u32`, with a free list threaded through the
 //!   unused slots;
 //! - the recency list as an intrusive doubly linked list through the slots (oldest → latest);
-//! - only the non-empty rows, as `(row index, sorted slot indices)` pairs kept in ascending row
-//!   order. A row's index vector never grows beyond k.
+//! - only the non-empty rows, in ascending row order: which exist is a 256-bit set inside the
+//!   table (a row's position is the number of rows before it, a popcount), the rows themselves each a fixed-capacity inline
+//!   array of at most k slot indices sorted by id, with a 4-byte key per node (the id's bytes
+//!   where the row's nodes start to differ), so that searching a row reads the row alone and
+//!   touches a slot only to confirm the match.
 //!
-//! Lookups compute the row index from the id, find the row by binary search over the (at most
-//! 256) present rows, then binary-search the row. Nothing here indexes out of bounds or panics.
+//! Lookups compute the row index from the id, find the row's position from the bit set without
+//! touching memory, then bisect the row's keys. Nothing here indexes out of bounds or
+//! panics.
 
 use alloc::vec::Vec;
 use core::cmp::Ordering;
@@ -64,11 +68,97 @@ struct Slot {
     next: u32,
 }
 
-/// A non-empty row: its index and the slot indices of its nodes, sorted by id ascending.
+/// A non-empty row: the slot indices of its nodes sorted by id ascending, inline (a row
+/// never holds more than k), with each node's search key.
 #[derive(Debug, Clone)]
 struct Row {
-    index: u8,
-    nodes: Vec<u32>,
+    len: u8,
+    /// `row_key` of each node's id, in the same order as `nodes`.
+    keys: [u32; K],
+    nodes: [u32; K],
+}
+
+/// A row's search key for an id: the 4 bytes from the one holding the row's first distinct
+/// bit. Ids in row `index` share their first `index` bits, so the bytes before are equal and
+/// keys order like the ids (equal keys are told apart by the full ids).
+fn row_key(index: usize, id: &NodeId) -> u32 {
+    let at = (index / 8).min(28);
+    let b = id.as_bytes();
+    match b.get(at..at + 4) {
+        Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]),
+        _ => 0,
+    }
+}
+
+impl Row {
+    fn empty() -> Self {
+        Row {
+            len: 0,
+            keys: [0; K],
+            nodes: [0; K],
+        }
+    }
+
+    fn nodes(&self) -> &[u32] {
+        self.nodes.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Where `id` (with row key `key`) is, or would go, in this row.
+    fn search(&self, slots: &[Slot], key: u32, id: &NodeId) -> Result<usize, usize> {
+        let keys = self.keys.get(..self.len()).unwrap_or(&[]);
+        let mut pos = keys.partition_point(|&k| k < key);
+        // Equal keys (rare: 32 equal bits past the shared prefix) are ordered by the full id.
+        while keys.get(pos) == Some(&key) {
+            let slot = self.nodes.get(pos).copied().unwrap_or(NIL);
+            match slots
+                .get(slot as usize)
+                .and_then(|s| s.entry.as_ref())
+                .map_or(Ordering::Less, |e| e.id.cmp(id))
+            {
+                Ordering::Less => pos += 1,
+                Ordering::Equal => return Ok(pos),
+                Ordering::Greater => break,
+            }
+        }
+        Err(pos)
+    }
+
+    /// Inserts at `pos`, unless the row is full.
+    fn insert(&mut self, pos: usize, key: u32, slot: u32) -> bool {
+        let len = self.len();
+        if len >= K || pos > len {
+            return false;
+        }
+        if let (Some(k), Some(n)) = (self.keys.get_mut(pos..=len), self.nodes.get_mut(pos..=len)) {
+            k.rotate_right(1);
+            n.rotate_right(1);
+            if let (Some(k0), Some(n0)) = (k.first_mut(), n.first_mut()) {
+                *k0 = key;
+                *n0 = slot;
+            }
+        }
+        self.len += 1;
+        true
+    }
+
+    /// Removes the node at `pos`, returning its slot.
+    fn remove(&mut self, pos: usize) -> Option<u32> {
+        let len = self.len();
+        if pos >= len {
+            return None;
+        }
+        let slot = self.nodes.get(pos).copied()?;
+        if let (Some(k), Some(n)) = (self.keys.get_mut(pos..len), self.nodes.get_mut(pos..len)) {
+            k.rotate_left(1);
+            n.rotate_left(1);
+        }
+        self.len -= 1;
+        Some(slot)
+    }
 }
 
 /// The routing table: 256 lazily created rows of at most k nodes sorted by id, plus a
@@ -88,7 +178,9 @@ pub struct RoutingTable {
     /// Latest end of the recency list.
     latest: u32,
     len: usize,
-    /// Non-empty rows in ascending row-index order.
+    /// Which rows are non-empty: bit `i % 64` of word `i / 64` for row `i`.
+    row_bits: RowBits,
+    /// The non-empty rows, in ascending row order.
     rows: Vec<Row>,
 }
 
@@ -102,6 +194,7 @@ impl RoutingTable {
             oldest: NIL,
             latest: NIL,
             len: 0,
+            row_bits: RowBits::default(),
             rows: Vec::new(),
         }
     }
@@ -152,51 +245,28 @@ impl RoutingTable {
     /// the stored record in place; a full row rejects the node.
     pub fn add(&mut self, entry: NodeEntry) -> AddOutcome {
         let row_index = self.row_index(&entry.id);
-        let row_pos = match self
-            .rows
-            .binary_search_by(|r| usize::from(r.index).cmp(&row_index))
-        {
-            Ok(p) => p,
-            Err(p) => {
-                // Rows are created lazily; an id's row index is always < 256.
-                let index = u8::try_from(row_index).unwrap_or(u8::MAX);
-                self.rows.insert(
-                    p,
-                    Row {
-                        index,
-                        nodes: Vec::new(),
-                    },
-                );
-                p
-            }
+        let key = row_key(row_index, &entry.id);
+        let row_pos = self.row_pos_or_insert(row_index);
+        let Some(row) = self.rows.get(row_pos) else {
+            return AddOutcome::Full;
         };
-        let search = match self.rows.get(row_pos) {
-            Some(row) => search_row(&self.slots, &row.nodes, &entry.id),
-            None => return AddOutcome::Full,
-        };
-        match search {
+        match row.search(&self.slots, key, &entry.id) {
             Ok(pos) => {
-                let slot = self
-                    .rows
-                    .get(row_pos)
-                    .and_then(|r| r.nodes.get(pos))
-                    .copied()
-                    .unwrap_or(NIL);
+                let slot = row.nodes().get(pos).copied().unwrap_or(NIL);
                 if let Some(s) = self.slots.get_mut(slot as usize) {
                     s.entry = Some(entry);
                 }
                 AddOutcome::Updated
             }
             Err(pos) => {
-                let full = self.rows.get(row_pos).is_none_or(|r| r.nodes.len() >= K);
-                if full {
+                if row.len() >= K {
                     return AddOutcome::Full;
                 }
                 let slot = self.alloc(entry);
                 self.link_latest(slot);
                 self.len += 1;
                 if let Some(row) = self.rows.get_mut(row_pos) {
-                    insert_bounded(&mut row.nodes, pos, slot);
+                    row.insert(pos, key, slot);
                 }
                 AddOutcome::Inserted
             }
@@ -206,18 +276,13 @@ impl RoutingTable {
     /// Removes the node with this id from its row and from the recency list.
     pub fn remove(&mut self, id: &NodeId) -> Option<NodeEntry> {
         let row_index = self.row_index(id);
-        let row_pos = self
-            .rows
-            .binary_search_by(|r| usize::from(r.index).cmp(&row_index))
-            .ok()?;
+        let row_pos = self.row_pos(row_index)?;
         let row = self.rows.get_mut(row_pos)?;
-        let pos = search_row(&self.slots, &row.nodes, id).ok()?;
-        if pos >= row.nodes.len() {
-            return None;
-        }
-        let slot = row.nodes.remove(pos);
-        if row.nodes.is_empty() {
+        let pos = row.search(&self.slots, row_key(row_index, id), id).ok()?;
+        let slot = row.remove(pos)?;
+        if row.len() == 0 {
             self.rows.remove(row_pos);
+            self.row_bits.clear(row_index);
         }
         self.unlink(slot);
         self.len = self.len.saturating_sub(1);
@@ -235,17 +300,30 @@ impl RoutingTable {
         }
     }
 
+    /// `touch` and `get_mut` with one search: moves the node with this id to the latest end of
+    /// the recency list and returns it (callers must not change `id`).
+    pub fn touch_mut(&mut self, id: &NodeId) -> Option<&mut NodeEntry> {
+        let slot = self.find(id)?;
+        if self.latest != slot {
+            self.unlink(slot);
+            self.link_latest(slot);
+        }
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.entry.as_mut())
+    }
+
     /// All nodes in the reference `closest` order for `target`: row `d` (the target's row), then
     /// rows `d-1 … 0`, then `d+1 … 255`, each row id-ascending. Take the first n for
     /// `closest(target, n)`.
     pub fn closest<'a>(&'a self, target: &NodeId) -> impl Iterator<Item = &'a NodeEntry> + 'a {
         let d = self.row_index(target);
-        let split = self.rows.partition_point(|r| usize::from(r.index) <= d);
+        let split = self.row_bits.count_below(d + 1);
         let (low, high) = self.rows.split_at(split.min(self.rows.len()));
         low.iter()
             .rev()
             .chain(high.iter())
-            .flat_map(move |r| r.nodes.iter().filter_map(move |&s| self.entry_at(s)))
+            .flat_map(move |r| r.nodes().iter().filter_map(move |&s| self.entry_at(s)))
     }
 
     /// The reference `toArray()`: `closest(own id, ∞)`, i.e. rows 255 down to 0.
@@ -253,7 +331,7 @@ impl RoutingTable {
         self.rows
             .iter()
             .rev()
-            .flat_map(move |r| r.nodes.iter().filter_map(move |&s| self.entry_at(s)))
+            .flat_map(move |r| r.nodes().iter().filter_map(move |&s| self.entry_at(s)))
     }
 
     /// The `index`-th node walking the rows in ascending row order, each id-ascending (what
@@ -261,10 +339,10 @@ impl RoutingTable {
     pub fn nth(&self, index: usize) -> Option<&NodeEntry> {
         let mut n = index;
         for row in &self.rows {
-            if let Some(&slot) = row.nodes.get(n) {
+            if let Some(&slot) = row.nodes().get(n) {
                 return self.entry_at(slot);
             }
-            n -= row.nodes.len();
+            n -= row.len();
         }
         None
     }
@@ -276,13 +354,9 @@ impl RoutingTable {
         index: usize,
     ) -> impl ExactSizeIterator<Item = &NodeEntry> + DoubleEndedIterator + Clone + '_ {
         let nodes: &[u32] = if index < ROWS {
-            match self
-                .rows
-                .binary_search_by(|r| usize::from(r.index).cmp(&index))
-            {
-                Ok(p) => self.rows.get(p).map_or(&[][..], |r| &r.nodes[..]),
-                Err(_) => &[],
-            }
+            self.row_pos(index)
+                .and_then(|p| self.rows.get(p))
+                .map_or(&[][..], |r| r.nodes())
         } else {
             &[]
         };
@@ -338,10 +412,11 @@ impl RoutingTable {
             .rows
             .iter()
             .rev()
-            .flat_map(|r| r.nodes.iter().copied())
+            .flat_map(|r| r.nodes().iter().copied())
             .collect();
         self.id = new_id;
         self.rows = Vec::new();
+        self.row_bits = RowBits::default();
         let mut dropped = Vec::new();
         for slot in order {
             let id = match self.entry_at(slot) {
@@ -368,53 +443,53 @@ impl RoutingTable {
         self.slots.get(slot as usize).and_then(|s| s.entry.as_ref())
     }
 
+    /// The position of row `row_index` in `rows`, if the row exists.
+    fn row_pos(&self, row_index: usize) -> Option<usize> {
+        self.row_bits
+            .contains(row_index)
+            .then(|| self.row_bits.count_below(row_index))
+    }
+
+    /// The position of row `row_index` in `rows`, creating the row if absent (rows are created
+    /// lazily; an id's row index is always < 256).
+    fn row_pos_or_insert(&mut self, row_index: usize) -> usize {
+        let row_index = row_index.min(ROWS - 1);
+        let p = self.row_bits.count_below(row_index);
+        if self.row_bits.contains(row_index) {
+            p
+        } else {
+            // Rows are few and created once: grow by one, not by doubling (rows are ~170 B).
+            if self.rows.len() == self.rows.capacity() {
+                self.rows.reserve_exact(1);
+            }
+            self.rows.insert(p.min(self.rows.len()), Row::empty());
+            self.row_bits.set(row_index);
+            p
+        }
+    }
+
     /// The slot of the node with this id.
     fn find(&self, id: &NodeId) -> Option<u32> {
         let row_index = self.row_index(id);
-        let row_pos = self
-            .rows
-            .binary_search_by(|r| usize::from(r.index).cmp(&row_index))
-            .ok()?;
-        let row = self.rows.get(row_pos)?;
-        let pos = search_row(&self.slots, &row.nodes, id).ok()?;
-        row.nodes.get(pos).copied()
+        let row = self.rows.get(self.row_pos(row_index)?)?;
+        let pos = row.search(&self.slots, row_key(row_index, id), id).ok()?;
+        row.nodes().get(pos).copied()
     }
 
     /// Puts an existing (already linked) slot into its row for the current id. Returns false if
     /// the row is full (or, defensively, already holds the id).
     fn place(&mut self, slot: u32, id: &NodeId) -> bool {
         let row_index = self.row_index(id);
-        let row_pos = match self
-            .rows
-            .binary_search_by(|r| usize::from(r.index).cmp(&row_index))
-        {
-            Ok(p) => p,
-            Err(p) => {
-                let index = u8::try_from(row_index).unwrap_or(u8::MAX);
-                self.rows.insert(
-                    p,
-                    Row {
-                        index,
-                        nodes: Vec::new(),
-                    },
-                );
-                p
-            }
-        };
-        let Some(row) = self.rows.get(row_pos) else {
+        let key = row_key(row_index, id);
+        let row_pos = self.row_pos_or_insert(row_index);
+        let slots = &self.slots;
+        let Some(row) = self.rows.get_mut(row_pos) else {
             return false;
         };
-        let pos = match search_row(&self.slots, &row.nodes, id) {
-            Ok(_) => return false,
-            Err(pos) => pos,
-        };
-        if row.nodes.len() >= K {
-            return false;
+        match row.search(slots, key, id) {
+            Ok(_) => false,
+            Err(pos) => row.insert(pos, key, slot),
         }
-        if let Some(row) = self.rows.get_mut(row_pos) {
-            insert_bounded(&mut row.nodes, pos, slot);
-        }
-        true
     }
 
     fn alloc(&mut self, entry: NodeEntry) -> u32 {
@@ -517,24 +592,40 @@ impl RoutingTable {
     }
 }
 
-/// Binary search for `id` in a row's sorted slot list.
-fn search_row(slots: &[Slot], nodes: &[u32], id: &NodeId) -> Result<usize, usize> {
-    nodes.binary_search_by(|&s| {
-        slots
-            .get(s as usize)
-            .and_then(|s| s.entry.as_ref())
-            .map_or(Ordering::Less, |e| e.id.cmp(id))
-    })
-}
+/// A set of row indices (0–255) as four words.
+#[derive(Debug, Clone, Copy, Default)]
+struct RowBits([u64; 4]);
 
-/// Inserts into a row's index vector, growing its allocation in small steps up to k.
-fn insert_bounded(nodes: &mut Vec<u32>, pos: usize, slot: u32) {
-    if nodes.len() == nodes.capacity() {
-        let want = (nodes.capacity() * 2).clamp(4, K);
-        nodes.reserve_exact(want.saturating_sub(nodes.len()).max(1));
+impl RowBits {
+    fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
-    let pos = pos.min(nodes.len());
-    nodes.insert(pos, slot);
+
+    fn set(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    fn clear(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    /// The number of members below `i` (all of them for `i` ≥ 256).
+    fn count_below(&self, i: usize) -> usize {
+        let mut n = 0;
+        for (k, w) in self.0.iter().enumerate() {
+            let lo = k * 64;
+            if i >= lo + 64 {
+                n += w.count_ones() as usize;
+            } else if i > lo {
+                n += (w & ((1u64 << (i - lo)) - 1)).count_ones() as usize;
+            }
+        }
+        n
+    }
 }
 
 /// Iterator over one row's entries.
@@ -565,3 +656,27 @@ impl DoubleEndedIterator for RowIter<'_> {
 }
 
 impl ExactSizeIterator for RowIter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::RowBits;
+
+    #[test]
+    fn row_bits_count_members_below_an_index() {
+        let mut b = RowBits::default();
+        for i in [0, 5, 63, 64, 127, 200, 255] {
+            b.set(i);
+        }
+        assert!(b.contains(63) && b.contains(64) && b.contains(255) && !b.contains(1));
+        assert_eq!(b.count_below(0), 0);
+        assert_eq!(b.count_below(5), 1);
+        assert_eq!(b.count_below(64), 3);
+        assert_eq!(b.count_below(65), 4);
+        assert_eq!(b.count_below(128), 5);
+        assert_eq!(b.count_below(255), 6);
+        assert_eq!(b.count_below(256), 7);
+        b.clear(64);
+        assert!(!b.contains(64));
+        assert_eq!(b.count_below(128), 4);
+    }
+}
