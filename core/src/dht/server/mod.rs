@@ -453,6 +453,8 @@ impl Server {
         } else {
             0
         };
+        // A server closed while its owner decided answers nothing (after the stream id is
+        // drawn, so the RNG runs as it always did and a simulation replays unchanged).
         if self.closing {
             return;
         }
