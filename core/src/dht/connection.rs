@@ -699,7 +699,10 @@ impl Connections {
                 c.want_writable = false;
                 resumed.push(*conn);
             }
-            if c.want_flushed && s.is_none_or(|s| acked_all(s, c.local_ended)) {
+            if c.want_flushed && c.closed {
+                // Its Closed event answers the waiter.
+                c.want_flushed = false;
+            } else if c.want_flushed && s.is_none_or(|s| acked_all(s, c.local_ended)) {
                 c.want_flushed = false;
                 flushed.push(*conn);
             }
