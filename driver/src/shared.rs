@@ -555,8 +555,12 @@ pub struct IoWakeup {
 impl Future for IoWakeup {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.shared.run_firewalls(cx);
         let mut inner = self.shared.lock();
+        if inner.firewall_pending > 0 {
+            drop(inner);
+            self.shared.run_firewalls(cx);
+            inner = self.shared.lock();
+        }
         if inner.io_kick || inner.node.is_destroyed() {
             inner.io_kick = false;
             return Poll::Ready(());
