@@ -64,7 +64,7 @@ pub(crate) enum FirewallAsk {
     /// Answer now: the server has no firewall (any more).
     Decide(u64, bool),
     /// Hand it to the server's firewall, outside the lock.
-    Ask(Question),
+    Ask(Box<Question>),
 }
 
 impl std::fmt::Debug for ServerSlot {
@@ -124,7 +124,7 @@ impl Connections {
             } => {
                 let firewall = self.servers.get(&server).and_then(|s| s.firewall.clone());
                 return Some(match firewall {
-                    Some(firewall) => FirewallAsk::Ask(Question {
+                    Some(firewall) => FirewallAsk::Ask(Box::new(Question {
                         handshake,
                         server,
                         firewall,
@@ -133,7 +133,7 @@ impl Connections {
                             client_address,
                             payload: *payload,
                         },
-                    }),
+                    })),
                     // Closed: the core answers nothing for a closing server anyway.
                     None => FirewallAsk::Decide(handshake, false),
                 });
@@ -755,7 +755,7 @@ impl Server {
 impl Drop for Server {
     /// Closes the server (the unannounce runs on without anyone waiting).
     fn drop(&mut self) {
-        let _ = self.close();
+        drop(self.close());
     }
 }
 

@@ -219,7 +219,7 @@ impl Inner {
                         if self.firewall_pending < MAX_PENDING_FIREWALL_DECISIONS =>
                     {
                         self.firewall_pending += 1;
-                        self.firewall_queue.push(q);
+                        self.firewall_queue.push(*q);
                         // The I/O task hands it to the firewall.
                         self.kick();
                     }

@@ -296,7 +296,7 @@ async fn pipe_one(
         }
     };
     // Later connections are refused; the unannounce runs on (awaited when `listen` ends).
-    let _ = server.close();
+    drop(server.close());
     emit_connection(out, &conn);
     let remote = conn.remote_public_key();
     let opened = Instant::now();
