@@ -15,7 +15,7 @@ use hdht_core::dht::{
     ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, ServerId, ServerOptions,
 };
 
-use crate::firewall::{Firewall, FirewallRequest, Question};
+use crate::firewall::{Firewall, FirewallAsk, FirewallRequest, Question};
 use crate::Shared;
 
 #[derive(Debug, Default)]
@@ -57,14 +57,6 @@ impl ServerSlot {
         self.done = true;
         self.close_wakers.drain(..).for_each(Waker::wake);
     }
-}
-
-/// What the driver does about a firewall question.
-pub(crate) enum FirewallAsk {
-    /// Answer now: the server has no firewall (any more).
-    Decide(u64, bool),
-    /// Hand it to the server's firewall, outside the lock.
-    Ask(Box<Question>),
 }
 
 impl std::fmt::Debug for ServerSlot {

@@ -125,6 +125,14 @@ pub(crate) struct Question {
     pub(crate) request: FirewallRequest,
 }
 
+/// What the driver does about a firewall question.
+pub(crate) enum FirewallAsk {
+    /// Answer now: the server has no firewall (any more).
+    Decide(u64, bool),
+    /// Hand it to the server's firewall, outside the lock.
+    Ask(Box<Question>),
+}
+
 /// Decisions being awaited, polled by the I/O task (never under the node's lock).
 #[derive(Default)]
 pub(crate) struct Decisions {

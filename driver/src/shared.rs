@@ -20,8 +20,7 @@ use hdht_core::rpc::{
     RequestError, RequestId, RequestSpec, RpcEvent, SocketKind,
 };
 
-use crate::connection::FirewallAsk;
-use crate::firewall::{Decisions, Question, MAX_PENDING_FIREWALL_DECISIONS};
+use crate::firewall::{Decisions, FirewallAsk, Question, MAX_PENDING_FIREWALL_DECISIONS};
 use crate::{Clock, DhtError, Node};
 
 /// Requests delivered to the user but not yet taken; beyond this they are dropped (the remote
