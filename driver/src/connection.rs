@@ -467,14 +467,15 @@ impl Connection {
     /// Ready once the peer acknowledged every byte written (and our end, after a shutdown);
     /// the connection's error if it breaks first.
     fn poll_acked(
-        inner: &mut crate::shared::Inner,
+        node: &mut crate::Node,
+        slots: &mut Connections,
         conn: ConnId,
         cx: &Context<'_>,
     ) -> Poll<io::Result<()>> {
-        match inner.node.conn_flush(conn) {
+        match node.conn_flush(conn) {
             Ok(true) => Poll::Ready(Ok(())),
             Ok(false) => {
-                if let Some(slot) = inner.connections.conns.get_mut(&conn) {
+                if let Some(slot) = slots.conns.get_mut(&conn) {
                     slot.flush_waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
@@ -490,7 +491,7 @@ impl Connection {
     fn flush_impl(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let conn = self.conn;
         self.shared
-            .with_inner(|inner| Self::poll_acked(inner, conn, cx))
+            .with_inner(|inner| Self::poll_acked(&mut inner.node, &mut inner.connections, conn, cx))
     }
 
     /// `shutdown` / `close`: ends our side (the peer reads to the end, then 0), then waits
@@ -502,7 +503,7 @@ impl Connection {
             if let Err(e) = inner.node.conn_end(conn) {
                 return Poll::Ready(Err(io_err(e)));
             }
-            Self::poll_acked(inner, conn, cx)
+            Self::poll_acked(&mut inner.node, &mut inner.connections, conn, cx)
         })
     }
 }
