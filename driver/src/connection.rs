@@ -440,8 +440,9 @@ impl Connection {
     /// Resolves once the connection has closed: `Ok` when it closed gracefully (both sides
     /// ended and the peer acknowledged our end, so every byte we wrote arrived), the reason
     /// otherwise (`ConnectionReset`: the peer aborted; `TimedOut`: the peer stopped answering;
-    /// `ConnectionAborted`: destroyed here). Independent of the connection's lifetime, so it
-    /// can watch a connection whose halves are busy elsewhere.
+    /// `ConnectionAborted`: destroyed here, dropped before both sides ended, or its node
+    /// destroyed). Independent of the connection's lifetime, so it can watch a connection
+    /// whose halves are busy elsewhere, or one that was dropped: it still tells how it ended.
     pub fn closed(&self) -> Closed {
         let conn = self.conn;
         self.shared.with_inner(|inner| {

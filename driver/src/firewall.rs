@@ -8,7 +8,10 @@
 //! (a database, a timer) without stalling the node or deadlocking it.
 //!
 //! At most [`MAX_PENDING_FIREWALL_DECISIONS`] decisions wait at once per node; a handshake
-//! beyond that is rejected without asking, so a flood of handshakes costs bounded memory.
+//! beyond that is rejected without asking, so a flood of handshakes costs bounded memory. A
+//! decision that never resolves keeps its place until its server closes (its client gives up
+//! on its own, as with a reference firewall that never settles): bound slow decisions with a
+//! timeout of your own.
 //!
 //! [`ConnectEvent::Firewall`]: hdht_core::dht::ConnectEvent::Firewall
 //! [`DhtNode::firewall_decision`]: hdht_core::dht::DhtNode::firewall_decision

@@ -435,3 +435,60 @@ fn tokio_closed_at_every_end() {
 fn smol_closed_at_every_end() {
     Smol::run(closed_at_every_end::<Smol>());
 }
+
+/// A flood of handshakes against a firewall that never decides: at most
+/// `MAX_PENDING_FIREWALL_DECISIONS` are asked, the rest are rejected without asking, and the
+/// node stays responsive. (The queue is driver logic shared by both runtimes.)
+#[test]
+fn tokio_pending_firewall_decisions_are_capped() {
+    Tokio::run(async {
+        let (nodes, bootstrap) = network::<Tokio>(2).await;
+        let server_dht = node::<Tokio>(&bootstrap).await;
+        let client_dht = node::<Tokio>(&bootstrap).await;
+        let asked = Arc::new(AtomicUsize::new(0));
+        let count = asked.clone();
+        let firewall = Firewall::new_async(move |_req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<bool>()
+        });
+        let kp = KeyPair::from_seed(&hash(b"flooded server"));
+        let mut server = server_dht.create_server_with(ServerOptions::default(), Some(firewall));
+        Tokio::timeout(STEP, server.listen(&kp))
+            .await
+            .expect("listen timed out")
+            .expect("listen");
+        let cap = hdht_driver::MAX_PENDING_FIREWALL_DECISIONS;
+        let flood = cap + 44;
+        let mut tasks = Vec::new();
+        for i in 0..flood {
+            let client = (*client_dht).clone();
+            let opts = ConnectOptions {
+                key_pair: Some(KeyPair::from_seed(&hash(format!("flood {i}").as_bytes()))),
+                relay_addresses: vec![server_dht.server_address()],
+                ..ConnectOptions::default()
+            };
+            let pk = kp.public_key();
+            tasks.push(tokio::spawn(async move {
+                Tokio::timeout(Duration::from_secs(90), client.connect_with(pk, opts))
+                    .await
+                    .expect("the connect ended")
+                    .is_ok()
+            }));
+        }
+        for t in tasks {
+            assert!(!t.await.expect("task"), "nobody was let in");
+        }
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            cap,
+            "the firewall was asked exactly up to the cap"
+        );
+        // Still responsive.
+        Tokio::timeout(STEP, client_dht.ping(server_dht.server_address()))
+            .await
+            .expect("ping timed out")
+            .expect("the flooded node answers");
+        drop(server);
+        destroy_all::<Tokio>([client_dht, server_dht].into_iter().chain(nodes)).await;
+    });
+}
