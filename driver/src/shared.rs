@@ -295,6 +295,7 @@ impl Shared {
             let mut inner = self.lock();
             if inner.node.is_destroyed() {
                 inner.firewall_queue.clear();
+                inner.firewall_pending = 0;
                 drop(inner);
                 decisions.clear();
                 return;
