@@ -15,11 +15,8 @@ use hdht_core::dht::{
     ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, ServerId, ServerOptions,
 };
 
+use crate::firewall::{Firewall, FirewallAsk, FirewallRequest, Question};
 use crate::Shared;
-
-/// The firewall callback: `true` rejects (as the reference), given the remote public key and
-/// the client's address as the relay saw it.
-pub type Firewall = Box<dyn Fn(&[u8; 32], SocketAddrV4) -> bool + Send + Sync>;
 
 #[derive(Debug, Default)]
 pub(crate) struct ConnSlot {
@@ -27,10 +24,17 @@ pub(crate) struct ConnSlot {
     open_waker: Option<Waker>,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
+    /// Who waits for a flush or a shutdown.
+    flush_waker: Option<Waker>,
     /// Who waits in [`Closed`].
     close_wakers: Vec<Waker>,
     closed: Option<Option<ConnError>>,
     dropped: bool,
+    /// [`Closed`] futures alive: the slot (and the close reason) outlives the connection
+    /// for them.
+    watchers: usize,
+    /// The core forgot the connection (dropped and closed); only watchers keep the slot.
+    forgotten: bool,
 }
 
 pub(crate) struct ServerSlot {
@@ -40,6 +44,19 @@ pub(crate) struct ServerSlot {
     listen_waker: Option<Waker>,
     firewall: Option<Firewall>,
     closed: bool,
+    /// The unannounce of a closing server is running.
+    unannouncing: bool,
+    /// Closed and unannounced: [`ServerClosed`] resolves.
+    done: bool,
+    close_wakers: Vec<Waker>,
+}
+
+impl ServerSlot {
+    fn finish_close(&mut self) {
+        self.unannouncing = false;
+        self.done = true;
+        self.close_wakers.drain(..).for_each(Waker::wake);
+    }
 }
 
 impl std::fmt::Debug for ServerSlot {
@@ -65,7 +82,7 @@ fn wake(w: &mut Option<Waker>) {
 
 impl Connections {
     /// Routes one connect event; returns a firewall question to answer, if any.
-    pub(crate) fn dispatch(&mut self, ev: ConnectEvent) -> Option<(u64, bool)> {
+    pub(crate) fn dispatch(&mut self, ev: ConnectEvent) -> Option<FirewallAsk> {
         match ev {
             ConnectEvent::Open { conn, info } => {
                 let slot = self.conns.entry(conn).or_default();
@@ -95,14 +112,23 @@ impl Connections {
                 handshake,
                 remote_public_key,
                 client_address,
+                payload,
             } => {
-                let reject = self
-                    .servers
-                    .get(&server)
-                    .and_then(|s| s.firewall.as_ref())
-                    .map(|f| f(&remote_public_key, client_address))
-                    .unwrap_or(false);
-                return Some((handshake, reject));
+                let firewall = self.servers.get(&server).and_then(|s| s.firewall.clone());
+                return Some(match firewall {
+                    Some(firewall) => FirewallAsk::Ask(Box::new(Question {
+                        handshake,
+                        server,
+                        firewall,
+                        request: FirewallRequest {
+                            remote_public_key,
+                            client_address,
+                            payload: *payload,
+                        },
+                    })),
+                    // Closed: the core answers nothing for a closing server anyway.
+                    None => FirewallAsk::Decide(handshake, false),
+                });
             }
             ConnectEvent::Listening { server } => {
                 if let Some(s) = self.servers.get_mut(&server) {
@@ -120,11 +146,17 @@ impl Connections {
                     wake(&mut slot.write_waker);
                 }
             }
+            ConnectEvent::Flushed(conn) => {
+                if let Some(slot) = self.conns.get_mut(&conn) {
+                    wake(&mut slot.flush_waker);
+                }
+            }
             ConnectEvent::Closed { conn, error } => {
                 if let Some(slot) = self.conns.get_mut(&conn) {
                     slot.closed = Some(error);
                     wake(&mut slot.read_waker);
                     wake(&mut slot.write_waker);
+                    wake(&mut slot.flush_waker);
                     wake(&mut slot.open_waker);
                     slot.close_wakers.drain(..).for_each(Waker::wake);
                 }
@@ -134,17 +166,40 @@ impl Connections {
     }
 
     /// Connections whose handles are gone and which have closed: the core may forget them.
+    /// Their slots stay while a [`Closed`] watches them.
     pub(crate) fn take_forgettable(&mut self) -> Vec<ConnId> {
         let done: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.dropped && s.closed.is_some())
+            .filter(|(_, s)| s.dropped && s.closed.is_some() && !s.forgotten)
             .map(|(c, _)| *c)
             .collect();
         for c in &done {
-            self.conns.remove(c);
+            if let Some(s) = self.conns.get_mut(c) {
+                s.forgotten = true;
+                if s.watchers == 0 {
+                    self.conns.remove(c);
+                }
+            }
         }
         done
+    }
+
+    /// An unannounce finished: the server it closed is done.
+    pub(crate) fn server_unannounced(&mut self, server: ServerId) {
+        if let Some(s) = self.servers.get_mut(&server) {
+            s.finish_close();
+        }
+    }
+
+    /// Servers that closed (or are gone): their pending firewall decisions are moot.
+    pub(crate) fn closed_servers(
+        &self,
+        among: impl Iterator<Item = ServerId>,
+    ) -> std::collections::BTreeSet<ServerId> {
+        among
+            .filter(|id| self.servers.get(id).is_none_or(|s| s.closed))
+            .collect()
     }
 
     /// Wakes everything (the node was destroyed).
@@ -153,11 +208,15 @@ impl Connections {
             wake(&mut s.open_waker);
             wake(&mut s.read_waker);
             wake(&mut s.write_waker);
+            wake(&mut s.flush_waker);
             s.close_wakers.drain(..).for_each(Waker::wake);
         }
         for s in self.servers.values_mut() {
             wake(&mut s.accept_waker);
             wake(&mut s.listen_waker);
+            // The node is gone: nothing will ask the firewalls again.
+            s.firewall = None;
+            s.close_wakers.drain(..).for_each(Waker::wake);
         }
     }
 }
@@ -213,6 +272,9 @@ impl Shared {
                     listen_waker: None,
                     firewall,
                     closed: false,
+                    unannouncing: false,
+                    done: false,
+                    close_wakers: Vec::new(),
                 },
             );
         });
@@ -378,12 +440,19 @@ impl Connection {
     /// Resolves once the connection has closed: `Ok` when it closed gracefully (both sides
     /// ended and the peer acknowledged our end, so every byte we wrote arrived), the reason
     /// otherwise (`ConnectionReset`: the peer aborted; `TimedOut`: the peer stopped answering;
-    /// `ConnectionAborted`: destroyed here). Independent of the connection's lifetime, so it
-    /// can watch a connection whose halves are busy elsewhere.
+    /// `ConnectionAborted`: destroyed here, dropped before both sides ended, or its node
+    /// destroyed). Independent of the connection's lifetime, so it can watch a connection
+    /// whose halves are busy elsewhere, or one that was dropped: it still tells how it ended.
     pub fn closed(&self) -> Closed {
+        let conn = self.conn;
+        self.shared.with_inner(|inner| {
+            if let Some(s) = inner.connections.conns.get_mut(&conn) {
+                s.watchers += 1;
+            }
+        });
         Closed {
             shared: self.shared.clone(),
-            conn: self.conn,
+            conn,
         }
     }
 
@@ -396,10 +465,47 @@ impl Connection {
             .with_inner_kick(|inner, _| inner.node.conn_destroy(conn));
     }
 
-    fn shutdown_impl(&self) -> Poll<io::Result<()>> {
+    /// Ready once the peer acknowledged every byte written (and our end, after a shutdown);
+    /// the connection's error if it breaks first.
+    fn poll_acked(
+        node: &mut crate::Node,
+        slots: &mut Connections,
+        conn: ConnId,
+        cx: &Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match node.conn_flush(conn) {
+            Ok(true) => Poll::Ready(Ok(())),
+            Ok(false) => {
+                if let Some(slot) = slots.conns.get_mut(&conn) {
+                    slot.flush_waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(io_err(e))),
+        }
+    }
+
+    /// `flush`: resolves once the peer acknowledged every byte written so far (UDX
+    /// acknowledgements: the bytes are in the peer's receive buffer, not necessarily read by
+    /// its application). Fails with the connection's error if it breaks first — a flush never
+    /// succeeds for bytes the peer did not get.
+    fn flush_impl(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let conn = self.conn;
         self.shared
-            .with_inner_kick(|inner, _| Poll::Ready(inner.node.conn_end(conn).map_err(io_err)))
+            .with_inner(|inner| Self::poll_acked(&mut inner.node, &mut inner.connections, conn, cx))
+    }
+
+    /// `shutdown` / `close`: ends our side (the peer reads to the end, then 0), then waits
+    /// until the peer acknowledged the end and everything before it. The peer's direction
+    /// stays open: read it to the end to let the connection close.
+    fn shutdown_impl(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let conn = self.conn;
+        self.shared.with_inner_kick(|inner, _| {
+            if let Err(e) = inner.node.conn_end(conn) {
+                return Poll::Ready(Err(io_err(e)));
+            }
+            Self::poll_acked(&mut inner.node, &mut inner.connections, conn, cx)
+        })
     }
 }
 
@@ -426,6 +532,21 @@ pub struct Closed {
     conn: ConnId,
 }
 
+impl Drop for Closed {
+    fn drop(&mut self) {
+        let conn = self.conn;
+        self.shared.with_inner(|inner| {
+            let conns = &mut inner.connections.conns;
+            if let Some(s) = conns.get_mut(&conn) {
+                s.watchers = s.watchers.saturating_sub(1);
+                if s.watchers == 0 && s.forgotten {
+                    conns.remove(&conn);
+                }
+            }
+        });
+    }
+}
+
 impl Future for Closed {
     type Output = io::Result<()>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -433,6 +554,7 @@ impl Future for Closed {
         self.shared.with_inner(|inner| {
             let destroyed = inner.node.is_destroyed();
             let Some(slot) = inner.connections.conns.get_mut(&conn) else {
+                // Only before the connection ever opened (a watcher keeps the slot).
                 return Poll::Ready(Err(io_err(ConnError::NotOpen)));
             };
             match slot.closed.clone() {
@@ -468,11 +590,11 @@ impl futures_io::AsyncWrite for Connection {
     ) -> Poll<io::Result<usize>> {
         self.write_impl(cx, buf)
     }
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.flush_impl(cx)
     }
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shutdown_impl()
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shutdown_impl(cx)
     }
 }
 
@@ -501,11 +623,11 @@ impl tokio::io::AsyncWrite for Connection {
     ) -> Poll<io::Result<usize>> {
         self.write_impl(cx, buf)
     }
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.flush_impl(cx)
     }
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shutdown_impl()
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.shutdown_impl(cx)
     }
 }
 
@@ -588,23 +710,74 @@ impl Server {
             .with_node_mut(|n, now| n.refresh_server(now, id));
     }
 
-    /// `close()`: stop accepting and unannounce.
-    pub fn close(&self) {
+    /// `close()`: stops accepting (handshakes already answered still connect; open
+    /// connections are not touched) and unannounces the key. Closing starts at the call;
+    /// await the returned future to wait until the unannounce finished (the nodes that held
+    /// the record have been told to drop it), as the reference's `await server.close()`.
+    pub fn close(&self) -> ServerClosed {
         let id = self.id;
-        self.shared.with_node_mut(|n, now| {
-            n.close_server(now, id);
-        });
-        self.shared.with_inner(|inner| {
+        self.shared.with_inner_kick(|inner, now| {
+            let op = inner.node.close_server(now, id);
+            if let Some(op) = op {
+                inner.server_closes.insert(op, id);
+            }
             if let Some(s) = inner.connections.servers.get_mut(&id) {
                 s.closed = true;
+                // Breaks a cycle if the firewall holds a handle to the node.
+                s.firewall = None;
                 wake(&mut s.accept_waker);
+                if op.is_some() {
+                    s.unannouncing = true;
+                } else if !s.unannouncing {
+                    s.finish_close();
+                }
             }
         });
+        self.closed()
+    }
+
+    /// Resolves once the server has closed: [`close`](Self::close) was called (or the
+    /// server dropped) and its unannounce finished, or the node was destroyed.
+    pub fn closed(&self) -> ServerClosed {
+        ServerClosed {
+            shared: self.shared.clone(),
+            id: self.id,
+        }
     }
 }
 
 impl Drop for Server {
+    /// Closes the server (the unannounce runs on without anyone waiting).
     fn drop(&mut self) {
-        self.close();
+        drop(self.close());
+    }
+}
+
+/// The future of [`Server::close`] and [`Server::closed`].
+#[derive(Debug)]
+pub struct ServerClosed {
+    shared: Shared,
+    id: ServerId,
+}
+
+impl Future for ServerClosed {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let id = self.id;
+        self.shared.with_inner(|inner| {
+            if inner.node.is_destroyed() {
+                return Poll::Ready(());
+            }
+            match inner.connections.servers.get_mut(&id) {
+                Some(s) if s.done => Poll::Ready(()),
+                Some(s) => {
+                    if !s.close_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        s.close_wakers.push(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+                None => Poll::Ready(()),
+            }
+        })
     }
 }

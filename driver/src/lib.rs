@@ -8,6 +8,7 @@
 mod bootstrap;
 mod clock;
 mod connection;
+mod firewall;
 pub mod flush;
 mod handle;
 mod net;
@@ -18,7 +19,8 @@ pub mod udp;
 
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
 pub use clock::Clock;
-pub use connection::{Closed, Connecting, Connection, Firewall, Server};
+pub use connection::{Closed, Connecting, Connection, Server, ServerClosed};
+pub use firewall::{Firewall, FirewallFuture, FirewallRequest, MAX_PENDING_FIREWALL_DECISIONS};
 pub use handle::{
     build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream,
     MutablePut, PORT_RANGE,

@@ -20,6 +20,7 @@ use hdht_core::rpc::{
     RequestError, RequestId, RequestSpec, RpcEvent, SocketKind,
 };
 
+use crate::firewall::{Decisions, FirewallAsk, Question, MAX_PENDING_FIREWALL_DECISIONS};
 use crate::{Clock, DhtError, Node};
 
 /// Requests delivered to the user but not yet taken; beyond this they are dropped (the remote
@@ -131,6 +132,12 @@ pub(crate) struct Inner {
     incoming_waker: Option<Waker>,
     events: VecDeque<RpcEvent>,
     pub(crate) connections: crate::connection::Connections,
+    /// Unannounces of closing servers: when one finishes, its server is closed.
+    pub(crate) server_closes: BTreeMap<OpId, hdht_core::dht::ServerId>,
+    /// Firewall questions for the I/O task to hand to the firewalls (outside the lock).
+    firewall_queue: Vec<Question>,
+    /// Firewall decisions queued or running (at most [`MAX_PENDING_FIREWALL_DECISIONS`]).
+    firewall_pending: usize,
 }
 
 impl Inner {
@@ -200,16 +207,32 @@ impl Inner {
                     self.op_reply(op, OpReply::FindPeer(reply))
                 }
                 DhtEvent::OpDone { op, result } => {
-                    if let Some(slot) = self.ops.get_mut(&op) {
+                    if let Some(server) = self.server_closes.remove(&op) {
+                        self.connections.server_unannounced(server);
+                    } else if let Some(slot) = self.ops.get_mut(&op) {
                         slot.finish(result);
                     }
                 }
-                DhtEvent::Connect(ev) => {
-                    if let Some((handshake, reject)) = self.connections.dispatch(ev) {
+                DhtEvent::Connect(ev) => match self.connections.dispatch(ev) {
+                    Some(FirewallAsk::Ask(q))
+                        if self.firewall_pending < MAX_PENDING_FIREWALL_DECISIONS =>
+                    {
+                        self.firewall_pending += 1;
+                        self.firewall_queue.push(*q);
+                        // The I/O task hands it to the firewall.
+                        self.kick();
+                    }
+                    Some(FirewallAsk::Ask(q)) => {
+                        // Too many decisions wait already: rejected without asking.
+                        let now = self.clock.now();
+                        self.node.firewall_decision(now, q.handshake, true);
+                    }
+                    Some(FirewallAsk::Decide(handshake, reject)) => {
                         let now = self.clock.now();
                         self.node.firewall_decision(now, handshake, reject);
                     }
-                }
+                    None => {}
+                },
             }
         }
         for conn in self.connections.take_forgettable() {
@@ -231,6 +254,8 @@ impl Inner {
 #[derive(Debug, Clone)]
 pub struct Shared {
     inner: Arc<Mutex<Inner>>,
+    /// Firewall decisions in flight, polled by the I/O task without the core's lock.
+    decisions: Arc<Mutex<Decisions>>,
 }
 
 impl Shared {
@@ -250,11 +275,56 @@ impl Shared {
             incoming_waker: None,
             events: VecDeque::new(),
             connections: Default::default(),
+            server_closes: BTreeMap::new(),
+            firewall_queue: Vec::new(),
+            firewall_pending: 0,
         };
         inner.dispatch();
         Shared {
             inner: Arc::new(Mutex::new(inner)),
+            decisions: Arc::default(),
         }
+    }
+
+    /// Hands queued firewall questions to their firewalls and polls the decisions (with `cx`,
+    /// the I/O task's context), then applies the answers. The firewalls run and are polled
+    /// without the core's lock, so they may call the node.
+    fn run_firewalls(&self, cx: &mut Context<'_>) {
+        let mut decisions = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        let (questions, closed) = {
+            let mut inner = self.lock();
+            if inner.node.is_destroyed() {
+                inner.firewall_queue.clear();
+                inner.firewall_pending = 0;
+                drop(inner);
+                decisions.clear();
+                return;
+            }
+            let questions = std::mem::take(&mut inner.firewall_queue);
+            let closed = inner.connections.closed_servers(
+                decisions
+                    .servers()
+                    .into_iter()
+                    .chain(questions.iter().map(|q| q.server)),
+            );
+            (questions, closed)
+        };
+        if questions.is_empty() && decisions.is_empty() {
+            return;
+        }
+        let answers = decisions.run(questions, &closed, cx);
+        drop(decisions);
+        if answers.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        let now = inner.clock.now();
+        for (handshake, reject) in answers {
+            inner.firewall_pending = inner.firewall_pending.saturating_sub(1);
+            inner.node.firewall_decision(now, handshake, reject);
+        }
+        inner.dispatch();
+        inner.kick();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -474,7 +544,9 @@ impl Shared {
     }
 }
 
-/// Resolves when the I/O task has new work (see [`Shared::io_wakeup`]).
+/// Resolves when the I/O task has new work (see [`Shared::io_wakeup`]). Polling it also runs
+/// the servers' firewalls (see [`Firewall`](crate::Firewall)): the I/O task of each runtime
+/// polls it, so firewall decisions need no task of their own.
 #[derive(Debug)]
 pub struct IoWakeup {
     shared: Shared,
@@ -484,6 +556,11 @@ impl Future for IoWakeup {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.shared.lock();
+        if inner.firewall_pending > 0 {
+            drop(inner);
+            self.shared.run_firewalls(cx);
+            inner = self.shared.lock();
+        }
         if inner.io_kick || inner.node.is_destroyed() {
             inner.io_kick = false;
             return Poll::Ready(());

@@ -17,7 +17,7 @@ pub trait Runtime {
     /// Runs blocking work (talking to the Node peers) without starving the runtime.
     fn blocking<T>(f: impl FnOnce() -> T) -> T;
     /// Sleeps.
-    fn sleep(d: Duration) -> impl Future<Output = ()>;
+    fn sleep(d: Duration) -> impl Future<Output = ()> + Send;
     /// Runs a whole scenario.
     fn run<F: Future>(f: F) -> F::Output;
     /// Fails the future if it takes longer than `d`.

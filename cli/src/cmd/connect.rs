@@ -48,9 +48,7 @@ use crate::tty;
 const CHUNK: usize = 64 * 1024;
 /// Chunks queued between the runtime and the stdin / stdout threads.
 const QUEUE: usize = 8;
-/// A pause before the node goes down, so the last acknowledgement leaves.
-const LINGER: Duration = Duration::from_millis(20);
-/// How long the unannounce of a stopping `listen` may take.
+/// How long the unannounce of a stopping `listen` may take (and its node's destroy).
 const DESTROY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The status lines of `listen` and `connect` (on stderr).
@@ -121,12 +119,11 @@ pub async fn run_listen(args: ListenArgs, global: &GlobalOpts, out: Output) -> R
     };
     let mut server = dht.create_server();
     let result = listen(&dht, &mut server, &kp, stdin, out, &mut shutdown).await;
-    server.close();
+    // Unannounces the key (the record is gone from the DHT when this returns); past the
+    // bound the node goes down anyway. The node's I/O task sends what is queued (the last
+    // acknowledgements) before it stops.
+    let _ = tokio::time::timeout(DESTROY_TIMEOUT, server.close()).await;
     drop(server);
-    if result.is_ok() {
-        tokio::time::sleep(LINGER).await;
-    }
-    // A graceful destroy unannounces the key; past the bound the node is dropped (forced).
     let _ = tokio::time::timeout(DESTROY_TIMEOUT, dht.destroy()).await;
     result
 }
@@ -298,7 +295,8 @@ async fn pipe_one(
             )));
         }
     };
-    server.close();
+    // Later connections are refused; the unannounce runs on (awaited when `listen` ends).
+    drop(server.close());
     emit_connection(out, &conn);
     let remote = conn.remote_public_key();
     let opened = Instant::now();
@@ -318,10 +316,9 @@ pub async fn run_connect(args: ConnectArgs, global: &GlobalOpts, out: Output) ->
     let (dht, mut shutdown) = start_node(global, args.port).await?;
     let stdin = stdin_source(out);
     let result = connect(&dht, &args, stdin, out, &mut shutdown).await;
-    if result.is_ok() {
-        tokio::time::sleep(LINGER).await;
-    }
-    // Destroys the connection if it is still open (the peer gets a DESTROY) and the node.
+    // Destroys the connection if it is still open (the peer gets a DESTROY) and the node; a
+    // connection that closed gracefully is left alone, and the node's I/O task sends what is
+    // queued (our acknowledgement of the peer's end) before it stops.
     dht.destroy().await;
     result
 }

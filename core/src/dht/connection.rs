@@ -147,6 +147,9 @@ pub(crate) struct Connection {
     /// A waiting server connection is dropped if no packet arrives by then.
     connect_deadline: Option<Instant>,
     want_writable: bool,
+    /// The application waits until everything written is acknowledged (see
+    /// [`Connections::flushed`]).
+    want_flushed: bool,
 }
 
 /// Scratch buffers shared by every connection: no allocation per read or write.
@@ -180,6 +183,11 @@ fn write_frames(s: &mut UdxStream, out: &[u8]) {
     for frame in secret_stream::split_frames(out) {
         let _ = s.write_record(frame);
     }
+}
+
+/// Whether the peer acknowledged everything written to `s`, and its END if `ended`.
+fn acked_all(s: &UdxStream, ended: bool) -> bool {
+    s.send_buffered() == 0 && (!ended || s.is_end_acked())
 }
 
 /// Whether a writer stopped short may resume: a whole frame fits (see `write`).
@@ -296,6 +304,7 @@ impl Connections {
                 waiting_for: waiting.map(|(id, _)| id),
                 connect_deadline: waiting.map(|(_, d)| d),
                 want_writable: false,
+                want_flushed: false,
             },
         );
     }
@@ -658,17 +667,47 @@ impl Connections {
         Ok(())
     }
 
+    /// Whether the peer acknowledged every byte written to `conn` — and our end, once we
+    /// ended. A connection closed gracefully is flushed (its close waited for that); one that
+    /// closed with an error fails with it. While not flushed, the connection remembers that
+    /// someone waits (see [`take_writable`](Self::take_writable)).
+    pub(crate) fn flushed(&mut self, conn: ConnId) -> Result<bool, ConnError> {
+        let c = self.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
+        if c.closed {
+            return match &c.close_error {
+                None => Ok(true),
+                Some(e) => Err(e.clone()),
+            };
+        }
+        let done = self
+            .udx
+            .get(c.stream_id)
+            .is_none_or(|s| acked_all(s, c.local_ended));
+        c.want_flushed = !done;
+        Ok(done)
+    }
+
     /// Writers stopped short (we never hand UDX more than it has room for, so it never reports
-    /// a short write itself) that may resume now that acknowledgements freed room.
-    pub(crate) fn take_writable(&mut self) -> Vec<ConnId> {
+    /// a short write itself) that may resume now that acknowledgements freed room, then
+    /// connections whose waiters for [`flushed`](Self::flushed) may look again.
+    pub(crate) fn take_writable(&mut self) -> (Vec<ConnId>, Vec<ConnId>) {
         let mut resumed = Vec::new();
+        let mut flushed = Vec::new();
         for (conn, c) in self.conns.iter_mut() {
-            if c.want_writable && self.udx.get(c.stream_id).is_some_and(room_for_a_frame) {
+            let s = self.udx.get(c.stream_id);
+            if c.want_writable && s.is_some_and(room_for_a_frame) {
                 c.want_writable = false;
                 resumed.push(*conn);
             }
+            if c.want_flushed && c.closed {
+                // Its Closed event answers the waiter.
+                c.want_flushed = false;
+            } else if c.want_flushed && s.is_none_or(|s| acked_all(s, c.local_ended)) {
+                c.want_flushed = false;
+                flushed.push(*conn);
+            }
         }
-        resumed
+        (resumed, flushed)
     }
 
     /// The earliest connection timer (UDX streams, secret streams, first-packet waits).

@@ -6,8 +6,9 @@ use core::net::SocketAddrV4;
 use super::connection::{ConnError, ConnectionInfo};
 use super::ids::{ConnId, ServerId};
 use super::ops::{FindPeerReply, LookupReply, OpError, OpId, OpOutput};
-use crate::connect::ConnectError;
+use crate::connect::{ConnectError, NoisePayload};
 use crate::rpc::RpcEvent;
+use alloc::boxed::Box;
 
 /// What a [`DhtNode`](super::DhtNode) tells its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +78,9 @@ pub enum ConnectEvent {
         remote_public_key: [u8; 32],
         /// The client as seen by the relay.
         client_address: SocketAddrV4,
+        /// The client's handshake payload, as the reference hands its firewall
+        /// (`remoteHandshakePayload`): its addresses, firewall class, UDX stream, relays.
+        payload: Box<NoisePayload>,
     },
     /// A server finished its first announce.
     Listening {
@@ -88,6 +92,9 @@ pub enum ConnectEvent {
     /// Room opened for [`DhtNode::conn_write`](super::DhtNode::conn_write) after a short
     /// write.
     Writable(ConnId),
+    /// Everything written (and our end, if we ended) was acknowledged by the peer, after a
+    /// [`DhtNode::conn_flush`](super::DhtNode::conn_flush) that returned `false`.
+    Flushed(ConnId),
     /// The peer ended its side; `conn_read` returns 0 once the buffer is drained.
     End(ConnId),
     /// The connection closed (`None` = gracefully).

@@ -1279,6 +1279,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     key,
                     remote_public_key,
                     client_address,
+                    payload,
                 } => {
                     let handshake = self.next_firewall_question;
                     self.next_firewall_question += 1;
@@ -1288,6 +1289,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                         handshake,
                         remote_public_key,
                         client_address,
+                        payload,
                     });
                 }
                 ServerAction::Accept(accepted) => self.open_accepted(now, server, *accepted),
@@ -1454,6 +1456,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         data: &[u8],
     ) -> Result<usize, ConnError> {
         self.conns.write(now, conn, data)
+    }
+
+    /// Whether the peer acknowledged every byte written so far — and our end, after
+    /// [`conn_end`](Self::conn_end). `Ok(false)`: not yet, and [`ConnectEvent::Flushed`]
+    /// follows once it did (or [`ConnectEvent::Closed`] if the connection breaks first). A
+    /// connection that closed gracefully is flushed; one that closed with an error returns it.
+    pub fn conn_flush(&mut self, conn: ConnId) -> Result<bool, ConnError> {
+        self.conns.flushed(conn)
     }
 
     /// Ends our side (half-close): the peer reads to the end, then `0`.
@@ -1649,8 +1659,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 | StreamEvent::Message(_) => {}
             }
         }
-        for conn in self.conns.take_writable() {
+        let (writable, flushed) = self.conns.take_writable();
+        for conn in writable {
             self.emit(ConnectEvent::Writable(conn));
+        }
+        for conn in flushed {
+            self.emit(ConnectEvent::Flushed(conn));
         }
     }
 

@@ -474,6 +474,11 @@ impl UdxStream {
         self.sendbuf.len()
     }
 
+    /// Whether our END (and so every byte before it) was acknowledged by the peer.
+    pub fn is_end_acked(&self) -> bool {
+        self.end_acked
+    }
+
     /// Bytes ready for `read`.
     pub fn readable_bytes(&self) -> usize {
         self.recvbuf.len()

@@ -70,6 +70,8 @@ pub struct Host {
     pub events: VecDeque<DhtEvent>,
     /// Pool sockets bound now (id → port).
     pool: BTreeMap<u32, u16>,
+    /// Cut off (a crashed machine, a pulled cable): what it sends is lost, nothing reaches it.
+    pub cut: bool,
 }
 
 impl Host {
@@ -167,6 +169,7 @@ impl Network {
             ip,
             events: VecDeque::new(),
             pool: BTreeMap::new(),
+            cut: false,
         });
         self.flush(h);
         h
@@ -300,6 +303,9 @@ impl Network {
             if self.record {
                 self.log.push(sent.clone());
             }
+            if self.hosts[h].cut {
+                continue;
+            }
             if self.host_at(t.to).is_some() {
                 self.seq += 1;
                 self.wire.insert((now + self.latency, self.seq), sent);
@@ -340,7 +346,7 @@ impl Network {
             }
             let d = entry.remove();
             // The socket may have closed while the datagram was on its way.
-            if let Some((h, socket)) = self.host_at(d.to) {
+            if let Some((h, socket)) = self.host_at(d.to).filter(|(h, _)| !self.hosts[*h].cut) {
                 self.delivered += 1;
                 self.hosts[h]
                     .node

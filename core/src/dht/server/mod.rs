@@ -136,6 +136,8 @@ pub(crate) enum ServerAction {
         remote_public_key: [u8; 32],
         /// The client as the relay saw it.
         client_address: SocketAddrV4,
+        /// The client's handshake payload (its addresses, firewall, UDX and relay fields).
+        payload: Box<NoisePayload>,
     },
     /// Open the connection of an accepted handshake (then hand its punch back with
     /// [`Server::attach_punch`]).
@@ -384,6 +386,7 @@ impl Server {
             client_address,
         };
         if self.opts.firewall {
+            let payload = Box::new(pending.client_payload.clone());
             self.handshakes.insert(
                 key.clone(),
                 ServerHandshake {
@@ -395,6 +398,7 @@ impl Server {
                 key,
                 remote_public_key,
                 client_address,
+                payload,
             });
             return;
         }
