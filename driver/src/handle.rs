@@ -7,9 +7,7 @@ use hdht_core::crypto::KeyPair;
 use hdht_core::dht::{
     DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput,
 };
-use hdht_core::rpc::{
-    NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, RpcConfig, RpcEvent,
-};
+use hdht_core::rpc::{NodeId, QueryReply, QuerySpec, RequestSpec, RpcConfig, RpcEvent};
 
 use crate::{
     Clock, DhtError, DhtOptions, IncomingRequests, Node, OpReply, OpStream, PendingRequest,
@@ -43,7 +41,7 @@ pub fn build_node(
     bootstrap: Vec<SocketAddrV4>,
     clock: &Clock,
 ) -> Node {
-    let rng = match opts.seed {
+    let rng = match opts.rng_seed {
         Some(seed) => rand_chacha::ChaCha20Rng::from_seed(seed),
         None => rand_chacha::ChaCha20Rng::from_entropy(),
     };
@@ -65,6 +63,9 @@ pub fn build_node(
         max_age: opts.max_age,
     };
     let mut node = Node::new(dht, rng, now);
+    if let Some(kp) = opts.default_key_pair() {
+        node.set_default_key_pair(kp);
+    }
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -223,10 +224,10 @@ impl DhtHandle {
     }
 
     /// `ping(to)`: an internal PING.
-    pub async fn ping(&self, to: SocketAddrV4) -> Result<QueryReply, RequestError> {
+    pub async fn ping(&self, to: SocketAddrV4) -> Result<QueryReply, DhtError> {
         let mut spec = RequestSpec::new(to, hdht_core::rpc::PING);
         spec.internal = true;
-        self.shared.request(spec).await
+        Ok(self.shared.request(spec).await?)
     }
 
     /// `refresh()`: a background FIND_NODE towards a random known node.
@@ -251,8 +252,16 @@ impl DhtHandle {
 
     // ----- connections -----
 
+    /// `defaultKeyPair`: the key pair servers listen on and connects use when given none —
+    /// [`DhtOptions::key_pair`], else the one [`DhtOptions::seed`] derives, else one the node
+    /// drew from its RNG (and keeps).
+    pub fn default_key_pair(&self) -> KeyPair {
+        self.shared.with_node_mut(|n, _| n.default_key_pair())
+    }
+
     /// `connect(remotePublicKey)`: an end-to-end encrypted connection to the server listening
-    /// on that key, found through the DHT.
+    /// on that key, found through the DHT, made with the node's
+    /// [`default_key_pair`](Self::default_key_pair) (the reference's default).
     pub fn connect(&self, remote_public_key: [u8; 32]) -> crate::Connecting {
         self.shared
             .connect(remote_public_key, hdht_core::dht::ConnectOptions::default())
@@ -311,18 +320,18 @@ impl DhtHandle {
     }
 
     /// `unannounce(topic, keyPair)`: removes the record from every node that lists it.
-    pub async fn unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Result<(), OpError> {
+    pub async fn unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Result<(), DhtError> {
         self.shared
             .op(|n, now| n.unannounce(now, topic, key_pair))
             .finish()
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(())
     }
 
     /// `immutablePut(value)`: stores `value` under its BLAKE2b-256 hash. Values over
     /// [`MAX_IMMUTABLE_VALUE`](hdht_core::dht::MAX_IMMUTABLE_VALUE) (1,850 bytes) fail with
     /// [`OpError::ValueTooLarge`] before anything is sent: their get could not fit a datagram.
-    pub async fn immutable_put(&self, value: &[u8]) -> Result<ImmutablePut, OpError> {
+    pub async fn immutable_put(&self, value: &[u8]) -> Result<ImmutablePut, DhtError> {
         let value = value.to_vec();
         match self
             .shared
@@ -337,12 +346,12 @@ impl DhtHandle {
                 hash,
                 closest_nodes,
             }),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 
     /// `immutableGet(hash)`: the value, verified against its hash; `None` if no node has it.
-    pub async fn immutable_get(&self, hash: [u8; 32]) -> Result<Option<ImmutableValue>, OpError> {
+    pub async fn immutable_get(&self, hash: [u8; 32]) -> Result<Option<ImmutableValue>, DhtError> {
         match self
             .shared
             .op(|n, now| n.immutable_get(now, hash))
@@ -350,7 +359,7 @@ impl DhtHandle {
             .await?
         {
             OpOutput::ImmutableGet(v) => Ok(v),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 
@@ -367,7 +376,7 @@ impl DhtHandle {
         key_pair: &KeyPair,
         value: &[u8],
         seq: u64,
-    ) -> Result<MutablePut, OpError> {
+    ) -> Result<MutablePut, DhtError> {
         let value = value.to_vec();
         match self
             .shared
@@ -386,7 +395,7 @@ impl DhtHandle {
                 seq,
                 signature,
             }),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 
@@ -399,7 +408,7 @@ impl DhtHandle {
         public_key: [u8; 32],
         seq: u64,
         latest: bool,
-    ) -> Result<Option<MutableValue>, OpError> {
+    ) -> Result<Option<MutableValue>, DhtError> {
         match self
             .shared
             .op(|n, now| n.mutable_get(now, public_key, seq, latest))
@@ -407,7 +416,7 @@ impl DhtHandle {
             .await?
         {
             OpOutput::MutableGet(v) => Ok(v),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 }
@@ -447,10 +456,10 @@ pub struct FindPeerStream(OpStream);
 
 impl FindPeerStream {
     /// Waits for the end; the closest nodes that answered.
-    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, OpError> {
+    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, DhtError> {
         match self.0.finish().await? {
             OpOutput::Lookup { closest_nodes } => Ok(closest_nodes),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 }
@@ -481,12 +490,12 @@ pub struct LookupStream(OpStream);
 
 impl LookupStream {
     /// Waits for the end; the closest nodes that answered (and, for an announce, stored it).
-    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, OpError> {
+    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, DhtError> {
         match self.0.finish().await? {
             OpOutput::Lookup { closest_nodes } | OpOutput::Announce { closest_nodes } => {
                 Ok(closest_nodes)
             }
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 }

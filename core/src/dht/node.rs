@@ -294,6 +294,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.default_key_pair = Some(key_pair);
     }
 
+    /// The key pair used when none is given: the one set, or (the first time) a fresh one
+    /// drawn from the node's RNG and kept (the reference's `defaultKeyPair`).
+    pub fn default_key_pair(&mut self) -> KeyPair {
+        self.key_pair_or_default(None)
+    }
+
     /// The dht-rpc node underneath.
     pub fn rpc(&self) -> &RpcNode<R> {
         &self.rpc
