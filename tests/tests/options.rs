@@ -1,0 +1,229 @@
+//! `DhtOptions` as the reference's `new DHT(opts)`: the default joins the public network (checked
+//! without contacting it), `seed` / `key_pair` fix the node's default key pair exactly as
+//! hyperdht's `defaultKeyPair` (vectors `default_key_pairs` and `error_codes` of
+//! `tests/vectors/hyperdht-records.json`), servers and connects use that key pair when given
+//! none, and failures carry the reference's codes through `DhtError`. Live parts run on
+//! 127.0.0.1 with ephemeral ports, on tokio and smol.
+
+use std::net::Ipv4Addr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hdht_core::connect::ConnectError;
+use hdht_core::crypto::{hash, KeyPair};
+use hdht_core::rpc::Persistence;
+use hdht_driver::{build_node, parse_bootstrap, Clock, DhtError, DhtOptions, DEFAULT_BOOTSTRAP};
+use hdht_tests::runtime::{Runtime, Smol, Tokio};
+use serde_json::Value;
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn vectors() -> &'static Value {
+    static V: OnceLock<Value> = OnceLock::new();
+    V.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/vectors/hyperdht-records.json");
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {path}: {e} (never skipped)"));
+        serde_json::from_str(&text).expect("valid JSON")
+    })
+}
+
+fn h32(v: &Value, key: &str) -> [u8; 32] {
+    let bytes = hex::decode(v[key].as_str().unwrap_or_else(|| panic!("{key}"))).expect("hex");
+    bytes.try_into().expect("32 bytes")
+}
+
+/// The node `DhtOptions` build, with no sockets and no bootstrap: its default key pair.
+fn default_key_pair_of(opts: &DhtOptions) -> KeyPair {
+    build_node(opts, 49737, Vec::new(), &Clock::default()).default_key_pair()
+}
+
+#[test]
+fn default_options_carry_the_public_bootstrap_list() {
+    let reference = vectors()["constants"]["bootstrap_nodes"]
+        .as_array()
+        .expect("bootstrap_nodes")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(reference.len(), 3);
+    let opts = DhtOptions::default();
+    assert_eq!(opts.bootstrap, reference);
+    assert_eq!(opts.bootstrap, DEFAULT_BOOTSTRAP);
+    for entry in &opts.bootstrap {
+        let parsed = parse_bootstrap(entry).expect("parses");
+        assert!(parsed.literal().is_some(), "{entry}: a suggested address");
+        assert_eq!(parsed.port, 49737);
+    }
+    // An isolated network is the explicit choice; a bootstrapper is isolated.
+    assert!(DhtOptions::isolated().bootstrap.is_empty());
+    assert!(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST)
+        .bootstrap
+        .is_empty());
+    assert_eq!(
+        DhtOptions::with_bootstrap(["127.0.0.1:1"]).bootstrap,
+        ["127.0.0.1:1"]
+    );
+}
+
+#[test]
+fn seed_and_key_pair_give_the_references_default_key_pair() {
+    let cases = vectors()["default_key_pairs"].as_array().expect("section");
+    assert_eq!(cases.len(), 3);
+    for v in cases {
+        let name = v["name"].as_str().unwrap();
+        let mut opts = DhtOptions::isolated();
+        opts.seed = v["seed"].as_str().map(|_| h32(v, "seed"));
+        opts.key_pair = v["keyPairSeed"]
+            .as_str()
+            .map(|_| KeyPair::from_seed(&h32(v, "keyPairSeed")));
+        // The RNG seed does not enter into it.
+        for rng_seed in [None, Some([1; 32]), Some([2; 32])] {
+            opts.rng_seed = rng_seed;
+            let kp = default_key_pair_of(&opts);
+            assert_eq!(kp.public_key(), h32(v, "publicKey"), "{name}");
+            let secret = hex::decode(v["secretKey"].as_str().unwrap()).unwrap();
+            assert_eq!(kp.secret_key().to_vec(), secret, "{name}");
+        }
+    }
+}
+
+#[test]
+fn without_seed_the_key_pair_follows_the_rng_seed() {
+    let with = |rng_seed: [u8; 32]| {
+        default_key_pair_of(&DhtOptions {
+            rng_seed: Some(rng_seed),
+            ..DhtOptions::isolated()
+        })
+        .public_key()
+    };
+    assert_eq!(with([3; 32]), with([3; 32]), "reproducible from rng_seed");
+    assert_ne!(with([3; 32]), with([4; 32]));
+    let os = |_| default_key_pair_of(&DhtOptions::isolated()).public_key();
+    assert_ne!(os(0), os(1), "fresh from the OS without any seed");
+}
+
+/// `DhtError::code()` of every connect failure is the reference's `err.code`.
+#[test]
+fn error_codes_are_the_references() {
+    let list = vectors()["error_codes"]["hyperdht"]
+        .as_array()
+        .expect("hyperdht codes");
+    for v in list {
+        let code = v["code"].as_str().unwrap();
+        let err = ConnectError::from_code(code).unwrap_or_else(|| panic!("{code} is known"));
+        assert_eq!(DhtError::from(err).code(), Some(code));
+    }
+}
+
+fn opts(bootstrap: &[String], seed: Option<&[u8]>) -> DhtOptions {
+    DhtOptions {
+        bootstrap: bootstrap.to_vec(),
+        host: Ipv4Addr::LOCALHOST,
+        persistence: Persistence::Adaptive,
+        seed: seed.map(hash),
+        ..DhtOptions::isolated()
+    }
+}
+
+async fn ready<R: Runtime>(d: &R::Dht) {
+    R::timeout(STEP, d.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
+}
+
+/// `listen(None)` listens on the node's default key pair (from `seed`), `connect` without a key
+/// pair authenticates with the client node's; an unknown key fails with `PEER_NOT_FOUND`.
+async fn servers_and_connects_use_the_default_key_pair<R: Runtime>() {
+    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
+        .await
+        .expect("bootstrapper");
+    ready::<R>(&boot).await;
+    let bootstrap = vec![boot.server_address().to_string()];
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        let d = R::dht(DhtOptions {
+            persistence: Persistence::Persistent,
+            ..opts(&bootstrap, None)
+        })
+        .await
+        .expect("node");
+        ready::<R>(&d).await;
+        nodes.push(d);
+    }
+    let server_dht = R::dht(opts(&bootstrap, Some(b"options server")))
+        .await
+        .expect("server node");
+    let client_dht = R::dht(opts(&bootstrap, Some(b"options client")))
+        .await
+        .expect("client node");
+    ready::<R>(&server_dht).await;
+    ready::<R>(&client_dht).await;
+    let server_pk = KeyPair::from_seed(&hash(b"options server")).public_key();
+    let client_pk = KeyPair::from_seed(&hash(b"options client")).public_key();
+    assert_eq!(server_dht.default_key_pair().public_key(), server_pk);
+
+    let mut server = server_dht.create_server();
+    R::timeout(STEP, server.listen(None))
+        .await
+        .expect("listen timed out")
+        .expect("listen");
+    assert_eq!(server.public_key(), Some(server_pk));
+    // The default key pair is taken: a second server cannot listen on it.
+    let mut second = server_dht.create_server();
+    let taken = R::timeout(STEP, second.listen(None))
+        .await
+        .expect("listen timed out")
+        .expect_err("the key pair is in use");
+    assert_eq!(taken.code(), Some("KEYPAIR_ALREADY_USED"));
+
+    let connect = client_dht.connect(server_pk);
+    let (client, accepted) = futures_lite::future::zip(
+        async {
+            R::timeout(STEP, connect)
+                .await
+                .expect("connect timed out")
+                .expect("connect")
+        },
+        async {
+            R::timeout(STEP, server.accept())
+                .await
+                .expect("accept timed out")
+                .expect("a connection")
+        },
+    )
+    .await;
+    assert_eq!(client.public_key(), client_pk);
+    assert_eq!(client.remote_public_key(), server_pk);
+    assert_eq!(accepted.remote_public_key(), client_pk);
+
+    // Nobody listens on this key: the reference's PEER_NOT_FOUND, through `DhtError`.
+    let nobody = KeyPair::from_seed(&hash(b"options nobody")).public_key();
+    let err = R::timeout(STEP, client_dht.connect(nobody))
+        .await
+        .expect("connect timed out")
+        .err()
+        .expect("no such server");
+    assert_eq!(err.code(), Some("PEER_NOT_FOUND"), "{err}");
+    assert_eq!(err.as_connect(), Some(&ConnectError::PeerNotFound));
+
+    drop((client, accepted, server, second));
+    for d in [client_dht, server_dht]
+        .into_iter()
+        .chain(nodes)
+        .chain([boot])
+    {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn servers_and_connects_use_the_default_key_pair_tokio() {
+    Tokio::run(servers_and_connects_use_the_default_key_pair::<Tokio>());
+}
+
+#[test]
+fn servers_and_connects_use_the_default_key_pair_smol() {
+    Smol::run(servers_and_connects_use_the_default_key_pair::<Smol>());
+}
