@@ -226,6 +226,7 @@ impl Shared {
 
 /// A connect in progress.
 #[derive(Debug)]
+#[must_use = "dropping a connect aborts it; await it for the connection"]
 pub struct Connecting {
     shared: Shared,
     conn: Option<ConnId>,
@@ -421,6 +422,7 @@ impl Drop for Connection {
 
 /// The future of [`Connection::closed`].
 #[derive(Debug)]
+#[must_use = "a future does nothing unless awaited"]
 pub struct Closed {
     shared: Shared,
     conn: ConnId,
@@ -511,6 +513,7 @@ impl tokio::io::AsyncWrite for Connection {
 
 /// A server accepting connections for one key pair.
 #[derive(Debug)]
+#[must_use = "dropping a server closes it"]
 pub struct Server {
     shared: Shared,
     id: ServerId,

@@ -12,6 +12,7 @@ mod error;
 pub mod flush;
 mod handle;
 mod net;
+mod op_options;
 mod options;
 pub mod pool;
 mod shared;
@@ -23,9 +24,11 @@ pub use connection::{Closed, Connecting, Connection, Firewall, Server};
 pub use error::DhtError;
 pub use handle::{
     build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream,
-    MutablePut, PORT_RANGE,
+    MutablePut, OpFinish, PORT_RANGE,
 };
+pub use hdht_core::rpc::QueryOptions;
 pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
+pub use op_options::{AnnounceOptions, MutableGetOptions, MutablePutOptions};
 pub use options::DhtOptions;
 pub use shared::{
     IncomingRequests, IoWakeup, OpFuture, OpReply, OpStream, PendingRequest, QueryStream, Ready,

@@ -2,17 +2,22 @@
 //! without contacting it), `seed` / `key_pair` fix the node's default key pair exactly as
 //! hyperdht's `defaultKeyPair` (vectors `default_key_pairs` and `error_codes` of
 //! `tests/vectors/hyperdht-records.json`), servers and connects use that key pair when given
-//! none, and failures carry the reference's codes through `DhtError`. Live parts run on
+//! none, the reference's operation options work, `KeyPair::random()` gives valid distinct pairs,
+//! and failures carry the reference's codes through `DhtError`. Live parts run on
 //! 127.0.0.1 with ephemeral ports, on tokio and smol.
 
+use std::future::IntoFuture;
 use std::net::Ipv4Addr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use hdht_core::connect::ConnectError;
-use hdht_core::crypto::{hash, KeyPair};
+use hdht_core::crypto::{hash, verify, KeyPair};
 use hdht_core::rpc::Persistence;
-use hdht_driver::{build_node, parse_bootstrap, Clock, DhtError, DhtOptions, DEFAULT_BOOTSTRAP};
+use hdht_driver::{
+    build_node, parse_bootstrap, AnnounceOptions, Clock, DhtError, DhtOptions, MutableGetOptions,
+    MutablePutOptions, QueryOptions, DEFAULT_BOOTSTRAP,
+};
 use hdht_tests::runtime::{Runtime, Smol, Tokio};
 use serde_json::Value;
 
@@ -103,6 +108,25 @@ fn without_seed_the_key_pair_follows_the_rng_seed() {
     assert_ne!(os(0), os(1), "fresh from the OS without any seed");
 }
 
+/// `KeyPair::random()` (the drivers enable the core's `getrandom` feature): distinct pairs, each
+/// a valid Ed25519 key pair — its public key is its seed's, and it signs verifiably.
+#[test]
+fn random_key_pairs_are_distinct_and_valid() {
+    let pairs: Vec<KeyPair> = (0..8).map(|_| KeyPair::random()).collect();
+    let mut keys: Vec<[u8; 32]> = pairs.iter().map(KeyPair::public_key).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), pairs.len(), "distinct");
+    for kp in &pairs {
+        assert_ne!(kp.seed(), [0; 32]);
+        assert_eq!(KeyPair::from_seed(&kp.seed()).public_key(), kp.public_key());
+        assert_eq!(kp.secret_key()[32..], kp.public_key());
+        let signature = kp.sign(b"random");
+        assert!(verify(&kp.public_key(), b"random", &signature));
+        assert!(!verify(&kp.public_key(), b"other", &signature));
+    }
+}
+
 /// `DhtError::code()` of every connect failure is the reference's `err.code`.
 #[test]
 fn error_codes_are_the_references() {
@@ -133,16 +157,15 @@ async fn ready<R: Runtime>(d: &R::Dht) {
         .expect("bootstrapped");
 }
 
-/// `listen(None)` listens on the node's default key pair (from `seed`), `connect` without a key
-/// pair authenticates with the client node's; an unknown key fails with `PEER_NOT_FOUND`.
-async fn servers_and_connects_use_the_default_key_pair<R: Runtime>() {
+/// A bootstrapper and `n` persistent nodes on 127.0.0.1.
+async fn network<R: Runtime>(n: usize) -> (R::Dht, Vec<R::Dht>, Vec<String>) {
     let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
         .await
         .expect("bootstrapper");
     ready::<R>(&boot).await;
     let bootstrap = vec![boot.server_address().to_string()];
     let mut nodes = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..n {
         let d = R::dht(DhtOptions {
             persistence: Persistence::Persistent,
             ..opts(&bootstrap, None)
@@ -152,6 +175,13 @@ async fn servers_and_connects_use_the_default_key_pair<R: Runtime>() {
         ready::<R>(&d).await;
         nodes.push(d);
     }
+    (boot, nodes, bootstrap)
+}
+
+/// `listen(None)` listens on the node's default key pair (from `seed`), `connect` without a key
+/// pair authenticates with the client node's; an unknown key fails with `PEER_NOT_FOUND`.
+async fn servers_and_connects_use_the_default_key_pair<R: Runtime>() {
+    let (boot, nodes, bootstrap) = network::<R>(4).await;
     let server_dht = R::dht(opts(&bootstrap, Some(b"options server")))
         .await
         .expect("server node");
@@ -203,8 +233,7 @@ async fn servers_and_connects_use_the_default_key_pair<R: Runtime>() {
     let err = R::timeout(STEP, client_dht.connect(nobody))
         .await
         .expect("connect timed out")
-        .err()
-        .expect("no such server");
+        .expect_err("no such server");
     assert_eq!(err.code(), Some("PEER_NOT_FOUND"), "{err}");
     assert_eq!(err.as_connect(), Some(&ConnectError::PeerNotFound));
 
@@ -226,4 +255,110 @@ fn servers_and_connects_use_the_default_key_pair_tokio() {
 #[test]
 fn servers_and_connects_use_the_default_key_pair_smol() {
     Smol::run(servers_and_connects_use_the_default_key_pair::<Smol>());
+}
+
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    u64::try_from(since.as_millis()).expect("fits")
+}
+
+/// The reference's operation options: an announce awaited to its end with a `bump`, then a
+/// lookup of only one of the nodes that stored it (`nodes` + `onlyClosestNodes`), which
+/// returns the record and the bump; `mutableGet`'s `seq` and `latest` (default true).
+async fn operation_options<R: Runtime>() {
+    let (boot, nodes, bootstrap) = network::<R>(5).await;
+    let client = R::dht(opts(&bootstrap, None)).await.expect("client");
+    ready::<R>(&client).await;
+
+    let topic = hash(b"options topic");
+    let kp = KeyPair::from_seed(&hash(b"options announcer"));
+    let bump = unix_ms();
+    let announce = AnnounceOptions {
+        bump,
+        ..AnnounceOptions::default()
+    };
+    // Awaiting the stream runs the announce to its end: the commits are done.
+    let stored = R::timeout(
+        STEP,
+        client.announce_with(topic, &kp, announce).into_future(),
+    )
+    .await
+    .expect("announce timed out")
+    .expect("announce");
+    assert!(!stored.is_empty(), "stored somewhere");
+    let one = stored[0];
+    let only_one = QueryOptions {
+        nodes: vec![one],
+        only_closest_nodes: true,
+        ..QueryOptions::default()
+    };
+    let mut replies = client.lookup_with(topic, only_one);
+    let mut seen = Vec::new();
+    while let Some(reply) = R::timeout(STEP, futures_lite::StreamExt::next(&mut replies))
+        .await
+        .expect("lookup timed out")
+    {
+        seen.push(reply);
+    }
+    assert_eq!(seen.len(), 1, "only the one node was asked: {seen:?}");
+    assert_eq!(seen[0].from, one);
+    assert_eq!(seen[0].bump, bump, "the announce's bump is the topic's");
+    assert!(seen[0]
+        .peers
+        .iter()
+        .any(|p| p.public_key == kp.public_key()));
+
+    let signer = KeyPair::from_seed(&hash(b"options mutable"));
+    for seq in [1, 2] {
+        let put = MutablePutOptions {
+            seq,
+            ..MutablePutOptions::default()
+        };
+        let value = format!("value {seq}");
+        R::timeout(
+            STEP,
+            client.mutable_put_with(&signer, value.as_bytes(), put),
+        )
+        .await
+        .expect("put timed out")
+        .expect("put");
+    }
+    assert!(
+        MutableGetOptions::default().latest,
+        "the reference's default"
+    );
+    let got = R::timeout(
+        STEP,
+        client.mutable_get_with(signer.public_key(), MutableGetOptions::default()),
+    )
+    .await
+    .expect("get timed out")
+    .expect("get")
+    .expect("a record");
+    assert_eq!((got.seq, got.value.as_slice()), (2, &b"value 2"[..]));
+    let newer = MutableGetOptions {
+        seq: 3,
+        ..MutableGetOptions::default()
+    };
+    let none = R::timeout(STEP, client.mutable_get_with(signer.public_key(), newer))
+        .await
+        .expect("get timed out")
+        .expect("get");
+    assert_eq!(none, None, "nothing at seq 3 or above");
+
+    for d in [client].into_iter().chain(nodes).chain([boot]) {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn operation_options_tokio() {
+    Tokio::run(operation_options::<Tokio>());
+}
+
+#[test]
+fn operation_options_smol() {
+    Smol::run(operation_options::<Smol>());
 }
