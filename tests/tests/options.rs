@@ -71,6 +71,87 @@ fn default_options_carry_the_public_bootstrap_list() {
     );
 }
 
+/// No test, benchmark, example or CLI code path may reach the public network by accident: every
+/// `DhtOptions { .. }` literal in the repository's Rust sources either names its `bootstrap` or
+/// spreads an isolated base (`isolated()`, `bootstrapper(..)`, `with_bootstrap(..)`, or a
+/// helper that does), and only this file and the options' own module call
+/// `DhtOptions::default()`.
+#[test]
+fn no_test_uses_the_public_network_by_default() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace");
+    let mut files = Vec::new();
+    for dir in [
+        "core",
+        "driver",
+        "runtime-tokio",
+        "runtime-smol",
+        "sim",
+        "cli",
+        "tests",
+    ] {
+        collect_rs(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 50, "found the sources: {}", files.len());
+    let exempt = ["driver/src/options.rs", "tests/tests/options.rs"];
+    let mut bad = Vec::new();
+    for path in &files {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if exempt.contains(&rel.as_str()) {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).expect("readable source");
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains("DhtOptions::default()") {
+                bad.push(format!("{rel}:{}: DhtOptions::default()", i + 1));
+            }
+            if !line.contains("DhtOptions {") || line.contains("struct DhtOptions") {
+                continue;
+            }
+            // The literal runs to its `..base` (or its closing brace).
+            let body: Vec<&str> = lines[i..]
+                .iter()
+                .take(30)
+                .take_while(|l| !l.trim_start().starts_with('}'))
+                .copied()
+                .collect();
+            let names_bootstrap = body.iter().any(|l| l.contains("bootstrap:"));
+            let spread = body.iter().find(|l| l.trim_start().starts_with(".."));
+            let spreads_default = spread.is_some_and(|l| l.contains("Default::default()"));
+            if spreads_default && !names_bootstrap {
+                bad.push(format!(
+                    "{rel}:{}: ..Default::default() without bootstrap",
+                    i + 1
+                ));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "public-network defaults: {bad:#?}");
+}
+
+fn collect_rs(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() {
+            if name != "target" && name != "node_modules" {
+                collect_rs(&path, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
 #[test]
 fn seed_and_key_pair_give_the_references_default_key_pair() {
     let cases = vectors()["default_key_pairs"].as_array().expect("section");
