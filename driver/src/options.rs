@@ -22,7 +22,7 @@ use crate::DEFAULT_BOOTSTRAP;
 /// let local = DhtOptions::with_bootstrap(["127.0.0.1:49737"]);
 /// assert_eq!(local.bootstrap, ["127.0.0.1:49737"]);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DhtOptions {
     /// Bootstrap entries (`host:port`, `ip@host:port` or a port). Default: the public
     /// network's [`DEFAULT_BOOTSTRAP`]; empty: an isolated network.
@@ -66,6 +66,31 @@ pub struct DhtOptions {
     pub max_size: Option<usize>,
     /// `maxAge`: how long records live (default 20 min; 48 h for mutable/immutable values).
     pub max_age: Option<std::time::Duration>,
+}
+
+/// Debug output never shows secrets: `seed` and `rng_seed` print as set or not (the key pair
+/// prints its public key only).
+impl std::fmt::Debug for DhtOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redact = |s: &Option<[u8; 32]>| s.map(|_| "<redacted>");
+        f.debug_struct("DhtOptions")
+            .field("bootstrap", &self.bootstrap)
+            .field("port", &self.port)
+            .field("host", &self.host)
+            .field("persistence", &self.persistence)
+            .field("firewalled", &self.firewalled)
+            .field("quick_firewall", &self.quick_firewall)
+            .field("any_port", &self.any_port)
+            .field("concurrency", &self.concurrency)
+            .field("bootstrapper_public_host", &self.bootstrapper_public_host)
+            .field("key_pair", &self.key_pair)
+            .field("seed", &redact(&self.seed))
+            .field("rng_seed", &redact(&self.rng_seed))
+            .field("handle_requests", &self.handle_requests)
+            .field("max_size", &self.max_size)
+            .field("max_age", &self.max_age)
+            .finish()
+    }
 }
 
 impl Default for DhtOptions {
@@ -167,6 +192,19 @@ mod tests {
         );
         assert_eq!((d.any_port, d.concurrency), (i.any_port, i.concurrency));
         assert!(d.key_pair.is_none() && d.seed.is_none() && d.rng_seed.is_none());
+    }
+
+    #[test]
+    fn debug_hides_the_seeds() {
+        let o = DhtOptions {
+            seed: Some([0xab; 32]),
+            rng_seed: Some([0xcd; 32]),
+            ..DhtOptions::isolated()
+        };
+        let text = format!("{o:?}");
+        assert!(text.contains("<redacted>"), "{text}");
+        assert!(!text.contains("171") && !text.contains("205"), "{text}");
+        assert!(!text.to_lowercase().contains("abab"), "{text}");
     }
 
     #[test]
