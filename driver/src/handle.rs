@@ -608,6 +608,17 @@ impl futures_core::Stream for FindPeerStream {
 /// Dropping it before the end **cancels** the operation, as dropping a future does: the query
 /// stops, and an announce sends no further commits (nodes that already stored the record keep
 /// it until it expires, 20 minutes, or is unannounced).
+///
+/// ```no_run
+/// # use hdht_core::crypto::KeyPair;
+/// # async fn run(dht: &hdht_driver::DhtHandle) -> Result<(), hdht_driver::DhtError> {
+/// let key_pair = KeyPair::random();
+/// let topic = [7; 32];
+/// let stored_at = dht.announce(topic, &key_pair, &[]).await?; // the announce is complete
+/// let closest = dht.lookup(topic).await?; // the replies are discarded
+/// # let _ = (stored_at, closest);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "dropping a lookup or announce stream cancels it; read it to the end or `.await` it"]
 pub struct LookupStream(OpStream);
