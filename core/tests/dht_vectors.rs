@@ -3,9 +3,9 @@
 //! `tests/vectors/gen/hyperdht-records.js`), checked against `hdht_core::dht::messages`,
 //! `hdht_core::dht::sign`, `hdht_core::crypto` and `hdht_core::wire`.
 //!
-//! Sections covered: `constants`, `keypairs`, `namespaces`, `hashes`, `node_ids`, `peer_records`,
-//! `announce_messages`, `lookup_replies`, `announce_signatures`, `mutable`,
-//! `mutable_get_requests`, `immutable`, `handshake_envelopes`, `holepunch_envelopes`,
+//! Sections covered: `constants`, `keypairs`, `default_key_pairs`, `error_codes`, `namespaces`,
+//! `hashes`, `node_ids`, `peer_records`, `announce_messages`, `lookup_replies`, `announce_signatures`,
+//! `mutable`, `mutable_get_requests`, `immutable`, `handshake_envelopes`, `holepunch_envelopes`,
 //! `plugin_requests`, `decode_cases`, `frames`. A guard test fails if the file grows a section
 //! this file does not know about.
 //!
@@ -13,10 +13,11 @@
 //! is observed behaviour (timeouts, replies, storage). The few deterministic encodings in it (the
 //! raw LOOKUP value, the 2048-byte IMMUTABLE_PUT frame limit) are checked at the bottom.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::OnceLock;
 
+use hdht_core::connect::ConnectError;
 use hdht_core::crypto::{hash, hash_batch, keyed_hash, KeyPair};
 use hdht_core::dht::messages::{
     self, command, decode_mutable_get_request, encode_lookup_reply, encode_mutable_get_request,
@@ -24,7 +25,8 @@ use hdht_core::dht::messages::{
     MutablePutRequest, Peer, PluginRequest,
 };
 use hdht_core::dht::sign::{self, announce_signable, mutable_signable};
-use hdht_core::rpc::{encode_addr, NodeId};
+use hdht_core::dht::OpError;
+use hdht_core::rpc::{encode_addr, NodeId, RequestError};
 use hdht_core::wire::{DecodeError, Message, Reader, Request, ERROR_OK};
 use serde_json::Value;
 
@@ -178,6 +180,8 @@ fn every_section_is_covered() {
         "about",
         "constants",
         "keypairs",
+        "default_key_pairs",
+        "error_codes",
         "namespaces",
         "hashes",
         "node_ids",
@@ -257,6 +261,69 @@ fn keypairs() {
         assert_eq!(kp.public_key(), h32(v, "publicKey"), "{}", name(v));
         assert_eq!(kp.secret_key(), h64(v, "secretKey"), "{}", name(v));
     }
+}
+
+/// `new HyperDHT({ keyPair, seed }).defaultKeyPair`: `keyPair` if given, else the seed's key
+/// pair — what `DhtNode::set_default_key_pair` is given by the drivers (`DhtOptions::key_pair` /
+/// `seed`; `tests/tests/options.rs` checks the options end to end).
+#[test]
+fn default_key_pairs() {
+    for v in list("default_key_pairs", 3) {
+        let seed = match get(v, "keyPairSeed") {
+            Value::Null => h32(v, "seed"),
+            _ => h32(v, "keyPairSeed"),
+        };
+        let kp = KeyPair::from_seed(&seed);
+        assert_eq!(kp.public_key(), h32(v, "publicKey"), "{}", name(v));
+        assert_eq!(kp.secret_key(), h64(v, "secretKey"), "{}", name(v));
+    }
+}
+
+/// `ConnectError::code()` is hyperdht's `err.code` for every error of its `lib/errors.js` (and
+/// dht-rpc's `REQUEST_TIMEOUT`), and `Display` its `err.message`; `RequestError::code()` names
+/// dht-rpc's codes.
+#[test]
+fn error_codes() {
+    let e = get(vectors(), "error_codes");
+    let reference = |key: &str| -> BTreeMap<String, String> {
+        get(e, key)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| (s(v, "code").to_owned(), s(v, "message").to_owned()))
+            .collect()
+    };
+    let (hyperdht, dht_rpc) = (reference("hyperdht"), reference("dht_rpc"));
+    assert_eq!(hyperdht.len(), 23);
+    let ours: BTreeSet<&str> = ConnectError::ALL.iter().map(|e| e.code()).collect();
+    let mut theirs: BTreeSet<&str> = hyperdht.keys().map(String::as_str).collect();
+    theirs.insert("REQUEST_TIMEOUT");
+    assert_eq!(ours, theirs);
+    for err in ConnectError::ALL {
+        let code = err.code();
+        let message = hyperdht.get(code).or_else(|| dht_rpc.get(code)).unwrap();
+        if let ConnectError::RemoteAborted(n) = err {
+            // Ours names the server's error code after the reference's message.
+            assert_eq!(err.to_string(), format!("{message} with error code {n}"));
+        } else {
+            assert_eq!(&err.to_string(), message, "{code}");
+        }
+        assert_eq!(ConnectError::from_code(code), Some(err));
+    }
+    for (err, code) in [
+        (RequestError::Timeout, "REQUEST_TIMEOUT"),
+        (RequestError::Destroyed, "REQUEST_DESTROYED"),
+    ] {
+        assert_eq!(err.code(), Some(code));
+        assert!(dht_rpc.contains_key(code), "{code} is dht-rpc's");
+    }
+    assert_eq!(OpError::SeqTooLow.code(), Some("SEQ_TOO_LOW"));
+    assert_eq!(OpError::SeqReused.code(), Some("SEQ_REUSED"));
+    let wire = get(
+        get(get(vectors(), "constants"), "response_error_codes"),
+        "hyperdht",
+    );
+    assert!(wire.get("SEQ_TOO_LOW").is_some() && wire.get("SEQ_REUSED").is_some());
 }
 
 #[test]

@@ -16,7 +16,7 @@ use hdht_core::dht::{
 };
 
 use crate::firewall::{Firewall, FirewallAsk, FirewallRequest, Question};
-use crate::Shared;
+use crate::{DhtError, Shared};
 
 #[derive(Debug, Default)]
 pub(crate) struct ConnSlot {
@@ -288,16 +288,17 @@ impl Shared {
 
 /// A connect in progress.
 #[derive(Debug)]
+#[must_use = "dropping a connect aborts it; await it for the connection"]
 pub struct Connecting {
     shared: Shared,
     conn: Option<ConnId>,
 }
 
 impl Future for Connecting {
-    type Output = Result<Connection, ConnectError>;
+    type Output = Result<Connection, DhtError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Some(conn) = self.conn else {
-            return Poll::Ready(Err(ConnectError::NodeDestroyed));
+            return Poll::Ready(Err(ConnectError::NodeDestroyed.into()));
         };
         let ready = self.shared.with_inner(|inner| {
             let destroyed = inner.node.is_destroyed();
@@ -325,7 +326,7 @@ impl Future for Connecting {
                 self.conn = None;
                 self.shared
                     .with_inner(|inner| inner.connections.conns.remove(&conn));
-                Poll::Ready(Err(e))
+                Poll::Ready(Err(e.into()))
             }
         }
     }
@@ -527,6 +528,7 @@ impl Drop for Connection {
 
 /// The future of [`Connection::closed`].
 #[derive(Debug)]
+#[must_use = "a future does nothing unless awaited"]
 pub struct Closed {
     shared: Shared,
     conn: ConnId,
@@ -633,6 +635,7 @@ impl tokio::io::AsyncWrite for Connection {
 
 /// A server accepting connections for one key pair.
 #[derive(Debug)]
+#[must_use = "dropping a server closes it"]
 pub struct Server {
     shared: Shared,
     id: ServerId,
@@ -641,16 +644,24 @@ pub struct Server {
 
 impl Server {
     /// `listen(keyPair)`: announces the key and resolves once the first announce completed.
-    pub async fn listen(&mut self, key_pair: &KeyPair) -> Result<(), ConnectError> {
+    /// `listen(None)` listens on the node's
+    /// [`default_key_pair`](crate::DhtHandle::default_key_pair), as the reference's `listen()`.
+    pub async fn listen<'k>(
+        &mut self,
+        key_pair: impl Into<Option<&'k KeyPair>>,
+    ) -> Result<(), DhtError> {
         let id = self.id;
-        let kp = key_pair.clone();
-        self.shared
-            .with_node_mut(|n, now| n.listen(now, id, Some(kp)))?;
-        self.public_key = Some(key_pair.public_key());
+        let given = key_pair.into().cloned();
+        let public_key = self.shared.with_node_mut(|n, now| {
+            let kp = given.unwrap_or_else(|| n.default_key_pair());
+            let public_key = kp.public_key();
+            n.listen(now, id, Some(kp)).map(|()| public_key)
+        })?;
+        self.public_key = Some(public_key);
         std::future::poll_fn(|cx| {
             self.shared.with_inner(|inner| {
                 if inner.node.is_destroyed() {
-                    return Poll::Ready(Err(ConnectError::NodeDestroyed));
+                    return Poll::Ready(Err(ConnectError::NodeDestroyed.into()));
                 }
                 match inner.connections.servers.get_mut(&id) {
                     Some(s) if s.listening => Poll::Ready(Ok(())),
@@ -658,7 +669,7 @@ impl Server {
                         s.listen_waker = Some(cx.waker().clone());
                         Poll::Pending
                     }
-                    None => Poll::Ready(Err(ConnectError::NodeDestroyed)),
+                    None => Poll::Ready(Err(ConnectError::NodeDestroyed.into())),
                 }
             })
         })

@@ -8,12 +8,13 @@ use hdht_core::dht::{
     DhtConfig, FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpOutput,
 };
 use hdht_core::rpc::{
-    NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, RpcConfig, RpcEvent,
+    NodeId, QueryOptions, QueryReply, QuerySpec, RequestSpec, RpcConfig, RpcEvent,
 };
 
+use crate::op_options::{AnnounceOptions, MutableGetOptions, MutablePutOptions};
 use crate::{
-    Clock, DhtError, DhtOptions, IncomingRequests, Node, OpReply, OpStream, PendingRequest,
-    QueryStream, Shared,
+    Clock, DhtError, DhtOptions, IncomingRequests, Node, OpFuture, OpReply, OpStream,
+    PendingRequest, QueryStream, Shared,
 };
 use rand_core::SeedableRng;
 
@@ -43,7 +44,7 @@ pub fn build_node(
     bootstrap: Vec<SocketAddrV4>,
     clock: &Clock,
 ) -> Node {
-    let rng = match opts.seed {
+    let rng = match opts.rng_seed {
         Some(seed) => rand_chacha::ChaCha20Rng::from_seed(seed),
         None => rand_chacha::ChaCha20Rng::from_entropy(),
     };
@@ -65,6 +66,9 @@ pub fn build_node(
         max_age: opts.max_age,
     };
     let mut node = Node::new(dht, rng, now);
+    if let Some(kp) = opts.default_key_pair() {
+        node.set_default_key_pair(kp);
+    }
     let unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -223,10 +227,10 @@ impl DhtHandle {
     }
 
     /// `ping(to)`: an internal PING.
-    pub async fn ping(&self, to: SocketAddrV4) -> Result<QueryReply, RequestError> {
+    pub async fn ping(&self, to: SocketAddrV4) -> Result<QueryReply, DhtError> {
         let mut spec = RequestSpec::new(to, hdht_core::rpc::PING);
         spec.internal = true;
-        self.shared.request(spec).await
+        Ok(self.shared.request(spec).await?)
     }
 
     /// `refresh()`: a background FIND_NODE towards a random known node.
@@ -251,8 +255,16 @@ impl DhtHandle {
 
     // ----- connections -----
 
+    /// `defaultKeyPair`: the key pair servers listen on and connects use when given none —
+    /// [`DhtOptions::key_pair`], else the one [`DhtOptions::seed`] derives, else one the node
+    /// drew from its RNG (and keeps).
+    pub fn default_key_pair(&self) -> KeyPair {
+        self.shared.with_node_mut(|n, _| n.default_key_pair())
+    }
+
     /// `connect(remotePublicKey)`: an end-to-end encrypted connection to the server listening
-    /// on that key, found through the DHT.
+    /// on that key, found through the DHT, made with the node's
+    /// [`default_key_pair`](Self::default_key_pair) (the reference's default).
     pub fn connect(&self, remote_public_key: [u8; 32]) -> crate::Connecting {
         self.shared
             .connect(remote_public_key, hdht_core::dht::ConnectOptions::default())
@@ -287,46 +299,97 @@ impl DhtHandle {
 
     /// `lookup(topic)`: a stream of replies listing the peers announced under `topic`.
     pub fn lookup(&self, topic: [u8; 32]) -> LookupStream {
-        LookupStream(self.shared.op(|n, now| n.lookup(now, topic)))
+        self.lookup_with(topic, QueryOptions::default())
+    }
+
+    /// `lookup(topic, opts)`: [`lookup`](Self::lookup) with the query options.
+    pub fn lookup_with(&self, topic: [u8; 32], opts: QueryOptions) -> LookupStream {
+        LookupStream(self.op(opts, |n, now| n.lookup(now, topic)))
     }
 
     /// `findPeer(publicKey)`: the replies of the nodes holding a server's record (its relays).
     pub fn find_peer(&self, public_key: [u8; 32]) -> FindPeerStream {
-        FindPeerStream(self.shared.op(|n, now| n.find_peer(now, &public_key)))
+        self.find_peer_with(public_key, QueryOptions::default())
+    }
+
+    /// `findPeer(publicKey, opts)`: [`find_peer`](Self::find_peer) with the query options.
+    pub fn find_peer_with(&self, public_key: [u8; 32], opts: QueryOptions) -> FindPeerStream {
+        FindPeerStream(self.op(opts, |n, now| n.find_peer(now, &public_key)))
     }
 
     /// `announce(topic, keyPair, relayAddresses)`: the lookup's replies stream out; the record is
-    /// stored, signed per node, at the closest nodes when the stream finishes.
+    /// stored, signed per node, at the closest nodes when the stream finishes. `.await` the
+    /// stream to announce and wait for the commits; dropping it early cancels the announce (see
+    /// [`LookupStream`]).
     pub fn announce(
         &self,
         topic: [u8; 32],
         key_pair: &KeyPair,
         relay_addresses: &[SocketAddrV4],
     ) -> LookupStream {
-        let relays = relay_addresses.to_vec();
-        LookupStream(
-            self.shared
-                .op(|n, now| n.announce(now, topic, key_pair, relays, 0)),
-        )
+        let opts = AnnounceOptions {
+            relay_addresses: relay_addresses.to_vec(),
+            ..AnnounceOptions::default()
+        };
+        self.announce_with(topic, key_pair, opts)
+    }
+
+    /// `announce(topic, keyPair, relayAddresses, {bump, ...})`: [`announce`](Self::announce)
+    /// with the relay addresses, bump and query options of `opts`.
+    pub fn announce_with(
+        &self,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+        opts: AnnounceOptions,
+    ) -> LookupStream {
+        let AnnounceOptions {
+            relay_addresses,
+            bump,
+            query,
+        } = opts;
+        LookupStream(self.op(query, |n, now| {
+            n.announce(now, topic, key_pair, relay_addresses, bump)
+        }))
     }
 
     /// `unannounce(topic, keyPair)`: removes the record from every node that lists it.
-    pub async fn unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Result<(), OpError> {
-        self.shared
-            .op(|n, now| n.unannounce(now, topic, key_pair))
-            .finish()
+    pub async fn unannounce(&self, topic: [u8; 32], key_pair: &KeyPair) -> Result<(), DhtError> {
+        self.unannounce_with(topic, key_pair, QueryOptions::default())
             .await
-            .map(|_| ())
+    }
+
+    /// `unannounce(topic, keyPair, opts)`: [`unannounce`](Self::unannounce) with the query
+    /// options.
+    pub async fn unannounce_with(
+        &self,
+        topic: [u8; 32],
+        key_pair: &KeyPair,
+        opts: QueryOptions,
+    ) -> Result<(), DhtError> {
+        self.op(opts, |n, now| n.unannounce(now, topic, key_pair))
+            .finish()
+            .await?;
+        Ok(())
     }
 
     /// `immutablePut(value)`: stores `value` under its BLAKE2b-256 hash. Values over
     /// [`MAX_IMMUTABLE_VALUE`](hdht_core::dht::MAX_IMMUTABLE_VALUE) (1,850 bytes) fail with
     /// [`OpError::ValueTooLarge`] before anything is sent: their get could not fit a datagram.
-    pub async fn immutable_put(&self, value: &[u8]) -> Result<ImmutablePut, OpError> {
+    pub async fn immutable_put(&self, value: &[u8]) -> Result<ImmutablePut, DhtError> {
+        self.immutable_put_with(value, QueryOptions::default())
+            .await
+    }
+
+    /// `immutablePut(value, opts)`: [`immutable_put`](Self::immutable_put) with the query
+    /// options.
+    pub async fn immutable_put_with(
+        &self,
+        value: &[u8],
+        opts: QueryOptions,
+    ) -> Result<ImmutablePut, DhtError> {
         let value = value.to_vec();
         match self
-            .shared
-            .op(|n, now| n.immutable_put(now, value))
+            .op(opts, |n, now| n.immutable_put(now, value))
             .finish()
             .await?
         {
@@ -337,20 +400,29 @@ impl DhtHandle {
                 hash,
                 closest_nodes,
             }),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 
     /// `immutableGet(hash)`: the value, verified against its hash; `None` if no node has it.
-    pub async fn immutable_get(&self, hash: [u8; 32]) -> Result<Option<ImmutableValue>, OpError> {
+    pub async fn immutable_get(&self, hash: [u8; 32]) -> Result<Option<ImmutableValue>, DhtError> {
+        self.immutable_get_with(hash, QueryOptions::default()).await
+    }
+
+    /// `immutableGet(hash, opts)`: [`immutable_get`](Self::immutable_get) with the query
+    /// options.
+    pub async fn immutable_get_with(
+        &self,
+        hash: [u8; 32],
+        opts: QueryOptions,
+    ) -> Result<Option<ImmutableValue>, DhtError> {
         match self
-            .shared
-            .op(|n, now| n.immutable_get(now, hash))
+            .op(opts, |n, now| n.immutable_get(now, hash))
             .finish()
             .await?
         {
             OpOutput::ImmutableGet(v) => Ok(v),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 
@@ -361,17 +433,32 @@ impl DhtHandle {
     /// represent; a record put with exactly `MAX_SEQ` can never be replaced under this key),
     /// and with [`OpError::ValueTooLarge`] for a value over
     /// [`max_mutable_value(seq)`](hdht_core::dht::value_size::max_mutable_value) (1,774–1,782
-    /// bytes).
+    /// bytes). The errors arrive as [`DhtError::Op`].
     pub async fn mutable_put(
         &self,
         key_pair: &KeyPair,
         value: &[u8],
         seq: u64,
-    ) -> Result<MutablePut, OpError> {
+    ) -> Result<MutablePut, DhtError> {
+        let opts = MutablePutOptions {
+            seq,
+            ..MutablePutOptions::default()
+        };
+        self.mutable_put_with(key_pair, value, opts).await
+    }
+
+    /// `mutablePut(keyPair, value, opts)`: [`mutable_put`](Self::mutable_put) with the seq and
+    /// query options of `opts`.
+    pub async fn mutable_put_with(
+        &self,
+        key_pair: &KeyPair,
+        value: &[u8],
+        opts: MutablePutOptions,
+    ) -> Result<MutablePut, DhtError> {
         let value = value.to_vec();
+        let MutablePutOptions { seq, query } = opts;
         match self
-            .shared
-            .op(|n, now| n.mutable_put(now, key_pair, value, seq))
+            .op(query, |n, now| n.mutable_put(now, key_pair, value, seq))
             .finish()
             .await?
         {
@@ -386,29 +473,55 @@ impl DhtHandle {
                 seq,
                 signature,
             }),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 
     /// `mutableGet(publicKey, {seq, latest})`: the record with at least `seq` (with `latest`,
     /// the newest any node has), its signature verified; `None` if none qualifies.
     /// [`OpError::SeqOutOfRange`] at once when `seq` is above
-    /// [`MAX_SEQ`](hdht_core::dht::MAX_SEQ).
+    /// [`MAX_SEQ`](hdht_core::dht::MAX_SEQ). (The reference's default is `latest: true`, as
+    /// [`MutableGetOptions::default`].)
     pub async fn mutable_get(
         &self,
         public_key: [u8; 32],
         seq: u64,
         latest: bool,
-    ) -> Result<Option<MutableValue>, OpError> {
+    ) -> Result<Option<MutableValue>, DhtError> {
+        let opts = MutableGetOptions {
+            seq,
+            latest,
+            ..MutableGetOptions::default()
+        };
+        self.mutable_get_with(public_key, opts).await
+    }
+
+    /// `mutableGet(publicKey, opts)`: [`mutable_get`](Self::mutable_get) with the seq, latest
+    /// and query options of `opts`.
+    pub async fn mutable_get_with(
+        &self,
+        public_key: [u8; 32],
+        opts: MutableGetOptions,
+    ) -> Result<Option<MutableValue>, DhtError> {
+        let MutableGetOptions { seq, latest, query } = opts;
         match self
-            .shared
-            .op(|n, now| n.mutable_get(now, public_key, seq, latest))
+            .op(query, |n, now| n.mutable_get(now, public_key, seq, latest))
             .finish()
             .await?
         {
             OpOutput::MutableGet(v) => Ok(v),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
+    }
+
+    /// Starts an operation whose query runs with `query`.
+    fn op(
+        &self,
+        query: QueryOptions,
+        start: impl FnOnce(&mut Node, hdht_core::Instant) -> hdht_core::dht::OpId,
+    ) -> OpStream {
+        self.shared
+            .op(|n, now| n.with_query_options(query, |n| start(n, now)))
     }
 }
 
@@ -441,16 +554,27 @@ pub struct MutablePut {
 }
 
 /// The replies of a find-peer: a `Stream` of [`FindPeerReply`], then
-/// [`finish`](Self::finish) for the closest nodes.
+/// [`finish`](Self::finish) for the closest nodes (or `.await` it for them alone).
+/// Dropping it before the end cancels the query.
 #[derive(Debug)]
+#[must_use = "dropping a find-peer stream cancels it; read it or `.await` it"]
 pub struct FindPeerStream(OpStream);
+
+impl std::future::IntoFuture for FindPeerStream {
+    type Output = Result<Vec<SocketAddrV4>, DhtError>;
+    type IntoFuture = OpFinish;
+    /// The closest nodes that answered, discarding the replies.
+    fn into_future(self) -> OpFinish {
+        OpFinish(self.0.into_future())
+    }
+}
 
 impl FindPeerStream {
     /// Waits for the end; the closest nodes that answered.
-    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, OpError> {
+    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, DhtError> {
         match self.0.finish().await? {
             OpOutput::Lookup { closest_nodes } => Ok(closest_nodes),
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 }
@@ -476,17 +600,67 @@ impl futures_core::Stream for FindPeerStream {
 
 /// The replies of a lookup or announce: a `Stream` of [`LookupReply`], then
 /// [`finish`](Self::finish) for the closest nodes (and, for an announce, the commit outcome).
+///
+/// `.await` it (or call `finish().await`) to run it to the end without reading the replies:
+/// `dht.announce(topic, &key_pair, &[]).await?` resolves once the record is stored at the closest
+/// nodes. The stream ends (`None`) only once the operation is over, commits included.
+///
+/// Dropping it before the end **cancels** the operation, as dropping a future does: the query
+/// stops, and an announce sends no further commits (nodes that already stored the record keep
+/// it until it expires, 20 minutes, or is unannounced).
+///
+/// ```no_run
+/// # use hdht_core::crypto::KeyPair;
+/// # async fn run(dht: &hdht_driver::DhtHandle) -> Result<(), hdht_driver::DhtError> {
+/// let key_pair = KeyPair::random();
+/// let topic = [7; 32];
+/// let stored_at = dht.announce(topic, &key_pair, &[]).await?; // the announce is complete
+/// let closest = dht.lookup(topic).await?; // the replies are discarded
+/// # let _ = (stored_at, closest);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
+#[must_use = "dropping a lookup or announce stream cancels it; read it to the end or `.await` it"]
 pub struct LookupStream(OpStream);
+
+impl std::future::IntoFuture for LookupStream {
+    type Output = Result<Vec<SocketAddrV4>, DhtError>;
+    type IntoFuture = OpFinish;
+    /// The closest nodes that answered (and, for an announce, stored the record).
+    fn into_future(self) -> OpFinish {
+        OpFinish(self.0.into_future())
+    }
+}
+
+/// The end of a [`LookupStream`] or [`FindPeerStream`] that was awaited: the closest nodes.
+/// Dropping it before it resolves cancels the operation.
+#[derive(Debug)]
+#[must_use = "dropping the future cancels the operation; await it"]
+pub struct OpFinish(OpFuture);
+
+impl std::future::Future for OpFinish {
+    type Output = Result<Vec<SocketAddrV4>, DhtError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| match r? {
+            OpOutput::Lookup { closest_nodes } | OpOutput::Announce { closest_nodes } => {
+                Ok(closest_nodes)
+            }
+            other => Err(unexpected(other).into()),
+        })
+    }
+}
 
 impl LookupStream {
     /// Waits for the end; the closest nodes that answered (and, for an announce, stored it).
-    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, OpError> {
+    pub async fn finish(self) -> Result<Vec<SocketAddrV4>, DhtError> {
         match self.0.finish().await? {
             OpOutput::Lookup { closest_nodes } | OpOutput::Announce { closest_nodes } => {
                 Ok(closest_nodes)
             }
-            other => Err(unexpected(other)),
+            other => Err(unexpected(other).into()),
         }
     }
 }

@@ -8,10 +8,12 @@
 mod bootstrap;
 mod clock;
 mod connection;
+mod error;
 mod firewall;
 pub mod flush;
 mod handle;
 mod net;
+mod op_options;
 mod options;
 pub mod pool;
 mod shared;
@@ -20,12 +22,15 @@ pub mod udp;
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
 pub use clock::Clock;
 pub use connection::{Closed, Connecting, Connection, Server, ServerClosed};
+pub use error::DhtError;
 pub use firewall::{Firewall, FirewallFuture, FirewallRequest, MAX_PENDING_FIREWALL_DECISIONS};
 pub use handle::{
     build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream,
-    MutablePut, PORT_RANGE,
+    MutablePut, OpFinish, PORT_RANGE,
 };
+pub use hdht_core::rpc::QueryOptions;
 pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
+pub use op_options::{AnnounceOptions, MutableGetOptions, MutablePutOptions};
 pub use options::DhtOptions;
 pub use shared::{
     IncomingRequests, IoWakeup, OpFuture, OpReply, OpStream, PendingRequest, QueryStream, Ready,
@@ -34,40 +39,3 @@ pub use shared::{
 
 /// The core node type every driver runs.
 pub type Node = hdht_core::dht::DhtNode<rand_chacha::ChaCha20Rng>;
-
-/// Errors of the user-facing API.
-#[derive(Debug, thiserror::Error)]
-pub enum DhtError {
-    /// An OS-level I/O failure (binding, sending).
-    #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
-    /// A bootstrap entry could not be parsed or resolved.
-    #[error("bad bootstrap entry: {0}")]
-    Bootstrap(#[from] BootstrapParseError),
-    /// The node was destroyed.
-    #[error("node destroyed")]
-    Destroyed,
-    /// Bootstrapping ended without an answer from any node: every bootstrap node in `tried`
-    /// was unreachable or silent. The node keeps running alone and asks them again on its
-    /// periodic refresh (every 40 s while its routing table is empty).
-    #[error("no bootstrap node answered (tried {})", list_addrs(tried))]
-    NoBootstrapReply {
-        /// The resolved bootstrap addresses the node queried.
-        tried: Vec<std::net::SocketAddrV4>,
-    },
-    /// A request failed.
-    #[error("request failed: {0}")]
-    Request(#[from] hdht_core::rpc::RequestError),
-    /// A query failed.
-    #[error("query failed: {0}")]
-    Query(#[from] hdht_core::rpc::QueryError),
-    /// A HyperDHT operation failed.
-    #[error("{0}")]
-    Op(#[from] hdht_core::dht::OpError),
-}
-
-/// `a, b, c` for an error message.
-fn list_addrs(addrs: &[std::net::SocketAddrV4]) -> String {
-    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-    list.join(", ")
-}

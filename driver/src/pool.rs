@@ -387,7 +387,7 @@ mod tests {
     fn shared() -> Shared {
         let opts = DhtOptions {
             host: Ipv4Addr::LOCALHOST,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let clock = Clock::default();
         let node = build_node(&opts, 0, Vec::new(), &clock);

@@ -574,6 +574,7 @@ impl Future for IoWakeup {
 /// nodes and none of them (nor any other node) has answered it, [`DhtError::Destroyed`] if it
 /// was destroyed first.
 #[derive(Debug)]
+#[must_use = "a future does nothing unless awaited"]
 pub struct Ready {
     shared: Shared,
 }
@@ -603,6 +604,7 @@ impl Future for Ready {
 
 /// A running query: a [`Stream`] of successful replies. Dropping it cancels the query.
 #[derive(Debug)]
+#[must_use = "dropping a query stream cancels the query; read it or call `finish().await`"]
 pub struct QueryStream {
     shared: Shared,
     id: QueryId,
@@ -657,6 +659,7 @@ impl Drop for QueryStream {
 
 /// A single request's outcome.
 #[derive(Debug)]
+#[must_use = "dropping a pending request cancels it; await it for the reply"]
 pub struct PendingRequest {
     shared: Shared,
     id: RequestId,
@@ -736,6 +739,7 @@ impl Stream for IncomingRequests {
 /// A running HyperDHT operation: a [`Stream`] of replies (lookups stream peers), then its
 /// outcome from [`finish`](Self::finish). Dropping it abandons the operation.
 #[derive(Debug)]
+#[must_use = "dropping an operation stream cancels the operation; read it or call `finish().await`"]
 pub struct OpStream {
     shared: Shared,
     id: OpId,
@@ -787,6 +791,7 @@ impl Drop for OpStream {
 
 /// The outcome of an operation whose replies don't matter.
 #[derive(Debug)]
+#[must_use = "dropping the future cancels the operation; await it"]
 pub struct OpFuture {
     stream: OpStream,
 }

@@ -271,7 +271,7 @@ mod tests {
         async_io::block_on(async {
             let opts = DhtOptions {
                 host: Ipv4Addr::LOCALHOST,
-                ..DhtOptions::default()
+                ..DhtOptions::isolated()
             };
             let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
             let shared = bound.handle.shared().clone();
@@ -368,7 +368,7 @@ mod tests {
         async_io::block_on(async {
             let opts = DhtOptions {
                 host: Ipv4Addr::LOCALHOST,
-                ..DhtOptions::default()
+                ..DhtOptions::isolated()
             };
             let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
             let mut pool = Pool::new(bound.handle.shared().clone(), Ipv4Addr::LOCALHOST);

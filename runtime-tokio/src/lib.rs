@@ -270,7 +270,7 @@ mod tests {
     async fn pool_sockets_bind_receive_send_and_close() {
         let opts = DhtOptions {
             host: Ipv4Addr::LOCALHOST,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
         let shared = bound.handle.shared().clone();
@@ -366,7 +366,7 @@ mod tests {
     async fn many_pool_sockets_open_and_close_without_leaks() {
         let opts = DhtOptions {
             host: Ipv4Addr::LOCALHOST,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let bound = BoundNode::bind(&opts, Vec::new()).expect("bind");
         let shared = bound.handle.shared().clone();

@@ -116,7 +116,7 @@ fn main() {
             host: Ipv4Addr::LOCALHOST,
             port: 0,
             persistence: Persistence::Ephemeral,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let dht = Dht::new(opts).await.expect("the Rust client");
         assert!(
@@ -179,7 +179,7 @@ impl RustServers {
                             host: Ipv4Addr::LOCALHOST,
                             port: 0,
                             persistence: Persistence::Persistent,
-                            ..DhtOptions::default()
+                            ..DhtOptions::isolated()
                         };
                         let dht = match Dht::new(opts).await {
                             Ok(d) => d,

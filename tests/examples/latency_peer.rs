@@ -93,7 +93,7 @@ async fn node(a: &Args) -> Dht {
         bootstrap: a.bootstrap.clone(),
         host: Ipv4Addr::LOCALHOST,
         persistence: Persistence::Adaptive,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     };
     let dht = Dht::new(opts).await.expect("dht");
     dht.ready().await.expect("bootstrapped");

@@ -29,7 +29,7 @@ fn main() {
             bootstrap: bootstrap.clone(),
             host: Ipv4Addr::LOCALHOST,
             persistence: p,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let mut nodes = Vec::new();
         for _ in 0..4 {

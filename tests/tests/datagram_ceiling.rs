@@ -25,7 +25,7 @@ use hdht_core::dht::value_size::{self, max_mutable_value};
 use hdht_core::dht::{sign, OpError, MAX_IMMUTABLE_VALUE, MAX_MUTABLE_VALUE};
 use hdht_core::rpc::{encode_addr, Persistence};
 use hdht_core::wire::{Message, Request, Response, MAX_CLOSER_NODES, MAX_DATAGRAM_LEN};
-use hdht_driver::DhtOptions;
+use hdht_driver::{DhtError, DhtOptions};
 use hdht_tests::runtime::{Runtime, Smol, Tokio};
 use hdht_tests::NodePeers;
 use serde_json::json;
@@ -746,7 +746,7 @@ fn rust_network(rt: &tokio::runtime::Runtime) -> Vec<hdht_tokio::Dht> {
                 bootstrap: bootstrap.clone(),
                 host: Ipv4Addr::LOCALHOST,
                 persistence: Persistence::Persistent,
-                ..DhtOptions::default()
+                ..DhtOptions::isolated()
             })
             .await
             .expect("node");
@@ -882,7 +882,7 @@ async fn mixed<R: Runtime>(peers: &NodePeers) -> Vec<R::Dht> {
             bootstrap: net.bootstrap.clone(),
             host: Ipv4Addr::LOCALHOST,
             persistence: Persistence::Persistent,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let dht = R::dht(opts).await.expect("rust node");
         R::timeout(Duration::from_secs(30), dht.ready())
@@ -902,7 +902,9 @@ async fn values_at_the_limit_round_trip_on_a_mixed_network<R: Runtime>() {
     // One byte more: refused before anything is sent.
     let over = value("over", MAX_IMMUTABLE_VALUE + 1);
     match R::timeout(STEP, rust[0].immutable_put(&over)).await {
-        Some(Err(OpError::ValueTooLarge(e))) => assert_eq!(e.max, MAX_IMMUTABLE_VALUE),
+        Some(Err(DhtError::Op(OpError::ValueTooLarge(e)))) => {
+            assert_eq!(e.max, MAX_IMMUTABLE_VALUE)
+        }
         other => panic!("an oversize immutable put: {other:?}"),
     }
     let signer = kp("limit signer");
@@ -914,7 +916,7 @@ async fn values_at_the_limit_round_trip_on_a_mixed_network<R: Runtime>() {
     )
     .await
     {
-        Some(Err(OpError::ValueTooLarge(e))) => assert_eq!(e.max, max),
+        Some(Err(DhtError::Op(OpError::ValueTooLarge(e)))) => assert_eq!(e.max, max),
         other => panic!("an oversize mutable put: {other:?}"),
     }
 

@@ -168,7 +168,7 @@ fn dead_and_aborting_peers_with_the_node_reference() {
             bootstrap: bootstrap.clone(),
             host: Ipv4Addr::LOCALHOST,
             persistence: Persistence::Adaptive,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         })
         .await
         .expect("rust node");

@@ -30,7 +30,7 @@ async fn node_peers_connect_through_rust_relays<R: Runtime>() {
             bootstrap: bootstrap.clone(),
             host: Ipv4Addr::LOCALHOST,
             persistence: Persistence::Persistent,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let d = R::dht(opts).await.expect("rust node");
         R::timeout(STEP, d.ready())

@@ -20,7 +20,7 @@ fn opts(bootstrap: &[String], persistence: Persistence) -> DhtOptions {
         bootstrap: bootstrap.to_vec(),
         host: LOCALHOST,
         persistence,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     }
 }
 

@@ -131,8 +131,8 @@ async fn firewall_scenario<R: Runtime>(
     .await
     .expect("the rejected connect ended");
     assert_eq!(
-        failed.err(),
-        Some(ConnectError::PeerConnectionFailed),
+        failed.err().as_ref().and_then(|e| e.as_connect()),
+        Some(&ConnectError::PeerConnectionFailed),
         "a rejected client fails with PEER_CONNECTION_FAILED"
     );
     assert!(asked.load(Ordering::SeqCst) >= 1, "the firewall was asked");

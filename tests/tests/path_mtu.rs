@@ -32,7 +32,7 @@ fn opts(bootstrap: &[String]) -> DhtOptions {
         bootstrap: bootstrap.to_vec(),
         host: Ipv4Addr::LOCALHOST,
         persistence: Persistence::Persistent,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     }
 }
 

@@ -23,7 +23,7 @@ fn opts() -> DhtOptions {
     DhtOptions {
         host: Ipv4Addr::LOCALHOST,
         handle_requests: true,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     }
 }
 

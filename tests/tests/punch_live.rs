@@ -26,7 +26,7 @@ fn punching_opts(bootstrap: &[String]) -> DhtOptions {
         host: Ipv4Addr::LOCALHOST,
         persistence: Persistence::Ephemeral,
         quick_firewall: false,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     }
 }
 

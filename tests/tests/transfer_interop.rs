@@ -32,7 +32,7 @@ async fn both_directions<R: Runtime>(size: usize) {
         bootstrap: net.bootstrap.clone(),
         host: Ipv4Addr::LOCALHOST,
         persistence: Persistence::Adaptive,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     })
     .await
     .expect("rust node");

@@ -94,7 +94,7 @@ async fn start_node(global: &GlobalOpts, port: u16) -> Result<(Dht, Shutdown)> {
         host: global.bind_host(),
         port,
         persistence: Persistence::Adaptive,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     };
     let dht = Dht::new(opts)
         .await

@@ -18,7 +18,7 @@ use futures_lite::StreamExt;
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::OpError;
 use hdht_core::rpc::{NodeId, Persistence, QueryError, QueryResult, K};
-use hdht_tokio::{Dht, DhtOptions, QueryStream};
+use hdht_tokio::{Dht, DhtError, DhtOptions, QueryStream};
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -327,7 +327,7 @@ async fn demo(net: &mut Network, n: usize, mib: usize, out: Output) -> Result<()
             host,
             port: 0,
             persistence: Persistence::Persistent,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let dht = Dht::new(opts)
             .await
@@ -457,7 +457,7 @@ async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
             host: Ipv4Addr::LOCALHOST,
             persistence: Persistence::Ephemeral,
             quick_firewall: false,
-            ..DhtOptions::default()
+            ..DhtOptions::isolated()
         };
         let dht = Dht::new(opts)
             .await
@@ -555,7 +555,7 @@ fn random_bytes() -> Result<[u8; 32]> {
     random_target().map(|t| t.0)
 }
 
-fn op_failed(what: &str) -> impl FnOnce(OpError) -> Error + '_ {
+fn op_failed(what: &str) -> impl FnOnce(DhtError) -> Error + '_ {
     move |e| Error::new(format!("{what} failed: {e}"))
 }
 
@@ -679,7 +679,7 @@ async fn records(net: &Network, out: Output) -> Result<()> {
     let ms = ms_since(t0);
     let error = match res {
         Ok(_) => None,
-        Err(e @ (OpError::SeqTooLow | OpError::SeqReused)) => Some(e),
+        Err(DhtError::Op(e @ (OpError::SeqTooLow | OpError::SeqReused))) => Some(e),
         Err(e) => return Err(op_failed("the stale mutable put")(e)),
     };
     let code = |e: &OpError| match e {

@@ -45,7 +45,7 @@ pub async fn run(args: FindNodeArgs, global: &GlobalOpts, out: Output) -> Result
         bootstrap: global.bootstrap_list(),
         host: global.bind_host(),
         persistence: Persistence::Ephemeral,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     };
     let dht = Dht::new(opts)
         .await

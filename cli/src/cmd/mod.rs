@@ -86,7 +86,7 @@ async fn start_client(global: &GlobalOpts) -> Result<(Dht, Shutdown)> {
         host: global.bind_host(),
         port: 0,
         persistence: Persistence::Ephemeral,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     };
     let dht = Dht::new(opts)
         .await

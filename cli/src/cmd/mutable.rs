@@ -3,6 +3,7 @@
 
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::{OpError, MAX_SEQ};
+use hdht_tokio::DhtError;
 use serde::Serialize;
 
 use super::{bootstrapped, start_client, until_signal, Error, Result};
@@ -31,14 +32,14 @@ struct GetOut {
 }
 
 /// What a refused put means, in words.
-fn put_error(e: OpError, public_key: &str, seq: u64) -> Error {
+fn put_error(e: DhtError, public_key: &str, seq: u64) -> Error {
     match e {
-        OpError::SeqTooLow => Error::new(format!(
+        DhtError::Op(OpError::SeqTooLow) => Error::new(format!(
             "mutable-put refused (SEQ_TOO_LOW): the nodes hold a record for {public_key} with \
              a seq higher than {seq}; put with a higher --seq (`hdht mutable-get {public_key}` \
              shows the current one)"
         )),
-        OpError::SeqReused => Error::new(format!(
+        DhtError::Op(OpError::SeqReused) => Error::new(format!(
             "mutable-put refused (SEQ_REUSED): the nodes hold a different value for \
              {public_key} with seq {seq}; put with a higher --seq"
         )),

@@ -22,7 +22,7 @@ pub async fn run(args: NodeArgs, global: &GlobalOpts, out: Output) -> Result<()>
         port: args.port,
         host: global.bind_host(),
         persistence,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     };
     let dht = Dht::new(opts)
         .await

@@ -26,11 +26,26 @@ impl KeyPair {
         }
     }
 
-    /// A fresh key pair from the given RNG.
+    /// A fresh key pair from the given RNG (any `rand_core` 0.6 `CryptoRng`; an application
+    /// that just wants a new key pair calls [`random`](Self::random) and needs no RNG crate).
     pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         Self::from_seed(&seed)
+    }
+
+    /// A fresh key pair from the operating system's randomness (the reference's
+    /// `DHT.keyPair()` without a seed), whatever `rand` version the application uses.
+    ///
+    /// Needs the `getrandom` feature (the drivers enable it): the core itself never draws OS
+    /// randomness, so it stays deterministic and builds for targets without an OS.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot provide randomness (as `rand`'s `OsRng` does).
+    #[cfg(feature = "getrandom")]
+    pub fn random() -> Self {
+        Self::generate(&mut rand_core::OsRng)
     }
 
     /// The 32-byte public key.

@@ -38,8 +38,8 @@ use crate::connect::puncher::PROBE;
 use crate::connect::{ConnectError, HandshakeResult, RandomPunchLimiter};
 use crate::crypto::KeyPair;
 use crate::rpc::{
-    IncomingRequest, NodeId, QueryId, QuerySpec, ReplySpec, RequestId, RequestSpec, RpcConfig,
-    RpcEvent, RpcNode, SocketKind,
+    IncomingRequest, NodeId, QueryId, QueryOptions, QuerySpec, ReplySpec, RequestId, RequestSpec,
+    RpcConfig, RpcEvent, RpcNode, SocketKind,
 };
 use crate::udx::{self, Incoming, StreamEvent, UdxStream};
 use crate::wire::{ERROR_UNKNOWN_COMMAND, MAX_DATAGRAM_LEN};
@@ -193,6 +193,8 @@ pub struct DhtNode<R> {
     /// Local IPv4 addresses (with the server socket's port) to advertise for the LAN shortcut.
     local_addresses: Vec<SocketAddrV4>,
     default_key_pair: Option<KeyPair>,
+    /// Query options for the next operation started (see [`DhtNode::with_query_options`]).
+    next_query_options: Option<QueryOptions>,
     // ----- routing
     /// dht-rpc queries by owner.
     queries: BTreeMap<QueryId, QueryOwner>,
@@ -261,6 +263,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             next_firewall_question: 0,
             local_addresses: Vec::new(),
             default_key_pair: None,
+            next_query_options: None,
             queries: BTreeMap::new(),
             requests: BTreeMap::new(),
             events: VecDeque::new(),
@@ -292,6 +295,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Sets the key pair used when none is given (`defaultKeyPair`).
     pub fn set_default_key_pair(&mut self, key_pair: KeyPair) {
         self.default_key_pair = Some(key_pair);
+    }
+
+    /// The key pair used when none is given: the one set, or (the first time) a fresh one
+    /// drawn from the node's RNG and kept (the reference's `defaultKeyPair`).
+    pub fn default_key_pair(&mut self) -> KeyPair {
+        self.key_pair_or_default(None)
     }
 
     /// The dht-rpc node underneath.
@@ -725,6 +734,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.next_op += 1;
         let mut spec = QuerySpec::new(NodeId(target), command);
         spec.value = value;
+        if let Some(opts) = self.next_query_options.take() {
+            opts.apply_to(&mut spec);
+        }
         let query = self.rpc.query(now, spec);
         self.queries.insert(query, QueryOwner::Op(op));
         self.ops.insert(op, Op::new(kind, target));
@@ -780,6 +792,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// `lookup(topic)`: peers announced under a topic arrive as [`DhtEvent::LookupReply`].
     pub fn lookup(&mut self, now: Instant, topic: [u8; 32]) -> OpId {
         self.new_op(now, OpKind::Lookup, topic, command::LOOKUP, None)
+    }
+
+    /// Starts an operation (`start` calls [`lookup`](Self::lookup), [`announce`](Self::announce),
+    /// …) whose query runs with `opts` — the reference's operation options that it passes on to
+    /// dht-rpc's query. Operations started any other way use the defaults.
+    pub fn with_query_options(
+        &mut self,
+        opts: QueryOptions,
+        start: impl FnOnce(&mut Self) -> OpId,
+    ) -> OpId {
+        self.next_query_options = Some(opts);
+        let op = start(self);
+        self.next_query_options = None;
+        op
     }
 
     /// `findPeer(publicKey)`: the record of a server, from its relays.

@@ -149,6 +149,25 @@ pub enum OpError {
     ValueTooLarge(ValueTooLarge),
 }
 
+impl OpError {
+    /// The reference's code for this failure, where it has one: the storing nodes' error names
+    /// (`SEQ_TOO_LOW`, `SEQ_REUSED`: hyperdht `lib/constants.js` `ERROR`), a failed request's
+    /// or query's code, and `NODE_DESTROYED`.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            OpError::SeqTooLow => Some("SEQ_TOO_LOW"),
+            OpError::SeqReused => Some("SEQ_REUSED"),
+            OpError::Destroyed => Some("NODE_DESTROYED"),
+            OpError::CommitFailed(e) => e.code(),
+            OpError::Query(e) => e.code(),
+            OpError::TooFewNodes
+            | OpError::Unexpected(_)
+            | OpError::SeqOutOfRange { .. }
+            | OpError::ValueTooLarge(_) => None,
+        }
+    }
+}
+
 /// The largest sequence number a mutable record can have: 2^53 - 1, JavaScript's
 /// `Number.MAX_SAFE_INTEGER`. The reference's compact-encoding refuses to encode a larger
 /// `uint`, and its servers (and ours) drop a MUTABLE_PUT or MUTABLE_GET whose seq is larger.

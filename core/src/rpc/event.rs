@@ -79,6 +79,18 @@ pub enum RequestError {
     },
 }
 
+impl RequestError {
+    /// The reference's `err.code` for this failure (dht-rpc `lib/errors.js`), where it has one.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            RequestError::Timeout => Some("REQUEST_TIMEOUT"),
+            RequestError::Destroyed => Some("REQUEST_DESTROYED"),
+            // The reference queues such requests, or has no code for an oversized one.
+            RequestError::TooManyRequests | RequestError::DatagramTooLarge { .. } => None,
+        }
+    }
+}
+
 /// Why a query failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum QueryError {
@@ -93,6 +105,20 @@ pub enum QueryError {
     Destroyed,
 }
 
+impl QueryError {
+    /// The reference's `err.code`, where it has one: a failed commit's request code, and
+    /// `NODE_DESTROYED` for a query its node's destruction ended (dht-rpc says only "Node was
+    /// destroyed" there, hyperdht's code for the same condition). `TOO_FEW_NODES` has no code in
+    /// the reference ("Too few nodes responded").
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            QueryError::TooFewNodes => None,
+            QueryError::CommitFailed(e) => e.code(),
+            QueryError::Destroyed => Some("NODE_DESTROYED"),
+        }
+    }
+}
+
 /// Why a single commit failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum CommitError {
@@ -105,6 +131,16 @@ pub enum CommitError {
     /// The node answered with an error code.
     #[error("remote error {0}")]
     Remote(u64),
+}
+
+impl CommitError {
+    /// The failed request's code ([`RequestError::code`]); `None` otherwise.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            CommitError::Request(e) => e.code(),
+            CommitError::NoToken | CommitError::Remote(_) => None,
+        }
+    }
 }
 
 /// How a query ended.

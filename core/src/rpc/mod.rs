@@ -26,8 +26,8 @@ pub use health::{Health, HealthChange};
 pub use id::{encode_addr, NodeId};
 pub use nat_sampler::NatSampler;
 pub use node::{
-    QuerySpec, ReplySpec, RequestSpec, RpcNode, SocketKind, Stats, Transmit, DELAYED_PING,
-    DOWN_HINT, FIND_NODE, PING, PING_NAT,
+    QueryOptions, QuerySpec, ReplySpec, RequestSpec, RpcNode, SocketKind, Stats, Transmit,
+    DELAYED_PING, DOWN_HINT, FIND_NODE, PING, PING_NAT,
 };
 pub use query::QueryId;
 pub use table::{AddOutcome, NodeEntry, RoutingTable};

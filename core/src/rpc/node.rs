@@ -120,6 +120,32 @@ impl QuerySpec {
     }
 }
 
+/// The dht-rpc query options every hyperdht operation takes: the reference hands an operation's
+/// `opts` on to `dht.query`, so `lookup`, `announce`, `unannounce`, `findPeer` and the record
+/// puts and gets all accept `nodes`, `onlyClosestNodes`, `concurrency` and `retries`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryOptions {
+    /// `nodes` / `closestNodes`: nodes to visit first, in order (a previous query's closest
+    /// nodes, say, to reach the same nodes again quickly).
+    pub nodes: Vec<SocketAddrV4>,
+    /// `onlyClosestNodes`: visit `nodes` only, never the nodes they name.
+    pub only_closest_nodes: bool,
+    /// `concurrency`: parallel visits (default: the node's).
+    pub concurrency: Option<usize>,
+    /// `retries`: attempts per visit (default 5).
+    pub retries: Option<u32>,
+}
+
+impl QueryOptions {
+    /// Sets these options on `spec`.
+    pub fn apply_to(&self, spec: &mut QuerySpec) {
+        spec.seeds.clone_from(&self.nodes);
+        spec.only_closest_nodes = self.only_closest_nodes;
+        spec.concurrency = self.concurrency;
+        spec.retries = self.retries;
+    }
+}
+
 /// A single request ([`RpcNode::request`]).
 #[derive(Debug, Clone)]
 pub struct RequestSpec {

@@ -1,6 +1,7 @@
 'use strict'
 
-// hyperdht-records.json: key pairs, namespaces, hashes, node ids, every record message
+// hyperdht-records.json: key pairs (and the node's default key pair from the `seed` / `keyPair`
+// options), the error codes of lib/errors.js, namespaces, hashes, node ids, every record message
 // (peer, announce, lookup reply, mutable, immutable, router envelopes, plugin), announce and
 // mutable signatures, decoder tolerance and whole dht-rpc frames, all made by hyperdht 6.34.0 /
 // dht-rpc 6.27.0 / compact-encoding 3.5.2 themselves. Entirely deterministic.
@@ -468,6 +469,48 @@ function frames(announceValue, mutable, lookupValue) {
   return list
 }
 
+// `new HyperDHT({ keyPair, seed })`: the node's defaultKeyPair (what servers listen on and
+// connects use when given none). A node with no bootstrap nodes on 127.0.0.1, destroyed at once.
+async function defaultKeyPairs() {
+  const cases = [
+    { name: 'seed_kp2', opts: { seed: unhex(SEEDS[2]) }, description: 'seed only: defaultKeyPair = createKeyPair(seed)' },
+    { name: 'seed_kp3', opts: { seed: unhex(SEEDS[3]) }, description: 'seed only: defaultKeyPair = createKeyPair(seed)' },
+    { name: 'key_pair_wins', opts: { keyPair: KEY_PAIRS[0], seed: unhex(SEEDS[1]) }, description: 'keyPair and seed: keyPair wins' }
+  ]
+  const list = []
+  for (const { name, opts, description } of cases) {
+    const dht = new HyperDHT({ ...opts, bootstrap: [], host: '127.0.0.1' })
+    const kp = dht.defaultKeyPair
+    await dht.destroy()
+    list.push({
+      name,
+      description: 'new HyperDHT({ ' + Object.keys(opts).join(', ') + ' }).defaultKeyPair; ' + description,
+      seed: opts.seed ? hex(opts.seed) : null,
+      keyPairSeed: opts.keyPair ? SEEDS[0] : null,
+      publicKey: hex(kp.publicKey),
+      secretKey: hex(kp.secretKey)
+    })
+  }
+  return list
+}
+
+// The `err.code` and `err.message` of every error factory in hyperdht's and dht-rpc's
+// `lib/errors.js`, called with its default message.
+function errorCodes() {
+  const list = (pkg, errors) =>
+    Object.getOwnPropertyNames(errors)
+      .filter((n) => typeof errors[n] === 'function')
+      .map((n) => {
+        const e = errors[n]()
+        return { package: pkg, code: e.code, message: e.message }
+      })
+  return {
+    description: "Every error factory of lib/errors.js, called with its default message: err.code and err.message ('CODE: message')",
+    hyperdht: list('hyperdht', ref('hyperdht/lib/errors')),
+    dht_rpc: list('dht-rpc', ref('dht-rpc/lib/errors'))
+  }
+}
+
 async function generate() {
   const out = { about: about(), constants: constants() }
   out.keypairs = SEEDS.map((seed, i) => ({
@@ -477,6 +520,8 @@ async function generate() {
     publicKey: hex(KEY_PAIRS[i].publicKey),
     secretKey: hex(KEY_PAIRS[i].secretKey)
   }))
+  out.default_key_pairs = await defaultKeyPairs()
+  out.error_codes = errorCodes()
   out.namespaces = namespaces()
   out.hashes = hashes()
   out.node_ids = nodeIds()
