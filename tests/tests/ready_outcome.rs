@@ -33,12 +33,14 @@ async fn silent_bootstrap_nodes_are_reported<R: Runtime>() {
         std::net::SocketAddr::V4(a) => a,
         other => panic!("not IPv4: {other}"),
     };
-    let unbound = {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let a = s.local_addr().expect("local addr");
-        drop(s);
-        a.to_string()
-    };
+    // "Nobody binds" without freeing the port for another test's node to take (that made this
+    // test flaky): a socket connected elsewhere holds the port, but the kernel delivers it
+    // nothing from other senders and answers them as a closed port (ICMP port unreachable).
+    let port_holder = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    port_holder
+        .connect("127.0.0.1:9")
+        .expect("connect the port holder away");
+    let unbound = port_holder.local_addr().expect("local addr").to_string();
     let dht = R::dht(client_opts(vec![silent_addr.to_string(), unbound.clone()]))
         .await
         .expect("node");
@@ -85,6 +87,7 @@ async fn silent_bootstrap_nodes_are_reported<R: Runtime>() {
         .expect("a node answered: ready is Ok");
     R::destroy(dht).await;
     R::destroy(boot).await;
+    drop(port_holder);
 }
 
 /// A node that reached its bootstrap node is `Ok`; a destroyed one says so.
