@@ -5,6 +5,9 @@
 //! A runtime crate only adds what is runtime-specific: binding UDP sockets, DNS, one I/O task
 //! that races the sockets against the core's next timeout, and spawning.
 
+#![deny(missing_docs)]
+
+pub mod api;
 mod bootstrap;
 mod clock;
 mod connection;
