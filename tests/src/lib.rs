@@ -22,6 +22,7 @@
 //! `spawn_blocking`. `NodePeers` is `Send + Sync`, so it can be shared behind an `Arc`.
 
 pub mod netns;
+pub mod programs;
 pub mod runtime;
 
 use serde::Deserialize;
