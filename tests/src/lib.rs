@@ -25,6 +25,12 @@ pub mod netns;
 pub mod programs;
 pub mod runtime;
 
+/// The README's Rust examples, compiled as doctests of this crate (not run: they join a
+/// network on a fixed port), so the README cannot drift from the library's API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
+
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
