@@ -4,8 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use clap::{Args, Parser, Subcommand};
-use hdht_core::dht::{check_seq, value_size, MAX_SEQ};
-use hdht_core::rpc::NodeId;
+use hdht_tokio::core::dht::{check_seq, value_size};
+use hdht_tokio::{NodeId, MAX_SEQ};
 
 /// The port a node or bootstrapper uses unless told otherwise (hyperdht's default).
 pub const DEFAULT_PORT: u16 = 49737;
@@ -46,7 +46,7 @@ impl GlobalOpts {
     pub fn bootstrap_list(&self) -> Vec<String> {
         match &self.bootstrap {
             Some(list) => list.clone(),
-            None => hdht_driver::DEFAULT_BOOTSTRAP
+            None => hdht_tokio::DEFAULT_BOOTSTRAP
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -391,7 +391,7 @@ fn parse_node_id(s: &str) -> Result<NodeId, String> {
 
 /// One bootstrap entry, validated (host names are resolved later, when the node starts).
 fn parse_bootstrap_entry(s: &str) -> Result<String, String> {
-    hdht_driver::parse_bootstrap(s).map_err(|e| e.to_string())?;
+    hdht_tokio::parse_bootstrap(s).map_err(|e| e.to_string())?;
     Ok(s.trim().to_string())
 }
 

@@ -4,8 +4,7 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use hdht_core::dht::messages::Peer;
-use hdht_core::rpc::{NodeId, RpcEvent};
+use hdht_tokio::{NodeId, Peer, RpcEvent};
 use serde::Serialize;
 
 /// Where records go, and in which form.

@@ -20,7 +20,8 @@
 //! - [`udx`]: UDX reliable streams over UDP.
 //! - [`secret_stream`]: secret-stream encryption on top of a UDX stream.
 #![no_std]
-#![warn(missing_docs, unreachable_pub)]
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;

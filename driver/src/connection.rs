@@ -1,5 +1,5 @@
 //! Encrypted connections and servers as the user sees them: a [`Connection`] is a byte stream
-//! (tokio `AsyncRead`/`AsyncWrite` and `futures::io` `AsyncRead`/`AsyncWrite`, written once
+//! (`futures::io` `AsyncRead`/`AsyncWrite`, and with the `tokio` feature tokio's, written once
 //! here for both runtimes); a [`Server`] yields connections.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -600,6 +600,7 @@ impl futures_io::AsyncWrite for Connection {
     }
 }
 
+#[cfg(feature = "tokio")]
 impl tokio::io::AsyncRead for Connection {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -617,6 +618,7 @@ impl tokio::io::AsyncRead for Connection {
     }
 }
 
+#[cfg(feature = "tokio")]
 impl tokio::io::AsyncWrite for Connection {
     fn poll_write(
         self: Pin<&mut Self>,

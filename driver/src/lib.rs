@@ -4,7 +4,15 @@
 //!
 //! A runtime crate only adds what is runtime-specific: binding UDP sockets, DNS, one I/O task
 //! that races the sockets against the core's next timeout, and spawning.
+//!
+//! Apps use `hdht-tokio` or `hdht-smol`, which re-export what they need from here (the list is
+//! [`api`]). Cargo feature `tokio` (off by default; `hdht-tokio` turns it on) implements tokio's
+//! `AsyncRead`/`AsyncWrite` for [`Connection`] beside the `futures-io` ones, so `hdht-smol`
+//! builds no tokio.
 
+#![deny(missing_docs)]
+
+pub mod api;
 mod bootstrap;
 mod clock;
 mod connection;

@@ -1,10 +1,111 @@
-//! hdht on smol (async-io). [`Dht`] binds the node's two UDP sockets, runs one I/O task that
-//! feeds the sans-IO core, and exposes the async API of [`DhtHandle`] (through `Deref`) — the
-//! same API as `hdht-tokio`. Pool sockets (holepunching) are bound as the core asks, each with
-//! a small receive task; the I/O task sends from them (see [`hdht_driver::pool`]).
+//! HyperDHT on smol (async-io): find peers by public key and connect to them end-to-end
+//! encrypted through NATs, announce and look up topics, and store signed records,
+//! wire-compatible with the Node.js `hyperdht`.
 //!
-//! The I/O task is spawned on a small global executor thread (`smol::spawn`'s model), so a
-//! `Dht` works under `smol::block_on`, `async_io::block_on` or any executor.
+//! This crate is the whole API: [`Dht`] (a node) and, re-exported at the root, every type its
+//! methods take or return ([`KeyPair`], [`Connection`], [`Server`], [`DhtOptions`], …) — the
+//! same API as `hdht-tokio`. The sans-IO protocol core is there too, as [`core`], for what the
+//! flat list leaves out.
+//!
+//! # Quickstart
+//!
+//! `Cargo.toml` (any executor works; this one blocks on `futures-lite`, which `smol` re-exports):
+//!
+//! ```toml
+//! [dependencies]
+//! hdht-smol = "0.1"
+//! futures-lite = "2"
+//! ```
+//!
+//! A private network on this machine: its first node (the bootstrapper), a server that echoes
+//! what it reads, a client that connects to the server by its public key, and a mutable record
+//! put and read back. To join the public network, leave `bootstrap` at its default instead.
+//!
+//! ```
+//! use std::net::Ipv4Addr;
+//!
+//! use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
+//! use hdht_smol::{Dht, DhtOptions, KeyPair};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     future::block_on(async {
+//!         // The network's first node, on any free port of 127.0.0.1.
+//!         let bootstrapper = Dht::bootstrapper(0, Ipv4Addr::LOCALHOST).await?;
+//!         let options = DhtOptions {
+//!             bootstrap: vec![bootstrapper.server_address().to_string()],
+//!             host: Ipv4Addr::LOCALHOST,
+//!             ..DhtOptions::default()
+//!         };
+//!
+//!         // A server, reachable by its key pair's public key, echoing every connection.
+//!         let server_node = Dht::new(options.clone()).await?;
+//!         server_node.ready().await?;
+//!         let key_pair = KeyPair::from_seed(&[7; 32]);
+//!         let mut server = server_node.create_server();
+//!         server.listen(&key_pair).await?;
+//!         let echo = async {
+//!             while let Some(mut connection) = server.accept().await {
+//!                 let mut buf = [0; 1024];
+//!                 while let Ok(n @ 1..) = connection.read(&mut buf).await {
+//!                     if connection.write_all(&buf[..n]).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!                 let _ = connection.close().await;
+//!             }
+//!             Ok(())
+//!         };
+//!
+//!         // A client: connects by public key (holepunching if it must) and is echoed.
+//!         let client_node = Dht::new(options).await?;
+//!         let client = async {
+//!             client_node.ready().await?;
+//!             let mut connection = client_node.connect(key_pair.public_key()).await?;
+//!             connection.write_all(b"hello").await?;
+//!             let mut echo = [0; 5];
+//!             connection.read_exact(&mut echo).await?;
+//!             assert_eq!(&echo, b"hello");
+//!             connection.close().await?;
+//!             println!("echoed {}", String::from_utf8_lossy(&echo));
+//!             Ok::<_, Box<dyn std::error::Error>>(())
+//!         };
+//!         // The server echoes until the client is done.
+//!         future::or(echo, client).await?;
+//!
+//!         // A mutable record: signed by the key pair, found by its public key.
+//!         client_node.mutable_put(&key_pair, b"v1", 1).await?;
+//!         let record = client_node.mutable_get(key_pair.public_key(), 0, true).await?;
+//!         let record = record.ok_or("no node returned the record")?;
+//!         assert_eq!((record.value.as_slice(), record.seq), (&b"v1"[..], 1));
+//!         println!("mutable record: {}", String::from_utf8_lossy(&record.value));
+//!
+//!         client_node.destroy().await;
+//!         server_node.destroy().await;
+//!         bootstrapper.destroy().await;
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! `examples/` has the same as separate programs (an echo server and client, records, announce
+//! and lookup) that talk over any network.
+//!
+//! # How it runs
+//!
+//! [`Dht`] binds the node's two UDP sockets, runs one I/O task that feeds the sans-IO core, and
+//! exposes the async API of [`DhtHandle`] (through `Deref`). Pool sockets (holepunching) are
+//! bound as the core asks, each with a small receive task; the I/O task sends from them. The I/O
+//! task is spawned on a small global executor thread (`smol::spawn`'s model), so a `Dht` works
+//! under `smol::block_on`, `async_io::block_on`, `futures_lite::future::block_on` or any
+//! executor.
+
+#![deny(missing_docs)]
+
+/// The sans-IO protocol core (`hdht-core`): wire codecs, dht-rpc, Noise, holepunching, UDX, for
+/// what the flat list at the root leaves out.
+pub use hdht_core as core;
+#[doc(inline)]
+pub use hdht_driver::api::*;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::ops::Deref;
@@ -20,9 +121,6 @@ use hdht_driver::{BoundNode, Shared};
 
 /// Batched receives per wake-up before the loop looks at timers and user calls again.
 const MAX_RECV_ROUNDS: usize = 16;
-pub use hdht_driver::{
-    DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream, ReceivedRequest,
-};
 
 /// A HyperDHT (dht-rpc level) node running on smol.
 #[derive(Debug)]

@@ -1,28 +1,117 @@
-//! hdht on tokio. [`Dht`] binds the node's two UDP sockets, runs one I/O task that feeds the
-//! sans-IO core, and exposes the async API of [`DhtHandle`] (through `Deref`). Pool sockets
-//! (holepunching) are bound as the core asks, each with a small receive task; the I/O task
-//! sends from them (see [`hdht_driver::pool`]).
+//! HyperDHT on tokio: find peers by public key and connect to them end-to-end encrypted through
+//! NATs, announce and look up topics, and store signed records, wire-compatible with the Node.js
+//! `hyperdht`.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), hdht_tokio::DhtError> {
-//! use hdht_tokio::{Dht, DhtOptions};
-//! let dht = Dht::new(DhtOptions { bootstrap: vec!["127.0.0.1:49737".into()], ..Default::default() }).await?;
-//! dht.ready().await?; // Err(NoBootstrapReply) if no bootstrap node answered
-//! # Ok(()) }
+//! This crate is the whole API: [`Dht`] (a node) and, re-exported at the root, every type its
+//! methods take or return ([`KeyPair`], [`Connection`], [`Server`], [`DhtOptions`], …). The
+//! sans-IO protocol core is there too, as [`core`], for what the flat list leaves out.
+//!
+//! # Quickstart
+//!
+//! `Cargo.toml` (tokio's `macros` and `rt-multi-thread` are for `#[tokio::main]` below;
+//! `hdht-tokio` itself needs neither):
+//!
+//! ```toml
+//! [dependencies]
+//! hdht-tokio = "0.1"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread", "io-util"] }
 //! ```
+//!
+//! A private network on this machine: its first node (the bootstrapper), a server that echoes
+//! what it reads, a client that connects to the server by its public key, and a mutable record
+//! put and read back. To join the public network, leave `bootstrap` at its default instead.
+//!
+//! ```
+//! use std::net::Ipv4Addr;
+//!
+//! use hdht_tokio::{Dht, DhtOptions, KeyPair};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // The network's first node, on any free port of 127.0.0.1.
+//!     let bootstrapper = Dht::bootstrapper(0, Ipv4Addr::LOCALHOST).await?;
+//!     let options = DhtOptions {
+//!         bootstrap: vec![bootstrapper.server_address().to_string()],
+//!         host: Ipv4Addr::LOCALHOST,
+//!         ..DhtOptions::default()
+//!     };
+//!
+//!     // A server, reachable by its key pair's public key, echoing every connection.
+//!     let server_node = Dht::new(options.clone()).await?;
+//!     server_node.ready().await?;
+//!     let key_pair = KeyPair::from_seed(&[7; 32]);
+//!     let mut server = server_node.create_server();
+//!     server.listen(&key_pair).await?;
+//!     tokio::spawn(async move {
+//!         while let Some(mut connection) = server.accept().await {
+//!             tokio::spawn(async move {
+//!                 let mut buf = [0; 1024];
+//!                 while let Ok(n @ 1..) = connection.read(&mut buf).await {
+//!                     if connection.write_all(&buf[..n]).await.is_err() {
+//!                         return;
+//!                     }
+//!                 }
+//!                 let _ = connection.shutdown().await;
+//!             });
+//!         }
+//!     });
+//!
+//!     // A client: connects by public key (holepunching if it must) and is echoed.
+//!     let client_node = Dht::new(options).await?;
+//!     client_node.ready().await?;
+//!     let mut connection = client_node.connect(key_pair.public_key()).await?;
+//!     connection.write_all(b"hello").await?;
+//!     let mut echo = [0; 5];
+//!     connection.read_exact(&mut echo).await?;
+//!     assert_eq!(&echo, b"hello");
+//!     connection.shutdown().await?;
+//!     println!("echoed {}", String::from_utf8_lossy(&echo));
+//!
+//!     // A mutable record: signed by the key pair, found by its public key.
+//!     client_node.mutable_put(&key_pair, b"v1", 1).await?;
+//!     let record = client_node.mutable_get(key_pair.public_key(), 0, true).await?;
+//!     let record = record.ok_or("no node returned the record")?;
+//!     assert_eq!((record.value.as_slice(), record.seq), (&b"v1"[..], 1));
+//!     println!("mutable record: {}", String::from_utf8_lossy(&record.value));
+//!
+//!     client_node.destroy().await;
+//!     server_node.destroy().await;
+//!     bootstrapper.destroy().await;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `examples/` has the same as separate programs (an echo server and client, records, announce
+//! and lookup) that talk over any network. `hdht-smol` has the same API on smol.
+//!
+//! # How it runs
+//!
+//! [`Dht`] binds the node's two UDP sockets, runs one I/O task that feeds the sans-IO core, and
+//! exposes the async API of [`DhtHandle`] (through `Deref`). Pool sockets (holepunching) are
+//! bound as the core asks, each with a small receive task; the I/O task sends from them. The
+//! node needs tokio's `rt`, `net` and `time` only, and runs on either runtime flavour.
 
+#![deny(missing_docs)]
+
+/// The sans-IO protocol core (`hdht-core`): wire codecs, dht-rpc, Noise, holepunching, UDX, for
+/// what the flat list at the root leaves out.
+pub use hdht_core as core;
+#[doc(inline)]
+pub use hdht_driver::api::*;
+
+use std::future::Future;
 use std::net::Ipv4Addr;
 use std::ops::Deref;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use hdht_core::rpc::SocketKind;
 use hdht_driver::flush::{flush, BatchSocket};
 use hdht_driver::pool::{PoolReceiver, PoolSockets, RecvStep};
 use hdht_driver::udp::{self, RecvBatch, SendBatch, UdpSocketState, UdpTransmit};
 use hdht_driver::{BoundNode, Shared};
-pub use hdht_driver::{
-    DhtError, DhtHandle, DhtOptions, IncomingRequests, PendingRequest, QueryStream, ReceivedRequest,
-};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -198,6 +287,31 @@ fn drain(shared: &Shared, kind: SocketKind, sock: &Sock, rx: &mut RecvBatch) -> 
     }
 }
 
+/// Resolves when any of the four does (what `tokio::select!` would do here, written out so the
+/// crate needs no `macros` feature and forces none on its users). Outcomes are ignored: the loop
+/// looks at every source again anyway.
+async fn wait_any<A, B, C, D>(a: A, b: B, c: C, d: D)
+where
+    A: Future,
+    B: Future,
+    C: Future,
+    D: Future,
+{
+    let (mut a, mut b, mut c, mut d) = (pin!(a), pin!(b), pin!(c), pin!(d));
+    std::future::poll_fn(|cx| {
+        if a.as_mut().poll(cx).is_ready()
+            || b.as_mut().poll(cx).is_ready()
+            || c.as_mut().poll(cx).is_ready()
+            || d.as_mut().poll(cx).is_ready()
+        {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// The one I/O task per node: the server and client sockets and the core's timer in,
 /// transmits out (from pool sockets too, whose receive tasks wake it).
 async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
@@ -208,12 +322,13 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
         let Some(deadline) = shared.poll_timeout() else {
             break;
         };
-        tokio::select! {
-            _ = server.io.readable() => {}
-            _ = client.io.readable() => {}
-            _ = tokio::time::sleep_until(deadline.into()) => {}
-            _ = shared.io_wakeup() => {}
-        }
+        wait_any(
+            server.io.readable(),
+            client.io.readable(),
+            tokio::time::sleep_until(deadline.into()),
+            shared.io_wakeup(),
+        )
+        .await;
         // Everything that is ready, in batches, answering each batch before reading the next.
         for _ in 0..MAX_RECV_ROUNDS {
             let a = drain(&shared, SocketKind::Server, &server, &mut rx);

@@ -22,7 +22,14 @@
 //! `spawn_blocking`. `NodePeers` is `Send + Sync`, so it can be shared behind an `Arc`.
 
 pub mod netns;
+pub mod programs;
 pub mod runtime;
+
+/// The README's Rust examples, compiled as doctests of this crate (not run: they join a
+/// network on a fixed port), so the README cannot drift from the library's API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExamples;
 
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -7,8 +7,7 @@
 
 use std::time::Duration;
 
-use hdht_core::crypto::KeyPair;
-use hdht_tokio::Dht;
+use hdht_tokio::{Dht, KeyPair};
 use serde::Serialize;
 
 use super::{bootstrapped, lookup, start_client, until_signal, Error, Result};

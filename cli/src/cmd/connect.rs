@@ -29,11 +29,9 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hdht_core::crypto::KeyPair;
-use hdht_core::dht::ConnectOptions;
-use hdht_core::rpc::Persistence;
-use hdht_driver::{Closed, Connection, Server};
-use hdht_tokio::{Dht, DhtOptions};
+use hdht_tokio::{
+    Closed, ConnectOptions, Connection, Dht, DhtOptions, KeyPair, Persistence, Server,
+};
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};

@@ -15,10 +15,11 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
-use hdht_core::crypto::KeyPair;
-use hdht_core::dht::OpError;
-use hdht_core::rpc::{NodeId, Persistence, QueryError, QueryResult, K};
-use hdht_tokio::{Dht, DhtError, DhtOptions, QueryStream};
+use hdht_tokio::core::rpc::K;
+use hdht_tokio::{
+    Dht, DhtError, DhtOptions, KeyPair, NodeId, OpError, Persistence, QueryError, QueryResult,
+    QueryStream,
+};
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -443,7 +444,7 @@ async fn demo(net: &mut Network, n: usize, mib: usize, out: Output) -> Result<()
 
 /// Two more nodes that stay firewalled connect through a holepunch (no LAN shortcut).
 async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
-    use hdht_core::dht::{ConnectOptions, ServerOptions};
+    use hdht_tokio::{ConnectOptions, ServerOptions};
     let bootstrap = vec![net
         .bootstrapper
         .as_ref()

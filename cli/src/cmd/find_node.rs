@@ -1,8 +1,7 @@
 //! `hdht find-node TARGET_HEX`: an ephemeral node runs one FIND_NODE query and exits.
 
 use futures_lite::StreamExt;
-use hdht_core::rpc::{Persistence, QueryReply};
-use hdht_tokio::{Dht, DhtError, DhtOptions};
+use hdht_tokio::{Dht, DhtError, DhtOptions, Persistence, QueryReply};
 use serde::Serialize;
 
 use super::{Error, Result};

@@ -1,6 +1,6 @@
 //! `hdht keypair [--seed HEX]`: `DHT.keyPair(seed)` — libsodium's seed key pair.
 
-use hdht_core::crypto::KeyPair;
+use hdht_tokio::KeyPair;
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 

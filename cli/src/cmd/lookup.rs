@@ -4,8 +4,7 @@
 use std::net::SocketAddrV4;
 
 use futures_lite::StreamExt;
-use hdht_core::dht::LookupReply;
-use hdht_driver::LookupStream;
+use hdht_tokio::{LookupReply, LookupStream};
 use serde::Serialize;
 
 use super::{bootstrapped, start_client, until_signal, Error, Result};

@@ -15,8 +15,7 @@ pub mod sim;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use hdht_core::rpc::Persistence;
-use hdht_tokio::{Dht, DhtError, DhtOptions};
+use hdht_tokio::{Dht, DhtError, DhtOptions, Persistence};
 use rand_core::{OsRng, RngCore};
 
 use crate::args::{Command, GlobalOpts};

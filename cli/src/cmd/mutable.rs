@@ -1,9 +1,7 @@
 //! `hdht mutable-put --seed HEX --seq N VALUE [--hex]` and
 //! `hdht mutable-get PUBLIC_KEY [--seq N] [--latest | --first]`, through an ephemeral node.
 
-use hdht_core::crypto::KeyPair;
-use hdht_core::dht::{OpError, MAX_SEQ};
-use hdht_tokio::DhtError;
+use hdht_tokio::{DhtError, KeyPair, OpError, MAX_SEQ};
 use serde::Serialize;
 
 use super::{bootstrapped, start_client, until_signal, Error, Result};

@@ -1,7 +1,6 @@
 //! `hdht node [--port P] [--ephemeral | --persistent]`: a DHT node until a signal.
 
-use hdht_core::rpc::Persistence;
-use hdht_tokio::{Dht, DhtOptions};
+use hdht_tokio::{Dht, DhtOptions, Persistence};
 
 use super::{serve, Error, Result};
 use crate::args::{GlobalOpts, NodeArgs};
