@@ -144,6 +144,8 @@ pub struct Swarm<R> {
     flushes: Flushes,
     events: VecDeque<SwarmEvent>,
     stats: SwarmStats,
+    /// Dials that failed before opening, by the reference's error code.
+    dial_failures: BTreeMap<&'static str, u64>,
     destroyed: bool,
     draining: bool,
 }
@@ -191,6 +193,7 @@ impl<R: RngCore> Swarm<R> {
             flushes: Flushes::default(),
             events: VecDeque::new(),
             stats: SwarmStats::default(),
+            dial_failures: BTreeMap::new(),
             destroyed: false,
             draining: false,
         }
@@ -249,6 +252,11 @@ impl<R: RngCore> Swarm<R> {
     /// The counters.
     pub fn stats(&self) -> SwarmStats {
         self.stats
+    }
+
+    /// Dials that failed before opening, by error code (`PEER_NOT_FOUND`, …).
+    pub fn dial_failures(&self) -> &BTreeMap<&'static str, u64> {
+        &self.dial_failures
     }
 
     /// Topics joined.
@@ -961,7 +969,8 @@ impl<R: RngCore> Swarm<R> {
                 self.on_client_open(now, node, conn);
                 None
             }
-            ConnectEvent::Failed { conn, .. } if self.conns.contains_key(&conn) => {
+            ConnectEvent::Failed { conn, error } if self.conns.contains_key(&conn) => {
+                *self.dial_failures.entry(error.code()).or_insert(0) += 1;
                 self.on_closed(now, node, conn, None);
                 None
             }

@@ -209,3 +209,116 @@ impl RetryTimer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha8Rng;
+    use rand_core::SeedableRng;
+
+    fn peer(attempts: u32, proven: bool, explicit: bool) -> PeerInfo {
+        let mut p = PeerInfo::new([9; 32], Vec::new());
+        p.attempts = attempts;
+        p.proven = proven;
+        p.explicit = explicit;
+        p
+    }
+
+    #[test]
+    fn selection_follows_the_reference() {
+        use Backoff::*;
+        // (attempts, proven, explicit) → timer.
+        let table = [
+            (0, false, false, Some(S)),
+            (1, true, false, Some(S)),
+            (2, true, false, Some(M)),
+            (3, true, false, Some(L)),
+            (1, false, false, Some(M)),
+            (2, false, false, Some(L)),
+            (3, false, false, Some(L)),
+            (4, false, false, None),
+            (4, true, false, None),
+            (4, false, true, Some(X)),
+            (9, true, true, Some(X)),
+        ];
+        for (a, proven, explicit, want) in table {
+            assert_eq!(
+                select(&peer(a, proven, explicit)),
+                want,
+                "{a} {proven} {explicit}"
+            );
+        }
+        let mut banned = peer(1, true, true);
+        banned.banned = true;
+        assert_eq!(select(&banned), None);
+        let mut quiet = peer(1, true, true);
+        quiet.reconnecting = false;
+        assert_eq!(select(&quiet), None);
+    }
+
+    #[test]
+    fn default_periods_are_in_the_reference_ranges() {
+        for seed in 0..200 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let b = default_backoffs(&mut rng);
+            let t = RetryTimer::new(b, BACKOFF_JITTER, &mut rng);
+            let ranges = [
+                (1_000, 2_000),
+                (5_000, 6_500),
+                (15_000, 17_500),
+                (600_000, 720_500),
+            ];
+            for (p, (lo, hi)) in t.periods().iter().zip(ranges) {
+                let ms = p.as_millis() as u64;
+                assert!((lo..=hi).contains(&ms), "{ms} not in {lo}..={hi}");
+            }
+        }
+    }
+
+    /// A bulk timer of period T ticks every floor(0.66 T); a peer added between ticks k and
+    /// k + 1 fires at tick k + 2, so it waits [0.66 T, 1.32 T).
+    #[test]
+    fn bulk_timer_fires_at_the_tick_after_next() {
+        let mut t = BulkTimer::new(Duration::from_millis(1_000)); // tick 660 ms
+        let at = Instant::from_millis;
+        t.add(at(0), [1; 32]); // starts the interval: ticks at 660, 1320, …
+        assert_eq!(t.poll_timeout(), Some(at(660)));
+        let mut out = Vec::new();
+        t.handle_timeout(at(660), &mut out);
+        assert!(out.is_empty(), "tick 1 only moves it to `next`");
+        t.add(at(700), [2; 32]);
+        t.handle_timeout(at(1_320), &mut out);
+        assert_eq!(out, [[1; 32]], "fired at tick 2: waited 1.32 T");
+        out.clear();
+        t.handle_timeout(at(1_980), &mut out);
+        assert_eq!(
+            out,
+            [[2; 32]],
+            "added after tick 1, fired at tick 3: waited 1.28 T"
+        );
+        // Idle ticks pass without waking anyone; the phase stays on the grid.
+        assert_eq!(t.poll_timeout(), None);
+        out.clear();
+        t.add(at(10_000), [3; 32]); // next ticks: 10_560, 11_220
+        assert_eq!(t.poll_timeout(), Some(at(10_560)));
+        t.handle_timeout(at(10_560), &mut out);
+        t.handle_timeout(at(11_220), &mut out);
+        assert_eq!(out, [[3; 32]]);
+        let waited = 11_220 - 10_000;
+        assert!((660..1_320).contains(&waited));
+    }
+
+    /// Worked example of spec 06 §6: a topic peer that never answers waits M, L, L and is then
+    /// given up (until rediscovered).
+    #[test]
+    fn a_peer_that_never_answers_backs_off_then_stops() {
+        let mut p = PeerInfo::new([7; 32], Vec::new());
+        let mut timers = Vec::new();
+        for i in 1..=5u64 {
+            p.disconnected(Instant::from_millis(i * 1_000));
+            timers.push(select(&p));
+        }
+        use Backoff::*;
+        assert_eq!(timers, [Some(M), Some(L), Some(L), None, None]);
+    }
+}

@@ -140,6 +140,8 @@ pub struct SwarmRun {
     pub duplicates_dropped: u64,
     /// Dials started, over all peers.
     pub dials: u64,
+    /// Dials that failed before opening, by error code, over all peers.
+    pub dial_failures: BTreeMap<String, u64>,
     /// Hash over every delivered datagram.
     pub trace_hash: TraceHash,
     /// Datagram counters.
@@ -182,6 +184,11 @@ impl SwarmRun {
         j.num("disconnectionEvents", self.disconnection_events as f64);
         j.num("duplicatesDropped", self.duplicates_dropped as f64);
         j.num("dials", self.dials as f64);
+        let mut f = Json::default();
+        for (k, v) in &self.dial_failures {
+            f.num(k, *v as f64);
+        }
+        j.raw("dialFailures", &f.finish());
         j.num("datagramsSent", self.net.sent as f64);
         j.num("datagramsDelivered", self.net.delivered as f64);
         j.num("datagramsDropped", self.net.dropped_total() as f64);
@@ -490,10 +497,14 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         .map(|t| t.saturating_duration_since(joined).as_secs_f64() * 1000.0)
         .collect();
     let (mut dups, mut dials) = (0, 0);
+    let mut dial_failures = BTreeMap::new();
     for &h in &hosts {
         if let Some(s) = sim.try_node(h).and_then(|n| n.swarm()) {
             dups += s.stats().duplicates_dropped;
             dials += s.stats().client_attempted;
+            for (k, v) in s.dial_failures() {
+                *dial_failures.entry((*k).to_string()).or_insert(0) += v;
+            }
         }
     }
     Ok(SwarmRun {
@@ -512,6 +523,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         disconnection_events: m.disconnections,
         duplicates_dropped: dups,
         dials,
+        dial_failures,
         trace_hash: sim.trace(),
         net: sim.stats(),
         events: sim.events_processed(),
