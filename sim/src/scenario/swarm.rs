@@ -61,6 +61,11 @@ pub struct SwarmScenarioConfig {
     pub mesh_timeout: Duration,
     /// How long the mesh must hold after it formed.
     pub settle: Duration,
+    /// `None`: every peer may connect to every other (`max_peers` and
+    /// `max_server_connections` = `peers`), and the target is the full mesh. `Some(m)`: the
+    /// swarms' `max_peers` and `max_server_connections` are `m` (the reference's default is
+    /// 64), and the target is every peer connected to `min(m, peers it can connect to)`.
+    pub max_peers: Option<usize>,
 }
 
 impl SwarmScenarioConfig {
@@ -76,6 +81,7 @@ impl SwarmScenarioConfig {
             ready_timeout: Duration::from_secs(60),
             mesh_timeout: Duration::from_secs(300),
             settle: Duration::from_secs(30),
+            max_peers: None,
         }
     }
 
@@ -122,8 +128,15 @@ pub struct SwarmRun {
     pub connectable_pairs: usize,
     /// Of those, connected (one shared connection) when the run stopped waiting.
     pub connected_pairs: usize,
-    /// Time from the join to the full mesh (`None`: not reached before the timeout).
+    /// `max_peers` of every swarm (`None`: full mesh).
+    pub max_peers: Option<usize>,
+    /// Time from the join to the target: every peer connected to every peer it can connect
+    /// to, or to `max_peers` of them (`None`: not reached before the timeout).
     pub mesh_time: Option<Duration>,
+    /// Time from the join until every peer had at least one connection.
+    pub all_connected_time: Option<Duration>,
+    /// Connections per peer when the run stopped waiting: percentiles.
+    pub degree: super::Percentiles,
     /// Time from the join until each peer's first connection: percentiles, ms.
     pub first_connection_ms: super::Percentiles,
     /// The mesh was still whole after `settle`.
@@ -171,12 +184,22 @@ impl SwarmRun {
         j.num("bootstrapped", self.bootstrapped as f64);
         j.num("connectablePairs", self.connectable_pairs as f64);
         j.num("connectedPairs", self.connected_pairs as f64);
+        j.raw(
+            "maxPeers",
+            &self.max_peers.map_or("null".to_string(), |m| m.to_string()),
+        );
         j.raw("meshed", if self.meshed() { "true" } else { "false" });
         j.num(
             "meshMs",
             self.mesh_time.map_or(f64::NAN, |d| d.as_millis() as f64),
         );
         j.pct("firstConnectionMs", &self.first_connection_ms);
+        j.num(
+            "allConnectedMs",
+            self.all_connected_time
+                .map_or(f64::NAN, |d| d.as_millis() as f64),
+        );
+        j.pct("degree", &self.degree);
         j.raw("held", if self.held { "true" } else { "false" });
         j.num("connectedAfterSettle", self.connected_after_settle as f64);
         j.num("mismatchedPairs", self.mismatched_pairs as f64);
@@ -213,7 +236,14 @@ struct Mesh {
     connectable: usize,
     joined_at: Option<Instant>,
     first_connection: Vec<Option<Instant>>,
+    /// Shared connections per peer, and how many each must reach.
+    degree: Vec<usize>,
+    target: Vec<usize>,
+    /// Peers at their target, and with at least one connection.
+    satisfied: usize,
+    with_one: usize,
     complete_at: Option<Instant>,
+    all_connected_at: Option<Instant>,
     connections: u64,
     disconnections: u64,
 }
@@ -236,13 +266,34 @@ impl Mesh {
 
     fn update(&mut self, sim: &SwarmSim, i: usize, j: usize) {
         let pair = (i.min(j), i.max(j));
-        if self.pair_connected(sim, i, j) {
-            self.connected.insert(pair);
+        let changed = if self.pair_connected(sim, i, j) {
+            self.connected.insert(pair).then_some(true)
         } else {
-            self.connected.remove(&pair);
+            self.connected.remove(&pair).then_some(false)
+        };
+        if let Some(up) = changed {
+            for k in [i, j] {
+                let before = self.degree[k];
+                self.degree[k] = if up { before + 1 } else { before - 1 };
+                let after = self.degree[k];
+                let t = self.target[k];
+                match (before >= t, after >= t) {
+                    (false, true) => self.satisfied += 1,
+                    (true, false) => self.satisfied -= 1,
+                    _ => {}
+                }
+                match (before > 0, after > 0) {
+                    (false, true) => self.with_one += 1,
+                    (true, false) => self.with_one -= 1,
+                    _ => {}
+                }
+            }
         }
-        if self.complete_at.is_none() && self.connected.len() == self.connectable {
+        if self.complete_at.is_none() && self.satisfied == self.hosts.len() {
             self.complete_at = Some(sim.now());
+        }
+        if self.all_connected_at.is_none() && self.with_one == self.hosts.len() {
+            self.all_connected_at = Some(sim.now());
         }
     }
 
@@ -394,8 +445,17 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         };
         let h = sim.add_swarm_node_in(realm, node)?;
         let mut sc = SwarmConfig::new(kp.clone());
-        sc.max_peers = cfg.peers.max(1) * 4;
-        sc.max_server_connections = cfg.peers;
+        match cfg.max_peers {
+            None => {
+                // `max_peers` counts with a factor up to 4 (explicit peers); none here.
+                sc.max_peers = cfg.peers;
+                sc.max_server_connections = cfg.peers;
+            }
+            Some(m) => {
+                sc.max_peers = m;
+                sc.max_server_connections = m;
+            }
+        }
         let seed = sim.rng().next_u64();
         sim.with_node(h, |n, _| n.start_swarm(sc, seed));
         m.index.insert(h, i);
@@ -404,12 +464,23 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         m.by_key.insert(kp.public_key(), i);
         m.presets.push(preset);
         m.first_connection.push(None);
+        m.degree.push(0);
     }
     let n = cfg.peers;
     m.connectable = (0..n)
         .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
         .filter(|&(i, j)| can_connect(m.presets[i], m.presets[j]))
         .count();
+    let limit = cfg.max_peers.unwrap_or(usize::MAX);
+    m.target = (0..n)
+        .map(|i| {
+            let reachable = (0..n)
+                .filter(|&j| j != i && can_connect(m.presets[i], m.presets[j]))
+                .count();
+            reachable.min(limit)
+        })
+        .collect();
+    m.satisfied = m.target.iter().filter(|t| **t == 0).count();
     let hosts = m.hosts.clone();
     let deadline = sim.now() + cfg.ready_timeout;
     run_until(
@@ -448,6 +519,10 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
     );
     let connected_pairs = m.connected.len();
     let mesh_time = m.complete_at.map(|t| t.saturating_duration_since(joined));
+    let all_connected_time = m
+        .all_connected_at
+        .map(|t| t.saturating_duration_since(joined));
+    let degrees: Vec<f64> = m.degree.iter().map(|d| *d as f64).collect();
     sim.run_for_with(cfg.settle, &mut m);
     let mismatched_pairs = m.recount(&sim);
     if std::env::var_os("HDHT_SWARM_DEBUG").is_some() {
@@ -488,7 +563,12 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         }
     }
     let connected_after_settle = m.connected.len();
-    let held = mesh_time.is_some() && connected_after_settle == m.connectable;
+    let mut settled_degree = vec![0usize; n];
+    for (a, b) in &m.connected {
+        settled_degree[*a] += 1;
+        settled_degree[*b] += 1;
+    }
+    let held = mesh_time.is_some() && (0..n).all(|i| settled_degree[i] >= m.target[i]);
 
     let firsts: Vec<f64> = m
         .first_connection
@@ -514,7 +594,10 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         bootstrapped,
         connectable_pairs: m.connectable,
         connected_pairs,
+        max_peers: cfg.max_peers,
         mesh_time,
+        all_connected_time,
+        degree: super::Percentiles::of(&degrees),
         first_connection_ms: super::Percentiles::of(&firsts),
         held,
         connected_after_settle,
