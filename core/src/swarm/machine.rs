@@ -244,6 +244,16 @@ impl<R: RngCore> Swarm<R> {
         self.connecting
     }
 
+    /// Our dials, pending and open.
+    pub fn client_connections(&self) -> usize {
+        self.client_connections
+    }
+
+    /// Incoming connections held.
+    pub fn server_connections(&self) -> usize {
+        self.server_connections
+    }
+
     /// Peers in the dial queue.
     pub fn queued(&self) -> usize {
         self.queue.len()

@@ -66,6 +66,11 @@ pub struct SwarmScenarioConfig {
     /// swarms' `max_peers` and `max_server_connections` are `m` (the reference's default is
     /// 64), and the target is every peer connected to `min(m, peers it can connect to)`.
     pub max_peers: Option<usize>,
+    /// Adjusts peer `i`'s swarm options (after the scenario's own), for tests.
+    pub configure: Option<fn(usize, &mut SwarmConfig)>,
+    /// Runs once every peer bootstrapped, just before the join, for tests (bans, explicit
+    /// peers): the simulator, the peers' hosts and their public keys.
+    pub before_join: Option<fn(&mut SwarmSim, &[HostId], &[[u8; 32]])>,
 }
 
 impl SwarmScenarioConfig {
@@ -82,6 +87,8 @@ impl SwarmScenarioConfig {
             mesh_timeout: Duration::from_secs(300),
             settle: Duration::from_secs(30),
             max_peers: None,
+            configure: None,
+            before_join: None,
         }
     }
 
@@ -145,6 +152,13 @@ pub struct SwarmRun {
     pub connected_after_settle: usize,
     /// Pairs connected by a connection on one side that the other side does not hold.
     pub mismatched_pairs: usize,
+    /// Pairs that can connect but were not connected after `settle` (at most 100), by peer
+    /// index.
+    pub missing_pairs: Vec<(usize, usize)>,
+    /// Each peer's connections after `settle`: (ours, the peers').
+    pub peer_connections: Vec<(usize, usize)>,
+    /// The most dials one swarm had in progress, sampled at every connection event.
+    pub max_connecting: usize,
     /// Connection events (`connection`) over all peers.
     pub connection_events: u64,
     /// Disconnection events over all peers.
@@ -244,6 +258,7 @@ struct Mesh {
     with_one: usize,
     complete_at: Option<Instant>,
     all_connected_at: Option<Instant>,
+    max_connecting: usize,
     connections: u64,
     disconnections: u64,
 }
@@ -321,6 +336,9 @@ impl Handler<SwarmHost> for Mesh {
         let Some(&i) = self.index.get(&host) else {
             return;
         };
+        if let Some(s) = sim.try_node(host).and_then(|n| n.swarm()) {
+            self.max_connecting = self.max_connecting.max(s.connecting());
+        }
         let key = match event {
             SwarmEvent::Connection {
                 remote_public_key, ..
@@ -456,6 +474,9 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
                 sc.max_server_connections = m;
             }
         }
+        if let Some(f) = cfg.configure {
+            f(i, &mut sc);
+        }
         let seed = sim.rng().next_u64();
         sim.with_node(h, |n, _| n.start_swarm(sc, seed));
         m.index.insert(h, i);
@@ -499,6 +520,11 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         .filter(|&&h| sim.try_node(h).is_some_and(|n| n.rpc().is_bootstrapped()))
         .count();
 
+    if let Some(f) = cfg.before_join {
+        let keys = m.keys.clone();
+        f(&mut sim, &hosts, &keys);
+    }
+
     // 3. Everyone joins at once.
     let mut topic = [0u8; 32];
     sim.rng().fill_bytes(&mut topic);
@@ -525,43 +551,25 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
     let degrees: Vec<f64> = m.degree.iter().map(|d| *d as f64).collect();
     sim.run_for_with(cfg.settle, &mut m);
     let mismatched_pairs = m.recount(&sim);
-    if std::env::var_os("HDHT_SWARM_DEBUG").is_some() {
-        for i in 0..n {
-            for j in i + 1..n {
-                if can_connect(m.presets[i], m.presets[j]) && !m.connected.contains(&(i, j)) {
-                    let pi = sim
-                        .node(hosts[i])
-                        .swarm()
-                        .and_then(|s| s.peer(&m.keys[j]).cloned());
-                    let pj = sim
-                        .node(hosts[j])
-                        .swarm()
-                        .and_then(|s| s.peer(&m.keys[i]).cloned());
-                    eprintln!(
-                        "missing {i}({:?}) {j}({:?})\n  i's view {:?}\n  j's view {:?}",
-                        m.presets[i],
-                        m.presets[j],
-                        pi.map(|p| (
-                            p.attempts,
-                            p.queued,
-                            p.waiting,
-                            p.topics.len(),
-                            p.banned,
-                            p.priority
-                        )),
-                        pj.map(|p| (
-                            p.attempts,
-                            p.queued,
-                            p.waiting,
-                            p.topics.len(),
-                            p.banned,
-                            p.priority
-                        ))
-                    );
-                }
+    let mut missing_pairs = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            if missing_pairs.len() < 100
+                && can_connect(m.presets[i], m.presets[j])
+                && !m.connected.contains(&(i, j))
+            {
+                missing_pairs.push((i, j));
             }
         }
     }
+    let peer_connections = hosts
+        .iter()
+        .map(|&h| {
+            sim.try_node(h)
+                .and_then(|n| n.swarm())
+                .map_or((0, 0), |s| (s.client_connections(), s.server_connections()))
+        })
+        .collect();
     let connected_after_settle = m.connected.len();
     let mut settled_degree = vec![0usize; n];
     for (a, b) in &m.connected {
@@ -602,6 +610,9 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         held,
         connected_after_settle,
         mismatched_pairs,
+        missing_pairs,
+        peer_connections,
+        max_connecting: m.max_connecting,
         connection_events: m.connections,
         disconnection_events: m.disconnections,
         duplicates_dropped: dups,
