@@ -40,6 +40,9 @@ use crate::trace::TraceHash;
 use super::report::Json;
 use super::{NatMix, ScenarioError};
 
+/// A test's hook before the join: the simulator, the peers' hosts and their public keys.
+pub type BeforeJoin = fn(&mut SwarmSim, &[HostId], &[[u8; 32]]);
+
 /// Options of one swarm run.
 #[derive(Debug, Clone)]
 pub struct SwarmScenarioConfig {
@@ -70,7 +73,7 @@ pub struct SwarmScenarioConfig {
     pub configure: Option<fn(usize, &mut SwarmConfig)>,
     /// Runs once every peer bootstrapped, just before the join, for tests (bans, explicit
     /// peers): the simulator, the peers' hosts and their public keys.
-    pub before_join: Option<fn(&mut SwarmSim, &[HostId], &[[u8; 32]])>,
+    pub before_join: Option<BeforeJoin>,
 }
 
 impl SwarmScenarioConfig {
