@@ -54,6 +54,9 @@ fn a_hundred_peers_joining_together_mesh_within_seconds() {
         describe(&r)
     );
     assert!(r.max_connecting <= 3, "maxParallel: {}", describe(&r));
+    // Every peer's flush() ended: its announce was stored and every peer it found was tried.
+    assert_eq!(r.flushed, 100, "{}", describe(&r));
+    assert!(r.flush_ms.max < 30_000.0, "{}", describe(&r));
 }
 
 #[test]

@@ -162,6 +162,10 @@ pub struct SwarmRun {
     pub peer_connections: Vec<(usize, usize)>,
     /// The most dials one swarm had in progress, sampled at every connection event.
     pub max_connecting: usize,
+    /// Peers whose `flush()`, called right after the join, ended with `ok` by the end.
+    pub flushed: usize,
+    /// Time from the join to each such flush: percentiles, ms.
+    pub flush_ms: super::Percentiles,
     /// Connection events (`connection`) over all peers.
     pub connection_events: u64,
     /// Disconnection events over all peers.
@@ -220,6 +224,8 @@ impl SwarmRun {
         j.raw("held", if self.held { "true" } else { "false" });
         j.num("connectedAfterSettle", self.connected_after_settle as f64);
         j.num("mismatchedPairs", self.mismatched_pairs as f64);
+        j.num("flushed", self.flushed as f64);
+        j.pct("flushMs", &self.flush_ms);
         j.num("connectionEvents", self.connection_events as f64);
         j.num("disconnectionEvents", self.disconnection_events as f64);
         j.num("duplicatesDropped", self.duplicates_dropped as f64);
@@ -262,6 +268,8 @@ struct Mesh {
     complete_at: Option<Instant>,
     all_connected_at: Option<Instant>,
     max_connecting: usize,
+    /// When each peer's `flush()` (called right after its join) ended, and whether ok.
+    flushed: Vec<Option<(Instant, bool)>>,
     connections: u64,
     disconnections: u64,
 }
@@ -357,6 +365,10 @@ impl Handler<SwarmHost> for Mesh {
             } => {
                 self.disconnections += 1;
                 remote_public_key
+            }
+            SwarmEvent::Flushed { ok, .. } => {
+                self.flushed[i].get_or_insert((sim.now(), ok));
+                return;
             }
             _ => return,
         };
@@ -489,6 +501,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         m.presets.push(preset);
         m.first_connection.push(None);
         m.degree.push(0);
+        m.flushed.push(None);
     }
     let n = cfg.peers;
     m.connectable = (0..n)
@@ -534,7 +547,10 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
     let joined = sim.now();
     m.joined_at = Some(joined);
     for &h in &hosts {
-        let _ = sim.with_node(h, |n, now| n.join(now, topic, JoinOptions::default()));
+        sim.with_node(h, |n, now| {
+            let _ = n.join(now, topic, JoinOptions::default());
+            n.with_swarm(now, |s, node| s.flush(now, node));
+        });
     }
 
     // 4. Until the mesh is whole, then `settle` more.
@@ -587,6 +603,13 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         .flatten()
         .map(|t| t.saturating_duration_since(joined).as_secs_f64() * 1000.0)
         .collect();
+    let flushes: Vec<f64> = m
+        .flushed
+        .iter()
+        .flatten()
+        .filter(|(_, ok)| *ok)
+        .map(|(t, _)| t.saturating_duration_since(joined).as_secs_f64() * 1000.0)
+        .collect();
     let (mut dups, mut dials) = (0, 0);
     let mut dial_failures = BTreeMap::new();
     for &h in &hosts {
@@ -616,6 +639,8 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         missing_pairs,
         peer_connections,
         max_connecting: m.max_connecting,
+        flushed: flushes.len(),
+        flush_ms: super::Percentiles::of(&flushes),
         connection_events: m.connections,
         disconnection_events: m.disconnections,
         duplicates_dropped: dups,
