@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use hdht_core::swarm::SwarmConfig;
+use hdht_core::swarm::{JoinOptions, SwarmConfig};
 use hdht_sim::replay::Replay;
 use hdht_sim::scenario::swarm::{run_swarm, SwarmRun, SwarmScenarioConfig};
 use hdht_sim::scenario::NatMix;
@@ -152,4 +152,32 @@ fn a_ban_holds_and_limits_bound_connections() {
         assert!((a, b) == (0, 1) || a == 2 || b == 2, "{}", describe(&r));
     }
     assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
+}
+
+fn explicit_zero_to_one(sim: &mut SwarmSim, hosts: &[HostId], keys: &[[u8; 32]]) {
+    let k = keys[1];
+    sim.with_node(hosts[0], |n, now| {
+        n.with_swarm(now, |s, node| s.join_peer(now, node, k));
+    });
+}
+
+/// Server-only peers never dial each other; `join_peer` dials one peer whatever the topics
+/// (retrying until its server listens).
+#[test]
+fn join_peer_dials_an_explicit_peer() {
+    let replay = Replay::new("swarm", "join_peer_dials_an_explicit_peer", 9);
+    let mut cfg = SwarmScenarioConfig::new(4, consistent_mix(), replay.seed());
+    cfg.mesh_timeout = Duration::from_secs(60);
+    cfg.settle = Duration::from_secs(5);
+    cfg.join = JoinOptions {
+        server: true,
+        client: false,
+        limit: None,
+    };
+    cfg.before_join = Some(explicit_zero_to_one);
+    let r = run_swarm(&cfg).unwrap();
+    assert_eq!(r.connected_after_settle, 1, "{}", describe(&r));
+    assert!(!r.missing_pairs.contains(&(0, 1)), "{}", describe(&r));
+    assert_eq!(r.peer_connections[0], (1, 0), "{}", describe(&r));
+    assert_eq!(r.peer_connections[1], (0, 1), "{}", describe(&r));
 }

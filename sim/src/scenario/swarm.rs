@@ -69,6 +69,8 @@ pub struct SwarmScenarioConfig {
     /// swarms' `max_peers` and `max_server_connections` are `m` (the reference's default is
     /// 64), and the target is every peer connected to `min(m, peers it can connect to)`.
     pub max_peers: Option<usize>,
+    /// How every peer joins (default: server and client).
+    pub join: JoinOptions,
     /// Adjusts peer `i`'s swarm options (after the scenario's own), for tests.
     pub configure: Option<fn(usize, &mut SwarmConfig)>,
     /// Runs once every peer bootstrapped, just before the join, for tests (bans, explicit
@@ -90,6 +92,7 @@ impl SwarmScenarioConfig {
             mesh_timeout: Duration::from_secs(300),
             settle: Duration::from_secs(30),
             max_peers: None,
+            join: JoinOptions::default(),
             configure: None,
             before_join: None,
         }
@@ -548,7 +551,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
     m.joined_at = Some(joined);
     for &h in &hosts {
         sim.with_node(h, |n, now| {
-            let _ = n.join(now, topic, JoinOptions::default());
+            let _ = n.join(now, topic, cfg.join);
             n.with_swarm(now, |s, node| s.flush(now, node));
         });
     }
