@@ -1353,7 +1353,7 @@ impl<R: RngCore> Swarm<R> {
         let Some(d) = self.discoveries.get_mut(&topic) else {
             return;
         };
-        let Some((rung, at)) = d.rendezvous.filter(|(_, at)| *at <= now) else {
+        let Some((rung, _)) = d.rendezvous.filter(|(_, at)| *at <= now) else {
             return;
         };
         d.rendezvous = self
@@ -1361,7 +1361,6 @@ impl<R: RngCore> Swarm<R> {
             .rendezvous
             .get(rung + 1)
             .map(|delay| (rung + 1, d.rendezvous_base + *delay));
-        let _ = at;
         // A running query is a lookup too: this rung is covered.
         if d.active.is_some() || !d.is_client || d.waiting_for.is_some() {
             return;
