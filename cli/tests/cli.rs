@@ -1560,6 +1560,47 @@ fn sim_replays_from_its_seed() {
     assert!(a["eventsPerSec"].as_f64().unwrap() > 0.0);
 }
 
+/// `hdht sim swarm`: peers joining one topic at once end meshed, one shared connection per
+/// pair; the last line is the JSON summary and the same seed replays it. Fewer than 2 peers is
+/// a usage error.
+#[test]
+fn sim_swarm_meshes_and_replays() {
+    let run = || -> serde_json::Value {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "--json",
+                "sim",
+                "swarm",
+                "--peers",
+                "6",
+                "--nat",
+                "open,port-restricted",
+                "--seed",
+                "2",
+            ])
+            .output()
+            .expect("run hdht sim swarm");
+        assert!(
+            out.status.success(),
+            "hdht sim swarm failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("utf-8");
+        let last = stdout.lines().last().expect("a summary line");
+        serde_json::from_str(last).expect("the last line is JSON")
+    };
+    let (a, b) = (run(), run());
+    assert_eq!(a["scenario"], "swarm");
+    assert_eq!(a["traceHash"], b["traceHash"], "same seed, same trace");
+    assert_eq!(a["meshed"], true, "{a}");
+    assert_eq!(a["connectedPairs"], 15, "{a}");
+    assert_eq!(a["mismatchedPairs"], 0, "{a}");
+    assert_usage_error(
+        &["sim", "swarm", "--peers", "1"],
+        "--peers must be at least 2",
+    );
+}
+
 // ----- the datagram ceiling -----
 
 #[test]

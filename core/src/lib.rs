@@ -31,6 +31,7 @@ pub mod crypto;
 pub mod dht;
 pub mod rpc;
 pub mod secret_stream;
+pub mod swarm;
 pub mod time;
 pub mod udx;
 pub mod wire;

@@ -321,7 +321,7 @@ impl DhtSim {
 /// Binds a hyperdht node's two dht-rpc sockets (server on its configured port or
 /// [`SERVER_PORT`], client on an ephemeral port) and builds the node: wall clock at
 /// [`SIM_EPOCH_UNIX_MS`], its server socket's local address advertised for the LAN shortcut.
-fn dht_app(s: &mut HostSetup<'_>, cfg: DhtNodeConfig) -> Result<DhtHost, NetError> {
+pub(crate) fn dht_app(s: &mut HostSetup<'_>, cfg: DhtNodeConfig) -> Result<DhtHost, NetError> {
     let mut dht = cfg.dht;
     if dht.rpc.server_port == 0 {
         dht.rpc.server_port = SERVER_PORT;

@@ -26,6 +26,7 @@ mod queue;
 pub mod replay;
 pub mod rpc;
 pub mod scenario;
+pub mod swarm;
 pub mod trace;
 
 pub use app::{App, Datagram, SocketCommand};
@@ -35,4 +36,5 @@ pub use link::LinkModel;
 pub use nat::{NatBox, NatConfig, NatPreset};
 pub use network::{DropReason, HostId, NatId, NetError, Network, RealmId, SocketId};
 pub use rpc::{Sim, SimNodeConfig, SERVER_PORT};
+pub use swarm::{SwarmHost, SwarmSim};
 pub use trace::TraceHash;

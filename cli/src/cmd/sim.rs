@@ -25,6 +25,8 @@ pub enum SimScenario {
     Network(ScenarioKind),
     /// The holepunch NAT matrix.
     HolepunchMatrix,
+    /// Hyperswarm peers joining one topic.
+    Swarm,
 }
 
 /// `hdht sim` arguments.
@@ -75,6 +77,12 @@ pub struct SimArgs {
     /// holepunch-matrix: worker threads (0 = one per core). The result does not depend on it.
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
+    /// swarm: peers joining the topic, each behind its own NAT drawn from --nat.
+    #[arg(long, default_value_t = 100)]
+    pub peers: usize,
+    /// swarm: each swarm's max peers (default: all, so the target is the full mesh).
+    #[arg(long)]
+    pub max_peers: Option<usize>,
 }
 
 impl SimArgs {
@@ -103,6 +111,9 @@ impl SimArgs {
                 return Err("--public-nodes must be at least 2".to_string());
             }
         }
+        if self.scenario == SimScenario::Swarm && self.peers < 2 {
+            return Err(format!("--peers must be at least 2, got {}", self.peers));
+        }
         if let Some(l) = self.loss {
             if !(0.0..=1.0).contains(&l) {
                 return Err(format!("--loss must be in [0, 1], got {l}"));
@@ -116,8 +127,11 @@ fn parse_scenario(s: &str) -> std::result::Result<SimScenario, String> {
     if s == "holepunch-matrix" {
         return Ok(SimScenario::HolepunchMatrix);
     }
+    if s == "swarm" {
+        return Ok(SimScenario::Swarm);
+    }
     s.parse().map(SimScenario::Network).map_err(|_| {
-        format!("unknown scenario {s:?} (expected bootstrap, lookup, churn, partition or holepunch-matrix)")
+        format!("unknown scenario {s:?} (expected bootstrap, lookup, churn, partition, holepunch-matrix or swarm)")
     })
 }
 
@@ -176,6 +190,7 @@ impl Throttle {
 pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
     let kind = match args.scenario {
         SimScenario::HolepunchMatrix => return run_holepunch_matrix(args, out, json),
+        SimScenario::Swarm => return run_swarm_scenario(args, json),
         SimScenario::Network(kind) => kind,
     };
     let mut cfg = ScenarioConfig::new(kind, args.nodes, args.seed);
@@ -259,5 +274,48 @@ fn run_holepunch_matrix(args: SimArgs, out: Output, json: bool) -> Result<()> {
         println!("{}", report.table());
     }
     println!("{}", report.to_json_line());
+    Ok(())
+}
+
+/// `hdht sim swarm`: `--peers` swarms behind `--nat` join one topic at the same instant; the
+/// time until every pair that can connect shares exactly one connection (or, with
+/// `--max-peers`, until every peer holds that many).
+fn run_swarm_scenario(args: SimArgs, json: bool) -> Result<()> {
+    use hdht_sim::scenario::swarm::{run_swarm, SwarmScenarioConfig};
+    let nat = if args.nat.is_empty() {
+        NatMix::open()
+    } else {
+        args.nat
+            .join(",")
+            .parse::<NatMix>()
+            .map_err(|e| Error::new(format!("--nat: {e}")))?
+    };
+    let mut cfg = SwarmScenarioConfig::new(args.peers, nat, args.seed);
+    cfg.rtt = Duration::from_millis(args.rtt);
+    cfg.loss = args.loss.unwrap_or(0.0);
+    cfg.public_nodes = args.public_nodes;
+    cfg.max_peers = args.max_peers;
+    let run = run_swarm(&cfg).map_err(|e| Error::new(format!("simulation failed: {e}")))?;
+    if !json {
+        let ms = |d: Option<Duration>| {
+            d.map_or("not reached".to_string(), |d| {
+                format!("{:.2} s", d.as_secs_f64())
+            })
+        };
+        println!(
+            "swarm: {} peers ({}), {} pairs can connect, {} connected; target reached after {}, \
+             every peer connected after {}; held: {}; duplicates dropped {}; dials {}",
+            run.peers,
+            run.nat,
+            run.connectable_pairs,
+            run.connected_pairs,
+            ms(run.mesh_time),
+            ms(run.all_connected_time),
+            run.held,
+            run.duplicates_dropped,
+            run.dials
+        );
+    }
+    println!("{}", run.to_json_line());
     Ok(())
 }

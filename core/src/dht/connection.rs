@@ -345,6 +345,21 @@ impl Connections {
         }
     }
 
+    /// `conn`'s secret-stream message bytes read and written (`rawBytesRead`,
+    /// `rawBytesWritten`: frames after the header, keep-alives included).
+    pub(crate) fn raw_bytes(&self, conn: ConnId) -> Option<(u64, u64)> {
+        let c = self.conns.get(&conn)?;
+        Some((c.secret.raw_bytes_read(), c.secret.raw_bytes_written()))
+    }
+
+    /// Sends an empty message frame on `conn` now (`sendKeepAlive()`).
+    pub(crate) fn send_keep_alive(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.secret.queue_keep_alive();
+            self.flush_secret(conn);
+        }
+    }
+
     /// What is known about `conn`.
     pub(crate) fn info(&self, conn: ConnId) -> Option<ConnectionInfo> {
         let c = self.conns.get(&conn)?;

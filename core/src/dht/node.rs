@@ -1409,6 +1409,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.conns.info(conn)
     }
 
+    /// A connection's secret-stream message bytes `(read, written)` after the header frames
+    /// (the reference's `rawBytesRead` / `rawBytesWritten`; keep-alive frames count). The swarm's
+    /// duplicate rule calls a connection that carried bytes both ways outdated.
+    pub fn conn_raw_bytes(&self, conn: ConnId) -> Option<(u64, u64)> {
+        self.conns.raw_bytes(conn)
+    }
+
+    /// Sends an empty message frame on an open connection now (`sendKeepAlive()`): a dead
+    /// peer is noticed within one retransmission timeout instead of the idle timeout.
+    pub fn conn_send_keep_alive(&mut self, conn: ConnId) {
+        self.conns.send_keep_alive(conn);
+    }
+
     /// Transport state of a connection's UDX stream (round-trip time, congestion window, pacing
     /// rate, path MTU and counters), as the reference exposes on `rawStream`.
     pub fn connection_transport(&self, conn: ConnId) -> Option<TransportInfo> {

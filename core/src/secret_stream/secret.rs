@@ -389,6 +389,15 @@ impl SecretStream {
         Ok(())
     }
 
+    /// Queues an empty message frame now (`sendKeepAlive()`), for
+    /// [`poll_transmit`](Self::poll_transmit): hyperswarm pokes a connection this way when it
+    /// keeps it over a duplicate, so that a dead one is noticed soon.
+    pub fn queue_keep_alive(&mut self) {
+        if self.state == State::Open && !self.local_ended {
+            self.keepalive_pending = true;
+        }
+    }
+
     // ---------------------------------------------------------------- writing
 
     /// Whether [`poll_transmit`](Self::poll_transmit) would append bytes.

@@ -21,6 +21,7 @@
 
 pub mod holepunch;
 mod report;
+pub mod swarm;
 mod workload;
 
 use std::collections::BTreeMap;

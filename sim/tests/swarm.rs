@@ -1,0 +1,183 @@
+//! The swarm scenario (`hdht sim swarm`): hyperswarm peers behind a NAT mix join one topic at
+//! the same instant and end with exactly one shared connection per pair — the same
+//! connection on both sides, so both applied the duplicate rule alike — within seconds
+//! (the reference's peers would miss each other until their next refresh, 10–12 min away);
+//! bans and limits hold; a seed replays a run byte for byte. `HDHT_SIM_SEED` replays a failure.
+
+use std::time::Duration;
+
+use hdht_core::swarm::{JoinOptions, SwarmConfig};
+use hdht_sim::replay::Replay;
+use hdht_sim::scenario::swarm::{run_swarm, SwarmRun, SwarmScenarioConfig};
+use hdht_sim::scenario::NatMix;
+use hdht_sim::swarm::SwarmSim;
+use hdht_sim::HostId;
+
+/// NATs every pair of which can connect without a relay (one side with a consistent mapping).
+fn consistent_mix() -> NatMix {
+    "open:1,full-cone:1,port-restricted:2,cgnat:1,udp-blocked:1"
+        .parse()
+        .unwrap()
+}
+
+fn describe(r: &SwarmRun) -> String {
+    format!("{} missing {:?}", r.to_json_line(), r.missing_pairs)
+}
+
+#[test]
+fn a_hundred_peers_joining_together_mesh_within_seconds() {
+    let replay = Replay::new(
+        "swarm",
+        "a_hundred_peers_joining_together_mesh_within_seconds",
+        1,
+    );
+    let cfg = SwarmScenarioConfig::new(100, consistent_mix(), replay.seed());
+    let r = run_swarm(&cfg).unwrap();
+    assert_eq!(r.bootstrapped, 100, "{}", describe(&r));
+    assert_eq!(r.connectable_pairs, 4950);
+    assert!(r.meshed(), "{}", describe(&r));
+    assert!(r.held, "the mesh held for 30 s more: {}", describe(&r));
+    assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
+    assert!(r.missing_pairs.is_empty(), "{}", describe(&r));
+    let t = r.mesh_time.unwrap();
+    assert!(
+        t < Duration::from_secs(30),
+        "full mesh after {t:?}: {}",
+        describe(&r)
+    );
+    // Every connection the swarms announced either is one of the pairs' or was announced and
+    // then closed: no connection is announced twice.
+    assert_eq!(
+        r.connection_events,
+        2 * r.connected_pairs as u64 + r.disconnection_events,
+        "{}",
+        describe(&r)
+    );
+    assert!(r.max_connecting <= 3, "maxParallel: {}", describe(&r));
+    // Every peer's flush() ended: its announce was stored and every peer it found was tried.
+    assert_eq!(r.flushed, 100, "{}", describe(&r));
+    assert!(r.flush_ms.max < 30_000.0, "{}", describe(&r));
+}
+
+#[test]
+fn a_seed_replays_the_run() {
+    let replay = Replay::new("swarm", "a_seed_replays_the_run", 7);
+    let nat: NatMix = "open:1,port-restricted:2,symmetric:1".parse().unwrap();
+    let mut cfg = SwarmScenarioConfig::new(12, nat, replay.seed());
+    cfg.mesh_timeout = Duration::from_secs(60);
+    cfg.settle = Duration::from_secs(5);
+    let a = run_swarm(&cfg).unwrap();
+    let b = run_swarm(&cfg).unwrap();
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.events, b.events);
+    assert_eq!(
+        (a.connected_pairs, a.mesh_time, a.dials, &a.missing_pairs),
+        (b.connected_pairs, b.mesh_time, b.dials, &b.missing_pairs)
+    );
+    cfg.seed += 1;
+    let c = run_swarm(&cfg).unwrap();
+    assert_ne!(a.trace_hash, c.trace_hash);
+}
+
+fn no_rendezvous(_: usize, c: &mut SwarmConfig) {
+    c.rendezvous.clear();
+}
+
+/// The reference's behaviour (spec 06 §2.3): peers that join at the same instant each look up
+/// before the others' announces are stored, and stay apart until a refresh 10–12 min later.
+/// The rendezvous lookups close that gap.
+#[test]
+fn rendezvous_lookups_let_simultaneous_joiners_meet() {
+    let replay = Replay::new(
+        "swarm",
+        "rendezvous_lookups_let_simultaneous_joiners_meet",
+        3,
+    );
+    let mut cfg = SwarmScenarioConfig::new(8, consistent_mix(), replay.seed());
+    cfg.mesh_timeout = Duration::from_secs(120);
+    cfg.settle = Duration::ZERO;
+    let with = run_swarm(&cfg).unwrap();
+    assert!(with.meshed(), "{}", describe(&with));
+    assert!(
+        with.mesh_time.unwrap() < Duration::from_secs(15),
+        "{}",
+        describe(&with)
+    );
+    cfg.configure = Some(no_rendezvous);
+    let without = run_swarm(&cfg).unwrap();
+    assert!(
+        !without.meshed() && without.connected_pairs < without.connectable_pairs / 2,
+        "without rendezvous lookups the peers should miss each other for minutes: {}",
+        describe(&without)
+    );
+}
+
+fn limits(i: usize, c: &mut SwarmConfig) {
+    if i == 2 {
+        c.max_peers = 3;
+        c.max_server_connections = 2;
+    }
+}
+
+fn ban_one(sim: &mut SwarmSim, hosts: &[HostId], keys: &[[u8; 32]]) {
+    let k = keys[1];
+    sim.with_node(hosts[0], |n, now| {
+        n.with_swarm(now, |s, _| s.ban(k, true));
+    });
+}
+
+/// Peer 0 bans peer 1: they never connect (0 never dials 1 and refuses its handshakes),
+/// everyone else does. Peer 2 dials until it holds 3 connections and takes at most 2
+/// incoming ones.
+#[test]
+fn a_ban_holds_and_limits_bound_connections() {
+    let replay = Replay::new("swarm", "a_ban_holds_and_limits_bound_connections", 5);
+    let mut cfg = SwarmScenarioConfig::new(10, consistent_mix(), replay.seed());
+    cfg.mesh_timeout = Duration::from_secs(60);
+    cfg.settle = Duration::from_secs(10);
+    cfg.configure = Some(limits);
+    cfg.before_join = Some(ban_one);
+    let r = run_swarm(&cfg).unwrap();
+    assert!(r.missing_pairs.contains(&(0, 1)), "{}", describe(&r));
+    let (ours, theirs) = r.peer_connections[2];
+    assert!(theirs <= 2, "incoming bounded: {}", describe(&r));
+    assert!(ours <= 3, "dials stop at max peers: {}", describe(&r));
+    assert!(
+        ours + theirs >= 3,
+        "peer 2 still connects: {}",
+        describe(&r)
+    );
+    // Everything else meshes: the only missing pairs are (0, 1) and peer 2's.
+    for &(a, b) in &r.missing_pairs {
+        assert!((a, b) == (0, 1) || a == 2 || b == 2, "{}", describe(&r));
+    }
+    assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
+}
+
+fn explicit_zero_to_one(sim: &mut SwarmSim, hosts: &[HostId], keys: &[[u8; 32]]) {
+    let k = keys[1];
+    sim.with_node(hosts[0], |n, now| {
+        n.with_swarm(now, |s, node| s.join_peer(now, node, k));
+    });
+}
+
+/// Server-only peers never dial each other; `join_peer` dials one peer whatever the topics
+/// (retrying until its server listens).
+#[test]
+fn join_peer_dials_an_explicit_peer() {
+    let replay = Replay::new("swarm", "join_peer_dials_an_explicit_peer", 9);
+    let mut cfg = SwarmScenarioConfig::new(4, consistent_mix(), replay.seed());
+    cfg.mesh_timeout = Duration::from_secs(60);
+    cfg.settle = Duration::from_secs(5);
+    cfg.join = JoinOptions {
+        server: true,
+        client: false,
+        limit: None,
+    };
+    cfg.before_join = Some(explicit_zero_to_one);
+    let r = run_swarm(&cfg).unwrap();
+    assert_eq!(r.connected_after_settle, 1, "{}", describe(&r));
+    assert!(!r.missing_pairs.contains(&(0, 1)), "{}", describe(&r));
+    assert_eq!(r.peer_connections[0], (1, 0), "{}", describe(&r));
+    assert_eq!(r.peer_connections[1], (0, 1), "{}", describe(&r));
+}
