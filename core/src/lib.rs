@@ -28,6 +28,8 @@ extern crate alloc;
 pub mod connect;
 pub mod crypto;
 pub mod dht;
+pub mod protomux;
+pub mod relay;
 pub mod rpc;
 pub mod secret_stream;
 pub mod time;
