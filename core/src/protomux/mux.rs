@@ -86,6 +86,10 @@ pub enum MuxEvent {
     Opened {
         /// The channel.
         channel: ChannelId,
+        /// Its protocol (what a handler accepted, or what was opened here).
+        protocol: String,
+        /// Its pairing id.
+        id: Option<Vec<u8>>,
         /// The peer's handshake bytes (empty without one).
         handshake: Vec<u8>,
     },
@@ -348,12 +352,13 @@ impl Mux {
             let Some(local) = self.local.get(slot as usize).and_then(Option::as_ref) else {
                 continue;
             };
-            let (ch, message_types) = (
+            let (ch, message_types, key) = (
                 ChannelId {
                     slot,
                     serial: local.serial,
                 },
                 local.message_types,
+                local.key.clone(),
             );
             if let Some(Remote::Waiting {
                 handshake, pending, ..
@@ -361,6 +366,8 @@ impl Mux {
             {
                 self.events.push_back(MuxEvent::Opened {
                     channel: ch,
+                    protocol: key.0,
+                    id: key.1,
                     handshake,
                 });
                 self.drain_pending(ch, message_types, &pending);
@@ -730,6 +737,8 @@ impl Mux {
                     self.remote[rid] = Some(Remote::Paired { slot });
                     self.events.push_back(MuxEvent::Opened {
                         channel,
+                        protocol: key.0.clone(),
+                        id: key.1.clone(),
                         handshake: open.handshake.to_vec(),
                     });
                 }
