@@ -107,7 +107,9 @@ impl Side {
     fn drain(&mut self) {
         while let Some(ev) = self.mux.poll_event() {
             match ev {
-                MuxEvent::Opened { channel, handshake } => {
+                MuxEvent::Opened {
+                    channel, handshake, ..
+                } => {
                     let ch = self.index(channel);
                     self.events.push(serde_json::json!({
                         "ch": ch, "event": "open", "handshake": hex::encode(handshake)
