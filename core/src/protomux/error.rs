@@ -21,14 +21,10 @@ pub enum ProtomuxError {
     /// A reject for a channel that is not waiting to be opened ("Invalid reject message").
     #[error("invalid reject: local channel id {0} is not waiting")]
     InvalidReject(u64),
-    /// More remote channel ids than [`super::MAX_REMOTE_CHANNELS`] (the reference has no limit).
+    /// More remote channel ids than [`super::mux::MAX_REMOTE_CHANNELS`] (the reference has no limit).
     #[error("the peer opened more channels than allowed")]
     TooManyRemoteChannels,
-    /// More buffered early messages than [`super::MAX_BUFFERED_HARD`] (the reference only
-    /// pauses its stream at 32 KiB).
-    #[error("the peer buffered too many messages for unopened channels")]
-    BacklogExceeded,
-    /// Batches nested deeper than [`super::MAX_BATCH_DEPTH`] (no reference peer nests them).
+    /// Batches nested deeper than [`super::mux::MAX_BATCH_DEPTH`] (no reference peer nests them).
     #[error("batches nested too deeply")]
     BatchTooDeep,
     /// The session already ended.
@@ -51,7 +47,7 @@ pub enum ChannelError {
     /// The session is destroyed.
     #[error("the protomux session is destroyed")]
     Destroyed,
-    /// More local channels than [`super::MAX_LOCAL_CHANNELS`].
+    /// More local channels than [`super::mux::MAX_LOCAL_CHANNELS`].
     #[error("too many local channels")]
     TooManyChannels,
 }

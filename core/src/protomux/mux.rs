@@ -3,6 +3,13 @@
 //!
 //! Sans-IO: feed every message of the underlying framed stream to [`Mux::handle_frame`], write
 //! every frame of [`Mux::poll_frame`] to it as one message, and drain [`Mux::poll_event`].
+//!
+//! Early messages (for a peer's open not answered yet) never outlive the frame that carried
+//! them: an open is accepted or declined while its frame is handled, accepted channels open
+//! and receive their early messages at the end of that frame, declined ones are rejected then.
+//! So what a session buffers is bounded by one frame, and the reference's read back-pressure
+//! (pausing the stream above 32 KiB of early messages, for its asynchronous handlers) has no
+//! counterpart.
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
@@ -12,14 +19,6 @@ use super::error::{ChannelError, ProtomuxError};
 use super::frame::{self, BatchWriter, Frame, Open, TYPE_CLOSE, TYPE_OPEN, TYPE_REJECT};
 use crate::wire::{Reader, Writer};
 
-/// Bytes of early messages (each counted as 512 + its length, as the reference counts them)
-/// above which [`Mux::is_backlogged`] asks the owner to stop reading (the reference pauses
-/// its stream at the same mark).
-pub const MAX_BUFFERED: usize = 32 * 1024;
-/// Early-message bytes (counted the same way) at which the session fails with
-/// [`ProtomuxError::BacklogExceeded`]. The reference has no hard limit; early messages only
-/// live until the owner answers an open request, so 1 MiB is far above any honest backlog.
-pub const MAX_BUFFERED_HARD: usize = 1024 * 1024;
 /// Remote channel ids a peer may use (the reference grows its table without bound). An honest
 /// peer reuses freed ids densely, so its largest id is its number of concurrent channels.
 pub const MAX_REMOTE_CHANNELS: usize = 1024;
@@ -30,11 +29,6 @@ pub const MAX_LOCAL_CHANNELS: usize = 1024;
 pub const MAX_BATCH_DEPTH: usize = 4;
 /// A batch is flushed early once it reaches this size (the reference's `MAX_BATCH`, 8 MiB).
 pub const MAX_BATCH: usize = 8 * 1024 * 1024;
-
-/// The accounted size of one early message (`byteSize` in the reference).
-const fn buffered_size(body_len: usize) -> usize {
-    512 + body_len
-}
 
 /// A channel of this session. Stays valid until the channel closes; a handle of a closed
 /// channel is refused even when its local id was reused.
@@ -192,7 +186,6 @@ pub struct Mux {
     infos: BTreeMap<Key, Info>,
     handlers: BTreeSet<Key>,
     next_serial: u64,
-    buffered: usize,
     corked: u32,
     batch: BatchWriter,
     /// Corks taken because a received batch had several entries, released when the events it
@@ -217,12 +210,6 @@ impl Mux {
     /// Whether the session ended ([`Mux::shutdown`] or a bad frame).
     pub fn is_destroyed(&self) -> bool {
         self.destroyed
-    }
-
-    /// Whether early messages exceed [`MAX_BUFFERED`]: the owner may stop reading until they
-    /// drain (the reference pauses its stream).
-    pub fn is_backlogged(&self) -> bool {
-        self.buffered > MAX_BUFFERED
     }
 
     /// Whether no local channel exists (`isIdle`).
@@ -375,14 +362,6 @@ impl Mux {
         }
     }
 
-    /// Early messages that will never be delivered leave the backlog.
-    fn forget_pending(&mut self, pending: &[u8]) {
-        let mut r = Reader::new(pending);
-        while let (Ok(_), Ok(body)) = (r.uint(), r.buffer()) {
-            self.buffered = self.buffered.saturating_sub(buffered_size(body.len()));
-        }
-    }
-
     /// Deliver early messages once their channel is open (`_drain`).
     fn drain_pending(&mut self, ch: ChannelId, message_types: u32, pending: &[u8]) {
         let mut r = Reader::new(pending);
@@ -391,7 +370,6 @@ impl Mux {
             let (Ok(message_type), Ok(body)) = (r.uint(), r.buffer()) else {
                 break;
             };
-            self.buffered = self.buffered.saturating_sub(buffered_size(body.len()));
             if message_type < u64::from(message_types) {
                 self.events.push_back(MuxEvent::Message {
                     channel: ch,
@@ -515,9 +493,7 @@ impl Mux {
         let rejected: Vec<u32> = info.incoming.drain(..).collect();
         for rid in rejected {
             if let Some(slot) = self.remote.get_mut(rid as usize - 1) {
-                if let Some(Remote::Waiting { pending, .. }) = slot.take() {
-                    self.forget_pending(&pending);
-                }
+                *slot = None;
             }
             let mut body = Vec::new();
             Writer::new(&mut body).uint(u64::from(rid));
@@ -543,12 +519,8 @@ impl Mux {
             info.opened = info.opened.saturating_sub(1);
         }
         if local.remote_id > 0 {
-            let gone = self
-                .remote
-                .get_mut(local.remote_id as usize - 1)
-                .and_then(Option::take);
-            if let Some(Remote::Waiting { pending, .. }) = gone {
-                self.forget_pending(&pending);
+            if let Some(r) = self.remote.get_mut(local.remote_id as usize - 1) {
+                *r = None;
             }
             self.free.push(slot);
         }
@@ -575,7 +547,6 @@ impl Mux {
         }
         self.remote.clear();
         self.infos.clear();
-        self.buffered = 0;
         self.to_settle.clear();
         self.opening.clear();
         self.in_frame = false;
@@ -678,7 +649,6 @@ impl Mux {
                 let mut w = Writer::new(pending);
                 w.uint(message_type);
                 w.buffer(body);
-                self.buffered += buffered_size(body.len());
             }
             Remote::Paired { slot } => {
                 let slot = *slot;
