@@ -352,6 +352,17 @@ fn forwarder_attaches_drops_and_closes_like_libudx() {
         f.forward_in_place(SocketId(3), p2, &mut to20.clone()),
         Forward::NotRelayed
     );
+    // A DESTROY before the partner attached is dropped, and still closes the pair (libudx).
+    f.link(30, 300, 40, 400);
+    let mut d = pkt;
+    d[2] = 0x10;
+    d[4..8].copy_from_slice(&30u32.to_le_bytes());
+    assert_eq!(
+        f.forward_in_place(SocketId(0), p1, &mut d),
+        Forward::Dropped(DropReason::PartnerNotAttached)
+    );
+    assert_eq!(f.poll_closed(), Some((30, 40)));
+    assert_eq!(f.streams(), 0);
 }
 
 /// After the first packets, forwarding allocates nothing: in place and through the ring.

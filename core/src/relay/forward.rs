@@ -6,7 +6,7 @@
 //! address of the first packet addressed to it (the reference's firewall hook connects it
 //! there); packets for it arriving on another socket are dropped. A packet is dropped while
 //! the partner has not attached yet (the sender retransmits). A packet with the DESTROY bit is
-//! forwarded, then the pair is gone — and removing a pair sends nothing (libudx destroys a
+//! forwarded if it can be, then the pair is gone either way — and removing a pair sends nothing (libudx destroys a
 //! relay stream's partner without a DESTROY packet).
 //!
 //! No allocation per packet: [`Forwarder::forward_in_place`] rewrites the caller's buffer;
@@ -50,7 +50,8 @@ pub enum Forward {
         /// It carried DESTROY: the pair is gone now ([`Forwarder::poll_closed`]).
         closed_pair: bool,
     },
-    /// For a relay stream, but dropped.
+    /// For a relay stream, but dropped (a dropped DESTROY still removed the pair:
+    /// [`Forwarder::poll_closed`]).
     Dropped(DropReason),
 }
 
@@ -166,21 +167,19 @@ impl Forwarder {
             Some(_) => {}
         }
         let partner_id = stream.partner;
-        let Some(partner) = self.streams.get(&partner_id) else {
-            return Err(DropReason::PartnerNotAttached);
-        };
-        let Some((to_socket, to)) = partner.attached else {
-            return Err(DropReason::PartnerNotAttached);
-        };
-        let new_id = partner.remote_id;
+        let partner = self.streams.get(&partner_id).copied();
+        // libudx's `relay_packet`: a DESTROY closes the pair whether or not it could be sent.
         let destroy = Flags(datagram[2]).contains(Flags::DESTROY);
         if destroy {
             if let Some(pair) = self.unlink(id) {
                 self.closed.push_back(pair);
             }
         }
+        let Some((to_socket, to)) = partner.and_then(|p| p.attached) else {
+            return Err(DropReason::PartnerNotAttached);
+        };
         Ok(Some((
-            new_id,
+            partner.map_or(0, |p| p.remote_id),
             Forward::Forwarded {
                 socket: to_socket,
                 to,
