@@ -9,7 +9,8 @@
 //!
 //! Not carried over from the reference: channel aliases and asynchronous open handlers (an
 //! open is accepted or declined synchronously by the handler given to
-//! [`Mux::handle_frame_with`]); limits where the reference has none ([`mux::MAX_REMOTE_CHANNELS`], [`mux::MAX_BUFFERED_HARD`], [`mux::MAX_BATCH_DEPTH`]).
+//! [`Mux::handle_frame_with`]). Limits where the reference has none:
+//! [`mux::MAX_REMOTE_CHANNELS`], [`mux::MAX_LOCAL_CHANNELS`], [`mux::MAX_BATCH_DEPTH`].
 
 pub mod error;
 pub mod frame;
