@@ -267,6 +267,11 @@ fn arbitrary_frames_never_panic() {
                 }
                 Ok(()) => assert!(!ended),
             }
+            assert_eq!(
+                mux.early_message_bytes(),
+                0,
+                "early messages outlived their frame"
+            );
         }
         true
     }
@@ -406,6 +411,7 @@ fn two_sessions_agree() {
                         .mux
                         .handle_frame_with(&f, &mut |_, _| Some(Accept::new(TYPES)))
                         .unwrap_or_else(|e| panic!("honest frame refused: {e}"));
+                    assert_eq!(peers[to].mux.early_message_bytes(), 0);
                     let (a, b) = peers.split_at_mut(1);
                     let p = if to == 0 { &mut a[0] } else { &mut b[0] };
                     p.drain(&mut wires[to]);

@@ -5,8 +5,8 @@
 //! 3: a `RelayServer` session whose frames are also fed to the forwarder as datagrams). The rest
 //! is a sequence of frames, each `u8 length ‖ bytes`.
 //!
-//! Checked: no panic; an error ends the session for good (later frames are refused); the mux's
-//! early-message backlog stays under its hard limit; the relay's pending entries stay within
+//! Checked: no panic; an error ends the session for good (later frames are refused); no early
+//! message outlives its frame; the relay's pending entries stay within
 //! its limits and its relay streams within twice the relayed-pair limit.
 #![no_main]
 
@@ -69,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
                         assert!(!mux.is_live(mine));
                     }
                 }
+                assert_eq!(mux.early_message_bytes(), 0);
                 while mux.poll_event().is_some() {}
                 while mux.poll_frame().is_some() {}
                 let _ = mux.send(mine, 1, f);

@@ -212,6 +212,18 @@ impl Mux {
         self.destroyed
     }
 
+    /// Bytes of early messages held for peer opens not answered yet. Zero between calls: they
+    /// never outlive the frame that carried them (see the module documentation).
+    pub fn early_message_bytes(&self) -> usize {
+        self.remote
+            .iter()
+            .map(|r| match r {
+                Some(Remote::Waiting { pending, .. }) => pending.len(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// Whether no local channel exists (`isIdle`).
     pub fn is_idle(&self) -> bool {
         self.local.len() == self.free.len()
