@@ -8,16 +8,20 @@
 //!   limits, timeouts.
 //! - [`forward`]: the relay's data plane ([`Forwarder`]): relay stream pairs, rewriting only
 //!   the destination stream id, no allocation per packet.
+//! - [`plan`]: who relays through which relay in which role, from the two Noise payloads
+//!   (the first piece of `relayThrough` in the connect path).
 //! - [`error`]: typed failures.
 
 pub mod client;
 pub mod error;
 pub mod forward;
 pub mod message;
+pub mod plan;
 pub mod server;
 
 pub use client::{ClientEvent, RelayClient, PAIRING_TIMEOUT};
 pub use error::{PairError, RelayError};
 pub use forward::{DropReason, Forward, ForwardStats, Forwarder};
 pub use message::{Pair, Token, Unpair, PROTOCOL};
+pub use plan::{client_plan, server_plan, ClientView, RelayPlan, RelaySelector};
 pub use server::{RelayEvent, RelayLimits, RelayServer, RelayStats, SessionId};
