@@ -55,8 +55,10 @@ fn a_drawn_relay_through_is_deterministic_and_encodes() {
         .draw(&mut ChaCha8Rng::seed_from_u64(5))
         .is_none());
     // It goes into the Noise payload as bit 5: `01 00 key token`.
-    let mut p = NoisePayload::default();
-    p.relay_through = Some(draw(5));
+    let p = NoisePayload {
+        relay_through: Some(draw(5)),
+        ..NoisePayload::default()
+    };
     let bytes = p.to_bytes();
     let tail = &bytes[bytes.len() - 66..];
     assert_eq!(&tail[..2], &[1, 0]);
