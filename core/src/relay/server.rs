@@ -270,12 +270,13 @@ impl RelayServer {
                 return Ok(());
             };
             if s.channel.is_none() {
-                if let MuxEvent::Opened { channel, .. } = ev {
-                    if s.mux
-                        .channel_key(channel)
-                        .is_some_and(|(p, _)| p == PROTOCOL)
-                    {
-                        s.channel = Some(channel);
+                // The channel a handler accepted (`accept(session, None)`).
+                if let MuxEvent::Opened {
+                    channel, protocol, ..
+                } = &ev
+                {
+                    if protocol == PROTOCOL {
+                        s.channel = Some(*channel);
                     }
                 }
             }
