@@ -680,3 +680,38 @@ fn a_malformed_pair_ends_the_session() {
         })
     ));
 }
+
+/// A token paired again (the reference keeps only the newest link per token, orphaning the
+/// older one): every link still goes when its session ends, and `unpair` removes them all.
+#[test]
+fn a_token_paired_twice_leaves_nothing_behind() {
+    let mut server = RelayServer::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let now = Instant::from_millis(1);
+    server.accept(1, Some(&[1; 32])).unwrap();
+    server.accept(2, Some(&[2; 32])).unwrap();
+    let mut p = RawPeer::new(&[1; 32]);
+    let mut q = RawPeer::new(&[2; 32]);
+    for _ in 0..3 {
+        p.pair(true, [4; 32], 1);
+        p.flush(&mut server, 1, &mut rng, now);
+        q.pair(false, [4; 32], 2);
+        q.flush(&mut server, 2, &mut rng, now);
+    }
+    // And session 1 with itself, twice.
+    for _ in 0..2 {
+        p.pair(true, [5; 32], 1);
+        p.pair(false, [5; 32], 1);
+        p.flush(&mut server, 1, &mut rng, now);
+    }
+    assert_eq!(server.relay_streams(), 10);
+    // Session 2 unpairs token 4: all three links it made with it go.
+    q.unpair([4; 32]);
+    q.flush(&mut server, 2, &mut rng, now);
+    assert_eq!(server.relay_streams(), 4);
+    server.close_session(1);
+    assert_eq!(server.relay_streams(), 0);
+    assert_eq!(server.stats().pairings_active, 0);
+    server.close_session(2);
+    assert_eq!(server.sessions(), 0);
+}

@@ -123,8 +123,10 @@ struct Session {
     /// Accept the peer's `blind-relay` open with whatever id it uses.
     accept_any: bool,
     pending: BTreeSet<Token>,
-    /// Token → this session's relay stream.
-    links: BTreeMap<Token, u32>,
+    /// Every relay stream this session paired, with its token. The reference keeps one per
+    /// token (a token paired again replaces the entry, orphaning the older link until a DESTROY
+    /// passes); all are kept here, so a session's end removes every link it made.
+    links: BTreeMap<u32, Token>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -147,8 +149,8 @@ pub struct RelayServer {
     sessions: BTreeMap<SessionId, Session>,
     pending: BTreeMap<Token, PendingPair>,
     expiry: BTreeSet<(Instant, Token)>,
-    /// Relay stream → (its session, token).
-    owners: BTreeMap<u32, (SessionId, Token)>,
+    /// Relay stream → its session.
+    owners: BTreeMap<u32, SessionId>,
     forward: Forwarder,
     events: VecDeque<RelayEvent>,
     stats: RelayStats,
@@ -395,13 +397,13 @@ impl RelayServer {
         let b = self.fresh_id(rng, in_use, a);
         self.forward
             .link(a, follower.remote_id, b, initiator.remote_id);
-        self.owners.insert(a, (follower.session, token));
-        self.owners.insert(b, (initiator.session, token));
+        self.owners.insert(a, follower.session);
+        self.owners.insert(b, initiator.session);
         self.stats.streams_opened += 2;
         self.stats.pairings_active += 1;
         for (half, stream, is_initiator) in [(follower, a, false), (initiator, b, true)] {
             if let Some(s) = self.sessions.get_mut(&half.session) {
-                s.links.insert(token, stream);
+                s.links.insert(stream, token);
                 if let Some(ch) = s.channel {
                     let reply = Pair {
                         is_initiator,
@@ -438,16 +440,26 @@ impl RelayServer {
             self.stats.pairings_cancelled += 1;
             return;
         }
-        let stream = self
+        let streams: Vec<u32> = self
             .sessions
             .get(&session)
-            .and_then(|s| s.links.get(&token).copied());
-        if let Some(stream) = stream {
+            .map(|s| {
+                s.links
+                    .iter()
+                    .filter(|(_, t)| **t == token)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if streams.is_empty() {
+            return;
+        }
+        for stream in streams {
             if let Some((x, y)) = self.forward.unlink(stream) {
                 self.forget_streams(x, y);
             }
-            self.stats.pairings_cancelled += 1;
         }
+        self.stats.pairings_cancelled += 1;
     }
 
     /// Remove a pending entry and its halves' references.
@@ -467,11 +479,9 @@ impl RelayServer {
     /// A pair left the forwarder: drop the sessions' references to it.
     fn forget_streams(&mut self, x: u32, y: u32) {
         for id in [x, y] {
-            if let Some((session, token)) = self.owners.remove(&id) {
+            if let Some(session) = self.owners.remove(&id) {
                 if let Some(s) = self.sessions.get_mut(&session) {
-                    if s.links.get(&token) == Some(&id) {
-                        s.links.remove(&token);
-                    }
+                    s.links.remove(&id);
                 }
             }
         }
@@ -491,7 +501,7 @@ impl RelayServer {
                 self.stats.pairings_cancelled += 1;
             }
         }
-        for stream in s.links.values() {
+        for stream in s.links.keys() {
             if let Some((x, y)) = self.forward.unlink(*stream) {
                 self.forget_streams(x, y);
             }
