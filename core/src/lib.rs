@@ -29,6 +29,8 @@ extern crate alloc;
 pub mod connect;
 pub mod crypto;
 pub mod dht;
+pub mod protomux;
+pub mod relay;
 pub mod rpc;
 pub mod secret_stream;
 pub mod swarm;

@@ -17,7 +17,8 @@ const GENERATORS = [
   require('./hyperdht-records-scenario.js'),
   require('./connect.js'),
   require('./udx-secret-stream.js'),
-  require('./udx-hyperdht-capture.js')
+  require('./udx-hyperdht-capture.js'),
+  require('./protomux-blind-relay.js')
 ]
 
 async function main() {
