@@ -39,6 +39,12 @@ pub struct GlobalOpts {
     /// address the bootstrapper announces, and is required.
     #[arg(long, global = true, value_name = "IPV4")]
     pub host: Option<Ipv4Addr>,
+
+    /// Log the node's decisions on stderr: `-v` debug (NAT class, punch strategy, the path a
+    /// connection takes and why one failed), `-vv` trace. `RUST_LOG` (e.g.
+    /// `RUST_LOG=hdht_core=debug`) takes precedence. With `--json` log lines are JSON too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 impl GlobalOpts {

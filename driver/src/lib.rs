@@ -10,6 +10,7 @@ mod clock;
 mod connection;
 pub mod flush;
 mod handle;
+pub mod interfaces;
 mod net;
 mod options;
 pub mod pool;

@@ -131,6 +131,7 @@ pub(crate) struct Inner {
     incoming_waker: Option<Waker>,
     events: VecDeque<RpcEvent>,
     pub(crate) connections: crate::connection::Connections,
+    interfaces: crate::interfaces::InterfaceWatch,
 }
 
 impl Inner {
@@ -250,6 +251,7 @@ impl Shared {
             incoming_waker: None,
             events: VecDeque::new(),
             connections: Default::default(),
+            interfaces: crate::interfaces::InterfaceWatch::none(),
         };
         inner.dispatch();
         Shared {
@@ -315,7 +317,17 @@ impl Shared {
         let mut inner = self.lock();
         let now = inner.clock.now();
         inner.node.handle_timeout(now);
+        if let Some(locals) = inner.interfaces.poll(std::time::Instant::now()) {
+            inner.node.update_local_addresses(now, locals);
+        }
         inner.dispatch();
+    }
+
+    /// Reads the machine's interfaces again every few seconds (from
+    /// [`handle_timeout`](Self::handle_timeout)) for a server socket bound to `bound`, and
+    /// tells the core when its local addresses changed.
+    pub fn watch_interfaces(&self, bound: SocketAddrV4) {
+        self.lock().interfaces = crate::interfaces::InterfaceWatch::new(bound);
     }
 
     /// Pulls queued datagrams into `batch` (one lock for many datagrams, no allocation per

@@ -826,6 +826,14 @@ impl Puncher {
             return r;
         }
         let r = self.start_punch(now);
+        tracing::debug!(
+            initiator = self.initiator,
+            local = ?self.nat.firewall(),
+            remote = ?self.remote_firewall,
+            remote_addresses = self.remote_addresses.len(),
+            outcome = ?r,
+            "holepunch: strategy"
+        );
         self.punch_result = Some(r);
         r
     }
