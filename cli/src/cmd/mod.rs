@@ -4,6 +4,7 @@ pub mod announce;
 pub mod bootstrap;
 pub mod connect;
 pub mod demo;
+pub mod doctor;
 pub mod find_node;
 pub mod immutable;
 pub mod keypair;
@@ -88,6 +89,7 @@ pub async fn run_async(command: Command, global: GlobalOpts, out: Output) -> Res
         Command::Sim(args) => sim::run(args, out, global.json),
         Command::Listen(args) => connect::run_listen(args, &global, out).await,
         Command::Connect(args) => connect::run_connect(args, &global, out).await,
+        Command::Doctor(args) => doctor::run(args, &global, out).await,
     }
 }
 

@@ -192,9 +192,11 @@ pub struct DhtNode<R> {
     next_firewall_question: u64,
     /// Local IPv4 addresses (with the server socket's port) to advertise for the LAN shortcut.
     local_addresses: Vec<SocketAddrV4>,
-    /// The last consistent public address the NAT sampler reported: when it changes, the
-    /// servers announce again (their relays would send handshakes to the old one).
-    public_address: Option<SocketAddrV4>,
+    /// The last consistent public address the NAT sampler reported, and whether the node was
+    /// firewalled then (it samples its client socket while firewalled, its server socket
+    /// otherwise): when it changes, the servers announce again (their relays would send
+    /// handshakes to the old one).
+    public_address: Option<(SocketAddrV4, bool)>,
     default_key_pair: Option<KeyPair>,
     // ----- routing
     /// dht-rpc queries by owner.
@@ -325,8 +327,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// The NAT sampler's estimate of our public address moved. A consistent address that
     /// replaces another consistent one (a new network, or a NAT that remapped us) makes the
-    /// servers announce again, so their relays learn where handshakes must go now; the first
-    /// estimate and random-port estimates (port 0) do not.
+    /// servers announce again, so their relays learn where handshakes must go now. The first
+    /// estimate, random-port estimates (port 0), and the switch from the client socket's port
+    /// to the server socket's when the node stops being firewalled (same host) do not.
     fn public_address_update(&mut self, now: Instant, host: Option<Ipv4Addr>, port: u16) {
         let Some(new) = host
             .filter(|_| port != 0)
@@ -334,8 +337,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         else {
             return;
         };
-        let old = self.public_address.replace(new);
-        if old.is_some_and(|old| old != new) {
+        let firewalled = self.rpc.is_firewalled();
+        let old = self.public_address.replace((new, firewalled));
+        let moved = old.is_some_and(|(old, was_firewalled)| {
+            old.ip() != new.ip() || (old != new && was_firewalled == firewalled)
+        });
+        if moved {
+            let old = old.map(|(a, _)| a);
             tracing::debug!(?old, %new, "public address changed: servers announce again");
             self.refresh_servers(now);
         }
