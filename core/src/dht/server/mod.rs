@@ -540,8 +540,10 @@ impl Server {
                     "LAN or holepunch (the client shares our network)"
                 } else if puncher.is_some() {
                     "holepunch (the client is firewalled)"
-                } else {
+                } else if firewall == Firewall::OPEN {
                     "wait for the client (we are open)"
+                } else {
+                    "none: no pool socket left to punch from"
                 }
             );
         }
