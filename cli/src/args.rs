@@ -39,6 +39,12 @@ pub struct GlobalOpts {
     /// address the bootstrapper announces, and is required.
     #[arg(long, global = true, value_name = "IPV4")]
     pub host: Option<Ipv4Addr>,
+
+    /// Log the node's decisions on stderr: `-v` debug (NAT class, punch strategy, the path a
+    /// connection takes and why one failed), `-vv` trace. `RUST_LOG` (e.g.
+    /// `RUST_LOG=hdht_core=debug`) takes precedence. With `--json` log lines are JSON too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 impl GlobalOpts {
@@ -130,6 +136,17 @@ pub enum Command {
     /// `{"event":"connected","remotePublicKey","publicKey","handshakeHash","ms"}` and at the
     /// end `{"event":"end","remotePublicKey","bytesReceived","bytesSent","ms","error"}`.
     Connect(ConnectArgs),
+    /// Check this machine against the DHT: bootstrap, PING every bootstrap node (answered or
+    /// not, round-trip time, our address as it saw us), then our NAT class (open /
+    /// consistent / random / firewalled / unknown), public address and port, local addresses,
+    /// and which peers we can expect to reach directly, by holepunching, or only through a
+    /// relay. Exit code 1 if no bootstrap node answered.
+    ///
+    /// With `--json` one object per line: `{"event":"bootstrapNode","host","port","answered",
+    /// "rttMs","seenAs"}` per bootstrap node, `{"event":"nat","natClass","firewalled",
+    /// "publicAddress","localAddresses"}`, then `{"event":"reach","remoteNatClass","path",
+    /// "strategy","relayOnly"}` for open, consistent and random peers.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -301,6 +318,13 @@ pub struct ListenArgs {
     #[arg(long)]
     pub echo: bool,
 
+    /// UDP port of the node (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
     /// UDP port of the node (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,

@@ -64,6 +64,27 @@ impl Output {
         self.emit(event, || event.to_string());
     }
 
+    /// Prints the command's failure on stderr: `hdht: error: message`, or with `--json`
+    /// `{"error":code,"message":message}`.
+    pub fn error(&self, code: &str, message: &str) {
+        #[derive(Serialize)]
+        struct ErrorLine<'a> {
+            error: &'a str,
+            message: &'a str,
+        }
+        Output {
+            stderr: true,
+            ..*self
+        }
+        .emit(
+            &ErrorLine {
+                error: code,
+                message,
+            },
+            || format!("hdht: error: {message}"),
+        );
+    }
+
     /// Prints a warning on stderr whatever the command prints elsewhere: `hdht: warning: …`,
     /// or with `--json` one JSON object (see [`Warning`]).
     pub fn warn(&self, warning: &Warning) {

@@ -145,6 +145,21 @@ impl Proc {
             .unwrap_or_default()
     }
 
+    /// The command's failure as `--json` prints it: `{"error":CODE,"message":text}` (code, text).
+    fn error_line(&self) -> (String, String) {
+        let v = self
+            .seen
+            .iter()
+            .rev()
+            .find(|v| v.get("error").is_some() && v.get("event").is_none())
+            .unwrap_or_else(|| panic!("{}: no error line in {:#?}", self.name, self.seen));
+        assert_eq!(v.as_object().map(|o| o.len()), Some(2), "{v}");
+        (
+            v["error"].as_str().unwrap_or_default().to_string(),
+            v["message"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
     fn end_line(&self) -> Value {
         self.seen
             .iter()
@@ -329,11 +344,18 @@ fn one_case(net: &NetArgs, n: usize, victim: Victim, sig: Sig, stdin: Stdin) -> 
     let end = survivor.end_line();
     let error = end["error"].as_str().unwrap_or_default();
     assert!(error.contains(reason), "{name}: end line {end}");
-    let stderr = survivor.error_text();
+    // With --json the failure is a JSON object: udx's code for the reason, and the message.
+    let (code, message) = survivor.error_line();
+    let want_code = match sig {
+        Sig::Kill => "ETIMEDOUT",
+        Sig::Int => "ECONNRESET",
+    };
+    assert_eq!(code, want_code, "{name}: {message}");
     assert!(
-        stderr.contains("hdht: error: the connection failed:") && stderr.contains(reason),
-        "{name}: stderr {stderr}"
+        message.starts_with("the connection failed:") && message.contains(reason),
+        "{name}: error message {message}"
     );
+    let stderr = survivor.error_text();
     assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     // What it printed is what it received, and it is no complete stream.
     let received = survivor.stdout();
@@ -363,11 +385,11 @@ fn one_case(net: &NetArgs, n: usize, victim: Victim, sig: Sig, stdin: Stdin) -> 
             assert_eq!(dead_status.code(), Some(1), "{name}: interrupted");
             let end = dead.end_line();
             assert_eq!(end["error"], "interrupted by SIGINT", "{name}: {end}");
-            assert!(
-                dead.error_text()
-                    .contains("hdht: error: interrupted by SIGINT: the transfer did not complete"),
-                "{name}: {}",
-                dead.error_text()
+            let (code, message) = dead.error_line();
+            assert_eq!(code, "INTERRUPTED", "{name}: {message}");
+            assert_eq!(
+                message, "interrupted by SIGINT: the transfer did not complete",
+                "{name}"
             );
         }
     }

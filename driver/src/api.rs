@@ -6,9 +6,10 @@
 //! reaches for through the runtime crate's `core` re-export of `hdht-core`.
 
 // The node and its options, errors and bootstrap list.
+pub use crate::interfaces::local_addresses;
 pub use crate::{
-    parse_bootstrap, BootstrapEntry, BootstrapParseError, DhtError, DhtHandle, DhtOptions,
-    DEFAULT_BOOTSTRAP,
+    parse_bootstrap, resolve_bootstrap, BootstrapEntry, BootstrapParseError, DhtError, DhtHandle,
+    DhtOptions, DEFAULT_BOOTSTRAP,
 };
 // Connections and servers.
 pub use crate::{

@@ -67,10 +67,14 @@ pub async fn flush<S: BatchSocket, T>(
             let n = g.segments;
             if r.is_err() && n > 1 && !no_gso {
                 // The kernel refused the GSO run: send its datagrams one by one from now on.
+                tracing::debug!("a GSO send failed; sending datagram by datagram");
                 no_gso = true;
                 continue;
             }
             // Otherwise a failed send is a lost datagram; the protocol retries.
+            if let Err(e) = &r {
+                tracing::trace!(error = %e, datagrams = n, "send failed (the protocol retries)");
+            }
             batch.advance(n);
         }
         if !more {

@@ -98,15 +98,14 @@ impl BoundNode {
         let (server_addr, client_addr) = (crate::local_v4(&server)?, crate::local_v4(&client)?);
         let clock = Clock::default();
         let mut node = build_node(opts, server_addr.port(), bootstrap, &clock);
-        // Local addresses for the LAN shortcut: the bind address, or loopback when bound to
-        // every interface (the reference's fallback; interface enumeration is a later step).
-        let local = if opts.host.is_unspecified() {
-            std::net::Ipv4Addr::LOCALHOST
-        } else {
-            opts.host
-        };
-        node.set_local_addresses(vec![SocketAddrV4::new(local, server_addr.port())]);
-        let handle = DhtHandle::new(Shared::new(node, clock), server_addr, client_addr);
+        // Local addresses for the LAN shortcut: the machine's interfaces (read again every
+        // 5 s by the I/O task's timer calls), or the bind address.
+        let locals = crate::interfaces::local_addresses(server_addr);
+        tracing::debug!(server = %server_addr, client = %client_addr, local_addresses = ?locals, "node bound");
+        node.set_local_addresses(locals);
+        let shared = Shared::new(node, clock);
+        shared.watch_interfaces(server_addr);
+        let handle = DhtHandle::new(shared, server_addr, client_addr);
         Ok(BoundNode {
             handle,
             server,
@@ -146,7 +145,15 @@ impl DhtHandle {
     /// returns `Ok` once one did). A node with an empty bootstrap list — the first node of a
     /// network — is `Ok`. [`DhtError::Destroyed`] if the node was destroyed first.
     pub async fn ready(&self) -> Result<(), DhtError> {
-        self.shared.ready().await
+        let r = self.shared.ready().await;
+        match &r {
+            Ok(()) => tracing::debug!(
+                nodes = self.shared.with_node(|n| n.rpc().table().len()),
+                "bootstrapped"
+            ),
+            Err(e) => tracing::debug!(error = %e, "bootstrap outcome"),
+        }
+        r
     }
 
     /// `address()`: the local address of the socket used for requests (client socket while

@@ -20,6 +20,7 @@ mod error;
 mod firewall;
 pub mod flush;
 mod handle;
+pub mod interfaces;
 mod net;
 mod op_options;
 mod options;

@@ -66,8 +66,14 @@ pub fn resolve_bootstrap(entries: &[String]) -> Result<Vec<SocketAddrV4>, DhtErr
                     SocketAddr::V6(_) => None,
                 })
             });
-        if let Some(a) = resolved {
-            out.push(a);
+        match resolved {
+            Some(a) => {
+                tracing::debug!(entry = %s, address = %a, "bootstrap entry resolved");
+                out.push(a);
+            }
+            None => {
+                tracing::warn!(entry = %s, "bootstrap entry does not resolve to an IPv4 address; skipped")
+            }
         }
     }
     if out.is_empty() && !entries.is_empty() {

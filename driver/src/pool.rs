@@ -158,7 +158,8 @@ impl PoolReceiver {
                 self.transient_errors += 1;
                 RecvStep::More
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::warn!(socket = self.id, error = %e, "pool socket receive failed; the socket is dropped");
                 self.fail();
                 RecvStep::Stop
             }
@@ -312,7 +313,8 @@ impl<S, T> PoolSockets<S, T> {
                         );
                         true
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        tracing::debug!(socket = id, error = %e, "cannot bind a pool socket");
                         self.failed.push(id);
                         false
                     }

@@ -138,6 +138,7 @@ pub(crate) struct Inner {
     firewall_queue: Vec<Question>,
     /// Firewall decisions queued or running (at most [`MAX_PENDING_FIREWALL_DECISIONS`]).
     firewall_pending: usize,
+    interfaces: crate::interfaces::InterfaceWatch,
 }
 
 impl Inner {
@@ -278,6 +279,7 @@ impl Shared {
             server_closes: BTreeMap::new(),
             firewall_queue: Vec::new(),
             firewall_pending: 0,
+            interfaces: crate::interfaces::InterfaceWatch::none(),
         };
         inner.dispatch();
         Shared {
@@ -385,7 +387,17 @@ impl Shared {
         let mut inner = self.lock();
         let now = inner.clock.now();
         inner.node.handle_timeout(now);
+        if let Some(locals) = inner.interfaces.poll(std::time::Instant::now()) {
+            inner.node.update_local_addresses(now, locals);
+        }
         inner.dispatch();
+    }
+
+    /// Reads the machine's interfaces again every few seconds (from
+    /// [`handle_timeout`](Self::handle_timeout)) for a server socket bound to `bound`, and
+    /// tells the core when its local addresses changed.
+    pub fn watch_interfaces(&self, bound: SocketAddrV4) {
+        self.lock().interfaces = crate::interfaces::InterfaceWatch::new(bound);
     }
 
     /// Pulls queued datagrams into `batch` (one lock for many datagrams, no allocation per

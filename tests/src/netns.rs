@@ -100,6 +100,9 @@ pub enum Site {
     Public,
     /// The host behind NAT A (10.1.0.2). Servers run here.
     A,
+    /// A second host on NAT A's LAN (10.1.0.3): a peer behind the same NAT, for the LAN
+    /// shortcut.
+    A2,
     /// The host behind NAT B (192.168.2.2). Clients run here.
     B,
 }
@@ -110,6 +113,7 @@ impl Site {
         match self {
             Site::Public => PUBLIC_HOST,
             Site::A => "10.1.0.2",
+            Site::A2 => "10.1.0.3",
             Site::B => "192.168.2.2",
         }
     }
@@ -766,6 +770,7 @@ pub struct Topology {
     ns_nat_a: String,
     ns_nat_b: String,
     ns_host_a: String,
+    ns_host_a2: String,
     ns_host_b: String,
     created: Vec<String>,
     links: Vec<DelayLink>,
@@ -802,6 +807,7 @@ impl Topology {
             ns_nat_a: ns("nat-a"),
             ns_nat_b: ns("nat-b"),
             ns_host_a: ns("host-a"),
+            ns_host_a2: ns("host-a2"),
             ns_host_b: ns("host-b"),
             prefix,
             created: Vec::new(),
@@ -832,6 +838,7 @@ impl Topology {
             &self.ns_nat_a,
             &self.ns_nat_b,
             &self.ns_host_a,
+            &self.ns_host_a2,
             &self.ns_host_b,
         ] {
             ip(&["netns", "add", name]).map_err(|e| {
@@ -888,12 +895,42 @@ impl Topology {
             ipn(&p, &["link", "set", bridge_port, "up"])?;
             ipn(nat_ns, &["addr", "add", wan_ip, "dev", "wan"])?;
             ipn(nat_ns, &["link", "set", "wan", "up"])?;
-            ipn(
-                nat_ns,
-                &[
-                    "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", host_ns,
-                ],
-            )?;
+            if nat_ns == &na {
+                // NAT A's LAN is a bridge with two hosts on it (A and A2).
+                ipn(nat_ns, &["link", "add", "lan", "type", "bridge"])?;
+                for (port, ns) in [("lan-a", &ha), ("lan-a2", &self.ns_host_a2)] {
+                    ipn(
+                        nat_ns,
+                        &[
+                            "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
+                            ns,
+                        ],
+                    )?;
+                    ipn(nat_ns, &["link", "set", port, "master", "lan"])?;
+                    ipn(nat_ns, &["link", "set", port, "up"])?;
+                }
+                // Frames between the two hosts are bridged, never routed or filtered (where
+                // br_netfilter is loaded it would hand them to the forward chain).
+                let _ = run(
+                    in_ns(nat_ns, "sh").args([
+                        "-c",
+                        "f=/proc/sys/net/bridge/bridge-nf-call-iptables; [ ! -e $f ] || echo 0 > $f",
+                    ]),
+                    None,
+                );
+                let a2 = self.ns_host_a2.clone();
+                ipn(&a2, &["addr", "add", "10.1.0.3/24", "dev", "eth0"])?;
+                ipn(&a2, &["link", "set", "eth0", "up"])?;
+                ipn(&a2, &["route", "add", "default", "via", "10.1.0.1"])?;
+            } else {
+                ipn(
+                    nat_ns,
+                    &[
+                        "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns",
+                        host_ns,
+                    ],
+                )?;
+            }
             ipn(nat_ns, &["addr", "add", lan_router, "dev", "lan"])?;
             ipn(nat_ns, &["link", "set", "lan", "up"])?;
             ipn(host_ns, &["addr", "add", lan_host, "dev", "eth0"])?;
@@ -912,7 +949,7 @@ impl Topology {
 
     fn nat_ns(&self, site: Site) -> &str {
         match site {
-            Site::A => &self.ns_nat_a,
+            Site::A | Site::A2 => &self.ns_nat_a,
             Site::B => &self.ns_nat_b,
             Site::Public => panic!("the public site has no NAT"),
         }
@@ -923,6 +960,7 @@ impl Topology {
         match site {
             Site::Public => &self.ns_pub,
             Site::A => &self.ns_host_a,
+            Site::A2 => &self.ns_host_a2,
             Site::B => &self.ns_host_b,
         }
     }
@@ -930,7 +968,7 @@ impl Topology {
     /// The NAT in front of `site` (A or B).
     pub fn nat(&self, site: Site) -> Nat {
         match site {
-            Site::A => self.nat[0],
+            Site::A | Site::A2 => self.nat[0],
             Site::B => self.nat[1],
             Site::Public => panic!("the public site has no NAT"),
         }
@@ -951,7 +989,7 @@ impl Topology {
         let ns = self.nat_ns(site).to_string();
         run(in_ns(&ns, "nft").args(["-f", "-"]), Some(&rules))?;
         match site {
-            Site::A => self.nat[0] = nat,
+            Site::A | Site::A2 => self.nat[0] = nat,
             Site::B => self.nat[1] = nat,
             Site::Public => unreachable!(),
         }

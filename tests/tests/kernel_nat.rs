@@ -13,6 +13,9 @@
 //!   `kernel_nat_node_client_rust_server`: the `hdht` CLI (`listen --echo`, `connect`).
 //! - `kernel_nat_rust_cli_without_punching`: the CLI on paths that need no punching (a server
 //!   on the public side, clients behind either NAT).
+//! - `kernel_nat_lan_peers_behind_one_nat`: a server and a client on one LAN behind NAT A
+//!   (which does not hairpin) connect over their LAN addresses, every implementation pair: each
+//!   advertises its interface addresses (hyperdht's `localAddresses`), not 127.0.0.1.
 //! - `kernel_nat_matrix` (ignored): a measurement, not an assertion: `HDHT_NETNS_RUNS` runs
 //!   (default 3) of every implementation pair × NAT pair, one after another, as a table
 //!   (`cargo test -p hdht-tests --test kernel_nat -- --ignored --nocapture kernel_nat_matrix`).
@@ -176,6 +179,72 @@ fn kernel_nat_rust_cli_without_punching() {
                     failures.push(format!("{}\n{}", o.summary(), o.detail));
                 }
             }
+        }
+    }
+    drop(topo);
+    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
+    assert!(
+        failures.is_empty(),
+        "{} run(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Two peers behind the one NAT A, on one LAN (10.1.0.2 and 10.1.0.3), both bound to every
+/// interface. Linux masquerade does not hairpin, so the only way between them is the LAN: the
+/// client sees the server's public host is its own, pings the server's advertised local
+/// address that shares the most leading octets with its own, and connects there. The server
+/// sees the client at its LAN address.
+#[test]
+fn kernel_nat_lan_peers_behind_one_nat() {
+    let t0 = Instant::now();
+    let mut topo = Topology::up();
+    topo.set_nat(Site::A, Nat::Consistent).expect("set NAT");
+    let mut failures = Vec::new();
+    for (server_imp, client_imp) in [
+        (Impl::Node, Impl::Node),
+        (Impl::Rust, Impl::Rust),
+        (Impl::Node, Impl::Rust),
+        (Impl::Rust, Impl::Node),
+    ] {
+        let mut server = match start_server(&mut topo, server_imp, Site::A) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{} server did not start: {e}", server_imp.name()));
+                continue;
+            }
+        };
+        let o = run_client(&mut topo, client_imp, Site::A2, &mut server);
+        eprintln!("LAN: {}", o.summary());
+        if !o.connected {
+            failures.push(format!("LAN: {}\n{}", o.summary(), o.detail));
+            continue;
+        }
+        // Where the server saw the client: `{host, port}` (hdht) or `"host:port"` (Node).
+        let seen = server
+            .proc
+            .wait_event(&["connection"], std::time::Duration::from_secs(5))
+            .map(|v| {
+                let a = &v["remoteAddress"];
+                a["host"]
+                    .as_str()
+                    .map(String::from)
+                    .or_else(|| {
+                        a.as_str()
+                            .and_then(|s| s.split(':').next())
+                            .map(String::from)
+                    })
+                    .unwrap_or_default()
+            });
+        match seen {
+            Ok(host) if host == Site::A2.address() => {}
+            other => failures.push(format!(
+                "LAN: {}: the server saw the client at {other:?}, not its LAN address {}\n{}",
+                o.summary(),
+                Site::A2.address(),
+                o.detail
+            )),
         }
     }
     drop(topo);

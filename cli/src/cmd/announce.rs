@@ -65,12 +65,12 @@ pub async fn run(args: AnnounceArgs, global: &GlobalOpts, out: Output) -> Result
     let unannounced = tokio::select! {
         r = tokio::time::timeout(UNANNOUNCE_TIMEOUT, dht.unannounce(args.topic, &kp)) => match r {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Error::new(format!("unannounce failed: {e}"))),
-            Err(_) => Err(Error::new(format!(
+            Ok(Err(e)) => Err(Error::from_err("unannounce failed", &e)),
+            Err(_) => Err(Error::coded("TIMEOUT", format!(
                 "unannounce took longer than {} s", UNANNOUNCE_TIMEOUT.as_secs()
             ))),
         },
-        sig = shutdown.recv() => Err(Error::new(format!("unannounce interrupted by {sig}"))),
+        sig = shutdown.recv() => Err(Error::coded("INTERRUPTED", format!("unannounce interrupted by {sig}"))),
     };
     match unannounced {
         Ok(()) => {
@@ -148,7 +148,7 @@ pub async fn run_unannounce(args: UnannounceArgs, global: &GlobalOpts, out: Outp
         bootstrapped(&dht).await?;
         dht.unannounce(args.topic, &kp)
             .await
-            .map_err(|e| Error::new(format!("unannounce failed: {e}")))
+            .map_err(|e| Error::from_err("unannounce failed", &e))
     })
     .await;
     dht.destroy_force().await;

@@ -16,10 +16,10 @@ pub async fn run(args: BootstrapArgs, global: &GlobalOpts, out: Output) -> Resul
     // A bootstrapper starts a network: it joins others only when told to.
     opts.bootstrap = global.bootstrap.clone().unwrap_or_default();
     let dht = Dht::new(opts).await.map_err(|e| {
-        Error::new(format!(
-            "cannot start a bootstrapper on {host}:{}: {e}",
-            args.port
-        ))
+        Error::from_err(
+            &format!("cannot start a bootstrapper on {host}:{}", args.port),
+            &e,
+        )
     })?;
     serve(dht, out, shutdown, |dht| Event::Listening {
         host: host.to_string(),

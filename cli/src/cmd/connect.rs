@@ -96,7 +96,7 @@ async fn start_node(global: &GlobalOpts, port: u16) -> Result<(Dht, Shutdown)> {
     };
     let dht = Dht::new(opts)
         .await
-        .map_err(|e| Error::new(format!("cannot start a node: {e}")))?;
+        .map_err(|e| Error::from_err("cannot start a node", &e))?;
     Ok((dht, shutdown))
 }
 
@@ -142,7 +142,7 @@ async fn listen(
             server
                 .listen(kp)
                 .await
-                .map_err(|e| Error::new(format!("cannot listen: {e}")))
+                .map_err(|e| Error::from_err("cannot listen", &e))
         } => Ok(r),
         sig = shutdown.recv() => Err(sig),
     };
@@ -152,9 +152,10 @@ async fn listen(
             closing(out, sig);
             return match stdin {
                 Stdin::Unused => Ok(()),
-                _ => Err(Error::new(format!(
-                    "interrupted by {sig} before a connection arrived"
-                ))),
+                _ => Err(Error::coded(
+                    "INTERRUPTED",
+                    format!("interrupted by {sig} before a connection arrived"),
+                )),
             };
         }
     }
@@ -288,9 +289,10 @@ async fn pipe_one(
         Ok(None) => return Err(Error::new("the server closed")),
         Err(sig) => {
             closing(out, sig);
-            return Err(Error::new(format!(
-                "interrupted by {sig} before a connection arrived"
-            )));
+            return Err(Error::coded(
+                "INTERRUPTED",
+                format!("interrupted by {sig} before a connection arrived"),
+            ));
         }
     };
     // Later connections are refused; the unannounce runs on (awaited when `listen` ends).
@@ -304,7 +306,7 @@ async fn pipe_one(
     if let Err(PipeError::Interrupted(sig)) = result {
         closing(out, sig);
     }
-    result.map_err(|e| Error::new(e.failure()))
+    result.map_err(|e| e.failure())
 }
 
 // ----- connect -----
@@ -338,7 +340,7 @@ async fn connect(
         bootstrapped(dht).await?;
         dht.connect_with(remote, opts)
             .await
-            .map_err(|e| Error::new(format!("cannot connect to {}: {e}", hex::encode(remote))))
+            .map_err(|e| Error::from_err(&format!("cannot connect to {}", hex::encode(remote)), &e))
     })
     .await?;
     let ms = ms_since(t0);
@@ -361,7 +363,7 @@ async fn connect(
     let (counts, result) = pipe(conn, stdin, shutdown).await;
     let error = result.as_ref().err().map(ToString::to_string);
     emit_end(out, remote, counts, opened, error);
-    result.map_err(|e| Error::new(e.failure()))
+    result.map_err(|e| e.failure())
 }
 
 // ----- the pipe -----
@@ -416,13 +418,14 @@ impl std::fmt::Display for PipeError {
 }
 
 impl PipeError {
-    /// The message of the command's failure.
-    fn failure(&self) -> String {
+    /// The command's failure.
+    fn failure(&self) -> Error {
         match self {
-            PipeError::Io(e) => format!("the connection failed: {e}"),
-            PipeError::Interrupted(sig) => {
-                format!("interrupted by {sig}: the transfer did not complete")
-            }
+            PipeError::Io(e) => Error::from_err("the connection failed", e),
+            PipeError::Interrupted(sig) => Error::coded(
+                "INTERRUPTED",
+                format!("interrupted by {sig}: the transfer did not complete"),
+            ),
         }
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{Error, Result};
 use crate::args::{FindNodeArgs, GlobalOpts};
+use crate::codes::Code;
 use crate::output::{hex_id, hex_opt_id, short, Addr, NodeAddr, Output};
 use crate::signal::Shutdown;
 
@@ -48,10 +49,10 @@ pub async fn run(args: FindNodeArgs, global: &GlobalOpts, out: Output) -> Result
     };
     let dht = Dht::new(opts)
         .await
-        .map_err(|e| Error::new(format!("cannot start a node: {e}")))?;
+        .map_err(|e| Error::from_err("cannot start a node", &e))?;
     let result = tokio::select! {
         r = lookup(&dht, args, out) => r,
-        sig = shutdown.recv() => Err(Error::new(format!("interrupted by {sig}"))),
+        sig = shutdown.recv() => Err(Error::coded("INTERRUPTED", format!("interrupted by {sig}"))),
     };
     dht.destroy().await;
     result
@@ -61,11 +62,14 @@ async fn lookup(dht: &Dht, args: FindNodeArgs, out: Output) -> Result<()> {
     match dht.ready().await {
         Ok(()) => {}
         Err(e @ DhtError::NoBootstrapReply { .. }) => {
-            return Err(Error::new(format!(
-                "find-node failed: {e}: check --bootstrap and that the network is reachable"
-            )))
+            return Err(Error::coded(
+                e.cli_code(),
+                format!(
+                    "find-node failed: {e}: check --bootstrap and that the network is reachable"
+                ),
+            ))
         }
-        Err(e) => return Err(Error::new(format!("bootstrap failed: {e}"))),
+        Err(e) => return Err(Error::from_err("bootstrap failed", &e)),
     }
     let mut query = dht.find_node(args.target);
     while let Some(reply) = query.next().await {
@@ -77,9 +81,10 @@ async fn lookup(dht: &Dht, args: FindNodeArgs, out: Output) -> Result<()> {
     let res = query
         .finish()
         .await
-        .map_err(|e| Error::new(format!("find-node failed: {e}")))?;
+        .map_err(|e| Error::from_err("find-node failed", &e))?;
     if res.successes == 0 {
-        return Err(Error::new(
+        return Err(Error::coded(
+            "NO_NODES",
             "find-node failed: no node replied (is the bootstrap list reachable?)",
         ));
     }

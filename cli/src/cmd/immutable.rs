@@ -30,7 +30,7 @@ pub async fn run_put(args: ImmutablePutArgs, global: &GlobalOpts, out: Output) -
         bootstrapped(&dht).await?;
         dht.immutable_put(&value)
             .await
-            .map_err(|e| Error::new(format!("immutable-put failed: {e}")))
+            .map_err(|e| Error::from_err("immutable-put failed", &e))
     })
     .await;
     dht.destroy().await;
@@ -55,15 +55,18 @@ pub async fn run_get(args: ImmutableGetArgs, global: &GlobalOpts, out: Output) -
         bootstrapped(&dht).await?;
         dht.immutable_get(args.hash)
             .await
-            .map_err(|e| Error::new(format!("immutable-get failed: {e}")))
+            .map_err(|e| Error::from_err("immutable-get failed", &e))
     })
     .await;
     dht.destroy().await;
     let Some(found) = result? else {
-        return Err(Error::new(format!(
-            "not found: no node holds a value with hash {}",
-            hex::encode(args.hash)
-        )));
+        return Err(Error::coded(
+            "NOT_FOUND",
+            format!(
+                "not found: no node holds a value with hash {}",
+                hex::encode(args.hash)
+            ),
+        ));
     };
     let rec = GetOut {
         value: text_value(&found.value),

@@ -85,11 +85,12 @@ pub async fn drain(
     let closest = stream
         .finish()
         .await
-        .map_err(|e| Error::new(format!("{what} failed: {e}")))?;
+        .map_err(|e| Error::from_err(&format!("{what} failed"), &e))?;
     if closest.is_empty() {
-        return Err(Error::new(format!(
-            "{what} failed: no node replied (is the bootstrap list reachable?)"
-        )));
+        return Err(Error::coded(
+            "NO_NODES",
+            format!("{what} failed: no node replied (is the bootstrap list reachable?)"),
+        ));
     }
     Ok((replies, closest))
 }

@@ -4,6 +4,7 @@ pub mod announce;
 pub mod bootstrap;
 pub mod connect;
 pub mod demo;
+pub mod doctor;
 pub mod find_node;
 pub mod immutable;
 pub mod keypair;
@@ -19,22 +20,51 @@ use hdht_tokio::{Dht, DhtError, DhtOptions, Persistence};
 use rand_core::{OsRng, RngCore};
 
 use crate::args::{Command, GlobalOpts};
+use crate::codes::Code;
 use crate::output::{Event, Output, Warning};
 use crate::signal::Shutdown;
 
-/// A runtime failure: printed on stderr, exit code 1.
+/// A runtime failure: printed on stderr (`hdht: error: …`, or with `--json`
+/// `{"error":CODE,"message":…}`), exit code 1.
 #[derive(Debug)]
-pub struct Error(String);
+pub struct Error {
+    code: &'static str,
+    message: String,
+}
 
 impl Error {
+    /// A failure without a more specific code (`ERROR`).
     pub fn new(msg: impl Into<String>) -> Self {
-        Error(msg.into())
+        Error::coded("ERROR", msg)
+    }
+
+    /// A failure with its code (see [`crate::codes`]).
+    pub fn coded(code: &'static str, msg: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: msg.into(),
+        }
+    }
+
+    /// `context: err`, with `err`'s code.
+    pub fn from_err<E: Code + std::fmt::Display>(context: &str, err: &E) -> Self {
+        Error::coded(err.cli_code(), format!("{context}: {err}"))
+    }
+
+    /// The code of the `--json` error line.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -58,6 +88,7 @@ pub async fn run_async(command: Command, global: GlobalOpts, out: Output) -> Res
         Command::Sim(args) => sim::run(args, out, global.json),
         Command::Listen(args) => connect::run_listen(args, &global, out).await,
         Command::Connect(args) => connect::run_connect(args, &global, out).await,
+        Command::Doctor(args) => doctor::run(args, &global, out).await,
     }
 }
 
@@ -89,7 +120,7 @@ async fn start_client(global: &GlobalOpts) -> Result<(Dht, Shutdown)> {
     };
     let dht = Dht::new(opts)
         .await
-        .map_err(|e| Error::new(format!("cannot start a node: {e}")))?;
+        .map_err(|e| Error::from_err("cannot start a node", &e))?;
     Ok((dht, shutdown))
 }
 
@@ -100,14 +131,16 @@ async fn bootstrapped(dht: &Dht) -> Result<()> {
     match dht.ready().await {
         Ok(()) => {}
         Err(e @ DhtError::NoBootstrapReply { .. }) => {
-            return Err(Error::new(format!(
-                "{e}: check --bootstrap and that the network is reachable"
-            )))
+            return Err(Error::coded(
+                e.cli_code(),
+                format!("{e}: check --bootstrap and that the network is reachable"),
+            ))
         }
-        Err(e) => return Err(Error::new(format!("bootstrap failed: {e}"))),
+        Err(e) => return Err(Error::from_err("bootstrap failed", &e)),
     }
     if dht.to_array().is_empty() {
-        return Err(Error::new(
+        return Err(Error::coded(
+            "NO_NODES",
             "the bootstrap nodes answered but know no DHT node to ask or store at \
              (a network of ephemeral nodes only?)",
         ));
@@ -122,7 +155,7 @@ async fn until_signal<T>(
 ) -> Result<T> {
     tokio::select! {
         r = fut => r,
-        sig = shutdown.recv() => Err(Error::new(format!("interrupted by {sig}"))),
+        sig = shutdown.recv() => Err(Error::coded("INTERRUPTED", format!("interrupted by {sig}"))),
     }
 }
 

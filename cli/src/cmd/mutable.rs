@@ -32,16 +32,22 @@ struct GetOut {
 /// What a refused put means, in words.
 fn put_error(e: DhtError, public_key: &str, seq: u64) -> Error {
     match e {
-        DhtError::Op(OpError::SeqTooLow) => Error::new(format!(
-            "mutable-put refused (SEQ_TOO_LOW): the nodes hold a record for {public_key} with \
+        DhtError::Op(OpError::SeqTooLow) => Error::coded(
+            "SEQ_TOO_LOW",
+            format!(
+                "mutable-put refused (SEQ_TOO_LOW): the nodes hold a record for {public_key} with \
              a seq higher than {seq}; put with a higher --seq (`hdht mutable-get {public_key}` \
              shows the current one)"
-        )),
-        DhtError::Op(OpError::SeqReused) => Error::new(format!(
-            "mutable-put refused (SEQ_REUSED): the nodes hold a different value for \
+            ),
+        ),
+        DhtError::Op(OpError::SeqReused) => Error::coded(
+            "SEQ_REUSED",
+            format!(
+                "mutable-put refused (SEQ_REUSED): the nodes hold a different value for \
              {public_key} with seq {seq}; put with a higher --seq"
-        )),
-        e => Error::new(format!("mutable-put failed: {e}")),
+            ),
+        ),
+        e => Error::from_err("mutable-put failed", &e),
     }
 }
 
@@ -87,7 +93,7 @@ pub async fn run_get(args: MutableGetArgs, global: &GlobalOpts, out: Output) -> 
         bootstrapped(&dht).await?;
         dht.mutable_get(args.public_key, args.seq, latest)
             .await
-            .map_err(|e| Error::new(format!("mutable-get failed: {e}")))
+            .map_err(|e| Error::from_err("mutable-get failed", &e))
     })
     .await;
     dht.destroy().await;
@@ -97,10 +103,13 @@ pub async fn run_get(args: MutableGetArgs, global: &GlobalOpts, out: Output) -> 
         } else {
             String::new()
         };
-        return Err(Error::new(format!(
-            "not found: no node holds a record for public key {}{with_seq}",
-            hex::encode(args.public_key)
-        )));
+        return Err(Error::coded(
+            "NOT_FOUND",
+            format!(
+                "not found: no node holds a record for public key {}{with_seq}",
+                hex::encode(args.public_key)
+            ),
+        ));
     };
     let rec = GetOut {
         value: text_value(&found.value),

@@ -25,7 +25,7 @@ pub async fn run(args: NodeArgs, global: &GlobalOpts, out: Output) -> Result<()>
     };
     let dht = Dht::new(opts)
         .await
-        .map_err(|e| Error::new(format!("cannot start the node: {e}")))?;
+        .map_err(|e| Error::from_err("cannot start the node", &e))?;
     serve(dht, out, shutdown, |dht| {
         let addr = dht.address();
         Event::Ready {

@@ -33,6 +33,7 @@ pub mod nat;
 pub mod noise;
 pub mod payload;
 pub mod puncher;
+pub mod reach;
 pub mod secure;
 
 pub use error::{ConnectError, ErrorCode, Firewall};
@@ -42,5 +43,8 @@ pub use noise::{Handshake, HandshakeResult, NoiseError, Role};
 pub use payload::{
     HolepunchInfo, NoisePayload, RelayInfo, RelayThroughInfo, SecretStreamInfo, UdxInfo,
 };
-pub use puncher::{Puncher, PuncherConfig, PuncherOutput, RandomPunchLimiter, Strategy};
+pub use puncher::{
+    punch_strategy, Puncher, PuncherConfig, PuncherOutput, RandomPunchLimiter, Strategy,
+};
+pub use reach::{expected_path, Reach};
 pub use secure::{SecurePayload, SecurePayloadError};

@@ -826,6 +826,14 @@ impl Puncher {
             return r;
         }
         let r = self.start_punch(now);
+        tracing::debug!(
+            initiator = self.initiator,
+            local = ?self.nat.firewall(),
+            remote = ?self.remote_firewall,
+            remote_addresses = self.remote_addresses.len(),
+            outcome = ?r,
+            "holepunch: strategy"
+        );
         self.punch_result = Some(r);
         r
     }
@@ -837,12 +845,8 @@ impl Puncher {
         if self.remote_addresses.is_empty() {
             return Err(ConnectError::RemoteNotHolepunchable);
         }
-        let local = coerce(self.nat.firewall());
-        let remote = coerce(self.remote_firewall);
-        if local >= Firewall::Random && remote >= Firewall::Random {
-            return Err(ConnectError::HolepunchDoubleRandomizedNats);
-        }
-        if local == Firewall::Consistent && remote == Firewall::Consistent {
+        let strategy = punch_strategy(self.nat.firewall(), self.remote_firewall)?;
+        if strategy == Strategy::Consistent {
             self.punching = true;
             if self.initiator {
                 self.run = Run::Consistent {
@@ -866,7 +870,7 @@ impl Puncher {
         else {
             return Err(ConnectError::RemoteNotHolepunchable);
         };
-        if local == Firewall::Consistent && remote >= Firewall::Random {
+        if strategy == Strategy::RandomProbes {
             self.punching = true;
             self.increment_randomized();
             let host = *verified.ip();
@@ -878,21 +882,18 @@ impl Puncher {
             self.random_tick(now);
             return Ok(Strategy::RandomProbes);
         }
-        if local >= Firewall::Random && remote == Firewall::Consistent {
-            self.punching = true;
-            self.increment_randomized();
-            self.run = Run::BirthdayOpening { target: verified };
-            let want = BIRTHDAY_SOCKETS.saturating_sub(self.sockets.len());
-            if want == 0 {
-                self.start_keep_alive(now, verified);
-            } else {
-                self.birthday_outstanding = want;
-                self.out
-                    .push_back(PuncherOutput::OpenSockets { count: want });
-            }
-            return Ok(Strategy::Birthday);
+        self.punching = true;
+        self.increment_randomized();
+        self.run = Run::BirthdayOpening { target: verified };
+        let want = BIRTHDAY_SOCKETS.saturating_sub(self.sockets.len());
+        if want == 0 {
+            self.start_keep_alive(now, verified);
+        } else {
+            self.birthday_outstanding = want;
+            self.out
+                .push_back(PuncherOutput::OpenSockets { count: want });
         }
-        Err(ConnectError::RemoteNotHolepunchable)
+        Ok(Strategy::Birthday)
     }
 
     fn start_keep_alive(&mut self, now: Instant, target: SocketAddrV4) {
@@ -1076,6 +1077,25 @@ impl Puncher {
             self.analysis_waiting = false;
             self.out.push_back(PuncherOutput::AnalysisReady);
         }
+    }
+}
+
+/// The strategy two NAT classes punch with (OPEN counts as CONSISTENT), as
+/// [`Puncher::punch`] chooses it: both consistent probe each other; a consistent side sprays
+/// random ports of a random side's host while that side opens many sockets (the birthday
+/// strategy); both random cannot punch (`HOLEPUNCH_DOUBLE_RANDOMIZED_NATS`); an UNKNOWN side
+/// is `REMOTE_NOT_HOLEPUNCHABLE`. (The random strategies also need a verified address of the
+/// remote, which `punch` checks.)
+pub fn punch_strategy(local: Firewall, remote: Firewall) -> Result<Strategy, ConnectError> {
+    let (local, remote) = (coerce(local), coerce(remote));
+    if local >= Firewall::Random && remote >= Firewall::Random {
+        return Err(ConnectError::HolepunchDoubleRandomizedNats);
+    }
+    match (local, remote) {
+        (Firewall::Consistent, Firewall::Consistent) => Ok(Strategy::Consistent),
+        (Firewall::Consistent, Firewall::Random) => Ok(Strategy::RandomProbes),
+        (Firewall::Random, Firewall::Consistent) => Ok(Strategy::Birthday),
+        _ => Err(ConnectError::RemoteNotHolepunchable),
     }
 }
 

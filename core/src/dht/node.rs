@@ -11,7 +11,7 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
-use core::net::{SocketAddr, SocketAddrV4};
+use core::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
@@ -192,6 +192,11 @@ pub struct DhtNode<R> {
     next_firewall_question: u64,
     /// Local IPv4 addresses (with the server socket's port) to advertise for the LAN shortcut.
     local_addresses: Vec<SocketAddrV4>,
+    /// The last consistent public address the NAT sampler reported, and whether the node was
+    /// firewalled then (it samples its client socket while firewalled, its server socket
+    /// otherwise): when it changes, the servers announce again (their relays would send
+    /// handshakes to the old one).
+    public_address: Option<(SocketAddrV4, bool)>,
     default_key_pair: Option<KeyPair>,
     /// Query options for the next operation started (see [`DhtNode::with_query_options`]).
     next_query_options: Option<QueryOptions>,
@@ -262,6 +267,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             next_server: 0,
             next_firewall_question: 0,
             local_addresses: Vec::new(),
+            public_address: None,
             default_key_pair: None,
             next_query_options: None,
             queries: BTreeMap::new(),
@@ -290,6 +296,60 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// interfaces; each with the server socket's port).
     pub fn set_local_addresses(&mut self, addresses: Vec<SocketAddrV4>) {
         self.local_addresses = addresses;
+    }
+
+    /// The machine's interfaces were read again (the reference's `network-change`): when the
+    /// local addresses differ from the ones set before, they replace them and every listening
+    /// server announces again (`server.refresh()`). Returns whether they changed.
+    pub fn update_local_addresses(&mut self, now: Instant, addresses: Vec<SocketAddrV4>) -> bool {
+        if addresses == self.local_addresses {
+            return false;
+        }
+        tracing::debug!(
+            ?addresses,
+            "local addresses changed: servers announce again"
+        );
+        self.local_addresses = addresses;
+        self.refresh_servers(now);
+        true
+    }
+
+    /// Every listening server announces again (`for (const server of this.listening)
+    /// server.refresh()`).
+    fn refresh_servers(&mut self, now: Instant) {
+        let ids: Vec<ServerId> = self
+            .servers
+            .iter()
+            .filter(|(_, s)| s.is_listening() && !s.is_closing())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.refresh_server(now, id);
+        }
+    }
+
+    /// The NAT sampler's estimate of our public address moved. A consistent address that
+    /// replaces another consistent one (a new network, or a NAT that remapped us) makes the
+    /// servers announce again, so their relays learn where handshakes must go now. The first
+    /// estimate, random-port estimates (port 0), and the switch from the client socket's port
+    /// to the server socket's when the node stops being firewalled (same host) do not.
+    fn public_address_update(&mut self, now: Instant, host: Option<Ipv4Addr>, port: u16) {
+        let Some(new) = host
+            .filter(|_| port != 0)
+            .map(|h| SocketAddrV4::new(h, port))
+        else {
+            return;
+        };
+        let firewalled = self.rpc.is_firewalled();
+        let old = self.public_address.replace((new, firewalled));
+        let moved = old.is_some_and(|(old, was_firewalled)| {
+            old.ip() != new.ip() || (old != new && was_firewalled == firewalled)
+        });
+        if moved {
+            let old = old.map(|(a, _)| a);
+            tracing::debug!(?old, %new, "public address changed: servers announce again");
+            self.refresh_servers(now);
+        }
     }
 
     /// Sets the key pair used when none is given (`defaultKeyPair`).
@@ -601,6 +661,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                         .events
                         .push_back(DhtEvent::Rpc(RpcEvent::Response { request, result })),
                 },
+                RpcEvent::NatUpdate { host, port } => {
+                    self.public_address_update(now, host, port);
+                    self.events
+                        .push_back(DhtEvent::Rpc(RpcEvent::NatUpdate { host, port }));
+                }
                 RpcEvent::Persistent => {
                     self.records.start_storing(now);
                     self.events.push_back(DhtEvent::Rpc(RpcEvent::Persistent));
@@ -1118,6 +1183,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// A connect failed: its punch stops, its query and stream go, and the owner hears why.
     fn fail_attempt(&mut self, conn: ConnId, error: ConnectError) {
+        tracing::debug!(conn = conn.0, error = %error, "connect failed");
         let now = self.last_now;
         self.drop_client_punch(now, conn);
         let Some(a) = self.attempts.remove(&conn) else {

@@ -1218,6 +1218,7 @@ impl<R: RngCore> RpcNode<R> {
         self.nat.add(addr);
         let after = (self.nat.host(), self.nat.port());
         if before != after {
+            tracing::debug!(host = ?after.0, port = after.1, "public address (NAT-sampled) changed");
             self.events.push_back(RpcEvent::NatUpdate {
                 host: after.0,
                 port: after.1,
@@ -1885,6 +1886,13 @@ impl<R: RngCore> RpcNode<R> {
         }
         self.bootstrap = Bootstrap::Done;
         self.bootstrapped = true;
+        tracing::debug!(
+            nodes = self.table.len(),
+            firewalled = self.firewalled,
+            ephemeral = self.ephemeral,
+            public_address = ?self.nat.host().map(|h| SocketAddrV4::new(h, self.nat.port())),
+            "bootstrap done"
+        );
         self.events.push_back(RpcEvent::Ready);
     }
 
@@ -2006,6 +2014,7 @@ impl<R: RngCore> RpcNode<R> {
             self.bootstrap_samples.clear();
             let after = (self.nat.host(), self.nat.port());
             if before != after {
+                tracing::debug!(host = ?after.0, port = after.1, "public address (NAT-sampled) changed");
                 self.events.push_back(RpcEvent::NatUpdate {
                     host: after.0,
                     port: after.1,

@@ -313,6 +313,18 @@ impl ClientAttempt {
         } else {
             ConnectError::PeerNotFound
         };
+        tracing::debug!(
+            found = self.found,
+            relays_tried = self.tried.len(),
+            "connect: no relay left to try ({})",
+            if self.found {
+                "nodes hold the server's record, but no handshake through them succeeded"
+            } else if self.tried.is_empty() {
+                "no node holds an announcement of the key"
+            } else {
+                "no handshake through the given relays succeeded"
+            }
+        );
         out.push(ClientAction::Fail(error));
     }
 
@@ -363,11 +375,13 @@ impl ClientAttempt {
         };
         match result {
             Ok(_) => {
+                tracing::debug!(%addr, "connect: path LAN (the server's local address answered)");
                 self.drop_punch(env);
                 out.push(ClientAction::PunchDropped);
                 self.connect_stream(UDX_SERVER_SOCKET, remote_udx, addr, out);
             }
             Err(_) => {
+                tracing::debug!(%addr, "connect: the LAN address did not answer; punching goes on");
                 self.phase = AttemptPhase::Holepunching {
                     remote_udx,
                     lan: None,
@@ -400,6 +414,7 @@ impl ClientAttempt {
             (envelope.mode == mode::REPLY && reply.from == relay).then_some((envelope, reply))
         });
         let Some((envelope, reply)) = accepted else {
+            tracing::debug!(%relay, "connect: no usable handshake reply through this relay");
             self.pump(out);
             return self.check_exhausted(out);
         };
@@ -412,9 +427,17 @@ impl ClientAttempt {
             Err(_) => return fail(out, ConnectError::HandshakeInvalid),
         };
         if payload.version != 1 {
+            tracing::debug!(
+                version = payload.version,
+                "connect: the server speaks another version"
+            );
             return fail(out, ConnectError::ServerIncompatible);
         }
         let Some(udx_info) = payload.udx.filter(|_| payload.error == ErrorCode::NONE) else {
+            tracing::debug!(
+                code = payload.error,
+                "connect: the server answered with an error"
+            );
             return fail(out, ConnectError::ServerError);
         };
         let result = match hs.finish() {
@@ -440,6 +463,7 @@ impl ClientAttempt {
         let main = udx_socket(env.node.primary_socket);
         if !relayed {
             // The server itself answered: connect straight back over the same socket.
+            tracing::debug!(%server_address, "connect: path direct (the server answered itself)");
             return self.connect_stream(main, remote_udx, server_address, out);
         }
         if payload.firewall == Firewall::OPEN || !holepunchable {
@@ -449,9 +473,22 @@ impl ClientAttempt {
                 .find(|a| !is_bogon(a.ip()))
                 .copied()
                 .unwrap_or(server_address);
+            tracing::debug!(
+                %addr,
+                "connect: path direct ({})",
+                if payload.firewall == Firewall::OPEN {
+                    "the server is open"
+                } else {
+                    "the server announced no relays to punch through"
+                }
+            );
             return self.connect_stream(main, remote_udx, addr, out);
         }
         if env.our_firewall() == Firewall::OPEN {
+            tracing::debug!(
+                %server_address,
+                "connect: path reverse (we are open: waiting for the server to connect to us)"
+            );
             self.phase = AttemptPhase::WaitingForServer {
                 until: env.now + CLIENT_OPEN_WAIT,
                 remote_udx,
@@ -475,6 +512,7 @@ impl ClientAttempt {
                 })
                 .copied();
             if let Some(addr) = best {
+                tracing::debug!(%addr, "connect: same public host as the server: pinging its LAN address");
                 let mut spec = RequestSpec::new(addr, PING);
                 spec.internal = true;
                 out.push(ClientAction::Request {
@@ -497,9 +535,17 @@ impl ClientAttempt {
             holepunch_secret,
             fast_open: self.fast_open,
         };
+        tracing::debug!(
+            %server_address,
+            server_firewall = payload.firewall,
+            "connect: path holepunch (the server is firewalled)"
+        );
         let mut punch = match ClientPunch::new(env, params) {
             Ok(p) => p,
-            Err(e) => return fail(out, e),
+            Err(e) => {
+                tracing::debug!(error = %e, "connect: cannot start the punch");
+                return fail(out, e);
+            }
         };
         let step = punch.start(env, out);
         self.punch = Some(punch);
@@ -523,6 +569,7 @@ impl ClientAttempt {
             }
             Err(PunchEnd::Connected { socket, addr }) => {
                 // The first probe arrived: connect the stream over that socket (`onsocket`).
+                tracing::debug!(%addr, "connect: path punched (a probe arrived)");
                 let Some(p) = self.punch.take() else {
                     return false;
                 };

@@ -330,7 +330,10 @@ impl ClientPunch {
             } if *r == round => (false, false, *to, sent.clone(), *hold),
             _ => return Ok(()),
         };
-        let fail = |e| Err(PunchEnd::Failed(e));
+        let fail = |e: ConnectError| {
+            tracing::debug!(round, error = %e, "holepunch: the round failed");
+            Err(PunchEnd::Failed(e))
+        };
         if hold {
             // `_randomPunches--` after the punch request: the puncher counts its own punch.
             env.random_punches.release();
@@ -357,7 +360,12 @@ impl ClientPunch {
             .handle_reply(&payload, &sent, peer_address, false)
         {
             Ok(ReplyStatus::Ok) => {}
-            Ok(ReplyStatus::TryLater) => return fail(ConnectError::HolepunchAborted),
+            Ok(ReplyStatus::TryLater) => {
+                tracing::debug!(
+                    "holepunch: the server is busy punching (TRY_LATER) and we have no blind relay"
+                );
+                return fail(ConnectError::HolepunchAborted);
+            }
             Err(e) => return fail(e),
         }
         if probe {
@@ -384,6 +392,7 @@ impl ClientPunch {
             return self.continue_probe(env, out);
         }
         if !self.puncher.remote_holepunching() {
+            tracing::debug!("holepunch: the server's punch reply does not say it is punching");
             return fail(ConnectError::RemoteNotHolepunching);
         }
         if self.puncher.punch(now).is_err() {
@@ -411,6 +420,16 @@ impl ClientPunch {
             };
             let analysis = self.puncher.analyze(reopen);
             self.drive(env, out)?;
+            if analysis != Analysis::Pending {
+                tracing::debug!(
+                    local = ?self.puncher.firewall(),
+                    remote = ?self.puncher.remote_firewall(),
+                    samples = self.puncher.nat().sampled(),
+                    stable = analysis == Analysis::Stable,
+                    reopened = reopen,
+                    "holepunch: NAT classes as sampled"
+                );
+            }
             match analysis {
                 Analysis::Pending => return Ok(()),
                 Analysis::Stable if reopen => return self.probe_round(env, out, false),
@@ -455,6 +474,7 @@ impl ClientPunch {
         let random = self.puncher.is_random_punch();
         if random && env.random_punches.is_throttled(env.now) {
             // Only a blind relay could help, and we have none.
+            tracing::debug!("holepunch: a random punch ran recently on this node (throttled) and we have no blind relay");
             return Err(PunchEnd::Failed(ConnectError::HolepunchAborted));
         }
         if random {
@@ -498,6 +518,12 @@ impl ClientPunch {
         out: &mut Vec<ClientAction>,
         error: ConnectError,
     ) -> PunchResult {
+        tracing::debug!(
+            error = %error,
+            local = ?self.puncher.firewall(),
+            remote = ?self.puncher.remote_firewall(),
+            "holepunch: aborting, telling the server"
+        );
         let payload = abort_payload(ErrorCode::ABORTED, self.round);
         self.round += 1;
         let (peer, relay) = (
@@ -546,8 +572,9 @@ impl ClientPunch {
                 PuncherOutput::Connected { socket, addr } => {
                     return Err(PunchEnd::Connected { socket, addr })
                 }
-                PuncherOutput::Failed(_) => {
-                    return Err(PunchEnd::Failed(ConnectError::HolepunchAborted))
+                PuncherOutput::Failed(e) => {
+                    tracing::debug!(error = %e, "holepunch: the puncher gave up (no probe came back)");
+                    return Err(PunchEnd::Failed(ConnectError::HolepunchAborted));
                 }
             }
         }

@@ -159,6 +159,9 @@ impl ServerPunch {
         let now = env.now;
         if self.prepunch.is_some_and(|t| t <= now) {
             self.prepunch = None;
+            tracing::debug!(
+                "server holepunch: the client never asked to punch (prepunch window over)"
+            );
             return Err(Ended { abort: true });
         }
         if self.puncher.poll_timeout().is_some_and(|t| t <= now) {
@@ -188,6 +191,7 @@ impl ServerPunch {
             return self.abort(env, req, peer_address, ErrorCode::ABORTED, out);
         }
         if payload.error != ErrorCode::NONE {
+            tracing::debug!(%peer_address, code = payload.error, "server holepunch: the client aborted");
             self.round = self.round.max(payload.round);
             return self.abort(env, req, peer_address, ErrorCode::ABORTED, out);
         }
@@ -330,6 +334,13 @@ impl ServerPunch {
         error: u64,
         out: &mut Vec<ServerAction>,
     ) -> HandlerResult {
+        tracing::debug!(
+            %peer_address,
+            code = error,
+            local = ?self.puncher.firewall(),
+            remote = ?self.puncher.remote_firewall(),
+            "server holepunch: aborting"
+        );
         let sealed = self
             .secure
             .encrypt(&abort_payload(error, self.round), env.rng);
@@ -403,7 +414,10 @@ impl ServerPunch {
                 PuncherOutput::AnalysisReady => ready = true,
                 // Only the client's puncher connects.
                 PuncherOutput::Connected { .. } => {}
-                PuncherOutput::Failed(_) => return Err(Ended { abort: true }),
+                PuncherOutput::Failed(e) => {
+                    tracing::debug!(error = %e, "server holepunch: the puncher gave up");
+                    return Err(Ended { abort: true });
+                }
             }
         }
         Ok(ready)

@@ -358,6 +358,7 @@ impl Server {
             return;
         }
         if !room {
+            tracing::debug!(from = %req.from, "server: handshake dropped (too many in progress)");
             return;
         }
         let Some(kp) = self.key_pair.as_ref() else {
@@ -367,6 +368,7 @@ impl Server {
             return;
         };
         let Ok(client_payload) = hs.recv(&envelope.noise) else {
+            tracing::debug!(from = %req.from, "server: handshake rejected (msg1 is not for our key or malformed)");
             return;
         };
         let Some(remote_public_key) = hs.remote_public_key() else {
@@ -423,6 +425,7 @@ impl Server {
             return;
         };
         if reject {
+            tracing::debug!(client = %pending.client_address, "server: handshake rejected by the firewall");
             h.done_at = Some(env.now);
             return;
         }
@@ -455,6 +458,16 @@ impl Server {
         let stream_id = if error == ErrorCode::NONE {
             env.new_stream_id()
         } else {
+            tracing::debug!(
+                %client_address,
+                version = client_payload.version,
+                "server: handshake answered with an error ({})",
+                if error == ErrorCode::VERSION_MISMATCH {
+                    "VERSION_MISMATCH: the client speaks another version"
+                } else {
+                    "ABORTED: the client offered no UDX stream"
+                }
+            );
             0
         };
         // A server closed while its owner decided answers nothing (after the stream id is
@@ -517,6 +530,26 @@ impl Server {
                 puncher = env.new_puncher(false, client_payload.firewall);
                 reply_from_puncher = !lan;
             }
+        }
+        if error == ErrorCode::NONE {
+            tracing::debug!(
+                %client_address,
+                client_firewall = client_payload.firewall,
+                "server: handshake accepted, path {}",
+                if direct {
+                    "direct (the client reached us itself)"
+                } else if connect_now {
+                    "direct (the client is open: we connect to it)"
+                } else if puncher.is_some() && !reply_from_puncher {
+                    "LAN or holepunch (the client shares our network)"
+                } else if puncher.is_some() {
+                    "holepunch (the client is firewalled)"
+                } else if firewall == Firewall::OPEN {
+                    "wait for the client (we are open)"
+                } else {
+                    "none: no pool socket left to punch from"
+                }
+            );
         }
         let puncher_socket = match puncher.as_ref().and_then(|p| p.socket()) {
             Some(s) if reply_from_puncher => Some(socket_kind(s)),
