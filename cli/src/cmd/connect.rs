@@ -27,6 +27,8 @@
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdht_tokio::{
@@ -433,7 +435,9 @@ impl PipeError {
 /// Bytes moved so far, readable after the transfer was cut short.
 #[derive(Debug, Default)]
 struct Counters {
-    received: Cell<u64>,
+    /// Bytes the stdout writer wrote (it counts them itself, so a transfer cut short never
+    /// reports bytes that did not reach stdout).
+    received: Arc<AtomicU64>,
     sent: Cell<u64>,
 }
 
@@ -445,24 +449,50 @@ async fn pipe(conn: Connection, stdin: Stdin, shutdown: &mut Shutdown) -> (Count
     let counters = Counters::default();
     let broken = conn.closed();
     let done = conn.closed();
+    // The stdout writer lives here, not in `to_stdout`: however the transfer ends (the peer's
+    // end, a failure of the other direction, a signal), what was read from the peer is still
+    // written out (bounded after a signal: stdout may be a stalled pipe), and `bytesReceived`
+    // is what the writer wrote.
+    let StdoutWriter {
+        chunks,
+        done: written,
+        spare,
+    } = stdout_writer(counters.received.clone());
     let (mut rd, mut wr) = tokio::io::split(conn);
     let transfer = async {
         tokio::try_join!(
-            to_stdout(&mut rd, &counters.received),
+            to_stdout(&mut rd, &chunks, &spare),
             from_stdin(&mut wr, stdin, &counters.sent, broken)
         )?;
         done.await
     };
-    let result = tokio::select! {
+    let mut result = tokio::select! {
         r = transfer => r.map_err(PipeError::Io),
         sig = shutdown.recv() => Err(PipeError::Interrupted(sig)),
     };
+    drop(chunks);
+    let drained = match result {
+        Err(PipeError::Interrupted(_)) => tokio::time::timeout(DESTROY_TIMEOUT, written)
+            .await
+            .unwrap_or(Ok(Ok(()))),
+        _ => written.await,
+    };
+    let written = match drained {
+        Ok(r) => r.map_err(context("writing to stdout")),
+        Err(_) => Err(io::Error::other("the stdout writer stopped")),
+    };
+    // A failed stdout is the reason the transfer stopped (`to_stdout` only saw the queue close).
+    if let Err(e) = written {
+        if !matches!(result, Err(PipeError::Interrupted(_))) {
+            result = Err(PipeError::Io(e));
+        }
+    }
     let conn = rd.unsplit(wr);
     if result.is_err() {
         conn.destroy();
     }
     let counts = Counts {
-        received: counters.received.get(),
+        received: counters.received.load(Ordering::Relaxed),
         sent: counters.sent.get(),
     };
     (counts, result)
@@ -474,38 +504,31 @@ fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
     move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-/// The connection's bytes to stdout until the peer ends; `count` follows what was written.
-/// When the connection breaks, what arrived before is still written out (and counted).
-async fn to_stdout(rd: &mut (impl AsyncRead + Unpin), count: &Cell<u64>) -> io::Result<()> {
-    let StdoutWriter {
-        chunks: tx,
-        done,
-        spare,
-    } = stdout_writer();
-    let read = loop {
+/// The connection's bytes to stdout (through the writer thread's queue `chunks`) until the peer
+/// ends. A read that fails ends it with the reason; a writer that stopped ends it too (the
+/// caller reads the writer's error).
+async fn to_stdout(
+    rd: &mut (impl AsyncRead + Unpin),
+    chunks: &mpsc::Sender<Vec<u8>>,
+    spare: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> io::Result<()> {
+    loop {
         // A chunk the writer is done with, or a new one: never an allocation per chunk (a
         // 64 KiB allocation can be a fresh mapping each time, with musl's malloc for one).
         let mut buf = spare
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
         buf.clear();
-        let n = match rd.read_buf(&mut buf).await {
-            Ok(0) => break Ok(()),
-            Ok(n) => n,
-            Err(e) => break Err(context("reading from the peer")(e)),
-        };
-        if tx.send(buf).await.is_err() {
-            // The writer stopped: its error says why.
-            break Ok(());
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => return Err(context("reading from the peer")(e)),
         }
-        count.set(count.get() + n as u64);
-    };
-    drop(tx);
-    let written = match done.await {
-        Ok(r) => r.map_err(context("writing to stdout")),
-        Err(_) => Err(io::Error::other("the stdout writer stopped")),
-    };
-    read.and(written)
+        if chunks.send(buf).await.is_err() {
+            // The writer stopped: its error (read by the caller) says why.
+            return Err(io::Error::other("the stdout writer stopped"));
+        }
+    }
 }
 
 /// stdin to the connection, then our end; `count` follows what was written. While it waits
@@ -584,7 +607,7 @@ struct StdoutWriter {
 }
 
 /// A thread writing queued chunks to stdout, each flushed.
-fn stdout_writer() -> StdoutWriter {
+fn stdout_writer(written: Arc<AtomicU64>) -> StdoutWriter {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let (done_tx, done) = oneshot::channel();
     let (spare_tx, spare) = std::sync::mpsc::channel();
@@ -596,6 +619,7 @@ fn stdout_writer() -> StdoutWriter {
                 result = Err(e);
                 break;
             }
+            written.fetch_add(buf.len() as u64, Ordering::Relaxed);
             let _ = spare_tx.send(buf);
         }
         drop(rx);
