@@ -10,6 +10,7 @@ pub mod keypair;
 pub mod lookup;
 pub mod mutable;
 pub mod node;
+pub mod relay;
 pub mod sim;
 
 use std::future::Future;
@@ -58,6 +59,7 @@ pub async fn run_async(command: Command, global: GlobalOpts, out: Output) -> Res
         Command::Sim(args) => sim::run(args, out, global.json),
         Command::Listen(args) => connect::run_listen(args, &global, out).await,
         Command::Connect(args) => connect::run_connect(args, &global, out).await,
+        Command::Relay(args) => relay::run(args, &global, out).await,
     }
 }
 
