@@ -9,7 +9,7 @@ use std::net::SocketAddrV4;
 use std::time::Duration;
 
 use hdht_core::crypto::{hash, KeyPair};
-use hdht_core::dht::{ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, DhtEvent};
+use hdht_core::dht::{ConnError, ConnId, ConnectEvent, ConnectOptions, ConnectionInfo, DhtEvent};
 use hdht_core::relay::{ClientEvent, RelayClient, RelayLimits, Token};
 use hdht_core::rpc::SocketKind;
 use hdht_core::udx::packet::{Flags, Header};
@@ -284,4 +284,31 @@ fn a_closed_relay_connection_ends_its_session_and_its_pairs() {
     assert!(relayed_to(&net, relay, a_addr).is_empty());
     assert!(relayed_to(&net, relay, b_addr).is_empty());
     assert_eq!(net.node(relay).relay_stats().unwrap().forward.packets, 0);
+}
+
+#[test]
+fn message_writes_are_checked() {
+    let (mut net, _relay, a, _b) = paired();
+    let too_big = vec![0u8; hdht_core::secret_stream::MAX_WRITE + 1];
+    let r = net.with(a.host, |n, now| n.conn_write_message(now, a.conn, &too_big));
+    assert!(
+        matches!(r, Err(ConnError::MessageTooLarge { len, .. }) if len == too_big.len()),
+        "{r:?}"
+    );
+    // A byte-stream connection refuses message writes.
+    let relay_key = key("relay");
+    let conn = net.with(3, |n, now| {
+        n.connect(now, relay_key.public_key(), ConnectOptions::default())
+    });
+    let opened = net.run_until(Duration::from_secs(60), |net| {
+        net.take_event(3, |e| match connect_event(e) {
+            Some(ConnectEvent::Open { conn: c, .. }) if *c == conn => Some(()),
+            _ => None,
+        })
+        .is_some()
+    });
+    assert!(opened);
+    assert!(!net.node(3).conn_is_message_framed(conn));
+    let r = net.with(3, |n, now| n.conn_write_message(now, conn, b"frame"));
+    assert_eq!(r, Err(ConnError::NotMessageFramed));
 }
