@@ -147,6 +147,15 @@ pub enum Command {
     /// "publicAddress","localAddresses"}`, then `{"event":"reach","remoteNatClass","path",
     /// "strategy","relayOnly"}` for open, consistent and random peers.
     Doctor(DoctorArgs),
+    /// Run a blind relay: peers name its public key in `relayThrough` and pair their
+    /// streams through it; the node forwards their encrypted packets without any key.
+    ///
+    /// The node (adaptive, on `--port`) announces the key pair of `--seed` and prints
+    /// `listening` with its public key, then relays until Ctrl-C / SIGTERM (exit 0). Status
+    /// lines go to stderr — with `--json` `{"event":"listening","publicKey"}`,
+    /// `{"event":"close","signal"}` and at exit `{"event":"stats","sessions","pairings",
+    /// "relayedPairs","packetsForwarded","bytesForwarded","packetsDropped"}`.
+    Relay(crate::cmd::relay::RelayArgs),
 }
 
 #[derive(Debug, Args)]

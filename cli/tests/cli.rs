@@ -1656,3 +1656,38 @@ fn values_at_the_limit_round_trip() {
     assert_eq!(got[0]["value"], value.as_str());
     assert_eq!(got[0]["seq"], 1);
 }
+
+// ----- relay -----
+
+#[test]
+fn relay_announces_its_key_and_reports_stats_on_sigterm() {
+    let net = LocalNet::start(3);
+    let seed = "24".repeat(32);
+    let pk = public_key(&seed);
+    let args = net.args(&["relay", "--seed", &seed, "--json"]);
+    let mut relay = Proc::spawn_io(&args, Stdio::null(), true);
+    let listening = relay.expect_event("listening", QUICK, |_| true);
+    assert_eq!(
+        listening,
+        serde_json::json!({"event": "listening", "publicKey": pk})
+    );
+    let status = relay.signal("TERM", QUICK);
+    assert!(status.success(), "relay exits 0 on SIGTERM: {status:?}");
+    let rest = relay.rest();
+    assert_eq!(
+        rest,
+        vec![
+            serde_json::json!({"event": "close", "signal": "SIGTERM"}),
+            serde_json::json!({"event": "stats", "sessions": 0, "pairings": 0,
+                "relayedPairs": 0, "packetsForwarded": 0, "bytesForwarded": 0,
+                "packetsDropped": 0}),
+        ],
+        "close, then the stats object"
+    );
+    assert!(relay.data().is_empty(), "nothing on stdout");
+}
+
+#[test]
+fn relay_rejects_a_bad_seed() {
+    assert_usage_error(&["relay", "--seed", "xyz"], "not valid hex");
+}

@@ -18,6 +18,10 @@ pub use crate::{
 };
 pub use hdht_core::connect::ConnectError;
 pub use hdht_core::dht::{ConnError, ConnectOptions, ServerOptions, TransportInfo};
+// Blind relaying.
+pub use crate::BlindRelay;
+pub use hdht_core::dht::RelayServiceStats;
+pub use hdht_core::relay::{ForwardStats, RelayLimits, RelayStats};
 // Keys and hashes.
 pub use hdht_core::crypto::{hash, KeyPair};
 // Records: lookup/announce, find-peer, immutable and mutable values.

@@ -236,8 +236,41 @@ fn io_err(e: ConnError) -> io::Error {
         ConnError::NotOpen => io::ErrorKind::NotConnected,
         ConnError::Ended => io::ErrorKind::BrokenPipe,
         ConnError::Destroyed => io::ErrorKind::ConnectionAborted,
+        ConnError::NotMessageFramed | ConnError::MessageTooLarge { .. } => {
+            io::ErrorKind::InvalidInput
+        }
     };
     io::Error::new(kind, e)
+}
+
+impl Connections {
+    /// Tracks a server the application does not accept from (the node's relay): only its
+    /// listening state, for [`listening`](Self::listening).
+    pub(crate) fn track_server(&mut self, id: ServerId) {
+        self.servers.insert(
+            id,
+            ServerSlot {
+                incoming: VecDeque::new(),
+                accept_waker: None,
+                listening: false,
+                listen_waker: None,
+                firewall: None,
+                closed: false,
+                unannouncing: false,
+                done: false,
+                close_wakers: Vec::new(),
+            },
+        );
+    }
+
+    /// Whether server `id` announced itself; `None` if it is gone.
+    pub(crate) fn listening(&mut self, id: ServerId, waker: &Waker) -> Option<bool> {
+        let s = self.servers.get_mut(&id)?;
+        if !s.listening {
+            s.listen_waker = Some(waker.clone());
+        }
+        Some(s.listening)
+    }
 }
 
 impl Shared {

@@ -302,6 +302,15 @@ impl DhtHandle {
         self.shared.create_server(opts, firewall)
     }
 
+    /// Runs a blind relay on this node (`hyperdht`'s relay server): listens on `key_pair`
+    /// and resolves once announced; peers then pair their streams through it and the node
+    /// forwards their packets. One per node; it runs until the node is destroyed.
+    pub async fn relay_server(&self, key_pair: &KeyPair) -> Result<crate::BlindRelay, DhtError> {
+        self.shared
+            .relay_server(key_pair, hdht_core::relay::RelayLimits::default())
+            .await
+    }
+
     // ----- HyperDHT records -----
 
     /// `lookup(topic)`: a stream of replies listing the peers announced under `topic`.

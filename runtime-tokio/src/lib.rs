@@ -34,7 +34,7 @@
 //!     let options = DhtOptions {
 //!         bootstrap: vec![bootstrapper.server_address().to_string()],
 //!         host: Ipv4Addr::LOCALHOST,
-//!         ..DhtOptions::default()
+//!         ..DhtOptions::isolated()
 //!     };
 //!
 //!     // A server, reachable by its key pair's public key, echoing every connection.

@@ -495,7 +495,11 @@ const ops = {
     const entry = getNode(msg)
     const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
     entry.sinks = []
-    const server = entry.dht.createServer((socket) => {
+    // `relayThrough`: hex public key of a blind relay the server pairs its connections through.
+    const opts = msg.relayThrough ? { relayThrough: fromHex(msg.relayThrough, 'relayThrough', 32) } : {}
+    // `holepunch: false` vetoes punching on the server's side too (as the reference's relay tests).
+    if (msg.holepunch === false) opts.holepunch = () => false
+    const server = entry.dht.createServer(opts, (socket) => {
       const h = crypto.createHash('sha256')
       let bytes = 0
       socket.on('error', () => {})
@@ -516,7 +520,12 @@ const ops = {
   async sendRandom(msg, ctx) {
     const crypto = require('crypto')
     const { dht } = getNode(msg)
-    const socket = dht.connect(fromHex(msg.publicKey, 'publicKey', 32))
+    const opts = {}
+    if (msg.localConnection !== undefined) opts.localConnection = msg.localConnection
+    // `holepunch: false` vetoes punching (the connection then relies on a relay).
+    if (msg.holepunch === false) opts.holepunch = () => false
+    if (msg.fastOpen !== undefined) opts.fastOpen = msg.fastOpen
+    const socket = dht.connect(fromHex(msg.publicKey, 'publicKey', 32), opts)
     ctx.cleanup.push(() => socket.destroy())
     await new Promise((resolve, reject) => { socket.once('open', resolve); socket.once('error', reject) })
     const h = crypto.createHash('sha256')

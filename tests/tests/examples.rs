@@ -82,7 +82,7 @@ fn run_examples(crate_name: &str, prefix: &str) {
                 bootstrap: vec![bootstrap.clone()],
                 host: Ipv4Addr::LOCALHOST,
                 persistence: Persistence::Persistent,
-                ..DhtOptions::default()
+                ..DhtOptions::isolated()
             })
             .await
             .expect("node");

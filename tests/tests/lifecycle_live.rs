@@ -33,7 +33,7 @@ fn opts(bootstrap: &[String], persistence: Persistence) -> DhtOptions {
         bootstrap: bootstrap.to_vec(),
         host: Ipv4Addr::LOCALHOST,
         persistence,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     }
 }
 

@@ -49,7 +49,7 @@ const CHUNK: usize = 64 * 1024;
 /// Chunks queued between the runtime and the stdin / stdout threads.
 const QUEUE: usize = 8;
 /// How long the unannounce of a stopping `listen` may take (and its node's destroy).
-const DESTROY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const DESTROY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The status lines of `listen` and `connect` (on stderr).
 #[derive(Debug, Serialize)]
@@ -87,7 +87,7 @@ enum PipeEvent {
 
 /// The node `listen` and `connect` work through: adaptive (as the reference's default), on
 /// `port` (0: any free port), bound to `--host`. The signal handlers are installed first.
-async fn start_node(global: &GlobalOpts, port: u16) -> Result<(Dht, Shutdown)> {
+pub(super) async fn start_node(global: &GlobalOpts, port: u16) -> Result<(Dht, Shutdown)> {
     let shutdown = Shutdown::install();
     let opts = DhtOptions {
         bootstrap: global.bootstrap_list(),

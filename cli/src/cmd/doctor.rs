@@ -171,7 +171,7 @@ pub async fn run(args: DoctorArgs, global: &GlobalOpts, out: Output) -> Result<(
         host: global.bind_host(),
         port: args.port,
         persistence: Persistence::Adaptive,
-        ..DhtOptions::default()
+        ..DhtOptions::isolated()
     };
     let dht = Dht::new(opts)
         .await

@@ -11,6 +11,7 @@ pub mod keypair;
 pub mod lookup;
 pub mod mutable;
 pub mod node;
+pub mod relay;
 pub mod sim;
 
 use std::future::Future;
@@ -89,6 +90,7 @@ pub async fn run_async(command: Command, global: GlobalOpts, out: Output) -> Res
         Command::Listen(args) => connect::run_listen(args, &global, out).await,
         Command::Connect(args) => connect::run_connect(args, &global, out).await,
         Command::Doctor(args) => doctor::run(args, &global, out).await,
+        Command::Relay(args) => relay::run(args, &global, out).await,
     }
 }
 

@@ -97,6 +97,18 @@ pub enum ConnError {
     /// Destroyed locally.
     #[error("destroyed")]
     Destroyed,
+    /// A message write on a connection that is not message-framed
+    /// ([`DhtNode::conn_set_message_framing`](super::DhtNode::conn_set_message_framing)).
+    #[error("connection is not message-framed")]
+    NotMessageFramed,
+    /// A message longer than one secret-stream frame may carry.
+    #[error("message of {len} bytes exceeds {max}")]
+    MessageTooLarge {
+        /// Its length.
+        len: usize,
+        /// The most one message may hold.
+        max: usize,
+    },
 }
 
 /// What one pass of [`Connections::pump_read`] changed, in the order the node reports it.
@@ -132,6 +144,9 @@ pub(crate) struct Connection {
     secret: SecretStream,
     /// Decrypted, not yet read by the application.
     plain: VecDeque<u8>,
+    /// Message-framed (Protomux over the secret stream): decrypted messages, whole, instead
+    /// of `plain`; `None` for a byte stream.
+    messages: Option<Messages>,
     opened: bool,
     remote_ended: bool,
     /// UDX reported the peer's END; `remote_ended` follows once every byte before it has been
@@ -150,6 +165,21 @@ pub(crate) struct Connection {
     /// The application waits until everything written is acknowledged (see
     /// [`Connections::flushed`]).
     want_flushed: bool,
+}
+
+/// The decrypted messages of a message-framed connection, not yet read.
+#[derive(Debug, Default)]
+struct Messages {
+    queue: VecDeque<Vec<u8>>,
+    /// Bytes held in `queue` (bounded by [`READ_BUFFER`] like `plain`).
+    bytes: usize,
+}
+
+impl Connection {
+    /// Decrypted bytes waiting for the application, in either framing.
+    fn buffered(&self) -> usize {
+        self.plain.len() + self.messages.as_ref().map_or(0, |m| m.bytes)
+    }
 }
 
 /// Scratch buffers shared by every connection: no allocation per read or write.
@@ -295,6 +325,7 @@ impl Connections {
                 server,
                 secret,
                 plain: VecDeque::new(),
+                messages: None,
                 opened: false,
                 remote_ended: false,
                 udx_ended: false,
@@ -399,14 +430,23 @@ impl Connections {
         let raw = &mut self.scratch.raw;
         raw.resize(RAW_READ_CHUNK, 0);
         let plain = &mut self.scratch.plain;
-        while c.plain.len() < READ_BUFFER {
+        while c.buffered() < READ_BUFFER {
             let n = match s.read(raw) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
             plain.clear();
-            let r = c.secret.read(&raw[..n], now, plain);
-            c.plain.extend(plain.iter());
+            let r = match c.messages.as_mut() {
+                None => {
+                    let r = c.secret.read(&raw[..n], now, plain).map(|_| ());
+                    c.plain.extend(plain.iter());
+                    r
+                }
+                Some(m) => c.secret.read_messages(&raw[..n], now, |msg| {
+                    m.bytes += msg.len();
+                    m.queue.push_back(msg.to_vec());
+                }),
+            };
             if let Err(e) = r {
                 progress.error = Some(e);
                 break;
@@ -426,8 +466,72 @@ impl Connections {
             c.opened = true;
             progress.opened = true;
         }
-        progress.readable = !c.plain.is_empty();
+        progress.readable =
+            !c.plain.is_empty() || c.messages.as_ref().is_some_and(|m| !m.queue.is_empty());
         progress
+    }
+
+    /// Makes `conn` message-framed: from now on each decrypted secret-stream message is kept
+    /// whole ([`pop_message`](Self::pop_message)) instead of joining the byte stream. Bytes
+    /// already decrypted stay readable as bytes.
+    pub(crate) fn set_message_framing(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.messages.get_or_insert_with(Messages::default);
+        }
+    }
+
+    /// Whether `conn` is message-framed.
+    pub(crate) fn is_message_framed(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.messages.is_some())
+    }
+
+    /// The next decrypted message of a message-framed connection.
+    pub(crate) fn pop_message(&mut self, conn: ConnId) -> Option<Vec<u8>> {
+        let m = self.conns.get_mut(&conn)?.messages.as_mut()?;
+        let msg = m.queue.pop_front()?;
+        m.bytes -= msg.len();
+        Some(msg)
+    }
+
+    /// Encrypts `msg` as one secret-stream message (one Protomux frame). `Ok(false)` when the
+    /// transport has no room for it now (the connection reports
+    /// [`ConnectEvent::Writable`](super::ConnectEvent::Writable) when it may resume).
+    pub(crate) fn write_message(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        msg: &[u8],
+    ) -> Result<bool, ConnError> {
+        let c = self.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
+        if c.messages.is_none() {
+            return Err(ConnError::NotMessageFramed);
+        }
+        if c.closed {
+            return Err(c.close_error.clone().unwrap_or(ConnError::NotOpen));
+        }
+        if c.local_ended {
+            return Err(ConnError::Ended);
+        }
+        let Some(s) = self.udx.get_mut(c.stream_id) else {
+            return Err(ConnError::NotOpen);
+        };
+        let max = secret_stream::MAX_WRITE.min(s.send_buffer_limit() / 2);
+        if msg.len() > max {
+            return Err(ConnError::MessageTooLarge {
+                len: msg.len(),
+                max,
+            });
+        }
+        let overhead = secret_stream::frame_len(0) + secret_stream::HEADER_FRAME_LEN;
+        if s.send_capacity() < overhead + msg.len() {
+            c.want_writable = true;
+            return Ok(false);
+        }
+        let out = &mut self.scratch.frames;
+        out.clear();
+        c.secret.write(msg, now, out).map_err(ConnError::Crypto)?;
+        write_frames(s, out);
+        Ok(true)
     }
 
     /// UDX reported the peer's END on `conn`'s stream.
@@ -441,7 +545,7 @@ impl Connections {
     pub(crate) fn has_read_room(&self, conn: ConnId) -> bool {
         self.conns
             .get(&conn)
-            .is_some_and(|c| c.plain.len() < READ_BUFFER)
+            .is_some_and(|c| c.buffered() < READ_BUFFER)
     }
 
     /// Copies decrypted bytes out.
@@ -465,7 +569,7 @@ impl Connections {
         buf_len: usize,
     ) -> Result<usize, ConnError> {
         let c = self.conns.get(&conn).ok_or(ConnError::NotOpen)?;
-        if n == 0 && buf_len > 0 && !c.remote_ended && c.closed && c.plain.is_empty() {
+        if n == 0 && buf_len > 0 && !c.remote_ended && c.closed && c.buffered() == 0 {
             return Err(c.close_error.clone().unwrap_or(ConnError::NotOpen));
         }
         Ok(n)
@@ -485,7 +589,7 @@ impl Connections {
                 .is_none_or(|s| s.readable_bytes() == 0);
             // A close without the peer's end is an error, never a clean end of stream.
             (c.remote_ended || (c.closed && c.close_error.is_none()))
-                && c.plain.is_empty()
+                && c.buffered() == 0
                 && udx_drained
         })
     }

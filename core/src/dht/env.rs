@@ -16,6 +16,7 @@ use super::pool::{socket_kind, udx_socket, SocketPool};
 use crate::connect::nat::firewall_from_wire_lenient;
 use crate::connect::puncher::MAX_SAMPLE_NODES;
 use crate::connect::{Firewall, Puncher, PuncherConfig, PuncherOutput, RandomPunchLimiter};
+use crate::relay::RelayServer;
 use crate::rpc::{RoutingTable, SocketKind};
 use crate::udx::{self, Demux};
 use crate::Instant;
@@ -35,6 +36,8 @@ pub(crate) struct NodeFacts<'a> {
     pub(crate) table: &'a RoutingTable,
     /// The UDX streams in use (a new stream needs a free id).
     pub(crate) streams: &'a Demux,
+    /// The node's relay, whose relay stream ids are taken too.
+    pub(crate) relay: Option<&'a RelayServer>,
 }
 
 /// The environment of one machine call.
@@ -78,7 +81,10 @@ impl<R: RngCore + CryptoRng> Env<'_, R> {
     pub(crate) fn new_stream_id(&mut self) -> u32 {
         loop {
             let id = self.rng.next_u32();
-            if id != 0 && !self.node.streams.contains(id) {
+            if id != 0
+                && !self.node.streams.contains(id)
+                && !self.node.relay.is_some_and(|r| r.is_relay_stream(id))
+            {
                 return id;
             }
         }

@@ -34,6 +34,9 @@ use super::server::{
 use super::sign;
 use super::store::{NodeStoreLimits, StoreLimits, ValueStoreUsage};
 use super::value_size;
+
+mod relay;
+
 use crate::connect::puncher::PROBE;
 use crate::connect::{ConnectError, HandshakeResult, RandomPunchLimiter};
 use crate::crypto::KeyPair;
@@ -44,6 +47,7 @@ use crate::rpc::{
 use crate::udx::{self, Incoming, StreamEvent, UdxStream};
 use crate::wire::{ERROR_UNKNOWN_COMMAND, MAX_DATAGRAM_LEN};
 use crate::Instant;
+pub use relay::RelayServiceStats;
 
 /// Largest datagram [`DhtNode::poll_transmit`] writes: the datagram ceiling
 /// ([`MAX_DATAGRAM_LEN`], 2,048 bytes) — dht-rpc datagrams never exceed it, UDX packets are at
@@ -215,12 +219,16 @@ pub struct DhtNode<R> {
     deliver_unknown: bool,
     /// A graceful destroy waits for these unannounces before the node stops.
     destroy_after: Option<Vec<OpId>>,
+    /// The blind relay this node runs, if any ([`DhtNode::relay_server`]).
+    relay: Option<relay::RelayService>,
+    /// Connects in progress whose connection will be message-framed.
+    framed_connects: Vec<ConnId>,
 }
 
 /// An [`Env`] over the node's parts (a macro, so the machine the call goes to can be borrowed
 /// from the node at the same time).
 macro_rules! env {
-    ($rpc:expr, $pool:expr, $random_punches:expr, $local:expr, $conns:expr, $now:expr) => {{
+    ($rpc:expr, $pool:expr, $random_punches:expr, $local:expr, $conns:expr, $relay:expr, $now:expr) => {{
         let firewalled = $rpc.is_firewalled();
         let remote_address = $rpc.remote_address();
         let primary_socket = $rpc.primary_socket();
@@ -237,6 +245,7 @@ macro_rules! env {
                 local_addresses: $local,
                 table,
                 streams: &$conns.udx,
+                relay: $relay.as_ref().map(|r| r.machine()),
             },
         }
     }};
@@ -277,6 +286,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             unix_epoch_offset_ms: 0,
             deliver_unknown,
             destroy_after: None,
+            relay: None,
+            framed_connects: Vec::new(),
         };
         node.process(now);
         node
@@ -444,6 +455,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 ttl: t.ttl,
             });
         }
+        if let Some(d) = self.relay_transmit(buf) {
+            return Some(d);
+        }
         loop {
             let (_, t) = self.conns.udx.poll_transmit(now, buf)?;
             if let SocketAddr::V4(to) = t.to {
@@ -473,10 +487,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rpc = self.rpc.poll_timeout()?;
         let mut t = rpc.min(self.router.poll_timeout());
-        let later = [self.records.poll_timeout(), self.conns.poll_timeout()]
-            .into_iter()
-            .chain(self.attempts.values().map(|a| a.poll_timeout()))
-            .chain(self.servers.values().map(|s| s.poll_timeout()));
+        let later = [
+            self.records.poll_timeout(),
+            self.conns.poll_timeout(),
+            self.relay_poll_timeout(),
+        ]
+        .into_iter()
+        .chain(self.attempts.values().map(|a| a.poll_timeout()))
+        .chain(self.servers.values().map(|s| s.poll_timeout()));
         for x in later.flatten() {
             t = t.min(x);
         }
@@ -509,7 +527,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             // libudx would read the first 2,048 bytes of a longer packet as a packet of its
             // own (stream data cut short); no UDX peer sends one (packets are at most 1,500
             // bytes), so it is dropped whole. dht-rpc's ceiling is the rpc layer's.
-            if bytes.len() > MAX_DATAGRAM_LEN || self.handle_udx(now, socket, from, bytes) {
+            if bytes.len() > MAX_DATAGRAM_LEN
+                || self.relay_datagram(socket, SocketAddr::V4(from), bytes)
+                || self.handle_udx(now, socket, from, bytes)
+            {
                 return;
             }
         }
@@ -521,6 +542,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
         self.connect_path_timeout(now);
+        self.relay_timeout(now);
         self.rpc.handle_timeout(now);
         self.router.handle_timeout(now);
         self.records.handle_timeout(now);
@@ -1055,7 +1077,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return conn;
         }
         let kp = self.key_pair_or_default(opts.key_pair.clone());
-        let stream_id = self.conns.new_stream_id(self.rpc.rng());
+        let mut stream_id = self.conns.new_stream_id(self.rpc.rng());
+        while self
+            .relay
+            .as_ref()
+            .is_some_and(|r| r.is_relay_stream(stream_id))
+        {
+            stream_id = self.conns.new_stream_id(self.rpc.rng());
+        }
         let mut out = Vec::new();
         let started = {
             let DhtNode {
@@ -1064,9 +1093,18 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 random_punches,
                 local_addresses,
                 conns,
+                relay,
                 ..
             } = self;
-            let mut env = env!(rpc, pool, random_punches, local_addresses, conns, now);
+            let mut env = env!(
+                rpc,
+                pool,
+                random_punches,
+                local_addresses,
+                conns,
+                relay,
+                now
+            );
             ClientAttempt::start(&mut env, &kp, remote_public_key, opts, stream_id, &mut out)
         };
         match started {
@@ -1096,12 +1134,21 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             local_addresses,
             conns,
             attempts,
+            relay,
             ..
         } = self;
         let Some(a) = attempts.get_mut(&conn) else {
             return;
         };
-        let mut env = env!(rpc, pool, random_punches, local_addresses, conns, now);
+        let mut env = env!(
+            rpc,
+            pool,
+            random_punches,
+            local_addresses,
+            conns,
+            relay,
+            now
+        );
         let mut out = Vec::new();
         f(a, &mut env, &mut out);
         self.apply_client(now, conn, out);
@@ -1186,6 +1233,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         tracing::debug!(conn = conn.0, error = %error, "connect failed");
         let now = self.last_now;
         self.drop_client_punch(now, conn);
+        self.framed_connects.retain(|c| *c != conn);
         let Some(a) = self.attempts.remove(&conn) else {
             return;
         };
@@ -1327,12 +1375,21 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             local_addresses,
             conns,
             servers,
+            relay,
             ..
         } = self;
         let Some(s) = servers.get_mut(&server) else {
             return;
         };
-        let mut env = env!(rpc, pool, random_punches, local_addresses, conns, now);
+        let mut env = env!(
+            rpc,
+            pool,
+            random_punches,
+            local_addresses,
+            conns,
+            relay,
+            now
+        );
         let mut out = Vec::new();
         f(s, &mut env, &mut out);
         self.apply_server(now, server, out);
@@ -1420,6 +1477,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             now + SERVER_CONNECT_WAIT,
             self.rpc.rng(),
         );
+        if self.is_relay_server(server) {
+            // Framed before its first packet is read.
+            self.conns.set_message_framing(conn);
+        }
         if let Some((puncher, secret)) = a.punch {
             let key = a.key;
             self.with_server(now, server, |s, env, out| {
@@ -1442,10 +1503,23 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     ) {
         self.conns
             .open(now, conn, stream_id, handshake, server, self.rpc.rng());
+        if let Some(i) = self.framed_connects.iter().position(|c| *c == conn) {
+            self.framed_connects.swap_remove(i);
+            self.conns.set_message_framing(conn);
+        }
         if let Some(server) = server {
-            if let Some(info) = self.conns.info(conn) {
-                self.emit(ConnectEvent::Incoming { server, conn, info });
-            }
+            self.incoming(now, server, conn);
+        }
+    }
+
+    /// A server's connection reached its peer: the application learns of it, or the relay
+    /// takes it.
+    fn incoming(&mut self, now: Instant, server: ServerId, conn: ConnId) {
+        if self.is_relay_server(server) {
+            return self.relay_accept(now, conn);
+        }
+        if let Some(info) = self.conns.info(conn) {
+            self.emit(ConnectEvent::Incoming { server, conn, info });
         }
     }
 
@@ -1502,6 +1576,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         if progress.opened {
             self.connection_opened(conn);
+        }
+        if self.is_relay_conn(conn) {
+            if progress.ended {
+                // The peer ended its relay connection: so does the relay (its session ends
+                // when the connection closes).
+                let _ = self.conns.end(conn);
+            }
+            return self.relay_read(now, conn);
         }
         if progress.readable {
             self.emit(ConnectEvent::Readable(conn));
@@ -1563,6 +1645,45 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.conns.write(now, conn, data)
     }
 
+    /// Makes a connection message-framed (for Protomux: one secret-stream message = one
+    /// frame): from now on [`conn_read_message`](Self::conn_read_message) returns each
+    /// decrypted message whole, and [`conn_write_message`](Self::conn_write_message) sends one.
+    /// Call it when the connection opens, before reading. The byte API keeps working for
+    /// whatever was decrypted before.
+    pub fn conn_set_message_framing(&mut self, conn: ConnId) {
+        if !self.conns.contains(conn) && self.attempts.contains_key(&conn) {
+            // A connect in progress: framed from its first message on.
+            self.framed_connects.push(conn);
+        }
+        self.conns.set_message_framing(conn);
+    }
+
+    /// Whether a connection is message-framed.
+    pub fn conn_is_message_framed(&self, conn: ConnId) -> bool {
+        self.conns.is_message_framed(conn)
+    }
+
+    /// The next decrypted message of a message-framed connection; `None`: wait for
+    /// [`ConnectEvent::Readable`] (or the end, see [`conn_at_end`](Self::conn_at_end)).
+    pub fn conn_read_message(&mut self, now: Instant, conn: ConnId) -> Option<Vec<u8>> {
+        let msg = self.conns.pop_message(conn);
+        if self.conns.has_read_room(conn) {
+            self.pump_read(now, conn);
+        }
+        msg.or_else(|| self.conns.pop_message(conn))
+    }
+
+    /// Sends `msg` as one secret-stream message. `Ok(false)`: no room now, retry after
+    /// [`ConnectEvent::Writable`].
+    pub fn conn_write_message(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        msg: &[u8],
+    ) -> Result<bool, ConnError> {
+        self.conns.write_message(now, conn, msg)
+    }
+
     /// Whether the peer acknowledged every byte written so far — and our end, after
     /// [`conn_end`](Self::conn_end). `Ok(false)`: not yet, and [`ConnectEvent::Flushed`]
     /// follows once it did (or [`ConnectEvent::Closed`] if the connection breaks first). A
@@ -1613,8 +1734,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Some(stopped) = self.conns.close(conn, error.clone()) else {
             return;
         };
+        if self.is_relay_conn(conn) {
+            return self.relay_closed(conn);
+        }
         if stopped.initiator && !stopped.opened && self.attempts.contains_key(&conn) {
             self.attempts.remove(&conn);
+            self.framed_connects.retain(|c| *c != conn);
             return self.emit(ConnectEvent::Failed {
                 conn,
                 error: ConnectError::PeerConnectionFailed,
@@ -1722,12 +1847,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
         }
         self.conns.udx.handle_datagram(now, socket, from, bytes);
-        if let Some(server) = self.conns.server_of(conn) {
-            if let Some(info) = self.conns.info(conn) {
-                self.emit(ConnectEvent::Incoming { server, conn, info });
-            }
-        }
         self.conns.flush_secret(conn);
+        if let Some(server) = self.conns.server_of(conn) {
+            self.incoming(now, server, conn);
+        }
     }
 
     /// Who waits for the first packet of `stream_id`, and the peer's stream id.
@@ -1766,10 +1889,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         let (writable, flushed) = self.conns.take_writable();
         for conn in writable {
-            self.emit(ConnectEvent::Writable(conn));
+            if !self.is_relay_conn(conn) {
+                self.emit(ConnectEvent::Writable(conn));
+            }
         }
         for conn in flushed {
-            self.emit(ConnectEvent::Flushed(conn));
+            if !self.is_relay_conn(conn) {
+                self.emit(ConnectEvent::Flushed(conn));
+            }
         }
     }
 
