@@ -165,6 +165,19 @@ impl Connections {
         None
     }
 
+    /// Takes over a connection the swarm opened (its `Open`/`Incoming` never came here).
+    pub(crate) fn adopt(&mut self, conn: ConnId, info: ConnectionInfo) {
+        let slot = self.conns.entry(conn).or_default();
+        slot.open = Some(Ok(info));
+    }
+
+    /// A connection whose handle will never exist (the core forgets it once closed).
+    pub(crate) fn mark_dropped(&mut self, conn: ConnId) {
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.dropped = true;
+        }
+    }
+
     /// Connections whose handles are gone and which have closed: the core may forget them.
     /// Their slots stay while a [`Closed`] watches them.
     pub(crate) fn take_forgettable(&mut self) -> Vec<ConnId> {
@@ -190,6 +203,11 @@ impl Connections {
         if let Some(s) = self.servers.get_mut(&server) {
             s.finish_close();
         }
+    }
+
+    /// Whether `server` is one the user created (not the swarm's).
+    pub(crate) fn is_user_server(&self, server: ServerId) -> bool {
+        self.servers.contains_key(&server)
     }
 
     /// Servers that closed (or are gone): their pending firewall decisions are moot.
@@ -354,6 +372,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A handle to a connection whose slot exists (the swarm's).
+    pub(crate) fn from_parts(shared: Shared, conn: ConnId, info: ConnectionInfo) -> Self {
+        Connection { shared, conn, info }
+    }
+
     /// The peer's public key.
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.info.remote_public_key

@@ -25,6 +25,7 @@ mod op_options;
 mod options;
 pub mod pool;
 mod shared;
+mod swarm;
 pub mod udp;
 
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
@@ -43,6 +44,9 @@ pub use options::DhtOptions;
 pub use shared::{
     IncomingRequests, IoWakeup, OpFuture, OpReply, OpStream, PendingRequest, QueryStream, Ready,
     ReceivedRequest, Shared,
+};
+pub use swarm::{
+    Discovery, SwarmConnections, SwarmFirewall, SwarmFlush, SwarmHandle, SwarmOptions,
 };
 
 /// The core node type every driver runs.

@@ -138,6 +138,8 @@ pub(crate) struct Inner {
     firewall_queue: Vec<Question>,
     /// Firewall decisions queued or running (at most [`MAX_PENDING_FIREWALL_DECISIONS`]).
     firewall_pending: usize,
+    /// The swarm beside the node, if one was started: it sees every node event first.
+    pub(crate) swarm: Option<crate::swarm::SwarmState>,
 }
 
 impl Inner {
@@ -200,6 +202,20 @@ impl Inner {
     /// Routes every pending core event to whoever waits for it.
     fn dispatch(&mut self) {
         while let Some(ev) = self.node.poll_event() {
+            let ev = match self.swarm.as_mut() {
+                Some(swarm) => {
+                    let now = self.clock.now();
+                    let servers = &self.connections;
+                    let theirs =
+                        swarm.offer(&mut self.node, now, ev, |s| servers.is_user_server(s));
+                    swarm.drain(&mut self.node, &mut self.connections);
+                    match theirs {
+                        Some(ev) => ev,
+                        None => continue,
+                    }
+                }
+                None => ev,
+            };
             match ev {
                 DhtEvent::Rpc(ev) => self.dispatch_rpc(ev),
                 DhtEvent::LookupReply { op, reply } => self.op_reply(op, OpReply::Lookup(reply)),
@@ -238,7 +254,13 @@ impl Inner {
         for conn in self.connections.take_forgettable() {
             self.node.conn_forget(conn);
         }
+        if let Some(swarm) = self.swarm.as_mut() {
+            swarm.drain(&mut self.node, &mut self.connections);
+        }
         if self.node.is_destroyed() {
+            if let Some(swarm) = self.swarm.as_mut() {
+                swarm.wake_everyone();
+            }
             self.connections.wake_all();
             for w in self.ready_wakers.drain(..) {
                 w.wake();
@@ -278,6 +300,7 @@ impl Shared {
             server_closes: BTreeMap::new(),
             firewall_queue: Vec::new(),
             firewall_pending: 0,
+            swarm: None,
         };
         inner.dispatch();
         Shared {
@@ -385,6 +408,10 @@ impl Shared {
         let mut inner = self.lock();
         let now = inner.clock.now();
         inner.node.handle_timeout(now);
+        let inner = &mut *inner;
+        if let Some(swarm) = inner.swarm.as_mut() {
+            swarm.handle_timeout(&mut inner.node, now);
+        }
         inner.dispatch();
     }
 
@@ -448,7 +475,13 @@ impl Shared {
     /// When the core next needs [`handle_timeout`](Self::handle_timeout); `None` once destroyed.
     pub fn poll_timeout(&self) -> Option<std::time::Instant> {
         let inner = self.lock();
-        inner.node.poll_timeout().map(|t| inner.clock.to_std(t))
+        let node = inner.node.poll_timeout()?;
+        // The swarm's timers (retries, refreshes, rendezvous lookups) wake the I/O task too.
+        let t = match inner.swarm.as_ref().and_then(|s| s.poll_timeout()) {
+            Some(s) => node.min(s),
+            None => node,
+        };
+        Some(inner.clock.to_std(t))
     }
 
     /// Whether the node was destroyed (the I/O task then stops).

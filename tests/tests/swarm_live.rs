@@ -1,0 +1,312 @@
+//! Swarms over real UDP on 127.0.0.1, on tokio and smol: three Rust swarm peers join one
+//! topic at the same moment on a local bootstrap network; after their flushes every pair holds
+//! exactly one connection (the same one on both sides), bytes flow both ways on each, a peer
+//! that leaves and rejoins makes no duplicate, and a banned peer's dials are refused.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use hdht_core::crypto::hash;
+use hdht_core::rpc::Persistence;
+use hdht_driver::api::JoinOptions;
+use hdht_driver::{Connection, DhtOptions, SwarmConnections, SwarmHandle, SwarmOptions};
+use hdht_tests::runtime::{Runtime, Smol, Tokio};
+
+const STEP: Duration = Duration::from_secs(30);
+
+fn opts(bootstrap: &[String], persistence: Persistence) -> DhtOptions {
+    DhtOptions {
+        bootstrap: bootstrap.to_vec(),
+        host: Ipv4Addr::LOCALHOST,
+        persistence,
+        ..DhtOptions::isolated()
+    }
+}
+
+async fn ready<R: Runtime>(d: &R::Dht) {
+    R::timeout(STEP, d.ready())
+        .await
+        .expect("bootstrap in time")
+        .expect("bootstrapped");
+}
+
+/// A bootstrapper and `n` persistent nodes.
+async fn rust_network<R: Runtime>(n: usize) -> (Vec<R::Dht>, Vec<String>) {
+    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
+        .await
+        .expect("bootstrapper");
+    ready::<R>(&boot).await;
+    let bootstrap = vec![boot.server_address().to_string()];
+    let mut nodes = vec![boot];
+    for _ in 0..n {
+        let d = R::dht(opts(&bootstrap, Persistence::Persistent))
+            .await
+            .expect("node");
+        ready::<R>(&d).await;
+        nodes.push(d);
+    }
+    (nodes, bootstrap)
+}
+
+/// One swarm peer: its node, the swarm, its connection stream and the newest connection it
+/// got per peer (a newer one replaced the older: the duplicate rule closed that one).
+struct Peer<R: Runtime> {
+    dht: R::Dht,
+    swarm: SwarmHandle,
+    stream: SwarmConnections,
+    conns: BTreeMap<[u8; 32], Connection>,
+}
+
+impl<R: Runtime> Peer<R> {
+    async fn new(bootstrap: &[String]) -> Self {
+        let dht = R::dht(opts(bootstrap, Persistence::Adaptive))
+            .await
+            .expect("swarm node");
+        ready::<R>(&dht).await;
+        let swarm = SwarmHandle::start(dht.shared(), SwarmOptions::default()).expect("swarm");
+        assert!(
+            SwarmHandle::start(dht.shared(), SwarmOptions::default()).is_err(),
+            "one swarm per node"
+        );
+        let stream = swarm.connection_stream();
+        Peer {
+            dht,
+            swarm,
+            stream,
+            conns: BTreeMap::new(),
+        }
+    }
+
+    /// Takes every connection announced so far.
+    async fn collect(&mut self) {
+        while let Some(Some((conn, info))) =
+            R::timeout(Duration::from_millis(20), self.stream.next()).await
+        {
+            assert_eq!(info.public_key, conn.remote_public_key());
+            self.conns.insert(conn.remote_public_key(), conn);
+        }
+    }
+}
+
+/// Waits (bounded) until every swarm holds a connection to each of the others and has taken
+/// it from its stream.
+async fn meshed<R: Runtime>(peers: &mut [Peer<R>]) {
+    let keys: Vec<[u8; 32]> = peers.iter().map(|p| p.swarm.public_key()).collect();
+    let mut waited = Duration::ZERO;
+    loop {
+        let mut done = true;
+        for p in peers.iter_mut() {
+            p.collect().await;
+            let mut held = p.swarm.connections();
+            held.sort();
+            let mut want: Vec<[u8; 32]> = keys
+                .iter()
+                .copied()
+                .filter(|k| *k != p.swarm.public_key())
+                .collect();
+            want.sort();
+            done &= held == want && want.iter().all(|k| p.conns.contains_key(k));
+        }
+        if done {
+            return;
+        }
+        assert!(waited < STEP, "the swarms did not mesh within {STEP:?}");
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+}
+
+/// Exactly one connection per pair: both sides hold the same one (same handshake), and bytes
+/// written on each side arrive on the other.
+async fn one_connection_each_way<R: Runtime>(peers: &mut [Peer<R>], round: &str) {
+    for i in 0..peers.len() {
+        for j in 0..peers.len() {
+            if i == j {
+                continue;
+            }
+            let (ki, kj) = (peers[i].swarm.public_key(), peers[j].swarm.public_key());
+            assert_eq!(
+                peers[i].conns[&kj].handshake_hash(),
+                peers[j].conns[&ki].handshake_hash(),
+                "both sides of a pair hold the same connection"
+            );
+            let msg = format!("{round}: {i} to {j}\n");
+            let w = peers[i].conns.get_mut(&kj).expect("connection");
+            R::timeout(STEP, async {
+                w.write_all(msg.as_bytes()).await?;
+                w.flush().await
+            })
+            .await
+            .expect("write in time")
+            .expect("write");
+            let r = peers[j].conns.get_mut(&ki).expect("connection");
+            let mut buf = vec![0; msg.len()];
+            R::timeout(STEP, r.read_exact(&mut buf))
+                .await
+                .expect("read in time")
+                .expect("read");
+            assert_eq!(buf, msg.as_bytes());
+        }
+    }
+}
+
+async fn three_peers<R: Runtime>() {
+    let (network, bootstrap) = rust_network::<R>(4).await;
+    let topic = hash(b"hdht swarm_live topic");
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        peers.push(Peer::<R>::new(&bootstrap).await);
+    }
+    // All three join at the same moment: each one's first lookup may run before the others'
+    // announces landed; the rendezvous lookups make them meet anyway.
+    let mut discoveries = Vec::new();
+    for p in &peers {
+        discoveries.push(p.swarm.join(topic, JoinOptions::default()).expect("join"));
+    }
+    for d in &discoveries {
+        let ok = R::timeout(STEP, d.flushed())
+            .await
+            .expect("discovery flushed in time")
+            .expect("discovery flushed");
+        assert!(ok, "announce stored");
+    }
+    for p in &peers {
+        assert!(
+            R::timeout(STEP, p.swarm.flush())
+                .await
+                .expect("flush in time"),
+            "flushed"
+        );
+    }
+    meshed(&mut peers).await;
+    one_connection_each_way(&mut peers, "first").await;
+    for p in &peers {
+        assert_eq!(p.swarm.connections().len(), 2, "one connection per peer");
+        let st = p.swarm.stats();
+        assert!(
+            st.client_opened + st.server_opened >= 2,
+            "connections counted: {st:?}"
+        );
+    }
+
+    // Leave then rejoin: connections stay across the leave, the rejoin makes no duplicate.
+    let last = discoveries.pop().expect("three discoveries");
+    peers[2].swarm.leave(&topic).expect("leave");
+    drop(last);
+    assert_eq!(
+        peers[2].swarm.connections().len(),
+        2,
+        "leave keeps connections"
+    );
+    let again = peers[2]
+        .swarm
+        .join(topic, JoinOptions::default())
+        .expect("rejoin");
+    R::timeout(STEP, again.flushed())
+        .await
+        .expect("rejoin flushed in time")
+        .expect("rejoin flushed");
+    assert!(R::timeout(STEP, peers[2].swarm.flush())
+        .await
+        .expect("flush in time"));
+    meshed(&mut peers).await;
+    one_connection_each_way(&mut peers, "rejoined").await;
+
+    // A ban holds: peer 0 bans peer 1 and ends their connection; peer 1's explicit dials of
+    // peer 0 are refused, and peer 0 never dials peer 1.
+    let k1 = peers[1].swarm.public_key();
+    let k0 = peers[0].swarm.public_key();
+    peers[0].swarm.ban(k1).expect("ban");
+    assert!(peers[0].swarm.peer(&k1).expect("known peer").banned);
+    let refused_before = peers[0].swarm.stats().incoming_refused;
+    peers[0].conns.remove(&k1).expect("connection").destroy();
+    peers[1].swarm.join_peer(k0).expect("join peer");
+    let mut waited = Duration::ZERO;
+    while peers[0].swarm.stats().incoming_refused == refused_before {
+        assert!(waited < STEP, "peer 1 never dialed the peer that banned it");
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    peers[0].collect().await;
+    assert!(
+        !peers[0].conns.contains_key(&k1),
+        "no new connection from a banned peer"
+    );
+    assert!(!peers[0].swarm.connections().contains(&k1));
+    assert!(
+        peers[1]
+            .swarm
+            .join_peer(peers[1].swarm.public_key())
+            .is_err(),
+        "joining our own key is refused"
+    );
+
+    drop(again);
+    drop(discoveries);
+    for p in peers {
+        R::timeout(STEP, p.swarm.shutdown())
+            .await
+            .expect("swarm shutdown in time");
+        assert!(p.swarm.join(topic, JoinOptions::default()).is_err());
+        drop(p.conns);
+        drop(p.stream);
+        R::destroy(p.dht).await;
+    }
+    for d in network {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn tokio_three_peers_mesh_leave_rejoin_ban() {
+    Tokio::run(three_peers::<Tokio>());
+}
+
+#[test]
+fn smol_three_peers_mesh_leave_rejoin_ban() {
+    Smol::run(three_peers::<Smol>());
+}
+
+#[test]
+fn tokio_swarm_type_joins_and_destroys() {
+    Tokio::run(async {
+        let (network, bootstrap) = rust_network::<Tokio>(2).await;
+        let a = hdht_tokio::Swarm::new(
+            SwarmOptions {
+                seed: Some([7; 32]),
+                ..SwarmOptions::default()
+            },
+            opts(&bootstrap, Persistence::Adaptive),
+        )
+        .await
+        .expect("swarm");
+        assert_eq!(
+            a.public_key(),
+            hdht_core::crypto::KeyPair::from_seed(&[7; 32]).public_key()
+        );
+        let d = a
+            .join(
+                hash(b"t"),
+                JoinOptions {
+                    server: false,
+                    client: false,
+                    limit: None,
+                },
+            )
+            .expect_err("neither client nor server");
+        assert!(matches!(d, hdht_driver::DhtError::Swarm(_)), "{d}");
+        let d = a.join(hash(b"t"), JoinOptions::default()).expect("join");
+        assert!(Tokio::timeout(STEP, d.flushed())
+            .await
+            .expect("in time")
+            .expect("flushed"));
+        Tokio::timeout(STEP, a.destroy())
+            .await
+            .expect("destroy in time");
+        for n in network {
+            n.destroy().await;
+        }
+    });
+}
