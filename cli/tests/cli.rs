@@ -4,7 +4,7 @@
 //! `hdht` processes. Everything runs on 127.0.0.1 with ephemeral ports; every process is
 //! bounded by a timeout and killed on drop.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -1655,4 +1655,160 @@ fn values_at_the_limit_round_trip() {
     let got = net.ok(&["mutable-get", &key]);
     assert_eq!(got[0]["value"], value.as_str());
     assert_eq!(got[0]["seq"], 1);
+}
+
+// ----- swarm: a line-based chat over a topic -----
+
+/// A running `hdht swarm`: its stdin, its stdout lines and its stderr JSON lines.
+struct SwarmProc {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: Receiver<String>,
+    lines: Receiver<String>,
+    seen: Vec<Value>,
+    name: String,
+}
+
+impl SwarmProc {
+    fn spawn(args: &[&str]) -> SwarmProc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hdht swarm");
+        let stdin = child.stdin.take();
+        let (tx, out) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        SwarmProc {
+            child,
+            stdin,
+            out,
+            lines,
+            seen: Vec::new(),
+            name: format!("hdht {}", args.join(" ")),
+        }
+    }
+
+    /// The first JSON status line (from now on) whose `event` is `event` and that satisfies
+    /// `pred`.
+    fn expect_event(
+        &mut self,
+        event: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "{}: no {event:?} line within {limit:?}; saw {:#?}",
+                    self.name, self.seen
+                )
+            });
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", self.name));
+            self.seen.push(v.clone());
+            if v["event"] == event && pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    fn hear(&self, limit: Duration) -> String {
+        self.out
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("{}: no line on stdout within {limit:?}", self.name))
+    }
+
+    fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+        wait_until(&mut self.child, Instant::now() + limit)
+            .unwrap_or_else(|| panic!("{} did not exit after SIGTERM", self.name))
+    }
+}
+
+impl Drop for SwarmProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two `hdht swarm` processes on one topic connect, exchange a line each way, keep running
+/// after the end of stdin, report the other's disconnection, and exit 0 at SIGTERM.
+#[test]
+fn swarm_processes_exchange_lines() {
+    let net = LocalNet::start(3);
+    let (seed_a, seed_b) = ("31".repeat(32), "32".repeat(32));
+    let (pk_a, pk_b) = (public_key(&seed_a), public_key(&seed_b));
+    let mut a =
+        SwarmProc::spawn(&net.args(&["swarm", "hdht cli chat", "--seed", &seed_a, "--json"]));
+    let mut b =
+        SwarmProc::spawn(&net.args(&["swarm", "hdht cli chat", "--seed", &seed_b, "--json"]));
+    let ca = a.expect_event("connection", PIPE, |v| {
+        v["remotePublicKey"] == pk_b.as_str()
+    });
+    let cb = b.expect_event("connection", PIPE, |v| {
+        v["remotePublicKey"] == pk_a.as_str()
+    });
+    assert_ne!(
+        ca["initiator"].as_bool().expect("initiator"),
+        cb["initiator"].as_bool().expect("initiator"),
+        "one side dialed: {ca} {cb}"
+    );
+    a.say("hello from a");
+    assert_eq!(b.hear(PIPE), "hello from a");
+    b.say("hello from b");
+    assert_eq!(a.hear(PIPE), "hello from b");
+    // The end of stdin stops nothing.
+    drop(a.stdin.take());
+    b.say("still there?");
+    assert_eq!(a.hear(PIPE), "still there?");
+    assert!(b.terminate(PIPE).success(), "SIGTERM exits 0");
+    a.expect_event("disconnection", PIPE, |v| {
+        v["remotePublicKey"] == pk_b.as_str()
+    });
+    assert!(a.terminate(PIPE).success(), "SIGTERM exits 0");
+    let close = a.expect_event("close", QUICK, |_| true);
+    assert_eq!(close["signal"], "SIGTERM");
+    assert!(
+        a.seen
+            .iter()
+            .any(|v| *v == serde_json::json!({"event": "flushed"})),
+        "{:#?}",
+        a.seen
+    );
 }

@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod mutable;
 pub mod node;
 pub mod sim;
+pub mod swarm;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -58,6 +59,7 @@ pub async fn run_async(command: Command, global: GlobalOpts, out: Output) -> Res
         Command::Sim(args) => sim::run(args, out, global.json),
         Command::Listen(args) => connect::run_listen(args, &global, out).await,
         Command::Connect(args) => connect::run_connect(args, &global, out).await,
+        Command::Swarm(args) => swarm::run(args, &global, out).await,
     }
 }
 
