@@ -1,0 +1,212 @@
+//! A Rust swarm and a Node `hyperswarm@4.17.2` swarm (tests/interop/swarm-peer.js) on one local
+//! network on 127.0.0.1 join a topic and exchange data both ways, on tokio and smol. The Node
+//! peer joins first; the Rust swarm finds its record and dials it. Both sides report the same
+//! connection (handshake hash) for the bytes they exchanged.
+
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use hdht_core::crypto::{hash, KeyPair};
+use hdht_core::rpc::Persistence;
+use hdht_driver::api::JoinOptions;
+use hdht_driver::{Connection, DhtOptions, SwarmHandle, SwarmOptions};
+use hdht_tests::runtime::{Runtime, Smol, Tokio};
+use hdht_tests::{interop_dir, node_binary, NodePeers};
+use serde_json::Value;
+
+const STEP: Duration = Duration::from_secs(30);
+
+/// The Node swarm process; killed on drop.
+struct NodeSwarm {
+    child: Child,
+    lines: Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl NodeSwarm {
+    fn spawn(bootstrap: &str, topic: &[u8; 32], seed: &[u8; 32]) -> NodeSwarm {
+        let mut child = Command::new(node_binary())
+            .arg("swarm-peer.js")
+            .args([bootstrap, &hex::encode(topic), &hex::encode(seed)])
+            .current_dir(interop_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node swarm-peer.js");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("swarm-peer.js: not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        NodeSwarm {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (from now on) with this event that satisfies `pred`.
+    fn expect(&mut self, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "node swarm: no {event:?} within {STEP:?}; saw {:#?}",
+                    self.seen
+                )
+            });
+            self.seen.push(v.clone());
+            if v["event"] == event && pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for NodeSwarm {
+    fn drop(&mut self) {
+        // The end of stdin destroys the Node swarm; kill it if it does not exit.
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn rust_and_node<R: Runtime>() {
+    // Installs the pinned packages if needed and fails loudly without Node.
+    drop(NodePeers::new());
+    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
+        .await
+        .expect("bootstrapper");
+    R::timeout(STEP, boot.ready())
+        .await
+        .expect("in time")
+        .expect("bootstrapped");
+    let bootstrap = vec![boot.server_address().to_string()];
+    let opts = |persistence| DhtOptions {
+        bootstrap: bootstrap.clone(),
+        host: Ipv4Addr::LOCALHOST,
+        persistence,
+        ..DhtOptions::isolated()
+    };
+    let mut network = vec![boot];
+    for _ in 0..4 {
+        let d = R::dht(opts(Persistence::Persistent)).await.expect("node");
+        R::timeout(STEP, d.ready())
+            .await
+            .expect("in time")
+            .expect("bootstrapped");
+        network.push(d);
+    }
+
+    let topic = hash(b"hdht swarm interop");
+    let node_seed = hash(b"node swarm seed");
+    let node_pk = KeyPair::from_seed(&node_seed).public_key();
+    let mut node = NodeSwarm::spawn(&bootstrap[0], &topic, &node_seed);
+    let joined = R::blocking(|| node.expect("joined", |_| true));
+    assert_eq!(joined["publicKey"], hex::encode(node_pk));
+
+    let dht = R::dht(opts(Persistence::Adaptive))
+        .await
+        .expect("rust node");
+    R::timeout(STEP, dht.ready())
+        .await
+        .expect("in time")
+        .expect("bootstrapped");
+    let swarm = SwarmHandle::start(dht.shared(), SwarmOptions::default()).expect("swarm");
+    let mut stream = swarm.connection_stream();
+    let discovery = swarm.join(topic, JoinOptions::default()).expect("join");
+    assert!(R::timeout(STEP, swarm.flush())
+        .await
+        .expect("flush in time"));
+
+    // The connection that carries the Node peer's greeting is the one both sides kept (a
+    // duplicate, if any, was closed on both sides by the shared rule).
+    let deadline = Instant::now() + STEP;
+    let mut conn: Connection = loop {
+        assert!(Instant::now() < deadline, "no greeting from the Node peer");
+        let Some(Some((mut c, info))) = R::timeout(STEP, stream.next()).await else {
+            panic!("no connection to the Node swarm within {STEP:?}");
+        };
+        assert_eq!(info.public_key, node_pk, "the peer is the Node swarm");
+        let mut buf = [0u8; 16];
+        match R::timeout(STEP, c.read_exact(&mut buf)).await {
+            Some(Ok(())) => {
+                assert_eq!(&buf, b"hello from node\n");
+                break c;
+            }
+            // Closed as a duplicate: the next one in the stream replaces it.
+            _ => continue,
+        }
+    };
+    assert_eq!(swarm.connections(), vec![node_pk]);
+    let ours = hex::encode(conn.handshake_hash());
+    let node_conn =
+        R::blocking(|| node.expect("connection", |v| v["handshakeHash"] == ours.as_str()));
+    assert_eq!(
+        node_conn["remotePublicKey"],
+        hex::encode(swarm.public_key())
+    );
+    assert_eq!(
+        node_conn["initiator"].as_bool(),
+        Some(!conn.is_initiator()),
+        "one side dialed"
+    );
+
+    R::timeout(STEP, async {
+        conn.write_all(b"hello from rust\n").await?;
+        conn.flush().await
+    })
+    .await
+    .expect("write in time")
+    .expect("write");
+    let got = R::blocking(|| node.expect("data", |v| v["handshakeHash"] == ours.as_str()));
+    assert_eq!(got["data"], "hello from rust\n");
+
+    // Stopping the Node swarm closes the connection on our side.
+    drop(node);
+    let closed = R::timeout(STEP, conn.closed()).await;
+    assert!(
+        closed.is_some(),
+        "the connection closes when the Node swarm stops"
+    );
+
+    drop(discovery);
+    R::timeout(STEP, swarm.shutdown()).await.expect("shutdown");
+    drop(conn);
+    drop(stream);
+    R::destroy(dht).await;
+    for d in network {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn tokio_rust_swarm_meets_node_hyperswarm() {
+    Tokio::run(rust_and_node::<Tokio>());
+}
+
+#[test]
+fn smol_rust_swarm_meets_node_hyperswarm() {
+    Smol::run(rust_and_node::<Smol>());
+}
