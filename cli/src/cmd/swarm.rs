@@ -5,7 +5,8 @@
 //! be cancelled) and every line goes to every connection open at the time. Each connection's
 //! bytes are cut into lines by a task of its own; one writer puts whole lines on stdout, so the
 //! lines of two peers never interleave. Lines are bounded ([`MAX_LINE`]): a peer cannot make
-//! us buffer without end. Status lines go to stderr. The end of stdin stops nothing: the
+//! us buffer without end. Queues are bounded too: a peer that stops reading holds up stdin
+//! (back-pressure, as a pipe), and a signal still ends the command. Status lines go to stderr. The end of stdin stops nothing: the
 //! command runs until SIGINT / SIGTERM, then leaves the topic (unannounces) and exits 0.
 
 use std::collections::BTreeMap;
@@ -170,8 +171,13 @@ async fn serve(swarm: &Swarm, out: Output, shutdown: &mut Shutdown) -> &'static 
             }
             Some(line) = stdin.recv() => {
                 for (_, tx) in peers.values() {
-                    // A connection whose writer ended drops the line; its reader reports it.
-                    let _ = tx.send(line.clone()).await;
+                    // Back-pressure: a peer that stops reading holds up stdin (as a pipe
+                    // would), never a signal. A connection whose writer ended drops the line;
+                    // its reader reports the disconnection.
+                    tokio::select! {
+                        _ = tx.send(line.clone()) => {}
+                        sig = shutdown.recv() => return sig,
+                    }
                 }
             }
         }
