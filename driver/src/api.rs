@@ -36,7 +36,5 @@ pub use hdht_core::rpc::{
     RequestSpec, RpcEvent,
 };
 // Swarms: topics, discovery, one connection per peer.
-pub use crate::{
-    Discovery, SwarmConnections, SwarmFirewall, SwarmFlush, SwarmHandle, SwarmOptions,
-};
+pub use crate::{Discovery, SwarmConnections, SwarmFlush, SwarmHandle, SwarmOptions};
 pub use hdht_core::swarm::{JoinOptions, PeerInfo, Priority, SwarmError, SwarmStats};

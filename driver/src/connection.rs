@@ -72,6 +72,8 @@ impl std::fmt::Debug for ServerSlot {
 pub(crate) struct Connections {
     conns: BTreeMap<ConnId, ConnSlot>,
     servers: BTreeMap<ServerId, ServerSlot>,
+    /// Servers of a swarm (the swarm closes them itself).
+    swarm_servers: std::collections::BTreeSet<ServerId>,
 }
 
 fn wake(w: &mut Option<Waker>) {
@@ -205,9 +207,9 @@ impl Connections {
         }
     }
 
-    /// Whether `server` is one the user created (not the swarm's).
-    pub(crate) fn is_user_server(&self, server: ServerId) -> bool {
-        self.servers.contains_key(&server)
+    /// `server` is a swarm's: its firewall questions stay valid although it has no slot here.
+    pub(crate) fn swarm_server(&mut self, server: ServerId) {
+        self.swarm_servers.insert(server);
     }
 
     /// Servers that closed (or are gone): their pending firewall decisions are moot.
@@ -216,7 +218,9 @@ impl Connections {
         among: impl Iterator<Item = ServerId>,
     ) -> std::collections::BTreeSet<ServerId> {
         among
-            .filter(|id| self.servers.get(id).is_none_or(|s| s.closed))
+            .filter(|id| {
+                !self.swarm_servers.contains(id) && self.servers.get(id).is_none_or(|s| s.closed)
+            })
             .collect()
     }
 

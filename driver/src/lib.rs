@@ -45,9 +45,7 @@ pub use shared::{
     IncomingRequests, IoWakeup, OpFuture, OpReply, OpStream, PendingRequest, QueryStream, Ready,
     ReceivedRequest, Shared,
 };
-pub use swarm::{
-    Discovery, SwarmConnections, SwarmFirewall, SwarmFlush, SwarmHandle, SwarmOptions,
-};
+pub use swarm::{Discovery, SwarmConnections, SwarmFlush, SwarmHandle, SwarmOptions};
 
 /// The core node type every driver runs.
 pub type Node = hdht_core::dht::DhtNode<rand_chacha::ChaCha20Rng>;

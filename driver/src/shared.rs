@@ -199,19 +199,35 @@ impl Inner {
         }
     }
 
+    /// Queues a firewall question for the I/O task (which asks the firewall outside the
+    /// lock), or rejects the handshake at once when too many decisions wait already.
+    fn ask_firewall(&mut self, q: Box<Question>) {
+        if self.firewall_pending < MAX_PENDING_FIREWALL_DECISIONS {
+            self.firewall_pending += 1;
+            self.firewall_queue.push(*q);
+            self.kick();
+        } else {
+            let now = self.clock.now();
+            self.node.firewall_decision(now, q.handshake, true);
+        }
+    }
+
     /// Routes every pending core event to whoever waits for it.
     fn dispatch(&mut self) {
         while let Some(ev) = self.node.poll_event() {
             let ev = match self.swarm.as_mut() {
                 Some(swarm) => {
                     let now = self.clock.now();
-                    let servers = &self.connections;
-                    let theirs =
-                        swarm.offer(&mut self.node, now, ev, |s| servers.is_user_server(s));
+                    let offer = swarm.offer(&mut self.node, now, ev);
                     swarm.drain(&mut self.node, &mut self.connections);
-                    match theirs {
-                        Some(ev) => ev,
-                        None => continue,
+                    match offer {
+                        crate::swarm::Offer::Theirs(ev) => ev,
+                        crate::swarm::Offer::Taken => continue,
+                        crate::swarm::Offer::Ask(q) => {
+                            self.connections.swarm_server(q.server);
+                            self.ask_firewall(q);
+                            continue;
+                        }
                     }
                 }
                 None => ev,
@@ -230,19 +246,7 @@ impl Inner {
                     }
                 }
                 DhtEvent::Connect(ev) => match self.connections.dispatch(ev) {
-                    Some(FirewallAsk::Ask(q))
-                        if self.firewall_pending < MAX_PENDING_FIREWALL_DECISIONS =>
-                    {
-                        self.firewall_pending += 1;
-                        self.firewall_queue.push(*q);
-                        // The I/O task hands it to the firewall.
-                        self.kick();
-                    }
-                    Some(FirewallAsk::Ask(q)) => {
-                        // Too many decisions wait already: rejected without asking.
-                        let now = self.clock.now();
-                        self.node.firewall_decision(now, q.handshake, true);
-                    }
+                    Some(FirewallAsk::Ask(q)) => self.ask_firewall(q),
                     Some(FirewallAsk::Decide(handshake, reject)) => {
                         let now = self.clock.now();
                         self.node.firewall_decision(now, handshake, reject);

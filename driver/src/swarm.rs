@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
@@ -19,15 +18,12 @@ use hdht_core::swarm::{
 use rand_core::SeedableRng;
 
 use crate::connection::Connection;
+use crate::firewall::{Firewall, FirewallRequest, Question};
 use crate::{DhtError, Node, Shared};
 
 /// Connections announced but not yet taken from [`SwarmConnections`]; beyond this the
 /// oldest is dropped (aborted), as an unread accept queue would.
 const MAX_QUEUED_CONNECTIONS: usize = 1024;
-
-/// A firewall for the swarm's incoming connections: `true` rejects the peer (its handshake
-/// goes unanswered). Banned peers and our own key are refused before it is asked.
-pub type SwarmFirewall = Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
 
 /// Options of a swarm (`new Hyperswarm(opts)`).
 #[derive(Clone, Default)]
@@ -40,8 +36,10 @@ pub struct SwarmOptions {
     pub max_peers: Option<usize>,
     /// `maxParallel`: dials in progress at once (default 3).
     pub max_parallel: Option<usize>,
-    /// `firewall(remotePublicKey)`: `true` rejects an incoming connection.
-    pub firewall: Option<SwarmFirewall>,
+    /// `firewall(remotePublicKey, payload)`: asked about each handshake the swarm itself would
+    /// take (not banned, not our own key, within the bounds); `true` rejects. It runs as a
+    /// server's firewall does: on the I/O task with the node unlocked, sync or async.
+    pub firewall: Option<Firewall>,
 }
 
 impl std::fmt::Debug for SwarmOptions {
@@ -77,10 +75,20 @@ struct Announced {
     info: ConnectionInfo,
 }
 
+/// What became of a node event offered to the swarm.
+pub(crate) enum Offer {
+    /// Not the swarm's: route it as usual.
+    Theirs(DhtEvent),
+    /// The swarm took it.
+    Taken,
+    /// A handshake for the user's swarm firewall.
+    Ask(Box<Question>),
+}
+
 /// The swarm's state inside the locked core.
 pub(crate) struct SwarmState {
     swarm: CoreSwarm<rand_chacha::ChaCha20Rng>,
-    firewall: Option<SwarmFirewall>,
+    firewall: Option<Firewall>,
     incoming: VecDeque<Announced>,
     incoming_waker: Option<Waker>,
     /// Finished flushes (`ok`), until their future takes them.
@@ -106,31 +114,43 @@ fn wake_all(w: &mut Vec<Waker>) {
 }
 
 impl SwarmState {
-    /// Offers a node event to the swarm (the user's firewall first); returns it if it is not
-    /// the swarm's. `user_server` tells whether a server id is one of the user's own.
+    /// Offers a node event to the swarm. A handshake to the swarm's server that the swarm
+    /// would take goes to the user's firewall first (outside the lock, as a server's).
     pub(crate) fn offer(
         &mut self,
         node: &mut Node,
         now: hdht_core::Instant,
         ev: DhtEvent,
-        user_server: impl Fn(hdht_core::dht::ServerId) -> bool,
-    ) -> Option<DhtEvent> {
+    ) -> Offer {
         if let (
             Some(fw),
             DhtEvent::Connect(ConnectEvent::Firewall {
                 server,
                 handshake,
                 remote_public_key,
-                ..
+                client_address,
+                payload,
             }),
         ) = (&self.firewall, &ev)
         {
-            if !user_server(*server) && fw(remote_public_key) {
-                node.firewall_decision(now, *handshake, true);
-                return None;
+            if self.swarm.is_own_server(*server) && !self.swarm.refuses_incoming(remote_public_key)
+            {
+                return Offer::Ask(Box::new(Question {
+                    handshake: *handshake,
+                    server: *server,
+                    firewall: fw.clone(),
+                    request: FirewallRequest {
+                        remote_public_key: *remote_public_key,
+                        client_address: *client_address,
+                        payload: (**payload).clone(),
+                    },
+                }));
             }
         }
-        self.swarm.handle_event(now, node, ev)
+        match self.swarm.handle_event(now, node, ev) {
+            Some(ev) => Offer::Theirs(ev),
+            None => Offer::Taken,
+        }
     }
 
     /// Takes the swarm's events: connections queue for the stream, flushes resolve.

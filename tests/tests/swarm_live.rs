@@ -5,13 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use hdht_core::crypto::hash;
 use hdht_core::rpc::Persistence;
 use hdht_driver::api::JoinOptions;
-use hdht_driver::{Connection, DhtOptions, SwarmConnections, SwarmHandle, SwarmOptions};
+use hdht_driver::{Connection, DhtOptions, Firewall, SwarmConnections, SwarmHandle, SwarmOptions};
 use hdht_tests::runtime::{Runtime, Smol, Tokio};
 
 const STEP: Duration = Duration::from_secs(30);
@@ -257,6 +259,99 @@ async fn three_peers<R: Runtime>() {
     for d in network {
         R::destroy(d).await;
     }
+}
+
+/// A swarm's firewall is asked about handshakes to its server: the key it rejects never
+/// connects, another one does.
+async fn firewall<R: Runtime>() {
+    let (network, bootstrap) = rust_network::<R>(3).await;
+    let mut blocked = Peer::<R>::new(&bootstrap).await;
+    let mut allowed = Peer::<R>::new(&bootstrap).await;
+    let reject = blocked.swarm.public_key();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let dht = R::dht(opts(&bootstrap, Persistence::Adaptive))
+        .await
+        .expect("server node");
+    ready::<R>(&dht).await;
+    let server = SwarmHandle::start(
+        dht.shared(),
+        SwarmOptions {
+            firewall: Some(Firewall::new(move |req| {
+                let no = req.remote_public_key == reject;
+                if no {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                no
+            })),
+            ..SwarmOptions::default()
+        },
+    )
+    .expect("swarm");
+    let mut accepted = server.connection_stream();
+    let d = server
+        .join(
+            hash(b"firewalled topic"),
+            JoinOptions {
+                server: true,
+                client: false,
+                limit: None,
+            },
+        )
+        .expect("join");
+    assert!(R::timeout(STEP, d.flushed())
+        .await
+        .expect("in time")
+        .expect("flushed"));
+    blocked
+        .swarm
+        .join_peer(server.public_key())
+        .expect("join peer");
+    allowed
+        .swarm
+        .join_peer(server.public_key())
+        .expect("join peer");
+    let (conn, info) = R::timeout(STEP, accepted.next())
+        .await
+        .expect("a connection in time")
+        .expect("a connection");
+    assert_eq!(info.public_key, allowed.swarm.public_key());
+    let mut waited = Duration::ZERO;
+    while asked.load(Ordering::SeqCst) == 0 {
+        assert!(
+            waited < STEP,
+            "the firewall was not asked about the blocked peer"
+        );
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    blocked.collect().await;
+    allowed.collect().await;
+    assert!(blocked.conns.is_empty(), "the rejected peer never connects");
+    assert_eq!(server.connections(), vec![allowed.swarm.public_key()]);
+    drop(conn);
+    drop(d);
+    R::timeout(STEP, server.shutdown()).await.expect("shutdown");
+    drop(accepted);
+    R::destroy(dht).await;
+    for p in [blocked, allowed] {
+        drop(p.conns);
+        drop(p.stream);
+        R::destroy(p.dht).await;
+    }
+    for d in network {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn tokio_firewall_rejects_one_key() {
+    Tokio::run(firewall::<Tokio>());
+}
+
+#[test]
+fn smol_firewall_rejects_one_key() {
+    Smol::run(firewall::<Smol>());
 }
 
 #[test]

@@ -943,6 +943,18 @@ impl<R: RngCore> Swarm<R> {
         }
     }
 
+    /// Whether `server` is the swarm's own server (its handshakes are the swarm's to decide).
+    pub fn is_own_server(&self, server: ServerId) -> bool {
+        self.our_server(server)
+    }
+
+    /// Whether the swarm itself refuses a handshake from `key` (destroyed, our own key,
+    /// banned, or over the incoming bounds). A driver with a user firewall asks this first and
+    /// only asks its firewall about handshakes the swarm would take.
+    pub fn refuses_incoming(&self, key: &[u8; 32]) -> bool {
+        self.refuse_incoming(key)
+    }
+
     fn our_server(&self, server: ServerId) -> bool {
         matches!(self.listen, Listen::Pending(s) | Listen::Listening(s) if s == server)
     }
