@@ -11,6 +11,7 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::{ConnId, ConnectEvent, ConnectionInfo, DhtEvent};
+use hdht_core::rpc::RpcEvent;
 use hdht_core::swarm::{
     FlushId, JoinOptions, PeerInfo, SessionId, Swarm as CoreSwarm, SwarmConfig, SwarmError,
     SwarmEvent, SwarmStats,
@@ -98,6 +99,8 @@ pub(crate) struct SwarmState {
     refreshed: BTreeMap<[u8; 32], (u64, bool)>,
     /// Who waits for a discovery's flush or the end of the swarm's unannounces.
     wakers: Vec<Waker>,
+    /// The node's last `online` (it was bootstrapped, or is being, when the swarm started).
+    online: bool,
 }
 
 impl std::fmt::Debug for SwarmState {
@@ -146,6 +149,14 @@ impl SwarmState {
                     },
                 }));
             }
+        }
+        if let DhtEvent::Rpc(RpcEvent::NetworkUpdate { online, .. }) = &ev {
+            // Back online (`network-update`'s rising edge): refresh every topic and poke every
+            // connection, so dead ones show up at once (hyperswarm `_handleNetworkUpdate`).
+            if *online && !self.online {
+                self.swarm.network_changed(now, node);
+            }
+            self.online = *online;
         }
         match self.swarm.handle_event(now, node, ev) {
             Some(ev) => Offer::Theirs(ev),
@@ -261,6 +272,7 @@ impl SwarmHandle {
                 flush_wakers: Vec::new(),
                 refreshed: BTreeMap::new(),
                 wakers: Vec::new(),
+                online: true,
             });
             Ok(())
         })?;
