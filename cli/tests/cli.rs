@@ -1812,3 +1812,59 @@ fn swarm_processes_exchange_lines() {
         a.seen
     );
 }
+
+/// Two `hdht swarm` peers send long lines at the same time; the third one's stdout has every
+/// line whole, never two peers' bytes in one line.
+#[test]
+fn swarm_lines_of_two_peers_never_interleave() {
+    let net = LocalNet::start(3);
+    let seeds = ["41".repeat(32), "42".repeat(32), "43".repeat(32)];
+    let keys: Vec<String> = seeds.iter().map(|s| public_key(s)).collect();
+    let mut procs: Vec<SwarmProc> = seeds
+        .iter()
+        .map(|s| SwarmProc::spawn(&net.args(&["swarm", "interleave", "--seed", s, "--json"])))
+        .collect();
+    for (i, p) in procs.iter_mut().enumerate() {
+        for (j, k) in keys.iter().enumerate() {
+            if i != j {
+                p.expect_event("connection", PIPE, |v| v["remotePublicKey"] == k.as_str());
+            }
+        }
+    }
+    const LINES: usize = 100;
+    const LEN: usize = 3000;
+    let writers: Vec<_> = [(0, 'a'), (1, 'b')]
+        .into_iter()
+        .map(|(i, c)| {
+            let mut stdin = procs[i].stdin.take().expect("stdin");
+            thread::spawn(move || {
+                let line = format!("{}\n", c.to_string().repeat(LEN));
+                for _ in 0..LINES {
+                    stdin.write_all(line.as_bytes()).expect("write stdin");
+                }
+                stdin.flush().expect("flush stdin");
+                // Returned, so stdin stays open while the lines are checked.
+                stdin
+            })
+        })
+        .collect();
+    let (mut a, mut b) = (0, 0);
+    for _ in 0..2 * LINES {
+        let line = procs[2].hear(PIPE);
+        assert_eq!(line.len(), LEN, "a whole line");
+        if line.bytes().all(|x| x == b'a') {
+            a += 1;
+        } else if line.bytes().all(|x| x == b'b') {
+            b += 1;
+        } else {
+            panic!("two peers' bytes in one line");
+        }
+    }
+    assert_eq!((a, b), (LINES, LINES));
+    for w in writers {
+        drop(w.join().expect("writer"));
+    }
+    for p in &mut procs {
+        assert!(p.terminate(PIPE).success());
+    }
+}
