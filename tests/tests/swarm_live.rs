@@ -364,44 +364,57 @@ fn smol_three_peers_mesh_leave_rejoin_ban() {
     Smol::run(three_peers::<Smol>());
 }
 
-#[test]
-fn tokio_swarm_type_joins_and_destroys() {
-    Tokio::run(async {
-        let (network, bootstrap) = rust_network::<Tokio>(2).await;
-        let a = hdht_tokio::Swarm::new(
-            SwarmOptions {
-                seed: Some([7; 32]),
-                ..SwarmOptions::default()
-            },
-            opts(&bootstrap, Persistence::Adaptive),
-        )
-        .await
-        .expect("swarm");
-        assert_eq!(
-            a.public_key(),
-            hdht_core::crypto::KeyPair::from_seed(&[7; 32]).public_key()
-        );
-        let d = a
-            .join(
-                hash(b"t"),
-                JoinOptions {
-                    server: false,
-                    client: false,
-                    limit: None,
-                },
-            )
-            .expect_err("neither client nor server");
-        assert!(matches!(d, hdht_driver::DhtError::Swarm(_)), "{d}");
-        let d = a.join(hash(b"t"), JoinOptions::default()).expect("join");
-        assert!(Tokio::timeout(STEP, d.flushed())
-            .await
-            .expect("in time")
-            .expect("flushed"));
-        Tokio::timeout(STEP, a.destroy())
-            .await
-            .expect("destroy in time");
-        for n in network {
-            n.destroy().await;
+/// The runtime crates' own `Swarm` (a node it owns plus the handle): options, a join and
+/// its flush, a join with neither mode refused, destroy.
+macro_rules! swarm_type_test {
+    ($name:ident, $rt:ty, $swarm:ty) => {
+        #[test]
+        fn $name() {
+            <$rt>::run(async {
+                let (network, bootstrap) = rust_network::<$rt>(2).await;
+                let a = <$swarm>::new(
+                    SwarmOptions {
+                        seed: Some([7; 32]),
+                        ..SwarmOptions::default()
+                    },
+                    opts(&bootstrap, Persistence::Adaptive),
+                )
+                .await
+                .expect("swarm");
+                assert_eq!(
+                    a.public_key(),
+                    hdht_core::crypto::KeyPair::from_seed(&[7; 32]).public_key()
+                );
+                let d = a
+                    .join(
+                        hash(b"t"),
+                        JoinOptions {
+                            server: false,
+                            client: false,
+                            limit: None,
+                        },
+                    )
+                    .expect_err("neither client nor server");
+                assert!(matches!(d, hdht_driver::DhtError::Swarm(_)), "{d}");
+                let d = a.join(hash(b"t"), JoinOptions::default()).expect("join");
+                assert!(<$rt>::timeout(STEP, d.flushed())
+                    .await
+                    .expect("in time")
+                    .expect("flushed"));
+                <$rt>::timeout(STEP, a.destroy())
+                    .await
+                    .expect("destroy in time");
+                for n in network {
+                    <$rt>::destroy(n).await;
+                }
+            });
         }
-    });
+    };
 }
+
+swarm_type_test!(
+    tokio_swarm_type_joins_and_destroys,
+    Tokio,
+    hdht_tokio::Swarm
+);
+swarm_type_test!(smol_swarm_type_joins_and_destroys, Smol, hdht_smol::Swarm);
