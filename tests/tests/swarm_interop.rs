@@ -1,7 +1,8 @@
 //! A Rust swarm and a Node `hyperswarm@4.17.2` swarm (tests/interop/swarm-peer.js) on one local
-//! network on 127.0.0.1 join a topic and exchange data both ways, on tokio and smol. The Node
-//! peer joins first; the Rust swarm finds its record and dials it. Both sides report the same
-//! connection (handshake hash) for the bytes they exchanged.
+//! network on 127.0.0.1 join a topic and exchange data both ways, on tokio and smol. Either the
+//! Node peer joins first (the Rust swarm finds its record and dials it) or the Rust one does
+//! (the Node peer dials); over the rounds the larger key is on either side. Both sides report
+//! the same connection (handshake hash) for the bytes they exchanged.
 
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
@@ -57,8 +58,11 @@ impl NodeSwarm {
         }
     }
 
-    /// The first line (from now on) with this event that satisfies `pred`.
+    /// The first line (seen before or coming) with this event that satisfies `pred`.
     fn expect(&mut self, event: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| v["event"] == event && pred(v)) {
+            return v.clone();
+        }
         let deadline = Instant::now() + STEP;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -92,7 +96,7 @@ impl Drop for NodeSwarm {
     }
 }
 
-async fn rust_and_node<R: Runtime>() {
+async fn rust_and_node<R: Runtime>(node_first: bool, round: u32) {
     // Installs the pinned packages if needed and fails loudly without Node.
     drop(NodePeers::new());
     let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
@@ -119,12 +123,16 @@ async fn rust_and_node<R: Runtime>() {
         network.push(d);
     }
 
-    let topic = hash(b"hdht swarm interop");
-    let node_seed = hash(b"node swarm seed");
+    let topic = hash(format!("hdht swarm interop {round}").as_bytes());
+    let node_seed = node_seed(round);
     let node_pk = KeyPair::from_seed(&node_seed).public_key();
-    let mut node = NodeSwarm::spawn(&bootstrap[0], &topic, &node_seed);
-    let joined = R::blocking(|| node.expect("joined", |_| true));
-    assert_eq!(joined["publicKey"], hex::encode(node_pk));
+    let start_node = || {
+        let mut node = NodeSwarm::spawn(&bootstrap[0], &topic, &node_seed);
+        let joined = R::blocking(|| node.expect("joined", |_| true));
+        assert_eq!(joined["publicKey"], hex::encode(node_pk));
+        node
+    };
+    let mut node = if node_first { Some(start_node()) } else { None };
 
     let dht = R::dht(opts(Persistence::Adaptive))
         .await
@@ -133,9 +141,25 @@ async fn rust_and_node<R: Runtime>() {
         .await
         .expect("in time")
         .expect("bootstrapped");
-    let swarm = SwarmHandle::start(dht.shared(), SwarmOptions::default()).expect("swarm");
+    let swarm = SwarmHandle::start(
+        dht.shared(),
+        SwarmOptions {
+            seed: Some(rust_seed(round)),
+            ..SwarmOptions::default()
+        },
+    )
+    .expect("swarm");
     let mut stream = swarm.connection_stream();
     let discovery = swarm.join(topic, JoinOptions::default()).expect("join");
+    if node.is_none() {
+        // Our record is stored: the Node peer's lookup finds us and it dials.
+        assert!(R::timeout(STEP, discovery.flushed())
+            .await
+            .expect("in time")
+            .expect("flushed"));
+        node = Some(start_node());
+    }
+    let mut node = node.expect("node swarm");
     assert!(R::timeout(STEP, swarm.flush())
         .await
         .expect("flush in time"));
@@ -201,12 +225,47 @@ async fn rust_and_node<R: Runtime>() {
     }
 }
 
+fn node_seed(round: u32) -> [u8; 32] {
+    hash(format!("node swarm seed {round}").as_bytes())
+}
+
+fn rust_seed(round: u32) -> [u8; 32] {
+    hash(format!("rust swarm seed {round}").as_bytes())
+}
+
+/// Rounds per order of joining; their keys differ in which side's is larger (the duplicate
+/// rule depends on it).
+const ROUNDS: u32 = 3;
+
+#[test]
+fn rounds_cover_both_key_orders() {
+    let node_larger = |r| {
+        KeyPair::from_seed(&node_seed(r)).public_key()
+            > KeyPair::from_seed(&rust_seed(r)).public_key()
+    };
+    for first in [0, ROUNDS] {
+        let orders: Vec<bool> = (first..first + ROUNDS).map(node_larger).collect();
+        assert!(
+            orders.contains(&true) && orders.contains(&false),
+            "{orders:?}"
+        );
+    }
+}
+
+/// Node first, then Rust first, `ROUNDS` times each with other keys.
+fn all_rounds<R: Runtime>() {
+    for round in 0..ROUNDS {
+        R::run(rust_and_node::<R>(true, round));
+        R::run(rust_and_node::<R>(false, ROUNDS + round));
+    }
+}
+
 #[test]
 fn tokio_rust_swarm_meets_node_hyperswarm() {
-    Tokio::run(rust_and_node::<Tokio>());
+    all_rounds::<Tokio>();
 }
 
 #[test]
 fn smol_rust_swarm_meets_node_hyperswarm() {
-    Smol::run(rust_and_node::<Smol>());
+    all_rounds::<Smol>();
 }
