@@ -4,6 +4,7 @@
 //! (the Node peer dials); over the rounds the larger key is on either side. Both sides report
 //! the same connection (handshake hash) for the bytes they exchanged.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
@@ -77,6 +78,35 @@ impl NodeSwarm {
                 return v;
             }
         }
+    }
+}
+
+impl NodeSwarm {
+    /// Takes every line printed so far.
+    fn drain(&mut self) {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+    }
+
+    /// The connections open now: remote public key (hex) per handshake hash.
+    fn live(&self) -> BTreeMap<String, String> {
+        let mut live = BTreeMap::new();
+        for v in &self.seen {
+            let hash = v["handshakeHash"].as_str().unwrap_or_default().to_string();
+            if v["event"] == "connection" {
+                live.insert(
+                    hash,
+                    v["remotePublicKey"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            } else if v["event"] == "close" {
+                live.remove(&hash);
+            }
+        }
+        live
     }
 }
 
@@ -268,4 +298,171 @@ fn tokio_rust_swarm_meets_node_hyperswarm() {
 #[test]
 fn smol_rust_swarm_meets_node_hyperswarm() {
     all_rounds::<Smol>();
+}
+
+/// 3 Node hyperswarm peers and 3 Rust swarms on one topic: the Node peers join one after the
+/// other (the reference's peers joining at the same moment miss each other), then the three
+/// Rust swarms at once. Every one of the 15 pairs ends with exactly one connection, the same
+/// on both sides, and a line written on each Rust side arrives on the Node side.
+async fn mixed_mesh<R: Runtime>() {
+    drop(NodePeers::new());
+    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
+        .await
+        .expect("bootstrapper");
+    R::timeout(STEP, boot.ready())
+        .await
+        .expect("in time")
+        .expect("bootstrapped");
+    let bootstrap = vec![boot.server_address().to_string()];
+    let opts = |persistence| DhtOptions {
+        bootstrap: bootstrap.clone(),
+        host: Ipv4Addr::LOCALHOST,
+        persistence,
+        ..DhtOptions::isolated()
+    };
+    let mut network = vec![boot];
+    for _ in 0..4 {
+        let d = R::dht(opts(Persistence::Persistent)).await.expect("node");
+        R::timeout(STEP, d.ready())
+            .await
+            .expect("in time")
+            .expect("bootstrapped");
+        network.push(d);
+    }
+    let topic = hash(b"hdht mixed mesh");
+    let mut nodes = Vec::new();
+    let mut keys = Vec::new();
+    for i in 0..3u8 {
+        let seed = hash(&[b'n', i]);
+        keys.push(KeyPair::from_seed(&seed).public_key());
+        let mut n = NodeSwarm::spawn(&bootstrap[0], &topic, &seed);
+        R::blocking(|| n.expect("joined", |_| true));
+        nodes.push(n);
+    }
+    let mut rust = Vec::new();
+    for i in 0..3u8 {
+        let dht = R::dht(opts(Persistence::Adaptive))
+            .await
+            .expect("rust node");
+        R::timeout(STEP, dht.ready())
+            .await
+            .expect("in time")
+            .expect("bootstrapped");
+        let swarm = SwarmHandle::start(
+            dht.shared(),
+            SwarmOptions {
+                seed: Some(hash(&[b'r', i])),
+                ..SwarmOptions::default()
+            },
+        )
+        .expect("swarm");
+        keys.push(swarm.public_key());
+        let stream = swarm.connection_stream();
+        rust.push((dht, swarm, stream, BTreeMap::<[u8; 32], Connection>::new()));
+    }
+    let mut discoveries = Vec::new();
+    for (_, swarm, _, _) in &rust {
+        discoveries.push(swarm.join(topic, JoinOptions::default()).expect("join"));
+    }
+    for (_, swarm, _, _) in &rust {
+        assert!(R::timeout(STEP, swarm.flush())
+            .await
+            .expect("flush in time"));
+    }
+    // Wait (bounded) for the mesh: every side holds one live connection to each other peer,
+    // and both sides of each pair hold the same one.
+    let mut waited = Duration::ZERO;
+    loop {
+        for (_, _, stream, conns) in rust.iter_mut() {
+            while let Some(Some((c, _))) =
+                R::timeout(Duration::from_millis(20), stream.next()).await
+            {
+                conns.insert(c.remote_public_key(), c);
+            }
+        }
+        for n in nodes.iter_mut() {
+            n.drain();
+        }
+        // The handshake hashes each side holds, per (from, to) pair of key indexes.
+        let mut held: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+        let index = |k: &str| keys.iter().position(|x| hex::encode(x) == k);
+        for (i, n) in nodes.iter().enumerate() {
+            for (hash, remote) in n.live() {
+                if let Some(j) = index(&remote) {
+                    held.entry((i, j)).or_default().push(hash);
+                }
+            }
+        }
+        for (i, (_, swarm, _, conns)) in rust.iter().enumerate() {
+            for k in swarm.connections() {
+                if let (Some(j), Some(c)) = (index(&hex::encode(k)), conns.get(&k)) {
+                    held.entry((3 + i, j))
+                        .or_default()
+                        .push(hex::encode(c.handshake_hash()));
+                }
+            }
+        }
+        let meshed = (0..6).all(|i| {
+            (0..6).all(|j| {
+                i == j
+                    || matches!(
+                        (held.get(&(i, j)), held.get(&(j, i))),
+                        (Some(a), Some(b)) if a.len() == 1 && a == b
+                    )
+            })
+        });
+        if meshed {
+            break;
+        }
+        assert!(
+            waited < STEP,
+            "no full mesh of one connection per pair within {STEP:?}: {held:#?}"
+        );
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    // A line from each Rust swarm to each Node peer arrives on the connection both hold.
+    for (i, (_, _, _, conns)) in rust.iter_mut().enumerate() {
+        for (j, n) in nodes.iter_mut().enumerate() {
+            let c = conns
+                .get_mut(&keys[j])
+                .expect("connection to the Node peer");
+            let line = format!("rust {i} to node {j}\n");
+            R::timeout(STEP, async {
+                c.write_all(line.as_bytes()).await?;
+                c.flush().await
+            })
+            .await
+            .expect("write in time")
+            .expect("write");
+            let ours = hex::encode(c.handshake_hash());
+            let got = R::blocking(|| {
+                n.expect("data", |v| {
+                    v["handshakeHash"] == ours.as_str() && v["data"] == line.as_str()
+                })
+            });
+            assert_eq!(got["remotePublicKey"], hex::encode(keys[3 + i]));
+        }
+    }
+    drop(discoveries);
+    drop(nodes);
+    for (dht, swarm, stream, conns) in rust {
+        R::timeout(STEP, swarm.shutdown()).await.expect("shutdown");
+        drop(conns);
+        drop(stream);
+        R::destroy(dht).await;
+    }
+    for d in network {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn tokio_three_node_and_three_rust_swarms_mesh() {
+    Tokio::run(mixed_mesh::<Tokio>());
+}
+
+#[test]
+fn smol_three_node_and_three_rust_swarms_mesh() {
+    Smol::run(mixed_mesh::<Smol>());
 }
