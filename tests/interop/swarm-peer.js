@@ -8,13 +8,18 @@
 //   {"event":"connection","remotePublicKey","initiator","handshakeHash"}
 //   {"event":"data","remotePublicKey","handshakeHash","data"}   data as UTF-8
 //   {"event":"close","remotePublicKey","handshakeHash"}
-// Exits when stdin ends (after destroying the swarm).
+// stdin: a line "join-peer HEX" calls swarm.joinPeer(HEX); a line "server-only" is read
+// before the join when given as the 4th argument. Exits when stdin ends (after destroying
+// the swarm).
+//
+// Usage with a 4th argument "server-only": joins TOPIC as a server only (it listens and
+// announces, but never looks the topic up), for staged joinPeer races.
 
 const Hyperswarm = require('hyperswarm')
 const DHT = require('hyperdht')
 const b4a = require('b4a')
 
-const [bootstrap, topicHex, seedHex] = process.argv.slice(2)
+const [bootstrap, topicHex, seedHex, mode] = process.argv.slice(2)
 if (!bootstrap || !topicHex || !seedHex) {
   console.error('usage: node swarm-peer.js HOST:PORT TOPIC_HEX SEED_HEX')
   process.exit(2)
@@ -37,10 +42,21 @@ async function main() {
     conn.on('close', () => out({ event: 'close', remotePublicKey, handshakeHash }))
     conn.write('hello from node\n')
   })
-  const discovery = swarm.join(b4a.from(topicHex, 'hex'), { server: true, client: true })
+  const serverOnly = mode === 'server-only'
+  const discovery = swarm.join(b4a.from(topicHex, 'hex'), { server: true, client: !serverOnly })
   await discovery.flushed()
   out({ event: 'joined', publicKey: b4a.toString(swarm.keyPair.publicKey, 'hex') })
-  process.stdin.resume()
+  let pending = ''
+  process.stdin.on('data', (chunk) => {
+    pending += chunk.toString()
+    let i
+    while ((i = pending.indexOf('\n')) !== -1) {
+      const line = pending.slice(0, i).trim()
+      pending = pending.slice(i + 1)
+      const m = /^join-peer ([0-9a-f]{64})$/.exec(line)
+      if (m) swarm.joinPeer(b4a.from(m[1], 'hex'))
+    }
+  })
   process.stdin.on('end', async () => {
     await swarm.destroy()
     process.exit(0)
