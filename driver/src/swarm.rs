@@ -201,9 +201,9 @@ impl SwarmState {
                 }
             }
         }
-        if !self.swarm.has_operations() {
-            wake_all(&mut self.wakers);
-        }
+        // Whoever waits (a discovery's flush, listening, the end of the unannounces)
+        // re-checks its condition.
+        wake_all(&mut self.wakers);
     }
 
     /// The swarm's timer.
@@ -315,6 +315,28 @@ impl SwarmHandle {
             topic,
             session,
         })
+    }
+
+    /// `swarm.listen()`: starts the swarm's server without joining a topic (a join as a server
+    /// does it too), so peers that know our key can `join_peer` us; resolves once our key is
+    /// announced.
+    pub async fn listen(&self) -> Result<(), DhtError> {
+        self.with_swarm(|s, n, now| s.listen(now, n))?
+            .map_err(swarm_err)?;
+        std::future::poll_fn(|cx| {
+            self.shared.with_inner(|inner| {
+                let destroyed = inner.node.is_destroyed();
+                match inner.swarm.as_mut() {
+                    Some(s) if s.swarm.is_listening() => Poll::Ready(Ok(())),
+                    Some(s) if !destroyed => {
+                        s.wakers.push(cx.waker().clone());
+                        Poll::Pending
+                    }
+                    _ => Poll::Ready(Err(DhtError::Destroyed)),
+                }
+            })
+        })
+        .await
     }
 
     /// `leave(topic)`: stops discovering the topic and unannounces it; open connections stay.

@@ -344,6 +344,63 @@ async fn firewall<R: Runtime>() {
     }
 }
 
+/// `listen()` without a topic: a peer that knows our key reaches us with `join_peer`.
+async fn listen_then_join_peer<R: Runtime>() {
+    let (network, bootstrap) = rust_network::<R>(3).await;
+    let mut a = Peer::<R>::new(&bootstrap).await;
+    let mut b = Peer::<R>::new(&bootstrap).await;
+    R::timeout(STEP, a.swarm.listen())
+        .await
+        .expect("listening in time")
+        .expect("listening");
+    b.swarm.join_peer(a.swarm.public_key()).expect("join peer");
+    let mut waited = Duration::ZERO;
+    loop {
+        a.collect().await;
+        b.collect().await;
+        if a.conns.contains_key(&b.swarm.public_key())
+            && b.conns.contains_key(&a.swarm.public_key())
+        {
+            break;
+        }
+        assert!(waited < STEP, "join_peer did not reach the listening swarm");
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    let mut peers = [a, b];
+    one_connection_each_way(&mut peers, "explicit").await;
+    let peer = peers[1]
+        .swarm
+        .peer(&peers[0].swarm.public_key())
+        .expect("peer info");
+    assert!(peer.explicit, "{peer:?}");
+    for p in peers {
+        R::timeout(STEP, p.swarm.shutdown())
+            .await
+            .expect("shutdown");
+        assert!(R::timeout(STEP, p.swarm.listen())
+            .await
+            .expect("in time")
+            .is_err());
+        drop(p.conns);
+        drop(p.stream);
+        R::destroy(p.dht).await;
+    }
+    for d in network {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn tokio_listen_then_join_peer() {
+    Tokio::run(listen_then_join_peer::<Tokio>());
+}
+
+#[test]
+fn smol_listen_then_join_peer() {
+    Smol::run(listen_then_join_peer::<Smol>());
+}
+
 #[test]
 fn tokio_firewall_rejects_one_key() {
     Tokio::run(firewall::<Tokio>());
