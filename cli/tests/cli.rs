@@ -1709,14 +1709,17 @@ impl SwarmProc {
         }
     }
 
-    /// The first JSON status line (from now on) whose `event` is `event` and that satisfies
-    /// `pred`.
+    /// The first JSON status line (seen already or coming) whose `event` is `event` and that
+    /// satisfies `pred`: status lines of different peers come in any order.
     fn expect_event(
         &mut self,
         event: &str,
         limit: Duration,
         pred: impl Fn(&Value) -> bool,
     ) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| v["event"] == event && pred(v)) {
+            return v.clone();
+        }
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
