@@ -156,6 +156,57 @@ pub enum Command {
     /// `{"event":"close","signal"}` and at exit `{"event":"stats","sessions","pairings",
     /// "relayedPairs","packetsForwarded","bytesForwarded","packetsDropped"}`.
     Relay(crate::cmd::relay::RelayArgs),
+    /// Join a topic with a Hyperswarm: every line of stdin goes to every connected peer,
+    /// every peer's lines go to stdout.
+    ///
+    /// TOPIC is 64 hex characters (the 32-byte topic itself), or any other string, whose
+    /// BLAKE2b-256 hash of its UTF-8 bytes is the topic (hypercore-crypto's
+    /// `hash(Buffer.from(TOPIC))`). Lines go out whole and come out whole: the lines of two
+    /// peers never interleave (a line longer than 64 KiB is cut into pieces of 64 KiB, each
+    /// ended with a newline, as is a peer's last unterminated line when its connection ends).
+    /// Runs until Ctrl-C / SIGTERM (exit 0); the end of stdin does not stop it.
+    ///
+    /// Status lines go to stderr — with `--json` one JSON object per line:
+    /// `{"event":"connection","remotePublicKey","initiator"}`,
+    /// `{"event":"disconnection","remotePublicKey"}`, `{"event":"flushed"}` (every peer found
+    /// by the first refresh was tried) and `{"event":"close","signal"}`.
+    Swarm(SwarmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SwarmArgs {
+    /// The topic: 64 hex characters, or a string that is hashed (BLAKE2b-256) into one.
+    #[arg(value_name = "TOPIC")]
+    pub topic: String,
+
+    /// Our key pair's 32-byte seed, as 64 hex characters. Random if absent.
+    #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
+    pub seed: Option<[u8; 32]>,
+
+    /// Only announce the topic and accept connections (no lookups, no dials).
+    #[arg(long, conflicts_with = "client")]
+    pub server: bool,
+
+    /// Only look the topic up and dial the peers found (no announce).
+    #[arg(long)]
+    pub client: bool,
+
+    /// UDP port of the node (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+}
+
+impl SwarmArgs {
+    /// The 32-byte topic TOPIC names.
+    pub fn topic_bytes(&self) -> [u8; 32] {
+        let t = self.topic.trim();
+        if t.len() == 64 {
+            if let Ok(bytes) = parse_hex32(t) {
+                return bytes;
+            }
+        }
+        hdht_tokio::hash(self.topic.as_bytes())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -482,6 +533,27 @@ mod tests {
             "--latest"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn swarm_topics() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Swarm(a) = cli.command else {
+                panic!("swarm")
+            };
+            a
+        };
+        let a = parse(&["hdht", "swarm", &"ab".repeat(32)]);
+        assert_eq!(a.topic_bytes(), [0xab; 32]);
+        let a = parse(&["hdht", "swarm", "chat", "--server"]);
+        // hypercore-crypto 3.7.0: `hash(Buffer.from('chat'))`.
+        assert_eq!(
+            hex::encode(a.topic_bytes()),
+            "568ce007051fded19e9a754a5053f8eed8fa05984a34cd5d96685e5016d39dde"
+        );
+        assert!(a.server && !a.client);
+        assert!(Cli::try_parse_from(["hdht", "swarm", "x", "--server", "--client"]).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `hdht` processes. Everything runs on 127.0.0.1 with ephemeral ports; every process is
 //! bounded by a timeout and killed on drop.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -1690,4 +1690,219 @@ fn relay_announces_its_key_and_reports_stats_on_sigterm() {
 #[test]
 fn relay_rejects_a_bad_seed() {
     assert_usage_error(&["relay", "--seed", "xyz"], "not valid hex");
+}
+
+// ----- swarm: a line-based chat over a topic -----
+
+/// A running `hdht swarm`: its stdin, its stdout lines and its stderr JSON lines.
+struct SwarmProc {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: Receiver<String>,
+    lines: Receiver<String>,
+    seen: Vec<Value>,
+    name: String,
+}
+
+impl SwarmProc {
+    fn spawn(args: &[&str]) -> SwarmProc {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hdht swarm");
+        let stdin = child.stdin.take();
+        let (tx, out) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        SwarmProc {
+            child,
+            stdin,
+            out,
+            lines,
+            seen: Vec::new(),
+            name: format!("hdht {}", args.join(" ")),
+        }
+    }
+
+    /// The first JSON status line (seen already or coming) whose `event` is `event` and that
+    /// satisfies `pred`: status lines of different peers come in any order.
+    fn expect_event(
+        &mut self,
+        event: &str,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| v["event"] == event && pred(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "{}: no {event:?} line within {limit:?}; saw {:#?}",
+                    self.name, self.seen
+                )
+            });
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{}: not a JSON line ({e}): {line}", self.name));
+            self.seen.push(v.clone());
+            if v["event"] == event && pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    fn hear(&self, limit: Duration) -> String {
+        self.out
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("{}: no line on stdout within {limit:?}", self.name))
+    }
+
+    fn terminate(&mut self, limit: Duration) -> ExitStatus {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+        wait_until(&mut self.child, Instant::now() + limit)
+            .unwrap_or_else(|| panic!("{} did not exit after SIGTERM", self.name))
+    }
+}
+
+impl Drop for SwarmProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two `hdht swarm` processes on one topic connect, exchange a line each way, keep running
+/// after the end of stdin, report the other's disconnection, and exit 0 at SIGTERM.
+#[test]
+fn swarm_processes_exchange_lines() {
+    let net = LocalNet::start(3);
+    let (seed_a, seed_b) = ("31".repeat(32), "32".repeat(32));
+    let (pk_a, pk_b) = (public_key(&seed_a), public_key(&seed_b));
+    let mut a =
+        SwarmProc::spawn(&net.args(&["swarm", "hdht cli chat", "--seed", &seed_a, "--json"]));
+    let mut b =
+        SwarmProc::spawn(&net.args(&["swarm", "hdht cli chat", "--seed", &seed_b, "--json"]));
+    let ca = a.expect_event("connection", PIPE, |v| {
+        v["remotePublicKey"] == pk_b.as_str()
+    });
+    let cb = b.expect_event("connection", PIPE, |v| {
+        v["remotePublicKey"] == pk_a.as_str()
+    });
+    assert_ne!(
+        ca["initiator"].as_bool().expect("initiator"),
+        cb["initiator"].as_bool().expect("initiator"),
+        "one side dialed: {ca} {cb}"
+    );
+    a.say("hello from a");
+    assert_eq!(b.hear(PIPE), "hello from a");
+    b.say("hello from b");
+    assert_eq!(a.hear(PIPE), "hello from b");
+    // The end of stdin stops nothing.
+    drop(a.stdin.take());
+    b.say("still there?");
+    assert_eq!(a.hear(PIPE), "still there?");
+    assert!(b.terminate(PIPE).success(), "SIGTERM exits 0");
+    a.expect_event("disconnection", PIPE, |v| {
+        v["remotePublicKey"] == pk_b.as_str()
+    });
+    assert!(a.terminate(PIPE).success(), "SIGTERM exits 0");
+    let close = a.expect_event("close", QUICK, |_| true);
+    assert_eq!(close["signal"], "SIGTERM");
+    assert!(
+        a.seen
+            .iter()
+            .any(|v| *v == serde_json::json!({"event": "flushed"})),
+        "{:#?}",
+        a.seen
+    );
+}
+
+/// Two `hdht swarm` peers send long lines at the same time; the third one's stdout has every
+/// line whole, never two peers' bytes in one line.
+#[test]
+fn swarm_lines_of_two_peers_never_interleave() {
+    let net = LocalNet::start(3);
+    let seeds = ["41".repeat(32), "42".repeat(32), "43".repeat(32)];
+    let keys: Vec<String> = seeds.iter().map(|s| public_key(s)).collect();
+    let mut procs: Vec<SwarmProc> = seeds
+        .iter()
+        .map(|s| SwarmProc::spawn(&net.args(&["swarm", "interleave", "--seed", s, "--json"])))
+        .collect();
+    for (i, p) in procs.iter_mut().enumerate() {
+        for (j, k) in keys.iter().enumerate() {
+            if i != j {
+                p.expect_event("connection", PIPE, |v| v["remotePublicKey"] == k.as_str());
+            }
+        }
+    }
+    const LINES: usize = 100;
+    const LEN: usize = 3000;
+    let writers: Vec<_> = [(0, 'a'), (1, 'b')]
+        .into_iter()
+        .map(|(i, c)| {
+            let mut stdin = procs[i].stdin.take().expect("stdin");
+            thread::spawn(move || {
+                let line = format!("{}\n", c.to_string().repeat(LEN));
+                for _ in 0..LINES {
+                    stdin.write_all(line.as_bytes()).expect("write stdin");
+                }
+                stdin.flush().expect("flush stdin");
+                // Returned, so stdin stays open while the lines are checked.
+                stdin
+            })
+        })
+        .collect();
+    let (mut a, mut b) = (0, 0);
+    for _ in 0..2 * LINES {
+        let line = procs[2].hear(PIPE);
+        assert_eq!(line.len(), LEN, "a whole line");
+        if line.bytes().all(|x| x == b'a') {
+            a += 1;
+        } else if line.bytes().all(|x| x == b'b') {
+            b += 1;
+        } else {
+            panic!("two peers' bytes in one line");
+        }
+    }
+    assert_eq!((a, b), (LINES, LINES));
+    for w in writers {
+        drop(w.join().expect("writer"));
+    }
+    for p in &mut procs {
+        assert!(p.terminate(PIPE).success());
+    }
 }

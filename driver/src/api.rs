@@ -40,3 +40,6 @@ pub use hdht_core::rpc::{
     NodeId, Persistence, QueryError, QueryReply, QueryResult, QuerySpec, ReplySpec, RequestError,
     RequestSpec, RpcEvent,
 };
+// Swarms: topics, discovery, one connection per peer.
+pub use crate::{Discovery, SwarmConnections, SwarmFlush, SwarmHandle, SwarmOptions};
+pub use hdht_core::swarm::{JoinOptions, PeerInfo, Priority, SwarmError, SwarmStats};

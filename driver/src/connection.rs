@@ -72,6 +72,8 @@ impl std::fmt::Debug for ServerSlot {
 pub(crate) struct Connections {
     conns: BTreeMap<ConnId, ConnSlot>,
     servers: BTreeMap<ServerId, ServerSlot>,
+    /// Servers of a swarm (the swarm closes them itself).
+    swarm_servers: std::collections::BTreeSet<ServerId>,
 }
 
 fn wake(w: &mut Option<Waker>) {
@@ -165,6 +167,19 @@ impl Connections {
         None
     }
 
+    /// Takes over a connection the swarm opened (its `Open`/`Incoming` never came here).
+    pub(crate) fn adopt(&mut self, conn: ConnId, info: ConnectionInfo) {
+        let slot = self.conns.entry(conn).or_default();
+        slot.open = Some(Ok(info));
+    }
+
+    /// A connection whose handle will never exist (the core forgets it once closed).
+    pub(crate) fn mark_dropped(&mut self, conn: ConnId) {
+        if let Some(s) = self.conns.get_mut(&conn) {
+            s.dropped = true;
+        }
+    }
+
     /// Connections whose handles are gone and which have closed: the core may forget them.
     /// Their slots stay while a [`Closed`] watches them.
     pub(crate) fn take_forgettable(&mut self) -> Vec<ConnId> {
@@ -192,13 +207,20 @@ impl Connections {
         }
     }
 
+    /// `server` is a swarm's: its firewall questions stay valid although it has no slot here.
+    pub(crate) fn swarm_server(&mut self, server: ServerId) {
+        self.swarm_servers.insert(server);
+    }
+
     /// Servers that closed (or are gone): their pending firewall decisions are moot.
     pub(crate) fn closed_servers(
         &self,
         among: impl Iterator<Item = ServerId>,
     ) -> std::collections::BTreeSet<ServerId> {
         among
-            .filter(|id| self.servers.get(id).is_none_or(|s| s.closed))
+            .filter(|id| {
+                !self.swarm_servers.contains(id) && self.servers.get(id).is_none_or(|s| s.closed)
+            })
             .collect()
     }
 
@@ -387,6 +409,11 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A handle to a connection whose slot exists (the swarm's).
+    pub(crate) fn from_parts(shared: Shared, conn: ConnId, info: ConnectionInfo) -> Self {
+        Connection { shared, conn, info }
+    }
+
     /// The peer's public key.
     pub fn remote_public_key(&self) -> [u8; 32] {
         self.info.remote_public_key

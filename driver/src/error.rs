@@ -8,6 +8,7 @@ use std::net::SocketAddrV4;
 use hdht_core::connect::ConnectError;
 use hdht_core::dht::OpError;
 use hdht_core::rpc::{QueryError, RequestError};
+use hdht_core::swarm::SwarmError;
 
 use crate::BootstrapParseError;
 
@@ -67,6 +68,15 @@ pub enum DhtError {
     /// `"CODE: message"`).
     #[error("{0}")]
     Connect(#[from] ConnectError),
+    /// A swarm call was refused (destroyed, neither client nor server, too many topics).
+    #[error("swarm: {0}")]
+    Swarm(#[from] SwarmError),
+    /// The node already runs a swarm (one swarm per node).
+    #[error("the node already runs a swarm")]
+    SwarmExists,
+    /// An option or argument the call cannot use.
+    #[error("invalid option: {0}")]
+    InvalidOption(&'static str),
 }
 
 impl DhtError {
@@ -83,7 +93,13 @@ impl DhtError {
             DhtError::Query(e) => e.code(),
             DhtError::Op(e) => e.code(),
             DhtError::Connect(e) => Some(e.code()),
-            DhtError::Io(_) | DhtError::Bootstrap(_) | DhtError::NoBootstrapReply { .. } => None,
+            DhtError::Swarm(SwarmError::Destroyed) => Some("SWARM_DESTROYED"),
+            DhtError::Io(_)
+            | DhtError::Bootstrap(_)
+            | DhtError::NoBootstrapReply { .. }
+            | DhtError::Swarm(_)
+            | DhtError::SwarmExists
+            | DhtError::InvalidOption(_) => None,
         }
     }
 

@@ -27,6 +27,7 @@ mod options;
 pub mod pool;
 mod relay;
 mod shared;
+mod swarm;
 pub mod udp;
 
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
@@ -47,6 +48,7 @@ pub use shared::{
     IncomingRequests, IoWakeup, OpFuture, OpReply, OpStream, PendingRequest, QueryStream, Ready,
     ReceivedRequest, Shared,
 };
+pub use swarm::{Discovery, SwarmConnections, SwarmFlush, SwarmHandle, SwarmOptions};
 
 /// The core node type every driver runs.
 pub type Node = hdht_core::dht::DhtNode<rand_chacha::ChaCha20Rng>;

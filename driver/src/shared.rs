@@ -139,6 +139,8 @@ pub(crate) struct Inner {
     /// Firewall decisions queued or running (at most [`MAX_PENDING_FIREWALL_DECISIONS`]).
     firewall_pending: usize,
     interfaces: crate::interfaces::InterfaceWatch,
+    /// The swarm beside the node, if one was started: it sees every node event first.
+    pub(crate) swarm: Option<crate::swarm::SwarmState>,
 }
 
 impl Inner {
@@ -198,9 +200,39 @@ impl Inner {
         }
     }
 
+    /// Queues a firewall question for the I/O task (which asks the firewall outside the
+    /// lock), or rejects the handshake at once when too many decisions wait already.
+    fn ask_firewall(&mut self, q: Box<Question>) {
+        if self.firewall_pending < MAX_PENDING_FIREWALL_DECISIONS {
+            self.firewall_pending += 1;
+            self.firewall_queue.push(*q);
+            self.kick();
+        } else {
+            let now = self.clock.now();
+            self.node.firewall_decision(now, q.handshake, true);
+        }
+    }
+
     /// Routes every pending core event to whoever waits for it.
     fn dispatch(&mut self) {
         while let Some(ev) = self.node.poll_event() {
+            let ev = match self.swarm.as_mut() {
+                Some(swarm) => {
+                    let now = self.clock.now();
+                    let offer = swarm.offer(&mut self.node, now, ev);
+                    swarm.drain(&mut self.node, &mut self.connections);
+                    match offer {
+                        crate::swarm::Offer::Theirs(ev) => ev,
+                        crate::swarm::Offer::Taken => continue,
+                        crate::swarm::Offer::Ask(q) => {
+                            self.connections.swarm_server(q.server);
+                            self.ask_firewall(q);
+                            continue;
+                        }
+                    }
+                }
+                None => ev,
+            };
             match ev {
                 DhtEvent::Rpc(ev) => self.dispatch_rpc(ev),
                 DhtEvent::LookupReply { op, reply } => self.op_reply(op, OpReply::Lookup(reply)),
@@ -215,19 +247,7 @@ impl Inner {
                     }
                 }
                 DhtEvent::Connect(ev) => match self.connections.dispatch(ev) {
-                    Some(FirewallAsk::Ask(q))
-                        if self.firewall_pending < MAX_PENDING_FIREWALL_DECISIONS =>
-                    {
-                        self.firewall_pending += 1;
-                        self.firewall_queue.push(*q);
-                        // The I/O task hands it to the firewall.
-                        self.kick();
-                    }
-                    Some(FirewallAsk::Ask(q)) => {
-                        // Too many decisions wait already: rejected without asking.
-                        let now = self.clock.now();
-                        self.node.firewall_decision(now, q.handshake, true);
-                    }
+                    Some(FirewallAsk::Ask(q)) => self.ask_firewall(q),
                     Some(FirewallAsk::Decide(handshake, reject)) => {
                         let now = self.clock.now();
                         self.node.firewall_decision(now, handshake, reject);
@@ -239,7 +259,13 @@ impl Inner {
         for conn in self.connections.take_forgettable() {
             self.node.conn_forget(conn);
         }
+        if let Some(swarm) = self.swarm.as_mut() {
+            swarm.drain(&mut self.node, &mut self.connections);
+        }
         if self.node.is_destroyed() {
+            if let Some(swarm) = self.swarm.as_mut() {
+                swarm.wake_everyone();
+            }
             self.connections.wake_all();
             for w in self.ready_wakers.drain(..) {
                 w.wake();
@@ -280,6 +306,7 @@ impl Shared {
             firewall_queue: Vec::new(),
             firewall_pending: 0,
             interfaces: crate::interfaces::InterfaceWatch::none(),
+            swarm: None,
         };
         inner.dispatch();
         Shared {
@@ -390,6 +417,10 @@ impl Shared {
         if let Some(locals) = inner.interfaces.poll(std::time::Instant::now()) {
             inner.node.update_local_addresses(now, locals);
         }
+        let inner = &mut *inner;
+        if let Some(swarm) = inner.swarm.as_mut() {
+            swarm.handle_timeout(&mut inner.node, now);
+        }
         inner.dispatch();
     }
 
@@ -460,7 +491,13 @@ impl Shared {
     /// When the core next needs [`handle_timeout`](Self::handle_timeout); `None` once destroyed.
     pub fn poll_timeout(&self) -> Option<std::time::Instant> {
         let inner = self.lock();
-        inner.node.poll_timeout().map(|t| inner.clock.to_std(t))
+        let node = inner.node.poll_timeout()?;
+        // The swarm's timers (retries, refreshes, rendezvous lookups) wake the I/O task too.
+        let t = match inner.swarm.as_ref().and_then(|s| s.poll_timeout()) {
+            Some(s) => node.min(s),
+            None => node,
+        };
+        Some(inner.clock.to_std(t))
     }
 
     /// Whether the node was destroyed (the I/O task then stops).

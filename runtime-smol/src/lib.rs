@@ -495,3 +495,47 @@ mod tests {
         });
     }
 }
+
+/// A Hyperswarm (`new Hyperswarm(opts)`) on its own node: join topics and get one encrypted
+/// connection per peer. Derefs to [`SwarmHandle`] for `join`, `flush`, the connection stream
+/// and the rest; [`destroy`](Self::destroy) leaves every topic and destroys the node.
+#[derive(Debug)]
+pub struct Swarm {
+    handle: SwarmHandle,
+    dht: Dht,
+}
+
+impl Deref for Swarm {
+    type Target = SwarmHandle;
+    fn deref(&self) -> &SwarmHandle {
+        &self.handle
+    }
+}
+
+impl Swarm {
+    /// A swarm on a new node built with `dht` (bootstrap list, port, …); resolves once the
+    /// node is bootstrapped ([`DhtError::NoBootstrapReply`] if no bootstrap node answered).
+    pub async fn new(opts: SwarmOptions, dht: DhtOptions) -> Result<Swarm, DhtError> {
+        let dht = Dht::new(dht).await?;
+        dht.ready().await?;
+        Self::with_dht(dht, opts)
+    }
+
+    /// A swarm on an existing node (`new Hyperswarm({ dht })`); the swarm owns it from now on.
+    pub fn with_dht(dht: Dht, opts: SwarmOptions) -> Result<Swarm, DhtError> {
+        let handle = SwarmHandle::start(dht.shared(), opts)?;
+        Ok(Swarm { handle, dht })
+    }
+
+    /// The node the swarm runs on.
+    pub fn dht(&self) -> &Dht {
+        &self.dht
+    }
+
+    /// `swarm.destroy()`: leaves every topic (waiting for the unannounces), closes the
+    /// swarm's server, then destroys the node (which closes every connection).
+    pub async fn destroy(self) {
+        self.handle.shutdown().await;
+        self.dht.destroy().await;
+    }
+}

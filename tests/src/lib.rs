@@ -177,12 +177,14 @@ fn ensure_node_modules(dir: &std::path::Path) -> Result<(), HarnessError> {
     static INSTALL: Mutex<()> = Mutex::new(());
     let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let installed = || {
-        ["dht-rpc", "hyperdht", "b4a"].iter().all(|pkg| {
-            dir.join("node_modules")
-                .join(pkg)
-                .join("package.json")
-                .is_file()
-        })
+        ["dht-rpc", "hyperdht", "b4a", "hyperswarm"]
+            .iter()
+            .all(|pkg| {
+                dir.join("node_modules")
+                    .join(pkg)
+                    .join("package.json")
+                    .is_file()
+            })
     };
     if installed() {
         return Ok(());
@@ -224,7 +226,8 @@ fn ensure_node_modules(dir: &std::path::Path) -> Result<(), HarnessError> {
     result
 }
 
-fn node_binary() -> String {
+/// The Node binary the interop tests run (`HDHT_NODE`, default `node`).
+pub fn node_binary() -> String {
     std::env::var("HDHT_NODE").unwrap_or_else(|_| "node".to_string())
 }
 

@@ -13,6 +13,7 @@ pub mod mutable;
 pub mod node;
 pub mod relay;
 pub mod sim;
+pub mod swarm;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -91,6 +92,7 @@ pub async fn run_async(command: Command, global: GlobalOpts, out: Output) -> Res
         Command::Connect(args) => connect::run_connect(args, &global, out).await,
         Command::Doctor(args) => doctor::run(args, &global, out).await,
         Command::Relay(args) => relay::run(args, &global, out).await,
+        Command::Swarm(args) => swarm::run(args, &global, out).await,
     }
 }
 

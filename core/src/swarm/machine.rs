@@ -943,6 +943,47 @@ impl<R: RngCore> Swarm<R> {
         }
     }
 
+    /// `swarm.listen()`: starts the swarm's server (announcing our key) without joining a
+    /// topic, so that peers that know our key (`join_peer`) reach us. Does nothing if the
+    /// server already runs; [`is_listening`](Self::is_listening) tells when it listens.
+    pub fn listen<N: RngCore + CryptoRng>(
+        &mut self,
+        now: Instant,
+        node: &mut DhtNode<N>,
+    ) -> Result<(), SwarmError> {
+        if self.destroyed {
+            return Err(SwarmError::Destroyed);
+        }
+        if self.listen == Listen::Idle {
+            let s = node.create_server(ServerOptions {
+                firewall: true,
+                ..ServerOptions::default()
+            });
+            self.listen = match node.listen(now, s, Some(self.cfg.key_pair.clone())) {
+                Ok(()) => Listen::Pending(s),
+                Err(_) => Listen::Listening(s),
+            };
+        }
+        Ok(())
+    }
+
+    /// Whether the swarm's server listens (its first announce of our key completed).
+    pub fn is_listening(&self) -> bool {
+        matches!(self.listen, Listen::Listening(_))
+    }
+
+    /// Whether `server` is the swarm's own server (its handshakes are the swarm's to decide).
+    pub fn is_own_server(&self, server: ServerId) -> bool {
+        self.our_server(server)
+    }
+
+    /// Whether the swarm itself refuses a handshake from `key` (destroyed, our own key,
+    /// banned, or over the incoming bounds). A driver with a user firewall asks this first and
+    /// only asks its firewall about handshakes the swarm would take.
+    pub fn refuses_incoming(&self, key: &[u8; 32]) -> bool {
+        self.refuse_incoming(key)
+    }
+
     fn our_server(&self, server: ServerId) -> bool {
         matches!(self.listen, Listen::Pending(s) | Listen::Listening(s) if s == server)
     }

@@ -1,0 +1,600 @@
+//! Hyperswarm over a running node, written once for both runtimes: the core's sans-IO
+//! [`Swarm`](hdht_core::swarm::Swarm) sits in the locked core beside the node; the shared
+//! dispatch offers it every node event first and folds its timer into the I/O task's
+//! deadline ([`Shared`]). [`SwarmHandle`] is what the user calls; the runtime crates wrap
+//! it with the node it owns.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use futures_core::Stream;
+use hdht_core::crypto::KeyPair;
+use hdht_core::dht::{ConnId, ConnectEvent, ConnectionInfo, DhtEvent};
+use hdht_core::rpc::RpcEvent;
+use hdht_core::swarm::{
+    FlushId, JoinOptions, PeerInfo, SessionId, Swarm as CoreSwarm, SwarmConfig, SwarmError,
+    SwarmEvent, SwarmStats,
+};
+use rand_core::SeedableRng;
+
+use crate::connection::Connection;
+use crate::firewall::{Firewall, FirewallRequest, Question};
+use crate::{DhtError, Node, Shared};
+
+/// Connections announced but not yet taken from [`SwarmConnections`]; beyond this the
+/// oldest is dropped (aborted), as an unread accept queue would.
+const MAX_QUEUED_CONNECTIONS: usize = 1024;
+
+/// Options of a swarm (`new Hyperswarm(opts)`).
+#[derive(Clone, Default)]
+pub struct SwarmOptions {
+    /// Our identity (`keyPair`); default: derived from [`seed`](Self::seed), else random.
+    pub key_pair: Option<KeyPair>,
+    /// Seed of the key pair (`seed`), when [`key_pair`](Self::key_pair) is not given.
+    pub seed: Option<[u8; 32]>,
+    /// `maxPeers` (default 64).
+    pub max_peers: Option<usize>,
+    /// `maxParallel`: dials in progress at once (default 3).
+    pub max_parallel: Option<usize>,
+    /// `firewall(remotePublicKey, payload)`: asked about each handshake the swarm itself would
+    /// take (not banned, not our own key, within the bounds); `true` rejects. It runs as a
+    /// server's firewall does: on the I/O task with the node unlocked, sync or async.
+    pub firewall: Option<Firewall>,
+}
+
+impl std::fmt::Debug for SwarmOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmOptions")
+            .field("key_pair", &self.key_pair.as_ref().map(KeyPair::public_key))
+            .field("max_peers", &self.max_peers)
+            .field("max_parallel", &self.max_parallel)
+            .field("firewall", &self.firewall.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SwarmOptions {
+    /// The key pair these options give (random if neither a key pair nor a seed is set).
+    pub fn resolve_key_pair(&self) -> KeyPair {
+        match (&self.key_pair, &self.seed) {
+            (Some(kp), _) => kp.clone(),
+            (None, Some(seed)) => KeyPair::from_seed(seed),
+            (None, None) => {
+                let mut seed = [0u8; 32];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+                KeyPair::from_seed(&seed)
+            }
+        }
+    }
+}
+
+/// A connection announced by the swarm, waiting to be taken.
+#[derive(Debug)]
+struct Announced {
+    conn: ConnId,
+    info: ConnectionInfo,
+}
+
+/// What became of a node event offered to the swarm.
+pub(crate) enum Offer {
+    /// Not the swarm's: route it as usual.
+    Theirs(DhtEvent),
+    /// The swarm took it.
+    Taken,
+    /// A handshake for the user's swarm firewall.
+    Ask(Box<Question>),
+}
+
+/// The swarm's state inside the locked core.
+pub(crate) struct SwarmState {
+    swarm: CoreSwarm<rand_chacha::ChaCha20Rng>,
+    firewall: Option<Firewall>,
+    incoming: VecDeque<Announced>,
+    incoming_waker: Option<Waker>,
+    /// Finished flushes (`ok`), until their future takes them.
+    flushes: BTreeMap<FlushId, bool>,
+    flush_wakers: Vec<Waker>,
+    /// Per topic: refreshes ended so far and whether the last one succeeded.
+    refreshed: BTreeMap<[u8; 32], (u64, bool)>,
+    /// Who waits for a discovery's flush or the end of the swarm's unannounces.
+    wakers: Vec<Waker>,
+    /// The node's last `online` (it was bootstrapped, or is being, when the swarm started).
+    online: bool,
+}
+
+impl std::fmt::Debug for SwarmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwarmState")
+            .field("swarm", &self.swarm)
+            .field("queued", &self.incoming.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn wake_all(w: &mut Vec<Waker>) {
+    w.drain(..).for_each(Waker::wake);
+}
+
+impl SwarmState {
+    /// Offers a node event to the swarm. A handshake to the swarm's server that the swarm
+    /// would take goes to the user's firewall first (outside the lock, as a server's).
+    pub(crate) fn offer(
+        &mut self,
+        node: &mut Node,
+        now: hdht_core::Instant,
+        ev: DhtEvent,
+    ) -> Offer {
+        if let (
+            Some(fw),
+            DhtEvent::Connect(ConnectEvent::Firewall {
+                server,
+                handshake,
+                remote_public_key,
+                client_address,
+                payload,
+            }),
+        ) = (&self.firewall, &ev)
+        {
+            if self.swarm.is_own_server(*server) && !self.swarm.refuses_incoming(remote_public_key)
+            {
+                return Offer::Ask(Box::new(Question {
+                    handshake: *handshake,
+                    server: *server,
+                    firewall: fw.clone(),
+                    request: FirewallRequest {
+                        remote_public_key: *remote_public_key,
+                        client_address: *client_address,
+                        payload: (**payload).clone(),
+                    },
+                }));
+            }
+        }
+        if let DhtEvent::Rpc(RpcEvent::NetworkUpdate { online, .. }) = &ev {
+            // Back online (`network-update`'s rising edge): refresh every topic and poke every
+            // connection, so dead ones show up at once (hyperswarm `_handleNetworkUpdate`).
+            if *online && !self.online {
+                self.swarm.network_changed(now, node);
+            }
+            self.online = *online;
+        }
+        match self.swarm.handle_event(now, node, ev) {
+            Some(ev) => Offer::Theirs(ev),
+            None => Offer::Taken,
+        }
+    }
+
+    /// Takes the swarm's events: connections queue for the stream, flushes resolve.
+    pub(crate) fn drain(
+        &mut self,
+        node: &mut Node,
+        connections: &mut crate::connection::Connections,
+    ) {
+        while let Some(ev) = self.swarm.poll_event() {
+            match ev {
+                SwarmEvent::Connection { conn, .. } => {
+                    let Some(info) = node.connection_info(conn) else {
+                        continue;
+                    };
+                    connections.adopt(conn, info.clone());
+                    if self.incoming.len() >= MAX_QUEUED_CONNECTIONS {
+                        if let Some(old) = self.incoming.pop_front() {
+                            node.conn_destroy(old.conn);
+                            connections.mark_dropped(old.conn);
+                        }
+                    }
+                    self.incoming.push_back(Announced { conn, info });
+                    if let Some(w) = self.incoming_waker.take() {
+                        w.wake();
+                    }
+                }
+                SwarmEvent::Disconnection { .. } => {}
+                SwarmEvent::DiscoveryFlushed { topic, ok } => {
+                    let e = self.refreshed.entry(topic).or_insert((0, true));
+                    e.0 += 1;
+                    e.1 = ok;
+                    wake_all(&mut self.wakers);
+                }
+                SwarmEvent::Flushed { flush, ok } => {
+                    self.flushes.insert(flush, ok);
+                    wake_all(&mut self.flush_wakers);
+                }
+            }
+        }
+        // Whoever waits (a discovery's flush, listening, the end of the unannounces)
+        // re-checks its condition.
+        wake_all(&mut self.wakers);
+    }
+
+    /// The swarm's timer.
+    pub(crate) fn poll_timeout(&self) -> Option<hdht_core::Instant> {
+        self.swarm.poll_timeout()
+    }
+
+    /// Runs the swarm's timer if due.
+    pub(crate) fn handle_timeout(&mut self, node: &mut Node, now: hdht_core::Instant) {
+        if self.swarm.poll_timeout().is_some_and(|t| t <= now) {
+            self.swarm.handle_timeout(now, node);
+        }
+    }
+
+    /// The node was destroyed: everyone waiting wakes up.
+    pub(crate) fn wake_everyone(&mut self) {
+        if let Some(w) = self.incoming_waker.take() {
+            w.wake();
+        }
+        wake_all(&mut self.flush_wakers);
+        wake_all(&mut self.wakers);
+    }
+}
+
+fn swarm_err(e: SwarmError) -> DhtError {
+    DhtError::Swarm(e)
+}
+
+/// A swarm running on a node (`new Hyperswarm()`), runtime-agnostic: the runtime crates'
+/// `Swarm` derefs to it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SwarmHandle {
+    shared: Shared,
+    public_key: [u8; 32],
+}
+
+impl SwarmHandle {
+    /// Starts a swarm beside the node behind `shared`. [`DhtError::SwarmExists`] if the node
+    /// already runs one, [`DhtError::Destroyed`] if the node was destroyed.
+    pub fn start(shared: &Shared, opts: SwarmOptions) -> Result<SwarmHandle, DhtError> {
+        let key_pair = opts.resolve_key_pair();
+        let public_key = key_pair.public_key();
+        let mut cfg = SwarmConfig::new(key_pair);
+        if let Some(n) = opts.max_peers {
+            cfg.max_peers = n;
+        }
+        if let Some(n) = opts.max_parallel {
+            if n == 0 {
+                return Err(DhtError::InvalidOption("max_parallel must be at least 1"));
+            }
+            cfg.max_parallel = n;
+        }
+        shared.with_inner_kick(|inner, _| {
+            if inner.node.is_destroyed() {
+                return Err(DhtError::Destroyed);
+            }
+            if inner.swarm.is_some() {
+                return Err(DhtError::SwarmExists);
+            }
+            inner.swarm = Some(SwarmState {
+                swarm: CoreSwarm::new(cfg, rand_chacha::ChaCha20Rng::from_entropy()),
+                firewall: opts.firewall,
+                incoming: VecDeque::new(),
+                incoming_waker: None,
+                flushes: BTreeMap::new(),
+                flush_wakers: Vec::new(),
+                refreshed: BTreeMap::new(),
+                wakers: Vec::new(),
+                online: true,
+            });
+            Ok(())
+        })?;
+        Ok(SwarmHandle {
+            shared: shared.clone(),
+            public_key,
+        })
+    }
+
+    /// Our public key (`swarm.keyPair.publicKey`).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    /// Runs `f` on the swarm and the node, then routes what it started.
+    fn with_swarm<T>(
+        &self,
+        f: impl FnOnce(&mut CoreSwarm<rand_chacha::ChaCha20Rng>, &mut Node, hdht_core::Instant) -> T,
+    ) -> Result<T, DhtError> {
+        self.shared.with_inner_kick(|inner, now| {
+            let Some(s) = inner.swarm.as_mut() else {
+                return Err(DhtError::Destroyed);
+            };
+            if inner.node.is_destroyed() {
+                return Err(DhtError::Destroyed);
+            }
+            Ok(f(&mut s.swarm, &mut inner.node, now))
+        })
+    }
+
+    /// `join(topic, {server, client, limit})`: announces the topic (server) and dials the
+    /// peers found on it (client). Keep the returned [`Discovery`]: dropping it does not leave
+    /// (call [`Discovery::destroy`] or [`leave`](Self::leave)).
+    pub fn join(&self, topic: [u8; 32], opts: JoinOptions) -> Result<Discovery, DhtError> {
+        let session = self
+            .with_swarm(|s, n, now| s.join(now, n, topic, opts))?
+            .map_err(swarm_err)?;
+        Ok(Discovery {
+            shared: self.shared.clone(),
+            topic,
+            session,
+        })
+    }
+
+    /// `swarm.listen()`: starts the swarm's server without joining a topic (a join as a server
+    /// does it too), so peers that know our key can `join_peer` us; resolves once our key is
+    /// announced.
+    pub async fn listen(&self) -> Result<(), DhtError> {
+        self.with_swarm(|s, n, now| s.listen(now, n))?
+            .map_err(swarm_err)?;
+        std::future::poll_fn(|cx| {
+            self.shared.with_inner(|inner| {
+                let destroyed = inner.node.is_destroyed();
+                match inner.swarm.as_mut() {
+                    Some(s) if s.swarm.is_listening() => Poll::Ready(Ok(())),
+                    Some(s) if !destroyed => {
+                        s.wakers.push(cx.waker().clone());
+                        Poll::Pending
+                    }
+                    _ => Poll::Ready(Err(DhtError::Destroyed)),
+                }
+            })
+        })
+        .await
+    }
+
+    /// `leave(topic)`: stops discovering the topic and unannounces it; open connections stay.
+    pub fn leave(&self, topic: &[u8; 32]) -> Result<(), DhtError> {
+        self.with_swarm(|s, n, now| s.leave(now, n, topic))
+    }
+
+    /// `joinPeer(publicKey)`: keeps a connection to this peer, redialing it when it drops.
+    pub fn join_peer(&self, public_key: [u8; 32]) -> Result<(), DhtError> {
+        if public_key == self.public_key {
+            return Err(DhtError::InvalidOption("cannot join our own public key"));
+        }
+        self.with_swarm(|s, n, now| s.join_peer(now, n, public_key))
+    }
+
+    /// `leavePeer(publicKey)`: stops redialing the peer; an open connection stays.
+    pub fn leave_peer(&self, public_key: &[u8; 32]) -> Result<(), DhtError> {
+        self.with_swarm(|s, _, _| s.leave_peer(public_key))
+    }
+
+    /// `peerInfo.ban(true)`: the peer is never dialed again and its handshakes are refused.
+    /// An open connection stays (as the reference): destroy it to end it.
+    pub fn ban(&self, public_key: [u8; 32]) -> Result<(), DhtError> {
+        self.with_swarm(|s, _, _| s.ban(public_key, true))
+    }
+
+    /// `peerInfo.ban(false)`.
+    pub fn unban(&self, public_key: [u8; 32]) -> Result<(), DhtError> {
+        self.with_swarm(|s, _, _| s.ban(public_key, false))
+    }
+
+    /// `swarm.flush()`: resolves once every topic's current refresh ended and every peer found
+    /// so far was tried once (`Ok(true)`); `Ok(false)` if the swarm was destroyed first.
+    pub fn flush(&self) -> SwarmFlush {
+        let id = self.with_swarm(|s, n, now| s.flush(now, n)).ok();
+        SwarmFlush {
+            shared: self.shared.clone(),
+            id,
+        }
+    }
+
+    /// `swarm.connections`: the public keys of the peers we hold a connection to.
+    pub fn connections(&self) -> Vec<[u8; 32]> {
+        self.shared.with_inner(|inner| {
+            inner
+                .swarm
+                .as_ref()
+                .map(|s| s.swarm.connections().map(|(_, k)| *k).collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// `swarm.peers`: what the swarm knows of every peer (found, connected, banned, explicit).
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.shared.with_inner(|inner| {
+            inner
+                .swarm
+                .as_ref()
+                .map(|s| s.swarm.peers().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    /// The swarm's counters (dials, incoming connections, refusals, duplicates dropped).
+    pub fn stats(&self) -> SwarmStats {
+        self.shared.with_inner(|inner| {
+            inner
+                .swarm
+                .as_ref()
+                .map(|s| s.swarm.stats())
+                .unwrap_or_default()
+        })
+    }
+
+    /// What the swarm knows of one peer.
+    pub fn peer(&self, public_key: &[u8; 32]) -> Option<PeerInfo> {
+        self.shared.with_inner(|inner| {
+            inner
+                .swarm
+                .as_ref()
+                .and_then(|s| s.swarm.peer(public_key).cloned())
+        })
+    }
+
+    /// The swarm's connections as they come (`swarm.on('connection')`), with what the swarm
+    /// knows of the peer. Take them from one stream (several streams share one queue).
+    pub fn connection_stream(&self) -> SwarmConnections {
+        SwarmConnections {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Leaves every topic, stops dialing and closes the swarm's server, then waits until its
+    /// unannounces finished (or the node was destroyed). Open connections stay the node's;
+    /// the runtime crates' `destroy` then destroys the node.
+    pub async fn shutdown(&self) {
+        if self
+            .with_swarm(|s, n, now| s.destroy(now, n, false))
+            .is_err()
+        {
+            return;
+        }
+        std::future::poll_fn(|cx| {
+            self.shared.with_inner(|inner| {
+                let destroyed = inner.node.is_destroyed();
+                match inner.swarm.as_mut() {
+                    Some(s) if s.swarm.has_operations() && !destroyed => {
+                        s.wakers.push(cx.waker().clone());
+                        Poll::Pending
+                    }
+                    _ => Poll::Ready(()),
+                }
+            })
+        })
+        .await
+    }
+}
+
+/// A joined topic (`swarm.join()`'s `PeerDiscovery` session).
+#[derive(Debug)]
+pub struct Discovery {
+    shared: Shared,
+    topic: [u8; 32],
+    session: SessionId,
+}
+
+impl Discovery {
+    /// The topic.
+    pub fn topic(&self) -> [u8; 32] {
+        self.topic
+    }
+
+    /// `discovery.flushed()`: resolves once the topic's current refresh ended (our record is
+    /// stored as a server, the lookup finished as a client): `Ok(true)` if it succeeded,
+    /// `Ok(false)` if its query failed; at once if no refresh runs.
+    pub async fn flushed(&self) -> Result<bool, DhtError> {
+        let topic = self.topic;
+        let target = self.shared.with_inner(|inner| {
+            let s = inner.swarm.as_ref()?;
+            let done = s.refreshed.get(&topic).map_or(0, |r| r.0);
+            (s.swarm.is_refreshing(&topic) == Some(true)).then_some(done + 1)
+        });
+        let Some(target) = target else {
+            return Ok(true);
+        };
+        std::future::poll_fn(|cx| {
+            self.shared.with_inner(|inner| {
+                let destroyed = inner.node.is_destroyed();
+                let Some(s) = inner.swarm.as_mut() else {
+                    return Poll::Ready(Err(DhtError::Destroyed));
+                };
+                match s.refreshed.get(&topic) {
+                    Some(&(n, ok)) if n >= target => Poll::Ready(Ok(ok)),
+                    // Left or destroyed while waiting: this refresh will never end.
+                    _ if destroyed => Poll::Ready(Err(DhtError::Destroyed)),
+                    _ if s.swarm.is_refreshing(&topic).is_none() => Poll::Ready(Ok(false)),
+                    _ => {
+                        s.wakers.push(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    /// `discovery.refresh({client, server, limit})`: changes this session's modes and
+    /// refreshes the topic now.
+    pub fn refresh(&self, opts: JoinOptions) -> Result<(), DhtError> {
+        let session = self.session;
+        self.shared
+            .with_inner_kick(|inner, now| {
+                let s = inner.swarm.as_mut().ok_or(SwarmError::Destroyed)?;
+                s.swarm.refresh_session(now, &mut inner.node, session, opts)
+            })
+            .map_err(swarm_err)
+    }
+
+    /// `discovery.destroy()`: ends this session; the last session of a topic leaves it.
+    pub fn destroy(self) {
+        let session = self.session;
+        self.shared.with_inner_kick(|inner, now| {
+            if let Some(s) = inner.swarm.as_mut() {
+                s.swarm.destroy_session(now, &mut inner.node, session);
+            }
+        });
+    }
+}
+
+/// The future of [`SwarmHandle::flush`].
+#[derive(Debug)]
+#[must_use = "a future does nothing unless awaited"]
+pub struct SwarmFlush {
+    shared: Shared,
+    id: Option<FlushId>,
+}
+
+impl std::future::Future for SwarmFlush {
+    type Output = bool;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        let Some(id) = self.id else {
+            return Poll::Ready(false);
+        };
+        self.shared.with_inner(|inner| {
+            let destroyed = inner.node.is_destroyed();
+            let Some(s) = inner.swarm.as_mut() else {
+                return Poll::Ready(false);
+            };
+            if let Some(ok) = s.flushes.remove(&id) {
+                return Poll::Ready(ok);
+            }
+            if destroyed {
+                return Poll::Ready(false);
+            }
+            s.flush_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+    }
+}
+
+/// A [`Stream`] of the swarm's connections with what it knows of each peer; ends once the
+/// node is destroyed.
+#[derive(Debug)]
+#[must_use = "streams do nothing unless polled"]
+pub struct SwarmConnections {
+    shared: Shared,
+}
+
+impl Stream for SwarmConnections {
+    type Item = (Connection, PeerInfo);
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = self.shared.with_inner(|inner| {
+            let destroyed = inner.node.is_destroyed();
+            let Some(s) = inner.swarm.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Some(a) = s.incoming.pop_front() {
+                let key = a.info.remote_public_key;
+                let peer = s
+                    .swarm
+                    .peer(&key)
+                    .cloned()
+                    .unwrap_or_else(|| PeerInfo::new(key, Vec::new()));
+                return Poll::Ready(Some((a, peer)));
+            }
+            if destroyed {
+                return Poll::Ready(None);
+            }
+            s.incoming_waker = Some(cx.waker().clone());
+            Poll::Pending
+        });
+        next.map(|o| {
+            o.map(|(a, peer)| {
+                (
+                    Connection::from_parts(self.shared.clone(), a.conn, a.info),
+                    peer,
+                )
+            })
+        })
+    }
+}
