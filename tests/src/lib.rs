@@ -21,6 +21,7 @@
 //! Everything here is blocking std code; from async tests call it directly or via
 //! `spawn_blocking`. `NodePeers` is `Send + Sync`, so it can be shared behind an `Arc`.
 
+pub mod localnet;
 pub mod netns;
 pub mod programs;
 pub mod runtime;

@@ -13,7 +13,6 @@
 //!   dropped connection, a destroyed node.
 
 use std::io::ErrorKind;
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,44 +22,10 @@ use hdht_core::connect::ConnectError;
 use hdht_core::crypto::{hash, KeyPair};
 use hdht_core::dht::{ConnectOptions, ServerOptions};
 use hdht_core::rpc::Persistence;
-use hdht_driver::{Connection, DhtHandle, DhtOptions, Firewall, FirewallRequest};
+use hdht_driver::{Connection, DhtHandle, Firewall, FirewallRequest};
 use hdht_tests::runtime::{Runtime, Smol, Tokio};
 
-const STEP: Duration = Duration::from_secs(30);
-
-fn opts(bootstrap: &[String], persistence: Persistence) -> DhtOptions {
-    DhtOptions {
-        bootstrap: bootstrap.to_vec(),
-        host: Ipv4Addr::LOCALHOST,
-        persistence,
-        ..DhtOptions::isolated()
-    }
-}
-
-async fn ready<R: Runtime>(d: &R::Dht) {
-    R::timeout(STEP, d.ready())
-        .await
-        .expect("bootstrap in time")
-        .expect("bootstrapped");
-}
-
-/// A bootstrapper, `n` persistent nodes, and the bootstrap list.
-async fn network<R: Runtime>(n: usize) -> (Vec<R::Dht>, Vec<String>) {
-    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
-        .await
-        .expect("bootstrapper");
-    ready::<R>(&boot).await;
-    let bootstrap = vec![boot.server_address().to_string()];
-    let mut nodes = vec![boot];
-    for _ in 0..n {
-        let d = R::dht(opts(&bootstrap, Persistence::Persistent))
-            .await
-            .expect("node");
-        ready::<R>(&d).await;
-        nodes.push(d);
-    }
-    (nodes, bootstrap)
-}
+use hdht_tests::localnet::{network, opts, ready, STEP};
 
 async fn node<R: Runtime>(bootstrap: &[String]) -> R::Dht {
     let d = R::dht(opts(bootstrap, Persistence::Adaptive))

@@ -4,7 +4,6 @@
 //! that leaves and rejoins makes no duplicate, and a banned peer's dials are refused.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,44 +12,10 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use hdht_core::crypto::hash;
 use hdht_core::rpc::Persistence;
 use hdht_driver::api::JoinOptions;
-use hdht_driver::{Connection, DhtOptions, Firewall, SwarmConnections, SwarmHandle, SwarmOptions};
+use hdht_driver::{Connection, Firewall, SwarmConnections, SwarmHandle, SwarmOptions};
 use hdht_tests::runtime::{Runtime, Smol, Tokio};
 
-const STEP: Duration = Duration::from_secs(30);
-
-fn opts(bootstrap: &[String], persistence: Persistence) -> DhtOptions {
-    DhtOptions {
-        bootstrap: bootstrap.to_vec(),
-        host: Ipv4Addr::LOCALHOST,
-        persistence,
-        ..DhtOptions::isolated()
-    }
-}
-
-async fn ready<R: Runtime>(d: &R::Dht) {
-    R::timeout(STEP, d.ready())
-        .await
-        .expect("bootstrap in time")
-        .expect("bootstrapped");
-}
-
-/// A bootstrapper and `n` persistent nodes.
-async fn rust_network<R: Runtime>(n: usize) -> (Vec<R::Dht>, Vec<String>) {
-    let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
-        .await
-        .expect("bootstrapper");
-    ready::<R>(&boot).await;
-    let bootstrap = vec![boot.server_address().to_string()];
-    let mut nodes = vec![boot];
-    for _ in 0..n {
-        let d = R::dht(opts(&bootstrap, Persistence::Persistent))
-            .await
-            .expect("node");
-        ready::<R>(&d).await;
-        nodes.push(d);
-    }
-    (nodes, bootstrap)
-}
+use hdht_tests::localnet::{network as rust_network, opts, ready, STEP};
 
 /// One swarm peer: its node, the swarm, its connection stream and the newest connection it
 /// got per peer (a newer one replaced the older: the duplicate rule closed that one).
