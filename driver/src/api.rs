@@ -23,6 +23,7 @@ pub use crate::BlindRelay;
 pub use hdht_core::dht::RelayServiceStats;
 pub use hdht_core::relay::{ForwardStats, RelayLimits, RelayStats};
 // Keys and hashes.
+pub use crate::RandomKeyPair;
 pub use hdht_core::crypto::{hash, KeyPair};
 // Records: lookup/announce, find-peer, immutable and mutable values.
 pub use crate::{

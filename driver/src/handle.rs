@@ -627,6 +627,7 @@ impl futures_core::Stream for FindPeerStream {
 ///
 /// ```no_run
 /// # use hdht_core::crypto::KeyPair;
+/// # use hdht_driver::RandomKeyPair;
 /// # async fn run(dht: &hdht_driver::DhtHandle) -> Result<(), hdht_driver::DhtError> {
 /// let key_pair = KeyPair::random();
 /// let topic = [7; 32];

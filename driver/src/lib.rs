@@ -25,6 +25,7 @@ mod net;
 mod op_options;
 mod options;
 pub mod pool;
+mod random;
 mod relay;
 mod shared;
 mod swarm;
@@ -43,6 +44,7 @@ pub use hdht_core::rpc::QueryOptions;
 pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
 pub use op_options::{AnnounceOptions, MutableGetOptions, MutablePutOptions};
 pub use options::DhtOptions;
+pub use random::RandomKeyPair;
 pub use relay::BlindRelay;
 pub use shared::{
     IncomingRequests, IoWakeup, OpFuture, OpReply, OpStream, PendingRequest, QueryStream, Ready,

@@ -10,7 +10,7 @@ mod common;
 
 use async_executor::Executor;
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use hdht_smol::{Connection, Dht, DhtOptions, KeyPair};
+use hdht_smol::{Connection, Dht, DhtOptions, KeyPair, RandomKeyPair};
 
 const USAGE: &str = "smol_echo_server [--bootstrap HOST:PORT]... [--host IP]";
 

@@ -8,7 +8,7 @@
 mod common;
 
 use futures_lite::{future, StreamExt};
-use hdht_smol::{hash, Dht, DhtOptions, KeyPair};
+use hdht_smol::{hash, Dht, DhtOptions, KeyPair, RandomKeyPair};
 
 const USAGE: &str = "smol_lookup_announce [TOPIC] [--bootstrap HOST:PORT]... [--host IP]";
 

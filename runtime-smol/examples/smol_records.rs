@@ -8,7 +8,7 @@
 mod common;
 
 use futures_lite::future;
-use hdht_smol::{Dht, DhtOptions, KeyPair};
+use hdht_smol::{Dht, DhtOptions, KeyPair, RandomKeyPair};
 
 const USAGE: &str = "smol_records [VALUE] [--bootstrap HOST:PORT]... [--host IP]";
 

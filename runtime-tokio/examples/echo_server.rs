@@ -8,7 +8,7 @@
 
 mod common;
 
-use hdht_tokio::{Connection, Dht, DhtOptions, KeyPair};
+use hdht_tokio::{Connection, Dht, DhtOptions, KeyPair, RandomKeyPair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const USAGE: &str = "echo_server [--bootstrap HOST:PORT]... [--host IP]";

@@ -8,7 +8,7 @@
 mod common;
 
 use futures_lite::StreamExt;
-use hdht_tokio::{hash, Dht, DhtOptions, KeyPair};
+use hdht_tokio::{hash, Dht, DhtOptions, KeyPair, RandomKeyPair};
 
 const USAGE: &str = "lookup_announce [TOPIC] [--bootstrap HOST:PORT]... [--host IP]";
 

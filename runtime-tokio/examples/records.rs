@@ -7,7 +7,7 @@
 
 mod common;
 
-use hdht_tokio::{Dht, DhtOptions, KeyPair};
+use hdht_tokio::{Dht, DhtOptions, KeyPair, RandomKeyPair};
 
 const USAGE: &str = "records [VALUE] [--bootstrap HOST:PORT]... [--host IP]";
 

@@ -14,6 +14,7 @@ use std::time::Duration;
 use hdht_core::connect::ConnectError;
 use hdht_core::crypto::{hash, verify, KeyPair};
 use hdht_core::rpc::Persistence;
+use hdht_driver::RandomKeyPair;
 use hdht_driver::{
     build_node, parse_bootstrap, AnnounceOptions, Clock, DhtError, DhtOptions, MutableGetOptions,
     MutablePutOptions, QueryOptions, DEFAULT_BOOTSTRAP,
@@ -191,7 +192,7 @@ fn without_seed_the_key_pair_follows_the_rng_seed() {
     assert_ne!(os(0), os(1), "fresh from the OS without any seed");
 }
 
-/// `KeyPair::random()` (the drivers enable the core's `getrandom` feature): distinct pairs, each
+/// `KeyPair::random()` (the driver's `RandomKeyPair`): distinct pairs, each
 /// a valid Ed25519 key pair — its public key is its seed's, and it signs verifiably.
 #[test]
 fn random_key_pairs_are_distinct_and_valid() {

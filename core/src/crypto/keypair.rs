@@ -34,20 +34,6 @@ impl KeyPair {
         Self::from_seed(&seed)
     }
 
-    /// A fresh key pair from the operating system's randomness (the reference's
-    /// `DHT.keyPair()` without a seed), whatever `rand` version the application uses.
-    ///
-    /// Needs the `getrandom` feature (the drivers enable it): the core itself never draws OS
-    /// randomness, so it stays deterministic and builds for targets without an OS.
-    ///
-    /// # Panics
-    ///
-    /// If the operating system cannot provide randomness (as `rand`'s `OsRng` does).
-    #[cfg(feature = "getrandom")]
-    pub fn random() -> Self {
-        Self::generate(&mut rand_core::OsRng)
-    }
-
     /// The 32-byte public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.signing.verifying_key().to_bytes()
