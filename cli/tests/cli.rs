@@ -330,6 +330,10 @@ fn invalid_arguments_are_rejected() {
     assert_usage_error(&["demo", "--nodes", "1"], "--nodes");
     assert_usage_error(&["demo", "--transfer-mib", "0"], "--transfer-mib");
     assert_usage_error(&["frobnicate"], "unrecognized subcommand");
+    // A raw swarm topic of the wrong length, or none: a usage error naming the rule.
+    assert_usage_error(&["swarm", &"ab".repeat(31)], "a raw topic is 32 bytes");
+    assert_usage_error(&["swarm", &"ab".repeat(33)], "66 hex characters");
+    assert_usage_error(&["swarm", ""], "empty topic");
 }
 
 #[test]
