@@ -175,8 +175,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct SwarmArgs {
-    /// The topic: 64 hex characters, or a string that is hashed (BLAKE2b-256) into one.
-    #[arg(value_name = "TOPIC")]
+    /// The topic: 64 hex characters, or a name that is hashed (BLAKE2b-256) into one. A name
+    /// of 32 or more hex digits but not 64 is refused (a raw topic cut or padded by mistake).
+    #[arg(value_name = "TOPIC", value_parser = parse_topic)]
     pub topic: String,
 
     /// Our key pair's 32-byte seed, as 64 hex characters. Random if absent.
@@ -417,6 +418,23 @@ pub fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
     })
 }
 
+/// A swarm TOPIC: not empty, and not a raw topic of the wrong length (32 or more hex digits,
+/// but not 64: a topic is 32 bytes). Any other name is hashed into one.
+pub fn parse_topic(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty topic: give 64 hex characters or a name to hash".to_string());
+    }
+    if t.len() >= 32 && t.len() != 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{} hex characters: a raw topic is 32 bytes (64 hex characters); to hash a name \
+             into a topic, use one that is not all hex digits",
+            t.len()
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// A mutable record's sequence number: what the reference can represent, 0 to 2^53 - 1.
 pub fn parse_seq(s: &str) -> Result<u64, String> {
     let range = format!(
@@ -554,6 +572,20 @@ mod tests {
         );
         assert!(a.server && !a.client);
         assert!(Cli::try_parse_from(["hdht", "swarm", "x", "--server", "--client"]).is_err());
+        // A short hex name is a name; a raw topic of the wrong length or nothing is refused.
+        assert_eq!(
+            parse(&["hdht", "swarm", "cafe"]).topic_bytes(),
+            hdht_tokio::hash(b"cafe")
+        );
+        for bad in [
+            "ab".repeat(31) + "a",
+            "ab".repeat(33),
+            "ab".repeat(16),
+            String::new(),
+        ] {
+            let e = Cli::try_parse_from(["hdht", "swarm", &bad]).unwrap_err();
+            assert!(e.to_string().contains("topic"), "{bad}: {e}");
+        }
     }
 
     #[test]

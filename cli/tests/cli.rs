@@ -330,6 +330,10 @@ fn invalid_arguments_are_rejected() {
     assert_usage_error(&["demo", "--nodes", "1"], "--nodes");
     assert_usage_error(&["demo", "--transfer-mib", "0"], "--transfer-mib");
     assert_usage_error(&["frobnicate"], "unrecognized subcommand");
+    // A raw swarm topic of the wrong length, or none: a usage error naming the rule.
+    assert_usage_error(&["swarm", &"ab".repeat(31)], "a raw topic is 32 bytes");
+    assert_usage_error(&["swarm", &"ab".repeat(33)], "66 hex characters");
+    assert_usage_error(&["swarm", ""], "empty topic");
 }
 
 #[test]
@@ -509,12 +513,13 @@ fn demo_json_runs_a_local_network() {
             "lookup",
             "connection",
             "holepunch",
+            "swarm",
             "done"
         ],
         "{lines:#?}"
     );
     for v in lines.iter().skip_while(|v| v["event"] != "announce") {
-        if v["event"] != "done" && v["event"] != "holepunch" {
+        if !["done", "holepunch", "swarm"].contains(&v["event"].as_str().unwrap_or_default()) {
             assert!(v["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{v}");
             let node = v["node"].as_u64().unwrap();
             assert!(node == 0 || node == 4, "{v}");
@@ -584,9 +589,25 @@ fn demo_json_runs_a_local_network() {
     assert_eq!(punch["intact"], true, "{punch}");
     assert_eq!(punch["remoteAddress"]["host"], "127.0.0.1", "{punch}");
 
+    // Three swarm peers joined one topic at once: one shared connection per pair, a line
+    // from each peer to each other arrived intact.
+    let swarm = of("swarm")[0];
+    assert_eq!(swarm["peers"], 3, "{swarm}");
+    assert!(is_hex(&swarm["topic"], 64), "{swarm}");
+    let keys = swarm["publicKeys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3, "{swarm}");
+    assert!(keys.iter().all(|k| is_hex(k, 64)), "{swarm}");
+    assert_eq!(swarm["pairs"], 3, "{swarm}");
+    assert_eq!(swarm["lines"], 6, "{swarm}");
+    assert_eq!(swarm["intact"], true, "{swarm}");
+    assert!(
+        swarm["ms"].as_f64().unwrap() >= swarm["meshMs"].as_f64().unwrap(),
+        "{swarm}"
+    );
+
     let done = of("done");
     assert_eq!(done.len(), 1);
-    assert_eq!(done[0]["nodes"], 8);
+    assert_eq!(done[0]["nodes"], 11);
     assert_eq!(lines.last().unwrap()["event"], "done");
 }
 
@@ -658,8 +679,19 @@ fn demo_human_readable() {
         "{}",
         punch[0]
     );
-    // The bootstrapper, 8 nodes and the two firewalled ones.
-    assert!(r.stdout.contains("destroyed all 11 nodes"), "{}", r.stdout);
+    let swarm: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("swarm "))
+        .collect();
+    assert_eq!(swarm.len(), 1, "{}", r.stdout);
+    assert!(
+        swarm[0].contains("3 peers joined topic") && swarm[0].ends_with("6 lines, intact"),
+        "{}",
+        swarm[0]
+    );
+    // The bootstrapper, 8 nodes, the two firewalled ones and the three swarm peers.
+    assert!(r.stdout.contains("destroyed all 14 nodes"), "{}", r.stdout);
 }
 
 // ----- bootstrap + node -----

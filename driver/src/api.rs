@@ -43,4 +43,6 @@ pub use hdht_core::rpc::{
 };
 // Swarms: topics, discovery, one connection per peer.
 pub use crate::{Discovery, SwarmConnections, SwarmFlush, SwarmHandle, SwarmOptions};
-pub use hdht_core::swarm::{JoinOptions, PeerInfo, Priority, SwarmError, SwarmStats};
+pub use hdht_core::swarm::{
+    topic_from_slice, JoinOptions, PeerInfo, Priority, SwarmError, SwarmStats,
+};

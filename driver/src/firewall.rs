@@ -113,7 +113,7 @@ impl Firewall {
     }
 
     /// Asks; a panicking callback rejects.
-    fn ask(&self, req: FirewallRequest) -> FirewallFuture {
+    pub(crate) fn ask(&self, req: FirewallRequest) -> FirewallFuture {
         catch_unwind(AssertUnwindSafe(|| (self.0)(req)))
             .unwrap_or_else(|_| Box::pin(std::future::ready(true)))
     }

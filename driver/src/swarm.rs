@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
@@ -37,9 +38,19 @@ pub struct SwarmOptions {
     pub max_peers: Option<usize>,
     /// `maxParallel`: dials in progress at once (default 3).
     pub max_parallel: Option<usize>,
+    /// Incoming connections held at once (`maxServerConnections`, default 64). The reference
+    /// stores this option and never checks it; here a handshake from a new peer beyond it is
+    /// refused (as a firewall rejects: the client's connect fails), so a peer that floods
+    /// connects under fresh keys gets at most this many. A peer we hold a connection to may
+    /// still replace it (the duplicate rule). 0 refuses every new incoming connection.
+    pub max_server_connections: Option<usize>,
     /// `firewall(remotePublicKey, payload)`: asked about each handshake the swarm itself would
     /// take (not banned, not our own key, within the bounds); `true` rejects. It runs as a
-    /// server's firewall does: on the I/O task with the node unlocked, sync or async.
+    /// server's firewall does: on the I/O task with the node unlocked, sync or async — an
+    /// async firewall's answer is awaited (the reference takes a returned promise for a
+    /// rejection of everyone). As in the reference, a rejected peer is banned: we never dial
+    /// it either, and its later handshakes are refused without asking again
+    /// ([`SwarmHandle::unban`] lifts it).
     pub firewall: Option<Firewall>,
 }
 
@@ -49,6 +60,7 @@ impl std::fmt::Debug for SwarmOptions {
             .field("key_pair", &self.key_pair.as_ref().map(KeyPair::public_key))
             .field("max_peers", &self.max_peers)
             .field("max_parallel", &self.max_parallel)
+            .field("max_server_connections", &self.max_server_connections)
             .field("firewall", &self.firewall.is_some())
             .finish_non_exhaustive()
     }
@@ -101,6 +113,9 @@ pub(crate) struct SwarmState {
     wakers: Vec<Waker>,
     /// The node's last `online` (it was bootstrapped, or is being, when the swarm started).
     online: bool,
+    /// Keys the user's firewall rejected since the last drain: banned there (as the
+    /// reference's `_handleFirewall`). Bounded by the firewall decisions that may wait at once.
+    rejected: Arc<Mutex<Vec<[u8; 32]>>>,
 }
 
 impl std::fmt::Debug for SwarmState {
@@ -170,6 +185,10 @@ impl SwarmState {
         node: &mut Node,
         connections: &mut crate::connection::Connections,
     ) {
+        let rejected = std::mem::take(&mut *lock(&self.rejected));
+        for key in rejected {
+            self.swarm.ban(key, true);
+        }
         while let Some(ev) = self.swarm.poll_event() {
             match ev {
                 SwarmEvent::Connection { conn, .. } => {
@@ -228,6 +247,26 @@ impl SwarmState {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The user's firewall, noting each key it rejects for the swarm to ban.
+fn banning(user: Firewall, rejected: Arc<Mutex<Vec<[u8; 32]>>>) -> Firewall {
+    Firewall::new_async(move |req| {
+        let key = req.remote_public_key;
+        let decision = user.ask(req);
+        let rejected = rejected.clone();
+        async move {
+            let reject = decision.await;
+            if reject {
+                lock(&rejected).push(key);
+            }
+            reject
+        }
+    })
+}
+
 fn swarm_err(e: SwarmError) -> DhtError {
     DhtError::Swarm(e)
 }
@@ -256,6 +295,11 @@ impl SwarmHandle {
             }
             cfg.max_parallel = n;
         }
+        if let Some(n) = opts.max_server_connections {
+            cfg.max_server_connections = n;
+        }
+        let rejected = Arc::new(Mutex::new(Vec::new()));
+        let firewall = opts.firewall.map(|fw| banning(fw, rejected.clone()));
         shared.with_inner_kick(|inner, _| {
             if inner.node.is_destroyed() {
                 return Err(DhtError::Destroyed);
@@ -265,7 +309,7 @@ impl SwarmHandle {
             }
             inner.swarm = Some(SwarmState {
                 swarm: CoreSwarm::new(cfg, rand_chacha::ChaCha20Rng::from_entropy()),
-                firewall: opts.firewall,
+                firewall,
                 incoming: VecDeque::new(),
                 incoming_waker: None,
                 flushes: BTreeMap::new(),
@@ -273,6 +317,7 @@ impl SwarmHandle {
                 refreshed: BTreeMap::new(),
                 wakers: Vec::new(),
                 online: true,
+                rejected,
             });
             Ok(())
         })?;
@@ -342,6 +387,13 @@ impl SwarmHandle {
     /// `leave(topic)`: stops discovering the topic and unannounces it; open connections stay.
     pub fn leave(&self, topic: &[u8; 32]) -> Result<(), DhtError> {
         self.with_swarm(|s, n, now| s.leave(now, n, topic))
+    }
+
+    /// [`join`](Self::join) with a topic given as bytes of any length:
+    /// [`SwarmError::TopicLength`] unless it is 32 bytes.
+    pub fn join_bytes(&self, topic: &[u8], opts: JoinOptions) -> Result<Discovery, DhtError> {
+        let topic = hdht_core::swarm::topic_from_slice(topic).map_err(swarm_err)?;
+        self.join(topic, opts)
     }
 
     /// `joinPeer(publicKey)`: keeps a connection to this peer, redialing it when it drops.

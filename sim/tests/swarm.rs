@@ -181,3 +181,77 @@ fn join_peer_dials_an_explicit_peer() {
     assert_eq!(r.peer_connections[0], (1, 0), "{}", describe(&r));
     assert_eq!(r.peer_connections[1], (0, 1), "{}", describe(&r));
 }
+
+/// Peer 0 leaves the topic once the mesh formed: its record goes, its connections stay (the
+/// reference's `leave`).
+fn zero_leaves(sim: &mut SwarmSim, hosts: &[HostId], _: &[[u8; 32]]) {
+    sim.with_node(hosts[0], |n, now| {
+        n.with_swarm(now, |s, node| {
+            let topics: Vec<[u8; 32]> = s.topics().copied().collect();
+            assert_eq!(topics.len(), 1);
+            for t in &topics {
+                s.leave(now, node, t);
+            }
+            assert_eq!(s.topics().count(), 0);
+        });
+    });
+}
+
+/// Peer 0 leaves, then every connection it holds drops.
+fn zero_leaves_and_drops(sim: &mut SwarmSim, hosts: &[HostId], keys: &[[u8; 32]]) {
+    zero_leaves(sim, hosts, keys);
+    sim.with_node(hosts[0], |n, now| {
+        n.with_swarm(now, |s, node| {
+            let conns: Vec<_> = s.connections().map(|(c, _)| c).collect();
+            assert_eq!(conns.len(), hosts.len() - 1, "meshed before the drop");
+            for c in conns {
+                node.conn_destroy(c);
+            }
+        });
+    });
+}
+
+/// A leave keeps the connections: after it (and 30 s more) every pair still holds its one
+/// shared connection.
+#[test]
+fn a_leave_keeps_connections() {
+    let replay = Replay::new("swarm", "a_leave_keeps_connections", 11);
+    let mut cfg = SwarmScenarioConfig::new(8, consistent_mix(), replay.seed());
+    cfg.mesh_timeout = Duration::from_secs(60);
+    cfg.after_mesh = Some(zero_leaves);
+    let r = run_swarm(&cfg).unwrap();
+    assert!(r.meshed(), "{}", describe(&r));
+    assert_eq!(r.connected_after_settle, 28, "{}", describe(&r));
+    assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
+}
+
+/// After a leave the peer dials no one for that topic: once its connections drop, it redials
+/// none of them (its peers' topic is no longer joined); what it holds 60 s later are only the
+/// others' dials (they still look for the topic and retry the peer, which still listens, as
+/// the reference's). The pairs without it stay meshed.
+#[test]
+fn after_a_leave_the_peer_dials_no_one() {
+    let replay = Replay::new("swarm", "after_a_leave_the_peer_dials_no_one", 13);
+    let mut cfg = SwarmScenarioConfig::new(8, consistent_mix(), replay.seed());
+    cfg.mesh_timeout = Duration::from_secs(60);
+    cfg.settle = Duration::from_secs(60);
+    cfg.after_mesh = Some(zero_leaves_and_drops);
+    let r = run_swarm(&cfg).unwrap();
+    assert!(r.meshed(), "{}", describe(&r));
+    assert_eq!(
+        r.peer_connections[0].0,
+        0,
+        "no connection dialed by the peer that left: {}",
+        describe(&r)
+    );
+    for &(a, b) in &r.missing_pairs {
+        assert_eq!(
+            a,
+            0,
+            "only pairs with the leaver may be missing: {}",
+            describe(&r)
+        );
+        let _ = b;
+    }
+    assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
+}

@@ -15,7 +15,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use hdht_core::crypto::{hash, KeyPair};
 use hdht_core::rpc::Persistence;
 use hdht_driver::api::JoinOptions;
-use hdht_driver::{Connection, DhtOptions, SwarmHandle, SwarmOptions};
+use hdht_driver::{Connection, DhtOptions, SwarmConnections, SwarmHandle, SwarmOptions};
 use hdht_tests::runtime::{Runtime, Smol, Tokio};
 use hdht_tests::{interop_dir, node_binary, NodePeers};
 use serde_json::Value;
@@ -313,10 +313,81 @@ fn smol_rust_swarm_meets_node_hyperswarm() {
     all_rounds::<Smol>();
 }
 
+/// One Rust swarm of the mixed mesh: its node, swarm, connection stream, newest connection
+/// per peer.
+type RustPeer<R> = (
+    <R as Runtime>::Dht,
+    SwarmHandle,
+    SwarmConnections,
+    BTreeMap<[u8; 32], Connection>,
+);
+
+/// Waits (bounded) for the mesh of the 3 Node peers (`keys[0..3]`) and 3 Rust swarms
+/// (`keys[3..6]`): every side holds one live connection to each other peer, and both sides
+/// of each pair hold the same one.
+async fn wait_mesh<R: Runtime>(
+    rust: &mut [RustPeer<R>],
+    nodes: &mut [NodeSwarm],
+    keys: &[[u8; 32]],
+) {
+    let mut waited = Duration::ZERO;
+    loop {
+        for (_, _, stream, conns) in rust.iter_mut() {
+            while let Some(Some((c, _))) =
+                R::timeout(Duration::from_millis(20), stream.next()).await
+            {
+                conns.insert(c.remote_public_key(), c);
+            }
+        }
+        for n in nodes.iter_mut() {
+            n.drain();
+        }
+        // The handshake hashes each side holds, per (from, to) pair of key indexes.
+        let mut held: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
+        let index = |k: &str| keys.iter().position(|x| hex::encode(x) == k);
+        for (i, n) in nodes.iter().enumerate() {
+            for (hash, remote) in n.live() {
+                if let Some(j) = index(&remote) {
+                    held.entry((i, j)).or_default().push(hash);
+                }
+            }
+        }
+        for (i, (_, swarm, _, conns)) in rust.iter().enumerate() {
+            for k in swarm.connections() {
+                if let (Some(j), Some(c)) = (index(&hex::encode(k)), conns.get(&k)) {
+                    held.entry((3 + i, j))
+                        .or_default()
+                        .push(hex::encode(c.handshake_hash()));
+                }
+            }
+        }
+        let meshed = (0..6).all(|i| {
+            (0..6).all(|j| {
+                i == j
+                    || matches!(
+                        (held.get(&(i, j)), held.get(&(j, i))),
+                        (Some(a), Some(b)) if a.len() == 1 && a == b
+                    )
+            })
+        });
+        if meshed {
+            break;
+        }
+        assert!(
+            waited < STEP,
+            "no full mesh of one connection per pair within {STEP:?}: {held:#?}"
+        );
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+}
+
 /// 3 Node hyperswarm peers and 3 Rust swarms on one topic: the Node peers join one after the
 /// other (the reference's peers joining at the same moment miss each other), then the three
 /// Rust swarms at once. Every one of the 15 pairs ends with exactly one connection, the same
-/// on both sides, and a line written on each Rust side arrives on the Node side.
+/// on both sides; a line written on each Rust side arrives on the Node side and each Node
+/// peer's greeting on the Rust side. A Rust swarm leaves and rejoins: still one connection
+/// per pair. A Rust swarm bans a Node peer: its dials are refused.
 async fn mixed_mesh<R: Runtime>() {
     drop(NodePeers::new());
     let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
@@ -382,58 +453,7 @@ async fn mixed_mesh<R: Runtime>() {
             .await
             .expect("flush in time"));
     }
-    // Wait (bounded) for the mesh: every side holds one live connection to each other peer,
-    // and both sides of each pair hold the same one.
-    let mut waited = Duration::ZERO;
-    loop {
-        for (_, _, stream, conns) in rust.iter_mut() {
-            while let Some(Some((c, _))) =
-                R::timeout(Duration::from_millis(20), stream.next()).await
-            {
-                conns.insert(c.remote_public_key(), c);
-            }
-        }
-        for n in nodes.iter_mut() {
-            n.drain();
-        }
-        // The handshake hashes each side holds, per (from, to) pair of key indexes.
-        let mut held: BTreeMap<(usize, usize), Vec<String>> = BTreeMap::new();
-        let index = |k: &str| keys.iter().position(|x| hex::encode(x) == k);
-        for (i, n) in nodes.iter().enumerate() {
-            for (hash, remote) in n.live() {
-                if let Some(j) = index(&remote) {
-                    held.entry((i, j)).or_default().push(hash);
-                }
-            }
-        }
-        for (i, (_, swarm, _, conns)) in rust.iter().enumerate() {
-            for k in swarm.connections() {
-                if let (Some(j), Some(c)) = (index(&hex::encode(k)), conns.get(&k)) {
-                    held.entry((3 + i, j))
-                        .or_default()
-                        .push(hex::encode(c.handshake_hash()));
-                }
-            }
-        }
-        let meshed = (0..6).all(|i| {
-            (0..6).all(|j| {
-                i == j
-                    || matches!(
-                        (held.get(&(i, j)), held.get(&(j, i))),
-                        (Some(a), Some(b)) if a.len() == 1 && a == b
-                    )
-            })
-        });
-        if meshed {
-            break;
-        }
-        assert!(
-            waited < STEP,
-            "no full mesh of one connection per pair within {STEP:?}: {held:#?}"
-        );
-        R::sleep(Duration::from_millis(100)).await;
-        waited += Duration::from_millis(100);
-    }
+    wait_mesh::<R>(&mut rust, &mut nodes, &keys).await;
     // A line from each Rust swarm to each Node peer arrives on the connection both hold.
     for (i, (_, _, _, conns)) in rust.iter_mut().enumerate() {
         for (j, n) in nodes.iter_mut().enumerate() {
@@ -457,6 +477,76 @@ async fn mixed_mesh<R: Runtime>() {
             assert_eq!(got["remotePublicKey"], hex::encode(keys[3 + i]));
         }
     }
+    // Each Node peer's greeting arrives on the connection each Rust swarm kept.
+    for (_, _, _, conns) in rust.iter_mut() {
+        for key in &keys[..3] {
+            let c = conns.get_mut(key).expect("connection to the Node peer");
+            let mut buf = [0u8; 16];
+            R::timeout(STEP, c.read_exact(&mut buf))
+                .await
+                .expect("greeting in time")
+                .expect("greeting");
+            assert_eq!(&buf, b"hello from node\n");
+        }
+    }
+
+    // A Rust swarm leaves the topic (its connections stay) and joins it again: still exactly
+    // one connection per pair on both sides.
+    rust[0].1.leave(&topic).expect("leave");
+    drop(discoveries.remove(0));
+    assert_eq!(rust[0].1.connections().len(), 5, "leave keeps connections");
+    discoveries.insert(
+        0,
+        rust[0]
+            .1
+            .join(topic, JoinOptions::default())
+            .expect("rejoin"),
+    );
+    assert!(R::timeout(STEP, discoveries[0].flushed())
+        .await
+        .expect("in time")
+        .expect("flushed"));
+    assert!(R::timeout(STEP, rust[0].1.flush())
+        .await
+        .expect("flush in time"));
+    wait_mesh::<R>(&mut rust, &mut nodes, &keys).await;
+
+    // A ban holds: Rust swarm 0 bans Node peer 0 and ends their connection; the Node peer's
+    // dials (joinPeer) are refused, and no connection between them comes back.
+    let node0 = keys[0];
+    let rust0 = keys[3];
+    rust[0].1.ban(node0).expect("ban");
+    let refused = rust[0].1.stats().incoming_refused;
+    let c = rust[0].3.remove(&node0).expect("connection");
+    let ended = hex::encode(c.handshake_hash());
+    c.destroy();
+    R::blocking(|| nodes[0].expect("close", |v| v["handshakeHash"] == ended.as_str()));
+    nodes[0].command(&format!("join-peer {}", hex::encode(rust0)));
+    let mut waited = Duration::ZERO;
+    while rust[0].1.stats().incoming_refused == refused {
+        assert!(
+            waited < STEP,
+            "the banned Node peer never dialed: {:?}",
+            rust[0].1.stats()
+        );
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    while let Some(Some((c, _))) = R::timeout(Duration::from_millis(200), rust[0].2.next()).await {
+        assert_ne!(
+            c.remote_public_key(),
+            node0,
+            "no connection from a banned peer"
+        );
+        rust[0].3.insert(c.remote_public_key(), c);
+    }
+    assert!(!rust[0].1.connections().contains(&node0));
+    nodes[0].drain();
+    assert!(
+        !nodes[0].live().values().any(|k| *k == hex::encode(rust0)),
+        "the Node peer holds no connection to the swarm that banned it"
+    );
+
     drop(discoveries);
     drop(nodes);
     for (dht, swarm, stream, conns) in rust {
@@ -484,7 +574,9 @@ fn smol_three_node_and_three_rust_swarms_mesh() {
 /// finds the other by lookup), call `joinPeer` on each other at the same moment: both dial at
 /// once and the duplicate rule must leave the same single connection on both sides. Rounds
 /// with the larger key on either side.
-async fn dial_race<R: Runtime>(round: u32) {
+/// Returns whether the Node key was the larger one, whether the two dials met (a dial of ours
+/// closed or a duplicate was dropped here: the rule had to pick) and whether ours survived.
+async fn dial_race<R: Runtime>(round: u32) -> (bool, bool, bool) {
     drop(NodePeers::new());
     let boot = R::dht(DhtOptions::bootstrapper(0, Ipv4Addr::LOCALHOST))
         .await
@@ -594,6 +686,7 @@ async fn dial_race<R: Runtime>(round: u32) {
         swarm.stats().client_attempted >= 1,
         "the Rust side dialed too"
     );
+    let ours_survived = conn.is_initiator();
     R::timeout(STEP, async {
         conn.write_all(b"race won\n").await?;
         conn.flush().await
@@ -615,6 +708,12 @@ async fn dial_race<R: Runtime>(round: u32) {
     for d in network {
         R::destroy(d).await;
     }
+    let st = swarm.stats();
+    (
+        node_pk > swarm.public_key(),
+        st.duplicates_dropped > 0 || st.client_closed > 0,
+        ours_survived,
+    )
 }
 
 /// Race rounds; their key orders differ.
@@ -639,6 +738,52 @@ fn tokio_simultaneous_join_peer_keeps_one_connection() {
     for round in 0..RACES {
         Tokio::run(dial_race::<Tokio>(round));
     }
+}
+
+/// Rounds of the race soak per runtime: `SWARM_RACES`, default 40.
+fn soak_rounds() -> u32 {
+    std::env::var("SWARM_RACES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+}
+
+/// Many races (other keys each round, so both key orders many times); the tally per key
+/// order shows how often the two dials met (the duplicate rule had to pick) and whose dial
+/// was kept. Every round must end with one shared connection.
+fn race_soak<R: Runtime>() {
+    // (node key larger?) -> (rounds, rounds where the dials met, of those: ours survived)
+    let mut tally: BTreeMap<bool, (u32, u32, u32)> = BTreeMap::new();
+    for round in 0..soak_rounds() {
+        let (node_larger, met, ours) = R::run(dial_race::<R>(1000 + round));
+        let t = tally.entry(node_larger).or_default();
+        t.0 += 1;
+        if met {
+            t.1 += 1;
+            t.2 += u32::from(ours);
+            // Neither connection carried bytes both ways yet: the larger key's dial is kept.
+            assert_eq!(
+                ours, !node_larger,
+                "round {round}: the larger key's dial survives"
+            );
+        }
+    }
+    eprintln!(
+        "race soak: {tally:?} (node key larger -> (rounds, dials met, of those the Rust dial kept))"
+    );
+    assert_eq!(tally.len(), 2, "both key orders: {tally:?}");
+}
+
+#[test]
+#[ignore = "soak: many dial races against Node hyperswarm; run with --ignored (SWARM_RACES)"]
+fn tokio_dial_race_soak() {
+    race_soak::<Tokio>();
+}
+
+#[test]
+#[ignore = "soak: many dial races against Node hyperswarm; run with --ignored (SWARM_RACES)"]
+fn smol_dial_race_soak() {
+    race_soak::<Smol>();
 }
 
 #[test]

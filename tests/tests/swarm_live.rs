@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use hdht_core::crypto::hash;
+use hdht_core::crypto::{hash, KeyPair};
+use hdht_core::dht::ConnectOptions;
 use hdht_core::rpc::Persistence;
 use hdht_driver::api::JoinOptions;
 use hdht_driver::{Connection, Firewall, SwarmConnections, SwarmHandle, SwarmOptions};
@@ -356,6 +357,251 @@ async fn listen_then_join_peer<R: Runtime>() {
     }
 }
 
+/// A peer that floods a swarm with connects under fresh keys gets at most the swarm's
+/// `max_server_connections`; the rest are refused (counted, no state kept for them, no
+/// panic), and a flood under a key it already holds a connection with keeps one connection.
+async fn connect_flood<R: Runtime>() {
+    const LIMIT: usize = 3;
+    const FLOOD: usize = 24;
+    let (network, bootstrap) = rust_network::<R>(3).await;
+    let dht = R::dht(opts(&bootstrap, Persistence::Adaptive))
+        .await
+        .expect("server node");
+    ready::<R>(&dht).await;
+    let server = SwarmHandle::start(
+        dht.shared(),
+        SwarmOptions {
+            max_server_connections: Some(LIMIT),
+            ..SwarmOptions::default()
+        },
+    )
+    .expect("swarm");
+    let mut accepted = server.connection_stream();
+    R::timeout(STEP, server.listen())
+        .await
+        .expect("listening in time")
+        .expect("listening");
+    let flooder = R::dht(opts(&bootstrap, Persistence::Adaptive))
+        .await
+        .expect("flooder node");
+    ready::<R>(&flooder).await;
+    let key = |i: usize| KeyPair::from_seed(&hash(format!("flooder {i}").as_bytes()));
+    let connects: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            flooder.connect_with(
+                server.public_key(),
+                ConnectOptions {
+                    key_pair: Some(key(i)),
+                    ..ConnectOptions::default()
+                },
+            )
+        })
+        .collect();
+    let mut waited = Duration::ZERO;
+    let mut conns = BTreeMap::new();
+    loop {
+        while let Some(Some((c, _))) = R::timeout(Duration::from_millis(20), accepted.next()).await
+        {
+            conns.insert(c.remote_public_key(), c);
+        }
+        let st = server.stats();
+        if st.incoming_refused >= (FLOOD - LIMIT) as u64 && conns.len() == LIMIT {
+            break;
+        }
+        assert!(
+            waited < STEP,
+            "the flood was not bounded within {STEP:?}: {st:?}, {} taken",
+            conns.len()
+        );
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    assert_eq!(server.connections().len(), LIMIT, "{:?}", server.stats());
+    assert_eq!(server.stats().server_opened, LIMIT as u64);
+    assert!(
+        server.peers().len() <= LIMIT,
+        "no state kept for refused peers: {} known",
+        server.peers().len()
+    );
+    // The connects that got through resolve (keep them open); the refused ones fail
+    // (PEER_CONNECTION_FAILED) or would after their timeout: drop them.
+    let mut opened = Vec::new();
+    for mut c in connects {
+        if let Some(Ok(conn)) = R::timeout(Duration::from_millis(20), &mut c).await {
+            opened.push(conn);
+        }
+    }
+    assert_eq!(opened.len(), LIMIT, "as many opened as the swarm took");
+    // A second flood under a key that holds a connection: the duplicate rule keeps one.
+    let held = *conns.keys().next().expect("a connection");
+    let index = (0..FLOOD)
+        .find(|i| key(*i).public_key() == held)
+        .expect("a flooder key");
+    let before = server.stats();
+    let again: Vec<_> = (0..8)
+        .map(|_| {
+            flooder.connect_with(
+                server.public_key(),
+                ConnectOptions {
+                    key_pair: Some(key(index)),
+                    ..ConnectOptions::default()
+                },
+            )
+        })
+        .collect();
+    let mut waited = Duration::ZERO;
+    while server.stats().duplicates_dropped < before.duplicates_dropped + 8 {
+        assert!(
+            waited < STEP,
+            "repeated connects under one key not resolved: {:?}",
+            server.stats()
+        );
+        while let Some(Some((c, _))) = R::timeout(Duration::from_millis(20), accepted.next()).await
+        {
+            conns.insert(c.remote_public_key(), c);
+        }
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    R::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        server.connections().len(),
+        LIMIT,
+        "still one per peer: {:?}",
+        server.stats()
+    );
+    assert!(server.peers().len() <= LIMIT);
+    drop(again);
+    drop(opened);
+    drop(conns);
+    R::timeout(STEP, server.shutdown()).await.expect("shutdown");
+    drop(accepted);
+    R::destroy(flooder).await;
+    R::destroy(dht).await;
+    for d in network {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn tokio_connect_flood_is_bounded() {
+    Tokio::run(connect_flood::<Tokio>());
+}
+
+#[test]
+fn smol_connect_flood_is_bounded() {
+    Smol::run(connect_flood::<Smol>());
+}
+
+/// An async firewall's answer is what happens: the key it rejects (after awaiting) never
+/// connects, and is banned as in the reference — found on a topic later, it is never dialed;
+/// an allowed peer on that topic is.
+async fn async_firewall_bans<R: Runtime>() {
+    let (network, bootstrap) = rust_network::<R>(3).await;
+    let mut blocked = Peer::<R>::new(&bootstrap).await;
+    let mut allowed = Peer::<R>::new(&bootstrap).await;
+    let reject = blocked.swarm.public_key();
+    let dht = R::dht(opts(&bootstrap, Persistence::Adaptive))
+        .await
+        .expect("server node");
+    ready::<R>(&dht).await;
+    let server = SwarmHandle::start(
+        dht.shared(),
+        SwarmOptions {
+            firewall: Some(Firewall::new_async(move |req| async move {
+                R::sleep(Duration::from_millis(50)).await;
+                req.remote_public_key == reject
+            })),
+            ..SwarmOptions::default()
+        },
+    )
+    .expect("swarm");
+    let mut accepted = server.connection_stream();
+    R::timeout(STEP, server.listen())
+        .await
+        .expect("listening in time")
+        .expect("listening");
+    blocked
+        .swarm
+        .join_peer(server.public_key())
+        .expect("join peer");
+    let mut waited = Duration::ZERO;
+    while !server.peer(&reject).is_some_and(|p| p.banned) {
+        assert!(waited < STEP, "the rejected peer was not banned");
+        R::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    }
+    assert!(server.connections().is_empty());
+    let refused = server.stats().incoming_refused;
+    // Both announce a topic; the server looks it up: it dials the allowed peer only.
+    let topic = hash(b"async firewall topic");
+    let server_only = JoinOptions {
+        server: true,
+        client: false,
+        limit: None,
+    };
+    let db = blocked.swarm.join(topic, server_only).expect("join");
+    let da = allowed.swarm.join(topic, server_only).expect("join");
+    for d in [&db, &da] {
+        assert!(R::timeout(STEP, d.flushed())
+            .await
+            .expect("in time")
+            .expect("flushed"));
+    }
+    let ds = server
+        .join(
+            topic,
+            JoinOptions {
+                server: false,
+                client: true,
+                limit: None,
+            },
+        )
+        .expect("join");
+    assert!(R::timeout(STEP, ds.flushed())
+        .await
+        .expect("in time")
+        .expect("flushed"));
+    assert!(R::timeout(STEP, server.flush()).await.expect("in time"));
+    let (conn, info) = R::timeout(STEP, accepted.next())
+        .await
+        .expect("a connection in time")
+        .expect("a connection");
+    assert_eq!(info.public_key, allowed.swarm.public_key());
+    assert!(conn.is_initiator(), "the server dialed the allowed peer");
+    assert_eq!(server.connections(), vec![allowed.swarm.public_key()]);
+    blocked.collect().await;
+    allowed.collect().await;
+    assert!(blocked.conns.is_empty(), "the banned peer never connects");
+    assert_eq!(blocked.swarm.stats().server_opened, 0, "never dialed");
+    assert!(server.peer(&reject).expect("known").banned);
+    // Its later handshakes are refused without asking the firewall again.
+    assert!(server.stats().incoming_refused >= refused);
+    drop(conn);
+    drop((da, db, ds));
+    R::timeout(STEP, server.shutdown()).await.expect("shutdown");
+    drop(accepted);
+    R::destroy(dht).await;
+    for p in [blocked, allowed] {
+        drop(p.conns);
+        drop(p.stream);
+        R::destroy(p.dht).await;
+    }
+    for d in network {
+        R::destroy(d).await;
+    }
+}
+
+#[test]
+fn tokio_async_firewall_rejects_and_bans() {
+    Tokio::run(async_firewall_bans::<Tokio>());
+}
+
+#[test]
+fn smol_async_firewall_rejects_and_bans() {
+    Smol::run(async_firewall_bans::<Smol>());
+}
+
 #[test]
 fn tokio_listen_then_join_peer() {
     Tokio::run(listen_then_join_peer::<Tokio>());
@@ -418,6 +664,23 @@ macro_rules! swarm_type_test {
                     )
                     .expect_err("neither client nor server");
                 assert!(matches!(d, hdht_driver::DhtError::Swarm(_)), "{d}");
+                // A topic of the wrong length: a clear error, nothing joined.
+                for len in [0, 31, 33] {
+                    let e = a
+                        .join_bytes(&vec![1; len], JoinOptions::default())
+                        .expect_err("wrong length");
+                    assert!(
+                        matches!(
+                            e,
+                            hdht_driver::DhtError::Swarm(hdht_core::swarm::SwarmError::TopicLength { len: l }) if l == len
+                        ),
+                        "{e}"
+                    );
+                    assert!(e.to_string().contains("32 bytes"), "{e}");
+                }
+                a.join_bytes(&[2; 32], JoinOptions::default())
+                    .expect("a 32-byte topic")
+                    .destroy();
                 let d = a.join(hash(b"t"), JoinOptions::default()).expect("join");
                 assert!(<$rt>::timeout(STEP, d.flushed())
                     .await

@@ -7,8 +7,9 @@
 //! lookup that no longer finds the key. Then a connection by public key: node 0 listens on a
 //! fresh key pair, the last node connects to it through the DHT and sends `--transfer-mib` MiB
 //! (32 by default), which node 0 reads to the end and checks; the time to connect and the
-//! throughput are shown. Then two firewalled nodes connect by holepunching. Then everything is
-//! destroyed.
+//! throughput are shown. Then two firewalled nodes connect by holepunching. Then three swarm
+//! peers join one topic at the same moment, mesh (one connection per pair) and exchange a line
+//! each way. Then everything is destroyed.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 use futures_lite::StreamExt;
 use hdht_tokio::core::rpc::K;
 use hdht_tokio::{
-    Dht, DhtError, DhtOptions, KeyPair, NodeId, OpError, Persistence, QueryError, QueryResult,
-    QueryStream,
+    Connection, Dht, DhtError, DhtOptions, JoinOptions, KeyPair, NodeId, OpError, Persistence,
+    QueryError, QueryResult, QueryStream, SwarmConnections, SwarmHandle, SwarmOptions,
 };
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
@@ -203,6 +204,20 @@ enum DemoEvent {
         remote_address: Option<Addr>,
         /// Whether that is not one of the server node's DHT sockets (the proof it punched).
         punched: bool,
+        intact: bool,
+        ms: f64,
+    },
+    /// `peers` swarm peers, each on a node of its own, joined `topic` at the same moment; in
+    /// `meshMs` every pair held exactly one connection, the same on both sides (`pairs` of
+    /// them), and each peer wrote a line to every other one: `lines` arrived, `intact` if
+    /// each was exactly what its sender wrote. `ms`: the whole step (nodes, join, mesh, lines).
+    Swarm {
+        peers: usize,
+        topic: String,
+        public_keys: Vec<String>,
+        mesh_ms: f64,
+        pairs: usize,
+        lines: usize,
         intact: bool,
         ms: f64,
     },
@@ -439,7 +454,10 @@ async fn demo(net: &mut Network, n: usize, mib: usize, out: Output) -> Result<()
     connection(net, mib, out).await?;
 
     // 7. Two firewalled nodes holepunch.
-    holepunch(net, out).await
+    holepunch(net, out).await?;
+
+    // 8. Three swarm peers join one topic at the same moment and exchange lines.
+    swarm(net, out).await
 }
 
 /// Two more nodes that stay firewalled connect through a holepunch (no LAN shortcut).
@@ -549,6 +567,171 @@ async fn holepunch(net: &mut Network, out: Output) -> Result<()> {
         Err(Error::new(
             "the firewalled nodes did not connect over their puncher sockets",
         ))
+    }
+}
+
+/// Swarm peers of the swarm step.
+const SWARM_PEERS: usize = 3;
+/// How long the swarm peers may take to mesh: peers that join at the same moment may miss
+/// each other's records on their first lookup and meet on the rendezvous lookup 2 s later.
+const SWARM_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// One swarm peer of the demo: its swarm, its connection stream and the newest connection
+/// per peer (a newer one replaced an older duplicate).
+struct SwarmPeer {
+    swarm: SwarmHandle,
+    stream: SwarmConnections,
+    conns: BTreeMap<[u8; 32], Connection>,
+}
+
+impl SwarmPeer {
+    /// Takes the connections announced so far.
+    async fn collect(&mut self) {
+        while let Ok(Some((conn, _))) =
+            tokio::time::timeout(Duration::from_millis(10), self.stream.next()).await
+        {
+            self.conns.insert(conn.remote_public_key(), conn);
+        }
+    }
+}
+
+/// Whether every pair holds exactly one connection, the same (handshake hash) on both sides.
+fn meshed(peers: &[SwarmPeer]) -> bool {
+    let keys: Vec<[u8; 32]> = peers.iter().map(|p| p.swarm.public_key()).collect();
+    peers.iter().all(|p| {
+        let mut held = p.swarm.connections();
+        held.sort_unstable();
+        let mut want: Vec<[u8; 32]> = keys
+            .iter()
+            .copied()
+            .filter(|k| *k != p.swarm.public_key())
+            .collect();
+        want.sort_unstable();
+        held == want
+            && want.iter().all(|k| {
+                let other = peers.iter().find(|q| q.swarm.public_key() == *k);
+                match (
+                    p.conns.get(k),
+                    other.and_then(|q| q.conns.get(&p.swarm.public_key())),
+                ) {
+                    (Some(a), Some(b)) => a.handshake_hash() == b.handshake_hash(),
+                    _ => false,
+                }
+            })
+    })
+}
+
+/// Three swarm peers (nodes of their own) join a fresh topic at the same moment; once every
+/// pair holds one shared connection, each peer writes a line to every other one.
+async fn swarm(net: &mut Network, out: Output) -> Result<()> {
+    let bootstrap = vec![net
+        .bootstrapper
+        .as_ref()
+        .map(|b| b.server_address().to_string())
+        .unwrap_or_default()];
+    let t0 = Instant::now();
+    let mut peers = Vec::with_capacity(SWARM_PEERS);
+    for _ in 0..SWARM_PEERS {
+        let dht = Dht::new(DhtOptions {
+            bootstrap: bootstrap.clone(),
+            host: Ipv4Addr::LOCALHOST,
+            persistence: Persistence::Adaptive,
+            ..DhtOptions::isolated()
+        })
+        .await
+        .map_err(|e| Error::new(format!("cannot start a swarm node: {e}")))?;
+        let dht = net.push(dht);
+        step("a swarm node's bootstrap", dht.ready())
+            .await?
+            .map_err(|e| Error::new(format!("a swarm node's bootstrap: {e}")))?;
+        let swarm = SwarmHandle::start(dht.shared(), SwarmOptions::default())
+            .map_err(|e| Error::new(format!("cannot start a swarm: {e}")))?;
+        peers.push(SwarmPeer {
+            stream: swarm.connection_stream(),
+            swarm,
+            conns: BTreeMap::new(),
+        });
+    }
+    let topic = random_bytes()?;
+    let t1 = Instant::now();
+    let mut discoveries = Vec::with_capacity(SWARM_PEERS);
+    for p in &peers {
+        discoveries.push(
+            p.swarm
+                .join(topic, JoinOptions::default())
+                .map_err(op_failed("a swarm join"))?,
+        );
+    }
+    let mesh = async {
+        loop {
+            for p in peers.iter_mut() {
+                p.collect().await;
+            }
+            if meshed(&peers) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(SWARM_TIMEOUT, mesh)
+        .await
+        .map_err(|_| {
+            Error::new(format!(
+                "the swarm peers did not mesh within {} s",
+                SWARM_TIMEOUT.as_secs()
+            ))
+        })?;
+    let mesh_ms = ms_since(t1);
+    let keys: Vec<[u8; 32]> = peers.iter().map(|p| p.swarm.public_key()).collect();
+    let line = |from: usize| format!("hello from swarm peer {from}\n");
+    for (i, p) in peers.iter_mut().enumerate() {
+        for c in p.conns.values_mut() {
+            step("a swarm line's write", c.write_all(line(i).as_bytes()))
+                .await?
+                .map_err(|e| Error::new(format!("a swarm write failed: {e}")))?;
+        }
+    }
+    let (mut lines, mut intact) = (0, true);
+    for p in peers.iter_mut() {
+        for (key, c) in p.conns.iter_mut() {
+            let from = keys.iter().position(|k| k == key).unwrap_or(usize::MAX);
+            let want = line(from);
+            let mut got = vec![0u8; want.len()];
+            step("a swarm line's read", c.read_exact(&mut got))
+                .await?
+                .map_err(|e| Error::new(format!("a swarm read failed: {e}")))?;
+            lines += 1;
+            intact &= got == want.as_bytes();
+        }
+    }
+    drop(discoveries);
+    for p in &peers {
+        p.swarm.leave(&topic).map_err(op_failed("a swarm leave"))?;
+    }
+    drop(peers);
+    let pairs = SWARM_PEERS * (SWARM_PEERS - 1) / 2;
+    let ms = ms_since(t0);
+    let ev = DemoEvent::Swarm {
+        peers: SWARM_PEERS,
+        topic: hex::encode(topic),
+        public_keys: keys.iter().map(hex::encode).collect(),
+        mesh_ms,
+        pairs,
+        lines,
+        intact,
+        ms,
+    };
+    out.emit(&ev, || {
+        format!(
+            "swarm          {SWARM_PEERS} peers joined topic {} at once: one connection per pair ({pairs} pairs) in {mesh_ms:.0} ms; {lines} lines, {}",
+            short_hex(&topic),
+            if intact { "intact" } else { "CORRUPTED" }
+        )
+    });
+    if intact && lines == SWARM_PEERS * (SWARM_PEERS - 1) {
+        Ok(())
+    } else {
+        Err(Error::new("the swarm peers' lines arrived altered"))
     }
 }
 

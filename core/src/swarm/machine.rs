@@ -37,6 +37,19 @@ pub enum SwarmError {
     /// The session was destroyed (or never existed).
     #[error("unknown or destroyed discovery session")]
     UnknownSession,
+    /// A topic that is not 32 bytes long (see [`topic_from_slice`]).
+    #[error("a topic is 32 bytes, got {len} (hash a name into one with crypto::hash)")]
+    TopicLength {
+        /// The length given.
+        len: usize,
+    },
+}
+
+/// The topic in `bytes`: exactly 32 bytes, the DHT target the topic's records are stored at.
+/// Anything else is [`SwarmError::TopicLength`] (the reference does not check and announces
+/// a wrong-length topic anyway, spec 06 §12 #11; its records then never meet a 32-byte one).
+pub fn topic_from_slice(bytes: &[u8]) -> Result<[u8; 32], SwarmError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| SwarmError::TopicLength { len: bytes.len() })
 }
 
 /// Counters (`swarm.stats`).
@@ -1459,6 +1472,22 @@ impl<R: RngCore> Swarm<R> {
                 flush: id,
                 ok: false,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod topic_tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn a_topic_is_32_bytes() {
+        assert_eq!(topic_from_slice(&[7; 32]), Ok([7; 32]));
+        for len in [0, 1, 31, 33, 64] {
+            let e = topic_from_slice(&alloc::vec![0; len]).unwrap_err();
+            assert_eq!(e, SwarmError::TopicLength { len });
+            assert!(e.to_string().contains(&alloc::format!("got {len}")), "{e}");
         }
     }
 }

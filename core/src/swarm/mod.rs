@@ -27,5 +27,5 @@ pub use discovery::SessionId;
 pub use duplicate::Duplicate;
 pub use event::SwarmEvent;
 pub use flush::FlushId;
-pub use machine::{Swarm, SwarmError, SwarmStats};
+pub use machine::{topic_from_slice, Swarm, SwarmError, SwarmStats};
 pub use peer::{PeerInfo, Priority};

@@ -76,6 +76,9 @@ pub struct SwarmScenarioConfig {
     /// Runs once every peer bootstrapped, just before the join, for tests (bans, explicit
     /// peers): the simulator, the peers' hosts and their public keys.
     pub before_join: Option<BeforeJoin>,
+    /// Runs once the target is reached (or at the mesh timeout), before the `settle` run, for
+    /// tests (a leave, dropped connections): same arguments as `before_join`.
+    pub after_mesh: Option<BeforeJoin>,
 }
 
 impl SwarmScenarioConfig {
@@ -95,6 +98,7 @@ impl SwarmScenarioConfig {
             join: JoinOptions::default(),
             configure: None,
             before_join: None,
+            after_mesh: None,
         }
     }
 
@@ -571,6 +575,10 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         .all_connected_at
         .map(|t| t.saturating_duration_since(joined));
     let degrees: Vec<f64> = m.degree.iter().map(|d| *d as f64).collect();
+    if let Some(f) = cfg.after_mesh {
+        let keys = m.keys.clone();
+        f(&mut sim, &hosts, &keys);
+    }
     sim.run_for_with(cfg.settle, &mut m);
     let mismatched_pairs = m.recount(&sim);
     let mut missing_pairs = Vec::new();
