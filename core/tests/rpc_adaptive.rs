@@ -129,7 +129,7 @@ fn an_unmeasured_node_gets_a_shorter_first_try_once_the_network_is_measured() {
     n.ping(now, other);
     drain(&mut n);
     let log = run_until(&mut n, &mut now, Instant::from_millis(start + 2500));
-    assert_eq!(sends_to(&log, other, start), vec![250, 750, 1750]);
+    assert_eq!(sends_to(&log, other, start), vec![200, 600, 1400]);
 }
 
 #[test]
@@ -213,9 +213,9 @@ fn a_query_does_not_wait_out_every_retry_of_dead_referrals() {
     // first 1 s timer), each waiting 6 × 1 s.
     assert!(reference_ms >= 7_000, "{reference_ms}");
     assert_eq!(reference_sends, 20 * 6);
-    // Adaptive: the first wave misses its 250 ms timer; each miss lets one more referral go
-    // until the third distrusts the referrer and drops its other referrals; the visits out
-    // settle after their second miss (250 + 500 ms), three transmissions at most each.
+    // Adaptive: the first wave misses its 200 ms timer; each miss lets one more referral go
+    // until the second distrusts the referrer and drops its other referrals; the visits out
+    // settle after their second miss (200 + 400 ms), three transmissions at most each.
     assert!(adaptive_ms <= 1_100, "{adaptive_ms}");
     assert!(adaptive_sends <= 13 * 3, "{adaptive_sends}");
 }

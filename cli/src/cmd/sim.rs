@@ -305,7 +305,8 @@ fn run_flood_scenario(args: SimArgs, json: bool) -> Result<()> {
         for run in [&r.adaptive, &r.reference] {
             println!(
                 "flood ({}): lookups unloaded p50 {:.0} ms p90 {:.0} ms; flooded p50 {:.0} ms \
-                 p90 {:.0} ms (x{:.2} / x{:.2}); unfinished {}; datagrams to dead addresses {}",
+                 p90 {:.0} ms (x{:.2} / x{:.2}); target found {}/{} unloaded, {}/{} flooded; \
+                 unfinished {}; datagrams to dead addresses {}",
                 if run.adaptive {
                     "adaptive timeouts"
                 } else {
@@ -317,6 +318,10 @@ fn run_flood_scenario(args: SimArgs, json: bool) -> Result<()> {
                 run.flooded.p90,
                 run.ratio_p50(),
                 run.ratio_p90(),
+                run.found_unloaded,
+                run.unloaded.count,
+                run.found_flooded,
+                run.flooded.count,
                 run.unfinished,
                 run.dead_sends
             );

@@ -16,7 +16,7 @@ const MAX_SCORED: usize = 256;
 /// A referrer is distrusted once this many of its referrals missed their first timer and
 /// they outnumber twice the ones that answered: its remaining referrals are dropped (unless
 /// someone else named them too) and its further closer nodes ignored, for this query.
-const DISTRUST_AFTER: u16 = 3;
+const DISTRUST_AFTER: u16 = 2;
 
 /// Identifies a query for the lifetime of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

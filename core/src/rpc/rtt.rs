@@ -6,7 +6,8 @@
 //! requests are ambiguous) feeds two estimators: one for the node that answered, one for the
 //! network as a whole. A request then waits
 //! - for a node we measured: `srtt + 4·rttvar`, at least [`MIN_RTO`];
-//! - for a node we never heard from: twice the network's `srtt + 4·rttvar`, at least
+//! - for a node we never heard from: the network's `srtt + 4·rttvar` (its spread across
+//!   nodes is in `rttvar`), at least
 //!   [`MIN_UNMEASURED_RTO`];
 //! - before any measurement: the reference's 1 s;
 //!
@@ -22,7 +23,7 @@ pub(crate) const MAX_RTO: Duration = Duration::from_millis(1000);
 /// The smallest timeout for a node with measured round trips.
 pub(crate) const MIN_RTO: Duration = Duration::from_millis(150);
 /// The smallest first-try timeout for a node never measured.
-pub(crate) const MIN_UNMEASURED_RTO: Duration = Duration::from_millis(250);
+pub(crate) const MIN_UNMEASURED_RTO: Duration = Duration::from_millis(200);
 /// Nodes whose round trips are remembered at most (a bounded map; see [`RttTable`]).
 pub(crate) const MAX_RTT_ENTRIES: usize = 1024;
 
@@ -136,7 +137,7 @@ impl RttTable {
             return r.rto().clamp(MIN_RTO, MAX_RTO);
         }
         match self.network {
-            Some(n) => (n.rto() * 2).clamp(MIN_UNMEASURED_RTO, MAX_RTO),
+            Some(n) => n.rto().clamp(MIN_UNMEASURED_RTO, MAX_RTO),
             None => MAX_RTO,
         }
     }

@@ -78,6 +78,10 @@ pub struct FloodRun {
     pub flooded: Percentiles,
     /// Lookups that did not finish (either phase).
     pub unfinished: usize,
+    /// Lookups before the attack whose target answered among the k closest.
+    pub found_unloaded: usize,
+    /// Lookups during the attack whose target answered among the k closest.
+    pub found_flooded: usize,
     /// Datagrams sent, during the attack's lookups, to addresses where nothing answers (no
     /// host there, or a silent node's closed port) — by every node, background work included.
     pub dead_sends: u64,
@@ -102,12 +106,14 @@ impl FloodRun {
             )
         };
         format!(
-            "{{\"unloadedMs\":{},\"floodedMs\":{},\"ratioP50\":{:.2},\"ratioP90\":{:.2},\"unfinished\":{},\"deadSends\":{}}}",
+            "{{\"unloadedMs\":{},\"floodedMs\":{},\"ratioP50\":{:.2},\"ratioP90\":{:.2},\"unfinished\":{},\"foundUnloaded\":{},\"foundFlooded\":{},\"deadSends\":{}}}",
             p(&self.unloaded),
             p(&self.flooded),
             self.ratio_p50(),
             self.ratio_p90(),
             self.unfinished,
+            self.found_unloaded,
+            self.found_flooded,
             self.dead_sends
         )
     }
@@ -127,7 +133,8 @@ pub struct FloodReport {
 impl FloodReport {
     /// One JSON object: `scenario`, `nodes`, `liars`, `silent`, `lookups`, `seed`, then
     /// `adaptive` and `reference`, each with `unloadedMs` and `floodedMs` percentiles,
-    /// `ratioP50`, `ratioP90`, `unfinished` and `deadSends`.
+    /// `ratioP50`, `ratioP90`, `unfinished`, `foundUnloaded`, `foundFlooded` (lookups whose
+    /// target answered among the k closest) and `deadSends`.
     pub fn to_json_line(&self) -> String {
         format!(
             "{{\"scenario\":\"flood\",\"nodes\":{},\"liars\":{},\"silent\":{},\"lookups\":{},\"seed\":{},\"adaptive\":{},\"reference\":{}}}",
@@ -352,11 +359,11 @@ fn server_addr(sim: &Engine<FloodApp>, h: HostId) -> Result<SocketAddrV4, NetErr
         .ok_or(NetError::NoSuchSocket(0))
 }
 
-/// Times `plan`'s lookups (started one every 200 ms); returns latencies in ms and how many
-/// did not finish within a minute.
-fn time_lookups(sim: &mut Engine<FloodApp>, plan: &[(HostId, NodeId)]) -> (Vec<f64>, usize) {
-    let mut started: Vec<(HostId, QueryId, Instant)> = Vec::new();
-    let mut done: Vec<(HostId, QueryId, Instant)> = Vec::new();
+/// Times `plan`'s lookups (started one every 200 ms); returns latencies in ms, how many did
+/// not finish within a minute, and how many had their target among the closest replies.
+fn time_lookups(sim: &mut Engine<FloodApp>, plan: &[(HostId, NodeId)]) -> (Vec<f64>, usize, usize) {
+    let mut started: Vec<(HostId, QueryId, Instant, NodeId)> = Vec::new();
+    let mut done: Vec<(HostId, QueryId, Instant, Vec<NodeId>)> = Vec::new();
     let mut finished: Vec<f64> = Vec::new();
     for &(h, target) in plan {
         let q = sim.try_with_node(h, |app, now| match app {
@@ -364,11 +371,14 @@ fn time_lookups(sim: &mut Engine<FloodApp>, plan: &[(HostId, NodeId)]) -> (Vec<f
             FloodApp::Liar(_) => None,
         });
         if let Some(Some(q)) = q {
-            started.push((h, q, sim.now()));
+            started.push((h, q, sim.now(), target));
         }
         let mut record = |sim: &mut Engine<FloodApp>, h: HostId, ev: RpcEvent| {
-            if let RpcEvent::QueryDone { query, .. } = ev {
-                done.push((h, query, sim.now()));
+            if let RpcEvent::QueryDone { query, result } = ev {
+                let ids = result
+                    .map(|r| r.closest_replies.iter().filter_map(|x| x.from_id).collect())
+                    .unwrap_or_default();
+                done.push((h, query, sim.now(), ids));
             }
         };
         sim.run_for_with(Duration::from_millis(200), &mut record);
@@ -380,20 +390,26 @@ fn time_lookups(sim: &mut Engine<FloodApp>, plan: &[(HostId, NodeId)]) -> (Vec<f
             .all(|s| done.iter().any(|d| d.0 == s.0 && d.1 == s.1))
     {
         let mut record = |sim: &mut Engine<FloodApp>, h: HostId, ev: RpcEvent| {
-            if let RpcEvent::QueryDone { query, .. } = ev {
-                done.push((h, query, sim.now()));
+            if let RpcEvent::QueryDone { query, result } = ev {
+                let ids = result
+                    .map(|r| r.closest_replies.iter().filter_map(|x| x.from_id).collect())
+                    .unwrap_or_default();
+                done.push((h, query, sim.now(), ids));
             }
         };
         sim.run_for_with(Duration::from_millis(100), &mut record);
     }
-    let mut unfinished = 0;
-    for (h, q, at) in &started {
+    let (mut unfinished, mut found) = (0, 0);
+    for (h, q, at, target) in &started {
         match done.iter().find(|d| d.0 == *h && d.1 == *q) {
-            Some(d) => finished.push(d.2.saturating_duration_since(*at).as_secs_f64() * 1000.0),
+            Some(d) => {
+                finished.push(d.2.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+                found += usize::from(d.3.contains(target));
+            }
             None => unfinished += 1,
         }
     }
-    (finished, unfinished)
+    (finished, unfinished, found)
 }
 
 fn run_one(cfg: &FloodConfig, adaptive: bool) -> Result<FloodRun, ScenarioError> {
@@ -446,7 +462,7 @@ fn run_one(cfg: &FloodConfig, adaptive: bool) -> Result<FloodRun, ScenarioError>
         };
         plan.push((from, target));
     }
-    let (unloaded, unfinished_before) = time_lookups(&mut sim, &plan);
+    let (unloaded, unfinished_before, found_before) = time_lookups(&mut sim, &plan);
     // The attack: silent joiners, liars, 30 s to spread, the silent ones go quiet.
     let mut silent = Vec::new();
     for _ in 0..cfg.silent {
@@ -473,13 +489,15 @@ fn run_one(cfg: &FloodConfig, adaptive: bool) -> Result<FloodRun, ScenarioError>
         st.dropped(DropReason::NoRoute) + st.dropped(DropReason::PortUnreachable)
     };
     let before = nowhere(&sim);
-    let (flooded, unfinished_after) = time_lookups(&mut sim, &plan);
+    let (flooded, unfinished_after, found_after) = time_lookups(&mut sim, &plan);
     let dead_sends = nowhere(&sim) - before;
     Ok(FloodRun {
         adaptive,
         unloaded: Percentiles::of(&unloaded),
         flooded: Percentiles::of(&flooded),
         unfinished: unfinished_before + unfinished_after,
+        found_unloaded: found_before,
+        found_flooded: found_after,
         dead_sends,
     })
 }
