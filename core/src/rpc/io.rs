@@ -349,6 +349,11 @@ impl<O> Io<O> {
             .collect()
     }
 
+    /// The owner of a request, to hand it over.
+    pub(crate) fn owner_mut(&mut self, tid: u16) -> Option<&mut O> {
+        self.inflight.get_mut(&tid).map(|r| &mut r.owner)
+    }
+
     pub(crate) fn get(&self, tid: u16) -> Option<&InFlight<O>> {
         self.inflight.get(&tid)
     }

@@ -268,6 +268,14 @@ enum Owner {
     },
     QuickNat,
     FirewallProbe,
+    /// A visit still out when its query ended after settling on stalled visits (adaptive
+    /// timeouts): it runs on, so that a dead node still leaves our table and its referrers
+    /// still hear a down hint, as they would have had the query waited for it.
+    Detached {
+        referrers: Vec<Referrer>,
+    },
+    /// A down hint sent for a detached visit.
+    DetachedHint,
 }
 
 impl Owner {
@@ -1190,7 +1198,14 @@ impl<R: RngCore> RpcNode<R> {
                 let stalled = self.cfg.adaptive_timeouts && req.expiries >= 2;
                 self.on_visit_done(now, q, req.to, req.cycled, stalled, result);
             }
-            Owner::DownHint(_) => {}
+            Owner::DownHint(_) | Owner::DetachedHint => {}
+            Owner::Detached { referrers } => {
+                if result == Err(RequestError::Timeout) {
+                    for r in referrers {
+                        self.send_down_hint_as(now, Owner::DetachedHint, r, req.to);
+                    }
+                }
+            }
             Owner::Commit(q) => {
                 // Like `dht.request`, any response counts, whatever its error code.
                 let outcome = result.map(|_| ()).map_err(CommitError::Request);
@@ -1810,6 +1825,10 @@ impl<R: RngCore> RpcNode<R> {
     }
 
     fn send_down_hint(&mut self, now: Instant, qid: QueryId, to: Referrer, down: SocketAddrV4) {
+        self.send_down_hint_as(now, Owner::DownHint(qid), to, down);
+    }
+
+    fn send_down_hint_as(&mut self, now: Instant, owner: Owner, to: Referrer, down: SocketAddrV4) {
         if !self.cfg.send_down_hints {
             return;
         }
@@ -1825,7 +1844,7 @@ impl<R: RngCore> RpcNode<R> {
             to.id,
             DOWN_HINT,
             Some(encode_addr(&down).to_vec()),
-            Owner::DownHint(qid),
+            owner,
         );
     }
 
@@ -1926,6 +1945,9 @@ impl<R: RngCore> RpcNode<R> {
         qid: QueryId,
         result: Result<QueryResult, QueryError>,
     ) {
+        if self.cfg.adaptive_timeouts {
+            self.detach_stalled_visits(qid);
+        }
         self.cancel_query_requests(qid, |_| true);
         self.queries.remove(&qid);
         self.events.push_back(RpcEvent::QueryDone {
@@ -1935,6 +1957,29 @@ impl<R: RngCore> RpcNode<R> {
         if let Bootstrap::Querying { round, query, .. } = self.bootstrap {
             if query == qid {
                 self.on_bootstrap_query_done(now, round);
+            }
+        }
+    }
+
+    /// Hands the query's visits that missed two timers over to [`Owner::Detached`].
+    fn detach_stalled_visits(&mut self, qid: QueryId) {
+        let tids = self
+            .io
+            .tids_where(|o| matches!(o, Owner::Visit(q) if *q == qid));
+        for tid in tids {
+            let Some((to, expiries)) = self.io.get(tid).map(|r| (r.to, r.expiries)) else {
+                continue;
+            };
+            if expiries < 2 {
+                continue;
+            }
+            let referrers = self
+                .queries
+                .get_mut(&qid)
+                .map(|q| q.mark_down(to))
+                .unwrap_or_default();
+            if let Some(owner) = self.io.owner_mut(tid) {
+                *owner = Owner::Detached { referrers };
             }
         }
     }
