@@ -194,3 +194,45 @@ fn a_silent_peer_makes_the_flush_fail_after_the_timeout() {
         Err(ConnError::Transport(StreamError::TimedOut))
     );
 }
+
+/// Issue 17 item 3: a writer blocked on a full send buffer when the peer goes silent learns
+/// of the timeout — from its write, its read, its end and its flush alike — never a bare
+/// "connection not open".
+#[test]
+fn a_blocked_writer_of_a_timed_out_connection_reads_the_timeout() {
+    let (mut net, client, conn, server_host, _) = connected(15);
+    net.hosts[server_host].cut = true;
+    // Fill the send buffer: nothing is acknowledged any more.
+    let mut blocked = false;
+    for _ in 0..10_000 {
+        let n = net
+            .with(client, |n, now| n.conn_write(now, conn, &[3u8; 16 * 1024]))
+            .expect("write while open");
+        if n == 0 {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "the send buffer filled");
+    let mut closed = None;
+    net.run_until(Duration::from_secs(120), |net| {
+        closed = closed.take().or_else(|| closed_event(net, client, conn));
+        closed.is_some()
+    });
+    let timed_out = ConnError::Transport(StreamError::TimedOut);
+    assert_eq!(closed, Some(Some(timed_out.clone())));
+    assert_eq!(
+        net.with(client, |n, now| n.conn_write(now, conn, b"more")),
+        Err(timed_out.clone())
+    );
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        net.with(client, |n, now| n.conn_read(now, conn, &mut buf)),
+        Err(timed_out.clone())
+    );
+    assert_eq!(
+        net.with(client, |n, _| n.conn_end(conn)),
+        Err(timed_out.clone())
+    );
+    assert_eq!(net.with(client, |n, _| n.conn_flush(conn)), Err(timed_out));
+}

@@ -265,6 +265,18 @@ fn io_err(e: ConnError) -> io::Error {
     io::Error::new(kind, e)
 }
 
+/// [`io_err`] for a call on `conn`: when the core no longer knows the connection ("not
+/// open") but it closed with an error, that error — a connection that timed out reads as
+/// `TimedOut` from every call, however late.
+fn conn_io_err(slots: &Connections, conn: ConnId, e: ConnError) -> io::Error {
+    if matches!(e, ConnError::NotOpen) {
+        if let Some(Some(closed)) = slots.conns.get(&conn).and_then(|s| s.closed.clone()) {
+            return io_err(closed);
+        }
+    }
+    io_err(e)
+}
+
 impl Connections {
     /// Tracks a server the application does not accept from (the node's relay): only its
     /// listening state, for [`listening`](Self::listening).
@@ -462,7 +474,7 @@ impl Connection {
                 Ok(n) if n > 0 => return Poll::Ready(Ok(n)),
                 Ok(_) => {}
                 Err(_) if inner.node.conn_at_end(conn) => return Poll::Ready(Ok(0)),
-                Err(e) => return Poll::Ready(Err(io_err(e))),
+                Err(e) => return Poll::Ready(Err(conn_io_err(&inner.connections, conn, e))),
             }
             // The peer's direction ended cleanly even if the connection broke afterwards.
             if buf.is_empty() || inner.node.conn_at_end(conn) {
@@ -494,7 +506,7 @@ impl Connection {
                     Poll::Pending
                 }
                 Ok(n) => Poll::Ready(Ok(n)),
-                Err(e) => Poll::Ready(Err(io_err(e))),
+                Err(e) => Poll::Ready(Err(conn_io_err(&inner.connections, conn, e))),
             })
     }
 
@@ -542,7 +554,7 @@ impl Connection {
                 }
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(io_err(e))),
+            Err(e) => Poll::Ready(Err(conn_io_err(slots, conn, e))),
         }
     }
 
@@ -563,7 +575,7 @@ impl Connection {
         let conn = self.conn;
         self.shared.with_inner_kick(|inner, _| {
             if let Err(e) = inner.node.conn_end(conn) {
-                return Poll::Ready(Err(io_err(e)));
+                return Poll::Ready(Err(conn_io_err(&inner.connections, conn, e)));
             }
             Self::poll_acked(&mut inner.node, &mut inner.connections, conn, cx)
         })

@@ -323,6 +323,9 @@ impl DhtSim {
 /// [`SIM_EPOCH_UNIX_MS`], its server socket's local address advertised for the LAN shortcut.
 pub(crate) fn dht_app(s: &mut HostSetup<'_>, cfg: DhtNodeConfig) -> Result<DhtHost, NetError> {
     let mut dht = cfg.dht;
+    // The simulated internet numbers hosts sequentially (256 to a /24), so the per-/24
+    // routing-table cap would measure the numbering, not the network: off in the simulator.
+    dht.rpc.ip_limits = None;
     if dht.rpc.server_port == 0 {
         dht.rpc.server_port = SERVER_PORT;
     }

@@ -27,12 +27,14 @@ pub enum SimScenario {
     HolepunchMatrix,
     /// Hyperswarm peers joining one topic.
     Swarm,
+    /// Node lookups under a valid-id flood, adaptive timeouts vs the reference's timing.
+    Flood,
 }
 
 /// `hdht sim` arguments.
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// bootstrap, lookup, churn, partition or holepunch-matrix.
+    /// bootstrap, lookup, churn, partition, holepunch-matrix, swarm or flood.
     #[arg(value_name = "SCENARIO", value_parser = parse_scenario)]
     pub scenario: SimScenario,
     /// Number of nodes.
@@ -83,6 +85,13 @@ pub struct SimArgs {
     /// swarm: each swarm's max peers (default: all, so the target is the full mesh).
     #[arg(long)]
     pub max_peers: Option<usize>,
+    /// flood: lying nodes (valid ids, answer every lookup with k unresponsive addresses
+    /// ground close to its target).
+    #[arg(long, default_value_t = 30)]
+    pub liars: usize,
+    /// flood: nodes that join, get into routing tables, then go silent.
+    #[arg(long, default_value_t = 60)]
+    pub silent: usize,
 }
 
 impl SimArgs {
@@ -130,8 +139,11 @@ fn parse_scenario(s: &str) -> std::result::Result<SimScenario, String> {
     if s == "swarm" {
         return Ok(SimScenario::Swarm);
     }
+    if s == "flood" {
+        return Ok(SimScenario::Flood);
+    }
     s.parse().map(SimScenario::Network).map_err(|_| {
-        format!("unknown scenario {s:?} (expected bootstrap, lookup, churn, partition, holepunch-matrix or swarm)")
+        format!("unknown scenario {s:?} (expected bootstrap, lookup, churn, partition, holepunch-matrix, swarm or flood)")
     })
 }
 
@@ -191,6 +203,7 @@ pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
     let kind = match args.scenario {
         SimScenario::HolepunchMatrix => return run_holepunch_matrix(args, out, json),
         SimScenario::Swarm => return run_swarm_scenario(args, json),
+        SimScenario::Flood => return run_flood_scenario(args, json),
         SimScenario::Network(kind) => kind,
     };
     let mut cfg = ScenarioConfig::new(kind, args.nodes, args.seed);
@@ -274,6 +287,47 @@ fn run_holepunch_matrix(args: SimArgs, out: Output, json: bool) -> Result<()> {
         println!("{}", report.table());
     }
     println!("{}", report.to_json_line());
+    Ok(())
+}
+
+/// `hdht sim flood`: `--nodes` honest nodes settle, `--lookups` node lookups are timed, then
+/// `--liars` and `--silent` attackers join and the same lookups are timed again — once with
+/// adaptive timeouts, once with the reference's fixed 1 s per transmission, from one seed.
+fn run_flood_scenario(args: SimArgs, json: bool) -> Result<()> {
+    use hdht_sim::scenario::flood::{run_flood, FloodConfig};
+    let mut cfg = FloodConfig::new(args.seed);
+    cfg.nodes = args.nodes;
+    cfg.lookups = args.lookups;
+    cfg.liars = args.liars;
+    cfg.silent = args.silent;
+    let r = run_flood(&cfg).map_err(|e| Error::new(format!("simulation failed: {e}")))?;
+    if !json {
+        for run in [&r.adaptive, &r.reference] {
+            println!(
+                "flood ({}): lookups unloaded p50 {:.0} ms p90 {:.0} ms; flooded p50 {:.0} ms \
+                 p90 {:.0} ms (x{:.2} / x{:.2}); target found {}/{} unloaded, {}/{} flooded; \
+                 unfinished {}; datagrams to dead addresses {}",
+                if run.adaptive {
+                    "adaptive timeouts"
+                } else {
+                    "reference timing"
+                },
+                run.unloaded.p50,
+                run.unloaded.p90,
+                run.flooded.p50,
+                run.flooded.p90,
+                run.ratio_p50(),
+                run.ratio_p90(),
+                run.found_unloaded,
+                run.unloaded.count,
+                run.found_flooded,
+                run.flooded.count,
+                run.unfinished,
+                run.dead_sends
+            );
+        }
+    }
+    println!("{}", r.to_json_line());
     Ok(())
 }
 

@@ -646,6 +646,10 @@ impl Connections {
     /// Ends our side (half-close): the peer reads to the end, then `0`.
     pub(crate) fn end(&mut self, conn: ConnId) -> Result<(), ConnError> {
         let c = self.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
+        if c.closed {
+            // Too late to end: a connection that broke says why (a timeout, a reset).
+            return c.close_error.clone().map_or(Ok(()), Err);
+        }
         if c.local_ended {
             return Ok(());
         }

@@ -46,6 +46,53 @@ pub struct RpcConfig {
     /// Hand external (application) requests to the owner as events instead of answering
     /// UNKNOWN_COMMAND.
     pub deliver_requests: bool,
+    /// Adaptive request timeouts (local timing only, nothing changes on the wire): per-node
+    /// timeouts from measured round trips, shorter first tries to nodes never heard from,
+    /// fewer retries for never-heard nodes a query was referred to, and queries that stop
+    /// waiting for visits that missed two timers. `false` keeps the reference's fixed 1 s per
+    /// transmission.
+    pub adaptive_timeouts: bool,
+    /// Caps on routing-table entries per IP and per /24, applied to public addresses only
+    /// (loopback and private networks, where every node may share an address, are exempt).
+    /// `None` disables them.
+    pub ip_limits: Option<IpLimits>,
+}
+
+/// How many routing-table entries one public IP, or one /24, may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpLimits {
+    /// Entries per IPv4 address.
+    pub per_ip: usize,
+    /// Entries per /24 network.
+    pub per_subnet: usize,
+}
+
+impl Default for IpLimits {
+    fn default() -> Self {
+        IpLimits {
+            per_ip: 2,
+            per_subnet: 8,
+        }
+    }
+}
+
+impl IpLimits {
+    /// Whether the limits apply to `ip`: public unicast addresses only (not loopback,
+    /// private, link-local, shared/CGNAT, benchmarking, documentation, multicast, reserved).
+    pub fn applies_to(ip: &core::net::Ipv4Addr) -> bool {
+        let o = ip.octets();
+        !(ip.is_loopback()
+            || ip.is_private()
+            || ip.is_link_local()
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || ip.is_documentation()
+            || ip.is_multicast()
+            || o[0] == 0
+            || o[0] >= 240
+            || (o[0] == 100 && (o[1] & 0xc0) == 64)
+            || (o[0] == 198 && (o[1] & 0xfe) == 18))
+    }
 }
 
 impl Default for RpcConfig {
@@ -64,6 +111,8 @@ impl Default for RpcConfig {
             server_port: 0,
             bootstrapper: None,
             deliver_requests: false,
+            adaptive_timeouts: true,
+            ip_limits: Some(IpLimits::default()),
         }
     }
 }

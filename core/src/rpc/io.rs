@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 use core::time::Duration;
 
+use super::rtt::backoff;
 use super::{CongestionWindow, NodeId, SocketKind};
 use crate::Instant;
 
@@ -32,6 +33,12 @@ pub(crate) struct InFlight<O> {
     /// Retransmissions allowed after the first send.
     pub(crate) retries: u32,
     pub(crate) timeout: Duration,
+    /// `timeout` is an adaptive first-try timeout: retransmissions double it (up to 1 s).
+    pub(crate) adaptive: bool,
+    /// When the latest transmission left (round trips are measured from it).
+    pub(crate) last_sent: Option<Instant>,
+    /// Timer expiries so far.
+    pub(crate) expiries: u32,
     /// When the current timer fires; `None` while queued behind the congestion window.
     pub(crate) deadline: Option<Instant>,
     pub(crate) created: Instant,
@@ -229,7 +236,13 @@ impl<O> Io<O> {
         }
         self.congestion.send();
         req.sent += 1;
-        let deadline = now + req.timeout;
+        req.last_sent = Some(now);
+        let wait = if req.adaptive {
+            backoff(req.timeout, req.sent)
+        } else {
+            req.timeout
+        };
+        let deadline = now + wait;
         req.deadline = Some(deadline);
         if let Err(pos) = self.deadlines.binary_search(&(deadline, tid)) {
             self.deadlines.insert(pos, (deadline, tid));
@@ -273,6 +286,7 @@ impl<O> Io<O> {
         self.deadlines.remove(0);
         if let Some(req) = self.inflight.get_mut(&tid) {
             req.deadline = None;
+            req.expiries += 1;
         }
         Some(tid)
     }
@@ -333,6 +347,11 @@ impl<O> Io<O> {
             .filter(|(_, r)| pred(&r.owner))
             .map(|(t, _)| t)
             .collect()
+    }
+
+    /// The owner of a request, to hand it over.
+    pub(crate) fn owner_mut(&mut self, tid: u16) -> Option<&mut O> {
+        self.inflight.get_mut(&tid).map(|r| &mut r.owner)
     }
 
     pub(crate) fn get(&self, tid: u16) -> Option<&InFlight<O>> {

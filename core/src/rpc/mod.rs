@@ -13,10 +13,11 @@ mod io;
 mod nat_sampler;
 mod node;
 mod query;
+mod rtt;
 mod table;
 mod token;
 
-pub use config::{Persistence, RpcConfig};
+pub use config::{IpLimits, Persistence, RpcConfig};
 pub use congestion::CongestionWindow;
 pub use event::{
     CommitError, IncomingRequest, QueryError, QueryReply, QueryResult, RequestError, RequestId,

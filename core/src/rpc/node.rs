@@ -14,9 +14,10 @@ use rand_core::RngCore;
 
 use super::io::{InFlight, Io, Outgoing, REQUEST_TIMEOUT};
 use super::query::{Candidate, Phase, Query, Referrer};
+use super::rtt::RttTable;
 use super::{
-    encode_addr, AddOutcome, CommitError, Health, IncomingRequest, NatSampler, NodeEntry, NodeId,
-    Persistence, QueryError, QueryId, QueryReply, QueryResult, RequestError, RequestId,
+    encode_addr, AddOutcome, CommitError, Health, IncomingRequest, IpLimits, NatSampler, NodeEntry,
+    NodeId, Persistence, QueryError, QueryId, QueryReply, QueryResult, RequestError, RequestId,
     RoutingTable, RpcConfig, RpcEvent, TokenSecrets, K,
 };
 use crate::wire::{
@@ -47,6 +48,9 @@ const OLD_NODE: u32 = 360;
 const DEFAULT_RETRIES: u32 = 3;
 const QUERY_RETRIES: u32 = 5;
 const MAX_REPINGING: u32 = 3;
+/// Retries of a query visit to a node never heard from (not in the table, never measured,
+/// not a bootstrap node) with adaptive timeouts: three transmissions, not six.
+const UNMEASURED_VISIT_RETRIES: u32 = 2;
 const MAX_CHECKS_FOR_DOWN_HINTS: u32 = 10;
 /// Source hosts remembered during a firewall check.
 const MAX_CHECK_HOSTS: usize = 256;
@@ -264,6 +268,14 @@ enum Owner {
     },
     QuickNat,
     FirewallProbe,
+    /// A visit still out when its query ended after settling on stalled visits (adaptive
+    /// timeouts): it runs on, so that a dead node still leaves our table and its referrers
+    /// still hear a down hint, as they would have had the query waited for it.
+    Detached {
+        referrers: Vec<Referrer>,
+    },
+    /// A down hint sent for a detached visit.
+    DetachedHint,
 }
 
 impl Owner {
@@ -348,6 +360,8 @@ pub struct RpcNode<R> {
     bootstrap: Bootstrap,
     test_nat: bool,
     network_check: Option<NetworkCheck>,
+    /// Measured round trips (adaptive timeouts).
+    rtt: RttTable,
     stats: Stats,
 }
 
@@ -416,6 +430,7 @@ impl<R: RngCore> RpcNode<R> {
             bootstrap: Bootstrap::Done,
             test_nat: false,
             network_check: None,
+            rtt: RttTable::default(),
             stats: Stats::default(),
             cfg,
         };
@@ -537,6 +552,11 @@ impl<R: RngCore> RpcNode<R> {
     /// Requests in flight.
     pub fn inflight(&self) -> usize {
         self.io.len()
+    }
+
+    /// The network-wide smoothed round-trip time measured so far (adaptive timeouts).
+    pub fn smoothed_rtt(&self) -> Option<Duration> {
+        self.rtt.network().map(|r| r.srtt())
     }
 
     /// Counters.
@@ -865,6 +885,11 @@ impl<R: RngCore> RpcNode<R> {
         } else {
             spec.retries.unwrap_or(DEFAULT_RETRIES)
         };
+        let (timeout, adaptive) = match spec.timeout {
+            Some(t) => (t, false),
+            None if self.cfg.adaptive_timeouts => (self.rtt.timeout_for(&spec.to), true),
+            None => (REQUEST_TIMEOUT, false),
+        };
         let mut req = InFlight {
             to: spec.to,
             to_id: spec.to_id,
@@ -873,7 +898,10 @@ impl<R: RngCore> RpcNode<R> {
             ttl: spec.ttl,
             sent: 0,
             retries,
-            timeout: spec.timeout.unwrap_or(REQUEST_TIMEOUT),
+            timeout,
+            adaptive,
+            last_sent: None,
+            expiries: 0,
             deadline: None,
             created: now,
             cycled: false,
@@ -1095,6 +1123,12 @@ impl<R: RngCore> RpcNode<R> {
         };
         self.stats.responses_matched += 1;
         self.total_responses += 1;
+        // Karn's rule: only an answer to a request sent once times the round trip.
+        if req.adaptive && req.sent == 1 && from == req.to {
+            if let Some(sent_at) = req.last_sent {
+                self.rtt.sample(&from, now - sent_at);
+            }
+        }
         let from_id = res.id.map(NodeId).filter(|id| self.id_matches(id, &from));
         let sample = socket == self.primary_socket();
         match from_id {
@@ -1116,9 +1150,23 @@ impl<R: RngCore> RpcNode<R> {
 
     fn on_request_timer(&mut self, now: Instant, tid: u16) {
         if self.io.take_cycle(tid) {
-            if let Some(Owner::Visit(q)) = self.io.get(tid).map(|r| r.owner.clone()) {
+            if let Some((Owner::Visit(q), to)) = self.io.get(tid).map(|r| (r.owner.clone(), r.to)) {
                 if let Some(query) = self.queries.get_mut(&q) {
                     query.slow += 1;
+                    if self.cfg.adaptive_timeouts {
+                        // A referral that missed its first timer counts against whoever named it.
+                        query.on_slow_referral(to);
+                    }
+                }
+                self.read_more(now, q);
+            }
+        } else if self.cfg.adaptive_timeouts {
+            // The second miss: the visit is stalled (see `read_more`'s settle rule).
+            if let Some((Owner::Visit(q), 2)) =
+                self.io.get(tid).map(|r| (r.owner.clone(), r.expiries))
+            {
+                if let Some(query) = self.queries.get_mut(&q) {
+                    query.stalled += 1;
                 }
                 self.read_more(now, q);
             }
@@ -1146,8 +1194,18 @@ impl<R: RngCore> RpcNode<R> {
                 request: rid,
                 result,
             }),
-            Owner::Visit(q) => self.on_visit_done(now, q, req.to, req.cycled, result),
-            Owner::DownHint(_) => {}
+            Owner::Visit(q) => {
+                let stalled = self.cfg.adaptive_timeouts && req.expiries >= 2;
+                self.on_visit_done(now, q, req.to, req.cycled, stalled, result);
+            }
+            Owner::DownHint(_) | Owner::DetachedHint => {}
+            Owner::Detached { referrers } => {
+                if result == Err(RequestError::Timeout) {
+                    for r in referrers {
+                        self.send_down_hint_as(now, Owner::DetachedHint, r, req.to);
+                    }
+                }
+            }
             Owner::Commit(q) => {
                 // Like `dht.request`, any response counts, whatever its error code.
                 let outcome = result.map(|_| ()).map_err(CommitError::Request);
@@ -1261,6 +1319,9 @@ impl<R: RngCore> RpcNode<R> {
             }
             return;
         }
+        if !self.ip_room(&from) {
+            return;
+        }
         let mut entry = self.new_entry(id, from, Some(to));
         entry.sampled = tick;
         match self.table.add(entry.clone()) {
@@ -1278,7 +1339,7 @@ impl<R: RngCore> RpcNode<R> {
 
     /// `_addNode`: inserts with the current tick and feeds its `to` to the NAT sampler.
     fn insert_fresh(&mut self, id: NodeId, addr: SocketAddrV4, to: Option<SocketAddrV4>) {
-        if self.table.contains(&id) || id == *self.table.id() {
+        if self.table.contains(&id) || id == *self.table.id() || !self.ip_room(&addr) {
             return;
         }
         let mut entry = self.new_entry(id, addr, to);
@@ -1329,8 +1390,30 @@ impl<R: RngCore> RpcNode<R> {
         );
     }
 
+    /// Whether [`RpcConfig::ip_limits`] let one more node at `addr` into the table (public
+    /// addresses only: every node of a local testnet shares 127.0.0.1).
+    fn ip_room(&self, addr: &SocketAddrV4) -> bool {
+        let Some(limits) = self.cfg.ip_limits else {
+            return true;
+        };
+        let ip = u32::from(*addr.ip());
+        if !IpLimits::applies_to(addr.ip()) {
+            return true;
+        }
+        let (mut same_ip, mut same_net) = (0, 0);
+        for e in self.table.oldest_first() {
+            let other = u32::from(*e.addr.ip());
+            if other >> 8 == ip >> 8 {
+                same_net += 1;
+                same_ip += usize::from(other == ip);
+            }
+        }
+        same_ip < limits.per_ip && same_net < limits.per_subnet
+    }
+
     fn remove_node(&mut self, id: &NodeId) {
         if let Some(e) = self.table.remove(id) {
+            self.rtt.forget(&e.addr);
             self.events.push_back(RpcEvent::RemoveNode(e.addr));
         }
     }
@@ -1565,6 +1648,15 @@ impl<R: RngCore> RpcNode<R> {
             let (target, internal, command, value, retries) =
                 (q.target, q.internal, q.command, q.value.clone(), q.retries);
             for c in visits {
+                let unheard = self.cfg.adaptive_timeouts
+                    && !self.rtt.is_measured(&c.addr)
+                    && !self.table.contains(&c.id)
+                    && !self.cfg.bootstrap.contains(&c.addr);
+                let retries = if unheard {
+                    retries.min(UNMEASURED_VISIT_RETRIES)
+                } else {
+                    retries
+                };
                 let spec = RequestSpec {
                     to: c.addr,
                     to_id: Some(c.id),
@@ -1587,8 +1679,11 @@ impl<R: RngCore> RpcNode<R> {
             if q.pending_len() > 0 {
                 return;
             }
-            let settled =
-                q.inflight == 0 || (q.slow == q.inflight && q.closest_replies().len() >= K);
+            // Adaptive: also settle once every visit still out has missed two timers (the
+            // reference waits for each to use up all its retries while it has < k replies).
+            let settled = q.inflight == 0
+                || (q.slow == q.inflight && q.closest_replies().len() >= K)
+                || (self.cfg.adaptive_timeouts && q.stalled == q.inflight && q.successes > 0);
             if !settled {
                 return;
             }
@@ -1607,6 +1702,7 @@ impl<R: RngCore> RpcNode<R> {
         qid: QueryId,
         to: SocketAddrV4,
         cycled: bool,
+        stalled: bool,
         result: Result<QueryReply, RequestError>,
     ) {
         let Some(q) = self.queries.get_mut(&qid) else {
@@ -1615,6 +1711,9 @@ impl<R: RngCore> RpcNode<R> {
         q.inflight = q.inflight.saturating_sub(1);
         if cycled {
             q.slow = q.slow.saturating_sub(1);
+        }
+        if stalled {
+            q.stalled = q.stalled.saturating_sub(1);
         }
         let reply = match result {
             Ok(r) => r,
@@ -1633,6 +1732,9 @@ impl<R: RngCore> RpcNode<R> {
             }
         };
         q.mark_done(to);
+        if self.cfg.adaptive_timeouts {
+            q.on_answered_referral(to);
+        }
         if q.phase != Phase::Visiting {
             return;
         }
@@ -1651,8 +1753,10 @@ impl<R: RngCore> RpcNode<R> {
             id: reply.from_id,
         };
         let mut hints = Vec::new();
+        // A referrer whose referrals keep missing their timers is not asked for more.
+        let listen = !q.is_distrusted(&reply.from);
         // Honest nodes send at most k; more is ignored so one reply can't flood the query.
-        for addr in reply.closer_nodes.iter().take(K) {
+        for addr in reply.closer_nodes.iter().take(K).filter(|_| listen) {
             let id = q.known_id(addr).unwrap_or_else(|| NodeId::from_addr(addr));
             if id == own {
                 continue;
@@ -1721,6 +1825,10 @@ impl<R: RngCore> RpcNode<R> {
     }
 
     fn send_down_hint(&mut self, now: Instant, qid: QueryId, to: Referrer, down: SocketAddrV4) {
+        self.send_down_hint_as(now, Owner::DownHint(qid), to, down);
+    }
+
+    fn send_down_hint_as(&mut self, now: Instant, owner: Owner, to: Referrer, down: SocketAddrV4) {
         if !self.cfg.send_down_hints {
             return;
         }
@@ -1736,7 +1844,7 @@ impl<R: RngCore> RpcNode<R> {
             to.id,
             DOWN_HINT,
             Some(encode_addr(&down).to_vec()),
-            Owner::DownHint(qid),
+            owner,
         );
     }
 
@@ -1837,6 +1945,9 @@ impl<R: RngCore> RpcNode<R> {
         qid: QueryId,
         result: Result<QueryResult, QueryError>,
     ) {
+        if self.cfg.adaptive_timeouts {
+            self.detach_stalled_visits(qid);
+        }
         self.cancel_query_requests(qid, |_| true);
         self.queries.remove(&qid);
         self.events.push_back(RpcEvent::QueryDone {
@@ -1846,6 +1957,29 @@ impl<R: RngCore> RpcNode<R> {
         if let Bootstrap::Querying { round, query, .. } = self.bootstrap {
             if query == qid {
                 self.on_bootstrap_query_done(now, round);
+            }
+        }
+    }
+
+    /// Hands the query's visits that missed two timers over to [`Owner::Detached`].
+    fn detach_stalled_visits(&mut self, qid: QueryId) {
+        let tids = self
+            .io
+            .tids_where(|o| matches!(o, Owner::Visit(q) if *q == qid));
+        for tid in tids {
+            let Some((to, expiries)) = self.io.get(tid).map(|r| (r.to, r.expiries)) else {
+                continue;
+            };
+            if expiries < 2 {
+                continue;
+            }
+            let referrers = self
+                .queries
+                .get_mut(&qid)
+                .map(|q| q.mark_down(to))
+                .unwrap_or_default();
+            if let Some(owner) = self.io.owner_mut(tid) {
+                *owner = Owner::Detached { referrers };
             }
         }
     }

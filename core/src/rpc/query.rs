@@ -11,6 +11,12 @@ use super::{NodeId, QueryReply, K};
 
 /// Addresses one query remembers at most (honest queries visit a few dozen).
 const MAX_SEEN: usize = 4096;
+/// Referrers whose referrals a query keeps score of at most.
+const MAX_SCORED: usize = 256;
+/// A referrer is distrusted once this many of its referrals missed their first timer and
+/// they outnumber twice the ones that answered: its remaining referrals are dropped (unless
+/// someone else named them too) and its further closer nodes ignored, for this query.
+const DISTRUST_AFTER: u16 = 2;
 
 /// Identifies a query for the lifetime of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,6 +43,9 @@ enum Seen {
     Referred,
     Done,
     Down,
+    /// Dropped from pending because only distrusted referrers named it; named again by
+    /// someone else, it becomes a candidate again.
+    Dropped,
 }
 
 /// "No referrer" marker for the referrer lists.
@@ -149,6 +158,16 @@ impl SeenSet {
         });
     }
 
+    /// Entry `index`'s referrers, in the order they were added.
+    fn referrers(&self, index: usize) -> impl Iterator<Item = &Referrer> + '_ {
+        let mut link = self.entries.get(index).map_or(NIL, |e| e.refs_head);
+        core::iter::from_fn(move || {
+            let l = self.refs.get(link as usize)?;
+            link = l.next;
+            Some(&l.referrer)
+        })
+    }
+
     /// Takes entry `index`'s referrers, in the order they were added.
     fn take_referrers(&mut self, index: usize) -> Vec<Referrer> {
         let Some(e) = self.entries.get_mut(index) else {
@@ -203,6 +222,10 @@ pub(crate) struct Query {
     closest: Vec<QueryReply>,
     pub(crate) inflight: usize,
     pub(crate) slow: usize,
+    /// Visits in flight that missed two timers (adaptive timeouts).
+    pub(crate) stalled: usize,
+    /// Per referrer: (referrals that missed a timer, referrals that answered).
+    scores: Vec<(SocketAddrV4, u16, u16)>,
     pub(crate) successes: usize,
     pub(crate) errors: usize,
     pub(crate) from_table: bool,
@@ -238,6 +261,8 @@ impl Query {
             closest: Vec::new(),
             inflight: 0,
             slow: 0,
+            stalled: 0,
+            scores: Vec::new(),
             successes: 0,
             errors: 0,
             from_table: false,
@@ -292,6 +317,18 @@ impl Query {
                 let state = self.seen.entries.get(index).map(|e| e.state);
                 let down_hint = match state {
                     Some(Seen::Down) => referrer.map(|r| (r, c.addr)),
+                    Some(Seen::Dropped) => {
+                        if let Some(r) = referrer.filter(|r| !self.is_distrusted(&r.addr)) {
+                            if closer {
+                                if let Some(e) = self.seen.entries.get_mut(index) {
+                                    e.state = Seen::Referred;
+                                }
+                                self.seen.push_referrer(index, r);
+                                self.pending.push(c);
+                            }
+                        }
+                        None
+                    }
                     Some(Seen::Referred) => {
                         if let Some(r) = referrer {
                             self.seen.push_referrer(index, r);
@@ -319,6 +356,82 @@ impl Query {
                     keep_going: true,
                     down_hint: None,
                 }
+            }
+        }
+    }
+
+    /// Whether `addr`'s referrals have been failing (see [`DISTRUST_AFTER`]).
+    pub(crate) fn is_distrusted(&self, addr: &SocketAddrV4) -> bool {
+        self.scores
+            .iter()
+            .find(|s| s.0 == *addr)
+            .is_some_and(|&(_, bad, good)| distrusted(bad, good))
+    }
+
+    fn score(&mut self, addr: SocketAddrV4, bad: u16, good: u16) -> bool {
+        let pos = match self.scores.iter().position(|s| s.0 == addr) {
+            Some(p) => p,
+            None if self.scores.len() < MAX_SCORED => {
+                self.scores.push((addr, 0, 0));
+                self.scores.len() - 1
+            }
+            None => return false,
+        };
+        let Some(s) = self.scores.get_mut(pos) else {
+            return false;
+        };
+        let was = distrusted(s.1, s.2);
+        s.1 = s.1.saturating_add(bad);
+        s.2 = s.2.saturating_add(good);
+        !was && distrusted(s.1, s.2)
+    }
+
+    /// A visit to `addr` missed its first timer: its referrers score a bad referral; a
+    /// referrer that becomes distrusted loses its pending referrals nobody else vouched for.
+    pub(crate) fn on_slow_referral(&mut self, addr: SocketAddrV4) {
+        let Ok(index) = self.seen.search(&addr) else {
+            return;
+        };
+        let refs: Vec<SocketAddrV4> = self.seen.referrers(index).map(|r| r.addr).collect();
+        let mut newly = false;
+        for r in refs {
+            newly |= self.score(r, 1, 0);
+        }
+        if newly {
+            self.drop_distrusted_pending();
+        }
+    }
+
+    /// A visit to `addr` was answered: its referrers score a good referral.
+    pub(crate) fn on_answered_referral(&mut self, addr: SocketAddrV4) {
+        let Ok(index) = self.seen.search(&addr) else {
+            return;
+        };
+        let refs: Vec<SocketAddrV4> = self.seen.referrers(index).map(|r| r.addr).collect();
+        for r in refs {
+            self.score(r, 0, 1);
+        }
+    }
+
+    fn drop_distrusted_pending(&mut self) {
+        let pending = core::mem::take(&mut self.pending);
+        for c in pending {
+            let index = self.seen.search(&c.addr).ok();
+            let only_distrusted = index.is_some_and(|i| {
+                let mut any = false;
+                let all = self.seen.referrers(i).all(|r| {
+                    any = true;
+                    self.is_distrusted(&r.addr)
+                });
+                any && all
+            });
+            match (only_distrusted, index) {
+                (true, Some(i)) => {
+                    if let Some(e) = self.seen.entries.get_mut(i) {
+                        e.state = Seen::Dropped;
+                    }
+                }
+                _ => self.pending.push(c),
             }
         }
     }
@@ -368,4 +481,8 @@ impl Query {
         self.closest.insert(pos, reply);
         self.closest.truncate(K);
     }
+}
+
+fn distrusted(bad: u16, good: u16) -> bool {
+    bad >= DISTRUST_AFTER && u32::from(bad) > 2 * u32::from(good)
 }

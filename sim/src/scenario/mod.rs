@@ -19,6 +19,7 @@
 //! [`holepunch`] is a scenario of its own: hyperdht nodes behind two NAT presets connecting by
 //! public key across a small public DHT, and the matrix of every preset pair over many seeds.
 
+pub mod flood;
 pub mod holepunch;
 mod report;
 pub mod swarm;
