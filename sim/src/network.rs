@@ -194,9 +194,88 @@ struct NetHost {
     realm: RealmId,
     ip: Ipv4Addr,
     /// Bound port per socket id (0 = free slot).
-    ports: Vec<u16>,
+    ports: Ports,
     group: u32,
     access_us: u32,
+}
+
+/// Sockets a host's ports keep inline: a dht-rpc node has two (server, client), so routing a
+/// datagram to one reads the host record alone, not a second heap block.
+const INLINE_PORTS: usize = 2;
+
+/// A host's bound ports by socket id (0 = a free slot): the first [`INLINE_PORTS`] inline,
+/// the rest (a hyperdht node's pool sockets) in a vector.
+#[derive(Debug, Default)]
+struct Ports {
+    len: u16,
+    inline: [u16; INLINE_PORTS],
+    spill: Vec<u16>,
+}
+
+impl Ports {
+    fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    fn get(&self, i: usize) -> Option<u16> {
+        if i >= self.len() {
+            return None;
+        }
+        match self.inline.get(i) {
+            Some(p) => Some(*p),
+            None => self.spill.get(i - INLINE_PORTS).copied(),
+        }
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut u16> {
+        if i >= self.len() {
+            return None;
+        }
+        match self.inline.get_mut(i) {
+            Some(p) => Some(p),
+            None => self.spill.get_mut(i - INLINE_PORTS),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        let n = self.len().min(INLINE_PORTS);
+        self.inline[..n].iter().chain(self.spill.iter()).copied()
+    }
+
+    fn contains(&self, port: u16) -> bool {
+        self.iter().any(|p| p == port)
+    }
+
+    /// The socket id bound to `port` (never a free slot).
+    fn position(&self, port: u16) -> Option<usize> {
+        if port == 0 {
+            return None;
+        }
+        self.iter().position(|p| p == port)
+    }
+
+    fn push(&mut self, port: u16) {
+        let i = self.len();
+        match self.inline.get_mut(i) {
+            Some(p) => *p = port,
+            None => self.spill.push(port),
+        }
+        self.len += 1;
+    }
+
+    /// Drops free slots at the end.
+    fn trim_end(&mut self) {
+        while self.len > 0 && self.get(self.len() - 1) == Some(0) {
+            if self.len() > INLINE_PORTS {
+                self.spill.pop();
+            }
+            self.len -= 1;
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.spill.capacity() * 2
+    }
 }
 
 #[derive(Debug)]
@@ -239,6 +318,8 @@ pub struct Network {
     realms: Vec<Realm>,
     hosts: Vec<NetHost>,
     nats: Vec<NatNode>,
+    /// Whether a partition is in force (else no arrival needs its sender's side).
+    partitioned: bool,
 }
 
 const EPHEMERAL: (u16, u16) = (32768, 60999);
@@ -260,6 +341,7 @@ impl Network {
             )],
             hosts: Vec::new(),
             nats: Vec::new(),
+            partitioned: false,
         }
     }
 
@@ -280,7 +362,7 @@ impl Network {
             + self
                 .hosts
                 .iter()
-                .map(|h| h.ports.capacity() * 2)
+                .map(|h| h.ports.heap_bytes())
                 .sum::<usize>();
         let nats: usize = self.nats.capacity() * std::mem::size_of::<NatNode>()
             + self.nats.iter().map(|n| n.nat.heap_bytes()).sum::<usize>();
@@ -457,7 +539,7 @@ impl Network {
         self.hosts.push(NetHost {
             realm,
             ip,
-            ports: Vec::new(),
+            ports: Ports::default(),
             group: 0,
             access_us,
         });
@@ -514,14 +596,15 @@ impl Network {
             let start = rng.next_u32() % span;
             (0..span)
                 .map(|i| EPHEMERAL.0 + ((start + i) % span) as u16)
-                .find(|p| !host.ports.contains(p))
+                .find(|p| !host.ports.contains(*p))
                 .ok_or(NetError::TooManySockets)?
-        } else if host.ports.contains(&port) {
+        } else if host.ports.contains(port) {
             return Err(NetError::AddrInUse(port));
         } else {
             port
         };
-        let slot = match host.ports.iter().position(|p| *p == 0) {
+        let free = host.ports.iter().position(|p| p == 0);
+        let slot = match free {
             Some(i) => i,
             None if host.ports.len() < MAX_SOCKETS => {
                 host.ports.push(0);
@@ -529,7 +612,9 @@ impl Network {
             }
             None => return Err(NetError::TooManySockets),
         };
-        host.ports[slot] = port;
+        if let Some(p) = host.ports.get_mut(slot) {
+            *p = port;
+        }
         Ok(SocketId(slot as u16))
     }
 
@@ -539,9 +624,7 @@ impl Network {
         match host.ports.get_mut(usize::from(s.0)) {
             Some(p) if *p != 0 => {
                 *p = 0;
-                while host.ports.last() == Some(&0) {
-                    host.ports.pop();
-                }
+                host.ports.trim_end();
                 Ok(())
             }
             _ => Err(NetError::NoSuchSocket(s.0)),
@@ -551,14 +634,14 @@ impl Network {
     /// Closes every socket of a host (a crash).
     pub fn unbind_all(&mut self, h: HostId) -> Result<(), NetError> {
         let host = self.host_mut(h)?;
-        host.ports = Vec::new();
+        host.ports = Ports::default();
         Ok(())
     }
 
     /// A socket's local address.
     pub fn socket_addr(&self, h: HostId, s: SocketId) -> Option<SocketAddrV4> {
         let host = self.hosts.get(h)?;
-        let port = *host.ports.get(usize::from(s.0)).filter(|p| **p != 0)?;
+        let port = host.ports.get(usize::from(s.0)).filter(|p| *p != 0)?;
         Some(SocketAddrV4::new(host.ip, port))
     }
 
@@ -568,6 +651,7 @@ impl Network {
         for h in &mut self.hosts {
             h.group = 0;
         }
+        self.partitioned = true;
         for (i, side) in sides.iter().enumerate() {
             for &h in side.iter() {
                 if let Some(host) = self.hosts.get_mut(h) {
@@ -582,6 +666,7 @@ impl Network {
         for h in &mut self.hosts {
             h.group = 0;
         }
+        self.partitioned = false;
     }
 
     /// The up half of a datagram's path, at send time. See the module docs.
@@ -599,10 +684,10 @@ impl Network {
             ttl,
         } = out;
         let host = self.hosts.get(h as usize).ok_or(DropReason::BadSocket)?;
-        let port = *host
+        let port = host
             .ports
             .get(usize::from(socket.0))
-            .filter(|p| **p != 0)
+            .filter(|p| *p != 0)
             .ok_or(DropReason::BadSocket)?;
         let mut src = SocketAddrV4::new(host.ip, port);
         let mut realm = host.realm;
@@ -668,14 +753,17 @@ impl Network {
             match to {
                 Node::Host(h) => {
                     let host = &self.hosts[h as usize];
-                    let sender_group = self.hosts.get(t.src_host as usize).map_or(0, |s| s.group);
-                    if sender_group != host.group {
-                        return Err(DropReason::Partition);
+                    // Without a partition every group is 0: no need to read the sender's record.
+                    if self.partitioned {
+                        let sender_group =
+                            self.hosts.get(t.src_host as usize).map_or(0, |s| s.group);
+                        if sender_group != host.group {
+                            return Err(DropReason::Partition);
+                        }
                     }
                     let slot = host
                         .ports
-                        .iter()
-                        .position(|p| *p == dst.port() && *p != 0)
+                        .position(dst.port())
                         .ok_or(DropReason::PortUnreachable)?;
                     return Ok((h, SocketId(slot as u16)));
                 }

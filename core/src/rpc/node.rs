@@ -964,7 +964,13 @@ impl<R: RngCore> RpcNode<R> {
             None
         };
         let closer_nodes = match closer_target {
-            Some(t) => self.table.closest(&t).take(K).map(|e| e.addr).collect(),
+            Some(t) => {
+                // Sized once: the chained row iterator has no useful size hint, and collecting
+                // it grew the vector 4 → 8 → 16 → 32 on every reply.
+                let mut v = Vec::with_capacity(K);
+                v.extend(self.table.closest(&t).take(K).map(|e| e.addr));
+                v
+            }
             None => Vec::new(),
         };
         let res = Response {
