@@ -138,6 +138,7 @@ async fn rust_sink<R: Runtime>(
     dht: &DhtHandle,
     seed: &[u8],
     relay: Option<[u8; 32]>,
+    wait_upgrade: bool,
 ) -> ([u8; 32], std::thread::JoinHandle<Sunk>) {
     let kp = KeyPair::from_seed(&hash(seed));
     let opts = ServerOptions {
@@ -154,6 +155,13 @@ async fn rust_sink<R: Runtime>(
         futures_lite::future::block_on(async move {
             let mut conn = server.accept().await.expect("a connection");
             let path_at_accept = conn.relay_path();
+            // Give a punch behind the relay time to move the stream (bounded).
+            for _ in 0..200 {
+                if !wait_upgrade || conn.relay_path() != Some(RelayPath::Relayed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let mut got = Vec::new();
             conn.read_to_end(&mut got).await.expect("read to the end");
             let path_at_end = conn.relay_path();
@@ -212,7 +220,7 @@ async fn rust_peers<R: Runtime>() {
     let server_dht = firewalled::<R>(&n.bootstrap).await;
     let client_dht = firewalled::<R>(&n.bootstrap).await;
     for (name, relay) in [("node relay", n.node_relay), ("rust relay", n.rust_relay)] {
-        let (pk, sink) = rust_sink::<R>(&server_dht, name.as_bytes(), Some(relay)).await;
+        let (pk, sink) = rust_sink::<R>(&server_dht, name.as_bytes(), Some(relay), false).await;
         let data = payload(name);
         let (at_open, at_end) = rust_send::<R>(&client_dht, pk, &data, relay_only(None)).await;
         let sunk = R::blocking(|| sink.join()).expect("the sink");
@@ -229,7 +237,7 @@ async fn rust_peers<R: Runtime>() {
     eprintln!("node relay stats: {stats}");
 
     // Punching allowed: the connection ends on the direct path.
-    let (pk, sink) = rust_sink::<R>(&server_dht, b"upgrade", Some(n.rust_relay)).await;
+    let (pk, sink) = rust_sink::<R>(&server_dht, b"upgrade", Some(n.rust_relay), true).await;
     let data = payload("upgrade");
     let opts = ConnectOptions {
         local_connection: false,
@@ -308,6 +316,7 @@ async fn mixed_pairs<R: Runtime>() {
             &rust_dht,
             format!("rust server, {name}").as_bytes(),
             Some(relay),
+            false,
         )
         .await;
         let sent = R::blocking(|| {
@@ -333,6 +342,27 @@ async fn mixed_pairs<R: Runtime>() {
         );
         eprintln!("node client -> rust server through the {name}: {sunk:?}");
     }
+    // Punching allowed on both sides: the connection ends on the direct path.
+    let (pk, sink) =
+        rust_sink::<R>(&rust_dht, b"rust server, upgrade", Some(n.rust_relay), true).await;
+    let sent = R::blocking(|| {
+        n.peers.call_timeout(
+            json!({"op": "sendRandom", "name": "cli", "publicKey": hex::encode(pk),
+                "size": SIZE, "localConnection": false}),
+            Duration::from_secs(60),
+        )
+    })
+    .expect("the node client sent");
+    let sunk = R::blocking(|| sink.join()).expect("the sink");
+    eprintln!("node client -> rust server, punching allowed: {sunk:?}");
+    assert_eq!(sunk.sha256, sent["sha256"].as_str().expect("hash"));
+    assert!(
+        matches!(
+            sunk.path_at_end,
+            Some(RelayPath::Upgraded | RelayPath::Direct)
+        ),
+        "ends direct: {sunk:?}"
+    );
     let stats = n
         .rust_relay_dht
         .shared()

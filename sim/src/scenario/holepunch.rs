@@ -75,14 +75,15 @@ pub struct HolepunchConfig {
     pub connect_timeout: Duration,
     /// Run a blind relay on one more public node and have the server name it
     /// (`relayThrough`): a random × random pair connects through it, and a pair that can punch
-    /// moves to the direct path. The run then also sends [`RELAY_PROBE_BYTES`] from the client
-    /// after [`RELAY_SETTLE`] and checks the server reads them all.
+    /// moves to the direct path. The run then also sends [`RELAY_PROBE_BYTES`] from the client,
+    /// half at once and half after [`RELAY_SETTLE`], and checks the server reads them all.
     pub relay: bool,
 }
 
 /// Bytes the client sends in a relay run (after the path settled), checked on the server.
 pub const RELAY_PROBE_BYTES: usize = 64 * 1024;
-/// How long a relay run waits after `Open` for a punch to move the stream to a direct path.
+/// How long a relay run waits (between its two halves of bytes) for a punch to move the
+/// stream to a direct path.
 pub const RELAY_SETTLE: Duration = Duration::from_secs(20);
 
 impl HolepunchConfig {
@@ -501,8 +502,10 @@ fn phases(
     }
 }
 
-/// A relay run after `Open`: the path settles (a punch may move the stream off the relay),
-/// then the client sends [`RELAY_PROBE_BYTES`] and the server must read every one, in order.
+/// A relay run after `Open`: the client sends half of [`RELAY_PROBE_BYTES`] at once (the
+/// time to the server's first byte is measured), the path settles for [`RELAY_SETTLE`] (a
+/// punch may move the stream off the relay), then the other half; the server must read every
+/// byte, in order.
 fn relay_phase(
     sim: &mut DhtSim,
     w: &mut Watch,
@@ -513,41 +516,83 @@ fn relay_phase(
     started: Instant,
 ) -> Result<(), HolepunchFailure> {
     let at_open = sim.try_node(client).and_then(|n| n.conn_relay_path(conn));
+    let data: Vec<u8> = (0..RELAY_PROBE_BYTES).map(|i| (i * 7 + 3) as u8).collect();
+    let half = data.len() / 2;
+    let mut got = Vec::new();
+    transfer(
+        sim,
+        w,
+        run,
+        client,
+        server,
+        conn,
+        &data[..half],
+        &mut got,
+        started,
+    )?;
     let settle = sim.now() + RELAY_SETTLE;
     sim.run_until_with(settle, w);
     let settled = sim.try_node(client).and_then(|n| n.conn_relay_path(conn));
     run.relay_path = Some((at_open, settled));
-    let Some(sconn) = w.server_conn else {
-        return Err(HolepunchFailure::ConnectTimeout);
-    };
-    let data: Vec<u8> = (0..RELAY_PROBE_BYTES).map(|i| (i * 7 + 3) as u8).collect();
+    transfer(
+        sim,
+        w,
+        run,
+        client,
+        server,
+        conn,
+        &data[half..],
+        &mut got,
+        started,
+    )?;
+    if got != data {
+        return Err(HolepunchFailure::RelayData);
+    }
+    Ok(())
+}
+
+/// Writes `data` on the client's connection until the server read as much (bounded).
+#[allow(clippy::too_many_arguments)]
+fn transfer(
+    sim: &mut DhtSim,
+    w: &mut Watch,
+    run: &mut HolepunchRun,
+    client: HostId,
+    server: HostId,
+    conn: ConnId,
+    data: &[u8],
+    got: &mut Vec<u8>,
+    started: Instant,
+) -> Result<(), HolepunchFailure> {
+    let target = got.len() + data.len();
     let mut written = 0;
-    let mut got = Vec::new();
     let deadline = sim.now() + Duration::from_secs(60);
     let mut buf = vec![0u8; 16 * 1024];
-    while got.len() < data.len() && sim.now() < deadline {
+    while got.len() < target && sim.now() < deadline {
         if written < data.len() {
             let rest = &data[written..];
             if let Ok(n) = sim.with_node(client, |n, now| n.conn_write(now, conn, rest)) {
                 written += n;
             }
         }
-        loop {
-            let n = sim
-                .with_node(server, |n, now| n.conn_read(now, sconn, &mut buf))
-                .unwrap_or(0);
-            if n == 0 {
-                break;
+        if let Some(sconn) = w.server_conn {
+            loop {
+                let n = sim
+                    .with_node(server, |n, now| n.conn_read(now, sconn, &mut buf))
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                if run.first_byte.is_none() {
+                    run.first_byte = Some(sim.now().saturating_duration_since(started));
+                }
+                got.extend_from_slice(&buf[..n]);
             }
-            if got.is_empty() {
-                run.first_byte = Some(sim.now().saturating_duration_since(started));
-            }
-            got.extend_from_slice(&buf[..n]);
         }
         let next = sim.now() + Duration::from_millis(5);
         sim.run_until_with(next, w);
     }
-    if got != data {
+    if got.len() < target {
         return Err(HolepunchFailure::RelayData);
     }
     Ok(())
@@ -616,6 +661,12 @@ pub struct PairReport {
     pub fail_ms: Percentiles,
     /// Failures by name ([`HolepunchFailure::name`]).
     pub errors: BTreeMap<String, usize>,
+    /// Relay runs: connections whose bytes crossed the relay (still, or before moving).
+    pub relayed: usize,
+    /// Relay runs: connections that opened through the relay and moved to a direct path.
+    pub upgraded: usize,
+    /// Relay runs: time from `connect` to the server's first byte, ms.
+    pub first_byte_ms: Percentiles,
     /// The runs, in seed order.
     pub details: Vec<HolepunchRun>,
 }
@@ -639,7 +690,16 @@ impl PairReport {
                 *errors.entry(e.name().to_string()).or_insert(0) += 1;
             }
         }
+        let first: Vec<f64> = details
+            .iter()
+            .filter(|r| r.connected())
+            .filter_map(|r| r.first_byte.as_ref())
+            .map(ms)
+            .collect();
         PairReport {
+            relayed: details.iter().filter(|r| r.relayed()).count(),
+            upgraded: details.iter().filter(|r| r.upgraded()).count(),
+            first_byte_ms: Percentiles::of(&first),
             client,
             server,
             runs: details.len(),
@@ -715,6 +775,26 @@ impl PairReport {
             e.num(k, *v as f64);
         }
         j.raw("errors", &e.finish());
+        if self.first_byte_ms.count > 0 || self.relayed > 0 {
+            j.num("relayed", self.relayed as f64);
+            j.num("upgraded", self.upgraded as f64);
+            j.num(
+                "upgradeRate",
+                if self.relayed == 0 {
+                    0.0
+                } else {
+                    self.upgraded as f64 / self.relayed as f64
+                },
+            );
+            j.num(
+                "firstByteMedianMs",
+                if self.first_byte_ms.count > 0 {
+                    round3(self.first_byte_ms.p50)
+                } else {
+                    f64::NAN
+                },
+            );
+        }
         let seeds: Vec<String> = self
             .failed_seeds()
             .take(MAX_SEEDS_SHOWN)
@@ -811,10 +891,16 @@ impl MatrixReport {
                 if let (Some(m), Some(p99)) = (p.median_ms(), p.p99_ms()) {
                     top.push_str(&format!(" {m:.0}/{p99:.0}"));
                 }
-                let bottom = p
+                let mut bottom = p
                     .top_error()
                     .map(|(e, _)| e.strip_prefix("HOLEPUNCH_").unwrap_or(e).to_string())
                     .unwrap_or_default();
+                if self.run.relay && bottom.is_empty() {
+                    bottom = format!(
+                        "r{} u{} fb{:.0}",
+                        p.relayed, p.upgraded, p.first_byte_ms.p50
+                    );
+                }
                 row.push((top, bottom));
             }
             cells.push(row);
@@ -867,6 +953,9 @@ impl MatrixReport {
             }
         }
         out.push_str("cells: connected %, median/p99 ms from connect to open; second line: the most common failure\n");
+        if self.run.relay {
+            out.push_str("relay runs, second line without a failure: rN = runs relayed, uN = of those moved to the direct path, fbMS = median ms from connect to the server's first byte\n");
+        }
         let failing: Vec<&PairReport> =
             self.pairs.iter().filter(|p| !p.errors.is_empty()).collect();
         if !failing.is_empty() {
