@@ -163,7 +163,9 @@ async fn rust_sink<R: Runtime>(
                 std::thread::sleep(Duration::from_millis(50));
             }
             let mut got = Vec::new();
+            let t = std::time::Instant::now();
             conn.read_to_end(&mut got).await.expect("read to the end");
+            eprintln!("  sink read {} bytes in {:?}", got.len(), t.elapsed());
             let path_at_end = conn.relay_path();
             let _ = conn.close().await;
             Sunk {
@@ -185,19 +187,23 @@ async fn rust_send<R: Runtime>(
     data: &[u8],
     opts: ConnectOptions,
 ) -> (Option<RelayPath>, Option<RelayPath>) {
+    let t0 = std::time::Instant::now();
     let mut conn = R::timeout(STEP, dht.connect_with(pk, opts))
         .await
         .expect("connect timed out")
         .expect("connected");
     let at_open = conn.relay_path();
+    eprintln!("  connected in {:?}: {at_open:?}", t0.elapsed());
     R::timeout(STEP, conn.write_all(data))
         .await
         .expect("write timed out")
         .expect("write");
+    eprintln!("  written at {:?}", t0.elapsed());
     R::timeout(STEP, conn.close())
         .await
         .expect("end timed out")
         .expect("end");
+    eprintln!("  ended at {:?}", t0.elapsed());
     let mut rest = Vec::new();
     R::timeout(STEP, conn.read_to_end(&mut rest))
         .await
@@ -216,9 +222,12 @@ fn relay_only(relay: Option<[u8; 32]>) -> ConnectOptions {
 }
 
 async fn rust_peers<R: Runtime>() {
+    let t0 = std::time::Instant::now();
     let n = net::<R>().await;
+    eprintln!("[{:?}] net up", t0.elapsed());
     let server_dht = firewalled::<R>(&n.bootstrap).await;
     let client_dht = firewalled::<R>(&n.bootstrap).await;
+    eprintln!("[{:?}] peers up", t0.elapsed());
     for (name, relay) in [("node relay", n.node_relay), ("rust relay", n.rust_relay)] {
         let (pk, sink) = rust_sink::<R>(&server_dht, name.as_bytes(), Some(relay), false).await;
         let data = payload(name);
@@ -230,7 +239,10 @@ async fn rust_peers<R: Runtime>() {
         assert_eq!(at_end, Some(RelayPath::Relayed), "{name}: and stayed");
         assert_eq!(sunk.path_at_accept, Some(RelayPath::Relayed), "{name}");
         assert_eq!(sunk.path_at_end, Some(RelayPath::Relayed), "{name}");
-        eprintln!("rust -> rust through the {name}: {sunk:?}");
+        eprintln!(
+            "[{:?}] rust -> rust through the {name}: {sunk:?}",
+            t0.elapsed()
+        );
     }
     let stats = R::blocking(|| n.peers.call(json!({"op": "relayStats", "name": "relay"})))
         .expect("node relay stats");
@@ -245,7 +257,10 @@ async fn rust_peers<R: Runtime>() {
     };
     let (at_open, at_end) = rust_send::<R>(&client_dht, pk, &data, opts).await;
     let sunk = R::blocking(|| sink.join()).expect("the sink");
-    eprintln!("rust -> rust, punching allowed: client {at_open:?} -> {at_end:?}, server {sunk:?}");
+    eprintln!(
+        "[{:?}] rust -> rust, punching allowed: client {at_open:?} -> {at_end:?}, server {sunk:?}",
+        t0.elapsed()
+    );
     assert_eq!(sunk.sha256, sha256_hex(&data), "every byte, in order");
     assert!(
         matches!(at_end, Some(RelayPath::Upgraded | RelayPath::Direct)),

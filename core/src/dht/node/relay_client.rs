@@ -71,7 +71,14 @@ pub(crate) struct RelayLink {
     confirm_direct: bool,
     /// The empty UDX message announcing the direct path was sent.
     announced: bool,
+    /// The application connection closed over the relay: the relay connection ends then
+    /// (after the stream's last acknowledgements crossed it).
+    end_at: Option<Instant>,
 }
+
+/// How long a relay connection outlives the relayed connection that closed over it: the
+/// stream still acknowledges the peer's retransmitted END meanwhile (its linger).
+const RELAY_LINGER: Duration = Duration::from_secs(3);
 
 fn event_conn(ev: &ConnectEvent) -> Option<ConnId> {
     match ev {
@@ -125,6 +132,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 }
                 tracing::debug!(conn = app.0, "relay: the relay connection ended");
                 self.relay_gave_up(now, app);
+                if !self.conns.contains(app) && !self.attempts.contains_key(&app) {
+                    self.relay_links.remove(&app);
+                }
             }
             _ => {}
         }
@@ -164,6 +174,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 server,
                 confirm_direct: false,
                 announced: false,
+                end_at: None,
             },
         );
         let got = self.connect(now, plan.relay, ConnectOptions::default());
@@ -516,13 +527,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    /// The application connection closed or failed: its relay goes too.
+    /// The application connection closed or failed: its relay goes too — at once unless the
+    /// stream ran through it, else after [`RELAY_LINGER`] (the stream's last acknowledgements
+    /// still cross it).
     pub(super) fn relay_app_closed(&mut self, app: ConnId) {
-        if let Some(l) = self.relay_links.get(&app) {
+        let now = self.last_now;
+        if let Some(l) = self.relay_links.get_mut(&app) {
             let path = match l.path {
                 RelayPath::Pairing => RelayPath::Failed,
                 p => p,
             };
+            if path == RelayPath::Relayed && l.relay_conn.is_some() {
+                l.end_at.get_or_insert(now + RELAY_LINGER);
+                return;
+            }
             self.relay_let_go(app, path);
         }
     }
@@ -542,8 +560,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub(super) fn relay_links_timeout(&self) -> Option<Instant> {
         self.relay_links
             .values()
-            .filter(|l| l.path == RelayPath::Pairing)
-            .map(|l| l.deadline)
+            .filter_map(|l| match l.path {
+                RelayPath::Pairing => Some(l.deadline),
+                _ => l.end_at.filter(|_| l.relay_conn.is_some()),
+            })
             .min()
     }
 
@@ -558,6 +578,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         for app in due {
             tracing::debug!(conn = app.0, "relay: no pairing within 15 s");
             self.relay_gave_up(now, app);
+        }
+        let ending: Vec<ConnId> = self
+            .relay_links
+            .iter()
+            .filter(|(_, l)| l.relay_conn.is_some() && l.end_at.is_some_and(|t| t <= now))
+            .map(|(c, _)| *c)
+            .collect();
+        for app in ending {
+            if let Some(l) = self.relay_links.get_mut(&app) {
+                l.end_at = None;
+                let path = l.path;
+                self.relay_let_go(app, path);
+            }
         }
     }
 }
