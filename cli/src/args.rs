@@ -379,6 +379,12 @@ pub struct ListenArgs {
     #[arg(long)]
     pub echo: bool,
 
+    /// A blind relay (its 64-hex public key, e.g. from `hdht relay`) to pair firewalled
+    /// clients through (`relayThrough`); repeat to draw one at random per connection.
+    /// Punching goes on, and a connection moves to the direct path when a punch wins.
+    #[arg(long = "relay-through", value_name = "PUBLIC_KEY", value_parser = parse_hex32)]
+    pub relay_through: Vec<[u8; 32]>,
+
     /// UDP port of the node (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
@@ -402,9 +408,24 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
     pub seed: Option<[u8; 32]>,
 
+    /// A blind relay (its 64-hex public key) to offer the server (`relayThrough`; the
+    /// server's own relay wins); repeat to draw one at random. Used only when no direct path
+    /// exists; the connection moves to the direct path when a punch wins.
+    #[arg(long = "relay-through", value_name = "PUBLIC_KEY", value_parser = parse_hex32)]
+    pub relay_through: Vec<[u8; 32]>,
+
     /// UDP port of the node (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+}
+
+/// `--relay-through` keys as a selector: none, one key, or a list drawn from.
+pub fn relay_selector(keys: &[[u8; 32]]) -> Option<hdht_tokio::RelaySelector> {
+    match keys {
+        [] => None,
+        [k] => Some(hdht_tokio::RelaySelector::Key(*k)),
+        many => Some(hdht_tokio::RelaySelector::List(many.to_vec())),
+    }
 }
 
 /// Exactly 32 bytes of hex.

@@ -32,10 +32,10 @@ fn selectors_pick_like_the_reference() {
         seen[usize::from(list.select(&mut rng).unwrap()[0])] += 1;
     }
     assert!(seen.iter().all(|&n| (800..1200).contains(&n)), "{seen:?}");
-    let mut calls = 0;
-    let mut cb = RelaySelector::Callback(Box::new(move || {
-        calls += 1;
-        (calls % 2 == 0).then_some([9; 32])
+    let calls = std::sync::atomic::AtomicU32::new(0);
+    let mut cb = RelaySelector::Callback(std::sync::Arc::new(move || {
+        let n = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        (n % 2 == 0).then_some([9; 32])
     }));
     assert_eq!(cb.select(&mut rng), None);
     assert_eq!(cb.select(&mut rng), Some([9; 32]));

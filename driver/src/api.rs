@@ -20,8 +20,8 @@ pub use hdht_core::connect::ConnectError;
 pub use hdht_core::dht::{ConnError, ConnectOptions, ServerOptions, TransportInfo};
 // Blind relaying.
 pub use crate::BlindRelay;
-pub use hdht_core::dht::RelayServiceStats;
-pub use hdht_core::relay::{ForwardStats, RelayLimits, RelayStats};
+pub use hdht_core::dht::{RelayPath, RelayServiceStats};
+pub use hdht_core::relay::{ForwardStats, RelayCallback, RelayLimits, RelaySelector, RelayStats};
 // Keys and hashes.
 pub use crate::RandomKeyPair;
 pub use hdht_core::crypto::{hash, KeyPair};

@@ -464,6 +464,19 @@ impl Connection {
         self.shared.with_node(|n| n.connection_transport(self.conn))
     }
 
+    /// How this connection relates to a blind relay (`relayThrough`): `None` if it never
+    /// tried one; [`RelayPath::Relayed`](hdht_core::dht::RelayPath::Relayed) while its bytes
+    /// cross the relay; [`RelayPath::Upgraded`](hdht_core::dht::RelayPath::Upgraded) once a
+    /// punch moved the same stream to a direct path.
+    pub fn relay_path(&self) -> Option<hdht_core::dht::RelayPath> {
+        self.shared.with_node(|n| n.conn_relay_path(self.conn))
+    }
+
+    /// Whether the connection's bytes cross a blind relay now.
+    pub fn is_relayed(&self) -> bool {
+        self.relay_path() == Some(hdht_core::dht::RelayPath::Relayed)
+    }
+
     /// Bytes as they come; `Ok(0)` only at the peer's explicit end of its writes (UDX END
     /// after every byte). A connection that was aborted or timed out reads its buffered bytes,
     /// then the error — never an end of stream.

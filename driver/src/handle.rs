@@ -277,7 +277,10 @@ impl DhtHandle {
             .connect(remote_public_key, hdht_core::dht::ConnectOptions::default())
     }
 
-    /// `connect` with options (key pair, relays to try, `local_connection`).
+    /// `connect` with options (key pair, relays to try, `local_connection`, and blind
+    /// relaying: `relay_through` as one key, a list or a callback —
+    /// [`RelaySelector`](hdht_core::relay::RelaySelector) — with `relay_keep_alive`). A
+    /// relayed connection reports it with [`Connection::relay_path`](crate::Connection::relay_path).
     pub fn connect_with(
         &self,
         remote_public_key: [u8; 32],
@@ -293,7 +296,9 @@ impl DhtHandle {
             .create_server(hdht_core::dht::ServerOptions::default(), None)
     }
 
-    /// `createServer({ firewall })`: the callback returns `true` to reject a connection.
+    /// `createServer({ firewall, relayThrough, relayKeepAlive })`: the callback returns `true`
+    /// to reject a connection; `opts.relay_through` pairs firewalled clients through a blind
+    /// relay ([`RelaySelector`](hdht_core::relay::RelaySelector)).
     pub fn create_server_with(
         &self,
         opts: hdht_core::dht::ServerOptions,

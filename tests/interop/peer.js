@@ -512,6 +512,36 @@ const ops = {
     return { publicKey: toHex(kp.publicKey) }
   },
 
+  // A blind relay (blind-relay 1.6.1's Server, as hyperdht's relay tests run it) on the key
+  // pair from `seed`: relay connections become sessions, paired streams are raw streams.
+  async relayServer(msg) {
+    const DHT = require('hyperdht')
+    const relay = require('blind-relay')
+    const entry = getNode(msg)
+    const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+    const rs = new relay.Server({
+      createStream(opts) {
+        return entry.dht.createRawStream({ ...opts, framed: true })
+      }
+    })
+    const server = entry.dht.createServer({ shareLocalAddress: false }, (socket) => {
+      socket.on('error', () => {})
+      const session = rs.accept(socket, { id: socket.remotePublicKey })
+      session.on('error', () => {})
+    })
+    await server.listen(kp)
+    entry.relay = rs
+    entry.servers = entry.servers || []
+    entry.servers.push(server)
+    return { publicKey: toHex(kp.publicKey) }
+  },
+
+  async relayStats(msg) {
+    const rs = getNode(msg).relay
+    if (!rs) throw new Error('relayStats: no relay on this node')
+    return { stats: rs.stats }
+  },
+
   async sinkResults(msg) {
     return { sinks: getNode(msg).sinks || [] }
   },
@@ -525,6 +555,8 @@ const ops = {
     // `holepunch: false` vetoes punching (the connection then relies on a relay).
     if (msg.holepunch === false) opts.holepunch = () => false
     if (msg.fastOpen !== undefined) opts.fastOpen = msg.fastOpen
+    // `relayThrough`: hex public key of a blind relay to offer the server.
+    if (msg.relayThrough) opts.relayThrough = fromHex(msg.relayThrough, 'relayThrough', 32)
     const socket = dht.connect(fromHex(msg.publicKey, 'publicKey', 32), opts)
     ctx.cleanup.push(() => socket.destroy())
     await new Promise((resolve, reject) => { socket.once('open', resolve); socket.once('error', reject) })

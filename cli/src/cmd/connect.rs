@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use hdht_tokio::{
     Closed, ConnectOptions, Connection, Dht, DhtOptions, KeyPair, Persistence, Server,
+    ServerOptions,
 };
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -117,7 +118,13 @@ pub async fn run_listen(args: ListenArgs, global: &GlobalOpts, out: Output) -> R
     } else {
         stdin_source(out)
     };
-    let mut server = dht.create_server();
+    let mut server = dht.create_server_with(
+        ServerOptions {
+            relay_through: crate::args::relay_selector(&args.relay_through),
+            ..ServerOptions::default()
+        },
+        None,
+    );
     let result = listen(&dht, &mut server, &kp, stdin, out, &mut shutdown).await;
     // Unannounces the key (the record is gone from the DHT when this returns); past the
     // bound the node goes down anyway. The node's I/O task sends what is queued (the last
@@ -334,6 +341,7 @@ async fn connect(
 ) -> Result<()> {
     let opts = ConnectOptions {
         key_pair: args.seed.map(|s| KeyPair::from_seed(&s)),
+        relay_through: crate::args::relay_selector(&args.relay_through),
         ..ConnectOptions::default()
     };
     let remote = args.public_key;

@@ -79,6 +79,11 @@ pub struct SimArgs {
     /// holepunch-matrix: worker threads (0 = one per core). The result does not depend on it.
     #[arg(long, default_value_t = 0)]
     pub jobs: usize,
+    /// holepunch-matrix: a blind relay runs on one more public node and every server names
+    /// it (`relayThrough`); each run then sends 64 KiB after the path settled, and cells add
+    /// the relayed / upgraded counts and the time to the first byte.
+    #[arg(long)]
+    pub relay: bool,
     /// swarm: peers joining the topic, each behind its own NAT drawn from --nat.
     #[arg(long, default_value_t = 100)]
     pub peers: usize,
@@ -101,6 +106,7 @@ impl SimArgs {
         let matrix_only = [
             ("--client", !self.client.is_empty()),
             ("--server", !self.server.is_empty()),
+            ("--relay", self.relay),
         ];
         if !matrix {
             if let Some((name, _)) = matrix_only.iter().find(|(_, given)| *given) {
@@ -259,6 +265,7 @@ fn run_holepunch_matrix(args: SimArgs, out: Output, json: bool) -> Result<()> {
     cfg.run.rtt = Duration::from_millis(args.rtt);
     cfg.run.loss = args.loss.unwrap_or(cfg.run.loss);
     cfg.run.public_nodes = args.public_nodes;
+    cfg.run.relay = args.relay;
     cfg.jobs = args.jobs;
     let mut throttle = Throttle::default();
     let mut progress = |p: &MatrixProgress| {

@@ -340,6 +340,28 @@ impl Connections {
         );
     }
 
+    /// Whether `conn`'s secret stream opened (the peer's header arrived).
+    pub(crate) fn is_opened(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.opened)
+    }
+
+    /// `conn`'s UDX stream id.
+    pub(crate) fn stream_of(&self, conn: ConnId) -> Option<u32> {
+        self.conns.get(&conn).map(|c| c.stream_id)
+    }
+
+    /// Changes `conn`'s keep-alive interval (`setKeepAlive`; `None` or zero: off).
+    pub(crate) fn set_keep_alive(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        interval: Option<Duration>,
+    ) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.secret.set_keep_alive(interval, now);
+        }
+    }
+
     /// The client's stream id a waiting server connection expects a first packet from.
     pub(crate) fn waiting_for(&self, conn: ConnId) -> Option<u32> {
         self.conns.get(&conn).and_then(|c| c.waiting_for)

@@ -43,7 +43,9 @@ pub use client::ConnectOptions;
 pub use connection::{ConnError, ConnectionInfo, TransportInfo, CONNECTION_IDLE_TIMEOUT};
 pub use event::{ConnectEvent, DhtEvent};
 pub use ids::{ConnId, ServerId};
-pub use node::{ConnectStats, DatagramOut, DhtConfig, DhtNode, RelayServiceStats, MAX_DATAGRAM};
+pub use node::{
+    ConnectStats, DatagramOut, DhtConfig, DhtNode, RelayPath, RelayServiceStats, MAX_DATAGRAM,
+};
 pub use ops::{check_seq, MAX_SEQ};
 pub use ops::{FindPeerReply, ImmutableValue, LookupReply, MutableValue, OpError, OpId, OpOutput};
 pub use pool::{SocketCommand, MAX_POOL_SOCKETS};

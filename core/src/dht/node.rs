@@ -36,6 +36,7 @@ use super::store::{NodeStoreLimits, StoreLimits, ValueStoreUsage};
 use super::value_size;
 
 mod relay;
+mod relay_client;
 
 use crate::connect::puncher::PROBE;
 use crate::connect::{ConnectError, HandshakeResult, RandomPunchLimiter};
@@ -48,6 +49,7 @@ use crate::udx::{self, Incoming, StreamEvent, UdxStream};
 use crate::wire::{ERROR_UNKNOWN_COMMAND, MAX_DATAGRAM_LEN};
 use crate::Instant;
 pub use relay::RelayServiceStats;
+pub use relay_client::RelayPath;
 
 /// Largest datagram [`DhtNode::poll_transmit`] writes: the datagram ceiling
 /// ([`MAX_DATAGRAM_LEN`], 2,048 bytes) — dht-rpc datagrams never exceed it, UDX packets are at
@@ -223,6 +225,10 @@ pub struct DhtNode<R> {
     relay: Option<relay::RelayService>,
     /// Connects in progress whose connection will be message-framed.
     framed_connects: Vec<ConnId>,
+    /// Blind-relay attempts by application connection.
+    relay_links: BTreeMap<ConnId, relay_client::RelayLink>,
+    /// Our relay connections → the application connection they serve.
+    relay_conns: BTreeMap<ConnId, ConnId>,
 }
 
 /// An [`Env`] over the node's parts (a macro, so the machine the call goes to can be borrowed
@@ -288,6 +294,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             destroy_after: None,
             relay: None,
             framed_connects: Vec::new(),
+            relay_links: BTreeMap::new(),
+            relay_conns: BTreeMap::new(),
         };
         node.process(now);
         node
@@ -491,6 +499,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             self.records.poll_timeout(),
             self.conns.poll_timeout(),
             self.relay_poll_timeout(),
+            self.relay_links_timeout(),
         ]
         .into_iter()
         .chain(self.attempts.values().map(|a| a.poll_timeout()))
@@ -542,6 +551,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.last_now = now;
         self.connect_path_timeout(now);
+        self.relay_links_handle_timeout(now);
         self.relay_timeout(now);
         self.rpc.handle_timeout(now);
         self.router.handle_timeout(now);
@@ -1181,7 +1191,24 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     addr,
                     handshake,
                     early,
-                } => self.connect_stream(now, conn, socket, remote_udx, addr, handshake, early),
+                } => {
+                    self.connect_stream(now, conn, socket, remote_udx, addr, handshake, early);
+                    self.relay_direct_won(conn);
+                }
+                ClientAction::Relay {
+                    plan,
+                    peer_udx,
+                    keep_alive,
+                } => {
+                    if let Some(stream) = self.attempts.get(&conn).map(|a| a.stream_id()) {
+                        self.relay_start(now, conn, stream, plan, peer_udx, keep_alive, None);
+                    }
+                }
+                ClientAction::Upgrade {
+                    socket,
+                    remote_udx,
+                    addr,
+                } => self.relay_upgrade(now, conn, socket, remote_udx, addr),
                 ClientAction::ReplayEarly(packets) => {
                     for p in packets {
                         if let SocketAddr::V4(from) = p.from {
@@ -1192,6 +1219,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 ClientAction::PunchDropped => self.forget_punch_requests(conn),
                 ClientAction::Fail(error) => self.fail_attempt(conn, error),
             }
+        }
+        // A connect that opened through its relay lives on while its punch does.
+        if self.conns.is_opened(conn)
+            && self
+                .attempts
+                .get(&conn)
+                .is_some_and(|a| !a.punching_behind_relay())
+        {
+            self.attempts.remove(&conn);
+            self.forget_punch_requests(conn);
         }
     }
 
@@ -1232,6 +1269,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     fn fail_attempt(&mut self, conn: ConnId, error: ConnectError) {
         tracing::debug!(conn = conn.0, error = %error, "connect failed");
         let now = self.last_now;
+        self.relay_app_closed(conn);
         self.drop_client_punch(now, conn);
         self.framed_connects.retain(|c| *c != conn);
         let Some(a) = self.attempts.remove(&conn) else {
@@ -1444,7 +1482,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 ServerAction::Accept(accepted) => self.open_accepted(now, server, *accepted),
                 ServerAction::WaitForPunch(conn) => self.conns.wait_for_punch(conn),
                 ServerAction::AbandonConnection(conn) => {
-                    if self.conns.waiting_for(conn).is_some() {
+                    // A connection pairing through a relay waits for it instead.
+                    if self.conns.waiting_for(conn).is_some() && !self.relay_pending(conn) {
                         self.conn_forget(conn);
                     }
                 }
@@ -1480,6 +1519,19 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if self.is_relay_server(server) {
             // Framed before its first packet is read.
             self.conns.set_message_framing(conn);
+        }
+        if let Some(plan) = a.relay {
+            // The relay's 15 s replace the first-packet wait.
+            self.conns.wait_for_punch(conn);
+            self.relay_start(
+                now,
+                conn,
+                a.stream_id,
+                plan,
+                a.client_udx,
+                a.relay_keep_alive,
+                Some(server),
+            );
         }
         if let Some((puncher, secret)) = a.punch {
             let key = a.key;
@@ -1524,6 +1576,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     fn emit(&mut self, event: ConnectEvent) {
+        if !self.relay_conns.is_empty() && self.take_relay_event(&event) {
+            return;
+        }
         self.events.push_back(DhtEvent::Connect(event));
     }
 
@@ -1599,7 +1654,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return;
         };
         if info.is_initiator {
-            self.attempts.remove(&conn);
+            // A connect that opened through its relay keeps punching.
+            if !self
+                .attempts
+                .get(&conn)
+                .is_some_and(|a| a.punching_behind_relay())
+            {
+                self.attempts.remove(&conn);
+            }
             self.emit(ConnectEvent::Open { conn, info });
         }
     }
@@ -1737,6 +1799,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if self.is_relay_conn(conn) {
             return self.relay_closed(conn);
         }
+        self.relay_app_closed(conn);
+        if stopped.initiator && stopped.opened && self.attempts.contains_key(&conn) {
+            // A connect that opened through its relay and kept punching.
+            self.drop_client_punch(self.last_now, conn);
+            self.attempts.remove(&conn);
+        }
         if stopped.initiator && !stopped.opened && self.attempts.contains_key(&conn) {
             self.attempts.remove(&conn);
             self.framed_connects.retain(|c| *c != conn);
@@ -1752,6 +1820,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// whatever it still has to send (a DESTROY, acknowledgements) went out.
     pub fn conn_forget(&mut self, conn: ConnId) {
         self.conns.forget(conn);
+        if !self.relay_links.is_empty() {
+            self.relay_app_forgotten(conn);
+        }
         self.sweep_retired_streams();
     }
 
@@ -1784,7 +1855,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             .handle_datagram(now, sock, SocketAddr::V4(from), bytes)
         {
             Incoming::NotUdx | Incoming::UnknownStream { .. } => return false,
-            Incoming::Consumed { .. } => {}
+            Incoming::Consumed { stream_id } => {
+                if !self.relay_links.is_empty() {
+                    self.relay_consumed(stream_id, sock, SocketAddr::V4(from));
+                }
+            }
             Incoming::Unattached {
                 stream_id,
                 from,
@@ -1805,6 +1880,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         from: SocketAddr,
         bytes: &[u8],
     ) {
+        if !self.relay_links.is_empty()
+            && self.relay_unattached(now, stream_id, socket, from, bytes)
+        {
+            return;
+        }
         let Some((conn, remote)) = self.unattached_owner(stream_id) else {
             if let Some(a) = self
                 .attempts
@@ -1832,6 +1912,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             // The stream keeps the puncher's socket.
             self.pool.hold_stream(id);
         }
+        self.relay_direct_won(conn);
         if self.conns.contains(conn) {
             if let Some(server) = self.conns.server_of(conn) {
                 self.with_server(now, server, |s, env, out| {
@@ -1881,10 +1962,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 StreamEvent::Closed { error } => {
                     self.close_conn(conn, error.map(ConnError::Transport))
                 }
-                StreamEvent::Connected
-                | StreamEvent::Finished
-                | StreamEvent::RemoteChanged
-                | StreamEvent::Message(_) => {}
+                StreamEvent::RemoteChanged => self.relay_remote_changed(stream_id),
+                StreamEvent::Connected | StreamEvent::Finished | StreamEvent::Message(_) => {}
             }
         }
         let (writable, flushed) = self.conns.take_writable();

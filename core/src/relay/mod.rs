@@ -23,5 +23,5 @@ pub use client::{ClientEvent, RelayClient, PAIRING_TIMEOUT};
 pub use error::{PairError, RelayError};
 pub use forward::{DropReason, Forward, ForwardStats, Forwarder};
 pub use message::{Pair, Token, Unpair, PROTOCOL};
-pub use plan::{client_plan, server_plan, ClientView, RelayPlan, RelaySelector};
+pub use plan::{client_plan, server_plan, ClientView, RelayCallback, RelayPlan, RelaySelector};
 pub use server::{RelayEvent, RelayLimits, RelayServer, RelayStats, SessionId};

@@ -1,6 +1,5 @@
 //! Whether a connection relays, through which relay and in which role (spec 05 §2.1, §3.3),
-//! decided from the two Noise payloads' `relayThrough` fields. The first piece of
-//! `relayThrough` in the connect path (ARCHITECTURE §8); the node glue is not built yet.
+//! decided from the two Noise payloads' `relayThrough` fields (ARCHITECTURE §8).
 //!
 //! | client named | server named | relay, token | client `isInitiator` | server `isInitiator` |
 //! |---|---|---|---|---|
@@ -12,7 +11,7 @@
 //! handshake did not come straight from the client (hyperdht PR #220). The reference's client
 //! relays regardless; [`client_plan`] lets the caller skip where the server would.
 
-use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -21,14 +20,18 @@ use rand_core::RngCore;
 use super::message::Token;
 use crate::connect::{Firewall, RelayThroughInfo};
 
+/// The callback form of [`RelaySelector`]: asked per connect / per handshake.
+pub type RelayCallback = dyn Fn() -> Option<[u8; 32]> + Send + Sync;
+
 /// Where `relayThrough` comes from (the reference's key, array or function).
+#[derive(Clone)]
 pub enum RelaySelector {
     /// Always this relay.
     Key([u8; 32]),
     /// One of these, uniformly at random per connect / per handshake (none if empty).
     List(Vec<[u8; 32]>),
     /// Asked per connect / per handshake, with no arguments as the reference calls it.
-    Callback(Box<dyn FnMut() -> Option<[u8; 32]> + Send>),
+    Callback(Arc<RelayCallback>),
 }
 
 impl fmt::Debug for RelaySelector {

@@ -29,7 +29,8 @@ use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 use hdht_core::connect::ConnectError;
 use hdht_core::crypto::KeyPair;
-use hdht_core::dht::{ConnId, ConnectEvent, ConnectOptions, DhtEvent, ServerOptions};
+use hdht_core::dht::{ConnId, ConnectEvent, ConnectOptions, DhtEvent, RelayPath, ServerOptions};
+use hdht_core::relay::{RelayLimits, RelaySelector};
 use hdht_core::rpc::{Persistence, RpcConfig};
 use hdht_core::Instant;
 
@@ -72,7 +73,18 @@ pub struct HolepunchConfig {
     pub listen_timeout: Duration,
     /// Longest wait for the connect's outcome.
     pub connect_timeout: Duration,
+    /// Run a blind relay on one more public node and have the server name it
+    /// (`relayThrough`): a random × random pair connects through it, and a pair that can punch
+    /// moves to the direct path. The run then also sends [`RELAY_PROBE_BYTES`] from the client,
+    /// half at once and half after [`RELAY_SETTLE`], and checks the server reads them all.
+    pub relay: bool,
 }
+
+/// Bytes the client sends in a relay run (after the path settled), checked on the server.
+pub const RELAY_PROBE_BYTES: usize = 64 * 1024;
+/// How long a relay run waits (between its two halves of bytes) for a punch to move the
+/// stream to a direct path.
+pub const RELAY_SETTLE: Duration = Duration::from_secs(20);
 
 impl HolepunchConfig {
     /// Defaults: 24 public nodes, 50 ms RTT, no jitter, 1% loss, 60 s to connect.
@@ -91,6 +103,7 @@ impl HolepunchConfig {
             ready_timeout: Duration::from_secs(30),
             listen_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(60),
+            relay: false,
         }
     }
 
@@ -142,6 +155,8 @@ pub enum HolepunchFailure {
     ConnectTimeout,
     /// Building the network failed.
     Net(String),
+    /// A relay run's bytes did not all arrive, in order.
+    RelayData,
 }
 
 impl HolepunchFailure {
@@ -156,6 +171,7 @@ impl HolepunchFailure {
             HolepunchFailure::ClientNotReady => "CLIENT_NOT_READY",
             HolepunchFailure::ConnectTimeout => "CONNECT_TIMEOUT",
             HolepunchFailure::Net(_) => "NETWORK_SETUP_FAILED",
+            HolepunchFailure::RelayData => "RELAY_DATA_MISMATCH",
         }
     }
 }
@@ -197,9 +213,27 @@ pub struct HolepunchRun {
     pub events: u64,
     /// Virtual time simulated.
     pub sim_time: Duration,
+    /// A relay run: the client connection's relay path at `Open` and after the settle time.
+    pub relay_path: Option<(Option<RelayPath>, Option<RelayPath>)>,
+    /// A relay run: time from `connect` to the server reading the first byte.
+    pub first_byte: Option<Duration>,
 }
 
 impl HolepunchRun {
+    /// Whether a relay run's connection went through the relay and then moved to a direct
+    /// path.
+    pub fn upgraded(&self) -> bool {
+        matches!(self.relay_path, Some((_, Some(RelayPath::Upgraded))))
+    }
+
+    /// Whether a relay run's connection ever ran through the relay.
+    pub fn relayed(&self) -> bool {
+        matches!(
+            self.relay_path,
+            Some((_, Some(RelayPath::Relayed | RelayPath::Upgraded)))
+        )
+    }
+
     /// Whether the connection opened.
     pub fn connected(&self) -> bool {
         self.outcome.is_ok()
@@ -209,6 +243,9 @@ impl HolepunchRun {
 /// What the run watches for in the nodes' events.
 #[derive(Debug, Default)]
 struct Watch {
+    relay_host: Option<HostId>,
+    relay_listening: bool,
+    server_conn: Option<ConnId>,
     server: Option<HostId>,
     client: Option<HostId>,
     conn: Option<ConnId>,
@@ -222,6 +259,12 @@ impl Handler<DhtHost> for Watch {
             return;
         };
         match ev {
+            ConnectEvent::Listening { .. } if Some(host) == self.relay_host => {
+                self.relay_listening = true;
+            }
+            ConnectEvent::Incoming { conn, .. } if Some(host) == self.server => {
+                self.server_conn.get_or_insert(conn);
+            }
             ConnectEvent::Listening { .. } if Some(host) == self.server => {
                 self.listening.get_or_insert(sim.now());
             }
@@ -293,6 +336,8 @@ pub fn run_holepunch_with(
         net: NetStats::default(),
         events: 0,
         sim_time: Duration::ZERO,
+        relay_path: None,
+        first_byte: None,
     };
     run.outcome = phases(cfg, &mut sim, &mut w, &mut run);
     let binds = |h: Option<HostId>| {
@@ -338,6 +383,34 @@ fn phases(
     if !settled {
         return Err(HolepunchFailure::PublicDhtNotReady);
     }
+    // 1b. A blind relay on one more open node.
+    let relay_pk = if cfg.relay {
+        let mut c = DhtNodeConfig::joining(vec![boot]);
+        c.dht.rpc.persistence = Persistence::Persistent;
+        let h = sim.add_dht_node_in(RealmId::INTERNET, c).map_err(net)?;
+        w.relay_host = Some(h);
+        let deadline = sim.now() + cfg.settle_timeout;
+        if !run_until(sim, w, deadline, Duration::from_millis(10), |sim, _| {
+            sim.try_node(h)
+                .is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled())
+        }) {
+            return Err(HolepunchFailure::PublicDhtNotReady);
+        }
+        let kp = KeyPair::generate(sim.rng());
+        sim.with_node(h, |n, now| {
+            n.relay_server(now, kp.clone(), RelayLimits::default())
+        })
+        .map_err(HolepunchFailure::Listen)?;
+        let deadline = sim.now() + cfg.listen_timeout;
+        if !run_until(sim, w, deadline, Duration::from_millis(10), |_, w| {
+            w.relay_listening
+        }) {
+            return Err(HolepunchFailure::ListenTimeout);
+        }
+        Some(kp.public_key())
+    } else {
+        None
+    };
     let mut link = sim.link().to_owned();
     link.loss = cfg.loss;
     sim.set_link(link);
@@ -370,7 +443,10 @@ fn phases(
     }
     let listen_at = sim.now();
     let listened = sim.with_node(server, |n, now| {
-        let id = n.create_server(ServerOptions::default());
+        let id = n.create_server(ServerOptions {
+            relay_through: relay_pk.map(RelaySelector::Key),
+            ..ServerOptions::default()
+        });
         n.listen(now, id, Some(server_kp.clone()))
     });
     listened.map_err(HolepunchFailure::Listen)?;
@@ -414,6 +490,9 @@ fn phases(
         (true, Some((at, result))) => {
             let took = at.saturating_duration_since(started);
             run.elapsed = Some(took);
+            if cfg.relay && result.is_ok() {
+                relay_phase(sim, w, run, client, server, conn, started)?;
+            }
             result.map(|()| took).map_err(HolepunchFailure::Connect)
         }
         _ => {
@@ -421,6 +500,102 @@ fn phases(
             Err(HolepunchFailure::ConnectTimeout)
         }
     }
+}
+
+/// A relay run after `Open`: the client sends half of [`RELAY_PROBE_BYTES`] at once (the
+/// time to the server's first byte is measured), the path settles for [`RELAY_SETTLE`] (a
+/// punch may move the stream off the relay), then the other half; the server must read every
+/// byte, in order.
+fn relay_phase(
+    sim: &mut DhtSim,
+    w: &mut Watch,
+    run: &mut HolepunchRun,
+    client: HostId,
+    server: HostId,
+    conn: ConnId,
+    started: Instant,
+) -> Result<(), HolepunchFailure> {
+    let at_open = sim.try_node(client).and_then(|n| n.conn_relay_path(conn));
+    let data: Vec<u8> = (0..RELAY_PROBE_BYTES).map(|i| (i * 7 + 3) as u8).collect();
+    let half = data.len() / 2;
+    let mut got = Vec::new();
+    transfer(
+        sim,
+        w,
+        run,
+        client,
+        server,
+        conn,
+        &data[..half],
+        &mut got,
+        started,
+    )?;
+    let settle = sim.now() + RELAY_SETTLE;
+    sim.run_until_with(settle, w);
+    let settled = sim.try_node(client).and_then(|n| n.conn_relay_path(conn));
+    run.relay_path = Some((at_open, settled));
+    transfer(
+        sim,
+        w,
+        run,
+        client,
+        server,
+        conn,
+        &data[half..],
+        &mut got,
+        started,
+    )?;
+    if got != data {
+        return Err(HolepunchFailure::RelayData);
+    }
+    Ok(())
+}
+
+/// Writes `data` on the client's connection until the server read as much (bounded).
+#[allow(clippy::too_many_arguments)]
+fn transfer(
+    sim: &mut DhtSim,
+    w: &mut Watch,
+    run: &mut HolepunchRun,
+    client: HostId,
+    server: HostId,
+    conn: ConnId,
+    data: &[u8],
+    got: &mut Vec<u8>,
+    started: Instant,
+) -> Result<(), HolepunchFailure> {
+    let target = got.len() + data.len();
+    let mut written = 0;
+    let deadline = sim.now() + Duration::from_secs(60);
+    let mut buf = vec![0u8; 16 * 1024];
+    while got.len() < target && sim.now() < deadline {
+        if written < data.len() {
+            let rest = &data[written..];
+            if let Ok(n) = sim.with_node(client, |n, now| n.conn_write(now, conn, rest)) {
+                written += n;
+            }
+        }
+        if let Some(sconn) = w.server_conn {
+            loop {
+                let n = sim
+                    .with_node(server, |n, now| n.conn_read(now, sconn, &mut buf))
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                if run.first_byte.is_none() {
+                    run.first_byte = Some(sim.now().saturating_duration_since(started));
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        let next = sim.now() + Duration::from_millis(5);
+        sim.run_until_with(next, w);
+    }
+    if got.len() < target {
+        return Err(HolepunchFailure::RelayData);
+    }
+    Ok(())
 }
 
 /// Options of the whole matrix.
@@ -486,6 +661,12 @@ pub struct PairReport {
     pub fail_ms: Percentiles,
     /// Failures by name ([`HolepunchFailure::name`]).
     pub errors: BTreeMap<String, usize>,
+    /// Relay runs: connections whose bytes crossed the relay (still, or before moving).
+    pub relayed: usize,
+    /// Relay runs: connections that opened through the relay and moved to a direct path.
+    pub upgraded: usize,
+    /// Relay runs: time from `connect` to the server's first byte, ms.
+    pub first_byte_ms: Percentiles,
     /// The runs, in seed order.
     pub details: Vec<HolepunchRun>,
 }
@@ -509,7 +690,16 @@ impl PairReport {
                 *errors.entry(e.name().to_string()).or_insert(0) += 1;
             }
         }
+        let first: Vec<f64> = details
+            .iter()
+            .filter(|r| r.connected())
+            .filter_map(|r| r.first_byte.as_ref())
+            .map(ms)
+            .collect();
         PairReport {
+            relayed: details.iter().filter(|r| r.relayed()).count(),
+            upgraded: details.iter().filter(|r| r.upgraded()).count(),
+            first_byte_ms: Percentiles::of(&first),
             client,
             server,
             runs: details.len(),
@@ -585,6 +775,26 @@ impl PairReport {
             e.num(k, *v as f64);
         }
         j.raw("errors", &e.finish());
+        if self.first_byte_ms.count > 0 || self.relayed > 0 {
+            j.num("relayed", self.relayed as f64);
+            j.num("upgraded", self.upgraded as f64);
+            j.num(
+                "upgradeRate",
+                if self.relayed == 0 {
+                    0.0
+                } else {
+                    self.upgraded as f64 / self.relayed as f64
+                },
+            );
+            j.num(
+                "firstByteMedianMs",
+                if self.first_byte_ms.count > 0 {
+                    round3(self.first_byte_ms.p50)
+                } else {
+                    f64::NAN
+                },
+            );
+        }
         let seeds: Vec<String> = self
             .failed_seeds()
             .take(MAX_SEEDS_SHOWN)
@@ -681,10 +891,16 @@ impl MatrixReport {
                 if let (Some(m), Some(p99)) = (p.median_ms(), p.p99_ms()) {
                     top.push_str(&format!(" {m:.0}/{p99:.0}"));
                 }
-                let bottom = p
+                let mut bottom = p
                     .top_error()
                     .map(|(e, _)| e.strip_prefix("HOLEPUNCH_").unwrap_or(e).to_string())
                     .unwrap_or_default();
+                if self.run.relay && bottom.is_empty() {
+                    bottom = format!(
+                        "r{} u{} fb{:.0}",
+                        p.relayed, p.upgraded, p.first_byte_ms.p50
+                    );
+                }
                 row.push((top, bottom));
             }
             cells.push(row);
@@ -737,6 +953,9 @@ impl MatrixReport {
             }
         }
         out.push_str("cells: connected %, median/p99 ms from connect to open; second line: the most common failure\n");
+        if self.run.relay {
+            out.push_str("relay runs, second line without a failure: rN = runs relayed, uN = of those moved to the direct path, fbMS = median ms from connect to the server's first byte\n");
+        }
         let failing: Vec<&PairReport> =
             self.pairs.iter().filter(|p| !p.errors.is_empty()).collect();
         if !failing.is_empty() {

@@ -25,11 +25,13 @@ use super::env::Env;
 use super::messages::{command, mode, HandshakeEnvelope};
 use super::pool::{udx_socket, UDX_SERVER_SOCKET};
 use super::sign;
+use crate::connect::RelayThroughInfo;
 use crate::connect::{
     ConnectError, ErrorCode, Firewall, Handshake, HandshakeResult, NoisePayload, SecretStreamInfo,
     UdxInfo,
 };
 use crate::crypto::KeyPair;
+use crate::relay::{client_plan, ClientView, RelayPlan, RelaySelector};
 use crate::rpc::{NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, PING};
 use crate::udx;
 use crate::Instant;
@@ -53,6 +55,18 @@ pub struct ConnectOptions {
     /// Open our NAT toward the server with a TTL-5 probe before the first PEER_HOLEPUNCH and
     /// tell it where, so a consistent server can probe back at once (`fastOpen`, default true).
     pub fast_open: bool,
+    /// A blind relay to offer the server (`relayThrough`: one key, a list drawn from with the
+    /// node's RNG, or a callback), with a fresh pairing token per connect. The server's own
+    /// relay wins when it names one. Relaying is skipped where a direct path exists (the
+    /// server answered itself or is open, or we are open); otherwise the stream goes through
+    /// the relay while punching continues, and moves to the direct path when a punch wins.
+    pub relay_through: Option<RelaySelector>,
+    /// The relay connection's keep-alive (`relayKeepAlive`; `None` or zero: 5 s).
+    pub relay_keep_alive: Option<Duration>,
+    /// Holepunch when the handshake says so (default true; the reference's `holepunch`
+    /// veto returning false). Without punching a firewalled server is reached through a
+    /// relay only.
+    pub holepunch: bool,
 }
 
 impl Default for ConnectOptions {
@@ -62,6 +76,9 @@ impl Default for ConnectOptions {
             relay_addresses: Vec::new(),
             local_connection: true,
             fast_open: true,
+            relay_through: None,
+            relay_keep_alive: None,
+            holepunch: true,
         }
     }
 }
@@ -144,6 +161,26 @@ pub(crate) enum ClientAction {
     /// The punch was dropped (the LAN path won): the answers to its requests no longer
     /// concern the connect.
     PunchDropped,
+    /// Pair the stream through a blind relay (the node starts the relay connection; the
+    /// attempt hears back with [`ClientAttempt::relay_paired`]).
+    Relay {
+        /// Which relay, which token, which role.
+        plan: RelayPlan,
+        /// The server's own stream id (where a direct path goes later).
+        peer_udx: u32,
+        /// The relay connection's keep-alive.
+        keep_alive: Option<Duration>,
+    },
+    /// The punch won while the stream runs through the relay: move the stream to the direct
+    /// path (`changeRemote`).
+    Upgrade {
+        /// The puncher socket the probe came in on.
+        socket: udx::SocketId,
+        /// The server's stream id.
+        remote_udx: u32,
+        /// The server's address behind its NAT.
+        addr: SocketAddrV4,
+    },
     /// The connect failed.
     Fail(ConnectError),
 }
@@ -161,6 +198,10 @@ enum AttemptPhase {
     },
     /// We are OPEN: waiting for the server to connect to us.
     WaitingForServer { until: Instant, remote_udx: u32 },
+    /// Waiting for the blind relay to pair (no punch, or the punch gave up).
+    Relaying { remote_udx: u32 },
+    /// The stream runs through the relay; the punch (if alive) may still move it.
+    Relayed { remote_udx: u32 },
     /// The UDX stream is connected; the connection opens when the secret stream does.
     Opening,
 }
@@ -189,6 +230,12 @@ pub(crate) struct ClientAttempt {
     early: Vec<EarlyPacket>,
     /// The holepunch, once the handshake says one is needed.
     punch: Option<Box<ClientPunch>>,
+    /// Our msg1's `relayThrough`.
+    relay_ours: Option<RelayThroughInfo>,
+    relay_keep_alive: Option<Duration>,
+    /// A relay attempt runs for this connect.
+    relaying: bool,
+    holepunch: bool,
 }
 
 impl ClientAttempt {
@@ -203,11 +250,17 @@ impl ClientAttempt {
         out: &mut Vec<ClientAction>,
     ) -> Result<Self, ConnectError> {
         let target = sign::target_of_key(&remote_public_key);
+        let mut opts = opts;
+        let relay_ours = opts
+            .relay_through
+            .as_mut()
+            .and_then(|s| s.draw(&mut *env.rng));
         let payload = NoisePayload {
             firewall: env.our_firewall(),
             addresses4: env.our_addresses(opts.local_connection),
             udx: Some(UdxInfo::new(stream_id, false)),
             secret_stream: Some(SecretStreamInfo::default()),
+            relay_through: relay_ours,
             ..NoisePayload::default()
         };
         let mut hs = Handshake::initiator(key_pair, &remote_public_key, env.rng)
@@ -235,6 +288,10 @@ impl ClientAttempt {
             fast_open: opts.fast_open,
             early: Vec::new(),
             punch: None,
+            relay_ours,
+            relay_keep_alive: opts.relay_keep_alive,
+            relaying: false,
+            holepunch: opts.holepunch,
         };
         attempt.pump(out);
         Ok(attempt)
@@ -386,9 +443,9 @@ impl ClientAttempt {
                     remote_udx,
                     lan: None,
                 };
-                // A blocked LAN ping does not abort a punch that may still work.
+                // A blocked LAN ping does not abort a punch (or a relay) that may still work.
                 if self.punch.is_none() {
-                    out.push(ClientAction::Fail(ConnectError::HolepunchAborted));
+                    self.punch_gone(ConnectError::HolepunchAborted, out);
                 }
             }
         }
@@ -461,6 +518,33 @@ impl ClientAttempt {
             .as_ref()
             .is_some_and(|h| !h.relays.is_empty());
         let main = udx_socket(env.node.primary_socket);
+        // Blind relaying (spec 05 §3.3): the server's relay wins. Better than the reference,
+        // and where the server skips it too: no relay when a direct path exists (the server
+        // answered itself or is open, or we are open — the server then connects to us).
+        let view = ClientView {
+            direct: !relayed,
+            server_firewall: Firewall::from_wire(payload.firewall).unwrap_or(Firewall::Unknown),
+            like_reference: false,
+        };
+        let plan = client_plan(
+            self.relay_ours.as_ref(),
+            payload.relay_through.as_ref(),
+            view,
+        )
+        .filter(|_| env.our_firewall() != Firewall::OPEN);
+        if let Some(plan) = plan {
+            tracing::debug!(
+                is_initiator = plan.is_initiator,
+                servers_relay = payload.relay_through.is_some(),
+                "connect: pairing through a blind relay while the direct path is tried"
+            );
+            self.relaying = true;
+            out.push(ClientAction::Relay {
+                plan,
+                peer_udx: remote_udx,
+                keep_alive: self.relay_keep_alive,
+            });
+        }
         if !relayed {
             // The server itself answered: connect straight back over the same socket.
             tracing::debug!(%server_address, "connect: path direct (the server answered itself)");
@@ -523,6 +607,13 @@ impl ClientAttempt {
             }
         }
         self.phase = AttemptPhase::Holepunching { remote_udx, lan };
+        if !self.holepunch {
+            tracing::debug!("connect: holepunching vetoed by the options");
+            if lan.is_none() {
+                return self.punch_gone(ConnectError::HolepunchAborted, out);
+            }
+            return;
+        }
         let Some(holepunch) = payload.holepunch.as_ref() else {
             return;
         };
@@ -544,7 +635,7 @@ impl ClientAttempt {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(error = %e, "connect: cannot start the punch");
-                return fail(out, e);
+                return self.punch_gone(e, out);
             }
         };
         let step = punch.start(env, out);
@@ -564,7 +655,10 @@ impl ClientAttempt {
         match step {
             Ok(()) => true,
             Err(PunchEnd::Failed(e)) => {
-                out.push(ClientAction::Fail(e));
+                if let Some(p) = self.punch.take() {
+                    p.retire(env);
+                }
+                self.punch_gone(e, out);
                 false
             }
             Err(PunchEnd::Connected { socket, addr }) => {
@@ -575,12 +669,77 @@ impl ClientAttempt {
                 };
                 env.hold_stream_socket(socket);
                 p.retire(env);
-                if let AttemptPhase::Holepunching { remote_udx, .. } = self.phase {
-                    self.connect_stream(socket, remote_udx, addr, out);
+                match self.phase {
+                    AttemptPhase::Holepunching { remote_udx, .. }
+                    | AttemptPhase::Relaying { remote_udx } => {
+                        self.connect_stream(socket, remote_udx, addr, out)
+                    }
+                    AttemptPhase::Relayed { remote_udx } => {
+                        tracing::debug!(%addr, "connect: the punch won: the relayed stream moves to the direct path");
+                        out.push(ClientAction::Upgrade {
+                            socket,
+                            remote_udx,
+                            addr,
+                        });
+                    }
+                    _ => {}
                 }
                 false
             }
         }
+    }
+
+    /// The punch is over without a direct path (or never started): the connect waits for
+    /// its relay if it has one, else fails with `error`.
+    fn punch_gone(&mut self, error: ConnectError, out: &mut Vec<ClientAction>) {
+        if !self.relaying {
+            return out.push(ClientAction::Fail(error));
+        }
+        // (While the LAN ping runs, or once the stream goes through the relay, nothing changes.)
+        if let AttemptPhase::Holepunching {
+            remote_udx,
+            lan: None,
+        } = self.phase
+        {
+            tracing::debug!(error = %error, "connect: no punch; the relay carries the stream");
+            self.phase = AttemptPhase::Relaying { remote_udx };
+        }
+    }
+
+    /// The relay paired our stream: connect it through the relay (returns the handshake to
+    /// open the connection with), unless a direct path already won. The punch goes on.
+    pub(crate) fn relay_paired(&mut self) -> Option<HandshakeResult> {
+        let remote_udx = match self.phase {
+            AttemptPhase::Holepunching { remote_udx, .. }
+            | AttemptPhase::Relaying { remote_udx }
+            | AttemptPhase::WaitingForServer { remote_udx, .. } => remote_udx,
+            _ => return None,
+        };
+        self.phase = AttemptPhase::Relayed { remote_udx };
+        self.early.clear();
+        self.result.clone()
+    }
+
+    /// The relay failed (pairing timed out, the relay connection broke): the connect fails
+    /// with `RELAY_ABORTED` unless a punch or the LAN ping is still alive.
+    pub(crate) fn relay_failed(&mut self, out: &mut Vec<ClientAction>) {
+        self.relaying = false;
+        let alive = self.punch.is_some()
+            || matches!(self.phase, AttemptPhase::Holepunching { lan: Some(_), .. });
+        let waiting = match self.phase {
+            AttemptPhase::Relaying { .. } => true,
+            AttemptPhase::Holepunching { .. } => !alive,
+            _ => false,
+        };
+        if waiting {
+            out.push(ClientAction::Fail(ConnectError::RelayAborted));
+        }
+    }
+
+    /// Whether the connection opened through the relay and a punch still runs behind it (the
+    /// attempt then lives on after the connection opens).
+    pub(crate) fn punching_behind_relay(&self) -> bool {
+        matches!(self.phase, AttemptPhase::Relayed { .. }) && self.punch.is_some()
     }
 
     /// Connects our stream to the server's and opens the connection.

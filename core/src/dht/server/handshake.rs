@@ -10,6 +10,7 @@ use core::net::SocketAddrV4;
 use super::holepunch::ServerPunch;
 use crate::connect::{Handshake, HandshakeResult, NoisePayload, Puncher};
 use crate::dht::messages::{mode, HandshakeEnvelope};
+use crate::relay::RelayPlan;
 use crate::rpc::{IncomingRequest, SocketKind};
 use crate::udx;
 use crate::Instant;
@@ -59,6 +60,10 @@ pub(crate) struct Accepted {
     pub(crate) connect_now: Option<udx::SocketId>,
     /// The puncher for a waiting connection, with the key of its PEER_HOLEPUNCH boxes.
     pub(crate) punch: Option<(Puncher, [u8; 32])>,
+    /// Pair the connection through this blind relay.
+    pub(crate) relay: Option<RelayPlan>,
+    /// The relay connection's keep-alive.
+    pub(crate) relay_keep_alive: Option<core::time::Duration>,
 }
 
 /// A reply to send: `(socket, to, value, relayed)` — relayed replies are forwarded requests,

@@ -34,6 +34,7 @@ use crate::connect::{
     SecretStreamInfo, UdxInfo,
 };
 use crate::crypto::KeyPair;
+use crate::relay::{server_plan, RelaySelector};
 use crate::rpc::{
     IncomingRequest, QueryReply, QuerySpec, ReplySpec, RequestError, RequestSpec, SocketKind,
 };
@@ -56,6 +57,14 @@ pub struct ServerOptions {
     pub firewall: bool,
     /// Advertise our local addresses (the LAN shortcut; default true as the reference).
     pub hide_local_addresses: bool,
+    /// A blind relay to pair clients through (`relayThrough`: one key, a list drawn from with
+    /// the node's RNG, or a callback), with a fresh token per handshake; it wins over a
+    /// client's. Used when the client is firewalled and did not reach us directly, and we are
+    /// not open ourselves; punching goes on and the stream moves to the direct path when a
+    /// punch wins.
+    pub relay_through: Option<RelaySelector>,
+    /// The relay connections' keep-alive (`relayKeepAlive`; `None` or zero: 5 s).
+    pub relay_keep_alive: Option<Duration>,
 }
 
 /// A request a server sent, as it knows it (the node routes the response back with it).
@@ -488,6 +497,16 @@ impl Server {
             .take(MAX_RELAYS)
             .collect();
         let holepunch_id = (firewall != Firewall::OPEN).then(|| self.alloc_holepunch_id(&key));
+        // Our relay, with a fresh token per handshake (not when we are open: the client then
+        // reaches us directly, and ours skips relaying to an open server).
+        let relay_ours = if error == ErrorCode::NONE && firewall != Firewall::OPEN {
+            self.opts
+                .relay_through
+                .as_mut()
+                .and_then(|sel| sel.draw(&mut *env.rng))
+        } else {
+            None
+        };
         if let Some(h) = self.handshakes.get_mut(&key) {
             h.holepunch_id = holepunch_id;
         }
@@ -502,6 +521,7 @@ impl Server {
             udx: Some(UdxInfo::new(stream_id, false)),
             secret_stream: Some(SecretStreamInfo::default()),
             relay_addresses: (!relay_addresses.is_empty()).then_some(relay_addresses),
+            relay_through: relay_ours,
             ..NoisePayload::default()
         };
         let Ok(msg2) = handshake.send(&payload) else {
@@ -587,6 +607,21 @@ impl Server {
             }
         });
         let secret = result.holepunch_secret;
+        let relay = server_plan(
+            relay_ours.as_ref(),
+            client_payload.relay_through.as_ref(),
+            error,
+            Firewall::from_wire(client_payload.firewall).unwrap_or(Firewall::Unknown),
+            direct,
+        )
+        .filter(|_| firewall != Firewall::OPEN);
+        if let Some(plan) = &relay {
+            tracing::debug!(
+                %client_address,
+                is_initiator = plan.is_initiator,
+                "server: pairing the connection through a blind relay while punching"
+            );
+        }
         out.push(ServerAction::Accept(Box::new(Accepted {
             key,
             stream_id,
@@ -596,6 +631,8 @@ impl Server {
             connect_now,
             // A puncher is only set up for a connection that waits.
             punch: puncher.map(|p| (p, secret)),
+            relay,
+            relay_keep_alive: self.opts.relay_keep_alive,
         })));
     }
 
@@ -714,6 +751,13 @@ impl Server {
         if let Some(key) = key {
             self.end_punch(env, &key, false, out);
         }
+    }
+
+    /// Whether a punch for connection `conn` still runs.
+    pub(crate) fn punching_for(&self, conn: ConnId) -> bool {
+        self.handshakes
+            .values()
+            .any(|h| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
     }
 
     /// Whether a relay round is due.

@@ -1,0 +1,596 @@
+//! Blind relaying in the connect path (ARCHITECTURE §8, spec 05 §3): one [`RelayLink`] per
+//! connection that pairs through a relay, on a client's connect or a server's accepted
+//! handshake. `client/` and `server/` only decide ([`RelayPlan`]); this applies it.
+//!
+//! - **Relay connection.** An ordinary connect to the relay's key with the node's default key
+//!   pair, message-framed from its first message; its events never reach the owner (they are
+//!   taken in [`DhtNode::emit`]). On open: a [`RelayClient`] pairs the token in the plan's role
+//!   with the application stream's id; every frame is one secret-stream message.
+//! - **Paired.** The application stream connects to the relay stream over the relay
+//!   connection's socket and remote address (so the NAT mapping exists), and the connection
+//!   opens with the peer-to-peer handshake. No pairing within 15 s, or a relay connection that
+//!   failed: the connect fails with `RELAY_ABORTED` only if no punch is alive.
+//! - **Upgrade.** Punching continues. When our punch wins, the stream `change_remote`s to the
+//!   direct path; a packet for a relayed stream arriving anywhere but from the relay (the peer's
+//!   punch won) does the same. The first packet over the direct path ends the relay connection
+//!   gracefully; once the move is acknowledged an empty UDX message tells the peer. A direct
+//!   path that wins before the relay paired lets the relay go.
+
+use alloc::vec::Vec;
+use core::net::{SocketAddr, SocketAddrV4};
+use core::time::Duration;
+
+use rand_core::{CryptoRng, RngCore};
+
+use super::DhtNode;
+use crate::dht::client::ConnectOptions;
+use crate::dht::event::ConnectEvent;
+use crate::dht::ids::{ConnId, ServerId};
+use crate::dht::pool::socket_kind;
+use crate::relay::{ClientEvent, RelayClient, RelayPlan, PAIRING_TIMEOUT};
+use crate::rpc::SocketKind;
+use crate::udx;
+use crate::Instant;
+
+/// A connection's path with respect to its blind relay ([`DhtNode::conn_relay_path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayPath {
+    /// The relay connection is being set up, or the relay has not paired yet.
+    Pairing,
+    /// The stream runs through the relay.
+    Relayed,
+    /// The stream ran through the relay and moved to a direct path (a punch won).
+    Upgraded,
+    /// A direct path won before the relay paired; the relay was let go.
+    Direct,
+    /// The relay failed before pairing.
+    Failed,
+}
+
+/// One connection's relay attempt.
+#[derive(Debug)]
+pub(crate) struct RelayLink {
+    /// The relay connection while it lives.
+    relay_conn: Option<ConnId>,
+    plan: RelayPlan,
+    client: Option<RelayClient>,
+    /// The application stream's own id.
+    app_stream: u32,
+    /// The peer's own stream id (where the direct path goes).
+    peer_udx: u32,
+    /// Pairing must be done by then.
+    deadline: Instant,
+    keep_alive: Option<Duration>,
+    path: RelayPath,
+    /// Where relayed packets come from once paired: the relay connection's socket and the
+    /// relay's address.
+    via: Option<(udx::SocketId, SocketAddr)>,
+    /// The server that accepted the connection (`None`: our connect).
+    server: Option<ServerId>,
+    /// After the move to the direct path: the first direct packet ends the relay connection.
+    confirm_direct: bool,
+    /// The empty UDX message announcing the direct path was sent.
+    announced: bool,
+    /// The application connection closed over the relay: the relay connection ends then
+    /// (after the stream's last acknowledgements crossed it).
+    end_at: Option<Instant>,
+}
+
+/// How long a relay connection outlives the relayed connection that closed over it: the
+/// stream still acknowledges the peer's retransmitted END meanwhile (its linger).
+const RELAY_LINGER: Duration = Duration::from_secs(3);
+
+fn event_conn(ev: &ConnectEvent) -> Option<ConnId> {
+    match ev {
+        ConnectEvent::Open { conn, .. }
+        | ConnectEvent::Failed { conn, .. }
+        | ConnectEvent::Closed { conn, .. }
+        | ConnectEvent::Readable(conn)
+        | ConnectEvent::Writable(conn)
+        | ConnectEvent::Flushed(conn)
+        | ConnectEvent::End(conn) => Some(*conn),
+        _ => None,
+    }
+}
+
+fn v4(addr: SocketAddr) -> Option<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(a) => Some(a),
+        SocketAddr::V6(_) => None,
+    }
+}
+
+impl<R: RngCore + CryptoRng> DhtNode<R> {
+    /// How the connection `conn` relates to its blind relay; `None` if it never tried one.
+    pub fn conn_relay_path(&self, conn: ConnId) -> Option<RelayPath> {
+        self.relay_links.get(&conn).map(|l| l.path)
+    }
+
+    /// Whether `ev` belongs to a relay connection of ours (then it was handled here).
+    pub(super) fn take_relay_event(&mut self, ev: &ConnectEvent) -> bool {
+        let Some(rconn) = event_conn(ev) else {
+            return false;
+        };
+        let Some(app) = self.relay_conns.get(&rconn).copied() else {
+            return false;
+        };
+        let now = self.last_now;
+        match ev {
+            ConnectEvent::Open { .. } => self.relay_conn_opened(now, app, rconn),
+            ConnectEvent::Readable(_) => self.relay_conn_read(now, app, rconn),
+            ConnectEvent::End(_) => {
+                let _ = self.conns.end(rconn);
+            }
+            ConnectEvent::Failed { .. } | ConnectEvent::Closed { .. } => {
+                self.relay_conns.remove(&rconn);
+                if let Some(l) = self.relay_links.get_mut(&app) {
+                    l.relay_conn = None;
+                    l.client = None;
+                }
+                if matches!(ev, ConnectEvent::Closed { .. }) {
+                    self.conn_forget(rconn);
+                }
+                tracing::debug!(conn = app.0, "relay: the relay connection ended");
+                self.relay_gave_up(now, app);
+                if !self.conns.contains(app) && !self.attempts.contains_key(&app) {
+                    self.relay_links.remove(&app);
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Starts pairing `app` (whose own stream is `app_stream`) through the plan's relay.
+    #[allow(clippy::too_many_arguments)] // a link's fields
+    pub(super) fn relay_start(
+        &mut self,
+        now: Instant,
+        app: ConnId,
+        app_stream: u32,
+        plan: RelayPlan,
+        peer_udx: u32,
+        keep_alive: Option<Duration>,
+        server: Option<ServerId>,
+    ) {
+        if self.relay_links.contains_key(&app) {
+            return;
+        }
+        // Its id is known before the connect, so even an immediate failure is ours.
+        let rconn = ConnId(self.next_conn);
+        self.relay_conns.insert(rconn, app);
+        self.relay_links.insert(
+            app,
+            RelayLink {
+                relay_conn: Some(rconn),
+                plan,
+                client: None,
+                app_stream,
+                peer_udx,
+                deadline: now + PAIRING_TIMEOUT,
+                keep_alive,
+                path: RelayPath::Pairing,
+                via: None,
+                server,
+                confirm_direct: false,
+                announced: false,
+                end_at: None,
+            },
+        );
+        let got = self.connect(now, plan.relay, ConnectOptions::default());
+        debug_assert_eq!(got, rconn);
+        if self.relay_conns.contains_key(&rconn) {
+            self.conn_set_message_framing(rconn);
+        }
+    }
+
+    /// The relay connection opened: the blind-relay channel opens and the pair request goes.
+    fn relay_conn_opened(&mut self, now: Instant, app: ConnId, rconn: ConnId) {
+        let id = self.key_pair_or_default(None).public_key();
+        let Some(l) = self.relay_links.get_mut(&app) else {
+            return;
+        };
+        let ka = l.keep_alive.filter(|d| !d.is_zero());
+        if ka.is_some() {
+            self.conns.set_keep_alive(now, rconn, ka);
+        }
+        let mut client = RelayClient::new(&id);
+        if l.path == RelayPath::Pairing {
+            let _ = client.pair(now, l.plan.is_initiator, l.plan.token, l.app_stream);
+        }
+        l.client = Some(client);
+        self.relay_conn_read(now, app, rconn);
+    }
+
+    /// Feeds the relay connection's messages to its client, writes its frames, acts on its
+    /// events.
+    fn relay_conn_read(&mut self, now: Instant, app: ConnId, rconn: ConnId) {
+        loop {
+            let mut progressed = false;
+            while let Some(msg) = self.conns.pop_message(rconn) {
+                progressed = true;
+                let bad = match self
+                    .relay_links
+                    .get_mut(&app)
+                    .and_then(|l| l.client.as_mut())
+                {
+                    Some(c) => c.handle_frame(&msg).is_err(),
+                    None => false,
+                };
+                if bad {
+                    self.relay_links.get_mut(&app).map(|l| l.client.take());
+                    self.conn_destroy(rconn);
+                    return;
+                }
+            }
+            if !progressed || !self.conns.has_read_room(rconn) {
+                break;
+            }
+            let p = self.conns.pump_read(now, rconn);
+            if p.error.is_some() || !p.readable {
+                break;
+            }
+        }
+        self.relay_client_flush(now, app);
+    }
+
+    /// Writes the relay client's frames and applies its events.
+    fn relay_client_flush(&mut self, now: Instant, app: ConnId) {
+        let Some(l) = self.relay_links.get_mut(&app) else {
+            return;
+        };
+        let (Some(rconn), Some(client)) = (l.relay_conn, l.client.as_mut()) else {
+            return;
+        };
+        let mut frames = Vec::new();
+        while let Some(f) = client.poll_frame() {
+            frames.push(f);
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = client.poll_event() {
+            events.push(ev);
+        }
+        for f in frames {
+            if !matches!(self.conns.write_message(now, rconn, &f), Ok(true)) {
+                tracing::debug!("relay: a control frame did not fit the relay connection");
+            }
+        }
+        for ev in events {
+            match ev {
+                ClientEvent::Paired {
+                    relay_stream_id, ..
+                } => self.relay_paired(now, app, relay_stream_id),
+                ClientEvent::Failed { error, .. } | ClientEvent::Closed { error } => {
+                    tracing::debug!(conn = app.0, %error, "relay: pairing failed");
+                    self.relay_gave_up(now, app);
+                }
+                ClientEvent::Opened => {}
+            }
+        }
+    }
+
+    /// The relay paired: the application stream connects through it.
+    fn relay_paired(&mut self, now: Instant, app: ConnId, relay_stream_id: u32) {
+        let Some(l) = self.relay_links.get(&app) else {
+            return;
+        };
+        if l.path != RelayPath::Pairing {
+            return self.relay_let_go(app, l.path);
+        }
+        let (server, app_stream) = (l.server, l.app_stream);
+        let via = l
+            .relay_conn
+            .and_then(|c| self.conns.stream_of(c))
+            .and_then(|s| self.conns.udx.get(s))
+            .and_then(|s| Some((s.socket()?, s.remote_addr()?)));
+        let Some((socket, relay_addr)) = via else {
+            return self.relay_gave_up(now, app);
+        };
+        let Some(addr) = v4(relay_addr) else {
+            return self.relay_gave_up(now, app);
+        };
+        match server {
+            Some(server) => {
+                if self.conns.waiting_for(app).is_none() {
+                    // The client's first packet already came directly.
+                    return self.relay_let_go(app, RelayPath::Direct);
+                }
+                let ok = self.conns.udx.get_mut(app_stream).is_some_and(|s| {
+                    s.connect_via(now, socket, relay_stream_id, relay_addr)
+                        .is_ok()
+                });
+                if !ok {
+                    return self.relay_gave_up(now, app);
+                }
+                self.set_relayed(app, socket, relay_addr);
+                self.conns.attached(app);
+                self.conns.flush_secret(app);
+                tracing::debug!(conn = app.0, relay = %addr, "relay: paired, the connection runs through the relay");
+                self.incoming(now, server, app);
+            }
+            None => {
+                let mut result = None;
+                self.with_attempt(now, app, |a, _, _| result = a.relay_paired());
+                let Some(handshake) = result else {
+                    return self.relay_let_go(app, RelayPath::Direct);
+                };
+                self.set_relayed(app, socket, relay_addr);
+                tracing::debug!(conn = app.0, relay = %addr, "relay: paired, the connection runs through the relay");
+                self.connect_stream(
+                    now,
+                    app,
+                    socket,
+                    relay_stream_id,
+                    addr,
+                    handshake,
+                    Vec::new(),
+                );
+            }
+        }
+        self.drive_udx_events(now);
+    }
+
+    fn set_relayed(&mut self, app: ConnId, socket: udx::SocketId, relay_addr: SocketAddr) {
+        if let Some(l) = self.relay_links.get_mut(&app) {
+            l.path = RelayPath::Relayed;
+            l.via = Some((socket, relay_addr));
+        }
+    }
+
+    /// The relay failed before pairing (timeout, error, connection gone): the connection
+    /// fails with `RELAY_ABORTED` unless a punch may still connect it.
+    pub(super) fn relay_gave_up(&mut self, now: Instant, app: ConnId) {
+        let Some(l) = self.relay_links.get_mut(&app) else {
+            return;
+        };
+        if l.path != RelayPath::Pairing {
+            return;
+        }
+        l.path = RelayPath::Failed;
+        let server = l.server;
+        self.relay_let_go(app, RelayPath::Failed);
+        match server {
+            None => {
+                if !self.conns.contains(app) {
+                    self.with_attempt(now, app, |a, _, out| a.relay_failed(out));
+                }
+            }
+            Some(server) => {
+                let punching = self
+                    .servers
+                    .get(&server)
+                    .is_some_and(|s| s.punching_for(app));
+                if self.conns.waiting_for(app).is_some() && !punching {
+                    self.conn_forget(app);
+                }
+            }
+        }
+    }
+
+    /// Ends the relay connection (gracefully when open) and records `path`.
+    pub(super) fn relay_let_go(&mut self, app: ConnId, path: RelayPath) {
+        let Some(l) = self.relay_links.get_mut(&app) else {
+            return;
+        };
+        l.path = path;
+        l.confirm_direct = false;
+        let Some(rconn) = l.relay_conn else {
+            return;
+        };
+        if let Some(c) = l.client.as_mut() {
+            c.shutdown();
+        }
+        if self.conns.contains(rconn) {
+            let _ = self.conns.end(rconn);
+        } else {
+            // Still connecting.
+            self.conn_destroy(rconn);
+        }
+    }
+
+    /// Whether the connection waits on its relay (a server connection whose first packet
+    /// may come through it).
+    pub(super) fn relay_pending(&self, app: ConnId) -> bool {
+        self.relay_links
+            .get(&app)
+            .is_some_and(|l| l.path == RelayPath::Pairing)
+    }
+
+    /// A direct path won before the relay paired: the relay goes.
+    pub(super) fn relay_direct_won(&mut self, app: ConnId) {
+        if self.relay_pending(app) {
+            tracing::debug!(conn = app.0, "relay: a direct path won before pairing");
+            self.relay_let_go(app, RelayPath::Direct);
+        }
+    }
+
+    /// Our punch won while the stream runs through the relay: it moves to the direct path.
+    pub(super) fn relay_upgrade(
+        &mut self,
+        now: Instant,
+        app: ConnId,
+        socket: udx::SocketId,
+        remote_udx: u32,
+        addr: SocketAddrV4,
+    ) {
+        let Some(stream_id) = self.conns.stream_of(app) else {
+            return;
+        };
+        let moved = self.conns.udx.get_mut(stream_id).is_some_and(|s| {
+            s.change_remote(socket, remote_udx, SocketAddr::V4(addr))
+                .is_ok()
+        });
+        if !moved {
+            return;
+        }
+        tracing::debug!(conn = app.0, %addr, "relay: the stream moved to the direct path");
+        if let Some(l) = self.relay_links.get_mut(&app) {
+            l.path = RelayPath::Upgraded;
+            l.confirm_direct = true;
+        }
+        self.drive_udx_events(now);
+    }
+
+    /// A packet for a relayed stream arrived on a socket it is not attached to: from the relay
+    /// it is a late relayed packet (dropped; UDX resends it), from anywhere else the peer's
+    /// punch won and this is the direct path. True if it was handled here.
+    pub(super) fn relay_unattached(
+        &mut self,
+        now: Instant,
+        stream_id: u32,
+        socket: udx::SocketId,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> bool {
+        let Some(app) = self.conns.by_stream(stream_id) else {
+            return false;
+        };
+        let Some(l) = self.relay_links.get(&app) else {
+            return false;
+        };
+        if !matches!(l.path, RelayPath::Relayed | RelayPath::Upgraded) {
+            return false;
+        }
+        if l.via == Some((socket, from)) {
+            return true;
+        }
+        let (peer_udx, server) = (l.peer_udx, l.server);
+        let moved = self
+            .conns
+            .udx
+            .get_mut(stream_id)
+            .is_some_and(|s| s.change_remote(socket, peer_udx, from).is_ok());
+        if !moved {
+            return true;
+        }
+        tracing::debug!(conn = app.0, %from, "relay: the peer reached us directly; the stream moves there");
+        if let SocketKind::Pool(id) = socket_kind(socket) {
+            self.pool.hold_stream(id);
+        }
+        if let Some(l) = self.relay_links.get_mut(&app) {
+            l.path = RelayPath::Upgraded;
+        }
+        match server {
+            Some(server) => self.with_server(now, server, |s, env, out| {
+                s.connection_attached(env, app, out)
+            }),
+            None => {
+                self.drop_client_punch(now, app);
+                self.attempts.remove(&app);
+            }
+        }
+        self.conns.udx.handle_datagram(now, socket, from, bytes);
+        // The peer already sends over the direct path: the relay is no longer needed.
+        self.relay_let_go(app, RelayPath::Upgraded);
+        self.drive_udx_events(now);
+        true
+    }
+
+    /// A packet was consumed by `stream_id` on its attached socket: after a move to the direct
+    /// path, the first one ends the relay connection.
+    pub(super) fn relay_consumed(
+        &mut self,
+        stream_id: u32,
+        socket: udx::SocketId,
+        from: SocketAddr,
+    ) {
+        let Some(app) = self.conns.by_stream(stream_id) else {
+            return;
+        };
+        let Some(l) = self.relay_links.get(&app) else {
+            return;
+        };
+        if l.confirm_direct && l.via != Some((socket, from)) {
+            tracing::debug!(
+                conn = app.0,
+                "relay: the direct path works; the relay connection ends"
+            );
+            self.relay_let_go(app, RelayPath::Upgraded);
+        }
+    }
+
+    /// The stream's move to the direct path was acknowledged: tell the peer with an empty UDX
+    /// message (the reference's `trySend`).
+    pub(super) fn relay_remote_changed(&mut self, stream_id: u32) {
+        let Some(app) = self.conns.by_stream(stream_id) else {
+            return;
+        };
+        let Some(l) = self.relay_links.get_mut(&app) else {
+            return;
+        };
+        if l.path != RelayPath::Upgraded || l.announced {
+            return;
+        }
+        l.announced = true;
+        if let Some(s) = self.conns.udx.get_mut(stream_id) {
+            let _ = s.send_message(&[]);
+        }
+    }
+
+    /// The application connection closed or failed: its relay goes too — at once unless the
+    /// stream ran through it, else after [`RELAY_LINGER`] (the stream's last acknowledgements
+    /// still cross it).
+    pub(super) fn relay_app_closed(&mut self, app: ConnId) {
+        let now = self.last_now;
+        if let Some(l) = self.relay_links.get_mut(&app) {
+            let path = match l.path {
+                RelayPath::Pairing => RelayPath::Failed,
+                p => p,
+            };
+            if path == RelayPath::Relayed && l.relay_conn.is_some() {
+                l.end_at.get_or_insert(now + RELAY_LINGER);
+                return;
+            }
+            self.relay_let_go(app, path);
+        }
+    }
+
+    /// The application connection was forgotten: its record goes.
+    pub(super) fn relay_app_forgotten(&mut self, app: ConnId) {
+        if self
+            .relay_links
+            .get(&app)
+            .is_some_and(|l| l.relay_conn.is_none())
+        {
+            self.relay_links.remove(&app);
+        }
+    }
+
+    /// The earliest pairing deadline or relay-client timer.
+    pub(super) fn relay_links_timeout(&self) -> Option<Instant> {
+        self.relay_links
+            .values()
+            .filter_map(|l| match l.path {
+                RelayPath::Pairing => Some(l.deadline),
+                _ => l.end_at.filter(|_| l.relay_conn.is_some()),
+            })
+            .min()
+    }
+
+    /// Pairings that ran out of time.
+    pub(super) fn relay_links_handle_timeout(&mut self, now: Instant) {
+        let due: Vec<ConnId> = self
+            .relay_links
+            .iter()
+            .filter(|(_, l)| l.path == RelayPath::Pairing && l.deadline <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        for app in due {
+            tracing::debug!(conn = app.0, "relay: no pairing within 15 s");
+            self.relay_gave_up(now, app);
+        }
+        let ending: Vec<ConnId> = self
+            .relay_links
+            .iter()
+            .filter(|(_, l)| l.relay_conn.is_some() && l.end_at.is_some_and(|t| t <= now))
+            .map(|(c, _)| *c)
+            .collect();
+        for app in ending {
+            if let Some(l) = self.relay_links.get_mut(&app) {
+                l.end_at = None;
+                let path = l.path;
+                self.relay_let_go(app, path);
+            }
+        }
+    }
+}
