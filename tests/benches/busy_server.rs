@@ -7,7 +7,8 @@
 //! The load comes from one Rust client node in the bench process (the same for both servers):
 //!
 //! 1. idle phase: `HDHT_BUSY_IDLE` connections (default 10,000), at most
-//!    `HDHT_BUSY_CONCURRENCY` connects in flight (default 256), each kept open after its first
+//!    `HDHT_BUSY_CONCURRENCY` connects in flight (default 32: more only queue up in the DHT and
+//!    time out and retry), each kept open after its first
 //!    byte. Reported: handshakes per second of wall time and per CPU-second of the server
 //!    process (= handshakes/s per core), and the server's resident memory per idle connection
 //!    (VmRSS after minus before, divided by the count);
@@ -104,15 +105,23 @@ fn server_main(bootstrap: String) {
                         return;
                     }
                     let mut h = Sha256::new();
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        match conn.read(&mut buf).await {
-                            Ok(0) => break,
-                            Ok(n) => h.update(&buf[..n]),
-                            Err(_) => return,
+                    // A small first read: an idle connection costs no read buffer.
+                    let mut first = [0u8; 64];
+                    match conn.read(&mut first).await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            h.update(&first[..n]);
+                            let mut buf = vec![0u8; 16 * 1024];
+                            loop {
+                                match conn.read(&mut buf).await {
+                                    Ok(0) => break,
+                                    Ok(n) => h.update(&buf[..n]),
+                                    Err(_) => return,
+                                }
+                            }
                         }
+                        Err(_) => return,
                     }
-                    drop(buf);
                     let _ = conn.write_all(&h.finalize()).await;
                     let _ = conn.shutdown().await;
                     let _ = conn.closed().await;
@@ -324,7 +333,7 @@ fn main() {
     let idle = env_usize("HDHT_BUSY_IDLE", 10_000);
     let active = env_usize("HDHT_BUSY_ACTIVE", 1_000);
     let kib = env_usize("HDHT_BUSY_KIB", 256);
-    let concurrency = env_usize("HDHT_BUSY_CONCURRENCY", 256).max(1);
+    let concurrency = env_usize("HDHT_BUSY_CONCURRENCY", 32).max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -6,11 +6,12 @@
 
 use alloc::vec::Vec;
 
-/// Consumed bytes at the front are moved out of the way (the live tail copied down) only once
-/// there are at least this many and at least as many as live bytes, so each byte is moved at
-/// most about once and usually not at all (a reader that drains everything resets the buffer
-/// for free).
-const COMPACT_MIN: usize = 64 * 1024;
+/// Consumed bytes at the front are moved out of the way (the live tail copied down) when a
+/// push would not fit the allocation, or once they are at least this many and outnumber the
+/// live bytes; a reader that drains everything resets the buffer for free. So the allocation
+/// stays within about twice the most ever held, and a reader that leaves the tail of a frame
+/// behind each time (waiting for the rest) costs a move only now and then.
+const COMPACT_MIN: usize = 1024 * 1024;
 
 /// Received, in-order, unread bytes.
 #[derive(Debug, Clone, Default)]
@@ -28,7 +29,8 @@ impl RecvBuffer {
 
     /// Append.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.head > 0 && self.head >= COMPACT_MIN && self.head >= self.len() {
+        let full = self.data.len() + bytes.len() > self.data.capacity();
+        if self.head > 0 && (full || (self.head >= COMPACT_MIN && self.head >= self.len())) {
             self.data.drain(..self.head);
             self.head = 0;
         }
