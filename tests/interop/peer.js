@@ -749,3 +749,40 @@ ops.destroyHeld = async function (msg) {
   for (const h of held) h.socket.destroy()
   return { destroyed: held.length }
 }
+
+// ---------------------------------------------------------------------------------------------
+// busy-server benchmark ops (tests/benches/busy_server.rs); appended, the ops above are unchanged
+
+// The busy server: on every connection writes one byte (0x2a) at once, hashes (SHA-256) what
+// the peer sends and, when the peer ends, writes the 32-byte digest and ends its side.
+// Connections whose peer never writes stay open (the idle load).
+ops.busyListen = async function (msg) {
+  const DHT = require('hyperdht')
+  const crypto = require('crypto')
+  const entry = getNode(msg)
+  const kp = DHT.keyPair(fromHex(msg.seed, 'seed', 32))
+  entry.busy = { accepted: 0, open: 0, digests: 0 }
+  const st = entry.busy
+  const server = entry.dht.createServer((socket) => {
+    st.accepted++
+    st.open++
+    const h = crypto.createHash('sha256')
+    socket.on('error', () => {})
+    socket.on('close', () => { st.open-- })
+    socket.on('data', (d) => h.update(d))
+    socket.on('end', () => {
+      st.digests++
+      socket.end(h.digest())
+    })
+    socket.write(b4a.from([0x2a]))
+  })
+  await server.listen(kp)
+  entry.servers = entry.servers || []
+  entry.servers.push(server)
+  return { publicKey: toHex(kp.publicKey) }
+}
+
+// busyListen's counters.
+ops.busyStats = async function (msg) {
+  return { ...(getNode(msg).busy || {}) }
+}

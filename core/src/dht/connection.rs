@@ -23,8 +23,11 @@ use crate::Instant;
 
 /// Decrypted bytes held for the application before UDX reads stop (back-pressure).
 const READ_BUFFER: usize = 256 * 1024;
-/// Ciphertext pulled from UDX per secret-stream read.
+/// Ciphertext fed to the secret stream per call when a frame has to be taken piecewise.
 const RAW_READ_CHUNK: usize = 64 * 1024;
+/// A frame up to this long (prefix included) is left in UDX's receive buffer until it is
+/// complete (if the receive window has room for it), then decrypted in one piece.
+const WHOLE_FRAME_WAIT: usize = 256 * 1024;
 /// Plaintext per secret-stream frame when writing.
 const WRITE_CHUNK: usize = 64 * 1024;
 /// A connection closes with [`ConnError::Transport`]`(`[`udx::StreamError::TimedOut`]`)` when
@@ -143,7 +146,7 @@ pub(crate) struct Connection {
     server: Option<ServerId>,
     secret: SecretStream,
     /// Decrypted, not yet read by the application.
-    plain: VecDeque<u8>,
+    plain: Plain,
     /// Message-framed (Protomux over the secret stream): decrypted messages, whole, instead
     /// of `plain`; `None` for a byte stream.
     messages: Option<Messages>,
@@ -167,6 +170,47 @@ pub(crate) struct Connection {
     want_flushed: bool,
 }
 
+/// Decrypted bytes not yet read: the secret stream decrypts straight into `buf` (frames land
+/// at its end), the application reads from `head`. Reset whenever it is read empty; the dead
+/// front is dropped once it outweighs the live bytes, so it stays within about twice
+/// [`READ_BUFFER`] plus a frame.
+#[derive(Debug, Default)]
+struct Plain {
+    buf: Vec<u8>,
+    head: usize,
+}
+
+impl Plain {
+    fn len(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffer to append decrypted bytes to.
+    fn tail(&mut self) -> &mut Vec<u8> {
+        if self.head > 0 && self.head >= self.len() {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        &mut self.buf
+    }
+
+    /// Copies out up to `dst.len()` bytes.
+    fn read(&mut self, dst: &mut [u8]) -> usize {
+        let n = dst.len().min(self.len());
+        dst[..n].copy_from_slice(&self.buf[self.head..self.head + n]);
+        self.head += n;
+        if self.head == self.buf.len() {
+            self.buf.clear();
+            self.head = 0;
+        }
+        n
+    }
+}
+
 /// The decrypted messages of a message-framed connection, not yet read.
 #[derive(Debug, Default)]
 struct Messages {
@@ -187,10 +231,6 @@ impl Connection {
 struct Scratch {
     /// Secret-stream output on its way into UDX.
     frames: Vec<u8>,
-    /// Ciphertext read from UDX.
-    raw: Vec<u8>,
-    /// Plaintext out of the secret stream.
-    plain: Vec<u8>,
 }
 
 /// Every connection of a node and the UDX streams under them.
@@ -324,7 +364,7 @@ impl Connections {
                 handshake,
                 server,
                 secret,
-                plain: VecDeque::new(),
+                plain: Plain::default(),
                 messages: None,
                 opened: false,
                 remote_ended: false,
@@ -449,32 +489,48 @@ impl Connections {
         let Some(s) = self.udx.get_mut(c.stream_id) else {
             return progress;
         };
-        let raw = &mut self.scratch.raw;
-        raw.resize(RAW_READ_CHUNK, 0);
-        let plain = &mut self.scratch.plain;
         while c.buffered() < READ_BUFFER {
-            let n = match s.read(raw) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            plain.clear();
-            let r = match c.messages.as_mut() {
-                None => {
-                    let r = c.secret.read(&raw[..n], now, plain).map(|_| ());
-                    c.plain.extend(plain.iter());
-                    r
+            // Frames are decrypted where they lie in UDX's receive buffer, whole frames at a
+            // time when possible (then the plaintext is the only copy made).
+            let avail = s.peek_readable();
+            if avail.is_empty() {
+                break;
+            }
+            let room = READ_BUFFER - c.buffered();
+            let feed = match c.secret.whole_frames_len(avail, room) {
+                Some(0) => {
+                    // Only part of the next frame is here. Wait for the rest if it is small
+                    // and the receive window has room for it, else take it piecewise.
+                    let want = match avail {
+                        [x, y, z, ..] => 3 + secret_stream::frame_body_len([*x, *y, *z]),
+                        _ => 3,
+                    };
+                    if !c.udx_ended
+                        && want <= WHOLE_FRAME_WAIT
+                        && s.recv_room() >= want - avail.len()
+                    {
+                        s.consume(0);
+                        break;
+                    }
+                    avail.len().min(RAW_READ_CHUNK)
                 }
-                Some(m) => c.secret.read_messages(&raw[..n], now, |msg| {
+                Some(n) => n,
+                None => avail.len().min(RAW_READ_CHUNK),
+            };
+            let data = &avail[..feed];
+            let r = match c.messages.as_mut() {
+                None => c.secret.read(data, now, c.plain.tail()).map(|_| ()),
+                Some(m) => c.secret.read_messages(data, now, |msg| {
                     m.bytes += msg.len();
                     m.queue.push_back(msg.to_vec());
                 }),
             };
+            s.consume(feed);
             if let Err(e) = r {
                 progress.error = Some(e);
                 break;
             }
         }
-        plain.clear();
         if progress.error.is_some() {
             return progress;
         }
@@ -573,12 +629,7 @@ impl Connections {
     /// Copies decrypted bytes out.
     pub(crate) fn copy_plain(&mut self, conn: ConnId, buf: &mut [u8]) -> Result<usize, ConnError> {
         let c = self.conns.get_mut(&conn).ok_or(ConnError::NotOpen)?;
-        let n = buf.len().min(c.plain.len());
-        let (a, b) = c.plain.as_slices();
-        let na = a.len().min(n);
-        buf[..na].copy_from_slice(&a[..na]);
-        buf[na..n].copy_from_slice(&b[..n - na]);
-        c.plain.drain(..n);
+        let n = c.plain.read(buf);
         Ok(n)
     }
 

@@ -536,6 +536,27 @@ impl SecretStream {
         self.read_inner(data, now, &mut Sink::Messages(&mut on_message))
     }
 
+    /// How much of `data` (the transport bytes that come next) to feed [`read`](Self::read)
+    /// so that no frame is cut: `Some(n)` when the stream is between frames — `n` covers the
+    /// whole frames at the front of `data` (at least the first, then more while the total
+    /// stays within `limit`), 0 if not even the first is complete; `None` in the middle of a
+    /// frame (feed anything). A frame given whole is decrypted where it lands in the output
+    /// buffer; one cut across calls is first gathered in a buffer of its own, one more copy.
+    pub fn whole_frames_len(&self, data: &[u8], limit: usize) -> Option<usize> {
+        if self.frame_len.is_some() || self.len_have > 0 {
+            return None;
+        }
+        let mut n = 0;
+        while let [a, b, c, ..] = data[n..] {
+            let len = 3 + super::frame_body_len([a, b, c]);
+            if data.len() - n < len || (n > 0 && n + len > limit) {
+                break;
+            }
+            n += len;
+        }
+        Some(n)
+    }
+
     /// The transport's readable side ended (UDX END received, all data delivered). Ending in
     /// the middle of a frame is fatal ([`SecretStreamError::TruncatedFrame`]); ending before the
     /// peer's header frame is a plain end, as in the reference.

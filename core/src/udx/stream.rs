@@ -747,6 +747,33 @@ impl UdxStream {
         Ok(n)
     }
 
+    /// The in-order bytes [`read`](Self::read) would return, in place (no copy); empty when
+    /// `read` would fail or has nothing. Pass what was used to [`consume`](Self::consume).
+    pub fn peek_readable(&self) -> &[u8] {
+        match self.closed {
+            Some(Some(_)) => &[],
+            Some(None) if self.destroyed_locally => &[],
+            _ => self.recvbuf.peek(),
+        }
+    }
+
+    /// Drops the first `n` bytes of [`peek_readable`](Self::peek_readable) as read (a window
+    /// update follows when enough room opened). Like `read`, re-arms
+    /// [`StreamEvent::Readable`] for the next delivery, so `consume(0)` means "wake me when
+    /// more arrives".
+    pub fn consume(&mut self, n: usize) {
+        self.readable_pending = false;
+        if n > 0 {
+            self.recvbuf.consume(n);
+            self.maybe_window_update();
+        }
+    }
+
+    /// Room left in the receive window (bytes the peer may still send before we read).
+    pub fn recv_room(&self) -> usize {
+        self.advertised_window() as usize
+    }
+
     /// Queue an unreliable stream MESSAGE (one packet, no seq, never retransmitted).
     pub fn send_message(&mut self, data: &[u8]) -> Result<(), MessageError> {
         if self.closed.is_some() || self.remote.is_none() {
