@@ -31,11 +31,17 @@ type Node = DhtNode<ChaCha8Rng>;
 
 /// A network whose first host is a bootstrapper at `SERVER` (it stores at once).
 fn server(max_size: Option<usize>) -> (Network, HostId) {
+    server_with(max_size, None)
+}
+
+/// [`server`] with a record-store byte budget.
+fn server_with(max_size: Option<usize>, store_budget: Option<usize>) -> (Network, HostId) {
     let mut net = Network::new(1);
     assert_eq!(net.next_server_addr(), SERVER);
     let h = net.add_node(DhtConfig {
         rpc: RpcConfig::bootstrapper(SERVER),
         max_size,
+        store_budget,
         ..DhtConfig::default()
     });
     net.advance(Duration::from_millis(1));
@@ -55,6 +61,11 @@ struct Raw {
 impl Raw {
     fn new(max_size: Option<usize>) -> Self {
         let (net, h) = server(max_size);
+        Raw { net, h, tid: 0 }
+    }
+
+    fn with_budget(store_budget: usize) -> Self {
+        let (net, h) = server_with(None, Some(store_budget));
         Raw { net, h, tid: 0 }
     }
 
@@ -310,6 +321,49 @@ fn fifteen_hundred_puts_of_the_largest_values_stay_within_the_entry_limits() {
     assert_eq!(
         usage.immutable_bytes,
         usage.immutables * MAX_IMMUTABLE_VALUE
+    );
+}
+
+/// Issue 17: the stores are bounded in bytes, not only entries. A flood of the largest values
+/// (far more bytes than the budget, far fewer entries than the entry limits) keeps the node's
+/// stores within the byte budget after every put; the newest values are still served (at the
+/// budget the flooded store drops its older generation, as at its entry limit), and a store
+/// the flood does not touch keeps its entries.
+#[test]
+fn a_flood_of_large_values_stays_within_the_store_byte_budget() {
+    let budget = 512 << 10;
+    let mut s = Raw::with_budget(budget);
+    assert_eq!(s.node().store_limits().budget, budget);
+    // A few mutable records first: a store the flood does not touch.
+    for i in 0..5u32 {
+        let r = s.put_mutable(&kp(10_000 + i), 1, &value(i, 100));
+        assert_eq!(r.expect("stored").error, 0);
+    }
+    let mut max_total = 0;
+    for i in 0..2_000u32 {
+        let v = value(i, MAX_IMMUTABLE_VALUE);
+        assert!(s.put_immutable(&v).is_some());
+        let bytes = s.node().store_bytes();
+        assert_eq!(bytes.budget, budget);
+        assert!(bytes.total() <= budget, "put {i}: {bytes:?}");
+        max_total = max_total.max(bytes.total());
+        // The value just put is served.
+        assert_eq!(s.get_immutable(&v).as_deref(), Some(v.as_slice()));
+    }
+    // 2,000 values of ~1 KB would be ~2.2 MB; the budget held, and was used.
+    assert!(max_total > budget / 2, "{max_total}");
+    for i in 0..5u32 {
+        let got = s
+            .get_mutable(&kp(10_000 + i))
+            .expect("the mutables survived");
+        assert_eq!(got.value, value(i, 100));
+    }
+    // Without a byte budget the same flood would hold every value (the entry limits are far
+    // away): the default budget, 64 MiB, is what bounds a node with the default entry limits.
+    let d = Raw::new(None);
+    assert_eq!(
+        d.node().store_limits().budget,
+        hdht_core::dht::store::DEFAULT_STORE_BUDGET
     );
 }
 
