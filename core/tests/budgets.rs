@@ -167,3 +167,49 @@ fn a_server_whose_buffer_budget_is_spent_answers_try_later() {
         .iter()
         .any(|e| matches!(connect_event(e), Some(ConnectEvent::Incoming { .. }))));
 }
+
+/// Soak target (issue 17, item 4; not in the default run — `.ci/soak`): a connection storm.
+/// Four clients each open 150 connections to one server, all at once, and keep them open
+/// (600 in all; the reference would hold ~5 MB of buffers for each). Both sides stay within
+/// their connection-buffer budgets (default, 256 MiB) at every step; windows shrink as the
+/// budget fills, and what does not fit is refused with a typed error. Prints a JSON summary
+/// on the last line.
+#[test]
+#[ignore = "soak target: .ci/soak"]
+fn soak_connection_storm() {
+    let (mut net, server, first) = setup(9, 256 << 20, 256 << 20);
+    let boot = net.hosts[0].server_addr();
+    let mut clients = vec![first];
+    for _ in 0..3 {
+        clients.push(net.add_node(Network::joining(vec![boot], Persistence::Persistent)));
+    }
+    net.advance(Duration::from_secs(10));
+    let kp = key("storm server");
+    let opts = listen(&mut net, server, &kp);
+    let mut opened = 0;
+    let mut refused = 0;
+    let mut other = 0;
+    let mut max_server = 0;
+    for &c in &clients {
+        let conns: Vec<ConnId> = (0..150)
+            .map(|_| net.with(c, |n, now| n.connect(now, kp.public_key(), opts.clone())))
+            .collect();
+        for (_, e) in settle(&mut net, [server, c], &conns) {
+            match e {
+                None => opened += 1,
+                Some(ConnectError::BufferBudgetSpent | ConnectError::ServerError) => refused += 1,
+                Some(_) => other += 1,
+            }
+        }
+        let (used, limit) = net.node(server).connection_buffers();
+        max_server = max_server.max(used);
+        println!(
+            "connection storm: client {c}: {opened} open, {refused} refused, server buffers {used} of {limit}"
+        );
+    }
+    let (_, limit) = net.node(server).connection_buffers();
+    assert!(max_server <= limit);
+    println!(
+        "{{\"scenario\":\"connectionStorm\",\"connects\":600,\"opened\":{opened},\"refused\":{refused},\"otherFailures\":{other},\"maxServerBufferBytes\":{max_server},\"budget\":{limit}}}"
+    );
+}

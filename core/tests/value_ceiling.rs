@@ -529,3 +529,47 @@ fn a_request_of_ours_past_the_ceiling_fails_unsent() {
         })) if len > MAX_DATAGRAM_LEN
     ));
 }
+
+/// Soak target (issue 17, item 4; not in the default run — `.ci/soak`): a record flood of
+/// 100,000 immutable and 100,000 mutable puts of the largest values against a node with the
+/// default limits (65,536 entries per store, 64 MiB store budget). Prints the stores' bytes
+/// every 20,000 puts and a JSON summary on the last line; the stores stay within the budget
+/// throughout, while the entry limits alone would allow ~270 MB.
+#[test]
+#[ignore = "soak target: .ci/soak"]
+fn soak_record_flood_entries_and_bytes() {
+    let mut s = Raw::new(None);
+    let budget = s.node().store_limits().budget;
+    let mut max_total = 0;
+    let puts = 100_000u32;
+    for i in 0..puts {
+        assert!(s.put_immutable(&value(i, MAX_IMMUTABLE_VALUE)).is_some());
+        assert!(s
+            .put_mutable(
+                &kp(i % 4096),
+                u64::from(i),
+                &value(i, MAX_MUTABLE_VALUE - 8)
+            )
+            .is_some());
+        let b = s.node().store_bytes();
+        assert!(b.total() <= budget, "{b:?}");
+        max_total = max_total.max(b.total());
+        if (i + 1) % 20_000 == 0 {
+            let u = s.node().value_store_usage();
+            println!(
+                "record flood: {} puts, stores {} bytes (immutables {} entries / {} bytes, mutables {} / {}), budget {budget}",
+                2 * (i + 1),
+                b.total(),
+                u.immutables,
+                b.immutables,
+                u.mutables,
+                b.mutables
+            );
+        }
+    }
+    println!(
+        "{{\"scenario\":\"recordFlood\",\"puts\":{},\"maxStoreBytes\":{max_total},\"budget\":{budget},\"withinBudget\":{}}}",
+        2 * puts,
+        max_total <= budget
+    );
+}
