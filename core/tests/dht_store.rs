@@ -1158,3 +1158,66 @@ fn records_match_model(case: RCase) -> bool {
 fn records_model_property() {
     prop_common::qc_discarding(500).quickcheck(records_match_model as fn(RCase) -> bool);
 }
+
+// =============================================================================================
+// Byte counts (issue 17: stores bounded in bytes)
+// =============================================================================================
+
+#[allow(clippy::ptr_arg)] // the weigher of an `Xache<u32, Vec<u8>>`
+fn weigh_vec(_: &u32, v: &Vec<u8>) -> usize {
+    v.len() + 7
+}
+
+/// A seeded random mix of every mutating call: the byte count always equals the sum over what
+/// the cache holds, per generation, and `evict_generation` frees what it reports.
+#[test]
+fn xache_and_record_cache_byte_counts_match_their_contents() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let mut x: Xache<u32, Vec<u8>> =
+        Xache::with_weigher(16, Duration::from_millis(500), at_ms(0), weigh_vec);
+    let mut r = RecordCache::new(16, Duration::from_millis(500), at_ms(0));
+    let mut now = 0;
+    for _ in 0..5_000 {
+        let k = rng.next_u32() % 40;
+        let len = (rng.next_u32() % 64) as usize;
+        match rng.next_u32() % 8 {
+            0..=2 => x.set(k, vec![0; len]),
+            3 => {
+                x.get(&k);
+            }
+            4 => {
+                x.delete(&k);
+            }
+            5 => x.retain(k, vec![1; len]),
+            6 => {
+                let before = x.generation_bytes().1;
+                assert_eq!(x.evict_generation(), before);
+                let before = r.generation_bytes().1;
+                assert_eq!(r.evict_generation(), before);
+            }
+            _ => {
+                now += u64::from(rng.next_u32() % 300);
+                x.handle_timeout(at_ms(now));
+                r.handle_timeout(at_ms(now));
+            }
+        }
+        match rng.next_u32() % 3 {
+            0 => r.add(topic((k % 4) as u8), pk(k as u16), vec![2; len]),
+            1 => r.remove(&topic((k % 4) as u8), &pk(k as u16)),
+            _ => {}
+        }
+        let sum: usize = x.iter().map(|(k, v)| weigh_vec(k, v)).sum();
+        assert_eq!(x.bytes(), sum);
+        let (l, o, t) = x.generation_bytes();
+        assert_eq!(l + o + t, sum);
+        let mut records = 0;
+        for t in 0..4u8 {
+            records += r
+                .get(&topic(t), 0, &mut rng)
+                .iter()
+                .map(|b| b.len() + hdht_core::dht::store::ENTRY_OVERHEAD)
+                .sum::<usize>();
+        }
+        assert_eq!(r.bytes(), records);
+    }
+}

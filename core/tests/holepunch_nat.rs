@@ -285,3 +285,59 @@ fn firewall_helpers() {
     assert_eq!(firewall_from_wire_lenient(2), Firewall::Consistent);
     assert_eq!(firewall_from_wire_lenient(7), Firewall::Random);
 }
+
+/// Field failure of the reference (issue 17, item 5): the NAT sampler locking in CONSISTENT
+/// after one lucky sample. A randomizing NAT (a new port per destination) whose mapping for one
+/// destination happens to repeat a port ("lucky"), or one node answering several times, must
+/// never read as CONSISTENT: that takes three distinct nodes agreeing, or two double hits on
+/// two hosts. Seeded random ports, every prefix of the sample sequence checked.
+#[test]
+fn regression_nat_sampler_does_not_lock_consistent_after_one_lucky_sample() {
+    let mut seed = 17u32;
+    let mut next_port = || {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        10_000 + (seed >> 16) % 50_000
+    };
+    for lucky_at in 0..6u8 {
+        let mut nat = Nat::new(true);
+        let first = format!("1.2.3.4:{}", next_port());
+        nat.add(a(&first), node(0));
+        // The same node reporting the lucky address again counts once.
+        nat.add(a(&first), node(0));
+        nat.add(a(&first), node(0));
+        assert_eq!(nat.sampled(), 1);
+        for i in 1..8u8 {
+            let to = if i == lucky_at {
+                first.clone() // one coincidental repeat of the first port
+            } else {
+                format!("1.2.3.4:{}", next_port())
+            };
+            nat.add(a(&to), node(i));
+            assert_ne!(
+                nat.firewall(),
+                Firewall::Consistent,
+                "lucky sample at {lucky_at}, after {} samples: {:?}",
+                nat.sampled(),
+                nat.samples()
+            );
+        }
+        assert_eq!(nat.firewall(), Firewall::Random, "lucky at {lucky_at}");
+        assert_eq!(addrs(&nat), Some(vec![a("1.2.3.4:0")]));
+    }
+    // A frozen analysis (told to a peer) reclassifies as soon as it is unfrozen: an early
+    // verdict is not locked in.
+    let mut nat = nat_with(&[("1.2.3.4:5000", 1), ("1.2.3.4:5000", 2)]);
+    nat.freeze();
+    nat.add(a("1.2.3.4:5000"), node(3));
+    assert_eq!(
+        nat.firewall(),
+        Firewall::Unknown,
+        "frozen: not reclassified"
+    );
+    for i in 4..12u8 {
+        nat.add(a(&format!("1.2.3.4:{}", 6000 + u32::from(i))), node(i));
+    }
+    nat.unfreeze();
+    assert_eq!(nat.firewall(), Firewall::Consistent);
+    assert_eq!(nat.samples()[0].hits, 3);
+}

@@ -53,6 +53,10 @@ impl Fixture {
                 firewalled: true,
                 ..RpcConfig::default()
             },
+            // The caps under test here are the handshake and socket caps: no buffer budget
+            // (each accepted handshake's waiting stream reserves buffers; `budgets.rs` tests
+            // that budget).
+            connection_budget: Some(usize::MAX),
             ..DhtConfig::default()
         };
         let mut net = Network::new(7);
@@ -365,17 +369,30 @@ fn forged_holepunch_messages_are_ignored() {
     );
 }
 
+/// Also the named regression for a field failure of the reference (issue 17, item 5): an
+/// unbounded holepunch map under many punch requests. hyperdht's server keeps a holepunch
+/// entry per handshake it answered until the punch ends; here every valid handshake is
+/// followed by PEER_HOLEPUNCH requests for its id and a random one, and the server's punches
+/// stay within [`MAX_SERVER_HANDSHAKES`] and drain once nobody punches.
 #[test]
-fn a_flood_of_valid_handshakes_costs_bounded_state_that_drains() {
+fn a_flood_of_valid_handshakes_costs_bounded_state_that_drains_regression_unbounded_holepunch_map()
+{
     let mut f = Fixture::new();
     let total = MAX_SERVER_HANDSHAKES + 500;
     let mut answered = 0;
-    for _ in 0..total {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    for i in 0..total {
         let m = f.msg1();
         if reply_envelope(&f.handshake(m)).is_some() {
             answered += 1;
         }
+        for id in [i as u64, rng.next_u64() % (total as u64 * 2)] {
+            let mut payload = vec![0u8; 64 + (rng.next_u32() % 64) as usize];
+            rng.fill_bytes(&mut payload);
+            f.holepunch(id, payload);
+        }
         let s = f.node().connect_stats();
+        assert!(s.server_punches <= MAX_SERVER_HANDSHAKES, "{s:?}");
         assert!(s.handshakes <= MAX_SERVER_HANDSHAKES, "{s:?}");
         assert!(s.pool_sockets <= MAX_POOL_SOCKETS, "{s:?}");
         assert!(s.connections <= MAX_SERVER_HANDSHAKES, "{s:?}");

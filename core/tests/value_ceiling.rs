@@ -31,11 +31,17 @@ type Node = DhtNode<ChaCha8Rng>;
 
 /// A network whose first host is a bootstrapper at `SERVER` (it stores at once).
 fn server(max_size: Option<usize>) -> (Network, HostId) {
+    server_with(max_size, None)
+}
+
+/// [`server`] with a record-store byte budget.
+fn server_with(max_size: Option<usize>, store_budget: Option<usize>) -> (Network, HostId) {
     let mut net = Network::new(1);
     assert_eq!(net.next_server_addr(), SERVER);
     let h = net.add_node(DhtConfig {
         rpc: RpcConfig::bootstrapper(SERVER),
         max_size,
+        store_budget,
         ..DhtConfig::default()
     });
     net.advance(Duration::from_millis(1));
@@ -55,6 +61,11 @@ struct Raw {
 impl Raw {
     fn new(max_size: Option<usize>) -> Self {
         let (net, h) = server(max_size);
+        Raw { net, h, tid: 0 }
+    }
+
+    fn with_budget(store_budget: usize) -> Self {
+        let (net, h) = server_with(None, Some(store_budget));
         Raw { net, h, tid: 0 }
     }
 
@@ -313,6 +324,49 @@ fn fifteen_hundred_puts_of_the_largest_values_stay_within_the_entry_limits() {
     );
 }
 
+/// Issue 17: the stores are bounded in bytes, not only entries. A flood of the largest values
+/// (far more bytes than the budget, far fewer entries than the entry limits) keeps the node's
+/// stores within the byte budget after every put; the newest values are still served (at the
+/// budget the flooded store drops its older generation, as at its entry limit), and a store
+/// the flood does not touch keeps its entries.
+#[test]
+fn a_flood_of_large_values_stays_within_the_store_byte_budget() {
+    let budget = 512 << 10;
+    let mut s = Raw::with_budget(budget);
+    assert_eq!(s.node().store_limits().budget, budget);
+    // A few mutable records first: a store the flood does not touch.
+    for i in 0..5u32 {
+        let r = s.put_mutable(&kp(10_000 + i), 1, &value(i, 100));
+        assert_eq!(r.expect("stored").error, 0);
+    }
+    let mut max_total = 0;
+    for i in 0..2_000u32 {
+        let v = value(i, MAX_IMMUTABLE_VALUE);
+        assert!(s.put_immutable(&v).is_some());
+        let bytes = s.node().store_bytes();
+        assert_eq!(bytes.budget, budget);
+        assert!(bytes.total() <= budget, "put {i}: {bytes:?}");
+        max_total = max_total.max(bytes.total());
+        // The value just put is served.
+        assert_eq!(s.get_immutable(&v).as_deref(), Some(v.as_slice()));
+    }
+    // 2,000 values of ~1 KB would be ~2.2 MB; the budget held, and was used.
+    assert!(max_total > budget / 2, "{max_total}");
+    for i in 0..5u32 {
+        let got = s
+            .get_mutable(&kp(10_000 + i))
+            .expect("the mutables survived");
+        assert_eq!(got.value, value(i, 100));
+    }
+    // Without a byte budget the same flood would hold every value (the entry limits are far
+    // away): the default budget, 64 MiB, is what bounds a node with the default entry limits.
+    let d = Raw::new(None);
+    assert_eq!(
+        d.node().store_limits().budget,
+        hdht_core::dht::store::DEFAULT_STORE_BUDGET
+    );
+}
+
 /// A bootstrapper and an ephemeral client exchanging datagrams in simulated time.
 struct Pair {
     net: Network,
@@ -474,4 +528,48 @@ fn a_request_of_ours_past_the_ceiling_fails_unsent() {
             ..
         })) if len > MAX_DATAGRAM_LEN
     ));
+}
+
+/// Soak target (issue 17, item 4; not in the default run — `.ci/soak`): a record flood of
+/// 100,000 immutable and 100,000 mutable puts of the largest values against a node with the
+/// default limits (65,536 entries per store, 64 MiB store budget). Prints the stores' bytes
+/// every 20,000 puts and a JSON summary on the last line; the stores stay within the budget
+/// throughout, while the entry limits alone would allow ~270 MB.
+#[test]
+#[ignore = "soak target: .ci/soak"]
+fn soak_record_flood_entries_and_bytes() {
+    let mut s = Raw::new(None);
+    let budget = s.node().store_limits().budget;
+    let mut max_total = 0;
+    let puts = 100_000u32;
+    for i in 0..puts {
+        assert!(s.put_immutable(&value(i, MAX_IMMUTABLE_VALUE)).is_some());
+        assert!(s
+            .put_mutable(
+                &kp(i % 4096),
+                u64::from(i),
+                &value(i, MAX_MUTABLE_VALUE - 8)
+            )
+            .is_some());
+        let b = s.node().store_bytes();
+        assert!(b.total() <= budget, "{b:?}");
+        max_total = max_total.max(b.total());
+        if (i + 1) % 20_000 == 0 {
+            let u = s.node().value_store_usage();
+            println!(
+                "record flood: {} puts, stores {} bytes (immutables {} entries / {} bytes, mutables {} / {}), budget {budget}",
+                2 * (i + 1),
+                b.total(),
+                u.immutables,
+                b.immutables,
+                u.mutables,
+                b.mutables
+            );
+        }
+    }
+    println!(
+        "{{\"scenario\":\"recordFlood\",\"puts\":{},\"maxStoreBytes\":{max_total},\"budget\":{budget},\"withinBudget\":{}}}",
+        2 * puts,
+        max_total <= budget
+    );
 }

@@ -64,6 +64,8 @@ pub fn build_node(
         rpc: cfg,
         max_size: opts.max_size,
         max_age: opts.max_age,
+        store_budget: opts.store_budget,
+        connection_budget: opts.connection_budget,
     };
     let mut node = Node::new(dht, rng, now);
     if let Some(kp) = opts.default_key_pair() {

@@ -66,6 +66,18 @@ pub struct DhtOptions {
     pub max_size: Option<usize>,
     /// `maxAge`: how long records live (default 20 min; 48 h for mutable/immutable values).
     pub max_age: Option<std::time::Duration>,
+    /// Node-wide byte budget of the record stores: announce records, refresh chains, bumps,
+    /// mutable and immutable values together (default 64 MiB,
+    /// `hdht_core::dht::store::DEFAULT_STORE_BUDGET`). At the budget the store holding the
+    /// most bytes drops its older generation, as its entry limit would. No reference
+    /// equivalent (the reference bounds entries only).
+    pub store_budget: Option<usize>,
+    /// Node-wide budget of connection buffers: every UDX stream's receive window plus send
+    /// buffer (default 256 MiB, `hdht_core::dht::budget::DEFAULT_CONNECTION_BUDGET`). New
+    /// streams get smaller windows as it fills; when it is spent, connects fail with
+    /// `BUFFER_BUDGET_SPENT` and servers answer handshakes with `TRY_LATER`. No reference
+    /// equivalent.
+    pub connection_budget: Option<usize>,
 }
 
 /// Debug output never shows secrets: `seed` and `rng_seed` print as set or not (the key pair
@@ -89,6 +101,8 @@ impl std::fmt::Debug for DhtOptions {
             .field("handle_requests", &self.handle_requests)
             .field("max_size", &self.max_size)
             .field("max_age", &self.max_age)
+            .field("store_budget", &self.store_budget)
+            .field("connection_budget", &self.connection_budget)
             .finish()
     }
 }
@@ -124,6 +138,8 @@ impl DhtOptions {
             handle_requests: false,
             max_size: None,
             max_age: None,
+            store_budget: None,
+            connection_budget: None,
         }
     }
 

@@ -184,10 +184,16 @@ pub enum ConnectError {
     /// dht-rpc: a request (e.g. PEER_HOLEPUNCH) got no reply after its retries.
     #[error("REQUEST_TIMEOUT: Request timed out")]
     RequestTimeout,
+    /// hdht only (the reference has no buffer budget): the node's connection-buffer budget
+    /// ([`DhtConfig::connection_budget`](crate::dht::DhtConfig::connection_budget)) is spent,
+    /// so no new connection is opened until others close.
+    #[error("BUFFER_BUDGET_SPENT: The node's connection-buffer budget is spent")]
+    BufferBudgetSpent,
 }
 
 impl ConnectError {
-    /// Every variant (with `RemoteAborted(0)` standing for its family).
+    /// Every variant with a reference code (with `RemoteAborted(0)` standing for its family);
+    /// [`BufferBudgetSpent`](Self::BufferBudgetSpent), hdht's own, is not among them.
     pub const ALL: [ConnectError; 24] = [
         ConnectError::BadHandshakeReply,
         ConnectError::BadHolepunchReply,
@@ -242,6 +248,7 @@ impl ConnectError {
             ConnectError::RelayAborted => "RELAY_ABORTED",
             ConnectError::Suspended => "SUSPENDED",
             ConnectError::RequestTimeout => "REQUEST_TIMEOUT",
+            ConnectError::BufferBudgetSpent => "BUFFER_BUDGET_SPENT",
         }
     }
 

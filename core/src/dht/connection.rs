@@ -15,6 +15,7 @@ use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
+use super::budget::ConnectionBudget;
 use super::ids::{ConnId, ServerId};
 use crate::connect::HandshakeResult;
 use crate::secret_stream::{self, SecretStream, SecretStreamError};
@@ -244,6 +245,8 @@ pub(crate) struct Connections {
     /// acknowledgements) or linger; removed once drained.
     retiring: Vec<u32>,
     scratch: Scratch,
+    /// The node-wide bound on the streams' windows and send buffers.
+    budget: ConnectionBudget,
 }
 
 /// Hands secret-stream output to UDX one frame per record, so no packet holds part of a frame
@@ -267,6 +270,31 @@ fn room_for_a_frame(s: &UdxStream) -> bool {
 }
 
 impl Connections {
+    /// No connections, under `budget`.
+    pub(crate) fn with_budget(budget: ConnectionBudget) -> Self {
+        Connections {
+            budget,
+            ..Connections::default()
+        }
+    }
+
+    /// The settings of a new connection's UDX stream, sized by what is left of the buffer
+    /// budget; `None` when it is spent.
+    pub(crate) fn stream_config(&self) -> Option<StreamConfig> {
+        self.budget
+            .size(self.udx.buffer_reservation(), connection_stream_config())
+    }
+
+    /// The buffer budget's bound.
+    pub(crate) fn budget_limit(&self) -> usize {
+        self.budget.limit
+    }
+
+    /// Whether the buffer budget is spent (no new stream fits).
+    pub(crate) fn budget_spent(&self) -> bool {
+        !self.budget.fits(self.udx.buffer_reservation())
+    }
+
     /// Connections (pending or open).
     pub(crate) fn len(&self) -> usize {
         self.conns.len()

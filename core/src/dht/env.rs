@@ -38,6 +38,8 @@ pub(crate) struct NodeFacts<'a> {
     pub(crate) streams: &'a Demux,
     /// The node's relay, whose relay stream ids are taken too.
     pub(crate) relay: Option<&'a RelayServer>,
+    /// The connection-buffer budget is spent: a server answers handshakes with `TRY_LATER`.
+    pub(crate) budget_spent: bool,
 }
 
 /// The environment of one machine call.

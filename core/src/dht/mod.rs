@@ -23,6 +23,7 @@
 //! node → machines → the `connect`, `udx` and `secret_stream` layers.
 
 mod addresses;
+pub mod budget;
 mod client;
 mod connection;
 mod env;

@@ -16,10 +16,9 @@ use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
+use super::budget::{ConnectionBudget, DEFAULT_CONNECTION_BUDGET};
 use super::client::{ClientAction, ClientAttempt, ClientRequest, ConnectOptions, EarlyPacket};
-use super::connection::{
-    connection_stream_config, ConnError, ConnectionInfo, Connections, TransportInfo,
-};
+use super::connection::{ConnError, ConnectionInfo, Connections, TransportInfo};
 use super::env::{Env, NodeFacts};
 use super::event::{ConnectEvent, DhtEvent};
 use super::ids::{ConnId, ServerId};
@@ -32,7 +31,7 @@ use super::server::{
     Accepted, Server, ServerAction, ServerOptions, ServerRequest, MAX_SERVER_HANDSHAKES,
 };
 use super::sign;
-use super::store::{NodeStoreLimits, StoreLimits, ValueStoreUsage};
+use super::store::{NodeStoreLimits, StoreBytes, StoreLimits, ValueStoreUsage};
 use super::value_size;
 
 mod relay;
@@ -83,6 +82,15 @@ pub struct DhtConfig {
     pub max_size: Option<usize>,
     /// `maxAge`: record lifetime (default 20 min; 48 h for mutable and immutable values).
     pub max_age: Option<core::time::Duration>,
+    /// Node-wide byte budget of the record stores (default
+    /// [`DEFAULT_STORE_BUDGET`](super::store::DEFAULT_STORE_BUDGET), 64 MiB; see
+    /// [`NodeStoreLimits::budget`]).
+    pub store_budget: Option<usize>,
+    /// Node-wide budget of connection buffers: the receive windows plus send buffers of every
+    /// UDX stream (default
+    /// [`DEFAULT_CONNECTION_BUDGET`](super::budget::DEFAULT_CONNECTION_BUDGET), 256 MiB; see
+    /// [`ConnectionBudget`](super::budget::ConnectionBudget)).
+    pub connection_budget: Option<usize>,
 }
 
 /// How much state the connect path holds (bounded under floods; see
@@ -252,6 +260,7 @@ macro_rules! env {
                 table,
                 streams: &$conns.udx,
                 relay: $relay.as_ref().map(|r| r.machine()),
+                budget_spent: $conns.budget_spent(),
             },
         }
     }};
@@ -262,7 +271,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     pub fn new(mut cfg: DhtConfig, rng: R, now: Instant) -> Self {
         let deliver_unknown = cfg.rpc.deliver_requests;
         cfg.rpc.deliver_requests = true;
-        let limits = StoreLimits::for_node(cfg.max_size, cfg.max_age);
+        let mut limits = StoreLimits::for_node(cfg.max_size, cfg.max_age);
+        if let Some(budget) = cfg.store_budget {
+            limits.budget = budget;
+        }
         let router = Router::new(limits.router.max_size, limits.router.max_age, now);
         let mut node = DhtNode {
             rpc: RpcNode::new(cfg.rpc, rng, now),
@@ -275,7 +287,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             servers: BTreeMap::new(),
             server_by_target: BTreeMap::new(),
             firewall_questions: BTreeMap::new(),
-            conns: Connections::default(),
+            conns: Connections::with_budget(ConnectionBudget::new(
+                cfg.connection_budget.unwrap_or(DEFAULT_CONNECTION_BUDGET),
+            )),
             pool: SocketPool::default(),
             random_punches: RandomPunchLimiter::default(),
             next_conn: 0,
@@ -395,6 +409,21 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// What the mutable and immutable stores hold (zero before the node has storage).
     pub fn value_store_usage(&self) -> ValueStoreUsage {
         self.records.value_store_usage()
+    }
+
+    /// The connection-buffer budget in use: the receive windows plus send buffers of every
+    /// UDX stream the node holds (connections, connects in progress, retiring streams), and
+    /// the budget they must stay within.
+    pub fn connection_buffers(&self) -> (usize, usize) {
+        (
+            self.conns.udx.buffer_reservation(),
+            self.conns.budget_limit(),
+        )
+    }
+
+    /// What this node's record stores hold in bytes, against their budget.
+    pub fn store_bytes(&self) -> StoreBytes {
+        self.records.store_bytes()
     }
 
     /// The limits of this node's stores (from its `maxSize` and `maxAge`).
@@ -1086,6 +1115,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             });
             return conn;
         }
+        let Some(stream_config) = self.conns.stream_config() else {
+            self.emit(ConnectEvent::Failed {
+                conn,
+                error: ConnectError::BufferBudgetSpent,
+            });
+            return conn;
+        };
         let kp = self.key_pair_or_default(opts.key_pair.clone());
         let mut stream_id = self.conns.new_stream_id(self.rpc.rng());
         while self
@@ -1121,7 +1157,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             Ok(attempt) => {
                 self.conns
                     .udx
-                    .insert(UdxStream::new(stream_id, now, connection_stream_config()));
+                    .insert(UdxStream::new(stream_id, now, stream_config));
                 self.attempts.insert(conn, attempt);
                 self.apply_client(now, conn, out);
             }
@@ -1494,11 +1530,17 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Opens the connection of a handshake a server accepted: at once over its stream, or
     /// waiting for the client's first packet (with the server's punch for it).
     fn open_accepted(&mut self, now: Instant, server: ServerId, a: Accepted) {
+        // The server answered TRY_LATER while the budget was spent; this one was accepted
+        // before, but others (waiting for their firewall decision) may have taken the rest.
+        let Some(stream_config) = self.conns.stream_config() else {
+            tracing::debug!("server: connection dropped, the connection-buffer budget is spent");
+            return;
+        };
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         self.conns
             .udx
-            .insert(UdxStream::new(a.stream_id, now, connection_stream_config()));
+            .insert(UdxStream::new(a.stream_id, now, stream_config));
         if let Some(socket) = a.connect_now {
             if let Some(s) = self.conns.udx.get_mut(a.stream_id) {
                 let _ = s.connect_via(now, socket, a.client_udx, SocketAddr::V4(a.client_address));

@@ -16,7 +16,9 @@ use super::messages::{
 };
 use super::router::{Forward, Router};
 use super::sign;
-use super::store::{NodeStoreLimits, RecordCache, StoreLimits, ValueStoreUsage, Xache};
+use super::store::{
+    NodeStoreLimits, RecordCache, StoreBytes, StoreLimits, ValueStoreUsage, Xache, ENTRY_OVERHEAD,
+};
 use super::value_size;
 use crate::crypto::hash;
 use crate::rpc::{IncomingRequest, NodeId};
@@ -59,17 +61,86 @@ struct Storage {
     immutables: Xache<[u8; 32], Vec<u8>>,
 }
 
+/// Byte weights of the stores' entries (see [`ENTRY_OVERHEAD`]).
+fn bump_bytes(_: &[u8; 32], _: &u64) -> usize {
+    8 + ENTRY_OVERHEAD
+}
+
+fn refresh_bytes(_: &[u8; 32], r: &Refresh) -> usize {
+    32 + r.record.len() + ENTRY_OVERHEAD
+}
+
+#[allow(clippy::ptr_arg)] // the weigher of an `Xache<[u8; 32], Vec<u8>>`
+fn value_bytes(_: &[u8; 32], v: &Vec<u8>) -> usize {
+    v.len() + ENTRY_OVERHEAD
+}
+
 impl Storage {
     fn new(limits: &NodeStoreLimits, now: Instant) -> Self {
-        fn xache<K: Ord + Clone, V>(l: &StoreLimits, now: Instant) -> Xache<K, V> {
-            Xache::new(l.max_size, l.max_age, now)
+        fn xache<K: Ord + Clone, V>(
+            l: &StoreLimits,
+            now: Instant,
+            weigh: fn(&K, &V) -> usize,
+        ) -> Xache<K, V> {
+            Xache::with_weigher(l.max_size, l.max_age, now, weigh)
         }
         Storage {
             records: RecordCache::new(limits.records.max_size, limits.records.max_age, now),
-            bumps: xache(&limits.bumps, now),
-            refreshes: xache(&limits.refreshes, now),
-            mutables: xache(&limits.mutables, now),
-            immutables: xache(&limits.immutables, now),
+            bumps: xache(&limits.bumps, now, bump_bytes),
+            refreshes: xache(&limits.refreshes, now, refresh_bytes),
+            mutables: xache(&limits.mutables, now, value_bytes),
+            immutables: xache(&limits.immutables, now, value_bytes),
+        }
+    }
+
+    /// Bytes held by every store.
+    fn bytes(&self) -> usize {
+        self.records.bytes()
+            + self.bumps.bytes()
+            + self.refreshes.bytes()
+            + self.mutables.bytes()
+            + self.immutables.bytes()
+    }
+
+    /// Makes room for `need` more bytes before a validated store: while the stores plus `need`
+    /// pass `budget`, the store holding the most bytes drops its older generation (see
+    /// [`enforce_budget`](Self::enforce_budget)). Done before inserting, so the entry being
+    /// stored is never the one evicted.
+    fn make_room(&mut self, need: usize, budget: usize) {
+        while self.bytes() > 0 && self.bytes() + need > budget {
+            self.evict_largest();
+        }
+    }
+
+    /// The store holding the most bytes drops its older generation.
+    fn evict_largest(&mut self) {
+        let sizes = [
+            self.records.bytes(),
+            self.bumps.bytes(),
+            self.refreshes.bytes(),
+            self.mutables.bytes(),
+            self.immutables.bytes(),
+        ];
+        let largest = (0..sizes.len()).max_by_key(|&i| sizes[i]).unwrap_or(0);
+        match largest {
+            0 => self.records.evict_generation(),
+            1 => self.bumps.evict_generation(),
+            2 => self.refreshes.evict_generation(),
+            3 => self.mutables.evict_generation(),
+            _ => self.immutables.evict_generation(),
+        };
+    }
+
+    /// Keeps the stores within `budget` bytes (after a store, as a safety net to
+    /// [`make_room`](Self::make_room)): while over it, the store holding the most bytes
+    /// drops its older generation (the rotation its entry limit would trigger). A flood into
+    /// one store thus evicts that store's oldest entries, not the other stores' — and, as with
+    /// the reference's entry limits, new data is always taken: refusing it instead would let a
+    /// flood lock the stores for their whole lifetime (48 h for values). Terminates: two
+    /// evictions of one store empty it.
+    fn enforce_budget(&mut self, budget: usize) {
+        while self.bytes() > budget {
+            self.evict_largest();
         }
     }
 }
@@ -111,6 +182,24 @@ impl Records {
             immutable_bytes: bytes(&s.immutables),
             mutables: s.mutables.len(),
             mutable_bytes: bytes(&s.mutables),
+        }
+    }
+
+    /// What the stores hold in bytes.
+    pub(crate) fn store_bytes(&self) -> StoreBytes {
+        let Some(s) = &self.storage else {
+            return StoreBytes {
+                budget: self.limits.budget,
+                ..StoreBytes::default()
+            };
+        };
+        StoreBytes {
+            records: s.records.bytes(),
+            bumps: s.bumps.bytes(),
+            refreshes: s.refreshes.bytes(),
+            mutables: s.mutables.bytes(),
+            immutables: s.immutables.bytes(),
+            budget: self.limits.budget,
         }
     }
 
@@ -163,6 +252,23 @@ impl Records {
         router: &mut Router,
         rng: &mut R,
     ) -> Option<RecordReply> {
+        let reply = self.dispatch(now_ms, req, target, node_id, router, rng);
+        let budget = self.limits.budget;
+        if let Some(s) = self.storage.as_mut() {
+            s.enforce_budget(budget);
+        }
+        reply
+    }
+
+    fn dispatch<R: RngCore>(
+        &mut self,
+        now_ms: u64,
+        req: &IncomingRequest,
+        target: [u8; 32],
+        node_id: NodeId,
+        router: &mut Router,
+        rng: &mut R,
+    ) -> Option<RecordReply> {
         match req.command {
             command::FIND_PEER => Some(RecordReply::Value(
                 router.get(&target).map(|f| f.record.clone()),
@@ -192,7 +298,9 @@ impl Records {
                 if hash(value) != target {
                     return None;
                 }
+                let budget = self.limits.budget;
                 if let Some(s) = self.storage.as_mut() {
+                    s.make_room(value_bytes(&target, value), budget);
                     s.immutables.set(target, value.clone());
                 }
                 Some(RecordReply::Value(None))
@@ -263,7 +371,10 @@ impl Records {
         peer.relay_addresses.truncate(MAX_RELAY_ADDRESSES);
         let record = peer.to_bytes();
         let announce_self = sign::target_of_key(&peer.public_key) == target;
+        let budget = self.limits.budget;
         let s = self.storage.as_mut()?;
+        // Room for the record, its bump and its refresh-chain entry.
+        s.make_room(2 * record.len() + 40 + 3 * ENTRY_OVERHEAD, budget);
         if announce_self {
             router.set(
                 target,
@@ -301,8 +412,10 @@ impl Records {
         router: &mut Router,
     ) -> Option<RecordReply> {
         let active = hash(&refresh);
+        let budget = self.limits.budget;
         let s = self.storage.as_mut()?;
         let r = s.refreshes.get(&active).cloned()?;
+        s.make_room(2 * r.record.len() + 32 + 2 * ENTRY_OVERHEAD, budget);
         let public_key: [u8; 32] = r.record.get(..32)?.try_into().ok()?;
         if r.announce_self {
             router.set(
@@ -380,6 +493,7 @@ impl Records {
             signature: p.signature,
         }
         .to_bytes();
+        s.make_room(value_bytes(&target, &stored), self.limits.budget);
         s.mutables.set(target, stored);
         Some(RecordReply::Value(None))
     }

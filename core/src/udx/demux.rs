@@ -47,6 +47,8 @@ pub struct Demux {
     streams: BTreeMap<u32, UdxStream>,
     tx_cursor: u32,
     ev_cursor: u32,
+    /// Sum of [`UdxStream::buffer_reservation`] over `streams`.
+    reserved: usize,
 }
 
 impl Demux {
@@ -57,12 +59,25 @@ impl Demux {
 
     /// Add a stream; returns the previous one with that id, if any.
     pub fn insert(&mut self, stream: UdxStream) -> Option<UdxStream> {
-        self.streams.insert(stream.local_id(), stream)
+        self.reserved += stream.buffer_reservation();
+        let old = self.streams.insert(stream.local_id(), stream);
+        if let Some(o) = &old {
+            self.reserved -= o.buffer_reservation();
+        }
+        old
     }
 
     /// Remove a stream.
     pub fn remove(&mut self, id: u32) -> Option<UdxStream> {
-        self.streams.remove(&id)
+        let s = self.streams.remove(&id)?;
+        self.reserved -= s.buffer_reservation();
+        Some(s)
+    }
+
+    /// The buffer memory the streams held may use at most: the sum of their receive windows
+    /// and send buffers ([`UdxStream::buffer_reservation`]).
+    pub fn buffer_reservation(&self) -> usize {
+        self.reserved
     }
 
     /// A stream by local id.
@@ -193,7 +208,15 @@ impl Demux {
     /// Drop closed streams with nothing left to send; returns how many.
     pub fn remove_drained(&mut self) -> usize {
         let before = self.streams.len();
-        self.streams.retain(|_, s| !s.is_drained());
+        let mut freed = 0;
+        self.streams.retain(|_, s| {
+            let keep = !s.is_drained();
+            if !keep {
+                freed += s.buffer_reservation();
+            }
+            keep
+        });
+        self.reserved -= freed;
         before - self.streams.len()
     }
 }

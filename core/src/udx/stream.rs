@@ -469,6 +469,16 @@ impl UdxStream {
         self.cfg.send_buffer
     }
 
+    /// The receive buffer's size (the most the advertised window can be).
+    pub fn recv_window_limit(&self) -> usize {
+        self.cfg.recv_window
+    }
+
+    /// What this stream's buffers may hold at most: its receive window plus its send buffer.
+    pub fn buffer_reservation(&self) -> usize {
+        self.cfg.recv_window.saturating_add(self.cfg.send_buffer)
+    }
+
     /// Bytes written but not yet acknowledged (including unsent).
     pub fn send_buffered(&self) -> usize {
         self.sendbuf.len()

@@ -34,6 +34,11 @@ pub(crate) struct Announcer {
     next_relay_round: Option<Instant>,
     ping_rounds: u32,
     pings_answered: usize,
+    /// A relay's PING reply saw us at another address than its ANNOUNCE did: our NAT mapping
+    /// moved (expired and was recreated), so the relay forwards handshakes to a stale
+    /// address. The next relay round announces again (the reference keeps the stale one until
+    /// a relay stops answering).
+    mapping_moved: bool,
     /// Relays of the last three announce cycles, newest last (`_serverRelays`): PEER_HOLEPUNCH
     /// from any of them counts as "from a server relay", and a relay that drops out of the
     /// newest cycle is unannounced.
@@ -169,8 +174,15 @@ impl Announcer {
                 }
             }
             ServerRequest::RelayPing => {
-                if result.is_ok() {
+                if let Ok(r) = &result {
                     self.pings_answered += 1;
+                    if self
+                        .relays
+                        .iter()
+                        .any(|i| i.relay_address == r.from && i.peer_address != r.to)
+                    {
+                        self.mapping_moved = true;
+                    }
                 }
             }
             ServerRequest::UnannounceLookup { relay } => {
@@ -243,8 +255,9 @@ impl Announcer {
         let expected = self.relays.len().min(MAX_RELAYS);
         let answered = core::mem::take(&mut self.pings_answered);
         let lost = self.ping_rounds > 0 && answered < expected;
+        let moved = core::mem::take(&mut self.mapping_moved);
         self.ping_rounds += 1;
-        if lost || self.ping_rounds > RELAY_PING_ROUNDS || self.relays.is_empty() {
+        if lost || moved || self.ping_rounds > RELAY_PING_ROUNDS || self.relays.is_empty() {
             return self.announce(target, out);
         }
         self.next_relay_round = Some(now + RELAY_PING_INTERVAL);

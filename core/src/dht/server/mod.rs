@@ -461,6 +461,8 @@ impl Server {
             ErrorCode::VERSION_MISMATCH
         } else if client_payload.udx.is_none() {
             ErrorCode::ABORTED
+        } else if env.node.budget_spent {
+            ErrorCode::TRY_LATER
         } else {
             ErrorCode::NONE
         };
@@ -473,6 +475,8 @@ impl Server {
                 "server: handshake answered with an error ({})",
                 if error == ErrorCode::VERSION_MISMATCH {
                     "VERSION_MISMATCH: the client speaks another version"
+                } else if error == ErrorCode::TRY_LATER {
+                    "TRY_LATER: the connection-buffer budget is spent"
                 } else {
                     "ABORTED: the client offered no UDX stream"
                 }

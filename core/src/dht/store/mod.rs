@@ -36,6 +36,42 @@ pub const DEFAULT_STORAGE_MAX_AGE: Duration = Duration::from_secs(48 * 60 * 60);
 /// The cap on the relay-address cache's size (`Math.min(maxSize, 512)`).
 pub const RELAY_ADDRESSES_MAX_SIZE: usize = 512;
 
+/// The bytes one stored entry is counted as beyond its value's own bytes: its 32-byte key and
+/// its share of the maps and lists holding it (an estimate of the B-tree and `Vec` overhead;
+/// see the per-entry costs on [`Xache`] and [`RecordCache`]).
+pub const ENTRY_OVERHEAD: usize = 96;
+
+/// hyperdht-rs's default node-wide byte budget for the record stores (announce records,
+/// refresh chains, bumps, mutable and immutable values together): 64 MiB. The reference has
+/// no byte bound (only entry counts: 65,536 per store, so up to ~270 MB of mutable and
+/// immutable values at one datagram each).
+pub const DEFAULT_STORE_BUDGET: usize = 64 << 20;
+
+/// What a node's record stores hold, in bytes (each entry counted as its bytes plus
+/// [`ENTRY_OVERHEAD`]), against the node's budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreBytes {
+    /// Announce records.
+    pub records: usize,
+    /// Bumps.
+    pub bumps: usize,
+    /// Refresh-chain entries.
+    pub refreshes: usize,
+    /// Mutable records.
+    pub mutables: usize,
+    /// Immutable values.
+    pub immutables: usize,
+    /// The budget they share ([`NodeStoreLimits::budget`]).
+    pub budget: usize,
+}
+
+impl StoreBytes {
+    /// Bytes held by all stores together (never more than [`budget`](Self::budget) after a
+    /// storage command).
+    pub fn total(&self) -> usize {
+        self.records + self.bumps + self.refreshes + self.mutables + self.immutables
+    }
+}
 /// What a node's value stores hold: entries, and the bytes of the values (for mutables, of the
 /// stored `{seq, value, signature}` records). With values limited to one datagram
 /// ([`crate::dht::value_size`]), this stays within the entry limits × the largest value.
@@ -91,6 +127,12 @@ pub struct NodeStoreLimits {
     /// The client-side relay-address cache (`_relayAddressesCache`): at most 512 entries, no
     /// timer.
     pub relay_addresses: StoreLimits,
+    /// The node-wide byte budget of the record stores (announce records, bumps, refresh
+    /// chains, mutable and immutable values together, each entry counted as its bytes plus
+    /// [`ENTRY_OVERHEAD`]); [`DEFAULT_STORE_BUDGET`] unless configured. When a store would pass
+    /// it, the store holding the most bytes drops its older generation (the rotation its entry
+    /// limit would trigger) until the total fits again.
+    pub budget: usize,
 }
 
 impl StoreLimits {
@@ -122,6 +164,7 @@ impl StoreLimits {
                 max_size: max_size.min(RELAY_ADDRESSES_MAX_SIZE),
                 max_age: Duration::ZERO,
             },
+            budget: DEFAULT_STORE_BUDGET,
         }
     }
 }

@@ -56,10 +56,18 @@ impl RecordSet {
 struct RecordStore {
     records: BTreeMap<Topic, RecordSet>,
     size: usize,
+    /// Bytes by [`record_bytes`].
+    bytes: usize,
+}
+
+/// What one record costs: its bytes plus [`super::ENTRY_OVERHEAD`].
+fn record_bytes(record: &[u8]) -> usize {
+    record.len() + super::ENTRY_OVERHEAD
 }
 
 impl RecordStore {
     fn add(&mut self, topic: Topic, public_key: PublicKey, record: Vec<u8>) -> bool {
+        let weight = record_bytes(&record);
         if self
             .records
             .entry(topic)
@@ -67,6 +75,7 @@ impl RecordStore {
             .add(public_key, record)
         {
             self.size += 1;
+            self.bytes += weight;
             true
         } else {
             false
@@ -77,10 +86,16 @@ impl RecordStore {
         let Some(set) = self.records.get_mut(topic) else {
             return false;
         };
-        if !set.remove(public_key) {
+        let Some(weight) = set
+            .map
+            .get(public_key)
+            .map(|&i| record_bytes(&set.list[i].1))
+        else {
             return false;
-        }
+        };
+        set.remove(public_key);
         self.size -= 1;
+        self.bytes -= weight;
         if set.map.is_empty() {
             self.records.remove(topic);
         }
@@ -278,6 +293,26 @@ impl RecordCache {
     /// Whether no record is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Bytes held in both generations: each record's bytes plus
+    /// [`ENTRY_OVERHEAD`](super::ENTRY_OVERHEAD).
+    pub fn bytes(&self) -> usize {
+        self.fresh.bytes + self.stale.bytes
+    }
+
+    /// Bytes held in the fresh and the stale generation.
+    pub fn generation_bytes(&self) -> (usize, usize) {
+        (self.fresh.bytes, self.stale.bytes)
+    }
+
+    /// Makes room: one rotation, exactly as when the fresh generation overflows (the stale
+    /// generation is dropped, the fresh one becomes stale). Returns the bytes freed. An owner
+    /// enforcing a byte budget calls this.
+    pub fn evict_generation(&mut self) -> usize {
+        let freed = self.stale.bytes;
+        self.rotate();
+        freed
     }
 
     /// Records in the fresh and the stale generation.

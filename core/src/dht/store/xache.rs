@@ -45,12 +45,39 @@ pub struct Xache<K: Ord + Clone, V> {
     oldest: BTreeMap<K, V>,
     retained: BTreeMap<K, V>,
     timer: RotationTimer,
+    /// What one entry costs in bytes (see [`with_weigher`](Self::with_weigher)).
+    weigh: fn(&K, &V) -> usize,
+    /// Bytes of `latest`, `oldest` and `retained` by `weigh`.
+    bytes: [usize; 3],
 }
+
+/// The weigher of a cache created with [`Xache::new`]: entries cost nothing.
+fn weightless<K, V>(_: &K, _: &V) -> usize {
+    0
+}
+
+const LATEST: usize = 0;
+const OLDEST: usize = 1;
+const RETAINED: usize = 2;
 
 impl<K: Ord + Clone, V> Xache<K, V> {
     /// A cache whose rotation timer starts at `now`. A zero `max_age` starts no timer (entries
     /// then only leave by size-triggered rotation), as in the reference.
     pub fn new(max_size: usize, max_age: Duration, now: Instant) -> Self {
+        Self::with_weigher(max_size, max_age, now, weightless)
+    }
+
+    /// A cache that also counts the bytes it holds: `weigh(key, value)` is what one entry costs
+    /// (called once when it is stored and once when it leaves, so it must give the same answer
+    /// both times). [`bytes`](Self::bytes) and [`generation_bytes`](Self::generation_bytes)
+    /// report the sums; the cache itself never acts on them (a byte budget over several caches
+    /// is the owner's, see `Records`).
+    pub fn with_weigher(
+        max_size: usize,
+        max_age: Duration,
+        now: Instant,
+        weigh: fn(&K, &V) -> usize,
+    ) -> Self {
         Xache {
             max_size,
             max_age,
@@ -58,6 +85,42 @@ impl<K: Ord + Clone, V> Xache<K, V> {
             oldest: BTreeMap::new(),
             retained: BTreeMap::new(),
             timer: RotationTimer::new(max_age, now),
+            weigh,
+            bytes: [0; 3],
+        }
+    }
+
+    /// Bytes held in all three maps, by the weigher.
+    pub fn bytes(&self) -> usize {
+        self.bytes.iter().sum()
+    }
+
+    /// Bytes held in the latest, oldest and retained maps, by the weigher.
+    pub fn generation_bytes(&self) -> (usize, usize, usize) {
+        (self.bytes[LATEST], self.bytes[OLDEST], self.bytes[RETAINED])
+    }
+
+    fn map(&mut self, which: usize) -> &mut BTreeMap<K, V> {
+        match which {
+            LATEST => &mut self.latest,
+            OLDEST => &mut self.oldest,
+            _ => &mut self.retained,
+        }
+    }
+
+    /// Removes `key` from one map, keeping the byte count.
+    fn take(&mut self, which: usize, key: &K) -> Option<(K, V)> {
+        let (k, v) = self.map(which).remove_entry(key)?;
+        self.bytes[which] -= (self.weigh)(&k, &v);
+        Some((k, v))
+    }
+
+    /// Inserts into one map, keeping the byte count.
+    fn put(&mut self, which: usize, key: K, value: V) {
+        let w = (self.weigh)(&key, &value);
+        self.bytes[which] += w;
+        if let Some(old) = self.map(which).insert(key.clone(), value) {
+            self.bytes[which] -= (self.weigh)(&key, &old);
         }
     }
 
@@ -84,8 +147,8 @@ impl<K: Ord + Clone, V> Xache<K, V> {
         if self.latest.contains_key(key) {
             return self.latest.get(key);
         }
-        if let Some((k, v)) = self.oldest.remove_entry(key) {
-            self.latest.insert(k, v);
+        if let Some((k, v)) = self.take(OLDEST, key) {
+            self.put(LATEST, k, v);
             if self.latest.len() >= self.max_size {
                 self.rotate();
                 return self.oldest.get(key);
@@ -128,8 +191,8 @@ impl<K: Ord + Clone, V> Xache<K, V> {
         if self.retained.contains_key(&key) {
             return;
         }
-        self.oldest.remove(&key);
-        self.latest.insert(key, value);
+        self.take(OLDEST, &key);
+        self.put(LATEST, key, value);
         if self.latest.len() >= self.max_size {
             self.rotate();
         }
@@ -139,19 +202,19 @@ impl<K: Ord + Clone, V> Xache<K, V> {
     /// retained value and removing the key from the two generations (`xache` `retain`). Only
     /// [`delete`](Self::delete) and [`clear`](Self::clear) remove a retained entry.
     pub fn retain(&mut self, key: K, value: V) {
-        if self.latest.remove(&key).is_none() {
-            self.oldest.remove(&key);
+        if self.take(LATEST, &key).is_none() {
+            self.take(OLDEST, &key);
         }
-        self.retained.insert(key, value);
+        self.put(RETAINED, key, value);
     }
 
     /// Removes `key` from whichever map holds it (latest, oldest or retained) and returns its
     /// value.
     pub fn delete(&mut self, key: &K) -> Option<V> {
-        self.latest
-            .remove(key)
-            .or_else(|| self.oldest.remove(key))
-            .or_else(|| self.retained.remove(key))
+        self.take(LATEST, key)
+            .or_else(|| self.take(OLDEST, key))
+            .or_else(|| self.take(RETAINED, key))
+            .map(|(_, v)| v)
     }
 
     /// Entries in all three maps (`size`).
@@ -176,7 +239,7 @@ impl<K: Ord + Clone, V> Xache<K, V> {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.timer.on_timeout(now) {
             // `_gcAuto` clears `_gced` after its `_gc`, so a timer rotation leaves it unset.
-            self.oldest = mem::take(&mut self.latest);
+            self.age();
         }
     }
 
@@ -193,6 +256,7 @@ impl<K: Ord + Clone, V> Xache<K, V> {
         self.latest.clear();
         self.oldest.clear();
         self.retained.clear();
+        self.bytes = [0; 3];
     }
 
     /// Iterates over all entries without refreshing them: latest, then oldest, then retained
@@ -207,6 +271,22 @@ impl<K: Ord + Clone, V> Xache<K, V> {
     /// `_gc`: drop the oldest generation, age the latest one.
     fn rotate(&mut self) {
         self.timer.note_rotation();
+        self.age();
+    }
+
+    /// Makes room: one rotation, exactly as when the latest generation reaches `max_size`
+    /// (the oldest generation is dropped, the latest becomes the oldest). Returns the bytes
+    /// freed (those of the dropped generation). An owner enforcing a byte budget calls this.
+    pub fn evict_generation(&mut self) -> usize {
+        let freed = self.bytes[OLDEST];
+        self.rotate();
+        freed
+    }
+
+    /// The latest generation becomes the oldest; the oldest is dropped.
+    fn age(&mut self) {
         self.oldest = mem::take(&mut self.latest);
+        self.bytes[OLDEST] = self.bytes[LATEST];
+        self.bytes[LATEST] = 0;
     }
 }
