@@ -27,7 +27,8 @@ impl KeyPair {
     }
 
     /// A fresh key pair from the given RNG (any `rand_core` 0.6 `CryptoRng`; an application
-    /// that just wants a new key pair calls [`random`](Self::random) and needs no RNG crate).
+    /// that just wants a new key pair calls `KeyPair::random()` from the runtime crate's
+    /// `RandomKeyPair` trait and needs no RNG crate — the core itself has no OS randomness).
     pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
