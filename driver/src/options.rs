@@ -73,7 +73,7 @@ pub struct DhtOptions {
     /// equivalent (the reference bounds entries only).
     pub store_budget: Option<usize>,
     /// Node-wide budget of connection buffers: every UDX stream's receive window plus send
-    /// buffer (default 256 MiB, `hdht_core::dht::budget::DEFAULT_CONNECTION_BUDGET`). New
+    /// buffer (default 512 MiB, `hdht_core::dht::budget::DEFAULT_CONNECTION_BUDGET`). New
     /// streams get smaller windows as it fills; when it is spent, connects fail with
     /// `BUFFER_BUDGET_SPENT` and servers answer handshakes with `TRY_LATER`. No reference
     /// equivalent.

@@ -5,10 +5,13 @@
 //! 1 MiB) and up to 16,384 connections, nothing bounds the total. [`ConnectionBudget`] does:
 //! the sum of the windows and send buffers of the node's streams never exceeds it.
 //!
-//! * A stream is sized when it is created, from what is left of the budget: while plenty is
-//!   left it gets the full defaults; under pressure its window and send buffer shrink (to
-//!   1/64 and 1/256 of what is left, never below [`MIN_RECV_WINDOW`] and
-//!   [`MIN_SEND_BUFFER`]), so many connections still fit, with smaller windows.
+//! * A stream is sized when it is created, from what is left of the budget: while taking the
+//!   full defaults leaves at least half the budget free, it gets them (51 streams with the
+//!   default budget); after that every stream gets [`MIN_RECV_WINDOW`] and
+//!   [`MIN_SEND_BUFFER`], so thousands more still fit (3,276 with the default budget), with
+//!   small windows. Two tiers rather than a share of what is left: a share shrinks
+//!   geometrically and let only ~260 connections in, so a few hundred pending handshakes
+//!   could spend a server's budget.
 //! * When not even the minimum fits, the budget is spent: a client connect fails with
 //!   [`ConnectError::BufferBudgetSpent`](crate::connect::ConnectError::BufferBudgetSpent) and
 //!   a server answers the handshake with `TRY_LATER` (the client sees the server refused).
@@ -16,8 +19,9 @@
 
 use crate::udx::StreamConfig;
 
-/// hyperdht-rs's default connection-buffer budget: 256 MiB (the reference has none).
-pub const DEFAULT_CONNECTION_BUDGET: usize = 256 << 20;
+/// hdht's default connection-buffer budget: 512 MiB (the reference has none). A bound on
+/// what streams may buffer, not what they hold: an idle connection holds a few KiB.
+pub const DEFAULT_CONNECTION_BUDGET: usize = 512 << 20;
 /// The smallest receive window a stream is given under pressure: 64 KiB.
 pub const MIN_RECV_WINDOW: usize = 64 << 10;
 /// The smallest send buffer a stream is given under pressure: 16 KiB.
@@ -45,18 +49,20 @@ impl ConnectionBudget {
     }
 
     /// `base` sized for a new stream when `reserved` bytes are already taken: the full
-    /// window and send buffer of `base` while they are small next to what is left, shrinking
-    /// with what is left under pressure; `None` when not even [`MIN_RECV_WINDOW`] +
-    /// [`MIN_SEND_BUFFER`] fit (the budget is spent).
+    /// window and send buffer of `base` while taking them leaves half the budget free, else
+    /// [`MIN_RECV_WINDOW`] and [`MIN_SEND_BUFFER`]; `None` when not even those fit (the
+    /// budget is spent).
     pub fn size(&self, reserved: usize, base: StreamConfig) -> Option<StreamConfig> {
         let free = self.limit.saturating_sub(reserved);
-        let min_recv = MIN_RECV_WINDOW.min(base.recv_window);
-        let min_send = MIN_SEND_BUFFER.min(base.send_buffer);
-        if free < min_recv + min_send {
+        let full = base.recv_window.saturating_add(base.send_buffer);
+        if reserved.saturating_add(full) <= self.limit / 2 {
+            return Some(base);
+        }
+        let recv_window = MIN_RECV_WINDOW.min(base.recv_window);
+        let send_buffer = MIN_SEND_BUFFER.min(base.send_buffer);
+        if free < recv_window + send_buffer {
             return None;
         }
-        let recv_window = (free / 64).clamp(min_recv, base.recv_window);
-        let send_buffer = (free / 256).clamp(min_send, base.send_buffer);
         Some(StreamConfig {
             recv_window,
             send_buffer,

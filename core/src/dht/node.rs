@@ -88,7 +88,7 @@ pub struct DhtConfig {
     pub store_budget: Option<usize>,
     /// Node-wide budget of connection buffers: the receive windows plus send buffers of every
     /// UDX stream (default
-    /// [`DEFAULT_CONNECTION_BUDGET`](super::budget::DEFAULT_CONNECTION_BUDGET), 256 MiB; see
+    /// [`DEFAULT_CONNECTION_BUDGET`](super::budget::DEFAULT_CONNECTION_BUDGET), 512 MiB; see
     /// [`ConnectionBudget`](super::budget::ConnectionBudget)).
     pub connection_budget: Option<usize>,
 }
