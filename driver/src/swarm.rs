@@ -52,6 +52,11 @@ pub struct SwarmOptions {
     /// it either, and its later handshakes are refused without asking again
     /// ([`SwarmHandle::unban`] lifts it).
     pub firewall: Option<Firewall>,
+    /// `relayThrough`: blind relay(s) for our dials — one key, a list drawn from at random,
+    /// or a callback. As the reference's swarm: used when our NAT randomizes ports, and for a
+    /// peer after a dial to it failed in a way punching cannot fix (then redialed at once
+    /// through the relay). Default: none.
+    pub relay_through: Option<hdht_core::relay::RelaySelector>,
 }
 
 impl std::fmt::Debug for SwarmOptions {
@@ -62,6 +67,7 @@ impl std::fmt::Debug for SwarmOptions {
             .field("max_parallel", &self.max_parallel)
             .field("max_server_connections", &self.max_server_connections)
             .field("firewall", &self.firewall.is_some())
+            .field("relay_through", &self.relay_through)
             .finish_non_exhaustive()
     }
 }
@@ -298,6 +304,7 @@ impl SwarmHandle {
         if let Some(n) = opts.max_server_connections {
             cfg.max_server_connections = n;
         }
+        cfg.relay_through = opts.relay_through.clone();
         let rejected = Arc::new(Mutex::new(Vec::new()));
         let firewall = opts.firewall.map(|fw| banning(fw, rejected.clone()));
         shared.with_inner_kick(|inner, _| {

@@ -255,3 +255,27 @@ fn after_a_leave_the_peer_dials_no_one() {
     }
     assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
 }
+
+/// Swarm-level `relayThrough` (hyperswarm's): peers behind randomizing NATs dial through the
+/// swarm's relay, so with one every pair connects — symmetric × symmetric too, which cannot
+/// punch — and each pair still holds exactly one connection.
+#[test]
+fn with_a_relay_symmetric_peers_mesh_too() {
+    let replay = Replay::new("swarm", "with_a_relay_symmetric_peers_mesh_too", 1);
+    // Every peer behind a symmetric NAT: no pair can punch, every pair needs the relay.
+    let mix: NatMix = "symmetric:1".parse().unwrap();
+    let mut cfg = SwarmScenarioConfig::new(6, mix, replay.seed());
+    cfg.relay = true;
+    cfg.mesh_timeout = Duration::from_secs(120);
+    cfg.settle = Duration::from_secs(10);
+    let r = run_swarm(&cfg).unwrap();
+    assert_eq!(r.bootstrapped, 6, "{}", describe(&r));
+    assert_eq!(
+        r.connectable_pairs, 15,
+        "with a relay every pair can connect"
+    );
+    assert!(r.meshed(), "{}", describe(&r));
+    assert!(r.missing_pairs.is_empty(), "{}", describe(&r));
+    assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
+    assert!(r.to_json_line().contains("\"relay\":true"));
+}

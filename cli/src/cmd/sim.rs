@@ -81,7 +81,9 @@ pub struct SimArgs {
     pub jobs: usize,
     /// holepunch-matrix: a blind relay runs on one more public node and every server names
     /// it (`relayThrough`); each run then sends 64 KiB after the path settled, and cells add
-    /// the relayed / upgraded counts and the time to the first byte.
+    /// the relayed / upgraded counts and the time to the first byte. swarm: a blind relay
+    /// on one more public node is every swarm's `relayThrough`, so every pair can connect
+    /// (symmetric × symmetric through the relay).
     #[arg(long)]
     pub relay: bool,
     /// swarm: peers joining the topic, each behind its own NAT drawn from --nat.
@@ -106,11 +108,15 @@ impl SimArgs {
         let matrix_only = [
             ("--client", !self.client.is_empty()),
             ("--server", !self.server.is_empty()),
-            ("--relay", self.relay),
+            ("--relay", self.relay && self.scenario != SimScenario::Swarm),
         ];
         if !matrix {
             if let Some((name, _)) = matrix_only.iter().find(|(_, given)| *given) {
-                return Err(format!("{name} applies to holepunch-matrix only"));
+                return Err(if *name == "--relay" {
+                    "--relay applies to holepunch-matrix and swarm only".to_string()
+                } else {
+                    format!("{name} applies to holepunch-matrix only")
+                });
             }
         } else {
             if !self.nat.is_empty() || self.churn.is_some() {
@@ -356,6 +362,7 @@ fn run_swarm_scenario(args: SimArgs, json: bool) -> Result<()> {
     cfg.loss = args.loss.unwrap_or(0.0);
     cfg.public_nodes = args.public_nodes;
     cfg.max_peers = args.max_peers;
+    cfg.relay = args.relay;
     let run = run_swarm(&cfg).map_err(|e| Error::new(format!("simulation failed: {e}")))?;
     if !json {
         let ms = |d: Option<Duration>| {

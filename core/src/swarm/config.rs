@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::crypto::KeyPair;
+use crate::relay::RelaySelector;
 
 /// Soft cap on the connections our dials may bring us to (`MAX_PEERS`).
 pub const MAX_PEERS: usize = 64;
@@ -74,6 +75,15 @@ pub struct SwarmConfig {
     /// the later rungs catch slow announces. Each rung is one plain lookup (no announce); an
     /// empty list gives the reference's behaviour.
     pub rendezvous: Vec<Duration>,
+    /// `relayThrough`: the blind relay(s) our dials go through, as the reference's swarm uses
+    /// them — only when our own NAT is randomizing (`dht.randomized`) or after a dial to that
+    /// peer failed in a way punching cannot fix (`HOLEPUNCH_ABORTED`,
+    /// `HOLEPUNCH_DOUBLE_RANDOMIZED_NATS`, `CANNOT_HOLEPUNCH`, `REMOTE_NOT_HOLEPUNCHABLE`: the
+    /// peer is then marked [`force_relaying`](super::PeerInfo::force_relaying) and redialed
+    /// at once). A callback is asked under the same rule (the reference passes it the
+    /// `force` flag instead). The swarm's server names no relay of its own: a client that
+    /// must relay brings one, and the core skips relaying where the path is direct.
+    pub relay_through: Option<RelaySelector>,
 }
 
 impl SwarmConfig {
@@ -90,6 +100,7 @@ impl SwarmConfig {
             refresh_interval: REFRESH_INTERVAL,
             refresh_jitter: REFRESH_JITTER,
             rendezvous: default_rendezvous(),
+            relay_through: None,
         }
     }
 }

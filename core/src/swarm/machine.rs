@@ -16,6 +16,7 @@ use super::event::SwarmEvent;
 use super::flush::{FlushId, Flushes};
 use super::peer::PeerInfo;
 use super::retry::{self, RetryTimer};
+use crate::connect::ConnectError;
 use crate::dht::messages::Peer;
 use crate::dht::{
     ConnId, ConnectEvent, ConnectOptions, DhtEvent, DhtNode, OpId, ServerId, ServerOptions,
@@ -887,9 +888,18 @@ impl<R: RngCore> Swarm<R> {
             }
             return;
         }
+        // `_maybeRelayConnection(peerInfo.forceRelaying)`: relay when forced or when our
+        // own NAT randomizes ports (`dht.randomized`: host known, port 0).
+        let randomized = matches!(node.rpc().public_address(), (Some(_), 0));
+        let relay_through = self
+            .cfg
+            .relay_through
+            .clone()
+            .filter(|_| p.force_relaying || randomized);
         let opts = ConnectOptions {
             key_pair: Some(self.cfg.key_pair.clone()),
             relay_addresses: p.relay_addresses.clone(),
+            relay_through,
             ..ConnectOptions::default()
         };
         let conn = node.connect(now, key, opts);
@@ -1035,6 +1045,18 @@ impl<R: RngCore> Swarm<R> {
             }
             ConnectEvent::Failed { conn, error } if self.conns.contains_key(&conn) => {
                 *self.dial_failures.entry(error.code()).or_insert(0) += 1;
+                if self.cfg.relay_through.is_some() && forces_relaying(error) {
+                    // The reference's `shouldForceRelaying`: relay from now on, and reset
+                    // the attempts so the relayed dial comes at once.
+                    if let Some(p) = self
+                        .conns
+                        .get(&conn)
+                        .and_then(|c| self.peers.get_mut(&c.key))
+                    {
+                        p.force_relaying = true;
+                        p.attempts = 0;
+                    }
+                }
                 self.on_closed(now, node, conn, None);
                 None
             }
@@ -1474,6 +1496,17 @@ impl<R: RngCore> Swarm<R> {
             });
         }
     }
+}
+
+/// The reference's `shouldForceRelaying(err.code)`: failures punching cannot fix.
+fn forces_relaying(error: ConnectError) -> bool {
+    matches!(
+        error,
+        ConnectError::HolepunchAborted
+            | ConnectError::HolepunchDoubleRandomizedNats
+            | ConnectError::CannotHolepunch
+            | ConnectError::RemoteNotHolepunchable
+    )
 }
 
 #[cfg(test)]

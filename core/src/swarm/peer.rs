@@ -75,6 +75,10 @@ pub struct PeerInfo {
     pub attempts: u32,
     /// Its dial priority.
     pub priority: Priority,
+    /// `forceRelaying`: a dial to it failed in a way punching cannot fix, so our dials go
+    /// through the swarm's relay ([`SwarmConfig::relay_through`](super::SwarmConfig)) even
+    /// when our NAT is not randomizing.
+    pub force_relaying: bool,
     /// The flush tick when it was queued: flushes started later do not wait for it.
     pub(crate) flush_tick: u64,
 }
@@ -97,6 +101,7 @@ impl PeerInfo {
             topics: Vec::new(),
             attempts: 0,
             priority: Priority::Normal,
+            force_relaying: false,
             flush_tick: 0,
         }
     }

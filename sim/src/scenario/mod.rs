@@ -215,6 +215,9 @@ pub enum ScenarioError {
     /// Building the network failed.
     #[error("network: {0}")]
     Net(#[from] NetError),
+    /// The scenario's blind relay did not start.
+    #[error("relay server: {0}")]
+    RelayServer(hdht_core::connect::ConnectError),
 }
 
 /// Options of a scenario run.

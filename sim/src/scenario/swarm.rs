@@ -24,6 +24,7 @@ use std::time::{Duration, Instant as WallInstant};
 
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::DhtConfig;
+use hdht_core::relay::{RelayLimits, RelaySelector};
 use hdht_core::rpc::{Persistence, RpcConfig};
 use hdht_core::swarm::{JoinOptions, SwarmConfig, SwarmEvent};
 use hdht_core::Instant;
@@ -79,6 +80,11 @@ pub struct SwarmScenarioConfig {
     /// Runs once the target is reached (or at the mesh timeout), before the `settle` run, for
     /// tests (a leave, dropped connections): same arguments as `before_join`.
     pub after_mesh: Option<BeforeJoin>,
+    /// A blind relay on one more open node, named in every swarm's `relay_through` (used as
+    /// the reference's swarm uses it: by peers behind randomizing NATs, and after a dial
+    /// failed in a way punching cannot fix). Then every pair can connect, symmetric ×
+    /// symmetric too.
+    pub relay: bool,
 }
 
 impl SwarmScenarioConfig {
@@ -99,6 +105,7 @@ impl SwarmScenarioConfig {
             configure: None,
             before_join: None,
             after_mesh: None,
+            relay: false,
         }
     }
 
@@ -130,6 +137,11 @@ pub fn can_connect(a: NatPreset, b: NatPreset) -> bool {
     !(a == NatPreset::Symmetric && b == NatPreset::Symmetric)
 }
 
+/// Whether two peers behind these NATs can connect, with a relay if `relay`.
+fn connectable(relay: bool, a: NatPreset, b: NatPreset) -> bool {
+    relay || can_connect(a, b)
+}
+
 /// What one run measured.
 #[derive(Debug, Clone)]
 pub struct SwarmRun {
@@ -137,6 +149,8 @@ pub struct SwarmRun {
     pub peers: usize,
     /// The NAT mix.
     pub nat: String,
+    /// Whether a blind relay ran (every pair can connect).
+    pub relay: bool,
     /// The seed.
     pub seed: u64,
     /// Peers that bootstrapped before the join.
@@ -207,6 +221,7 @@ impl SwarmRun {
         j.str("scenario", "swarm");
         j.num("peers", self.peers as f64);
         j.str("nat", &self.nat);
+        j.raw("relay", if self.relay { "true" } else { "false" });
         j.raw("seed", &self.seed.to_string());
         j.str("traceHash", &self.trace_hash.to_hex());
         j.num("bootstrapped", self.bootstrapped as f64);
@@ -262,6 +277,8 @@ struct Mesh {
     keys: Vec<[u8; 32]>,
     by_key: BTreeMap<[u8; 32], usize>,
     presets: Vec<NatPreset>,
+    /// A relay runs: every pair can connect.
+    relay: bool,
     connected: BTreeSet<(usize, usize)>,
     connectable: usize,
     joined_at: Option<Instant>,
@@ -380,7 +397,7 @@ impl Handler<SwarmHost> for Mesh {
             _ => return,
         };
         if let Some(&j) = self.by_key.get(&key) {
-            if can_connect(self.presets[i], self.presets[j]) {
+            if connectable(self.relay, self.presets[i], self.presets[j]) {
                 self.update(sim, i, j);
             }
         }
@@ -460,6 +477,34 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
             })
         },
     );
+    // 1b. A blind relay on one more open node, announced before the peers join.
+    m.relay = cfg.relay;
+    let relay_key = if cfg.relay {
+        let mut c = DhtNodeConfig::joining(vec![boot]);
+        c.dht.rpc.persistence = Persistence::Persistent;
+        let h = sim.add_swarm_node_in(RealmId::INTERNET, c)?;
+        let deadline = sim.now() + cfg.ready_timeout;
+        run_until(
+            &mut sim,
+            &mut m,
+            deadline,
+            Duration::from_millis(100),
+            |sim, _| {
+                sim.try_node(h)
+                    .is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled())
+            },
+        );
+        let kp = KeyPair::generate(sim.rng());
+        sim.with_node(h, |n, now| {
+            n.relay_server(now, kp.clone(), RelayLimits::default())
+        })
+        .map_err(ScenarioError::RelayServer)?;
+        // Its announce lands within a few round trips.
+        sim.run_for_with(Duration::from_secs(5), &mut m);
+        Some(kp.public_key())
+    } else {
+        None
+    };
     let mut link = sim.link().to_owned();
     link.loss = cfg.loss;
     sim.set_link(link);
@@ -496,6 +541,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
                 sc.max_server_connections = m;
             }
         }
+        sc.relay_through = relay_key.map(RelaySelector::Key);
         if let Some(f) = cfg.configure {
             f(i, &mut sc);
         }
@@ -513,13 +559,13 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
     let n = cfg.peers;
     m.connectable = (0..n)
         .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
-        .filter(|&(i, j)| can_connect(m.presets[i], m.presets[j]))
+        .filter(|&(i, j)| connectable(m.relay, m.presets[i], m.presets[j]))
         .count();
     let limit = cfg.max_peers.unwrap_or(usize::MAX);
     m.target = (0..n)
         .map(|i| {
             let reachable = (0..n)
-                .filter(|&j| j != i && can_connect(m.presets[i], m.presets[j]))
+                .filter(|&j| j != i && connectable(m.relay, m.presets[i], m.presets[j]))
                 .count();
             reachable.min(limit)
         })
@@ -585,7 +631,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
     for i in 0..n {
         for j in i + 1..n {
             if missing_pairs.len() < 100
-                && can_connect(m.presets[i], m.presets[j])
+                && connectable(m.relay, m.presets[i], m.presets[j])
                 && !m.connected.contains(&(i, j))
             {
                 missing_pairs.push((i, j));
@@ -633,6 +679,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         }
     }
     Ok(SwarmRun {
+        relay: cfg.relay,
         peers: cfg.peers,
         nat: cfg.nat.to_string(),
         seed: cfg.seed,
