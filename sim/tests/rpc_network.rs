@@ -179,6 +179,24 @@ fn adaptive_nodes_pass_the_quick_firewall_test_then_become_persistent_after_abou
     );
 }
 
+/// Regression (found by `hdht doctor` on 127.0.0.1, one run in three): on a network of three
+/// nodes the bootstrap query often ended before the reply to the quick PING_NAT arrived, so
+/// the NAT test was skipped and an open node stayed firewalled until a later update (the
+/// reference has the same race). The bootstrap now waits for the quick ping's outcome.
+#[test]
+fn on_a_tiny_network_the_quick_firewall_test_is_not_lost_to_the_bootstrap_query() {
+    for seed in 1..=12 {
+        let mut sim = network(seed, 3, LinkModel::default());
+        let h = join_adaptive(&mut sim);
+        let node = sim.node(h);
+        assert!(node.is_bootstrapped(), "seed {seed}");
+        assert!(
+            !node.is_firewalled(),
+            "seed {seed}: an open node on a 3-node network passes the quick firewall test"
+        );
+    }
+}
+
 #[test]
 fn ephemeral_nodes_never_enter_routing_tables() {
     let seed = 5;

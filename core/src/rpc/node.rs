@@ -297,6 +297,12 @@ enum Bootstrap {
     Updating {
         round: u8,
     },
+    /// The bootstrap query ended while the quick PING_NAT was still out: wait for it (at most
+    /// its timeout) instead of skipping the NAT test — on a small or fast network the query
+    /// often ends first, and the reference then stays firewalled until a later update.
+    AwaitingQuickNat {
+        round: u8,
+    },
     Done,
 }
 
@@ -359,6 +365,8 @@ pub struct RpcNode<R> {
     total_timeouts: u64,
     bootstrap: Bootstrap,
     test_nat: bool,
+    /// The bootstrap's quick PING_NAT is in flight.
+    quick_nat_pending: bool,
     network_check: Option<NetworkCheck>,
     /// Measured round trips (adaptive timeouts).
     rtt: RttTable,
@@ -429,6 +437,7 @@ impl<R: RngCore> RpcNode<R> {
             total_timeouts: 0,
             bootstrap: Bootstrap::Done,
             test_nat: false,
+            quick_nat_pending: false,
             network_check: None,
             rtt: RttTable::default(),
             stats: Stats::default(),
@@ -1239,8 +1248,14 @@ impl<R: RngCore> RpcNode<R> {
                 }
             }
             Owner::QuickNat => {
-                if result.is_ok() && matches!(self.bootstrap, Bootstrap::Querying { .. }) {
-                    self.test_nat = true;
+                self.quick_nat_pending = false;
+                match self.bootstrap {
+                    Bootstrap::Querying { .. } if result.is_ok() => self.test_nat = true,
+                    Bootstrap::AwaitingQuickNat { round } => {
+                        self.test_nat = result.is_ok();
+                        self.on_bootstrap_query_done(now, round);
+                    }
+                    _ => {}
                 }
             }
             Owner::FirewallProbe => {
@@ -1816,6 +1831,7 @@ impl<R: RngCore> RpcNode<R> {
                 };
                 let quick = self.firewalled && self.cfg.quick_firewall && !self.force_persistent;
                 if quick {
+                    self.quick_nat_pending = true;
                     let port = self.cfg.server_port.to_le_bytes().to_vec();
                     self.internal_request(
                         now,
@@ -2012,6 +2028,11 @@ impl<R: RngCore> RpcNode<R> {
 
     fn on_bootstrap_query_done(&mut self, now: Instant, round: u8) {
         if !self.test_nat && !self.force_persistent {
+            if self.quick_nat_pending {
+                // hdht: the quick NAT ping decides, not which of it and the query ends first.
+                self.bootstrap = Bootstrap::AwaitingQuickNat { round };
+                return;
+            }
             self.finish_bootstrap();
             return;
         }
@@ -2039,6 +2060,14 @@ impl<R: RngCore> RpcNode<R> {
     /// `_updateNetworkState(onlyFirewall)`. The outcome goes to `on_network_update_done`, at
     /// once or after the firewall probes.
     fn update_network_state(&mut self, now: Instant, only_firewall: bool, purpose: UpdatePurpose) {
+        tracing::debug!(
+            only_firewall,
+            ephemeral = self.ephemeral,
+            firewalled = self.firewalled,
+            host = ?self.nat.host(),
+            port = self.nat.port(),
+            "network update"
+        );
         if !self.ephemeral || (only_firewall && !self.firewalled) {
             return self.on_network_update_done(now, purpose, false);
         }
@@ -2113,6 +2142,17 @@ impl<R: RngCore> RpcNode<R> {
             || sampler.host() != self.nat.host()
             || sampler.port() == 0
             || sampler.port() != self.cfg.server_port;
+        tracing::debug!(
+            probes = check.candidates,
+            replies = check.pongs.len(),
+            on_server_socket = count,
+            needed,
+            sampled_host = ?sampler.host(),
+            sampled_port = sampler.port(),
+            server_port = self.cfg.server_port,
+            firewalled,
+            "firewall check"
+        );
         let ok = !firewalled
             && self.complete_network_update(
                 now,
