@@ -404,6 +404,12 @@ impl Handler<SwarmHost> for Mesh {
     }
 }
 
+/// A node of the public side: bootstrapped and reachable (not firewalled).
+fn open_and_bootstrapped(sim: &SwarmSim, h: HostId) -> bool {
+    sim.try_node(h)
+        .is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled())
+}
+
 fn run_until(
     sim: &mut SwarmSim,
     m: &mut Mesh,
@@ -470,12 +476,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         &mut m,
         deadline,
         Duration::from_millis(100),
-        |sim, _| {
-            public.iter().all(|&h| {
-                sim.try_node(h)
-                    .is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled())
-            })
-        },
+        |sim, _| public.iter().all(|&h| open_and_bootstrapped(sim, h)),
     );
     // 1b. A blind relay on one more open node, announced before the peers join.
     m.relay = cfg.relay;
@@ -489,10 +490,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
             &mut m,
             deadline,
             Duration::from_millis(100),
-            |sim, _| {
-                sim.try_node(h)
-                    .is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled())
-            },
+            |sim, _| open_and_bootstrapped(sim, h),
         );
         let kp = KeyPair::generate(sim.rng());
         sim.with_node(h, |n, now| {
