@@ -188,6 +188,12 @@ impl DhtHandle {
         self.shared.with_node(|n| n.rpc().public_address())
     }
 
+    /// What the connect layer holds right now: server handshakes remembered, client
+    /// connects in progress, connections, pool sockets (for monitoring a busy server).
+    pub fn connect_stats(&self) -> hdht_core::dht::ConnectStats {
+        self.shared.with_node(|n| n.connect_stats())
+    }
+
     /// Our node id, while persistent.
     pub fn id(&self) -> Option<NodeId> {
         self.shared.with_node(|n| n.rpc().id())
