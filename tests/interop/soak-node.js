@@ -8,6 +8,9 @@
 //        node soak-node.js node HOST:PORT [BIND]    (a persistent node on BIND or 127.0.0.1)
 //        node soak-node.js server HOST:PORT SEED    (an ephemeral node listening on the key
 //                                                    pair of SEED (hex), echoing every stream)
+//        node soak-node.js client HOST:PORT KEY N    (opens N connections to public key KEY,
+//                                                    writes 64 KiB on each and reads it back,
+//                                                    then keeps them open until killed)
 // Prints {"event":"ready","port":n[,"publicKey":hex]} once bootstrapped (listening), and
 // {"event":"connections","n":n} whenever a server's open connections change. Closing stdin
 // destroys the node and exits.
@@ -30,6 +33,24 @@ async function main () {
     dht = new HyperDHT({ bootstrap, host, port: [0, 0], ephemeral: mode !== 'node' })
   }
   await dht.fullyBootstrapped()
+  if (mode === 'client') {
+    const key = b4a.from(extra, 'hex')
+    const n = Number(process.argv[5])
+    const chunk = b4a.alloc(65536, 7)
+    await Promise.all(Array.from({ length: n }, () => new Promise((resolve, reject) => {
+      const socket = dht.connect(key)
+      let got = 0
+      socket.on('error', reject)
+      socket.on('open', () => socket.write(chunk))
+      socket.on('data', (d) => {
+        got += d.length
+        if (got >= chunk.length) resolve()
+      })
+    })))
+    send({ event: 'connected', n })
+    process.stdin.resume()
+    return
+  }
   if (mode === 'server') {
     const keyPair = HyperDHT.keyPair(b4a.from(extra, 'hex'))
     let open = 0
