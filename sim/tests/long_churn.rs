@@ -1,5 +1,6 @@
-//! Hours of churn with memory per node flat (issue 17): 100 nodes, 10 % of them crashing and
-//! coming back every simulated hour, three hours; heap per node sampled each hour. The
+//! Hours of churn with memory per node flat (issue 17): 24 nodes, 10 % of them crashing and
+//! coming back every simulated hour (half at a new address), three hours; heap per node
+//! sampled each hour. Small so that a debug build runs it in seconds. The
 //! 1,000-node, 24-hour run is `hdht sim churn --nodes 1000 --hours 24` (`.ci/soak churn`).
 
 use std::time::Duration;
@@ -18,9 +19,9 @@ fn three_hours_of_churn_keep_lookups_working_and_memory_per_node_flat() {
         1,
     );
     let seed = replay.seed();
-    let mut cfg = ScenarioConfig::new(ScenarioKind::Churn, 100, seed);
-    cfg.lookups = 40;
-    cfg.announces = 10;
+    let mut cfg = ScenarioConfig::new(ScenarioKind::Churn, 24, seed);
+    cfg.lookups = 20;
+    cfg.announces = 5;
     cfg.settle = Duration::from_secs(30);
     let mut s = Scenario::new(cfg).expect("valid config");
     let hours = s
@@ -28,7 +29,7 @@ fn three_hours_of_churn_keep_lookups_working_and_memory_per_node_flat() {
         .expect("runs");
     assert_eq!(hours.len(), 3);
     for h in &hours {
-        assert_eq!(h.crashed, 10, "hour {}", h.hour);
+        assert_eq!(h.crashed, 2, "hour {}", h.hour);
         assert_eq!(h.lookup.ok, h.lookup.total, "hour {}: {h:?}", h.hour);
         assert_eq!(
             h.node_lookup.ok, h.node_lookup.total,
@@ -36,20 +37,18 @@ fn three_hours_of_churn_keep_lookups_working_and_memory_per_node_flat() {
             h.hour
         );
         assert_eq!(h.announce.ok, h.announce.total, "hour {}: {h:?}", h.hour);
-        assert!(h.lookup.total >= 30, "hour {}: {h:?}", h.hour);
+        assert!(h.lookup.total >= 15, "hour {}: {h:?}", h.hour);
     }
-    // Flat: after the first hour (tables and stores filled), heap per node moves by at most
-    // 10 % — a leak of the in-flight or per-crash kind grows every hour.
-    let first = hours[0].memory_per_node as f64;
-    assert!(first > 0.0, "the counting allocator is installed");
-    for h in &hours[1..] {
-        let ratio = h.memory_per_node as f64 / first;
-        assert!(
-            ratio < 1.10,
-            "hour {}: {} B/node vs {} B/node in hour 1 (×{ratio:.2})",
-            h.hour,
-            h.memory_per_node,
-            first
-        );
-    }
+    // Flat: the first hour fills tables, stores and round-trip estimators; after it, heap per
+    // node moves by at most 5 % an hour — a leak of the in-flight or per-crash kind grows
+    // every hour.
+    let second = hours[1].memory_per_node as f64;
+    assert!(second > 0.0, "the counting allocator is installed");
+    let ratio = hours[2].memory_per_node as f64 / second;
+    assert!(
+        ratio < 1.05,
+        "hour 3: {} B/node vs {} B/node in hour 2 (×{ratio:.3})",
+        hours[2].memory_per_node,
+        second
+    );
 }

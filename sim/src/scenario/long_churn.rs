@@ -99,9 +99,12 @@ impl<W: Workload> Scenario<W> {
                 self.report.node_lookup,
                 self.report.crashed,
             );
-            // Records last 20 minutes (refreshed by their announcer); each hour looks up its
-            // own, announced in its first ten seconds.
+            // Records last 20 minutes (hyperdht's announce lifetime; nobody renews them here);
+            // each hour looks up its own, announced in its first ten seconds.
             self.keys.clear();
+            let before = start.as_micros().saturating_sub(20 * 60 * 1_000_000);
+            self.workload
+                .expire(hdht_core::Instant::from_micros(before));
             self.announce_phase(progress, wall);
             let left = hour.saturating_sub(self.sim.now().saturating_duration_since(start));
             let window = left.saturating_sub(self.cfg.drain + self.cfg.restart_after);
