@@ -40,13 +40,15 @@ fn three_hours_of_churn_keep_lookups_working_and_memory_per_node_flat() {
         assert!(h.lookup.total >= 15, "hour {}: {h:?}", h.hour);
     }
     // Flat: the first hour fills tables, stores and round-trip estimators; after it, heap per
-    // node moves by at most 5 % an hour — a leak of the in-flight or per-crash kind grows
-    // every hour.
+    // node stays within 30 % of the second hour's. At 24 nodes heap per node moves ±20 % from
+    // hour to hour (vector capacities, records in flight), so this catches fast leaks — per
+    // crash, per operation, per restart address — not slow ones: the 24-hour run at 1,000
+    // nodes shows those (README, "Hours of churn").
     let second = hours[1].memory_per_node as f64;
     assert!(second > 0.0, "the counting allocator is installed");
     let ratio = hours[2].memory_per_node as f64 / second;
     assert!(
-        ratio < 1.05,
+        ratio < 1.3,
         "hour 3: {} B/node vs {} B/node in hour 2 (×{ratio:.3})",
         hours[2].memory_per_node,
         second
