@@ -55,6 +55,11 @@ pub struct SimArgs {
     /// Fraction of nodes that crash and restart (churn scenario; 0..1).
     #[arg(long)]
     pub churn: Option<f64>,
+    /// churn: run this many simulated hours of churn instead of one minute — every hour
+    /// `--churn` of the nodes crash and come back, `--announces` fresh records are announced
+    /// and `--lookups` looked up; heap per node is printed every hour (`{"event":"hour",…}`).
+    #[arg(long, value_name = "HOURS")]
+    pub hours: Option<u32>,
     /// Lookups to run.
     #[arg(long, default_value_t = 1000)]
     pub lookups: usize,
@@ -232,6 +237,9 @@ pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
             .parse::<NatMix>()
             .map_err(|e| Error::new(format!("--nat: {e}")))?;
     }
+    if args.hours.is_some() && kind != ScenarioKind::Churn {
+        return Err(Error::new("--hours applies to the churn scenario only"));
+    }
     let mut scenario = Scenario::new(cfg).map_err(|e| Error::new(format!("{e}")))?;
     let mut throttle = Throttle::default();
     let mut progress = |p: &Progress| {
@@ -249,6 +257,9 @@ pub fn run(args: SimArgs, out: Output, json: bool) -> Result<()> {
         }
         .print(out);
     };
+    if let Some(hours) = args.hours {
+        return run_hours(&mut scenario, hours, &mut progress, json);
+    }
     let report = scenario
         .run(&mut progress)
         .map_err(|e| Error::new(format!("simulation failed: {e}")))?;
@@ -385,5 +396,79 @@ fn run_swarm_scenario(args: SimArgs, json: bool) -> Result<()> {
         );
     }
     println!("{}", run.to_json_line());
+    Ok(())
+}
+
+/// `hdht sim churn --hours N`: one line per simulated hour, then a summary line with the
+/// per-hour heap per node, the drift between the second and the last hour, and success rates.
+fn run_hours(
+    scenario: &mut Scenario,
+    hours: u32,
+    progress: &mut dyn FnMut(&Progress),
+    json: bool,
+) -> Result<()> {
+    let mut on_hour = |h: &hdht_sim::scenario::long_churn::HourSample| {
+        if json {
+            println!("{}", h.to_json());
+        } else {
+            println!(
+                "hour {:>3}  heap/node {:>7} B  alive {:>6}  crashed {:>5}  lookups {}/{}  node lookups {}/{}  announces {}/{}  table p50 {}  events {}  wall {:.1} s",
+                h.hour,
+                h.memory_per_node,
+                h.alive,
+                h.crashed,
+                h.lookup.ok,
+                h.lookup.total,
+                h.node_lookup.ok,
+                h.node_lookup.total,
+                h.announce.ok,
+                h.announce.total,
+                h.table_median,
+                h.events,
+                h.wall.as_secs_f64()
+            );
+        }
+    };
+    let samples = scenario
+        .run_hours(hours, progress, &mut on_hour)
+        .map_err(|e| Error::new(format!("simulation failed: {e}")))?;
+    let mem: Vec<String> = samples
+        .iter()
+        .map(|s| s.memory_per_node.to_string())
+        .collect();
+    let sum = |f: fn(&hdht_sim::scenario::long_churn::HourSample) -> (usize, usize)| {
+        samples
+            .iter()
+            .map(f)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let (lok, lt) = sum(|s| (s.lookup.ok, s.lookup.total));
+    let (nok, nt) = sum(|s| (s.node_lookup.ok, s.node_lookup.total));
+    let (aok, at) = sum(|s| (s.announce.ok, s.announce.total));
+    let crashed: usize = samples.iter().map(|s| s.crashed).sum();
+    let drift = match (samples.get(1), samples.last()) {
+        (Some(a), Some(b)) if a.memory_per_node > 0 => {
+            b.memory_per_node as f64 / a.memory_per_node as f64
+        }
+        _ => 1.0,
+    };
+    println!(
+        "{{\"scenario\":\"churn\",\"hours\":{},\"nodes\":{},\"seed\":{},\"traceHash\":\"{}\",\"crashed\":{},\"lookupOk\":{},\"lookups\":{},\"nodeLookupOk\":{},\"nodeLookups\":{},\"announceOk\":{},\"announces\":{},\"memoryPerNodeByHour\":[{}],\"memoryDriftSecondToLast\":{:.3},\"events\":{},\"wallMs\":{}}}",
+        hours,
+        scenario.sim().len(),
+        scenario.sim().seed(),
+        scenario.sim().trace().to_hex(),
+        crashed,
+        lok,
+        lt,
+        nok,
+        nt,
+        aok,
+        at,
+        mem.join(","),
+        drift,
+        samples.last().map_or(0, |s| s.events),
+        samples.last().map_or(0, |s| s.wall.as_millis())
+    );
     Ok(())
 }

@@ -10,7 +10,8 @@
 //! - `bootstrap`: join, settle, measure tables; FIND_NODE lookups for random node ids;
 //! - `lookup`: … then announces from random nodes, then lookups from random nodes;
 //! - `churn`: `lookup`, with a fraction of nodes crashing during the lookups and coming back
-//!   (same or new address) a little later;
+//!   (same or new address) a little later; with `--hours N` ([`long_churn`]) it runs N
+//!   simulated hours of churn instead, sampling heap per node every hour;
 //! - `partition`: `lookup`, with the network split in two halves for a while (lookups run
 //!   during the split), then healed; the headline lookups run after healing.
 //!
@@ -21,6 +22,7 @@
 
 pub mod flood;
 pub mod holepunch;
+pub mod long_churn;
 mod report;
 pub mod swarm;
 mod workload;

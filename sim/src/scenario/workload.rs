@@ -112,6 +112,12 @@ pub trait Workload {
     /// A host crashed: forget anything it held.
     fn on_crash(&mut self, host: HostId);
 
+    /// Drops records stored before `before` (they expired; hyperdht keeps an announce 20
+    /// minutes unless it is renewed). Long runs call it so records do not pile up.
+    fn expire(&mut self, before: Instant) {
+        let _ = before;
+    }
+
     /// One event from a node. Finished operations go to `done`.
     fn on_event(
         &mut self,
@@ -160,8 +166,8 @@ struct Running {
 /// Announce/lookup with dht-rpc alone; see the module docs.
 #[derive(Debug, Default)]
 pub struct RpcWorkload {
-    /// (host, key) → record.
-    records: BTreeMap<(HostId, NodeId), Vec<u8>>,
+    /// (host, key) → (record, when stored).
+    records: BTreeMap<(HostId, NodeId), (Vec<u8>, Instant)>,
     running: BTreeMap<(HostId, QueryId), Running>,
 }
 
@@ -257,6 +263,10 @@ impl Workload for RpcWorkload {
         sim.restart_node(host, new_address, Self::config(spec))
     }
 
+    fn expire(&mut self, before: Instant) {
+        self.records.retain(|_, r| r.1 >= before);
+    }
+
     fn on_crash(&mut self, host: HostId) {
         let keys: Vec<(HostId, NodeId)> = self
             .records
@@ -281,12 +291,14 @@ impl Workload for RpcWorkload {
                     (CMD_STORE, Some(t)) => {
                         if req.token.is_some() {
                             if let Some(v) = &req.value {
-                                self.records.insert((host, t), v.clone());
+                                self.records.insert((host, t), (v.clone(), sim.now()));
                             }
                         }
                         ReplySpec::value(None)
                     }
-                    (CMD_FETCH, Some(t)) => ReplySpec::value(self.records.get(&(host, t)).cloned()),
+                    (CMD_FETCH, Some(t)) => {
+                        ReplySpec::value(self.records.get(&(host, t)).map(|r| r.0.clone()))
+                    }
                     _ => ReplySpec::error(hdht_core::wire::ERROR_UNKNOWN_COMMAND),
                 };
                 if sim.is_alive(host) {
