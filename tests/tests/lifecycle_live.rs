@@ -451,8 +451,7 @@ fn tokio_pending_firewall_decisions_are_capped() {
         // a decision that never comes (their connects would end only when the client gives up
         // on them, over a minute later — nothing more to learn from that wait).
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while asked.load(Ordering::SeqCst) < cap || server_dht.connect_stats().handshakes < flood
-        {
+        while asked.load(Ordering::SeqCst) < cap || server_dht.connect_stats().handshakes < flood {
             assert!(
                 std::time::Instant::now() < deadline,
                 "after 60 s: asked {}, server handshakes {:?}",

@@ -73,12 +73,17 @@ fn key(addr: &SocketAddrV4) -> u64 {
 }
 
 /// Round trips per address plus the network-wide estimator. The per-address map is a sorted
-/// vector bounded by [`MAX_RTT_ENTRIES`]: once full, new addresses are measured only into the
-/// network estimator (entries leave when their node leaves the routing table).
+/// vector bounded by [`MAX_RTT_ENTRIES`]; entries leave when their node leaves the routing
+/// table, and once full a new address takes the place of the least recently sampled one (the
+/// addresses met only in queries would otherwise fill it for good, and new table members
+/// would be timed from the network estimate alone).
 #[derive(Debug, Default)]
 pub(crate) struct RttTable {
-    nodes: Vec<(u64, Rtt)>,
+    /// (address key, estimator, sample counter at its last sample).
+    nodes: Vec<(u64, Rtt, u64)>,
     network: Option<Rtt>,
+    /// Samples taken so far: the recency order for eviction.
+    samples: u64,
 }
 
 impl RttTable {
@@ -88,17 +93,32 @@ impl RttTable {
             Some(n) => n.update(rtt),
             None => self.network = Some(Rtt::first(rtt)),
         }
+        self.samples += 1;
+        let now = self.samples;
         let k = key(addr);
         match self.nodes.binary_search_by(|e| e.0.cmp(&k)) {
             Ok(i) => {
                 if let Some(e) = self.nodes.get_mut(i) {
                     e.1.update(rtt);
+                    e.2 = now;
                 }
             }
-            Err(i) => {
-                if self.nodes.len() < MAX_RTT_ENTRIES {
-                    self.nodes.insert(i, (k, Rtt::first(rtt)));
+            Err(mut i) => {
+                if self.nodes.len() >= MAX_RTT_ENTRIES {
+                    let oldest = self
+                        .nodes
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, e)| e.2)
+                        .map(|(j, _)| j);
+                    if let Some(j) = oldest {
+                        self.nodes.remove(j);
+                        if j < i {
+                            i -= 1;
+                        }
+                    }
                 }
+                self.nodes.insert(i, (k, Rtt::first(rtt), now));
             }
         }
     }
@@ -203,5 +223,18 @@ mod tests {
         }
         assert_eq!(t.nodes.len(), MAX_RTT_ENTRIES);
         assert!(t.network().is_some());
+        // Full: the newest addresses are measured, the least recently sampled gave way...
+        let last = MAX_RTT_ENTRIES as u16 + 99;
+        assert!(t.is_measured(&a(last)));
+        assert!(!t.is_measured(&a(0)) && !t.is_measured(&a(99)));
+        // ...and an address sampled again stays while others come and go.
+        t.sample(&a(100), Duration::from_millis(10));
+        for p in 0..50u16 {
+            t.sample(&a(last + 1 + p), Duration::from_millis(10));
+        }
+        assert!(t.is_measured(&a(100)));
+        assert!(!t.is_measured(&a(101)));
+        assert_eq!(t.nodes.len(), MAX_RTT_ENTRIES);
+        assert!(t.nodes.windows(2).all(|w| w[0].0 < w[1].0), "still sorted");
     }
 }
