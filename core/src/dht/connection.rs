@@ -8,6 +8,7 @@
 //! node turns that into [`ConnectEvent`](super::ConnectEvent)s — it alone knows whether a
 //! connection that failed before opening was a client's connect still in progress.
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -249,30 +250,32 @@ fn conn_deadline(c: &Connection) -> Option<Instant> {
 /// without walking every connection.
 #[derive(Debug, Default)]
 struct ConnMap {
-    map: BTreeMap<ConnId, Connection>,
+    /// Boxed, like the demux's streams: a connection is a kilobyte, and half-empty B-tree
+    /// nodes would hold as much again in empty slots.
+    map: BTreeMap<ConnId, Box<Connection>>,
     /// Interior: [`Connections::poll_timeout`] takes `&self`.
     timers: RefCell<TimerQueue<ConnId>>,
 }
 
 impl ConnMap {
     fn get(&self, id: &ConnId) -> Option<&Connection> {
-        self.map.get(id)
+        self.map.get(id).map(|c| &**c)
     }
 
     fn get_mut(&mut self, id: &ConnId) -> Option<&mut Connection> {
         let c = self.map.get_mut(id)?;
         self.timers.get_mut().touch(*id);
-        Some(c)
+        Some(&mut **c)
     }
 
     fn insert(&mut self, id: ConnId, c: Connection) -> Option<Connection> {
         self.timers.get_mut().touch(id);
-        self.map.insert(id, c)
+        self.map.insert(id, Box::new(c)).map(|c| *c)
     }
 
     fn remove(&mut self, id: &ConnId) -> Option<Connection> {
         self.timers.get_mut().remove(*id);
-        self.map.remove(id)
+        self.map.remove(id).map(|c| *c)
     }
 
     fn contains_key(&self, id: &ConnId) -> bool {
@@ -284,14 +287,14 @@ impl ConnMap {
     }
 
     fn iter(&self) -> impl Iterator<Item = (&ConnId, &Connection)> {
-        self.map.iter()
+        self.map.iter().map(|(id, c)| (id, &**c))
     }
 
     /// The earliest connection deadline.
     fn poll_timeout(&self) -> Option<Instant> {
         let mut timers = self.timers.borrow_mut();
         let map = &self.map;
-        timers.refresh(|id| map.get(&id).and_then(conn_deadline));
+        timers.refresh(|id| map.get(&id).and_then(|c| conn_deadline(c)));
         timers.next()
     }
 
@@ -299,7 +302,7 @@ impl ConnMap {
     fn take_due(&mut self, now: Instant) -> Vec<ConnId> {
         let map = &self.map;
         let timers = self.timers.get_mut();
-        timers.refresh(|id| map.get(&id).and_then(conn_deadline));
+        timers.refresh(|id| map.get(&id).and_then(|c| conn_deadline(c)));
         timers.take_due(now)
     }
 }

@@ -12,6 +12,7 @@ use super::packet::{peek_stream_id, Packet};
 use super::stream::{PacketOut, SocketId, StreamEvent, UdxStream};
 use crate::time::Instant;
 use crate::timer_queue::TimerQueue;
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
 use core::cell::RefCell;
 use core::net::SocketAddr;
@@ -56,7 +57,9 @@ pub enum Incoming {
 /// (ordered sets from the same cursors): the output is the same as without them.
 #[derive(Debug, Default)]
 pub struct Demux {
-    streams: BTreeMap<u32, UdxStream>,
+    /// Boxed: a B-tree node holds 11 entries and is often half full, and a stream is over a
+    /// kilobyte — inline, the empty slots would cost as much again per idle connection.
+    streams: BTreeMap<u32, Box<UdxStream>>,
     tx_cursor: u32,
     ev_cursor: u32,
     /// Sum of [`UdxStream::buffer_reservation`] over `streams`.
@@ -80,7 +83,7 @@ impl Demux {
         self.reserved += stream.buffer_reservation();
         let id = stream.local_id();
         self.touch(id);
-        let old = self.streams.insert(id, stream);
+        let old = self.streams.insert(id, Box::new(stream)).map(|b| *b);
         if let Some(o) = &old {
             self.reserved -= o.buffer_reservation();
         }
@@ -89,7 +92,7 @@ impl Demux {
 
     /// Remove a stream.
     pub fn remove(&mut self, id: u32) -> Option<UdxStream> {
-        let s = self.streams.remove(&id)?;
+        let s = *self.streams.remove(&id)?;
         self.reserved -= s.buffer_reservation();
         self.forget(id);
         Some(s)
@@ -114,7 +117,7 @@ impl Demux {
         let streams = &self.streams;
         self.timers
             .get_mut()
-            .refresh(|id| streams.get(&id).and_then(UdxStream::poll_timeout));
+            .refresh(|id| streams.get(&id).and_then(|s| s.poll_timeout()));
     }
 
     /// The buffer memory the streams held may use at most: the sum of their receive windows
@@ -125,7 +128,7 @@ impl Demux {
 
     /// A stream by local id.
     pub fn get(&self, id: u32) -> Option<&UdxStream> {
-        self.streams.get(&id)
+        self.streams.get(&id).map(|s| &**s)
     }
 
     /// A stream by local id, mutably.
@@ -133,7 +136,7 @@ impl Demux {
         if self.streams.contains_key(&id) {
             self.touch(id);
         }
-        self.streams.get_mut(&id)
+        self.streams.get_mut(&id).map(|s| &mut **s)
     }
 
     /// Whether an id is in use.
@@ -242,7 +245,7 @@ impl Demux {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut timers = self.timers.borrow_mut();
         let streams = &self.streams;
-        timers.refresh(|id| streams.get(&id).and_then(UdxStream::poll_timeout));
+        timers.refresh(|id| streams.get(&id).and_then(|s| s.poll_timeout()));
         timers.next()
     }
 
@@ -280,7 +283,7 @@ impl Demux {
                 from = Bound::Included(0);
                 continue;
             };
-            match self.streams.get_mut(&id).and_then(UdxStream::poll_event) {
+            match self.streams.get_mut(&id).and_then(|s| s.poll_event()) {
                 Some(e) => {
                     self.ev_cursor = id;
                     return Some((id, e));
