@@ -101,6 +101,14 @@ impl<K: Ord + Copy> TimerQueue<K> {
     /// they count as touched (their next deadline is queued at the next refresh). Call
     /// [`refresh`](Self::refresh) first.
     pub(crate) fn take_due(&mut self, now: Instant) -> Vec<K> {
+        let due = self.take_due_untouched(now);
+        self.dirty.extend(due.iter().copied());
+        due
+    }
+
+    /// Like [`take_due`](Self::take_due), but the owners are not touched: they stay off the
+    /// queue until the caller touches them.
+    pub(crate) fn take_due_untouched(&mut self, now: Instant) -> Vec<K> {
         let mut due = Vec::new();
         loop {
             self.drop_stale();
@@ -109,7 +117,6 @@ impl<K: Ord + Copy> TimerQueue<K> {
                     let key = *key;
                     self.heap.pop();
                     self.queued.remove(&key);
-                    self.dirty.insert(key);
                     due.push(key);
                 }
                 _ => break,

@@ -11,7 +11,8 @@
 //!    time out and retry), each kept open after its first
 //!    byte. Reported: handshakes per second of wall time and per CPU-second of the server
 //!    process (= handshakes/s per core), and the server's resident memory per idle connection
-//!    (VmRSS after minus before, divided by the count);
+//!    (VmRSS after minus before, divided by the count, measured `HDHT_BUSY_SETTLE_SECS`
+//!    (default 12) after the last connect, once finished handshakes are forgotten);
 //! 2. active phase, with the idle connections still open: `HDHT_BUSY_ACTIVE` more (default
 //!    1,000), all at once (same concurrency bound), each sending `HDHT_BUSY_KIB` KiB (default
 //!    256) and checking the digest the server returns. Reported: p50/p99 time from `connect()`
@@ -246,8 +247,13 @@ async fn run_load(
     r.idle_secs = t0.elapsed().as_secs_f64();
     r.idle_cpu = cpu_secs(target.pid) - cpu0;
     r.idle = held.len();
-    // Let the server settle (handshake state released), then measure.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Let the server settle, then measure: both servers keep a finished handshake 10 s to
+    // answer a duplicate the same way (hyperdht's and ours), so the last 10 s of handshakes
+    // would count as connection memory otherwise.
+    tokio::time::sleep(Duration::from_secs(
+        env_usize("HDHT_BUSY_SETTLE_SECS", 12) as u64
+    ))
+    .await;
     r.rss_idle_kb = rss_kb(target.pid);
 
     // 2. Active connections, the idle ones still open.

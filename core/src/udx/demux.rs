@@ -70,6 +70,10 @@ pub struct Demux {
     ev_ready: BTreeSet<u32>,
     /// The streams' deadlines (interior: [`poll_timeout`](Self::poll_timeout) takes `&self`).
     timers: RefCell<TimerQueue<u32>>,
+    /// Streams `poll_transmit` took off the queue as due, until `handle_timeout` runs them
+    /// (they are not queued again meanwhile, so sending many datagrams does not take them
+    /// again and again).
+    overdue: BTreeSet<u32>,
 }
 
 impl Demux {
@@ -109,6 +113,7 @@ impl Demux {
     fn forget(&mut self, id: u32) {
         self.tx_ready.remove(&id);
         self.ev_ready.remove(&id);
+        self.overdue.remove(&id);
         self.timers.get_mut().remove(id);
     }
 
@@ -198,8 +203,9 @@ impl Demux {
         self.refresh_timers();
         let timers = self.timers.get_mut();
         if timers.next().is_some_and(|t| t <= now) {
-            for id in timers.take_due(now) {
+            for id in timers.take_due_untouched(now) {
                 self.tx_ready.insert(id);
+                self.overdue.insert(id);
             }
         }
         let start = self.tx_cursor;
@@ -246,13 +252,22 @@ impl Demux {
         let mut timers = self.timers.borrow_mut();
         let streams = &self.streams;
         timers.refresh(|id| streams.get(&id).and_then(|s| s.poll_timeout()));
-        timers.next()
+        let overdue = self
+            .overdue
+            .iter()
+            .filter_map(|id| streams.get(id).and_then(|s| s.poll_timeout()));
+        timers.next().into_iter().chain(overdue).min()
     }
 
     /// Run expired timers of every stream (in stream id order).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.refresh_timers();
-        let due = self.timers.get_mut().take_due(now);
+        let mut due = self.timers.get_mut().take_due(now);
+        if !self.overdue.is_empty() {
+            due.extend(core::mem::take(&mut self.overdue));
+            due.sort_unstable();
+            due.dedup();
+        }
         for id in due {
             let Some(s) = self.streams.get_mut(&id) else {
                 continue;
