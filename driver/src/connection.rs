@@ -71,10 +71,10 @@ impl std::fmt::Debug for ServerSlot {
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     conns: BTreeMap<ConnId, ConnSlot>,
-    /// Connections dropped or closed (not yet both, or both and not yet taken): the only
-    /// candidates of [`take_forgettable`](Self::take_forgettable), so a dispatch does not walk
-    /// every connection.
-    maybe_forgettable: std::collections::BTreeSet<ConnId>,
+    /// Connections dropped or closed since the last [`take_forgettable`](Self::take_forgettable):
+    /// the only ones that may have become forgettable (both conditions only ever turn true),
+    /// so a dispatch does not walk every connection.
+    maybe_forgettable: Vec<ConnId>,
     servers: BTreeMap<ServerId, ServerSlot>,
     /// Servers of a swarm (the swarm closes them itself).
     swarm_servers: std::collections::BTreeSet<ServerId>,
@@ -160,7 +160,7 @@ impl Connections {
             ConnectEvent::Closed { conn, error } => {
                 if let Some(slot) = self.conns.get_mut(&conn) {
                     slot.closed = Some(error);
-                    self.maybe_forgettable.insert(conn);
+                    self.maybe_forgettable.push(conn);
                     wake(&mut slot.read_waker);
                     wake(&mut slot.write_waker);
                     wake(&mut slot.flush_waker);
@@ -182,23 +182,23 @@ impl Connections {
     pub(crate) fn mark_dropped(&mut self, conn: ConnId) {
         if let Some(s) = self.conns.get_mut(&conn) {
             s.dropped = true;
-            self.maybe_forgettable.insert(conn);
+            self.maybe_forgettable.push(conn);
         }
     }
 
     /// Connections whose handles are gone and which have closed: the core may forget them.
     /// Their slots stay while a [`Closed`] watches them.
     pub(crate) fn take_forgettable(&mut self) -> Vec<ConnId> {
-        let mut done = Vec::new();
-        let conns = &self.conns;
-        self.maybe_forgettable.retain(|c| match conns.get(c) {
-            Some(s) if s.forgotten => false,
-            Some(s) if s.dropped && s.closed.is_some() => {
-                done.push(*c);
-                false
-            }
-            Some(_) => true,
-            None => false,
+        if self.maybe_forgettable.is_empty() {
+            return Vec::new();
+        }
+        let mut done = std::mem::take(&mut self.maybe_forgettable);
+        done.sort_unstable();
+        done.dedup();
+        done.retain(|c| {
+            self.conns
+                .get(c)
+                .is_some_and(|s| s.dropped && s.closed.is_some() && !s.forgotten)
         });
         for c in &done {
             if let Some(s) = self.conns.get_mut(c) {
