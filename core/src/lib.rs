@@ -35,6 +35,7 @@ pub mod rpc;
 pub mod secret_stream;
 pub mod swarm;
 pub mod time;
+mod timer_queue;
 pub mod udx;
 pub mod wire;
 

@@ -71,6 +71,10 @@ impl std::fmt::Debug for ServerSlot {
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     conns: BTreeMap<ConnId, ConnSlot>,
+    /// Connections dropped or closed since the last [`take_forgettable`](Self::take_forgettable):
+    /// the only ones that may have become forgettable (both conditions only ever turn true),
+    /// so a dispatch does not walk every connection.
+    maybe_forgettable: Vec<ConnId>,
     servers: BTreeMap<ServerId, ServerSlot>,
     /// Servers of a swarm (the swarm closes them itself).
     swarm_servers: std::collections::BTreeSet<ServerId>,
@@ -156,6 +160,7 @@ impl Connections {
             ConnectEvent::Closed { conn, error } => {
                 if let Some(slot) = self.conns.get_mut(&conn) {
                     slot.closed = Some(error);
+                    self.maybe_forgettable.push(conn);
                     wake(&mut slot.read_waker);
                     wake(&mut slot.write_waker);
                     wake(&mut slot.flush_waker);
@@ -173,22 +178,28 @@ impl Connections {
         slot.open = Some(Ok(info));
     }
 
-    /// A connection whose handle will never exist (the core forgets it once closed).
+    /// A connection whose handle is gone or will never exist (the core forgets it once closed).
     pub(crate) fn mark_dropped(&mut self, conn: ConnId) {
         if let Some(s) = self.conns.get_mut(&conn) {
             s.dropped = true;
+            self.maybe_forgettable.push(conn);
         }
     }
 
     /// Connections whose handles are gone and which have closed: the core may forget them.
     /// Their slots stay while a [`Closed`] watches them.
     pub(crate) fn take_forgettable(&mut self) -> Vec<ConnId> {
-        let done: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, s)| s.dropped && s.closed.is_some() && !s.forgotten)
-            .map(|(c, _)| *c)
-            .collect();
+        if self.maybe_forgettable.is_empty() {
+            return Vec::new();
+        }
+        let mut done = std::mem::take(&mut self.maybe_forgettable);
+        done.sort_unstable();
+        done.dedup();
+        done.retain(|c| {
+            self.conns
+                .get(c)
+                .is_some_and(|s| s.dropped && s.closed.is_some() && !s.forgotten)
+        });
         for c in &done {
             if let Some(s) = self.conns.get_mut(c) {
                 s.forgotten = true;
@@ -404,9 +415,7 @@ impl Drop for Connecting {
         if let Some(conn) = self.conn.take() {
             self.shared.with_node_mut(|n, _| n.conn_destroy(conn));
             self.shared.with_inner(|inner| {
-                if let Some(s) = inner.connections.conns.get_mut(&conn) {
-                    s.dropped = true;
-                }
+                inner.connections.mark_dropped(conn);
             });
         }
     }
@@ -604,9 +613,7 @@ impl Drop for Connection {
         let conn = self.conn;
         self.shared.with_inner_kick(|inner, _| {
             inner.node.conn_drop(conn);
-            if let Some(s) = inner.connections.conns.get_mut(&conn) {
-                s.dropped = true;
-            }
+            inner.connections.mark_dropped(conn);
         });
     }
 }

@@ -8,8 +8,10 @@
 //! node turns that into [`ConnectEvent`](super::ConnectEvent)s — it alone knows whether a
 //! connection that failed before opening was a client's connect still in progress.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::net::SocketAddr;
 use core::time::Duration;
 
@@ -19,6 +21,7 @@ use super::budget::ConnectionBudget;
 use super::ids::{ConnId, ServerId};
 use crate::connect::HandshakeResult;
 use crate::secret_stream::{self, SecretStream, SecretStreamError};
+use crate::timer_queue::TimerQueue;
 use crate::udx::{self, Demux, StreamConfig, UdxStream};
 use crate::Instant;
 
@@ -234,12 +237,86 @@ struct Scratch {
     frames: Vec<u8>,
 }
 
+/// A connection's own deadline: its first-packet wait or its secret stream's timer.
+fn conn_deadline(c: &Connection) -> Option<Instant> {
+    [c.connect_deadline, c.secret.poll_timeout()]
+        .into_iter()
+        .flatten()
+        .min()
+}
+
+/// The connections by id, with their deadlines in a [`TimerQueue`]: every mutable access
+/// touches the connection's entry, so the earliest deadline and the due connections are found
+/// without walking every connection.
+#[derive(Debug, Default)]
+struct ConnMap {
+    /// Boxed, like the demux's streams: a connection is a kilobyte, and half-empty B-tree
+    /// nodes would hold as much again in empty slots.
+    map: BTreeMap<ConnId, Box<Connection>>,
+    /// Interior: [`Connections::poll_timeout`] takes `&self`.
+    timers: RefCell<TimerQueue<ConnId>>,
+}
+
+impl ConnMap {
+    fn get(&self, id: &ConnId) -> Option<&Connection> {
+        self.map.get(id).map(|c| &**c)
+    }
+
+    fn get_mut(&mut self, id: &ConnId) -> Option<&mut Connection> {
+        let c = self.map.get_mut(id)?;
+        self.timers.get_mut().touch(*id);
+        Some(&mut **c)
+    }
+
+    fn insert(&mut self, id: ConnId, c: Connection) -> Option<Connection> {
+        self.timers.get_mut().touch(id);
+        self.map.insert(id, Box::new(c)).map(|c| *c)
+    }
+
+    fn remove(&mut self, id: &ConnId) -> Option<Connection> {
+        self.timers.get_mut().remove(*id);
+        self.map.remove(id).map(|c| *c)
+    }
+
+    fn contains_key(&self, id: &ConnId) -> bool {
+        self.map.contains_key(id)
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&ConnId, &Connection)> {
+        self.map.iter().map(|(id, c)| (id, &**c))
+    }
+
+    /// The earliest connection deadline.
+    fn poll_timeout(&self) -> Option<Instant> {
+        let mut timers = self.timers.borrow_mut();
+        let map = &self.map;
+        timers.refresh(|id| map.get(&id).and_then(|c| conn_deadline(c)));
+        timers.next()
+    }
+
+    /// The connections whose deadline is due, in id order.
+    fn take_due(&mut self, now: Instant) -> Vec<ConnId> {
+        let map = &self.map;
+        let timers = self.timers.get_mut();
+        timers.refresh(|id| map.get(&id).and_then(|c| conn_deadline(c)));
+        timers.take_due(now)
+    }
+}
+
 /// Every connection of a node and the UDX streams under them.
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
     /// The node's UDX streams (connections', and client connects' not yet connected).
     pub(crate) udx: Demux,
-    conns: BTreeMap<ConnId, Connection>,
+    conns: ConnMap,
+    /// Connections with a writer stopped short or a waiter for [`flushed`](Self::flushed)
+    /// (`want_writable` / `want_flushed`): the only ones [`take_writable`](Self::take_writable)
+    /// looks at.
+    waiting: BTreeSet<ConnId>,
     by_stream: BTreeMap<u32, ConnId>,
     /// UDX streams of forgotten connections that still have something to send (a DESTROY,
     /// acknowledgements) or linger; removed once drained.
@@ -310,9 +387,11 @@ impl Connections {
         self.by_stream.get(&stream_id).copied()
     }
 
-    /// Every connection's id, in order.
-    pub(crate) fn ids(&self) -> Vec<ConnId> {
-        self.conns.keys().copied().collect()
+    /// The connections whose own timer (first-packet wait, secret-stream keep-alive) is due,
+    /// in id order: the only ones whose [`wait_expired`](Self::wait_expired) or
+    /// [`handle_secret_timeout`](Self::handle_secret_timeout) does anything at `now`.
+    pub(crate) fn due(&mut self, now: Instant) -> Vec<ConnId> {
+        self.conns.take_due(now)
     }
 
     /// The server that accepted `conn` (`None` for our own connects).
@@ -631,6 +710,7 @@ impl Connections {
         let overhead = secret_stream::frame_len(0) + secret_stream::HEADER_FRAME_LEN;
         if s.send_capacity() < overhead + msg.len() {
             c.want_writable = true;
+            self.waiting.insert(conn);
             return Ok(false);
         }
         let out = &mut self.scratch.frames;
@@ -740,6 +820,7 @@ impl Connections {
         }
         if written < data.len() {
             c.want_writable = true;
+            self.waiting.insert(conn);
         }
         Ok(written)
     }
@@ -908,6 +989,9 @@ impl Connections {
             .get(c.stream_id)
             .is_none_or(|s| acked_all(s, c.local_ended));
         c.want_flushed = !done;
+        if !done {
+            self.waiting.insert(conn);
+        }
         Ok(done)
     }
 
@@ -917,8 +1001,13 @@ impl Connections {
     pub(crate) fn take_writable(&mut self) -> (Vec<ConnId>, Vec<ConnId>) {
         let mut resumed = Vec::new();
         let mut flushed = Vec::new();
-        for (conn, c) in self.conns.iter_mut() {
-            let s = self.udx.get(c.stream_id);
+        let udx = &self.udx;
+        let conns = &mut self.conns.map;
+        self.waiting.retain(|conn| {
+            let Some(c) = conns.get_mut(conn) else {
+                return false;
+            };
+            let s = udx.get(c.stream_id);
             if c.want_writable && s.is_some_and(room_for_a_frame) {
                 c.want_writable = false;
                 resumed.push(*conn);
@@ -930,21 +1019,16 @@ impl Connections {
                 c.want_flushed = false;
                 flushed.push(*conn);
             }
-        }
+            c.want_writable || c.want_flushed
+        });
         (resumed, flushed)
     }
 
     /// The earliest connection timer (UDX streams, secret streams, first-packet waits).
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.udx.poll_timeout();
-        for c in self.conns.values() {
-            for x in [c.connect_deadline, c.secret.poll_timeout()]
-                .into_iter()
-                .flatten()
-            {
-                t = Some(t.map_or(x, |t| t.min(x)));
-            }
-        }
-        t
+        [self.udx.poll_timeout(), self.conns.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

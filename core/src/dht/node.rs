@@ -2071,7 +2071,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     fn connect_path_timeout(&mut self, now: Instant) {
         self.conns.udx.handle_timeout(now);
         self.sweep_retired_streams();
-        for conn in self.conns.ids() {
+        for conn in self.conns.due(now) {
             if self.conns.wait_expired(conn, now) {
                 self.conn_forget(conn);
                 continue;

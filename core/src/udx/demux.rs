@@ -11,8 +11,12 @@
 use super::packet::{peek_stream_id, Packet};
 use super::stream::{PacketOut, SocketId, StreamEvent, UdxStream};
 use crate::time::Instant;
-use alloc::collections::BTreeMap;
+use crate::timer_queue::TimerQueue;
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, BTreeSet};
+use core::cell::RefCell;
 use core::net::SocketAddr;
+use core::ops::Bound;
 
 /// What `handle_datagram` did with a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,13 +46,34 @@ pub enum Incoming {
 }
 
 /// A set of streams sharing sockets.
+///
+/// The per-call work is proportional to the streams that have something to do, not to how
+/// many are held: streams' timers sit in a deadline queue ([`TimerQueue`]), and a stream that
+/// was handed out mutably, fed a packet or ran a timer is put on the transmit and event ready
+/// lists until its `poll_transmit` / `poll_event` says it has nothing. A stream off the
+/// transmit list has nothing to send until it is touched again or one of its timers is due
+/// (pacing, RTO, probes are all timers), so a stream whose deadline passed is put back on
+/// the list before sending. The lists keep the round-robin order of a walk over every stream
+/// (ordered sets from the same cursors): the output is the same as without them.
 #[derive(Debug, Default)]
 pub struct Demux {
-    streams: BTreeMap<u32, UdxStream>,
+    /// Boxed: a B-tree node holds 11 entries and is often half full, and a stream is over a
+    /// kilobyte — inline, the empty slots would cost as much again per idle connection.
+    streams: BTreeMap<u32, Box<UdxStream>>,
     tx_cursor: u32,
     ev_cursor: u32,
     /// Sum of [`UdxStream::buffer_reservation`] over `streams`.
     reserved: usize,
+    /// Streams that may have a datagram to send.
+    tx_ready: BTreeSet<u32>,
+    /// Streams that may have an event.
+    ev_ready: BTreeSet<u32>,
+    /// The streams' deadlines (interior: [`poll_timeout`](Self::poll_timeout) takes `&self`).
+    timers: RefCell<TimerQueue<u32>>,
+    /// Streams `poll_transmit` took off the queue as due, until `handle_timeout` runs them
+    /// (they are not queued again meanwhile, so sending many datagrams does not take them
+    /// again and again).
+    overdue: BTreeSet<u32>,
 }
 
 impl Demux {
@@ -60,7 +85,9 @@ impl Demux {
     /// Add a stream; returns the previous one with that id, if any.
     pub fn insert(&mut self, stream: UdxStream) -> Option<UdxStream> {
         self.reserved += stream.buffer_reservation();
-        let old = self.streams.insert(stream.local_id(), stream);
+        let id = stream.local_id();
+        self.touch(id);
+        let old = self.streams.insert(id, Box::new(stream)).map(|b| *b);
         if let Some(o) = &old {
             self.reserved -= o.buffer_reservation();
         }
@@ -69,9 +96,33 @@ impl Demux {
 
     /// Remove a stream.
     pub fn remove(&mut self, id: u32) -> Option<UdxStream> {
-        let s = self.streams.remove(&id)?;
+        let s = *self.streams.remove(&id)?;
         self.reserved -= s.buffer_reservation();
+        self.forget(id);
         Some(s)
+    }
+
+    /// `id` may have changed: it may have something to send, an event, another deadline.
+    fn touch(&mut self, id: u32) {
+        self.tx_ready.insert(id);
+        self.ev_ready.insert(id);
+        self.timers.get_mut().touch(id);
+    }
+
+    /// `id` is gone.
+    fn forget(&mut self, id: u32) {
+        self.tx_ready.remove(&id);
+        self.ev_ready.remove(&id);
+        self.overdue.remove(&id);
+        self.timers.get_mut().remove(id);
+    }
+
+    /// Queues the deadlines of the streams touched since the last call.
+    fn refresh_timers(&mut self) {
+        let streams = &self.streams;
+        self.timers
+            .get_mut()
+            .refresh(|id| streams.get(&id).and_then(|s| s.poll_timeout()));
     }
 
     /// The buffer memory the streams held may use at most: the sum of their receive windows
@@ -82,12 +133,15 @@ impl Demux {
 
     /// A stream by local id.
     pub fn get(&self, id: u32) -> Option<&UdxStream> {
-        self.streams.get(&id)
+        self.streams.get(&id).map(|s| &**s)
     }
 
     /// A stream by local id, mutably.
     pub fn get_mut(&mut self, id: u32) -> Option<&mut UdxStream> {
-        self.streams.get_mut(&id)
+        if self.streams.contains_key(&id) {
+            self.touch(id);
+        }
+        self.streams.get_mut(&id).map(|s| &mut **s)
     }
 
     /// Whether an id is in use.
@@ -133,6 +187,7 @@ impl Demux {
         match Packet::decode(datagram) {
             Ok(pkt) => {
                 stream.handle_packet(now, &pkt, from);
+                self.touch(id);
                 Incoming::Consumed { stream_id: id }
             }
             // libudx consumes (drops) a known stream's packet with a bad data offset.
@@ -140,82 +195,138 @@ impl Demux {
         }
     }
 
-    /// Next datagram from any stream, round-robin.
+    /// Next datagram from any stream, round-robin (from the stream after the last one that
+    /// sent).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(u32, PacketOut)> {
-        let start = self.tx_cursor;
-        let mut found = None;
-        for (id, s) in self.streams.range_mut(start..) {
-            if let Some(t) = s.poll_transmit(now, buf) {
-                found = Some((*id, t));
-                break;
+        // Streams whose timers are due may send (a pacing delay ran out) before
+        // `handle_timeout` runs them: back on the list.
+        self.refresh_timers();
+        let timers = self.timers.get_mut();
+        if timers.next().is_some_and(|t| t <= now) {
+            for id in timers.take_due_untouched(now) {
+                self.tx_ready.insert(id);
+                self.overdue.insert(id);
             }
         }
-        if found.is_none() {
-            for (id, s) in self.streams.range_mut(..start) {
-                if let Some(t) = s.poll_transmit(now, buf) {
-                    found = Some((*id, t));
-                    break;
+        let start = self.tx_cursor;
+        let mut from = Bound::Included(start);
+        let mut wrapped = false;
+        loop {
+            let next = if wrapped {
+                self.tx_ready.range((from, Bound::Excluded(start))).next()
+            } else {
+                self.tx_ready.range((from, Bound::Unbounded)).next()
+            };
+            let Some(&id) = next else {
+                if wrapped {
+                    return None;
+                }
+                wrapped = true;
+                from = Bound::Included(0);
+                continue;
+            };
+            let out = match self.streams.get_mut(&id) {
+                Some(s) => s.poll_transmit(now, buf),
+                None => None,
+            };
+            // Sending (or finding nothing to send) may move its timers and queue events.
+            if self.streams.contains_key(&id) {
+                self.ev_ready.insert(id);
+                self.timers.get_mut().touch(id);
+            }
+            match out {
+                Some(t) => {
+                    self.tx_cursor = id.wrapping_add(1);
+                    return Some((id, t));
+                }
+                None => {
+                    self.tx_ready.remove(&id);
+                    from = Bound::Excluded(id);
                 }
             }
         }
-        if let Some((id, _)) = found {
-            self.tx_cursor = id.wrapping_add(1);
-        }
-        found
     }
 
     /// Earliest timer of any stream.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.streams
-            .values()
-            .filter_map(UdxStream::poll_timeout)
-            .min()
+        let mut timers = self.timers.borrow_mut();
+        let streams = &self.streams;
+        timers.refresh(|id| streams.get(&id).and_then(|s| s.poll_timeout()));
+        let overdue = self
+            .overdue
+            .iter()
+            .filter_map(|id| streams.get(id).and_then(|s| s.poll_timeout()));
+        timers.next().into_iter().chain(overdue).min()
     }
 
-    /// Run expired timers of every stream.
+    /// Run expired timers of every stream (in stream id order).
     pub fn handle_timeout(&mut self, now: Instant) {
-        for s in self.streams.values_mut() {
+        self.refresh_timers();
+        let mut due = self.timers.get_mut().take_due(now);
+        if !self.overdue.is_empty() {
+            due.extend(core::mem::take(&mut self.overdue));
+            due.sort_unstable();
+            due.dedup();
+        }
+        for id in due {
+            let Some(s) = self.streams.get_mut(&id) else {
+                continue;
+            };
             if s.poll_timeout().is_some_and(|t| t <= now) {
                 s.handle_timeout(now);
             }
+            self.touch(id);
         }
     }
 
-    /// Next event of any stream.
+    /// Next event of any stream (from the last stream that had one).
     pub fn poll_event(&mut self) -> Option<(u32, StreamEvent)> {
         let start = self.ev_cursor;
-        let mut hit = None;
-        for (id, s) in self.streams.range_mut(start..) {
-            if let Some(e) = s.poll_event() {
-                hit = Some((*id, e));
-                break;
-            }
-        }
-        if hit.is_none() {
-            for (id, s) in self.streams.range_mut(..start) {
-                if let Some(e) = s.poll_event() {
-                    hit = Some((*id, e));
-                    break;
+        let mut from = Bound::Included(start);
+        let mut wrapped = false;
+        loop {
+            let next = if wrapped {
+                self.ev_ready.range((from, Bound::Excluded(start))).next()
+            } else {
+                self.ev_ready.range((from, Bound::Unbounded)).next()
+            };
+            let Some(&id) = next else {
+                if wrapped {
+                    return None;
+                }
+                wrapped = true;
+                from = Bound::Included(0);
+                continue;
+            };
+            match self.streams.get_mut(&id).and_then(|s| s.poll_event()) {
+                Some(e) => {
+                    self.ev_cursor = id;
+                    return Some((id, e));
+                }
+                None => {
+                    self.ev_ready.remove(&id);
+                    from = Bound::Excluded(id);
                 }
             }
         }
-        if let Some((id, _)) = &hit {
-            self.ev_cursor = *id;
-        }
-        hit
     }
 
     /// Drop closed streams with nothing left to send; returns how many.
     pub fn remove_drained(&mut self) -> usize {
         let before = self.streams.len();
         let mut freed = 0;
-        self.streams.retain(|_, s| {
+        let mut gone = alloc::vec::Vec::new();
+        self.streams.retain(|id, s| {
             let keep = !s.is_drained();
             if !keep {
                 freed += s.buffer_reservation();
+                gone.push(*id);
             }
             keep
         });
+        for id in gone {
+            self.forget(id);
+        }
         self.reserved -= freed;
         before - self.streams.len()
     }
