@@ -1230,8 +1230,47 @@ pub struct Server {
 pub const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// Options of a server ([`start_server_with`]) or a streaming client ([`run_stream_client`]).
+#[derive(Clone, Debug, Default)]
+pub struct PeerSetup {
+    /// A blind relay's public key (hex) to name in `relayThrough`.
+    pub relay_through: Option<String>,
+    /// hyperdht's `deferRandomPunch`: no punch involving a random NAT until
+    /// `random_punch_interval_ms` after the node started.
+    pub defer_random_punch: bool,
+    /// hyperdht's `randomPunchInterval` (default 20 s).
+    pub random_punch_interval_ms: Option<u64>,
+}
+
+impl PeerSetup {
+    /// The same options as command-line flags (the `hdht` CLI and the Node scripts agree).
+    fn flags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(k) = &self.relay_through {
+            out.extend(["--relay-through".to_string(), k.clone()]);
+        }
+        if self.defer_random_punch {
+            out.push("--defer-random-punch".into());
+        }
+        if let Some(ms) = self.random_punch_interval_ms {
+            out.extend(["--random-punch-interval".to_string(), ms.to_string()]);
+        }
+        out
+    }
+}
+
 /// Starts an echo server of `imp` at `site`.
 pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server, String> {
+    start_server_with(topo, imp, site, &PeerSetup::default())
+}
+
+/// Starts an echo server of `imp` at `site` with `setup`.
+pub fn start_server_with(
+    topo: &mut Topology,
+    imp: Impl,
+    site: Site,
+    setup: &PeerSetup,
+) -> Result<Server, String> {
     let seed = random_seed();
     let port = topo.fresh_port().to_string();
     let boot = topo.bootstrap_arg();
@@ -1249,6 +1288,7 @@ pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server
             if site == Site::Public {
                 args.extend(["--host".into(), PUBLIC_HOST.into()]);
             }
+            args.extend(setup.flags());
             topo.spawn_node(site, &label, "server.js", &args)?
         }
         Impl::Rust => {
@@ -1267,6 +1307,7 @@ pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server
             if site == Site::Public {
                 args.extend(["--host".into(), PUBLIC_HOST.into()]);
             }
+            args.extend(setup.flags());
             topo.spawn(site, &label, &bin, &args)?
         }
     };
@@ -1523,4 +1564,249 @@ pub fn run_pair(
             detail: e,
         },
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blind relays and streams whose path changes
+
+/// A blind relay on the public side ([`start_relay`]).
+pub struct Relay {
+    pub imp: Impl,
+    /// Its key (hex), for `relayThrough`.
+    pub public_key: String,
+    /// `host:port` it relays from.
+    pub address: String,
+    pub proc: Proc,
+}
+
+/// Starts a blind relay of `imp` on the public side (no NAT): `hdht relay` or blind-relay's
+/// server on a hyperdht node (`relay.js`).
+pub fn start_relay(topo: &mut Topology, imp: Impl) -> Result<Relay, String> {
+    let seed = random_seed();
+    let port = topo.fresh_port();
+    let mut args: Vec<String> = vec![
+        "--bootstrap".into(),
+        topo.bootstrap_arg(),
+        "--seed".into(),
+        seed,
+        "--port".into(),
+        port.to_string(),
+        "--host".into(),
+        PUBLIC_HOST.into(),
+    ];
+    let label = format!("{}-relay", imp.name());
+    let mut proc = match imp {
+        Impl::Node => topo.spawn_node(Site::Public, &label, "relay.js", &args)?,
+        Impl::Rust => {
+            let mut all = vec!["relay".to_string(), "--json".into()];
+            all.append(&mut args);
+            topo.spawn(Site::Public, &label, &hdht_binary()?, &all)?
+        }
+    };
+    let listening = proc.wait_event(&["listening", "error"], SERVER_TIMEOUT)?;
+    let public_key = listening["publicKey"]
+        .as_str()
+        .ok_or_else(|| format!("{label} failed: {listening}\n{}", proc.transcript()))?
+        .to_string();
+    Ok(Relay {
+        imp,
+        public_key,
+        address: format!("{PUBLIC_HOST}:{port}"),
+        proc,
+    })
+}
+
+/// What a streaming client run ([`run_stream_client`]) gave.
+#[derive(Clone, Debug, Default)]
+pub struct StreamOutcome {
+    pub connected: bool,
+    /// From `connect()` to open, as the client reports it.
+    pub connect_ms: Option<f64>,
+    /// The client's stream at open went through the relay.
+    pub relayed_at_open: bool,
+    /// When (ms after open for Rust, after `connect()` for Node) the client's stream moved to
+    /// a direct path.
+    pub upgraded_ms: Option<f64>,
+    /// The server saw its stream move off the relay (`relayPath: upgraded` from `hdht`, a new
+    /// remote address from Node).
+    pub server_upgraded: bool,
+    /// Bytes sent, and whether the echo's SHA-256 equals theirs.
+    pub bytes: usize,
+    pub echo_intact: bool,
+    pub error: Option<String>,
+    pub detail: String,
+}
+
+impl StreamOutcome {
+    pub fn summary(&self) -> String {
+        format!(
+            "connected {} in {:?} ms, relayed at open {}, client upgraded at {:?} ms, server upgraded {}, {} bytes echo intact {}{}",
+            self.connected,
+            self.connect_ms,
+            self.relayed_at_open,
+            self.upgraded_ms,
+            self.server_upgraded,
+            self.bytes,
+            self.echo_intact,
+            self.error
+                .as_ref()
+                .map(|e| format!(", error {e}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// One 1000-byte line of the stream (printable, so the harness reads the echo as lines).
+fn stream_line(i: usize) -> String {
+    let h = hex::encode(hdht_core::crypto::hash(i.to_string().as_bytes()));
+    let mut l = h.repeat(16);
+    l.truncate(999);
+    l.push('\n');
+    l
+}
+
+/// How long a streaming client streams waiting for the upgrade before it ends anyway.
+pub const UPGRADE_WAIT: Duration = Duration::from_secs(35);
+
+/// Runs a client of `imp` at `site` that streams to `server` (an echo) through `relay`: a line
+/// every 50 ms from open until the stream moved to a direct path, then 40 more, then the end;
+/// the echo must be byte-identical (SHA-256).
+pub fn run_stream_client(
+    topo: &mut Topology,
+    imp: Impl,
+    site: Site,
+    server: &mut Server,
+    relay: &Relay,
+    setup: &PeerSetup,
+) -> StreamOutcome {
+    let port = topo.fresh_port().to_string();
+    let boot = topo.bootstrap_arg();
+    let label = format!("{}-stream-client", imp.name());
+    let mut out = StreamOutcome::default();
+    let timeout = UPGRADE_WAIT + Duration::from_secs(30);
+    let result: Result<(), String> = (|| match imp {
+        Impl::Node => {
+            let mut args = vec![
+                "--bootstrap".into(),
+                boot,
+                "--public-key".into(),
+                server.public_key.clone(),
+                "--port".into(),
+                port,
+                "--timeout".into(),
+                (timeout.as_millis() as u64 - 5000).to_string(),
+                "--upgrade-wait".into(),
+                UPGRADE_WAIT.as_millis().to_string(),
+            ];
+            args.extend(setup.flags());
+            let mut p = topo.spawn_node(site, &label, "stream-client.js", &args)?;
+            let connected = p.wait_event(&["connected", "error"], CLIENT_TIMEOUT);
+            let done = p.wait_event(&["done", "error"], timeout);
+            let _ = p.wait_exit(Duration::from_secs(5));
+            out.detail = p.transcript();
+            let c = connected?;
+            if c["event"] != "connected" {
+                return Err(format!("{c}"));
+            }
+            out.connected = true;
+            out.connect_ms = c["connectMs"].as_f64();
+            out.relayed_at_open = c["remoteAddress"].as_str() == Some(relay.address.as_str());
+            out.upgraded_ms = p
+                .wait_event(&["path"], Duration::ZERO)
+                .ok()
+                .filter(|v| v["remoteAddress"].as_str() != Some(relay.address.as_str()))
+                .and_then(|v| v["ms"].as_f64());
+            let d = done?;
+            if d["event"] != "done" {
+                return Err(format!("{d}"));
+            }
+            out.bytes = d["bytes"].as_u64().unwrap_or(0) as usize;
+            out.echo_intact = d["bytes"] == d["echoed"] && d["sentSha256"] == d["echoSha256"];
+            Ok(())
+        }
+        Impl::Rust => {
+            let mut args: Vec<String> = vec![
+                "connect".into(),
+                server.public_key.clone(),
+                "--json".into(),
+                "--bootstrap".into(),
+                boot,
+                "--port".into(),
+                port,
+            ];
+            args.extend(setup.flags());
+            let mut p = topo.spawn(site, &label, &hdht_binary()?, &args)?;
+            let c = p.wait_event(&["connected", "end"], CLIENT_TIMEOUT);
+            let c = match c {
+                Ok(c) if c["event"] == "connected" => c,
+                other => {
+                    let _ = p.wait_exit(Duration::from_secs(5));
+                    out.detail = p.transcript();
+                    return Err(format!("no connection: {other:?}"));
+                }
+            };
+            out.connected = true;
+            out.connect_ms = c["ms"].as_f64();
+            out.relayed_at_open = c["relayPath"] == "relayed";
+            let mut sent = String::new();
+            let started = Instant::now();
+            let mut extra: Option<usize> = None;
+            for i in 0.. {
+                let l = stream_line(i);
+                p.write_stdin(l.as_bytes())?;
+                sent.push_str(&l);
+                std::thread::sleep(Duration::from_millis(50));
+                while let Ok(l) = p.lines_rx.try_recv() {
+                    p.lines.push(l);
+                }
+                if extra.is_none() {
+                    if let Some(ms) = p.lines.iter().find_map(|(_, l)| {
+                        let v: Value = serde_json::from_str(l).ok()?;
+                        (v["event"] == "relayPath" && v["path"] == "upgraded")
+                            .then(|| v["ms"].as_f64())
+                            .flatten()
+                    }) {
+                        out.upgraded_ms = Some(ms);
+                        extra = Some(40);
+                    }
+                }
+                match &mut extra {
+                    Some(0) => break,
+                    Some(n) => *n -= 1,
+                    None if started.elapsed() > UPGRADE_WAIT => break,
+                    None => {}
+                }
+            }
+            p.close_stdin();
+            let status = p.wait_exit(Duration::from_secs(30));
+            out.detail = p.transcript();
+            let status = status?;
+            out.bytes = sent.len();
+            out.echo_intact = p.text(Stream::Stdout) == sent;
+            if !status.success() {
+                return Err(format!("the client exited with {status}"));
+            }
+            Ok(())
+        }
+    })();
+    if let Err(e) = result {
+        out.error = Some(e.lines().next().unwrap_or("").to_string());
+        out.detail.push_str(&e);
+    }
+    // The server's side: did it see the move?
+    let _ = server
+        .proc
+        .wait_event(&["end", "error"], Duration::from_secs(5));
+    while let Ok(l) = server.proc.lines_rx.try_recv() {
+        server.proc.lines.push(l);
+    }
+    out.server_upgraded = server.proc.lines.iter().any(|(_, l)| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            (v["event"] == "relayPath" && v["path"] == "upgraded")
+                || (v["event"] == "remoteChanged"
+                    && v["remoteAddress"].as_str() != Some(relay.address.as_str()))
+        })
+    });
+    out.detail.push_str(&server.proc.transcript());
+    out
 }

@@ -26,7 +26,8 @@
 use std::time::Instant;
 
 use hdht_tests::netns::{
-    run_client, run_pair, start_server, Impl, Nat, Outcome, Site, Topology, LINK_DELAY,
+    run_client, run_pair, run_stream_client, start_relay, start_server, start_server_with, Impl,
+    Nat, Outcome, PeerSetup, Site, Topology, LINK_DELAY,
 };
 
 fn runs(default: usize) -> usize {
@@ -347,4 +348,182 @@ fn kernel_nat_matrix() {
             );
         }
     }
+}
+
+/// Both NATs randomized: no punch can connect them, a blind relay on the public side does.
+/// The server names the relay (`relayThrough`); the relay is Rust for every implementation
+/// pair and Node (blind-relay) for Rust ⇄ Rust. One topology, one run after another.
+#[test]
+fn kernel_nat_random_pair_through_relay() {
+    let t0 = Instant::now();
+    let mut topo = Topology::up();
+    topo.set_nat(Site::A, Nat::Random).expect("set NAT");
+    topo.set_nat(Site::B, Nat::Random).expect("set NAT");
+    let rust_relay = start_relay(&mut topo, Impl::Rust).expect("the Rust relay");
+    let node_relay = start_relay(&mut topo, Impl::Node).expect("the Node relay");
+    let mut failures = Vec::new();
+    for (relay, server_imp, client_imp) in [
+        (&rust_relay, Impl::Rust, Impl::Rust),
+        (&rust_relay, Impl::Node, Impl::Rust),
+        (&rust_relay, Impl::Rust, Impl::Node),
+        (&node_relay, Impl::Rust, Impl::Rust),
+    ] {
+        let setup = PeerSetup {
+            relay_through: Some(relay.public_key.clone()),
+            ..PeerSetup::default()
+        };
+        let what = format!("through the {} relay", relay.imp.name());
+        let mut server = match start_server_with(&mut topo, server_imp, Site::A, &setup) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{what}: {} server: {e}", server_imp.name()));
+                continue;
+            }
+        };
+        let o = run_client(&mut topo, client_imp, Site::B, &mut server);
+        eprintln!("{what}: {}", o.summary());
+        if !o.connected {
+            failures.push(format!("{what}: {}\n{}", o.summary(), o.detail));
+            continue;
+        }
+        // A Rust server reports the path it accepted the connection on.
+        if server_imp == Impl::Rust {
+            let path = server
+                .proc
+                .wait_event(&["connection"], std::time::Duration::from_secs(5))
+                .map(|v| v["relayPath"].clone());
+            if !matches!(&path, Ok(p) if p == "relayed") {
+                failures.push(format!(
+                    "{what}: {}: the server did not accept through the relay: {path:?}\n{}",
+                    o.summary(),
+                    o.detail
+                ));
+            }
+        }
+    }
+    drop(topo);
+    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
+    assert!(
+        failures.is_empty(),
+        "{} run(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The relay → direct upgrade, live: the server behind a consistent NAT (A), the client
+/// behind a random one (B) — a pair that can punch — and a Rust relay on the public side that
+/// the server names. One node of the pair defers its random punches (hyperdht's
+/// `deferRandomPunch` with `randomPunchInterval`), so the connection opens through the relay;
+/// the deferred side (the client's own throttle, or the server answering TRY_LATER) punches
+/// 10–20 s later and the same stream moves to the direct path. The client streams a line every
+/// 50 ms across the switch; the echo must be byte-identical (SHA-256), the client must have
+/// opened relayed and then moved, and the server must have seen its stream move.
+///
+/// - Rust server, Rust client (the client defers: its own throttle delays the punch round);
+/// - Node server (defers: answers TRY_LATER with a relay token), Rust client;
+/// - Rust server (defers: answers TRY_LATER), Node client.
+///
+/// The three run at once, each in a topology of its own (~15–30 s, mostly the reference's
+/// 10–20 s `tryLater` wait).
+#[test]
+fn kernel_nat_relay_then_direct_upgrade() {
+    let t0 = Instant::now();
+    let client_defers = PeerSetup {
+        defer_random_punch: true,
+        random_punch_interval_ms: Some(8_000),
+        ..PeerSetup::default()
+    };
+    let server_defers = PeerSetup {
+        defer_random_punch: true,
+        random_punch_interval_ms: Some(20_000),
+        ..PeerSetup::default()
+    };
+    let cases = [
+        (Impl::Rust, Impl::Rust, false),
+        (Impl::Node, Impl::Rust, true),
+        (Impl::Rust, Impl::Node, true),
+    ];
+    let results: Vec<Result<Vec<String>, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = cases
+            .iter()
+            .map(|&(server_imp, client_imp, server_deferred)| {
+                let (client_defers, server_defers) = (&client_defers, &server_defers);
+                std::thread::Builder::new()
+                    .name(format!("{}-{}", server_imp.name(), client_imp.name()))
+                    .spawn_scoped(scope, move || {
+                        let mut topo = Topology::up();
+                        topo.set_nat(Site::A, Nat::Consistent).expect("set NAT");
+                        topo.set_nat(Site::B, Nat::Random).expect("set NAT");
+                        let what = format!(
+                            "{} server{} × {} client{}",
+                            server_imp.name(),
+                            if server_deferred { " (deferring)" } else { "" },
+                            client_imp.name(),
+                            if server_deferred { "" } else { " (deferring)" },
+                        );
+                        let relay = match start_relay(&mut topo, Impl::Rust) {
+                            Ok(r) => r,
+                            Err(e) => return vec![format!("{what}: the relay: {e}")],
+                        };
+                        let mut setup = if server_deferred {
+                            server_defers.clone()
+                        } else {
+                            PeerSetup::default()
+                        };
+                        setup.relay_through = Some(relay.public_key.clone());
+                        let mut server =
+                            match start_server_with(&mut topo, server_imp, Site::A, &setup) {
+                                Ok(s) => s,
+                                Err(e) => return vec![format!("{what}: the server: {e}")],
+                            };
+                        let csetup = if server_deferred {
+                            PeerSetup::default()
+                        } else {
+                            client_defers.clone()
+                        };
+                        let o = run_stream_client(
+                            &mut topo,
+                            client_imp,
+                            Site::B,
+                            &mut server,
+                            &relay,
+                            &csetup,
+                        );
+                        eprintln!("{what}: {}", o.summary());
+                        let ok = o.connected
+                            && o.error.is_none()
+                            && o.relayed_at_open
+                            && o.upgraded_ms.is_some()
+                            && o.server_upgraded
+                            && o.echo_intact
+                            && o.bytes > 0;
+                        if ok {
+                            Vec::new()
+                        } else {
+                            vec![format!("{what}: {}\n{}", o.summary(), o.detail)]
+                        }
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(panic_message))
+            .collect()
+    });
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(f) => failures.extend(f),
+            Err(panic) => failures.push(panic),
+        }
+    }
+    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
