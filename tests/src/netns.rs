@@ -742,7 +742,11 @@ impl Proc {
     /// The last lines of output, for error messages.
     pub fn transcript(&self) -> String {
         let mut s = String::new();
-        let skip = self.lines.len().saturating_sub(60);
+        let keep = std::env::var("HDHT_NETNS_TRANSCRIPT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
+        let skip = self.lines.len().saturating_sub(keep);
         for (st, l) in &self.lines[skip..] {
             let tag = if *st == Stream::Stdout { "out" } else { "err" };
             let l: String = l.chars().take(400).collect();
@@ -1259,6 +1263,11 @@ impl PeerSetup {
     }
 }
 
+/// `-v` for `hdht` when `HDHT_NETNS_VERBOSE` is set (its debug log in failure transcripts).
+fn verbose() -> Option<String> {
+    std::env::var_os("HDHT_NETNS_VERBOSE").map(|_| "-v".to_string())
+}
+
 /// Starts an echo server of `imp` at `site`.
 pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server, String> {
     start_server_with(topo, imp, site, &PeerSetup::default())
@@ -1308,6 +1317,7 @@ pub fn start_server_with(
                 args.extend(["--host".into(), PUBLIC_HOST.into()]);
             }
             args.extend(setup.flags());
+            args.extend(verbose());
             topo.spawn(site, &label, &bin, &args)?
         }
     };
@@ -1735,6 +1745,7 @@ pub fn run_stream_client(
                 port,
             ];
             args.extend(setup.flags());
+            args.extend(verbose());
             let mut p = topo.spawn(site, &label, &hdht_binary()?, &args)?;
             let c = p.wait_event(&["connected", "end"], CLIENT_TIMEOUT);
             let c = match c {

@@ -413,19 +413,18 @@ fn kernel_nat_random_pair_through_relay() {
 
 /// The relay → direct upgrade, live: the server behind a consistent NAT (A), the client
 /// behind a random one (B) — a pair that can punch — and a Rust relay on the public side that
-/// the server names. One node of the pair defers its random punches (hyperdht's
-/// `deferRandomPunch` with `randomPunchInterval`), so the connection opens through the relay;
-/// the deferred side (the client's own throttle, or the server answering TRY_LATER) punches
-/// 10–20 s later and the same stream moves to the direct path. The client streams a line every
-/// 50 ms across the switch; the echo must be byte-identical (SHA-256), the client must have
-/// opened relayed and then moved, and the server must have seen its stream move.
+/// the server names. The client defers its random punches (hyperdht's `deferRandomPunch` with
+/// `randomPunchInterval`), so its punch round waits: it tells the server its state once, the
+/// connection opens through the relay meanwhile, and 10–20 s later (the reference's `tryLater`)
+/// it punches through the server's relay and the same stream moves to the direct path. The
+/// client streams a line every 50 ms across the switch; the echo must be byte-identical
+/// (SHA-256), the client must have opened relayed and then moved, and the server must have
+/// seen its stream move. Rust ⇄ Rust, Node server × Rust client, Rust server × Node client,
+/// at once, each in a topology of its own (~25–45 s, mostly the 10–20 s wait).
 ///
-/// - Rust server, Rust client (the client defers: its own throttle delays the punch round);
-/// - Node server (defers: answers TRY_LATER with a relay token), Rust client;
-/// - Rust server (defers: answers TRY_LATER), Node client.
-///
-/// The three run at once, each in a topology of its own (~15–30 s, mostly the reference's
-/// 10–20 s `tryLater` wait).
+/// (A server that defers instead answers TRY_LATER; the client's delayed round then carries no
+/// token, so no address of the server is verified and a random NAT cannot punch:
+/// REMOTE_NOT_HOLEPUNCHABLE, in hyperdht 6.34.0 as here — the relay keeps the connection.)
 #[test]
 fn kernel_nat_relay_then_direct_upgrade() {
     let t0 = Instant::now();
@@ -434,21 +433,23 @@ fn kernel_nat_relay_then_direct_upgrade() {
         random_punch_interval_ms: Some(8_000),
         ..PeerSetup::default()
     };
-    let server_defers = PeerSetup {
-        defer_random_punch: true,
-        random_punch_interval_ms: Some(20_000),
-        ..PeerSetup::default()
-    };
-    let cases = [
-        (Impl::Rust, Impl::Rust, false),
-        (Impl::Node, Impl::Rust, true),
-        (Impl::Rust, Impl::Node, true),
+    let mut cases = vec![
+        (Impl::Rust, Impl::Rust),
+        (Impl::Node, Impl::Rust),
+        (Impl::Rust, Impl::Node),
     ];
+    // `HDHT_NETNS_CASE=N` runs only case N (debugging).
+    if let Some(n) = std::env::var("HDHT_NETNS_CASE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        cases = vec![cases[n]];
+    }
     let results: Vec<Result<Vec<String>, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = cases
             .iter()
-            .map(|&(server_imp, client_imp, server_deferred)| {
-                let (client_defers, server_defers) = (&client_defers, &server_defers);
+            .map(|&(server_imp, client_imp)| {
+                let client_defers = &client_defers;
                 std::thread::Builder::new()
                     .name(format!("{}-{}", server_imp.name(), client_imp.name()))
                     .spawn_scoped(scope, move || {
@@ -456,39 +457,30 @@ fn kernel_nat_relay_then_direct_upgrade() {
                         topo.set_nat(Site::A, Nat::Consistent).expect("set NAT");
                         topo.set_nat(Site::B, Nat::Random).expect("set NAT");
                         let what = format!(
-                            "{} server{} × {} client{}",
+                            "{} server (consistent NAT) × {} client (random NAT, deferring)",
                             server_imp.name(),
-                            if server_deferred { " (deferring)" } else { "" },
                             client_imp.name(),
-                            if server_deferred { "" } else { " (deferring)" },
                         );
                         let relay = match start_relay(&mut topo, Impl::Rust) {
                             Ok(r) => r,
                             Err(e) => return vec![format!("{what}: the relay: {e}")],
                         };
-                        let mut setup = if server_deferred {
-                            server_defers.clone()
-                        } else {
-                            PeerSetup::default()
+                        let setup = PeerSetup {
+                            relay_through: Some(relay.public_key.clone()),
+                            ..PeerSetup::default()
                         };
-                        setup.relay_through = Some(relay.public_key.clone());
                         let mut server =
                             match start_server_with(&mut topo, server_imp, Site::A, &setup) {
                                 Ok(s) => s,
                                 Err(e) => return vec![format!("{what}: the server: {e}")],
                             };
-                        let csetup = if server_deferred {
-                            PeerSetup::default()
-                        } else {
-                            client_defers.clone()
-                        };
                         let o = run_stream_client(
                             &mut topo,
                             client_imp,
                             Site::B,
                             &mut server,
                             &relay,
-                            &csetup,
+                            client_defers,
                         );
                         eprintln!("{what}: {}", o.summary());
                         let ok = o.connected

@@ -98,6 +98,11 @@ impl ServerPunch {
         self.conn
     }
 
+    /// No prepunch window any more (the connection runs through a blind relay).
+    pub(crate) fn clear_prepunch(&mut self) {
+        self.prepunch = None;
+    }
+
     /// Whether the puncher owns `socket`.
     pub(crate) fn owns_socket(&self, socket: udx::SocketId) -> bool {
         self.puncher.owns_socket(socket)

@@ -774,6 +774,17 @@ impl Server {
             .any(|h| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
     }
 
+    /// The blind relay paired connection `conn`: its punch no longer has to start within the
+    /// prepunch window (the reference clears `prepunching` then) — the client may ask to punch
+    /// 10–20 s later, after a TRY_LATER or its own throttle.
+    pub(crate) fn relay_paired_for(&mut self, conn: ConnId) {
+        for h in self.handshakes.values_mut() {
+            if let Some(p) = h.punch.as_mut().filter(|p| p.conn() == conn) {
+                p.clear_prepunch();
+            }
+        }
+    }
+
     /// Whether a relay round is due.
     pub(crate) fn relay_round_due(&self, now: Instant) -> bool {
         self.announcer.round_due(now)
