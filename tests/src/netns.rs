@@ -1352,6 +1352,9 @@ pub struct Outcome {
     pub connected: bool,
     /// As the client reports it: from `connect()` (after its DHT bootstrapped) to open.
     pub connect_ms: Option<f64>,
+    /// From `connect()` (after the bootstrap) to the first echoed byte (Node: the whole
+    /// 30-byte echo).
+    pub first_byte_ms: Option<f64>,
     /// Client process start to exit.
     pub wall: Duration,
     /// Server process start to `listening` (bootstrapped and announced).
@@ -1436,6 +1439,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
         client_nat: topo.nat(site),
         connected: false,
         connect_ms: None,
+        first_byte_ms: None,
         wall: Duration::ZERO,
         server_ready: Some(server.ready_time),
         error: None,
@@ -1472,6 +1476,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
             if v["event"] == "connected" {
                 out.connected = true;
                 out.connect_ms = v["connectMs"].as_f64();
+                out.first_byte_ms = v["echoMs"].as_f64();
             } else {
                 out.error = Some(
                     v["code"]
@@ -1484,7 +1489,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
         }
         Impl::Rust => {
             let bin = hdht_binary()?;
-            let args: Vec<String> = vec![
+            let mut args: Vec<String> = vec![
                 "connect".into(),
                 server.public_key.clone(),
                 "--json".into(),
@@ -1493,6 +1498,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
                 "--port".into(),
                 port,
             ];
+            args.extend(verbose());
             let mut p = topo.spawn(site, &label, &bin, &args)?;
             p.write_stdin(MESSAGE)?;
             p.close_stdin();
@@ -1501,7 +1507,13 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
             out.detail = p.transcript();
             let status = status?;
             let connected = p.wait_event(&["connected"], Duration::ZERO).ok();
-            out.connect_ms = connected.as_ref().and_then(|v| v["ms"].as_f64());
+            out.connect_ms = connected
+                .as_ref()
+                .and_then(|v| v["connectMs"].as_f64().or_else(|| v["ms"].as_f64()));
+            out.first_byte_ms = p
+                .wait_event(&["firstByte"], Duration::ZERO)
+                .ok()
+                .and_then(|v| v["ms"].as_f64());
             let echoed = p.text(Stream::Stdout).as_bytes() == MESSAGE;
             if status.success() && echoed {
                 out.connected = true;
@@ -1564,6 +1576,7 @@ pub fn run_pair(
             client_nat,
             connected: false,
             connect_ms: None,
+            first_byte_ms: None,
             wall: Duration::ZERO,
             server_ready: None,
             error: Some(format!(
@@ -1819,5 +1832,92 @@ pub fn run_stream_client(
         })
     });
     out.detail.push_str(&server.proc.transcript());
+    out
+}
+
+/// CPU seconds (user + system) a process used so far, from /proc/PID/stat.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ
+}
+
+/// Resident memory of a process in KiB, from /proc/PID/status.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Spawns `hdht connect` toward `server` at `site` (extra args appended), stdin left open.
+pub fn spawn_rust_client(
+    topo: &mut Topology,
+    site: Site,
+    server: &Server,
+    label: &str,
+) -> Result<Proc, String> {
+    let port = topo.fresh_port().to_string();
+    let args: Vec<String> = vec![
+        "connect".into(),
+        server.public_key.clone(),
+        "--json".into(),
+        "--bootstrap".into(),
+        topo.bootstrap_arg(),
+        "--port".into(),
+        port,
+    ];
+    topo.spawn(site, label, &hdht_binary()?, &args)
+}
+
+/// Starts `hdht listen` (one connection piped to stdout, no echo) at `site` naming `relay`.
+pub fn start_rust_sink(topo: &mut Topology, site: Site, relay: &Relay) -> Result<Server, String> {
+    let seed = random_seed();
+    let port = topo.fresh_port().to_string();
+    let args: Vec<String> = vec![
+        "listen".into(),
+        "--json".into(),
+        "--bootstrap".into(),
+        topo.bootstrap_arg(),
+        "--seed".into(),
+        seed,
+        "--port".into(),
+        port,
+        "--relay-through".into(),
+        relay.public_key.clone(),
+    ];
+    let mut proc = topo.spawn(site, "rust-sink", &hdht_binary()?, &args)?;
+    let listening = proc.wait_event(&["listening", "error"], SERVER_TIMEOUT)?;
+    let public_key = listening["publicKey"]
+        .as_str()
+        .ok_or_else(|| format!("sink failed: {listening}\n{}", proc.transcript()))?
+        .to_string();
+    Ok(Server {
+        imp: Impl::Rust,
+        site,
+        public_key,
+        listening,
+        ready_time: proc.elapsed(),
+        proc,
+    })
+}
+
+/// `bytes` of printable payload in 1000-byte lines (the harness reads outputs as lines).
+pub fn hex_payload(bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes);
+    let mut i = 0usize;
+    while out.len() < bytes {
+        out.extend_from_slice(stream_line(i).as_bytes());
+        i += 1;
+    }
+    out.truncate(bytes);
+    if let Some(l) = out.last_mut() {
+        *l = b'\n';
+    }
     out
 }

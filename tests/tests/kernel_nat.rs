@@ -382,6 +382,9 @@ fn kernel_nat_random_pair_through_relay() {
         };
         let o = run_client(&mut topo, client_imp, Site::B, &mut server);
         eprintln!("{what}: {}", o.summary());
+        if std::env::var_os("HDHT_NETNS_SHOW").is_some() {
+            eprintln!("{}", o.detail);
+        }
         if !o.connected {
             failures.push(format!("{what}: {}\n{}", o.summary(), o.detail));
             continue;
@@ -517,5 +520,177 @@ fn kernel_nat_relay_then_direct_upgrade() {
         "{} problem(s):\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Benchmark (a measurement; fails only if the setup breaks): blind relaying through real
+/// kernel NATs, both randomizing (so the relay is the only path), 20 ms each way on each NAT
+/// link, relays on the public side. Rust and Node side by side in one run:
+///
+/// 1. connect() → first echoed byte, `HDHT_NETNS_RUNS` runs (default 5), interleaved: a Rust
+///    client and server through the Rust relay vs a Node client and server through the Node
+///    (blind-relay) relay;
+/// 2. relay forwarding: the same pair (Rust client → Rust sink) moves `HDHT_RELAY_BENCH_MIB`
+///    MiB (default 64) through each relay; the relay process's CPU-s per GiB and MB/s (the
+///    delay pumps run in this test process and cap the rate: compare CPU, not MB/s);
+/// 3. relay memory per relayed pair: RSS of a fresh relay process before and with
+///    `HDHT_RELAY_BENCH_PAIRS` (default 16) connections held open through it.
+///
+/// `cargo test -p hdht-tests --test kernel_nat -- --ignored --nocapture kernel_nat_relay_bench`
+#[test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+fn kernel_nat_relay_bench() {
+    use hdht_tests::netns::{
+        cpu_seconds, hex_payload, rss_kib, spawn_rust_client, start_rust_sink,
+    };
+    use std::time::Duration;
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let n = runs(5);
+    let mut topo = Topology::up();
+    topo.set_nat(Site::A, Nat::Random).expect("set NAT");
+    topo.set_nat(Site::B, Nat::Random).expect("set NAT");
+    println!("{}", topo.describe());
+    let rust_relay = start_relay(&mut topo, Impl::Rust).expect("the Rust relay");
+    let node_relay = start_relay(&mut topo, Impl::Node).expect("the Node relay");
+
+    // 1. connect() → first echoed byte.
+    let mut first = [Vec::new(), Vec::new()];
+    let mut open = [Vec::new(), Vec::new()];
+    for _ in 0..n {
+        for (k, imp, relay) in [(0, Impl::Rust, &rust_relay), (1, Impl::Node, &node_relay)] {
+            let setup = PeerSetup {
+                relay_through: Some(relay.public_key.clone()),
+                ..PeerSetup::default()
+            };
+            let mut server =
+                start_server_with(&mut topo, imp, Site::A, &setup).expect("the echo server");
+            let o = run_client(&mut topo, imp, Site::B, &mut server);
+            println!("  {}: first echo {:?} ms", o.summary(), o.first_byte_ms);
+            assert!(o.connected, "{}\n{}", o.summary(), o.detail);
+            first[k].extend(o.first_byte_ms);
+            open[k].extend(o.connect_ms);
+        }
+    }
+    let (rf, nf) = (median(&mut first[0]), median(&mut first[1]));
+    let (ro, no) = (median(&mut open[0]), median(&mut open[1]));
+    println!(
+        "connect() → first echo, random × random through a relay (kernel NATs), median of {n}: \
+         Rust {rf:.0} ms, Node {nf:.0} ms (Rust/Node {:.2}×); open: Rust {ro:.0} ms, Node {no:.0} ms",
+        rf / nf
+    );
+
+    // 2. Forwarding throughput and CPU.
+    let mib = env("HDHT_RELAY_BENCH_MIB", 64);
+    let payload = hex_payload(mib << 20);
+    let mut cpu = [0.0; 2];
+    for (k, relay) in [(0, &rust_relay), (1, &node_relay)] {
+        let mut sink = start_rust_sink(&mut topo, Site::A, relay).expect("the sink");
+        sink.proc.close_stdin();
+        let mut client =
+            spawn_rust_client(&mut topo, Site::B, &sink, "rust-sender").expect("the client");
+        let c = client
+            .wait_event(&["connected", "end"], Duration::from_secs(40))
+            .expect("connected");
+        assert_eq!(c["event"], "connected", "{}", client.transcript());
+        assert_eq!(c["relayPath"], "relayed", "{c}");
+        let cpu0 = cpu_seconds(relay.proc.pid()).expect("relay CPU");
+        let t = Instant::now();
+        client.write_stdin(&payload).expect("write");
+        client.close_stdin();
+        let st = client
+            .wait_exit(Duration::from_secs(600))
+            .expect("the transfer ends");
+        let secs = t.elapsed().as_secs_f64();
+        let used = cpu_seconds(relay.proc.pid()).expect("relay CPU") - cpu0;
+        assert!(st.success(), "{}", client.transcript());
+        let end = sink
+            .proc
+            .wait_event(&["end"], Duration::from_secs(30))
+            .expect("the sink's end");
+        assert_eq!(end["bytesReceived"], payload.len() as u64, "{end}");
+        let gib = payload.len() as f64 / (1u64 << 30) as f64;
+        cpu[k] = used / gib;
+        println!(
+            "  {} relay: {mib} MiB in {secs:.2} s ({:.1} MB/s), relay CPU {used:.2} s = {:.2} CPU-s/GiB",
+            relay.imp.name(),
+            payload.len() as f64 / secs / 1e6,
+            cpu[k]
+        );
+    }
+    println!(
+        "relay forwarding CPU-s/GiB: Rust {:.2}, Node {:.2} (Node/Rust {:.2}× — Rust uses {:.0}% of Node's CPU per byte)",
+        cpu[0],
+        cpu[1],
+        cpu[1] / cpu[0],
+        100.0 * cpu[0] / cpu[1]
+    );
+    drop(rust_relay);
+    drop(node_relay);
+
+    // 3. Memory per relayed pair, on fresh relays.
+    let pairs = env("HDHT_RELAY_BENCH_PAIRS", 16);
+    let mut per_pair = [0.0; 2];
+    for (k, imp) in [(0, Impl::Rust), (1, Impl::Node)] {
+        let relay = start_relay(&mut topo, imp).expect("a fresh relay");
+        let setup = PeerSetup {
+            relay_through: Some(relay.public_key.clone()),
+            ..PeerSetup::default()
+        };
+        let server =
+            start_server_with(&mut topo, Impl::Rust, Site::A, &setup).expect("the echo server");
+        // Warm-up: one pair, then the baseline.
+        let mut warm = spawn_rust_client(&mut topo, Site::B, &server, "warm").expect("client");
+        warm.wait_event(&["connected"], Duration::from_secs(40))
+            .expect("warm-up connected");
+        std::thread::sleep(Duration::from_secs(1));
+        let rss0 = rss_kib(relay.proc.pid()).expect("RSS");
+        let mut clients = Vec::new();
+        for i in 0..pairs {
+            clients.push(
+                spawn_rust_client(&mut topo, Site::B, &server, &format!("c{i}")).expect("client"),
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut relayed = 0usize;
+        for c in &mut clients {
+            match c.wait_event(&["connected"], Duration::from_secs(60)) {
+                Ok(v) if v["relayPath"] == "relayed" => relayed += 1,
+                other => println!("  a pair did not relay: {other:?}"),
+            }
+        }
+        assert!(
+            relayed > 0,
+            "no pair relayed through the {} relay",
+            imp.name()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let rss1 = rss_kib(relay.proc.pid()).expect("RSS");
+        per_pair[k] = (rss1 as f64 - rss0 as f64) / relayed as f64;
+        println!(
+            "  {} relay: RSS {rss0} KiB with 1 pair, {rss1} KiB with {} more ({relayed} of {pairs} relayed): {:.1} KiB per pair",
+            imp.name(),
+            relayed,
+            per_pair[k]
+        );
+        drop(clients);
+        drop(warm);
+    }
+    println!(
+        "relay memory per relayed pair: Rust {:.1} KiB, Node {:.1} KiB",
+        per_pair[0], per_pair[1]
     );
 }

@@ -70,12 +70,15 @@ enum PipeEvent {
         #[serde(skip_serializing_if = "Option::is_none")]
         relay_path: Option<&'static str>,
     },
-    /// `connect`: the connection is open, `ms` after the connect started.
+    /// `connect`: the connection is open, `ms` after the connect started (the node's
+    /// bootstrap included; `connectMs`: from the `connect()` call on, after the bootstrap).
     Connected {
         remote_public_key: String,
         public_key: String,
         handshake_hash: String,
         ms: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        connect_ms: Option<f64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         relay_path: Option<&'static str>,
     },
@@ -96,6 +99,9 @@ enum PipeEvent {
         ms: f64,
         error: Option<String>,
     },
+    /// `connect`, at the end: the first byte from the peer came `ms` after the `connect()` call
+    /// (after the node's bootstrap) — with an echoing peer, connect-to-first-echo.
+    FirstByte { ms: f64 },
 }
 
 /// The node `listen` and `connect` work through: adaptive (as the reference's default), on
@@ -417,8 +423,10 @@ async fn connect(
     };
     let remote = args.public_key;
     let t0 = Instant::now();
+    let mut t_connect = t0;
     let conn = until_signal(shutdown, async {
         bootstrapped(dht).await?;
+        t_connect = Instant::now();
         dht.connect_with(remote, opts)
             .await
             .map_err(|e| Error::from_err(&format!("cannot connect to {}", hex::encode(remote)), &e))
@@ -430,6 +438,7 @@ async fn connect(
         public_key: hex::encode(conn.public_key()),
         handshake_hash: hex::encode(conn.handshake_hash()),
         ms,
+        connect_ms: Some(ms_since(t_connect)),
         relay_path: conn.relay_path().map(path_name),
     };
     out.emit(&ev, || {
@@ -448,6 +457,12 @@ async fn connect(
         w.abort();
     }
     let error = result.as_ref().err().map(ToString::to_string);
+    if let Some(first) = counts.first_byte {
+        let ms = first.saturating_duration_since(t_connect).as_secs_f64() * 1e3;
+        out.emit(&PipeEvent::FirstByte { ms }, || {
+            format!("the first byte came {ms:.2} ms after connect()")
+        });
+    }
     emit_end(out, remote, counts, opened, error);
     result.map_err(|e| e.failure())
 }
@@ -459,6 +474,8 @@ async fn connect(
 struct Counts {
     received: u64,
     sent: u64,
+    /// When the first byte from the peer was read.
+    first_byte: Option<Instant>,
 }
 
 /// Where our direction's bytes come from.
@@ -523,6 +540,7 @@ struct Counters {
     /// reports bytes that did not reach stdout).
     received: Arc<AtomicU64>,
     sent: Cell<u64>,
+    first_byte: Cell<Option<Instant>>,
 }
 
 /// stdin → the connection (ended at the end of stdin) and the connection → stdout, at once;
@@ -545,7 +563,7 @@ async fn pipe(conn: Connection, stdin: Stdin, shutdown: &mut Shutdown) -> (Count
     let (mut rd, mut wr) = tokio::io::split(conn);
     let transfer = async {
         tokio::try_join!(
-            to_stdout(&mut rd, &chunks, &spare),
+            to_stdout(&mut rd, &chunks, &spare, &counters.first_byte),
             from_stdin(&mut wr, stdin, &counters.sent, broken)
         )?;
         done.await
@@ -577,6 +595,7 @@ async fn pipe(conn: Connection, stdin: Stdin, shutdown: &mut Shutdown) -> (Count
     }
     let counts = Counts {
         received: counters.received.load(Ordering::Relaxed),
+        first_byte: counters.first_byte.get(),
         sent: counters.sent.get(),
     };
     (counts, result)
@@ -595,6 +614,7 @@ async fn to_stdout(
     rd: &mut (impl AsyncRead + Unpin),
     chunks: &mpsc::Sender<Vec<u8>>,
     spare: &std::sync::mpsc::Receiver<Vec<u8>>,
+    first_byte: &Cell<Option<Instant>>,
 ) -> io::Result<()> {
     loop {
         // A chunk the writer is done with, or a new one: never an allocation per chunk (a
@@ -605,7 +625,11 @@ async fn to_stdout(
         buf.clear();
         match rd.read_buf(&mut buf).await {
             Ok(0) => return Ok(()),
-            Ok(_) => {}
+            Ok(_) => {
+                if first_byte.get().is_none() {
+                    first_byte.set(Some(Instant::now()));
+                }
+            }
             Err(e) => return Err(context("reading from the peer")(e)),
         }
         if chunks.send(buf).await.is_err() {
@@ -788,6 +812,7 @@ mod tests {
             public_key: "aa".into(),
             handshake_hash: "cc".into(),
             ms: 1.5,
+            connect_ms: None,
             relay_path: None,
         };
         assert_eq!(
@@ -799,6 +824,7 @@ mod tests {
             public_key: "aa".into(),
             handshake_hash: "cc".into(),
             ms: 1.5,
+            connect_ms: None,
             relay_path: Some(path_name(RelayPath::Relayed)),
         };
         assert_eq!(

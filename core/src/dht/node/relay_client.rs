@@ -71,6 +71,8 @@ pub(crate) struct RelayLink {
     confirm_direct: bool,
     /// The empty UDX message announcing the direct path was sent.
     announced: bool,
+    /// The first packet through the relay arrived (what we sent before it was resent).
+    heard_through_relay: bool,
     /// The application connection closed over the relay: the relay connection ends then
     /// (after the stream's last acknowledgements crossed it).
     end_at: Option<Instant>,
@@ -174,6 +176,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 server,
                 confirm_direct: false,
                 announced: false,
+                heard_through_relay: false,
                 end_at: None,
             },
         );
@@ -498,8 +501,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         true
     }
 
-    /// A packet was consumed by `stream_id` on its attached socket: after a move to the direct
-    /// path, the first one ends the relay connection.
+    /// A packet was consumed by `stream_id` on its attached socket. The first one through the
+    /// relay: what we sent before is resent now — a blind relay drops packets for a peer until
+    /// that peer's first packet reached it (both relays attach a relay stream to the address
+    /// of its first packet), and one side's first packets always hit that window; without
+    /// this they wait for the first RTO (1 s). After a move to the direct path, the first
+    /// direct one ends the relay connection (after a linger).
     pub(super) fn relay_consumed(
         &mut self,
         stream_id: u32,
@@ -509,9 +516,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Some(app) = self.conns.by_stream(stream_id) else {
             return;
         };
-        let Some(l) = self.relay_links.get(&app) else {
+        let Some(l) = self.relay_links.get_mut(&app) else {
             return;
         };
+        if l.path == RelayPath::Relayed && !l.heard_through_relay && l.via == Some((socket, from)) {
+            l.heard_through_relay = true;
+            if let Some(s) = self.conns.udx.get_mut(stream_id) {
+                s.resend_in_flight();
+            }
+            return;
+        }
         if l.confirm_direct && l.via != Some((socket, from)) {
             // Not at once: what the peer sent through the relay before its own move may still
             // be resent there (its move waits for those acknowledgements).
