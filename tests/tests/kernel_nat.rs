@@ -485,7 +485,11 @@ fn kernel_nat_relay_then_direct_upgrade() {
                             &relay,
                             client_defers,
                         );
-                        eprintln!("{what}: {}", o.summary());
+                        eprintln!(
+                            "{what} (done after {:.1} s): {}",
+                            t0.elapsed().as_secs_f64(),
+                            o.summary()
+                        );
                         let ok = o.connected
                             && o.error.is_none()
                             && o.relayed_at_open
