@@ -1770,7 +1770,7 @@ pub fn run_stream_client(
                 }
             };
             out.connected = true;
-            out.connect_ms = c["ms"].as_f64();
+            out.connect_ms = c["connectMs"].as_f64().or_else(|| c["ms"].as_f64());
             out.relayed_at_open = c["relayPath"] == "relayed";
             let mut sent = String::new();
             let started = Instant::now();
