@@ -45,6 +45,18 @@ pub struct GlobalOpts {
     /// `RUST_LOG=hdht_core=debug`) takes precedence. With `--json` log lines are JSON too.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// `listen`, `connect`, `relay`: the least time in milliseconds between two punches of
+    /// the node where a NAT randomizes (hyperdht's `randomPunchInterval`, default 20000). A
+    /// punch that must wait fails, unless a blind relay carries the connection meanwhile: it
+    /// then punches 10–20 s later and the stream moves to the direct path.
+    #[arg(long, global = true, value_name = "MS")]
+    pub random_punch_interval: Option<u64>,
+
+    /// `listen`, `connect`, `relay`: the first such punch also waits that long from the
+    /// node's start (hyperdht's `deferRandomPunch`).
+    #[arg(long, global = true)]
+    pub defer_random_punch: bool,
 }
 
 impl GlobalOpts {

@@ -19,7 +19,7 @@ pub use crate::{
 pub use hdht_core::connect::ConnectError;
 pub use hdht_core::dht::{ConnError, ConnectOptions, ServerOptions, TransportInfo};
 // Blind relaying.
-pub use crate::BlindRelay;
+pub use crate::{BlindRelay, RelayPathWatch};
 pub use hdht_core::dht::{RelayPath, RelayServiceStats};
 pub use hdht_core::relay::{ForwardStats, RelayCallback, RelayLimits, RelaySelector, RelayStats};
 // Keys and hashes.

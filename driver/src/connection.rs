@@ -421,6 +421,22 @@ impl Drop for Connecting {
     }
 }
 
+/// Reads one connection's [`RelayPath`](hdht_core::dht::RelayPath)
+/// ([`Connection::relay_path_watch`]).
+#[derive(Debug, Clone)]
+pub struct RelayPathWatch {
+    shared: Shared,
+    conn: ConnId,
+}
+
+impl RelayPathWatch {
+    /// The connection's path now, as [`Connection::relay_path`]; `None` once it is gone or if
+    /// it never tried a relay.
+    pub fn get(&self) -> Option<hdht_core::dht::RelayPath> {
+        self.shared.with_node(|n| n.conn_relay_path(self.conn))
+    }
+}
+
 /// An end-to-end encrypted connection to a peer, reached by public key.
 #[derive(Debug)]
 pub struct Connection {
@@ -479,6 +495,15 @@ impl Connection {
     /// punch moved the same stream to a direct path.
     pub fn relay_path(&self) -> Option<hdht_core::dht::RelayPath> {
         self.shared.with_node(|n| n.conn_relay_path(self.conn))
+    }
+
+    /// A handle that reads [`relay_path`](Self::relay_path) while the connection itself is
+    /// elsewhere (split into halves, moved into a task): to watch the relay → direct upgrade.
+    pub fn relay_path_watch(&self) -> RelayPathWatch {
+        RelayPathWatch {
+            shared: self.shared.clone(),
+            conn: self.conn,
+        }
     }
 
     /// Whether the connection's bytes cross a blind relay now.

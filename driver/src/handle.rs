@@ -68,6 +68,7 @@ pub fn build_node(
         connection_budget: opts.connection_budget,
     };
     let mut node = Node::new(dht, rng, now);
+    node.set_random_punch_limits(now, opts.random_punch_interval, opts.defer_random_punch);
     if let Some(kp) = opts.default_key_pair() {
         node.set_default_key_pair(kp);
     }

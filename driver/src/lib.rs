@@ -33,7 +33,7 @@ pub mod udp;
 
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
 pub use clock::Clock;
-pub use connection::{Closed, Connecting, Connection, Server, ServerClosed};
+pub use connection::{Closed, Connecting, Connection, RelayPathWatch, Server, ServerClosed};
 pub use error::DhtError;
 pub use firewall::{Firewall, FirewallFuture, FirewallRequest, MAX_PENDING_FIREWALL_DECISIONS};
 pub use handle::{

@@ -78,6 +78,13 @@ pub struct DhtOptions {
     /// `BUFFER_BUDGET_SPENT` and servers answer handshakes with `TRY_LATER`. No reference
     /// equivalent.
     pub connection_budget: Option<usize>,
+    /// `randomPunchInterval`: the least time between two punches of this node that involve a
+    /// randomizing NAT (default 20 s). A connect whose punch must wait for it fails unless a
+    /// blind relay carries it meanwhile (then it punches 10–20 s later, as the reference).
+    pub random_punch_interval: Option<std::time::Duration>,
+    /// `deferRandomPunch`: the first random punch also waits `random_punch_interval` from the
+    /// node's start (the reference's option for apps that restart often).
+    pub defer_random_punch: bool,
 }
 
 /// Debug output never shows secrets: `seed` and `rng_seed` print as set or not (the key pair
@@ -103,6 +110,8 @@ impl std::fmt::Debug for DhtOptions {
             .field("max_age", &self.max_age)
             .field("store_budget", &self.store_budget)
             .field("connection_budget", &self.connection_budget)
+            .field("random_punch_interval", &self.random_punch_interval)
+            .field("defer_random_punch", &self.defer_random_punch)
             .finish()
     }
 }
@@ -140,6 +149,8 @@ impl DhtOptions {
             max_age: None,
             store_budget: None,
             connection_budget: None,
+            random_punch_interval: None,
+            defer_random_punch: false,
         }
     }
 

@@ -1,7 +1,9 @@
 'use strict'
 
 // A reference hyperdht server (createServer().listen(keyPair)) that echoes every connection.
-//   node server.js --bootstrap ip:port[,...] --seed HEX [--port P] [--host IP]
+//   node server.js --bootstrap ip:port[,...] --seed HEX [--port P] [--host IP] [--relay-through HEX]
+//     [--defer-random-punch] [--random-punch-interval MS]
+// (--relay-through: a blind relay to pair clients through; the other two: hyperdht's options.)
 // Prints {"event":"listening","publicKey",...} once announced, then per connection
 // {"event":"connection","remotePublicKey","remoteAddress"} and {"event":"end"|"error",...}.
 // Runs until stdin closes or SIGTERM.
@@ -18,12 +20,26 @@ async function main() {
   const opts = { bootstrap }
   if (a.port) opts.port = Number(a.port)
   if (a.host) opts.host = a.host
+  if (a['defer-random-punch']) opts.deferRandomPunch = true
+  if (a['random-punch-interval']) opts.randomPunchInterval = Number(a['random-punch-interval'])
   const dht = new HyperDHT(opts)
   const keyPair = HyperDHT.keyPair(b4a.from(a.seed, 'hex'))
 
-  const server = dht.createServer((sock) => {
+  const serverOpts = {}
+  if (a['relay-through']) serverOpts.relayThrough = b4a.from(a['relay-through'], 'hex')
+  const server = dht.createServer(serverOpts, (sock) => {
     const remote = sock.rawStream ? `${sock.rawStream.remoteHost}:${sock.rawStream.remotePort}` : null
     emit({ event: 'connection', remotePublicKey: b4a.toString(sock.remotePublicKey, 'hex'), remoteAddress: remote })
+    // The raw stream moves (changeRemote) when a punch wins over a blind relay: report it.
+    let last = remote
+    const watch = setInterval(() => {
+      const now = sock.rawStream && sock.rawStream.remoteHost ? `${sock.rawStream.remoteHost}:${sock.rawStream.remotePort}` : null
+      if (now && now !== last) {
+        last = now
+        emit({ event: 'remoteChanged', remoteAddress: now })
+      }
+    }, 20)
+    sock.on('close', () => clearInterval(watch))
     sock.on('data', (d) => sock.write(d))
     sock.on('end', () => {
       sock.end()

@@ -742,7 +742,11 @@ impl Proc {
     /// The last lines of output, for error messages.
     pub fn transcript(&self) -> String {
         let mut s = String::new();
-        let skip = self.lines.len().saturating_sub(60);
+        let keep = std::env::var("HDHT_NETNS_TRANSCRIPT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(60);
+        let skip = self.lines.len().saturating_sub(keep);
         for (st, l) in &self.lines[skip..] {
             let tag = if *st == Stream::Stdout { "out" } else { "err" };
             let l: String = l.chars().take(400).collect();
@@ -1230,8 +1234,52 @@ pub struct Server {
 pub const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
 
+/// Options of a server ([`start_server_with`]) or a streaming client ([`run_stream_client`]).
+#[derive(Clone, Debug, Default)]
+pub struct PeerSetup {
+    /// A blind relay's public key (hex) to name in `relayThrough`.
+    pub relay_through: Option<String>,
+    /// hyperdht's `deferRandomPunch`: no punch involving a random NAT until
+    /// `random_punch_interval_ms` after the node started.
+    pub defer_random_punch: bool,
+    /// hyperdht's `randomPunchInterval` (default 20 s).
+    pub random_punch_interval_ms: Option<u64>,
+}
+
+impl PeerSetup {
+    /// The same options as command-line flags (the `hdht` CLI and the Node scripts agree).
+    fn flags(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(k) = &self.relay_through {
+            out.extend(["--relay-through".to_string(), k.clone()]);
+        }
+        if self.defer_random_punch {
+            out.push("--defer-random-punch".into());
+        }
+        if let Some(ms) = self.random_punch_interval_ms {
+            out.extend(["--random-punch-interval".to_string(), ms.to_string()]);
+        }
+        out
+    }
+}
+
+/// `-v` for `hdht` when `HDHT_NETNS_VERBOSE` is set (its debug log in failure transcripts).
+fn verbose() -> Option<String> {
+    std::env::var_os("HDHT_NETNS_VERBOSE").map(|_| "-v".to_string())
+}
+
 /// Starts an echo server of `imp` at `site`.
 pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server, String> {
+    start_server_with(topo, imp, site, &PeerSetup::default())
+}
+
+/// Starts an echo server of `imp` at `site` with `setup`.
+pub fn start_server_with(
+    topo: &mut Topology,
+    imp: Impl,
+    site: Site,
+    setup: &PeerSetup,
+) -> Result<Server, String> {
     let seed = random_seed();
     let port = topo.fresh_port().to_string();
     let boot = topo.bootstrap_arg();
@@ -1249,6 +1297,7 @@ pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server
             if site == Site::Public {
                 args.extend(["--host".into(), PUBLIC_HOST.into()]);
             }
+            args.extend(setup.flags());
             topo.spawn_node(site, &label, "server.js", &args)?
         }
         Impl::Rust => {
@@ -1267,6 +1316,8 @@ pub fn start_server(topo: &mut Topology, imp: Impl, site: Site) -> Result<Server
             if site == Site::Public {
                 args.extend(["--host".into(), PUBLIC_HOST.into()]);
             }
+            args.extend(setup.flags());
+            args.extend(verbose());
             topo.spawn(site, &label, &bin, &args)?
         }
     };
@@ -1301,6 +1352,9 @@ pub struct Outcome {
     pub connected: bool,
     /// As the client reports it: from `connect()` (after its DHT bootstrapped) to open.
     pub connect_ms: Option<f64>,
+    /// From `connect()` (after the bootstrap) to the first echoed byte (Node: the whole
+    /// 30-byte echo).
+    pub first_byte_ms: Option<f64>,
     /// Client process start to exit.
     pub wall: Duration,
     /// Server process start to `listening` (bootstrapped and announced).
@@ -1385,6 +1439,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
         client_nat: topo.nat(site),
         connected: false,
         connect_ms: None,
+        first_byte_ms: None,
         wall: Duration::ZERO,
         server_ready: Some(server.ready_time),
         error: None,
@@ -1421,6 +1476,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
             if v["event"] == "connected" {
                 out.connected = true;
                 out.connect_ms = v["connectMs"].as_f64();
+                out.first_byte_ms = v["echoMs"].as_f64();
             } else {
                 out.error = Some(
                     v["code"]
@@ -1433,7 +1489,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
         }
         Impl::Rust => {
             let bin = hdht_binary()?;
-            let args: Vec<String> = vec![
+            let mut args: Vec<String> = vec![
                 "connect".into(),
                 server.public_key.clone(),
                 "--json".into(),
@@ -1442,6 +1498,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
                 "--port".into(),
                 port,
             ];
+            args.extend(verbose());
             let mut p = topo.spawn(site, &label, &bin, &args)?;
             p.write_stdin(MESSAGE)?;
             p.close_stdin();
@@ -1450,7 +1507,13 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
             out.detail = p.transcript();
             let status = status?;
             let connected = p.wait_event(&["connected"], Duration::ZERO).ok();
-            out.connect_ms = connected.as_ref().and_then(|v| v["ms"].as_f64());
+            out.connect_ms = connected
+                .as_ref()
+                .and_then(|v| v["connectMs"].as_f64().or_else(|| v["ms"].as_f64()));
+            out.first_byte_ms = p
+                .wait_event(&["firstByte"], Duration::ZERO)
+                .ok()
+                .and_then(|v| v["ms"].as_f64());
             let echoed = p.text(Stream::Stdout).as_bytes() == MESSAGE;
             if status.success() && echoed {
                 out.connected = true;
@@ -1513,6 +1576,7 @@ pub fn run_pair(
             client_nat,
             connected: false,
             connect_ms: None,
+            first_byte_ms: None,
             wall: Duration::ZERO,
             server_ready: None,
             error: Some(format!(
@@ -1523,4 +1587,337 @@ pub fn run_pair(
             detail: e,
         },
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blind relays and streams whose path changes
+
+/// A blind relay on the public side ([`start_relay`]).
+pub struct Relay {
+    pub imp: Impl,
+    /// Its key (hex), for `relayThrough`.
+    pub public_key: String,
+    /// `host:port` it relays from.
+    pub address: String,
+    pub proc: Proc,
+}
+
+/// Starts a blind relay of `imp` on the public side (no NAT): `hdht relay` or blind-relay's
+/// server on a hyperdht node (`relay.js`).
+pub fn start_relay(topo: &mut Topology, imp: Impl) -> Result<Relay, String> {
+    let seed = random_seed();
+    let port = topo.fresh_port();
+    let mut args: Vec<String> = vec![
+        "--bootstrap".into(),
+        topo.bootstrap_arg(),
+        "--seed".into(),
+        seed,
+        "--port".into(),
+        port.to_string(),
+        "--host".into(),
+        PUBLIC_HOST.into(),
+    ];
+    let label = format!("{}-relay", imp.name());
+    let mut proc = match imp {
+        Impl::Node => topo.spawn_node(Site::Public, &label, "relay.js", &args)?,
+        Impl::Rust => {
+            let mut all = vec!["relay".to_string(), "--json".into()];
+            all.append(&mut args);
+            topo.spawn(Site::Public, &label, &hdht_binary()?, &all)?
+        }
+    };
+    let listening = proc.wait_event(&["listening", "error"], SERVER_TIMEOUT)?;
+    let public_key = listening["publicKey"]
+        .as_str()
+        .ok_or_else(|| format!("{label} failed: {listening}\n{}", proc.transcript()))?
+        .to_string();
+    Ok(Relay {
+        imp,
+        public_key,
+        address: format!("{PUBLIC_HOST}:{port}"),
+        proc,
+    })
+}
+
+/// What a streaming client run ([`run_stream_client`]) gave.
+#[derive(Clone, Debug, Default)]
+pub struct StreamOutcome {
+    pub connected: bool,
+    /// From `connect()` to open, as the client reports it.
+    pub connect_ms: Option<f64>,
+    /// The client's stream at open went through the relay.
+    pub relayed_at_open: bool,
+    /// When (ms after open for Rust, after `connect()` for Node) the client's stream moved to
+    /// a direct path.
+    pub upgraded_ms: Option<f64>,
+    /// The server saw its stream move off the relay (`relayPath: upgraded` from `hdht`, a new
+    /// remote address from Node).
+    pub server_upgraded: bool,
+    /// Bytes sent, and whether the echo's SHA-256 equals theirs.
+    pub bytes: usize,
+    pub echo_intact: bool,
+    pub error: Option<String>,
+    pub detail: String,
+}
+
+impl StreamOutcome {
+    pub fn summary(&self) -> String {
+        format!(
+            "connected {} in {:?} ms, relayed at open {}, client upgraded at {:?} ms, server upgraded {}, {} bytes echo intact {}{}",
+            self.connected,
+            self.connect_ms,
+            self.relayed_at_open,
+            self.upgraded_ms,
+            self.server_upgraded,
+            self.bytes,
+            self.echo_intact,
+            self.error
+                .as_ref()
+                .map(|e| format!(", error {e}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// One 1000-byte line of the stream (printable, so the harness reads the echo as lines).
+fn stream_line(i: usize) -> String {
+    let h = hex::encode(hdht_core::crypto::hash(i.to_string().as_bytes()));
+    let mut l = h.repeat(16);
+    l.truncate(999);
+    l.push('\n');
+    l
+}
+
+/// How long a streaming client streams waiting for the upgrade before it ends anyway.
+pub const UPGRADE_WAIT: Duration = Duration::from_secs(35);
+
+/// Runs a client of `imp` at `site` that streams to `server` (an echo) through `relay`: a line
+/// every 50 ms from open until the stream moved to a direct path, then 40 more, then the end;
+/// the echo must be byte-identical (SHA-256).
+pub fn run_stream_client(
+    topo: &mut Topology,
+    imp: Impl,
+    site: Site,
+    server: &mut Server,
+    relay: &Relay,
+    setup: &PeerSetup,
+) -> StreamOutcome {
+    let port = topo.fresh_port().to_string();
+    let boot = topo.bootstrap_arg();
+    let label = format!("{}-stream-client", imp.name());
+    let mut out = StreamOutcome::default();
+    let timeout = UPGRADE_WAIT + Duration::from_secs(30);
+    let result: Result<(), String> = (|| match imp {
+        Impl::Node => {
+            let mut args = vec![
+                "--bootstrap".into(),
+                boot,
+                "--public-key".into(),
+                server.public_key.clone(),
+                "--port".into(),
+                port,
+                "--timeout".into(),
+                (timeout.as_millis() as u64 - 5000).to_string(),
+                "--upgrade-wait".into(),
+                UPGRADE_WAIT.as_millis().to_string(),
+            ];
+            args.extend(setup.flags());
+            let mut p = topo.spawn_node(site, &label, "stream-client.js", &args)?;
+            let connected = p.wait_event(&["connected", "error"], CLIENT_TIMEOUT);
+            let done = p.wait_event(&["done", "error"], timeout);
+            let _ = p.wait_exit(Duration::from_secs(5));
+            out.detail = p.transcript();
+            let c = connected?;
+            if c["event"] != "connected" {
+                return Err(format!("{c}"));
+            }
+            out.connected = true;
+            out.connect_ms = c["connectMs"].as_f64();
+            out.relayed_at_open = c["remoteAddress"].as_str() == Some(relay.address.as_str());
+            out.upgraded_ms = p
+                .wait_event(&["path"], Duration::ZERO)
+                .ok()
+                .filter(|v| v["remoteAddress"].as_str() != Some(relay.address.as_str()))
+                .and_then(|v| v["ms"].as_f64());
+            let d = done?;
+            if d["event"] != "done" {
+                return Err(format!("{d}"));
+            }
+            out.bytes = d["bytes"].as_u64().unwrap_or(0) as usize;
+            out.echo_intact = d["bytes"] == d["echoed"] && d["sentSha256"] == d["echoSha256"];
+            Ok(())
+        }
+        Impl::Rust => {
+            let mut args: Vec<String> = vec![
+                "connect".into(),
+                server.public_key.clone(),
+                "--json".into(),
+                "--bootstrap".into(),
+                boot,
+                "--port".into(),
+                port,
+            ];
+            args.extend(setup.flags());
+            args.extend(verbose());
+            let mut p = topo.spawn(site, &label, &hdht_binary()?, &args)?;
+            let c = p.wait_event(&["connected", "end"], CLIENT_TIMEOUT);
+            let c = match c {
+                Ok(c) if c["event"] == "connected" => c,
+                other => {
+                    let _ = p.wait_exit(Duration::from_secs(5));
+                    out.detail = p.transcript();
+                    return Err(format!("no connection: {other:?}"));
+                }
+            };
+            out.connected = true;
+            out.connect_ms = c["connectMs"].as_f64().or_else(|| c["ms"].as_f64());
+            out.relayed_at_open = c["relayPath"] == "relayed";
+            let mut sent = String::new();
+            let started = Instant::now();
+            let mut extra: Option<usize> = None;
+            for i in 0.. {
+                let l = stream_line(i);
+                p.write_stdin(l.as_bytes())?;
+                sent.push_str(&l);
+                std::thread::sleep(Duration::from_millis(50));
+                while let Ok(l) = p.lines_rx.try_recv() {
+                    p.lines.push(l);
+                }
+                if extra.is_none() {
+                    if let Some(ms) = p.lines.iter().find_map(|(_, l)| {
+                        let v: Value = serde_json::from_str(l).ok()?;
+                        (v["event"] == "relayPath" && v["path"] == "upgraded")
+                            .then(|| v["ms"].as_f64())
+                            .flatten()
+                    }) {
+                        out.upgraded_ms = Some(ms);
+                        extra = Some(40);
+                    }
+                }
+                match &mut extra {
+                    Some(0) => break,
+                    Some(n) => *n -= 1,
+                    None if started.elapsed() > UPGRADE_WAIT => break,
+                    None => {}
+                }
+            }
+            p.close_stdin();
+            let status = p.wait_exit(Duration::from_secs(30));
+            out.detail = p.transcript();
+            let status = status?;
+            out.bytes = sent.len();
+            out.echo_intact = p.text(Stream::Stdout) == sent;
+            if !status.success() {
+                return Err(format!("the client exited with {status}"));
+            }
+            Ok(())
+        }
+    })();
+    if let Err(e) = result {
+        out.error = Some(e.lines().next().unwrap_or("").to_string());
+        out.detail.push_str(&e);
+    }
+    // The server's side: did it see the move?
+    let _ = server
+        .proc
+        .wait_event(&["end", "error"], Duration::from_secs(5));
+    while let Ok(l) = server.proc.lines_rx.try_recv() {
+        server.proc.lines.push(l);
+    }
+    out.server_upgraded = server.proc.lines.iter().any(|(_, l)| {
+        serde_json::from_str::<Value>(l).is_ok_and(|v| {
+            (v["event"] == "relayPath" && v["path"] == "upgraded")
+                || (v["event"] == "remoteChanged"
+                    && v["remoteAddress"].as_str() != Some(relay.address.as_str()))
+        })
+    });
+    out.detail.push_str(&server.proc.transcript());
+    out
+}
+
+/// CPU seconds (user + system) a process used so far, from /proc/PID/stat.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0) // USER_HZ
+}
+
+/// Resident memory of a process in KiB, from /proc/PID/status.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// Spawns `hdht connect` toward `server` at `site` (extra args appended), stdin left open.
+pub fn spawn_rust_client(
+    topo: &mut Topology,
+    site: Site,
+    server: &Server,
+    label: &str,
+) -> Result<Proc, String> {
+    let port = topo.fresh_port().to_string();
+    let args: Vec<String> = vec![
+        "connect".into(),
+        server.public_key.clone(),
+        "--json".into(),
+        "--bootstrap".into(),
+        topo.bootstrap_arg(),
+        "--port".into(),
+        port,
+    ];
+    topo.spawn(site, label, &hdht_binary()?, &args)
+}
+
+/// Starts `hdht listen` (one connection piped to stdout, no echo) at `site` naming `relay`.
+pub fn start_rust_sink(topo: &mut Topology, site: Site, relay: &Relay) -> Result<Server, String> {
+    let seed = random_seed();
+    let port = topo.fresh_port().to_string();
+    let args: Vec<String> = vec![
+        "listen".into(),
+        "--json".into(),
+        "--bootstrap".into(),
+        topo.bootstrap_arg(),
+        "--seed".into(),
+        seed,
+        "--port".into(),
+        port,
+        "--relay-through".into(),
+        relay.public_key.clone(),
+    ];
+    let mut proc = topo.spawn(site, "rust-sink", &hdht_binary()?, &args)?;
+    let listening = proc.wait_event(&["listening", "error"], SERVER_TIMEOUT)?;
+    let public_key = listening["publicKey"]
+        .as_str()
+        .ok_or_else(|| format!("sink failed: {listening}\n{}", proc.transcript()))?
+        .to_string();
+    Ok(Server {
+        imp: Impl::Rust,
+        site,
+        public_key,
+        listening,
+        ready_time: proc.elapsed(),
+        proc,
+    })
+}
+
+/// `bytes` of printable payload in 1000-byte lines (the harness reads outputs as lines).
+pub fn hex_payload(bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes);
+    let mut i = 0usize;
+    while out.len() < bytes {
+        out.extend_from_slice(stream_line(i).as_bytes());
+        i += 1;
+    }
+    out.truncate(bytes);
+    if let Some(l) = out.last_mut() {
+        *l = b'\n';
+    }
+    out
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdht_tokio::{
-    Closed, ConnectOptions, Connection, Dht, DhtOptions, KeyPair, Persistence, Server,
+    Closed, ConnectOptions, Connection, Dht, DhtOptions, KeyPair, Persistence, RelayPath, Server,
     ServerOptions,
 };
 use serde::Serialize;
@@ -62,17 +62,32 @@ pub(super) const DESTROY_TIMEOUT: Duration = Duration::from_secs(5);
 enum PipeEvent {
     /// `listen`: the key is announced; connect to `publicKey`.
     Listening { public_key: String },
-    /// `listen`: a peer connected.
+    /// `listen`: a peer connected. `relayPath`: as in `relayPath` (null: no relay tried).
     Connection {
         remote_public_key: String,
         handshake_hash: String,
         remote_address: Option<Addr>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        relay_path: Option<&'static str>,
     },
-    /// `connect`: the connection is open, `ms` after the connect started.
+    /// `connect`: the connection is open, `ms` after the connect started (the node's
+    /// bootstrap included; `connectMs`: from the `connect()` call on, after the bootstrap).
     Connected {
         remote_public_key: String,
         public_key: String,
         handshake_hash: String,
+        ms: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        connect_ms: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        relay_path: Option<&'static str>,
+    },
+    /// A connection that tried a blind relay changed path: `pairing`, `relayed` (its bytes
+    /// cross the relay), `upgraded` (the same stream moved to a direct path), `direct` (a
+    /// direct path won before the relay paired) or `failed`; `ms` since it opened.
+    RelayPath {
+        remote_public_key: String,
+        path: &'static str,
         ms: f64,
     },
     /// A connection is over: both directions ended (`error` null) or it broke. `ms` since it
@@ -84,6 +99,9 @@ enum PipeEvent {
         ms: f64,
         error: Option<String>,
     },
+    /// `connect`, at the end: the first byte from the peer came `ms` after the `connect()` call
+    /// (after the node's bootstrap) — with an echoing peer, connect-to-first-echo.
+    FirstByte { ms: f64 },
 }
 
 /// The node `listen` and `connect` work through: adaptive (as the reference's default), on
@@ -95,6 +113,8 @@ pub(super) async fn start_node(global: &GlobalOpts, port: u16) -> Result<(Dht, S
         host: global.bind_host(),
         port,
         persistence: Persistence::Adaptive,
+        random_punch_interval: global.random_punch_interval.map(Duration::from_millis),
+        defer_random_punch: global.defer_random_punch,
         ..DhtOptions::isolated()
     };
     let dht = Dht::new(opts)
@@ -194,6 +214,7 @@ fn emit_connection(out: Output, conn: &Connection) {
             host: a.ip().to_string(),
             port: a.port(),
         }),
+        relay_path: conn.relay_path().map(path_name),
     };
     out.emit(&ev, || {
         format!(
@@ -203,6 +224,54 @@ fn emit_connection(out: Output, conn: &Connection) {
             short_hex(&conn.handshake_hash())
         )
     });
+}
+
+fn path_name(p: RelayPath) -> &'static str {
+    match p {
+        RelayPath::Pairing => "pairing",
+        RelayPath::Relayed => "relayed",
+        RelayPath::Upgraded => "upgraded",
+        RelayPath::Direct => "direct",
+        RelayPath::Failed => "failed",
+    }
+}
+
+/// How often a relayed connection's path is looked at.
+const RELAY_PATH_POLL: Duration = Duration::from_millis(20);
+
+/// Prints a `relayPath` line whenever the path of `conn` (which tried a blind relay) changes,
+/// until the task is aborted or the connection is gone.
+fn watch_relay_path(out: Output, conn: &Connection) -> Option<tokio::task::JoinHandle<()>> {
+    let mut last = conn.relay_path()?;
+    let watch = conn.relay_path_watch();
+    let remote = conn.remote_public_key();
+    let opened = Instant::now();
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(RELAY_PATH_POLL).await;
+            let Some(path) = watch.get() else {
+                return;
+            };
+            if path == last {
+                continue;
+            }
+            last = path;
+            let ms = ms_since(opened);
+            let name = path_name(path);
+            let ev = PipeEvent::RelayPath {
+                remote_public_key: hex::encode(remote),
+                path: name,
+                ms,
+            };
+            out.emit(&ev, || {
+                format!(
+                    "connection with {}: {name} after {:.3} s",
+                    short_hex(&remote),
+                    ms / 1e3
+                )
+            });
+        }
+    }))
 }
 
 /// Prints the `end` line of a connection.
@@ -254,6 +323,7 @@ async fn echo_until_signal(server: &Server, out: Output, shutdown: &mut Shutdown
 
 /// Echoes one connection until the peer ends, then ends ours and waits for the close.
 async fn echo(mut conn: Connection, out: Output) {
+    let watcher = watch_relay_path(out, &conn);
     let opened = Instant::now();
     let remote = conn.remote_public_key();
     let mut counts = Counts::default();
@@ -272,6 +342,9 @@ async fn echo(mut conn: Connection, out: Output) {
         conn.closed().await
     }
     .await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     emit_end(
         out,
         remote,
@@ -309,7 +382,11 @@ async fn pipe_one(
     emit_connection(out, &conn);
     let remote = conn.remote_public_key();
     let opened = Instant::now();
+    let watcher = watch_relay_path(out, &conn);
     let (counts, result) = pipe(conn, stdin, shutdown).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     let error = result.as_ref().err().map(ToString::to_string);
     emit_end(out, remote, counts, opened, error);
     if let Err(PipeError::Interrupted(sig)) = result {
@@ -346,8 +423,10 @@ async fn connect(
     };
     let remote = args.public_key;
     let t0 = Instant::now();
+    let mut t_connect = t0;
     let conn = until_signal(shutdown, async {
         bootstrapped(dht).await?;
+        t_connect = Instant::now();
         dht.connect_with(remote, opts)
             .await
             .map_err(|e| Error::from_err(&format!("cannot connect to {}", hex::encode(remote)), &e))
@@ -359,6 +438,8 @@ async fn connect(
         public_key: hex::encode(conn.public_key()),
         handshake_hash: hex::encode(conn.handshake_hash()),
         ms,
+        connect_ms: Some(ms_since(t_connect)),
+        relay_path: conn.relay_path().map(path_name),
     };
     out.emit(&ev, || {
         format!(
@@ -370,8 +451,18 @@ async fn connect(
         )
     });
     let opened = Instant::now();
+    let watcher = watch_relay_path(out, &conn);
     let (counts, result) = pipe(conn, stdin, shutdown).await;
+    if let Some(w) = watcher {
+        w.abort();
+    }
     let error = result.as_ref().err().map(ToString::to_string);
+    if let Some(first) = counts.first_byte {
+        let ms = first.saturating_duration_since(t_connect).as_secs_f64() * 1e3;
+        out.emit(&PipeEvent::FirstByte { ms }, || {
+            format!("the first byte came {ms:.2} ms after connect()")
+        });
+    }
     emit_end(out, remote, counts, opened, error);
     result.map_err(|e| e.failure())
 }
@@ -383,6 +474,8 @@ async fn connect(
 struct Counts {
     received: u64,
     sent: u64,
+    /// When the first byte from the peer was read.
+    first_byte: Option<Instant>,
 }
 
 /// Where our direction's bytes come from.
@@ -447,6 +540,7 @@ struct Counters {
     /// reports bytes that did not reach stdout).
     received: Arc<AtomicU64>,
     sent: Cell<u64>,
+    first_byte: Cell<Option<Instant>>,
 }
 
 /// stdin → the connection (ended at the end of stdin) and the connection → stdout, at once;
@@ -469,7 +563,7 @@ async fn pipe(conn: Connection, stdin: Stdin, shutdown: &mut Shutdown) -> (Count
     let (mut rd, mut wr) = tokio::io::split(conn);
     let transfer = async {
         tokio::try_join!(
-            to_stdout(&mut rd, &chunks, &spare),
+            to_stdout(&mut rd, &chunks, &spare, &counters.first_byte),
             from_stdin(&mut wr, stdin, &counters.sent, broken)
         )?;
         done.await
@@ -501,6 +595,7 @@ async fn pipe(conn: Connection, stdin: Stdin, shutdown: &mut Shutdown) -> (Count
     }
     let counts = Counts {
         received: counters.received.load(Ordering::Relaxed),
+        first_byte: counters.first_byte.get(),
         sent: counters.sent.get(),
     };
     (counts, result)
@@ -519,6 +614,7 @@ async fn to_stdout(
     rd: &mut (impl AsyncRead + Unpin),
     chunks: &mpsc::Sender<Vec<u8>>,
     spare: &std::sync::mpsc::Receiver<Vec<u8>>,
+    first_byte: &Cell<Option<Instant>>,
 ) -> io::Result<()> {
     loop {
         // A chunk the writer is done with, or a new one: never an allocation per chunk (a
@@ -529,7 +625,11 @@ async fn to_stdout(
         buf.clear();
         match rd.read_buf(&mut buf).await {
             Ok(0) => return Ok(()),
-            Ok(_) => {}
+            Ok(_) => {
+                if first_byte.get().is_none() {
+                    first_byte.set(Some(Instant::now()));
+                }
+            }
             Err(e) => return Err(context("reading from the peer")(e)),
         }
         if chunks.send(buf).await.is_err() {
@@ -701,6 +801,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 5,
             }),
+            relay_path: None,
         };
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),
@@ -711,10 +812,33 @@ mod tests {
             public_key: "aa".into(),
             handshake_hash: "cc".into(),
             ms: 1.5,
+            connect_ms: None,
+            relay_path: None,
         };
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),
             r#"{"event":"connected","remotePublicKey":"bb","publicKey":"aa","handshakeHash":"cc","ms":1.5}"#
+        );
+        let ev = PipeEvent::Connected {
+            remote_public_key: "bb".into(),
+            public_key: "aa".into(),
+            handshake_hash: "cc".into(),
+            ms: 1.5,
+            connect_ms: None,
+            relay_path: Some(path_name(RelayPath::Relayed)),
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"connected","remotePublicKey":"bb","publicKey":"aa","handshakeHash":"cc","ms":1.5,"relayPath":"relayed"}"#
+        );
+        let ev = PipeEvent::RelayPath {
+            remote_public_key: "bb".into(),
+            path: path_name(RelayPath::Upgraded),
+            ms: 2.0,
+        };
+        assert_eq!(
+            serde_json::to_string(&ev).unwrap(),
+            r#"{"event":"relayPath","remotePublicKey":"bb","path":"upgraded","ms":2.0}"#
         );
         let ev = PipeEvent::End {
             remote_public_key: "bb".into(),

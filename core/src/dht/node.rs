@@ -315,6 +315,24 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         node
     }
 
+    /// `randomPunchInterval` (`None`: 20 s) and `deferRandomPunch` (the spacing clock starts
+    /// at `now`): how often this node punches where a NAT randomizes.
+    pub fn set_random_punch_limits(
+        &mut self,
+        now: Instant,
+        interval: Option<Duration>,
+        defer: bool,
+    ) {
+        let mut limiter = match interval {
+            Some(i) => RandomPunchLimiter::with_interval(i),
+            None => RandomPunchLimiter::new(),
+        };
+        if defer {
+            limiter = limiter.deferred(now);
+        }
+        self.random_punches = limiter;
+    }
+
     /// Tells the node the wall-clock time at `now` (milliseconds since the Unix epoch), so it
     /// can judge announce bumps, which are wall-clock timestamps.
     pub fn set_wall_clock(&mut self, now: Instant, unix_ms: u64) {
@@ -1562,6 +1580,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             // Framed before its first packet is read.
             self.conns.set_message_framing(conn);
         }
+        let relay_token = a.relay.is_some();
         if let Some(plan) = a.relay {
             // The relay's 15 s replace the first-packet wait.
             self.conns.wait_for_punch(conn);
@@ -1578,7 +1597,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if let Some((puncher, secret)) = a.punch {
             let key = a.key;
             self.with_server(now, server, |s, env, out| {
-                s.attach_punch(env, &key, puncher, secret, conn, out)
+                s.attach_punch(env, &key, puncher, secret, conn, relay_token, out)
             });
         }
     }

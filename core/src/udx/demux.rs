@@ -195,6 +195,31 @@ impl Demux {
         }
     }
 
+    /// Process a datagram for a live stream whatever socket it came on (the owner vouches for
+    /// the source: a relayed stream's late packets from its relay after it moved to a direct
+    /// path). False if it is not UDX or not for a live stream.
+    pub fn handle_datagram_from_any_socket(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        let Some(id) = peek_stream_id(datagram) else {
+            return false;
+        };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        if stream.is_closed() && !stream.is_lingering() {
+            return false;
+        }
+        if let Ok(pkt) = Packet::decode(datagram) {
+            stream.handle_packet(now, &pkt, from);
+            self.touch(id);
+        }
+        true
+    }
+
     /// Next datagram from any stream, round-robin (from the stream after the last one that
     /// sent).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(u32, PacketOut)> {

@@ -1311,6 +1311,23 @@ impl UdxStream {
         }
     }
 
+    /// Resends every packet still in flight at once, with no congestion response: for a path
+    /// known to have dropped them without congestion — a blind relay drops what reaches it
+    /// before the other peer's first packet told it where that peer is, and waiting for the
+    /// first RTO (1 s) would delay the relayed connection by that much.
+    pub fn resend_in_flight(&mut self) {
+        let mut lost_bytes = 0u64;
+        for p in self.sent.iter_mut() {
+            if p.state == PacketState::InFlight {
+                p.state = PacketState::Lost;
+                p.mtu_probe = false; // no sign about the path MTU
+                lost_bytes += u64::from(p.len);
+                self.retransmit.push_back(p.seq);
+            }
+        }
+        self.inflight_bytes -= lost_bytes;
+    }
+
     fn on_rto(&mut self, now: Instant) {
         self.stats.rto_expiries += 1;
         let Some(front) = self

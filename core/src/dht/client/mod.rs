@@ -625,6 +625,7 @@ impl ClientAttempt {
             server_address,
             holepunch_secret,
             fast_open: self.fast_open,
+            relay_token: self.relaying,
         };
         tracing::debug!(
             %server_address,

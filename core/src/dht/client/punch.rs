@@ -14,7 +14,8 @@ use rand_core::{CryptoRng, RngCore};
 
 use super::{ClientAction, ClientRequest};
 use crate::connect::puncher::{
-    abort_payload, pick_server_relay, Analysis, ProbeVerdict, ReplyStatus, UNKNOWN_REMOTE_WAIT,
+    abort_payload, pick_server_relay, try_later_delay, Analysis, ProbeVerdict, ReplyStatus,
+    UNKNOWN_REMOTE_WAIT,
 };
 use crate::connect::{
     ConnectError, ErrorCode, Firewall, HolepunchInfo, HolepunchPayload, Puncher, PuncherOutput,
@@ -78,6 +79,23 @@ enum ClientStep {
         sent: HolepunchPayload,
         hold: bool,
     },
+    /// The random-punch throttle delays our punch and a blind relay can carry the stream
+    /// meanwhile: the one non-punching update of round `round` is in flight (`roundPunch`'s
+    /// `delayed` branch).
+    DelayNotice {
+        round: u64,
+        to: SocketAddrV4,
+        sent: HolepunchPayload,
+        remote_token: Option<[u8; 32]>,
+        peer_address: SocketAddrV4,
+    },
+    /// `tryLater`: sleeping 10–20 s before the punch round is tried again (delayed: through
+    /// the server's relay, without a token).
+    TryLater {
+        until: Instant,
+        remote_token: Option<[u8; 32]>,
+        peer_address: SocketAddrV4,
+    },
     /// The strategy runs; the first probe that arrives connects.
     Punching,
 }
@@ -99,6 +117,10 @@ pub(crate) struct PunchParams<'a> {
     pub(crate) holepunch_secret: [u8; 32],
     /// Open our NAT toward the server first (`fastOpen`).
     pub(crate) fast_open: bool,
+    /// A blind relay carries the connection if the punch must wait (the reference's
+    /// `c.relayToken`): a throttled random punch or a TRY_LATER answer then waits and retries
+    /// instead of failing.
+    pub(crate) relay_token: bool,
 }
 
 /// A client's holepunch.
@@ -114,6 +136,7 @@ pub(crate) struct ClientPunch {
     /// The server's address as the handshake relay saw it (its puncher socket).
     server_address: SocketAddrV4,
     fast_open: bool,
+    relay_token: bool,
     round: u64,
     step: ClientStep,
 }
@@ -141,6 +164,7 @@ impl ClientPunch {
             client_relay: p.client_relay,
             server_address: p.server_address,
             fast_open: p.fast_open,
+            relay_token: p.relay_token,
             round: 0,
             step: ClientStep::Punching,
         }))
@@ -164,7 +188,9 @@ impl ClientPunch {
     /// The earliest punch timer.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let sleep = match self.step {
-            ClientStep::ProbeSleep { until, .. } => Some(until),
+            ClientStep::ProbeSleep { until, .. } | ClientStep::TryLater { until, .. } => {
+                Some(until)
+            }
             _ => None,
         };
         [self.puncher.poll_timeout(), sleep]
@@ -216,6 +242,18 @@ impl ClientPunch {
         let now = env.now;
         if self.puncher.poll_timeout().is_some_and(|t| t <= now) {
             self.puncher.handle_timeout(now);
+        }
+        if let ClientStep::TryLater {
+            until,
+            remote_token,
+            peer_address,
+        } = self.step
+        {
+            if until <= now {
+                self.step = ClientStep::Punching;
+                self.drive(env, out)?;
+                return self.punch_round(env, out, remote_token, peer_address, true);
+            }
         }
         if let ClientStep::ProbeSleep {
             retry,
@@ -315,6 +353,7 @@ impl ClientPunch {
         result: Result<QueryReply, RequestError>,
     ) -> PunchResult {
         let now = env.now;
+        let mut delayed = None;
         let (probe, retry, to, sent, hold) = match &self.step {
             ClientStep::Probe {
                 retry,
@@ -328,6 +367,16 @@ impl ClientPunch {
                 sent,
                 hold,
             } if *r == round => (false, false, *to, sent.clone(), *hold),
+            ClientStep::DelayNotice {
+                round: r,
+                to,
+                sent,
+                remote_token,
+                peer_address,
+            } if *r == round => {
+                delayed = Some((*remote_token, *peer_address));
+                (false, false, *to, sent.clone(), false)
+            }
             _ => return Ok(()),
         };
         let fail = |e: ConnectError| {
@@ -354,19 +403,25 @@ impl ClientPunch {
         let Ok(payload) = self.secure.decrypt(&envelope.payload) else {
             return fail(ConnectError::HolepunchInvalid);
         };
-        // No relay token (blind relays are not supported), so TRY_LATER is an abort.
+        // TRY_LATER to our punch request: with a blind relay, wait and punch again through
+        // the server's relay (`tryLater`, then `roundPunch(…, delayed)`); without, abort.
         match self
             .puncher
-            .handle_reply(&payload, &sent, peer_address, false)
+            .handle_reply(&payload, &sent, peer_address, self.relay_token)
         {
             Ok(ReplyStatus::Ok) => {}
             Ok(ReplyStatus::TryLater) => {
+                let remote_token = sent.remote_token;
                 tracing::debug!(
-                    "holepunch: the server is busy punching (TRY_LATER) and we have no blind relay"
+                    "holepunch: the server is busy punching (TRY_LATER): the relay carries the stream; punching again later"
                 );
-                return fail(ConnectError::HolepunchAborted);
+                return self.try_later(env, remote_token, peer_address);
             }
             Err(e) => return fail(e),
+        }
+        if let Some((remote_token, peer_address)) = delayed {
+            // The delayed update was taken: sleep, then punch.
+            return self.try_later(env, remote_token, peer_address);
         }
         if probe {
             self.puncher.add_sample(reply.to, reply.from);
@@ -449,18 +504,40 @@ impl ClientPunch {
             return match self.puncher.probe_round_verdict(retry, token.is_some()) {
                 ProbeVerdict::Retry => self.probe_round(env, out, false),
                 ProbeVerdict::Abort(e) => self.abort(env, out, e),
-                ProbeVerdict::Proceed => self.punch_round(env, out, token, peer_address),
+                ProbeVerdict::Proceed => self.punch_round(env, out, token, peer_address, false),
             };
         }
     }
 
-    /// `roundPunch`: ask the server to punch, then punch.
+    /// `tryLater`: sleep 10–20 s, then run the punch round again (delayed).
+    fn try_later<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        remote_token: Option<[u8; 32]>,
+        peer_address: SocketAddrV4,
+    ) -> PunchResult {
+        let delay = try_later_delay(env.rng);
+        tracing::debug!(
+            delay_ms = delay.as_millis() as u64,
+            "holepunch: trying the punch again later"
+        );
+        self.step = ClientStep::TryLater {
+            until: env.now + delay,
+            remote_token,
+            peer_address,
+        };
+        Ok(())
+    }
+
+    /// `roundPunch`: ask the server to punch, then punch. `delayed`: after a wait (the
+    /// request then goes to the server's relay, without a token).
     fn punch_round<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
         out: &mut Vec<ClientAction>,
         remote_token: Option<[u8; 32]>,
         peer_address: SocketAddrV4,
+        delayed: bool,
     ) -> PunchResult {
         // The server rerolled its socket: use the address it reported (same relay only).
         if self.server_relay.relay_address == self.client_relay
@@ -473,21 +550,53 @@ impl ClientPunch {
         self.puncher.freeze();
         let random = self.puncher.is_random_punch();
         if random && env.random_punches.is_throttled(env.now) {
-            // Only a blind relay could help, and we have none.
-            tracing::debug!("holepunch: a random punch ran recently on this node (throttled) and we have no blind relay");
-            return Err(PunchEnd::Failed(ConnectError::HolepunchAborted));
+            if !self.relay_token {
+                // Only a blind relay could help, and we have none.
+                tracing::debug!("holepunch: a random punch ran recently on this node (throttled) and we have no blind relay");
+                return Err(PunchEnd::Failed(ConnectError::HolepunchAborted));
+            }
+            if delayed {
+                return self.try_later(env, remote_token, peer_address);
+            }
+            // Tell the server our final state once (not punching yet), then wait.
+            tracing::debug!("holepunch: a random punch ran recently on this node (throttled): the relay carries the stream; punching later");
+            let token = self.secure.token(&self.server_address);
+            let round = self.round;
+            let sent = self
+                .puncher
+                .delayed_update_payload(round, Some(token), remote_token);
+            self.round += 1;
+            let (relay, server_address) = (self.client_relay, self.server_address);
+            self.drive(env, out)?;
+            let tag = ClientRequest::Holepunch { round };
+            if !self.send_holepunch(env, out, &sent, server_address, relay, tag) {
+                return Err(PunchEnd::Failed(ConnectError::HolepunchAborted));
+            }
+            self.step = ClientStep::DelayNotice {
+                round,
+                to: relay,
+                sent,
+                remote_token,
+                peer_address,
+            };
+            return Ok(());
         }
         if random {
             env.random_punches.begin();
         }
-        let token = self.secure.token(&self.server_address);
+        let token = (!delayed).then(|| self.secure.token(&self.server_address));
         let round = self.round;
-        let sent = self
-            .puncher
-            .punch_round_payload(round, Some(token), remote_token);
+        let sent = self.puncher.punch_round_payload(round, token, remote_token);
         self.round += 1;
-        let relay = self.client_relay;
-        let server_address = self.server_address;
+        // Delayed: through the server's chosen relay (validated already).
+        let (relay, server_address) = if delayed {
+            (
+                self.server_relay.relay_address,
+                self.server_relay.peer_address,
+            )
+        } else {
+            (self.client_relay, self.server_address)
+        };
         if let Err(end) = self.drive(env, out) {
             if random {
                 env.random_punches.release();

@@ -71,6 +71,8 @@ pub(crate) struct RelayLink {
     confirm_direct: bool,
     /// The empty UDX message announcing the direct path was sent.
     announced: bool,
+    /// The first packet through the relay arrived (what we sent before it was resent).
+    heard_through_relay: bool,
     /// The application connection closed over the relay: the relay connection ends then
     /// (after the stream's last acknowledgements crossed it).
     end_at: Option<Instant>,
@@ -174,6 +176,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 server,
                 confirm_direct: false,
                 announced: false,
+                heard_through_relay: false,
                 end_at: None,
             },
         );
@@ -303,6 +306,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     return self.relay_gave_up(now, app);
                 }
                 self.set_relayed(app, socket, relay_addr);
+                if let Some(s) = self.servers.get_mut(&server) {
+                    s.relay_paired_for(app);
+                }
                 self.conns.attached(app);
                 self.conns.flush_secret(app);
                 tracing::debug!(conn = app.0, relay = %addr, "relay: paired, the connection runs through the relay");
@@ -432,8 +438,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     /// A packet for a relayed stream arrived on a socket it is not attached to: from the relay
-    /// it is a late relayed packet (dropped; UDX resends it), from anywhere else the peer's
-    /// punch won and this is the direct path. True if it was handled here.
+    /// it is a late relayed packet (the stream takes it: a peer whose move waits for the
+    /// acknowledgement of what it sent before — libudx's `changeRemote` — may still resend
+    /// through the relay), from anywhere else the peer's punch won and this is the direct
+    /// path. True if it was handled here.
     pub(super) fn relay_unattached(
         &mut self,
         now: Instant,
@@ -452,6 +460,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return false;
         }
         if l.via == Some((socket, from)) {
+            self.conns
+                .udx
+                .handle_datagram_from_any_socket(now, from, bytes);
+            self.drive_udx_events(now);
             return true;
         }
         let (peer_udx, server) = (l.peer_udx, l.server);
@@ -480,14 +492,21 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
         }
         self.conns.udx.handle_datagram(now, socket, from, bytes);
-        // The peer already sends over the direct path: the relay is no longer needed.
-        self.relay_let_go(app, RelayPath::Upgraded);
+        // The peer already sends over the direct path: the relay is no longer needed, after a
+        // linger (what the peer sent through it before its move may still be resent there).
+        if let Some(l) = self.relay_links.get_mut(&app) {
+            l.end_at.get_or_insert(now + RELAY_LINGER);
+        }
         self.drive_udx_events(now);
         true
     }
 
-    /// A packet was consumed by `stream_id` on its attached socket: after a move to the direct
-    /// path, the first one ends the relay connection.
+    /// A packet was consumed by `stream_id` on its attached socket. The first one through the
+    /// relay: what we sent before is resent now — a blind relay drops packets for a peer until
+    /// that peer's first packet reached it (both relays attach a relay stream to the address
+    /// of its first packet), and one side's first packets always hit that window; without
+    /// this they wait for the first RTO (1 s). After a move to the direct path, the first
+    /// direct one ends the relay connection (after a linger).
     pub(super) fn relay_consumed(
         &mut self,
         stream_id: u32,
@@ -497,15 +516,28 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         let Some(app) = self.conns.by_stream(stream_id) else {
             return;
         };
-        let Some(l) = self.relay_links.get(&app) else {
+        let Some(l) = self.relay_links.get_mut(&app) else {
             return;
         };
+        if l.path == RelayPath::Relayed && !l.heard_through_relay && l.via == Some((socket, from)) {
+            l.heard_through_relay = true;
+            if let Some(s) = self.conns.udx.get_mut(stream_id) {
+                s.resend_in_flight();
+            }
+            return;
+        }
         if l.confirm_direct && l.via != Some((socket, from)) {
+            // Not at once: what the peer sent through the relay before its own move may still
+            // be resent there (its move waits for those acknowledgements).
             tracing::debug!(
                 conn = app.0,
-                "relay: the direct path works; the relay connection ends"
+                "relay: the direct path works; the relay connection ends after a linger"
             );
-            self.relay_let_go(app, RelayPath::Upgraded);
+            let now = self.last_now;
+            if let Some(l) = self.relay_links.get_mut(&app) {
+                l.confirm_direct = false;
+                l.end_at.get_or_insert(now + RELAY_LINGER);
+            }
         }
     }
 

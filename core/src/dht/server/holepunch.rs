@@ -65,6 +65,8 @@ pub(crate) struct ServerPunch {
     pending: Vec<PendingHolepunch>,
     /// Without a punch starting by then, give up (`HANDSHAKE_INITIAL_TIMEOUT`).
     prepunch: Option<Instant>,
+    /// A blind relay carries the connection (the reference's `h.relayToken`).
+    relay_token: bool,
 }
 
 impl ServerPunch {
@@ -76,6 +78,7 @@ impl ServerPunch {
         holepunch_secret: [u8; 32],
         holepunch_id: Option<u64>,
         conn: ConnId,
+        relay_token: bool,
     ) -> Box<Self> {
         let secure = SecurePayload::new(holepunch_secret, env.rng);
         Box::new(ServerPunch {
@@ -86,12 +89,18 @@ impl ServerPunch {
             conn,
             pending: Vec::new(),
             prepunch: Some(env.now + PREPUNCH_TIMEOUT),
+            relay_token,
         })
     }
 
     /// The connection it punches for.
     pub(crate) fn conn(&self) -> ConnId {
         self.conn
+    }
+
+    /// No prepunch window any more (the connection runs through a blind relay).
+    pub(crate) fn clear_prepunch(&mut self) {
+        self.prepunch = None;
     }
 
     /// Whether the puncher owns `socket`.
@@ -286,8 +295,14 @@ impl ServerPunch {
                 && !self.puncher.is_punching()
                 && env.random_punches.is_throttled(now)
             {
-                // Without a blind relay the client cannot wait its turn.
-                return self.abort(env, &p.req, p.peer_address, ErrorCode::TRY_LATER, out);
+                if !self.relay_token {
+                    // Without a blind relay the client cannot wait its turn.
+                    return self.abort(env, &p.req, p.peer_address, ErrorCode::TRY_LATER, out);
+                }
+                // The relay carries the stream: TRY_LATER with our state, and the punch stays
+                // (the client asks again through our relay 10–20 s later).
+                tracing::debug!("server holepunch: a random punch ran recently (throttled): TRY_LATER, the relay carries the stream");
+                return self.reply(env, p, ErrorCode::TRY_LATER, out);
             }
             // Punching may take longer than the first-packet wait.
             out.push(ServerAction::WaitForPunch(self.conn));
@@ -295,12 +310,23 @@ impl ServerPunch {
                 return self.abort(env, &p.req, p.peer_address, ErrorCode::ABORTED, out);
             }
         }
+        self.reply(env, p, ErrorCode::NONE, out)
+    }
+
+    /// Answers `p` with our state and `error` (NONE, or TRY_LATER for a throttled punch).
+    fn reply<R: RngCore + CryptoRng>(
+        &mut self,
+        env: &mut Env<'_, R>,
+        p: PendingHolepunch,
+        error: u64,
+        out: &mut Vec<ServerAction>,
+    ) -> HandlerResult {
         // Freeze the analysis once we tell the peer a result.
         if self.puncher.firewall() != Firewall::Unknown {
             self.puncher.freeze();
         }
         let reply = self.puncher.server_reply_payload(
-            ErrorCode::NONE,
+            error,
             self.round,
             p.is_server_relay.then_some(p.token),
             p.client_token,

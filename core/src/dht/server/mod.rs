@@ -651,7 +651,9 @@ impl Server {
     }
 
     /// The accepted handshake `key`'s connection `conn` waits for the client: its punch (when
-    /// it has one) starts sampling our NAT.
+    /// it has one) starts sampling our NAT. `relay_token`: a blind relay carries the
+    /// connection (a throttled random punch then answers TRY_LATER and waits for a later round).
+    #[allow(clippy::too_many_arguments)] // the accepted handshake's parts
     pub(crate) fn attach_punch<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
@@ -659,10 +661,18 @@ impl Server {
         puncher: Puncher,
         holepunch_secret: [u8; 32],
         conn: ConnId,
+        relay_token: bool,
         out: &mut Vec<ServerAction>,
     ) {
         let holepunch_id = self.handshakes.get(key).and_then(|h| h.holepunch_id);
-        let punch = ServerPunch::new(env, puncher, holepunch_secret, holepunch_id, conn);
+        let punch = ServerPunch::new(
+            env,
+            puncher,
+            holepunch_secret,
+            holepunch_id,
+            conn,
+            relay_token,
+        );
         let Some(h) = self.handshakes.get_mut(key) else {
             return punch.retire(env);
         };
@@ -762,6 +772,17 @@ impl Server {
         self.handshakes
             .values()
             .any(|h| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
+    }
+
+    /// The blind relay paired connection `conn`: its punch no longer has to start within the
+    /// prepunch window (the reference clears `prepunching` then) — the client may ask to punch
+    /// 10–20 s later, after a TRY_LATER or its own throttle.
+    pub(crate) fn relay_paired_for(&mut self, conn: ConnId) {
+        for h in self.handshakes.values_mut() {
+            if let Some(p) = h.punch.as_mut().filter(|p| p.conn() == conn) {
+                p.clear_prepunch();
+            }
+        }
     }
 
     /// Whether a relay round is due.
