@@ -837,8 +837,14 @@ impl Server {
             }
         };
         for h in self.handshakes.values() {
-            min(h.done_at.map(|d| d + HANDSHAKE_CLEAR_WAIT));
-            min(h.punch.as_ref().and_then(|p| p.poll_timeout()));
+            match &h.punch {
+                Some(p) => min(p.poll_timeout()),
+                // A punch keeps its handshake (`forget_stale_handshakes`): only a handshake
+                // without one is forgotten when it is due. Counting a punching handshake's
+                // `done_at` too asked for a timer that does nothing while a birthday punch
+                // ran — a busy loop (`hdht sim swarm` spun at 1 µs steps for its length).
+                None => min(h.done_at.map(|d| d + HANDSHAKE_CLEAR_WAIT)),
+            }
         }
         t
     }
