@@ -279,3 +279,33 @@ fn with_a_relay_symmetric_peers_mesh_too() {
     assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
     assert!(r.to_json_line().contains("\"relay\":true"));
 }
+
+/// A mix with symmetric peers and a relay: consistent × symmetric pairs punch (the server side
+/// of such a punch runs a birthday punch for a while after its handshake is done) and the rest
+/// relay. Every pair connects and no host keeps a deadline in the past: a server counted a
+/// punching handshake's 10 s clear-wait as a timer it never acts on, so once that wait was
+/// over its deadline stayed in the past for the rest of the punch — the simulator advanced
+/// 1 µs per step (a runtime would busy-loop) and `hdht sim swarm --relay` over this mix at 30
+/// peers never finished.
+#[test]
+fn with_a_relay_a_mix_with_symmetric_peers_meshes_without_busy_timers() {
+    let replay = Replay::new(
+        "swarm",
+        "with_a_relay_a_mix_with_symmetric_peers_meshes_without_busy_timers",
+        1,
+    );
+    let mix: NatMix = "port-restricted:1,symmetric:1".parse().unwrap();
+    let mut cfg = SwarmScenarioConfig::new(10, mix, replay.seed());
+    cfg.relay = true;
+    cfg.mesh_timeout = Duration::from_secs(120);
+    cfg.settle = Duration::from_secs(10);
+    let r = run_swarm(&cfg).unwrap();
+    assert_eq!(
+        r.connectable_pairs, 45,
+        "with a relay every pair can connect"
+    );
+    assert!(r.meshed(), "{}", describe(&r));
+    assert!(r.missing_pairs.is_empty(), "{}", describe(&r));
+    assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
+    assert_eq!(r.net.busy_timers, 0, "{}", describe(&r));
+}
