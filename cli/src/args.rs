@@ -204,6 +204,13 @@ pub struct SwarmArgs {
     #[arg(long)]
     pub client: bool,
 
+    /// A blind relay (its 64-hex public key, e.g. from `hdht relay`) for the swarm
+    /// (hyperswarm's `relayThrough`); repeat to draw one at random per connection. Our dials
+    /// go through it while our own NAT randomizes ports, and to a peer after a dial failed in
+    /// a way punching cannot fix; our server names it while our NAT randomizes ports.
+    #[arg(long = "relay-through", value_name = "PUBLIC_KEY", value_parser = parse_hex32)]
+    pub relay_through: Vec<[u8; 32]>,
+
     /// UDP port of the node (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,

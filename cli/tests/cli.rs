@@ -334,6 +334,35 @@ fn invalid_arguments_are_rejected() {
     assert_usage_error(&["swarm", &"ab".repeat(31)], "a raw topic is 32 bytes");
     assert_usage_error(&["swarm", &"ab".repeat(33)], "66 hex characters");
     assert_usage_error(&["swarm", ""], "empty topic");
+    // `--relay-through` takes a 64-hex public key, repeatable; a bad one is a usage error
+    // naming the flag and the rule.
+    assert_usage_error(
+        &["swarm", "chat", "--relay-through", "zz"],
+        "--relay-through",
+    );
+    assert_usage_error(
+        &["swarm", "chat", "--relay-through", &"ab".repeat(31)],
+        "expected 32 bytes",
+    );
+    let key = "ab".repeat(32);
+    assert_usage_error(
+        &[
+            "swarm",
+            "chat",
+            "--relay-through",
+            &key,
+            "--relay-through",
+            "zz",
+        ],
+        "--relay-through",
+    );
+    let help = run(&["swarm", "--help"], QUICK);
+    assert!(help.status.success(), "{}", help.stderr);
+    assert!(
+        help.stdout.contains("--relay-through <PUBLIC_KEY>"),
+        "{}",
+        help.stdout
+    );
 }
 
 #[test]

@@ -52,6 +52,10 @@ pub struct NetStats {
     pub timers: u64,
     /// Timer events found stale (superseded) when they popped.
     pub stale_timers: u64,
+    /// Times an app, right after one of its timers ran, still asked for a deadline at or
+    /// before that instant (the engine moves it 1 µs on). An app that keeps a deadline in the
+    /// past busy-loops — in a runtime too — so a healthy run has (nearly) none.
+    pub busy_timers: u64,
     /// Events that did work: datagram arrivals (delivered or dropped on the way in) and
     /// timers that ran.
     pub events: u64,
@@ -573,6 +577,9 @@ impl<A: App> Engine<A> {
                 }
                 // An app whose deadline does not move past `now` must not spin at one instant.
                 self.flush(h, now + Duration::from_micros(1));
+                if self.hosts[h].next_wake == Some(now + Duration::from_micros(1)) {
+                    self.stats.busy_timers += 1;
+                }
             }
         }
         true

@@ -279,3 +279,90 @@ fn with_a_relay_symmetric_peers_mesh_too() {
     assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
     assert!(r.to_json_line().contains("\"relay\":true"));
 }
+
+/// A mix with symmetric peers and a relay: consistent × symmetric pairs punch (the server side
+/// of such a punch runs a birthday punch for a while after its handshake is done) and the rest
+/// relay. Every pair connects and no host keeps a deadline in the past: a server counted a
+/// punching handshake's 10 s clear-wait as a timer it never acts on, so once that wait was
+/// over its deadline stayed in the past for the rest of the punch — the simulator advanced
+/// 1 µs per step (a runtime would busy-loop) and `hdht sim swarm --relay` over this mix at 30
+/// peers never finished.
+#[test]
+fn with_a_relay_a_mix_with_symmetric_peers_meshes_without_busy_timers() {
+    let replay = Replay::new(
+        "swarm",
+        "with_a_relay_a_mix_with_symmetric_peers_meshes_without_busy_timers",
+        1,
+    );
+    let mix: NatMix = "port-restricted:1,symmetric:1".parse().unwrap();
+    let mut cfg = SwarmScenarioConfig::new(10, mix, replay.seed());
+    cfg.relay = true;
+    cfg.mesh_timeout = Duration::from_secs(120);
+    cfg.settle = Duration::from_secs(10);
+    let r = run_swarm(&cfg).unwrap();
+    assert_eq!(
+        r.connectable_pairs, 45,
+        "with a relay every pair can connect"
+    );
+    assert!(r.meshed(), "{}", describe(&r));
+    assert!(r.missing_pairs.is_empty(), "{}", describe(&r));
+    assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
+    assert_eq!(r.net.busy_timers, 0, "{}", describe(&r));
+}
+
+/// Pairs (a peer whose NAT keeps ports, a peer whose NAT randomizes them) checked by
+/// `consistent_to_random_pairs_are_relayed`.
+static RELAY_PAIRS_CHECKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether this peer's NAT randomizes ports, as its DHT sees it (`dht.randomized`).
+fn randomized(sim: &SwarmSim, h: HostId) -> bool {
+    matches!(sim.node(h).node().rpc().public_address(), (Some(_), 0))
+}
+
+fn consistent_to_random_pairs_are_relayed(sim: &mut SwarmSim, hosts: &[HostId], keys: &[[u8; 32]]) {
+    for (i, &a) in hosts.iter().enumerate() {
+        for (j, &b) in hosts.iter().enumerate() {
+            if i == j || randomized(sim, a) || !randomized(sim, b) {
+                continue;
+            }
+            let host = sim.node(a);
+            let swarm = host.swarm().unwrap();
+            let conn = swarm
+                .connection_to(&keys[j])
+                .unwrap_or_else(|| panic!("peer {i} holds a connection to peer {j}"));
+            assert!(
+                host.node().conn_relay_path(conn).is_some(),
+                "peer {i} (consistent) to peer {j} (randomizing): the connection went through \
+                 the relay, whichever side dialed"
+            );
+            RELAY_PAIRS_CHECKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Hyperswarm's server names the swarm's relay while its own NAT randomizes ports (its
+/// `relayThrough` is the swarm's rule asked without `force`). So between a peer behind a
+/// consistent NAT and one behind a symmetric NAT the connection is relayed whichever side
+/// dials: the symmetric side's dials use the relay (its NAT randomizes), and its server names
+/// the relay to the consistent side's dials (which would otherwise try a birthday punch).
+#[test]
+fn a_randomizing_peers_server_names_the_swarm_relay() {
+    let replay = Replay::new(
+        "swarm",
+        "a_randomizing_peers_server_names_the_swarm_relay",
+        1,
+    );
+    let mix: NatMix = "port-restricted:1,symmetric:1".parse().unwrap();
+    let mut cfg = SwarmScenarioConfig::new(8, mix, replay.seed());
+    cfg.relay = true;
+    cfg.mesh_timeout = Duration::from_secs(120);
+    cfg.settle = Duration::from_secs(1);
+    cfg.after_mesh = Some(consistent_to_random_pairs_are_relayed);
+    let r = run_swarm(&cfg).unwrap();
+    assert!(r.meshed(), "{}", describe(&r));
+    assert!(
+        RELAY_PAIRS_CHECKED.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the mix has consistent and randomizing peers: {}",
+        describe(&r)
+    );
+}

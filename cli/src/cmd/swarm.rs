@@ -75,6 +75,7 @@ pub async fn run(args: SwarmArgs, global: &GlobalOpts, out: Output) -> Result<()
         dht,
         SwarmOptions {
             seed: args.seed,
+            relay_through: crate::args::relay_selector(&args.relay_through),
             ..SwarmOptions::default()
         },
     )

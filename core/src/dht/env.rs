@@ -28,6 +28,8 @@ pub(crate) struct NodeFacts<'a> {
     pub(crate) firewalled: bool,
     /// Our address as the DHT sees it, once known.
     pub(crate) remote_address: Option<SocketAddrV4>,
+    /// Our NAT randomizes ports (`dht.randomized`: the DHT sees our host, no stable port).
+    pub(crate) randomized: bool,
     /// The socket our own requests leave from.
     pub(crate) primary_socket: SocketKind,
     /// Local addresses advertised for the LAN shortcut.

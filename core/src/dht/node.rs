@@ -245,6 +245,7 @@ macro_rules! env {
     ($rpc:expr, $pool:expr, $random_punches:expr, $local:expr, $conns:expr, $relay:expr, $now:expr) => {{
         let firewalled = $rpc.is_firewalled();
         let remote_address = $rpc.remote_address();
+        let randomized = matches!($rpc.public_address(), (Some(_), 0));
         let primary_socket = $rpc.primary_socket();
         let (rng, table) = $rpc.rng_and_table();
         Env {
@@ -255,6 +256,7 @@ macro_rules! env {
             node: NodeFacts {
                 firewalled,
                 remote_address,
+                randomized,
                 primary_socket,
                 local_addresses: $local,
                 table,

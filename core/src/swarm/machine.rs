@@ -555,10 +555,7 @@ impl<R: RngCore> Swarm<R> {
                     return;
                 }
                 Listen::Idle => {
-                    let s = node.create_server(ServerOptions {
-                        firewall: true,
-                        ..ServerOptions::default()
-                    });
+                    let s = node.create_server(self.server_options());
                     // Listening on a fresh server with our key only fails if another server
                     // of this node uses the key: that one answers the handshakes, so announce
                     // at once (the record points at the key either way).
@@ -978,16 +975,25 @@ impl<R: RngCore> Swarm<R> {
             return Err(SwarmError::Destroyed);
         }
         if self.listen == Listen::Idle {
-            let s = node.create_server(ServerOptions {
-                firewall: true,
-                ..ServerOptions::default()
-            });
+            let s = node.create_server(self.server_options());
             self.listen = match node.listen(now, s, Some(self.cfg.key_pair.clone())) {
                 Ok(()) => Listen::Pending(s),
                 Err(_) => Listen::Listening(s),
             };
         }
         Ok(())
+    }
+
+    /// The swarm's server: the swarm decides every handshake (firewall), and it names the
+    /// swarm's relay as hyperswarm's does — `relayThrough` is `_maybeRelayConnection`, which
+    /// the server asks without `force`, so only while our own NAT randomizes ports.
+    fn server_options(&self) -> ServerOptions {
+        ServerOptions {
+            firewall: true,
+            relay_through: self.cfg.relay_through.clone(),
+            relay_only_when_randomized: true,
+            ..ServerOptions::default()
+        }
     }
 
     /// Whether the swarm's server listens (its first announce of our key completed).

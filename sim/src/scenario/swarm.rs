@@ -261,6 +261,7 @@ impl SwarmRun {
         j.num("datagramsDelivered", self.net.delivered as f64);
         j.num("datagramsDropped", self.net.dropped_total() as f64);
         j.num("events", self.events as f64);
+        j.num("busyTimers", self.net.busy_timers as f64);
         j.num("simMs", self.sim_time.as_millis() as f64);
         j.num("wallMs", (self.wall.as_secs_f64() * 1000.0).round());
         j.finish()

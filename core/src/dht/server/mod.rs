@@ -63,6 +63,11 @@ pub struct ServerOptions {
     /// not open ourselves; punching goes on and the stream moves to the direct path when a
     /// punch wins.
     pub relay_through: Option<RelaySelector>,
+    /// Name `relay_through` only while our own NAT randomizes ports (the DHT sees our host but
+    /// no stable port). Hyperswarm's server does this: its `relayThrough` is the swarm's
+    /// `_maybeRelayConnection`, which the server calls without `force`, so the relay is named
+    /// only when `dht.randomized`. Default false: always (hyperdht's `createServer`).
+    pub relay_only_when_randomized: bool,
     /// The relay connections' keep-alive (`relayKeepAlive`; `None` or zero: 5 s).
     pub relay_keep_alive: Option<Duration>,
 }
@@ -503,7 +508,10 @@ impl Server {
         let holepunch_id = (firewall != Firewall::OPEN).then(|| self.alloc_holepunch_id(&key));
         // Our relay, with a fresh token per handshake (not when we are open: the client then
         // reaches us directly, and ours skips relaying to an open server).
-        let relay_ours = if error == ErrorCode::NONE && firewall != Firewall::OPEN {
+        let relay_ours = if error == ErrorCode::NONE
+            && firewall != Firewall::OPEN
+            && (!self.opts.relay_only_when_randomized || env.node.randomized)
+        {
             self.opts
                 .relay_through
                 .as_mut()
@@ -858,8 +866,14 @@ impl Server {
             }
         };
         for h in self.handshakes.values() {
-            min(h.done_at.map(|d| d + HANDSHAKE_CLEAR_WAIT));
-            min(h.punch.as_ref().and_then(|p| p.poll_timeout()));
+            match &h.punch {
+                Some(p) => min(p.poll_timeout()),
+                // A punch keeps its handshake (`forget_stale_handshakes`): only a handshake
+                // without one is forgotten when it is due. Counting a punching handshake's
+                // `done_at` too asked for a timer that does nothing while a birthday punch
+                // ran — a busy loop (`hdht sim swarm` spun at 1 µs steps for its length).
+                None => min(h.done_at.map(|d| d + HANDSHAKE_CLEAR_WAIT)),
+            }
         }
         t
     }
