@@ -1472,7 +1472,7 @@ fn connect_to_an_echo_listener_gets_every_byte_back() {
     assert!(r.status.success(), "connect failed: {}", r.stderr);
     assert_same_bytes(&r.stdout, &data, "the echo on stdout");
     let events = r.events();
-    assert_eq!(events.len(), 2, "connected, end: {events:#?}");
+    assert_eq!(events.len(), 3, "connected, firstByte, end: {events:#?}");
     let connected = &events[0];
     assert_eq!(connected["event"], "connected", "{connected}");
     assert_eq!(connected["remotePublicKey"], pk.as_str());
@@ -1482,7 +1482,10 @@ fn connect_to_an_echo_listener_gets_every_byte_back() {
         connected["ms"].as_f64().is_some_and(|ms| ms >= 0.0),
         "{connected}"
     );
-    let end = &events[1];
+    let first = &events[1];
+    assert_eq!(first["event"], "firstByte", "{first}");
+    assert!(first["ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{first}");
+    let end = &events[2];
     assert_eq!(end["event"], "end", "{end}");
     assert_eq!(end["remotePublicKey"], pk.as_str());
     assert_eq!(end["bytesSent"], data.len(), "{end}");

@@ -458,7 +458,7 @@ async fn connect(
     }
     let error = result.as_ref().err().map(ToString::to_string);
     if let Some(first) = counts.first_byte {
-        let ms = first.saturating_duration_since(t_connect).as_secs_f64() * 1e3;
+        let ms = (first.saturating_duration_since(t_connect).as_secs_f64() * 1e6).round() / 1e3;
         out.emit(&PipeEvent::FirstByte { ms }, || {
             format!("the first byte came {ms:.2} ms after connect()")
         });

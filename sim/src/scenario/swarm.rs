@@ -132,6 +132,19 @@ impl SwarmScenarioConfig {
     }
 }
 
+/// The scenario's relay serves one swarm's whole mesh: every pair may relay at once (the
+/// default's 1,024 relayed pairs, sized for a public relay, would leave pairs of a mesh of
+/// hundreds unconnected for lack of room, not for anything the swarm does).
+fn relay_limits(peers: usize) -> RelayLimits {
+    let pairs = peers * peers.saturating_sub(1) / 2;
+    let d = RelayLimits::default();
+    RelayLimits {
+        relayed_pairs: d.relayed_pairs.max(pairs),
+        pending_total: d.pending_total.max(2 * pairs),
+        ..d
+    }
+}
+
 /// Whether two peers behind these NATs can connect without a relay.
 pub fn can_connect(a: NatPreset, b: NatPreset) -> bool {
     !(a == NatPreset::Symmetric && b == NatPreset::Symmetric)
@@ -495,7 +508,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         );
         let kp = KeyPair::generate(sim.rng());
         sim.with_node(h, |n, now| {
-            n.relay_server(now, kp.clone(), RelayLimits::default())
+            n.relay_server(now, kp.clone(), relay_limits(cfg.peers))
         })
         .map_err(ScenarioError::RelayServer)?;
         // Its announce lands within a few round trips.
