@@ -167,6 +167,32 @@ impl Demux {
         from: SocketAddr,
         datagram: &[u8],
     ) -> Incoming {
+        self.deliver(now, Some(socket), from, datagram)
+    }
+
+    /// Process a datagram for a live stream whatever socket it came on (the owner vouches for
+    /// the source: a relayed stream's late packets from its relay after it moved to a direct
+    /// path). False if it is not UDX or not for a live stream.
+    pub fn handle_datagram_from_any_socket(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        matches!(
+            self.deliver(now, None, from, datagram),
+            Incoming::Consumed { .. }
+        )
+    }
+
+    /// A datagram to its live stream; with `socket`, only if the stream is attached to it.
+    fn deliver(
+        &mut self,
+        now: Instant,
+        socket: Option<SocketId>,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Incoming {
         let Some(id) = peek_stream_id(datagram) else {
             return Incoming::NotUdx;
         };
@@ -177,7 +203,7 @@ impl Demux {
         if stream.is_closed() && !stream.is_lingering() {
             return Incoming::UnknownStream { stream_id: id };
         }
-        if stream.socket() != Some(socket) {
+        if let Some(socket) = socket.filter(|&s| stream.socket() != Some(s)) {
             return Incoming::Unattached {
                 stream_id: id,
                 from,
@@ -195,31 +221,6 @@ impl Demux {
         }
     }
 
-    /// Process a datagram for a live stream whatever socket it came on (the owner vouches for
-    /// the source: a relayed stream's late packets from its relay after it moved to a direct
-    /// path). False if it is not UDX or not for a live stream.
-    pub fn handle_datagram_from_any_socket(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        datagram: &[u8],
-    ) -> bool {
-        let Some(id) = peek_stream_id(datagram) else {
-            return false;
-        };
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return false;
-        };
-        if stream.is_closed() && !stream.is_lingering() {
-            return false;
-        }
-        if let Ok(pkt) = Packet::decode(datagram) {
-            stream.handle_packet(now, &pkt, from);
-            self.touch(id);
-        }
-        true
-    }
-
     /// Next datagram from any stream, round-robin (from the stream after the last one that
     /// sent).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(u32, PacketOut)> {
@@ -233,23 +234,9 @@ impl Demux {
                 self.overdue.insert(id);
             }
         }
-        let start = self.tx_cursor;
-        let mut from = Bound::Included(start);
-        let mut wrapped = false;
+        let mut walk = RoundRobin::from(self.tx_cursor);
         loop {
-            let next = if wrapped {
-                self.tx_ready.range((from, Bound::Excluded(start))).next()
-            } else {
-                self.tx_ready.range((from, Bound::Unbounded)).next()
-            };
-            let Some(&id) = next else {
-                if wrapped {
-                    return None;
-                }
-                wrapped = true;
-                from = Bound::Included(0);
-                continue;
-            };
+            let id = walk.next(&self.tx_ready)?;
             let out = match self.streams.get_mut(&id) {
                 Some(s) => s.poll_transmit(now, buf),
                 None => None,
@@ -266,7 +253,7 @@ impl Demux {
                 }
                 None => {
                     self.tx_ready.remove(&id);
-                    from = Bound::Excluded(id);
+                    walk.past(id);
                 }
             }
         }
@@ -306,23 +293,9 @@ impl Demux {
 
     /// Next event of any stream (from the last stream that had one).
     pub fn poll_event(&mut self) -> Option<(u32, StreamEvent)> {
-        let start = self.ev_cursor;
-        let mut from = Bound::Included(start);
-        let mut wrapped = false;
+        let mut walk = RoundRobin::from(self.ev_cursor);
         loop {
-            let next = if wrapped {
-                self.ev_ready.range((from, Bound::Excluded(start))).next()
-            } else {
-                self.ev_ready.range((from, Bound::Unbounded)).next()
-            };
-            let Some(&id) = next else {
-                if wrapped {
-                    return None;
-                }
-                wrapped = true;
-                from = Bound::Included(0);
-                continue;
-            };
+            let id = walk.next(&self.ev_ready)?;
             match self.streams.get_mut(&id).and_then(|s| s.poll_event()) {
                 Some(e) => {
                     self.ev_cursor = id;
@@ -330,7 +303,7 @@ impl Demux {
                 }
                 None => {
                     self.ev_ready.remove(&id);
-                    from = Bound::Excluded(id);
+                    walk.past(id);
                 }
             }
         }
@@ -354,5 +327,47 @@ impl Demux {
         }
         self.reserved -= freed;
         before - self.streams.len()
+    }
+}
+
+/// A walk over a ready set in id order starting at a cursor and wrapping around once: ids at
+/// or after the cursor, then from 0 up to it. Members may be removed as the walk goes.
+struct RoundRobin {
+    start: u32,
+    from: Bound<u32>,
+    wrapped: bool,
+}
+
+impl RoundRobin {
+    fn from(start: u32) -> Self {
+        RoundRobin {
+            start,
+            from: Bound::Included(start),
+            wrapped: false,
+        }
+    }
+
+    /// The next ready id not yet passed, or `None` once the walk is back at its start.
+    fn next(&mut self, ready: &BTreeSet<u32>) -> Option<u32> {
+        loop {
+            let next = if self.wrapped {
+                ready.range((self.from, Bound::Excluded(self.start))).next()
+            } else {
+                ready.range((self.from, Bound::Unbounded)).next()
+            };
+            match next {
+                Some(&id) => return Some(id),
+                None if self.wrapped => return None,
+                None => {
+                    self.wrapped = true;
+                    self.from = Bound::Included(0);
+                }
+            }
+        }
+    }
+
+    /// Goes on after `id`.
+    fn past(&mut self, id: u32) {
+        self.from = Bound::Excluded(id);
     }
 }
