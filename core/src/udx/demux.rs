@@ -48,7 +48,7 @@ pub enum Incoming {
 /// A set of streams sharing sockets.
 ///
 /// The per-call work is proportional to the streams that have something to do, not to how
-/// many are held: streams' timers sit in a deadline queue ([`TimerQueue`]), and a stream that
+/// many are held: streams' timers sit in a deadline queue (`TimerQueue`), and a stream that
 /// was handed out mutably, fed a packet or ran a timer is put on the transmit and event ready
 /// lists until its `poll_transmit` / `poll_event` says it has nothing. A stream off the
 /// transmit list has nothing to send until it is touched again or one of its timers is due
