@@ -102,13 +102,7 @@ fn through_the_nats(server: Impl, client: Impl) {
             Err(panic) => failures.push(panic),
         }
     }
-    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
-    assert!(
-        failures.is_empty(),
-        "{} problem(s):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    finish(t0, &failures, "problem(s)");
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -183,13 +177,7 @@ fn kernel_nat_rust_cli_without_punching() {
         }
     }
     drop(topo);
-    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
-    assert!(
-        failures.is_empty(),
-        "{} run(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    finish(t0, &failures, "run(s) failed");
 }
 
 /// Two peers behind the one NAT A, on one LAN (10.1.0.2 and 10.1.0.3), both bound to every
@@ -249,13 +237,7 @@ fn kernel_nat_lan_peers_behind_one_nat() {
         }
     }
     drop(topo);
-    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
-    assert!(
-        failures.is_empty(),
-        "{} run(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    finish(t0, &failures, "run(s) failed");
 }
 
 #[test]
@@ -405,13 +387,7 @@ fn kernel_nat_random_pair_through_relay() {
         }
     }
     drop(topo);
-    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
-    assert!(
-        failures.is_empty(),
-        "{} run(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    finish(t0, &failures, "run(s) failed");
 }
 
 /// The relay → direct upgrade, live: the server behind a consistent NAT (A), the client
@@ -518,13 +494,7 @@ fn kernel_nat_relay_then_direct_upgrade() {
             Err(panic) => failures.push(panic),
         }
     }
-    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
-    assert!(
-        failures.is_empty(),
-        "{} problem(s):\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    finish(t0, &failures, "problem(s)");
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -696,5 +666,17 @@ fn kernel_nat_relay_bench() {
     println!(
         "relay memory per relayed pair: Rust {:.1} KiB, Node {:.1} KiB",
         per_pair[0], per_pair[1]
+    );
+}
+
+/// Prints the run's wall time and fails with every collected failure (`what`: how they are
+/// counted in the message).
+fn finish(t0: Instant, failures: &[String], what: &str) {
+    eprintln!("total {:.2} s", t0.elapsed().as_secs_f64());
+    assert!(
+        failures.is_empty(),
+        "{} {what}:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }
