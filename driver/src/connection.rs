@@ -20,7 +20,9 @@ use crate::{DhtError, Shared};
 
 #[derive(Debug, Default)]
 pub(crate) struct ConnSlot {
-    open: Option<Result<ConnectionInfo, ConnectError>>,
+    /// How the connect ended, until [`Connecting`] takes it. Boxed: a slot lives as long as
+    /// its connection, and this is only ever filled for a moment.
+    open: Option<Box<Result<ConnectionInfo, ConnectError>>>,
     open_waker: Option<Waker>,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
@@ -92,23 +94,18 @@ impl Connections {
         match ev {
             ConnectEvent::Open { conn, info } => {
                 let slot = self.conns.entry(conn).or_default();
-                slot.open = Some(Ok(info));
+                slot.open = Some(Box::new(Ok(info)));
                 wake(&mut slot.open_waker);
             }
             ConnectEvent::Failed { conn, error } => {
                 let slot = self.conns.entry(conn).or_default();
-                slot.open = Some(Err(error));
+                slot.open = Some(Box::new(Err(error)));
                 wake(&mut slot.open_waker);
             }
             ConnectEvent::Incoming { server, conn, info } => {
                 if let Some(s) = self.servers.get_mut(&server) {
-                    self.conns.insert(
-                        conn,
-                        ConnSlot {
-                            open: Some(Ok(info.clone())),
-                            ..ConnSlot::default()
-                        },
-                    );
+                    // The accepted handle carries the info; nothing takes it from the slot.
+                    self.conns.insert(conn, ConnSlot::default());
                     s.incoming.push_back((conn, info));
                     wake(&mut s.accept_waker);
                 }
@@ -175,7 +172,7 @@ impl Connections {
     /// Takes over a connection the swarm opened (its `Open`/`Incoming` never came here).
     pub(crate) fn adopt(&mut self, conn: ConnId, info: ConnectionInfo) {
         let slot = self.conns.entry(conn).or_default();
-        slot.open = Some(Ok(info));
+        slot.open = Some(Box::new(Ok(info)));
     }
 
     /// A connection whose handle is gone or will never exist (the core forgets it once closed).
@@ -382,7 +379,7 @@ impl Future for Connecting {
             let destroyed = inner.node.is_destroyed();
             let slot = inner.connections.conns.entry(conn).or_default();
             match slot.open.take() {
-                Some(r) => Some(r),
+                Some(r) => Some(*r),
                 None if destroyed => Some(Err(ConnectError::NodeDestroyed)),
                 None => {
                     slot.open_waker = Some(cx.waker().clone());

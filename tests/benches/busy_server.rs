@@ -148,6 +148,29 @@ fn server_main(bootstrap: String) {
     });
 }
 
+/// The server's process: `pid`, or under a wrapper (`HDHT_BUSY_SERVER_WRAP`) the wrapper's
+/// descendant running this executable.
+fn server_pid(pid: u32) -> u32 {
+    let exe = std::fs::read_link("/proc/self/exe").ok();
+    let mut at = pid;
+    for _ in 0..8 {
+        if std::fs::read_link(format!("/proc/{at}/exe")).ok() == exe {
+            return at;
+        }
+        let children =
+            std::fs::read_to_string(format!("/proc/{at}/task/{at}/children")).unwrap_or_default();
+        match children
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.parse().ok())
+        {
+            Some(c) => at = c,
+            None => break,
+        }
+    }
+    pid
+}
+
 /// Where the server runs: its process (for CPU and memory) and its key.
 struct Target {
     pid: u32,
@@ -380,23 +403,36 @@ fn main() {
         client.ready().await.expect("bootstrapped");
 
         if wanted("rust") {
-            let mut child = Command::new(std::env::current_exe().expect("exe"))
+            // `HDHT_BUSY_SERVER_WRAP="heaptrack -o /tmp/busy"` (a command prefix, split on
+            // spaces) runs the server under a profiler.
+            let exe = std::env::current_exe().expect("exe");
+            let wrap = std::env::var("HDHT_BUSY_SERVER_WRAP").unwrap_or_default();
+            let mut argv: Vec<std::ffi::OsString> =
+                wrap.split_whitespace().map(Into::into).collect();
+            argv.push(exe.into());
+            let mut child = Command::new(&argv[0])
+                .args(&argv[1..])
                 .env(SERVER_ENV, &bootstrap[0])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("server process");
             let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-            let first: Value =
-                serde_json::from_str(&lines.next().expect("line").expect("read")).expect("json");
+            // (A wrapper may print lines of its own first.)
+            let first: Value = lines
+                .by_ref()
+                .map_while(Result::ok)
+                .find_map(|l| serde_json::from_str::<Value>(&l).ok())
+                .expect("the server's public key");
             let public_key = hex::decode(first["publicKey"].as_str().expect("pk"))
                 .expect("hex")
                 .try_into()
                 .expect("32");
             let target = Target {
-                pid: child.id(),
+                pid: server_pid(child.id()),
                 public_key,
             };
+            eprintln!("rust server pid {}", target.pid);
             let r = run_load(client.clone(), &target, idle, active, kib, concurrency).await;
             drop(child.stdin.take());
             let _ = child.wait();

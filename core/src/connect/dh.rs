@@ -8,6 +8,7 @@
 //! prime-order subgroup, and the result must not be the identity.
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use sha2::{Digest, Sha512};
 use thiserror::Error;
@@ -65,10 +66,20 @@ pub fn decode_public_key(public_key: &[u8; 32]) -> Result<EdwardsPoint, DhError>
     if point.compress() != compressed {
         return Err(DhError::InvalidPublicKey);
     }
-    if point.is_small_order() || !point.is_torsion_free() {
+    if point.is_small_order() || !in_prime_order_subgroup(&point) {
         return Err(DhError::InvalidPublicKey);
     }
     Ok(point)
+}
+
+/// Whether `p` lies in the prime-order subgroup, `ℓ·P = 0` — what dalek's `is_torsion_free`
+/// decides — checked as `(ℓ − 1)·P = −P` with dalek's variable-time multiplication: `P` is a
+/// peer's public key (public data, so variable time leaks nothing), and this costs about half
+/// the constant-time multiplication by `ℓ` (which was a quarter of a server's handshake CPU).
+fn in_prime_order_subgroup(p: &EdwardsPoint) -> bool {
+    // `-1 mod ℓ` is the integer `ℓ − 1`; the multiplication is by that integer on the whole
+    // curve group (order 8ℓ), so `(ℓ − 1)·P + P = ℓ·P` for every point, torsion included.
+    EdwardsPoint::vartime_double_scalar_mul_basepoint(&-Scalar::ONE, p, &Scalar::ZERO) == -p
 }
 
 /// `DH(scalar, P)`: the compressed encoding of `scalar · P` for a clamped scalar (as returned by
@@ -91,4 +102,33 @@ pub fn dh(seed: &[u8; 32], remote_public_key: &[u8; 32]) -> Result<[u8; 32], DhE
     let out = dh_scalar(&scalar, remote_public_key);
     scalar.zeroize();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+
+    /// The variable-time subgroup check decides exactly what dalek's `is_torsion_free` does:
+    /// every point `k·B + T` for the 8 torsion points `T` (only `T = 0` is in the subgroup).
+    #[test]
+    fn the_subgroup_check_agrees_with_is_torsion_free() {
+        let mut k = Scalar::from(7u64);
+        for i in 0..64u64 {
+            k = k * Scalar::from(0x9e37_79b9_7f4a_7c15u64) + Scalar::from(i);
+            let p = ED25519_BASEPOINT_POINT * k;
+            for (j, t) in EIGHT_TORSION.iter().enumerate() {
+                let q = p + t;
+                assert_eq!(
+                    in_prime_order_subgroup(&q),
+                    q.is_torsion_free(),
+                    "k #{i}, T #{j}"
+                );
+                assert_eq!(in_prime_order_subgroup(&q), j == 0);
+            }
+        }
+        for t in EIGHT_TORSION.iter() {
+            assert_eq!(in_prime_order_subgroup(t), t.is_torsion_free());
+        }
+    }
 }

@@ -146,8 +146,9 @@ pub(crate) struct Stopped {
 #[derive(Debug)]
 pub(crate) struct Connection {
     stream_id: u32,
-    handshake: HandshakeResult,
     server: Option<ServerId>,
+    /// The secret stream keeps what the connection reports of its handshake (keys, hash): the
+    /// handshake's result is not kept beside it (an idle connection's memory).
     secret: SecretStream,
     /// Decrypted, not yet read by the application.
     plain: Plain,
@@ -210,6 +211,10 @@ impl Plain {
         if self.head == self.buf.len() {
             self.buf.clear();
             self.head = 0;
+            // Read empty: a small buffer is freed (an idle connection holds none).
+            if self.buf.capacity() <= udx::RELEASE_DRAINED_MAX {
+                self.buf = Vec::new();
+            }
         }
         n
     }
@@ -468,7 +473,6 @@ impl Connections {
             conn,
             Connection {
                 stream_id,
-                handshake,
                 server,
                 secret,
                 plain: Plain::default(),
@@ -564,10 +568,10 @@ impl Connections {
     pub(crate) fn info(&self, conn: ConnId) -> Option<ConnectionInfo> {
         let c = self.conns.get(&conn)?;
         Some(ConnectionInfo {
-            public_key: c.handshake.public_key,
-            remote_public_key: c.handshake.remote_public_key,
-            handshake_hash: c.handshake.hash,
-            is_initiator: c.handshake.is_initiator,
+            public_key: *c.secret.public_key(),
+            remote_public_key: *c.secret.remote_public_key(),
+            handshake_hash: *c.secret.handshake_hash(),
+            is_initiator: c.secret.is_initiator(),
             remote_address: self.udx.get(c.stream_id).and_then(|s| s.remote_addr()),
         })
     }
@@ -894,7 +898,7 @@ impl Connections {
         c.close_error = error;
         Some(Stopped {
             opened: c.opened,
-            initiator: c.handshake.is_initiator,
+            initiator: c.secret.is_initiator(),
         })
     }
 

@@ -93,8 +93,13 @@ impl SendBuffer {
         let n = offset.saturating_sub(self.base).min(self.data.len() as u64) as usize;
         self.data.drain(..n);
         self.base += n as u64;
-        if self.data.is_empty() && self.data.capacity() > 4 * self.limit.max(1 << 16) {
-            self.data.shrink_to_fit();
+        if self.data.is_empty()
+            && (self.data.capacity() <= super::RELEASE_DRAINED_MAX
+                || self.data.capacity() > 4 * self.limit.max(1 << 16))
+        {
+            // Drained: a small ring is freed (an idle stream holds no send memory), a huge one
+            // too; one in between is a stream moving data, kept for its next burst.
+            self.data = VecDeque::new();
         }
     }
 

@@ -834,10 +834,23 @@ impl UdxStream {
     /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<StreamEvent> {
         let ev = self.events.pop_front();
-        if let Some(StreamEvent::Message(_)) = ev {
-            self.messages_in = self.messages_in.saturating_sub(1);
+        match ev {
+            Some(StreamEvent::Message(_)) => {
+                self.messages_in = self.messages_in.saturating_sub(1);
+            }
+            Some(_) => {}
+            None => super::release_if_drained(&mut self.events),
         }
         ev
+    }
+
+    /// Frees the small queues that drained (see [`super::RELEASE_DRAINED_MAX`]): an idle
+    /// stream keeps no allocation of them.
+    fn release_drained(&mut self) {
+        super::release_if_drained(&mut self.sent);
+        super::release_if_drained(&mut self.retransmit);
+        super::release_if_drained(&mut self.record_ends);
+        super::release_if_drained(&mut self.messages_out);
     }
 
     // ------------------------------------------------------------------ internals
@@ -1021,6 +1034,7 @@ impl UdxStream {
             return;
         }
         self.on_ack(now, pkt);
+        self.release_drained();
         if carries && self.closed.is_none() {
             self.ack_pending = true;
         }

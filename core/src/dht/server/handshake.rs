@@ -23,8 +23,9 @@ pub(crate) struct ServerHandshake {
     pub(crate) reply: Option<(Option<SocketKind>, Vec<u8>)>,
     /// When it was answered or refused (it is forgotten a while after).
     pub(crate) done_at: Option<Instant>,
-    /// Waiting for the owner's firewall decision.
-    pub(crate) pending: Option<PendingHandshake>,
+    /// Waiting for the owner's firewall decision. Boxed: the handshake state is over a
+    /// kilobyte, and every handshake stays in the server's table 10 s after it is answered.
+    pub(crate) pending: Option<Box<PendingHandshake>>,
     /// The holepunch while one runs.
     pub(crate) punch: Option<Box<ServerPunch>>,
     /// The id PEER_HOLEPUNCH messages name this handshake by.

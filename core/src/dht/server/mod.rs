@@ -14,7 +14,7 @@ mod handshake;
 mod holepunch;
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 use core::time::Duration;
@@ -174,6 +174,14 @@ pub(crate) struct Server {
     handshakes: BTreeMap<Vec<u8>, ServerHandshake>,
     /// Handshakes by holepunch id.
     holepunch_ids: BTreeMap<u64, Vec<u8>>,
+    /// The handshakes with a punch running (the only ones with timers besides forgetting), in
+    /// the order of `handshakes`: the per-turn walks (timers, a connection's first packet)
+    /// visit these, not every handshake kept for duplicates.
+    punching: BTreeSet<Vec<u8>>,
+    /// `(done_at, key)` each time a handshake's `done_at` was set, in time order: the forget
+    /// queue. An entry whose handshake has since punched or been done again is stale (a later
+    /// entry stands for it) and is skipped.
+    done: VecDeque<(Instant, Vec<u8>)>,
     /// Closed: no new handshakes, no announces; handshakes already running finish.
     closing: bool,
 }
@@ -188,6 +196,8 @@ impl Server {
             announcer: Announcer::default(),
             handshakes: BTreeMap::new(),
             holepunch_ids: BTreeMap::new(),
+            punching: BTreeSet::new(),
+            done: VecDeque::new(),
             closing: false,
         }
     }
@@ -214,12 +224,19 @@ impl Server {
 
     /// Handshakes tracked, and how many of them punch.
     pub(crate) fn handshake_counts(&self) -> (usize, usize) {
-        let punching = self
-            .handshakes
-            .values()
-            .filter(|h| h.punch.is_some())
-            .count();
-        (self.handshakes.len(), punching)
+        (self.handshakes.len(), self.punching.len())
+    }
+
+    /// Handshake `key` was answered or refused (or its punch ended) at `now`: it is forgotten
+    /// [`HANDSHAKE_CLEAR_WAIT`] later unless it punches then.
+    fn mark_done(
+        done: &mut VecDeque<(Instant, Vec<u8>)>,
+        h: &mut ServerHandshake,
+        key: &[u8],
+        now: Instant,
+    ) {
+        h.done_at = Some(now);
+        done.push_back((now, key.to_vec()));
     }
 
     /// `server.listen(keyPair)`: answer handshakes for this key (target `target`) and
@@ -340,7 +357,8 @@ impl Server {
             return;
         };
         let Some(punch) = h.punch.take() else { return };
-        h.done_at = Some(env.now);
+        self.punching.remove(key);
+        Self::mark_done(&mut self.done, h, key, env.now);
         let conn = punch.conn();
         punch.retire(env);
         if abort {
@@ -406,7 +424,7 @@ impl Server {
             self.handshakes.insert(
                 key.clone(),
                 ServerHandshake {
-                    pending: Some(pending),
+                    pending: Some(Box::new(pending)),
                     ..ServerHandshake::default()
                 },
             );
@@ -440,10 +458,10 @@ impl Server {
         };
         if reject {
             tracing::debug!(client = %pending.client_address, "server: handshake rejected by the firewall");
-            h.done_at = Some(env.now);
+            Self::mark_done(&mut self.done, h, &key, env.now);
             return;
         }
-        self.accept(env, key, pending, out);
+        self.accept(env, key, *pending, out);
     }
 
     /// Answers a handshake (msg2), choosing the path first; on success asks the node to open
@@ -602,7 +620,7 @@ impl Server {
         };
         if let Some(h) = self.handshakes.get_mut(&key) {
             h.reply = Some((puncher_socket, msg2));
-            h.done_at = Some(env.now);
+            Self::mark_done(&mut self.done, h, &key, env.now);
         }
         send_reply(&req, route, out);
         if error != ErrorCode::NONE {
@@ -684,6 +702,7 @@ impl Server {
         let Some(h) = self.handshakes.get_mut(key) else {
             return punch.retire(env);
         };
+        self.punching.insert(key.to_vec());
         let step = h.punch.insert(punch).start(env, out);
         self.punch_step(env, key, step, out);
     }
@@ -766,10 +785,9 @@ impl Server {
         out: &mut Vec<ServerAction>,
     ) {
         let key = self
-            .handshakes
-            .iter()
+            .punching_handshakes()
             .find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
-            .map(|(k, _)| k.clone());
+            .map(|(k, _)| k.to_vec());
         if let Some(key) = key {
             self.end_punch(env, &key, false, out);
         }
@@ -777,16 +795,25 @@ impl Server {
 
     /// Whether a punch for connection `conn` still runs.
     pub(crate) fn punching_for(&self, conn: ConnId) -> bool {
-        self.handshakes
-            .values()
-            .any(|h| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
+        self.punching_handshakes()
+            .any(|(_, h)| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
+    }
+
+    /// The handshakes with a punch running, in key order.
+    fn punching_handshakes(&self) -> impl Iterator<Item = (&[u8], &ServerHandshake)> + '_ {
+        self.punching
+            .iter()
+            .filter_map(|k| Some((k.as_slice(), self.handshakes.get(k)?)))
     }
 
     /// The blind relay paired connection `conn`: its punch no longer has to start within the
     /// prepunch window (the reference clears `prepunching` then) — the client may ask to punch
     /// 10–20 s later, after a TRY_LATER or its own throttle.
     pub(crate) fn relay_paired_for(&mut self, conn: ConnId) {
-        for h in self.handshakes.values_mut() {
+        for k in &self.punching {
+            let Some(h) = self.handshakes.get_mut(k) else {
+                continue;
+            };
             if let Some(p) = h.punch.as_mut().filter(|p| p.conn() == conn) {
                 p.clear_prepunch();
             }
@@ -805,7 +832,7 @@ impl Server {
 
     /// Whether a punch timer is due.
     pub(crate) fn punch_due(&self, now: Instant) -> bool {
-        self.handshakes.values().any(|h| {
+        self.punching_handshakes().any(|(_, h)| {
             h.punch
                 .as_ref()
                 .and_then(|p| p.poll_timeout())
@@ -821,15 +848,14 @@ impl Server {
     ) {
         let now = env.now;
         let due: Vec<Vec<u8>> = self
-            .handshakes
-            .iter()
+            .punching_handshakes()
             .filter(|(_, h)| {
                 h.punch
                     .as_ref()
                     .and_then(|p| p.poll_timeout())
                     .is_some_and(|t| t <= now)
             })
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_vec())
             .collect();
         for key in due {
             let step = match self.punch_mut(&key) {
@@ -842,19 +868,33 @@ impl Server {
 
     /// Finished handshakes are forgotten a while after (a punch keeps its handshake).
     pub(crate) fn forget_stale_handshakes(&mut self, now: Instant) {
-        let stale: Vec<Vec<u8>> = self
-            .handshakes
-            .iter()
-            .filter(|(_, h)| {
-                h.punch.is_none() && h.done_at.is_some_and(|t| t + HANDSHAKE_CLEAR_WAIT <= now)
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in stale {
-            if let Some(id) = self.handshakes.remove(&k).and_then(|h| h.holepunch_id) {
-                self.holepunch_ids.remove(&id);
+        while let Some((t, _)) = self.done.front() {
+            if *t + HANDSHAKE_CLEAR_WAIT > now {
+                break;
+            }
+            let Some((t, k)) = self.done.pop_front() else {
+                break;
+            };
+            // A handshake punching now, or done again since, has a later entry (its punch's
+            // end marks it done again).
+            let current = self
+                .handshakes
+                .get(&k)
+                .is_some_and(|h| h.punch.is_none() && h.done_at == Some(t));
+            if current {
+                if let Some(id) = self.handshakes.remove(&k).and_then(|h| h.holepunch_id) {
+                    self.holepunch_ids.remove(&id);
+                }
             }
         }
+    }
+
+    /// When the oldest handshake to forget is due (stale queue entries skipped).
+    fn forget_due(&self) -> Option<Instant> {
+        self.done.iter().find_map(|(t, k)| {
+            let h = self.handshakes.get(k)?;
+            (h.punch.is_none() && h.done_at == Some(*t)).then(|| *t + HANDSHAKE_CLEAR_WAIT)
+        })
     }
 
     /// The earliest timer: relay rounds, punches, forgetting handshakes.
@@ -865,16 +905,14 @@ impl Server {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
-        for h in self.handshakes.values() {
-            match &h.punch {
-                Some(p) => min(p.poll_timeout()),
-                // A punch keeps its handshake (`forget_stale_handshakes`): only a handshake
-                // without one is forgotten when it is due. Counting a punching handshake's
-                // `done_at` too asked for a timer that does nothing while a birthday punch
-                // ran — a busy loop (`hdht sim swarm` spun at 1 µs steps for its length).
-                None => min(h.done_at.map(|d| d + HANDSHAKE_CLEAR_WAIT)),
-            }
+        for (_, h) in self.punching_handshakes() {
+            min(h.punch.as_ref().and_then(|p| p.poll_timeout()));
         }
+        // A punch keeps its handshake (`forget_stale_handshakes`): only a handshake without one
+        // is forgotten when it is due. Counting a punching handshake's `done_at` too asked for
+        // a timer that does nothing while a birthday punch ran — a busy loop (`hdht sim swarm`
+        // spun at 1 µs steps for its length).
+        min(self.forget_due());
         t
     }
 }
