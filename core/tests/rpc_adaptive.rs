@@ -322,7 +322,12 @@ fn which_addresses_the_limits_apply_to() {
 /// One run of a small lossy network of rpc nodes; `eager` also wakes every node on each of its
 /// 750 ms drain instants (as a driver did before drains were lazy). Returns every datagram
 /// sent, in order, with its time and sender, and the number of `handle_timeout` calls.
-fn drain_network(eager: bool) -> (Vec<(u64, usize, SocketAddrV4, Vec<u8>)>, usize) {
+/// Datagrams sent: (time µs, sender, destination, bytes).
+type SendLog = Vec<(u64, usize, SocketAddrV4, Vec<u8>)>;
+/// In flight: (arrival µs, sequence) → (receiver, to its server socket?, source, bytes).
+type Flights = std::collections::BTreeMap<(u64, u64), (usize, bool, SocketAddrV4, Vec<u8>)>;
+
+fn drain_network(eager: bool) -> (SendLog, usize) {
     use std::collections::BTreeMap;
     const NODES: usize = 12;
     const DRAIN_US: u64 = 750_000;
@@ -354,7 +359,7 @@ fn drain_network(eager: bool) -> (Vec<(u64, usize, SocketAddrV4, Vec<u8>)>, usiz
         .collect();
     let mut link = ChaCha8Rng::seed_from_u64(9);
     // In flight: (arrival µs, sequence) → (node, server socket?, from, bytes).
-    let mut flights: BTreeMap<(u64, u64), (usize, bool, SocketAddrV4, Vec<u8>)> = BTreeMap::new();
+    let mut flights: Flights = BTreeMap::new();
     let mut seq = 0u64;
     let mut log = Vec::new();
     let mut timeouts = 0;
@@ -378,10 +383,10 @@ fn drain_network(eager: bool) -> (Vec<(u64, usize, SocketAddrV4, Vec<u8>)>, usiz
     let flush = |i: usize,
                  now: u64,
                  nodes: &mut Vec<RpcNode<ChaCha8Rng>>,
-                 flights: &mut BTreeMap<(u64, u64), (usize, bool, SocketAddrV4, Vec<u8>)>,
+                 flights: &mut Flights,
                  seq: &mut u64,
                  link: &mut ChaCha8Rng,
-                 log: &mut Vec<(u64, usize, SocketAddrV4, Vec<u8>)>| {
+                 log: &mut SendLog| {
         while nodes[i].poll_event().is_some() {}
         while let Some(t) = nodes[i].poll_transmit() {
             log.push((now, i, t.to, t.payload.clone()));
@@ -502,6 +507,10 @@ fn drain_network(eager: bool) -> (Vec<(u64, usize, SocketAddrV4, Vec<u8>)>, usiz
 fn idle_drains_run_late_but_send_exactly_what_timely_drains_send() {
     let (eager, eager_timeouts) = drain_network(true);
     let (lazy, lazy_timeouts) = drain_network(false);
+    eprintln!(
+        "{} datagrams; handle_timeout calls: {eager_timeouts} timely, {lazy_timeouts} lazy",
+        eager.len()
+    );
     assert!(
         eager.len() > 1000,
         "the network did little: {}",

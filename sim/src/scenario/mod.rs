@@ -1,7 +1,8 @@
 //! Whole-network scenarios — the library entry point the `hdht sim` CLI calls.
 //!
-//! A [`Scenario`] builds a network (a few open bootstrap nodes, then nodes joining one by one,
-//! each placed behind a NAT drawn from the [`NatMix`]), lets it settle, measures it, and runs a
+//! A [`Scenario`] builds a network (a few open bootstrap nodes, then nodes joining in batches
+//! of [`ScenarioConfig::join_batch`] — one at a time below 2,000 nodes — each placed behind a
+//! NAT drawn from the [`NatMix`]), lets it settle, measures it, and runs a
 //! timeline of operations, crashes and partitions. What the operations *are* is the
 //! [`Workload`]'s business ([`RpcWorkload`] by default), so hyperdht's announce/lookup plug in
 //! later without touching the runner.
