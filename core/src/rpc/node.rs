@@ -693,6 +693,15 @@ impl<R: RngCore> RpcNode<R> {
         self.request(now, spec)
     }
 
+    /// Tells the node the time before an input that carries none ([`RpcNode::reply`],
+    /// [`RpcNode::relay`], [`RpcNode::cancel_query`], [`RpcNode::send_datagram`]) made later
+    /// than its last timed input: it runs the idle drains due before `now` that
+    /// [`RpcNode::poll_timeout`] left out, so a late reply carries the token a timely drain
+    /// schedule would give it.
+    pub fn advance(&mut self, now: Instant) {
+        self.catch_up_drains(now, false);
+    }
+
     /// Answers a request delivered as [`RpcEvent::Request`].
     pub fn reply(&mut self, req: &IncomingRequest, reply: ReplySpec) {
         if self.destroyed {
