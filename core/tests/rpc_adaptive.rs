@@ -10,7 +10,7 @@ use hdht_core::rpc::{
 use hdht_core::wire::{Message, Request, Response};
 use hdht_core::Instant;
 use rand_chacha::ChaCha8Rng;
-use rand_core::SeedableRng;
+use rand_core::{RngCore, SeedableRng};
 
 fn public(last: u8, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::new(93, 184, 1, last), port)
@@ -312,4 +312,216 @@ fn which_addresses_the_limits_apply_to() {
     ] {
         assert!(!IpLimits::applies_to(&Ipv4Addr::from(ip)), "{ip:?}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle drains: a node leaves the 750 ms drain out of `poll_timeout` while nothing waits behind
+// its congestion window, and runs the drains it missed before its next input. Driven that way
+// a network must send exactly what it sends when every node is also woken on every drain.
+
+/// One run of a small lossy network of rpc nodes; `eager` also wakes every node on each of its
+/// 750 ms drain instants (as a driver did before drains were lazy). Returns every datagram
+/// sent, in order, with its time and sender, and the number of `handle_timeout` calls.
+/// Datagrams sent: (time µs, sender, destination, bytes).
+type SendLog = Vec<(u64, usize, SocketAddrV4, Vec<u8>)>;
+/// In flight: (arrival µs, sequence) → (receiver, to its server socket?, source, bytes).
+type Flights = std::collections::BTreeMap<(u64, u64), (usize, bool, SocketAddrV4, Vec<u8>)>;
+
+fn drain_network(eager: bool) -> (SendLog, usize) {
+    use std::collections::BTreeMap;
+    const NODES: usize = 12;
+    const DRAIN_US: u64 = 750_000;
+    let server = |i: usize| SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, i as u8 + 1), 49737);
+    let client = |i: usize| SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, i as u8 + 1), 50000);
+    let mut nodes: Vec<RpcNode<ChaCha8Rng>> = (0..NODES)
+        .map(|i| {
+            let mut cfg = if i == 0 {
+                RpcConfig::bootstrapper(server(0))
+            } else {
+                RpcConfig {
+                    bootstrap: vec![server(0)],
+                    persistence: hdht_core::rpc::Persistence::Persistent,
+                    ..RpcConfig::default()
+                }
+            };
+            cfg.ip_limits = None;
+            cfg.server_port = 49737;
+            // A tiny window on some nodes: requests queue behind it, so drains have work.
+            if i % 3 == 1 {
+                cfg.max_window = 2;
+            }
+            RpcNode::new(
+                cfg,
+                ChaCha8Rng::seed_from_u64(100 + i as u64),
+                Instant::ZERO,
+            )
+        })
+        .collect();
+    let mut link = ChaCha8Rng::seed_from_u64(9);
+    // In flight: (arrival µs, sequence) → (node, server socket?, from, bytes).
+    let mut flights: Flights = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut log = Vec::new();
+    let mut timeouts = 0;
+    // Queries started from the outside; some exactly on drain instants (nodes start at 0).
+    let mut actions: Vec<(u64, usize)> = (1..40u64)
+        .map(|k| {
+            let at = if k % 4 == 0 {
+                k * 2 * DRAIN_US
+            } else {
+                k * 1_234_567
+            };
+            (at, (k as usize * 5) % NODES)
+        })
+        .collect();
+    actions.sort();
+    let mut next_action = 0;
+    let end = 90_000_000u64;
+    let mut now = 0u64;
+    // Eager: the next drain instant each node is woken for even when it did not ask.
+    let mut next_grid = [DRAIN_US; NODES];
+    let flush = |i: usize,
+                 now: u64,
+                 nodes: &mut Vec<RpcNode<ChaCha8Rng>>,
+                 flights: &mut Flights,
+                 seq: &mut u64,
+                 link: &mut ChaCha8Rng,
+                 log: &mut SendLog| {
+        while nodes[i].poll_event().is_some() {}
+        while let Some(t) = nodes[i].poll_transmit() {
+            log.push((now, i, t.to, t.payload.clone()));
+            let r = link.next_u64();
+            if r % 20 == 0 {
+                continue; // 5 % loss
+            }
+            let delay = 20_000 + (r >> 8) % 30_000;
+            let to = (0..NODES).find(|&j| server(j) == t.to || client(j) == t.to);
+            if let Some(j) = to {
+                *seq += 1;
+                let from = match t.socket {
+                    hdht_core::rpc::SocketKind::Server => server(i),
+                    _ => client(i),
+                };
+                flights.insert((now + delay, *seq), (j, server(j) == t.to, from, t.payload));
+            }
+        }
+    };
+    for i in 0..NODES {
+        flush(
+            i,
+            0,
+            &mut nodes,
+            &mut flights,
+            &mut seq,
+            &mut link,
+            &mut log,
+        );
+    }
+    loop {
+        let arrival = flights.keys().next().map(|k| k.0);
+        let action = actions.get(next_action).map(|a| a.0);
+        let timer = (0..NODES)
+            .filter_map(|i| {
+                let t = nodes[i].poll_timeout().map(|t| t.as_micros());
+                let t = match (t, eager) {
+                    (Some(t), true) => Some(t.min(next_grid[i])),
+                    (None, true) => Some(next_grid[i]),
+                    (t, false) => t,
+                };
+                t.map(|t| (t.max(now), i))
+            })
+            .min();
+        // Inputs of an instant (arrivals, then outside calls) run before its timers.
+        let input = match (arrival, action) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let t_next = match (input, timer) {
+            (Some(a), Some((b, _))) => a.min(b),
+            (Some(a), None) => a,
+            (None, Some((b, _))) => b,
+            (None, None) => break,
+        };
+        if t_next > end {
+            break;
+        }
+        now = t_next;
+        let at = Instant::from_micros(now);
+        if arrival == Some(now) {
+            let Some((_, (j, to_server, from, bytes))) = flights.pop_first() else {
+                break;
+            };
+            let kind = if to_server {
+                hdht_core::rpc::SocketKind::Server
+            } else {
+                hdht_core::rpc::SocketKind::Client
+            };
+            nodes[j].handle_datagram(at, kind, from, &bytes);
+            flush(
+                j,
+                now,
+                &mut nodes,
+                &mut flights,
+                &mut seq,
+                &mut link,
+                &mut log,
+            );
+        } else if action == Some(now) {
+            let i = actions[next_action].1;
+            next_action += 1;
+            let mut target = [0u8; 32];
+            target[0] = next_action as u8;
+            let mut spec = QuerySpec::new(NodeId(target), FIND_NODE);
+            spec.internal = true;
+            nodes[i].query(at, spec);
+            flush(
+                i,
+                now,
+                &mut nodes,
+                &mut flights,
+                &mut seq,
+                &mut link,
+                &mut log,
+            );
+        } else if let Some((_, i)) = timer {
+            timeouts += 1;
+            while next_grid[i] <= now {
+                next_grid[i] += DRAIN_US;
+            }
+            nodes[i].handle_timeout(at);
+            flush(
+                i,
+                now,
+                &mut nodes,
+                &mut flights,
+                &mut seq,
+                &mut link,
+                &mut log,
+            );
+        }
+    }
+    (log, timeouts)
+}
+
+#[test]
+fn idle_drains_run_late_but_send_exactly_what_timely_drains_send() {
+    let (eager, eager_timeouts) = drain_network(true);
+    let (lazy, lazy_timeouts) = drain_network(false);
+    eprintln!(
+        "{} datagrams; handle_timeout calls: {eager_timeouts} timely, {lazy_timeouts} lazy",
+        eager.len()
+    );
+    assert!(
+        eager.len() > 1000,
+        "the network did little: {}",
+        eager.len()
+    );
+    assert_eq!(eager.len(), lazy.len(), "datagram counts differ");
+    for (n, (a, b)) in eager.iter().zip(&lazy).enumerate() {
+        assert_eq!(a, b, "datagram {n} differs");
+    }
+    assert!(
+        lazy_timeouts * 2 < eager_timeouts,
+        "lazy drains should save most wake-ups: {lazy_timeouts} vs {eager_timeouts}"
+    );
 }

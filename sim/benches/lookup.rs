@@ -11,7 +11,11 @@
 //!
 //! Heap is counted by the allocator installed below (live bytes at the end of the run divided
 //! by the node count, as `hdht sim` reports it). The issue 16 targets are printed beside the
-//! figures: ≥ 1 M events/s, 10,000 nodes in < 10 s wall. Wall-clock figures depend on the
+//! figures as ratios (above 1 meets them): `x 1M/s` is events/s over 1,000,000, `x goal` the
+//! wall-time goal scaled from 10,000 nodes in 10 s (n / 1,000 seconds) over the wall time.
+//! An event is a datagram arrival or a timer that ran; idle nodes ask for no timer (their
+//! 750 ms drains run late, see `RpcNode::poll_timeout`), so the event count measures work,
+//! and wall time is the figure to compare across versions. Wall-clock figures depend on the
 //! machine and on what else runs on it; the trace hash and the event count do not.
 
 use std::time::Instant;
@@ -31,10 +35,18 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    println!("hdht-sim lookup scenario, seed {seed} (targets: >= 1,000,000 events/s; 10,000 nodes < 10 s wall)");
+    println!("hdht-sim lookup scenario, seed {seed} (targets: >= 1,000,000 events/s; 10,000 nodes < 10 s wall; 100,000 nodes within 2.5 GB)");
     println!(
-        "{:>8} {:>11} {:>12} {:>9} {:>13} {:>14} {:>8}  trace",
-        "nodes", "events", "events/s", "wall s", "heap/node B", "peak heap MB", "all ok"
+        "{:>8} {:>11} {:>12} {:>8} {:>9} {:>8} {:>13} {:>14} {:>8}  trace",
+        "nodes",
+        "events",
+        "events/s",
+        "x 1M/s",
+        "wall s",
+        "x goal",
+        "heap/node B",
+        "peak heap MB",
+        "all ok"
     );
     for nodes in sizes {
         let mut cfg = ScenarioConfig::new(ScenarioKind::Lookup, nodes, seed);
@@ -60,12 +72,18 @@ fn main() {
         let all_ok = report.announce.ok == report.announce.total
             && report.lookup.ok == report.lookup.total
             && report.node_lookup.ok == report.node_lookup.total;
+        let events_per_sec = report.events as f64 / wall.as_secs_f64();
+        // The wall-time goal scales with the node count from 10,000 nodes in 10 s (a ratio
+        // above 1 meets it).
+        let wall_goal = nodes as f64 / 1000.0;
         println!(
-            "{:>8} {:>11} {:>12.0} {:>9.2} {:>13} {:>14.1} {:>8}  {}",
+            "{:>8} {:>11} {:>12.0} {:>8.2} {:>9.2} {:>8.2} {:>13} {:>14.1} {:>8}  {}",
             nodes,
             report.events,
-            report.events as f64 / wall.as_secs_f64(),
+            events_per_sec,
+            events_per_sec / 1e6,
             wall.as_secs_f64(),
+            wall_goal / wall.as_secs_f64(),
             report.memory_per_node,
             hdht_sim::mem::peak_heap_bytes() as f64 / 1e6,
             all_ok,

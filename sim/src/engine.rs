@@ -756,7 +756,7 @@ impl<A: App> Engine<A> {
                 let w = w.max(earliest);
                 if slot.next_wake != Some(w) {
                     slot.next_wake = Some(w);
-                    self.queue.push(w, Lane::Timer, Ev::Timer(h as u32));
+                    self.queue.push_timer(w, h as u32, Ev::Timer(h as u32));
                 }
             }
             None => slot.next_wake = None,

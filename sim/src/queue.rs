@@ -3,6 +3,9 @@
 //! Among events due at the same instant, a lower lane runs first; within a lane the sequence
 //! number (the insertion order) decides, so events run in the order they were scheduled — the
 //! heap's own tie-breaking never shows through, and a run is a function of its seed alone.
+//! Host timers ([`EventQueue::push_timer`]) break ties by host instead: which of two hosts'
+//! timers due at one instant runs first then does not depend on when each host last asked
+//! for its deadline (an app that sleeps through idle periods, asking late, runs the same).
 
 use hdht_core::Instant;
 
@@ -12,7 +15,8 @@ pub(crate) enum Lane {
     /// Datagram arrivals: all of an instant's run before its timers (the drivers read every
     /// ready datagram before a due timer).
     Arrival,
-    /// Timers.
+    /// Timers (the engine queues them with [`EventQueue::push_timer`]).
+    #[cfg_attr(not(test), allow(dead_code))]
     Timer,
 }
 
@@ -65,6 +69,18 @@ impl<T> EventQueue<T> {
         self.heap.push(Entry {
             at,
             order: lane_bit | (self.seq & !LANE_BIT),
+            item,
+        });
+        self.sift_up(self.heap.len() - 1);
+    }
+
+    /// Queues host `host`'s timer at `at`, in the timer lane; of the timers due at one instant
+    /// the lower host runs first (see the module docs). A host has one live timer, so the key
+    /// `(at, host)` is unique among live entries (a superseded one may share it; it pops stale).
+    pub(crate) fn push_timer(&mut self, at: Instant, host: u32, item: T) {
+        self.heap.push(Entry {
+            at,
+            order: LANE_BIT | u64::from(host),
             item,
         });
         self.sift_up(self.heap.len() - 1);
@@ -176,6 +192,17 @@ mod tests {
         model.sort();
         expected.extend(model.iter().map(|m| Some(m.2)));
         assert_eq!(popped, expected);
+    }
+
+    #[test]
+    fn timers_of_one_instant_run_by_host_whenever_queued() {
+        let mut q = EventQueue::new();
+        q.push_timer(Instant::from_millis(5), 7, "host 7");
+        q.push(Instant::from_millis(5), Lane::Arrival, "arrival");
+        q.push_timer(Instant::from_millis(5), 2, "host 2");
+        q.push_timer(Instant::from_millis(4), 9, "host 9 earlier");
+        let order: Vec<&str> = std::iter::from_fn(|| q.pop().map(|x| x.1)).collect();
+        assert_eq!(order, ["host 9 earlier", "arrival", "host 2", "host 7"]);
     }
 
     #[test]

@@ -463,6 +463,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Cancels a raw query: its requests stop and no further event about it follows.
     pub fn cancel_query(&mut self, now: Instant, query: QueryId) {
+        self.rpc.advance(now);
         self.rpc.cancel_query(query);
         self.process(now);
     }
@@ -477,6 +478,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Answers a request the node delivered (a command hyperdht does not know, with
     /// [`RpcConfig::deliver_requests`]).
     pub fn reply(&mut self, now: Instant, req: &IncomingRequest, reply: ReplySpec) {
+        self.rpc.advance(now);
         self.rpc.reply(req, reply);
         self.process(now);
     }
@@ -681,6 +683,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Routes every rpc event: requests to the records and the router, query output and
     /// responses to their owners, the rest to the owner of the node.
     fn process(&mut self, now: Instant) {
+        // Server actions may reply or relay later than the rpc node's last timed input.
+        self.rpc.advance(now);
         while let Some(ev) = self.rpc.poll_event() {
             match ev {
                 RpcEvent::Request(req) => self.handle_request(now, req),
@@ -1491,6 +1495,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// Applies a server's actions, in order.
     fn apply_server(&mut self, now: Instant, server: ServerId, actions: Vec<ServerAction>) {
+        self.rpc.advance(now);
         for action in actions {
             match action {
                 ServerAction::Announce(spec) => {

@@ -219,13 +219,13 @@ impl<O> Io<O> {
         now: Instant,
         tid: u16,
         req: InFlight<O>,
-        out: &mut VecDeque<Outgoing>,
+        out: &mut impl FnMut(Outgoing),
     ) {
         self.inflight.insert(tid, req);
         self.send(now, tid, out);
     }
 
-    fn send(&mut self, now: Instant, tid: u16, out: &mut VecDeque<Outgoing>) {
+    fn send(&mut self, now: Instant, tid: u16, out: &mut impl FnMut(Outgoing)) {
         let Some(req) = self.inflight.get_mut(&tid) else {
             return;
         };
@@ -247,7 +247,7 @@ impl<O> Io<O> {
         if let Err(pos) = self.deadlines.binary_search(&(deadline, tid)) {
             self.deadlines.insert(pos, (deadline, tid));
         }
-        out.push_back(Outgoing {
+        out(Outgoing {
             socket: req.socket,
             to: req.to,
             bytes: req.bytes.clone(),
@@ -256,7 +256,7 @@ impl<O> Io<O> {
     }
 
     /// The 750 ms drain: rotate the window and release queued requests while it has room.
-    pub(crate) fn drain(&mut self, now: Instant, out: &mut VecDeque<Outgoing>) {
+    pub(crate) fn drain(&mut self, now: Instant, out: &mut impl FnMut(Outgoing)) {
         self.congestion.drain();
         while !self.congestion.is_full() {
             let Some(tid) = self.queued.pop_front() else {
@@ -270,6 +270,11 @@ impl<O> Io<O> {
                 self.send(now, tid, out);
             }
         }
+    }
+
+    /// Whether requests wait behind the congestion window (the next drain sends them).
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
     }
 
     /// The earliest retransmission deadline.
@@ -307,7 +312,7 @@ impl<O> Io<O> {
         &mut self,
         now: Instant,
         tid: u16,
-        out: &mut VecDeque<Outgoing>,
+        out: &mut impl FnMut(Outgoing),
     ) -> Option<InFlight<O>> {
         let req = self.inflight.get(&tid)?;
         if req.deadline.is_some() {

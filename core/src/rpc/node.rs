@@ -12,7 +12,7 @@ use core::time::Duration;
 
 use rand_core::RngCore;
 
-use super::io::{InFlight, Io, Outgoing, REQUEST_TIMEOUT};
+use super::io::{InFlight, Io, REQUEST_TIMEOUT};
 use super::query::{Candidate, Phase, Query, Referrer};
 use super::rtt::RttTable;
 use super::{
@@ -327,6 +327,28 @@ struct NetworkCheck {
     pongs: Vec<(SocketAddrV4, SocketAddrV4)>,
 }
 
+/// Queues a datagram on `transmits`, unless it exceeds the ceiling: no reference node could
+/// read it whole, so it is not sent at all (counted in `stats`).
+fn queue_transmit(
+    transmits: &mut VecDeque<Transmit>,
+    stats: &mut Stats,
+    socket: SocketKind,
+    to: SocketAddrV4,
+    payload: Vec<u8>,
+    ttl: Option<u8>,
+) {
+    if payload.len() > MAX_DATAGRAM_LEN {
+        stats.oversize_not_sent += 1;
+        return;
+    }
+    transmits.push_back(Transmit {
+        socket,
+        to,
+        payload,
+        ttl,
+    });
+}
+
 /// A dht-rpc node.
 #[derive(Debug)]
 pub struct RpcNode<R> {
@@ -473,7 +495,12 @@ impl<R: RngCore> RpcNode<R> {
         if self.destroyed {
             return None;
         }
-        let mut t = self.next_tick.min(self.next_drain);
+        let mut t = self.next_tick;
+        if self.io.has_queued() {
+            // An idle drain (nothing queued behind the window) changes only counters; it runs
+            // late, before the next input (see `catch_up_drains`), so a driver need not wake.
+            t = t.min(self.next_drain);
+        }
         if let Some(d) = self.io.next_deadline() {
             t = t.min(d);
         }
@@ -598,6 +625,7 @@ impl<R: RngCore> RpcNode<R> {
 
     /// `addNode({host, port})`: inserts a node without contacting it.
     pub fn add_node(&mut self, now: Instant, addr: SocketAddrV4) {
+        self.catch_up_drains(now, false);
         let id = NodeId::from_addr(&addr);
         if id == *self.table.id() {
             return;
@@ -613,6 +641,7 @@ impl<R: RngCore> RpcNode<R> {
     /// Starts an iterative query. Replies arrive as [`RpcEvent::QueryReply`], the end as
     /// [`RpcEvent::QueryDone`].
     pub fn query(&mut self, now: Instant, spec: QuerySpec) -> QueryId {
+        self.catch_up_drains(now, false);
         let conc = spec.concurrency.unwrap_or(self.cfg.concurrency).max(1);
         self.start_query(now, spec, conc, None)
     }
@@ -633,6 +662,7 @@ impl<R: RngCore> RpcNode<R> {
 
     /// Sends one request. Its outcome arrives as [`RpcEvent::Response`].
     pub fn request(&mut self, now: Instant, spec: RequestSpec) -> RequestId {
+        self.catch_up_drains(now, false);
         let rid = RequestId(self.next_request);
         self.next_request += 1;
         if self.destroyed {
@@ -661,6 +691,15 @@ impl<R: RngCore> RpcNode<R> {
         let mut spec = RequestSpec::new(to, PING);
         spec.internal = true;
         self.request(now, spec)
+    }
+
+    /// Tells the node the time before an input that carries none ([`RpcNode::reply`],
+    /// [`RpcNode::relay`], [`RpcNode::cancel_query`], [`RpcNode::send_datagram`]) made later
+    /// than its last timed input: it runs the idle drains due before `now` that
+    /// [`RpcNode::poll_timeout`] left out, so a late reply carries the token a timely drain
+    /// schedule would give it.
+    pub fn advance(&mut self, now: Instant) {
+        self.catch_up_drains(now, false);
     }
 
     /// Answers a request delivered as [`RpcEvent::Request`].
@@ -722,6 +761,7 @@ impl<R: RngCore> RpcNode<R> {
 
     /// Starts a background refresh (a FIND_NODE towards a random known node).
     pub fn refresh(&mut self, now: Instant) {
+        self.catch_up_drains(now, false);
         let target = if self.table.is_empty() {
             *self.table.id()
         } else {
@@ -772,6 +812,7 @@ impl<R: RngCore> RpcNode<R> {
         if self.destroyed {
             return;
         }
+        self.catch_up_drains(now, false);
         let bytes = &bytes[..bytes.len().min(MAX_DATAGRAM_LEN)];
         self.stats.datagrams_in += 1;
         if bytes.len() < 2 || from.port() == 0 {
@@ -798,6 +839,10 @@ impl<R: RngCore> RpcNode<R> {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.destroyed {
             return;
+        }
+        if self.next_drain <= now && !self.io.has_queued() {
+            // Idle drains this node did not ask to be woken for (see `poll_timeout`).
+            self.catch_up_drains(now, true);
         }
         if self.next_drain <= now {
             // Like a JS interval, the drain doesn't catch up after a stall: one run, then
@@ -869,22 +914,14 @@ impl<R: RngCore> RpcNode<R> {
         payload: Vec<u8>,
         ttl: Option<u8>,
     ) {
-        if payload.len() > MAX_DATAGRAM_LEN {
-            self.stats.oversize_not_sent += 1;
-            return;
-        }
-        self.transmits.push_back(Transmit {
+        queue_transmit(
+            &mut self.transmits,
+            &mut self.stats,
             socket,
             to,
             payload,
             ttl,
-        });
-    }
-
-    fn flush_io(&mut self, out: VecDeque<Outgoing>) {
-        for o in out {
-            self.push_transmit(o.socket, o.to, o.bytes, o.ttl);
-        }
+        );
     }
 
     fn send_request(&mut self, now: Instant, spec: RequestSpec, owner: Owner) {
@@ -935,9 +972,15 @@ impl<R: RngCore> RpcNode<R> {
             let len = req.bytes.len();
             return self.on_request_done(now, req, Err(RequestError::DatagramTooLarge { len }));
         }
-        let mut out = VecDeque::new();
-        self.io.start(now, tid, req, &mut out);
-        self.flush_io(out);
+        let RpcNode {
+            io,
+            transmits,
+            stats,
+            ..
+        } = self;
+        io.start(now, tid, req, &mut |o| {
+            queue_transmit(transmits, stats, o.socket, o.to, o.bytes, o.ttl)
+        });
     }
 
     fn internal_request(
@@ -994,10 +1037,34 @@ impl<R: RngCore> RpcNode<R> {
         self.push_transmit(socket, to, res.to_bytes(), None);
     }
 
+    /// Runs the drains due before `now` (and at `now` if `inclusive`) while nothing is
+    /// queued behind the congestion window. Such a drain only advances the window's slot and
+    /// the token rotation, so it needs no timer of its own: `poll_timeout` leaves it out, and
+    /// every input runs the drains it missed first, in order, exactly as if a timer had run
+    /// each on time. Inputs at the drain's own instant see it not yet run, as a datagram that
+    /// arrives together with a due timer is read before the timer runs.
+    fn catch_up_drains(&mut self, now: Instant, inclusive: bool) {
+        if self.io.has_queued() {
+            // The drain's deadline was reported; its timer runs it (stall rules included).
+            return;
+        }
+        while self.next_drain < now || (inclusive && self.next_drain == now) {
+            self.io.congestion.drain();
+            self.tokens.on_drain();
+            self.next_drain = self.next_drain + DRAIN_INTERVAL;
+        }
+    }
+
     fn drain(&mut self, now: Instant) {
-        let mut out = VecDeque::new();
-        self.io.drain(now, &mut out);
-        self.flush_io(out);
+        let RpcNode {
+            io,
+            transmits,
+            stats,
+            ..
+        } = self;
+        io.drain(now, &mut |o| {
+            queue_transmit(transmits, stats, o.socket, o.to, o.bytes, o.ttl)
+        });
         self.tokens.on_drain();
     }
 
@@ -1186,9 +1253,15 @@ impl<R: RngCore> RpcNode<R> {
                 self.read_more(now, q);
             }
         }
-        let mut out = VecDeque::new();
-        let failed = self.io.expire(now, tid, &mut out);
-        self.flush_io(out);
+        let RpcNode {
+            io,
+            transmits,
+            stats,
+            ..
+        } = self;
+        let failed = io.expire(now, tid, &mut |o| {
+            queue_transmit(transmits, stats, o.socket, o.to, o.bytes, o.ttl)
+        });
         if let Some(req) = failed {
             self.total_timeouts += 1;
             if let Some(id) = req.to_id {

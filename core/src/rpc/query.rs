@@ -80,6 +80,32 @@ struct SeenSet {
     refs: Vec<RefLink>,
 }
 
+/// Scores one referral of `addr` (`scores` is sorted by address and holds at most
+/// [`MAX_SCORED`]; an address beyond that is not scored). True if `addr` became distrusted.
+fn score(
+    scores: &mut Vec<(SocketAddrV4, u16, u16)>,
+    addr: SocketAddrV4,
+    bad: u16,
+    good: u16,
+) -> bool {
+    let key = addr_key(&addr);
+    let pos = match scores.binary_search_by(|s| addr_key(&s.0).cmp(&key)) {
+        Ok(p) => p,
+        Err(p) if scores.len() < MAX_SCORED => {
+            scores.insert(p, (addr, 0, 0));
+            p
+        }
+        Err(_) => return false,
+    };
+    let Some(s) = scores.get_mut(pos) else {
+        return false;
+    };
+    let was = distrusted(s.1, s.2);
+    s.1 = s.1.saturating_add(bad);
+    s.2 = s.2.saturating_add(good);
+    !was && distrusted(s.1, s.2)
+}
+
 /// An address as a 48-bit number.
 fn addr_key(addr: &SocketAddrV4) -> u64 {
     (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port())
@@ -376,28 +402,12 @@ impl Query {
 
     /// Whether `addr`'s referrals have been failing (see [`DISTRUST_AFTER`]).
     pub(crate) fn is_distrusted(&self, addr: &SocketAddrV4) -> bool {
+        let key = addr_key(addr);
         self.scores
-            .iter()
-            .find(|s| s.0 == *addr)
+            .binary_search_by(|s| addr_key(&s.0).cmp(&key))
+            .ok()
+            .and_then(|i| self.scores.get(i))
             .is_some_and(|&(_, bad, good)| distrusted(bad, good))
-    }
-
-    fn score(&mut self, addr: SocketAddrV4, bad: u16, good: u16) -> bool {
-        let pos = match self.scores.iter().position(|s| s.0 == addr) {
-            Some(p) => p,
-            None if self.scores.len() < MAX_SCORED => {
-                self.scores.push((addr, 0, 0));
-                self.scores.len() - 1
-            }
-            None => return false,
-        };
-        let Some(s) = self.scores.get_mut(pos) else {
-            return false;
-        };
-        let was = distrusted(s.1, s.2);
-        s.1 = s.1.saturating_add(bad);
-        s.2 = s.2.saturating_add(good);
-        !was && distrusted(s.1, s.2)
     }
 
     /// A visit to `addr` missed its first timer: its referrers score a bad referral; a
@@ -406,10 +416,9 @@ impl Query {
         let Ok(index) = self.seen.search(&addr) else {
             return;
         };
-        let refs: Vec<SocketAddrV4> = self.seen.referrers(index).map(|r| r.addr).collect();
         let mut newly = false;
-        for r in refs {
-            newly |= self.score(r, 1, 0);
+        for r in self.seen.referrers(index) {
+            newly |= score(&mut self.scores, r.addr, 1, 0);
         }
         if newly {
             self.drop_distrusted_pending();
@@ -421,9 +430,8 @@ impl Query {
         let Ok(index) = self.seen.search(&addr) else {
             return;
         };
-        let refs: Vec<SocketAddrV4> = self.seen.referrers(index).map(|r| r.addr).collect();
-        for r in refs {
-            self.score(r, 0, 1);
+        for r in self.seen.referrers(index) {
+            score(&mut self.scores, r.addr, 0, 1);
         }
     }
 

@@ -77,10 +77,27 @@ fn key(addr: &SocketAddrV4) -> u64 {
 /// table, and once full a new address takes the place of the least recently sampled one (the
 /// addresses met only in queries would otherwise fill it for good, and new table members
 /// would be timed from the network estimate alone).
+/// One address's estimator: 20 bytes (a `(u64, Rtt, u64)` tuple took 24; a node of a large
+/// simulated network holds hundreds).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    ip: u32,
+    port: u16,
+    rtt: Rtt,
+    /// The sample counter at its last sample (low 32 bits; ages are taken wrapping).
+    used: u32,
+}
+
+impl Entry {
+    fn key(&self) -> u64 {
+        (u64::from(self.ip) << 16) | u64::from(self.port)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct RttTable {
-    /// (address key, estimator, sample counter at its last sample).
-    nodes: Vec<(u64, Rtt, u64)>,
+    /// Sorted by address key.
+    nodes: Vec<Entry>,
     network: Option<Rtt>,
     /// Samples taken so far: the recency order for eviction.
     samples: u64,
@@ -94,22 +111,23 @@ impl RttTable {
             None => self.network = Some(Rtt::first(rtt)),
         }
         self.samples += 1;
-        let now = self.samples;
+        let now = self.samples as u32;
         let k = key(addr);
-        match self.nodes.binary_search_by(|e| e.0.cmp(&k)) {
+        match self.nodes.binary_search_by(|e| e.key().cmp(&k)) {
             Ok(i) => {
                 if let Some(e) = self.nodes.get_mut(i) {
-                    e.1.update(rtt);
-                    e.2 = now;
+                    e.rtt.update(rtt);
+                    e.used = now;
                 }
             }
             Err(mut i) => {
                 if self.nodes.len() >= MAX_RTT_ENTRIES {
+                    // The least recently sampled: the largest age (stamps are unique).
                     let oldest = self
                         .nodes
                         .iter()
                         .enumerate()
-                        .min_by_key(|(_, e)| e.2)
+                        .max_by_key(|(_, e)| now.wrapping_sub(e.used))
                         .map(|(j, _)| j);
                     if let Some(j) = oldest {
                         self.nodes.remove(j);
@@ -118,7 +136,15 @@ impl RttTable {
                         }
                     }
                 }
-                self.nodes.insert(i, (k, Rtt::first(rtt), now));
+                self.nodes.insert(
+                    i,
+                    Entry {
+                        ip: u32::from(*addr.ip()),
+                        port: addr.port(),
+                        rtt: Rtt::first(rtt),
+                        used: now,
+                    },
+                );
             }
         }
     }
@@ -126,7 +152,7 @@ impl RttTable {
     /// Forgets `addr` (it left the routing table).
     pub(crate) fn forget(&mut self, addr: &SocketAddrV4) {
         let k = key(addr);
-        if let Ok(i) = self.nodes.binary_search_by(|e| e.0.cmp(&k)) {
+        if let Ok(i) = self.nodes.binary_search_by(|e| e.key().cmp(&k)) {
             self.nodes.remove(i);
         }
         if self.nodes.is_empty() {
@@ -137,8 +163,8 @@ impl RttTable {
     /// What we measured for `addr`.
     pub(crate) fn get(&self, addr: &SocketAddrV4) -> Option<Rtt> {
         let k = key(addr);
-        let i = self.nodes.binary_search_by(|e| e.0.cmp(&k)).ok()?;
-        self.nodes.get(i).map(|e| e.1)
+        let i = self.nodes.binary_search_by(|e| e.key().cmp(&k)).ok()?;
+        self.nodes.get(i).map(|e| e.rtt)
     }
 
     /// The network-wide estimator.
@@ -235,6 +261,10 @@ mod tests {
         assert!(t.is_measured(&a(100)));
         assert!(!t.is_measured(&a(101)));
         assert_eq!(t.nodes.len(), MAX_RTT_ENTRIES);
-        assert!(t.nodes.windows(2).all(|w| w[0].0 < w[1].0), "still sorted");
+        assert!(
+            t.nodes.windows(2).all(|w| w[0].key() < w[1].key()),
+            "still sorted"
+        );
+        assert_eq!(core::mem::size_of::<Entry>(), 20);
     }
 }

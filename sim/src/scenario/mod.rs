@@ -1,7 +1,8 @@
 //! Whole-network scenarios — the library entry point the `hdht sim` CLI calls.
 //!
-//! A [`Scenario`] builds a network (a few open bootstrap nodes, then nodes joining one by one,
-//! each placed behind a NAT drawn from the [`NatMix`]), lets it settle, measures it, and runs a
+//! A [`Scenario`] builds a network (a few open bootstrap nodes, then nodes joining in batches
+//! of [`ScenarioConfig::join_batch`] — one at a time below 2,000 nodes — each placed behind a
+//! NAT drawn from the [`NatMix`]), lets it settle, measures it, and runs a
 //! timeline of operations, crashes and partitions. What the operations *are* is the
 //! [`Workload`]'s business ([`RpcWorkload`] by default), so hyperdht's announce/lookup plug in
 //! later without touching the runner.
@@ -244,8 +245,14 @@ pub struct ScenarioConfig {
     pub announces: usize,
     /// Open nodes started first; every other node bootstraps from them.
     pub bootstrappers: usize,
-    /// Time between two joins.
+    /// Time between two joins (of a batch of [`ScenarioConfig::join_batch`] nodes each).
     pub join_interval: Duration,
+    /// Nodes that join together, every `join_interval`. Joining one at a time makes the join
+    /// phase's length, and with it every joined node's ticks, grow with the node count (the
+    /// cost with n²); by default a batch is one node per 1,000 (1 below 2,000 nodes), so a
+    /// join phase lasts ~20 s of virtual time at any size, as nodes join a real network
+    /// concurrently.
+    pub join_batch: usize,
     /// Quiet time after the last join.
     pub settle: Duration,
     /// Lookups (and crashes) are spread over this window.
@@ -284,6 +291,7 @@ impl ScenarioConfig {
             announces: 50,
             bootstrappers: 3,
             join_interval: Duration::from_millis(20),
+            join_batch: (nodes / 1000).max(1),
             settle: Duration::from_secs(60),
             lookup_window: Duration::from_secs(60),
             drain: Duration::from_secs(30),
@@ -683,7 +691,9 @@ impl<W: Workload> Scenario<W> {
                 preset,
                 bootstrapper: false,
             });
-            self.run_for(self.cfg.join_interval);
+            if (i + 1) % self.cfg.join_batch.max(1) == 0 || i + 1 == joining {
+                self.run_for(self.cfg.join_interval);
+            }
             if (i + 1) % step == 0 || i + 1 == joining {
                 self.emit(progress, "join", i + 1, joining, wall);
             }
