@@ -78,6 +78,10 @@ pub struct HolepunchConfig {
     /// moves to the direct path. The run then also sends [`RELAY_PROBE_BYTES`] from the client,
     /// half at once and half after [`RELAY_SETTLE`], and checks the server reads them all.
     pub relay: bool,
+    /// The server's `randomPunchInterval` with `deferRandomPunch` (the spacing clock starts
+    /// when it listens): a random punch asked of it within the interval is answered TRY_LATER
+    /// (with a relay) and the client asks again 10–20 s later. `None`: the defaults, no defer.
+    pub server_defers_random_punch: Option<Duration>,
 }
 
 /// Bytes the client sends in a relay run (after the path settled), checked on the server.
@@ -104,6 +108,7 @@ impl HolepunchConfig {
             listen_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(60),
             relay: false,
+            server_defers_random_punch: None,
         }
     }
 
@@ -443,6 +448,9 @@ fn phases(
     }
     let listen_at = sim.now();
     let listened = sim.with_node(server, |n, now| {
+        if let Some(interval) = cfg.server_defers_random_punch {
+            n.set_random_punch_limits(now, Some(interval), true);
+        }
         let id = n.create_server(ServerOptions {
             relay_through: relay_pk.map(RelaySelector::Key),
             ..ServerOptions::default()
