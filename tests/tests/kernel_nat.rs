@@ -640,7 +640,15 @@ fn kernel_nat_relay_bench() {
     } else {
         Vec::new()
     };
+    // `HDHT_RELAY_BENCH_RELAY=rust|node` measures one relay.
+    let which = std::env::var("HDHT_RELAY_BENCH_RELAY").ok();
     for (k, imp) in imps {
+        if which
+            .as_deref()
+            .is_some_and(|w| w != imp.name().to_lowercase())
+        {
+            continue;
+        }
         let relay = start_relay(&mut topo, imp).expect("a fresh relay");
         let setup = PeerSetup {
             relay_through: Some(relay.public_key.clone()),
@@ -650,8 +658,16 @@ fn kernel_nat_relay_bench() {
             start_server_with(&mut topo, Impl::Rust, Site::A, &setup).expect("the echo server");
         // Warm-up: one pair, then the baseline.
         let mut warm = spawn_rust_client(&mut topo, Site::B, &server, "warm").expect("client");
-        warm.wait_event(&["connected"], Duration::from_secs(40))
-            .expect("warm-up connected");
+        if let Err(e) = warm.wait_event(&["connected"], Duration::from_secs(40)) {
+            let mut relay = relay;
+            relay.proc.close_stdin();
+            let _ = relay.proc.wait_exit(Duration::from_secs(5));
+            panic!(
+                "warm-up connected: {e}\nthe server:\n{}\nthe relay:\n{}",
+                server.proc.transcript(),
+                relay.proc.transcript()
+            );
+        }
         std::thread::sleep(Duration::from_secs(1));
         let rss0 = rss_kib(relay.proc.pid()).expect("RSS");
         let mut clients = Vec::new();
@@ -665,8 +681,12 @@ fn kernel_nat_relay_bench() {
         for c in &mut clients {
             match c.wait_event(&["connected"], Duration::from_secs(60)) {
                 Ok(v) if v["relayPath"] == "relayed" => relayed += 1,
-                other => println!("  a pair did not relay: {other:?}"),
+                other => println!("  a pair did not relay: {other:?}\n{}", c.transcript()),
             }
+        }
+        if relayed < pairs && std::env::var_os("HDHT_NETNS_SHOW").is_some() {
+            println!("  the server:\n{}", server.proc.transcript());
+            println!("  the relay:\n{}", relay.proc.transcript());
         }
         assert!(
             relayed > 0,

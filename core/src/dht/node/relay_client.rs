@@ -23,6 +23,7 @@ use core::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::DhtNode;
+use crate::connect::{ConnectError, ErrorCode};
 use crate::dht::client::ConnectOptions;
 use crate::dht::event::ConnectEvent;
 use crate::dht::ids::{ConnId, ServerId};
@@ -151,7 +152,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 if matches!(ev, ConnectEvent::Closed { .. }) {
                     self.conn_forget(rconn);
                 }
-                tracing::debug!(conn = app.0, "relay: the relay connection ended");
+                match ev {
+                    ConnectEvent::Failed {
+                        error: ConnectError::RemoteAborted(code),
+                        ..
+                    } if *code == ErrorCode::TRY_LATER => tracing::debug!(
+                        conn = app.0,
+                        "relay: the relay answered TRY_LATER and aborted our relay connection \
+                         (it is firewalled and ran a random punch within its randomPunchInterval; \
+                         a relay connection has no relay token to wait with): pairing fails, \
+                         as the reference's"
+                    ),
+                    ConnectEvent::Failed { error, .. } => {
+                        tracing::debug!(conn = app.0, %error, "relay: the relay connection failed");
+                    }
+                    _ => tracing::debug!(conn = app.0, "relay: the relay connection ended"),
+                }
                 self.relay_gave_up(now, app);
                 if !self.conns.contains(app) && !self.attempts.contains_key(&app) {
                     self.relay_links.remove(&app);
