@@ -406,3 +406,107 @@ fn tokio_mixed_pairs_through_node_and_rust_relays() {
 fn smol_mixed_pairs_through_node_and_rust_relays() {
     Smol::run(mixed_pairs::<Smol>());
 }
+
+/// Many Rust clients connect at once to one Rust server that names the Node relay: every
+/// pairing must succeed (the server holds one relay connection per pairing, all with its one
+/// default key pair, to the same relay).
+async fn many_pairs_at_once<R: Runtime>(pairs: usize) {
+    let t0 = std::time::Instant::now();
+    let n = net::<R>().await;
+    let server_dht = firewalled::<R>(&n.bootstrap).await;
+    let mut clients = Vec::new();
+    for _ in 0..pairs {
+        clients.push(firewalled::<R>(&n.bootstrap).await);
+    }
+    eprintln!("[{:?}] net and {pairs} clients up", t0.elapsed());
+    let kp = KeyPair::from_seed(&hash(b"many pairs at once"));
+    let opts = ServerOptions {
+        hide_local_addresses: true,
+        relay_through: Some(RelaySelector::Key(n.node_relay)),
+        ..ServerOptions::default()
+    };
+    let mut server = server_dht.create_server_with(opts, None);
+    R::timeout(STEP, server.listen(&kp))
+        .await
+        .expect("listen timed out")
+        .expect("listen");
+    let pk = kp.public_key();
+    let accepting = std::thread::spawn(move || {
+        futures_lite::future::block_on(async move {
+            let mut ends = Vec::new();
+            for _ in 0..pairs {
+                let Some(mut conn) = server.accept().await else {
+                    break;
+                };
+                ends.push(std::thread::spawn(move || {
+                    futures_lite::future::block_on(async move {
+                        let mut got = Vec::new();
+                        let _ = conn.read_to_end(&mut got).await;
+                        let _ = conn.write_all(&got).await;
+                        let _ = conn.close().await;
+                    })
+                }));
+            }
+            for e in ends {
+                let _ = e.join();
+            }
+            server
+        })
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, c) in clients.iter().enumerate() {
+        let dht: DhtHandle = (**c).clone();
+        tasks.spawn(async move {
+            let data = format!("pair {i}").into_bytes();
+            let mut conn =
+                match tokio::time::timeout(STEP, dht.connect_with(pk, relay_only(None))).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return Err(format!("pair {i}: {e}")),
+                    Err(_) => return Err(format!("pair {i}: connect timed out")),
+                };
+            let path = conn.relay_path();
+            conn.write_all(&data)
+                .await
+                .map_err(|e| format!("pair {i}: {e}"))?;
+            conn.close().await.map_err(|e| format!("pair {i}: {e}"))?;
+            let mut back = Vec::new();
+            tokio::time::timeout(STEP, conn.read_to_end(&mut back))
+                .await
+                .map_err(|_| format!("pair {i}: echo timed out"))?
+                .map_err(|e| format!("pair {i}: {e}"))?;
+            if back != data {
+                return Err(format!("pair {i}: echo differs"));
+            }
+            Ok(path)
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r.expect("the task") {
+            Ok(Some(RelayPath::Relayed)) => {}
+            Ok(p) => failures.push(format!("not relayed: {p:?}")),
+            Err(e) => failures.push(e),
+        }
+    }
+    eprintln!("[{:?}] {pairs} pairs done: {failures:?}", t0.elapsed());
+    let stats = R::blocking(|| n.peers.call(json!({"op": "relayStats", "name": "relay"})))
+        .expect("node relay stats");
+    eprintln!("node relay stats: {stats}");
+    assert!(
+        failures.is_empty(),
+        "{} of {pairs} pairs failed: {failures:#?}",
+        failures.len()
+    );
+    let server = R::blocking(|| accepting.join()).expect("the server");
+    drop(server);
+    for c in clients {
+        R::destroy(c).await;
+    }
+    R::destroy(server_dht).await;
+    R::destroy(n.rust_relay_dht).await;
+}
+
+#[test]
+fn tokio_many_pairs_at_once_through_the_node_relay() {
+    Tokio::run(many_pairs_at_once::<Tokio>(16));
+}

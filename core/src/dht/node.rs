@@ -1317,6 +1317,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.fail_attempt(conn, ConnectError::PeerConnectionFailed);
         }
         self.open_connection(now, conn, stream_id, handshake, None);
+        if !self.relay_conns.is_empty() {
+            self.relay_conn_connected(now, conn);
+        }
         for p in early {
             self.conns
                 .udx

@@ -78,6 +78,14 @@ pub struct HolepunchConfig {
     /// moves to the direct path. The run then also sends [`RELAY_PROBE_BYTES`] from the client,
     /// half at once and half after [`RELAY_SETTLE`], and checks the server reads them all.
     pub relay: bool,
+    /// The server's `randomPunchInterval` with `deferRandomPunch` (the spacing clock starts
+    /// when it listens): a random punch asked of it within the interval is answered TRY_LATER
+    /// (with a relay) and the client asks again 10–20 s later. `None`: the defaults, no defer.
+    pub server_defers_random_punch: Option<Duration>,
+    /// A relay run: the relay behind this NAT (then firewalled: every relay connection
+    /// punches to it, and its random-punch throttle answers the later ones TRY_LATER).
+    /// `None`: on an open node.
+    pub relay_nat: Option<NatPreset>,
 }
 
 /// Bytes the client sends in a relay run (after the path settled), checked on the server.
@@ -104,6 +112,8 @@ impl HolepunchConfig {
             listen_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(60),
             relay: false,
+            server_defers_random_punch: None,
+            relay_nat: None,
         }
     }
 
@@ -387,12 +397,17 @@ fn phases(
     let relay_pk = if cfg.relay {
         let mut c = DhtNodeConfig::joining(vec![boot]);
         c.dht.rpc.persistence = Persistence::Persistent;
-        let h = sim.add_dht_node_in(RealmId::INTERNET, c).map_err(net)?;
+        let realm = match cfg.relay_nat {
+            Some(p) => sim.add_preset(p, None).map_err(net)?.0,
+            None => RealmId::INTERNET,
+        };
+        let natted = cfg.relay_nat.is_some();
+        let h = sim.add_dht_node_in(realm, c).map_err(net)?;
         w.relay_host = Some(h);
         let deadline = sim.now() + cfg.settle_timeout;
         if !run_until(sim, w, deadline, Duration::from_millis(10), |sim, _| {
             sim.try_node(h)
-                .is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled())
+                .is_some_and(|n| n.rpc().is_bootstrapped() && (natted || !n.rpc().is_firewalled()))
         }) {
             return Err(HolepunchFailure::PublicDhtNotReady);
         }
@@ -443,6 +458,9 @@ fn phases(
     }
     let listen_at = sim.now();
     let listened = sim.with_node(server, |n, now| {
+        if let Some(interval) = cfg.server_defers_random_punch {
+            n.set_random_punch_limits(now, Some(interval), true);
+        }
         let id = n.create_server(ServerOptions {
             relay_through: relay_pk.map(RelaySelector::Key),
             ..ServerOptions::default()

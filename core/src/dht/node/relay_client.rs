@@ -23,6 +23,7 @@ use core::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::DhtNode;
+use crate::connect::{ConnectError, ErrorCode};
 use crate::dht::client::ConnectOptions;
 use crate::dht::event::ConnectEvent;
 use crate::dht::ids::{ConnId, ServerId};
@@ -73,6 +74,9 @@ pub(crate) struct RelayLink {
     announced: bool,
     /// The first packet through the relay arrived (what we sent before it was resent).
     heard_through_relay: bool,
+    /// Once paired: when what we sent first through the relay is sent again if nothing came
+    /// through it yet ([`first_resend_delay`]).
+    resend_at: Option<Instant>,
     /// The application connection closed over the relay: the relay connection ends then
     /// (after the stream's last acknowledgements crossed it).
     end_at: Option<Instant>,
@@ -81,6 +85,22 @@ pub(crate) struct RelayLink {
 /// How long a relay connection outlives the relayed connection that closed over it: the
 /// stream still acknowledges the peer's retransmitted END meanwhile (its linger).
 const RELAY_LINGER: Duration = Duration::from_secs(3);
+
+/// How long after pairing a relayed stream sends its first packets again when nothing came
+/// through the relay yet: a quarter of the relay connection's smoothed RTT, 5–100 ms (10 ms
+/// before any measurement).
+///
+/// The relay tells both peers at once that they are paired, and both send at once; it drops
+/// a packet whose partner has not sent its first one yet (its address is unknown), so of two
+/// first packets arriving together the first is dropped. Resent as soon as the peer's first
+/// packet arrives, that costs a full round trip through the relay; resent a little later
+/// than the first, it passes the relay just behind the peer's own.
+fn first_resend_delay(relay_srtt: Duration) -> Duration {
+    if relay_srtt.is_zero() {
+        return Duration::from_millis(10);
+    }
+    (relay_srtt / 4).clamp(Duration::from_millis(5), Duration::from_millis(100))
+}
 
 fn event_conn(ev: &ConnectEvent) -> Option<ConnId> {
     match ev {
@@ -132,7 +152,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 if matches!(ev, ConnectEvent::Closed { .. }) {
                     self.conn_forget(rconn);
                 }
-                tracing::debug!(conn = app.0, "relay: the relay connection ended");
+                match ev {
+                    ConnectEvent::Failed {
+                        error: ConnectError::RemoteAborted(code),
+                        ..
+                    } if *code == ErrorCode::TRY_LATER => tracing::debug!(
+                        conn = app.0,
+                        "relay: the relay answered TRY_LATER and aborted our relay connection \
+                         (it is firewalled and ran a random punch within its randomPunchInterval; \
+                         a relay connection has no relay token to wait with): pairing fails, \
+                         as the reference's"
+                    ),
+                    ConnectEvent::Failed { error, .. } => {
+                        tracing::debug!(conn = app.0, %error, "relay: the relay connection failed");
+                    }
+                    _ => tracing::debug!(conn = app.0, "relay: the relay connection ended"),
+                }
                 self.relay_gave_up(now, app);
                 if !self.conns.contains(app) && !self.attempts.contains_key(&app) {
                     self.relay_links.remove(&app);
@@ -177,6 +212,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 confirm_direct: false,
                 announced: false,
                 heard_through_relay: false,
+                resend_at: None,
                 end_at: None,
             },
         );
@@ -187,12 +223,27 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    /// The relay connection opened: the blind-relay channel opens and the pair request goes.
+    /// The relay connection's stream connected (its handshake is done): the blind-relay
+    /// channel's open and the pair request go at once, behind our secret-stream header, as the
+    /// reference's writes before `open` do — not a round trip later when the relay's header
+    /// arrives ([`relay_conn_opened`](Self::relay_conn_opened)).
+    pub(super) fn relay_conn_connected(&mut self, now: Instant, rconn: ConnId) {
+        if let Some(app) = self.relay_conns.get(&rconn).copied() {
+            self.relay_conn_opened(now, app, rconn);
+        }
+    }
+
+    /// The relay connection opened (or its stream connected): the blind-relay channel opens
+    /// and the pair request goes, once.
     fn relay_conn_opened(&mut self, now: Instant, app: ConnId, rconn: ConnId) {
         let id = self.key_pair_or_default(None).public_key();
         let Some(l) = self.relay_links.get_mut(&app) else {
             return;
         };
+        if l.client.is_some() {
+            // Started when the stream connected: read what the relay sent.
+            return self.relay_conn_read(now, app, rconn);
+        }
         let ka = l.keep_alive.filter(|d| !d.is_zero());
         if ka.is_some() {
             self.conns.set_keep_alive(now, rconn, ka);
@@ -305,7 +356,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 if !ok {
                     return self.relay_gave_up(now, app);
                 }
-                self.set_relayed(app, socket, relay_addr);
+                self.set_relayed(now, app, socket, relay_addr);
                 if let Some(s) = self.servers.get_mut(&server) {
                     s.relay_paired_for(app);
                 }
@@ -320,7 +371,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 let Some(handshake) = result else {
                     return self.relay_let_go(app, RelayPath::Direct);
                 };
-                self.set_relayed(app, socket, relay_addr);
+                self.set_relayed(now, app, socket, relay_addr);
                 tracing::debug!(conn = app.0, relay = %addr, "relay: paired, the connection runs through the relay");
                 self.connect_stream(
                     now,
@@ -336,10 +387,24 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.drive_udx_events(now);
     }
 
-    fn set_relayed(&mut self, app: ConnId, socket: udx::SocketId, relay_addr: SocketAddr) {
+    fn set_relayed(
+        &mut self,
+        now: Instant,
+        app: ConnId,
+        socket: udx::SocketId,
+        relay_addr: SocketAddr,
+    ) {
+        let srtt = self
+            .relay_links
+            .get(&app)
+            .and_then(|l| l.relay_conn)
+            .and_then(|c| self.conns.stream_of(c))
+            .and_then(|s| self.conns.udx.get(s))
+            .map_or(Duration::ZERO, |s| s.srtt());
         if let Some(l) = self.relay_links.get_mut(&app) {
             l.path = RelayPath::Relayed;
             l.via = Some((socket, relay_addr));
+            l.resend_at = Some(now + first_resend_delay(srtt));
         }
     }
 
@@ -521,6 +586,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         };
         if l.path == RelayPath::Relayed && !l.heard_through_relay && l.via == Some((socket, from)) {
             l.heard_through_relay = true;
+            l.resend_at = None;
             if let Some(s) = self.conns.udx.get_mut(stream_id) {
                 s.resend_in_flight();
             }
@@ -594,6 +660,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             .values()
             .filter_map(|l| match l.path {
                 RelayPath::Pairing => Some(l.deadline),
+                RelayPath::Relayed if l.resend_at.is_some() => {
+                    let end = l.end_at.filter(|_| l.relay_conn.is_some());
+                    l.resend_at.min(end).or(l.resend_at)
+                }
                 _ => l.end_at.filter(|_| l.relay_conn.is_some()),
             })
             .min()
@@ -610,6 +680,20 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         for app in due {
             tracing::debug!(conn = app.0, "relay: no pairing within 15 s");
             self.relay_gave_up(now, app);
+        }
+        let mut resend = Vec::new();
+        for l in self.relay_links.values_mut() {
+            if l.resend_at.is_some_and(|t| t <= now) {
+                l.resend_at = None;
+                if l.path == RelayPath::Relayed && !l.heard_through_relay {
+                    resend.push(l.app_stream);
+                }
+            }
+        }
+        for stream in resend {
+            if let Some(s) = self.conns.udx.get_mut(stream) {
+                s.resend_in_flight();
+            }
         }
         let ending: Vec<ConnId> = self
             .relay_links
