@@ -53,7 +53,8 @@ pub struct NetStats {
     /// Timer events found stale (superseded) when they popped.
     pub stale_timers: u64,
     /// Times an app, right after one of its timers ran, still asked for a deadline at or
-    /// before that instant (the engine moves it 1 µs on). An app that keeps a deadline in the
+    /// before that instant (the engine moves it 1 µs on; a deadline really 1 µs later does
+    /// not count). An app that keeps a deadline in the
     /// past busy-loops — in a runtime too — so a healthy run has (nearly) none.
     pub busy_timers: u64,
     /// Events that did work: datagram arrivals (delivered or dropped on the way in) and
@@ -577,7 +578,14 @@ impl<A: App> Engine<A> {
                 }
                 // An app whose deadline does not move past `now` must not spin at one instant.
                 self.flush(h, now + Duration::from_micros(1));
-                if self.hosts[h].next_wake == Some(now + Duration::from_micros(1)) {
+                // Busy: the app's own deadline is still at or before `now` (a deadline that
+                // is legitimately 1 µs away, e.g. UDX pacing, is not).
+                if self.hosts[h]
+                    .app
+                    .as_ref()
+                    .and_then(|a| a.poll_timeout())
+                    .is_some_and(|t| t <= now)
+                {
                     self.stats.busy_timers += 1;
                 }
             }

@@ -374,6 +374,18 @@ fn run_swarm_scenario(args: SimArgs, json: bool) -> Result<()> {
     cfg.public_nodes = args.public_nodes;
     cfg.max_peers = args.max_peers;
     cfg.relay = args.relay;
+    cfg.progress = Some(|p| {
+        // On stderr: stdout's last line stays the summary.
+        eprintln!(
+            "{{\"event\":\"progress\",\"sinceJoinMs\":{},\"connectedPairs\":{},\"connectablePairs\":{},\"peersAtTarget\":{},\"peers\":{},\"wallMs\":{}}}",
+            p.since_join.as_millis(),
+            p.connected_pairs,
+            p.connectable_pairs,
+            p.peers_at_target,
+            p.peers,
+            p.wall.as_millis()
+        );
+    });
     let run = run_swarm(&cfg).map_err(|e| Error::new(format!("simulation failed: {e}")))?;
     if !json {
         let ms = |d: Option<Duration>| {

@@ -85,6 +85,26 @@ pub struct SwarmScenarioConfig {
     /// failed in a way punching cannot fix). Then every pair can connect, symmetric ×
     /// symmetric too.
     pub relay: bool,
+    /// Called every 10 s of virtual time after the join while the run waits for its target
+    /// (the CLI prints a progress line on stderr: long runs show how far they got).
+    pub progress: Option<fn(&SwarmProgress)>,
+}
+
+/// How far a swarm run got, [`SwarmScenarioConfig::progress`].
+#[derive(Debug, Clone, Copy)]
+pub struct SwarmProgress {
+    /// Virtual time since the join.
+    pub since_join: Duration,
+    /// Pairs connected (one shared connection) now.
+    pub connected_pairs: usize,
+    /// Pairs that can connect.
+    pub connectable_pairs: usize,
+    /// Peers at their target now.
+    pub peers_at_target: usize,
+    /// Peers.
+    pub peers: usize,
+    /// Wall-clock time since the run started.
+    pub wall: Duration,
 }
 
 impl SwarmScenarioConfig {
@@ -106,6 +126,7 @@ impl SwarmScenarioConfig {
             before_join: None,
             after_mesh: None,
             relay: false,
+            progress: None,
         }
     }
 
@@ -620,13 +641,30 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
 
     // 4. Until the mesh is whole, then `settle` more.
     let deadline = joined + cfg.mesh_timeout;
-    run_until(
-        &mut sim,
-        &mut m,
-        deadline,
-        Duration::from_millis(100),
-        |_, m| m.complete_at.is_some(),
-    );
+    let report_every = Duration::from_secs(10);
+    loop {
+        let until = (sim.now() + report_every).min(deadline);
+        if run_until(
+            &mut sim,
+            &mut m,
+            until,
+            Duration::from_millis(100),
+            |_, m| m.complete_at.is_some(),
+        ) || sim.now() >= deadline
+        {
+            break;
+        }
+        if let Some(f) = cfg.progress {
+            f(&SwarmProgress {
+                since_join: sim.now().saturating_duration_since(joined),
+                connected_pairs: m.connected.len(),
+                connectable_pairs: m.connectable,
+                peers_at_target: m.satisfied,
+                peers: n,
+                wall: wall.elapsed(),
+            });
+        }
+    }
     let connected_pairs = m.connected.len();
     let mesh_time = m.complete_at.map(|t| t.saturating_duration_since(joined));
     let all_connected_time = m

@@ -725,6 +725,9 @@ impl ClientAttempt {
     /// with `RELAY_ABORTED` unless a punch or the LAN ping is still alive.
     pub(crate) fn relay_failed(&mut self, out: &mut Vec<ClientAction>) {
         self.relaying = false;
+        if let Some(p) = self.punch.as_mut() {
+            p.relay_gone();
+        }
         let alive = self.punch.is_some()
             || matches!(self.phase, AttemptPhase::Holepunching { lan: Some(_), .. });
         let waiting = match self.phase {

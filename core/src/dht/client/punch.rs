@@ -180,6 +180,15 @@ impl ClientPunch {
         self.probe_round(env, out, true)
     }
 
+    /// The connect's blind relay failed (the reference's `resetRelayConnection` clears
+    /// `c.relayToken`): no relay carries the stream while the punch waits any more, so a
+    /// throttled random punch or a TRY_LATER answer now aborts (`HOLEPUNCH_ABORTED`) at its
+    /// next turn instead of waiting again — a wait that, on a node whose random punches stay
+    /// throttled, never ended and kept the connect pending forever.
+    pub(crate) fn relay_gone(&mut self) {
+        self.relay_token = false;
+    }
+
     /// Whether the puncher owns `socket`.
     pub(crate) fn owns_socket(&self, socket: udx::SocketId) -> bool {
         self.puncher.owns_socket(socket)
@@ -516,6 +525,11 @@ impl ClientPunch {
         remote_token: Option<[u8; 32]>,
         peer_address: SocketAddrV4,
     ) -> PunchResult {
+        if !self.relay_token {
+            // `tryLater`: only a relay could carry the stream meanwhile, and it is gone.
+            tracing::debug!("holepunch: the punch must wait and the blind relay is gone");
+            return Err(PunchEnd::Failed(ConnectError::HolepunchAborted));
+        }
         let delay = try_later_delay(env.rng);
         tracing::debug!(
             delay_ms = delay.as_millis() as u64,
