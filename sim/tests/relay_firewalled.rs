@@ -8,58 +8,19 @@
 //! `RELAY_ABORTED` unless a punch connects the pair (two symmetric NATs cannot): the relay's
 //! limit, not a pairing defect. The client says so in its log.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod logged;
+use logged::run_logged;
 
 use hdht_core::connect::ConnectError;
-use hdht_sim::scenario::holepunch::{
-    run_holepunch, HolepunchConfig, HolepunchFailure, HolepunchRun,
-};
+use hdht_sim::scenario::holepunch::{run_holepunch, HolepunchConfig, HolepunchFailure};
 use hdht_sim::NatPreset;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Log lines captured in memory.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-fn run_logged(cfg: &HolepunchConfig) -> (HolepunchRun, String) {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(
-            "hdht_core::dht::node::relay_client=debug",
-        ))
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let run =
-        tracing::subscriber::with_default(subscriber, || run_holepunch(cfg)).expect("valid config");
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).expect("UTF-8 log");
-    (run, log)
-}
 
 #[test]
 fn a_firewalled_relay_throttles_random_relay_connections() {
     let mut cfg = HolepunchConfig::new(NatPreset::Symmetric, NatPreset::Symmetric, 1);
     cfg.relay = true;
     cfg.relay_nat = Some(NatPreset::PortRestricted);
-    let (r, log) = run_logged(&cfg);
+    let (r, log) = run_logged(&cfg, "hdht_core::dht::node::relay_client=debug");
     assert!(
         matches!(
             r.outcome,

@@ -5,48 +5,14 @@
 //! `tryLater`) and asks again through the server's relay, and the bytes it sends before and
 //! after the retry all reach the server, in order.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod logged;
+use logged::run_logged;
+
 use std::time::Duration;
 
 use hdht_core::dht::RelayPath;
-use hdht_sim::scenario::holepunch::{run_holepunch, HolepunchConfig, HolepunchRun};
+use hdht_sim::scenario::holepunch::HolepunchConfig;
 use hdht_sim::NatPreset;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Log lines captured in memory.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-fn run_logged(cfg: &HolepunchConfig) -> (HolepunchRun, String) {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("hdht_core=debug"))
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let run =
-        tracing::subscriber::with_default(subscriber, || run_holepunch(cfg)).expect("valid config");
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).expect("UTF-8 log");
-    (run, log)
-}
 
 /// The log lines that contain `part`, in order.
 fn lines<'a>(log: &'a str, part: &str) -> Vec<&'a str> {
@@ -77,7 +43,7 @@ fn a_throttled_server_answers_try_later_and_the_client_retries_through_the_relay
         let mut cfg = HolepunchConfig::new(c, s, seed);
         cfg.relay = true;
         cfg.server_defers_random_punch = Some(Duration::from_secs(5));
-        let (run, log) = run_logged(&cfg);
+        let (run, log) = run_logged(&cfg, "hdht_core=debug");
         let what = format!("{c} -> {s} seed {seed}");
         // The connection opens through the relay and every byte (half before the retry, half
         // after it: the run settles 20 s in between) reaches the server, in order.

@@ -2,50 +2,12 @@
 //! nothing: a holepunch run with a capturing subscriber says why it failed (both NATs random)
 //! or which path it took, and replays with the same trace hash as without one.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod logged;
+use logged::run_logged;
 
 use hdht_core::connect::ConnectError;
-use hdht_sim::scenario::holepunch::{
-    run_holepunch, HolepunchConfig, HolepunchFailure, HolepunchRun,
-};
+use hdht_sim::scenario::holepunch::{run_holepunch, HolepunchConfig, HolepunchFailure};
 use hdht_sim::NatPreset;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Log lines captured in memory.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Capture {
-        self.clone()
-    }
-}
-
-/// Runs one holepunch with a debug subscriber for hdht's crates; the run and its log.
-fn run_logged(cfg: &HolepunchConfig) -> (HolepunchRun, String) {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("hdht_core=debug"))
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let run =
-        tracing::subscriber::with_default(subscriber, || run_holepunch(cfg)).expect("valid config");
-    let log = String::from_utf8(capture.0.lock().unwrap().clone()).expect("UTF-8 log");
-    (run, log)
-}
 
 /// The log lines that contain every one of `parts`.
 fn lines_with<'a>(log: &'a str, parts: &[&str]) -> Vec<&'a str> {
@@ -57,7 +19,7 @@ fn lines_with<'a>(log: &'a str, parts: &[&str]) -> Vec<&'a str> {
 #[test]
 fn a_failed_holepunch_says_why() {
     let cfg = HolepunchConfig::new(NatPreset::Symmetric, NatPreset::Symmetric, 7);
-    let (run, log) = run_logged(&cfg);
+    let (run, log) = run_logged(&cfg, "hdht_core=debug");
     assert_eq!(
         run.outcome,
         Err(HolepunchFailure::Connect(
@@ -105,7 +67,7 @@ fn a_failed_holepunch_says_why() {
 #[test]
 fn a_punched_connection_shows_its_path() {
     let cfg = HolepunchConfig::new(NatPreset::PortRestricted, NatPreset::Symmetric, 3);
-    let (run, log) = run_logged(&cfg);
+    let (run, log) = run_logged(&cfg, "hdht_core=debug");
     assert!(run.connected(), "{:?}", run.outcome);
     assert!(
         !lines_with(
