@@ -447,7 +447,8 @@ fn drain_network(eager: bool) -> (SendLog, usize) {
         }
         now = t_next;
         let at = Instant::from_micros(now);
-        if arrival == Some(now) {
+        // The node that took the input sends what it answered.
+        let fed = if arrival == Some(now) {
             let Some((_, (j, to_server, from, bytes))) = flights.pop_first() else {
                 break;
             };
@@ -457,15 +458,7 @@ fn drain_network(eager: bool) -> (SendLog, usize) {
                 hdht_core::rpc::SocketKind::Client
             };
             nodes[j].handle_datagram(at, kind, from, &bytes);
-            flush(
-                j,
-                now,
-                &mut nodes,
-                &mut flights,
-                &mut seq,
-                &mut link,
-                &mut log,
-            );
+            j
         } else if action == Some(now) {
             let i = actions[next_action].1;
             next_action += 1;
@@ -474,31 +467,26 @@ fn drain_network(eager: bool) -> (SendLog, usize) {
             let mut spec = QuerySpec::new(NodeId(target), FIND_NODE);
             spec.internal = true;
             nodes[i].query(at, spec);
-            flush(
-                i,
-                now,
-                &mut nodes,
-                &mut flights,
-                &mut seq,
-                &mut link,
-                &mut log,
-            );
+            i
         } else if let Some((_, i)) = timer {
             timeouts += 1;
             while next_grid[i] <= now {
                 next_grid[i] += DRAIN_US;
             }
             nodes[i].handle_timeout(at);
-            flush(
-                i,
-                now,
-                &mut nodes,
-                &mut flights,
-                &mut seq,
-                &mut link,
-                &mut log,
-            );
-        }
+            i
+        } else {
+            continue;
+        };
+        flush(
+            fed,
+            now,
+            &mut nodes,
+            &mut flights,
+            &mut seq,
+            &mut link,
+            &mut log,
+        );
     }
     (log, timeouts)
 }
