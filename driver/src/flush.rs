@@ -26,7 +26,8 @@ pub trait BatchSocket {
 }
 
 /// Sends everything the core has queued: GSO runs where possible, one lock per batch. Pool
-/// sockets are bound (with `open`) and closed as the core asks, before the batch that follows.
+/// sockets are bound (with `open`) as the core asks before the batch that follows, and closed
+/// after it (a connection's last datagrams, such as its DESTROY, leave from its socket).
 pub async fn flush<S: BatchSocket, T>(
     batch: &mut SendBatch,
     server: &S,
@@ -77,6 +78,8 @@ pub async fn flush<S: BatchSocket, T>(
             }
             batch.advance(n);
         }
+        // The batch is out: now the sockets the core closed may go.
+        pool.apply_closes();
         if !more {
             break;
         }

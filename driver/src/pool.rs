@@ -197,6 +197,9 @@ pub struct PoolSockets<S, T> {
     open: BTreeMap<u32, Entry<S, T>>,
     next_generation: u64,
     commands: Vec<SocketCommand>,
+    /// Sockets the core closed in the batch being sent: they go once it has gone out, so a
+    /// connection's last datagrams (a DESTROY when the node is destroyed) still leave.
+    closing: Vec<u32>,
     failed: Vec<u32>,
 }
 
@@ -213,6 +216,7 @@ impl<S, T> PoolSockets<S, T> {
             open: BTreeMap::new(),
             next_generation: 0,
             commands: Vec::new(),
+            closing: Vec::new(),
             failed: Vec::new(),
         }
     }
@@ -248,8 +252,9 @@ impl<S, T> PoolSockets<S, T> {
     }
 
     /// Fills `batch` for sending, the one way the I/O task should: the core's socket commands
-    /// and datagrams are taken under one lock, then the commands are applied (sockets bound
-    /// through `open`, closed ones dropped) before the caller sends anything. Sockets that could
+    /// and datagrams are taken under one lock, then sockets are bound (through `open`) before
+    /// the caller sends anything; sockets the core closed stay until the caller has sent the
+    /// batch and called [`apply_closes`](Self::apply_closes). Sockets that could
     /// not be bound, and sockets whose receive task reported them failed, are taken care of
     /// too. Returns whether the core may have more datagrams.
     ///
@@ -264,7 +269,15 @@ impl<S, T> PoolSockets<S, T> {
         let mut commands = std::mem::take(&mut self.commands);
         let mut more = self.ctx.shared.fill_send_batch(batch, &mut commands);
         for cmd in commands.drain(..) {
-            self.apply(cmd, &mut open);
+            match cmd {
+                // The batch may still hold datagrams from it: closed by `apply_closes`.
+                SocketCommand::Close(id) => self.closing.push(id),
+                SocketCommand::Bind(id) => {
+                    // An id bound again (after wrapping) replaces the old socket at once.
+                    self.closing.retain(|&c| c != id);
+                    self.apply(cmd, &mut open);
+                }
+            }
         }
         self.commands = commands;
         if !self.failed.is_empty() {
@@ -348,9 +361,18 @@ impl<S, T> PoolSockets<S, T> {
         }
     }
 
+    /// Closes the sockets the core closed during the last [`fill`](Self::fill); call it once
+    /// that batch has been sent.
+    pub fn apply_closes(&mut self) {
+        for id in self.closing.drain(..) {
+            self.open.remove(&id);
+        }
+    }
+
     /// Closes every socket (the I/O task is ending) and returns the receive tasks' handles, for
     /// the runtime to wait on; dropping them instead stops the tasks without waiting.
     pub fn close_all(&mut self) -> Vec<T> {
+        self.closing.clear();
         std::mem::take(&mut self.open)
             .into_values()
             .map(|e| e.task)
@@ -514,6 +536,41 @@ mod tests {
         assert!(table.is_empty());
         // A transmit for a pool socket that isn't open has no socket to go out of.
         assert!(table.get(42).is_none());
+    }
+
+    #[test]
+    fn a_socket_the_core_closes_stays_until_the_batch_is_sent() {
+        // The core closes a pool socket in the same turn as it queues that socket's last
+        // datagrams (a node destroyed while a connection runs over it: the DESTROY): the
+        // socket must outlive the batch, or the peer never learns the connection ended.
+        let mut table = Table::new(shared(), Ipv4Addr::LOCALHOST);
+        let flags = Arc::new(Mutex::new(Vec::new()));
+        assert!(table.apply(SocketCommand::Bind(4), &mut opener(&flags)));
+        assert!(table.apply(SocketCommand::Bind(5), &mut opener(&flags)));
+        let mut batch = SendBatch::new();
+        table.commands.push(SocketCommand::Close(4));
+        table.commands.push(SocketCommand::Close(5));
+        table.fill(&mut batch, opener(&flags));
+        assert!(table.get(4).is_some(), "open while its batch is sent");
+        table.apply_closes();
+        assert!(table.get(4).is_none(), "closed once the batch went out");
+        assert!(table.get(5).is_none());
+        assert!(
+            lock(&flags)[0].1.load(Ordering::SeqCst),
+            "task of 4 stopped"
+        );
+
+        // An id bound again in the same turn is a new socket: the close does not touch it.
+        assert!(table.apply(SocketCommand::Bind(6), &mut opener(&flags)));
+        table.commands.push(SocketCommand::Close(6));
+        table.commands.push(SocketCommand::Bind(6));
+        table.fill(&mut batch, opener(&flags));
+        table.apply_closes();
+        assert!(table.get(6).is_some(), "the new socket 6 stays");
+        assert!(
+            lock(&flags)[2].1.load(Ordering::SeqCst),
+            "the old 6 was replaced"
+        );
     }
 
     #[test]
