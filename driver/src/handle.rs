@@ -18,25 +18,6 @@ use crate::{
 };
 use rand_core::SeedableRng;
 
-/// The number of ports tried from a configured port before falling back to a random one.
-pub const PORT_RANGE: u16 = 5;
-
-/// The ports to try binding the server socket to, in order; `0` means "any".
-pub fn port_candidates(opts: &DhtOptions) -> Vec<u16> {
-    if opts.port == 0 {
-        return vec![0];
-    }
-    let mut ports: Vec<u16> = (0..PORT_RANGE)
-        .filter_map(|i| opts.port.checked_add(i))
-        .collect();
-    if !opts.any_port {
-        ports.truncate(1);
-    } else {
-        ports.push(0);
-    }
-    ports
-}
-
 /// Builds the core node for bound sockets and resolved bootstrap addresses.
 pub fn build_node(
     opts: &DhtOptions,

@@ -15,6 +15,7 @@
 pub mod api;
 mod bootstrap;
 mod clock;
+mod conn_slots;
 mod connection;
 mod error;
 mod firewall;
@@ -22,6 +23,7 @@ pub mod flush;
 mod handle;
 pub mod interfaces;
 mod net;
+mod node;
 mod op_options;
 mod options;
 pub mod pool;
@@ -29,6 +31,7 @@ mod random;
 mod relay;
 mod shared;
 mod swarm;
+mod swarm_state;
 pub mod udp;
 
 pub use bootstrap::{parse_bootstrap, BootstrapEntry, BootstrapParseError, DEFAULT_BOOTSTRAP};
@@ -37,11 +40,12 @@ pub use connection::{Closed, Connecting, Connection, RelayPathWatch, Server, Ser
 pub use error::DhtError;
 pub use firewall::{Firewall, FirewallFuture, FirewallRequest, MAX_PENDING_FIREWALL_DECISIONS};
 pub use handle::{
-    build_node, port_candidates, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream,
-    MutablePut, OpFinish, PORT_RANGE,
+    build_node, BoundNode, DhtHandle, FindPeerStream, ImmutablePut, LookupStream, MutablePut,
+    OpFinish,
 };
 pub use hdht_core::rpc::QueryOptions;
-pub use net::{bind_sockets, local_v4, needs_dns, resolve_bootstrap};
+pub use net::{bind_sockets, local_v4, needs_dns, port_candidates, resolve_bootstrap, PORT_RANGE};
+pub use node::Node;
 pub use op_options::{AnnounceOptions, MutableGetOptions, MutablePutOptions};
 pub use options::DhtOptions;
 pub use random::RandomKeyPair;
@@ -51,6 +55,3 @@ pub use shared::{
     ReceivedRequest, Shared,
 };
 pub use swarm::{Discovery, SwarmConnections, SwarmFlush, SwarmHandle, SwarmOptions};
-
-/// The core node type every driver runs.
-pub type Node = hdht_core::dht::DhtNode<rand_chacha::ChaCha20Rng>;

@@ -4,7 +4,26 @@
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4, ToSocketAddrs, UdpSocket};
 
-use crate::{parse_bootstrap, port_candidates, BootstrapParseError, DhtError, DhtOptions};
+use crate::{parse_bootstrap, BootstrapParseError, DhtError, DhtOptions};
+
+/// The number of ports tried from a configured port before falling back to a random one.
+pub const PORT_RANGE: u16 = 5;
+
+/// The ports to try binding the server socket to, in order; `0` means "any".
+pub fn port_candidates(opts: &DhtOptions) -> Vec<u16> {
+    if opts.port == 0 {
+        return vec![0];
+    }
+    let mut ports: Vec<u16> = (0..PORT_RANGE)
+        .filter_map(|i| opts.port.checked_add(i))
+        .collect();
+    if !opts.any_port {
+        ports.truncate(1);
+    } else {
+        ports.push(0);
+    }
+    ports
+}
 
 /// Binds the server socket (configured port range, then any port if allowed) and the client
 /// socket (random port), both non-blocking.

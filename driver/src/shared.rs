@@ -131,7 +131,7 @@ pub(crate) struct Inner {
     incoming: VecDeque<IncomingRequest>,
     incoming_waker: Option<Waker>,
     events: VecDeque<RpcEvent>,
-    pub(crate) connections: crate::connection::Connections,
+    pub(crate) connections: crate::conn_slots::Connections,
     /// Unannounces of closing servers: when one finishes, its server is closed.
     pub(crate) server_closes: BTreeMap<OpId, hdht_core::dht::ServerId>,
     /// Firewall questions for the I/O task to hand to the firewalls (outside the lock).
@@ -140,7 +140,7 @@ pub(crate) struct Inner {
     firewall_pending: usize,
     interfaces: crate::interfaces::InterfaceWatch,
     /// The swarm beside the node, if one was started: it sees every node event first.
-    pub(crate) swarm: Option<crate::swarm::SwarmState>,
+    pub(crate) swarm: Option<crate::swarm_state::SwarmState>,
 }
 
 impl Inner {
@@ -222,9 +222,9 @@ impl Inner {
                     let offer = swarm.offer(&mut self.node, now, ev);
                     swarm.drain(&mut self.node, &mut self.connections);
                     match offer {
-                        crate::swarm::Offer::Theirs(ev) => ev,
-                        crate::swarm::Offer::Taken => continue,
-                        crate::swarm::Offer::Ask(q) => {
+                        crate::swarm_state::Offer::Theirs(ev) => ev,
+                        crate::swarm_state::Offer::Taken => continue,
+                        crate::swarm_state::Offer::Ask(q) => {
                             self.connections.swarm_server(q.server);
                             self.ask_firewall(q);
                             continue;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use hdht_tokio::{Dht, KeyPair};
 use serde::Serialize;
 
-use super::{bootstrapped, lookup, start_client, until_signal, Error, Result};
+use super::common::{bootstrapped, start_client, until_signal, Error, Result};
+use super::lookup;
 use crate::args::{AnnounceArgs, GlobalOpts, UnannounceArgs};
 use crate::output::{Event, NodeAddr, Output};
 use crate::signal::Shutdown;

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use hdht_tokio::{Dht, DhtOptions};
 
-use super::{serve, Error, Result};
+use super::common::{serve, Error, Result};
 use crate::args::{BootstrapArgs, GlobalOpts};
 use crate::output::{hex_opt_id, Event, Output};
 use crate::signal::Shutdown;

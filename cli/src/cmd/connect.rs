@@ -39,7 +39,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{bootstrapped, ms_since, random_seed, until_signal, Error, Result};
+use super::common::{bootstrapped, ms_since, random_seed, until_signal, Error, Result};
 use crate::args::{ConnectArgs, GlobalOpts, ListenArgs};
 use crate::output::{short_hex, Addr, Event, Output};
 use crate::signal::Shutdown;

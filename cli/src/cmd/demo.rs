@@ -25,7 +25,7 @@ use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{ms_since, Error, Result};
+use super::common::{ms_since, Error, Result};
 use crate::args::DemoArgs;
 use crate::output::{
     hex_id, hex_opt_id, short, short_hex, show_value, text_value, Addr, NodeAddr, Output,

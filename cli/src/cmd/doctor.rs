@@ -18,7 +18,7 @@ use hdht_tokio::core::rpc::{Persistence, RequestSpec, PING};
 use hdht_tokio::{Dht, DhtError, DhtOptions};
 use serde::Serialize;
 
-use super::{Error, Result};
+use super::common::{Error, Result};
 use crate::args::{DoctorArgs, GlobalOpts};
 use crate::codes::Code;
 use crate::output::{Addr, Output};

@@ -4,7 +4,7 @@ use futures_lite::StreamExt;
 use hdht_tokio::{Dht, DhtError, DhtOptions, Persistence, QueryReply};
 use serde::Serialize;
 
-use super::{Error, Result};
+use super::common::{Error, Result};
 use crate::args::{FindNodeArgs, GlobalOpts};
 use crate::codes::Code;
 use crate::output::{hex_id, hex_opt_id, short, Addr, NodeAddr, Output};

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::{bootstrapped, start_client, until_signal, Error, Result};
+use super::common::{bootstrapped, start_client, until_signal, Error, Result};
 use crate::args::{value_bytes, GlobalOpts, ImmutableGetArgs, ImmutablePutArgs};
 use crate::output::{show_value, text_value, Addr, NodeAddr, Output};
 

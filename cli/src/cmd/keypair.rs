@@ -4,7 +4,7 @@ use hdht_tokio::KeyPair;
 use rand_core::{OsRng, RngCore};
 use serde::Serialize;
 
-use super::{Error, Result};
+use super::common::{Error, Result};
 use crate::args::KeypairArgs;
 use crate::output::Output;
 

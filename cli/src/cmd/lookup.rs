@@ -7,7 +7,7 @@ use futures_lite::StreamExt;
 use hdht_tokio::{LookupReply, LookupStream};
 use serde::Serialize;
 
-use super::{bootstrapped, start_client, until_signal, Error, Result};
+use super::common::{bootstrapped, start_client, until_signal, Error, Result};
 use crate::args::{GlobalOpts, LookupArgs};
 use crate::output::{hex_opt_id, short, Addr, NodeAddr, Output, PeerOut};
 

@@ -4,7 +4,7 @@
 use hdht_tokio::{DhtError, KeyPair, OpError, MAX_SEQ};
 use serde::Serialize;
 
-use super::{bootstrapped, start_client, until_signal, Error, Result};
+use super::common::{bootstrapped, start_client, until_signal, Error, Result};
 use crate::args::{value_bytes, GlobalOpts, MutableGetArgs, MutablePutArgs};
 use crate::output::{show_value, text_value, Addr, NodeAddr, Output, Warning};
 

@@ -2,7 +2,7 @@
 
 use hdht_tokio::{Dht, DhtOptions, Persistence};
 
-use super::{serve, Error, Result};
+use super::common::{serve, Error, Result};
 use crate::args::{GlobalOpts, NodeArgs};
 use crate::output::{hex_opt_id, Event, Output};
 use crate::signal::Shutdown;

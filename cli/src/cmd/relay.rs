@@ -1,26 +1,13 @@
 //! `hdht relay`: a blind relay (hyperdht's relay server) on an adaptive node, until a signal.
 
-use clap::Args;
 use hdht_tokio::{KeyPair, RelayServiceStats};
 use serde::Serialize;
 
+use super::common::{bootstrapped, random_seed, Error, Result};
 use super::connect::{start_node, DESTROY_TIMEOUT};
-use super::{bootstrapped, random_seed, Error, Result};
-use crate::args::{parse_hex32, GlobalOpts};
+use crate::args::relay::RelayArgs;
+use crate::args::GlobalOpts;
 use crate::output::{Event, Output};
-
-#[derive(Debug, Args)]
-pub struct RelayArgs {
-    /// The relay key pair's 32-byte seed, as 64 hex characters (see `hdht keypair`): peers
-    /// name its public key in `relayThrough`. Random if absent (the public key is in the
-    /// `listening` line).
-    #[arg(long, value_name = "HEX", value_parser = parse_hex32)]
-    pub seed: Option<[u8; 32]>,
-
-    /// UDP port of the node (0: any free port).
-    #[arg(long, default_value_t = 0)]
-    pub port: u16,
-}
 
 /// What `relay` prints (on stderr).
 #[derive(Debug, Serialize)]

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::{bootstrapped, Error, Result};
+use super::common::{bootstrapped, Error, Result};
 use crate::args::{GlobalOpts, SwarmArgs};
 use crate::output::{Event, Output};
 use crate::signal::Shutdown;

@@ -6,7 +6,12 @@ use core::time::Duration;
 
 use thiserror::Error;
 
-use super::{NodeId, QueryId, SocketKind};
+use super::id::NodeId;
+use super::socket::SocketKind;
+
+/// Identifies a query for the lifetime of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryId(pub u64);
 
 /// Identifies a single request started with [`RpcNode::request`](super::RpcNode::request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -9,8 +9,10 @@ use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 use core::time::Duration;
 
+use super::congestion::CongestionWindow;
+use super::id::NodeId;
 use super::rtt::backoff;
-use super::{CongestionWindow, NodeId, SocketKind};
+use super::socket::SocketKind;
 use crate::Instant;
 
 /// Requests in flight (queued ones included) at most. Beyond it new requests fail at once, so

@@ -14,25 +14,23 @@ mod nat_sampler;
 mod node;
 mod query;
 mod rtt;
+mod socket;
 mod table;
 mod token;
 
 pub use config::{IpLimits, Persistence, RpcConfig};
 pub use congestion::CongestionWindow;
 pub use event::{
-    CommitError, IncomingRequest, QueryError, QueryReply, QueryResult, RequestError, RequestId,
-    RpcEvent,
+    CommitError, IncomingRequest, QueryError, QueryId, QueryReply, QueryResult, RequestError,
+    RequestId, RpcEvent,
 };
 pub use health::{Health, HealthChange};
 pub use id::{encode_addr, NodeId};
 pub use nat_sampler::NatSampler;
 pub use node::{
-    QueryOptions, QuerySpec, ReplySpec, RequestSpec, RpcNode, SocketKind, Stats, Transmit,
-    DELAYED_PING, DOWN_HINT, FIND_NODE, PING, PING_NAT,
+    QueryOptions, QuerySpec, ReplySpec, RequestSpec, RpcNode, Stats, Transmit, DELAYED_PING,
+    DOWN_HINT, FIND_NODE, PING, PING_NAT,
 };
-pub use query::QueryId;
-pub use table::{AddOutcome, NodeEntry, RoutingTable};
+pub use socket::SocketKind;
+pub use table::{AddOutcome, NodeEntry, RoutingTable, K};
 pub use token::TokenSecrets;
-
-/// Bucket size and query width.
-pub const K: usize = 20;

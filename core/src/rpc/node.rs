@@ -18,7 +18,7 @@ use super::rtt::RttTable;
 use super::{
     encode_addr, AddOutcome, CommitError, Health, IncomingRequest, IpLimits, NatSampler, NodeEntry,
     NodeId, Persistence, QueryError, QueryId, QueryReply, QueryResult, RequestError, RequestId,
-    RoutingTable, RpcConfig, RpcEvent, TokenSecrets, K,
+    RoutingTable, RpcConfig, RpcEvent, SocketKind, TokenSecrets, K,
 };
 use crate::wire::{
     Message, Request, Response, ERROR_INVALID_TOKEN, ERROR_OK, ERROR_UNKNOWN_COMMAND,
@@ -56,20 +56,6 @@ const MAX_CHECKS_FOR_DOWN_HINTS: u32 = 10;
 const MAX_CHECK_HOSTS: usize = 256;
 /// Bound on delayed replies we hold, so DELAYED_PING floods cost bounded memory.
 const MAX_DELAYED_REPLIES: usize = 1024;
-
-/// The node's sockets: dht-rpc's two, and the pool sockets hyperdht opens for holepunching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SocketKind {
-    /// Bound to the configured port; the address other nodes store.
-    Server,
-    /// Bound to a random port; used for requests while firewalled.
-    Client,
-    /// A pool socket (hyperdht's `SocketPool`): bound to port 0 on the node's host when the
-    /// node asks for it, carrying holepunch probes, NAT-sampling pings, PEER_HOLEPUNCH requests
-    /// and replies, and the UDX stream of a punched connection. Requests arriving on it are
-    /// answered like the client socket's (never with our id).
-    Pool(u32),
-}
 
 /// A datagram for the driver to send.
 #[derive(Debug, Clone, PartialEq, Eq)]

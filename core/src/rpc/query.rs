@@ -7,7 +7,9 @@
 use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 
-use super::{NodeId, QueryReply, K};
+use super::event::QueryReply;
+use super::id::NodeId;
+use super::table::K;
 
 /// Addresses one query remembers at most (honest queries visit a few dozen).
 const MAX_SEEN: usize = 4096;
@@ -17,10 +19,6 @@ const MAX_SCORED: usize = 256;
 /// they outnumber twice the ones that answered: its remaining referrals are dropped (unless
 /// someone else named them too) and its further closer nodes ignored, for this query.
 const DISTRUST_AFTER: u16 = 2;
-
-/// Identifies a query for the lifetime of a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct QueryId(pub u64);
 
 /// A node the query may visit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

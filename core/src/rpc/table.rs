@@ -19,7 +19,10 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::net::SocketAddrV4;
 
-use super::{NodeId, K};
+use super::id::NodeId;
+
+/// Bucket size and query width.
+pub const K: usize = 20;
 
 /// One routing-table record (dht-rpc's node object). Tick counters are maintenance-tick numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]

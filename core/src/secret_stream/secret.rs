@@ -9,12 +9,13 @@ use crypto_secretstream::{Header, Key, PullStream, PushStream, Tag};
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroize;
 
+use super::config::{Config, HandshakeKeys};
 use super::error::{MessageDropped, SecretStreamError};
+use super::frame::{
+    frame_body_len, ABYTES, HEADER_FRAME_LEN, ID_HEADER_LEN, MAX_FRAME_LEN, MAX_WRITE,
+};
 use super::keys::{stream_id, unordered_send_key};
 use super::unordered::{Unordered, COUNTER_LEN};
-use super::{
-    Config, HandshakeKeys, ABYTES, HEADER_FRAME_LEN, ID_HEADER_LEN, MAX_FRAME_LEN, MAX_WRITE,
-};
 use crate::time::Instant;
 
 /// Buffers that grew past this for one large frame are released once the frame is done, so a
@@ -548,7 +549,7 @@ impl SecretStream {
         }
         let mut n = 0;
         while let [a, b, c, ..] = data[n..] {
-            let len = 3 + super::frame_body_len([a, b, c]);
+            let len = 3 + frame_body_len([a, b, c]);
             if data.len() - n < len || (n > 0 && n + len > limit) {
                 break;
             }
@@ -615,7 +616,7 @@ impl SecretStream {
                         break;
                     }
                     self.len_have = 0;
-                    let len = super::frame_body_len(self.len_buf);
+                    let len = frame_body_len(self.len_buf);
                     self.check_frame_len(len)?;
                     self.frame_len = Some(len);
                 }
@@ -851,5 +852,23 @@ impl SecretStream {
         self.partial = Vec::new();
         self.scratch = Vec::new();
         self.rx_key.zeroize();
+    }
+}
+
+impl SecretStream {
+    /// [`SecretStream::new`] from the connect layer's handshake result (role included).
+    pub fn from_handshake<R: rand_core::RngCore + rand_core::CryptoRng>(
+        handshake: &crate::connect::HandshakeResult,
+        config: &Config,
+        now: crate::Instant,
+        rng: &mut R,
+    ) -> Self {
+        SecretStream::new(
+            handshake.is_initiator,
+            &HandshakeKeys::from(handshake),
+            config,
+            now,
+            rng,
+        )
     }
 }

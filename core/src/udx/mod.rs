@@ -21,28 +21,15 @@ pub mod packet;
 pub mod rack;
 pub mod rate;
 pub mod recv_buffer;
+mod release;
 pub mod rtt;
 pub mod send_buffer;
 pub mod stream;
 mod timer;
 
-/// A buffer or queue of a stream that drains empty is freed if its allocation is at most this
-/// big: an idle connection holds no buffers (they come back on its next data). A larger one is
-/// a stream moving data, kept for its next burst.
-pub(crate) const RELEASE_DRAINED_MAX: usize = 64 * 1024;
-
-/// Frees `q`'s allocation if it is empty and at most [`RELEASE_DRAINED_MAX`].
-pub(crate) fn release_if_drained<T>(q: &mut alloc::collections::VecDeque<T>) {
-    if q.is_empty()
-        && q.capacity() != 0
-        && q.capacity().saturating_mul(core::mem::size_of::<T>()) <= RELEASE_DRAINED_MAX
-    {
-        *q = alloc::collections::VecDeque::new();
-    }
-}
-
 pub use demux::{Demux, Incoming};
 pub use packet::{Flags, Header, Packet, PacketDecodeError};
+pub(crate) use release::RELEASE_DRAINED_MAX;
 pub use stream::{
     MessageError, PacketOut, ReadError, SocketId, StreamConfig, StreamConnectError, StreamError,
     StreamEvent, StreamStats, UdxStream, WriteError,

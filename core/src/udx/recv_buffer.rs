@@ -60,7 +60,7 @@ impl RecvBuffer {
             self.head = 0;
             // A small drained buffer is freed: an idle stream holds no receive memory. (A
             // large one is a stream moving data: kept for the next burst.)
-            if self.data.capacity() <= super::RELEASE_DRAINED_MAX {
+            if self.data.capacity() <= super::release::RELEASE_DRAINED_MAX {
                 self.data = Vec::new();
             }
         }

@@ -94,7 +94,7 @@ impl SendBuffer {
         self.data.drain(..n);
         self.base += n as u64;
         if self.data.is_empty()
-            && (self.data.capacity() <= super::RELEASE_DRAINED_MAX
+            && (self.data.capacity() <= super::release::RELEASE_DRAINED_MAX
                 || self.data.capacity() > 4 * self.limit.max(1 << 16))
         {
             // Drained: a small ring is freed (an idle stream holds no send memory), a huge one

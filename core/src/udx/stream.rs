@@ -839,18 +839,18 @@ impl UdxStream {
                 self.messages_in = self.messages_in.saturating_sub(1);
             }
             Some(_) => {}
-            None => super::release_if_drained(&mut self.events),
+            None => super::release::release_if_drained(&mut self.events),
         }
         ev
     }
 
-    /// Frees the small queues that drained (see [`super::RELEASE_DRAINED_MAX`]): an idle
+    /// Frees the small queues that drained (see [`super::release::RELEASE_DRAINED_MAX`]): an idle
     /// stream keeps no allocation of them.
     fn release_drained(&mut self) {
-        super::release_if_drained(&mut self.sent);
-        super::release_if_drained(&mut self.retransmit);
-        super::release_if_drained(&mut self.record_ends);
-        super::release_if_drained(&mut self.messages_out);
+        super::release::release_if_drained(&mut self.sent);
+        super::release::release_if_drained(&mut self.retransmit);
+        super::release::release_if_drained(&mut self.record_ends);
+        super::release::release_if_drained(&mut self.messages_out);
     }
 
     // ------------------------------------------------------------------ internals

@@ -21,8 +21,10 @@
 //! [`holepunch`] is a scenario of its own: hyperdht nodes behind two NAT presets connecting by
 //! public key across a small public DHT, and the matrix of every preset pair over many seeds.
 
+mod error;
 pub mod flood;
 pub mod holepunch;
+mod kind;
 pub mod long_churn;
 mod report;
 pub mod swarm;
@@ -37,66 +39,18 @@ use std::time::{Duration, Instant as WallInstant};
 use hdht_core::rpc::{NodeId, Persistence};
 use hdht_core::Instant;
 use rand_core::RngCore;
-use thiserror::Error;
 
 use crate::engine::Engine;
 use crate::link::LinkModel;
 use crate::mem;
-use crate::nat::{NatPreset, UnknownPreset};
+use crate::nat::NatPreset;
 use crate::network::{HostId, NatId, NetError, RealmId};
 use crate::rpc::SERVER_PORT;
 
+pub use error::ScenarioError;
+pub use kind::ScenarioKind;
 pub use report::{Percentiles, Report, Tally};
 pub use workload::{DhtApp, NodeSpec, OpId, OpResult, RpcWorkload, Workload, CMD_FETCH, CMD_STORE};
-
-/// The scenarios.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ScenarioKind {
-    /// Nodes join; tables converge; node-id lookups.
-    Bootstrap,
-    /// Announce records, look them up.
-    Lookup,
-    /// Lookups while nodes crash and restart.
-    Churn,
-    /// Lookups across a partition that heals.
-    Partition,
-}
-
-impl ScenarioKind {
-    /// Every scenario.
-    pub const ALL: [ScenarioKind; 4] = [
-        ScenarioKind::Bootstrap,
-        ScenarioKind::Lookup,
-        ScenarioKind::Churn,
-        ScenarioKind::Partition,
-    ];
-
-    /// The CLI name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ScenarioKind::Bootstrap => "bootstrap",
-            ScenarioKind::Lookup => "lookup",
-            ScenarioKind::Churn => "churn",
-            ScenarioKind::Partition => "partition",
-        }
-    }
-}
-
-impl fmt::Display for ScenarioKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for ScenarioKind {
-    type Err = ScenarioError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ScenarioKind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| ScenarioError::UnknownScenario(s.to_string()))
-    }
-}
 
 /// Which NAT situations nodes are placed in, with weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,42 +139,6 @@ impl FromStr for NatMix {
         }
         Ok(NatMix::weighted(&parts))
     }
-}
-
-/// Why a scenario cannot run.
-#[derive(Debug, Clone, PartialEq, Error)]
-pub enum ScenarioError {
-    /// Unknown scenario name.
-    #[error("unknown scenario {0:?} (expected bootstrap, lookup, churn or partition)")]
-    UnknownScenario(String),
-    /// Unknown NAT preset.
-    #[error(transparent)]
-    Preset(#[from] UnknownPreset),
-    /// A NAT mix weight that is not a number.
-    #[error("bad NAT weight in {0:?}")]
-    BadWeight(String),
-    /// Too few nodes for the scenario.
-    #[error("need at least {min} nodes, got {got}")]
-    TooFewNodes {
-        /// Required.
-        min: usize,
-        /// Given.
-        got: usize,
-    },
-    /// A probability or fraction outside [0, 1].
-    #[error("{name} must be in [0, 1], got {value}")]
-    BadFraction {
-        /// Which option.
-        name: &'static str,
-        /// Its value.
-        value: f64,
-    },
-    /// Building the network failed.
-    #[error("network: {0}")]
-    Net(#[from] NetError),
-    /// The scenario's blind relay did not start.
-    #[error("relay server: {0}")]
-    RelayServer(hdht_core::connect::ConnectError),
 }
 
 /// Options of a scenario run.

@@ -9,7 +9,7 @@ use crate::mem::MemSource;
 use crate::network::DropReason;
 use crate::trace::TraceHash;
 
-use super::ScenarioKind;
+use super::kind::ScenarioKind;
 
 /// Nearest-rank percentiles of a sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -8,8 +8,9 @@ use core::time::Duration;
 
 use rand_core::RngCore;
 
+use super::generation::Generation;
+use super::limits::ENTRY_OVERHEAD;
 use super::timer::RotationTimer;
-use super::Generation;
 use crate::time::Instant;
 
 /// A topic (the announce target).
@@ -62,7 +63,7 @@ struct RecordStore {
 
 /// What one record costs: its bytes plus [`super::ENTRY_OVERHEAD`].
 fn record_bytes(record: &[u8]) -> usize {
-    record.len() + super::ENTRY_OVERHEAD
+    record.len() + ENTRY_OVERHEAD
 }
 
 impl RecordStore {

@@ -6,8 +6,8 @@ use alloc::collections::BTreeMap;
 use core::mem;
 use core::time::Duration;
 
+use super::generation::Generation;
 use super::timer::RotationTimer;
-use super::Generation;
 use crate::time::Instant;
 
 /// A two-generation cache with a third, never-evicted "retained" map.
