@@ -13,8 +13,8 @@ use crate::firewall::{Firewall, FirewallAsk, FirewallRequest, Question};
 
 #[derive(Debug, Default)]
 pub(crate) struct ConnSlot {
-    /// How the connect ended, until [`Connecting`](crate::Connecting) takes it. Boxed: a slot lives as long as
-    /// its connection, and this is only ever filled for a moment.
+    /// How the connect ended, until [`Connecting`](crate::Connecting) takes it. Boxed: a
+    /// slot lives as long as its connection, and this is only ever filled for a moment.
     pub(crate) open: Option<Box<Result<ConnectionInfo, ConnectError>>>,
     pub(crate) open_waker: Option<Waker>,
     pub(crate) read_waker: Option<Waker>,
@@ -25,8 +25,8 @@ pub(crate) struct ConnSlot {
     pub(crate) close_wakers: Vec<Waker>,
     pub(crate) closed: Option<Option<ConnError>>,
     pub(crate) dropped: bool,
-    /// [`Closed`](crate::Closed) futures alive: the slot (and the close reason) outlives the connection
-    /// for them.
+    /// [`Closed`](crate::Closed) futures alive: the slot (and the close reason) outlives the
+    /// connection for them.
     pub(crate) watchers: usize,
     /// The core forgot the connection (dropped and closed); only watchers keep the slot.
     pub(crate) forgotten: bool,

@@ -13,8 +13,9 @@ use crate::conn_slots::Connections;
 use crate::firewall::{Firewall, FirewallRequest, Question};
 use crate::Node;
 
-/// Connections announced but not yet taken from [`SwarmConnections`](crate::SwarmConnections); beyond this the
-/// oldest is dropped (aborted), as an unread accept queue would.
+/// Connections announced but not yet taken from
+/// [`SwarmConnections`](crate::SwarmConnections); beyond this the oldest is dropped (aborted),
+/// as an unread accept queue would.
 pub(crate) const MAX_QUEUED_CONNECTIONS: usize = 1024;
 
 /// A connection announced by the swarm, waiting to be taken.

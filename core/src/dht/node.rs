@@ -36,6 +36,8 @@ use super::value_size;
 
 mod relay;
 mod relay_client;
+mod relay_link;
+mod relay_service;
 
 use crate::connect::puncher::PROBE;
 use crate::connect::{ConnectError, HandshakeResult, RandomPunchLimiter};
@@ -47,8 +49,10 @@ use crate::rpc::{
 use crate::udx::{self, Incoming, StreamEvent, UdxStream};
 use crate::wire::{ERROR_UNKNOWN_COMMAND, MAX_DATAGRAM_LEN};
 use crate::Instant;
-pub use relay::RelayServiceStats;
-pub use relay_client::RelayPath;
+use relay_link::RelayLink;
+pub use relay_link::RelayPath;
+use relay_service::RelayService;
+pub use relay_service::RelayServiceStats;
 
 /// Largest datagram [`DhtNode::poll_transmit`] writes: the datagram ceiling
 /// ([`MAX_DATAGRAM_LEN`], 2,048 bytes) — dht-rpc datagrams never exceed it, UDX packets are at
@@ -230,11 +234,11 @@ pub struct DhtNode<R> {
     /// A graceful destroy waits for these unannounces before the node stops.
     destroy_after: Option<Vec<OpId>>,
     /// The blind relay this node runs, if any ([`DhtNode::relay_server`]).
-    relay: Option<relay::RelayService>,
+    relay: Option<RelayService>,
     /// Connects in progress whose connection will be message-framed.
     framed_connects: Vec<ConnId>,
     /// Blind-relay attempts by application connection.
-    relay_links: BTreeMap<ConnId, relay_client::RelayLink>,
+    relay_links: BTreeMap<ConnId, RelayLink>,
     /// Our relay connections → the application connection they serve.
     relay_conns: BTreeMap<ConnId, ConnId>,
 }
@@ -532,7 +536,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// The next pool-socket command. Drivers drain these before
     /// [`poll_transmit`](Self::poll_transmit), so a socket is bound before anything is sent
-    /// from it.
+    /// from it, and apply a close only after sending the datagrams polled with it: a
+    /// connection's last packets (its DESTROY when the node is destroyed) leave from the
+    /// socket being closed.
     pub fn poll_socket_command(&mut self) -> Option<SocketCommand> {
         self.pool.poll_command()
     }

@@ -28,8 +28,8 @@ pub const fn frame_body_len(prefix: [u8; 3]) -> usize {
     prefix[0] as usize | (prefix[1] as usize) << 8 | (prefix[2] as usize) << 16
 }
 
-/// Splits bytes a [`SecretStream`](super::SecretStream) wrote into its frames, prefixes included (a truncated last
-/// frame comes out as it is).
+/// Splits bytes a [`SecretStream`](super::SecretStream) wrote into its frames, prefixes
+/// included (a truncated last frame comes out as it is).
 pub fn split_frames(mut out: &[u8]) -> impl Iterator<Item = &[u8]> {
     core::iter::from_fn(move || {
         if out.is_empty() {

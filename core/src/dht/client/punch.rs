@@ -12,7 +12,7 @@ use core::net::SocketAddrV4;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{ClientAction, ClientRequest};
+use super::action::{ClientAction, ClientRequest};
 use crate::connect::puncher::{
     abort_payload, pick_server_relay, try_later_delay, Analysis, ProbeVerdict, ReplyStatus,
     UNKNOWN_REMOTE_WAIT,

@@ -11,6 +11,7 @@ use core::net::SocketAddr;
 
 use rand_core::{CryptoRng, RngCore};
 
+use super::relay_service::{RelayService, RelayServiceStats};
 use super::DhtNode;
 use crate::connect::ConnectError;
 use crate::crypto::KeyPair;
@@ -19,44 +20,12 @@ use crate::dht::ids::{ConnId, ServerId};
 use crate::dht::pool::{socket_kind, udx_socket};
 use crate::dht::server::ServerOptions;
 use crate::dht::DatagramOut;
-use crate::relay::{Forward, ForwardStats, RelayEvent, RelayLimits, RelayServer, RelayStats};
+use crate::relay::{Forward, RelayEvent, RelayLimits, RelayServer};
 use crate::rpc::SocketKind;
 use crate::Instant;
 
 #[allow(unused_imports)] // doc links
 use crate::dht::event::ConnectEvent;
-
-/// The node's relay: its server and the relay machine.
-#[derive(Debug)]
-pub(crate) struct RelayService {
-    server: ServerId,
-    relay: RelayServer,
-}
-
-impl RelayService {
-    /// Whether `id` is a relay stream (the demux must not use it).
-    pub(crate) fn is_relay_stream(&self, id: u32) -> bool {
-        self.relay.is_relay_stream(id)
-    }
-
-    /// The relay machine (stream ids in use, for new streams).
-    pub(crate) fn machine(&self) -> &RelayServer {
-        &self.relay
-    }
-}
-
-/// What a node's relay did, for its owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RelayServiceStats {
-    /// The relay's server.
-    pub server: ServerId,
-    /// Sessions and pairings.
-    pub control: RelayStats,
-    /// Packets and bytes forwarded.
-    pub forward: ForwardStats,
-    /// Relay connections open now.
-    pub sessions: usize,
-}
 
 impl<R: RngCore + CryptoRng> DhtNode<R> {
     /// Runs a blind relay (blind-relay 1.6.1's server, as `hyperdht --relay`): listens on

@@ -22,6 +22,7 @@ use core::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
 
+use super::relay_link::{RelayLink, RelayPath};
 use super::DhtNode;
 use crate::connect::{ConnectError, ErrorCode};
 use crate::dht::client::ConnectOptions;
@@ -32,55 +33,6 @@ use crate::relay::{ClientEvent, RelayClient, RelayPlan, PAIRING_TIMEOUT};
 use crate::rpc::SocketKind;
 use crate::udx;
 use crate::Instant;
-
-/// A connection's path with respect to its blind relay ([`DhtNode::conn_relay_path`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RelayPath {
-    /// The relay connection is being set up, or the relay has not paired yet.
-    Pairing,
-    /// The stream runs through the relay.
-    Relayed,
-    /// The stream ran through the relay and moved to a direct path (a punch won).
-    Upgraded,
-    /// A direct path won before the relay paired; the relay was let go.
-    Direct,
-    /// The relay failed before pairing.
-    Failed,
-}
-
-/// One connection's relay attempt.
-#[derive(Debug)]
-pub(crate) struct RelayLink {
-    /// The relay connection while it lives.
-    relay_conn: Option<ConnId>,
-    plan: RelayPlan,
-    client: Option<RelayClient>,
-    /// The application stream's own id.
-    app_stream: u32,
-    /// The peer's own stream id (where the direct path goes).
-    peer_udx: u32,
-    /// Pairing must be done by then.
-    deadline: Instant,
-    keep_alive: Option<Duration>,
-    path: RelayPath,
-    /// Where relayed packets come from once paired: the relay connection's socket and the
-    /// relay's address.
-    via: Option<(udx::SocketId, SocketAddr)>,
-    /// The server that accepted the connection (`None`: our connect).
-    server: Option<ServerId>,
-    /// After the move to the direct path: the first direct packet ends the relay connection.
-    confirm_direct: bool,
-    /// The empty UDX message announcing the direct path was sent.
-    announced: bool,
-    /// The first packet through the relay arrived (what we sent before it was resent).
-    heard_through_relay: bool,
-    /// Once paired: when what we sent first through the relay is sent again if nothing came
-    /// through it yet ([`first_resend_delay`]).
-    resend_at: Option<Instant>,
-    /// The application connection closed over the relay: the relay connection ends then
-    /// (after the stream's last acknowledgements crossed it).
-    end_at: Option<Instant>,
-}
 
 /// How long a relay connection outlives the relayed connection that closed over it: the
 /// stream still acknowledges the peer's retransmitted END meanwhile (its linger).

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 use core::time::Duration;
 
-use super::{ServerAction, ServerRequest};
+use super::action::{ServerAction, ServerRequest};
 use crate::connect::RelayInfo;
 use crate::crypto::KeyPair;
 use crate::dht::messages::{command, Announce, Peer};

@@ -8,11 +8,9 @@ use alloc::vec::Vec;
 use core::net::SocketAddrV4;
 
 use super::holepunch::ServerPunch;
-use crate::connect::{Handshake, HandshakeResult, NoisePayload, Puncher};
+use crate::connect::{Handshake, NoisePayload};
 use crate::dht::messages::{mode, HandshakeEnvelope};
-use crate::relay::RelayPlan;
 use crate::rpc::{IncomingRequest, SocketKind};
-use crate::udx;
 use crate::Instant;
 
 /// One distinct msg1 a server got.
@@ -41,30 +39,6 @@ pub(crate) struct PendingHandshake {
     pub(crate) handshake: Handshake,
     pub(crate) client_payload: NoisePayload,
     pub(crate) client_address: SocketAddrV4,
-}
-
-/// A handshake the server answered with success: the node opens the connection.
-#[derive(Debug)]
-pub(crate) struct Accepted {
-    /// The msg1 it answers (the server's name for the handshake).
-    pub(crate) key: Vec<u8>,
-    /// Our UDX stream id (in msg2).
-    pub(crate) stream_id: u32,
-    /// The client's UDX stream id.
-    pub(crate) client_udx: u32,
-    /// The client as the relay saw it.
-    pub(crate) client_address: SocketAddrV4,
-    /// The finished handshake.
-    pub(crate) handshake: HandshakeResult,
-    /// `Some(socket)`: connect to the client at once over that socket (it came directly, or
-    /// is OPEN); `None`: wait for the client's first packet.
-    pub(crate) connect_now: Option<udx::SocketId>,
-    /// The puncher for a waiting connection, with the key of its PEER_HOLEPUNCH boxes.
-    pub(crate) punch: Option<(Puncher, [u8; 32])>,
-    /// Pair the connection through this blind relay.
-    pub(crate) relay: Option<RelayPlan>,
-    /// The relay connection's keep-alive.
-    pub(crate) relay_keep_alive: Option<core::time::Duration>,
 }
 
 /// A reply to send: `(socket, to, value, relayed)` — relayed replies are forwarded requests,

@@ -12,7 +12,7 @@ use core::net::SocketAddrV4;
 
 use rand_core::{CryptoRng, RngCore};
 
-use super::{ServerAction, ServerRequest};
+use super::action::{ServerAction, ServerRequest};
 use crate::connect::nat::firewall_from_wire_lenient;
 use crate::connect::puncher::{abort_payload, Analysis, RemoteUpdate, PREPUNCH_TIMEOUT};
 use crate::connect::{ErrorCode, Firewall, Puncher, PuncherOutput, SecurePayload};

@@ -9,6 +9,7 @@
 //! and timers. Handshakes are keyed by their msg1 bytes; the node gives the owner public ids
 //! for firewall questions and connections.
 
+mod action;
 mod announcer;
 mod handshake;
 mod holepunch;
@@ -35,13 +36,11 @@ use crate::connect::{
 };
 use crate::crypto::KeyPair;
 use crate::relay::{server_plan, RelaySelector};
-use crate::rpc::{
-    IncomingRequest, QueryReply, QuerySpec, ReplySpec, RequestError, RequestSpec, SocketKind,
-};
+use crate::rpc::{IncomingRequest, QueryReply, ReplySpec, RequestError};
 use crate::udx;
 use crate::Instant;
 
-pub(crate) use handshake::Accepted;
+pub(crate) use action::{Accepted, ServerAction, ServerRequest};
 
 /// A server keeps a finished handshake this long to answer duplicates identically.
 const HANDSHAKE_CLEAR_WAIT: Duration = Duration::from_secs(10);
@@ -70,97 +69,6 @@ pub struct ServerOptions {
     pub relay_only_when_randomized: bool,
     /// The relay connections' keep-alive (`relayKeepAlive`; `None` or zero: 5 s).
     pub relay_keep_alive: Option<Duration>,
-}
-
-/// A request a server sent, as it knows it (the node routes the response back with it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ServerRequest {
-    /// An ANNOUNCE of our record to `relay`.
-    Announce {
-        /// Where it went.
-        relay: SocketAddrV4,
-    },
-    /// A relay round's PING.
-    RelayPing,
-    /// The FIND_PEER (for a token) before unannouncing at a stale `relay`.
-    UnannounceLookup {
-        /// The stale relay.
-        relay: SocketAddrV4,
-    },
-    /// A NAT-sampling ping of the puncher of handshake `holepunch_id`, from `socket`.
-    NatPing {
-        /// The handshake's holepunch id.
-        holepunch_id: u64,
-        /// The puncher socket it left from.
-        socket: udx::SocketId,
-    },
-    /// Nobody waits for the answer (the UNANNOUNCE at a stale relay).
-    Unanswered,
-}
-
-/// What a server asks the node to do.
-#[derive(Debug)]
-pub(crate) enum ServerAction {
-    /// Start an announce cycle's FIND_PEER query; its end comes back.
-    Announce(QuerySpec),
-    /// Stop that query.
-    CancelAnnounce,
-    /// Send a request; its response comes back with `tag`.
-    Request {
-        /// The request.
-        spec: RequestSpec,
-        /// How the server knows it.
-        tag: ServerRequest,
-    },
-    /// Forward `req` (once, untracked) with a new value.
-    Relay {
-        /// The request being answered this way.
-        req: IncomingRequest,
-        /// The new value.
-        value: Vec<u8>,
-        /// To.
-        to: SocketAddrV4,
-        /// From this socket (`None`: the one `req` came in on).
-        socket: Option<SocketKind>,
-    },
-    /// Respond to `req`.
-    Reply {
-        /// The request.
-        req: IncomingRequest,
-        /// The response.
-        spec: ReplySpec,
-    },
-    /// Send a 1-byte holepunch probe.
-    Probe {
-        /// From this puncher socket.
-        socket: udx::SocketId,
-        /// To.
-        to: SocketAddrV4,
-        /// IP TTL.
-        ttl: u8,
-    },
-    /// The first announce cycle is done: the server is listening.
-    Listening,
-    /// Ask the owner whether to accept this handshake (answered with
-    /// [`Server::firewall_decision`] and the same `key`).
-    AskFirewall {
-        /// The handshake (its msg1).
-        key: Vec<u8>,
-        /// Who connects.
-        remote_public_key: [u8; 32],
-        /// The client as the relay saw it.
-        client_address: SocketAddrV4,
-        /// The client's handshake payload (its addresses, firewall, UDX and relay fields).
-        payload: Box<NoisePayload>,
-    },
-    /// Open the connection of an accepted handshake (then hand its punch back with
-    /// [`Server::attach_punch`]).
-    Accept(Box<Accepted>),
-    /// The connection's first-packet wait gives way to a punch.
-    WaitForPunch(ConnId),
-    /// Drop the connection if it still waits for the client's first packet (the punch for it
-    /// was aborted).
-    AbandonConnection(ConnId),
 }
 
 /// One listening server.
