@@ -117,11 +117,11 @@ fn server_main(bootstrap: String) {
                     if conn.write_all(&[0x2a]).await.is_err() {
                         return;
                     }
-                    // While idle the task holds the connection and a small first-read buffer
-                    // only: the hash and the 16 KiB buffer are the active part's, a future of
-                    // its own allocated when data comes (an idle task's memory; the Node
-                    // server makes its hash lazily the same way).
-                    let mut first = [0u8; 64];
+                    // While idle the task holds the connection and a one-byte first-read
+                    // buffer only: the hash and the 16 KiB buffer are the active part's, a
+                    // future of its own allocated when data comes (an idle task's memory; the
+                    // Node server makes its hash lazily the same way).
+                    let mut first = [0u8; 1];
                     let n = match conn.read(&mut first).await {
                         Ok(n) => n,
                         Err(_) => return,
@@ -139,7 +139,7 @@ fn server_main(bootstrap: String) {
 
 /// The active part of a server connection: hashes the first `n` bytes of `first` and
 /// everything after them until the peer ends, then writes the digest and ends.
-async fn hash_and_answer(mut conn: hdht_tokio::Connection, first: [u8; 64], n: usize) {
+async fn hash_and_answer(mut conn: hdht_tokio::Connection, first: [u8; 1], n: usize) {
     let mut h = Sha256::new();
     if n > 0 {
         h.update(&first[..n]);
