@@ -321,6 +321,35 @@ fn first_write_carries_the_header_frame() {
     );
 }
 
+/// The header state (our header frame, the pull key) is kept until our header frame is out and
+/// the peer's has arrived, in either order, and freed then.
+#[test]
+fn the_header_state_is_freed_after_the_exchange() {
+    let mut a = det_stream(true, &Config::default());
+    let mut b = det_stream(false, &Config::default());
+    let mut a_wire = Vec::new();
+    assert!(a.poll_transmit(&mut a_wire));
+    assert!(a.header_frame().is_some(), "A has not heard B's header yet");
+    // B hears A's header before sending its own.
+    b.read(&a_wire, Instant::ZERO, &mut Vec::new()).unwrap();
+    assert!(b.remote_header_received());
+    assert!(b.header_frame().is_some(), "B's header is not sent yet");
+    assert!(b.has_pending_transmit());
+    let mut b_wire = Vec::new();
+    assert!(b.poll_transmit(&mut b_wire));
+    assert_eq!(b.header_frame(), None);
+    assert!(!b.has_pending_transmit());
+    a.read(&b_wire, Instant::ZERO, &mut Vec::new()).unwrap();
+    assert!(a.remote_header_received());
+    assert_eq!(a.header_frame(), None);
+    // Data still flows both ways after.
+    let mut out = Vec::new();
+    a.write(b"hello", Instant::ZERO, &mut out).unwrap();
+    let mut got = Vec::new();
+    b.read(&out, Instant::ZERO, &mut got).unwrap();
+    assert_eq!(got, b"hello");
+}
+
 /// `verified_by_reference`: what the reference's peer role saw, reproduced by our peer role.
 #[test]
 fn peer_decrypts_like_the_reference() {
