@@ -65,7 +65,9 @@ impl std::fmt::Debug for ServerSlot {
 /// Connection bookkeeping inside the shared core.
 #[derive(Debug, Default)]
 pub(crate) struct Connections {
-    pub(crate) conns: BTreeMap<ConnId, ConnSlot>,
+    /// Boxed: sequential ids leave B-tree nodes half full, and a slot inline (~150 bytes)
+    /// cost twice its size per idle connection.
+    pub(crate) conns: BTreeMap<ConnId, Box<ConnSlot>>,
     /// Connections dropped or closed since the last [`take_forgettable`](Self::take_forgettable):
     /// the only ones that may have become forgettable (both conditions only ever turn true),
     /// so a dispatch does not walk every connection.
@@ -98,7 +100,7 @@ impl Connections {
             ConnectEvent::Incoming { server, conn, info } => {
                 if let Some(s) = self.servers.get_mut(&server) {
                     // The accepted handle carries the info; nothing takes it from the slot.
-                    self.conns.insert(conn, ConnSlot::default());
+                    self.conns.insert(conn, Box::default());
                     s.incoming.push_back((conn, info));
                     wake(&mut s.accept_waker);
                 }

@@ -117,27 +117,16 @@ fn server_main(bootstrap: String) {
                     if conn.write_all(&[0x2a]).await.is_err() {
                         return;
                     }
-                    let mut h = Sha256::new();
-                    // A small first read: an idle connection costs no read buffer.
-                    let mut first = [0u8; 64];
-                    match conn.read(&mut first).await {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            h.update(&first[..n]);
-                            let mut buf = vec![0u8; 16 * 1024];
-                            loop {
-                                match conn.read(&mut buf).await {
-                                    Ok(0) => break,
-                                    Ok(n) => h.update(&buf[..n]),
-                                    Err(_) => return,
-                                }
-                            }
-                        }
+                    // While idle the task holds the connection and a one-byte first-read
+                    // buffer only: the hash and the 16 KiB buffer are the active part's, a
+                    // future of its own allocated when data comes (an idle task's memory; the
+                    // Node server makes its hash lazily the same way).
+                    let mut first = [0u8; 1];
+                    let n = match conn.read(&mut first).await {
+                        Ok(n) => n,
                         Err(_) => return,
-                    }
-                    let _ = conn.write_all(&h.finalize()).await;
-                    let _ = conn.shutdown().await;
-                    let _ = conn.closed().await;
+                    };
+                    Box::pin(hash_and_answer(conn, first, n)).await;
                 });
             }
         };
@@ -146,6 +135,26 @@ fn server_main(bootstrap: String) {
             _ = stdin_closed => {}
         }
     });
+}
+
+/// The active part of a server connection: hashes the first `n` bytes of `first` and
+/// everything after them until the peer ends, then writes the digest and ends.
+async fn hash_and_answer(mut conn: hdht_tokio::Connection, first: [u8; 1], n: usize) {
+    let mut h = Sha256::new();
+    if n > 0 {
+        h.update(&first[..n]);
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) => break,
+                Ok(n) => h.update(&buf[..n]),
+                Err(_) => return,
+            }
+        }
+    }
+    let _ = conn.write_all(&h.finalize()).await;
+    let _ = conn.shutdown().await;
+    let _ = conn.closed().await;
 }
 
 /// The server's process: `pid`, or under a wrapper (`HDHT_BUSY_SERVER_WRAP`) the wrapper's

@@ -766,13 +766,15 @@ ops.busyListen = async function (msg) {
   const server = entry.dht.createServer((socket) => {
     st.accepted++
     st.open++
-    const h = crypto.createHash('sha256')
+    // The hash is made with the first data (an idle connection holds none), like the Rust
+    // server's task.
+    let h = null
     socket.on('error', () => {})
     socket.on('close', () => { st.open-- })
-    socket.on('data', (d) => h.update(d))
+    socket.on('data', (d) => { (h = h || crypto.createHash('sha256')).update(d) })
     socket.on('end', () => {
       st.digests++
-      socket.end(h.digest())
+      socket.end((h || crypto.createHash('sha256')).digest())
     })
     socket.write(b4a.from([0x2a]))
   })

@@ -95,6 +95,24 @@ pub fn dh_scalar(scalar: &[u8; 32], remote_public_key: &[u8; 32]) -> Result<[u8;
     Ok(product.compress().to_bytes())
 }
 
+/// [`dh_scalar`] for a remote key already validated by [`decode_public_key`] in this
+/// handshake: the point is only decompressed (a key that does not decompress still fails), and
+/// the identity result is still refused. The canonical-encoding, small-order and subgroup
+/// checks (the subgroup check alone is a point multiplication) are not repeated.
+pub fn dh_scalar_validated(
+    scalar: &[u8; 32],
+    remote_public_key: &[u8; 32],
+) -> Result<[u8; 32], DhError> {
+    let point = CompressedEdwardsY(*remote_public_key)
+        .decompress()
+        .ok_or(DhError::InvalidPublicKey)?;
+    let product = point.mul_clamped(*scalar);
+    if product.is_identity() {
+        return Err(DhError::IdentityResult);
+    }
+    Ok(product.compress().to_bytes())
+}
+
 /// `DH(seed, P)`: [`dh_scalar`] with the scalar derived from a 32-byte Ed25519 seed (the first
 /// half of a libsodium 64-byte secret key).
 pub fn dh(seed: &[u8; 32], remote_public_key: &[u8; 32]) -> Result<[u8; 32], DhError> {
@@ -130,5 +148,30 @@ mod tests {
         for t in EIGHT_TORSION.iter() {
             assert_eq!(in_prime_order_subgroup(t), t.is_torsion_free());
         }
+    }
+
+    /// For a valid key the unchecked DH gives the checked one's bytes; it still refuses a key
+    /// that does not decompress and an identity product.
+    #[test]
+    fn the_validated_dh_matches_the_checked_one() {
+        let scalar = secret_scalar(&[7u8; 32]);
+        for i in 1..16u8 {
+            let pk = public_key(&[i; 32]);
+            assert_eq!(dh_scalar_validated(&scalar, &pk), dh_scalar(&scalar, &pk));
+        }
+        // y = 2 is not on the curve.
+        let mut not_a_point = [0u8; 32];
+        not_a_point[0] = 2;
+        assert_eq!(
+            dh_scalar_validated(&scalar, &not_a_point),
+            Err(DhError::InvalidPublicKey)
+        );
+        // The identity (y = 1): the product is the identity.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(
+            dh_scalar_validated(&scalar, &identity),
+            Err(DhError::IdentityResult)
+        );
     }
 }

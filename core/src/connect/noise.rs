@@ -175,12 +175,27 @@ struct Ed25519Dh {
     seed: [u8; 32],
     scalar: [u8; 32],
     public: [u8; 32],
+    /// The static key pair the handshake was built with (seed, public key): `set` with that
+    /// seed takes the public key from it instead of a base-point multiplication per handshake.
+    known: Option<([u8; 32], [u8; 32])>,
+    /// Whether this object's DHs may skip the remote key's validation (canonical encoding, small
+    /// order, subgroup): true only for the object whose every DH comes after the other object
+    /// already validated the same key in this handshake (see [`Resolver::trusting`]).
+    trusting: bool,
+}
+
+/// `a == b` without a data-dependent branch or early exit (the seeds are secret).
+fn ct_eq32(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Drop for Ed25519Dh {
     fn drop(&mut self) {
         self.seed.zeroize();
         self.scalar.zeroize();
+        if let Some((seed, _)) = self.known.as_mut() {
+            seed.zeroize();
+        }
     }
 }
 
@@ -202,7 +217,10 @@ impl Dh for Ed25519Dh {
         self.seed = [0; 32];
         self.seed[..n].copy_from_slice(&privkey[..n]);
         self.scalar = dh::secret_scalar(&self.seed);
-        self.public = dh::public_key_from_scalar(&self.scalar);
+        self.public = match &self.known {
+            Some((seed, public)) if ct_eq32(seed, &self.seed) => *public,
+            _ => dh::public_key_from_scalar(&self.scalar),
+        };
     }
 
     fn generate(&mut self, rng: &mut dyn Random) -> Result<(), snow::Error> {
@@ -227,7 +245,12 @@ impl Dh for Ed25519Dh {
             .get(..dh::DH_LEN)
             .and_then(|k| k.try_into().ok())
             .ok_or(snow::Error::Dh)?;
-        let shared = dh::dh_scalar(&self.scalar, remote).map_err(|_| snow::Error::Dh)?;
+        let shared = if self.trusting {
+            dh::dh_scalar_validated(&self.scalar, remote)
+        } else {
+            dh::dh_scalar(&self.scalar, remote)
+        }
+        .map_err(|_| snow::Error::Dh)?;
         let dst = out.get_mut(..32).ok_or(snow::Error::Dh)?;
         dst.copy_from_slice(&shared);
         Ok(())
@@ -265,15 +288,37 @@ impl Random for OneSeed {
     }
 }
 
+/// Which of the two DH objects may skip validating the remote key: in IK every remote key
+/// enters two DHs, one per local key, and snow's token order fixes which comes first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trusting {
+    /// The responder's ephemeral: `ee` (`re`) and `se` (`rs`) in msg2 come after `es` (`re`)
+    /// and `ss` (`rs`) in msg1, both done by the static key, which validated them.
+    Ephemeral,
+    /// The initiator's static: `ss` (`rs`, also checked before the handshake starts) comes after
+    /// `es` (`rs`) in msg1, and `se` (`re`) after `ee` (`re`) in msg2, both the ephemeral's.
+    Static,
+}
+
 /// The resolver: Ed25519 DH in place of snow's `25519` choice, the ephemeral seed as the RNG,
 /// snow's own BLAKE2b and ChaChaPoly.
 struct Resolver {
     ephemeral_seed: [u8; 32],
+    /// The static key pair (seed, public key), so snow's `set` does not recompute the key.
+    static_key: ([u8; 32], [u8; 32]),
+    /// Which DH object skips the second validation of each remote key. A handshake fails at
+    /// its first failed DH (and the wrapper refuses every later step), so a key the trusting
+    /// object receives has passed the other object's checks in this handshake.
+    trusting: Trusting,
+    /// DH objects handed out so far: snow's builder asks for the static one first, then the
+    /// ephemeral one.
+    dh_count: core::cell::Cell<u8>,
 }
 
 impl Drop for Resolver {
     fn drop(&mut self) {
         self.ephemeral_seed.zeroize();
+        self.static_key.0.zeroize();
     }
 }
 
@@ -286,7 +331,19 @@ impl CryptoResolver for Resolver {
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
         match choice {
-            DHChoice::Curve25519 => Some(Box::new(Ed25519Dh::default())),
+            DHChoice::Curve25519 => {
+                let n = self.dh_count.get();
+                self.dh_count.set(n.saturating_add(1));
+                let is_static = n == 0;
+                Some(Box::new(Ed25519Dh {
+                    known: is_static.then_some(self.static_key),
+                    trusting: match self.trusting {
+                        Trusting::Static => is_static,
+                        Trusting::Ephemeral => n == 1,
+                    },
+                    ..Ed25519Dh::default()
+                }))
+            }
             _ => None,
         }
     }
@@ -388,10 +445,17 @@ impl Handshake {
         remote_public_key: Option<&[u8; 32]>,
         ephemeral_seed: &[u8; 32],
     ) -> Result<Self, NoiseError> {
+        let mut seed = key_pair.seed();
         let resolver = Resolver {
             ephemeral_seed: *ephemeral_seed,
+            static_key: (seed, key_pair.public_key()),
+            trusting: if remote_public_key.is_some() {
+                Trusting::Static
+            } else {
+                Trusting::Ephemeral
+            },
+            dh_count: core::cell::Cell::new(0),
         };
-        let mut seed = key_pair.seed();
         let builder = snow::Builder::with_resolver(params()?, Box::new(resolver));
         let built = (|| {
             let mut b = builder.local_private_key(&seed)?.prologue(&PROLOGUE)?;
@@ -531,5 +595,52 @@ impl Handshake {
             rx,
             holepunch_secret: holepunch_secret(&hash),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolver(trusting: Trusting) -> Resolver {
+        let kp = KeyPair::from_seed(&[3u8; 32]);
+        Resolver {
+            ephemeral_seed: [9u8; 32],
+            static_key: (kp.seed(), kp.public_key()),
+            trusting,
+            dh_count: core::cell::Cell::new(0),
+        }
+    }
+
+    fn trusts(obj: &dyn Dh) -> (bool, bool) {
+        // A key outside the prime-order subgroup (B plus a point of order 8): a checking object
+        // refuses it, a trusting one multiplies it (the clamped scalar clears the torsion).
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        let mixed = (ED25519_BASEPOINT_POINT + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
+        let mut out = [0u8; 32];
+        let trusting = obj.dh(&mixed, &mut out).is_ok();
+        (
+            trusting,
+            obj.pubkey() == KeyPair::from_seed(&[3u8; 32]).public_key(),
+        )
+    }
+
+    /// The builder asks for the static object first: the initiator's static object and the
+    /// responder's ephemeral one skip the checks, the other one checks; the static object
+    /// takes its public key from the key pair.
+    #[test]
+    fn exactly_the_second_user_of_each_key_trusts_it() {
+        for (trusting, static_trusts) in [(Trusting::Static, true), (Trusting::Ephemeral, false)] {
+            let r = resolver(trusting);
+            let mut s = r.resolve_dh(&DHChoice::Curve25519).unwrap();
+            let mut e = r.resolve_dh(&DHChoice::Curve25519).unwrap();
+            s.set(&[3u8; 32]);
+            e.set(&[4u8; 32]);
+            assert_eq!(trusts(&*s), (static_trusts, true));
+            assert_eq!(trusts(&*e), (!static_trusts, false));
+            assert_eq!(e.pubkey(), dh::public_key(&[4u8; 32]));
+        }
     }
 }

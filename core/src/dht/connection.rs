@@ -154,7 +154,7 @@ pub(crate) struct Connection {
     plain: Plain,
     /// Message-framed (Protomux over the secret stream): decrypted messages, whole, instead
     /// of `plain`; `None` for a byte stream.
-    messages: Option<Messages>,
+    messages: Option<Box<Messages>>,
     opened: bool,
     remote_ended: bool,
     /// UDX reported the peer's END; `remote_ended` follows once every byte before it has been
@@ -665,7 +665,7 @@ impl Connections {
     /// already decrypted stay readable as bytes.
     pub(crate) fn set_message_framing(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.messages.get_or_insert_with(Messages::default);
+            c.messages.get_or_insert_with(Box::default);
         }
     }
 

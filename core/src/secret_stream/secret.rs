@@ -1,5 +1,6 @@
 //! [`SecretStream`]: the byte-level state machine of `NoiseSecretStream` with a given handshake.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
@@ -83,17 +84,14 @@ pub struct SecretStream {
     is_initiator: bool,
     public_key: [u8; 32],
     remote_public_key: [u8; 32],
+    /// (The stream ids are not kept: both derive from `hash`.)
     hash: [u8; 64],
-    local_id: [u8; 32],
-    remote_id: [u8; 32],
 
     push: PushStream,
-    /// Key of the pull state until the peer's header frame arrives (zeroed after).
-    rx_key: [u8; 32],
     pull: Option<PullStream>,
-    /// `38 00 00 ‖ local id ‖ secretstream header`.
-    header_frame: [u8; HEADER_FRAME_LEN],
-    header_pending: bool,
+    /// Until our header frame is sent and the peer's has arrived (boxed and then freed: an
+    /// idle connection does not carry it).
+    header: Option<Box<PendingHeader>>,
     keepalive_pending: bool,
     unordered: Unordered,
 
@@ -135,9 +133,21 @@ impl fmt::Debug for SecretStream {
     }
 }
 
-impl Drop for SecretStream {
+/// The header exchange's state.
+struct PendingHeader {
+    /// `38 00 00 ‖ local id ‖ secretstream header`.
+    frame: [u8; HEADER_FRAME_LEN],
+    /// Not yet handed to [`SecretStream::poll_transmit`].
+    unsent: bool,
+    /// Key of the pull state until the peer's header frame arrives (`None` after).
+    rx_key: Option<[u8; 32]>,
+}
+
+impl Drop for PendingHeader {
     fn drop(&mut self) {
-        self.rx_key.zeroize();
+        if let Some(k) = self.rx_key.as_mut() {
+            k.zeroize();
+        }
     }
 }
 
@@ -183,7 +193,6 @@ impl SecretStream {
         rng.fill_bytes(&mut counter);
 
         let local_id = stream_id(&handshake.hash, is_initiator);
-        let remote_id = stream_id(&handshake.hash, !is_initiator);
         let mut header_frame = [0u8; HEADER_FRAME_LEN];
         header_frame[..3].copy_from_slice(&(ID_HEADER_LEN as u32).to_le_bytes()[..3]);
         header_frame[3..35].copy_from_slice(&local_id);
@@ -202,13 +211,13 @@ impl SecretStream {
             public_key: handshake.public_key,
             remote_public_key: handshake.remote_public_key,
             hash: handshake.hash,
-            local_id,
-            remote_id,
             push,
-            rx_key: handshake.rx,
             pull: None,
-            header_frame,
-            header_pending: true,
+            header: Some(Box::new(PendingHeader {
+                frame: header_frame,
+                unsent: true,
+                rx_key: Some(handshake.rx),
+            })),
             keepalive_pending: false,
             unordered,
             len_buf: [0; 3],
@@ -253,19 +262,30 @@ impl SecretStream {
     }
 
     /// This side's stream id (sent in its header frame).
-    pub fn local_id(&self) -> &[u8; 32] {
-        &self.local_id
+    pub fn local_id(&self) -> [u8; 32] {
+        stream_id(&self.hash, self.is_initiator)
     }
 
-    /// The stream id expected in the peer's header frame.
-    pub fn remote_id(&self) -> &[u8; 32] {
-        &self.remote_id
+    /// The stream id expected in the peer's header frame (derived from the handshake hash).
+    pub fn remote_id(&self) -> [u8; 32] {
+        stream_id(&self.hash, !self.is_initiator)
     }
 
     /// This side's header frame (59 bytes): what [`poll_transmit`](Self::poll_transmit) emits
-    /// first.
-    pub fn header_frame(&self) -> &[u8; HEADER_FRAME_LEN] {
-        &self.header_frame
+    /// first. `None` once it was sent and the peer's has arrived (it is not kept after).
+    pub fn header_frame(&self) -> Option<&[u8; HEADER_FRAME_LEN]> {
+        self.header.as_ref().map(|h| &h.frame)
+    }
+
+    /// Frees the header state once both header frames are done.
+    fn release_header(&mut self) {
+        if self
+            .header
+            .as_ref()
+            .is_some_and(|h| !h.unsent && h.rx_key.is_none())
+        {
+            self.header = None;
+        }
     }
 
     /// Whether the peer's header frame has arrived (its messages can be decrypted).
@@ -403,7 +423,8 @@ impl SecretStream {
 
     /// Whether [`poll_transmit`](Self::poll_transmit) would append bytes.
     pub fn has_pending_transmit(&self) -> bool {
-        !self.is_destroyed() && (self.header_pending || self.keepalive_pending)
+        !self.is_destroyed()
+            && (self.header.as_ref().is_some_and(|h| h.unsent) || self.keepalive_pending)
     }
 
     /// Appends the bytes the stream itself wants sent (its header frame, first; a due
@@ -415,9 +436,10 @@ impl SecretStream {
             return false;
         }
         let before = out.len();
-        if self.header_pending {
-            self.header_pending = false;
-            out.extend_from_slice(&self.header_frame);
+        if let Some(h) = self.header.as_mut().filter(|h| h.unsent) {
+            h.unsent = false;
+            out.extend_from_slice(&h.frame);
+            self.release_header();
         }
         if self.keepalive_pending {
             self.keepalive_pending = false;
@@ -760,14 +782,19 @@ impl SecretStream {
     fn on_header(&mut self, frame: &[u8]) -> Result<(), SecretStreamError> {
         // The length was checked when the prefix arrived.
         let (id, header) = frame.split_at(32);
-        if id != self.remote_id {
+        if id != self.remote_id() {
             return Err(self.fail(SecretStreamError::InvalidHeaderId));
         }
         let Ok(header) = Header::try_from(header) else {
             return Err(self.fail(SecretStreamError::InvalidHeaderLength(frame.len())));
         };
-        self.pull = Some(PullStream::init(header, &Key::from(self.rx_key)));
-        self.rx_key.zeroize();
+        let Some(mut rx_key) = self.header.as_mut().and_then(|h| h.rx_key.take()) else {
+            // Torn down (destroyed or closed): there is nothing to set up any more.
+            return Ok(());
+        };
+        self.pull = Some(PullStream::init(header, &Key::from(rx_key)));
+        rx_key.zeroize();
+        self.release_header();
         Ok(())
     }
 
@@ -843,7 +870,7 @@ impl SecretStream {
     }
 
     fn teardown(&mut self) {
-        self.header_pending = false;
+        self.header = None;
         self.keepalive_pending = false;
         self.keepalive_at = None;
         self.idle_at = None;
@@ -851,7 +878,6 @@ impl SecretStream {
         self.len_have = 0;
         self.partial = Vec::new();
         self.scratch = Vec::new();
-        self.rx_key.zeroize();
     }
 }
 

@@ -9,11 +9,12 @@
 //! or drop it.
 
 use super::packet::{peek_stream_id, Packet};
-use super::stream::{PacketOut, SocketId, StreamEvent, UdxStream};
+use super::stream::{PacketOut, SocketId, StreamConfig, StreamEvent, UdxStream};
 use crate::time::Instant;
 use crate::timer_queue::TimerQueue;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::sync::Arc;
 use core::cell::RefCell;
 use core::net::SocketAddr;
 use core::ops::Bound;
@@ -74,6 +75,8 @@ pub struct Demux {
     /// (they are not queued again meanwhile, so sending many datagrams does not take them
     /// again and again).
     overdue: BTreeSet<u32>,
+    /// The tunables the last inserted stream brought: streams with equal ones share them.
+    shared_config: Option<Arc<StreamConfig>>,
 }
 
 impl Demux {
@@ -83,7 +86,8 @@ impl Demux {
     }
 
     /// Add a stream; returns the previous one with that id, if any.
-    pub fn insert(&mut self, stream: UdxStream) -> Option<UdxStream> {
+    pub fn insert(&mut self, mut stream: UdxStream) -> Option<UdxStream> {
+        stream.share_config(&mut self.shared_config);
         self.reserved += stream.buffer_reservation();
         let id = stream.local_id();
         self.touch(id);

@@ -55,6 +55,7 @@ use super::send_buffer::SendBuffer;
 use super::timer::{Timer, TimerTable};
 use crate::time::Instant;
 use alloc::collections::VecDeque;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -65,7 +66,7 @@ use thiserror::Error;
 pub struct SocketId(pub u32);
 
 /// Tunables. Defaults follow libudx where it has a value.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamConfig {
     /// Most bytes the application may have queued and unacknowledged (back-pressure bound).
     pub send_buffer: usize,
@@ -241,7 +242,11 @@ const MAX_RECORD_ENDS: usize = 4096;
 #[derive(Debug)]
 pub struct UdxStream {
     local_id: u32,
-    cfg: StreamConfig,
+    /// Shared by the streams of a demux with equal tunables (see [`UdxStream::share_config`]):
+    /// 120 bytes a stream otherwise. The one tunable a stream changes, the keep-alive, is
+    /// `keepalive`.
+    cfg: Arc<StreamConfig>,
+    keepalive: Option<Duration>,
     remote: Option<Remote>,
     closed: Option<Option<StreamError>>,
     destroyed_locally: bool,
@@ -332,6 +337,15 @@ pub struct StreamStats {
 }
 
 impl UdxStream {
+    /// Uses `shared` in place of this stream's own copy of the tunables if they are equal;
+    /// otherwise hands back this stream's, for the next stream to share.
+    pub(crate) fn share_config(&mut self, shared: &mut Option<Arc<StreamConfig>>) {
+        match shared {
+            Some(c) if **c == *self.cfg => self.cfg = Arc::clone(c),
+            _ => *shared = Some(Arc::clone(&self.cfg)),
+        }
+    }
+
     /// A stream with local id `local_id` (the id the peer writes in bytes 4..8).
     pub fn new(local_id: u32, now: Instant, cfg: StreamConfig) -> Self {
         let (base, max) = Self::mtu_range(&cfg);
@@ -348,7 +362,8 @@ impl UdxStream {
             rate: RateSampler::new(now),
             lost_since_ack: 0,
             mtu: MtuProber::new(base, max),
-            cfg,
+            keepalive: cfg.keepalive,
+            cfg: Arc::new(cfg),
             remote: None,
             closed: None,
             destroyed_locally: false,
@@ -827,7 +842,7 @@ impl UdxStream {
 
     /// Send a HEARTBEAT whenever nothing was sent for `interval` and nothing is in flight.
     pub fn set_keepalive(&mut self, now: Instant, interval: Option<Duration>) {
-        self.cfg.keepalive = interval.filter(|d| !d.is_zero());
+        self.keepalive = interval.filter(|d| !d.is_zero());
         self.arm_keepalive(now);
     }
 
@@ -902,7 +917,7 @@ impl UdxStream {
     }
 
     fn arm_keepalive(&mut self, now: Instant) {
-        let at = match (self.cfg.keepalive, self.remote, self.closed) {
+        let at = match (self.keepalive, self.remote, self.closed) {
             (Some(d), Some(_), None) => Some(now + d),
             _ => None,
         };
@@ -2250,5 +2265,37 @@ mod tests {
             .count();
         assert!(resent_big > 0);
         assert_eq!(p.a.mtu(), 1500, "probed up again");
+    }
+}
+
+#[cfg(test)]
+mod shared_config {
+    use super::*;
+    use crate::udx::demux::Demux;
+
+    /// Streams with equal tunables share one copy in a demux; one with other tunables keeps
+    /// its own (and is shared from then on); a stream's keep-alive stays its own.
+    #[test]
+    fn equal_configs_are_shared_and_keepalives_stay_per_stream() {
+        let now = Instant::from_millis(0);
+        let mut d = Demux::new();
+        d.insert(UdxStream::new(1, now, StreamConfig::default()));
+        d.insert(UdxStream::new(2, now, StreamConfig::default()));
+        let small = StreamConfig {
+            recv_window: 64 << 10,
+            ..StreamConfig::default()
+        };
+        d.insert(UdxStream::new(3, now, small.clone()));
+        d.insert(UdxStream::new(4, now, small));
+        let cfg = |d: &Demux, id| Arc::clone(&d.get(id).unwrap().cfg);
+        assert!(Arc::ptr_eq(&cfg(&d, 1), &cfg(&d, 2)));
+        assert!(!Arc::ptr_eq(&cfg(&d, 2), &cfg(&d, 3)));
+        assert!(Arc::ptr_eq(&cfg(&d, 3), &cfg(&d, 4)));
+        assert_eq!(d.get(3).unwrap().cfg.recv_window, 64 << 10);
+        let ka = Some(Duration::from_secs(5));
+        d.get_mut(1).unwrap().set_keepalive(now, ka);
+        assert_eq!(d.get(1).unwrap().keepalive, ka);
+        assert_eq!(d.get(2).unwrap().keepalive, None);
+        assert_eq!(d.get(2).unwrap().cfg.keepalive, None);
     }
 }

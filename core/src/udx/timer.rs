@@ -37,31 +37,48 @@ impl Timer {
     }
 }
 
-/// A deadline per [`Timer`].
-#[derive(Debug, Clone, Copy, Default)]
+/// A deadline per [`Timer`], in microseconds, [`UNSET`] for none: half the size of
+/// `Option<Instant>`s (an idle connection's memory). A deadline at the clock's very last
+/// microsecond counts as unset (nothing is scheduled half a million years out).
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct TimerTable {
-    deadlines: [Option<Instant>; Timer::COUNT],
+    deadlines: [u64; Timer::COUNT],
+}
+
+/// The value of a stopped timer.
+const UNSET: u64 = u64::MAX;
+
+impl Default for TimerTable {
+    fn default() -> Self {
+        TimerTable {
+            deadlines: [UNSET; Timer::COUNT],
+        }
+    }
+}
+
+fn unpack(micros: u64) -> Option<Instant> {
+    (micros != UNSET).then(|| Instant::from_micros(micros))
 }
 
 impl TimerTable {
     /// Arms `timer` for `at` (replacing its deadline).
     pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
-        self.deadlines[timer.index()] = Some(at);
+        self.deadlines[timer.index()] = at.as_micros();
     }
 
     /// Arms `timer` for `at`, or stops it for `None`.
     pub(crate) fn set_or_stop(&mut self, timer: Timer, at: Option<Instant>) {
-        self.deadlines[timer.index()] = at;
+        self.deadlines[timer.index()] = at.map_or(UNSET, Instant::as_micros);
     }
 
     /// Stops `timer`.
     pub(crate) fn stop(&mut self, timer: Timer) {
-        self.deadlines[timer.index()] = None;
+        self.deadlines[timer.index()] = UNSET;
     }
 
     /// Its deadline.
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
-        self.deadlines[timer.index()]
+        unpack(self.deadlines[timer.index()])
     }
 
     /// Whether it is armed.
@@ -76,7 +93,7 @@ impl TimerTable {
 
     /// The earliest deadline of all.
     pub(crate) fn next_timeout(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        unpack(self.deadlines.iter().copied().min().unwrap_or(UNSET))
     }
 }
 
