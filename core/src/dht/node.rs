@@ -1264,6 +1264,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                         self.relay_start(now, conn, stream, plan, peer_udx, keep_alive, None);
                     }
                 }
+                ClientAction::RelayAdopt { peer_udx } => self.relay_adopt(now, conn, peer_udx),
+                ClientAction::RelayCancel => self.relay_cancel(conn),
                 ClientAction::Upgrade {
                     socket,
                     remote_udx,
