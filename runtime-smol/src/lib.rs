@@ -265,12 +265,14 @@ impl BatchSocket for Sock {
     }
 }
 
-/// One non-blocking batched receive from `sock`, fed to the core; false if nothing was ready.
+/// One non-blocking batched receive from `sock`, fed to the core; false once nothing more is ready
+/// (nothing came, or a short receive emptied the queue).
 fn drain(shared: &Shared, kind: SocketKind, sock: &Sock, rx: &mut RecvBatch) -> bool {
     match rx.try_recv(&sock.state, sock.io.get_ref().into()) {
         Ok(n) if n > 0 => {
             shared.handle_recv_batch(kind, rx);
-            true
+            // A short receive emptied the queue: no second receive to find that out.
+            !rx.drained(n)
         }
         _ => false,
     }
@@ -303,10 +305,12 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
             ),
         )
         .await;
-        // Everything that is ready, in batches, answering each batch before reading the next.
+        // Everything that is ready, in batches, answering each batch before reading the next
+        // (the last batch's answers go at the top of the loop).
+        let (mut a, mut b) = (true, true);
         for _ in 0..MAX_RECV_ROUNDS {
-            let a = drain(&shared, SocketKind::Server, &server, &mut rx);
-            let b = drain(&shared, SocketKind::Client, &client, &mut rx);
+            a = a && drain(&shared, SocketKind::Server, &server, &mut rx);
+            b = b && drain(&shared, SocketKind::Client, &client, &mut rx);
             if !a && !b {
                 break;
             }

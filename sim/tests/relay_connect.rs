@@ -11,6 +11,8 @@
 //!   connection and its pair request with the connect, before the handshake reply, and the
 //!   reply adopts that pairing; a client-named relay the server overrides with its own is let
 //!   go and the server's carries the stream.
+//! - A connect opens when its stream starts, before the peer's secret-stream header arrives
+//!   (as the reference's secret stream), so the first bytes go right behind our header.
 //!
 //! Every run is its own deterministic simulation; `HDHT_SIM_SEED` sets the first seed.
 
@@ -196,4 +198,31 @@ fn a_client_named_relay_yields_to_the_servers() {
         log.contains("the reply chose another relay or none: our early pairing is let go"),
         "{log}"
     );
+}
+
+/// The client's connection opens as soon as its stream starts through the relay — before the
+/// server's secret-stream header reached it, as the reference's secret stream opens — and the
+/// bytes it writes then (right behind its header) all reach the server.
+#[test]
+fn a_connect_opens_before_the_peers_header() {
+    let replay = Replay::new(
+        "relay_connect",
+        "a_connect_opens_before_the_peers_header",
+        1,
+    );
+    let mut cfg = HolepunchConfig::new(NatPreset::Symmetric, NatPreset::Symmetric, replay.seed());
+    cfg.relay = true;
+    let (r, log) = run_logged(&cfg, "hdht_core::dht::node=debug");
+    assert!(r.connected(), "{:?}\n{log}", r.outcome);
+    assert!(r.first_byte.is_some(), "bytes arrived");
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle) && l.contains("relay_conn=false"))
+            .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"))
+    };
+    let open = at("connect: open (our header is out");
+    let header = at("connect: the peer's secret-stream header arrived");
+    assert!(open < header, "open before the peer's header\n{log}");
 }
