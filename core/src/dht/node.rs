@@ -1319,12 +1319,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.fail_attempt(conn, ConnectError::PeerConnectionFailed);
         }
         self.open_connection(now, conn, stream_id, handshake, None);
-        // Open now, as the reference's secret stream does once started with a finished
-        // handshake (its `_open` resolves at once): what the application writes goes right
-        // behind our header instead of waiting for the peer's, so a first request overlaps
-        // the header exchange (through a relay, whose first packets cross only once both
-        // sides sent one, a whole round trip).
-        self.announce_open(conn);
+        // A stream through a blind relay opens now, as the reference's secret stream does once
+        // started with a finished handshake (its `_open` resolves at once): what the
+        // application writes goes right behind our header instead of waiting for the peer's,
+        // which through a relay (whose first packets cross only once both sides sent one)
+        // costs a whole round trip. A direct connect still opens on the peer's header: there
+        // it proves the server took the connection (a swarm at its limit refuses after the
+        // handshake, and its refused connects must not resolve).
+        if self.conn_relay_path(conn) == Some(RelayPath::Relayed) {
+            self.announce_open(conn);
+        }
         if !self.relay_conns.is_empty() {
             self.relay_conn_connected(now, conn);
         }
