@@ -290,14 +290,6 @@ impl RecvBatch {
         self.slots
     }
 
-    /// Whether a receive that filled `n` slots emptied the socket's queue: it asked for more
-    /// datagrams than the queue held (`recvmmsg` on a non-blocking socket returns what is
-    /// there). Never true where a receive takes one datagram per call (no `recvmmsg`): there
-    /// only `WouldBlock` tells.
-    pub fn drained(&self, n: usize) -> bool {
-        n < self.slots.min(quinn_udp::BATCH_SIZE)
-    }
-
     /// One non-blocking batched receive; returns how many slots were filled (`WouldBlock`
     /// when none was ready).
     pub fn try_recv(&mut self, state: &UdpSocketState, sock: UdpSockRef<'_>) -> io::Result<usize> {

@@ -267,10 +267,9 @@ impl BatchSocket for Sock {
 
 /// One non-blocking batched receive from `sock`, fed to the core; false if nothing was ready.
 ///
-/// Unlike the tokio loop, a short receive does not end the drain: async-io's `readable()`
-/// waits for a readiness event newer than its own registration, so a datagram that arrived
-/// between a short receive and the next wait could sit unread until another one came (seen:
-/// `lifecycle_live`'s DESTROY lost about one run in three). Only `WouldBlock` ends it here.
+/// Only `WouldBlock` ends the drain: ending it at a short receive (the queue looked empty)
+/// was tried in issue 14 and lost datagrams that arrived just after the receive until another
+/// came (`lifecycle_live`'s DESTROY, about one run in three, on smol and on tokio).
 fn drain(shared: &Shared, kind: SocketKind, sock: &Sock, rx: &mut RecvBatch) -> bool {
     match rx.try_recv(&sock.state, sock.io.get_ref().into()) {
         Ok(n) if n > 0 => {

@@ -273,31 +273,15 @@ impl BatchSocket for Sock {
     }
 }
 
-/// One batched receive from `sock` (if tokio says it is readable), fed to the core. Returns
-/// whether the socket may have more: false once a receive came back short, since the queue
-/// was empty then. That receive reports `WouldBlock` to tokio, which clears the socket's
-/// readiness — unless a readiness event newer than this `try_io` came in (a datagram that
-/// arrived after the receive: epoll is edge-triggered, so it wakes the loop again). Without
-/// that, the readiness stays set and the loop spends one more `recvmmsg` to find the queue
-/// empty: one wasted syscall per wake-up, on a relay about one per forwarded packet.
+/// Receives from `sock` in batches until it has nothing ready (bounded), sending what each
+/// batch produced (acknowledgements) before the next.
 fn drain(shared: &Shared, kind: SocketKind, sock: &Sock, rx: &mut RecvBatch) -> bool {
-    let mut short = 0;
-    let r = sock.io.try_io(Interest::READABLE, || {
-        let n = rx.try_recv(&sock.state, (&sock.io).into())?;
-        if rx.drained(n) {
-            short = n;
-            return Err(std::io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match r {
+    match sock.io.try_io(Interest::READABLE, || {
+        rx.try_recv(&sock.state, (&sock.io).into())
+    }) {
         Ok(n) if n > 0 => {
             shared.handle_recv_batch(kind, rx);
             true
-        }
-        Err(_) if short > 0 => {
-            shared.handle_recv_batch(kind, rx);
-            false
         }
         _ => false,
     }
@@ -345,12 +329,10 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
             shared.io_wakeup(),
         )
         .await;
-        // Everything that is ready, in batches, answering each batch before reading the next
-        // (the last batch's answers go at the top of the loop).
-        let (mut a, mut b) = (true, true);
+        // Everything that is ready, in batches, answering each batch before reading the next.
         for _ in 0..MAX_RECV_ROUNDS {
-            a = a && drain(&shared, SocketKind::Server, &server, &mut rx);
-            b = b && drain(&shared, SocketKind::Client, &client, &mut rx);
+            let a = drain(&shared, SocketKind::Server, &server, &mut rx);
+            let b = drain(&shared, SocketKind::Client, &client, &mut rx);
             if !a && !b {
                 break;
             }
