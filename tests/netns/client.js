@@ -2,6 +2,7 @@
 
 // A reference hyperdht client: connects to a public key, sends a message and waits for the echo.
 //   node client.js --bootstrap ip:port[,...] --public-key HEX [--port P] [--timeout MS]
+//                  [--relay-through HEX]   (hyperdht's connect option relayThrough)
 // Prints one line and exits: {"event":"connected","connectMs","echoMs","bootstrapMs",
 // "remoteAddress","punches","errorsCreated"} with code 0, or {"event":"error","code","message","ms",
 // "errorsCreated"} with code 1 (errorsCreated: every hyperdht error code created on the way).
@@ -52,7 +53,9 @@ async function main() {
   await dht.fullyBootstrapped()
   const bootstrapMs = Date.now() - t0
   const t1 = Date.now()
-  const sock = dht.connect(b4a.from(a['public-key'], 'hex'))
+  const connectOpts = {}
+  if (a['relay-through']) connectOpts.relayThrough = b4a.from(a['relay-through'], 'hex')
+  const sock = dht.connect(b4a.from(a['public-key'], 'hex'), connectOpts)
   const msg = b4a.from('hello through the kernel NATs\n')
   let connectMs = null
   let got = b4a.alloc(0)

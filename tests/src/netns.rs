@@ -1429,6 +1429,17 @@ const MESSAGE: &[u8] = b"hello through the kernel NATs\n";
 
 /// Runs one client of `imp` at `site` against `server`: connect, send a line, expect the echo.
 pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Server) -> Outcome {
+    run_client_with(topo, imp, site, server, &PeerSetup::default())
+}
+
+/// [`run_client`] with `setup` (`relay_through`: the client names that relay on its connect).
+pub fn run_client_with(
+    topo: &mut Topology,
+    imp: Impl,
+    site: Site,
+    server: &mut Server,
+    setup: &PeerSetup,
+) -> Outcome {
     let port = topo.fresh_port().to_string();
     let boot = topo.bootstrap_arg();
     let label = format!("{}-client", imp.name());
@@ -1449,7 +1460,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
     let started = Instant::now();
     let result: Result<(), String> = (|| match imp {
         Impl::Node => {
-            let args = vec![
+            let mut args = vec![
                 "--bootstrap".into(),
                 boot,
                 "--public-key".into(),
@@ -1459,6 +1470,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
                 "--timeout".into(),
                 (CLIENT_TIMEOUT.as_millis() as u64 - 5000).to_string(),
             ];
+            args.extend(setup.flags());
             let mut p = topo.spawn_node(site, &label, "client.js", &args)?;
             let res = p.wait_event(&["connected", "error"], CLIENT_TIMEOUT);
             let _ = p.wait_exit(Duration::from_secs(5));
@@ -1498,6 +1510,7 @@ pub fn run_client(topo: &mut Topology, imp: Impl, site: Site, server: &mut Serve
                 "--port".into(),
                 port,
             ];
+            args.extend(setup.flags());
             args.extend(verbose());
             let mut p = topo.spawn(site, &label, &bin, &args)?;
             p.write_stdin(MESSAGE)?;

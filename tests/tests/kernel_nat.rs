@@ -26,8 +26,8 @@
 use std::time::Instant;
 
 use hdht_tests::netns::{
-    run_client, run_pair, run_stream_client, start_relay, start_server, start_server_with, Impl,
-    Nat, Outcome, PeerSetup, Site, Topology, LINK_DELAY,
+    run_client, run_client_with, run_pair, run_stream_client, start_relay, start_server,
+    start_server_with, Impl, Nat, Outcome, PeerSetup, Site, Topology, LINK_DELAY,
 };
 
 fn runs(default: usize) -> usize {
@@ -545,34 +545,56 @@ fn kernel_nat_relay_bench() {
     let rust_relay = start_relay(&mut topo, Impl::Rust).expect("the Rust relay");
     let node_relay = start_relay(&mut topo, Impl::Node).expect("the Node relay");
 
-    // 1. connect() → first echoed byte.
-    let mut first = [Vec::new(), Vec::new()];
-    let mut open = [Vec::new(), Vec::new()];
+    // 1. connect() → first echoed byte, for each side naming the relay (the server:
+    // `createServer({ relayThrough })`, the client: `connect(pk, { relayThrough })`), both
+    // implementations with the same options. `HDHT_RELAY_BENCH_NAMER=server|client` runs one.
+    let namer = std::env::var("HDHT_RELAY_BENCH_NAMER").ok();
+    let namers: Vec<&str> = ["server", "client"]
+        .into_iter()
+        .filter(|n| namer.as_deref().is_none_or(|w| w == *n))
+        .collect();
+    let mut first = vec![[Vec::new(), Vec::new()]; namers.len()];
+    let mut open = vec![[Vec::new(), Vec::new()]; namers.len()];
     for _ in 0..if part("connect") { n } else { 0 } {
-        for (k, imp, relay) in [(0, Impl::Rust, &rust_relay), (1, Impl::Node, &node_relay)] {
-            let setup = PeerSetup {
-                relay_through: Some(relay.public_key.clone()),
-                ..PeerSetup::default()
-            };
-            let mut server =
-                start_server_with(&mut topo, imp, Site::A, &setup).expect("the echo server");
-            let o = run_client(&mut topo, imp, Site::B, &mut server);
-            println!("  {}: first echo {:?} ms", o.summary(), o.first_byte_ms);
-            if std::env::var_os("HDHT_NETNS_SHOW").is_some() {
-                println!("{}", o.detail);
+        for (v, who) in namers.iter().enumerate() {
+            for (k, imp, relay) in [(0, Impl::Rust, &rust_relay), (1, Impl::Node, &node_relay)] {
+                let named = PeerSetup {
+                    relay_through: Some(relay.public_key.clone()),
+                    ..PeerSetup::default()
+                };
+                let (server_setup, client_setup) = if *who == "server" {
+                    (named, PeerSetup::default())
+                } else {
+                    (PeerSetup::default(), named)
+                };
+                let mut server = start_server_with(&mut topo, imp, Site::A, &server_setup)
+                    .expect("the echo server");
+                let o = run_client_with(&mut topo, imp, Site::B, &mut server, &client_setup);
+                println!(
+                    "  {who} names the relay: {}: first echo {:?} ms",
+                    o.summary(),
+                    o.first_byte_ms
+                );
+                if std::env::var_os("HDHT_NETNS_SHOW").is_some() {
+                    println!("{}", o.detail);
+                }
+                assert!(o.connected, "{}\n{}", o.summary(), o.detail);
+                first[v][k].extend(o.first_byte_ms);
+                open[v][k].extend(o.connect_ms);
             }
-            assert!(o.connected, "{}\n{}", o.summary(), o.detail);
-            first[k].extend(o.first_byte_ms);
-            open[k].extend(o.connect_ms);
         }
     }
-    let (rf, nf) = (median(&mut first[0]), median(&mut first[1]));
-    let (ro, no) = (median(&mut open[0]), median(&mut open[1]));
-    println!(
-        "connect() → first echo, random × random through a relay (kernel NATs), median of {n}: \
-         Rust {rf:.0} ms, Node {nf:.0} ms (Rust/Node {:.2}×); open: Rust {ro:.0} ms, Node {no:.0} ms",
-        rf / nf
-    );
+    for (v, who) in namers.iter().enumerate() {
+        let (rf, nf) = (median(&mut first[v][0]), median(&mut first[v][1]));
+        let (ro, no) = (median(&mut open[v][0]), median(&mut open[v][1]));
+        println!(
+            "connect() → first echo, random × random through a relay the {who} names (kernel NATs), \
+             median of {n}: Rust {rf:.0} ms, Node {nf:.0} ms (Rust/Node {:.2}×); open: Rust {ro:.0} ms, \
+             Node {no:.0} ms ({:.2}×)",
+            rf / nf,
+            ro / no
+        );
+    }
 
     // 2. Forwarding throughput and CPU, `HDHT_RELAY_BENCH_REPS` transfers through each relay
     // (default 3, alternating; the median counts: a shared machine's load moves single runs).

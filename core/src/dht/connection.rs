@@ -135,8 +135,8 @@ pub(crate) struct ReadProgress {
 /// How a connection stopped, for the node to report.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Stopped {
-    /// It had opened.
-    pub(crate) opened: bool,
+    /// The owner had been told it opened (a connect's `Open`, sent when its stream started).
+    pub(crate) announced: bool,
     /// We are the client.
     pub(crate) initiator: bool,
 }
@@ -156,6 +156,9 @@ pub(crate) struct Connection {
     /// of `plain`; `None` for a byte stream.
     messages: Option<Box<Messages>>,
     opened: bool,
+    /// A connect's `Open` was reported (when its stream started, as the reference's secret
+    /// stream opens then: writes go right behind our header, not after the peer's).
+    announced: bool,
     remote_ended: bool,
     /// UDX reported the peer's END; `remote_ended` follows once every byte before it has been
     /// pulled through the secret stream (the plaintext buffer may have stopped the pump).
@@ -478,6 +481,7 @@ impl Connections {
                 plain: Plain::default(),
                 messages: None,
                 opened: false,
+                announced: false,
                 remote_ended: false,
                 udx_ended: false,
                 local_ended: false,
@@ -494,6 +498,22 @@ impl Connections {
     /// Whether `conn`'s secret stream opened (the peer's header arrived).
     pub(crate) fn is_opened(&self, conn: ConnId) -> bool {
         self.conns.get(&conn).is_some_and(|c| c.opened)
+    }
+
+    /// Whether `conn`'s owner was told it opened.
+    pub(crate) fn is_announced(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.announced)
+    }
+
+    /// Records that `conn`'s owner was told it opened; false if it already was (or is gone).
+    pub(crate) fn announce(&mut self, conn: ConnId) -> bool {
+        match self.conns.get_mut(&conn) {
+            Some(c) if !c.announced => {
+                c.announced = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// `conn`'s UDX stream id.
@@ -897,7 +917,7 @@ impl Connections {
         }
         c.close_error = error;
         Some(Stopped {
-            opened: c.opened,
+            announced: c.announced,
             initiator: c.secret.is_initiator(),
         })
     }

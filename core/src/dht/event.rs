@@ -43,7 +43,10 @@ pub enum DhtEvent {
 /// Server and connection events of a [`DhtNode`](super::DhtNode).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectEvent {
-    /// A client connection is open (its secret stream is established).
+    /// A client connection is open: the peer's secret-stream header arrived — or, for a
+    /// stream through a blind relay, as soon as it started and our header went out (as the
+    /// reference's secret stream opens; writes go right behind our header). A failure after
+    /// this is a [`Closed`](Self::Closed) with its error.
     Open {
         /// The connection.
         conn: ConnId,

@@ -1270,6 +1270,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                         self.relay_start(now, conn, stream, plan, peer_udx, keep_alive, None);
                     }
                 }
+                ClientAction::RelayAdopt { peer_udx } => self.relay_adopt(now, conn, peer_udx),
+                ClientAction::RelayCancel => self.relay_cancel(conn),
                 ClientAction::Upgrade {
                     socket,
                     remote_udx,
@@ -1323,6 +1325,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.fail_attempt(conn, ConnectError::PeerConnectionFailed);
         }
         self.open_connection(now, conn, stream_id, handshake, None);
+        // A stream through a blind relay opens now, as the reference's secret stream does once
+        // started with a finished handshake (its `_open` resolves at once): what the
+        // application writes goes right behind our header instead of waiting for the peer's,
+        // which through a relay (whose first packets cross only once both sides sent one)
+        // costs a whole round trip. A direct connect still opens on the peer's header: there
+        // it proves the server took the connection (a swarm at its limit refuses after the
+        // handshake, and its refused connects must not resolve).
+        if self.conn_relay_path(conn) == Some(RelayPath::Relayed) {
+            self.announce_open(conn);
+        }
         if !self.relay_conns.is_empty() {
             self.relay_conn_connected(now, conn);
         }
@@ -1336,8 +1348,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
 
     /// A connect failed: its punch stops, its query and stream go, and the owner hears why.
     fn fail_attempt(&mut self, conn: ConnId, error: ConnectError) {
-        tracing::debug!(conn = conn.0, error = %error, "connect failed");
         let now = self.last_now;
+        if self.conns.is_announced(conn) {
+            // Its connection was handed to the owner already and lives or dies on its own:
+            // only what is left of the connect (a punch) goes.
+            tracing::debug!(conn = conn.0, error = %error, "connect: the rest of the attempt gave up");
+            self.drop_client_punch(now, conn);
+            self.attempts.remove(&conn);
+            return;
+        }
+        tracing::debug!(conn = conn.0, error = %error, "connect failed");
         self.relay_app_closed(conn);
         self.drop_client_punch(now, conn);
         self.framed_connects.retain(|c| *c != conn);
@@ -1739,6 +1759,26 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             {
                 self.attempts.remove(&conn);
             }
+            tracing::debug!(
+                conn = conn.0,
+                relay_conn = self.relay_conns.contains_key(&conn),
+                "connect: the peer's secret-stream header arrived"
+            );
+            self.announce_open(conn);
+        }
+    }
+
+    /// Tells the owner of the connect `conn` that it opened, once.
+    fn announce_open(&mut self, conn: ConnId) {
+        let Some(info) = self.conns.info(conn) else {
+            return;
+        };
+        if info.is_initiator && self.conns.announce(conn) {
+            tracing::debug!(
+                conn = conn.0,
+                relay_conn = self.relay_conns.contains_key(&conn),
+                "connect: open (our header is out; writes go right behind it)"
+            );
             self.emit(ConnectEvent::Open { conn, info });
         }
     }
@@ -1877,12 +1917,13 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.relay_closed(conn);
         }
         self.relay_app_closed(conn);
-        if stopped.initiator && stopped.opened && self.attempts.contains_key(&conn) {
-            // A connect that opened through its relay and kept punching.
+        if stopped.initiator && stopped.announced && self.attempts.contains_key(&conn) {
+            // A connect that opened (through its relay, still punching; or before the peer's
+            // header came).
             self.drop_client_punch(self.last_now, conn);
             self.attempts.remove(&conn);
         }
-        if stopped.initiator && !stopped.opened && self.attempts.contains_key(&conn) {
+        if stopped.initiator && !stopped.announced && self.attempts.contains_key(&conn) {
             self.attempts.remove(&conn);
             self.framed_connects.retain(|c| *c != conn);
             return self.emit(ConnectEvent::Failed {

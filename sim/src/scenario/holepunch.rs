@@ -86,6 +86,19 @@ pub struct HolepunchConfig {
     /// punches to it, and its random-punch throttle answers the later ones TRY_LATER).
     /// `None`: on an open node.
     pub relay_nat: Option<NatPreset>,
+    /// A relay run: the server names the relay (default true).
+    pub server_names_relay: bool,
+    /// A relay run: the relay the client names in its connect (`None`: none, the default).
+    pub client_relay: Option<ClientRelay>,
+}
+
+/// The relay a relay run's client names (`relayThrough` on its connect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRelay {
+    /// The run's relay.
+    TheRelay,
+    /// A key no node serves (its relay connection fails).
+    Nobody,
 }
 
 /// Bytes the client sends in a relay run (after the path settled), checked on the server.
@@ -114,6 +127,8 @@ impl HolepunchConfig {
             relay: false,
             server_defers_random_punch: None,
             relay_nat: None,
+            server_names_relay: true,
+            client_relay: None,
         }
     }
 
@@ -462,7 +477,9 @@ fn phases(
             n.set_random_punch_limits(now, Some(interval), true);
         }
         let id = n.create_server(ServerOptions {
-            relay_through: relay_pk.map(RelaySelector::Key),
+            relay_through: relay_pk
+                .filter(|_| cfg.server_names_relay)
+                .map(RelaySelector::Key),
             ..ServerOptions::default()
         });
         n.listen(now, id, Some(server_kp.clone()))
@@ -486,6 +503,11 @@ fn phases(
     }) {
         return Err(HolepunchFailure::ClientNotReady);
     }
+    let client_relay = match cfg.client_relay {
+        Some(ClientRelay::TheRelay) => relay_pk,
+        Some(ClientRelay::Nobody) => Some(KeyPair::generate(sim.rng()).public_key()),
+        None => None,
+    };
     let started = sim.now();
     let server_pk = server_kp.public_key();
     let conn = sim.with_node(client, |n, now| {
@@ -494,6 +516,7 @@ fn phases(
             server_pk,
             ConnectOptions {
                 key_pair: Some(client_kp.clone()),
+                relay_through: client_relay.map(RelaySelector::Key),
                 ..ConnectOptions::default()
             },
         )

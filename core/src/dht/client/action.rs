@@ -98,6 +98,16 @@ pub(crate) enum ClientAction {
         /// The relay connection's keep-alive.
         keep_alive: Option<Duration>,
     },
+    /// The handshake reply confirmed the relay our connect started pairing through at once
+    /// (ours, the server naming none): that pairing carries the stream; a pairing the relay
+    /// already answered connects it now.
+    RelayAdopt {
+        /// The server's own stream id (where a direct path goes later).
+        peer_udx: u32,
+    },
+    /// The handshake reply chose another relay (the server's) or none: the relay pairing our
+    /// connect started at once is let go.
+    RelayCancel,
     /// The punch won while the stream runs through the relay: move the stream to the direct
     /// path (`changeRemote`).
     Upgrade {

@@ -33,7 +33,7 @@ use crate::connect::{
     UdxInfo,
 };
 use crate::crypto::KeyPair;
-use crate::relay::{client_plan, ClientView, RelaySelector};
+use crate::relay::{client_plan, ClientView, RelayPlan, RelaySelector};
 use crate::rpc::{NodeId, QueryReply, QuerySpec, RequestError, RequestSpec, PING};
 use crate::udx;
 use crate::Instant;
@@ -135,6 +135,9 @@ pub(crate) struct ClientAttempt {
     relay_keep_alive: Option<Duration>,
     /// A relay attempt runs for this connect.
     relaying: bool,
+    /// The pairing started with the connect, through the relay we name (before the reply):
+    /// the reply adopts it when the server names no relay of its own, else it is let go.
+    relay_early: Option<RelayPlan>,
     holepunch: bool,
 }
 
@@ -172,6 +175,29 @@ impl ClientAttempt {
         spec.retries = Some(3);
         spec.seeds = opts.relay_addresses.clone();
         out.push(ClientAction::FindPeer(spec));
+        // Better than the reference, wire-compatible: a relay we name carries our token, and
+        // unless the server names its own it is the one both sides pair through (spec 05
+        // §3.3) — so the relay connection (its lookup and handshake) and our pair request
+        // start now, alongside the server's lookup and handshake, instead of after the reply
+        // (hyperdht's `relayConnection` runs only then). An open client never relays.
+        let relay_early = relay_ours
+            .as_ref()
+            .filter(|_| env.our_firewall() != Firewall::OPEN)
+            .map(|info| RelayPlan {
+                relay: info.public_key,
+                token: info.token,
+                is_initiator: true,
+            });
+        if let Some(plan) = relay_early {
+            tracing::debug!(
+                "connect: pairing through our blind relay from the start (before the handshake reply)"
+            );
+            out.push(ClientAction::Relay {
+                plan,
+                peer_udx: 0,
+                keep_alive: opts.relay_keep_alive,
+            });
+        }
         let mut attempt = ClientAttempt {
             target,
             handshake: Some(hs),
@@ -191,6 +217,7 @@ impl ClientAttempt {
             relay_ours,
             relay_keep_alive: opts.relay_keep_alive,
             relaying: false,
+            relay_early,
             holepunch: opts.holepunch,
         };
         attempt.pump(out);
@@ -432,6 +459,14 @@ impl ClientAttempt {
             view,
         )
         .filter(|_| env.our_firewall() != Firewall::OPEN);
+        let early = self.relay_early.take();
+        if early.is_some() && early != plan {
+            tracing::debug!(
+                servers_relay = payload.relay_through.is_some(),
+                "connect: the reply chose another relay or none: our early pairing is let go"
+            );
+            out.push(ClientAction::RelayCancel);
+        }
         if let Some(plan) = plan {
             tracing::debug!(
                 is_initiator = plan.is_initiator,
@@ -439,11 +474,20 @@ impl ClientAttempt {
                 "connect: pairing through a blind relay while the direct path is tried"
             );
             self.relaying = true;
-            out.push(ClientAction::Relay {
-                plan,
-                peer_udx: remote_udx,
-                keep_alive: self.relay_keep_alive,
-            });
+            if early == Some(plan) {
+                tracing::debug!(
+                    "connect: the handshake reply confirms our relay; its pairing already runs"
+                );
+                out.push(ClientAction::RelayAdopt {
+                    peer_udx: remote_udx,
+                });
+            } else {
+                out.push(ClientAction::Relay {
+                    plan,
+                    peer_udx: remote_udx,
+                    keep_alive: self.relay_keep_alive,
+                });
+            }
         }
         if !relayed {
             // The server itself answered: connect straight back over the same socket.
@@ -605,6 +649,11 @@ impl ClientAttempt {
             tracing::debug!(error = %error, "connect: no punch; the relay carries the stream");
             self.phase = AttemptPhase::Relaying { remote_udx };
         }
+    }
+
+    /// Whether the handshake reply is still awaited (a relay that pairs now waits for it).
+    pub(crate) fn awaiting_reply(&self) -> bool {
+        matches!(self.phase, AttemptPhase::Handshaking)
     }
 
     /// The relay paired our stream: connect it through the relay (returns the handshake to

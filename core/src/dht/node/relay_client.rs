@@ -89,6 +89,12 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return false;
         };
         let now = self.last_now;
+        if self.relay_links.get(&app).and_then(|l| l.relay_conn) != Some(rconn) {
+            // A relay connection its link let go and replaced (a connect's early pairing the
+            // reply did not adopt): it only winds down.
+            self.stale_relay_event(rconn, ev);
+            return true;
+        }
         match ev {
             ConnectEvent::Open { .. } => self.relay_conn_opened(now, app, rconn),
             ConnectEvent::Readable(_) => self.relay_conn_read(now, app, rconn),
@@ -130,6 +136,64 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         true
     }
 
+    /// An event of a relay connection no link owns any more: read and dropped until it ends.
+    fn stale_relay_event(&mut self, rconn: ConnId, ev: &ConnectEvent) {
+        match ev {
+            ConnectEvent::Open { .. } | ConnectEvent::Readable(_) => {
+                while self.conns.pop_message(rconn).is_some() {}
+                let _ = self.conns.end(rconn);
+            }
+            ConnectEvent::End(_) => {
+                let _ = self.conns.end(rconn);
+            }
+            ConnectEvent::Failed { .. } => {
+                self.relay_conns.remove(&rconn);
+            }
+            ConnectEvent::Closed { .. } => {
+                self.relay_conns.remove(&rconn);
+                self.conn_forget(rconn);
+            }
+            _ => {}
+        }
+    }
+
+    /// A connect's handshake reply confirmed the relay it started pairing through with the
+    /// connect (`peer_udx`: the server's stream): the pairing carries on, and if the relay
+    /// already paired, the stream connects through it now. An early pairing that failed
+    /// meanwhile is started again, as the reference would start it now.
+    pub(super) fn relay_adopt(&mut self, now: Instant, app: ConnId, peer_udx: u32) {
+        let Some(l) = self.relay_links.get_mut(&app) else {
+            return;
+        };
+        l.peer_udx = peer_udx;
+        if l.path != RelayPath::Pairing {
+            let (plan, keep_alive, app_stream) = (l.plan, l.keep_alive, l.app_stream);
+            let old = l.relay_conn;
+            self.relay_links.remove(&app);
+            if let Some(rconn) = old {
+                self.conn_destroy(rconn);
+            }
+            tracing::debug!(
+                conn = app.0,
+                "relay: the early pairing failed; pairing again after the reply"
+            );
+            return self.relay_start(now, app, app_stream, plan, peer_udx, keep_alive, None);
+        }
+        if let Some(relay_stream_id) = l.paired_early.take() {
+            self.relay_paired(now, app, relay_stream_id);
+        }
+    }
+
+    /// A connect's handshake reply chose another relay (or none): the pairing it started with
+    /// the connect is let go, and its record removed so another can start.
+    pub(super) fn relay_cancel(&mut self, app: ConnId) {
+        if !self.relay_links.contains_key(&app) {
+            return;
+        }
+        self.relay_let_go(app, RelayPath::Direct);
+        self.relay_links.remove(&app);
+    }
+
     /// Starts pairing `app` (whose own stream is `app_stream`) through the plan's relay.
     #[allow(clippy::too_many_arguments)] // a link's fields
     pub(super) fn relay_start(
@@ -166,6 +230,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 heard_through_relay: false,
                 resend_at: None,
                 end_at: None,
+                paired_early: None,
             },
         );
         let got = self.connect(now, plan.relay, ConnectOptions::default());
@@ -202,6 +267,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         let mut client = RelayClient::new(&id);
         if l.path == RelayPath::Pairing {
+            tracing::debug!(
+                conn = app.0,
+                is_initiator = l.plan.is_initiator,
+                "relay: pair request sent"
+            );
             let _ = client.pair(now, l.plan.is_initiator, l.plan.token, l.app_stream);
         }
         l.client = Some(client);
@@ -318,6 +388,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 self.incoming(now, server, app);
             }
             None => {
+                if self.attempts.get(&app).is_some_and(|a| a.awaiting_reply()) {
+                    // Our early pairing won the race with the handshake reply: the stream
+                    // connects through the relay once the reply says how.
+                    tracing::debug!(conn = app.0, "relay: paired before the handshake reply");
+                    if let Some(l) = self.relay_links.get_mut(&app) {
+                        l.paired_early = Some(relay_stream_id);
+                    }
+                    return;
+                }
                 let mut result = None;
                 self.with_attempt(now, app, |a, _, _| result = a.relay_paired());
                 let Some(handshake) = result else {

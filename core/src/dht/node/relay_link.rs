@@ -56,4 +56,7 @@ pub(crate) struct RelayLink {
     /// The application connection closed over the relay: the relay connection ends then
     /// (after the stream's last acknowledgements crossed it).
     pub(crate) end_at: Option<Instant>,
+    /// A connect's pairing started before its handshake reply: the relay's stream id if the
+    /// relay paired before the reply came (the stream connects through it once it has).
+    pub(crate) paired_early: Option<u32>,
 }
