@@ -1851,11 +1851,9 @@ impl<R: RngCore> RpcNode<R> {
         let listen = !q.is_distrusted(&reply.from);
         // Honest nodes send at most k; more is ignored so one reply can't flood the query.
         for addr in reply.closer_nodes.iter().take(K).filter(|_| listen) {
-            let id = q.known_id(addr).unwrap_or_else(|| NodeId::from_addr(addr));
-            if id == own {
+            let Some(res) = q.add_referral(*addr, &own, referrer) else {
                 continue;
-            }
-            let res = q.add_pending(Candidate { addr: *addr, id }, Some(referrer));
+            };
             if let Some(h) = res.down_hint {
                 hints.push(h);
             }

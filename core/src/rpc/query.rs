@@ -52,7 +52,7 @@ enum Seen {
 const NIL: u32 = u32::MAX;
 
 /// One seen address: its id (kept so that an address mentioned again by later replies costs
-/// no second BLAKE2b), its state, and its referrer list (head and tail in [`SeenSet::refs`]).
+/// no second BLAKE2b), its state, and its referrer list (head and tail in [`SeenSet::links`]).
 #[derive(Debug, Clone)]
 struct SeenEntry {
     id: NodeId,
@@ -61,23 +61,32 @@ struct SeenEntry {
     refs_tail: u32,
 }
 
-/// A referrer in a referrer list.
-#[derive(Debug, Clone)]
+/// One referral in a referrer list: the referrer as an index into [`SeenSet::referrers`]
+/// (a reply's closer nodes all share its sender), 8 bytes instead of the 44 of a copy.
+#[derive(Debug, Clone, Copy)]
 struct RefLink {
-    referrer: Referrer,
+    referrer: u32,
     next: u32,
 }
 
-/// The addresses a query has seen, flat: a sorted vector of 8-byte keys (the address in the
-/// high 48 bits, the entry's index in the low 16) searched by bisection, the entries in
-/// insertion order, and every referrer list threaded through one arena. A lookup touches a
-/// few cache lines of keys instead of chasing B-tree nodes, and adding an address allocates
-/// nothing once the vectors have grown. Nothing iterates it, so its order is unobservable.
+/// An empty slot of the hash index.
+const EMPTY: u64 = u64::MAX;
+
+/// The addresses a query has seen, flat: an open-addressing hash index of 8-byte keys (the
+/// address in the high 48 bits, the entry's index in the low 16; linear probing, at most half
+/// full), the entries in insertion order, every referrer list threaded through one arena of
+/// 8-byte links, and the distinct referrers those links point at. A lookup touches one or two
+/// cache lines of keys instead of bisecting a sorted vector, an insert moves nothing, and
+/// adding an address allocates nothing once the vectors have grown. Nothing iterates the
+/// index, so its order is unobservable.
 #[derive(Debug, Default)]
 struct SeenSet {
-    keys: Vec<u64>,
+    index: Vec<u64>,
     entries: Vec<SeenEntry>,
-    refs: Vec<RefLink>,
+    links: Vec<RefLink>,
+    /// The referrers the links name; consecutive referrals by one referrer (a reply's closer
+    /// nodes) share one.
+    referrers: Vec<Referrer>,
 }
 
 /// Scores one referral of `addr` (`scores` is sorted by address and holds at most
@@ -111,17 +120,24 @@ fn addr_key(addr: &SocketAddrV4) -> u64 {
     (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port())
 }
 
+/// The home slot of a 48-bit address key in an index of `mask + 1` slots (a multiplicative
+/// hash: deterministic, and the high bits mix every input bit).
+fn home(key: u64, mask: usize) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+}
+
 /// Addresses a query's seen set has room for from the start: a lookup in a network of
-/// thousands sees a hundred or more, and growing three vectors from nothing cost ~6 reallocations
-/// each per query.
+/// thousands sees a hundred or more, and growing the vectors from nothing cost ~6
+/// reallocations each per query.
 const SEEN_START: usize = 64;
 
 impl SeenSet {
     fn with_capacity(n: usize) -> Self {
         SeenSet {
-            keys: Vec::with_capacity(n),
+            index: alloc::vec![EMPTY; (2 * n).next_power_of_two()],
             entries: Vec::with_capacity(n),
-            refs: Vec::with_capacity(n),
+            links: Vec::with_capacity(n),
+            referrers: Vec::new(),
         }
     }
 
@@ -129,21 +145,27 @@ impl SeenSet {
         self.entries.len()
     }
 
-    /// The index of `addr`'s entry, or where its key goes.
+    /// The index of `addr`'s entry, or the (empty) index slot its key goes to.
     fn search(&self, addr: &SocketAddrV4) -> Result<usize, usize> {
         let key = addr_key(addr);
-        match self.keys.binary_search_by(|k| (k >> 16).cmp(&key)) {
-            Ok(pos) => Ok(self.keys.get(pos).map_or(0, |k| (k & 0xffff) as usize)),
-            Err(pos) => Err(pos),
+        let mask = self.index.len().wrapping_sub(1);
+        if self.index.is_empty() {
+            return Err(0);
+        }
+        let mut i = home(key, mask);
+        loop {
+            match self.index.get(i) {
+                Some(&k) if k == EMPTY => return Err(i),
+                Some(&k) if k >> 16 == key => return Ok((k & 0xffff) as usize),
+                Some(_) => i = (i + 1) & mask,
+                None => return Err(0),
+            }
         }
     }
 
-    fn get(&self, addr: &SocketAddrV4) -> Option<&SeenEntry> {
-        self.search(addr).ok().and_then(|i| self.entries.get(i))
-    }
-
-    /// Inserts an address known to be absent, its key going at `pos` (from [`Self::search`]).
-    /// Callers keep the set within `MAX_SEEN` (< 2^16) entries, so an index fits its 16 bits.
+    /// Inserts an address known to be absent, its key going at index slot `pos` (from
+    /// [`Self::search`]). Callers keep the set within `MAX_SEEN` (< 2^16) entries, so an
+    /// index fits its 16 bits.
     fn insert_at(&mut self, pos: usize, addr: &SocketAddrV4, id: NodeId, state: Seen) -> usize {
         let index = self.entries.len();
         self.entries.push(SeenEntry {
@@ -153,8 +175,35 @@ impl SeenSet {
             refs_tail: NIL,
         });
         let key = (addr_key(addr) << 16) | (index as u64 & 0xffff);
-        self.keys.insert(pos.min(self.keys.len()), key);
+        if 2 * self.entries.len() > self.index.len() {
+            // Grow (or create) the index, at most half full, and place the key anew.
+            self.grow();
+            let Err(pos) = self.search(addr) else {
+                return index;
+            };
+            if let Some(k) = self.index.get_mut(pos) {
+                *k = key;
+            }
+        } else if let Some(k) = self.index.get_mut(pos) {
+            *k = key;
+        }
         index
+    }
+
+    /// Doubles the hash index and re-places every key.
+    fn grow(&mut self) {
+        let size = (2 * self.index.len()).max(2 * SEEN_START);
+        let old = core::mem::replace(&mut self.index, alloc::vec![EMPTY; size]);
+        let mask = size - 1;
+        for k in old.into_iter().filter(|&k| k != EMPTY) {
+            let mut i = home(k >> 16, mask);
+            while self.index.get(i).is_some_and(|&x| x != EMPTY) {
+                i = (i + 1) & mask;
+            }
+            if let Some(x) = self.index.get_mut(i) {
+                *x = k;
+            }
+        }
     }
 
     /// Sets the state of `addr` (inserted if absent), returning its index and previous state
@@ -177,10 +226,17 @@ impl SeenSet {
 
     /// Appends `r` to the referrer list of entry `index`.
     fn push_referrer(&mut self, index: usize, r: Referrer) {
-        let link = u32::try_from(self.refs.len()).unwrap_or(NIL);
-        if link == NIL {
+        let link = u32::try_from(self.links.len()).unwrap_or(NIL);
+        if link == NIL || index >= self.entries.len() {
             return;
         }
+        let referrer = match self.referrers.last() {
+            Some(last) if *last == r => self.referrers.len() - 1,
+            _ => {
+                self.referrers.push(r);
+                self.referrers.len() - 1
+            }
+        };
         let Some(e) = self.entries.get_mut(index) else {
             return;
         };
@@ -188,11 +244,11 @@ impl SeenSet {
         e.refs_tail = link;
         if tail == NIL {
             e.refs_head = link;
-        } else if let Some(t) = self.refs.get_mut(tail as usize) {
+        } else if let Some(t) = self.links.get_mut(tail as usize) {
             t.next = link;
         }
-        self.refs.push(RefLink {
-            referrer: r,
+        self.links.push(RefLink {
+            referrer: u32::try_from(referrer).unwrap_or(NIL),
             next: NIL,
         });
     }
@@ -201,9 +257,9 @@ impl SeenSet {
     fn referrers(&self, index: usize) -> impl Iterator<Item = &Referrer> + '_ {
         let mut link = self.entries.get(index).map_or(NIL, |e| e.refs_head);
         core::iter::from_fn(move || {
-            let l = self.refs.get(link as usize)?;
+            let l = self.links.get(link as usize)?;
             link = l.next;
-            Some(&l.referrer)
+            self.referrers.get(l.referrer as usize)
         })
     }
 
@@ -215,8 +271,10 @@ impl SeenSet {
         let mut link = core::mem::replace(&mut e.refs_head, NIL);
         e.refs_tail = NIL;
         let mut out = Vec::new();
-        while let Some(l) = self.refs.get(link as usize) {
-            out.push(l.referrer);
+        while let Some(l) = self.links.get(link as usize) {
+            if let Some(r) = self.referrers.get(l.referrer as usize) {
+                out.push(*r);
+            }
             link = l.next;
         }
         out
@@ -351,8 +409,42 @@ impl Query {
         if self.only_closest_nodes {
             return AddResult::default();
         }
+        let found = self.seen.search(&c.addr);
+        self.add_pending_found(c, referrer, found)
+    }
+
+    /// A closer node `addr` named by `referrer`'s reply: [`Self::add_pending`] with its id
+    /// taken from the seen set when the query met the address before (no second BLAKE2b) and
+    /// one search for both. `None` when its id is `own` (the caller skips it).
+    pub(crate) fn add_referral(
+        &mut self,
+        addr: SocketAddrV4,
+        own: &NodeId,
+        referrer: Referrer,
+    ) -> Option<AddResult> {
+        let found = self.seen.search(&addr);
+        let id = match found {
+            Ok(i) => self.seen.entries.get(i).map(|e| e.id),
+            Err(_) => None,
+        }
+        .unwrap_or_else(|| NodeId::from_addr(&addr));
+        if id == *own {
+            return None;
+        }
+        if self.only_closest_nodes {
+            return Some(AddResult::default());
+        }
+        Some(self.add_pending_found(Candidate { addr, id }, Some(referrer), found))
+    }
+
+    fn add_pending_found(
+        &mut self,
+        c: Candidate,
+        referrer: Option<Referrer>,
+        found: Result<usize, usize>,
+    ) -> AddResult {
         let closer = self.is_closer(&c.id);
-        match self.seen.search(&c.addr) {
+        match found {
             Ok(index) => {
                 let state = self.seen.entries.get(index).map(|e| e.state);
                 let down_hint = match state {
@@ -461,11 +553,6 @@ impl Query {
     /// Marks an address answered.
     pub(crate) fn mark_done(&mut self, addr: SocketAddrV4) {
         self.seen.set_state(&addr, Seen::Done);
-    }
-
-    /// The id of an address this query has seen (saves a hash per repeated closer node).
-    pub(crate) fn known_id(&self, addr: &SocketAddrV4) -> Option<NodeId> {
-        self.seen.get(addr).map(|e| e.id)
     }
 
     /// Marks an address dead, returning who told us about it.
