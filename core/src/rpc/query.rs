@@ -56,6 +56,7 @@ const NIL: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 struct SeenEntry {
     id: NodeId,
+    addr: SocketAddrV4,
     state: Seen,
     refs_head: u32,
     refs_tail: u32,
@@ -69,19 +70,20 @@ struct RefLink {
     next: u32,
 }
 
-/// An empty slot of the hash index.
-const EMPTY: u64 = u64::MAX;
+/// An empty slot of the hash index (no entry has index 0xffff: at most [`MAX_SEEN`]).
+const EMPTY: u32 = u32::MAX;
 
-/// The addresses a query has seen, flat: an open-addressing hash index of 8-byte keys (the
-/// address in the high 48 bits, the entry's index in the low 16; linear probing, at most half
-/// full), the entries in insertion order, every referrer list threaded through one arena of
+/// The addresses a query has seen, flat: an open-addressing hash index of 4-byte slots (16
+/// bits of the address's hash as a tag, the entry's index in the low 16; linear probing, at
+/// most half full; a probe reads an entry only when the tag matches), the entries in
+/// insertion order, every referrer list threaded through one arena of
 /// 8-byte links, and the distinct referrers those links point at. A lookup touches one or two
 /// cache lines of keys instead of bisecting a sorted vector, an insert moves nothing, and
 /// adding an address allocates nothing once the vectors have grown. Nothing iterates the
 /// index, so its order is unobservable.
 #[derive(Debug, Default)]
 struct SeenSet {
-    index: Vec<u64>,
+    index: Vec<u32>,
     entries: Vec<SeenEntry>,
     links: Vec<RefLink>,
     /// The referrers the links name; consecutive referrals by one referrer (a reply's closer
@@ -120,10 +122,19 @@ fn addr_key(addr: &SocketAddrV4) -> u64 {
     (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port())
 }
 
-/// The home slot of a 48-bit address key in an index of `mask + 1` slots (a multiplicative
-/// hash: deterministic, and the high bits mix every input bit).
-fn home(key: u64, mask: usize) -> usize {
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask
+/// An address's hash (multiplicative: deterministic, and the high bits mix every input bit).
+fn hash(addr: &SocketAddrV4) -> u64 {
+    addr_key(addr).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The home slot of a hash in an index of `mask + 1` (≤ 2^16) slots: bits 32 and up.
+fn home(h: u64, mask: usize) -> usize {
+    (h >> 32) as usize & mask
+}
+
+/// The tag of a hash, bits 48–63 (independent of the home slot's bits), in a slot's high half.
+fn tag(h: u64) -> u32 {
+    ((h >> 48) as u32) << 16
 }
 
 /// Addresses a query's seen set has room for from the start: a lookup in a network of
@@ -147,16 +158,25 @@ impl SeenSet {
 
     /// The index of `addr`'s entry, or the (empty) index slot its key goes to.
     fn search(&self, addr: &SocketAddrV4) -> Result<usize, usize> {
-        let key = addr_key(addr);
-        let mask = self.index.len().wrapping_sub(1);
         if self.index.is_empty() {
             return Err(0);
         }
-        let mut i = home(key, mask);
+        let mask = self.index.len() - 1;
+        let h = hash(addr);
+        let t = tag(h);
+        let mut i = home(h, mask);
         loop {
             match self.index.get(i) {
                 Some(&k) if k == EMPTY => return Err(i),
-                Some(&k) if k >> 16 == key => return Ok((k & 0xffff) as usize),
+                Some(&k)
+                    if k & 0xffff_0000 == t
+                        && self
+                            .entries
+                            .get((k & 0xffff) as usize)
+                            .is_some_and(|e| e.addr == *addr) =>
+                {
+                    return Ok((k & 0xffff) as usize)
+                }
                 Some(_) => i = (i + 1) & mask,
                 None => return Err(0),
             }
@@ -170,11 +190,12 @@ impl SeenSet {
         let index = self.entries.len();
         self.entries.push(SeenEntry {
             id,
+            addr: *addr,
             state,
             refs_head: NIL,
             refs_tail: NIL,
         });
-        let key = (addr_key(addr) << 16) | (index as u64 & 0xffff);
+        let key = tag(hash(addr)) | (index as u32 & 0xffff);
         if 2 * self.entries.len() > self.index.len() {
             // Grow (or create) the index, at most half full, and place the key anew.
             self.grow();
@@ -196,7 +217,10 @@ impl SeenSet {
         let old = core::mem::replace(&mut self.index, alloc::vec![EMPTY; size]);
         let mask = size - 1;
         for k in old.into_iter().filter(|&k| k != EMPTY) {
-            let mut i = home(k >> 16, mask);
+            let Some(e) = self.entries.get((k & 0xffff) as usize) else {
+                continue;
+            };
+            let mut i = home(hash(&e.addr), mask);
             while self.index.get(i).is_some_and(|&x| x != EMPTY) {
                 i = (i + 1) & mask;
             }
@@ -313,7 +337,9 @@ pub(crate) struct Query {
     /// `Some(background concurrency)` for bootstrap and refresh queries.
     pub(crate) background: Option<usize>,
     pub(crate) only_closest_nodes: bool,
-    pending: Vec<Candidate>,
+    /// The candidates to visit, a stack of indices into the seen set (whose entries hold
+    /// their address and id): 2 bytes each instead of a 38-byte copy.
+    pending: Vec<u16>,
     /// Address → its id and what happened to it.
     seen: SeenSet,
     closest: Vec<QueryReply>,
@@ -374,7 +400,11 @@ impl Query {
     }
 
     pub(crate) fn pop_pending(&mut self) -> Option<Candidate> {
-        self.pending.pop()
+        let i = self.pending.pop()?;
+        self.seen.entries.get(usize::from(i)).map(|e| Candidate {
+            addr: e.addr,
+            id: e.id,
+        })
     }
 
     pub(crate) fn closest_replies(&self) -> &[QueryReply] {
@@ -400,8 +430,8 @@ impl Query {
         let Err(pos) = self.seen.search(&c.addr) else {
             return;
         };
-        self.seen.insert_at(pos, &c.addr, c.id, Seen::Referred);
-        self.pending.insert(0, c);
+        let index = self.seen.insert_at(pos, &c.addr, c.id, Seen::Referred);
+        self.pending.insert(0, index as u16);
     }
 
     /// `addPending(node, referrer)`.
@@ -456,7 +486,7 @@ impl Query {
                                     e.state = Seen::Referred;
                                 }
                                 self.seen.push_referrer(index, r);
-                                self.pending.push(c);
+                                self.pending.push(index as u16);
                             }
                         }
                         None
@@ -483,7 +513,7 @@ impl Query {
                 if let Some(r) = referrer {
                     self.seen.push_referrer(index, r);
                 }
-                self.pending.push(c);
+                self.pending.push(index as u16);
                 AddResult {
                     keep_going: true,
                     down_hint: None,
@@ -529,23 +559,19 @@ impl Query {
 
     fn drop_distrusted_pending(&mut self) {
         let pending = core::mem::take(&mut self.pending);
-        for c in pending {
-            let index = self.seen.search(&c.addr).ok();
-            let only_distrusted = index.is_some_and(|i| {
-                let mut any = false;
-                let all = self.seen.referrers(i).all(|r| {
-                    any = true;
-                    self.is_distrusted(&r.addr)
-                });
-                any && all
+        for p in pending {
+            let i = usize::from(p);
+            let mut any = false;
+            let all = self.seen.referrers(i).all(|r| {
+                any = true;
+                self.is_distrusted(&r.addr)
             });
-            match (only_distrusted, index) {
-                (true, Some(i)) => {
-                    if let Some(e) = self.seen.entries.get_mut(i) {
-                        e.state = Seen::Dropped;
-                    }
+            if any && all {
+                if let Some(e) = self.seen.entries.get_mut(i) {
+                    e.state = Seen::Dropped;
                 }
-                _ => self.pending.push(c),
+            } else {
+                self.pending.push(p);
             }
         }
     }
