@@ -1159,7 +1159,7 @@ impl<R: RngCore> RpcNode<R> {
                     let tick = self.tick;
                     if let Some(node) = self.table.get_mut(&id) {
                         if node.pinged < tick || node.down_hints == 0 {
-                            node.down_hints += 1;
+                            node.down_hints = node.down_hints.saturating_add(1);
                             self.check(now, id);
                         }
                     }
