@@ -54,6 +54,13 @@ fn main() {
         // The CLI defaults of `hdht sim lookup`.
         cfg.lookups = 1000;
         cfg.announces = 100;
+        // HDHT_SIM_BENCH_JOIN_BATCH=N: nodes joining together every 20 ms (default n / 1,000).
+        if let Some(b) = std::env::var("HDHT_SIM_BENCH_JOIN_BATCH")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            cfg.join_batch = b;
+        }
         let mut scenario = match Scenario::new(cfg) {
             Ok(s) => s,
             Err(e) => {
