@@ -5,6 +5,7 @@
 //! ([`RpcNode::query`], [`RpcNode::request`], [`RpcNode::reply`], …), each given `now`.
 //! Outputs: [`RpcNode::poll_transmit`], [`RpcNode::poll_timeout`], [`RpcNode::poll_event`].
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -358,7 +359,9 @@ pub struct RpcNode<R> {
     nat: NatSampler,
     tokens: TokenSecrets,
     io: Io<Owner>,
-    queries: BTreeMap<QueryId, Query>,
+    /// Boxed: a B-tree leaf holds room for 11 values, and a ~300-byte `Query` inline made
+    /// every node with one query running hold a ~3.5 KB leaf.
+    queries: BTreeMap<QueryId, Box<Query>>,
     next_query: u64,
     next_request: u64,
     transmits: VecDeque<Transmit>,
@@ -1670,7 +1673,7 @@ impl<R: RngCore> RpcNode<R> {
                 id: NodeId::from_addr(&addr),
             });
         }
-        self.queries.insert(qid, q);
+        self.queries.insert(qid, Box::new(q));
         self.open_query(qid);
         self.read_more(now, qid);
         qid
