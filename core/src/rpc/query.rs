@@ -621,3 +621,80 @@ impl Query {
 fn distrusted(bad: u16, good: u16) -> bool {
     bad >= DISTRUST_AFTER && u32::from(bad) > 2 * u32::from(good)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::Ipv4Addr;
+
+    fn addr(i: u32) -> SocketAddrV4 {
+        // Addresses that differ in few bits, to crowd the hash's home slots.
+        SocketAddrV4::new(
+            Ipv4Addr::from(0x0a00_0000 + (i >> 3)),
+            49737 + (i & 7) as u16,
+        )
+    }
+
+    fn referrer(i: u32) -> Referrer {
+        Referrer {
+            addr: addr(1_000_000 + i),
+            id: None,
+        }
+    }
+
+    #[test]
+    fn seen_set_finds_every_address_across_growth() {
+        let mut s = SeenSet::with_capacity(SEEN_START);
+        for i in 0..3000u32 {
+            let a = addr(i);
+            let Err(pos) = s.search(&a) else {
+                panic!("{a} found before it was inserted");
+            };
+            let index = s.insert_at(pos, &a, NodeId::from_addr(&a), Seen::Referred);
+            assert_eq!(index, i as usize);
+            assert!(2 * s.len() <= s.index.len(), "at most half full");
+        }
+        for i in 0..3000u32 {
+            assert_eq!(s.search(&addr(i)), Ok(i as usize));
+        }
+        for i in 3000..3100u32 {
+            assert!(s.search(&addr(i)).is_err());
+        }
+        // States change in place; an absent address is inserted.
+        assert_eq!(s.set_state(&addr(7), Seen::Done), (7, Seen::Referred));
+        assert_eq!(s.set_state(&addr(5000), Seen::Down), (3000, Seen::Down));
+        assert_eq!(s.search(&addr(5000)), Ok(3000));
+    }
+
+    #[test]
+    fn referrer_lists_keep_their_order_and_share_referrers() {
+        let mut s = SeenSet::with_capacity(4);
+        for i in 0..3u32 {
+            let a = addr(i);
+            let Err(pos) = s.search(&a) else {
+                panic!("present");
+            };
+            s.insert_at(pos, &a, NodeId::from_addr(&a), Seen::Referred);
+        }
+        // One reply (referrer 1) names all three, the next (referrer 2) names two of them,
+        // then referrer 1 again names the first.
+        for i in 0..3 {
+            s.push_referrer(i, referrer(1));
+        }
+        s.push_referrer(0, referrer(2));
+        s.push_referrer(2, referrer(2));
+        s.push_referrer(0, referrer(1));
+        assert_eq!(
+            s.referrers.len(),
+            3,
+            "consecutive referrals share one referrer"
+        );
+        let of = |s: &SeenSet, i| s.referrers(i).copied().collect::<Vec<_>>();
+        assert_eq!(of(&s, 0), [referrer(1), referrer(2), referrer(1)]);
+        assert_eq!(of(&s, 1), [referrer(1)]);
+        assert_eq!(of(&s, 2), [referrer(1), referrer(2)]);
+        assert_eq!(s.take_referrers(2), [referrer(1), referrer(2)]);
+        assert!(of(&s, 2).is_empty());
+        assert_eq!(of(&s, 0).len(), 3);
+    }
+}
