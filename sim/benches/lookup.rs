@@ -7,6 +7,7 @@
 //! cargo bench -p hdht-sim --bench lookup
 //! HDHT_SIM_BENCH_NODES=1000,10000,100000 cargo bench -p hdht-sim --bench lookup
 //! HDHT_SIM_BENCH_SEED=7 cargo bench -p hdht-sim --bench lookup
+//! HDHT_SIM_BENCH_PHASES=1 cargo bench -p hdht-sim --bench lookup   # heap at every phase step
 //! ```
 //!
 //! Heap is counted by the allocator installed below (live bytes at the end of the run divided
@@ -53,6 +54,13 @@ fn main() {
         // The CLI defaults of `hdht sim lookup`.
         cfg.lookups = 1000;
         cfg.announces = 100;
+        // HDHT_SIM_BENCH_JOIN_BATCH=N: nodes joining together every 20 ms (default n / 1,000).
+        if let Some(b) = std::env::var("HDHT_SIM_BENCH_JOIN_BATCH")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            cfg.join_batch = b;
+        }
         let mut scenario = match Scenario::new(cfg) {
             Ok(s) => s,
             Err(e) => {
@@ -61,7 +69,24 @@ fn main() {
             }
         };
         let start = Instant::now();
-        let report = match scenario.run(&mut |_| {}) {
+        // HDHT_SIM_BENCH_PHASES=1: live and peak heap at every progress step, on stderr.
+        let phases = std::env::var_os("HDHT_SIM_BENCH_PHASES").is_some();
+        let mut progress = |p: &hdht_sim::scenario::Progress| {
+            if phases {
+                eprintln!(
+                    "{nodes} nodes: {} {}/{} at {:.1} s virtual, {} events, live heap {:.1} MB, peak {:.1} MB, rss {:.1} MB",
+                    p.phase,
+                    p.done,
+                    p.total,
+                    p.sim_time.as_secs_f64(),
+                    p.events,
+                    hdht_sim::mem::live_bytes().0 as f64 / 1e6,
+                    hdht_sim::mem::peak_heap_bytes() as f64 / 1e6,
+                    hdht_sim::mem::rss_bytes().unwrap_or(0) as f64 / 1e6,
+                );
+            }
+        };
+        let report = match scenario.run(&mut progress) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{nodes} nodes: simulation failed: {e}");

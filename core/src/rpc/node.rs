@@ -5,6 +5,7 @@
 //! ([`RpcNode::query`], [`RpcNode::request`], [`RpcNode::reply`], …), each given `now`.
 //! Outputs: [`RpcNode::poll_transmit`], [`RpcNode::poll_timeout`], [`RpcNode::poll_event`].
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, SocketAddrV4};
@@ -344,7 +345,9 @@ pub struct RpcNode<R> {
     nat: NatSampler,
     tokens: TokenSecrets,
     io: Io<Owner>,
-    queries: BTreeMap<QueryId, Query>,
+    /// Boxed: a B-tree leaf holds room for 11 values, and a ~300-byte `Query` inline made
+    /// every node with one query running hold a ~3.5 KB leaf.
+    queries: BTreeMap<QueryId, Box<Query>>,
     next_query: u64,
     next_request: u64,
     transmits: VecDeque<Transmit>,
@@ -1145,7 +1148,7 @@ impl<R: RngCore> RpcNode<R> {
                     let tick = self.tick;
                     if let Some(node) = self.table.get_mut(&id) {
                         if node.pinged < tick || node.down_hints == 0 {
-                            node.down_hints += 1;
+                            node.down_hints = node.down_hints.saturating_add(1);
                             self.check(now, id);
                         }
                     }
@@ -1656,7 +1659,7 @@ impl<R: RngCore> RpcNode<R> {
                 id: NodeId::from_addr(&addr),
             });
         }
-        self.queries.insert(qid, q);
+        self.queries.insert(qid, Box::new(q));
         self.open_query(qid);
         self.read_more(now, qid);
         qid
@@ -1837,11 +1840,9 @@ impl<R: RngCore> RpcNode<R> {
         let listen = !q.is_distrusted(&reply.from);
         // Honest nodes send at most k; more is ignored so one reply can't flood the query.
         for addr in reply.closer_nodes.iter().take(K).filter(|_| listen) {
-            let id = q.known_id(addr).unwrap_or_else(|| NodeId::from_addr(addr));
-            if id == own {
+            let Some(res) = q.add_referral(*addr, &own, referrer) else {
                 continue;
-            }
-            let res = q.add_pending(Candidate { addr: *addr, id }, Some(referrer));
+            };
             if let Some(h) = res.down_hint {
                 hints.push(h);
             }

@@ -50,32 +50,43 @@ enum Seen {
 const NIL: u32 = u32::MAX;
 
 /// One seen address: its id (kept so that an address mentioned again by later replies costs
-/// no second BLAKE2b), its state, and its referrer list (head and tail in [`SeenSet::refs`]).
+/// no second BLAKE2b), its state, and its referrer list (head and tail in [`SeenSet::links`]).
 #[derive(Debug, Clone)]
 struct SeenEntry {
     id: NodeId,
+    addr: SocketAddrV4,
     state: Seen,
     refs_head: u32,
     refs_tail: u32,
 }
 
-/// A referrer in a referrer list.
-#[derive(Debug, Clone)]
+/// One referral in a referrer list: the referrer as an index into [`SeenSet::referrers`]
+/// (a reply's closer nodes all share its sender), 8 bytes instead of the 44 of a copy.
+#[derive(Debug, Clone, Copy)]
 struct RefLink {
-    referrer: Referrer,
+    referrer: u32,
     next: u32,
 }
 
-/// The addresses a query has seen, flat: a sorted vector of 8-byte keys (the address in the
-/// high 48 bits, the entry's index in the low 16) searched by bisection, the entries in
-/// insertion order, and every referrer list threaded through one arena. A lookup touches a
-/// few cache lines of keys instead of chasing B-tree nodes, and adding an address allocates
-/// nothing once the vectors have grown. Nothing iterates it, so its order is unobservable.
+/// An empty slot of the hash index (no entry has index 0xffff: at most [`MAX_SEEN`]).
+const EMPTY: u32 = u32::MAX;
+
+/// The addresses a query has seen, flat: an open-addressing hash index of 4-byte slots (16
+/// bits of the address's hash as a tag, the entry's index in the low 16; linear probing, at
+/// most half full; a probe reads an entry only when the tag matches), the entries in
+/// insertion order, every referrer list threaded through one arena of
+/// 8-byte links, and the distinct referrers those links point at. A lookup touches one or two
+/// cache lines of keys instead of bisecting a sorted vector, an insert moves nothing, and
+/// adding an address allocates nothing once the vectors have grown. Nothing iterates the
+/// index, so its order is unobservable.
 #[derive(Debug, Default)]
 struct SeenSet {
-    keys: Vec<u64>,
+    index: Vec<u32>,
     entries: Vec<SeenEntry>,
-    refs: Vec<RefLink>,
+    links: Vec<RefLink>,
+    /// The referrers the links name; consecutive referrals by one referrer (a reply's closer
+    /// nodes) share one.
+    referrers: Vec<Referrer>,
 }
 
 /// Scores one referral of `addr` (`scores` is sorted by address and holds at most
@@ -109,17 +120,33 @@ fn addr_key(addr: &SocketAddrV4) -> u64 {
     (u64::from(u32::from(*addr.ip())) << 16) | u64::from(addr.port())
 }
 
+/// An address's hash (multiplicative: deterministic, and the high bits mix every input bit).
+fn hash(addr: &SocketAddrV4) -> u64 {
+    addr_key(addr).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The home slot of a hash in an index of `mask + 1` (≤ 2^16) slots: bits 32 and up.
+fn home(h: u64, mask: usize) -> usize {
+    (h >> 32) as usize & mask
+}
+
+/// The tag of a hash, bits 48–63 (independent of the home slot's bits), in a slot's high half.
+fn tag(h: u64) -> u32 {
+    ((h >> 48) as u32) << 16
+}
+
 /// Addresses a query's seen set has room for from the start: a lookup in a network of
-/// thousands sees a hundred or more, and growing three vectors from nothing cost ~6 reallocations
-/// each per query.
+/// thousands sees a hundred or more, and growing the vectors from nothing cost ~6
+/// reallocations each per query.
 const SEEN_START: usize = 64;
 
 impl SeenSet {
     fn with_capacity(n: usize) -> Self {
         SeenSet {
-            keys: Vec::with_capacity(n),
+            index: alloc::vec![EMPTY; (2 * n).next_power_of_two()],
             entries: Vec::with_capacity(n),
-            refs: Vec::with_capacity(n),
+            links: Vec::with_capacity(n),
+            referrers: Vec::new(),
         }
     }
 
@@ -127,32 +154,78 @@ impl SeenSet {
         self.entries.len()
     }
 
-    /// The index of `addr`'s entry, or where its key goes.
+    /// The index of `addr`'s entry, or the (empty) index slot its key goes to.
     fn search(&self, addr: &SocketAddrV4) -> Result<usize, usize> {
-        let key = addr_key(addr);
-        match self.keys.binary_search_by(|k| (k >> 16).cmp(&key)) {
-            Ok(pos) => Ok(self.keys.get(pos).map_or(0, |k| (k & 0xffff) as usize)),
-            Err(pos) => Err(pos),
+        if self.index.is_empty() {
+            return Err(0);
+        }
+        let mask = self.index.len() - 1;
+        let h = hash(addr);
+        let t = tag(h);
+        let mut i = home(h, mask);
+        loop {
+            match self.index.get(i) {
+                Some(&k) if k == EMPTY => return Err(i),
+                Some(&k)
+                    if k & 0xffff_0000 == t
+                        && self
+                            .entries
+                            .get((k & 0xffff) as usize)
+                            .is_some_and(|e| e.addr == *addr) =>
+                {
+                    return Ok((k & 0xffff) as usize)
+                }
+                Some(_) => i = (i + 1) & mask,
+                None => return Err(0),
+            }
         }
     }
 
-    fn get(&self, addr: &SocketAddrV4) -> Option<&SeenEntry> {
-        self.search(addr).ok().and_then(|i| self.entries.get(i))
-    }
-
-    /// Inserts an address known to be absent, its key going at `pos` (from [`Self::search`]).
-    /// Callers keep the set within `MAX_SEEN` (< 2^16) entries, so an index fits its 16 bits.
+    /// Inserts an address known to be absent, its key going at index slot `pos` (from
+    /// [`Self::search`]). Callers keep the set within `MAX_SEEN` (< 2^16) entries, so an
+    /// index fits its 16 bits.
     fn insert_at(&mut self, pos: usize, addr: &SocketAddrV4, id: NodeId, state: Seen) -> usize {
         let index = self.entries.len();
         self.entries.push(SeenEntry {
             id,
+            addr: *addr,
             state,
             refs_head: NIL,
             refs_tail: NIL,
         });
-        let key = (addr_key(addr) << 16) | (index as u64 & 0xffff);
-        self.keys.insert(pos.min(self.keys.len()), key);
+        let key = tag(hash(addr)) | (index as u32 & 0xffff);
+        if 2 * self.entries.len() > self.index.len() {
+            // Grow (or create) the index, at most half full, and place the key anew.
+            self.grow();
+            let Err(pos) = self.search(addr) else {
+                return index;
+            };
+            if let Some(k) = self.index.get_mut(pos) {
+                *k = key;
+            }
+        } else if let Some(k) = self.index.get_mut(pos) {
+            *k = key;
+        }
         index
+    }
+
+    /// Doubles the hash index and re-places every key.
+    fn grow(&mut self) {
+        let size = (2 * self.index.len()).max(2 * SEEN_START);
+        let old = core::mem::replace(&mut self.index, alloc::vec![EMPTY; size]);
+        let mask = size - 1;
+        for k in old.into_iter().filter(|&k| k != EMPTY) {
+            let Some(e) = self.entries.get((k & 0xffff) as usize) else {
+                continue;
+            };
+            let mut i = home(hash(&e.addr), mask);
+            while self.index.get(i).is_some_and(|&x| x != EMPTY) {
+                i = (i + 1) & mask;
+            }
+            if let Some(x) = self.index.get_mut(i) {
+                *x = k;
+            }
+        }
     }
 
     /// Sets the state of `addr` (inserted if absent), returning its index and previous state
@@ -175,10 +248,17 @@ impl SeenSet {
 
     /// Appends `r` to the referrer list of entry `index`.
     fn push_referrer(&mut self, index: usize, r: Referrer) {
-        let link = u32::try_from(self.refs.len()).unwrap_or(NIL);
-        if link == NIL {
+        let link = u32::try_from(self.links.len()).unwrap_or(NIL);
+        if link == NIL || index >= self.entries.len() {
             return;
         }
+        let referrer = match self.referrers.last() {
+            Some(last) if *last == r => self.referrers.len() - 1,
+            _ => {
+                self.referrers.push(r);
+                self.referrers.len() - 1
+            }
+        };
         let Some(e) = self.entries.get_mut(index) else {
             return;
         };
@@ -186,11 +266,11 @@ impl SeenSet {
         e.refs_tail = link;
         if tail == NIL {
             e.refs_head = link;
-        } else if let Some(t) = self.refs.get_mut(tail as usize) {
+        } else if let Some(t) = self.links.get_mut(tail as usize) {
             t.next = link;
         }
-        self.refs.push(RefLink {
-            referrer: r,
+        self.links.push(RefLink {
+            referrer: u32::try_from(referrer).unwrap_or(NIL),
             next: NIL,
         });
     }
@@ -199,9 +279,9 @@ impl SeenSet {
     fn referrers(&self, index: usize) -> impl Iterator<Item = &Referrer> + '_ {
         let mut link = self.entries.get(index).map_or(NIL, |e| e.refs_head);
         core::iter::from_fn(move || {
-            let l = self.refs.get(link as usize)?;
+            let l = self.links.get(link as usize)?;
             link = l.next;
-            Some(&l.referrer)
+            self.referrers.get(l.referrer as usize)
         })
     }
 
@@ -213,8 +293,10 @@ impl SeenSet {
         let mut link = core::mem::replace(&mut e.refs_head, NIL);
         e.refs_tail = NIL;
         let mut out = Vec::new();
-        while let Some(l) = self.refs.get(link as usize) {
-            out.push(l.referrer);
+        while let Some(l) = self.links.get(link as usize) {
+            if let Some(r) = self.referrers.get(l.referrer as usize) {
+                out.push(*r);
+            }
             link = l.next;
         }
         out
@@ -253,7 +335,9 @@ pub(crate) struct Query {
     /// `Some(background concurrency)` for bootstrap and refresh queries.
     pub(crate) background: Option<usize>,
     pub(crate) only_closest_nodes: bool,
-    pending: Vec<Candidate>,
+    /// The candidates to visit, a stack of indices into the seen set (whose entries hold
+    /// their address and id): 2 bytes each instead of a 38-byte copy.
+    pending: Vec<u16>,
     /// Address → its id and what happened to it.
     seen: SeenSet,
     closest: Vec<QueryReply>,
@@ -314,7 +398,11 @@ impl Query {
     }
 
     pub(crate) fn pop_pending(&mut self) -> Option<Candidate> {
-        self.pending.pop()
+        let i = self.pending.pop()?;
+        self.seen.entries.get(usize::from(i)).map(|e| Candidate {
+            addr: e.addr,
+            id: e.id,
+        })
     }
 
     pub(crate) fn closest_replies(&self) -> &[QueryReply] {
@@ -340,8 +428,8 @@ impl Query {
         let Err(pos) = self.seen.search(&c.addr) else {
             return;
         };
-        self.seen.insert_at(pos, &c.addr, c.id, Seen::Referred);
-        self.pending.insert(0, c);
+        let index = self.seen.insert_at(pos, &c.addr, c.id, Seen::Referred);
+        self.pending.insert(0, index as u16);
     }
 
     /// `addPending(node, referrer)`.
@@ -349,8 +437,42 @@ impl Query {
         if self.only_closest_nodes {
             return AddResult::default();
         }
+        let found = self.seen.search(&c.addr);
+        self.add_pending_found(c, referrer, found)
+    }
+
+    /// A closer node `addr` named by `referrer`'s reply: [`Self::add_pending`] with its id
+    /// taken from the seen set when the query met the address before (no second BLAKE2b) and
+    /// one search for both. `None` when its id is `own` (the caller skips it).
+    pub(crate) fn add_referral(
+        &mut self,
+        addr: SocketAddrV4,
+        own: &NodeId,
+        referrer: Referrer,
+    ) -> Option<AddResult> {
+        let found = self.seen.search(&addr);
+        let id = match found {
+            Ok(i) => self.seen.entries.get(i).map(|e| e.id),
+            Err(_) => None,
+        }
+        .unwrap_or_else(|| NodeId::from_addr(&addr));
+        if id == *own {
+            return None;
+        }
+        if self.only_closest_nodes {
+            return Some(AddResult::default());
+        }
+        Some(self.add_pending_found(Candidate { addr, id }, Some(referrer), found))
+    }
+
+    fn add_pending_found(
+        &mut self,
+        c: Candidate,
+        referrer: Option<Referrer>,
+        found: Result<usize, usize>,
+    ) -> AddResult {
         let closer = self.is_closer(&c.id);
-        match self.seen.search(&c.addr) {
+        match found {
             Ok(index) => {
                 let state = self.seen.entries.get(index).map(|e| e.state);
                 let down_hint = match state {
@@ -362,7 +484,7 @@ impl Query {
                                     e.state = Seen::Referred;
                                 }
                                 self.seen.push_referrer(index, r);
-                                self.pending.push(c);
+                                self.pending.push(index as u16);
                             }
                         }
                         None
@@ -389,7 +511,7 @@ impl Query {
                 if let Some(r) = referrer {
                     self.seen.push_referrer(index, r);
                 }
-                self.pending.push(c);
+                self.pending.push(index as u16);
                 AddResult {
                     keep_going: true,
                     down_hint: None,
@@ -435,23 +557,19 @@ impl Query {
 
     fn drop_distrusted_pending(&mut self) {
         let pending = core::mem::take(&mut self.pending);
-        for c in pending {
-            let index = self.seen.search(&c.addr).ok();
-            let only_distrusted = index.is_some_and(|i| {
-                let mut any = false;
-                let all = self.seen.referrers(i).all(|r| {
-                    any = true;
-                    self.is_distrusted(&r.addr)
-                });
-                any && all
+        for p in pending {
+            let i = usize::from(p);
+            let mut any = false;
+            let all = self.seen.referrers(i).all(|r| {
+                any = true;
+                self.is_distrusted(&r.addr)
             });
-            match (only_distrusted, index) {
-                (true, Some(i)) => {
-                    if let Some(e) = self.seen.entries.get_mut(i) {
-                        e.state = Seen::Dropped;
-                    }
+            if any && all {
+                if let Some(e) = self.seen.entries.get_mut(i) {
+                    e.state = Seen::Dropped;
                 }
-                _ => self.pending.push(c),
+            } else {
+                self.pending.push(p);
             }
         }
     }
@@ -459,11 +577,6 @@ impl Query {
     /// Marks an address answered.
     pub(crate) fn mark_done(&mut self, addr: SocketAddrV4) {
         self.seen.set_state(&addr, Seen::Done);
-    }
-
-    /// The id of an address this query has seen (saves a hash per repeated closer node).
-    pub(crate) fn known_id(&self, addr: &SocketAddrV4) -> Option<NodeId> {
-        self.seen.get(addr).map(|e| e.id)
     }
 
     /// Marks an address dead, returning who told us about it.
@@ -505,4 +618,81 @@ impl Query {
 
 fn distrusted(bad: u16, good: u16) -> bool {
     bad >= DISTRUST_AFTER && u32::from(bad) > 2 * u32::from(good)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::Ipv4Addr;
+
+    fn addr(i: u32) -> SocketAddrV4 {
+        // Addresses that differ in few bits, to crowd the hash's home slots.
+        SocketAddrV4::new(
+            Ipv4Addr::from(0x0a00_0000 + (i >> 3)),
+            49737 + (i & 7) as u16,
+        )
+    }
+
+    fn referrer(i: u32) -> Referrer {
+        Referrer {
+            addr: addr(1_000_000 + i),
+            id: None,
+        }
+    }
+
+    #[test]
+    fn seen_set_finds_every_address_across_growth() {
+        let mut s = SeenSet::with_capacity(SEEN_START);
+        for i in 0..3000u32 {
+            let a = addr(i);
+            let Err(pos) = s.search(&a) else {
+                panic!("{a} found before it was inserted");
+            };
+            let index = s.insert_at(pos, &a, NodeId::from_addr(&a), Seen::Referred);
+            assert_eq!(index, i as usize);
+            assert!(2 * s.len() <= s.index.len(), "at most half full");
+        }
+        for i in 0..3000u32 {
+            assert_eq!(s.search(&addr(i)), Ok(i as usize));
+        }
+        for i in 3000..3100u32 {
+            assert!(s.search(&addr(i)).is_err());
+        }
+        // States change in place; an absent address is inserted.
+        assert_eq!(s.set_state(&addr(7), Seen::Done), (7, Seen::Referred));
+        assert_eq!(s.set_state(&addr(5000), Seen::Down), (3000, Seen::Down));
+        assert_eq!(s.search(&addr(5000)), Ok(3000));
+    }
+
+    #[test]
+    fn referrer_lists_keep_their_order_and_share_referrers() {
+        let mut s = SeenSet::with_capacity(4);
+        for i in 0..3u32 {
+            let a = addr(i);
+            let Err(pos) = s.search(&a) else {
+                panic!("present");
+            };
+            s.insert_at(pos, &a, NodeId::from_addr(&a), Seen::Referred);
+        }
+        // One reply (referrer 1) names all three, the next (referrer 2) names two of them,
+        // then referrer 1 again names the first.
+        for i in 0..3 {
+            s.push_referrer(i, referrer(1));
+        }
+        s.push_referrer(0, referrer(2));
+        s.push_referrer(2, referrer(2));
+        s.push_referrer(0, referrer(1));
+        assert_eq!(
+            s.referrers.len(),
+            3,
+            "consecutive referrals share one referrer"
+        );
+        let of = |s: &SeenSet, i| s.referrers(i).copied().collect::<Vec<_>>();
+        assert_eq!(of(&s, 0), [referrer(1), referrer(2), referrer(1)]);
+        assert_eq!(of(&s, 1), [referrer(1)]);
+        assert_eq!(of(&s, 2), [referrer(1), referrer(2)]);
+        assert_eq!(s.take_referrers(2), [referrer(1), referrer(2)]);
+        assert!(of(&s, 2).is_empty());
+        assert_eq!(of(&s, 0).len(), 3);
+    }
 }

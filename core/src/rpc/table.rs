@@ -2,7 +2,7 @@
 //! (time-ordered-set 2.0.1) that dht-rpc keeps beside it.
 //!
 //! Layout (compact, because a simulator holds thousands of tables in one process):
-//! - a slab of [`NodeEntry`] slots addressed by `u32`, with a free list threaded through the
+//! - a slab of [`NodeEntry`] slots addressed by `u16`, with a free list threaded through the
 //!   unused slots;
 //! - the recency list as an intrusive doubly linked list through the slots (oldest → latest);
 //! - only the non-empty rows, in ascending row order: which exist is a 256-bit set inside the
@@ -41,8 +41,8 @@ pub struct NodeEntry {
     pub seen: u32,
     /// Tick its `to` last fed the NAT sampler (0 = never).
     pub sampled: u32,
-    /// Down hints received about it.
-    pub down_hints: u32,
+    /// Down hints received about it (saturating; 2 bytes keep an entry at 64).
+    pub down_hints: u16,
 }
 
 /// What [`RoutingTable::add`] did.
@@ -56,8 +56,12 @@ pub enum AddOutcome {
     Full,
 }
 
+/// A slot index: a table holds at most 256 rows of k = 20 nodes (5,120 < 2^16), so 2 bytes
+/// address every slot and the recency links and rows take half the room of `u32`s.
+type Ix = u16;
+
 /// "No slot" marker for the intrusive links.
-const NIL: u32 = u32::MAX;
+const NIL: Ix = Ix::MAX;
 
 /// The number of rows (bits in an id).
 const ROWS: usize = 256;
@@ -67,8 +71,8 @@ const ROWS: usize = 256;
 #[derive(Debug, Clone)]
 struct Slot {
     entry: Option<NodeEntry>,
-    prev: u32,
-    next: u32,
+    prev: Ix,
+    next: Ix,
 }
 
 /// A non-empty row: the slot indices of its nodes sorted by id ascending, inline (a row
@@ -78,7 +82,7 @@ struct Row {
     len: u8,
     /// `row_key` of each node's id, in the same order as `nodes`.
     keys: [u32; K],
-    nodes: [u32; K],
+    nodes: [Ix; K],
 }
 
 /// A row's search key for an id: the 4 bytes from the one holding the row's first distinct
@@ -102,7 +106,7 @@ impl Row {
         }
     }
 
-    fn nodes(&self) -> &[u32] {
+    fn nodes(&self) -> &[Ix] {
         self.nodes.get(..usize::from(self.len)).unwrap_or(&[])
     }
 
@@ -131,7 +135,7 @@ impl Row {
     }
 
     /// Inserts at `pos`, unless the row is full.
-    fn insert(&mut self, pos: usize, key: u32, slot: u32) -> bool {
+    fn insert(&mut self, pos: usize, key: u32, slot: Ix) -> bool {
         let len = self.len();
         if len >= K || pos > len {
             return false;
@@ -149,7 +153,7 @@ impl Row {
     }
 
     /// Removes the node at `pos`, returning its slot.
-    fn remove(&mut self, pos: usize) -> Option<u32> {
+    fn remove(&mut self, pos: usize) -> Option<Ix> {
         let len = self.len();
         if pos >= len {
             return None;
@@ -175,11 +179,11 @@ pub struct RoutingTable {
     id: NodeId,
     slots: Vec<Slot>,
     /// Head of the free-slot list.
-    free: u32,
+    free: Ix,
     /// Oldest end of the recency list.
-    oldest: u32,
+    oldest: Ix,
     /// Latest end of the recency list.
-    latest: u32,
+    latest: Ix,
     len: usize,
     /// Which rows are non-empty: bit `i % 64` of word `i / 64` for row `i`.
     row_bits: RowBits,
@@ -356,7 +360,7 @@ impl RoutingTable {
         &self,
         index: usize,
     ) -> impl ExactSizeIterator<Item = &NodeEntry> + DoubleEndedIterator + Clone + '_ {
-        let nodes: &[u32] = if index < ROWS {
+        let nodes: &[Ix] = if index < ROWS {
             self.row_pos(index)
                 .and_then(|p| self.rows.get(p))
                 .map_or(&[][..], |r| r.nodes())
@@ -411,7 +415,7 @@ impl RoutingTable {
     /// Note: the reference skips the entry equal to `new_id` without removing it from its recency
     /// list (a dangling list member); this table drops and returns it instead.
     pub fn rebuild(&mut self, new_id: NodeId) -> Vec<NodeEntry> {
-        let order: Vec<u32> = self
+        let order: Vec<Ix> = self
             .rows
             .iter()
             .rev()
@@ -442,7 +446,7 @@ impl RoutingTable {
     // ---------------------------------------------------------------------------------------
     // internals
 
-    fn entry_at(&self, slot: u32) -> Option<&NodeEntry> {
+    fn entry_at(&self, slot: Ix) -> Option<&NodeEntry> {
         self.slots.get(slot as usize).and_then(|s| s.entry.as_ref())
     }
 
@@ -472,7 +476,7 @@ impl RoutingTable {
     }
 
     /// The slot of the node with this id.
-    fn find(&self, id: &NodeId) -> Option<u32> {
+    fn find(&self, id: &NodeId) -> Option<Ix> {
         let row_index = self.row_index(id);
         let row = self.rows.get(self.row_pos(row_index)?)?;
         let pos = row.search(&self.slots, row_key(row_index, id), id).ok()?;
@@ -481,7 +485,7 @@ impl RoutingTable {
 
     /// Puts an existing (already linked) slot into its row for the current id. Returns false if
     /// the row is full (or, defensively, already holds the id).
-    fn place(&mut self, slot: u32, id: &NodeId) -> bool {
+    fn place(&mut self, slot: Ix, id: &NodeId) -> bool {
         let row_index = self.row_index(id);
         let key = row_key(row_index, id);
         let row_pos = self.row_pos_or_insert(row_index);
@@ -495,7 +499,7 @@ impl RoutingTable {
         }
     }
 
-    fn alloc(&mut self, entry: NodeEntry) -> u32 {
+    fn alloc(&mut self, entry: NodeEntry) -> Ix {
         let free = self.free;
         if let Some(s) = self.slots.get_mut(free as usize) {
             self.free = s.next;
@@ -504,10 +508,11 @@ impl RoutingTable {
             s.next = NIL;
             return free;
         }
-        let slot = u32::try_from(self.slots.len()).unwrap_or(NIL);
+        let slot = Ix::try_from(self.slots.len()).unwrap_or(NIL);
         if self.slots.len() == self.slots.capacity() {
-            // Grow by ~25% instead of doubling: tables are long-lived and there are many.
-            self.slots.reserve_exact((self.slots.len() / 4).max(8));
+            // Grow by ~12% instead of doubling: tables are long-lived and there are many (a
+            // table of a few hundred nodes reallocates a few dozen times in its life).
+            self.slots.reserve_exact((self.slots.len() / 8).max(8));
         }
         self.slots.push(Slot {
             entry: Some(entry),
@@ -518,7 +523,7 @@ impl RoutingTable {
     }
 
     /// Frees a slot (already unlinked from the recency list) and returns its entry.
-    fn release(&mut self, slot: u32) -> Option<NodeEntry> {
+    fn release(&mut self, slot: Ix) -> Option<NodeEntry> {
         let free = self.free;
         let s = self.slots.get_mut(slot as usize)?;
         let entry = s.entry.take();
@@ -544,14 +549,14 @@ impl RoutingTable {
                 if s.entry.is_none() {
                     s.next = self.free;
                     s.prev = NIL;
-                    self.free = u32::try_from(i).unwrap_or(NIL);
+                    self.free = Ix::try_from(i).unwrap_or(NIL);
                 }
             }
         }
         self.slots.shrink_to_fit();
     }
 
-    fn link_latest(&mut self, slot: u32) {
+    fn link_latest(&mut self, slot: Ix) {
         let latest = self.latest;
         if let Some(s) = self.slots.get_mut(slot as usize) {
             s.prev = latest;
@@ -566,7 +571,7 @@ impl RoutingTable {
         self.latest = slot;
     }
 
-    fn unlink(&mut self, slot: u32) {
+    fn unlink(&mut self, slot: Ix) {
         let (prev, next) = match self.slots.get_mut(slot as usize) {
             Some(s) => {
                 let pn = (s.prev, s.next);
@@ -635,7 +640,7 @@ impl RowBits {
 #[derive(Clone)]
 struct RowIter<'a> {
     table: &'a RoutingTable,
-    nodes: core::slice::Iter<'a, u32>,
+    nodes: core::slice::Iter<'a, Ix>,
 }
 
 impl<'a> Iterator for RowIter<'a> {
@@ -681,5 +686,12 @@ mod tests {
         b.clear(64);
         assert!(!b.contains(64));
         assert_eq!(b.count_below(128), 4);
+    }
+
+    #[test]
+    fn slots_stay_compact() {
+        // A large simulation holds hundreds of these per node: 64-byte entries, 68-byte slots.
+        assert_eq!(core::mem::size_of::<super::NodeEntry>(), 64);
+        assert_eq!(core::mem::size_of::<super::Slot>(), 68);
     }
 }

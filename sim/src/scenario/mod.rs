@@ -52,6 +52,9 @@ pub use kind::ScenarioKind;
 pub use report::{Percentiles, Report, Tally};
 pub use workload::{DhtApp, NodeSpec, OpId, OpResult, RpcWorkload, Workload, CMD_FETCH, CMD_STORE};
 
+/// The largest default [`ScenarioConfig::join_batch`]: 20 nodes every 20 ms.
+pub const MAX_JOIN_BATCH: usize = 20;
+
 /// Which NAT situations nodes are placed in, with weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatMix(Vec<(NatPreset, u32)>);
@@ -167,9 +170,12 @@ pub struct ScenarioConfig {
     pub join_interval: Duration,
     /// Nodes that join together, every `join_interval`. Joining one at a time makes the join
     /// phase's length, and with it every joined node's ticks, grow with the node count (the
-    /// cost with n²); by default a batch is one node per 1,000 (1 below 2,000 nodes), so a
-    /// join phase lasts ~20 s of virtual time at any size, as nodes join a real network
-    /// concurrently.
+    /// cost with n²); by default a batch is one node per 1,000 (1 below 2,000 nodes) and at
+    /// most [`MAX_JOIN_BATCH`], so a join phase lasts ~20 s of virtual time up to 20,000
+    /// nodes, as nodes join a real network concurrently, and 1,000 nodes join per virtual
+    /// second beyond (100,000 nodes: 100 s). A faster join holds more bootstrap queries in
+    /// flight at once (each with its seen set of a few hundred addresses): at 100,000 nodes
+    /// joining in 20 s, those transients alone outgrew the rest of the run's memory.
     pub join_batch: usize,
     /// Quiet time after the last join.
     pub settle: Duration,
@@ -209,7 +215,7 @@ impl ScenarioConfig {
             announces: 50,
             bootstrappers: 3,
             join_interval: Duration::from_millis(20),
-            join_batch: (nodes / 1000).max(1),
+            join_batch: (nodes / 1000).clamp(1, MAX_JOIN_BATCH),
             settle: Duration::from_secs(60),
             lookup_window: Duration::from_secs(60),
             drain: Duration::from_secs(30),
