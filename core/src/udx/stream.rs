@@ -238,6 +238,69 @@ const RECV_SLACK: usize = 2048;
 /// may mix records, which costs a Node receiver time but nothing else.
 const MAX_RECORD_ENDS: usize = 4096;
 
+/// The queues of a stream, in one allocation made when the stream first needs one of them.
+#[derive(Debug, Default)]
+struct QueueSet {
+    /// Stream offsets where a record (a secret-stream frame) ends: no packet spans one. See
+    /// [`UdxStream::write_record`].
+    record_ends: VecDeque<u64>,
+    sent: SentPackets,
+    retransmit: VecDeque<u32>,
+    messages_out: VecDeque<Vec<u8>>,
+    events: VecDeque<StreamEvent>,
+}
+
+/// What an idle stream's queues read as.
+static NO_QUEUES: QueueSet = QueueSet {
+    record_ends: VecDeque::new(),
+    sent: VecDeque::new(),
+    retransmit: VecDeque::new(),
+    messages_out: VecDeque::new(),
+    events: VecDeque::new(),
+};
+
+/// A stream's [`QueueSet`], boxed and present only while one of its queues holds memory.
+#[derive(Debug)]
+struct Queues(Option<alloc::boxed::Box<QueueSet>>);
+
+impl Queues {
+    /// The queues to read (empty ones if none are allocated).
+    fn get(&self) -> &QueueSet {
+        self.0.as_deref().unwrap_or(&NO_QUEUES)
+    }
+
+    /// The queues to add to, allocated if they are not.
+    fn make(&mut self) -> &mut QueueSet {
+        self.0.get_or_insert_with(Default::default)
+    }
+
+    /// The queues to take from or change, if allocated (nothing to take otherwise).
+    fn opt(&mut self) -> Option<&mut QueueSet> {
+        self.0.as_deref_mut()
+    }
+
+    /// Frees each drained small queue (see [`super::release::RELEASE_DRAINED_MAX`]), and the
+    /// set once none holds memory.
+    fn release_drained(&mut self) {
+        let Some(q) = self.0.as_deref_mut() else {
+            return;
+        };
+        super::release::release_if_drained(&mut q.record_ends);
+        super::release::release_if_drained(&mut q.sent);
+        super::release::release_if_drained(&mut q.retransmit);
+        super::release::release_if_drained(&mut q.messages_out);
+        super::release::release_if_drained(&mut q.events);
+        if q.record_ends.capacity() == 0
+            && q.sent.capacity() == 0
+            && q.retransmit.capacity() == 0
+            && q.messages_out.capacity() == 0
+            && q.events.capacity() == 0
+        {
+            self.0 = None;
+        }
+    }
+}
+
 /// One UDX stream.
 #[derive(Debug)]
 pub struct UdxStream {
@@ -254,9 +317,10 @@ pub struct UdxStream {
     // --- send side
     sendbuf: SendBuffer,
     packetized: u64,
-    /// Stream offsets where a record (a secret-stream frame) ends: no packet spans one. See
-    /// [`UdxStream::write_record`].
-    record_ends: VecDeque<u64>,
+    /// The stream's queues (record ends, packets in flight, retransmissions, messages,
+    /// events), allocated when one is first used and freed when all drain: an idle stream
+    /// holds one pointer, not five empty queue headers.
+    q: Queues,
     /// The last record end packetized (0 at the start).
     last_record_end: u64,
     end_requested: bool,
@@ -264,8 +328,6 @@ pub struct UdxStream {
     end_acked: bool,
     snd_una: u32,
     snd_nxt: u32,
-    sent: SentPackets,
-    retransmit: VecDeque<u32>,
     inflight_bytes: u64,
     sacked_packets: u32,
     send_rwnd: u32,
@@ -295,7 +357,6 @@ pub struct UdxStream {
     destroy_pending: bool,
     remote_change_seq: Option<u32>,
     write_blocked: bool,
-    messages_out: VecDeque<Vec<u8>>,
     // --- receive side
     rcv_nxt: u32,
     rcv_nxt_ext: u64,
@@ -309,7 +370,6 @@ pub struct UdxStream {
     last_adv_wnd: u32,
     readable_pending: bool,
     messages_in: usize,
-    events: VecDeque<StreamEvent>,
     stats: StreamStats,
 }
 
@@ -369,15 +429,13 @@ impl UdxStream {
             destroyed_locally: false,
             max_payload,
             packetized: 0,
-            record_ends: VecDeque::new(),
+            q: Queues(None),
             last_record_end: 0,
             end_requested: false,
             end_seq: None,
             end_acked: false,
             snd_una: 0,
             snd_nxt: 0,
-            sent: VecDeque::new(),
-            retransmit: VecDeque::new(),
             inflight_bytes: 0,
             sacked_packets: 0,
             send_rwnd: 4 << 20,
@@ -396,7 +454,6 @@ impl UdxStream {
             destroy_pending: false,
             remote_change_seq: None,
             write_blocked: false,
-            messages_out: VecDeque::new(),
             rcv_nxt: 0,
             rcv_nxt_ext: 0,
             recvbuf: RecvBuffer::new(),
@@ -407,7 +464,6 @@ impl UdxStream {
             last_ooo_ext: None,
             readable_pending: false,
             messages_in: 0,
-            events: VecDeque::new(),
             stats: StreamStats::default(),
         }
     }
@@ -602,7 +658,7 @@ impl UdxStream {
             socket,
         });
         self.set_path_mtu();
-        self.events.push_back(StreamEvent::Connected);
+        self.q.make().events.push_back(StreamEvent::Connected);
         self.arm_keepalive(now);
         self.heard(now);
         Ok(())
@@ -660,9 +716,9 @@ impl UdxStream {
             socket,
         });
         self.set_path_mtu();
-        if self.sent.is_empty() {
+        if self.q.get().sent.is_empty() {
             self.remote_change_seq = None;
-            self.events.push_back(StreamEvent::RemoteChanged);
+            self.q.make().events.push_back(StreamEvent::RemoteChanged);
         } else {
             self.remote_change_seq = Some(self.snd_nxt);
         }
@@ -699,8 +755,8 @@ impl UdxStream {
     /// Wire-invisible otherwise. A record only partly written gets no boundary.
     pub fn write_record(&mut self, data: &[u8]) -> Result<usize, WriteError> {
         let n = self.write(data)?;
-        if n == data.len() && n > 0 && self.record_ends.len() < MAX_RECORD_ENDS {
-            self.record_ends.push_back(self.sendbuf.end());
+        if n == data.len() && n > 0 && self.q.get().record_ends.len() < MAX_RECORD_ENDS {
+            self.q.make().record_ends.push_back(self.sendbuf.end());
         }
         Ok(n)
     }
@@ -708,14 +764,14 @@ impl UdxStream {
     /// How much of `room` the next new packet takes under the record rule of
     /// [`write_record`](Self::write_record).
     fn record_room(&mut self, room: usize) -> usize {
-        while let Some(&e) = self.record_ends.front() {
+        while let Some(&e) = self.q.get().record_ends.front() {
             if e > self.packetized {
                 break;
             }
             self.last_record_end = e;
-            self.record_ends.pop_front();
+            self.q.opt().and_then(|q| q.record_ends.pop_front());
         }
-        let Some(&first) = self.record_ends.front() else {
+        let Some(&first) = self.q.get().record_ends.front() else {
             return room;
         };
         let limit = self.packetized + room as u64;
@@ -730,6 +786,8 @@ impl UdxStream {
         }
         // Whole records from here, as many as fit.
         let last = self
+            .q
+            .get()
             .record_ends
             .iter()
             .take_while(|&&e| e <= limit)
@@ -807,10 +865,10 @@ impl UdxStream {
         if data.len() > self.max_payload {
             return Err(MessageError::TooLarge);
         }
-        if self.messages_out.len() >= self.cfg.max_queued_messages {
+        if self.q.get().messages_out.len() >= self.cfg.max_queued_messages {
             return Err(MessageError::QueueFull);
         }
-        self.messages_out.push_back(data.to_vec());
+        self.q.make().messages_out.push_back(data.to_vec());
         Ok(())
     }
 
@@ -848,13 +906,13 @@ impl UdxStream {
 
     /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<StreamEvent> {
-        let ev = self.events.pop_front();
+        let ev = self.q.opt().and_then(|q| q.events.pop_front());
         match ev {
             Some(StreamEvent::Message(_)) => {
                 self.messages_in = self.messages_in.saturating_sub(1);
             }
             Some(_) => {}
-            None => super::release::release_if_drained(&mut self.events),
+            None => self.q.release_drained(),
         }
         ev
     }
@@ -862,10 +920,7 @@ impl UdxStream {
     /// Frees the small queues that drained (see [`super::release::RELEASE_DRAINED_MAX`]): an idle
     /// stream keeps no allocation of them.
     fn release_drained(&mut self) {
-        super::release::release_if_drained(&mut self.sent);
-        super::release::release_if_drained(&mut self.retransmit);
-        super::release::release_if_drained(&mut self.record_ends);
-        super::release::release_if_drained(&mut self.messages_out);
+        self.q.release_drained();
     }
 
     // ------------------------------------------------------------------ internals
@@ -875,8 +930,10 @@ impl UdxStream {
             return;
         }
         self.closed = Some(error);
-        self.sent.clear();
-        self.retransmit.clear();
+        if let Some(q) = self.q.opt() {
+            q.sent.clear();
+            q.retransmit.clear();
+        }
         self.inflight_bytes = 0;
         self.sacked_packets = 0;
         self.timers.stop(Timer::Rto);
@@ -888,7 +945,9 @@ impl UdxStream {
         self.timers.stop(Timer::Pacing);
         self.tlp_pending = false;
         self.heartbeat_pending = false;
-        self.messages_out.clear();
+        if let Some(q) = self.q.opt() {
+            q.messages_out.clear();
+        }
         self.assembler.clear();
         if error.is_some() || self.destroyed_locally {
             self.sendbuf.clear();
@@ -897,7 +956,10 @@ impl UdxStream {
         } else {
             self.sendbuf.clear();
         }
-        self.events.push_back(StreamEvent::Closed { error });
+        self.q
+            .make()
+            .events
+            .push_back(StreamEvent::Closed { error });
     }
 
     fn advertised_window(&self) -> u32 {
@@ -958,7 +1020,7 @@ impl UdxStream {
             self.recvbuf.push(data);
             if !self.readable_pending {
                 self.readable_pending = true;
-                self.events.push_back(StreamEvent::Readable);
+                self.q.make().events.push_back(StreamEvent::Readable);
             }
         }
         if end {
@@ -969,7 +1031,7 @@ impl UdxStream {
         if end {
             self.remote_ended = true;
             self.assembler.clear();
-            self.events.push_back(StreamEvent::End);
+            self.q.make().events.push_back(StreamEvent::End);
         }
     }
 
@@ -1041,7 +1103,9 @@ impl UdxStream {
         }
         if h.flags.contains(Flags::MESSAGE) && self.messages_in < self.cfg.max_queued_messages {
             self.messages_in += 1;
-            self.events
+            self.q
+                .make()
+                .events
                 .push_back(StreamEvent::Message(pkt.payload.to_vec()));
         }
         // An ack for something we never sent: no window update, no ACK (libudx step 10).
@@ -1083,7 +1147,7 @@ impl UdxStream {
         let mut acc = AckRate::default();
         let mut mtu_grew = false;
         while seq_lt(self.snd_una, ack) {
-            let Some(p) = self.sent.pop_front() else {
+            let Some(p) = self.q.opt().and_then(|q| q.sent.pop_front()) else {
                 // Acks beyond our packets (DESTROY's seq): just advance.
                 self.snd_una = ack;
                 break;
@@ -1111,7 +1175,12 @@ impl UdxStream {
             progressed = true;
         }
         if progressed {
-            let release = self.sent.front().map_or(self.packetized, |p| p.offset);
+            let release = self
+                .q
+                .get()
+                .sent
+                .front()
+                .map_or(self.packetized, |p| p.offset);
             self.sendbuf.release_to(release);
         }
         let mut sacked_in_ack = 0u64;
@@ -1120,9 +1189,9 @@ impl UdxStream {
                 continue;
             }
             let first = s.wrapping_sub(self.snd_una) as usize;
-            let last = (e.wrapping_sub(self.snd_una) as usize).min(self.sent.len());
+            let last = (e.wrapping_sub(self.snd_una) as usize).min(self.q.get().sent.len());
             for i in first..last {
-                let p = &mut self.sent[i];
+                let p = &mut self.q.make().sent[i];
                 sacked_in_ack += u64::from(p.len);
                 match p.state {
                     PacketState::Sacked => continue,
@@ -1160,7 +1229,7 @@ impl UdxStream {
             return;
         }
         if progressed {
-            let at = (!self.sent.is_empty()).then(|| now + self.rtt.rto());
+            let at = (!self.q.get().sent.is_empty()).then(|| now + self.rtt.rto());
             self.timers.set_or_stop(Timer::Rto, at);
         }
         if self.in_recovery && seq_le(self.recovery_point, self.snd_una) {
@@ -1195,7 +1264,7 @@ impl UdxStream {
         }
         if end_acked_now && !self.end_acked {
             self.end_acked = true;
-            self.events.push_back(StreamEvent::Finished);
+            self.q.make().events.push_back(StreamEvent::Finished);
             if !self.remote_ended {
                 self.ack_pending = true; // libudx's "final state" ACK
             }
@@ -1203,14 +1272,14 @@ impl UdxStream {
         if let Some(cs) = self.remote_change_seq {
             if seq_le(cs, self.snd_una) {
                 self.remote_change_seq = None;
-                self.events.push_back(StreamEvent::RemoteChanged);
+                self.q.make().events.push_back(StreamEvent::RemoteChanged);
             }
         }
         if self.write_blocked && self.sendbuf.free() > 0 && !self.end_requested {
             self.write_blocked = false;
-            self.events.push_back(StreamEvent::Writable);
+            self.q.make().events.push_back(StreamEvent::Writable);
         }
-        if self.sent.is_empty() {
+        if self.q.get().sent.is_empty() {
             self.arm_keepalive(now);
         }
     }
@@ -1222,9 +1291,13 @@ impl UdxStream {
             self.rtt.srtt(),
             self.rtt.min_rtt(),
         );
+        let Some(q) = self.q.opt() else {
+            self.timers.stop(Timer::Rack);
+            return;
+        };
         let scan = self
             .rack
-            .detect_loss(now, &mut self.sent, reo, &mut self.retransmit);
+            .detect_loss(now, &mut q.sent, reo, &mut q.retransmit);
         self.timers.set_or_stop(Timer::Rack, scan.timer);
         for _ in 0..scan.probes_lost {
             self.mtu.on_probe_lost();
@@ -1257,7 +1330,7 @@ impl UdxStream {
         }
         let pto = if self.rtt.has_sample() {
             let mut p = self.rtt.srtt() * 2;
-            if self.sent.len() == 1 {
+            if self.q.get().sent.len() == 1 {
                 p += Duration::from_millis(2);
             }
             p.max(Duration::from_micros(100))
@@ -1317,7 +1390,7 @@ impl UdxStream {
         }
         if self.timers.is_expired(Timer::Tlp, now) {
             self.timers.stop(Timer::Tlp);
-            if !self.sent.is_empty() && !self.in_recovery {
+            if !self.q.get().sent.is_empty() && !self.in_recovery {
                 self.tlp_pending = true;
                 self.tlp_allowed = false;
             }
@@ -1333,7 +1406,7 @@ impl UdxStream {
         }
         if self.timers.is_expired(Timer::KeepAlive, now) {
             self.timers.stop(Timer::KeepAlive);
-            if self.sent.is_empty() {
+            if self.q.get().sent.is_empty() {
                 self.heartbeat_pending = true;
             }
             self.arm_keepalive(now);
@@ -1346,12 +1419,15 @@ impl UdxStream {
     /// first RTO (1 s) would delay the relayed connection by that much.
     pub fn resend_in_flight(&mut self) {
         let mut lost_bytes = 0u64;
-        for p in self.sent.iter_mut() {
+        let Some(q) = self.q.opt() else {
+            return;
+        };
+        for p in q.sent.iter_mut() {
             if p.state == PacketState::InFlight {
                 p.state = PacketState::Lost;
                 p.mtu_probe = false; // no sign about the path MTU
                 lost_bytes += u64::from(p.len);
-                self.retransmit.push_back(p.seq);
+                q.retransmit.push_back(p.seq);
             }
         }
         self.inflight_bytes -= lost_bytes;
@@ -1360,8 +1436,10 @@ impl UdxStream {
     fn on_rto(&mut self, now: Instant) {
         self.stats.rto_expiries += 1;
         let Some(front) = self
-            .sent
-            .iter_mut()
+            .q
+            .opt()
+            .into_iter()
+            .flat_map(|q| q.sent.iter_mut())
             .find(|p| p.state != PacketState::Sacked)
         else {
             self.timers.stop(Timer::Rto);
@@ -1373,17 +1451,19 @@ impl UdxStream {
         }
         front.rto_count += 1;
         let inflight = self.inflight_bytes;
-        self.retransmit.clear();
         let mut probes_lost = 0;
-        for p in self.sent.iter_mut() {
-            if p.state == PacketState::InFlight {
-                p.state = PacketState::Lost;
-                if core::mem::take(&mut p.mtu_probe) {
-                    probes_lost += 1;
+        if let Some(q) = self.q.opt() {
+            q.retransmit.clear();
+            for p in q.sent.iter_mut() {
+                if p.state == PacketState::InFlight {
+                    p.state = PacketState::Lost;
+                    if core::mem::take(&mut p.mtu_probe) {
+                        probes_lost += 1;
+                    }
                 }
-            }
-            if p.state == PacketState::Lost {
-                self.retransmit.push_back(p.seq);
+                if p.state == PacketState::Lost {
+                    q.retransmit.push_back(p.seq);
+                }
             }
         }
         for _ in 0..probes_lost {
@@ -1453,9 +1533,9 @@ impl UdxStream {
             let n = h.write(buf).ok()?;
             return self.transmit(n);
         }
-        if let Some(m) = self.messages_out.front() {
+        if let Some(m) = self.q.get().messages_out.front() {
             if buf.len() >= HEADER_LEN + m.len() {
-                let m = self.messages_out.pop_front()?;
+                let m = self.q.opt()?.messages_out.pop_front()?;
                 let h = self.header(Flags::MESSAGE, self.snd_nxt)?;
                 let pkt = Packet {
                     header: h,
@@ -1465,7 +1545,7 @@ impl UdxStream {
                 let n = pkt.encode(buf).ok()?;
                 return self.transmit(n);
             }
-            self.messages_out.pop_front();
+            self.q.opt().and_then(|q| q.messages_out.pop_front());
         }
         self.poll_data(now, buf)
     }
@@ -1511,17 +1591,19 @@ impl UdxStream {
         let cwnd = self.cc.window();
         // 1. Retransmissions (cwnd-limited, not rwnd-limited). A packet keeps its size even if
         // the MTU went down since (a new path): it only needs to fit the caller's buffer.
-        while let Some(&seq) = self.retransmit.front() {
+        while let Some(&seq) = self.q.get().retransmit.front() {
             let idx = seq.wrapping_sub(self.snd_una) as usize;
             let live = self
+                .q
+                .get()
                 .sent
                 .get(idx)
                 .is_some_and(|p| p.seq == seq && p.state == PacketState::Lost);
             if !live {
-                self.retransmit.pop_front();
+                self.q.opt().and_then(|q| q.retransmit.pop_front());
                 continue;
             }
-            let len = self.sent[idx].len as usize;
+            let len = self.q.get().sent[idx].len as usize;
             if len > buf.len() - HEADER_LEN {
                 return None;
             }
@@ -1532,7 +1614,7 @@ impl UdxStream {
                 self.timers.set(Timer::Pacing, t);
                 return None;
             }
-            self.retransmit.pop_front();
+            self.q.opt().and_then(|q| q.retransmit.pop_front());
             return self.send_existing(now, idx, buf, true);
         }
         // 2. Tail loss probe: new data beyond cwnd, else the highest packet again.
@@ -1543,11 +1625,13 @@ impl UdxStream {
                 return self.send_new(now, buf, room, true);
             }
             if let Some(idx) = self
+                .q
+                .get()
                 .sent
                 .iter()
                 .rposition(|p| p.state == PacketState::InFlight)
             {
-                if self.sent[idx].len as usize <= buf.len() - HEADER_LEN {
+                if self.q.get().sent[idx].len as usize <= buf.len() - HEADER_LEN {
                     return self.send_existing(now, idx, buf, false);
                 }
             }
@@ -1555,13 +1639,13 @@ impl UdxStream {
         // 3. New data.
         if !self.has_new() {
             // Out of data with room in the window: the application limits the rate now.
-            if self.inflight_bytes < cwnd && self.retransmit.is_empty() {
+            if self.inflight_bytes < cwnd && self.q.get().retransmit.is_empty() {
                 self.rate.mark_app_limited(self.inflight_bytes);
             }
             return None;
         }
         let Some(len) = self.rwnd_allows(room) else {
-            if self.sent.is_empty() && !self.timers.is_set(Timer::ZeroWindowProbe) {
+            if self.q.get().sent.is_empty() && !self.timers.is_set(Timer::ZeroWindowProbe) {
                 self.timers
                     .set(Timer::ZeroWindowProbe, now + self.rtt.rto());
                 self.zwp_backoff = false;
@@ -1590,7 +1674,12 @@ impl UdxStream {
         // The peer's edge: its free space plus what that same ACK SACKed (held, so already
         // excluded from the free space), against every byte not cumulatively acked (in flight,
         // SACKed, or lost and awaiting retransmission — those need their room again).
-        let outstanding = self.sent.front().map_or(0, |p| self.packetized - p.offset);
+        let outstanding = self
+            .q
+            .get()
+            .sent
+            .front()
+            .map_or(0, |p| self.packetized - p.offset);
         let edge = u64::from(self.send_rwnd) + self.send_rwnd_sacked;
         let allowed = usize::try_from(edge.saturating_sub(outstanding)).unwrap_or(usize::MAX);
         if allowed >= want {
@@ -1649,12 +1738,12 @@ impl UdxStream {
         }
         if self.unsent() <= len as u64
             && self.inflight_bytes + (len as u64) < self.cc.window()
-            && self.retransmit.is_empty()
+            && self.q.get().retransmit.is_empty()
         {
             // This packet drains what the application gave us.
             self.rate.mark_app_limited(self.inflight_bytes);
         }
-        let nothing_outstanding = self.sent.is_empty();
+        let nothing_outstanding = self.q.get().sent.is_empty();
         if nothing_outstanding {
             self.cc.on_transmit_start(now, self.rate.is_app_limited());
         }
@@ -1667,7 +1756,7 @@ impl UdxStream {
         if end {
             self.end_seq = Some(seq);
         }
-        self.sent.push_back(SentPacket {
+        self.q.make().sent.push_back(SentPacket {
             seq,
             offset,
             len: len as u32,
@@ -1693,7 +1782,7 @@ impl UdxStream {
         was_lost: bool,
     ) -> Option<PacketOut> {
         let (seq, offset, len, end) = {
-            let p = &self.sent[idx];
+            let p = &self.q.get().sent[idx];
             (p.seq, p.offset, p.len as usize, p.end)
         };
         let mut flags = Flags::ACK;
@@ -1712,7 +1801,7 @@ impl UdxStream {
             return None;
         }
         let rate = self.rate.on_sent(now, false);
-        let p = &mut self.sent[idx];
+        let p = &mut self.q.make().sent[idx];
         p.sent_time = now;
         p.rate = rate;
         p.transmissions = p.transmissions.saturating_add(1);
