@@ -47,6 +47,7 @@ pub fn build_node(
         max_age: opts.max_age,
         store_budget: opts.store_budget,
         connection_budget: opts.connection_budget,
+        max_server_handshakes: None,
     };
     let mut node = Node::new(dht, rng, now);
     node.set_random_punch_limits(now, opts.random_punch_interval, opts.defer_random_punch);

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use hdht_core::dht::budget::{MIN_RECV_WINDOW, MIN_SEND_BUFFER};
+use hdht_core::dht::DhtConfig;
 use hdht_core::swarm::{JoinOptions, SwarmConfig};
 use hdht_sim::replay::Replay;
 use hdht_sim::scenario::swarm::{run_swarm, SwarmRun, SwarmScenarioConfig};
@@ -278,6 +280,54 @@ fn with_a_relay_symmetric_peers_mesh_too() {
     assert!(r.missing_pairs.is_empty(), "{}", describe(&r));
     assert_eq!(r.mismatched_pairs, 0, "{}", describe(&r));
     assert!(r.to_json_line().contains("\"relay\":true"));
+    assert_eq!(
+        r.dial_failures.get("RELAY_ABORTED"),
+        None,
+        "the relay has room for every pair: {}",
+        describe(&r)
+    );
+}
+
+/// A relay node with room for 8 UDX streams (4 relayed pairs: each pair is a relay connection
+/// from each peer) and 8 remembered handshakes, as hdht's defaults (a 512 MiB connection
+/// budget, 4,096 handshakes) are for a mesh of hundreds.
+fn tiny_relay_node(c: &mut DhtConfig) {
+    c.connection_budget = Some(8 * (MIN_RECV_WINDOW + MIN_SEND_BUFFER));
+    c.max_server_handshakes = Some(8);
+}
+
+/// Every relayed pair is two connects to the relay node, each a stream it keeps and a
+/// handshake its server remembers for 10 s. A relay node out of room answers `TRY_LATER`
+/// (the relay connection fails with `SERVER_ERROR`) or drops the handshake, and the relayed
+/// connect fails with `RELAY_ABORTED`: so the 100-peer mesh saw 83 of them, and the symmetric
+/// peers of a 1,000-peer swarm stayed below 64 connections for minutes. The scenario sizes
+/// its relay node for the mesh (`relay_node_config`; `with_a_relay_symmetric_peers_mesh_too`
+/// has no `RELAY_ABORTED`); squeezed to 4 pairs, the same six symmetric peers cannot mesh.
+#[test]
+fn a_relay_node_out_of_room_aborts_relayed_connects() {
+    let replay = Replay::new(
+        "swarm",
+        "a_relay_node_out_of_room_aborts_relayed_connects",
+        1,
+    );
+    let mix: NatMix = "symmetric:1".parse().unwrap();
+    let mut cfg = SwarmScenarioConfig::new(6, mix, replay.seed());
+    cfg.relay = true;
+    cfg.relay_node = Some(tiny_relay_node);
+    cfg.mesh_timeout = Duration::from_secs(40);
+    cfg.settle = Duration::ZERO;
+    let r = run_swarm(&cfg).unwrap();
+    assert!(!r.meshed(), "{}", describe(&r));
+    assert!(
+        r.connected_pairs <= 4,
+        "at most 4 pairs relay at once: {}",
+        describe(&r)
+    );
+    assert!(
+        r.dial_failures.get("RELAY_ABORTED").copied().unwrap_or(0) > 0,
+        "{}",
+        describe(&r)
+    );
 }
 
 /// A mix with symmetric peers and a relay: consistent × symmetric pairs punch (the server side

@@ -224,15 +224,30 @@ fn run_swarm_scenario(args: SimArgs, json: bool) -> Result<()> {
     cfg.max_peers = args.max_peers;
     cfg.relay = args.relay;
     cfg.progress = Some(|p| {
-        // On stderr: stdout's last line stays the summary.
+        // On stderr: stdout's last line stays the summary. `belowTarget`: of the peers below
+        // their target (at most 100 counted), how many dial, have peers queued or waiting for
+        // a retry, and over them the peers they are not connected to that refuse them (full)
+        // or that they do not know.
+        let b = &p.below_target;
+        let count = |f: &dyn Fn(&hdht_sim::scenario::swarm::BelowTarget) -> usize| -> usize {
+            b.iter().map(f).sum()
+        };
         eprintln!(
-            "{{\"event\":\"progress\",\"sinceJoinMs\":{},\"connectedPairs\":{},\"connectablePairs\":{},\"peersAtTarget\":{},\"peers\":{},\"wallMs\":{}}}",
+            "{{\"event\":\"progress\",\"sinceJoinMs\":{},\"connectedPairs\":{},\"connectablePairs\":{},\"peersAtTarget\":{},\"peers\":{},\"wallMs\":{},\"belowTarget\":{{\"peers\":{},\"dialing\":{},\"withQueued\":{},\"withWaiting\":{},\"missing\":{},\"othersFull\":{},\"othersUnknown\":{},\"others\":{}}}}}",
             p.since_join.as_millis(),
             p.connected_pairs,
             p.connectable_pairs,
             p.peers_at_target,
             p.peers,
-            p.wall.as_millis()
+            p.wall.as_millis(),
+            b.len(),
+            count(&|x| usize::from(x.connecting > 0)),
+            count(&|x| usize::from(x.queued > 0)),
+            count(&|x| usize::from(x.waiting > 0)),
+            count(&|x| x.target - x.degree),
+            count(&|x| x.others_full),
+            count(&|x| x.others_unknown),
+            count(&|x| x.others),
         );
     });
     let run = run_swarm(&cfg).map_err(|e| Error::new(format!("simulation failed: {e}")))?;

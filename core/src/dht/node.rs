@@ -95,6 +95,11 @@ pub struct DhtConfig {
     /// [`DEFAULT_CONNECTION_BUDGET`](super::budget::DEFAULT_CONNECTION_BUDGET), 512 MiB; see
     /// [`ConnectionBudget`](super::budget::ConnectionBudget)).
     pub connection_budget: Option<usize>,
+    /// Handshakes the node's servers track at once, answered ones included for 10 s (default
+    /// [`MAX_SERVER_HANDSHAKES`], 4096); a handshake beyond it is dropped unanswered. A node
+    /// that serves more connects than that every 10 s — a blind relay for a large swarm, whose
+    /// every relayed pair is two connects to it — needs more.
+    pub max_server_handshakes: Option<usize>,
 }
 
 /// How much state the connect path holds (bounded under floods; see
@@ -205,6 +210,8 @@ pub struct DhtNode<R> {
     pool: SocketPool,
     /// The node-wide random-punch throttle.
     random_punches: RandomPunchLimiter,
+    /// [`DhtConfig::max_server_handshakes`].
+    max_server_handshakes: usize,
     next_conn: u64,
     next_server: u64,
     next_firewall_question: u64,
@@ -298,6 +305,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             )),
             pool: SocketPool::default(),
             random_punches: RandomPunchLimiter::default(),
+            max_server_handshakes: cfg.max_server_handshakes.unwrap_or(MAX_SERVER_HANDSHAKES),
             next_conn: 0,
             next_server: 0,
             next_firewall_question: 0,
@@ -837,7 +845,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 let Some(server) = self.local_server(req) else {
                     return;
                 };
-                let room = self.handshake_count() < MAX_SERVER_HANDSHAKES;
+                let room = self.handshake_count() < self.max_server_handshakes;
                 self.with_server(now, server, |s, env, out| {
                     s.handle_handshake(env, req, envelope, room, out)
                 });

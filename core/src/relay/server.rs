@@ -147,6 +147,9 @@ struct PendingPair {
 pub struct RelayServer {
     limits: RelayLimits,
     sessions: BTreeMap<SessionId, Session>,
+    /// Sessions that may have frames to write ([`poll_frame`](Self::poll_frame) looks only at
+    /// these, not at every session: a relay for a large swarm holds tens of thousands).
+    dirty: BTreeSet<SessionId>,
     pending: BTreeMap<Token, PendingPair>,
     expiry: BTreeSet<(Instant, Token)>,
     /// Relay stream → its session.
@@ -227,6 +230,7 @@ impl RelayServer {
                 links: BTreeMap::new(),
             },
         );
+        self.dirty.insert(session);
         self.stats.sessions_accepted += 1;
         Ok(())
     }
@@ -251,6 +255,7 @@ impl RelayServer {
             .sessions
             .get_mut(&session)
             .ok_or(RelayError::UnknownSession(session))?;
+        self.dirty.insert(session);
         let accept_any = s.accept_any && s.channel.is_none();
         let mut accepted = false;
         let result = s.mux.handle_frame_with(frame, &mut |protocol, _id| {
@@ -412,6 +417,7 @@ impl RelayServer {
                         seq: 0,
                     };
                     let _ = s.mux.send(ch, TYPE_PAIR, &reply.to_vec());
+                    self.dirty.insert(half.session);
                 }
             }
         }
@@ -537,9 +543,14 @@ impl RelayServer {
 
     /// The next frame to write to a session's connection (one secret-stream message).
     pub fn poll_frame(&mut self) -> Option<(SessionId, Vec<u8>)> {
-        self.sessions
-            .iter_mut()
-            .find_map(|(id, s)| s.mux.poll_frame().map(|f| (*id, f)))
+        // In session order, as a walk over every session would give them.
+        while let Some(&id) = self.dirty.first() {
+            if let Some(f) = self.sessions.get_mut(&id).and_then(|s| s.mux.poll_frame()) {
+                return Some((id, f));
+            }
+            self.dirty.remove(&id);
+        }
+        None
     }
 
     /// Forward a datagram in place (see [`Forwarder::forward_in_place`]).

@@ -1050,8 +1050,15 @@ impl<R: RngCore> Swarm<R> {
                 None
             }
             ConnectEvent::Failed { conn, error } if self.conns.contains_key(&conn) => {
-                *self.dial_failures.entry(error.code()).or_insert(0) += 1;
-                if self.cfg.relay_through.is_some() && forces_relaying(error) {
+                // Our own dial, destroyed by the duplicate rule for the peer's connection
+                // (`existing.destroy(Error('Duplicate connection'))`: no code, so the
+                // reference neither forces relaying nor counts a failure). The node reports a
+                // destroyed connect as `HOLEPUNCH_ABORTED`, which would force relaying.
+                let duplicate = self.swaps.contains_key(&conn);
+                if !duplicate {
+                    *self.dial_failures.entry(error.code()).or_insert(0) += 1;
+                }
+                if !duplicate && self.cfg.relay_through.is_some() && forces_relaying(error) {
                     // The reference's `shouldForceRelaying`: relay from now on, and reset
                     // the attempts so the relayed dial comes at once.
                     if let Some(p) = self

@@ -85,13 +85,16 @@ pub struct SwarmScenarioConfig {
     /// failed in a way punching cannot fix). Then every pair can connect, symmetric ×
     /// symmetric too.
     pub relay: bool,
+    /// Adjusts the relay node's DHT options (after the scenario's own sizing, see
+    /// [`relay_node_config`]), for tests.
+    pub relay_node: Option<fn(&mut DhtConfig)>,
     /// Called every 10 s of virtual time after the join while the run waits for its target
     /// (the CLI prints a progress line on stderr: long runs show how far they got).
     pub progress: Option<fn(&SwarmProgress)>,
 }
 
 /// How far a swarm run got, [`SwarmScenarioConfig::progress`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SwarmProgress {
     /// Virtual time since the join.
     pub since_join: Duration,
@@ -105,6 +108,8 @@ pub struct SwarmProgress {
     pub peers: usize,
     /// Wall-clock time since the run started.
     pub wall: Duration,
+    /// The peers below their target now (at most 100), and why.
+    pub below_target: Vec<BelowTarget>,
 }
 
 impl SwarmScenarioConfig {
@@ -126,6 +131,7 @@ impl SwarmScenarioConfig {
             before_join: None,
             after_mesh: None,
             relay: false,
+            relay_node: None,
             progress: None,
         }
     }
@@ -157,13 +163,36 @@ impl SwarmScenarioConfig {
 /// default's 1,024 relayed pairs, sized for a public relay, would leave pairs of a mesh of
 /// hundreds unconnected for lack of room, not for anything the swarm does).
 fn relay_limits(peers: usize) -> RelayLimits {
-    let pairs = peers * peers.saturating_sub(1) / 2;
+    let pairs = mesh_pairs(peers);
     let d = RelayLimits::default();
     RelayLimits {
         relayed_pairs: d.relayed_pairs.max(pairs),
         pending_total: d.pending_total.max(2 * pairs),
         ..d
     }
+}
+
+fn mesh_pairs(peers: usize) -> usize {
+    peers * peers.saturating_sub(1) / 2
+}
+
+/// The relay node's own bounds, sized for the mesh as [`relay_limits`] is: every relayed pair
+/// is two connects to the relay node (one from each peer), each a UDX stream it keeps while
+/// the pair relays and a handshake its server remembers for 10 s. hdht's defaults (a 512 MiB
+/// connection budget: ~3,300 streams at their smallest windows; 4,096 handshakes) would cap
+/// the relay at ~1,650 relayed pairs: past them it answers `TRY_LATER` (the relay connection
+/// fails with `SERVER_ERROR`) or drops the handshake (`PEER_CONNECTION_FAILED`), and the
+/// relayed connect ends `RELAY_ABORTED` — 83 times in the 100-peer mesh, and the symmetric
+/// peers of a 1,000-peer swarm stayed below 64 connections for minutes.
+pub fn relay_node_config(cfg: &mut DhtConfig, peers: usize) {
+    use hdht_core::dht::budget::{DEFAULT_CONNECTION_BUDGET, MIN_RECV_WINDOW, MIN_SEND_BUFFER};
+    use hdht_core::dht::MAX_SERVER_HANDSHAKES;
+    let streams = 2 * mesh_pairs(peers);
+    // Streams get their smallest windows once half the budget is taken: the other half must
+    // hold every relay stream at those.
+    let small = streams.saturating_mul(MIN_RECV_WINDOW + MIN_SEND_BUFFER);
+    cfg.connection_budget = Some(DEFAULT_CONNECTION_BUDGET.max(small.saturating_mul(2)));
+    cfg.max_server_handshakes = Some(MAX_SERVER_HANDSHAKES.max(streams));
 }
 
 /// Whether two peers behind these NATs can connect without a relay.
@@ -215,6 +244,8 @@ pub struct SwarmRun {
     pub missing_pairs: Vec<(usize, usize)>,
     /// Each peer's connections after `settle`: (ours, the peers').
     pub peer_connections: Vec<(usize, usize)>,
+    /// The peers below their target after `settle` (at most 100), and why.
+    pub below_target: Vec<BelowTarget>,
     /// The most dials one swarm had in progress, sampled at every connection event.
     pub max_connecting: usize,
     /// Peers whose `flush()`, called right after the join, ended with `ok` by the end.
@@ -229,6 +260,8 @@ pub struct SwarmRun {
     pub duplicates_dropped: u64,
     /// Dials started, over all peers.
     pub dials: u64,
+    /// Handshakes the swarms refused (over `max_server_connections`, banned), over all peers.
+    pub incoming_refused: u64,
     /// Dials that failed before opening, by error code, over all peers.
     pub dial_failures: BTreeMap<String, u64>,
     /// Hash over every delivered datagram.
@@ -286,6 +319,27 @@ impl SwarmRun {
         j.num("disconnectionEvents", self.disconnection_events as f64);
         j.num("duplicatesDropped", self.duplicates_dropped as f64);
         j.num("dials", self.dials as f64);
+        j.num("incomingRefused", self.incoming_refused as f64);
+        if !self.below_target.is_empty() {
+            let list: Vec<String> = self
+                .below_target
+                .iter()
+                .map(|b| {
+                    let mut o = Json::default();
+                    o.num("peer", b.peer as f64);
+                    o.num("degree", b.degree as f64);
+                    o.num("target", b.target as f64);
+                    o.num("connecting", b.connecting as f64);
+                    o.num("queued", b.queued as f64);
+                    o.num("waiting", b.waiting as f64);
+                    o.num("others", b.others as f64);
+                    o.num("othersFull", b.others_full as f64);
+                    o.num("othersUnknown", b.others_unknown as f64);
+                    o.finish()
+                })
+                .collect();
+            j.raw("belowTarget", &format!("[{}]", list.join(",")));
+        }
         let mut f = Json::default();
         for (k, v) in &self.dial_failures {
             f.num(k, *v as f64);
@@ -300,6 +354,32 @@ impl SwarmRun {
         j.num("wallMs", (self.wall.as_secs_f64() * 1000.0).round());
         j.finish()
     }
+}
+
+/// A peer below its target after `settle`, and where its missing connections could come
+/// from: the peers it is not connected to, by what stands in the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BelowTarget {
+    /// Its index.
+    pub peer: usize,
+    /// Shared connections, and its target.
+    pub degree: usize,
+    /// Its target.
+    pub target: usize,
+    /// Its dials in progress.
+    pub connecting: usize,
+    /// Peers in its dial queue.
+    pub queued: usize,
+    /// Peers waiting for a retry timer.
+    pub waiting: usize,
+    /// Peers it could connect to and is not connected to.
+    pub others: usize,
+    /// Of those, peers that refuse its handshake now (their incoming connections are at
+    /// `max_server_connections`).
+    pub others_full: usize,
+    /// Of those, peers that would take its handshake but it does not know (not found by
+    /// its lookups, or given up after 4 failed dials and forgotten).
+    pub others_unknown: usize,
 }
 
 /// Tracks the pairs as the peers' events come: a pair is connected when both swarms hold a
@@ -445,6 +525,38 @@ fn open_and_bootstrapped(sim: &SwarmSim, h: HostId) -> bool {
         .is_some_and(|n| n.rpc().is_bootstrapped() && !n.rpc().is_firewalled())
 }
 
+fn below_target(sim: &SwarmSim, m: &Mesh, i: usize, degree: usize) -> BelowTarget {
+    let swarm = sim.try_node(m.hosts[i]).and_then(|n| n.swarm());
+    let mut b = BelowTarget {
+        peer: i,
+        degree,
+        target: m.target[i],
+        connecting: swarm.map_or(0, |s| s.connecting()),
+        queued: swarm.map_or(0, |s| s.queued()),
+        waiting: swarm.map_or(0, |s| s.peers().filter(|p| p.waiting).count()),
+        others: 0,
+        others_full: 0,
+        others_unknown: 0,
+    };
+    for j in 0..m.hosts.len() {
+        let pair = (i.min(j), i.max(j));
+        if j == i
+            || m.connected.contains(&pair)
+            || !connectable(m.relay, m.presets[i], m.presets[j])
+        {
+            continue;
+        }
+        b.others += 1;
+        let other = sim.try_node(m.hosts[j]).and_then(|n| n.swarm());
+        if other.is_some_and(|s| s.refuses_incoming(&m.keys[i])) {
+            b.others_full += 1;
+        } else if swarm.is_some_and(|s| s.peer(&m.keys[j]).is_none()) {
+            b.others_unknown += 1;
+        }
+    }
+    b
+}
+
 fn run_until(
     sim: &mut SwarmSim,
     m: &mut Mesh,
@@ -518,6 +630,10 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
     let relay_key = if cfg.relay {
         let mut c = DhtNodeConfig::joining(vec![boot]);
         c.dht.rpc.persistence = Persistence::Persistent;
+        relay_node_config(&mut c.dht, cfg.peers);
+        if let Some(f) = cfg.relay_node {
+            f(&mut c.dht);
+        }
         let h = sim.add_swarm_node_in(RealmId::INTERNET, c)?;
         let deadline = sim.now() + cfg.ready_timeout;
         run_until(
@@ -662,6 +778,11 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
                 peers_at_target: m.satisfied,
                 peers: n,
                 wall: wall.elapsed(),
+                below_target: (0..n)
+                    .filter(|&i| m.degree[i] < m.target[i])
+                    .take(100)
+                    .map(|i| below_target(&sim, &m, i, m.degree[i]))
+                    .collect(),
             });
         }
     }
@@ -703,6 +824,11 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         settled_degree[*b] += 1;
     }
     let held = mesh_time.is_some() && (0..n).all(|i| settled_degree[i] >= m.target[i]);
+    let below_target = (0..n)
+        .filter(|&i| settled_degree[i] < m.target[i])
+        .take(100)
+        .map(|i| below_target(&sim, &m, i, settled_degree[i]))
+        .collect();
 
     let firsts: Vec<f64> = m
         .first_connection
@@ -717,12 +843,13 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         .filter(|(_, ok)| *ok)
         .map(|(t, _)| t.saturating_duration_since(joined).as_secs_f64() * 1000.0)
         .collect();
-    let (mut dups, mut dials) = (0, 0);
+    let (mut dups, mut dials, mut refused) = (0, 0, 0);
     let mut dial_failures = BTreeMap::new();
     for &h in &hosts {
         if let Some(s) = sim.try_node(h).and_then(|n| n.swarm()) {
             dups += s.stats().duplicates_dropped;
             dials += s.stats().client_attempted;
+            refused += s.stats().incoming_refused;
             for (k, v) in s.dial_failures() {
                 *dial_failures.entry((*k).to_string()).or_insert(0) += v;
             }
@@ -746,6 +873,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         mismatched_pairs,
         missing_pairs,
         peer_connections,
+        below_target,
         max_connecting: m.max_connecting,
         flushed: flushes.len(),
         flush_ms: super::Percentiles::of(&flushes),
@@ -753,6 +881,7 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         disconnection_events: m.disconnections,
         duplicates_dropped: dups,
         dials,
+        incoming_refused: refused,
         dial_failures,
         trace_hash: sim.trace(),
         net: sim.stats(),
@@ -760,4 +889,29 @@ pub fn run_swarm(cfg: &SwarmScenarioConfig) -> Result<SwarmRun, ScenarioError> {
         sim_time: Duration::from_micros(sim.now().as_micros()),
         wall: wall.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdht_core::dht::budget::ConnectionBudget;
+    use hdht_core::udx::StreamConfig;
+
+    /// The relay node of a 1,000-peer mesh has room for two relay streams per pair.
+    #[test]
+    fn the_relay_node_has_room_for_every_pair() {
+        let peers = 1000;
+        let mut c = DhtConfig::default();
+        relay_node_config(&mut c, peers);
+        let budget = ConnectionBudget::new(c.connection_budget.unwrap());
+        let base = StreamConfig::default();
+        let mut reserved = 0usize;
+        for _ in 0..2 * mesh_pairs(peers) {
+            let s = budget
+                .size(reserved, base.clone())
+                .expect("room for the stream");
+            reserved += s.recv_window + s.send_buffer;
+        }
+        assert!(c.max_server_handshakes.unwrap() >= 2 * mesh_pairs(peers));
+    }
 }

@@ -685,6 +685,7 @@ impl ClientAttempt {
             _ => false,
         };
         if waiting {
+            tracing::debug!("connect: the relay failed and no punch is alive: RELAY_ABORTED");
             out.push(ClientAction::Fail(ConnectError::RelayAborted));
         }
     }

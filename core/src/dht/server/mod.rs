@@ -275,7 +275,7 @@ impl Server {
     }
 
     /// A PEER_HANDSHAKE for this server's key (`_onpeerhandshake`). `room`: the node tracks
-    /// fewer than [`MAX_SERVER_HANDSHAKES`].
+    /// fewer than [`DhtConfig::max_server_handshakes`](super::DhtConfig::max_server_handshakes).
     pub(crate) fn handle_handshake<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
