@@ -47,6 +47,21 @@ pub(crate) struct ServerSlot {
 }
 
 impl ServerSlot {
+    /// A server not listening yet; `firewall` decides its handshakes (`None`: accept all).
+    pub(crate) fn new(firewall: Option<Firewall>) -> Self {
+        ServerSlot {
+            incoming: VecDeque::new(),
+            accept_waker: None,
+            listening: false,
+            listen_waker: None,
+            firewall,
+            closed: false,
+            unannouncing: false,
+            done: false,
+            close_wakers: Vec::new(),
+        }
+    }
+
     pub(crate) fn finish_close(&mut self) {
         self.unannouncing = false;
         self.done = true;
@@ -284,20 +299,7 @@ impl Connections {
     /// Tracks a server the application does not accept from (the node's relay): only its
     /// listening state, for [`listening`](Self::listening).
     pub(crate) fn track_server(&mut self, id: ServerId) {
-        self.servers.insert(
-            id,
-            ServerSlot {
-                incoming: VecDeque::new(),
-                accept_waker: None,
-                listening: false,
-                listen_waker: None,
-                firewall: None,
-                closed: false,
-                unannouncing: false,
-                done: false,
-                close_wakers: Vec::new(),
-            },
-        );
+        self.servers.insert(id, ServerSlot::new(None));
     }
 
     /// Whether server `id` announced itself; `None` if it is gone.

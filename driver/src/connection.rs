@@ -2,7 +2,6 @@
 //! (`futures::io` `AsyncRead`/`AsyncWrite`, and with the `tokio` feature tokio's, written once
 //! here for both runtimes); a [`Server`] yields connections.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddrV4;
@@ -40,20 +39,10 @@ impl Shared {
             })
         });
         self.with_inner(|inner| {
-            inner.connections.servers.insert(
-                id,
-                ServerSlot {
-                    incoming: VecDeque::new(),
-                    accept_waker: None,
-                    listening: false,
-                    listen_waker: None,
-                    firewall,
-                    closed: false,
-                    unannouncing: false,
-                    done: false,
-                    close_wakers: Vec::new(),
-                },
-            );
+            inner
+                .connections
+                .servers
+                .insert(id, ServerSlot::new(firewall));
         });
         Server {
             shared: self.clone(),
