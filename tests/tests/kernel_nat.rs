@@ -38,6 +38,18 @@ fn runs(default: usize) -> usize {
         .max(1)
 }
 
+/// One test of this binary at a time: each already runs its NAT pairs in parallel, and the
+/// punches are timing-sensitive (2 ms probe bursts, a Node peer opening 256 sockets); eight
+/// tests' processes at once on a 2-core machine are the likely reason a Rust client behind a
+/// consistent NAT once missed a randomizing Node server for its whole ~35 s probe window (it
+/// connects in ~1 s when the binary's other tests are not running beside it).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`ONE_AT_A_TIME`] for the rest of a test (a failed test does not block the others).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Consistent × consistent, consistent × random, random × consistent, random × random
 /// (server NAT × client NAT).
 const PAIRS: [(Nat, Nat); 4] = [
@@ -143,6 +155,7 @@ fn refused_double_random(o: &Outcome) -> bool {
 
 #[test]
 fn kernel_nat_node_reference() {
+    let _serial = one_at_a_time();
     through_the_nats(Impl::Node, Impl::Node);
 }
 
@@ -151,6 +164,7 @@ fn kernel_nat_node_reference() {
 /// output parsing) while punching is not wired.
 #[test]
 fn kernel_nat_rust_cli_without_punching() {
+    let _serial = one_at_a_time();
     let t0 = Instant::now();
     let mut topo = Topology::up();
     let mut failures = Vec::new();
@@ -187,6 +201,7 @@ fn kernel_nat_rust_cli_without_punching() {
 /// sees the client at its LAN address.
 #[test]
 fn kernel_nat_lan_peers_behind_one_nat() {
+    let _serial = one_at_a_time();
     let t0 = Instant::now();
     let mut topo = Topology::up();
     topo.set_nat(Site::A, Nat::Consistent).expect("set NAT");
@@ -242,16 +257,19 @@ fn kernel_nat_lan_peers_behind_one_nat() {
 
 #[test]
 fn kernel_nat_rust_to_rust() {
+    let _serial = one_at_a_time();
     through_the_nats(Impl::Rust, Impl::Rust);
 }
 
 #[test]
 fn kernel_nat_rust_client_node_server() {
+    let _serial = one_at_a_time();
     through_the_nats(Impl::Node, Impl::Rust);
 }
 
 #[test]
 fn kernel_nat_node_client_rust_server() {
+    let _serial = one_at_a_time();
     through_the_nats(Impl::Rust, Impl::Node);
 }
 
@@ -260,6 +278,7 @@ fn kernel_nat_node_client_rust_server() {
 #[test]
 #[ignore = "measurement; run with --ignored --nocapture"]
 fn kernel_nat_matrix() {
+    let _serial = one_at_a_time();
     let n = runs(3);
     let mut topo = Topology::up();
     println!("{}", topo.describe());
@@ -337,6 +356,7 @@ fn kernel_nat_matrix() {
 /// pair and Node (blind-relay) for Rust ⇄ Rust. One topology, one run after another.
 #[test]
 fn kernel_nat_random_pair_through_relay() {
+    let _serial = one_at_a_time();
     let t0 = Instant::now();
     let mut topo = Topology::up();
     topo.set_nat(Site::A, Nat::Random).expect("set NAT");
@@ -406,6 +426,7 @@ fn kernel_nat_random_pair_through_relay() {
 /// REMOTE_NOT_HOLEPUNCHABLE, in hyperdht 6.34.0 as here — the relay keeps the connection.)
 #[test]
 fn kernel_nat_relay_then_direct_upgrade() {
+    let _serial = one_at_a_time();
     let t0 = Instant::now();
     let client_defers = PeerSetup {
         defer_random_punch: true,
@@ -524,6 +545,7 @@ fn median(v: &mut [f64]) -> f64 {
 #[test]
 #[ignore = "benchmark; run with --ignored --nocapture"]
 fn kernel_nat_relay_bench() {
+    let _serial = one_at_a_time();
     use hdht_tests::netns::{
         cpu_seconds, hex_payload, rss_kib, spawn_rust_client, start_rust_sink,
     };
