@@ -176,7 +176,7 @@ fn mesh_pairs(peers: usize) -> usize {
     peers * peers.saturating_sub(1) / 2
 }
 
-/// The relay node's own bounds, sized for the mesh as [`relay_limits`] is: every relayed pair
+/// The relay node's own bounds, sized for the mesh as `relay_limits` is: every relayed pair
 /// is two connects to the relay node (one from each peer), each a UDX stream it keeps while
 /// the pair relays and a handshake its server remembers for 10 s. hdht's defaults (a 512 MiB
 /// connection budget: ~3,300 streams at their smallest windows; 4,096 handshakes) would cap
