@@ -288,6 +288,9 @@ async fn io_loop(shared: Shared, server: Sock, client: Sock, mut pool: Pool) {
     loop {
         flush(&mut tx, &server, &client, &mut pool, open_pool_socket).await;
         let Some(deadline) = shared.poll_timeout() else {
+            // Destroyed, perhaps by another thread after the flush above: what it queued
+            // (each connection's DESTROY) still leaves before the sockets close.
+            flush(&mut tx, &server, &client, &mut pool, open_pool_socket).await;
             break;
         };
         future::or(
