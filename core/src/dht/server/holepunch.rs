@@ -67,6 +67,8 @@ pub(crate) struct ServerPunch {
     prepunch: Option<Instant>,
     /// A blind relay carries the connection (the reference's `h.relayToken`).
     relay_token: bool,
+    /// The deadline its server's timer index holds for it (see `Server::punch_timers`).
+    pub(crate) scheduled: Option<Instant>,
 }
 
 impl ServerPunch {
@@ -90,6 +92,7 @@ impl ServerPunch {
             pending: Vec::new(),
             prepunch: Some(env.now + PREPUNCH_TIMEOUT),
             relay_token,
+            scheduled: None,
         })
     }
 

@@ -86,6 +86,13 @@ pub(crate) struct Server {
     /// the order of `handshakes`: the per-turn walks (timers, a connection's first packet)
     /// visit these, not every handshake kept for duplicates.
     punching: BTreeSet<Vec<u8>>,
+    /// `(deadline, key)` of every punch with a timer: the timer walks read the due prefix
+    /// instead of asking each of up to `max_server_handshakes` punches (a flood of valid
+    /// handshakes made every turn of the node cost thousands of map lookups). Each punch
+    /// remembers the deadline it is filed under (`ServerPunch::scheduled`).
+    punch_timers: BTreeSet<(Instant, Vec<u8>)>,
+    /// The punching handshakes by their connection.
+    punch_conns: BTreeMap<ConnId, Vec<u8>>,
     /// `(done_at, key)` each time a handshake's `done_at` was set, in time order: the forget
     /// queue. An entry whose handshake has since punched or been done again is stale (a later
     /// entry stands for it) and is skipped.
@@ -105,6 +112,8 @@ impl Server {
             handshakes: BTreeMap::new(),
             holepunch_ids: BTreeMap::new(),
             punching: BTreeSet::new(),
+            punch_timers: BTreeSet::new(),
+            punch_conns: BTreeMap::new(),
             done: VecDeque::new(),
             closing: false,
         }
@@ -137,6 +146,22 @@ impl Server {
 
     /// Handshake `key` was answered or refused (or its punch ended) at `now`: it is forgotten
     /// [`HANDSHAKE_CLEAR_WAIT`] later unless it punches then.
+    /// Drops the forget queue's stale entries at its front (see `done`): popping them early
+    /// changes nothing, and keeps [`forget_due`](Self::forget_due) from walking past them on
+    /// every turn (a flood of punching handshakes left thousands there).
+    fn prune_stale_done(&mut self) {
+        while let Some((t, k)) = self.done.front() {
+            let current = self
+                .handshakes
+                .get(k)
+                .is_some_and(|h| h.punch.is_none() && h.done_at == Some(*t));
+            if current {
+                break;
+            }
+            self.done.pop_front();
+        }
+    }
+
     fn mark_done(
         done: &mut VecDeque<(Instant, Vec<u8>)>,
         h: &mut ServerHandshake,
@@ -248,8 +273,27 @@ impl Server {
         step: HandlerResult,
         out: &mut Vec<ServerAction>,
     ) {
-        if let Err(ended) = step {
-            self.end_punch(env, key, ended.abort, out);
+        match step {
+            Err(ended) => self.end_punch(env, key, ended.abort, out),
+            Ok(()) => self.reschedule_punch(key),
+        }
+    }
+
+    /// Files the punch of handshake `key` under its current deadline (after anything that
+    /// may have moved it).
+    fn reschedule_punch(&mut self, key: &[u8]) {
+        let Some(p) = self.handshakes.get_mut(key).and_then(|h| h.punch.as_mut()) else {
+            return;
+        };
+        let due = p.poll_timeout();
+        if due == p.scheduled {
+            return;
+        }
+        if let Some(old) = core::mem::replace(&mut p.scheduled, due) {
+            self.punch_timers.remove(&(old, key.to_vec()));
+        }
+        if let Some(t) = due {
+            self.punch_timers.insert((t, key.to_vec()));
         }
     }
 
@@ -266,7 +310,12 @@ impl Server {
         };
         let Some(punch) = h.punch.take() else { return };
         self.punching.remove(key);
+        self.punch_conns.remove(&punch.conn());
+        if let Some(t) = punch.scheduled {
+            self.punch_timers.remove(&(t, key.to_vec()));
+        }
         Self::mark_done(&mut self.done, h, key, env.now);
+        self.prune_stale_done();
         let conn = punch.conn();
         punch.retire(env);
         if abort {
@@ -611,7 +660,13 @@ impl Server {
             return punch.retire(env);
         };
         self.punching.insert(key.to_vec());
-        let step = h.punch.insert(punch).start(env, out);
+        self.punch_conns.insert(conn, key.to_vec());
+        h.punch = Some(punch);
+        self.prune_stale_done();
+        let step = match self.punch_mut(key) {
+            Some(p) => p.start(env, out),
+            None => return,
+        };
         self.punch_step(env, key, step, out);
     }
 
@@ -644,10 +699,9 @@ impl Server {
 
     /// The handshake whose puncher owns `socket`.
     fn punch_owner(&self, socket: udx::SocketId) -> Option<Vec<u8>> {
-        self.handshakes
-            .iter()
+        self.punching_handshakes()
             .find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.owns_socket(socket)))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| k.to_vec())
     }
 
     /// Whether one of our punchers owns `socket`.
@@ -692,19 +746,14 @@ impl Server {
         conn: ConnId,
         out: &mut Vec<ServerAction>,
     ) {
-        let key = self
-            .punching_handshakes()
-            .find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
-            .map(|(k, _)| k.to_vec());
-        if let Some(key) = key {
+        if let Some(key) = self.punch_conns.get(&conn).cloned() {
             self.end_punch(env, &key, false, out);
         }
     }
 
     /// Whether a punch for connection `conn` still runs.
     pub(crate) fn punching_for(&self, conn: ConnId) -> bool {
-        self.punching_handshakes()
-            .any(|(_, h)| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
+        self.punch_conns.contains_key(&conn)
     }
 
     /// The handshakes with a punch running, in key order.
@@ -718,14 +767,13 @@ impl Server {
     /// prepunch window (the reference clears `prepunching` then) — the client may ask to punch
     /// 10–20 s later, after a TRY_LATER or its own throttle.
     pub(crate) fn relay_paired_for(&mut self, conn: ConnId) {
-        for k in &self.punching {
-            let Some(h) = self.handshakes.get_mut(k) else {
-                continue;
-            };
-            if let Some(p) = h.punch.as_mut().filter(|p| p.conn() == conn) {
-                p.clear_prepunch();
-            }
+        let Some(key) = self.punch_conns.get(&conn).cloned() else {
+            return;
+        };
+        if let Some(p) = self.punch_mut(&key) {
+            p.clear_prepunch();
         }
+        self.reschedule_punch(&key);
     }
 
     /// Whether a relay round is due.
@@ -740,12 +788,7 @@ impl Server {
 
     /// Whether a punch timer is due.
     pub(crate) fn punch_due(&self, now: Instant) -> bool {
-        self.punching_handshakes().any(|(_, h)| {
-            h.punch
-                .as_ref()
-                .and_then(|p| p.poll_timeout())
-                .is_some_and(|t| t <= now)
-        })
+        self.punch_timers.first().is_some_and(|(t, _)| *t <= now)
     }
 
     /// The punches' due timers (prepunch windows, puncher timers).
@@ -755,16 +798,14 @@ impl Server {
         out: &mut Vec<ServerAction>,
     ) {
         let now = env.now;
-        let due: Vec<Vec<u8>> = self
-            .punching_handshakes()
-            .filter(|(_, h)| {
-                h.punch
-                    .as_ref()
-                    .and_then(|p| p.poll_timeout())
-                    .is_some_and(|t| t <= now)
-            })
-            .map(|(k, _)| k.to_vec())
+        let mut due: Vec<Vec<u8>> = self
+            .punch_timers
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .map(|(_, k)| k.clone())
             .collect();
+        // In key order, as the walk over every punch ran them.
+        due.sort_unstable();
         for key in due {
             let step = match self.punch_mut(&key) {
                 Some(p) => p.handle_timeout(env, out),
@@ -813,9 +854,7 @@ impl Server {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
-        for (_, h) in self.punching_handshakes() {
-            min(h.punch.as_ref().and_then(|p| p.poll_timeout()));
-        }
+        min(self.punch_timers.first().map(|(t, _)| *t));
         // A punch keeps its handshake (`forget_stale_handshakes`): only a handshake without one
         // is forgotten when it is due. Counting a punching handshake's `done_at` too asked for
         // a timer that does nothing while a birthday punch ran — a busy loop (`hdht sim swarm`
