@@ -38,6 +38,7 @@ mod relay;
 mod relay_client;
 mod relay_link;
 mod relay_service;
+mod relay_session;
 
 use crate::connect::puncher::PROBE;
 use crate::connect::{ConnectError, HandshakeResult, RandomPunchLimiter};
@@ -246,8 +247,10 @@ pub struct DhtNode<R> {
     framed_connects: Vec<ConnId>,
     /// Blind-relay attempts by application connection.
     relay_links: BTreeMap<ConnId, RelayLink>,
-    /// Our relay connections → the application connection they serve.
-    relay_conns: BTreeMap<ConnId, ConnId>,
+    /// Our relay sessions by their connection.
+    relay_conns: BTreeMap<ConnId, relay_session::RelaySession>,
+    /// The reusable relay session per relay public key.
+    relay_sessions: BTreeMap<[u8; 32], ConnId>,
 }
 
 /// An [`Env`] over the node's parts (a macro, so the machine the call goes to can be borrowed
@@ -324,6 +327,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             framed_connects: Vec::new(),
             relay_links: BTreeMap::new(),
             relay_conns: BTreeMap::new(),
+            relay_sessions: BTreeMap::new(),
         };
         node.process(now);
         node
