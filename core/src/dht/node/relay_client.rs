@@ -91,6 +91,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         (self.relay_conns.len(), idle)
     }
 
+    /// The connection of our reusable session with the relay `relay`, if one is live.
+    pub fn relay_session_conn(&self, relay: &[u8; 32]) -> Option<ConnId> {
+        self.relay_sessions.get(relay).copied()
+    }
+
     /// Whether `ev` belongs to a relay connection of ours (then it was handled here).
     pub(super) fn take_relay_event(&mut self, ev: &ConnectEvent) -> bool {
         let Some(rconn) = event_conn(ev) else {
@@ -274,6 +279,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             }
             self.relay_session_idle(now, old);
         }
+        tracing::debug!(
+            conn = app.0,
+            relay_conn = rconn.0,
+            "relay: a new relay session (lookup and handshake with the relay)"
+        );
         let mut session = RelaySession::new(plan.relay);
         session.links.insert(app);
         session.pending.insert(plan.token, app);
