@@ -251,6 +251,9 @@ pub struct DhtNode<R> {
     relay_conns: BTreeMap<ConnId, relay_session::RelaySession>,
     /// The reusable relay session per relay public key.
     relay_sessions: BTreeMap<[u8; 32], ConnId>,
+    /// Relays whose session is kept open (not idled out) for the listening servers that name
+    /// them.
+    relay_pins: BTreeMap<[u8; 32], alloc::collections::BTreeSet<ServerId>>,
 }
 
 /// An [`Env`] over the node's parts (a macro, so the machine the call goes to can be borrowed
@@ -328,6 +331,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             relay_links: BTreeMap::new(),
             relay_conns: BTreeMap::new(),
             relay_sessions: BTreeMap::new(),
+            relay_pins: BTreeMap::new(),
         };
         node.process(now);
         node
@@ -1445,9 +1449,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         .to_bytes();
         let mut out = Vec::new();
         s.listen(kp, target, &mut out);
+        let relays = s.fixed_relays(relay_session::MAX_PINNED_PER_SERVER);
         self.server_by_target.insert(target, server);
         self.router.set_local(target, record);
         self.apply_server(now, server, out);
+        self.relay_pin(now, server, relays);
         Ok(())
     }
 
@@ -1483,6 +1489,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.server_by_target.remove(&target);
         self.router.delete(&target);
         self.apply_server(now, server, out);
+        self.relay_unpin(now, server);
         if self.servers.get(&server).is_some_and(|s| s.is_drained()) {
             self.servers.remove(&server);
         }

@@ -2,19 +2,27 @@
 //! connection that pairs through a relay, on a client's connect or a server's accepted
 //! handshake. `client/` and `server/` only decide ([`RelayPlan`]); this applies it.
 //!
-//! - **Relay connection.** An ordinary connect to the relay's key with the node's default key
-//!   pair, message-framed from its first message; its events never reach the owner (they are
-//!   taken in [`DhtNode::emit`]). On open: a [`RelayClient`] pairs the token in the plan's role
-//!   with the application stream's id; every frame is one secret-stream message.
+//! - **Relay session.** One relay connection per relay key ([`RelaySession`]), shared by
+//!   every link that pairs through that relay: an ordinary connect to the relay's key with
+//!   the node's default key pair, message-framed from its first message; its events never
+//!   reach the owner (they are taken in [`DhtNode::emit`]). Once its stream connected, a
+//!   [`RelayClient`] pairs each link's token in the plan's role with the application stream's
+//!   id; every frame is one secret-stream message. A pairing on a live session sends its
+//!   `pair` at once (no lookup, no handshake). A session whose connection fails fails every
+//!   pairing still on it, and the next pairing makes a new one.
 //! - **Paired.** The application stream connects to the relay stream over the relay
 //!   connection's socket and remote address (so the NAT mapping exists), and the connection
 //!   opens with the peer-to-peer handshake. No pairing within 15 s, or a relay connection that
 //!   failed: the connect fails with `RELAY_ABORTED` only if no punch is alive.
 //! - **Upgrade.** Punching continues. When our punch wins, the stream `change_remote`s to the
 //!   direct path; a packet for a relayed stream arriving anywhere but from the relay (the peer's
-//!   punch won) does the same. The first packet over the direct path ends the relay connection
-//!   gracefully; once the move is acknowledged an empty UDX message tells the peer. A direct
-//!   path that wins before the relay paired lets the relay go.
+//!   punch won) does the same. The first packet over the direct path releases the pairing
+//!   after a linger; once the move is acknowledged an empty UDX message tells the peer. A
+//!   direct path that wins before the relay paired releases it at once.
+//! - **Release.** A pairing that is no longer used sends `unpair` (the relay drops its pending
+//!   entry or destroys both relay streams — what the reference gets by closing its relay
+//!   connection); the session then lingers idle ([`relay_session`](super::relay_session))
+//!   for the next pairing through that relay, and ends after its linger or with the node.
 
 use alloc::vec::Vec;
 use core::net::{SocketAddr, SocketAddrV4};
@@ -273,26 +281,73 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return self.relay_client_flush(now, rconn);
         }
         // A session that cannot take this pairing is replaced for the next ones.
-        if let Some(old) = self.relay_sessions.remove(&plan.relay) {
+        let rconn = self.relay_session_open(now, plan.relay, Some(app));
+        if let Some(s) = self.relay_conns.get_mut(&rconn) {
+            s.pending.insert(plan.token, app);
+        }
+    }
+
+    /// Opens a new session with `relay` (for `app`'s pairing, or kept warm with none); a
+    /// session it replaces no longer takes new pairings. Its id is known before the connect,
+    /// so even an immediate failure is ours.
+    fn relay_session_open(&mut self, now: Instant, relay: [u8; 32], app: Option<ConnId>) -> ConnId {
+        let rconn = ConnId(self.next_conn);
+        if let Some(old) = self.relay_sessions.remove(&relay) {
             if let Some(s) = self.relay_conns.get_mut(&old) {
                 s.reusable = false;
             }
             self.relay_session_idle(now, old);
         }
         tracing::debug!(
-            conn = app.0,
+            conn = app.map(|a| a.0),
             relay_conn = rconn.0,
             "relay: a new relay session (lookup and handshake with the relay)"
         );
-        let mut session = RelaySession::new(plan.relay);
-        session.links.insert(app);
-        session.pending.insert(plan.token, app);
+        let mut session = RelaySession::new(relay);
+        session.links.extend(app);
         self.relay_conns.insert(rconn, session);
-        self.relay_sessions.insert(plan.relay, rconn);
-        let got = self.connect(now, plan.relay, ConnectOptions::default());
+        self.relay_sessions.insert(relay, rconn);
+        let got = self.connect(now, relay, ConnectOptions::default());
         debug_assert_eq!(got, rconn);
         if self.relay_conns.contains_key(&rconn) {
             self.conn_set_message_framing(rconn);
+        }
+        rconn
+    }
+
+    /// A server listens naming `relays` by key: a session with each opens now and is kept
+    /// while it listens, so its first relayed connection pairs at once.
+    pub(super) fn relay_pin(&mut self, now: Instant, server: ServerId, relays: Vec<[u8; 32]>) {
+        for relay in relays {
+            self.relay_pins.entry(relay).or_default().insert(server);
+            match self.relay_sessions.get(&relay).copied() {
+                Some(rconn) => {
+                    if let Some(s) = self.relay_conns.get_mut(&rconn) {
+                        s.idle_since = None;
+                    }
+                }
+                None => {
+                    tracing::debug!(server = server.0, "relay: the server's relay session opens at listen");
+                    self.relay_session_open(now, relay, None);
+                }
+            }
+        }
+    }
+
+    /// A server stopped listening: the sessions kept for it alone may idle out.
+    pub(super) fn relay_unpin(&mut self, now: Instant, server: ServerId) {
+        let mut freed = Vec::new();
+        self.relay_pins.retain(|relay, servers| {
+            servers.remove(&server);
+            if servers.is_empty() {
+                freed.push(*relay);
+            }
+            !servers.is_empty()
+        });
+        for relay in freed {
+            if let Some(rconn) = self.relay_sessions.get(&relay).copied() {
+                self.relay_session_idle(now, rconn);
+            }
         }
     }
 
@@ -450,7 +505,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     }
 
     /// A pairing left the session `rconn`: with no pairing left it lingers for the next one
-    /// ([`SESSION_LINGER`]), or ends if it cannot be reused; beyond [`MAX_IDLE_SESSIONS`] the
+    /// (`SESSION_LINGER`), or ends if it cannot be reused; beyond [`MAX_IDLE_SESSIONS`] the
     /// longest idle session ends.
     fn relay_session_idle(&mut self, now: Instant, rconn: ConnId) {
         let Some(s) = self.relay_conns.get_mut(&rconn) else {
@@ -461,6 +516,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
         if !s.reusable {
             return self.relay_session_end(rconn);
+        }
+        if self.relay_pins.contains_key(&s.relay) {
+            // Kept for a listening server.
+            s.idle_since = None;
+            return;
         }
         if s.idle_since.is_none() {
             tracing::debug!(relay_conn = rconn.0, "relay: the relay session is idle and lingers");

@@ -33,6 +33,10 @@ pub(crate) const SESSION_KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Idle relay sessions kept at most; beyond it the longest idle one ends.
 pub(crate) const MAX_IDLE_SESSIONS: usize = 8;
 
+/// Relays of one listening server whose sessions the node opens at `listen` and keeps while
+/// it listens (the first ones of its `relay_through` list).
+pub(crate) const MAX_PINNED_PER_SERVER: usize = 4;
+
 /// One relay connection of ours and the pairings on it.
 #[derive(Debug)]
 pub(crate) struct RelaySession {
