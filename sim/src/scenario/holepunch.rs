@@ -668,7 +668,9 @@ fn second_phase(
         .try_node(client)
         .map_or((0, 0), |n| n.relay_session_counts());
     if mode == SecondConnect::SessionFailed {
-        let rconn = sim.try_node(client).and_then(|n| n.relay_session_conn(&relay));
+        let rconn = sim
+            .try_node(client)
+            .and_then(|n| n.relay_session_conn(&relay));
         if let Some(rconn) = rconn {
             sim.with_node(client, |n, _| n.conn_destroy(rconn));
         }
@@ -691,7 +693,7 @@ fn second_phase(
         relay_path: None,
         first_byte: None,
     };
-    match (finished, w.outcome.clone()) {
+    match (finished, w.outcome) {
         (true, Some((at, Ok(())))) => {
             second.outcome = Ok(at.saturating_duration_since(started));
             second.relay_path = sim.try_node(client).and_then(|n| n.conn_relay_path(conn));
@@ -701,8 +703,10 @@ fn second_phase(
                 first_byte: None,
                 ..placeholder_run(cfg)
             };
-            if transfer(sim, w, &mut probe, client, server, conn, &data, &mut got, started)
-                .is_ok()
+            if transfer(
+                sim, w, &mut probe, client, server, conn, &data, &mut got, started,
+            )
+            .is_ok()
                 && got == data
             {
                 second.first_byte = probe.first_byte;

@@ -31,13 +31,13 @@ use core::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::relay_link::{RelayLink, RelayPath};
+use super::relay_session::{RelaySession, MAX_IDLE_SESSIONS, SESSION_KEEP_ALIVE};
 use super::DhtNode;
 use crate::connect::{ConnectError, ErrorCode};
 use crate::dht::client::ConnectOptions;
 use crate::dht::event::ConnectEvent;
 use crate::dht::ids::{ConnId, ServerId};
 use crate::dht::pool::socket_kind;
-use super::relay_session::{RelaySession, MAX_IDLE_SESSIONS, SESSION_KEEP_ALIVE};
 use crate::relay::{ClientEvent, RelayClient, RelayPlan, Token, PAIRING_TIMEOUT};
 use crate::rpc::SocketKind;
 use crate::udx;
@@ -220,11 +220,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if self.relay_links.contains_key(&app) {
             return;
         }
-        let warm = self
-            .relay_sessions
-            .get(&plan.relay)
-            .copied()
-            .filter(|c| self.relay_conns.get(c).is_some_and(|s| s.takes(&plan.token)));
+        let warm = self.relay_sessions.get(&plan.relay).copied().filter(|c| {
+            self.relay_conns
+                .get(c)
+                .is_some_and(|s| s.takes(&plan.token))
+        });
         // A new session's id is known before the connect, so even an immediate failure is ours.
         let rconn = warm.unwrap_or(ConnId(self.next_conn));
         self.relay_links.insert(
@@ -327,7 +327,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                     }
                 }
                 None => {
-                    tracing::debug!(server = server.0, "relay: the server's relay session opens at listen");
+                    tracing::debug!(
+                        server = server.0,
+                        "relay: the server's relay session opens at listen"
+                    );
                     self.relay_session_open(now, relay, None);
                 }
             }
@@ -523,7 +526,10 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             return;
         }
         if s.idle_since.is_none() {
-            tracing::debug!(relay_conn = rconn.0, "relay: the relay session is idle and lingers");
+            tracing::debug!(
+                relay_conn = rconn.0,
+                "relay: the relay session is idle and lingers"
+            );
             s.idle_since = Some(now);
         }
         let idle: Vec<(Instant, ConnId)> = self
