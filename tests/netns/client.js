@@ -3,6 +3,10 @@
 // A reference hyperdht client: connects to a public key, sends a message and waits for the echo.
 //   node client.js --bootstrap ip:port[,...] --public-key HEX [--port P] [--timeout MS]
 //                  [--relay-through HEX]   (hyperdht's connect option relayThrough)
+//                  [--second-probe TEXT]   (after the first echo: end that connection, connect
+//                                           again with the same options on the same node, write
+//                                           TEXT, wait for its echo; adds secondConnectMs and
+//                                           secondEchoMs to the line)
 // Prints one line and exits: {"event":"connected","connectMs","echoMs","bootstrapMs",
 // "remoteAddress","punches","errorsCreated"} with code 0, or {"event":"error","code","message","ms",
 // "errorsCreated"} with code 1 (errorsCreated: every hyperdht error code created on the way).
@@ -52,32 +56,58 @@ async function main() {
 
   await dht.fullyBootstrapped()
   const bootstrapMs = Date.now() - t0
-  const t1 = Date.now()
   const connectOpts = {}
   if (a['relay-through']) connectOpts.relayThrough = b4a.from(a['relay-through'], 'hex')
-  const sock = dht.connect(b4a.from(a['public-key'], 'hex'), connectOpts)
+  const publicKey = b4a.from(a['public-key'], 'hex')
   const msg = b4a.from('hello through the kernel NATs\n')
-  let connectMs = null
-  let got = b4a.alloc(0)
-  sock.on('open', () => {
-    connectMs = Date.now() - t1
-    sock.write(msg)
+
+  // One connect: resolves { connectMs, echoMs, remote } once `payload` came back, rejects on
+  // an error or a close before that.
+  const once = (payload) => new Promise((resolve, reject) => {
+    const t = Date.now()
+    const sock = dht.connect(publicKey, connectOpts)
+    let connectMs = null
+    let got = b4a.alloc(0)
+    let settled = false
+    sock.on('open', () => {
+      connectMs = Date.now() - t
+      sock.write(payload)
+    })
+    sock.on('data', (d) => {
+      got = b4a.concat([got, d])
+      if (!settled && got.length >= payload.length) {
+        settled = true
+        const remote = sock.rawStream ? `${sock.rawStream.remoteHost}:${sock.rawStream.remotePort}` : null
+        const ok = b4a.equals(got.subarray(0, payload.length), payload)
+        const echoMs = Date.now() - t
+        if (!ok) return reject(Object.assign(new Error('echo differs'), { code: 'BAD_ECHO', ms: echoMs }))
+        resolve({ connectMs, echoMs, remote, sock })
+      }
+    })
+    sock.on('error', (err) => { if (!settled) { settled = true; err.ms = Date.now() - t; reject(err) } })
+    sock.on('close', () => { if (!settled) { settled = true; reject(Object.assign(new Error('closed before the echo'), { code: 'CLOSED', ms: Date.now() - t })) } })
   })
-  sock.on('data', (d) => {
-    got = b4a.concat([got, d])
-    if (got.length >= msg.length) {
-      const remote = sock.rawStream ? `${sock.rawStream.remoteHost}:${sock.rawStream.remotePort}` : null
-      const ok = b4a.equals(got.subarray(0, msg.length), msg)
-      finish(
-        ok
-          ? { event: 'connected', connectMs, echoMs: Date.now() - t1, bootstrapMs, remoteAddress: remote, punches: dht.stats.punches, errorsCreated }
-          : { event: 'error', code: 'BAD_ECHO', message: 'echo differs', ms: Date.now() - t1 },
-        ok ? 0 : 1
-      )
+
+  try {
+    const first = await once(msg)
+    const line = { event: 'connected', connectMs: first.connectMs, echoMs: first.echoMs, bootstrapMs, remoteAddress: first.remote, punches: dht.stats.punches, errorsCreated }
+    if (a['second-probe']) {
+      // The first connection ends as the Rust client's does (both sides end), then the second.
+      await new Promise((resolve) => {
+        first.sock.on('close', resolve)
+        first.sock.on('error', () => {})
+        first.sock.end()
+      })
+      const second = await once(b4a.from(a['second-probe']))
+      second.sock.on('error', () => {})
+      second.sock.end()
+      line.secondConnectMs = second.connectMs
+      line.secondEchoMs = second.echoMs
     }
-  })
-  sock.on('error', (err) => finish({ event: 'error', code: err.code || null, message: err.message, ms: Date.now() - t1, bootstrapMs, errorsCreated }, 1))
-  sock.on('close', () => finish({ event: 'error', code: 'CLOSED', message: 'closed before the echo', ms: Date.now() - t1 }, 1))
+    finish(line, 0)
+  } catch (err) {
+    finish({ event: 'error', code: err.code || null, message: err.message, ms: err.ms, bootstrapMs, errorsCreated }, 1)
+  }
 }
 
 main().catch((err) => {

@@ -1244,6 +1244,9 @@ pub struct PeerSetup {
     pub defer_random_punch: bool,
     /// hyperdht's `randomPunchInterval` (default 20 s).
     pub random_punch_interval_ms: Option<u64>,
+    /// A client: after the first echo, end that connection and connect again on the same
+    /// node with the same options, sending this probe ([`Outcome::second_connect_ms`]).
+    pub second_probe: Option<String>,
 }
 
 impl PeerSetup {
@@ -1258,6 +1261,9 @@ impl PeerSetup {
         }
         if let Some(ms) = self.random_punch_interval_ms {
             out.extend(["--random-punch-interval".to_string(), ms.to_string()]);
+        }
+        if let Some(p) = &self.second_probe {
+            out.extend(["--second-probe".to_string(), p.clone()]);
         }
         out
     }
@@ -1355,6 +1361,11 @@ pub struct Outcome {
     /// From `connect()` (after the bootstrap) to the first echoed byte (Node: the whole
     /// 30-byte echo).
     pub first_byte_ms: Option<f64>,
+    /// With [`PeerSetup::second_probe`]: the second connect's `connect()` → open.
+    pub second_connect_ms: Option<f64>,
+    /// With [`PeerSetup::second_probe`]: the second connect's `connect()` → first echoed byte
+    /// (Node: the whole probe's echo).
+    pub second_first_byte_ms: Option<f64>,
     /// Client process start to exit.
     pub wall: Duration,
     /// Server process start to `listening` (bootstrapped and announced).
@@ -1451,6 +1462,8 @@ pub fn run_client_with(
         connected: false,
         connect_ms: None,
         first_byte_ms: None,
+        second_connect_ms: None,
+        second_first_byte_ms: None,
         wall: Duration::ZERO,
         server_ready: Some(server.ready_time),
         error: None,
@@ -1489,6 +1502,8 @@ pub fn run_client_with(
                 out.connected = true;
                 out.connect_ms = v["connectMs"].as_f64();
                 out.first_byte_ms = v["echoMs"].as_f64();
+                out.second_connect_ms = v["secondConnectMs"].as_f64();
+                out.second_first_byte_ms = v["secondEchoMs"].as_f64();
             } else {
                 out.error = Some(
                     v["code"]
@@ -1527,6 +1542,12 @@ pub fn run_client_with(
                 .wait_event(&["firstByte"], Duration::ZERO)
                 .ok()
                 .and_then(|v| v["ms"].as_f64());
+            if let Ok(v) = p.wait_event(&["second"], Duration::ZERO) {
+                if v["echoed"] == true {
+                    out.second_connect_ms = v["connectMs"].as_f64();
+                    out.second_first_byte_ms = v["firstByteMs"].as_f64();
+                }
+            }
             let echoed = p.text(Stream::Stdout).as_bytes() == MESSAGE;
             if status.success() && echoed {
                 out.connected = true;
@@ -1590,6 +1611,8 @@ pub fn run_pair(
             connected: false,
             connect_ms: None,
             first_byte_ms: None,
+            second_connect_ms: None,
+            second_first_byte_ms: None,
             wall: Duration::ZERO,
             server_ready: None,
             error: Some(format!(

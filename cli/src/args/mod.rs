@@ -443,6 +443,13 @@ pub struct ConnectArgs {
     /// UDP port of the node (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+
+    /// Once the first connection ended, connect to the same server again through the same
+    /// node (its relay sessions still warm), write TEXT, read as many bytes back (an echoing
+    /// server) and end; prints a `second` event (`connectMs`, `firstByteMs` from that
+    /// `connect()` call). For benchmarks of a second connect.
+    #[arg(long, value_name = "TEXT")]
+    pub second_probe: Option<String>,
 }
 
 /// `--relay-through` keys as a selector: none, one key, or a list drawn from.

@@ -102,6 +102,16 @@ enum PipeEvent {
     /// `connect`, at the end: the first byte from the peer came `ms` after the `connect()` call
     /// (after the node's bootstrap) — with an echoing peer, connect-to-first-echo.
     FirstByte { ms: f64 },
+    /// `connect --second-probe`: the second connect to the same server opened `connect_ms`
+    /// after its `connect()` call and the probe's first echoed byte came `first_byte_ms` after
+    /// it; `echoed`: the whole probe came back.
+    Second {
+        connect_ms: f64,
+        first_byte_ms: Option<f64>,
+        echoed: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        relay_path: Option<&'static str>,
+    },
 }
 
 /// The node `listen` and `connect` work through: adaptive (as the reference's default), on
@@ -464,7 +474,76 @@ async fn connect(
         });
     }
     emit_end(out, remote, counts, opened, error);
-    result.map_err(|e| e.failure())
+    result.map_err(|e| e.failure())?;
+    match &args.second_probe {
+        Some(probe) => second_connect(dht, args, probe.as_bytes(), out, shutdown).await,
+        None => Ok(()),
+    }
+}
+
+/// `--second-probe`: connects to the same server again on the same node, writes `probe`,
+/// reads as many bytes back, ends, and reports the times.
+async fn second_connect(
+    dht: &Dht,
+    args: &ConnectArgs,
+    probe: &[u8],
+    out: Output,
+    shutdown: &mut Shutdown,
+) -> Result<()> {
+    let opts = ConnectOptions {
+        key_pair: args.seed.map(|s| KeyPair::from_seed(&s)),
+        relay_through: crate::args::relay_selector(&args.relay_through),
+        ..ConnectOptions::default()
+    };
+    let remote = args.public_key;
+    let t = Instant::now();
+    let mut conn = until_signal(shutdown, async {
+        dht.connect_with(remote, opts)
+            .await
+            .map_err(|e| Error::from_err(&format!("cannot connect to {}", hex::encode(remote)), &e))
+    })
+    .await?;
+    let connect_ms = ms_since(t);
+    let relay_path = conn.relay_path().map(path_name);
+    let mut got = Vec::with_capacity(probe.len());
+    let mut first_byte_ms = None;
+    let io: io::Result<()> = async {
+        conn.write_all(probe).await?;
+        let mut buf = vec![0u8; CHUNK];
+        while got.len() < probe.len() {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            first_byte_ms.get_or_insert_with(|| ms_since(t));
+            got.extend_from_slice(&buf[..n]);
+        }
+        conn.shutdown().await
+    }
+    .await;
+    let echoed = got == probe;
+    out.emit(
+        &PipeEvent::Second {
+            connect_ms,
+            first_byte_ms,
+            echoed,
+            relay_path,
+        },
+        || {
+            format!(
+                "second connect: open in {connect_ms:.2} ms, first echoed byte {} ms, echoed: {echoed}",
+                first_byte_ms.map_or("-".to_string(), |m| format!("{m:.2}"))
+            )
+        },
+    );
+    io.map_err(|e| Error::from_err("the second connection", &e))?;
+    if !echoed {
+        return Err(Error::from_err(
+            "the second connection",
+            &io::Error::other("the probe did not come back"),
+        ));
+    }
+    Ok(())
 }
 
 // ----- the pipe -----

@@ -38,6 +38,7 @@ mod relay;
 mod relay_client;
 mod relay_link;
 mod relay_service;
+mod relay_session;
 
 use crate::connect::puncher::PROBE;
 use crate::connect::{ConnectError, HandshakeResult, RandomPunchLimiter};
@@ -60,6 +61,8 @@ pub use relay_service::RelayServiceStats;
 pub const MAX_DATAGRAM: usize = MAX_DATAGRAM_LEN;
 /// Most connections (connects in progress and open connections) a node holds.
 const MAX_CONNECTIONS: usize = 16_384;
+/// Server keys whose handshake route a node remembers (each a 32-byte target and an address).
+const MAX_HANDSHAKE_ROUTES: usize = 256;
 /// How long a server connection waits for the client's first UDX packet.
 const SERVER_CONNECT_WAIT: Duration = Duration::from_secs(10);
 
@@ -246,8 +249,16 @@ pub struct DhtNode<R> {
     framed_connects: Vec<ConnId>,
     /// Blind-relay attempts by application connection.
     relay_links: BTreeMap<ConnId, RelayLink>,
-    /// Our relay connections → the application connection they serve.
-    relay_conns: BTreeMap<ConnId, ConnId>,
+    /// Our relay sessions by their connection.
+    relay_conns: BTreeMap<ConnId, relay_session::RelaySession>,
+    /// The reusable relay session per relay public key.
+    relay_sessions: BTreeMap<[u8; 32], ConnId>,
+    /// Per server key target: the DHT node that forwarded our last accepted handshake
+    /// (at most [`MAX_HANDSHAKE_ROUTES`]).
+    handshake_routes: BTreeMap<[u8; 32], SocketAddrV4>,
+    /// Relays whose session is kept open (not idled out) for the listening servers that name
+    /// them.
+    relay_pins: BTreeMap<[u8; 32], alloc::collections::BTreeSet<ServerId>>,
 }
 
 /// An [`Env`] over the node's parts (a macro, so the machine the call goes to can be borrowed
@@ -324,6 +335,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             framed_connects: Vec::new(),
             relay_links: BTreeMap::new(),
             relay_conns: BTreeMap::new(),
+            relay_sessions: BTreeMap::new(),
+            relay_pins: BTreeMap::new(),
+            handshake_routes: BTreeMap::new(),
         };
         node.process(now);
         node
@@ -747,9 +761,14 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                         self.with_op(now, op, |o, out| o.handle_commit_response(result, out));
                     }
                     Some(RequestOwner::Client(conn, tag)) => {
+                        let mut route = None;
                         self.with_attempt(now, conn, |a, env, out| {
-                            a.handle_response(env, tag, result, out)
+                            a.handle_response(env, tag, result, out);
+                            route = a.take_route();
                         });
+                        if let Some((target, node)) = route {
+                            self.remember_handshake_route(target, node);
+                        }
                     }
                     Some(RequestOwner::Server(server, tag)) => {
                         self.with_server(now, server, |s, env, out| {
@@ -1144,6 +1163,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         remote_public_key: [u8; 32],
         opts: ConnectOptions,
     ) -> ConnId {
+        let mut opts = opts;
+        if opts.relay_addresses.is_empty() {
+            // The node that forwarded our last accepted handshake to this key gets this one
+            // at once, alongside the lookup (as the reference's `relayAddresses` / a
+            // persistent node's known route): a repeat connect skips the lookup's round trip.
+            let target = sign::target_of_key(&remote_public_key);
+            if let Some(node) = self.handshake_routes.get(&target) {
+                opts.relay_addresses = alloc::vec![*node];
+            }
+        }
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         if self.conns.len() + self.attempts.len() >= MAX_CONNECTIONS {
@@ -1202,6 +1231,16 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
             Err(error) => self.emit(ConnectEvent::Failed { conn, error }),
         }
         conn
+    }
+
+    /// Remembers the node that forwarded our accepted handshake to `target`'s server.
+    fn remember_handshake_route(&mut self, target: [u8; 32], node: SocketAddrV4) {
+        if !self.handshake_routes.contains_key(&target)
+            && self.handshake_routes.len() >= MAX_HANDSHAKE_ROUTES
+        {
+            self.handshake_routes.pop_first();
+        }
+        self.handshake_routes.insert(target, node);
     }
 
     /// Runs `f` on the connect `conn` with its environment, then applies what it asks.
@@ -1441,9 +1480,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         .to_bytes();
         let mut out = Vec::new();
         s.listen(kp, target, &mut out);
+        let relays = s.fixed_relays(relay_session::MAX_PINNED_PER_SERVER);
         self.server_by_target.insert(target, server);
         self.router.set_local(target, record);
         self.apply_server(now, server, out);
+        self.relay_pin(now, server, relays);
         Ok(())
     }
 
@@ -1479,6 +1520,7 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.server_by_target.remove(&target);
         self.router.delete(&target);
         self.apply_server(now, server, out);
+        self.relay_unpin(now, server);
         if self.servers.get(&server).is_some_and(|s| s.is_drained()) {
             self.servers.remove(&server);
         }

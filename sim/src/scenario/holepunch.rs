@@ -90,6 +90,35 @@ pub struct HolepunchConfig {
     pub server_names_relay: bool,
     /// A relay run: the relay the client names in its connect (`None`: none, the default).
     pub client_relay: Option<ClientRelay>,
+    /// A relay run: after the first connection carried its bytes, both sides end it and the
+    /// client connects to the same server again ([`HolepunchRun::second`]).
+    pub second_connect: Option<SecondConnect>,
+}
+
+/// How a relay run's second connect follows the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondConnect {
+    /// Right after the first connection ended (its pairing released): the relay sessions
+    /// both sides hold are warm.
+    Warm,
+    /// The same, but the client's relay session is destroyed first (a failed session).
+    SessionFailed,
+}
+
+/// A relay run's second connect to the same server.
+#[derive(Debug, Clone)]
+pub struct SecondRun {
+    /// Relayed pairs the relay held once the first connection ended and its pairing was
+    /// released (before the second connect).
+    pub relay_pairs_between: u64,
+    /// The client's relay sessions `(all, idle)` then.
+    pub client_sessions_between: (usize, usize),
+    /// Time from the second `connect` to `Open`, or why there was none.
+    pub outcome: Result<Duration, HolepunchFailure>,
+    /// The second connection's relay path at `Open`.
+    pub relay_path: Option<RelayPath>,
+    /// Time from the second `connect` to the server reading its first byte.
+    pub first_byte: Option<Duration>,
 }
 
 /// The relay a relay run's client names (`relayThrough` on its connect).
@@ -129,6 +158,7 @@ impl HolepunchConfig {
             relay_nat: None,
             server_names_relay: true,
             client_relay: None,
+            second_connect: None,
         }
     }
 
@@ -242,6 +272,8 @@ pub struct HolepunchRun {
     pub relay_path: Option<(Option<RelayPath>, Option<RelayPath>)>,
     /// A relay run: time from `connect` to the server reading the first byte.
     pub first_byte: Option<Duration>,
+    /// A relay run with [`HolepunchConfig::second_connect`]: the second connect.
+    pub second: Option<SecondRun>,
 }
 
 impl HolepunchRun {
@@ -363,6 +395,7 @@ pub fn run_holepunch_with(
         sim_time: Duration::ZERO,
         relay_path: None,
         first_byte: None,
+        second: None,
     };
     run.outcome = phases(cfg, &mut sim, &mut w, &mut run);
     let binds = |h: Option<HostId>| {
@@ -533,6 +566,17 @@ fn phases(
             run.elapsed = Some(took);
             if cfg.relay && result.is_ok() {
                 relay_phase(sim, w, run, client, server, conn, started)?;
+                if let (Some(mode), Some(relay)) = (cfg.second_connect, relay_pk) {
+                    let opts = ConnectOptions {
+                        key_pair: Some(client_kp.clone()),
+                        relay_through: client_relay.map(RelaySelector::Key),
+                        ..ConnectOptions::default()
+                    };
+                    let second = second_phase(
+                        cfg, sim, w, client, server, conn, server_pk, opts, relay, mode,
+                    );
+                    run.second = Some(second);
+                }
             }
             result.map(|()| took).map_err(HolepunchFailure::Connect)
         }
@@ -590,6 +634,107 @@ fn relay_phase(
         return Err(HolepunchFailure::RelayData);
     }
     Ok(())
+}
+
+/// A relay run's second connect (see [`SecondConnect`]): both sides end the first
+/// connection, its pairing is released, then the client connects again with the same options
+/// and sends a few bytes.
+#[allow(clippy::too_many_arguments)]
+fn second_phase(
+    cfg: &HolepunchConfig,
+    sim: &mut DhtSim,
+    w: &mut Watch,
+    client: HostId,
+    server: HostId,
+    first: ConnId,
+    server_pk: [u8; 32],
+    opts: ConnectOptions,
+    relay: [u8; 32],
+    mode: SecondConnect,
+) -> SecondRun {
+    let _ = sim.with_node(client, |n, _| n.conn_end(first));
+    if let Some(sconn) = w.server_conn {
+        let _ = sim.with_node(server, |n, _| n.conn_end(sconn));
+    }
+    // The relayed connection's linger (3 s), then its pairing is released.
+    let until = sim.now() + Duration::from_secs(8);
+    sim.run_until_with(until, w);
+    let relay_pairs_between = w
+        .relay_host
+        .and_then(|h| sim.try_node(h))
+        .and_then(|n| n.relay_stats())
+        .map_or(0, |s| s.control.pairings_active);
+    let client_sessions_between = sim
+        .try_node(client)
+        .map_or((0, 0), |n| n.relay_session_counts());
+    if mode == SecondConnect::SessionFailed {
+        let rconn = sim
+            .try_node(client)
+            .and_then(|n| n.relay_session_conn(&relay));
+        if let Some(rconn) = rconn {
+            sim.with_node(client, |n, _| n.conn_destroy(rconn));
+        }
+        let until = sim.now() + Duration::from_secs(1);
+        sim.run_until_with(until, w);
+    }
+    w.server_conn = None;
+    w.outcome = None;
+    let started = sim.now();
+    let conn = sim.with_node(client, |n, now| n.connect(now, server_pk, opts));
+    w.conn = Some(conn);
+    let deadline = started + cfg.connect_timeout;
+    let finished = run_until(sim, w, deadline, Duration::from_millis(5), |_, w| {
+        w.outcome.is_some()
+    });
+    let mut second = SecondRun {
+        relay_pairs_between,
+        client_sessions_between,
+        outcome: Err(HolepunchFailure::ConnectTimeout),
+        relay_path: None,
+        first_byte: None,
+    };
+    match (finished, w.outcome) {
+        (true, Some((at, Ok(())))) => {
+            second.outcome = Ok(at.saturating_duration_since(started));
+            second.relay_path = sim.try_node(client).and_then(|n| n.conn_relay_path(conn));
+            let data: Vec<u8> = (0..4096).map(|i| (i * 5 + 1) as u8).collect();
+            let mut got = Vec::new();
+            let mut probe = HolepunchRun {
+                first_byte: None,
+                ..placeholder_run(cfg)
+            };
+            if transfer(
+                sim, w, &mut probe, client, server, conn, &data, &mut got, started,
+            )
+            .is_ok()
+                && got == data
+            {
+                second.first_byte = probe.first_byte;
+            }
+        }
+        (true, Some((_, Err(e)))) => second.outcome = Err(HolepunchFailure::Connect(e)),
+        _ => {}
+    }
+    second
+}
+
+fn placeholder_run(cfg: &HolepunchConfig) -> HolepunchRun {
+    HolepunchRun {
+        client: cfg.client,
+        server: cfg.server,
+        seed: cfg.seed,
+        outcome: Err(HolepunchFailure::PublicDhtNotReady),
+        elapsed: None,
+        listen_time: None,
+        pool_binds: (0, 0),
+        trace_hash: TraceHash([0; 32]),
+        net: NetStats::default(),
+        events: 0,
+        sim_time: Duration::ZERO,
+        relay_path: None,
+        first_byte: None,
+        second: None,
+    }
 }
 
 /// Writes `data` on the client's connection until the server read as much (bounded).

@@ -138,6 +138,9 @@ pub(crate) struct ClientAttempt {
     /// The pairing started with the connect, through the relay we name (before the reply):
     /// the reply adopts it when the server names no relay of its own, else it is let go.
     relay_early: Option<RelayPlan>,
+    /// The DHT node that forwarded our handshake to the server and its reply back, once the
+    /// reply was accepted (the node remembers it for the next connect to this key).
+    answered_through: Option<SocketAddrV4>,
     holepunch: bool,
 }
 
@@ -218,10 +221,16 @@ impl ClientAttempt {
             relay_keep_alive: opts.relay_keep_alive,
             relaying: false,
             relay_early,
+            answered_through: None,
             holepunch: opts.holepunch,
         };
         attempt.pump(out);
         Ok(attempt)
+    }
+
+    /// The server's key target and the DHT node that forwarded our accepted handshake, once.
+    pub(crate) fn take_route(&mut self) -> Option<([u8; 32], SocketAddrV4)> {
+        self.answered_through.take().map(|r| (self.target, r))
     }
 
     /// Our UDX stream's id.
@@ -438,6 +447,9 @@ impl ClientAttempt {
         }
         let remote_udx = udx_info.id as u32;
         let relayed = envelope.peer_address.is_some();
+        if relayed {
+            self.answered_through = Some(relay);
+        }
         let server_address = envelope.peer_address.unwrap_or(relay);
         let client_address = reply.to;
         let holepunchable = payload

@@ -2,19 +2,27 @@
 //! connection that pairs through a relay, on a client's connect or a server's accepted
 //! handshake. `client/` and `server/` only decide ([`RelayPlan`]); this applies it.
 //!
-//! - **Relay connection.** An ordinary connect to the relay's key with the node's default key
-//!   pair, message-framed from its first message; its events never reach the owner (they are
-//!   taken in [`DhtNode::emit`]). On open: a [`RelayClient`] pairs the token in the plan's role
-//!   with the application stream's id; every frame is one secret-stream message.
+//! - **Relay session.** One relay connection per relay key ([`RelaySession`]), shared by
+//!   every link that pairs through that relay: an ordinary connect to the relay's key with
+//!   the node's default key pair, message-framed from its first message; its events never
+//!   reach the owner (they are taken in [`DhtNode::emit`]). Once its stream connected, a
+//!   [`RelayClient`] pairs each link's token in the plan's role with the application stream's
+//!   id; every frame is one secret-stream message. A pairing on a live session sends its
+//!   `pair` at once (no lookup, no handshake). A session whose connection fails fails every
+//!   pairing still on it, and the next pairing makes a new one.
 //! - **Paired.** The application stream connects to the relay stream over the relay
 //!   connection's socket and remote address (so the NAT mapping exists), and the connection
 //!   opens with the peer-to-peer handshake. No pairing within 15 s, or a relay connection that
 //!   failed: the connect fails with `RELAY_ABORTED` only if no punch is alive.
 //! - **Upgrade.** Punching continues. When our punch wins, the stream `change_remote`s to the
 //!   direct path; a packet for a relayed stream arriving anywhere but from the relay (the peer's
-//!   punch won) does the same. The first packet over the direct path ends the relay connection
-//!   gracefully; once the move is acknowledged an empty UDX message tells the peer. A direct
-//!   path that wins before the relay paired lets the relay go.
+//!   punch won) does the same. The first packet over the direct path releases the pairing
+//!   after a linger; once the move is acknowledged an empty UDX message tells the peer. A
+//!   direct path that wins before the relay paired releases it at once.
+//! - **Release.** A pairing that is no longer used sends `unpair` (the relay drops its pending
+//!   entry or destroys both relay streams — what the reference gets by closing its relay
+//!   connection); the session then lingers idle ([`relay_session`](super::relay_session))
+//!   for the next pairing through that relay, and ends after its linger or with the node.
 
 use alloc::vec::Vec;
 use core::net::{SocketAddr, SocketAddrV4};
@@ -23,13 +31,14 @@ use core::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use super::relay_link::{RelayLink, RelayPath};
+use super::relay_session::{RelaySession, MAX_IDLE_SESSIONS, SESSION_KEEP_ALIVE};
 use super::DhtNode;
 use crate::connect::{ConnectError, ErrorCode};
 use crate::dht::client::ConnectOptions;
 use crate::dht::event::ConnectEvent;
 use crate::dht::ids::{ConnId, ServerId};
 use crate::dht::pool::socket_kind;
-use crate::relay::{ClientEvent, RelayClient, RelayPlan, PAIRING_TIMEOUT};
+use crate::relay::{ClientEvent, RelayClient, RelayPlan, Token, PAIRING_TIMEOUT};
 use crate::rpc::SocketKind;
 use crate::udx;
 use crate::Instant;
@@ -80,55 +89,56 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.relay_links.get(&conn).map(|l| l.path)
     }
 
+    /// Our relay sessions: `(relay connections, of which idle)`.
+    pub fn relay_session_counts(&self) -> (usize, usize) {
+        let idle = self
+            .relay_conns
+            .values()
+            .filter(|s| s.idle_since.is_some())
+            .count();
+        (self.relay_conns.len(), idle)
+    }
+
+    /// The connection of our reusable session with the relay `relay`, if one is live.
+    pub fn relay_session_conn(&self, relay: &[u8; 32]) -> Option<ConnId> {
+        self.relay_sessions.get(relay).copied()
+    }
+
     /// Whether `ev` belongs to a relay connection of ours (then it was handled here).
     pub(super) fn take_relay_event(&mut self, ev: &ConnectEvent) -> bool {
         let Some(rconn) = event_conn(ev) else {
             return false;
         };
-        let Some(app) = self.relay_conns.get(&rconn).copied() else {
+        if !self.relay_conns.contains_key(&rconn) {
             return false;
-        };
-        let now = self.last_now;
-        if self.relay_links.get(&app).and_then(|l| l.relay_conn) != Some(rconn) {
-            // A relay connection its link let go and replaced (a connect's early pairing the
-            // reply did not adopt): it only winds down.
-            self.stale_relay_event(rconn, ev);
-            return true;
         }
+        let now = self.last_now;
         match ev {
-            ConnectEvent::Open { .. } => self.relay_conn_opened(now, app, rconn),
-            ConnectEvent::Readable(_) => self.relay_conn_read(now, app, rconn),
+            ConnectEvent::Open { .. } => self.relay_conn_opened(now, rconn),
+            ConnectEvent::Readable(_) => self.relay_conn_read(now, rconn),
             ConnectEvent::End(_) => {
                 let _ = self.conns.end(rconn);
             }
             ConnectEvent::Failed { .. } | ConnectEvent::Closed { .. } => {
-                self.relay_conns.remove(&rconn);
-                if let Some(l) = self.relay_links.get_mut(&app) {
-                    l.relay_conn = None;
-                    l.client = None;
-                }
-                if matches!(ev, ConnectEvent::Closed { .. }) {
-                    self.conn_forget(rconn);
-                }
                 match ev {
                     ConnectEvent::Failed {
                         error: ConnectError::RemoteAborted(code),
                         ..
                     } if *code == ErrorCode::TRY_LATER => tracing::debug!(
-                        conn = app.0,
+                        relay_conn = rconn.0,
                         "relay: the relay answered TRY_LATER and aborted our relay connection \
                          (it is firewalled and ran a random punch within its randomPunchInterval; \
                          a relay connection has no relay token to wait with): pairing fails, \
                          as the reference's"
                     ),
                     ConnectEvent::Failed { error, .. } => {
-                        tracing::debug!(conn = app.0, %error, "relay: the relay connection failed");
+                        tracing::debug!(relay_conn = rconn.0, %error, "relay: the relay connection failed");
                     }
-                    _ => tracing::debug!(conn = app.0, "relay: the relay connection ended"),
+                    _ => tracing::debug!(relay_conn = rconn.0, "relay: the relay connection ended"),
                 }
-                self.relay_gave_up(now, app);
-                if !self.conns.contains(app) && !self.attempts.contains_key(&app) {
-                    self.relay_links.remove(&app);
+                self.relay_session_gone(now, rconn);
+                if matches!(ev, ConnectEvent::Closed { .. }) {
+                    self.conn_forget(rconn);
                 }
             }
             _ => {}
@@ -136,24 +146,25 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         true
     }
 
-    /// An event of a relay connection no link owns any more: read and dropped until it ends.
-    fn stale_relay_event(&mut self, rconn: ConnId, ev: &ConnectEvent) {
-        match ev {
-            ConnectEvent::Open { .. } | ConnectEvent::Readable(_) => {
-                while self.conns.pop_message(rconn).is_some() {}
-                let _ = self.conns.end(rconn);
+    /// A relay connection failed or closed: its session goes, every pairing still on it
+    /// fails (as the reference's relay request with its connection), and the next pairing
+    /// through that relay makes a new session.
+    fn relay_session_gone(&mut self, now: Instant, rconn: ConnId) {
+        let Some(s) = self.relay_conns.remove(&rconn) else {
+            return;
+        };
+        if self.relay_sessions.get(&s.relay) == Some(&rconn) {
+            self.relay_sessions.remove(&s.relay);
+        }
+        for app in s.links {
+            match self.relay_links.get_mut(&app) {
+                Some(l) if l.relay_conn == Some(rconn) => l.relay_conn = None,
+                _ => continue,
             }
-            ConnectEvent::End(_) => {
-                let _ = self.conns.end(rconn);
+            self.relay_gave_up(now, app);
+            if !self.conns.contains(app) && !self.attempts.contains_key(&app) {
+                self.relay_links.remove(&app);
             }
-            ConnectEvent::Failed { .. } => {
-                self.relay_conns.remove(&rconn);
-            }
-            ConnectEvent::Closed { .. } => {
-                self.relay_conns.remove(&rconn);
-                self.conn_forget(rconn);
-            }
-            _ => {}
         }
     }
 
@@ -168,11 +179,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         l.peer_udx = peer_udx;
         if l.path != RelayPath::Pairing {
             let (plan, keep_alive, app_stream) = (l.plan, l.keep_alive, l.app_stream);
-            let old = l.relay_conn;
+            let path = l.path;
+            self.relay_let_go(app, path);
             self.relay_links.remove(&app);
-            if let Some(rconn) = old {
-                self.conn_destroy(rconn);
-            }
             tracing::debug!(
                 conn = app.0,
                 "relay: the early pairing failed; pairing again after the reply"
@@ -194,7 +203,9 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         self.relay_links.remove(&app);
     }
 
-    /// Starts pairing `app` (whose own stream is `app_stream`) through the plan's relay.
+    /// Starts pairing `app` (whose own stream is `app_stream`) through the plan's relay: on
+    /// the node's session with that relay if one is live (its `pair` goes at once when the
+    /// session's stream is connected), else on a new one.
     #[allow(clippy::too_many_arguments)] // a link's fields
     pub(super) fn relay_start(
         &mut self,
@@ -209,15 +220,18 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         if self.relay_links.contains_key(&app) {
             return;
         }
-        // Its id is known before the connect, so even an immediate failure is ours.
-        let rconn = ConnId(self.next_conn);
-        self.relay_conns.insert(rconn, app);
+        let warm = self.relay_sessions.get(&plan.relay).copied().filter(|c| {
+            self.relay_conns
+                .get(c)
+                .is_some_and(|s| s.takes(&plan.token))
+        });
+        // A new session's id is known before the connect, so even an immediate failure is ours.
+        let rconn = warm.unwrap_or(ConnId(self.next_conn));
         self.relay_links.insert(
             app,
             RelayLink {
                 relay_conn: Some(rconn),
                 plan,
-                client: None,
                 app_stream,
                 peer_udx,
                 deadline: now + PAIRING_TIMEOUT,
@@ -233,68 +247,192 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 paired_early: None,
             },
         );
-        let got = self.connect(now, plan.relay, ConnectOptions::default());
+        if warm.is_some() {
+            let Some(s) = self.relay_conns.get_mut(&rconn) else {
+                return;
+            };
+            s.links.insert(app);
+            s.pending.insert(plan.token, app);
+            s.idle_since = None;
+            if let Some(ka) = keep_alive.filter(|d| !d.is_zero()) {
+                self.conns.set_keep_alive(now, rconn, Some(ka));
+            }
+            let Some(client) = s.client.as_mut() else {
+                tracing::debug!(
+                    conn = app.0,
+                    relay_conn = rconn.0,
+                    "relay: pairing on the relay session being connected"
+                );
+                return;
+            };
+            tracing::debug!(
+                conn = app.0,
+                relay_conn = rconn.0,
+                is_initiator = plan.is_initiator,
+                "relay: pair request sent at once on the warm relay session"
+            );
+            if client
+                .pair(now, plan.is_initiator, plan.token, app_stream)
+                .is_err()
+            {
+                s.pending.remove(&plan.token);
+                return self.relay_gave_up(now, app);
+            }
+            return self.relay_client_flush(now, rconn);
+        }
+        // A session that cannot take this pairing is replaced for the next ones.
+        let rconn = self.relay_session_open(now, plan.relay, Some(app));
+        if let Some(s) = self.relay_conns.get_mut(&rconn) {
+            s.pending.insert(plan.token, app);
+        }
+    }
+
+    /// Opens a new session with `relay` (for `app`'s pairing, or kept warm with none); a
+    /// session it replaces no longer takes new pairings. Its id is known before the connect,
+    /// so even an immediate failure is ours.
+    fn relay_session_open(&mut self, now: Instant, relay: [u8; 32], app: Option<ConnId>) -> ConnId {
+        let rconn = ConnId(self.next_conn);
+        if let Some(old) = self.relay_sessions.remove(&relay) {
+            if let Some(s) = self.relay_conns.get_mut(&old) {
+                s.reusable = false;
+            }
+            self.relay_session_idle(now, old);
+        }
+        tracing::debug!(
+            conn = app.map(|a| a.0),
+            relay_conn = rconn.0,
+            "relay: a new relay session (lookup and handshake with the relay)"
+        );
+        let mut session = RelaySession::new(relay);
+        session.links.extend(app);
+        self.relay_conns.insert(rconn, session);
+        self.relay_sessions.insert(relay, rconn);
+        let got = self.connect(now, relay, ConnectOptions::default());
         debug_assert_eq!(got, rconn);
         if self.relay_conns.contains_key(&rconn) {
             self.conn_set_message_framing(rconn);
         }
+        rconn
+    }
+
+    /// A server listens naming `relays` by key: a session with each opens now and is kept
+    /// while it listens, so its first relayed connection pairs at once.
+    pub(super) fn relay_pin(&mut self, now: Instant, server: ServerId, relays: Vec<[u8; 32]>) {
+        for relay in relays {
+            self.relay_pins.entry(relay).or_default().insert(server);
+            match self.relay_sessions.get(&relay).copied() {
+                Some(rconn) => {
+                    if let Some(s) = self.relay_conns.get_mut(&rconn) {
+                        s.idle_since = None;
+                    }
+                }
+                None => {
+                    tracing::debug!(
+                        server = server.0,
+                        "relay: the server's relay session opens at listen"
+                    );
+                    self.relay_session_open(now, relay, None);
+                }
+            }
+        }
+    }
+
+    /// A server stopped listening: the sessions kept for it alone may idle out.
+    pub(super) fn relay_unpin(&mut self, now: Instant, server: ServerId) {
+        let mut freed = Vec::new();
+        self.relay_pins.retain(|relay, servers| {
+            servers.remove(&server);
+            if servers.is_empty() {
+                freed.push(*relay);
+            }
+            !servers.is_empty()
+        });
+        for relay in freed {
+            if let Some(rconn) = self.relay_sessions.get(&relay).copied() {
+                self.relay_session_idle(now, rconn);
+            }
+        }
     }
 
     /// The relay connection's stream connected (its handshake is done): the blind-relay
-    /// channel's open and the pair request go at once, behind our secret-stream header, as the
-    /// reference's writes before `open` do — not a round trip later when the relay's header
-    /// arrives ([`relay_conn_opened`](Self::relay_conn_opened)).
+    /// channel's open and the pair requests go at once, behind our secret-stream header, as
+    /// the reference's writes before `open` do — not a round trip later when the relay's
+    /// header arrives ([`relay_conn_opened`](Self::relay_conn_opened)).
     pub(super) fn relay_conn_connected(&mut self, now: Instant, rconn: ConnId) {
-        if let Some(app) = self.relay_conns.get(&rconn).copied() {
-            self.relay_conn_opened(now, app, rconn);
+        if self.relay_conns.contains_key(&rconn) {
+            self.relay_conn_opened(now, rconn);
         }
     }
 
     /// The relay connection opened (or its stream connected): the blind-relay channel opens
-    /// and the pair request goes, once.
-    fn relay_conn_opened(&mut self, now: Instant, app: ConnId, rconn: ConnId) {
+    /// and the pending pairings' requests go, once.
+    fn relay_conn_opened(&mut self, now: Instant, rconn: ConnId) {
         let id = self.key_pair_or_default(None).public_key();
-        let Some(l) = self.relay_links.get_mut(&app) else {
+        let Some(s) = self.relay_conns.get_mut(&rconn) else {
             return;
         };
-        if l.client.is_some() {
+        if s.client.is_some() {
             // Started when the stream connected: read what the relay sent.
-            return self.relay_conn_read(now, app, rconn);
+            return self.relay_conn_read(now, rconn);
         }
-        let ka = l.keep_alive.filter(|d| !d.is_zero());
-        if ka.is_some() {
-            self.conns.set_keep_alive(now, rconn, ka);
-        }
+        let ka = s
+            .links
+            .iter()
+            .filter_map(|a| self.relay_links.get(a).and_then(|l| l.keep_alive))
+            .find(|d| !d.is_zero())
+            .unwrap_or(SESSION_KEEP_ALIVE);
+        self.conns.set_keep_alive(now, rconn, Some(ka));
         let mut client = RelayClient::new(&id);
-        if l.path == RelayPath::Pairing {
+        let mut failed = Vec::new();
+        for (token, app) in &s.pending {
+            let Some(l) = self.relay_links.get(app) else {
+                continue;
+            };
+            if l.path != RelayPath::Pairing {
+                continue;
+            }
             tracing::debug!(
                 conn = app.0,
                 is_initiator = l.plan.is_initiator,
                 "relay: pair request sent"
             );
-            let _ = client.pair(now, l.plan.is_initiator, l.plan.token, l.app_stream);
+            if client
+                .pair(now, l.plan.is_initiator, *token, l.app_stream)
+                .is_err()
+            {
+                failed.push((*token, *app));
+            }
         }
-        l.client = Some(client);
-        self.relay_conn_read(now, app, rconn);
+        for (token, _) in &failed {
+            s.pending.remove(token);
+        }
+        s.client = Some(client);
+        for (_, app) in failed {
+            self.relay_gave_up(now, app);
+        }
+        self.relay_conn_read(now, rconn);
     }
 
     /// Feeds the relay connection's messages to its client, writes its frames, acts on its
     /// events.
-    fn relay_conn_read(&mut self, now: Instant, app: ConnId, rconn: ConnId) {
+    fn relay_conn_read(&mut self, now: Instant, rconn: ConnId) {
         loop {
             let mut progressed = false;
             while let Some(msg) = self.conns.pop_message(rconn) {
                 progressed = true;
                 let bad = match self
-                    .relay_links
-                    .get_mut(&app)
-                    .and_then(|l| l.client.as_mut())
+                    .relay_conns
+                    .get_mut(&rconn)
+                    .and_then(|s| s.client.as_mut())
                 {
                     Some(c) => c.handle_frame(&msg).is_err(),
                     None => false,
                 };
                 if bad {
-                    self.relay_links.get_mut(&app).map(|l| l.client.take());
+                    self.relay_client_flush(now, rconn);
+                    if let Some(s) = self.relay_conns.get_mut(&rconn) {
+                        s.reusable = false;
+                    }
                     self.conn_destroy(rconn);
                     return;
                 }
@@ -307,15 +445,15 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 break;
             }
         }
-        self.relay_client_flush(now, app);
+        self.relay_client_flush(now, rconn);
     }
 
     /// Writes the relay client's frames and applies its events.
-    fn relay_client_flush(&mut self, now: Instant, app: ConnId) {
-        let Some(l) = self.relay_links.get_mut(&app) else {
+    fn relay_client_flush(&mut self, now: Instant, rconn: ConnId) {
+        let Some(s) = self.relay_conns.get_mut(&rconn) else {
             return;
         };
-        let (Some(rconn), Some(client)) = (l.relay_conn, l.client.as_mut()) else {
+        let Some(client) = s.client.as_mut() else {
             return;
         };
         let mut frames = Vec::new();
@@ -334,15 +472,119 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         for ev in events {
             match ev {
                 ClientEvent::Paired {
-                    relay_stream_id, ..
-                } => self.relay_paired(now, app, relay_stream_id),
-                ClientEvent::Failed { error, .. } | ClientEvent::Closed { error } => {
-                    tracing::debug!(conn = app.0, %error, "relay: pairing failed");
-                    self.relay_gave_up(now, app);
+                    token,
+                    relay_stream_id,
+                    ..
+                } => {
+                    let app = self
+                        .relay_conns
+                        .get_mut(&rconn)
+                        .and_then(|s| s.pending.remove(&token));
+                    if let Some(app) = app {
+                        self.relay_paired(now, app, relay_stream_id);
+                    }
+                }
+                ClientEvent::Failed { token, error } => {
+                    let app = self
+                        .relay_conns
+                        .get_mut(&rconn)
+                        .and_then(|s| s.pending.remove(&token));
+                    if let Some(app) = app {
+                        tracing::debug!(conn = app.0, %error, "relay: pairing failed");
+                        self.relay_gave_up(now, app);
+                    }
+                }
+                ClientEvent::Closed { error } => {
+                    // The channel is gone: no more pairings here (those pending failed above).
+                    tracing::debug!(relay_conn = rconn.0, %error, "relay: the blind-relay channel closed");
+                    if let Some(s) = self.relay_conns.get_mut(&rconn) {
+                        s.reusable = false;
+                    }
+                    self.relay_session_idle(now, rconn);
                 }
                 ClientEvent::Opened => {}
             }
         }
+    }
+
+    /// A pairing left the session `rconn`: with no pairing left it lingers for the next one
+    /// (`SESSION_LINGER`), or ends if it cannot be reused; beyond [`MAX_IDLE_SESSIONS`] the
+    /// longest idle session ends.
+    fn relay_session_idle(&mut self, now: Instant, rconn: ConnId) {
+        let Some(s) = self.relay_conns.get_mut(&rconn) else {
+            return;
+        };
+        if !s.links.is_empty() {
+            return;
+        }
+        if !s.reusable {
+            return self.relay_session_end(rconn);
+        }
+        if self.relay_pins.contains_key(&s.relay) {
+            // Kept for a listening server.
+            s.idle_since = None;
+            return;
+        }
+        if s.idle_since.is_none() {
+            tracing::debug!(
+                relay_conn = rconn.0,
+                "relay: the relay session is idle and lingers"
+            );
+            s.idle_since = Some(now);
+        }
+        let idle: Vec<(Instant, ConnId)> = self
+            .relay_conns
+            .iter()
+            .filter_map(|(c, s)| s.idle_since.map(|t| (t, *c)))
+            .collect();
+        if idle.len() > MAX_IDLE_SESSIONS {
+            if let Some(&(_, oldest)) = idle.iter().min() {
+                self.relay_session_end(oldest);
+            }
+        }
+    }
+
+    /// Ends a relay session: gracefully when its connection is open, else destroyed.
+    fn relay_session_end(&mut self, rconn: ConnId) {
+        let Some(s) = self.relay_conns.get_mut(&rconn) else {
+            return;
+        };
+        s.reusable = false;
+        s.idle_since = None;
+        if self.relay_sessions.get(&s.relay) == Some(&rconn) {
+            self.relay_sessions.remove(&s.relay);
+        }
+        if let Some(c) = s.client.as_mut() {
+            c.shutdown();
+            while c.poll_event().is_some() {}
+        }
+        if self.conns.contains(rconn) {
+            let _ = self.conns.end(rconn);
+        } else {
+            // Still connecting.
+            self.conn_destroy(rconn);
+        }
+    }
+
+    /// A pairing leaves its session: the relay is told (`unpair`: it drops a pending entry,
+    /// or destroys both relay streams of a pair, as closing the connection would), and the
+    /// session may idle.
+    fn relay_release(&mut self, now: Instant, rconn: ConnId, app: ConnId, token: Token) {
+        let Some(s) = self.relay_conns.get_mut(&rconn) else {
+            return;
+        };
+        s.links.remove(&app);
+        if s.pending.get(&token) == Some(&app) {
+            s.pending.remove(&token);
+        }
+        if let Some(c) = s.client.as_mut() {
+            if !c.is_closed() {
+                tracing::debug!(conn = app.0, relay_conn = rconn.0, "relay: unpair");
+                let _ = c.unpair(token);
+            }
+        }
+        self.relay_client_flush(now, rconn);
+        self.relay_session_idle(now, rconn);
     }
 
     /// The relay paired: the application stream connects through it.
@@ -469,25 +711,21 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
         }
     }
 
-    /// Ends the relay connection (gracefully when open) and records `path`.
+    /// Records `path` and releases the pairing from its relay session (which lingers for the
+    /// next pairing, see [`relay_release`](Self::relay_release)).
     pub(super) fn relay_let_go(&mut self, app: ConnId, path: RelayPath) {
         let Some(l) = self.relay_links.get_mut(&app) else {
             return;
         };
         l.path = path;
         l.confirm_direct = false;
-        let Some(rconn) = l.relay_conn else {
+        l.end_at = None;
+        let token = l.plan.token;
+        let Some(rconn) = l.relay_conn.take() else {
             return;
         };
-        if let Some(c) = l.client.as_mut() {
-            c.shutdown();
-        }
-        if self.conns.contains(rconn) {
-            let _ = self.conns.end(rconn);
-        } else {
-            // Still connecting.
-            self.conn_destroy(rconn);
-        }
+        let now = self.last_now;
+        self.relay_release(now, rconn, app, token);
     }
 
     /// Whether the connection waits on its relay (a server connection whose first packet
@@ -697,10 +935,11 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 }
                 _ => l.end_at.filter(|_| l.relay_conn.is_some()),
             })
+            .chain(self.relay_conns.values().filter_map(|s| s.idle_deadline()))
             .min()
     }
 
-    /// Pairings that ran out of time.
+    /// Pairings that ran out of time, relayed connections' ends, idle sessions' ends.
     pub(super) fn relay_links_handle_timeout(&mut self, now: Instant) {
         let due: Vec<ConnId> = self
             .relay_links
@@ -738,6 +977,22 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 let path = l.path;
                 self.relay_let_go(app, path);
             }
+            if !self.conns.contains(app) && !self.attempts.contains_key(&app) {
+                self.relay_links.remove(&app);
+            }
+        }
+        let expired: Vec<ConnId> = self
+            .relay_conns
+            .iter()
+            .filter(|(_, s)| s.idle_deadline().is_some_and(|t| t <= now))
+            .map(|(c, _)| *c)
+            .collect();
+        for rconn in expired {
+            tracing::debug!(
+                relay_conn = rconn.0,
+                "relay: the relay session was idle for its linger; it ends"
+            );
+            self.relay_session_end(rconn);
         }
     }
 }

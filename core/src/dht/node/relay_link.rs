@@ -4,7 +4,7 @@ use core::net::SocketAddr;
 use core::time::Duration;
 
 use crate::dht::ids::{ConnId, ServerId};
-use crate::relay::{RelayClient, RelayPlan};
+use crate::relay::RelayPlan;
 use crate::udx;
 use crate::Instant;
 
@@ -27,10 +27,9 @@ pub enum RelayPath {
 /// One connection's relay attempt.
 #[derive(Debug)]
 pub(crate) struct RelayLink {
-    /// The relay connection while it lives.
+    /// The relay session (its connection) the pairing uses, until it is released.
     pub(crate) relay_conn: Option<ConnId>,
     pub(crate) plan: RelayPlan,
-    pub(crate) client: Option<RelayClient>,
     /// The application stream's own id.
     pub(crate) app_stream: u32,
     /// The peer's own stream id (where the direct path goes).

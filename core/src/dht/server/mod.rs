@@ -193,6 +193,16 @@ impl Server {
     }
 
     /// Its key pair, once listening.
+    /// The relays its `relay_through` names by key (a key or a list; not a callback), at most
+    /// `max`: the node keeps a session with each while the server listens.
+    pub(crate) fn fixed_relays(&self, max: usize) -> Vec<[u8; 32]> {
+        match &self.opts.relay_through {
+            Some(RelaySelector::Key(k)) => alloc::vec![*k],
+            Some(RelaySelector::List(l)) => l.iter().copied().take(max).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     pub(crate) fn key_pair(&self) -> Option<&KeyPair> {
         self.key_pair.as_ref()
     }
