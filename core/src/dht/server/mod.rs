@@ -40,7 +40,8 @@ use crate::rpc::{IncomingRequest, QueryReply, ReplySpec, RequestError};
 use crate::udx;
 use crate::Instant;
 
-pub(crate) use action::{Accepted, ServerAction, ServerRequest};
+use action::handshake_key;
+pub(crate) use action::{Accepted, HandshakeKey, ServerAction, ServerRequest};
 
 /// A server keeps a finished handshake this long to answer duplicates identically.
 const HANDSHAKE_CLEAR_WAIT: Duration = Duration::from_secs(10);
@@ -79,17 +80,17 @@ pub(crate) struct Server {
     target: [u8; 32],
     announcer: Announcer,
     /// Handshakes by msg1.
-    handshakes: BTreeMap<Vec<u8>, ServerHandshake>,
+    handshakes: BTreeMap<HandshakeKey, ServerHandshake>,
     /// Handshakes by holepunch id.
-    holepunch_ids: BTreeMap<u64, Vec<u8>>,
+    holepunch_ids: BTreeMap<u64, HandshakeKey>,
     /// The handshakes with a punch running (the only ones with timers besides forgetting), in
     /// the order of `handshakes`: the per-turn walks (timers, a connection's first packet)
     /// visit these, not every handshake kept for duplicates.
-    punching: BTreeSet<Vec<u8>>,
+    punching: BTreeSet<HandshakeKey>,
     /// `(done_at, key)` each time a handshake's `done_at` was set, in time order: the forget
     /// queue. An entry whose handshake has since punched or been done again is stale (a later
     /// entry stands for it) and is skipped.
-    done: VecDeque<(Instant, Vec<u8>)>,
+    done: VecDeque<(Instant, HandshakeKey)>,
     /// Closed: no new handshakes, no announces; handshakes already running finish.
     closing: bool,
 }
@@ -138,13 +139,13 @@ impl Server {
     /// Handshake `key` was answered or refused (or its punch ended) at `now`: it is forgotten
     /// [`HANDSHAKE_CLEAR_WAIT`] later unless it punches then.
     fn mark_done(
-        done: &mut VecDeque<(Instant, Vec<u8>)>,
+        done: &mut VecDeque<(Instant, HandshakeKey)>,
         h: &mut ServerHandshake,
-        key: &[u8],
+        key: &HandshakeKey,
         now: Instant,
     ) {
         h.done_at = Some(now);
-        done.push_back((now, key.to_vec()));
+        done.push_back((now, *key));
     }
 
     /// `server.listen(keyPair)`: answer handshakes for this key (target `target`) and
@@ -244,7 +245,7 @@ impl Server {
     fn punch_step<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: &[u8],
+        key: &HandshakeKey,
         step: HandlerResult,
         out: &mut Vec<ServerAction>,
     ) {
@@ -257,7 +258,7 @@ impl Server {
     fn end_punch<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: &[u8],
+        key: &HandshakeKey,
         abort: bool,
         out: &mut Vec<ServerAction>,
     ) {
@@ -288,7 +289,8 @@ impl Server {
         // once, and retransmits) get the same msg2, routed back the way each one came — to
         // its own relay, with its own peer address — as the reference's router does with the
         // reply `_onpeerhandshake` returns.
-        if let Some(h) = self.handshakes.get(&envelope.noise) {
+        let key = handshake_key(&envelope.noise);
+        if let Some(h) = self.handshakes.get(&key) {
             if let Some((socket, msg2)) = h.reply.clone() {
                 if let Some(route) = reply_route(req, &envelope, socket.unwrap_or(req.socket), msg2)
                 {
@@ -319,7 +321,6 @@ impl Server {
         } else {
             envelope.peer_address.unwrap_or(req.from)
         };
-        let key = envelope.noise.clone();
         let pending = PendingHandshake {
             req: req.clone(),
             envelope,
@@ -330,7 +331,7 @@ impl Server {
         if self.opts.firewall {
             let payload = Box::new(pending.client_payload.clone());
             self.handshakes.insert(
-                key.clone(),
+                key,
                 ServerHandshake {
                     pending: Some(Box::new(pending)),
                     ..ServerHandshake::default()
@@ -344,8 +345,7 @@ impl Server {
             });
             return;
         }
-        self.handshakes
-            .insert(key.clone(), ServerHandshake::default());
+        self.handshakes.insert(key, ServerHandshake::default());
         self.accept(env, key, pending, out);
     }
 
@@ -354,7 +354,7 @@ impl Server {
     pub(crate) fn firewall_decision<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: Vec<u8>,
+        key: HandshakeKey,
         reject: bool,
         out: &mut Vec<ServerAction>,
     ) {
@@ -377,7 +377,7 @@ impl Server {
     fn accept<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: Vec<u8>,
+        key: HandshakeKey,
         p: PendingHandshake,
         out: &mut Vec<ServerAction>,
     ) {
@@ -575,12 +575,12 @@ impl Server {
     }
 
     /// The smallest free holepunch id (the reference reuses slots of its `_holepunches` array).
-    fn alloc_holepunch_id(&mut self, key: &[u8]) -> u64 {
+    fn alloc_holepunch_id(&mut self, key: &HandshakeKey) -> u64 {
         let mut id = 0;
         while self.holepunch_ids.contains_key(&id) {
             id += 1;
         }
-        self.holepunch_ids.insert(id, key.to_vec());
+        self.holepunch_ids.insert(id, *key);
         id
     }
 
@@ -591,7 +591,7 @@ impl Server {
     pub(crate) fn attach_punch<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: &[u8],
+        key: &HandshakeKey,
         puncher: Puncher,
         holepunch_secret: [u8; 32],
         conn: ConnId,
@@ -610,7 +610,7 @@ impl Server {
         let Some(h) = self.handshakes.get_mut(key) else {
             return punch.retire(env);
         };
-        self.punching.insert(key.to_vec());
+        self.punching.insert(*key);
         let step = h.punch.insert(punch).start(env, out);
         self.punch_step(env, key, step, out);
     }
@@ -643,11 +643,11 @@ impl Server {
     }
 
     /// The handshake whose puncher owns `socket`.
-    fn punch_owner(&self, socket: udx::SocketId) -> Option<Vec<u8>> {
+    fn punch_owner(&self, socket: udx::SocketId) -> Option<HandshakeKey> {
         self.handshakes
             .iter()
             .find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.owns_socket(socket)))
-            .map(|(k, _)| k.clone())
+            .map(|(k, _)| *k)
     }
 
     /// Whether one of our punchers owns `socket`.
@@ -695,7 +695,7 @@ impl Server {
         let key = self
             .punching_handshakes()
             .find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.conn() == conn))
-            .map(|(k, _)| k.to_vec());
+            .map(|(k, _)| *k);
         if let Some(key) = key {
             self.end_punch(env, &key, false, out);
         }
@@ -708,10 +708,10 @@ impl Server {
     }
 
     /// The handshakes with a punch running, in key order.
-    fn punching_handshakes(&self) -> impl Iterator<Item = (&[u8], &ServerHandshake)> + '_ {
+    fn punching_handshakes(&self) -> impl Iterator<Item = (&HandshakeKey, &ServerHandshake)> + '_ {
         self.punching
             .iter()
-            .filter_map(|k| Some((k.as_slice(), self.handshakes.get(k)?)))
+            .filter_map(|k| Some((k, self.handshakes.get(k)?)))
     }
 
     /// The blind relay paired connection `conn`: its punch no longer has to start within the
@@ -755,7 +755,7 @@ impl Server {
         out: &mut Vec<ServerAction>,
     ) {
         let now = env.now;
-        let due: Vec<Vec<u8>> = self
+        let due: Vec<HandshakeKey> = self
             .punching_handshakes()
             .filter(|(_, h)| {
                 h.punch
@@ -763,7 +763,7 @@ impl Server {
                     .and_then(|p| p.poll_timeout())
                     .is_some_and(|t| t <= now)
             })
-            .map(|(k, _)| k.to_vec())
+            .map(|(k, _)| *k)
             .collect();
         for key in due {
             let step = match self.punch_mut(&key) {
