@@ -97,7 +97,12 @@ fn in_prime_order_subgroup(p: &EdwardsPoint) -> bool {
 /// `DH(scalar, P)`: the compressed encoding of `scalar · P` for a clamped scalar (as returned by
 /// [`secret_scalar`]). Fails as libsodium does for bad points and an identity result.
 pub fn dh_scalar(scalar: &[u8; 32], remote_public_key: &[u8; 32]) -> Result<[u8; 32], DhError> {
-    let point = decode_public_key(remote_public_key)?;
+    dh_point(scalar, &decode_public_key(remote_public_key)?)
+}
+
+/// `DH(scalar, P)` for a point `P` already decoded (by [`decode_public_key`], or decompressed
+/// from a key it accepted): only the identity result is refused.
+pub fn dh_point(scalar: &[u8; 32], point: &EdwardsPoint) -> Result<[u8; 32], DhError> {
     // `mul_clamped` re-applies the (idempotent) clamp and multiplies by the unreduced scalar,
     // exactly what libsodium's `_noclamp` variant does with an already clamped scalar.
     let product = point.mul_clamped(*scalar);
@@ -118,11 +123,7 @@ pub fn dh_scalar_validated(
     let point = CompressedEdwardsY(*remote_public_key)
         .decompress()
         .ok_or(DhError::InvalidPublicKey)?;
-    let product = point.mul_clamped(*scalar);
-    if product.is_identity() {
-        return Err(DhError::IdentityResult);
-    }
-    Ok(product.compress().to_bytes())
+    dh_point(scalar, &point)
 }
 
 /// `DH(seed, P)`: [`dh_scalar`] with the scalar derived from a 32-byte Ed25519 seed (the first
