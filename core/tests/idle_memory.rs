@@ -62,6 +62,7 @@ fn exchange(a: &mut UdxStream, b: &mut UdxStream, now: Instant, buf: &mut [u8]) 
 #[test]
 fn an_idle_stream_holds_no_buffers_after_its_data_is_acknowledged_and_read() {
     an_idle_stream_is_at_most_960_bytes();
+    an_idle_secret_stream_is_at_most_448_bytes();
     let now = Instant::from_millis(1);
     let mut buf = vec![0u8; 2048];
     let mut a = UdxStream::new(1, now, StreamConfig::default());
@@ -116,5 +117,15 @@ fn an_idle_stream_is_at_most_960_bytes() {
     if cfg!(target_pointer_width = "64") {
         let size = std::mem::size_of::<UdxStream>();
         assert!(size <= 960, "UdxStream grew to {size} bytes");
+    }
+}
+
+/// A secret stream's fixed state: its unordered-message keys (64 bytes, derived from the
+/// handshake hash) are derived and boxed with the first unordered message, not held by every
+/// stream (504 bytes on x86-64 before, 448 after). Pinned on 64-bit targets like the stream.
+fn an_idle_secret_stream_is_at_most_448_bytes() {
+    if cfg!(target_pointer_width = "64") {
+        let size = std::mem::size_of::<hdht_core::secret_stream::SecretStream>();
+        assert!(size <= 448, "SecretStream grew to {size} bytes");
     }
 }

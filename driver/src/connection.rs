@@ -82,11 +82,7 @@ impl Future for Connecting {
             None => Poll::Pending,
             Some(Ok(info)) => {
                 self.conn = None;
-                Poll::Ready(Ok(Connection {
-                    shared: self.shared.clone(),
-                    conn,
-                    info,
-                }))
+                Poll::Ready(Ok(Connection::from_parts(self.shared.clone(), conn, &info)))
             }
             Some(Err(e)) => {
                 self.conn = None;
@@ -126,37 +122,54 @@ impl RelayPathWatch {
 }
 
 /// An end-to-end encrypted connection to a peer, reached by public key.
+///
+/// The handle keeps no copy of the connection's keys and handshake hash (an idle connection's
+/// memory: 128 bytes in every task that holds one): the node keeps them with the connection,
+/// which it forgets only once this handle is dropped, and the accessors read them there.
 #[derive(Debug)]
 pub struct Connection {
     shared: Shared,
     conn: ConnId,
-    info: ConnectionInfo,
+    is_initiator: bool,
 }
 
 impl Connection {
     /// A handle to a connection whose slot exists (the swarm's).
-    pub(crate) fn from_parts(shared: Shared, conn: ConnId, info: ConnectionInfo) -> Self {
-        Connection { shared, conn, info }
+    pub(crate) fn from_parts(shared: Shared, conn: ConnId, info: &ConnectionInfo) -> Self {
+        Connection {
+            shared,
+            conn,
+            is_initiator: info.is_initiator,
+        }
+    }
+
+    /// `f` of what the node knows about this connection. The node keeps the connection while
+    /// this handle lives (it forgets only dropped ones), so `None` does not occur.
+    fn with_info<T>(&self, f: impl FnOnce(&ConnectionInfo) -> T) -> Option<T> {
+        self.shared
+            .with_node(|n| n.connection_info(self.conn))
+            .as_ref()
+            .map(f)
     }
 
     /// The peer's public key.
     pub fn remote_public_key(&self) -> [u8; 32] {
-        self.info.remote_public_key
+        self.with_info(|i| i.remote_public_key).unwrap_or_default()
     }
 
     /// Our public key.
     pub fn public_key(&self) -> [u8; 32] {
-        self.info.public_key
+        self.with_info(|i| i.public_key).unwrap_or_default()
     }
 
     /// The Noise handshake hash, the same on both sides.
     pub fn handshake_hash(&self) -> [u8; 64] {
-        self.info.handshake_hash
+        self.with_info(|i| i.handshake_hash).unwrap_or([0; 64])
     }
 
     /// Whether we initiated the connection.
     pub fn is_initiator(&self) -> bool {
-        self.info.is_initiator
+        self.is_initiator
     }
 
     /// Where the underlying UDX stream is connected.
@@ -514,11 +527,7 @@ impl Server {
             })
         })
         .await?;
-        Some(Connection {
-            shared: self.shared.clone(),
-            conn,
-            info,
-        })
+        Some(Connection::from_parts(self.shared.clone(), conn, &info))
     }
 
     /// `refresh()`: re-announce now.

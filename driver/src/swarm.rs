@@ -475,7 +475,7 @@ impl Stream for SwarmConnections {
         next.map(|o| {
             o.map(|(a, peer)| {
                 (
-                    Connection::from_parts(self.shared.clone(), a.conn, a.info),
+                    Connection::from_parts(self.shared.clone(), a.conn, &a.info),
                     peer,
                 )
             })

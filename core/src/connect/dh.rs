@@ -60,16 +60,28 @@ pub fn public_key_from_scalar(scalar: &[u8; 32]) -> [u8; 32] {
 /// Decodes a remote public key with libsodium's acceptance rules for
 /// `crypto_scalarmult_ed25519`: canonical, on the curve, not small order, torsion-free.
 pub fn decode_public_key(public_key: &[u8; 32]) -> Result<EdwardsPoint, DhError> {
-    let compressed = CompressedEdwardsY(*public_key);
-    let point = compressed.decompress().ok_or(DhError::InvalidPublicKey)?;
-    // Re-encoding catches y ≥ p and a set sign bit on x = 0, both of which dalek accepts.
-    if point.compress() != compressed {
+    // dalek's decompression accepts two non-canonical encodings that libsodium refuses: y ≥ p
+    // (reduced mod p) and a set sign bit on x = 0. The first is refused here by the encoding's
+    // bytes (libsodium's `ge25519_is_canonical`); the second can only name x = 0, i.e. y = ±1,
+    // the identity and the point of order 2, which the small-order check below refuses. (This
+    // replaced re-encoding the point and comparing, a field inversion per key.)
+    if !is_canonical_y(public_key) {
         return Err(DhError::InvalidPublicKey);
     }
+    let point = CompressedEdwardsY(*public_key)
+        .decompress()
+        .ok_or(DhError::InvalidPublicKey)?;
     if point.is_small_order() || !in_prime_order_subgroup(&point) {
         return Err(DhError::InvalidPublicKey);
     }
     Ok(point)
+}
+
+/// Whether the y coordinate of encoding `s` (its low 255 bits, little-endian) is below
+/// p = 2^255 − 19: false exactly for 2^255 − 19 ≤ y ≤ 2^255 − 1, i.e. byte 0 ≥ 0xed, bytes
+/// 1..=30 all 0xff and byte 31 0x7f or 0xff. (Public data: no constant time needed.)
+fn is_canonical_y(s: &[u8; 32]) -> bool {
+    !(s[31] & 0x7f == 0x7f && s[1..31].iter().all(|&b| b == 0xff) && s[0] >= 0xed)
 }
 
 /// Whether `p` lies in the prime-order subgroup, `ℓ·P = 0` — what dalek's `is_torsion_free`
@@ -85,7 +97,12 @@ fn in_prime_order_subgroup(p: &EdwardsPoint) -> bool {
 /// `DH(scalar, P)`: the compressed encoding of `scalar · P` for a clamped scalar (as returned by
 /// [`secret_scalar`]). Fails as libsodium does for bad points and an identity result.
 pub fn dh_scalar(scalar: &[u8; 32], remote_public_key: &[u8; 32]) -> Result<[u8; 32], DhError> {
-    let point = decode_public_key(remote_public_key)?;
+    dh_point(scalar, &decode_public_key(remote_public_key)?)
+}
+
+/// `DH(scalar, P)` for a point `P` already decoded (by [`decode_public_key`], or decompressed
+/// from a key it accepted): only the identity result is refused.
+pub fn dh_point(scalar: &[u8; 32], point: &EdwardsPoint) -> Result<[u8; 32], DhError> {
     // `mul_clamped` re-applies the (idempotent) clamp and multiplies by the unreduced scalar,
     // exactly what libsodium's `_noclamp` variant does with an already clamped scalar.
     let product = point.mul_clamped(*scalar);
@@ -106,11 +123,7 @@ pub fn dh_scalar_validated(
     let point = CompressedEdwardsY(*remote_public_key)
         .decompress()
         .ok_or(DhError::InvalidPublicKey)?;
-    let product = point.mul_clamped(*scalar);
-    if product.is_identity() {
-        return Err(DhError::IdentityResult);
-    }
-    Ok(product.compress().to_bytes())
+    dh_point(scalar, &point)
 }
 
 /// `DH(seed, P)`: [`dh_scalar`] with the scalar derived from a 32-byte Ed25519 seed (the first
@@ -125,6 +138,7 @@ pub fn dh(seed: &[u8; 32], remote_public_key: &[u8; 32]) -> Result<[u8; 32], DhE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
     use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 
     /// The variable-time subgroup check decides exactly what dalek's `is_torsion_free` does:
@@ -173,5 +187,55 @@ mod tests {
             dh_scalar_validated(&scalar, &identity),
             Err(DhError::IdentityResult)
         );
+    }
+
+    /// The re-encoding rule the byte-range check replaced: decompress, re-encode, compare,
+    /// then the small-order and subgroup checks.
+    fn decode_by_reencoding(public_key: &[u8; 32]) -> Option<EdwardsPoint> {
+        let compressed = CompressedEdwardsY(*public_key);
+        let point = compressed.decompress()?;
+        (point.compress() == compressed && !point.is_small_order() && point.is_torsion_free())
+            .then_some(point)
+    }
+
+    /// The byte-range canonicity check accepts and refuses exactly what re-encoding did: every
+    /// y from p − 8 to 2^255 − 1 and from 0 to 8, both sign bits (x = 0 with the sign set
+    /// among them), the torsion points, and valid keys with either sign bit.
+    #[test]
+    fn the_byte_range_canonical_check_agrees_with_reencoding() {
+        let mut encodings = Vec::new();
+        for low in 0u8..=0xff {
+            // y = 2^255 − 256 + low, which covers p − 8 … 2^255 − 1 (p = 2^255 − 19).
+            let mut e = [0xffu8; 32];
+            e[0] = low;
+            e[31] = 0x7f;
+            encodings.push(e);
+            let mut small = [0u8; 32];
+            small[0] = low;
+            encodings.push(small);
+        }
+        for t in EIGHT_TORSION.iter() {
+            encodings.push(t.compress().to_bytes());
+        }
+        for i in 1..32u8 {
+            encodings.push(public_key(&[i; 32]));
+        }
+        for e in encodings.clone() {
+            let mut flipped = e;
+            flipped[31] ^= 0x80;
+            encodings.push(flipped);
+        }
+        let mut accepted = 0;
+        for e in &encodings {
+            let want = decode_by_reencoding(e);
+            let got = decode_public_key(e).ok();
+            assert_eq!(got.is_some(), want.is_some(), "{e:02x?}");
+            if let (Some(a), Some(b)) = (got, want) {
+                assert_eq!(a, b);
+                accepted += 1;
+            }
+        }
+        // At least the valid keys and their negations (the sign bit flipped).
+        assert!(accepted >= 62, "{accepted}");
     }
 }

@@ -10,6 +10,7 @@
 //! msg1 = `e.pub(32) ‖ AEAD(s.pub)(48) ‖ AEAD(payload1)`, msg2 = `e.pub(32) ‖ AEAD(payload2)`.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
@@ -17,6 +18,8 @@ use core::fmt;
 use blake2::digest::consts::U32;
 use blake2::digest::{KeyInit, Mac};
 use blake2::Blake2bMac;
+use curve25519_dalek::edwards::EdwardsPoint;
+use once_cell::race::OnceBox;
 use rand_core::{CryptoRng, RngCore};
 use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
@@ -182,6 +185,39 @@ struct Ed25519Dh {
     /// order, subgroup): true only for the object whose every DH comes after the other object
     /// already validated the same key in this handshake (see [`Resolver::trusting`]).
     trusting: bool,
+    /// The remote keys this handshake's validating object accepted, decompressed: the trusting
+    /// object multiplies the point instead of decompressing the key again (a field square
+    /// root each). Shared by the handshake's two objects only.
+    checked: Option<Arc<CheckedKeys>>,
+}
+
+/// The (at most two: `re` and `rs`) remote keys a handshake validated, with their points.
+#[derive(Default)]
+struct CheckedKeys {
+    slots: [OnceBox<([u8; 32], EdwardsPoint)>; 2],
+}
+
+impl CheckedKeys {
+    /// Records that `key` passed [`dh::decode_public_key`] as `point`.
+    fn put(&self, key: &[u8; 32], point: EdwardsPoint) {
+        let mut entry = Box::new((*key, point));
+        for slot in &self.slots {
+            if slot.get().is_some_and(|(k, _)| k == key) {
+                return;
+            }
+            match slot.set(entry) {
+                Ok(()) => return,
+                Err(back) => entry = back,
+            }
+        }
+    }
+
+    /// The point of `key` if it was validated in this handshake.
+    fn get(&self, key: &[u8; 32]) -> Option<EdwardsPoint> {
+        self.slots
+            .iter()
+            .find_map(|slot| slot.get().filter(|(k, _)| k == key).map(|(_, p)| *p))
+    }
 }
 
 /// `a == b` without a data-dependent branch or early exit (the seeds are secret).
@@ -245,10 +281,19 @@ impl Dh for Ed25519Dh {
             .get(..dh::DH_LEN)
             .and_then(|k| k.try_into().ok())
             .ok_or(snow::Error::Dh)?;
+        let checked = self.checked.as_deref();
         let shared = if self.trusting {
-            dh::dh_scalar_validated(&self.scalar, remote)
+            match checked.and_then(|c| c.get(remote)) {
+                Some(point) => dh::dh_point(&self.scalar, &point),
+                None => dh::dh_scalar_validated(&self.scalar, remote),
+            }
         } else {
-            dh::dh_scalar(&self.scalar, remote)
+            dh::decode_public_key(remote).and_then(|point| {
+                if let Some(c) = checked {
+                    c.put(remote, point);
+                }
+                dh::dh_point(&self.scalar, &point)
+            })
         }
         .map_err(|_| snow::Error::Dh)?;
         let dst = out.get_mut(..32).ok_or(snow::Error::Dh)?;
@@ -313,6 +358,8 @@ struct Resolver {
     /// DH objects handed out so far: snow's builder asks for the static one first, then the
     /// ephemeral one.
     dh_count: core::cell::Cell<u8>,
+    /// The remote keys validated in this handshake, shared by its two DH objects.
+    checked: Arc<CheckedKeys>,
 }
 
 impl Drop for Resolver {
@@ -341,6 +388,7 @@ impl CryptoResolver for Resolver {
                         Trusting::Static => is_static,
                         Trusting::Ephemeral => n == 1,
                     },
+                    checked: Some(Arc::clone(&self.checked)),
                     ..Ed25519Dh::default()
                 }))
             }
@@ -455,6 +503,7 @@ impl Handshake {
                 Trusting::Ephemeral
             },
             dh_count: core::cell::Cell::new(0),
+            checked: Arc::default(),
         };
         let builder = snow::Builder::with_resolver(params()?, Box::new(resolver));
         let built = (|| {
@@ -609,6 +658,7 @@ mod tests {
             static_key: (kp.seed(), kp.public_key()),
             trusting,
             dh_count: core::cell::Cell::new(0),
+            checked: Arc::default(),
         }
     }
 
@@ -642,5 +692,43 @@ mod tests {
             assert_eq!(trusts(&*e), (!static_trusts, false));
             assert_eq!(e.pubkey(), dh::public_key(&[4u8; 32]));
         }
+    }
+
+    /// The validating object records each key it accepted (and only those) with its point; the
+    /// trusting object's DH with a recorded key multiplies that point and gives the bytes of a
+    /// fully checked DH.
+    #[test]
+    fn validated_keys_are_shared_decompressed() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        let r = resolver(Trusting::Ephemeral);
+        let mut s = r.resolve_dh(&DHChoice::Curve25519).unwrap();
+        let mut e = r.resolve_dh(&DHChoice::Curve25519).unwrap();
+        s.set(&[3u8; 32]);
+        e.set(&[4u8; 32]);
+        let mixed = (ED25519_BASEPOINT_POINT + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
+        let mut out = [0u8; 32];
+        assert!(s.dh(&mixed, &mut out).is_err());
+        assert!(
+            r.checked.get(&mixed).is_none(),
+            "a refused key is not recorded"
+        );
+        let keys = [dh::public_key(&[5u8; 32]), dh::public_key(&[6u8; 32])];
+        for k in &keys {
+            s.dh(k, &mut out).unwrap();
+            assert_eq!(out, dh::dh(&[3u8; 32], k).unwrap());
+        }
+        for k in &keys {
+            assert!(r.checked.get(k).is_some());
+            e.dh(k, &mut out).unwrap();
+            assert_eq!(out, dh::dh(&[4u8; 32], k).unwrap());
+        }
+        // A third key finds no slot: it is not recorded, and the trusting object decompresses.
+        let third = dh::public_key(&[7u8; 32]);
+        s.dh(&third, &mut out).unwrap();
+        assert!(r.checked.get(&third).is_none());
+        e.dh(&third, &mut out).unwrap();
+        assert_eq!(out, dh::dh(&[4u8; 32], &third).unwrap());
     }
 }

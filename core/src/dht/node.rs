@@ -28,7 +28,8 @@ use super::pool::{socket_kind, udx_socket, SocketCommand, SocketPool};
 use super::records::{RecordReply, Records};
 use super::router::{Routed, Router};
 use super::server::{
-    Accepted, Server, ServerAction, ServerOptions, ServerRequest, MAX_SERVER_HANDSHAKES,
+    Accepted, HandshakeKey, Server, ServerAction, ServerOptions, ServerRequest,
+    MAX_SERVER_HANDSHAKES,
 };
 use super::sign;
 use super::store::{NodeStoreLimits, StoreBytes, StoreLimits, ValueStoreUsage};
@@ -208,7 +209,7 @@ pub struct DhtNode<R> {
     /// Listening servers by key target.
     server_by_target: BTreeMap<[u8; 32], ServerId>,
     /// Firewall questions asked ([`ConnectEvent::Firewall`]): id → the server and handshake.
-    firewall_questions: BTreeMap<u64, (ServerId, Vec<u8>)>,
+    firewall_questions: BTreeMap<u64, (ServerId, HandshakeKey)>,
     conns: Connections,
     pool: SocketPool,
     /// The node-wide random-punch throttle.

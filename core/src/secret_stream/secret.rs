@@ -15,8 +15,8 @@ use super::error::{MessageDropped, SecretStreamError};
 use super::frame::{
     frame_body_len, ABYTES, HEADER_FRAME_LEN, ID_HEADER_LEN, MAX_FRAME_LEN, MAX_WRITE,
 };
-use super::keys::{stream_id, unordered_send_key};
-use super::unordered::{Unordered, COUNTER_LEN};
+use super::keys::stream_id;
+use super::unordered::{KeySource, Unordered, COUNTER_LEN};
 use crate::time::Instant;
 
 /// Buffers that grew past this for one large frame are released once the frame is done, so a
@@ -198,11 +198,7 @@ impl SecretStream {
         header_frame[3..35].copy_from_slice(&local_id);
         header_frame[35..].copy_from_slice(header.as_ref());
 
-        let unordered = Unordered::new(
-            unordered_send_key(&handshake.hash, is_initiator),
-            unordered_send_key(&handshake.hash, !is_initiator),
-            counter,
-        );
+        let unordered = Unordered::new(counter);
 
         let keep_alive = nonzero(config.keep_alive);
         let timeout = nonzero(config.timeout);
@@ -800,6 +796,14 @@ impl SecretStream {
 
     // ---------------------------------------------------------------- unordered messages
 
+    /// What the unordered-message keys derive from.
+    fn key_source(&self) -> KeySource<'_> {
+        KeySource {
+            hash: &self.hash,
+            is_initiator: self.is_initiator,
+        }
+    }
+
     /// Seals `plain` as an unordered message (`send` / `trySend`) and appends the envelope
     /// (`counter ‖ MAC ‖ ciphertext`, `plain.len() + 24` bytes) to `out`; the driver sends it
     /// as one UDX MESSAGE packet. Works while the stream is open, also after ends.
@@ -809,7 +813,11 @@ impl SecretStream {
         out: &mut Vec<u8>,
     ) -> Result<(), SecretStreamError> {
         self.check_not_dead()?;
-        match self.unordered.seal(plain, out) {
+        let src = KeySource {
+            hash: &self.hash,
+            is_initiator: self.is_initiator,
+        };
+        match self.unordered.seal(src, plain, out) {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(e)),
         }
@@ -826,7 +834,7 @@ impl SecretStream {
         if self.state != State::Open {
             return Err(MessageDropped::NotOpen);
         }
-        self.unordered.open_into(envelope, out)
+        self.unordered.open_into(self.key_source(), envelope, out)
     }
 
     /// [`open_message`](Self::open_message) in place: decrypts inside `envelope` and returns
@@ -838,7 +846,7 @@ impl SecretStream {
         if self.state != State::Open {
             return Err(MessageDropped::NotOpen);
         }
-        self.unordered.open_in_place(envelope)
+        self.unordered.open_in_place(self.key_source(), envelope)
     }
 
     // ---------------------------------------------------------------- lifecycle helpers

@@ -6,7 +6,9 @@
 //! The counter starts at a random value and is incremented (little-endian, `sodium_increment`)
 //! before each message; it must not come back to its start.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::cell::OnceCell;
 
 use crypto_secretbox::aead::generic_array::GenericArray;
 use crypto_secretbox::aead::{AeadInPlace, KeyInit};
@@ -14,6 +16,7 @@ use crypto_secretbox::XSalsa20Poly1305;
 use zeroize::Zeroize;
 
 use super::error::{MessageDropped, SecretStreamError};
+use super::keys::unordered_send_key;
 
 /// Length of the counter prefix.
 pub(super) const COUNTER_LEN: usize = 8;
@@ -22,19 +25,34 @@ pub(super) const MAC_LEN: usize = 16;
 /// Bytes an envelope adds to its plaintext (24).
 pub const ENVELOPE_OVERHEAD: usize = COUNTER_LEN + MAC_LEN;
 
-/// Sealing and opening state of one side.
+/// Sealing and opening state of one side. The two keys derive from the handshake hash and
+/// are only derived (and boxed) with the stream's first unordered message, either way: an
+/// idle connection, or one that never sends such a message, holds one pointer for them
+/// instead of 64 bytes.
 pub(super) struct Unordered {
-    send_key: [u8; 32],
-    recv_key: [u8; 32],
+    keys: OnceCell<Box<Keys>>,
     counter: [u8; COUNTER_LEN],
     initial: [u8; COUNTER_LEN],
 }
 
-impl Drop for Unordered {
+/// The sealing key and the opening key.
+struct Keys {
+    send: [u8; 32],
+    recv: [u8; 32],
+}
+
+impl Drop for Keys {
     fn drop(&mut self) {
-        self.send_key.zeroize();
-        self.recv_key.zeroize();
+        self.send.zeroize();
+        self.recv.zeroize();
     }
+}
+
+/// What the keys derive from: the handshake hash and our role.
+#[derive(Clone, Copy)]
+pub(super) struct KeySource<'a> {
+    pub(super) hash: &'a [u8; 64],
+    pub(super) is_initiator: bool,
 }
 
 fn nonce(counter: &[u8]) -> [u8; 24] {
@@ -55,18 +73,28 @@ fn increment(counter: &mut [u8; COUNTER_LEN]) {
 }
 
 impl Unordered {
-    pub(super) fn new(send_key: [u8; 32], recv_key: [u8; 32], initial: [u8; COUNTER_LEN]) -> Self {
+    pub(super) fn new(initial: [u8; COUNTER_LEN]) -> Self {
         Unordered {
-            send_key,
-            recv_key,
+            keys: OnceCell::new(),
             counter: initial,
             initial,
         }
     }
 
+    /// The keys, derived on first use.
+    fn keys(&self, src: KeySource<'_>) -> &Keys {
+        self.keys.get_or_init(|| {
+            Box::new(Keys {
+                send: unordered_send_key(src.hash, src.is_initiator),
+                recv: unordered_send_key(src.hash, !src.is_initiator),
+            })
+        })
+    }
+
     /// Appends the envelope of `plain` to `out`.
     pub(super) fn seal(
         &mut self,
+        src: KeySource<'_>,
         plain: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), SecretStreamError> {
@@ -74,7 +102,7 @@ impl Unordered {
         if self.counter == self.initial {
             return Err(SecretStreamError::NonceExhausted);
         }
-        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.send_key));
+        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.keys(src).send));
         let n = nonce(&self.counter);
         let start = out.len();
         out.reserve(ENVELOPE_OVERHEAD + plain.len());
@@ -100,6 +128,7 @@ impl Unordered {
     /// Opens `envelope` in place; returns the plaintext (a sub-slice of `envelope`).
     pub(super) fn open_in_place<'a>(
         &self,
+        src: KeySource<'_>,
         envelope: &'a mut [u8],
     ) -> Result<&'a mut [u8], MessageDropped> {
         if envelope.len() < ENVELOPE_OVERHEAD {
@@ -108,7 +137,7 @@ impl Unordered {
         let (head, body) = envelope.split_at_mut(ENVELOPE_OVERHEAD);
         let n = nonce(&head[..COUNTER_LEN]);
         let tag = GenericArray::clone_from_slice(&head[COUNTER_LEN..]);
-        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.recv_key));
+        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.keys(src).recv));
         cipher
             .decrypt_in_place_detached(GenericArray::from_slice(&n), &[], body, &tag)
             .map_err(|_| MessageDropped::Authentication)?;
@@ -118,6 +147,7 @@ impl Unordered {
     /// Opens `envelope` and appends the plaintext to `out` (nothing on failure).
     pub(super) fn open_into(
         &self,
+        src: KeySource<'_>,
         envelope: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<usize, MessageDropped> {
@@ -126,7 +156,7 @@ impl Unordered {
         }
         let n = nonce(&envelope[..COUNTER_LEN]);
         let tag = GenericArray::clone_from_slice(&envelope[COUNTER_LEN..ENVELOPE_OVERHEAD]);
-        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.recv_key));
+        let cipher = XSalsa20Poly1305::new(GenericArray::from_slice(&self.keys(src).recv));
         let start = out.len();
         out.extend_from_slice(&envelope[ENVELOPE_OVERHEAD..]);
         match cipher.decrypt_in_place_detached(
@@ -153,6 +183,11 @@ impl Unordered {
 mod tests {
     use super::*;
 
+    const SRC: KeySource<'static> = KeySource {
+        hash: &[1; 64],
+        is_initiator: true,
+    };
+
     #[test]
     fn increment_carries_and_wraps() {
         let mut c = [0xff, 0xff, 0, 0, 0, 0, 0, 0];
@@ -166,20 +201,20 @@ mod tests {
     #[test]
     fn counter_exhaustion_is_detected() {
         let initial = [5, 0, 0, 0, 0, 0, 0, 0];
-        let mut u = Unordered::new([1; 32], [1; 32], initial);
+        let mut u = Unordered::new(initial);
         // One step before coming back to the start.
         u.set_counter([4, 0, 0, 0, 0, 0, 0, 0]);
         let mut out = Vec::new();
         assert_eq!(
-            u.seal(b"x", &mut out),
+            u.seal(SRC, b"x", &mut out),
             Err(SecretStreamError::NonceExhausted)
         );
         assert!(out.is_empty());
         // The full wrap: all ones + 1 = 0 then up to the start.
-        let mut u = Unordered::new([1; 32], [1; 32], [0; 8]);
+        let mut u = Unordered::new([0; 8]);
         u.set_counter([0xff; 8]);
         assert_eq!(
-            u.seal(b"x", &mut out),
+            u.seal(SRC, b"x", &mut out),
             Err(SecretStreamError::NonceExhausted)
         );
     }

@@ -11,6 +11,18 @@ use crate::relay::RelayPlan;
 use crate::rpc::{IncomingRequest, QuerySpec, ReplySpec, RequestSpec, SocketKind};
 use crate::udx;
 
+/// A server's name for a handshake: the BLAKE2b-256 digest of its msg1 (one entry per distinct
+/// msg1, as keying by the msg1 bytes would give, up to a hash collision). 32 bytes inline
+/// instead of a heap copy of the ~100-byte msg1 in each of the tables that name it: a busy
+/// server keeps every handshake 10 s, and their freed copies were heap holes among the idle
+/// connections' memory.
+pub(crate) type HandshakeKey = [u8; 32];
+
+/// The key of the handshake whose msg1 is `msg1`.
+pub(crate) fn handshake_key(msg1: &[u8]) -> HandshakeKey {
+    crate::crypto::hash(msg1)
+}
+
 /// A request a server sent, as it knows it (the node routes the response back with it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ServerRequest {
@@ -83,8 +95,8 @@ pub(crate) enum ServerAction {
     /// Ask the owner whether to accept this handshake (answered with
     /// [`Server::firewall_decision`] and the same `key`).
     AskFirewall {
-        /// The handshake (its msg1).
-        key: Vec<u8>,
+        /// The handshake (the digest of its msg1).
+        key: HandshakeKey,
         /// Who connects.
         remote_public_key: [u8; 32],
         /// The client as the relay saw it.
@@ -105,8 +117,8 @@ pub(crate) enum ServerAction {
 /// A handshake the server answered with success: the node opens the connection.
 #[derive(Debug)]
 pub(crate) struct Accepted {
-    /// The msg1 it answers (the server's name for the handshake).
-    pub(crate) key: Vec<u8>,
+    /// The handshake it answers (the server's name for it: the digest of its msg1).
+    pub(crate) key: HandshakeKey,
     /// Our UDX stream id (in msg2).
     pub(crate) stream_id: u32,
     /// The client's UDX stream id.

@@ -40,7 +40,8 @@ use crate::rpc::{IncomingRequest, QueryReply, ReplySpec, RequestError};
 use crate::udx;
 use crate::Instant;
 
-pub(crate) use action::{Accepted, ServerAction, ServerRequest};
+use action::handshake_key;
+pub(crate) use action::{Accepted, HandshakeKey, ServerAction, ServerRequest};
 
 /// A server keeps a finished handshake this long to answer duplicates identically.
 const HANDSHAKE_CLEAR_WAIT: Duration = Duration::from_secs(10);
@@ -79,24 +80,24 @@ pub(crate) struct Server {
     target: [u8; 32],
     announcer: Announcer,
     /// Handshakes by msg1.
-    handshakes: BTreeMap<Vec<u8>, ServerHandshake>,
+    handshakes: BTreeMap<HandshakeKey, ServerHandshake>,
     /// Handshakes by holepunch id.
-    holepunch_ids: BTreeMap<u64, Vec<u8>>,
+    holepunch_ids: BTreeMap<u64, HandshakeKey>,
     /// The handshakes with a punch running (the only ones with timers besides forgetting), in
     /// the order of `handshakes`: the per-turn walks (timers, a connection's first packet)
     /// visit these, not every handshake kept for duplicates.
-    punching: BTreeSet<Vec<u8>>,
+    punching: BTreeSet<HandshakeKey>,
     /// `(deadline, key)` of every punch with a timer: the timer walks read the due prefix
     /// instead of asking each of up to `max_server_handshakes` punches (a flood of valid
     /// handshakes made every turn of the node cost thousands of map lookups). Each punch
     /// remembers the deadline it is filed under (`ServerPunch::scheduled`).
-    punch_timers: BTreeSet<(Instant, Vec<u8>)>,
+    punch_timers: BTreeSet<(Instant, HandshakeKey)>,
     /// The punching handshakes by their connection.
-    punch_conns: BTreeMap<ConnId, Vec<u8>>,
+    punch_conns: BTreeMap<ConnId, HandshakeKey>,
     /// `(done_at, key)` each time a handshake's `done_at` was set, in time order: the forget
     /// queue. An entry whose handshake has since punched or been done again is stale (a later
     /// entry stands for it) and is skipped.
-    done: VecDeque<(Instant, Vec<u8>)>,
+    done: VecDeque<(Instant, HandshakeKey)>,
     /// Closed: no new handshakes, no announces; handshakes already running finish.
     closing: bool,
 }
@@ -163,13 +164,13 @@ impl Server {
     }
 
     fn mark_done(
-        done: &mut VecDeque<(Instant, Vec<u8>)>,
+        done: &mut VecDeque<(Instant, HandshakeKey)>,
         h: &mut ServerHandshake,
-        key: &[u8],
+        key: &HandshakeKey,
         now: Instant,
     ) {
         h.done_at = Some(now);
-        done.push_back((now, key.to_vec()));
+        done.push_back((now, *key));
     }
 
     /// `server.listen(keyPair)`: answer handshakes for this key (target `target`) and
@@ -279,7 +280,7 @@ impl Server {
     fn punch_step<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: &[u8],
+        key: &HandshakeKey,
         step: HandlerResult,
         out: &mut Vec<ServerAction>,
     ) {
@@ -291,7 +292,7 @@ impl Server {
 
     /// Files the punch of handshake `key` under its current deadline (after anything that
     /// may have moved it).
-    fn reschedule_punch(&mut self, key: &[u8]) {
+    fn reschedule_punch(&mut self, key: &HandshakeKey) {
         let Some(p) = self.handshakes.get_mut(key).and_then(|h| h.punch.as_mut()) else {
             return;
         };
@@ -300,10 +301,10 @@ impl Server {
             return;
         }
         if let Some(old) = core::mem::replace(&mut p.scheduled, due) {
-            self.punch_timers.remove(&(old, key.to_vec()));
+            self.punch_timers.remove(&(old, *key));
         }
         if let Some(t) = due {
-            self.punch_timers.insert((t, key.to_vec()));
+            self.punch_timers.insert((t, *key));
         }
     }
 
@@ -311,7 +312,7 @@ impl Server {
     fn end_punch<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: &[u8],
+        key: &HandshakeKey,
         abort: bool,
         out: &mut Vec<ServerAction>,
     ) {
@@ -322,7 +323,7 @@ impl Server {
         self.punching.remove(key);
         self.punch_conns.remove(&punch.conn());
         if let Some(t) = punch.scheduled {
-            self.punch_timers.remove(&(t, key.to_vec()));
+            self.punch_timers.remove(&(t, *key));
         }
         Self::mark_done(&mut self.done, h, key, env.now);
         self.prune_stale_done();
@@ -347,7 +348,8 @@ impl Server {
         // once, and retransmits) get the same msg2, routed back the way each one came — to
         // its own relay, with its own peer address — as the reference's router does with the
         // reply `_onpeerhandshake` returns.
-        if let Some(h) = self.handshakes.get(&envelope.noise) {
+        let key = handshake_key(&envelope.noise);
+        if let Some(h) = self.handshakes.get(&key) {
             if let Some((socket, msg2)) = h.reply.clone() {
                 if let Some(route) = reply_route(req, &envelope, socket.unwrap_or(req.socket), msg2)
                 {
@@ -378,7 +380,6 @@ impl Server {
         } else {
             envelope.peer_address.unwrap_or(req.from)
         };
-        let key = envelope.noise.clone();
         let pending = PendingHandshake {
             req: req.clone(),
             envelope,
@@ -389,7 +390,7 @@ impl Server {
         if self.opts.firewall {
             let payload = Box::new(pending.client_payload.clone());
             self.handshakes.insert(
-                key.clone(),
+                key,
                 ServerHandshake {
                     pending: Some(Box::new(pending)),
                     ..ServerHandshake::default()
@@ -403,8 +404,7 @@ impl Server {
             });
             return;
         }
-        self.handshakes
-            .insert(key.clone(), ServerHandshake::default());
+        self.handshakes.insert(key, ServerHandshake::default());
         self.accept(env, key, pending, out);
     }
 
@@ -413,7 +413,7 @@ impl Server {
     pub(crate) fn firewall_decision<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: Vec<u8>,
+        key: HandshakeKey,
         reject: bool,
         out: &mut Vec<ServerAction>,
     ) {
@@ -436,7 +436,7 @@ impl Server {
     fn accept<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: Vec<u8>,
+        key: HandshakeKey,
         p: PendingHandshake,
         out: &mut Vec<ServerAction>,
     ) {
@@ -634,12 +634,12 @@ impl Server {
     }
 
     /// The smallest free holepunch id (the reference reuses slots of its `_holepunches` array).
-    fn alloc_holepunch_id(&mut self, key: &[u8]) -> u64 {
+    fn alloc_holepunch_id(&mut self, key: &HandshakeKey) -> u64 {
         let mut id = 0;
         while self.holepunch_ids.contains_key(&id) {
             id += 1;
         }
-        self.holepunch_ids.insert(id, key.to_vec());
+        self.holepunch_ids.insert(id, *key);
         id
     }
 
@@ -650,7 +650,7 @@ impl Server {
     pub(crate) fn attach_punch<R: RngCore + CryptoRng>(
         &mut self,
         env: &mut Env<'_, R>,
-        key: &[u8],
+        key: &HandshakeKey,
         puncher: Puncher,
         holepunch_secret: [u8; 32],
         conn: ConnId,
@@ -669,8 +669,8 @@ impl Server {
         let Some(h) = self.handshakes.get_mut(key) else {
             return punch.retire(env);
         };
-        self.punching.insert(key.to_vec());
-        self.punch_conns.insert(conn, key.to_vec());
+        self.punching.insert(*key);
+        self.punch_conns.insert(conn, *key);
         h.punch = Some(punch);
         self.prune_stale_done();
         let step = match self.punch_mut(key) {
@@ -708,10 +708,10 @@ impl Server {
     }
 
     /// The handshake whose puncher owns `socket`.
-    fn punch_owner(&self, socket: udx::SocketId) -> Option<Vec<u8>> {
+    fn punch_owner(&self, socket: udx::SocketId) -> Option<HandshakeKey> {
         self.punching_handshakes()
             .find(|(_, h)| h.punch.as_ref().is_some_and(|p| p.owns_socket(socket)))
-            .map(|(k, _)| k.to_vec())
+            .map(|(k, _)| *k)
     }
 
     /// Whether one of our punchers owns `socket`.
@@ -767,10 +767,10 @@ impl Server {
     }
 
     /// The handshakes with a punch running, in key order.
-    fn punching_handshakes(&self) -> impl Iterator<Item = (&[u8], &ServerHandshake)> + '_ {
+    fn punching_handshakes(&self) -> impl Iterator<Item = (&HandshakeKey, &ServerHandshake)> + '_ {
         self.punching
             .iter()
-            .filter_map(|k| Some((k.as_slice(), self.handshakes.get(k)?)))
+            .filter_map(|k| Some((k, self.handshakes.get(k)?)))
     }
 
     /// The blind relay paired connection `conn`: its punch no longer has to start within the
@@ -808,11 +808,11 @@ impl Server {
         out: &mut Vec<ServerAction>,
     ) {
         let now = env.now;
-        let mut due: Vec<Vec<u8>> = self
+        let mut due: Vec<HandshakeKey> = self
             .punch_timers
             .iter()
             .take_while(|(t, _)| *t <= now)
-            .map(|(_, k)| k.clone())
+            .map(|(_, k)| *k)
             .collect();
         // In key order, as the walk over every punch ran them.
         due.sort_unstable();
