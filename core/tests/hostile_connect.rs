@@ -9,7 +9,7 @@ mod node_common;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use hdht_core::connect::{Handshake, NoisePayload, SecretStreamInfo, UdxInfo};
+use hdht_core::connect::{Firewall, Handshake, NoisePayload, SecretStreamInfo, UdxInfo};
 use hdht_core::crypto::KeyPair;
 use hdht_core::dht::messages::{command, mode, HandshakeEnvelope, HolepunchEnvelope};
 use hdht_core::dht::{
@@ -34,6 +34,8 @@ struct Fixture {
     server_key: KeyPair,
     target: [u8; 32],
     rng: ChaCha8Rng,
+    /// Clients that say they are OPEN: the server connects to them at once (an `Incoming`).
+    open_clients: bool,
 }
 
 /// What the server sent in answer to one datagram.
@@ -48,7 +50,12 @@ impl Fixture {
     /// A firewalled server with no DHT around it: it answers handshakes through relays and
     /// sets up a puncher for each (the expensive path a flood would aim at).
     fn new() -> Self {
-        let cfg = DhtConfig {
+        Self::with(|_| {})
+    }
+
+    /// The same server with `tweak` applied to its configuration.
+    fn with(tweak: impl FnOnce(&mut DhtConfig)) -> Self {
+        let mut cfg = DhtConfig {
             rpc: RpcConfig {
                 firewalled: true,
                 ..RpcConfig::default()
@@ -59,6 +66,7 @@ impl Fixture {
             connection_budget: Some(usize::MAX),
             ..DhtConfig::default()
         };
+        tweak(&mut cfg);
         let mut net = Network::new(7);
         assert_eq!(net.next_server_addr(), SERVER);
         let h = net.add_node(cfg);
@@ -78,6 +86,7 @@ impl Fixture {
             server_key,
             target,
             rng,
+            open_clients: false,
         };
         f.flush();
         f
@@ -96,7 +105,8 @@ impl Fixture {
         }
         for ev in self.net.take_events(self.h) {
             assert!(
-                !matches!(ev, DhtEvent::Connect(ConnectEvent::Incoming { .. })),
+                self.open_clients
+                    || !matches!(ev, DhtEvent::Connect(ConnectEvent::Incoming { .. })),
                 "no connection may open without a client: {ev:?}"
             );
         }
@@ -147,12 +157,20 @@ impl Fixture {
 
     /// A valid first handshake message from a fresh client key.
     fn msg1(&mut self) -> Vec<u8> {
+        self.msg1_with_firewall(Firewall::UNKNOWN)
+    }
+
+    /// The same from a client that says its firewall is `firewall` (an OPEN one the server
+    /// connects to at once: no punch).
+    fn msg1_with_firewall(&mut self, firewall: u64) -> Vec<u8> {
         let client = KeyPair::generate(&mut self.rng);
         let mut hs = Handshake::initiator(&client, &self.server_key.public_key(), &mut self.rng)
             .expect("initiator");
         let payload = NoisePayload {
             udx: Some(UdxInfo::new(self.rng.next_u32() | 1, false)),
             secret_stream: Some(SecretStreamInfo::default()),
+            firewall,
+            addresses4: vec![CLIENT],
             ..NoisePayload::default()
         };
         hs.send(&payload).expect("msg1")
@@ -422,4 +440,71 @@ fn a_flood_of_valid_handshakes_costs_bounded_state_that_drains_regression_unboun
     // And the server answers again.
     let m = f.msg1();
     assert!(reply_envelope(&f.handshake(m)).is_some());
+}
+
+/// A server at its handshake cap that keeps accepting: the cap counts answered handshakes (kept
+/// 10 s to answer duplicates), so at a steady rate above cap / 10 s it used to drop new clients.
+/// Now an answered handshake at least 5 s old is forgotten to make room; a younger one is not
+/// (its duplicates still get the identical reply), and the table never outgrows the cap.
+#[test]
+fn a_server_at_its_handshake_cap_forgets_old_answered_handshakes_for_new_clients() {
+    const CAP: usize = 32;
+    let mut f = Fixture::with(|cfg| {
+        cfg.rpc.firewalled = false;
+        cfg.max_server_handshakes = Some(CAP);
+    });
+    f.open_clients = true;
+    let first: Vec<Vec<u8>> = (0..CAP)
+        .map(|_| f.msg1_with_firewall(Firewall::OPEN))
+        .collect();
+    let replies: Vec<HandshakeEnvelope> = first
+        .iter()
+        .map(|m| reply_envelope(&f.handshake(m.clone())).expect("answered below the cap"))
+        .collect();
+    let stats = f.node().connect_stats();
+    assert_eq!(
+        (stats.handshakes, stats.server_punches),
+        (CAP, 0),
+        "{stats:?}"
+    );
+
+    // At the cap, within the 5 s: a new client is dropped, a duplicate answered identically.
+    f.advance(Duration::from_secs(4));
+    let late = f.msg1_with_firewall(Firewall::OPEN);
+    assert!(reply_envelope(&f.handshake(late.clone())).is_none());
+    let again = reply_envelope(&f.handshake(first[0].clone())).expect("a duplicate");
+    assert_eq!(
+        again.noise, replies[0].noise,
+        "the same msg2 for a duplicate"
+    );
+
+    // Past 5 s: each new client takes the place of the oldest answered handshake.
+    f.advance(Duration::from_secs(2));
+    for i in 0..CAP / 2 {
+        let m = f.msg1_with_firewall(Firewall::OPEN);
+        assert!(
+            reply_envelope(&f.handshake(m)).is_some(),
+            "new client {i} answered at the cap"
+        );
+        assert!(f.node().connect_stats().handshakes <= CAP);
+    }
+    assert!(
+        reply_envelope(&f.handshake(late)).is_some(),
+        "the dropped client's retry"
+    );
+    // The oldest went first: the first client's duplicate is a new handshake now (another
+    // msg2), the last first-round client's still gets its own.
+    let last = CAP - 1;
+    let kept = reply_envelope(&f.handshake(first[last].clone())).expect("kept");
+    assert_eq!(kept.noise, replies[last].noise);
+    let anew = reply_envelope(&f.handshake(first[0].clone())).expect("answered anew");
+    assert_ne!(
+        anew.noise, replies[0].noise,
+        "forgotten: a new handshake, a new msg2"
+    );
+    assert_eq!(f.node().connect_stats().handshakes, CAP);
+
+    // Nobody connects: everything drains as before.
+    f.advance(Duration::from_secs(25));
+    assert_eq!(f.node().connect_stats().handshakes, 0);
 }

@@ -100,9 +100,11 @@ pub struct DhtConfig {
     /// [`ConnectionBudget`](super::budget::ConnectionBudget)).
     pub connection_budget: Option<usize>,
     /// Handshakes the node's servers track at once, answered ones included for 10 s (default
-    /// [`MAX_SERVER_HANDSHAKES`], 4096); a handshake beyond it is dropped unanswered. A node
-    /// that serves more connects than that every 10 s — a blind relay for a large swarm, whose
-    /// every relayed pair is two connects to it — needs more.
+    /// [`MAX_SERVER_HANDSHAKES`], 4096). At the cap the oldest answered handshake is forgotten
+    /// early if it is at least 5 s old (kept only to answer duplicates of its msg1); otherwise
+    /// a new handshake is dropped unanswered. A node that serves more connects than that every
+    /// 5 s — a blind relay for a large swarm, whose every relayed pair is two connects to it —
+    /// needs more.
     pub max_server_handshakes: Option<usize>,
 }
 
@@ -865,7 +867,8 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
                 let Some(server) = self.local_server(req) else {
                     return;
                 };
-                let room = self.handshake_count() < self.max_server_handshakes;
+                let room = self.handshake_count() < self.max_server_handshakes
+                    || self.forget_oldest_answered_handshake(now);
                 self.with_server(now, server, |s, env, out| {
                     s.handle_handshake(env, req, envelope, room, out)
                 });
@@ -897,6 +900,21 @@ impl<R: RngCore + CryptoRng> DhtNode<R> {
     fn local_server(&self, req: &IncomingRequest) -> Option<ServerId> {
         req.target
             .and_then(|t| self.server_by_target.get(&t.0).copied())
+    }
+
+    /// At the handshake cap: forgets the oldest answered handshake of all servers if it is old
+    /// enough to have seen its duplicates (`HANDSHAKE_EVICT_AGE`); whether one went.
+    fn forget_oldest_answered_handshake(&mut self, now: Instant) -> bool {
+        let oldest = self
+            .servers
+            .iter()
+            .filter_map(|(id, s)| Some((s.oldest_answered()?, *id)))
+            .min();
+        oldest.is_some_and(|(_, id)| {
+            self.servers
+                .get_mut(&id)
+                .is_some_and(|s| s.forget_oldest_answered(now))
+        })
     }
 
     /// Handshakes all servers track.
