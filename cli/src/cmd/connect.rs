@@ -419,6 +419,15 @@ pub async fn run_connect(args: ConnectArgs, global: &GlobalOpts, out: Output) ->
     result
 }
 
+/// The options `hdht connect` connects with (its key pair, the relays it names).
+fn connect_options(args: &ConnectArgs) -> ConnectOptions {
+    ConnectOptions {
+        key_pair: args.seed.map(|s| KeyPair::from_seed(&s)),
+        relay_through: crate::args::relay_selector(&args.relay_through),
+        ..ConnectOptions::default()
+    }
+}
+
 async fn connect(
     dht: &Dht,
     args: &ConnectArgs,
@@ -426,11 +435,7 @@ async fn connect(
     out: Output,
     shutdown: &mut Shutdown,
 ) -> Result<()> {
-    let opts = ConnectOptions {
-        key_pair: args.seed.map(|s| KeyPair::from_seed(&s)),
-        relay_through: crate::args::relay_selector(&args.relay_through),
-        ..ConnectOptions::default()
-    };
+    let opts = connect_options(args);
     let remote = args.public_key;
     let t0 = Instant::now();
     let mut t_connect = t0;
@@ -490,11 +495,7 @@ async fn second_connect(
     out: Output,
     shutdown: &mut Shutdown,
 ) -> Result<()> {
-    let opts = ConnectOptions {
-        key_pair: args.seed.map(|s| KeyPair::from_seed(&s)),
-        relay_through: crate::args::relay_selector(&args.relay_through),
-        ..ConnectOptions::default()
-    };
+    let opts = connect_options(args);
     let remote = args.public_key;
     let t = Instant::now();
     let mut conn = until_signal(shutdown, async {

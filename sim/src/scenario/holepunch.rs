@@ -381,22 +381,7 @@ pub fn run_holepunch_with(
     sim.set_tap(tap);
     sim.reserve_hosts(cfg.public_nodes + 2);
     let mut w = Watch::default();
-    let mut run = HolepunchRun {
-        client: cfg.client,
-        server: cfg.server,
-        seed: cfg.seed,
-        outcome: Err(HolepunchFailure::PublicDhtNotReady),
-        elapsed: None,
-        listen_time: None,
-        pool_binds: (0, 0),
-        trace_hash: TraceHash([0; 32]),
-        net: NetStats::default(),
-        events: 0,
-        sim_time: Duration::ZERO,
-        relay_path: None,
-        first_byte: None,
-        second: None,
-    };
+    let mut run = placeholder_run(cfg);
     run.outcome = phases(cfg, &mut sim, &mut w, &mut run);
     let binds = |h: Option<HostId>| {
         h.and_then(|h| sim.try_node(h))
@@ -718,6 +703,7 @@ fn second_phase(
     second
 }
 
+/// A run of `cfg` that has not got anywhere yet (its fields filled in as the phases go).
 fn placeholder_run(cfg: &HolepunchConfig) -> HolepunchRun {
     HolepunchRun {
         client: cfg.client,
